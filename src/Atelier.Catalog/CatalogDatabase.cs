@@ -1,0 +1,65 @@
+using Microsoft.Data.Sqlite;
+
+namespace Atelier.Catalog;
+
+/// <summary>
+/// The embedded catalog: one SQLite database in WAL mode. The schema is created and upgraded by
+/// numbered migrations that run inside a transaction each and are recorded in
+/// <c>schema_migrations</c>, so a start after an upgrade applies only what is new and an
+/// interrupted migration leaves the previous schema intact.
+/// </summary>
+public sealed class CatalogDatabase
+{
+    private readonly string _connectionString;
+
+    /// <summary>Opens (creating if needed) the catalog at <paramref name="path"/> and migrates it.</summary>
+    public CatalogDatabase(string path)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = Path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+        using var connection = Open();
+        using (var pragma = connection.CreateCommand())
+        {
+            pragma.CommandText = "PRAGMA journal_mode=WAL;";
+            pragma.ExecuteNonQuery();
+        }
+
+        Migrations.Apply(connection);
+    }
+
+    /// <summary>The database file.</summary>
+    public string Path { get; }
+
+    /// <summary>Opens a connection with the catalog's per-connection settings.</summary>
+    public SqliteConnection Open()
+    {
+        var connection = new SqliteConnection(_connectionString);
+        connection.Open();
+        using var pragma = connection.CreateCommand();
+
+        // FULL synchronous: a committed catalog row must survive a power cut, since the blob it
+        // points to was already fsynced before the row was written.
+        pragma.CommandText = "PRAGMA foreign_keys=ON; PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000;";
+        pragma.ExecuteNonQuery();
+        return connection;
+    }
+
+    /// <summary>The highest migration applied.</summary>
+    public int SchemaVersion
+    {
+        get
+        {
+            using var connection = Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+            return Convert.ToInt32(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Atelier.Core.Residency;
+using Atelier.Core.Topology;
+
+namespace Atelier.Core;
+
+/// <summary>
+/// The configuration of one Atelier installation, kept as <c>atelier.json</c> in the data
+/// directory. The first start writes a default one: a single EU on-prem site with one local
+/// location, and the default residency policies.
+/// </summary>
+public sealed record AtelierConfig
+{
+    /// <summary>The name of the file inside the data directory.</summary>
+    public const string FileName = "atelier.json";
+
+    /// <summary>The schema version of this file, for upgrades.</summary>
+    public int Version { get; init; } = 1;
+
+    /// <summary>Server settings.</summary>
+    public ServerConfig Server { get; init; } = new();
+
+    /// <summary>Limits on uploads.</summary>
+    public FilesConfig Files { get; init; } = new();
+
+    /// <summary>Sites, racks and nodes.</summary>
+    public IReadOnlyList<Site> Sites { get; init; } = [];
+
+    /// <summary>Places bytes can live. Relative local paths are under the data directory.</summary>
+    public IReadOnlyList<LocationDescriptor> Locations { get; init; } = [];
+
+    /// <summary>Named residency policies.</summary>
+    public IReadOnlyList<ResidencyPolicy> Policies { get; init; } = [];
+
+    /// <summary>Which policy applies to what, and where new artifacts go first.</summary>
+    public DefaultsConfig Defaults { get; init; } = new();
+
+    /// <summary>The policy with <paramref name="name"/>, or an error naming the known ones.</summary>
+    public ResidencyPolicy Policy(string name) =>
+        Policies.FirstOrDefault(p => p.Name == name)
+        ?? throw new InvalidOperationException($"Residency policy '{name}' is not defined in {FileName}; defined: {string.Join(", ", Policies.Select(p => p.Name))}.");
+
+    /// <summary>The configuration written on first start.</summary>
+    /// <param name="country">Jurisdiction of the default on-prem location (EU's France unless told otherwise).</param>
+    public static AtelierConfig CreateDefault(string country = "FR")
+    {
+        var eu = EuMembers.Contains(country) ? (string[])["EU", "EEA"] : [];
+        return new AtelierConfig
+        {
+            Sites = [new Site("local-site", country, [new Rack("rack-0", [Environment.MachineName])])],
+            Locations =
+            [
+                new LocationDescriptor
+                {
+                    Id = "local",
+                    Kind = LocationKind.LocalDirectory,
+                    Uri = "blobs/local",
+                    Country = country,
+                    Blocs = eu,
+                    Site = "local-site",
+                    Rack = "rack-0",
+                    OnPrem = true,
+                    Operator = "self",
+                },
+            ],
+            Policies =
+            [
+                new ResidencyPolicy { Name = "default", AllowedJurisdictions = eu.Length > 0 ? ["EU"] : [country], MinReplicas = 1, RequireOnPrem = false },
+                new ResidencyPolicy { Name = "checkpoints", AllowedJurisdictions = eu.Length > 0 ? ["EU"] : [country], MinReplicas = 1, RequireOnPrem = true },
+            ],
+        };
+    }
+
+    /// <summary>Reads the configuration, or writes and returns the default when there is none.</summary>
+    public static AtelierConfig LoadOrCreate(string dataDirectory)
+    {
+        var path = Path.Combine(dataDirectory, FileName);
+        if (File.Exists(path))
+        {
+            try
+            {
+                return JsonSerializer.Deserialize<AtelierConfig>(File.ReadAllText(path), SerializerOptions)
+                    ?? throw new InvalidOperationException($"{path} is empty.");
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidOperationException($"{path} is not valid configuration: {e.Message}", e);
+            }
+        }
+
+        var config = CreateDefault();
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, JsonSerializer.Serialize(config, SerializerOptions));
+        File.Move(temp, path, overwrite: false);
+        return config;
+    }
+
+    /// <summary>The JSON options of the configuration file (snake_case, enums as strings, indented).</summary>
+    public static JsonSerializerOptions SerializerOptions { get; } = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+    };
+
+    private static readonly HashSet<string> EuMembers =
+    [
+        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
+        "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
+    ];
+}
+
+/// <summary>Server settings.</summary>
+public sealed record ServerConfig
+{
+    /// <summary>The address to bind; loopback unless told otherwise.</summary>
+    public string Bind { get; init; } = "127.0.0.1";
+
+    /// <summary>The TCP port.</summary>
+    public int Port { get; init; } = 8080;
+}
+
+/// <summary>Limits on uploaded files.</summary>
+public sealed record FilesConfig
+{
+    /// <summary>The largest upload accepted, in bytes (Mistral's limit is 512 MB).</summary>
+    public long MaxUploadBytes { get; init; } = 512L * 1024 * 1024;
+
+    /// <summary>The longest line accepted in a JSONL file, in bytes.</summary>
+    public int MaxLineBytes { get; init; } = 16 * 1024 * 1024;
+}
+
+/// <summary>Defaults for new artifacts.</summary>
+public sealed record DefaultsConfig
+{
+    /// <summary>The location new uploads go to first.</summary>
+    public string FileLocation { get; init; } = "local";
+
+    /// <summary>The policy of uploaded files.</summary>
+    public string FilePolicy { get; init; } = "default";
+
+    /// <summary>The policy of checkpoints.</summary>
+    public string CheckpointPolicy { get; init; } = "checkpoints";
+}

@@ -1,0 +1,473 @@
+using System.Text.Json;
+using Atelier.Core.Errors;
+
+namespace Atelier.Data.Validation;
+
+/// <summary>
+/// Mistral's rules for one line of a fine-tuning file. An instruct line holds <c>messages</c>
+/// (or <c>interactions</c>): roles system|user|assistant|tool, starting with system or user and
+/// ending with assistant; an assistant message has content or tool_calls, not both; tool call ids
+/// are 9 alphanumerics, function names match <c>^[a-zA-Z0-9_-]{1,64}$</c>, arguments are a JSON
+/// string, and every call gets exactly one tool result; <c>weight</c> is 0 or 1. A pretrain line
+/// is <c>{"text": "..."}</c>.
+/// </summary>
+internal static class FineTuneLineRules
+{
+    private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64 };
+
+    public static LineKind Validate(ReadOnlySpan<byte> line, long lineNumber, JsonlValidator sink)
+    {
+        JsonDocument document;
+        try
+        {
+            // JsonDocument needs memory it can keep; the line is copied into a pooled buffer by the parser.
+            document = JsonDocument.Parse(line.ToArray(), ParseOptions);
+        }
+        catch (JsonException e)
+        {
+            sink.Add(new Problem($"the line is not valid JSON: {TrimJsonMessage(e.Message)}", lineNumber));
+            return LineKind.Invalid;
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                sink.Add(new Problem($"the line must be a JSON object, not {Describe(root.ValueKind)}", lineNumber));
+                return LineKind.Invalid;
+            }
+
+            if (root.TryGetProperty("messages", out var messages) || root.TryGetProperty("interactions", out messages))
+            {
+                var name = root.TryGetProperty("messages", out _) ? "messages" : "interactions";
+                var ok = ValidateMessages(messages, name, lineNumber, sink);
+                if (root.TryGetProperty("tools", out var tools))
+                {
+                    ok &= ValidateTools(tools, lineNumber, sink);
+                }
+
+                return ok ? LineKind.Instruct : LineKind.Invalid;
+            }
+
+            if (root.TryGetProperty("text", out var text))
+            {
+                if (text.ValueKind != JsonValueKind.String)
+                {
+                    sink.Add(new Problem($"'text' must be a string, not {Describe(text.ValueKind)}", lineNumber, "text"));
+                    return LineKind.Invalid;
+                }
+
+                if (text.GetString()!.Length == 0)
+                {
+                    sink.Add(new Problem("'text' is empty", lineNumber, "text"));
+                    return LineKind.Invalid;
+                }
+
+                return LineKind.Pretrain;
+            }
+
+            sink.Add(new Problem("the line has neither 'messages' (instruct) nor 'text' (pretrain)", lineNumber));
+            return LineKind.Invalid;
+        }
+    }
+
+    private static bool ValidateMessages(JsonElement messages, string name, long lineNumber, JsonlValidator sink)
+    {
+        if (messages.ValueKind != JsonValueKind.Array)
+        {
+            sink.Add(new Problem($"'{name}' must be an array, not {Describe(messages.ValueKind)}", lineNumber, name));
+            return false;
+        }
+
+        var count = messages.GetArrayLength();
+        if (count == 0)
+        {
+            sink.Add(new Problem($"'{name}' is empty", lineNumber, name));
+            return false;
+        }
+
+        var ok = true;
+        var index = 0;
+        string? firstRole = null;
+        string? lastRole = null;
+        var pendingCalls = new List<string>();
+        var pendingSince = -1;
+        foreach (var message in messages.EnumerateArray())
+        {
+            var field = $"{name}[{index}]";
+            if (message.ValueKind != JsonValueKind.Object)
+            {
+                sink.Add(new Problem($"a message must be an object, not {Describe(message.ValueKind)}", lineNumber, field));
+                ok = false;
+                index++;
+                continue;
+            }
+
+            if (!message.TryGetProperty("role", out var roleElement) || roleElement.ValueKind != JsonValueKind.String)
+            {
+                sink.Add(new Problem("the message has no 'role' string", lineNumber, field + ".role"));
+                ok = false;
+                index++;
+                continue;
+            }
+
+            var role = roleElement.GetString();
+            if (role is not ("system" or "user" or "assistant" or "tool"))
+            {
+                sink.Add(new Problem($"unknown role '{role}'; expected system, user, assistant or tool", lineNumber, field + ".role"));
+                ok = false;
+                index++;
+                continue;
+            }
+
+            firstRole ??= role;
+            lastRole = role;
+
+            if (role != "tool" && pendingCalls.Count > 0)
+            {
+                sink.Add(new Problem(
+                    $"the tool calls of {name}[{pendingSince}] are missing {pendingCalls.Count} result(s), for [{string.Join(", ", pendingCalls)}]",
+                    lineNumber,
+                    field));
+                ok = false;
+                pendingCalls.Clear();
+            }
+
+            switch (role)
+            {
+                case "system":
+                case "user":
+                    ok &= RequireContent(message, lineNumber, field, sink);
+                    break;
+                case "assistant":
+                    ok &= ValidateAssistant(message, lineNumber, field, sink, pendingCalls);
+                    if (pendingCalls.Count > 0)
+                    {
+                        pendingSince = index;
+                    }
+
+                    break;
+                case "tool":
+                    ok &= ValidateToolResult(message, lineNumber, field, sink, pendingCalls);
+                    ok &= RequireContent(message, lineNumber, field, sink);
+                    break;
+            }
+
+            index++;
+        }
+
+        if (pendingCalls.Count > 0)
+        {
+            sink.Add(new Problem(
+                $"the tool calls of {name}[{pendingSince}] have no results for [{string.Join(", ", pendingCalls)}]",
+                lineNumber,
+                name));
+            ok = false;
+        }
+
+        if (firstRole is not null and not ("system" or "user"))
+        {
+            sink.Add(new Problem($"the conversation must start with a system or user message, not {firstRole}", lineNumber, $"{name}[0].role"));
+            ok = false;
+        }
+
+        if (lastRole is not null and not "assistant")
+        {
+            sink.Add(new Problem($"the conversation must end with an assistant message, not {lastRole}", lineNumber, $"{name}[{count - 1}].role"));
+            ok = false;
+        }
+
+        return ok;
+    }
+
+    private static bool ValidateAssistant(JsonElement message, long lineNumber, string field, JsonlValidator sink, List<string> pendingCalls)
+    {
+        var ok = true;
+        var hasContent = message.TryGetProperty("content", out var content) && content.ValueKind != JsonValueKind.Null && !IsEmptyString(content);
+        var hasCalls = message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind != JsonValueKind.Null;
+        if (hasContent && hasCalls)
+        {
+            sink.Add(new Problem("an assistant message has either 'content' or 'tool_calls', not both", lineNumber, field));
+            ok = false;
+        }
+        else if (!hasContent && !hasCalls)
+        {
+            sink.Add(new Problem("an assistant message needs 'content' or 'tool_calls'", lineNumber, field));
+            ok = false;
+        }
+        else if (hasContent)
+        {
+            ok &= CheckContentShape(content, lineNumber, field + ".content", sink);
+        }
+
+        if (message.TryGetProperty("weight", out var weight))
+        {
+            if (weight.ValueKind != JsonValueKind.Number || !weight.TryGetDouble(out var w) || (w != 0 && w != 1))
+            {
+                sink.Add(new Problem($"'weight' must be 0 or 1, not {weight.GetRawText()}", lineNumber, field + ".weight"));
+                ok = false;
+            }
+        }
+
+        if (hasCalls)
+        {
+            if (calls.ValueKind != JsonValueKind.Array || calls.GetArrayLength() == 0)
+            {
+                sink.Add(new Problem("'tool_calls' must be a non-empty array", lineNumber, field + ".tool_calls"));
+                return false;
+            }
+
+            var i = 0;
+            foreach (var call in calls.EnumerateArray())
+            {
+                ok &= ValidateToolCall(call, lineNumber, $"{field}.tool_calls[{i}]", sink, pendingCalls);
+                i++;
+            }
+        }
+
+        return ok;
+    }
+
+    private static bool ValidateToolCall(JsonElement call, long lineNumber, string field, JsonlValidator sink, List<string> pendingCalls)
+    {
+        if (call.ValueKind != JsonValueKind.Object)
+        {
+            sink.Add(new Problem("a tool call must be an object", lineNumber, field));
+            return false;
+        }
+
+        var ok = true;
+        if (!call.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.String || !IsToolCallId(id.GetString()!))
+        {
+            sink.Add(new Problem("a tool call 'id' must be a string of 9 letters or digits", lineNumber, field + ".id"));
+            ok = false;
+        }
+        else
+        {
+            pendingCalls.Add(id.GetString()!);
+        }
+
+        if (call.TryGetProperty("type", out var type) && type.ValueKind != JsonValueKind.Null && type.GetString() != "function")
+        {
+            sink.Add(new Problem($"a tool call 'type' must be 'function', not {type.GetRawText()}", lineNumber, field + ".type"));
+            ok = false;
+        }
+
+        if (!call.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)
+        {
+            sink.Add(new Problem("a tool call needs a 'function' object", lineNumber, field + ".function"));
+            return false;
+        }
+
+        if (!function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || !IsFunctionName(name.GetString()!))
+        {
+            sink.Add(new Problem("the function 'name' must match ^[a-zA-Z0-9_-]{1,64}$", lineNumber, field + ".function.name"));
+            ok = false;
+        }
+
+        if (!function.TryGetProperty("arguments", out var arguments) || arguments.ValueKind != JsonValueKind.String)
+        {
+            sink.Add(new Problem("the function 'arguments' must be a string holding JSON", lineNumber, field + ".function.arguments"));
+            ok = false;
+        }
+        else
+        {
+            try
+            {
+                using var _ = JsonDocument.Parse(arguments.GetString()!);
+            }
+            catch (JsonException)
+            {
+                sink.Add(new Problem("the function 'arguments' string is not valid JSON", lineNumber, field + ".function.arguments"));
+                ok = false;
+            }
+        }
+
+        return ok;
+    }
+
+    private static bool ValidateToolResult(JsonElement message, long lineNumber, string field, JsonlValidator sink, List<string> pendingCalls)
+    {
+        if (pendingCalls.Count == 0)
+        {
+            sink.Add(new Problem("a tool message must answer a tool call of the assistant message before it", lineNumber, field));
+            return false;
+        }
+
+        if (message.TryGetProperty("tool_call_id", out var callId) && callId.ValueKind == JsonValueKind.String)
+        {
+            var id = callId.GetString()!;
+            if (!pendingCalls.Remove(id))
+            {
+                sink.Add(new Problem($"'tool_call_id' {id} matches no pending tool call; pending: [{string.Join(", ", pendingCalls)}]", lineNumber, field + ".tool_call_id"));
+                return false;
+            }
+
+            return true;
+        }
+
+        // Without an id the results answer the calls in order.
+        pendingCalls.RemoveAt(0);
+        return true;
+    }
+
+    private static bool ValidateTools(JsonElement tools, long lineNumber, JsonlValidator sink)
+    {
+        if (tools.ValueKind != JsonValueKind.Array)
+        {
+            sink.Add(new Problem("'tools' must be an array", lineNumber, "tools"));
+            return false;
+        }
+
+        var ok = true;
+        var i = 0;
+        foreach (var tool in tools.EnumerateArray())
+        {
+            var field = $"tools[{i++}]";
+            if (tool.ValueKind != JsonValueKind.Object || !tool.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)
+            {
+                sink.Add(new Problem("a tool must be an object with a 'function' object", lineNumber, field));
+                ok = false;
+                continue;
+            }
+
+            if (!function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || !IsFunctionName(name.GetString()!))
+            {
+                sink.Add(new Problem("the function 'name' must match ^[a-zA-Z0-9_-]{1,64}$", lineNumber, field + ".function.name"));
+                ok = false;
+            }
+        }
+
+        return ok;
+    }
+
+    private static bool RequireContent(JsonElement message, long lineNumber, string field, JsonlValidator sink)
+    {
+        if (!message.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
+        {
+            sink.Add(new Problem("the message has no 'content'", lineNumber, field + ".content"));
+            return false;
+        }
+
+        return CheckContentShape(content, lineNumber, field + ".content", sink);
+    }
+
+    private static bool CheckContentShape(JsonElement content, long lineNumber, string field, JsonlValidator sink)
+    {
+        // Content is a string, or a list of chunks such as {"type": "text", "text": "..."}.
+        if (content.ValueKind is JsonValueKind.String or JsonValueKind.Array)
+        {
+            return true;
+        }
+
+        sink.Add(new Problem($"'content' must be a string or an array of chunks, not {Describe(content.ValueKind)}", lineNumber, field));
+        return false;
+    }
+
+    private static bool IsEmptyString(JsonElement e) => e.ValueKind == JsonValueKind.String && e.GetString()!.Length == 0;
+
+    private static bool IsToolCallId(string id)
+    {
+        if (id.Length != 9)
+        {
+            return false;
+        }
+
+        foreach (var c in id)
+        {
+            if (!char.IsAsciiLetterOrDigit(c))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool IsFunctionName(string name)
+    {
+        if (name.Length is 0 or > 64)
+        {
+            return false;
+        }
+
+        foreach (var c in name)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    internal static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => "nothing",
+    };
+
+    internal static string TrimJsonMessage(string message)
+    {
+        // System.Text.Json appends "LineNumber: 0 | BytePositionInLine: 12." — keep the byte position, which is useful.
+        var cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (cut < 0)
+        {
+            return message;
+        }
+
+        var position = message.IndexOf("BytePositionInLine:", StringComparison.Ordinal);
+        var head = message[..cut].TrimEnd();
+        return position < 0 ? head : $"{head} (at byte {message[(position + 19)..].Trim().TrimEnd('.')})";
+    }
+}
+
+/// <summary>Rules for batch request lines: <c>{"custom_id": "...", "body": {...}}</c>.</summary>
+internal static class BatchLineRules
+{
+    public static LineKind Validate(ReadOnlySpan<byte> line, long lineNumber, JsonlValidator sink)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(line.ToArray());
+        }
+        catch (JsonException e)
+        {
+            sink.Add(new Problem($"the line is not valid JSON: {FineTuneLineRules.TrimJsonMessage(e.Message)}", lineNumber));
+            return LineKind.Invalid;
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                sink.Add(new Problem($"the line must be a JSON object, not {FineTuneLineRules.Describe(root.ValueKind)}", lineNumber));
+                return LineKind.Invalid;
+            }
+
+            var ok = true;
+            if (!root.TryGetProperty("custom_id", out var id) || id.ValueKind != JsonValueKind.String || id.GetString()!.Length == 0)
+            {
+                sink.Add(new Problem("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id"));
+                ok = false;
+            }
+
+            if (!root.TryGetProperty("body", out var body) || body.ValueKind != JsonValueKind.Object)
+            {
+                sink.Add(new Problem("a batch request needs a 'body' object", lineNumber, "body"));
+                ok = false;
+            }
+
+            return ok ? LineKind.Batch : LineKind.Invalid;
+        }
+    }
+}

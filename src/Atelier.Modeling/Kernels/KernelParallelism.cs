@@ -1,0 +1,62 @@
+namespace Atelier.Modeling.Kernels;
+
+/// <summary>
+/// How many threads the kernels may use. Kernels split work only along dimensions whose results
+/// do not depend on the split (rows, columns, heads), never along a reduction, so every result is
+/// bit-identical whatever this is set to.
+/// </summary>
+public static class KernelParallelism
+{
+    private static int _maxThreads = Environment.ProcessorCount;
+
+    /// <summary>The most threads a kernel uses; defaults to the processor count.</summary>
+    public static int MaxThreads
+    {
+        get => _maxThreads;
+        set => _maxThreads = Math.Max(1, value);
+    }
+
+    /// <summary>Runs <paramref name="body"/> for each index in [0, count), in parallel when worth it.</summary>
+    internal static void For(int count, Action<int> body)
+    {
+        var threads = Math.Min(_maxThreads, count);
+        if (threads <= 1)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                body(i);
+            }
+
+            return;
+        }
+
+        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+    }
+
+    /// <summary>
+    /// Splits [0, count) into contiguous chunks of at least <paramref name="minChunk"/> and runs
+    /// <paramref name="body"/>(start, end) on each, in parallel when there is more than one.
+    /// </summary>
+    internal static void ForRange(int count, int minChunk, Action<int, int> body)
+    {
+        if (count <= 0)
+        {
+            return;
+        }
+
+        var chunks = Math.Min(_maxThreads * 4, Math.Max(1, count / Math.Max(1, minChunk)));
+        if (chunks <= 1 || _maxThreads <= 1)
+        {
+            body(0, count);
+            return;
+        }
+
+        var size = (count + chunks - 1) / chunks;
+        chunks = (count + size - 1) / size;
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _maxThreads }, c =>
+        {
+            var start = c * size;
+            body(start, Math.Min(count, start + size));
+        });
+    }
+}

@@ -1,0 +1,557 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Atelier.Modeling.Kernels;
+
+/// <summary>
+/// Single-precision matrix multiply on row-major matrices:
+/// <c>C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C</c>, where <c>op</c> optionally transposes.
+/// </summary>
+/// <remarks>
+/// The layout follows BLIS/GotoBLAS: B is packed in KC×NC blocks (kept in L3), A in MC×KC blocks
+/// (kept in L2), and an 8×32 register-blocked micro-kernel (16 ZMM accumulators fed by fused
+/// multiply-adds) streams a KC×32 sliver of B from L1. Work is split across threads by blocks of C
+/// only; each element of C is always accumulated over k in the same order, in the same micro-kernel,
+/// with the same KC blocking, so the result is bit-identical for any thread count.
+/// </remarks>
+public static unsafe class Sgemm
+{
+    /// <summary>Rows of C computed by one micro-kernel call.</summary>
+    internal const int MR = 8;
+
+    /// <summary>Columns of C computed by one micro-kernel call (two 512-bit vectors).</summary>
+    internal const int NR = 32;
+
+    private const int KC = 256;
+    private const int MC = 128;
+    private const int NC = 4096;
+
+    // Below this many multiply-adds, the fork/join of a parallel loop costs more than it saves.
+    private const long ParallelThreshold = 64L * 64 * 64;
+
+    [ThreadStatic]
+    private static float* t_aPack;
+
+    [ThreadStatic]
+    private static float* t_bPack;
+
+    [ThreadStatic]
+    private static nuint t_bPackLength;
+
+    /// <summary>Forces the 256-bit micro-kernel (for tests of the fallback path).</summary>
+    internal static bool ForceVector256 { get; set; }
+
+    /// <summary>
+    /// Computes <c>C = alpha · op(A) · op(B) + beta · C</c>. When <paramref name="beta"/> is zero, C is
+    /// not read (it may hold anything, NaN included).
+    /// </summary>
+    /// <param name="transA">Whether A is stored as k×m (so op(A) = Aᵀ).</param>
+    /// <param name="transB">Whether B is stored as n×k (so op(B) = Bᵀ).</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">The shared dimension.</param>
+    /// <param name="alpha">Scale of the product.</param>
+    /// <param name="a">A, row-major with leading dimension <paramref name="lda"/>.</param>
+    /// <param name="lda">Distance between rows of A as stored.</param>
+    /// <param name="b">B, row-major with leading dimension <paramref name="ldb"/>.</param>
+    /// <param name="ldb">Distance between rows of B as stored.</param>
+    /// <param name="beta">Scale of the existing C.</param>
+    /// <param name="c">C, row-major with leading dimension <paramref name="ldc"/>.</param>
+    /// <param name="ldc">Distance between rows of C.</param>
+    public static void Multiply(
+        bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
+        float beta, Span<float> c, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(m), "Matrix dimensions must not be negative.");
+        }
+
+        if (m == 0 || n == 0)
+        {
+            return;
+        }
+
+        CheckOperand(a, transA ? k : m, transA ? m : k, lda, nameof(a));
+        CheckOperand(b, transB ? n : k, transB ? k : n, ldb, nameof(b));
+        CheckOperand(c, m, n, ldc, nameof(c));
+
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            if (k == 0 || alpha == 0)
+            {
+                ScaleC(pc, m, n, ldc, beta);
+                return;
+            }
+
+            if (m == 1)
+            {
+                Gemv(transA, transB, n, k, alpha, pa, lda, pb, ldb, beta, pc);
+                return;
+            }
+
+            Blocked(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+        }
+    }
+
+    /// <summary><c>C[m×n] = A[m×k] · B[k×n]</c> on contiguous matrices.</summary>
+    public static void MatMul(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k)
+        => Multiply(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n);
+
+    private static void CheckOperand(ReadOnlySpan<float> x, int rows, int cols, int ld, string name)
+    {
+        if (ld < cols)
+        {
+            throw new ArgumentException($"Leading dimension {ld} is smaller than the row length {cols}.", name);
+        }
+
+        if (rows > 0 && cols > 0 && (long)(rows - 1) * ld + cols > x.Length)
+        {
+            throw new ArgumentException($"Matrix of {rows}×{cols} (leading dimension {ld}) does not fit in {x.Length} elements.", name);
+        }
+    }
+
+    private static void ScaleC(float* c, int m, int n, int ldc, float beta)
+    {
+        for (var i = 0; i < m; i++)
+        {
+            var row = new Span<float>(c + (long)i * ldc, n);
+            if (beta == 0)
+            {
+                row.Clear();
+            }
+            else if (beta != 1)
+            {
+                TensorPrimitives.Multiply(row, beta, row);
+            }
+        }
+    }
+
+    private static void Gemv(bool transA, bool transB, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c)
+    {
+        // One row of A; gather it when it is a column of the stored matrix.
+        float[]? gathered = null;
+        var x = a;
+        if (transA && k > 1)
+        {
+            gathered = new float[k];
+            for (var p = 0; p < k; p++)
+            {
+                gathered[p] = a[(long)p * lda];
+            }
+        }
+
+        fixed (float* g = gathered)
+        {
+            var xp = (nint)(gathered is null ? x : g);
+            var bp = (nint)b;
+            var cp = (nint)c;
+            var parallel = (long)n * k >= ParallelThreshold;
+            if (transB)
+            {
+                // c[j] = alpha · dot(x, B[j, :]): rows of B are contiguous.
+                void Rows(int start, int end)
+                {
+                    var xs = new ReadOnlySpan<float>((float*)xp, k);
+                    for (var j = start; j < end; j++)
+                    {
+                        var dot = Simd.Dot(xs, new ReadOnlySpan<float>((float*)bp + ((long)j * ldb), k));
+                        var prev = beta == 0 ? 0 : beta * ((float*)cp)[j];
+                        ((float*)cp)[j] = (alpha * dot) + prev;
+                    }
+                }
+
+                if (parallel)
+                {
+                    KernelParallelism.ForRange(n, 64, Rows);
+                }
+                else
+                {
+                    Rows(0, n);
+                }
+            }
+            else
+            {
+                // c = alpha · Σ_p x[p] · B[p, :], accumulated in p order per column chunk.
+                void Columns(int start, int end)
+                {
+                    var len = end - start;
+                    var acc = new float[len];
+                    for (var p = 0; p < k; p++)
+                    {
+                        var row = new ReadOnlySpan<float>((float*)bp + ((long)p * ldb) + start, len);
+                        Simd.Axpy(((float*)xp)[p], row, acc);
+                    }
+
+                    var dst = new Span<float>((float*)cp + start, len);
+                    for (var j = 0; j < len; j++)
+                    {
+                        dst[j] = (alpha * acc[j]) + (beta == 0 ? 0 : beta * dst[j]);
+                    }
+                }
+
+                if (parallel)
+                {
+                    KernelParallelism.ForRange(n, 256, Columns);
+                }
+                else
+                {
+                    Columns(0, n);
+                }
+            }
+        }
+    }
+
+    private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        var threads = (long)m * n * k >= ParallelThreshold ? KernelParallelism.MaxThreads : 1;
+        var bPack = EnsureBPack((nuint)Math.Min(KC, k) * (nuint)RoundUp(Math.Min(NC, n), NR));
+        var use512 = Vector512.IsHardwareAccelerated && !ForceVector256;
+
+        for (var jc = 0; jc < n; jc += NC)
+        {
+            var nc = Math.Min(NC, n - jc);
+            var panels = (nc + NR - 1) / NR;
+            for (var pc = 0; pc < k; pc += KC)
+            {
+                var kc = Math.Min(KC, k - pc);
+                var betaEff = pc == 0 ? beta : 1f;
+
+                // Pack the KC×NC block of op(B) into NR-wide slivers.
+                var packArgs = (b: (nint)b, bPack: (nint)bPack, ldb, pc, jc, kc, nc, transB);
+                if (threads > 1 && panels > 1)
+                {
+                    Parallel.For(0, panels, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
+                        PackB(packArgs.transB, (float*)packArgs.b, packArgs.ldb, packArgs.pc, packArgs.jc + (p * NR), packArgs.kc,
+                            Math.Min(NR, packArgs.nc - (p * NR)), (float*)packArgs.bPack + ((long)p * NR * packArgs.kc)));
+                }
+                else
+                {
+                    for (var p = 0; p < panels; p++)
+                    {
+                        PackB(transB, b, ldb, pc, jc + (p * NR), kc, Math.Min(NR, nc - (p * NR)), bPack + ((long)p * NR * kc));
+                    }
+                }
+
+                // Tasks are (block of MC rows) × (range of B slivers). With few rows, split columns too.
+                var mBlocks = (m + MC - 1) / MC;
+                var nSplits = threads == 1 ? 1 : Math.Clamp(((2 * threads) + mBlocks - 1) / mBlocks, 1, panels);
+                var tasks = mBlocks * nSplits;
+                var args = (a: (nint)a, lda, transA, c: (nint)c, ldc, bPack: (nint)bPack, jc, pc, kc, nc, panels, nSplits, alpha, betaEff, m, use512);
+
+                void RunTask(int t)
+                {
+                    var ib = t / args.nSplits;
+                    var js = t % args.nSplits;
+                    var ic = ib * MC;
+                    var mc = Math.Min(MC, args.m - ic);
+                    var p0 = (int)((long)args.panels * js / args.nSplits);
+                    var p1 = (int)((long)args.panels * (js + 1) / args.nSplits);
+                    if (p0 == p1)
+                    {
+                        return;
+                    }
+
+                    var aPack = EnsureAPack();
+                    PackA(args.transA, (float*)args.a, args.lda, ic, args.pc, mc, args.kc, aPack);
+                    for (var p = p0; p < p1; p++)
+                    {
+                        var nr = Math.Min(NR, args.nc - (p * NR));
+                        var bSliver = (float*)args.bPack + ((long)p * NR * args.kc);
+                        for (var ir = 0; ir < mc; ir += MR)
+                        {
+                            var mr = Math.Min(MR, mc - ir);
+                            var cTile = (float*)args.c + ((long)(ic + ir) * args.ldc) + args.jc + (p * NR);
+                            if (args.use512)
+                            {
+                                Kernel512(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff);
+                            }
+                            else
+                            {
+                                Kernel256(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff);
+                            }
+                        }
+                    }
+                }
+
+                if (threads > 1 && tasks > 1)
+                {
+                    Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = threads }, RunTask);
+                }
+                else
+                {
+                    for (var t = 0; t < tasks; t++)
+                    {
+                        RunTask(t);
+                    }
+                }
+            }
+        }
+    }
+
+    private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
+
+    private static float* EnsureAPack()
+    {
+        if (t_aPack == null)
+        {
+            // Lives for the thread's lifetime: the pool threads that run kernels are few and reused.
+            t_aPack = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
+        }
+
+        return t_aPack;
+    }
+
+    private static float* EnsureBPack(nuint floats)
+    {
+        if (t_bPackLength < floats)
+        {
+            if (t_bPack != null)
+            {
+                NativeMemory.AlignedFree(t_bPack);
+            }
+
+            t_bPack = (float*)NativeMemory.AlignedAlloc(floats * sizeof(float), 64);
+            t_bPackLength = floats;
+        }
+
+        return t_bPack;
+    }
+
+    /// <summary>Packs rows [ic, ic+mc) × k-range [pc, pc+kc) of op(A) into MR-row slivers, zero-padded.</summary>
+    private static void PackA(bool transA, float* a, int lda, int ic, int pc, int mc, int kc, float* dst)
+    {
+        for (var ir = 0; ir < mc; ir += MR)
+        {
+            var mr = Math.Min(MR, mc - ir);
+            var sliver = dst + ((long)ir * kc);
+            if (transA)
+            {
+                // op(A)(i, p) = A[p, i]: the MR values for one p are contiguous.
+                for (var p = 0; p < kc; p++)
+                {
+                    var src = a + ((long)(pc + p) * lda) + ic + ir;
+                    var d = sliver + (p * MR);
+                    if (mr == MR)
+                    {
+                        Vector256.Store(Vector256.Load(src), d);
+                    }
+                    else
+                    {
+                        for (var r = 0; r < MR; r++)
+                        {
+                            d[r] = r < mr ? src[r] : 0f;
+                        }
+                    }
+                }
+            }
+            else
+            {
+                for (var r = 0; r < MR; r++)
+                {
+                    if (r < mr)
+                    {
+                        var src = a + ((long)(ic + ir + r) * lda) + pc;
+                        for (var p = 0; p < kc; p++)
+                        {
+                            sliver[(p * MR) + r] = src[p];
+                        }
+                    }
+                    else
+                    {
+                        for (var p = 0; p < kc; p++)
+                        {
+                            sliver[(p * MR) + r] = 0f;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Packs k-range [pc, pc+kc) × columns [j0, j0+nr) of op(B) into one NR-wide sliver, zero-padded.</summary>
+    private static void PackB(bool transB, float* b, int ldb, int pc, int j0, int kc, int nr, float* dst)
+    {
+        if (!transB)
+        {
+            for (var p = 0; p < kc; p++)
+            {
+                var src = b + ((long)(pc + p) * ldb) + j0;
+                var d = dst + (p * NR);
+                if (nr == NR)
+                {
+                    Vector512.Store(Vector512.Load(src), d);
+                    Vector512.Store(Vector512.Load(src + 16), d + 16);
+                }
+                else
+                {
+                    for (var j = 0; j < NR; j++)
+                    {
+                        d[j] = j < nr ? src[j] : 0f;
+                    }
+                }
+            }
+        }
+        else
+        {
+            // op(B)(p, j) = B[j, p]: read rows of B contiguously, write with stride NR.
+            for (var j = 0; j < NR; j++)
+            {
+                if (j < nr)
+                {
+                    var src = b + ((long)(j0 + j) * ldb) + pc;
+                    for (var p = 0; p < kc; p++)
+                    {
+                        dst[(p * NR) + j] = src[p];
+                    }
+                }
+                else
+                {
+                    for (var p = 0; p < kc; p++)
+                    {
+                        dst[(p * NR) + j] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The 8×32 AVX-512 micro-kernel: 16 accumulators, two B loads and eight broadcasts per k.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
+
+        for (var p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.LoadAligned(b);
+            var b1 = Vector512.LoadAligned(b + 16);
+            var av = Vector512.Create(a[0]);
+            c00 = Vector512.FusedMultiplyAdd(av, b0, c00);
+            c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
+            av = Vector512.Create(a[1]);
+            c10 = Vector512.FusedMultiplyAdd(av, b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(av, b1, c11);
+            av = Vector512.Create(a[2]);
+            c20 = Vector512.FusedMultiplyAdd(av, b0, c20);
+            c21 = Vector512.FusedMultiplyAdd(av, b1, c21);
+            av = Vector512.Create(a[3]);
+            c30 = Vector512.FusedMultiplyAdd(av, b0, c30);
+            c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
+            av = Vector512.Create(a[4]);
+            c40 = Vector512.FusedMultiplyAdd(av, b0, c40);
+            c41 = Vector512.FusedMultiplyAdd(av, b1, c41);
+            av = Vector512.Create(a[5]);
+            c50 = Vector512.FusedMultiplyAdd(av, b0, c50);
+            c51 = Vector512.FusedMultiplyAdd(av, b1, c51);
+            av = Vector512.Create(a[6]);
+            c60 = Vector512.FusedMultiplyAdd(av, b0, c60);
+            c61 = Vector512.FusedMultiplyAdd(av, b1, c61);
+            av = Vector512.Create(a[7]);
+            c70 = Vector512.FusedMultiplyAdd(av, b0, c70);
+            c71 = Vector512.FusedMultiplyAdd(av, b1, c71);
+            a += MR;
+            b += NR;
+        }
+
+        if (mr == MR && nr == NR)
+        {
+            var va = Vector512.Create(alpha);
+            Store512(c, c00, c01, va, beta);
+            Store512(c + ldc, c10, c11, va, beta);
+            Store512(c + (2 * ldc), c20, c21, va, beta);
+            Store512(c + (3 * ldc), c30, c31, va, beta);
+            Store512(c + (4 * ldc), c40, c41, va, beta);
+            Store512(c + (5 * ldc), c50, c51, va, beta);
+            Store512(c + (6 * ldc), c60, c61, va, beta);
+            Store512(c + (7 * ldc), c70, c71, va, beta);
+            return;
+        }
+
+        var tile = stackalloc float[MR * NR];
+        c00.Store(tile); c01.Store(tile + 16);
+        c10.Store(tile + 32); c11.Store(tile + 48);
+        c20.Store(tile + 64); c21.Store(tile + 80);
+        c30.Store(tile + 96); c31.Store(tile + 112);
+        c40.Store(tile + 128); c41.Store(tile + 144);
+        c50.Store(tile + 160); c51.Store(tile + 176);
+        c60.Store(tile + 192); c61.Store(tile + 208);
+        c70.Store(tile + 224); c71.Store(tile + 240);
+        StorePartial(tile, c, ldc, mr, nr, alpha, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store512(float* c, Vector512<float> lo, Vector512<float> hi, Vector512<float> alpha, float beta)
+    {
+        lo *= alpha;
+        hi *= alpha;
+        if (beta != 0)
+        {
+            var vb = Vector512.Create(beta);
+            lo = Vector512.FusedMultiplyAdd(vb, Vector512.Load(c), lo);
+            hi = Vector512.FusedMultiplyAdd(vb, Vector512.Load(c + 16), hi);
+        }
+
+        lo.Store(c);
+        hi.Store(c + 16);
+    }
+
+    private static void StorePartial(float* tile, float* c, int ldc, int mr, int nr, float alpha, float beta)
+    {
+        for (var r = 0; r < mr; r++)
+        {
+            var dst = c + ((long)r * ldc);
+            var src = tile + (r * NR);
+            for (var j = 0; j < nr; j++)
+            {
+                var v = alpha * src[j];
+                dst[j] = beta == 0 ? v : MathF.FusedMultiplyAdd(beta, dst[j], v);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The 256-bit micro-kernel for machines without AVX-512: same packed layout and the same per-element
+    /// accumulation order, computed as four 8×8 passes so that 8 accumulators fit in 16 YMM registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel256(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta)
+    {
+        var tile = stackalloc float[MR * NR];
+        for (var g = 0; g < NR / 8; g++)
+        {
+            Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            Vector256<float> c4 = default, c5 = default, c6 = default, c7 = default;
+            var pa = a;
+            var pb = b + (g * 8);
+            for (var p = 0; p < kc; p++)
+            {
+                var bv = Vector256.Load(pb);
+                c0 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[0]), bv, c0);
+                c1 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[1]), bv, c1);
+                c2 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[2]), bv, c2);
+                c3 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[3]), bv, c3);
+                c4 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[4]), bv, c4);
+                c5 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[5]), bv, c5);
+                c6 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[6]), bv, c6);
+                c7 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[7]), bv, c7);
+                pa += MR;
+                pb += NR;
+            }
+
+            var t = tile + (g * 8);
+            c0.Store(t); c1.Store(t + NR); c2.Store(t + (2 * NR)); c3.Store(t + (3 * NR));
+            c4.Store(t + (4 * NR)); c5.Store(t + (5 * NR)); c6.Store(t + (6 * NR)); c7.Store(t + (7 * NR));
+        }
+
+        Debug.Assert(mr <= MR && nr <= NR);
+        StorePartial(tile, c, ldc, mr, nr, alpha, beta);
+    }
+}

@@ -1,0 +1,243 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Atelier.Storage.Audit;
+
+/// <summary>
+/// The append-only, hash-chained audit log: one JSON object per line in <c>audit.jsonl</c>.
+/// Each line is written and fsynced before the operation it records is acknowledged. The hash of
+/// an event is SHA-256 over its line as written without the trailing <c>"hash"</c> member, so a
+/// verifier needs nothing but the file.
+/// </summary>
+public sealed class AuditLog : IDisposable
+{
+    /// <summary>The hash that the first event links to.</summary>
+    public const string GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly TimeProvider _clock;
+    private readonly FileStream _file;
+    private long _seq;
+    private string _head;
+
+    /// <summary>Opens the log in <paramref name="directory"/>, creating it if needed, and repairs a torn last line.</summary>
+    public AuditLog(string directory, TimeProvider clock)
+    {
+        _clock = clock;
+        Directory.CreateDirectory(directory);
+        Path = System.IO.Path.Combine(directory, "audit.jsonl");
+        _file = new FileStream(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
+        (_seq, _head) = RecoverTail(_file);
+        _file.Seek(0, SeekOrigin.End);
+    }
+
+    /// <summary>The log file.</summary>
+    public string Path { get; }
+
+    /// <summary>The sequence number of the last event.</summary>
+    public long LastSeq => Volatile.Read(ref _seq);
+
+    /// <summary>Appends an event, durably, and returns it with its sequence number and hashes.</summary>
+    public async ValueTask<AuditEvent> AppendAsync(AuditEvent draft, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(draft);
+
+        // Audit appends must not be abandoned half-way by a cancelled request: the operation they
+        // record has already happened, so the wait is cancellable but the write is not.
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var unsigned = draft with { Seq = _seq + 1, Time = _clock.GetUtcNow(), PrevHash = _head, Hash = null };
+            var body = JsonSerializer.SerializeToUtf8Bytes(unsigned, JsonOptions);
+            var hash = Convert.ToHexStringLower(SHA256.HashData(body));
+            var suffix = Encoding.ASCII.GetBytes($",\"hash\":\"{hash}\"}}\n");
+            var line = new byte[body.Length - 1 + suffix.Length];
+            body.AsSpan(0, body.Length - 1).CopyTo(line);
+            suffix.CopyTo(line.AsSpan(body.Length - 1));
+            _file.Write(line);
+            _file.Flush(flushToDisk: true);
+            _seq++;
+            _head = hash;
+            return unsigned with { Hash = hash };
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Reads events with <c>seq &gt; afterSeq</c>, oldest first, at most <paramref name="limit"/>.</summary>
+    public IReadOnlyList<AuditEvent> Read(long afterSeq, int limit, Func<AuditEvent, bool>? filter = null)
+    {
+        var result = new List<AuditEvent>();
+        foreach (var (evt, _) in ReadLines())
+        {
+            if (evt is null || evt.Seq <= afterSeq || (filter is not null && !filter(evt)))
+            {
+                continue;
+            }
+
+            result.Add(evt);
+            if (result.Count >= limit)
+            {
+                break;
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>Reads the newest <paramref name="count"/> events, oldest first.</summary>
+    public IReadOnlyList<AuditEvent> Tail(int count, Func<AuditEvent, bool>? filter = null)
+    {
+        var ring = new Queue<AuditEvent>(count);
+        foreach (var (evt, _) in ReadLines())
+        {
+            if (evt is null || (filter is not null && !filter(evt)))
+            {
+                continue;
+            }
+
+            if (ring.Count == count)
+            {
+                ring.Dequeue();
+            }
+
+            ring.Enqueue(evt);
+        }
+
+        return [.. ring];
+    }
+
+    /// <summary>Checks every event's hash and its link to the previous one.</summary>
+    public AuditVerification Verify()
+    {
+        var prev = GenesisHash;
+        long n = 0;
+        foreach (var (evt, line) in ReadLines())
+        {
+            n++;
+            if (evt is null)
+            {
+                return new AuditVerification(false, n - 1, n, "line is not a valid event", prev);
+            }
+
+            if (evt.Seq != n)
+            {
+                return new AuditVerification(false, n - 1, evt.Seq, $"expected seq {n}, found {evt.Seq} (an event was removed or reordered)", prev);
+            }
+
+            if (evt.PrevHash != prev)
+            {
+                return new AuditVerification(false, n - 1, evt.Seq, "prev_hash does not match the previous event's hash", prev);
+            }
+
+            var computed = HashOfLine(line);
+            if (computed is null || computed != evt.Hash)
+            {
+                return new AuditVerification(false, n - 1, evt.Seq, "the event's content does not match its hash (it was edited)", prev);
+            }
+
+            prev = computed;
+        }
+
+        return new AuditVerification(true, n, null, null, prev);
+    }
+
+    /// <summary>Copies the raw log (JSON lines) to <paramref name="destination"/>.</summary>
+    public async Task ExportAsync(Stream destination, CancellationToken cancellationToken)
+    {
+        using var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        await reader.CopyToAsync(destination, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _file.Dispose();
+        _gate.Dispose();
+    }
+
+    private static string? HashOfLine(ReadOnlySpan<byte> line)
+    {
+        // The hash member is always last: `...,"hash":"<64 hex>"}`.
+        const int suffix = 8 + 1 + 64 + 2;
+        if (line.Length < suffix + 2 || !line[^suffix..].StartsWith(",\"hash\":\""u8))
+        {
+            return null;
+        }
+
+        var body = new byte[line.Length - suffix + 1];
+        line[..^suffix].CopyTo(body);
+        body[^1] = (byte)'}';
+        return Convert.ToHexStringLower(SHA256.HashData(body));
+    }
+
+    private IEnumerable<(AuditEvent? Event, byte[] Line)> ReadLines()
+    {
+        using var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1 << 16);
+        using var text = new StreamReader(reader, Encoding.UTF8);
+        while (text.ReadLine() is { } line)
+        {
+            if (line.Length == 0)
+            {
+                continue;
+            }
+
+            var bytes = Encoding.UTF8.GetBytes(line);
+            AuditEvent? evt;
+            try
+            {
+                evt = JsonSerializer.Deserialize<AuditEvent>(bytes, JsonOptions);
+            }
+            catch (JsonException)
+            {
+                evt = null;
+            }
+
+            yield return (evt, bytes);
+        }
+    }
+
+    /// <summary>
+    /// Finds the last complete event. A crash in the middle of an append leaves a last line with no
+    /// newline; that event was never acknowledged, so it is cut off. Complete lines are never
+    /// touched here, even when they fail to verify: that is for <see cref="Verify"/> to report.
+    /// </summary>
+    private static (long Seq, string Head) RecoverTail(FileStream file)
+    {
+        if (file.Length == 0)
+        {
+            return (0, GenesisHash);
+        }
+
+        var all = new byte[file.Length];
+        file.Seek(0, SeekOrigin.Begin);
+        file.ReadExactly(all);
+        var end = all.Length;
+        if (all[^1] != (byte)'\n')
+        {
+            end = Array.LastIndexOf(all, (byte)'\n') + 1;
+            file.SetLength(end);
+            file.Flush(flushToDisk: true);
+        }
+
+        if (end == 0)
+        {
+            return (0, GenesisHash);
+        }
+
+        var lastStart = end >= 2 ? Array.LastIndexOf(all, (byte)'\n', end - 2) + 1 : 0;
+        var last = JsonSerializer.Deserialize<AuditEvent>(all.AsSpan(lastStart, end - lastStart - 1), JsonOptions)
+            ?? throw new InvalidDataException("The last audit event is unreadable.");
+        return (last.Seq, last.Hash ?? GenesisHash);
+    }
+}

@@ -1,0 +1,183 @@
+using System.Security.Cryptography;
+using Atelier.Core.Errors;
+using Atelier.Core.Residency;
+using Atelier.Storage.Audit;
+using Atelier.Storage.Blobs;
+
+namespace Atelier.Storage.Placement;
+
+/// <summary>What a placement is of: an artifact of some kind, in a workspace.</summary>
+/// <param name="Kind">e.g. <c>file</c>, <c>dataset</c>, <c>checkpoint</c>.</param>
+/// <param name="Id">The artifact's id.</param>
+/// <param name="Workspace">The workspace that owns it.</param>
+public sealed record ArtifactRef(string Kind, string Id, string Workspace)
+{
+    /// <summary>The default blob key of the artifact: <c>&lt;kind&gt;/&lt;id&gt;</c>.</summary>
+    public string BlobKey => $"{Kind}/{Id}";
+}
+
+/// <summary>A committed placement: where the bytes are and what they hash to.</summary>
+/// <param name="LocationId">The location holding the bytes.</param>
+/// <param name="Key">The blob key within the location.</param>
+/// <param name="Bytes">How many bytes were written.</param>
+/// <param name="Sha256">SHA-256 of the bytes, lower-case hex.</param>
+public sealed record PlacementReceipt(string LocationId, string Key, long Bytes, string Sha256);
+
+/// <summary>
+/// The only way bytes are written to a location. Each write is judged against the artifact's
+/// residency policy first; a refusal writes nothing, is audited, and throws
+/// <see cref="PlacementRefusedException"/> naming the policy and the location. An allowed write is
+/// hashed on the way, and its commit is audited with the byte count and hash.
+/// </summary>
+public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
+{
+    /// <summary>The configured locations.</summary>
+    public StorageLocations Locations => locations;
+
+    /// <summary>The audit log every placement is recorded in.</summary>
+    public AuditLog Audit => audit;
+
+    /// <summary>
+    /// Judges the placement and, when allowed, starts a write. Commit it with
+    /// <see cref="GuardedWrite.CommitAsync"/>; disposing it without committing leaves nothing.
+    /// </summary>
+    public async ValueTask<GuardedWrite> BeginWriteAsync(
+        ArtifactRef artifact,
+        ResidencyPolicy policy,
+        string locationId,
+        string actor,
+        IReadOnlyCollection<LocationDescriptor>? existingCopies = null,
+        string? key = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        ArgumentNullException.ThrowIfNull(policy);
+        var location = locations.Describe(locationId);
+        var decision = policy.Evaluate(location, existingCopies);
+        if (!decision.Allowed)
+        {
+            await audit.AppendAsync(
+                new AuditEvent
+                {
+                    Type = "placement_refused",
+                    Workspace = artifact.Workspace,
+                    Actor = actor,
+                    ArtifactKind = artifact.Kind,
+                    ArtifactId = artifact.Id,
+                    Location = location.Id,
+                    Policy = policy.Name,
+                    Detail = decision.Reason,
+                },
+                CancellationToken.None).ConfigureAwait(false);
+            throw new PlacementRefusedException(policy.Name, location.Id, decision.Reason!);
+        }
+
+        var pending = await locations.Store(locationId).BeginWriteAsync(key ?? artifact.BlobKey, cancellationToken).ConfigureAwait(false);
+        return new GuardedWrite(this, artifact, policy, location, actor, pending);
+    }
+
+    /// <summary>Opens the committed bytes of <paramref name="key"/> at a location for reading.</summary>
+    public bool TryOpenRead(string locationId, string key, out Stream stream) =>
+        locations.Store(locationId).TryOpenRead(key, out stream);
+
+    /// <summary>Deletes an artifact's bytes at a location and audits the deletion.</summary>
+    public async ValueTask<bool> DeleteAsync(ArtifactRef artifact, string locationId, string actor, string? key = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        var existed = await locations.Store(locationId).DeleteAsync(key ?? artifact.BlobKey, cancellationToken).ConfigureAwait(false);
+        await audit.AppendAsync(
+            new AuditEvent
+            {
+                Type = "deletion",
+                Workspace = artifact.Workspace,
+                Actor = actor,
+                ArtifactKind = artifact.Kind,
+                ArtifactId = artifact.Id,
+                Location = locationId,
+                Detail = existed ? null : "no bytes were present",
+            },
+            CancellationToken.None).ConfigureAwait(false);
+        return existed;
+    }
+
+    internal ValueTask<AuditEvent> RecordPlacementAsync(GuardedWrite write, PlacementReceipt receipt) =>
+        audit.AppendAsync(
+            new AuditEvent
+            {
+                Type = "placement",
+                Workspace = write.Artifact.Workspace,
+                Actor = write.Actor,
+                ArtifactKind = write.Artifact.Kind,
+                ArtifactId = write.Artifact.Id,
+                Location = receipt.LocationId,
+                Policy = write.Policy.Name,
+                Bytes = receipt.Bytes,
+                Sha256 = receipt.Sha256,
+            },
+            CancellationToken.None);
+}
+
+/// <summary>
+/// An allowed write in progress. Bytes written through <see cref="WriteAsync"/> are hashed and
+/// counted on the way; <see cref="CommitAsync"/> makes them durable and visible and audits them.
+/// </summary>
+public sealed class GuardedWrite : IAsyncDisposable
+{
+    private readonly PlacementGuard _guard;
+    private readonly PendingBlob _pending;
+    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private bool _committed;
+
+    internal GuardedWrite(PlacementGuard guard, ArtifactRef artifact, ResidencyPolicy policy, LocationDescriptor location, string actor, PendingBlob pending)
+    {
+        _guard = guard;
+        Artifact = artifact;
+        Policy = policy;
+        Location = location;
+        Actor = actor;
+        _pending = pending;
+    }
+
+    /// <summary>The artifact being placed.</summary>
+    public ArtifactRef Artifact { get; }
+
+    /// <summary>The policy it was judged by.</summary>
+    public ResidencyPolicy Policy { get; }
+
+    /// <summary>Where the bytes are going.</summary>
+    public LocationDescriptor Location { get; }
+
+    /// <summary>Who is writing.</summary>
+    public string Actor { get; }
+
+    /// <summary>Bytes written so far.</summary>
+    public long BytesWritten { get; private set; }
+
+    /// <summary>Appends bytes.</summary>
+    public ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+    {
+        _hash.AppendData(bytes.Span);
+        BytesWritten += bytes.Length;
+        return _pending.Stream.WriteAsync(bytes, cancellationToken);
+    }
+
+    /// <summary>Commits the bytes (fsync, atomic rename) and records the placement in the audit log.</summary>
+    public async ValueTask<PlacementReceipt> CommitAsync(CancellationToken cancellationToken)
+    {
+        await _pending.CommitAsync(cancellationToken).ConfigureAwait(false);
+        _committed = true;
+        var receipt = new PlacementReceipt(Location.Id, _pending.Key, BytesWritten, Convert.ToHexStringLower(_hash.GetHashAndReset()));
+        await _guard.RecordPlacementAsync(this, receipt).ConfigureAwait(false);
+        return receipt;
+    }
+
+    /// <summary>True once committed.</summary>
+    public bool IsCommitted => _committed;
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await _pending.DisposeAsync().ConfigureAwait(false);
+        _hash.Dispose();
+    }
+}
