@@ -3,7 +3,7 @@ namespace Atelier.Vectors.Tests;
 /// <summary>Seeded clustered vectors: gaussian blobs around random centres, like real embeddings.</summary>
 internal static class ClusteredData
 {
-    public static float[] Generate(int count, int dimension, int clusters, int seed, float spread = 0.35f)
+    public static float[] Generate(int count, int dimension, int clusters, int seed, float spread = 0.35f, bool normalize = false)
     {
         var random = new Random(seed);
         var centres = new float[clusters * dimension];
@@ -19,6 +19,14 @@ internal static class ClusteredData
             for (int i = 0; i < dimension; i++)
             {
                 data[(v * dimension) + i] = centres[(c * dimension) + i] + (spread * (float)Gaussian(random));
+            }
+        }
+
+        if (normalize)
+        {
+            for (int v = 0; v < count; v++)
+            {
+                Kernels.VectorDistance.Normalize(data.AsSpan(v * dimension, dimension));
             }
         }
 

@@ -13,31 +13,8 @@ namespace Atelier.Data.Validation;
 /// </summary>
 internal static class FineTuneLineRules
 {
-    private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64 };
-
-    public static LineKind Validate(ReadOnlySpan<byte> line, long lineNumber, JsonlValidator sink)
+    public static LineKind Validate(JsonElement root, long lineNumber, ProblemSink sink)
     {
-        JsonDocument document;
-        try
-        {
-            // JsonDocument needs memory it can keep; the line is copied into a pooled buffer by the parser.
-            document = JsonDocument.Parse(line.ToArray(), ParseOptions);
-        }
-        catch (JsonException e)
-        {
-            sink.Add(new Problem($"the line is not valid JSON: {TrimJsonMessage(e.Message)}", lineNumber));
-            return LineKind.Invalid;
-        }
-
-        using (document)
-        {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                sink.Add(new Problem($"the line must be a JSON object, not {Describe(root.ValueKind)}", lineNumber));
-                return LineKind.Invalid;
-            }
-
             if (root.TryGetProperty("messages", out var messages) || root.TryGetProperty("interactions", out messages))
             {
                 var name = root.TryGetProperty("messages", out _) ? "messages" : "interactions";
@@ -69,10 +46,9 @@ internal static class FineTuneLineRules
 
             sink.Add(new Problem("the line has neither 'messages' (instruct) nor 'text' (pretrain)", lineNumber));
             return LineKind.Invalid;
-        }
     }
 
-    private static bool ValidateMessages(JsonElement messages, string name, long lineNumber, JsonlValidator sink)
+    private static bool ValidateMessages(JsonElement messages, string name, long lineNumber, ProblemSink sink)
     {
         if (messages.ValueKind != JsonValueKind.Array)
         {
@@ -181,7 +157,7 @@ internal static class FineTuneLineRules
         return ok;
     }
 
-    private static bool ValidateAssistant(JsonElement message, long lineNumber, string field, JsonlValidator sink, List<string> pendingCalls)
+    private static bool ValidateAssistant(JsonElement message, long lineNumber, string field, ProblemSink sink, List<string> pendingCalls)
     {
         var ok = true;
         var hasContent = message.TryGetProperty("content", out var content) && content.ValueKind != JsonValueKind.Null && !IsEmptyString(content);
@@ -229,7 +205,7 @@ internal static class FineTuneLineRules
         return ok;
     }
 
-    private static bool ValidateToolCall(JsonElement call, long lineNumber, string field, JsonlValidator sink, List<string> pendingCalls)
+    private static bool ValidateToolCall(JsonElement call, long lineNumber, string field, ProblemSink sink, List<string> pendingCalls)
     {
         if (call.ValueKind != JsonValueKind.Object)
         {
@@ -287,7 +263,7 @@ internal static class FineTuneLineRules
         return ok;
     }
 
-    private static bool ValidateToolResult(JsonElement message, long lineNumber, string field, JsonlValidator sink, List<string> pendingCalls)
+    private static bool ValidateToolResult(JsonElement message, long lineNumber, string field, ProblemSink sink, List<string> pendingCalls)
     {
         if (pendingCalls.Count == 0)
         {
@@ -312,7 +288,7 @@ internal static class FineTuneLineRules
         return true;
     }
 
-    private static bool ValidateTools(JsonElement tools, long lineNumber, JsonlValidator sink)
+    private static bool ValidateTools(JsonElement tools, long lineNumber, ProblemSink sink)
     {
         if (tools.ValueKind != JsonValueKind.Array)
         {
@@ -342,7 +318,7 @@ internal static class FineTuneLineRules
         return ok;
     }
 
-    private static bool RequireContent(JsonElement message, long lineNumber, string field, JsonlValidator sink)
+    private static bool RequireContent(JsonElement message, long lineNumber, string field, ProblemSink sink)
     {
         if (!message.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
         {
@@ -353,7 +329,7 @@ internal static class FineTuneLineRules
         return CheckContentShape(content, lineNumber, field + ".content", sink);
     }
 
-    private static bool CheckContentShape(JsonElement content, long lineNumber, string field, JsonlValidator sink)
+    private static bool CheckContentShape(JsonElement content, long lineNumber, string field, ProblemSink sink)
     {
         // Content is a string, or a list of chunks such as {"type": "text", "text": "..."}.
         if (content.ValueKind is JsonValueKind.String or JsonValueKind.Array)
@@ -413,61 +389,26 @@ internal static class FineTuneLineRules
         JsonValueKind.Null => "null",
         _ => "nothing",
     };
-
-    internal static string TrimJsonMessage(string message)
-    {
-        // System.Text.Json appends "LineNumber: 0 | BytePositionInLine: 12." — keep the byte position, which is useful.
-        var cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
-        if (cut < 0)
-        {
-            return message;
-        }
-
-        var position = message.IndexOf("BytePositionInLine:", StringComparison.Ordinal);
-        var head = message[..cut].TrimEnd();
-        return position < 0 ? head : $"{head} (at byte {message[(position + 19)..].Trim().TrimEnd('.')})";
-    }
 }
 
 /// <summary>Rules for batch request lines: <c>{"custom_id": "...", "body": {...}}</c>.</summary>
 internal static class BatchLineRules
 {
-    public static LineKind Validate(ReadOnlySpan<byte> line, long lineNumber, JsonlValidator sink)
+    public static LineKind Validate(JsonElement root, long lineNumber, ProblemSink sink)
     {
-        JsonDocument document;
-        try
+        var ok = true;
+        if (!root.TryGetProperty("custom_id", out var id) || id.ValueKind != JsonValueKind.String || id.GetString()!.Length == 0)
         {
-            document = JsonDocument.Parse(line.ToArray());
-        }
-        catch (JsonException e)
-        {
-            sink.Add(new Problem($"the line is not valid JSON: {FineTuneLineRules.TrimJsonMessage(e.Message)}", lineNumber));
-            return LineKind.Invalid;
+            sink.Add(new Problem("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id"));
+            ok = false;
         }
 
-        using (document)
+        if (!root.TryGetProperty("body", out var body) || body.ValueKind != JsonValueKind.Object)
         {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                sink.Add(new Problem($"the line must be a JSON object, not {FineTuneLineRules.Describe(root.ValueKind)}", lineNumber));
-                return LineKind.Invalid;
-            }
-
-            var ok = true;
-            if (!root.TryGetProperty("custom_id", out var id) || id.ValueKind != JsonValueKind.String || id.GetString()!.Length == 0)
-            {
-                sink.Add(new Problem("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id"));
-                ok = false;
-            }
-
-            if (!root.TryGetProperty("body", out var body) || body.ValueKind != JsonValueKind.Object)
-            {
-                sink.Add(new Problem("a batch request needs a 'body' object", lineNumber, "body"));
-                ok = false;
-            }
-
-            return ok ? LineKind.Batch : LineKind.Invalid;
+            sink.Add(new Problem("a batch request needs a 'body' object", lineNumber, "body"));
+            ok = false;
         }
+
+        return ok ? LineKind.Batch : LineKind.Invalid;
     }
 }

@@ -1,68 +1,65 @@
 using System.Buffers;
+using System.Text.Json;
 using System.Text.Unicode;
 using Atelier.Core.Errors;
 
 namespace Atelier.Data.Validation;
 
-/// <summary>Which rules the lines of an uploaded file are held to.</summary>
+/// <summary>Which rules the lines of an uploaded file are held to. Flags: a validator can judge a
+/// file by several sets of rules in one pass, parsing each line once, when the purpose of an upload
+/// is not yet known (the Mistral SDK sends the file part before the purpose part).</summary>
+[Flags]
 public enum JsonlFormat
 {
     /// <summary>Mistral fine-tuning lines: chat <c>messages</c> (instruct) or <c>text</c> (pretrain).</summary>
-    FineTune,
+    FineTune = 1,
 
     /// <summary>Batch request lines: <c>custom_id</c> and <c>body</c>.</summary>
-    Batch,
+    Batch = 2,
 }
 
 /// <summary>
 /// Validates a JSONL file as its bytes stream past, in chunks of any size, with memory bounded by
-/// the longest allowed line. It finds line boundaries, checks UTF-8 and the line length, and hands
-/// each line to the rules of its <see cref="JsonlFormat"/>. It keeps the first
-/// <see cref="MaxProblemsKept"/> problems and counts all of them.
+/// the longest allowed line. It finds line boundaries, checks UTF-8 and the line length, parses each
+/// line once and applies the rules of every requested <see cref="JsonlFormat"/>. For each format it
+/// keeps the first <see cref="MaxProblemsKept"/> problems and counts all of them.
 /// </summary>
 public sealed class JsonlValidator : IDisposable
 {
     /// <summary>How many problems are kept with their details; the rest are only counted.</summary>
     public const int MaxProblemsKept = 100;
 
-    private readonly JsonlFormat _format;
+    private static readonly JsonDocumentOptions ParseOptions = new() { MaxDepth = 64 };
+
     private readonly int _maxLineBytes;
     private readonly string? _fileName;
-    private readonly List<Problem> _problems = [];
+    private readonly ProblemSink? _fineTune;
+    private readonly ProblemSink? _batch;
     private byte[] _carry;
     private int _carryLength;
     private bool _skippingLongLine;
     private bool _atStart = true;
     private long _lineNumber;
-    private int _instructLines;
-    private int _pretrainLines;
-    private long? _firstKindLine;
     private bool _completed;
 
-    /// <summary>Creates a validator for one file.</summary>
-    public JsonlValidator(JsonlFormat format, int maxLineBytes, string? fileName = null)
+    /// <summary>Creates a validator for one file, judging it by every format in <paramref name="formats"/>.</summary>
+    public JsonlValidator(JsonlFormat formats, int maxLineBytes, string? fileName = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLineBytes, 16);
-        _format = format;
         _maxLineBytes = maxLineBytes;
         _fileName = fileName;
+        _fineTune = formats.HasFlag(JsonlFormat.FineTune) ? new ProblemSink(fileName) : null;
+        _batch = formats.HasFlag(JsonlFormat.Batch) ? new ProblemSink(fileName) : null;
+        if (_fineTune is null && _batch is null)
+        {
+            throw new ArgumentException("At least one format is needed.", nameof(formats));
+        }
+
         _carry = ArrayPool<byte>.Shared.Rent(Math.Min(maxLineBytes, 1 << 16));
     }
 
     /// <summary>Non-empty lines seen so far.</summary>
     public long Lines { get; private set; }
-
-    /// <summary>All problems found, including those not kept.</summary>
-    public int TotalProblems { get; private set; }
-
-    /// <summary>The first <see cref="MaxProblemsKept"/> problems, in file order.</summary>
-    public IReadOnlyList<Problem> Problems => _problems;
-
-    /// <summary>True when no problem was found (meaningful after <see cref="Complete"/>).</summary>
-    public bool IsValid => TotalProblems == 0;
-
-    /// <summary>The Mistral sample type of the file: <c>instruct</c>, <c>pretrain</c> or <c>batch_request</c>.</summary>
-    public string SampleType => _format == JsonlFormat.Batch ? "batch_request" : _pretrainLines > 0 && _instructLines == 0 ? "pretrain" : "instruct";
 
     /// <summary>Feeds the next bytes of the file.</summary>
     public void Append(ReadOnlySpan<byte> chunk)
@@ -70,7 +67,7 @@ public sealed class JsonlValidator : IDisposable
         if (_atStart && chunk.Length > 0)
         {
             // Tolerate a UTF-8 byte order mark, as editors on Windows write one.
-            if (_carryLength == 0 && chunk.StartsWith("\uFEFF"u8))
+            if (chunk.StartsWith("\uFEFF"u8))
             {
                 chunk = chunk[3..];
             }
@@ -99,7 +96,6 @@ public sealed class JsonlValidator : IDisposable
             {
                 if (piece.Length > _maxLineBytes)
                 {
-                    _lineNumber++;
                     TooLong();
                     continue;
                 }
@@ -111,7 +107,6 @@ public sealed class JsonlValidator : IDisposable
                 if (_carryLength + piece.Length > _maxLineBytes)
                 {
                     _carryLength = 0;
-                    _lineNumber++;
                     TooLong();
                     continue;
                 }
@@ -124,7 +119,7 @@ public sealed class JsonlValidator : IDisposable
         }
     }
 
-    /// <summary>Ends the file: validates a last line without a newline and file-level rules.</summary>
+    /// <summary>Ends the file: validates a last line without a newline and the file-level rules.</summary>
     public void Complete()
     {
         if (_completed)
@@ -140,16 +135,43 @@ public sealed class JsonlValidator : IDisposable
             Line(last);
         }
 
-        if (Lines == 0 && TotalProblems == 0)
+        if (Lines == 0)
         {
-            Add(new Problem("the file has no lines; a JSONL file needs at least one", File: _fileName));
+            AddCommon(new Problem("the file has no lines; a JSONL file needs at least one", File: _fileName));
         }
 
-        if (_format == JsonlFormat.FineTune && _instructLines > 0 && _pretrainLines > 0)
+        if (_fineTune is { InstructLines: > 0, PretrainLines: > 0 })
         {
-            Add(new Problem(
-                $"the file mixes instruct lines ({_instructLines}) and pretrain lines ({_pretrainLines}); the first line sets the kind (line {_firstKindLine})",
-                File: _fileName));
+            _fineTune.Add(new Problem(
+                $"the file mixes instruct lines ({_fineTune.InstructLines}) and pretrain lines ({_fineTune.PretrainLines}); the first line sets the kind (line {_fineTune.FirstKindLine})"));
+        }
+    }
+
+    /// <summary>True when the file passes the rules of <paramref name="format"/> (after <see cref="Complete"/>).</summary>
+    public bool IsValid(JsonlFormat format) => Sink(format).Total == 0;
+
+    /// <summary>All problems found under <paramref name="format"/>, including those not kept.</summary>
+    public int TotalProblems(JsonlFormat format) => Sink(format).Total;
+
+    /// <summary>The first <see cref="MaxProblemsKept"/> problems under <paramref name="format"/>, in file order.</summary>
+    public IReadOnlyList<Problem> Problems(JsonlFormat format) => Sink(format).Kept;
+
+    /// <summary>The Mistral sample type of the file under <paramref name="format"/>: <c>instruct</c>, <c>pretrain</c> or <c>batch_request</c>.</summary>
+    public string SampleType(JsonlFormat format) =>
+        format == JsonlFormat.Batch ? "batch_request"
+        : Sink(format) is { PretrainLines: > 0, InstructLines: 0 } ? "pretrain" : "instruct";
+
+    /// <summary>Throws <see cref="ValidationFailedException"/> when the file fails the rules of <paramref name="format"/>.</summary>
+    public void ThrowIfInvalid(JsonlFormat format)
+    {
+        var sink = Sink(format);
+        if (sink.Total > 0)
+        {
+            var noun = sink.Total == 1 ? "problem" : "problems";
+            throw new ValidationFailedException(
+                $"{_fileName ?? "The file"} failed validation with {sink.Total} {noun}; first: {sink.Kept[0]}",
+                sink.Kept,
+                sink.Total);
         }
     }
 
@@ -163,18 +185,12 @@ public sealed class JsonlValidator : IDisposable
         }
     }
 
-    /// <summary>Throws <see cref="ValidationFailedException"/> when a problem was found.</summary>
-    public void ThrowIfInvalid()
+    private ProblemSink Sink(JsonlFormat format) => format switch
     {
-        if (!IsValid)
-        {
-            var noun = TotalProblems == 1 ? "problem" : "problems";
-            throw new ValidationFailedException(
-                $"{_fileName ?? "The file"} failed validation with {TotalProblems} {noun}; first: {_problems[0]}",
-                _problems,
-                TotalProblems);
-        }
-    }
+        JsonlFormat.FineTune => _fineTune ?? throw new InvalidOperationException("The validator does not judge fine-tune rules."),
+        JsonlFormat.Batch => _batch ?? throw new InvalidOperationException("The validator does not judge batch rules."),
+        _ => throw new ArgumentOutOfRangeException(nameof(format), "Ask for one format at a time."),
+    };
 
     private void Carry(ReadOnlySpan<byte> bytes)
     {
@@ -188,7 +204,6 @@ public sealed class JsonlValidator : IDisposable
             // The line is already too long: report it once and drop bytes until its newline.
             _carryLength = 0;
             _skippingLongLine = true;
-            _lineNumber++;
             TooLong();
             return;
         }
@@ -207,8 +222,9 @@ public sealed class JsonlValidator : IDisposable
 
     private void TooLong()
     {
+        _lineNumber++;
         Lines++;
-        Add(new Problem($"the line is longer than the limit of {_maxLineBytes} bytes", _lineNumber, File: _fileName));
+        AddCommon(new Problem($"the line is longer than the limit of {_maxLineBytes} bytes", _lineNumber));
     }
 
     private void Line(ReadOnlySpan<byte> line)
@@ -222,39 +238,108 @@ public sealed class JsonlValidator : IDisposable
         if (line.Trim(" \t"u8).IsEmpty)
         {
             // A blank line is not an example; Mistral's reader rejects it, so say where it is.
-            Add(new Problem("the line is empty", _lineNumber, File: _fileName));
+            AddCommon(new Problem("the line is empty", _lineNumber));
             return;
         }
 
         Lines++;
         if (!Utf8.IsValid(line))
         {
-            Add(new Problem("the line is not valid UTF-8", _lineNumber, File: _fileName));
+            AddCommon(new Problem("the line is not valid UTF-8", _lineNumber));
             return;
         }
 
-        var kind = _format == JsonlFormat.Batch
-            ? BatchLineRules.Validate(line, _lineNumber, this)
-            : FineTuneLineRules.Validate(line, _lineNumber, this);
-        if (kind == LineKind.Instruct)
+        JsonDocument document;
+        try
         {
-            _instructLines++;
-            _firstKindLine ??= _lineNumber;
+            document = JsonDocument.Parse(line.ToArray(), ParseOptions);
         }
-        else if (kind == LineKind.Pretrain)
+        catch (JsonException e)
         {
-            _pretrainLines++;
-            _firstKindLine ??= _lineNumber;
+            AddCommon(new Problem($"the line is not valid JSON: {TrimJsonMessage(e.Message)}", _lineNumber));
+            return;
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                AddCommon(new Problem($"the line must be a JSON object, not {FineTuneLineRules.Describe(root.ValueKind)}", _lineNumber));
+                return;
+            }
+
+            if (_fineTune is not null)
+            {
+                _fineTune.Count(FineTuneLineRules.Validate(root, _lineNumber, _fineTune), _lineNumber);
+            }
+
+            if (_batch is not null)
+            {
+                BatchLineRules.Validate(root, _lineNumber, _batch);
+            }
         }
     }
 
-    internal void Add(Problem problem)
+    private void AddCommon(Problem problem)
     {
-        TotalProblems++;
-        if (_problems.Count < MaxProblemsKept)
+        _fineTune?.Add(problem);
+        _batch?.Add(problem);
+    }
+
+    private static string TrimJsonMessage(string message)
+    {
+        // System.Text.Json appends "LineNumber: 0 | BytePositionInLine: 12."; keep the byte position, which helps.
+        var cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (cut < 0)
         {
-            _problems.Add(_fileName is null || problem.File is not null ? problem : problem with { File = _fileName });
+            return message;
         }
+
+        var position = message.IndexOf("BytePositionInLine:", StringComparison.Ordinal);
+        var head = message[..cut].TrimEnd();
+        return position < 0 ? head : $"{head} (at byte {message[(position + 19)..].Trim().TrimEnd('.')})";
+    }
+}
+
+/// <summary>The problems found under one set of rules.</summary>
+internal sealed class ProblemSink(string? fileName)
+{
+    public List<Problem> Kept { get; } = [];
+
+    public int Total { get; private set; }
+
+    public int InstructLines { get; private set; }
+
+    public int PretrainLines { get; private set; }
+
+    public long? FirstKindLine { get; private set; }
+
+    public void Add(Problem problem)
+    {
+        Total++;
+        if (Kept.Count < JsonlValidator.MaxProblemsKept)
+        {
+            Kept.Add(fileName is null || problem.File is not null ? problem : problem with { File = fileName });
+        }
+    }
+
+    public void Count(LineKind kind, long line)
+    {
+        if (kind == LineKind.Instruct)
+        {
+            InstructLines++;
+        }
+        else if (kind == LineKind.Pretrain)
+        {
+            PretrainLines++;
+        }
+        else
+        {
+            return;
+        }
+
+        FirstKindLine ??= line;
     }
 }
 

@@ -23,6 +23,9 @@ public interface IBlobStore
     /// <summary>Removes a committed blob; true when it existed.</summary>
     ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken);
 
+    /// <summary>Keys of committed blobs that start with <paramref name="prefix"/>.</summary>
+    IEnumerable<string> EnumerateKeys(string prefix);
+
     /// <summary>Removes bytes left by writes that never committed (a crash, a kill -9). Returns how many were removed.</summary>
     int RemoveOrphans();
 }

@@ -96,6 +96,24 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
     }
 
     /// <inheritdoc />
+    public IEnumerable<string> EnumerateKeys(string prefix)
+    {
+        if (!Directory.Exists(_objects))
+        {
+            yield break;
+        }
+
+        foreach (var file in Directory.EnumerateFiles(_objects, "*", SearchOption.AllDirectories))
+        {
+            var key = Path.GetRelativePath(_objects, file).Replace(Path.DirectorySeparatorChar, '/');
+            if (key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                yield return key;
+            }
+        }
+    }
+
+    /// <inheritdoc />
     public int RemoveOrphans()
     {
         var removed = 0;

@@ -38,6 +38,9 @@ public sealed class StorageLocations
     /// <summary>The store of the location with <paramref name="id"/>.</summary>
     internal IBlobStore Store(string id) => Get(id).Store;
 
+    /// <summary>Keys of committed blobs at a location that start with <paramref name="prefix"/>.</summary>
+    public IEnumerable<string> ListKeys(string locationId, string prefix) => Get(locationId).Store.EnumerateKeys(prefix);
+
     /// <summary>Removes orphaned partial writes in every location; returns how many were removed.</summary>
     public int RemoveOrphans() => _byId.Values.Sum(v => v.Store.RemoveOrphans());
 

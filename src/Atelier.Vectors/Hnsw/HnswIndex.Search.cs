@@ -57,7 +57,13 @@ public sealed unsafe partial class HnswIndex
             int found;
             bool stopEarly = filter is null && Volatile.Read(ref _deletedCount) == 0;
             int efSearch = Math.Max(ef ?? _options.EfSearch, k);
-            if (filter is null)
+            if (filter is null && stopEarly)
+            {
+                // Nothing deleted: every reachable node is returnable (a node still being inserted by another
+                // thread already has its vector and id written), so skip the state check.
+                found = WalkAndRank(prepared, results, efSearch, default(AcceptAll), stopEarly);
+            }
+            else if (filter is null)
             {
                 found = WalkAndRank(prepared, results, efSearch, new AcceptLive(_states), stopEarly);
             }
@@ -193,13 +199,19 @@ public sealed unsafe partial class HnswIndex
         }
     }
 
+    /// <summary>
+    /// Whether a quantised index walks the graph on its int8 codes (the default) or on the full vectors,
+    /// for comparing the two on one graph.
+    /// </summary>
+    internal bool WalkOnCodes { get; set; } = true;
+
     private int WalkAndRank<TAccept>(ReadOnlySpan<float> query, Span<SearchHit> results, int ef, TAccept accept, bool stopEarly)
         where TAccept : struct, IAcceptPolicy
     {
         var scratch = SearchScratch.Current;
         fixed (float* q = query)
         {
-            if (_codes is null)
+            if (_codes is null || (!WalkOnCodes && _vectors is not null))
             {
                 float* v = (float*)_vectors!.Pointer;
                 if (_options.Metric == DistanceMetric.L2)
@@ -344,7 +356,9 @@ public sealed unsafe partial class HnswIndex
         }
 
         candidates.Push(-d, entry);
-        scratch.TryVisit(entry);
+        var visited = scratch.Visited;
+        ushort epoch = scratch.Epoch;
+        visited[entry] = epoch;
         while (candidates.Count > 0)
         {
             float candidateDistance = -candidates.TopKey;
@@ -369,11 +383,13 @@ public sealed unsafe partial class HnswIndex
                     space.Prefetch(links[i + 1]);
                 }
 
-                if (!scratch.TryVisit(n))
+                ref ushort mark = ref visited[n];
+                if (mark == epoch)
                 {
                     continue;
                 }
 
+                mark = epoch;
                 float dn = space.Distance(n);
                 if (top.Count < ef || dn < bound)
                 {

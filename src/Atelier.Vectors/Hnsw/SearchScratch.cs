@@ -16,6 +16,10 @@ internal sealed class SearchScratch
     private ushort[] _visited = new ushort[1024];
     private ushort _epoch;
 
+    public ushort[] Visited => _visited;
+
+    public ushort Epoch => _epoch;
+
     public DistanceHeap Candidates { get; } = new(64);
 
     public DistanceHeap Results { get; } = new(64);

@@ -1,0 +1,57 @@
+"""Generates clustered float32 vectors, queries and exact L2 ground truth into one file.
+
+Layout (little endian): int32 n, nq, dim, kgt; float32 base[n*dim]; float32 queries[nq*dim];
+int32 gt[nq*kgt]. Both hnswlib and Atelier read this file, so they see the same vectors and queries.
+"""
+import sys
+import time
+import numpy as np
+
+
+def main():
+    path, n, nq, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    clusters = int(sys.argv[5]) if len(sys.argv) > 5 else 1000
+    seed = int(sys.argv[6]) if len(sys.argv) > 6 else 1234
+    kgt = 100
+    rng = np.random.default_rng(seed)
+    t = time.time()
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    # Cluster sizes follow a power law, like topics in a real corpus.
+    weights = 1.0 / np.arange(1, clusters + 1) ** 0.5
+    weights /= weights.sum()
+    spread = 0.6
+    base = np.empty((n, dim), dtype=np.float32)
+    step = 100_000
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        labels = rng.choice(clusters, size=m, p=weights)
+        base[s:s + m] = centres[labels] + spread * rng.standard_normal((m, dim), dtype=np.float32)
+    labels = rng.choice(clusters, size=nq, p=weights)
+    queries = (centres[labels] + spread * rng.standard_normal((nq, dim), dtype=np.float32)).astype(np.float32)
+
+    gt = np.empty((nq, kgt), dtype=np.int32)
+    qn = (queries ** 2).sum(1)
+    bn = (base ** 2).sum(1)
+    best_d = np.full((nq, kgt), np.inf, dtype=np.float32)
+    best_i = np.zeros((nq, kgt), dtype=np.int64)
+    for s in range(0, n, 200_000):
+        chunk = base[s:s + 200_000]
+        d = qn[:, None] - 2.0 * queries @ chunk.T + bn[None, s:s + 200_000]
+        part = np.argpartition(d, kgt, axis=1)[:, :kgt]
+        pd = np.take_along_axis(d, part, 1)
+        alld = np.concatenate([best_d, pd], 1)
+        alli = np.concatenate([best_i, part + s], 1)
+        order = np.argsort(alld, 1)[:, :kgt]
+        best_d = np.take_along_axis(alld, order, 1)
+        best_i = np.take_along_axis(alli, order, 1)
+    gt[:] = best_i
+    with open(path, "wb") as f:
+        np.array([n, nq, dim, kgt], dtype=np.int32).tofile(f)
+        base.tofile(f)
+        queries.tofile(f)
+        gt.tofile(f)
+    print(f"generated {n} x {dim} ({clusters} clusters), {nq} queries, ground truth in {time.time() - t:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

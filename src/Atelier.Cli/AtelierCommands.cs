@@ -1,0 +1,193 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Atelier.Server.Hosting;
+using Microsoft.Extensions.Hosting;
+using Spectre.Console;
+
+namespace Atelier.Cli;
+
+/// <summary>The <c>atelier</c> command tree.</summary>
+public static class AtelierCommands
+{
+    /// <summary>The default data directory: <c>$ATELIER_DATA</c>, else <c>./atelier-data</c>.</summary>
+    public static string DefaultDataDirectory =>
+        Environment.GetEnvironmentVariable("ATELIER_DATA") is { Length: > 0 } d ? d : Path.Combine(Environment.CurrentDirectory, "atelier-data");
+
+    /// <summary>Builds the root command.</summary>
+    public static RootCommand Build()
+    {
+        var data = new Option<string?>("--data") { Description = "Data directory (default: $ATELIER_DATA or ./atelier-data).", Recursive = true };
+        var server = new Option<string?>("--server") { Description = "Server URL for client commands (default: $ATELIER_URL or http://127.0.0.1:8080).", Recursive = true };
+        var apiKey = new Option<string?>("--api-key") { Description = "API key for client commands (default: $ATELIER_API_KEY, else <data>/admin.key).", Recursive = true };
+        var json = new Option<bool>("--json") { Description = "Print raw JSON instead of a table.", Recursive = true };
+
+        var root = new RootCommand("Atelier: self-hosted fine-tuning of language models, with residency you can prove.");
+        root.Options.Add(data);
+        root.Options.Add(server);
+        root.Options.Add(apiKey);
+        root.Options.Add(json);
+
+        root.Subcommands.Add(Serve(data));
+        var client = new ClientOptions(data, server, apiKey, json);
+        root.Subcommands.Add(KeysCommands.Build(client));
+        root.Subcommands.Add(FilesCommands.Build(client));
+        root.Subcommands.Add(Locations(client));
+        root.Subcommands.Add(Audit(client));
+        return root;
+    }
+
+    private static Command Serve(Option<string?> data)
+    {
+        var port = new Option<int?>("--port") { Description = "TCP port (default 8080, or atelier.json)." };
+        var bind = new Option<string?>("--bind") { Description = "Address to bind (default 127.0.0.1: loopback only)." };
+        var command = new Command("serve", "Run Atelier: API, catalog and storage in one process, from one data directory.");
+        command.Options.Add(port);
+        command.Options.Add(bind);
+        command.SetAction(async (parse, cancel) =>
+        {
+            var dataDirectory = Path.GetFullPath(parse.GetValue(data) ?? DefaultDataDirectory);
+            var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind) });
+            var runtime = app.Runtime();
+            Console.WriteLine($"Atelier data directory: {dataDirectory}");
+            if (runtime.CreatedAdminKeyPath is { } keyPath)
+            {
+                Console.WriteLine($"Created the first admin API key; it is in {keyPath} (mode 0600). Use it as 'Authorization: Bearer <key>'.");
+            }
+            else
+            {
+                Console.WriteLine($"Admin API key: {Path.Combine(dataDirectory, AtelierRuntime.AdminKeyFile)} (if you kept it there).");
+            }
+
+            if (runtime.RecoveredOrphans > 0)
+            {
+                Console.WriteLine($"Recovery removed {runtime.RecoveredOrphans} partial or unreferenced blob(s) left by an earlier crash.");
+            }
+
+            await app.StartAsync(cancel).ConfigureAwait(false);
+            foreach (var url in app.Urls)
+            {
+                Console.WriteLine($"Listening on {url}");
+            }
+
+            await app.WaitForShutdownAsync(cancel).ConfigureAwait(false);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Locations(ClientOptions client)
+    {
+        var command = new Command("locations", "Where bytes can live.");
+        var list = new Command("list", "List configured locations with jurisdiction, site, rack and operator.");
+        list.SetAction(async (parse, cancel) =>
+        {
+            using var api = client.Connect(parse);
+            var body = await api.GetJsonAsync("/api/v1/locations", cancel).ConfigureAwait(false);
+            if (client.WantsJson(parse))
+            {
+                return Print(body);
+            }
+
+            var table = new Table().AddColumns("id", "kind", "jurisdiction", "site", "rack", "on-prem", "operator");
+            foreach (var l in body["data"]!.AsArray())
+            {
+                var blocs = string.Join(",", l!["blocs"]!.AsArray().Select(b => b!.GetValue<string>()));
+                table.AddRow(Str(l["id"]), Str(l["kind"]), Str(l["country"]) + (blocs.Length > 0 ? $" ({blocs})" : ""), Str(l["site"]), Str(l["rack"]), Str(l["on_prem"]), Str(l["operator"]));
+            }
+
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        command.Subcommands.Add(list);
+        return command;
+    }
+
+    private static Command Audit(ClientOptions client)
+    {
+        var command = new Command("audit", "The append-only, hash-chained audit log.");
+        var count = new Option<int>("-n") { Description = "How many of the newest events.", DefaultValueFactory = _ => 20 };
+        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new events as they come." };
+        var tail = new Command("tail", "Print the newest audit events.");
+        tail.Options.Add(count);
+        tail.Options.Add(follow);
+        tail.SetAction(async (parse, cancel) =>
+        {
+            using var api = client.Connect(parse);
+            var body = await api.GetJsonAsync($"/api/v1/audit?tail={parse.GetValue(count)}", cancel).ConfigureAwait(false);
+            var last = 0L;
+            foreach (var e in body["data"]!.AsArray())
+            {
+                PrintEvent(e!);
+                last = e!["seq"]!.GetValue<long>();
+            }
+
+            while (parse.GetValue(follow) && !cancel.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancel).ConfigureAwait(false);
+                body = await api.GetJsonAsync($"/api/v1/audit?after={last}&limit=1000", cancel).ConfigureAwait(false);
+                foreach (var e in body["data"]!.AsArray())
+                {
+                    PrintEvent(e!);
+                    last = e!["seq"]!.GetValue<long>();
+                }
+            }
+
+            return 0;
+        });
+        var verify = new Command("verify", "Check the hash chain of the whole log.");
+        verify.SetAction(async (parse, cancel) =>
+        {
+            using var api = client.Connect(parse);
+            var body = await api.GetJsonAsync("/api/v1/audit/verify", cancel).ConfigureAwait(false);
+            if (body["valid"]!.GetValue<bool>())
+            {
+                Console.WriteLine($"Audit log valid: {body["events"]} events, head hash {body["head_hash"]}.");
+                return 0;
+            }
+
+            Console.Error.WriteLine($"Audit log INVALID at seq {body["first_bad_seq"]}: {body["reason"]} ({body["events"]} events verified before it).");
+            return 3;
+        });
+        command.Subcommands.Add(tail);
+        command.Subcommands.Add(verify);
+        return command;
+    }
+
+    private static void PrintEvent(JsonNode e)
+    {
+        var parts = new List<string> { Str(e["seq"]), Str(e["time"]), Str(e["type"]) };
+        foreach (var name in new[] { "workspace", "actor", "artifact_kind", "artifact_id", "location", "policy", "bytes", "sha256", "detail" })
+        {
+            if (e[name] is { } v)
+            {
+                parts.Add($"{name}={v}");
+            }
+        }
+
+        Console.WriteLine(string.Join(' ', parts));
+    }
+
+    internal static int Print(JsonNode node)
+    {
+        Console.WriteLine(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return 0;
+    }
+
+    internal static string Str(JsonNode? node) => node switch
+    {
+        null => "",
+        JsonValue v when v.TryGetValue<string>(out var s) => s,
+        _ => node.ToJsonString(),
+    };
+
+    internal static string Bytes(long bytes) =>
+        bytes switch
+        {
+            < 1024 => bytes.ToString(CultureInfo.InvariantCulture) + " B",
+            < 1024 * 1024 => (bytes / 1024.0).ToString("0.0", CultureInfo.InvariantCulture) + " KiB",
+            < 1024L * 1024 * 1024 => (bytes / 1048576.0).ToString("0.0", CultureInfo.InvariantCulture) + " MiB",
+            _ => (bytes / 1073741824.0).ToString("0.00", CultureInfo.InvariantCulture) + " GiB",
+        };
+}

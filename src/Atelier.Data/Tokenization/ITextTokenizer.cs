@@ -1,0 +1,64 @@
+namespace Atelier.Data.Tokenization;
+
+/// <summary>
+/// The ids of Mistral's instruct control tokens in a vocabulary. A null id means the vocabulary
+/// lacks the token, and the chat format writes its literal text instead.
+/// </summary>
+public sealed record ControlTokens
+{
+    /// <summary><c>&lt;s&gt;</c>.</summary>
+    public required int Bos { get; init; }
+
+    /// <summary><c>&lt;/s&gt;</c>.</summary>
+    public required int Eos { get; init; }
+
+    /// <summary><c>[INST]</c>.</summary>
+    public int? Inst { get; init; }
+
+    /// <summary><c>[/INST]</c>.</summary>
+    public int? EndInst { get; init; }
+
+    /// <summary><c>[AVAILABLE_TOOLS]</c>.</summary>
+    public int? AvailableTools { get; init; }
+
+    /// <summary><c>[/AVAILABLE_TOOLS]</c>.</summary>
+    public int? EndAvailableTools { get; init; }
+
+    /// <summary><c>[TOOL_CALLS]</c>.</summary>
+    public int? ToolCalls { get; init; }
+
+    /// <summary><c>[TOOL_RESULTS]</c>.</summary>
+    public int? ToolResults { get; init; }
+
+    /// <summary><c>[/TOOL_RESULTS]</c>.</summary>
+    public int? EndToolResults { get; init; }
+
+    /// <summary>The id written in padding positions (masked out of the loss).</summary>
+    public int Pad { get; init; }
+}
+
+/// <summary>
+/// A tokeniser as the pipeline uses it: plain text to ids, never interpreting control-token
+/// strings found in the text (a user writing "[INST]" gets the text, not the control token), plus
+/// the control token ids the chat format inserts. Implementations are thread-safe.
+/// </summary>
+public interface ITextTokenizer
+{
+    /// <summary>A short name: <c>o200k_base</c>, <c>tekken</c>, <c>sentencepiece</c>...</summary>
+    string Name { get; }
+
+    /// <summary>Name plus a SHA-256 of the vocabulary: what the manifest records.</summary>
+    string Identity { get; }
+
+    /// <summary>Number of ids (the largest id plus one).</summary>
+    int VocabularySize { get; }
+
+    /// <summary>The control tokens.</summary>
+    ControlTokens Control { get; }
+
+    /// <summary>Appends the ids of <paramref name="text"/> to <paramref name="destination"/>.</summary>
+    void Encode(string text, List<int> destination);
+
+    /// <summary>Decodes ids back to text (tests, inspection).</summary>
+    string Decode(IEnumerable<int> ids);
+}

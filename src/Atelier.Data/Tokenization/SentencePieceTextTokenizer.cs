@@ -1,0 +1,74 @@
+using System.Security.Cryptography;
+using Microsoft.ML.Tokenizers;
+
+namespace Atelier.Data.Tokenization;
+
+/// <summary>
+/// A SentencePiece <c>tokenizer.model</c> (Mistral v1–v3 before tekken), on Microsoft.ML.Tokenizers'
+/// <see cref="SentencePieceTokenizer"/>. Control tokens come from the model's pieces
+/// (<c>[INST]</c>... exist in the v3 models); pieces the model lacks are written as text.
+/// </summary>
+public sealed class SentencePieceTextTokenizer : ITextTokenizer
+{
+    private readonly SentencePieceTokenizer _tokenizer;
+
+    private SentencePieceTextTokenizer(SentencePieceTokenizer tokenizer, string identity)
+    {
+        _tokenizer = tokenizer;
+        Identity = identity;
+        IReadOnlyDictionary<string, int> vocabulary = tokenizer.Vocabulary;
+        VocabularySize = vocabulary.Count;
+        int? Piece(string token) => vocabulary.TryGetValue(token, out int id) ? id : null;
+        Control = new ControlTokens
+        {
+            Bos = tokenizer.BeginningOfSentenceId,
+            Eos = tokenizer.EndOfSentenceId,
+            Inst = Piece("[INST]"),
+            EndInst = Piece("[/INST]"),
+            AvailableTools = Piece("[AVAILABLE_TOOLS]"),
+            EndAvailableTools = Piece("[/AVAILABLE_TOOLS]"),
+            ToolCalls = Piece("[TOOL_CALLS]"),
+            ToolResults = Piece("[TOOL_RESULTS]"),
+            EndToolResults = Piece("[/TOOL_RESULTS]"),
+            Pad = 0,
+        };
+    }
+
+    /// <inheritdoc />
+    public string Name => "sentencepiece";
+
+    /// <inheritdoc />
+    public string Identity { get; }
+
+    /// <inheritdoc />
+    public int VocabularySize { get; }
+
+    /// <inheritdoc />
+    public ControlTokens Control { get; }
+
+    /// <summary>Loads a serialised SentencePiece <c>ModelProto</c>.</summary>
+    public static SentencePieceTextTokenizer Load(Stream model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var buffer = new MemoryStream();
+        model.CopyTo(buffer);
+        byte[] bytes = buffer.ToArray();
+        using var stream = new MemoryStream(bytes, writable: false);
+        SentencePieceTokenizer tokenizer = SentencePieceTokenizer.Create(stream, false, false);
+        return new SentencePieceTextTokenizer(tokenizer, "sentencepiece/sha256:" + Convert.ToHexStringLower(SHA256.HashData(bytes)));
+    }
+
+    /// <inheritdoc />
+    public void Encode(string text, List<int> destination)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(destination);
+        if (text.Length > 0)
+        {
+            destination.AddRange(_tokenizer.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false));
+        }
+    }
+
+    /// <inheritdoc />
+    public string Decode(IEnumerable<int> ids) => _tokenizer.Decode(ids);
+}

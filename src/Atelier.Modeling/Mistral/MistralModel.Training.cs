@@ -1,0 +1,171 @@
+using Atelier.Modeling.Kernels;
+using Atelier.Modeling.Tensors;
+
+namespace Atelier.Modeling.Mistral;
+
+public sealed partial class MistralModel
+{
+    /// <summary>
+    /// Runs forward and backward over a packed batch and adds <c>gradScale · ∂loss/∂θ</c> into the
+    /// adapter's gradients (the base weights are frozen). Returns the mean masked cross-entropy.
+    /// </summary>
+    /// <param name="batch">The packed sequence.</param>
+    /// <param name="gradScale">Multiplies the gradient (e.g. 1/accumulation steps).</param>
+    /// <param name="dropoutKey">Selects this pass's LoRA dropout masks; the same key gives the same masks.</param>
+    public double ForwardBackward(TrainingBatch batch, float gradScale = 1f, ulong dropoutKey = 0)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        if (Adapter is null)
+        {
+            throw new InvalidOperationException("Training needs a LoRA adapter attached to the model.");
+        }
+
+        var a = Args;
+        var rows = batch.Length;
+        var ctx = TrainingContext(batch, training: true, dropoutKey);
+        _passDropoutKey = dropoutKey;
+        var caches = new LayerCache[a.NLayers];
+        var outputs = new List<Tensor>(a.NLayers + 1);
+        try
+        {
+            var h = Embed(batch.Inputs);
+            outputs.Add(h);
+            for (var l = 0; l < a.NLayers; l++)
+            {
+                caches[l] = new LayerCache(LinearKinds.All.Count);
+                h = BlockForward(l, h, ctx, caches[l]);
+                outputs.Add(h);
+            }
+
+            var invRms = new float[rows];
+            using var hn = Tensor.Uninitialized(rows, a.Dim);
+            using var logits = Head(h, invRms, hn);
+
+            // The gradient overwrites the logits row by row (each row is read in full before it is written).
+            var loss = Ops.CrossEntropy(logits.Span, batch.Targets, batch.LossMask, a.VocabSize, logits.Span, gradScale);
+            using var dhn = Tensor.Uninitialized(rows, a.Dim);
+            Ops.LinearBackwardInput(logits.Span, Weights.Output.Span, dhn.Span, rows, a.Dim, a.VocabSize);
+            var dh = new Tensor(rows, a.Dim);
+            Ops.RmsNormBackward(dhn.Span, h.Span, Weights.Norm.Span, invRms, dh.Span, default, a.Dim);
+            for (var l = a.NLayers - 1; l >= 0; l--)
+            {
+                var dx = BlockBackward(l, dh, ctx, caches[l]);
+                dh.Dispose();
+                dh = dx;
+                caches[l].Dispose();
+            }
+
+            dh.Dispose();
+            return loss;
+        }
+        finally
+        {
+            foreach (var c in caches)
+            {
+                c?.Dispose();
+            }
+
+            foreach (var t in outputs)
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Backward of <see cref="BlockForward"/>: returns ∂loss/∂x given ∂loss/∂out, adding LoRA gradients.</summary>
+    internal Tensor BlockBackward(int layer, Tensor dOut, AttentionContext ctx, LayerCache c)
+    {
+        var a = Args;
+        var w = Weights.Layers[layer];
+        var rows = dOut.Rows;
+
+        // Feed-forward: out = hmid + W2·(silu(W1·xn2) ⊙ W3·xn2), xn2 = RMSNorm(hmid).
+        Tensor dXn2;
+        using (var dG = Tensor.Uninitialized(rows, a.HiddenDim))
+        {
+            LinearBackward(layer, LinearKind.W2, dOut, c.G, dG, 0f, c);
+            using var dA1 = Tensor.Uninitialized(rows, a.HiddenDim);
+            using var dA3 = Tensor.Uninitialized(rows, a.HiddenDim);
+            Ops.SwiGluBackward(dG.Span, c.A1.Span, c.A3.Span, dA1.Span, dA3.Span);
+            dXn2 = Tensor.Uninitialized(rows, a.Dim);
+            LinearBackward(layer, LinearKind.W1, dA1, c.Xn2, dXn2, 0f, c);
+            LinearBackward(layer, LinearKind.W3, dA3, c.Xn2, dXn2, 1f, c);
+        }
+
+        var dH = dOut.Clone();
+        Ops.RmsNormBackward(dXn2.Span, c.Hmid.Span, w.FfnNorm.Span, c.InvRms2, dH.Span, default, a.Dim);
+        dXn2.Dispose();
+
+        // Attention: hmid = x + Wo·attn(rope(Wq·xn), rope(Wk·xn), Wv·xn), xn = RMSNorm(x).
+        using var dXn = Tensor.Uninitialized(rows, a.Dim);
+        using (var dAttn = Tensor.Uninitialized(rows, a.QueryWidth))
+        using (var dQ = Tensor.Uninitialized(rows, a.QueryWidth))
+        using (var dK = new Tensor(rows, a.KvWidth))
+        using (var dV = new Tensor(rows, a.KvWidth))
+        {
+            LinearBackward(layer, LinearKind.Wo, dH, c.Attn, dAttn, 0f, c);
+            Attention.Backward(new Attention.Shape(rows, rows, a.NHeads, a.NKvHeads, a.HeadDim),
+                dAttn.Span, c.Q.Span, c.K.Span, c.V.Span, c.Attn.Span, c.Lse.Span, ctx.Lo, ctx.Hi, dQ.Span, dK.Span, dV.Span);
+            ctx.Rope.Apply(dQ.Span, a.NHeads, inverse: true);
+            ctx.Rope.Apply(dK.Span, a.NKvHeads, inverse: true);
+            LinearBackward(layer, LinearKind.Wq, dQ, c.Xn, dXn, 0f, c);
+            LinearBackward(layer, LinearKind.Wk, dK, c.Xn, dXn, 1f, c);
+            LinearBackward(layer, LinearKind.Wv, dV, c.Xn, dXn, 1f, c);
+        }
+
+        Ops.RmsNormBackward(dXn.Span, c.X.Span, w.AttentionNorm.Span, c.InvRms1, dH.Span, default, a.Dim);
+        return dH;
+    }
+
+    /// <summary>
+    /// Backward of <see cref="Linear"/>: <c>dx = dy·W (+ beta·dx)</c> plus the LoRA path
+    /// (<c>dB += s·dyᵀ·u</c>, <c>du = s·dy·B</c>, <c>dA += duᵀ·x̃</c>, <c>dx += mask ⊙ du·A</c>).
+    /// </summary>
+    internal void LinearBackward(int layer, LinearKind kind, Tensor dy, Tensor x, Tensor dx, float beta, LayerCache cache)
+    {
+        var (o, i) = LinearKinds.Dims(Args, kind);
+        var rows = dy.Rows;
+        Ops.LinearBackwardInput(dy.Span, Weights.Layers[layer][kind].Span, dx.Span, rows, i, o, beta);
+        var pair = Adapter?[layer, kind];
+        if (pair is null)
+        {
+            return;
+        }
+
+        var s = Adapter!.Config.Scaling;
+        var r = pair.Rank;
+        var lc = cache.Lora[(int)kind];
+        var u = lc.U!;
+        var xd = lc.Dropped ?? x;
+        Sgemm.Multiply(true, false, o, r, rows, s, dy.Span, o, u.Span, r, 1f, pair.GradB.Span, r);
+        using var du = Tensor.Uninitialized(rows, r);
+        Sgemm.Multiply(false, false, rows, r, o, s, dy.Span, o, pair.B.Span, r, 0f, du.Span, r);
+        Sgemm.Multiply(true, false, r, i, rows, 1f, du.Span, r, xd.Span, i, 1f, pair.GradA.Span, i);
+        if (lc.Dropped is null)
+        {
+            Sgemm.Multiply(false, false, rows, i, r, 1f, du.Span, r, pair.A.Span, i, 1f, dx.Span, i);
+            return;
+        }
+
+        // Through dropout: the kept inputs were scaled by 1/(1−p), the dropped ones contributed nothing.
+        using var dxd = Tensor.Uninitialized(rows, i);
+        Sgemm.Multiply(false, false, rows, i, r, 1f, du.Span, r, pair.A.Span, i, 0f, dxd.Span, i);
+        var p = Adapter.Config.Dropout;
+        var keepScale = 1f / (1f - p);
+        var key = DropoutKeyFor(layer, kind);
+        var src = dxd.Span;
+        var dst = dx.Span;
+        for (var j = 0; j < src.Length; j++)
+        {
+            if (DeterministicRandom.HashUniform(key, (ulong)j) >= p)
+            {
+                dst[j] += src[j] * keepScale;
+            }
+        }
+    }
+
+    // The dropout key of the pass in progress, set by ForwardBackward (a model trains one batch at a time).
+    private ulong _passDropoutKey;
+
+    private ulong DropoutKeyFor(int layer, LinearKind kind) => DropoutKey(_passDropoutKey, layer, kind);
+}

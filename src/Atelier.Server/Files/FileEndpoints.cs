@@ -1,0 +1,203 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Atelier.Catalog;
+using Atelier.Core.Errors;
+using Atelier.Server.Auth;
+using Atelier.Server.Hosting;
+using Atelier.Storage.Placement;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace Atelier.Server.Files;
+
+/// <summary>A file as Mistral's API returns it.</summary>
+public sealed record FileObject(
+    string Id,
+    string Object,
+    long Bytes,
+    long CreatedAt,
+    string Filename,
+    string Purpose,
+    string SampleType,
+    long? NumLines,
+    string? Mimetype,
+    string Source,
+    string? Signature,
+    long? ExpiresAt,
+    string? Visibility)
+{
+    /// <summary>The wire form of a catalog row.</summary>
+    public static FileObject From(FileRecord f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        return new(f.Id, "file", f.Bytes, f.CreatedAt, f.Filename, f.Purpose, f.SampleType, f.NumLines, f.Mimetype, f.Source, f.Signature, f.ExpiresAt, f.Visibility);
+    }
+}
+
+/// <summary><c>GET /v1/files/{id}</c>: the file plus its <c>deleted</c> flag.</summary>
+public sealed record RetrievedFileObject(
+    string Id, string Object, long Bytes, long CreatedAt, string Filename, string Purpose, string SampleType,
+    long? NumLines, string? Mimetype, string Source, string? Signature, long? ExpiresAt, string? Visibility, bool Deleted);
+
+/// <summary>A page of files.</summary>
+public sealed record FileList(IReadOnlyList<FileObject> Data, string Object, int? Total);
+
+/// <summary>The answer to a delete.</summary>
+public sealed record DeletedFile(string Id, string Object, bool Deleted);
+
+/// <summary>A download URL that needs no key until it expires.</summary>
+public sealed record SignedUrl(string Url);
+
+/// <summary>The Mistral-compatible Files API.</summary>
+public static class FileEndpoints
+{
+    /// <summary>Maps <c>/v1/files</c>.</summary>
+    public static void MapFiles(this IEndpointRouteBuilder app)
+    {
+        var files = app.MapGroup("/v1/files").WithTags("Files");
+
+        files.MapPost("", async (HttpContext context, FileUpload upload) =>
+            Results.Json(FileObject.From(await upload.HandleAsync(context).ConfigureAwait(false)), Errors.AtelierJson.Options))
+            .DisableAntiforgery()
+            .WithSummary("Upload a file (multipart: file, purpose, visibility, expiry).");
+
+        files.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var query = ParseQuery(context.Request.Query);
+            var (page, total) = runtime.Files.List(caller.WorkspaceId, query);
+            return Results.Json(new FileList([.. page.Select(FileObject.From)], "list", total), Errors.AtelierJson.Options);
+        }).WithSummary("List files, with paging and filters.");
+
+        files.MapGet("/{fileId}", (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        {
+            var f = Find(context, runtime, fileId);
+            return Results.Json(
+                new RetrievedFileObject(f.Id, "file", f.Bytes, f.CreatedAt, f.Filename, f.Purpose, f.SampleType, f.NumLines, f.Mimetype, f.Source, f.Signature, f.ExpiresAt, f.Visibility, false),
+                Errors.AtelierJson.Options);
+        }).WithSummary("Retrieve a file's metadata.");
+
+        files.MapGet("/{fileId}/content", (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        {
+            FileRecord f;
+            if (ApiKeyAuthentication.TryCaller(context) is not null)
+            {
+                f = Find(context, runtime, fileId);
+            }
+            else
+            {
+                f = VerifySignature(context, runtime, fileId);
+            }
+
+            if (!runtime.Guard.TryOpenRead(f.LocationId, f.BlobKey, out var stream))
+            {
+                throw new StorageUnavailableException($"The bytes of file '{f.Id}' are missing from location '{f.LocationId}'.");
+            }
+
+            return Results.Stream(stream, "application/octet-stream", f.Filename, enableRangeProcessing: true);
+        }).WithSummary("Download a file's bytes.");
+
+        files.MapGet("/{fileId}/url", (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        {
+            var f = Find(context, runtime, fileId);
+            var hours = 24L;
+            if (context.Request.Query.TryGetValue("expiry", out var expiryText) && expiryText.Count > 0)
+            {
+                hours = long.TryParse(expiryText[0], NumberStyles.None, CultureInfo.InvariantCulture, out var h) && h is > 0 and <= 24 * 7
+                    ? h
+                    : throw new BadRequestException($"'expiry' must be a whole number of hours between 1 and {24 * 7}.");
+            }
+
+            var expires = runtime.Clock.GetUtcNow().ToUnixTimeSeconds() + (hours * 3600);
+            var signature = Sign(runtime, f.WorkspaceId, f.Id, expires);
+            var request = context.Request;
+            var url = $"{request.Scheme}://{request.Host}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&signature={signature}";
+            return Results.Json(new SignedUrl(url), Errors.AtelierJson.Options);
+        }).WithSummary("A download URL that works without a key until it expires.");
+
+        files.MapDelete("/{fileId}", async (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+
+            // Row first, bytes second: a crash in between leaves an unreferenced blob, which the
+            // next start removes, never a row that points at nothing.
+            var f = runtime.Files.Delete(caller.WorkspaceId, fileId) ?? throw new NotFoundException("file", fileId);
+            await runtime.Guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.Key.WorkspaceName), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(new DeletedFile(f.Id, "file", true), Errors.AtelierJson.Options);
+        }).WithSummary("Delete a file and its bytes.");
+    }
+
+    private static FileRecord Find(HttpContext context, AtelierRuntime runtime, string fileId)
+    {
+        var caller = ApiKeyAuthentication.Caller(context);
+        return runtime.Files.Get(caller.WorkspaceId, fileId) ?? throw new NotFoundException("file", fileId);
+    }
+
+    private static FileRecord VerifySignature(HttpContext context, AtelierRuntime runtime, string fileId)
+    {
+        var q = context.Request.Query;
+        if (!long.TryParse(q["expires"], NumberStyles.None, CultureInfo.InvariantCulture, out var expires) || q["workspace"].Count != 1 || q["signature"].Count != 1)
+        {
+            throw new UnauthorizedException("The signed URL is malformed.");
+        }
+
+        var workspace = q["workspace"][0]!;
+        var expected = Encoding.ASCII.GetBytes(Sign(runtime, workspace, fileId, expires));
+        var presented = Encoding.ASCII.GetBytes(q["signature"][0]!);
+        if (!CryptographicOperations.FixedTimeEquals(expected, presented))
+        {
+            throw new UnauthorizedException("The URL signature is not valid.");
+        }
+
+        if (runtime.Clock.GetUtcNow().ToUnixTimeSeconds() > expires)
+        {
+            throw new UnauthorizedException("The signed URL has expired.");
+        }
+
+        return runtime.Files.Get(workspace, fileId) ?? throw new NotFoundException("file", fileId);
+    }
+
+    private static string Sign(AtelierRuntime runtime, string workspaceId, string fileId, long expires) =>
+        WebEncoders.Base64UrlEncode(HMACSHA256.HashData(runtime.UrlSigningKey, Encoding.UTF8.GetBytes($"{workspaceId}\n{fileId}\n{expires}")));
+
+    private static FileQuery ParseQuery(IQueryCollection q)
+    {
+        var page = Int(q, "page", 0, 0, int.MaxValue / 1000);
+        var pageSize = Int(q, "page_size", 100, 1, 1000);
+        var includeTotal = !q.TryGetValue("include_total", out var it) || it.Count == 0 || !string.Equals(it[0], "false", StringComparison.OrdinalIgnoreCase);
+        var purpose = q.TryGetValue("purpose", out var p) && p.Count > 0 && !string.IsNullOrEmpty(p[0]) ? p[0] : null;
+        if (purpose is not null and not ("fine-tune" or "batch" or "ocr"))
+        {
+            throw new BadRequestException($"Unknown purpose '{purpose}'; expected fine-tune, batch or ocr.", "invalid_purpose");
+        }
+
+        return new FileQuery
+        {
+            Page = page,
+            PageSize = pageSize,
+            IncludeTotal = includeTotal,
+            Purpose = purpose,
+            Search = q.TryGetValue("search", out var s) && s.Count > 0 ? s[0] : null,
+            SampleTypes = Many(q, "sample_type"),
+            Sources = Many(q, "source"),
+            Mimetypes = Many(q, "mimetypes"),
+        };
+    }
+
+    private static string[] Many(IQueryCollection q, string name) =>
+        q.TryGetValue(name, out var values)
+            ? [.. values.SelectMany(v => (v ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))]
+            : [];
+
+    private static int Int(IQueryCollection q, string name, int fallback, int min, int max)
+    {
+        if (!q.TryGetValue(name, out var values) || values.Count == 0 || string.IsNullOrEmpty(values[0]))
+        {
+            return fallback;
+        }
+
+        return int.TryParse(values[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= min && v <= max
+            ? v
+            : throw new BadRequestException($"'{name}' must be an integer between {min} and {max}, not '{values[0]}'.");
+    }
+}

@@ -1,0 +1,172 @@
+using System.Security.Cryptography;
+using System.Text;
+using Atelier.Catalog;
+using Atelier.Core;
+using Atelier.Storage.Audit;
+using Atelier.Storage.Placement;
+
+namespace Atelier.Server.Hosting;
+
+/// <summary>Where and how one Atelier server runs.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>The data directory: catalog, configuration, locations, audit log, keys.</summary>
+    public required string DataDirectory { get; init; }
+
+    /// <summary>Overrides the configured bind address.</summary>
+    public string? Bind { get; init; }
+
+    /// <summary>Overrides the configured port (0 picks a free one).</summary>
+    public int? Port { get; init; }
+
+    /// <summary>The clock; tests pass a fake one.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+}
+
+/// <summary>
+/// Everything one server process owns: configuration, catalog, locations, placement guard and
+/// audit log, opened from the data directory. Opening also repairs what a crash may have left:
+/// partial writes in every location and blobs that no catalog row references.
+/// </summary>
+public sealed class AtelierRuntime : IDisposable
+{
+    /// <summary>The name of the file holding the first admin key.</summary>
+    public const string AdminKeyFile = "admin.key";
+
+    private AtelierRuntime(ServerOptions options, AtelierConfig config, CatalogDatabase catalog, StorageLocations locations, AuditLog audit)
+    {
+        Options = options;
+        Config = config;
+        Catalog = catalog;
+        Locations = locations;
+        Audit = audit;
+        Guard = new PlacementGuard(locations, audit);
+        Keys = new ApiKeyStore(catalog, options.Clock);
+        Files = new FileCatalog(catalog, options.Clock);
+        UrlSigningKey = LoadOrCreateSecret(Path.Combine(options.DataDirectory, "url-signing.key"));
+    }
+
+    /// <summary>Options the server was started with.</summary>
+    public ServerOptions Options { get; }
+
+    /// <summary>The installation's configuration.</summary>
+    public AtelierConfig Config { get; }
+
+    /// <summary>The catalog database.</summary>
+    public CatalogDatabase Catalog { get; }
+
+    /// <summary>The configured locations.</summary>
+    public StorageLocations Locations { get; }
+
+    /// <summary>The audit log.</summary>
+    public AuditLog Audit { get; }
+
+    /// <summary>The only way to write bytes.</summary>
+    public PlacementGuard Guard { get; }
+
+    /// <summary>API keys and workspaces.</summary>
+    public ApiKeyStore Keys { get; }
+
+    /// <summary>Uploaded files.</summary>
+    public FileCatalog Files { get; }
+
+    /// <summary>The key that signs download URLs.</summary>
+    public byte[] UrlSigningKey { get; }
+
+    /// <summary>The clock.</summary>
+    public TimeProvider Clock => Options.Clock;
+
+    /// <summary>Where the first admin key was written, when this start created it.</summary>
+    public string? CreatedAdminKeyPath { get; private set; }
+
+    /// <summary>How many partial writes and orphaned blobs the start removed.</summary>
+    public int RecoveredOrphans { get; private set; }
+
+    /// <summary>Opens the data directory, creating and migrating what is missing.</summary>
+    public static AtelierRuntime Open(ServerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Directory.CreateDirectory(options.DataDirectory);
+        var config = AtelierConfig.LoadOrCreate(options.DataDirectory);
+        var catalog = new CatalogDatabase(Path.Combine(options.DataDirectory, "catalog.db"));
+        var locations = new StorageLocations(config.Locations, options.DataDirectory);
+        var audit = new AuditLog(Path.Combine(options.DataDirectory, "audit"), options.Clock);
+        var runtime = new AtelierRuntime(options, config, catalog, locations, audit);
+        runtime.Recover();
+        runtime.BootstrapAdminKey();
+        return runtime;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Audit.Dispose();
+
+    private void Recover()
+    {
+        // Nothing else writes while the server starts, so every partial write is a crash leftover.
+        var removed = Locations.RemoveOrphans();
+
+        // A crash between the blob's commit and its catalog row leaves a blob nothing points to.
+        foreach (var location in Locations.All)
+        {
+            var referenced = Files.BlobKeys(location.Id);
+            foreach (var key in Locations.ListKeys(location.Id, "file/"))
+            {
+                if (!referenced.Contains(key))
+                {
+                    var id = key["file/".Length..];
+                    Guard.DeleteAsync(new ArtifactRef("file", id, "unknown"), location.Id, "system:recovery", key).AsTask().GetAwaiter().GetResult();
+                    removed++;
+                }
+            }
+        }
+
+        RecoveredOrphans = removed;
+    }
+
+    private void BootstrapAdminKey()
+    {
+        if (Keys.List(null).Count > 0)
+        {
+            return;
+        }
+
+        var workspace = Keys.EnsureWorkspace("default");
+        var (key, token) = Keys.Create(workspace, "admin", "admin");
+        var path = Path.Combine(Options.DataDirectory, AdminKeyFile);
+        WriteSecretFile(path, Encoding.ASCII.GetBytes(token + "\n"));
+        Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Name, Actor = "system:bootstrap", ArtifactKind = "api_key", ArtifactId = key.Id, Detail = "first admin key" })
+            .AsTask().GetAwaiter().GetResult();
+        CreatedAdminKeyPath = path;
+    }
+
+    private static byte[] LoadOrCreateSecret(string path)
+    {
+        if (File.Exists(path))
+        {
+            return Convert.FromBase64String(File.ReadAllText(path).Trim());
+        }
+
+        var secret = RandomNumberGenerator.GetBytes(32);
+        WriteSecretFile(path, Encoding.ASCII.GetBytes(Convert.ToBase64String(secret) + "\n"));
+        return secret;
+    }
+
+    /// <summary>Writes a file readable by its owner only (0600), atomically.</summary>
+    private static void WriteSecretFile(string path, byte[] content)
+    {
+        var temp = path + ".tmp";
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using (var stream = new FileStream(temp, options))
+        {
+            stream.Write(content);
+            stream.Flush(flushToDisk: true);
+        }
+
+        File.Move(temp, path, overwrite: true);
+    }
+}

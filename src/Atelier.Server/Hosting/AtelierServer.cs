@@ -1,0 +1,73 @@
+using System.Net;
+using Atelier.Server.Auth;
+using Atelier.Server.Errors;
+using Atelier.Server.Files;
+using Atelier.Server.Platform;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+
+namespace Atelier.Server.Hosting;
+
+/// <summary>Builds the Atelier web application: the Mistral-compatible <c>/v1</c>, the platform's <c>/api/v1</c>, health, metrics, OpenAPI.</summary>
+public static class AtelierServer
+{
+    /// <summary>The name of the meter holding Atelier's own metrics.</summary>
+    public const string MeterName = "Atelier";
+
+    /// <summary>Opens the data directory and builds the application, ready to run.</summary>
+    public static WebApplication Build(ServerOptions options, Action<ILoggingBuilder>? logging = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var runtime = AtelierRuntime.Open(options);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        logging?.Invoke(builder.Logging);
+
+        var bind = options.Bind ?? runtime.Config.Server.Bind;
+        var port = options.Port ?? runtime.Config.Server.Port;
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(IPAddress.Parse(bind), port);
+
+            // The upload handler sets its own limit per request from the configuration.
+            kestrel.Limits.MaxRequestBodySize = runtime.Config.Files.MaxUploadBytes + (64 * 1024);
+        });
+
+        builder.Services.AddSingleton(runtime);
+        builder.Services.AddSingleton(options.Clock);
+        builder.Services.AddSingleton<FileUpload>();
+        builder.Services.AddHostedService<FileExpirySweeper>();
+        builder.Services.AddOpenApi();
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("atelier"))
+            .WithMetrics(metrics => metrics
+            .AddMeter(MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+            .AddPrometheusExporter());
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.PropertyNamingPolicy = AtelierJson.Options.PropertyNamingPolicy;
+        });
+
+        var app = builder.Build();
+        app.Lifetime.ApplicationStopped.Register(runtime.Dispose);
+        app.UseMiddleware<ErrorMapping>();
+        app.UseMiddleware<ApiKeyAuthentication>();
+
+        app.MapOpenApi("/openapi/{documentName}.json");
+        app.MapPrometheusScrapingEndpoint("/metrics");
+        app.MapGet("/health", (AtelierRuntime rt) => Results.Json(new { status = "ok", schema_version = rt.Catalog.SchemaVersion, audit_events = rt.Audit.LastSeq }, AtelierJson.Options))
+            .WithTags("Health");
+        app.MapGet("/", () => Results.Text(
+            "Atelier is running. Mistral-compatible API under /v1, platform API under /api/v1, OpenAPI at /openapi/v1.json, metrics at /metrics.\n",
+            "text/plain")).ExcludeFromDescription();
+        app.MapFiles();
+        app.MapPlatform();
+        return app;
+    }
+
+    /// <summary>The runtime behind a built application.</summary>
+    public static AtelierRuntime Runtime(this WebApplication app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        return app.Services.GetRequiredService<AtelierRuntime>();
+    }
+}
