@@ -54,7 +54,7 @@ public static class ArrowShardWriter
 
         byte[] values = new byte[total * System.Runtime.CompilerServices.Unsafe.SizeOf<T>()];
         byte[] offsets = new byte[(windows.Count + 1) * sizeof(int)];
-        Span<int> offsetSpan = MemoryMarshal.Cast<byte, int>(offsets);
+        Span<int> offsetSpan = MemoryMarshal.Cast<byte, int>(offsets.AsSpan());
         Span<T> valueSpan = MemoryMarshal.Cast<byte, T>(values.AsSpan());
         int position = 0;
         for (int i = 0; i < windows.Count; i++)

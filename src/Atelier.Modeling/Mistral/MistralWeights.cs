@@ -89,18 +89,22 @@ public sealed class MistralWeights : IDisposable
         yield return ("output.weight", Output);
     }
 
-    /// <summary>Random weights: linear and embedding entries from N(0, <paramref name="std"/>²), norms at one.</summary>
-    public static MistralWeights CreateRandom(MistralArgs args, ulong seed, float std = 0.02f)
+    /// <summary>
+    /// Random weights: each linear weight from N(0, σ²) with σ = <paramref name="std"/> or, when null,
+    /// 1/√fan_in (so activations keep unit scale at any width); embeddings from N(0, 1) or
+    /// N(0, <paramref name="std"/>²); norms at one.
+    /// </summary>
+    public static MistralWeights CreateRandom(MistralArgs args, ulong seed, float? std = null)
     {
         args.Validate();
         var rng = new DeterministicRandom(seed);
-        Tensor Normal(params int[] shape)
+        Tensor Normal(double sigma, params int[] shape)
         {
             var t = Tensor.Uninitialized(shape);
             var s = t.Span;
             for (var i = 0; i < s.Length; i++)
             {
-                s[i] = (float)(rng.NextGaussian() * std);
+                s[i] = (float)(rng.NextGaussian() * sigma);
             }
 
             return t;
@@ -113,7 +117,7 @@ public sealed class MistralWeights : IDisposable
             return t;
         }
 
-        var emb = Normal(args.VocabSize, args.Dim);
+        var emb = Normal(std ?? 1.0, args.VocabSize, args.Dim);
         var layers = new LayerWeights[args.NLayers];
         for (var l = 0; l < args.NLayers; l++)
         {
@@ -121,13 +125,13 @@ public sealed class MistralWeights : IDisposable
             foreach (var kind in LinearKinds.All)
             {
                 var (o, i) = LinearKinds.Dims(args, kind);
-                linear[(int)kind] = Normal(o, i);
+                linear[(int)kind] = Normal(std ?? (1.0 / Math.Sqrt(i)), o, i);
             }
 
             layers[l] = new LayerWeights(linear, Ones(args.Dim), Ones(args.Dim));
         }
 
-        return new MistralWeights(args, emb, layers, Ones(args.Dim), Normal(args.VocabSize, args.Dim));
+        return new MistralWeights(args, emb, layers, Ones(args.Dim), Normal(std ?? (1.0 / Math.Sqrt(args.Dim)), args.VocabSize, args.Dim));
     }
 
     /// <summary>Loads weights from a consolidated safetensors file, widening bf16/fp16 to float32 and checking every shape.</summary>

@@ -134,4 +134,7 @@ internal static class NodeState
 internal interface IFullVectorSource
 {
     void Read(int node, Span<float> destination);
+
+    /// <summary>Stores the full vector of a node being inserted, before it is linked into the graph.</summary>
+    void Write(int node, ReadOnlySpan<float> vector);
 }

@@ -114,6 +114,7 @@ public sealed unsafe partial class HnswIndex
             vector.CopyTo(new Span<float>((float*)_vectors.Pointer + ((long)node * _dimension), _dimension));
         }
 
+        _externalVectors?.Write(node, vector);
         if (_codes is not null)
         {
             _quantizer!.Encode(vector, new Span<sbyte>((sbyte*)_codes.Pointer + ((long)node * _dimension), _dimension));

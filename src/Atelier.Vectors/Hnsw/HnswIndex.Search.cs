@@ -340,7 +340,9 @@ public sealed unsafe partial class HnswIndex
         where TSpace : struct, IDistanceSpace<TSpace>
         where TAccept : struct, IAcceptPolicy
     {
-        scratch.NewEpoch(NodeCount);
+        // Sized by capacity, not count: nodes reserved after this point can be linked in during the walk,
+        // but none beyond the capacity while the resize lock is held shared.
+        scratch.NewEpoch(_capacity);
         var candidates = scratch.Candidates;
         var top = scratch.Results;
         candidates.Clear();

@@ -1,0 +1,202 @@
+using Atelier.Vectors.Hnsw;
+using BitFaster.Caching.Lfu;
+using BitFaster.Caching.Scheduler;
+
+namespace Atelier.Vectors.Table;
+
+/// <summary>
+/// An embedding table that can be larger than memory: vectors hashed by id onto shards, shards spread
+/// over several data directories (one per drive), each shard an int8 HNSW graph in memory with its
+/// full-precision vectors in a segment file on its drive. Full vectors are needed only to re-rank a
+/// search's candidates; the hot ones stay in a W-TinyLFU cache (BitFaster's <see cref="ConcurrentLfu{K,V}"/>)
+/// bounded by <see cref="EmbeddingTableOptions.MemoryBudgetBytes"/>, the rest are read from disk.
+/// A search fans out over the shards in parallel and merges their top k.
+/// </summary>
+public sealed class EmbeddingTable : IDisposable
+{
+    private readonly EmbeddingTableOptions _options;
+    private readonly EmbeddingShard[] _shards;
+    private readonly ConcurrentLfu<long, float[]> _cache;
+
+    private EmbeddingTable(EmbeddingTableOptions options, IScheduler scheduler)
+    {
+        options.Validate();
+        _options = options;
+        int cachedVectors = (int)Math.Clamp(options.MemoryBudgetBytes / (options.Dimension * sizeof(float)), 1, int.MaxValue / 2);
+        _cache = new ConcurrentLfu<long, float[]>(Environment.ProcessorCount, cachedVectors, scheduler, EqualityComparer<long>.Default);
+        _shards = new EmbeddingShard[options.ShardCount];
+        try
+        {
+            for (int i = 0; i < _shards.Length; i++)
+            {
+                string directory = Path.Combine(options.Directories[i % options.Directories.Count], $"shard-{i:D3}");
+                _shards[i] = EmbeddingShard.OpenOrCreate(i, directory, options, _cache);
+            }
+        }
+        catch
+        {
+            foreach (var shard in _shards)
+            {
+                shard?.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Opens the table in its directories, creating empty shards where none were committed. Vectors added
+    /// after the last <see cref="Flush"/> are not there after a crash; committed ones always are.
+    /// </summary>
+    public static EmbeddingTable Open(EmbeddingTableOptions options) => new(options, new ThreadPoolScheduler());
+
+    /// <summary>Opens with cache maintenance run inline, so eviction is deterministic (tests).</summary>
+    internal static EmbeddingTable OpenWithForegroundCache(EmbeddingTableOptions options) => new(options, new ForegroundScheduler());
+
+    /// <summary>The options the table was opened with.</summary>
+    public EmbeddingTableOptions Options => _options;
+
+    /// <summary>Live vectors over all shards.</summary>
+    public long Count => _shards.Sum(s => (long)s.Index.Count);
+
+    /// <summary>Hit ratio of the full-vector cache since open (exported as a metric by the feature store).</summary>
+    public double CacheHitRatio => _cache.Metrics.Value?.HitRatio ?? 0;
+
+    /// <summary>Full vectors held in the cache now.</summary>
+    public int CachedVectors => _cache.Count;
+
+    /// <summary>Full vectors read from the segment files since open.</summary>
+    public long DiskReads => _shards.Sum(s => s.DiskReads);
+
+    /// <summary>Bytes of full-precision vectors on disk over all shards.</summary>
+    public long SegmentBytes => _shards.Sum(s => s.SegmentBytes);
+
+    /// <summary>In-memory bytes of the shards' graphs and codes (not counting the vector cache).</summary>
+    public long IndexBytes => _shards.Sum(s => (long)(s.Index.BytesPerVector * s.Index.NodeCount));
+
+    /// <summary>The shard that holds <paramref name="id"/>.</summary>
+    public int ShardOf(long id)
+    {
+        // A 64-bit mix (Stafford's variant 13) so that sequential ids spread evenly.
+        ulong z = (ulong)id;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (int)(z % (ulong)_shards.Length);
+    }
+
+    /// <summary>Adds or replaces vectors (row-major, one per id), shards in parallel.</summary>
+    public void Upsert(ReadOnlySpan<long> ids, ReadOnlySpan<float> vectors)
+    {
+        int dim = _options.Dimension;
+        if (vectors.Length != ids.Length * dim)
+        {
+            VectorThrow.BadArgument($"Expected {ids.Length} vectors of dimension {dim}, got {vectors.Length} floats.");
+        }
+
+        var counts = new int[_shards.Length];
+        var shardOf = new int[ids.Length];
+        for (int i = 0; i < ids.Length; i++)
+        {
+            shardOf[i] = ShardOf(ids[i]);
+            counts[shardOf[i]]++;
+        }
+
+        var shardIds = new long[_shards.Length][];
+        var shardVectors = new float[_shards.Length][];
+        var filled = new int[_shards.Length];
+        for (int s = 0; s < _shards.Length; s++)
+        {
+            shardIds[s] = new long[counts[s]];
+            shardVectors[s] = new float[counts[s] * dim];
+        }
+
+        for (int i = 0; i < ids.Length; i++)
+        {
+            int s = shardOf[i];
+            int at = filled[s]++;
+            shardIds[s][at] = ids[i];
+            vectors.Slice(i * dim, dim).CopyTo(shardVectors[s].AsSpan(at * dim, dim));
+        }
+
+        Parallel.For(0, _shards.Length, s => _shards[s].Index.AddRange(shardIds[s], shardVectors[s]));
+    }
+
+    /// <summary>Deletes the vector for <paramref name="id"/>; false when absent.</summary>
+    public bool Delete(long id) => _shards[ShardOf(id)].Index.Delete(id);
+
+    /// <summary>The <paramref name="k"/> nearest vectors over all shards that pass <paramref name="filter"/>.</summary>
+    public SearchHit[] Search(ReadOnlySpan<float> query, int k, int? ef = null, IVectorFilter? filter = null)
+    {
+        var hits = new SearchHit[k];
+        int n = Search(query, hits, ef, filter);
+        return n == k ? hits : hits[..n];
+    }
+
+    /// <summary>Fills <paramref name="results"/> with the nearest vectors over all shards, nearest first; returns how many.</summary>
+    public int Search(ReadOnlySpan<float> query, Span<SearchHit> results, int? ef = null, IVectorFilter? filter = null)
+    {
+        int k = results.Length;
+        var perShard = new SearchHit[_shards.Length][];
+        var found = new int[_shards.Length];
+        float[] q = query.ToArray();
+        if (_shards.Length == 1)
+        {
+            perShard[0] = new SearchHit[k];
+            found[0] = _shards[0].Index.Search(q, perShard[0], ef, filter);
+        }
+        else
+        {
+            Parallel.For(0, _shards.Length, s =>
+            {
+                perShard[s] = new SearchHit[k];
+                found[s] = _shards[s].Index.Search(q, perShard[s], ef, filter);
+            });
+        }
+
+        // Merge: each shard's list is sorted; k-way merge by repeated minimum (shards are few).
+        var cursor = new int[_shards.Length];
+        int taken = 0;
+        while (taken < k)
+        {
+            int best = -1;
+            for (int s = 0; s < _shards.Length; s++)
+            {
+                if (cursor[s] < found[s] && (best < 0 || perShard[s][cursor[s]].Distance < perShard[best][cursor[best]].Distance))
+                {
+                    best = s;
+                }
+            }
+
+            if (best < 0)
+            {
+                break;
+            }
+
+            results[taken++] = perShard[best][cursor[best]++];
+        }
+
+        return taken;
+    }
+
+    /// <summary>Commits every shard (vectors fsynced, then each shard's manifest written last).</summary>
+    public void Flush()
+    {
+        foreach (var shard in _shards)
+        {
+            shard.Flush();
+        }
+    }
+
+    /// <summary>Runs pending cache maintenance (eviction, frequency sketch updates) now.</summary>
+    public void MaintainCache() => _cache.DoMaintenance();
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var shard in _shards)
+        {
+            shard.Dispose();
+        }
+    }
+}
