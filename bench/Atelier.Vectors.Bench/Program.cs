@@ -11,6 +11,7 @@ return args.Length == 0 ? Usage() : args[0] switch
     "ann" => AnnBench.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), ParseList(args[4]), args[5]),
     "table" => TableBench.Run(args[1], double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), ParseList(args[3]), args[4], args[5..]),
     "cache" => CacheBench.Run(args[1]),
+    "probe" => Probe.Run(args[1]),
     _ => Usage(),
 };
 

@@ -54,6 +54,11 @@ public static class FineTuneJsonlReader
     /// <summary>Parses one JSONL line into an example or an issue.</summary>
     public static ReadResult ParseLine(ReadOnlyMemory<byte> line, string fileName, long lineNumber, long ordinal)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(line.Span))
+        {
+            return Fail(fileName, lineNumber, null, "invalid UTF-8");
+        }
+
         JsonDocument document;
         try
         {
@@ -202,6 +207,11 @@ public static class FineTuneJsonlReader
                 pendingToolCalls--;
             }
 
+            if (role != ChatRole.Tool && pendingToolCalls > 0)
+            {
+                return Fail(file, line, path, $"{pendingToolCalls} tool call(s) have no tool result");
+            }
+
             if (role == ChatRole.Assistant)
             {
                 bool hasContent = !string.IsNullOrEmpty(content);
@@ -212,10 +222,6 @@ public static class FineTuneJsonlReader
                 }
 
                 pendingToolCalls = toolCalls?.Count ?? 0;
-            }
-            else if (role != ChatRole.Tool && pendingToolCalls > 0)
-            {
-                return Fail(file, line, path, $"{pendingToolCalls} tool call(s) have no tool result");
             }
             else if (content is null && role != ChatRole.Tool)
             {

@@ -36,9 +36,10 @@ public static class ParquetCorpusReader
         await using (reader.ConfigureAwait(false))
         {
             DataField? field = reader.Schema.GetDataFields().FirstOrDefault(f => f.Name == textColumn);
-            if (field is null || (field.ClrType != typeof(string)))
+            if (field is null || field.IsArray || (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>) && field.ClrType != typeof(ReadOnlyMemory<byte>)))
             {
-                yield return new(null, new DataIssue(fileName, 0, textColumn, "no string column with this name"));
+                string columns = string.Join(", ", reader.Schema.GetDataFields().Select(f => $"{f.Name}:{f.ClrType.Name}"));
+                yield return new(null, new DataIssue(fileName, 0, textColumn, $"no string column with this name (columns: {columns})"));
                 yield break;
             }
 

@@ -95,6 +95,12 @@ public sealed class SafeTensorsHeader
             throw new SafeTensorsFormatException($"{source}: header does not start with '{{'.");
         }
 
+        // JsonDocument checks UTF-8 inside strings only when they are read; refuse it up front.
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            throw new SafeTensorsFormatException($"{source}: header is not valid UTF-8.");
+        }
+
         JsonDocument doc;
         try
         {

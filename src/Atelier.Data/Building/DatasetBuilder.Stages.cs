@@ -1,0 +1,374 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using Atelier.Data.Decontamination;
+using Atelier.Data.Dedup;
+using Atelier.Data.Formatting;
+using Atelier.Data.Model;
+using Atelier.Data.Packing;
+using Atelier.Data.Quality;
+using Atelier.Data.Readers;
+using Atelier.Data.Shards;
+
+namespace Atelier.Data.Building;
+
+public sealed partial class DatasetBuilder
+{
+    [ThreadStatic]
+    private static List<ulong>? t_words;
+
+    [ThreadStatic]
+    private static List<ulong>? t_grams;
+
+    private async Task ProcessAsync(RunState run, IProgress<DatasetBuildProgress>? progress, CancellationToken cancellationToken)
+    {
+        if (run.RestoredTokens is { } restored)
+        {
+            _counters.Tokens = restored.Tokens;
+            _counters.TrainedTokens = restored.Trained;
+            _counters.Windows = restored.Windows;
+        }
+
+        var channel = Channel.CreateBounded<List<ReadResult>>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
+        using var producerCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task producer = Task.Run(() => ProduceAsync(channel.Writer, producerCancellation.Token), CancellationToken.None);
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, _options.MaxDegreeOfParallelism), CancellationToken = cancellationToken };
+        try
+        {
+            await foreach (List<ReadResult> batch in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await ProcessBatchAsync(run, batch, parallel, cancellationToken).ConfigureAwait(false);
+                string stage = batch[^1].Example is { } last && last.Ordinal < run.ResumeOrdinal ? "replaying" : "building";
+                progress?.Report(run.Progress(stage, _counters));
+            }
+        }
+        finally
+        {
+            await producerCancellation.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await producer.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // The producer stops when the consumer does.
+            }
+        }
+    }
+
+    private async Task ProcessBatchAsync(RunState run, List<ReadResult> batch, ParallelOptions parallel, CancellationToken cancellationToken)
+    {
+        var candidates = new Candidate[batch.Count];
+        Parallel.For(0, batch.Count, parallel, i => candidates[i] = Analyze(batch[i]));
+
+        // Decisions that depend on earlier examples are taken in input order, on this thread.
+        foreach (Candidate candidate in candidates)
+        {
+            Decide(candidate, run);
+        }
+
+        Parallel.For(0, candidates.Length, parallel, i =>
+        {
+            Candidate c = candidates[i];
+            if (c.Example is not null && c.DropReason is null && c.Example.Ordinal >= run.ResumeOrdinal)
+            {
+                c.Tokens = _formatter.Format(c.Example);
+            }
+        });
+
+        var windows = new List<PackedWindow>();
+        foreach (Candidate c in candidates)
+        {
+            if (c.Example is null || c.Example.Ordinal < run.ResumeOrdinal)
+            {
+                continue;
+            }
+
+            run.PendingFeatures.Add(Features(c));
+            if (c.Tokens is { } tokens)
+            {
+                _counters.Tokens += tokens.Tokens.Length;
+                _counters.TrainedTokens += tokens.TrainedCount;
+                windows.Clear();
+                run.Packer.Add(c.Example.Ordinal, tokens.Tokens, tokens.LossMask, windows);
+                _counters.Windows += windows.Count;
+                run.PendingWindows.AddRange(windows);
+                c.Tokens = null;
+            }
+
+            run.NextOrdinalToEmit = c.Example.Ordinal + 1;
+            if (run.PendingWindows.Count >= _options.WindowsPerShard)
+            {
+                await CommitShardAsync(run, run.NextOrdinalToEmit, final: false, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private Candidate Analyze(ReadResult read)
+    {
+        var candidate = new Candidate { Issue = read.Issue };
+        if (read.Example is null)
+        {
+            return candidate;
+        }
+
+        TrainingExample example = _normalizer.Normalize(read.Example);
+        candidate.Example = example;
+        candidate.Changed = !ReferenceEquals(example, read.Example);
+        if (IsEmpty(example))
+        {
+            candidate.Empty = true;
+            return candidate;
+        }
+
+        candidate.Hash = ExactDeduplicator.ContentHash(example);
+        List<ulong> words = t_words ??= new List<ulong>(1024);
+        List<ulong> grams = t_grams ??= new List<ulong>(1024);
+        words.Clear();
+        WordHasher.HashWords(example, words);
+        ReadOnlySpan<ulong> wordSpan = CollectionsMarshal.AsSpan(words);
+        if (_minHasher is not null)
+        {
+            grams.Clear();
+            WordHasher.HashNGrams(wordSpan, _minHasher.Options.ShingleSize, grams);
+            Span<uint> signature = stackalloc uint[_minHasher.SignatureLength];
+            if (_minHasher.TryCompute(CollectionsMarshal.AsSpan(grams), signature))
+            {
+                candidate.BandKeys = new ulong[_minHasher.Options.Bands];
+                _minHasher.BandKeys(signature, candidate.BandKeys);
+            }
+        }
+
+        candidate.Contamination = _decontaminator.FindOverlap(wordSpan, grams);
+        candidate.Scores = GopherQualityFilter.Score(PlainText(example));
+        if (_options.Quality.Enabled)
+        {
+            candidate.QualityFailure = _quality.FirstFailedRule(candidate.Scores);
+        }
+
+        if (words.Capacity > 1 << 16)
+        {
+            // Do not keep one huge document's buffers alive per thread.
+            t_words = null;
+            t_grams = null;
+        }
+
+        return candidate;
+    }
+
+    private void Decide(Candidate c, RunState run)
+    {
+        if (c.Issue is not null)
+        {
+            AddIssue(c.Issue, run);
+            return;
+        }
+
+        TrainingExample example = c.Example!;
+        _counters.ExamplesRead++;
+        _counters.BytesRead += example.SourceBytes;
+        _counters.NormalizationChanged += c.Changed ? 1 : 0;
+        if (c.Empty)
+        {
+            _counters.NormalizationEmpty++;
+            Drop(c, run, "empty", "nothing left after normalisation");
+            return;
+        }
+
+        if (_options.ExactDedup && !_exact.TryAdd(c.Hash, example.Ordinal, out long first))
+        {
+            _counters.ExactDuplicates++;
+            c.DuplicateOf = first;
+            Drop(c, run, "exact_duplicate", "duplicate of ordinal " + first.ToString(CultureInfo.InvariantCulture));
+            return;
+        }
+
+        if (c.BandKeys is not null)
+        {
+            if (_lsh.TryFindCluster(c.BandKeys, example.Ordinal, out long cluster))
+            {
+                c.Cluster = cluster;
+                _counters.NearDuplicates++;
+                if (_clustersWithDuplicates.Add(cluster))
+                {
+                    _counters.NearDuplicateClusters++;
+                }
+
+                Drop(c, run, "near_duplicate", "cluster " + cluster.ToString(CultureInfo.InvariantCulture));
+                return;
+            }
+
+            c.Cluster = cluster;
+        }
+
+        if (c.Contamination is { } match)
+        {
+            _counters.Contaminated++;
+            Drop(c, run, "contaminated", $"overlaps eval item {match.File}:{match.Line}");
+            return;
+        }
+
+        if (c.QualityFailure is { } rule)
+        {
+            _counters.QualityDropped[rule] = _counters.QualityDropped.GetValueOrDefault(rule) + 1;
+            Drop(c, run, "quality:" + rule, rule);
+            return;
+        }
+
+        _counters.ExamplesKept++;
+    }
+
+    private static void Drop(Candidate c, RunState run, string reason, string detail)
+    {
+        c.DropReason = reason;
+        if (run.Dropped is null)
+        {
+            return;
+        }
+
+        TrainingExample example = c.Example!;
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("ordinal", example.Ordinal);
+            json.WriteString("source_file", example.SourceFile);
+            json.WriteNumber("source_line", example.Line);
+            json.WriteString("reason", reason);
+            json.WriteString("detail", detail);
+            json.WritePropertyName("example");
+            WriteExample(json, example);
+            json.WriteEndObject();
+        }
+
+        run.Dropped.WriteLine(Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length));
+    }
+
+    private static void WriteExample(Utf8JsonWriter json, TrainingExample example)
+    {
+        json.WriteStartObject();
+        if (example.Kind == ExampleKind.Text)
+        {
+            json.WriteString("text", example.Text);
+        }
+        else
+        {
+            json.WriteStartArray("messages");
+            foreach (ChatMessage message in example.Messages!)
+            {
+                json.WriteStartObject();
+                json.WriteString("role", message.Role.ToString().ToLowerInvariant());
+                if (message.Content is not null)
+                {
+                    json.WriteString("content", message.Content);
+                }
+
+                if (message.ToolCalls is not null)
+                {
+                    json.WriteString("tool_calls", MistralInstructFormatter.ToolCallsJson(message.ToolCalls));
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+        }
+
+        json.WriteEndObject();
+    }
+
+    private static ExampleFeatures Features(Candidate c)
+    {
+        TrainingExample example = c.Example!;
+        return new ExampleFeatures
+        {
+            Ordinal = example.Ordinal,
+            SourceFile = example.SourceFile,
+            SourceLine = example.Line,
+            Kind = example.Kind == ExampleKind.Chat ? "chat" : "text",
+            DropReason = c.DropReason,
+            ContentHash = c.Hash.ToString("x32", CultureInfo.InvariantCulture),
+            TokenCount = c.Tokens?.Tokens.Length ?? 0,
+            TrainedTokenCount = c.Tokens?.TrainedCount ?? 0,
+            DedupCluster = c.Cluster,
+            DuplicateOf = c.DuplicateOf,
+            Contaminated = c.Contamination is not null,
+            ContaminationMatch = c.Contamination is { } m ? $"{m.File}:{m.Line}" : null,
+            QualityWordCount = c.Scores.WordCount,
+            QualityMeanWordLength = c.Scores.MeanWordLength,
+            QualitySymbolRatio = c.Scores.SymbolToWordRatio,
+            QualityAlphabeticFraction = c.Scores.AlphabeticWordFraction,
+            QualityStopWords = c.Scores.StopWordCount,
+            QualityDuplicateLineFraction = c.Scores.DuplicateLineFraction,
+        };
+    }
+
+    private static bool IsEmpty(TrainingExample example)
+    {
+        if (example.Kind == ExampleKind.Text)
+        {
+            return string.IsNullOrEmpty(example.Text);
+        }
+
+        foreach (ChatMessage message in example.Messages!)
+        {
+            if (message.Role == ChatRole.Assistant && (!string.IsNullOrEmpty(message.Content) || message.ToolCalls is { Count: > 0 }))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static string PlainText(TrainingExample example)
+    {
+        if (example.Kind == ExampleKind.Text)
+        {
+            return example.Text!;
+        }
+
+        var builder = new StringBuilder();
+        foreach (ChatMessage message in example.Messages!)
+        {
+            if (message.Content is not null)
+            {
+                builder.Append(message.Content).Append('\n');
+            }
+        }
+
+        return builder.ToString();
+    }
+
+    /// <summary>What the parallel analysis of one example found, and what was decided.</summary>
+    private sealed class Candidate
+    {
+        public DataIssue? Issue { get; init; }
+
+        public TrainingExample? Example { get; set; }
+
+        public bool Changed { get; set; }
+
+        public bool Empty { get; set; }
+
+        public UInt128 Hash { get; set; }
+
+        public ulong[]? BandKeys { get; set; }
+
+        public EvalItemReference? Contamination { get; set; }
+
+        public QualityScores Scores { get; set; }
+
+        public string? QualityFailure { get; set; }
+
+        public string? DropReason { get; set; }
+
+        public long Cluster { get; set; } = -1;
+
+        public long DuplicateOf { get; set; } = -1;
+
+        public TokenizedExample? Tokens { get; set; }
+    }
+}

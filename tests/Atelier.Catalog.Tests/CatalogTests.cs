@@ -1,0 +1,151 @@
+using Microsoft.Data.Sqlite;
+
+namespace Atelier.Catalog.Tests;
+
+public sealed class CatalogTests
+{
+    private static CatalogDatabase NewDatabase(out string path)
+    {
+        path = Path.Combine(Directory.CreateTempSubdirectory("atelier-catalog").FullName, "catalog.db");
+        return new CatalogDatabase(path);
+    }
+
+    private static FileRecord File(string workspace, string id, long createdAt, string purpose = "fine-tune", string name = "train.jsonl", string sample = "instruct", long? expiresAt = null) => new()
+    {
+        Id = id,
+        WorkspaceId = workspace,
+        Filename = name,
+        Purpose = purpose,
+        Bytes = 10,
+        CreatedAt = createdAt,
+        SampleType = sample,
+        Signature = "00",
+        Policy = "default",
+        LocationId = "local",
+        BlobKey = "file/" + id,
+        CreatedBy = "key:test",
+        ExpiresAt = expiresAt,
+    };
+
+    [Fact]
+    public void Reopening_AppliesEachMigrationOnce()
+    {
+        var db = NewDatabase(out var path);
+        Assert.Equal(1, db.SchemaVersion);
+        var again = new CatalogDatabase(path);
+        Assert.Equal(1, again.SchemaVersion);
+        using var connection = again.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM schema_migrations";
+        Assert.Equal(1L, (long)command.ExecuteScalar()!);
+    }
+
+    [Fact]
+    public void Reopening_KeepsData()
+    {
+        var db = NewDatabase(out var path);
+        var keys = new ApiKeyStore(db, TimeProvider.System);
+        var (_, token) = keys.Create(keys.EnsureWorkspace("default"), "admin", "admin");
+        var reopened = new ApiKeyStore(new CatalogDatabase(path), TimeProvider.System);
+        Assert.NotNull(reopened.Authenticate(token));
+    }
+
+    [Fact]
+    public void Authenticate_AcceptsOnlyTheExactLiveToken()
+    {
+        var keys = new ApiKeyStore(NewDatabase(out _), TimeProvider.System);
+        var (key, token) = keys.Create(keys.EnsureWorkspace("team"), "ci", "member");
+        Assert.Equal(key.Id, keys.Authenticate(token)?.Id);
+        Assert.Null(keys.Authenticate(token[..^1] + (token[^1] == 'A' ? 'B' : 'A')));
+        Assert.Null(keys.Authenticate("atl_" + key.Id));
+        Assert.Null(keys.Authenticate(""));
+        Assert.True(keys.Revoke(key.Id));
+        Assert.Null(keys.Authenticate(token));
+        Assert.False(keys.Revoke(key.Id));
+    }
+
+    [Fact]
+    public void StoredKeyRow_HoldsAHashNotTheSecret()
+    {
+        var db = NewDatabase(out _);
+        var keys = new ApiKeyStore(db, TimeProvider.System);
+        var (key, token) = keys.Create(keys.EnsureWorkspace("team"), "ci", "member");
+        using var connection = db.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT secret_hash FROM api_keys WHERE id = $id";
+        command.Parameters.AddWithValue("$id", key.Id);
+        var stored = (byte[])command.ExecuteScalar()!;
+        Assert.Equal(32, stored.Length);
+        Assert.DoesNotContain(token[(token.LastIndexOf('_') + 1)..], System.Text.Encoding.ASCII.GetString(stored), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Files_AreScopedToTheirWorkspace()
+    {
+        var db = NewDatabase(out _);
+        var files = new FileCatalog(db, TimeProvider.System);
+        var ws = new ApiKeyStore(db, TimeProvider.System);
+        var a = ws.EnsureWorkspace("a").Id;
+        var b = ws.EnsureWorkspace("b").Id;
+        files.Insert(File(a, "f-a", 1));
+        Assert.NotNull(files.Get(a, "f-a"));
+        Assert.Null(files.Get(b, "f-a"));
+        Assert.Null(files.Delete(b, "f-a"));
+        Assert.Empty(files.List(b, new FileQuery()).Page);
+        Assert.NotNull(files.Delete(a, "f-a"));
+    }
+
+    [Fact]
+    public void List_FiltersPagesAndCountsNewestFirst()
+    {
+        var db = NewDatabase(out _);
+        var ws = new ApiKeyStore(db, TimeProvider.System).EnsureWorkspace("a").Id;
+        var files = new FileCatalog(db, TimeProvider.System);
+        files.Insert(File(ws, "1", 100, name: "train_en.jsonl"));
+        files.Insert(File(ws, "2", 200, name: "train_fr.jsonl", sample: "pretrain"));
+        files.Insert(File(ws, "3", 300, purpose: "batch", name: "requests.jsonl", sample: "batch_request"));
+        files.Insert(File(ws, "4", 400, name: "100%_real.jsonl"));
+
+        Assert.Equal(["4", "3", "2", "1"], files.List(ws, new FileQuery()).Page.Select(f => f.Id));
+        Assert.Equal(["3"], files.List(ws, new FileQuery { Purpose = "batch" }).Page.Select(f => f.Id));
+        Assert.Equal(["2", "1"], files.List(ws, new FileQuery { Search = "TRAIN" }).Page.Select(f => f.Id));
+        Assert.Equal(["4"], files.List(ws, new FileQuery { Search = "%_" }).Page.Select(f => f.Id));
+        Assert.Equal(["3", "2"], files.List(ws, new FileQuery { SampleTypes = ["pretrain", "batch_request"] }).Page.Select(f => f.Id));
+        var page = files.List(ws, new FileQuery { Page = 1, PageSize = 3 });
+        Assert.Equal(["1"], page.Page.Select(f => f.Id));
+        Assert.Equal(4, page.Total);
+        Assert.Null(files.List(ws, new FileQuery { IncludeTotal = false }).Total);
+    }
+
+    [Fact]
+    public void ExpiredFiles_AreHiddenAndListedForTheSweeper()
+    {
+        var clock = new ManualClock(DateTimeOffset.FromUnixTimeSeconds(1_000));
+        var db = NewDatabase(out _);
+        var ws = new ApiKeyStore(db, clock).EnsureWorkspace("a").Id;
+        var files = new FileCatalog(db, clock);
+        files.Insert(File(ws, "short", 1_000, expiresAt: 1_500));
+        files.Insert(File(ws, "forever", 1_000));
+        Assert.NotNull(files.Get(ws, "short"));
+        Assert.Empty(files.Expired(10));
+
+        clock.Now = DateTimeOffset.FromUnixTimeSeconds(1_501);
+        Assert.Null(files.Get(ws, "short"));
+        Assert.Equal(["forever"], files.List(ws, new FileQuery()).Page.Select(f => f.Id));
+        Assert.Equal(["short"], files.Expired(10).Select(f => f.Id));
+    }
+
+    [Fact]
+    public void ForeignKeys_AreEnforced()
+    {
+        var files = new FileCatalog(NewDatabase(out _), TimeProvider.System);
+        Assert.Throws<SqliteException>(() => files.Insert(File("no-such-workspace", "x", 1)));
+    }
+
+    private sealed class ManualClock(DateTimeOffset now) : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = now;
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+}

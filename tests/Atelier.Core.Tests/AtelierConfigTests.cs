@@ -1,0 +1,36 @@
+namespace Atelier.Core.Tests;
+
+public sealed class AtelierConfigTests
+{
+    [Fact]
+    public void FirstStart_WritesAnEuOnPremDefaultThatReadsBackEqual()
+    {
+        var dir = Directory.CreateTempSubdirectory("atelier-config").FullName;
+        var written = AtelierConfig.LoadOrCreate(dir);
+        Assert.True(File.Exists(Path.Combine(dir, AtelierConfig.FileName)));
+        var location = Assert.Single(written.Locations);
+        Assert.True(location.OnPrem);
+        Assert.Contains("EU", location.Blocs);
+        Assert.True(written.Policy("checkpoints").RequireOnPrem);
+
+        var read = AtelierConfig.LoadOrCreate(dir);
+        Assert.Equal(written.Locations[0].Id, read.Locations[0].Id);
+        Assert.Equal(written.Policy("default").AllowedJurisdictions, read.Policy("default").AllowedJurisdictions);
+    }
+
+    [Fact]
+    public void MalformedConfig_FailsWithThePathInTheMessage()
+    {
+        var dir = Directory.CreateTempSubdirectory("atelier-config").FullName;
+        File.WriteAllText(Path.Combine(dir, AtelierConfig.FileName), "{ not json");
+        var error = Assert.Throws<InvalidOperationException>(() => AtelierConfig.LoadOrCreate(dir));
+        Assert.Contains(AtelierConfig.FileName, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void UnknownPolicy_NamesTheDefinedOnes()
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => AtelierConfig.CreateDefault().Policy("nope"));
+        Assert.Contains("default", error.Message, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,88 @@
+using Atelier.Core.Residency;
+
+namespace Atelier.Core.Tests;
+
+public sealed class ResidencyPolicyTests
+{
+    private static readonly LocationDescriptor ParisOnPrem = new() { Id = "paris", Uri = "p", Country = "FR", Blocs = ["EU", "EEA"], OnPrem = true, Operator = "self" };
+    private static readonly LocationDescriptor FrankfurtCloud = new() { Id = "fra-cloud", Uri = "f", Country = "DE", Blocs = ["EU"], OnPrem = false, Operator = "sovereign-cloud" };
+    private static readonly LocationDescriptor Virginia = new() { Id = "us-east", Uri = "u", Country = "US", OnPrem = false, Operator = "hyperscaler" };
+
+    private static readonly ResidencyPolicy EuOnly = new() { Name = "eu", AllowedJurisdictions = ["EU"] };
+
+    [Fact]
+    public void Evaluate_LocationInAnAllowedBloc_IsAllowed()
+    {
+        Assert.True(EuOnly.Evaluate(ParisOnPrem).Allowed);
+        Assert.True(EuOnly.Evaluate(FrankfurtCloud).Allowed);
+    }
+
+    [Fact]
+    public void Evaluate_LocationOutsideTheJurisdictions_IsRefusedWithTheReason()
+    {
+        var decision = EuOnly.Evaluate(Virginia);
+        Assert.False(decision.Allowed);
+        Assert.Contains("US", decision.Reason, StringComparison.Ordinal);
+        Assert.Contains("EU", decision.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Evaluate_CountryCode_MatchesOnlyThatCountry()
+    {
+        var franceOnly = new ResidencyPolicy { Name = "fr", AllowedJurisdictions = ["FR"] };
+        Assert.True(franceOnly.Evaluate(ParisOnPrem).Allowed);
+        Assert.False(franceOnly.Evaluate(FrankfurtCloud).Allowed);
+    }
+
+    [Fact]
+    public void Evaluate_OperatorNotAllowed_IsRefused()
+    {
+        var selfOnly = EuOnly with { AllowedOperators = ["self"] };
+        Assert.True(selfOnly.Evaluate(ParisOnPrem).Allowed);
+        var decision = selfOnly.Evaluate(FrankfurtCloud);
+        Assert.False(decision.Allowed);
+        Assert.Contains("sovereign-cloud", decision.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Evaluate_RequireOnPrem_RefusesACloudFirstCopyButAllowsACloudReplica()
+    {
+        var checkpoints = EuOnly with { RequireOnPrem = true };
+        Assert.False(checkpoints.Evaluate(FrankfurtCloud).Allowed);
+        Assert.False(checkpoints.Evaluate(FrankfurtCloud, [FrankfurtCloud]).Allowed);
+        Assert.True(checkpoints.Evaluate(FrankfurtCloud, [ParisOnPrem]).Allowed);
+        Assert.True(checkpoints.Evaluate(ParisOnPrem).Allowed);
+    }
+
+    [Fact]
+    public void Intersect_IsAtLeastAsStrictAsEachInput()
+    {
+        var anywhere = new ResidencyPolicy { Name = "any", AllowedJurisdictions = ["*"], MinReplicas = 3 };
+        var derived = anywhere.Intersect(EuOnly with { RequireOnPrem = true });
+        Assert.Equal(["EU"], derived.AllowedJurisdictions);
+        Assert.Equal(3, derived.MinReplicas);
+        Assert.True(derived.RequireOnPrem);
+        Assert.False(derived.Evaluate(Virginia).Allowed);
+    }
+
+    [Fact]
+    public void Intersect_DisjointOperators_AllowsNoOperator()
+    {
+        var a = EuOnly with { AllowedOperators = ["self"] };
+        var b = EuOnly with { AllowedOperators = ["sovereign-cloud"] };
+        var both = a.Intersect(b);
+        Assert.False(both.Evaluate(ParisOnPrem).Allowed);
+        Assert.False(both.Evaluate(FrankfurtCloud).Allowed);
+    }
+
+    [Fact]
+    public void Intersect_DisjointJurisdictions_AllowsNowhere()
+    {
+        var fr = new ResidencyPolicy { Name = "fr", AllowedJurisdictions = ["FR"] };
+        var us = new ResidencyPolicy { Name = "us", AllowedJurisdictions = ["US"] };
+        var both = fr.Intersect(us);
+        Assert.Empty(both.AllowedJurisdictions);
+        Assert.False(both.Evaluate(ParisOnPrem).Allowed);
+        Assert.False(both.Evaluate(Virginia).Allowed);
+    }
+}
