@@ -8,7 +8,7 @@ using Atelier.Modeling.Training;
 
 // Macro benchmark of the model engine: SGEMM against numpy/OpenBLAS measured by bench/modeling.sh in the
 // same run, against the machine's FMA peak, and training/inference throughput of a ~10M and ~100M model.
-//   dotnet Atelier.Modeling.Bench.dll [--numpy FILE] [--sizes 512,1024] [--models 10m,100m] [--skip-models]
+//   dotnet Atelier.Modeling.Bench.dll [--python /usr/bin/python3] [--sizes 512,1024] [--models 10m,100m] [--skip-models] [--threads N]
 var inv = CultureInfo.InvariantCulture;
 string? python = null;
 var sizes = new[] { 512, 1024, 2048, 4096 };
@@ -21,6 +21,7 @@ for (var i = 0; i < args.Length; i++)
         case "--sizes": sizes = args[++i].Split(',').Select(int.Parse).ToArray(); break;
         case "--models": models = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries); break;
         case "--skip-models": models = []; break;
+        case "--threads": KernelParallelism.MaxThreads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         default: throw new ArgumentException($"unknown argument {args[i]}");
     }
 }
@@ -40,6 +41,7 @@ Console.WriteLine($"# Atelier model engine benchmark");
 Console.WriteLine();
 Console.WriteLine($"- CPU: {model}, {cores} cores visible, {mhz:F0} MHz reported by /proc/cpuinfo, {lanes}-lane FMA ({(lanes == 16 ? "AVX-512" : "AVX2")})");
 Console.WriteLine($"- .NET {Environment.Version}, Vector512 accelerated: {Vector512.IsHardwareAccelerated}");
+Console.WriteLine($"- Threads: {KernelParallelism.MaxThreads} for Atelier, OPENBLAS_NUM_THREADS={KernelParallelism.MaxThreads} for numpy");
 Console.WriteLine($"- Load average at start (/proc/loadavg; the machine is shared): {LoadAverage()}");
 Console.WriteLine($"- Nominal fp32 peak = cores × GHz × lanes × 2 (FMA) × {FmaPipes} pipes = {nominalPeak:F1} GFLOP/s");
 var measuredPeak = MeasureFmaPeak(cores);
@@ -172,6 +174,7 @@ print(2.0 * n ** 3 / best / 1e9, ','.join(libs) or 'unknown')
     psi.ArgumentList.Add(reps.ToString(CultureInfo.InvariantCulture));
     psi.Environment.Remove("OPENBLAS_CORETYPE");
     psi.Environment.Remove("OPENBLAS_L2_SIZE");
+    psi.Environment["OPENBLAS_NUM_THREADS"] = KernelParallelism.MaxThreads.ToString(CultureInfo.InvariantCulture);
     using var p = Process.Start(psi)!;
     var output = p.StandardOutput.ReadToEnd();
     var err = p.StandardError.ReadToEnd();

@@ -24,13 +24,13 @@ internal static class Probe
             ids[i] = i;
         }
 
-        foreach (bool external in new[] { false, true })
+        foreach (var (external, capacity, dop) in new[] { (false, 1024, 2), (false, data.Count, 2), (false, data.Count, 1), (true, data.Count, 1) })
         {
-            var options = new HnswOptions { Dimension = data.Dimension, M = 16, EfConstruction = 100, QuantizeInt8 = true };
+            var options = new HnswOptions { Dimension = data.Dimension, M = 16, EfConstruction = 100, QuantizeInt8 = true, InitialCapacity = capacity };
             using var index = external ? new HnswIndex(options, new NullSource()) : new HnswIndex(options);
             long start = Stopwatch.GetTimestamp();
-            index.AddRange(ids, data.Base, degreeOfParallelism: 1);
-            Console.Error.WriteLine($"external={external}: {Stopwatch.GetElapsedTime(start).TotalSeconds:F1} s single thread");
+            index.AddRange(ids, data.Base, degreeOfParallelism: dop);
+            Console.Error.WriteLine($"external={external} capacity={capacity} dop={dop}: {Stopwatch.GetElapsedTime(start).TotalSeconds:F1} s");
         }
 
         return 0;

@@ -164,8 +164,9 @@ internal static class FineTuneLineRules
         var hasCalls = message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind != JsonValueKind.Null;
         if (hasContent && hasCalls)
         {
+            // One problem is enough: the calls of such a message are not expected to have results.
             sink.Add(new Problem("an assistant message has either 'content' or 'tool_calls', not both", lineNumber, field));
-            ok = false;
+            return false;
         }
         else if (!hasContent && !hasCalls)
         {

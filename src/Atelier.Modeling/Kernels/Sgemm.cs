@@ -12,7 +12,7 @@ namespace Atelier.Modeling.Kernels;
 /// </summary>
 /// <remarks>
 /// The layout follows BLIS/GotoBLAS: B is packed in KC×NC blocks (kept in L3), A in MC×KC blocks
-/// (kept in L2), and an 8×32 register-blocked micro-kernel (16 ZMM accumulators fed by fused
+/// (kept in L2), and a 12×32 register-blocked micro-kernel (24 ZMM accumulators fed by fused
 /// multiply-adds) streams a KC×32 sliver of B from L1. Work is split across threads by blocks of C
 /// only; each element of C is always accumulated over k in the same order, in the same micro-kernel,
 /// with the same KC blocking, so the result is bit-identical for any thread count.
@@ -20,13 +20,13 @@ namespace Atelier.Modeling.Kernels;
 public static unsafe class Sgemm
 {
     /// <summary>Rows of C computed by one micro-kernel call.</summary>
-    internal const int MR = 8;
+    internal const int MR = 12;
 
     /// <summary>Columns of C computed by one micro-kernel call (two 512-bit vectors).</summary>
     internal const int NR = 32;
 
     private const int KC = 256;
-    private const int MC = 128;
+    private const int MC = 144;
     private const int NC = 4096;
 
     // Below this many multiply-adds, the fork/join of a parallel loop costs more than it saves.
@@ -336,16 +336,9 @@ public static unsafe class Sgemm
                 {
                     var src = a + ((long)(pc + p) * lda) + ic + ir;
                     var d = sliver + (p * MR);
-                    if (mr == MR)
+                    for (var r = 0; r < MR; r++)
                     {
-                        Vector256.Store(Vector256.Load(src), d);
-                    }
-                    else
-                    {
-                        for (var r = 0; r < MR; r++)
-                        {
-                            d[r] = r < mr ? src[r] : 0f;
-                        }
+                        d[r] = r < mr ? src[r] : 0f;
                     }
                 }
             }
@@ -420,7 +413,7 @@ public static unsafe class Sgemm
         }
     }
 
-    /// <summary>The 8×32 AVX-512 micro-kernel: 16 accumulators, two B loads and eight broadcasts per k.</summary>
+    /// <summary>The 12×32 AVX-512 micro-kernel: 24 accumulators, two B loads and 12 broadcasts per k.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta)
     {
@@ -428,6 +421,8 @@ public static unsafe class Sgemm
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
         Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
+        Vector512<float> c80 = default, c81 = default, c90 = default, c91 = default;
+        Vector512<float> c100 = default, c101 = default, c110 = default, c111 = default;
 
         for (var p = 0; p < kc; p++)
         {
@@ -457,6 +452,18 @@ public static unsafe class Sgemm
             av = Vector512.Create(a[7]);
             c70 = Vector512.FusedMultiplyAdd(av, b0, c70);
             c71 = Vector512.FusedMultiplyAdd(av, b1, c71);
+            av = Vector512.Create(a[8]);
+            c80 = Vector512.FusedMultiplyAdd(av, b0, c80);
+            c81 = Vector512.FusedMultiplyAdd(av, b1, c81);
+            av = Vector512.Create(a[9]);
+            c90 = Vector512.FusedMultiplyAdd(av, b0, c90);
+            c91 = Vector512.FusedMultiplyAdd(av, b1, c91);
+            av = Vector512.Create(a[10]);
+            c100 = Vector512.FusedMultiplyAdd(av, b0, c100);
+            c101 = Vector512.FusedMultiplyAdd(av, b1, c101);
+            av = Vector512.Create(a[11]);
+            c110 = Vector512.FusedMultiplyAdd(av, b0, c110);
+            c111 = Vector512.FusedMultiplyAdd(av, b1, c111);
             a += MR;
             b += NR;
         }
@@ -472,11 +479,15 @@ public static unsafe class Sgemm
             Store512(c + (5 * ldc), c50, c51, va, beta);
             Store512(c + (6 * ldc), c60, c61, va, beta);
             Store512(c + (7 * ldc), c70, c71, va, beta);
+            Store512(c + (8 * ldc), c80, c81, va, beta);
+            Store512(c + (9 * ldc), c90, c91, va, beta);
+            Store512(c + (10 * ldc), c100, c101, va, beta);
+            Store512(c + (11 * ldc), c110, c111, va, beta);
             return;
         }
 
         var tile = stackalloc float[MR * NR];
-        c00.Store(tile); c01.Store(tile + 16);
+        c00.Store(tile + 0); c01.Store(tile + 16);
         c10.Store(tile + 32); c11.Store(tile + 48);
         c20.Store(tile + 64); c21.Store(tile + 80);
         c30.Store(tile + 96); c31.Store(tile + 112);
@@ -484,6 +495,10 @@ public static unsafe class Sgemm
         c50.Store(tile + 160); c51.Store(tile + 176);
         c60.Store(tile + 192); c61.Store(tile + 208);
         c70.Store(tile + 224); c71.Store(tile + 240);
+        c80.Store(tile + 256); c81.Store(tile + 272);
+        c90.Store(tile + 288); c91.Store(tile + 304);
+        c100.Store(tile + 320); c101.Store(tile + 336);
+        c110.Store(tile + 352); c111.Store(tile + 368);
         StorePartial(tile, c, ldc, mr, nr, alpha, beta);
     }
 
@@ -519,7 +534,7 @@ public static unsafe class Sgemm
 
     /// <summary>
     /// The 256-bit micro-kernel for machines without AVX-512: same packed layout and the same per-element
-    /// accumulation order, computed as four 8×8 passes so that 8 accumulators fit in 16 YMM registers.
+    /// accumulation order, computed as four 12×8 passes so that the accumulators fit in 16 YMM registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel256(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta)
@@ -527,8 +542,7 @@ public static unsafe class Sgemm
         var tile = stackalloc float[MR * NR];
         for (var g = 0; g < NR / 8; g++)
         {
-            Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
-            Vector256<float> c4 = default, c5 = default, c6 = default, c7 = default;
+            Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default, c8 = default, c9 = default, c10 = default, c11 = default;
             var pa = a;
             var pb = b + (g * 8);
             for (var p = 0; p < kc; p++)
@@ -542,13 +556,27 @@ public static unsafe class Sgemm
                 c5 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[5]), bv, c5);
                 c6 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[6]), bv, c6);
                 c7 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[7]), bv, c7);
+                c8 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[8]), bv, c8);
+                c9 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[9]), bv, c9);
+                c10 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[10]), bv, c10);
+                c11 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[11]), bv, c11);
                 pa += MR;
                 pb += NR;
             }
 
             var t = tile + (g * 8);
-            c0.Store(t); c1.Store(t + NR); c2.Store(t + (2 * NR)); c3.Store(t + (3 * NR));
-            c4.Store(t + (4 * NR)); c5.Store(t + (5 * NR)); c6.Store(t + (6 * NR)); c7.Store(t + (7 * NR));
+            c0.Store(t + (0 * NR));
+            c1.Store(t + (1 * NR));
+            c2.Store(t + (2 * NR));
+            c3.Store(t + (3 * NR));
+            c4.Store(t + (4 * NR));
+            c5.Store(t + (5 * NR));
+            c6.Store(t + (6 * NR));
+            c7.Store(t + (7 * NR));
+            c8.Store(t + (8 * NR));
+            c9.Store(t + (9 * NR));
+            c10.Store(t + (10 * NR));
+            c11.Store(t + (11 * NR));
         }
 
         Debug.Assert(mr <= MR && nr <= NR);
