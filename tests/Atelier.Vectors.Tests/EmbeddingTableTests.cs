@@ -178,6 +178,7 @@ public sealed class EmbeddingTableTests : IDisposable
         long before = table.DiskReads;
         table.Search(hot, 10, ef: 32);
 
-        Assert.True(table.DiskReads - before <= 3, $"hot query read {table.DiskReads - before} vectors from disk after the scan");
+        // A cold query reads k * RerankMultiplier = 40 vectors; an LRU would have lost the whole hot set.
+        Assert.True(table.DiskReads - before < 20, $"hot query read {table.DiskReads - before} vectors from disk after the scan");
     }
 }

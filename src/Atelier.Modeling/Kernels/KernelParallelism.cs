@@ -35,7 +35,10 @@ public static class KernelParallelism
 
     /// <summary>
     /// Splits [0, count) into contiguous chunks of at least <paramref name="minChunk"/> and runs
-    /// <paramref name="body"/>(start, end) on each, in parallel when there is more than one.
+    /// <paramref name="body"/>(start, end) on each, in parallel when there is more than one. The chunk
+    /// boundaries depend on <paramref name="count"/> and <paramref name="minChunk"/> only, never on the
+    /// thread count, so even vectorised code whose tail handling depends on a chunk's length gives the
+    /// same bits for any number of threads.
     /// </summary>
     internal static void ForRange(int count, int minChunk, Action<int, int> body)
     {
@@ -44,15 +47,26 @@ public static class KernelParallelism
             return;
         }
 
-        var chunks = Math.Min(_maxThreads * 4, Math.Max(1, count / Math.Max(1, minChunk)));
-        if (chunks <= 1 || _maxThreads <= 1)
+        var chunks = Math.Clamp(count / Math.Max(1, minChunk), 1, 64);
+        var size = (count + chunks - 1) / chunks;
+        chunks = (count + size - 1) / size;
+        if (chunks == 1)
         {
             body(0, count);
             return;
         }
 
-        var size = (count + chunks - 1) / chunks;
-        chunks = (count + size - 1) / size;
+        if (_maxThreads <= 1)
+        {
+            for (var c = 0; c < chunks; c++)
+            {
+                var start = c * size;
+                body(start, Math.Min(count, start + size));
+            }
+
+            return;
+        }
+
         Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _maxThreads }, c =>
         {
             var start = c * size;

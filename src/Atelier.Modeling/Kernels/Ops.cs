@@ -169,12 +169,13 @@ public static class Ops
             fixed (float* pa = a, pb = b, pg = g)
             {
                 var (ap, bp, gp) = ((nint)pa, (nint)pb, (nint)pg);
-                KernelParallelism.ForRange(a.Length, 1 << 15, (s, e) =>
+                KernelParallelism.ForRange(a.Length, 1 << 14, (s, e) =>
                 {
-                    for (var i = s; i < e; i++)
-                    {
-                        ((float*)gp)[i] = Silu(((float*)ap)[i]) * ((float*)bp)[i];
-                    }
+                    var av = new ReadOnlySpan<float>((float*)ap + s, e - s);
+                    var gv = new Span<float>((float*)gp + s, e - s);
+                    TensorPrimitives.Sigmoid(av, gv);
+                    TensorPrimitives.Multiply(gv, av, gv);
+                    TensorPrimitives.Multiply(gv, new ReadOnlySpan<float>((float*)bp + s, e - s), gv);
                 });
             }
         }
@@ -193,16 +194,23 @@ public static class Ops
             fixed (float* pdg = dg, pa = a, pb = b, pda = da, pdb = db)
             {
                 var (dgp, ap, bp, dap, dbp) = ((nint)pdg, (nint)pa, (nint)pb, (nint)pda, (nint)pdb);
-                KernelParallelism.ForRange(a.Length, 1 << 15, (s, e) =>
+                KernelParallelism.ForRange(a.Length, 1 << 14, (s, e) =>
                 {
-                    for (var i = s; i < e; i++)
+                    var n = e - s;
+                    var av = new ReadOnlySpan<float>((float*)ap + s, n);
+                    var bv = new ReadOnlySpan<float>((float*)bp + s, n);
+                    var dgv = new ReadOnlySpan<float>((float*)dgp + s, n);
+                    var dav = new Span<float>((float*)dap + s, n);
+                    var dbv = new Span<float>((float*)dbp + s, n);
+                    var sig = dav; // σ(a) is staged in da, which is overwritten last
+                    TensorPrimitives.Sigmoid(av, sig);
+                    for (var i = 0; i < n; i++)
                     {
-                        var av = ((float*)ap)[i];
-                        var sig = 1f / (1f + MathF.Exp(-av));
-                        var silu = av * sig;
-                        var d = ((float*)dgp)[i];
-                        ((float*)dap)[i] = d * ((float*)bp)[i] * sig * (1f + (av * (1f - sig)));
-                        ((float*)dbp)[i] = d * silu;
+                        var sg = sig[i];
+                        var x = av[i];
+                        var d = dgv[i];
+                        dbv[i] = d * x * sg;
+                        dav[i] = d * bv[i] * sg * (1f + (x * (1f - sg)));
                     }
                 });
             }
@@ -266,6 +274,7 @@ public static class Ops
                 var (lp, dp, mp, yp, lop) = ((nint)pl, (nint)pd, (nint)pm, (nint)py, (nint)plo);
                 KernelParallelism.ForRange(rows, 4, (s, e) =>
                 {
+                    float[]? scratch = null;
                     for (var t = s; t < e; t++)
                     {
                         var w = ((float*)mp)[t];
@@ -283,23 +292,18 @@ public static class Ops
                             throw new ArgumentOutOfRangeException(nameof(targets), $"Target {y} at position {t} is outside the vocabulary of {vocab}.");
                         }
 
+                        // exp(z − max) once, vectorised, into the gradient row (or a scratch row).
                         var max = TensorPrimitives.Max(z);
-                        double sum = 0;
-                        for (var i = 0; i < vocab; i++)
-                        {
-                            sum += Math.Exp(z[i] - max);
-                        }
-
+                        var ex = withGrad ? d : (scratch ??= new float[vocab]);
+                        TensorPrimitives.Subtract(z, max, ex);
+                        TensorPrimitives.Exp(ex, ex);
+                        var sum = Simd.Sum(ex);
                         var lse = max + Math.Log(sum);
                         ((double*)lop)[t] = w * (lse - z[y]);
                         if (withGrad)
                         {
                             var scale = gradScale * w / total;
-                            for (var i = 0; i < vocab; i++)
-                            {
-                                d[i] = (float)(Math.Exp(z[i] - lse) * scale);
-                            }
-
+                            TensorPrimitives.Multiply(d, (float)(scale / sum), d);
                             d[y] -= (float)scale;
                         }
                     }

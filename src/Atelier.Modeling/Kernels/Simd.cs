@@ -68,6 +68,37 @@ public static class Simd
         return sum;
     }
 
+    /// <summary>Sum of a span in double, in an order fixed by the length alone (16 float lanes, then one double).</summary>
+    public static double Sum(ReadOnlySpan<float> x)
+    {
+        ref var rx = ref MemoryMarshal.GetReference(x);
+        var n = x.Length;
+        var i = 0;
+        double sum = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            // Float lanes over blocks of 1024 elements, widened to double per block, bound the rounding error.
+            while (i <= n - 16)
+            {
+                var acc = Vector512<float>.Zero;
+                var end = Math.Min(n - 15, i + 1024);
+                for (; i < end; i += 16)
+                {
+                    acc += Vector512.LoadUnsafe(ref rx, (nuint)i);
+                }
+
+                sum += Vector512.Sum(acc);
+            }
+        }
+
+        for (; i < n; i++)
+        {
+            sum += Unsafe.Add(ref rx, i);
+        }
+
+        return sum;
+    }
+
     /// <summary><c>y += a · x</c>, element-wise (no reduction, so any vectorisation is exact per element).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Axpy(float a, ReadOnlySpan<float> x, Span<float> y)

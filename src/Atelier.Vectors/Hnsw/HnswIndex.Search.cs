@@ -23,7 +23,42 @@ public sealed unsafe partial class HnswIndex
     /// <param name="results">Where the hits go; its length is k.</param>
     /// <param name="ef">Candidate list size (defaults to <see cref="HnswOptions.EfSearch"/>; raised to k).</param>
     /// <param name="filter">Applied during the walk; null for none.</param>
-    public int Search(ReadOnlySpan<float> query, Span<SearchHit> results, int? ef = null, IVectorFilter? filter = null)
+    public int Search(ReadOnlySpan<float> query, Span<SearchHit> results, int? ef = null, IVectorFilter? filter = null) =>
+        SearchCore(query, results, ef, filter, rerank: true, required: results.Length);
+
+    /// <summary>
+    /// Like <see cref="Search(ReadOnlySpan{float}, Span{SearchHit}, int?, IVectorFilter?)"/> but, on a quantised
+    /// index, returns the walk's best candidates ranked by their int8 distance without re-ranking, so a caller
+    /// merging several indexes re-ranks only the global best (one full-vector read each).
+    /// </summary>
+    /// <param name="query">The query vector.</param>
+    /// <param name="results">Where the candidates go.</param>
+    /// <param name="ef">Candidate list size.</param>
+    /// <param name="filter">Applied during the walk.</param>
+    /// <param name="required">Fewer candidates than this (when more vectors exist) triggers the exact scan.</param>
+    internal int SearchApproximate(ReadOnlySpan<float> query, Span<SearchHit> results, int? ef, IVectorFilter? filter, int required) =>
+        SearchCore(query, results, ef, filter, rerank: false, required);
+
+    /// <summary>The exact distance from an already prepared (normalised, for cosine) query to a live vector; NaN when absent.</summary>
+    internal float ExactDistanceTo(ReadOnlySpan<float> preparedQuery, long id, Span<float> buffer)
+    {
+        if (!_idToNode.TryGetValue(id, out int node))
+        {
+            return float.NaN;
+        }
+
+        _resizeLock.EnterReadLock();
+        try
+        {
+            return ExactDistance(preparedQuery, node, buffer);
+        }
+        finally
+        {
+            _resizeLock.ExitReadLock();
+        }
+    }
+
+    private int SearchCore(ReadOnlySpan<float> query, Span<SearchHit> results, int? ef, IVectorFilter? filter, bool rerank, int required)
     {
         ThrowIfDisposed();
         if (query.Length != _dimension)
@@ -61,20 +96,20 @@ public sealed unsafe partial class HnswIndex
             {
                 // Nothing deleted: every reachable node is returnable (a node still being inserted by another
                 // thread already has its vector and id written), so skip the state check.
-                found = WalkAndRank(prepared, results, efSearch, default(AcceptAll), stopEarly);
+                found = WalkAndRank(prepared, results, efSearch, default(AcceptAll), stopEarly, rerank);
             }
             else if (filter is null)
             {
-                found = WalkAndRank(prepared, results, efSearch, new AcceptLive(_states), stopEarly);
+                found = WalkAndRank(prepared, results, efSearch, new AcceptLive(_states), stopEarly, rerank);
             }
             else
             {
-                found = WalkAndRank(prepared, results, efSearch, new AcceptLiveMatching(_states, _ids, filter), stopEarly);
+                found = WalkAndRank(prepared, results, efSearch, new AcceptLiveMatching(_states, _ids, filter), stopEarly, rerank);
             }
 
             // The walk may come back short when a filter or many tombstones cut the reachable matches;
             // an exact scan then guarantees k whenever k matching vectors exist.
-            if (found < k && found < live)
+            if (found < required && found < live)
             {
                 return ExactSearch(prepared, results, filter);
             }
@@ -205,7 +240,7 @@ public sealed unsafe partial class HnswIndex
     /// </summary>
     internal bool WalkOnCodes { get; set; } = true;
 
-    private int WalkAndRank<TAccept>(ReadOnlySpan<float> query, Span<SearchHit> results, int ef, TAccept accept, bool stopEarly)
+    private int WalkAndRank<TAccept>(ReadOnlySpan<float> query, Span<SearchHit> results, int ef, TAccept accept, bool stopEarly, bool rerank)
         where TAccept : struct, IAcceptPolicy
     {
         var scratch = SearchScratch.Current;
@@ -249,6 +284,16 @@ public sealed unsafe partial class HnswIndex
                     var space = new Int8DotSpace(c, codes, _dimension, _quantizer.StepSquared);
                     Walk(ref space, ef, accept, stopEarly, scratch);
                 }
+            }
+
+            if (!rerank)
+            {
+                while (scratch.Results.Count > results.Length)
+                {
+                    scratch.Results.Pop();
+                }
+
+                return Drain(scratch.Results, results);
             }
 
             return Rerank(query, results, scratch);

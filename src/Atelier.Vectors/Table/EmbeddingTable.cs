@@ -136,47 +136,66 @@ public sealed class EmbeddingTable : IDisposable
     /// <summary>Fills <paramref name="results"/> with the nearest vectors over all shards, nearest first; returns how many.</summary>
     public int Search(ReadOnlySpan<float> query, Span<SearchHit> results, int? ef = null, IVectorFilter? filter = null)
     {
+        int dim = _options.Dimension;
+        if (query.Length != dim)
+        {
+            VectorThrow.DimensionMismatch(dim, query.Length);
+        }
+
         int k = results.Length;
-        var perShard = new SearchHit[_shards.Length][];
+        if (k == 0)
+        {
+            return 0;
+        }
+
+        // Phase 1: every shard walks its graph on int8 codes and returns its best candidates, in parallel.
+        int candidatesPerShard = k * Math.Max(1, _options.RerankMultiplier);
+        int efShard = Math.Max(ef ?? _options.EfSearch, candidatesPerShard);
+        var candidates = new SearchHit[_shards.Length * candidatesPerShard];
         var found = new int[_shards.Length];
         float[] q = query.ToArray();
         if (_shards.Length == 1)
         {
-            perShard[0] = new SearchHit[k];
-            found[0] = _shards[0].Index.Search(q, perShard[0], ef, filter);
+            found[0] = _shards[0].Index.SearchApproximate(q, candidates.AsSpan(0, candidatesPerShard), efShard, filter, k);
         }
         else
         {
             Parallel.For(0, _shards.Length, s =>
-            {
-                perShard[s] = new SearchHit[k];
-                found[s] = _shards[s].Index.Search(q, perShard[s], ef, filter);
-            });
+                found[s] = _shards[s].Index.SearchApproximate(q, candidates.AsSpan(s * candidatesPerShard, candidatesPerShard), efShard, filter, k));
         }
 
-        // Merge: each shard's list is sorted; k-way merge by repeated minimum (shards are few).
-        var cursor = new int[_shards.Length];
-        int taken = 0;
-        while (taken < k)
+        int total = 0;
+        for (int s = 0; s < _shards.Length; s++)
         {
-            int best = -1;
-            for (int s = 0; s < _shards.Length; s++)
-            {
-                if (cursor[s] < found[s] && (best < 0 || perShard[s][cursor[s]].Distance < perShard[best][cursor[best]].Distance))
-                {
-                    best = s;
-                }
-            }
-
-            if (best < 0)
-            {
-                break;
-            }
-
-            results[taken++] = perShard[best][cursor[best]++];
+            candidates.AsSpan(s * candidatesPerShard, found[s]).CopyTo(candidates.AsSpan(total));
+            total += found[s];
         }
 
-        return taken;
+        // Phase 2: re-rank only the global best candidates on full vectors (cache, else one disk read each).
+        var merged = candidates.AsSpan(0, total);
+        merged.Sort(static (a, b) => a.Distance.CompareTo(b.Distance));
+        merged = merged[..Math.Min(total, candidatesPerShard)];
+        if (_options.Metric == DistanceMetric.Cosine)
+        {
+            Kernels.VectorDistance.Normalize(q);
+        }
+
+        var buffer = new float[dim];
+        int kept = 0;
+        for (int i = 0; i < merged.Length; i++)
+        {
+            float exact = _shards[ShardOf(merged[i].Id)].Index.ExactDistanceTo(q, merged[i].Id, buffer);
+            if (!float.IsNaN(exact))
+            {
+                merged[kept++] = merged[i] with { Distance = exact };
+            }
+        }
+
+        merged = merged[..kept];
+        merged.Sort(static (a, b) => a.Distance.CompareTo(b.Distance));
+        int n = Math.Min(k, kept);
+        merged[..n].CopyTo(results);
+        return n;
     }
 
     /// <summary>Commits every shard (vectors fsynced, then each shard's manifest written last).</summary>

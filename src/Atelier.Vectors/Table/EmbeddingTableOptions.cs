@@ -33,6 +33,13 @@ public sealed record EmbeddingTableOptions
     /// <summary>Default search candidate list size per shard.</summary>
     public int EfSearch { get; init; } = 64;
 
+    /// <summary>
+    /// Candidates re-ranked on full vectors, as a multiple of k. The shards' candidates (ranked on int8
+    /// codes) are merged first and only this many of the best are read at full precision, so a search
+    /// costs at most <c>k * RerankMultiplier</c> vector reads however many shards there are.
+    /// </summary>
+    public int RerankMultiplier { get; init; } = 4;
+
     /// <summary>Seed of the level generator.</summary>
     public ulong Seed { get; init; } = 42;
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Upload throughput of a large JSONL file through HTTP (POST /v1/files, multipart, as the SDK
+# sends it) against raw `dd` write bandwidth to the same disk, in the same run, and the server's
+# memory growth while it streams. Usage: bench/upload.sh [size_in_MiB]   (default 2048)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-2048}
+work=${BENCH_DIR:-$PWD/artifacts/bench-upload}
+port=${BENCH_PORT:-18181}
+rm -rf "$work"; mkdir -p "$work/data"
+
+echo "== machine"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), cores: $(nproc), memory: $(free -g | awk '/Mem:/{print $2}') GiB"
+echo "disk: $(df -h "$work" | awk 'NR==2{print $1, $2}')"
+
+echo "== build (Release)"
+dotnet build src/Atelier.Cli -c Release -v q -nologo | tail -1
+
+echo "== generate ${size_mib} MiB of fine-tune JSONL"
+line='{"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Translate to French: The quick brown fox jumps over the lazy dog, and the data never leaves the EU."},{"role":"assistant","content":"Le renard brun rapide saute par-dessus le chien paresseux, et les données ne quittent jamais l UE."}]}'
+lines=$(( size_mib * 1048576 / (${#line} + 1) ))
+# `yes` ends with SIGPIPE when head has enough; that is expected, not an error.
+(yes "$line" || true) | head -n "$lines" > "$work/train.jsonl"
+bytes=$(stat -c %s "$work/train.jsonl")
+echo "file: $bytes bytes, $lines lines"
+
+echo "== dd: raw write bandwidth to the same disk (fdatasync at the end, as the server fsyncs)"
+sync
+dd_out=$(dd if=/dev/zero of="$work/dd.bin" bs=1M count=$(( bytes / 1048576 )) conv=fdatasync 2>&1 | tail -1)
+rm -f "$work/dd.bin"
+echo "$dd_out"
+dd_secs=$(echo "$dd_out" | sed -E 's/.* copied, ([0-9.]+) s.*/\1/')
+dd_bytes=$(echo "$dd_out" | awk '{print $1}')
+dd_mbs=$(awk -v b="$dd_bytes" -v s="$dd_secs" 'BEGIN{printf "%.1f", b/1048576/s}')
+
+# First start writes the default configuration; then raise the upload limit in it.
+dotnet src/Atelier.Cli/bin/Release/net10.0/atelier.dll serve --data "$work/data" --port "$port" > "$work/serve.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+kill $pid; wait $pid 2>/dev/null || true
+# Raise the upload limit for the benchmark, keeping the generated defaults.
+node -e '
+const fs=require("fs"); const p=process.argv[1]; const c=JSON.parse(fs.readFileSync(p));
+c.files={...(c.files||{}), max_upload_bytes: Number(process.argv[2])}; fs.writeFileSync(p, JSON.stringify(c,null,2));' "$work/data/atelier.json" $(( bytes * 2 ))
+dotnet src/Atelier.Cli/bin/Release/net10.0/atelier.dll serve --data "$work/data" --port "$port" >> "$work/serve.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+key=$(cat "$work/data/admin.key")
+
+upload() { # purpose name
+  # Warm the server (JIT, pools) with a small upload, then sample its RSS while the big one streams.
+  head -n 1000 "$work/train.jsonl" > "$work/warm.jsonl"
+  curl -sf -H "Authorization: Bearer $key" -F "file=@$work/warm.jsonl" -F "purpose=$1" "http://127.0.0.1:$port/v1/files" > /dev/null
+  sleep 1
+  local before peak=0 rss
+  before=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
+  ( while kill -0 $pid 2>/dev/null; do awk '/VmRSS/{print $2}' /proc/$pid/status; sleep 0.1; done ) > "$work/rss.$1" &
+  local sampler=$!
+  local t
+  t=$(curl -s -o "$work/resp.$1" -w '%{time_total}' -H "Authorization: Bearer $key" -F "file=@$work/train.jsonl;type=application/jsonl" -F "purpose=$1" "http://127.0.0.1:$port/v1/files")
+  kill $sampler 2>/dev/null || true
+  peak=$(sort -n "$work/rss.$1" | tail -1)
+  grep -q '"object":"file"' "$work/resp.$1" || { echo "upload failed: $(head -c 500 "$work/resp.$1")"; exit 1; }
+  local mbs ratio growth
+  mbs=$(awk -v b="$bytes" -v s="$t" 'BEGIN{printf "%.1f", b/1048576/s}')
+  ratio=$(awk -v a="$mbs" -v d="$dd_mbs" 'BEGIN{printf "%.0f", 100*a/d}')
+  growth=$(awk -v p="$peak" -v b="$before" 'BEGIN{printf "%.1f", (p-b)/1024}')
+  printf '%-10s %8.1f MiB/s  %4s%% of dd  %6.2f s  RSS before %6.1f MiB, peak %6.1f MiB, growth %6.1f MiB\n' \
+    "$1" "$mbs" "$ratio" "$t" "$(awk -v b="$before" 'BEGIN{print b/1024}')" "$(awk -v p="$peak" 'BEGIN{print p/1024}')" "$growth"
+}
+
+echo "== results (dd: $dd_mbs MiB/s)"
+upload fine-tune   # streamed, hashed, validated line by line against Mistral's rules, fsynced
+upload ocr         # streamed, hashed, fsynced, no line validation: the storage path alone
+kill $pid; wait $pid 2>/dev/null || true
+rm -rf "$work"
