@@ -72,9 +72,14 @@ switch (command)
         DatasetCounters c = result.Manifest.Counters;
         Console.WriteLine($"atelier pipeline: {bytes / 1048576.0:F1} MB in {seconds:F2} s = {bytes / 1048576.0 / seconds:F2} MB/s wall, {bytes / 1048576.0 / cpu:F2} MB/s per core-second, cores busy {cpu / seconds:F2} of {Environment.ProcessorCount}");
         Console.WriteLine($"  examples {c.ExamplesRead}, kept {c.ExamplesKept}, exact dups {c.ExactDuplicates}, near dups {c.NearDuplicates}, tokens {c.Tokens}, windows {c.Windows}, shards {result.Manifest.Shards.Count}");
+        Console.WriteLine($"  phases (wall): {result.Timings}");
         Console.WriteLine($"  peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0:F0} MB");
         break;
     }
+
+    case "stages":
+        StageProfile.Run(args[1]);
+        break;
 
     default:
         Console.WriteLine("usage: gen PATH MB | tokenize PATH | pipeline PATH OUT");

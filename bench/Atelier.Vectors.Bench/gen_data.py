@@ -34,9 +34,10 @@ def main():
     bn = (base ** 2).sum(1)
     best_d = np.full((nq, kgt), np.inf, dtype=np.float32)
     best_i = np.zeros((nq, kgt), dtype=np.int64)
-    for s in range(0, n, 200_000):
-        chunk = base[s:s + 200_000]
-        d = qn[:, None] - 2.0 * queries @ chunk.T + bn[None, s:s + 200_000]
+    chunk_rows = 50_000  # keeps the nq x chunk distance matrix near 1 GB
+    for s in range(0, n, chunk_rows):
+        chunk = base[s:s + chunk_rows]
+        d = qn[:, None] - 2.0 * queries @ chunk.T + bn[None, s:s + chunk_rows]
         part = np.argpartition(d, kgt, axis=1)[:, :kgt]
         pd = np.take_along_axis(d, part, 1)
         alld = np.concatenate([best_d, pd], 1)

@@ -140,6 +140,21 @@ public class OpGradientTests
     }
 
     [Fact]
+    public void CrossEntropy_WritingTheGradientOverTheLogits_GivesTheSameLossAndGradient()
+    {
+        const int rows = 3, vocab = 40;
+        var z = TestData.Uniform(rows * vocab, 33, 4f);
+        int[] targets = [5, 39, 0];
+        float[] mask = [1, 1, 0];
+        var separate = new float[z.Length];
+        var loss = Ops.CrossEntropy(z, targets, mask, vocab, separate, 0.5f);
+        var inPlace = (float[])z.Clone();
+        var lossInPlace = Ops.CrossEntropy(inPlace, targets, mask, vocab, inPlace, 0.5f);
+        Assert.Equal(loss, lossInPlace);
+        Assert.Equal(separate, inPlace);
+    }
+
+    [Fact]
     public void LinearBackward_MatchesFiniteDifferences_ForInputAndWeight()
     {
         const int rows = 5, inF = 7, outF = 6;

@@ -121,7 +121,40 @@ public sealed record DatasetManifest
 /// <param name="Manifest">Its manifest.</param>
 /// <param name="Report">Its report.</param>
 /// <param name="ResumedFromShard">Shards reused from an interrupted build (0 for a fresh one).</param>
-public sealed record DatasetBuildResult(string Directory, DatasetManifest Manifest, DatasetReport Report, int ResumedFromShard);
+public sealed record DatasetBuildResult(string Directory, DatasetManifest Manifest, DatasetReport Report, int ResumedFromShard)
+{
+    /// <summary>Wall-clock time spent in each phase of the build (for benchmarks and the build log).</summary>
+    public DatasetBuildTimings Timings { get; init; } = new();
+}
+
+/// <summary>Wall-clock time per phase. Parallel phases use all cores; the others one.</summary>
+public sealed class DatasetBuildTimings
+{
+    /// <summary>Hashing inputs, indexing eval files.</summary>
+    public TimeSpan Preparation { get; set; }
+
+    /// <summary>Waiting for the reader (parse) thread.</summary>
+    public TimeSpan WaitingForReader { get; set; }
+
+    /// <summary>Parallel: normalise, content hash, word hashes, MinHash, n-gram lookups, quality scores.</summary>
+    public TimeSpan Analysis { get; set; }
+
+    /// <summary>Sequential: dedup and filter decisions, dropped log.</summary>
+    public TimeSpan Decisions { get; set; }
+
+    /// <summary>Parallel: chat format and tokenisation.</summary>
+    public TimeSpan Tokenization { get; set; }
+
+    /// <summary>Sequential: features rows and packing.</summary>
+    public TimeSpan Packing { get; set; }
+
+    /// <summary>Writing shards, feature parts, checkpoints (fsync included).</summary>
+    public TimeSpan Writing { get; set; }
+
+    /// <inheritdoc />
+    public override string ToString() =>
+        FormattableString.Invariant($"prep {Preparation.TotalSeconds:F1}s, wait-reader {WaitingForReader.TotalSeconds:F1}s, analysis {Analysis.TotalSeconds:F1}s, decisions {Decisions.TotalSeconds:F1}s, tokenize {Tokenization.TotalSeconds:F1}s, pack {Packing.TotalSeconds:F1}s, write {Writing.TotalSeconds:F1}s");
+}
 
 /// <summary>The state of an interrupted build, written after each committed shard.</summary>
 internal sealed record BuildCheckpoint

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -37,9 +38,12 @@ public sealed partial class DatasetBuilder
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, _options.MaxDegreeOfParallelism), CancellationToken = cancellationToken };
         try
         {
+            long waitStart = Stopwatch.GetTimestamp();
             await foreach (List<ReadResult> batch in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
+                _timings.WaitingForReader += Stopwatch.GetElapsedTime(waitStart);
                 await ProcessBatchAsync(run, batch, parallel, cancellationToken).ConfigureAwait(false);
+                waitStart = Stopwatch.GetTimestamp();
                 string stage = batch[^1].Example is { } last && last.Ordinal < run.ResumeOrdinal ? "replaying" : "building";
                 progress?.Report(run.Progress(stage, _counters));
             }
@@ -61,14 +65,19 @@ public sealed partial class DatasetBuilder
     private async Task ProcessBatchAsync(RunState run, List<ReadResult> batch, ParallelOptions parallel, CancellationToken cancellationToken)
     {
         var candidates = new Candidate[batch.Count];
+        long start = Stopwatch.GetTimestamp();
         Parallel.For(0, batch.Count, parallel, i => candidates[i] = Analyze(batch[i]));
+        _timings.Analysis += Stopwatch.GetElapsedTime(start);
 
         // Decisions that depend on earlier examples are taken in input order, on this thread.
+        start = Stopwatch.GetTimestamp();
         foreach (Candidate candidate in candidates)
         {
             Decide(candidate, run);
         }
 
+        _timings.Decisions += Stopwatch.GetElapsedTime(start);
+        start = Stopwatch.GetTimestamp();
         Parallel.For(0, candidates.Length, parallel, i =>
         {
             Candidate c = candidates[i];
@@ -78,6 +87,9 @@ public sealed partial class DatasetBuilder
             }
         });
 
+        _timings.Tokenization += Stopwatch.GetElapsedTime(start);
+        start = Stopwatch.GetTimestamp();
+        TimeSpan writing = TimeSpan.Zero;
         var windows = new List<PackedWindow>();
         foreach (Candidate c in candidates)
         {
@@ -101,9 +113,14 @@ public sealed partial class DatasetBuilder
             run.NextOrdinalToEmit = c.Example.Ordinal + 1;
             if (run.PendingWindows.Count >= _options.WindowsPerShard)
             {
+                long commitStart = Stopwatch.GetTimestamp();
                 await CommitShardAsync(run, run.NextOrdinalToEmit, final: false, cancellationToken).ConfigureAwait(false);
+                writing += Stopwatch.GetElapsedTime(commitStart);
             }
         }
+
+        _timings.Writing += writing;
+        _timings.Packing += Stopwatch.GetElapsedTime(start) - writing;
     }
 
     private Candidate Analyze(ReadResult read)

@@ -51,6 +51,7 @@ public sealed partial class DatasetBuilder
     private readonly DatasetCounters _counters = new();
     private readonly List<DataIssue> _reportIssues = [];
     private readonly HashSet<long> _clustersWithDuplicates = [];
+    private readonly DatasetBuildTimings _timings = new();
 
     private DatasetBuilder(DatasetBuildRequest request)
     {
@@ -97,6 +98,7 @@ public sealed partial class DatasetBuilder
             throw new IOException($"dataset directory {output} already exists; a version is immutable");
         }
 
+        long prepStart = System.Diagnostics.Stopwatch.GetTimestamp();
         progress?.Report(new DatasetBuildProgress("hashing-inputs", 0, 0, 0, 0, 0, 0, 0));
         List<DatasetInputRecord> inputs = await HashInputsAsync(cancellationToken).ConfigureAwait(false);
         string fingerprint = Fingerprint(inputs);
@@ -109,6 +111,7 @@ public sealed partial class DatasetBuilder
 
         progress?.Report(new DatasetBuildProgress("indexing-eval", 0, totalBytes, 0, 0, 0, 0, 0));
         await IndexEvalAsync(cancellationToken).ConfigureAwait(false);
+        _timings.Preparation = System.Diagnostics.Stopwatch.GetElapsedTime(prepStart);
 
         var run = new RunState(staging, fingerprint, totalBytes, checkpoint, _options.SequenceLength, _request.Tokenizer.Control.Pad);
         if (_options.KeepDropped)
@@ -132,7 +135,7 @@ public sealed partial class DatasetBuilder
         Directory.Move(staging, output);
         AtomicFile.SyncDirectory(Path.GetDirectoryName(output)!);
         progress?.Report(run.Progress("done", _counters));
-        return new DatasetBuildResult(output, manifest, BuildReport(), checkpoint is null ? 0 : checkpoint.Shards.Count);
+        return new DatasetBuildResult(output, manifest, BuildReport(), checkpoint is null ? 0 : checkpoint.Shards.Count) { Timings = _timings };
     }
 
     private BuildCheckpoint? PrepareStaging(string staging, string fingerprint)

@@ -14,10 +14,10 @@ internal static partial class UnicodeNfc
     private const int SBase = 0xAC00, LBase = 0x1100, VBase = 0x1161, TBase = 0x11A7;
     private const int LCount = 19, VCount = 21, TCount = 28, NCount = VCount * TCount, SCount = LCount * NCount;
 
-    // One bit per BMP char that may change under NFC or affect its neighbour: decomposable,
-    // non-zero combining class, or the second char of a composition.
-    private static readonly ulong[] s_maybeChanges = BuildMaybeChanges();
-    private static readonly int[] s_astralSeconds = BuildAstralSeconds();
+    // One bit per BMP char whose NFC quick-check value is not Yes, and one per BMP char with a
+    // non-zero combining class: the quick check (UAX #15) reads only these two bitsets.
+    private static readonly ulong[] s_quickCheckNotYes = BuildBits(QuickCheckNotYes);
+    private static readonly ulong[] s_hasCombiningClass = BuildBits(CccKeys);
 
     public static string Normalize(string text)
     {
@@ -26,6 +26,7 @@ internal static partial class UnicodeNfc
         return first < 0 ? text : NormalizeSlow(text, Math.Max(0, first - 1));
     }
 
+    /// <summary>The NFC quick check: the index where the text may stop being NFC, or -1 when it is NFC.</summary>
     private static int FirstMaybeChanging(string text)
     {
         ReadOnlySpan<char> span = text;
@@ -35,33 +36,63 @@ internal static partial class UnicodeNfc
             return -1;
         }
 
+        int lastClass = 0;
         for (; i < span.Length; i++)
         {
             char c = span[i];
             if (c < 0x300)
             {
+                lastClass = 0;
                 continue;
             }
 
+            int cc;
             if (char.IsHighSurrogate(c) && i + 1 < span.Length && char.IsLowSurrogate(span[i + 1]))
             {
                 int cp = char.ConvertToUtf32(c, span[i + 1]);
-                if (CombiningClass(cp) != 0 || DecompositionKeys.BinarySearch(cp) >= 0 || IsCompositionSecond(cp))
+                if (QuickCheckNotYes.BinarySearch(cp) >= 0)
                 {
                     return i;
                 }
 
+                cc = CombiningClass(cp);
                 i++;
-                continue;
+            }
+            else
+            {
+                if (IsSet(s_quickCheckNotYes, c))
+                {
+                    return i;
+                }
+
+                cc = IsSet(s_hasCombiningClass, c) ? CombiningClass(c) : 0;
             }
 
-            if ((s_maybeChanges[c >> 6] & (1UL << (c & 63))) != 0)
+            if (cc != 0 && lastClass > cc)
             {
                 return i;
             }
+
+            lastClass = cc;
         }
 
         return -1;
+    }
+
+    private static bool IsSet(ulong[] bits, char c) => (bits[c >> 6] & (1UL << (c & 63))) != 0;
+
+    private static ulong[] BuildBits(ReadOnlySpan<int> codePoints)
+    {
+        ulong[] bits = new ulong[65536 / 64];
+        foreach (int cp in codePoints)
+        {
+            if (cp < 0x10000)
+            {
+                bits[cp >> 6] |= 1UL << (cp & 63);
+            }
+        }
+
+        return bits;
     }
 
     private static string NormalizeSlow(string text, int from)
@@ -247,61 +278,5 @@ internal static partial class UnicodeNfc
 
         int index = CccKeys.BinarySearch(cp);
         return index >= 0 ? CccValues[index] : 0;
-    }
-
-    private static bool IsCompositionSecond(int cp) => Array.BinarySearch(s_astralSeconds, cp) >= 0;
-
-    private static int[] BuildAstralSeconds()
-    {
-        var seconds = new SortedSet<int>();
-        foreach (long key in CompositionKeys)
-        {
-            int second = (int)(key & 0x1FFFFF);
-            if (second >= 0x10000)
-            {
-                seconds.Add(second);
-            }
-        }
-
-        return [.. seconds];
-    }
-
-    private static ulong[] BuildMaybeChanges()
-    {
-        ulong[] bits = new ulong[65536 / 64];
-        void Set(int cp)
-        {
-            if (cp < 0x10000)
-            {
-                bits[cp >> 6] |= 1UL << (cp & 63);
-            }
-        }
-
-        foreach (int cp in CccKeys)
-        {
-            Set(cp);
-        }
-
-        foreach (int cp in DecompositionKeys)
-        {
-            Set(cp);
-        }
-
-        foreach (long key in CompositionKeys)
-        {
-            Set((int)(key & 0x1FFFFF));
-        }
-
-        for (int cp = VBase; cp < VBase + VCount; cp++)
-        {
-            Set(cp);
-        }
-
-        for (int cp = TBase + 1; cp < TBase + TCount; cp++)
-        {
-            Set(cp);
-        }
-
-        return bits;
     }
 }

@@ -34,6 +34,14 @@ for cp in range(0x110000):
             comp.append(((d[0] << 21) | d[1], cp))
 comp.sort()
 
+# NFC_QC other than Yes: chars that NFC changes on their own (No), and chars that may compose
+# with what precedes them (Maybe: every second char of a primary composite, and Hangul V/T jamo).
+seconds = {k & 0x1FFFFF for k, _ in comp}
+not_yes = sorted(cp for cp in range(0x110000)
+                 if not (0xD800 <= cp <= 0xDFFF)
+                 and (unicodedata.normalize('NFC', chr(cp)) != chr(cp) or cp in seconds
+                      or 0x1161 <= cp <= 0x1175 or 0x11A8 <= cp <= 0x11C2))
+
 def arr(xs):
     lines, line = [], []
     for x in xs:
@@ -72,6 +80,10 @@ internal static partial class UnicodeNfc
 {arr(dec_values)}
     ];
 
+    private static ReadOnlySpan<int> QuickCheckNotYes => [
+{arr(not_yes)}
+    ];
+
     private static ReadOnlySpan<long> CompositionKeys => [
 {arr([k for k, _ in comp])}
     ];
@@ -82,4 +94,4 @@ internal static partial class UnicodeNfc
 }}
 """
 open('UnicodeNfcData.g.cs', 'w').write(out)
-print(len(ccc), len(dec_keys), len(comp))
+print(len(ccc), len(dec_keys), len(comp), len(not_yes))

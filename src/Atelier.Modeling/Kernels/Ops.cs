@@ -292,14 +292,16 @@ public static class Ops
                             throw new ArgumentOutOfRangeException(nameof(targets), $"Target {y} at position {t} is outside the vocabulary of {vocab}.");
                         }
 
-                        // exp(z − max) once, vectorised, into the gradient row (or a scratch row).
+                        // exp(z − max) once, vectorised, into the gradient row (or a scratch row). The
+                        // gradient may alias the logits, so read everything needed from z first.
+                        var zy = z[y];
                         var max = TensorPrimitives.Max(z);
                         var ex = withGrad ? d : (scratch ??= new float[vocab]);
                         TensorPrimitives.Subtract(z, max, ex);
                         TensorPrimitives.Exp(ex, ex);
                         var sum = Simd.Sum(ex);
                         var lse = max + Math.Log(sum);
-                        ((double*)lop)[t] = w * (lse - z[y]);
+                        ((double*)lop)[t] = w * (lse - zy);
                         if (withGrad)
                         {
                             var scale = gradScale * w / total;

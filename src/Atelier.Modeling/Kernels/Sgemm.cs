@@ -33,13 +33,13 @@ public static unsafe class Sgemm
     private const long ParallelThreshold = 64L * 64 * 64;
 
     [ThreadStatic]
-    private static float* t_aPack;
+    private static float* _threadAPack;
 
     [ThreadStatic]
-    private static float* t_bPack;
+    private static float* _threadBPack;
 
     [ThreadStatic]
-    private static nuint t_bPackLength;
+    private static nuint _threadBPackLength;
 
     /// <summary>Forces the 256-bit micro-kernel (for tests of the fallback path).</summary>
     internal static bool ForceVector256 { get; set; }
@@ -297,29 +297,29 @@ public static unsafe class Sgemm
 
     private static float* EnsureAPack()
     {
-        if (t_aPack == null)
+        if (_threadAPack == null)
         {
             // Lives for the thread's lifetime: the pool threads that run kernels are few and reused.
-            t_aPack = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
+            _threadAPack = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
         }
 
-        return t_aPack;
+        return _threadAPack;
     }
 
     private static float* EnsureBPack(nuint floats)
     {
-        if (t_bPackLength < floats)
+        if (_threadBPackLength < floats)
         {
-            if (t_bPack != null)
+            if (_threadBPack != null)
             {
-                NativeMemory.AlignedFree(t_bPack);
+                NativeMemory.AlignedFree(_threadBPack);
             }
 
-            t_bPack = (float*)NativeMemory.AlignedAlloc(floats * sizeof(float), 64);
-            t_bPackLength = floats;
+            _threadBPack = (float*)NativeMemory.AlignedAlloc(floats * sizeof(float), 64);
+            _threadBPackLength = floats;
         }
 
-        return t_bPack;
+        return _threadBPack;
     }
 
     /// <summary>Packs rows [ic, ic+mc) × k-range [pc, pc+kc) of op(A) into MR-row slivers, zero-padded.</summary>

@@ -120,37 +120,37 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                 MemoryMarshal.Cast<byte, float>(bytes).CopyTo(dst);
                 break;
             case SafeTensorDType.BF16:
-            {
-                var src = MemoryMarshal.Cast<byte, ushort>(bytes);
-                for (var i = 0; i < dst.Length; i++)
                 {
-                    dst[i] = SafeTensorDTypes.FromBFloat16(src[i]);
-                }
+                    var src = MemoryMarshal.Cast<byte, ushort>(bytes);
+                    for (var i = 0; i < dst.Length; i++)
+                    {
+                        dst[i] = SafeTensorDTypes.FromBFloat16(src[i]);
+                    }
 
-                break;
-            }
+                    break;
+                }
 
             case SafeTensorDType.F16:
-            {
-                var src = MemoryMarshal.Cast<byte, Half>(bytes);
-                for (var i = 0; i < dst.Length; i++)
                 {
-                    dst[i] = (float)src[i];
-                }
+                    var src = MemoryMarshal.Cast<byte, Half>(bytes);
+                    for (var i = 0; i < dst.Length; i++)
+                    {
+                        dst[i] = (float)src[i];
+                    }
 
-                break;
-            }
+                    break;
+                }
 
             case SafeTensorDType.F64:
-            {
-                var src = MemoryMarshal.Cast<byte, double>(bytes);
-                for (var i = 0; i < dst.Length; i++)
                 {
-                    dst[i] = (float)src[i];
-                }
+                    var src = MemoryMarshal.Cast<byte, double>(bytes);
+                    for (var i = 0; i < dst.Length; i++)
+                    {
+                        dst[i] = (float)src[i];
+                    }
 
-                break;
-            }
+                    break;
+                }
 
             default:
                 throw new SafeTensorsFormatException($"{what} has dtype {SafeTensorDTypes.Name(dtype)}, which is not a float type.");

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Vector search benchmark: Atelier.Vectors side by side with hnswlib on the same generated data.
+#
+#   bench/vectors.sh            full run: 1M x 128 and 200k x 768 (about 30-40 minutes on 2 cores)
+#   N128=200000 N768=50000 NQ=2000 bench/vectors.sh    a smaller run
+#
+# Writes bench/results/vectors.md. Scratch data goes to $VECTORS_BENCH_DIR (default /tmp/atelier-vectors-bench).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=/usr/bin/python3
+N128=${N128:-1000000}
+N768=${N768:-200000}
+NQ=${NQ:-5000}
+M=${M:-16}
+EFC=${EFC:-100}
+EFS=${EFS:-10,16,24,32,48,64,96,128,192,256}
+TABLE_EFS=${TABLE_EFS:-10,20,40,80}
+WORK=${VECTORS_BENCH_DIR:-/tmp/atelier-vectors-bench}
+RESULTS=bench/results
+SRC=bench/Atelier.Vectors.Bench
+
+if ! "$PY" -c 'import hnswlib, numpy' 2>/dev/null; then
+  echo "installing python3-hnswlib and python3-numpy" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get install -y python3-hnswlib python3-numpy >/dev/null || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y python3-hnswlib python3-numpy >/dev/null; }
+fi
+
+mkdir -p "$WORK" "$RESULTS"
+dotnet build -c Release "$SRC" -v q -nologo >/dev/null
+BENCH="dotnet $SRC/bin/Release/net10.0/Atelier.Vectors.Bench.dll"
+
+{
+  echo "CPU: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p') ($(nproc) cores visible, $(grep -o 'avx512[a-z]*' /proc/cpuinfo | sort -u | head -3 | tr '\n' ' ')...)"
+  echo "Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
+  echo ".NET SDK $(dotnet --version); hnswlib $(dpkg-query -W -f='${Version}' python3-hnswlib 2>/dev/null || echo '?') (Debian python3-hnswlib); numpy $("$PY" -c 'import numpy; print(numpy.__version__)')"
+  echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared with other builds)"
+  echo "Run started $(date -u '+%Y-%m-%d %H:%M UTC'); N128=$N128 N768=$N768 NQ=$NQ M=$M efConstruction=$EFC"
+} > "$WORK/machine.txt"
+
+run_ann() {  # name n dim clusters
+  local name=$1 n=$2 dim=$3 clusters=$4 data="$WORK/data-$1-$2.bin"
+  [ -f "$data" ] || "$PY" $SRC/gen_data.py "$data" "$n" "$NQ" "$dim" "$clusters"
+  echo "== hnswlib $n x $dim" >&2
+  "$PY" $SRC/run_hnswlib.py "$data" "$M" "$EFC" "$EFS" > "$WORK/hnswlib-$name.json"
+  echo "== atelier $n x $dim" >&2
+  $BENCH ann "$data" "$M" "$EFC" "$EFS" "$WORK/atelier-$name.json"
+}
+
+run_ann 128 "$N128" 128 1000
+run_ann 768 "$N768" 768 500
+
+echo "== embedding table, budget 25% of the vectors" >&2
+$BENCH table "$WORK/data-128-$N128.bin" 0.25 "$TABLE_EFS" "$WORK/table.json" "$WORK/nvme0" "$WORK/nvme1"
+rm -rf "$WORK/nvme0" "$WORK/nvme1"
+
+echo "== cache hit ratio on a Zipf trace" >&2
+$BENCH cache "$WORK/cache.json"
+
+echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); finished $(date -u '+%H:%M UTC')" >> "$WORK/machine.txt"
+[ -f "$RESULTS/vectors-notes.md" ] && cp "$RESULTS/vectors-notes.md" "$WORK/notes.md"
+"$PY" $SRC/report.py "$WORK" "$RESULTS/vectors.md" "$WORK/machine.txt"
+echo "wrote $RESULTS/vectors.md" >&2
