@@ -8,7 +8,7 @@ using Atelier.Modeling.Training;
 
 // Macro benchmark of the model engine: SGEMM against numpy/OpenBLAS measured by bench/modeling.sh in the
 // same run, against the machine's FMA peak, and training/inference throughput of a ~10M and ~100M model.
-//   dotnet Atelier.Modeling.Bench.dll [--python /usr/bin/python3] [--sizes 512,1024] [--models 10m,100m] [--skip-models] [--threads N]
+//   dotnet Atelier.Modeling.Bench.dll [--python /usr/bin/python3] [--sizes 512,1024] [--models 10m,100m] [--skip-models] [--skip-sgemm] [--threads N]
 var inv = CultureInfo.InvariantCulture;
 string? python = null;
 var sizes = new[] { 512, 1024, 2048, 4096 };
@@ -21,6 +21,7 @@ for (var i = 0; i < args.Length; i++)
         case "--sizes": sizes = args[++i].Split(',').Select(int.Parse).ToArray(); break;
         case "--models": models = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries); break;
         case "--skip-models": models = []; break;
+        case "--skip-sgemm": sizes = []; break;
         case "--threads": KernelParallelism.MaxThreads = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         default: throw new ArgumentException($"unknown argument {args[i]}");
     }

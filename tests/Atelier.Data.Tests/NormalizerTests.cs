@@ -21,6 +21,22 @@ public class NormalizerTests
     }
 
     [Fact]
+    public void Nfc_OnGeneratedVectors_EqualsPythonUnicodedata()
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "nfc-vectors.json")));
+        Assert.Equal(UnicodeNfc.UnicodeVersion, document.RootElement.GetProperty("unicode").GetString());
+        int checkedCases = 0;
+        foreach (System.Text.Json.JsonElement pair in document.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            string input = pair[0].GetString()!;
+            Assert.Equal(pair[1].GetString(), UnicodeNfc.Normalize(input));
+            checkedCases++;
+        }
+
+        Assert.Equal(400, checkedCases);
+    }
+
+    [Fact]
     public void Normalize_RemovesControlsAndTidiesWhitespace()
     {
         string input = "  \uFEFFHello\u0007 world\u00A0!  \r\nnext line\t\r\n\r\n\r\n\r\n\r\nlast\u200B  ";

@@ -153,6 +153,22 @@ public class MistralModelTests
     }
 
     [Fact]
+    public void MergeAdapter_FoldsLoraIntoTheWeights_WithoutChangingTheLogits()
+    {
+        var args = ModelTestFixtures.SmallArgs();
+        using var model = ModelTestFixtures.ModelWithActiveLora(args);
+        var batch = new TrainingBatch(TestData.Tokens(8, args.VocabSize, 49), new int[8], new float[8], [8]);
+        using var before = model.ForwardLogits(batch);
+        using var adapter = model.MergeAdapter();
+        Assert.Null(model.Adapter);
+        using var after = model.ForwardLogits(batch);
+        for (var i = 0; i < before.Length; i++)
+        {
+            Assert.True(Math.Abs(before.Span[i] - after.Span[i]) < 1e-4, $"logit {i}: {after.Span[i]} vs {before.Span[i]}");
+        }
+    }
+
+    [Fact]
     public void Load_RefusesAModelWhoseTensorShapesDisagreeWithParams()
     {
         var dir = Directory.CreateTempSubdirectory("atelier-model-").FullName;

@@ -221,6 +221,70 @@ public class OpGradientTests
         TestData.CheckGradient("dv", v, dv, Loss);
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData(40)]
+    public void Attention_MatchesANaiveReference_AcrossManyBlocksPackedSamplesAndWindows(int? window)
+    {
+        // 150 rows in three packed samples: more than one 64-row block per sample.
+        int[] lengths = [90, 13, 47];
+        const int rows = 150, heads = 4, kv = 2, hd = 16;
+        var shape = new Attention.Shape(rows, rows, heads, kv, hd);
+        var lo = new int[rows];
+        var hi = new int[rows];
+        var start = 0;
+        foreach (var n in lengths)
+        {
+            for (var t = start; t < start + n; t++)
+            {
+                lo[t] = window is { } w ? Math.Max(start, t - w + 1) : start;
+                hi[t] = t;
+            }
+
+            start += n;
+        }
+
+        var q = TestData.Uniform(rows * heads * hd, 34);
+        var k = TestData.Uniform(rows * kv * hd, 35);
+        var v = TestData.Uniform(rows * kv * hd, 36);
+        var o = new float[q.Length];
+        var lse = new float[heads * rows];
+        Attention.Forward(shape, q, k, v, lo, hi, o, lse);
+        for (var h = 0; h < heads; h++)
+        {
+            var g = h / 2;
+            for (var t = 0; t < rows; t++)
+            {
+                var scores = Enumerable.Range(lo[t], hi[t] - lo[t] + 1)
+                    .Select(j => Enumerable.Range(0, hd).Sum(d => (double)q[(t * heads * hd) + (h * hd) + d] * k[(j * kv * hd) + (g * hd) + d]) / 4.0).ToArray();
+                var max = scores.Max();
+                var z = scores.Sum(x => Math.Exp(x - max));
+                Assert.Equal(max + Math.Log(z), lse[(h * rows) + t], 3);
+                for (var d = 0; d < hd; d++)
+                {
+                    var expected = scores.Select((x, i) => Math.Exp(x - max) / z * v[((lo[t] + i) * kv * hd) + (g * hd) + d]).Sum();
+                    Assert.True(Math.Abs(expected - o[(t * heads * hd) + (h * hd) + d]) < 1e-5, $"o[{t},{h},{d}]");
+                }
+            }
+        }
+
+        var r = TestData.Uniform(q.Length, 37);
+        double Loss()
+        {
+            var oo = new float[q.Length];
+            Attention.Forward(shape, q, k, v, lo, hi, oo, new float[heads * rows]);
+            return TestData.Project(oo, r);
+        }
+
+        var dq = new float[q.Length];
+        var dk = new float[k.Length];
+        var dv = new float[v.Length];
+        Attention.Backward(shape, r, q, k, v, o, lse, lo, hi, dq, dk, dv);
+        TestData.CheckGradient("dq", q, dq, Loss, indices: TestData.Sample(q.Length, 25, 1));
+        TestData.CheckGradient("dk", k, dk, Loss, indices: TestData.Sample(k.Length, 25, 2));
+        TestData.CheckGradient("dv", v, dv, Loss, indices: TestData.Sample(v.Length, 25, 3));
+    }
+
     [Fact]
     public void AttentionForward_DoesNotLetASampleSeeTheNextOne()
     {

@@ -181,4 +181,45 @@ public sealed class EmbeddingTableTests : IDisposable
         // A cold query reads k * RerankMultiplier = 40 vectors; an LRU would have lost the whole hot set.
         Assert.True(table.DiskReads - before < 20, $"hot query read {table.DiskReads - before} vectors from disk after the scan");
     }
+
+    [Fact]
+    public void Metrics_PublishTheCacheHitRatioTaggedWithTheTableName()
+    {
+        using (var build = EmbeddingTable.Open(Options(shards: 1)))
+        {
+            build.Upsert(ClusteredData.Ids(500), ClusteredData.Generate(500, Dimension, clusters: 5, seed: 42));
+            build.Flush();
+        }
+
+        using var table = EmbeddingTable.OpenWithForegroundCache(Options(shards: 1) with { Name = "metrics-test" });
+        var query = ClusteredData.Generate(1, Dimension, clusters: 5, seed: 43);
+        table.Search(query, 10);
+        table.Search(query, 10);
+        table.MaintainCache();
+
+        double? observed = null;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == EmbeddingTable.MeterName && instrument.Name == "atelier.vectors.cache.hit_ratio")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "table" && (string?)tag.Value == "metrics-test")
+                {
+                    observed = value;
+                }
+            }
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        Assert.True(observed is not null, $"no measurement; ratio {table.CacheHitRatio} reads {table.DiskReads} cached {table.CachedVectors}");
+        Assert.True(observed.Value is > 0.4 and < 0.6, $"observed {observed}; ratio {table.CacheHitRatio} reads {table.DiskReads} cached {table.CachedVectors}");
+    }
 }

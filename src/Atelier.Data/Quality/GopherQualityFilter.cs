@@ -95,19 +95,23 @@ public sealed class GopherQualityFilter
                 symbols += word.Count('#');
                 symbols += word.Count('…');
                 symbols += CountOccurrences(word, "...");
-                foreach (string stop in s_stopWords)
+                if (word.Length is >= 2 and <= 4)
                 {
-                    if (word.Equals(stop, StringComparison.OrdinalIgnoreCase))
+                    foreach (string stop in s_stopWords)
                     {
-                        stopWords++;
-                        break;
+                        if (word.Equals(stop, StringComparison.OrdinalIgnoreCase))
+                        {
+                            stopWords++;
+                            break;
+                        }
                     }
                 }
             }
         }
 
         int lines = 0, bullets = 0, ellipses = 0, duplicates = 0;
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        // Lines are compared by a 64-bit hash: a collision would only miscount one duplicate.
+        var seen = new HashSet<ulong>();
         foreach (Range range in text.Split('\n'))
         {
             ReadOnlySpan<char> line = text[range].Trim();
@@ -127,7 +131,7 @@ public sealed class GopherQualityFilter
                 ellipses++;
             }
 
-            if (!seen.Add(line.ToString()))
+            if (!seen.Add(System.IO.Hashing.XxHash3.HashToUInt64(System.Runtime.InteropServices.MemoryMarshal.AsBytes(line))))
             {
                 duplicates++;
             }

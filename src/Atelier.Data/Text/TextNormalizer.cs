@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using Atelier.Data.Model;
 
@@ -35,13 +36,19 @@ public sealed record NormalizationOptions
 /// </summary>
 public sealed class TextNormalizer
 {
+    // Characters the slow path removes or replaces: C0 controls but tab and newline, DEL, C1,
+    // exotic spaces and invisible format characters.
+    private static readonly SearchValues<char> s_suspicious = SearchValues.Create(BuildSuspicious());
+
     private readonly NormalizationOptions _options;
+    private readonly string? _newlineRun;
 
     /// <summary>Creates a normaliser.</summary>
     public TextNormalizer(NormalizationOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options;
+        _newlineRun = options.MaxConsecutiveNewlines > 0 ? new string('\n', options.MaxConsecutiveNewlines + 1) : null;
     }
 
     /// <summary>Normalises one text; returns the same instance when nothing changed.</summary>
@@ -156,54 +163,35 @@ public sealed class TextNormalizer
 
     private bool NeedsCleanup(string text)
     {
-        if (_options.Trim && text.Length > 0 && (char.IsWhiteSpace(text[0]) || char.IsWhiteSpace(text[^1])))
-        {
-            return true;
-        }
-
-        foreach (char c in text)
-        {
-            if (c < 0x20 && c != '\n')
-            {
-                return true;
-            }
-
-            if (c == '\n' || c == ' ')
-            {
-                // Trailing spaces, space runs and newline runs need the slow path only when present;
-                // checking them precisely costs as much as doing it, so take the slow path.
-                if (_options.TrimTrailingWhitespace || _options.CollapseSpaces || _options.MaxConsecutiveNewlines > 0)
-                {
-                    if (c == '\n' ? HasNewlineRun(text) : false)
-                    {
-                        return true;
-                    }
-                }
-
-                continue;
-            }
-
-            if (c >= 0x7f && (IsRemovableControl(c) || IsExoticSpace(c)))
-            {
-                return true;
-            }
-        }
-
-        return _options.TrimTrailingWhitespace && HasTrailingSpaceOnLine(text) || _options.CollapseSpaces && text.Contains("  ", StringComparison.Ordinal);
-    }
-
-    private bool HasNewlineRun(string text)
-    {
-        if (_options.MaxConsecutiveNewlines <= 0)
+        ReadOnlySpan<char> span = text;
+        if (span.IsEmpty)
         {
             return false;
         }
 
-        return text.Contains(new string('\n', _options.MaxConsecutiveNewlines + 1), StringComparison.Ordinal);
-    }
+        if (_options.Trim && (char.IsWhiteSpace(span[0]) || char.IsWhiteSpace(span[^1])))
+        {
+            return true;
+        }
 
-    private static bool HasTrailingSpaceOnLine(string text) =>
-        text.Contains(" \n", StringComparison.Ordinal) || text.Contains("\t\n", StringComparison.Ordinal);
+        // One vectorised scan for anything the slow path could change; the rest are substring searches.
+        if (span.IndexOfAny(s_suspicious) >= 0)
+        {
+            return true;
+        }
+
+        if (_options.TrimTrailingWhitespace && (span.Contains(" \n", StringComparison.Ordinal) || span.Contains("\t\n", StringComparison.Ordinal)))
+        {
+            return true;
+        }
+
+        if (_options.CollapseSpaces && span.Contains("  ", StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        return _newlineRun is not null && span.Contains(_newlineRun, StringComparison.Ordinal);
+    }
 
     private static void TrimEndSpaces(StringBuilder builder)
     {
@@ -214,6 +202,20 @@ public sealed class TextNormalizer
         }
 
         builder.Length = end;
+    }
+
+    private static string BuildSuspicious()
+    {
+        var chars = new StringBuilder();
+        for (int c = 0; c < 0x10000; c++)
+        {
+            if (c != '\n' && c != '\t' && (IsExoticSpace((char)c) || IsRemovableControl((char)c) || c == '\r'))
+            {
+                chars.Append((char)c);
+            }
+        }
+
+        return chars.ToString();
     }
 
     private static bool IsExoticSpace(char c) =>

@@ -13,6 +13,14 @@ namespace Atelier.Data.Validation;
 /// </summary>
 internal static class FineTuneLineRules
 {
+    /// <summary>Where in a line a problem is, e.g. <c>messages[2].tool_calls[0].id</c>, built into a string only when reported.</summary>
+    internal readonly record struct FieldPath(string Name, int Index, string Rest)
+    {
+        public FieldPath Then(string rest) => this with { Rest = Rest + rest };
+
+        public override string ToString() => $"{Name}[{Index}]{Rest}";
+    }
+
     public static LineKind Validate(JsonElement root, long lineNumber, ProblemSink sink)
     {
             if (root.TryGetProperty("messages", out var messages) || root.TryGetProperty("interactions", out messages))
@@ -35,7 +43,7 @@ internal static class FineTuneLineRules
                     return LineKind.Invalid;
                 }
 
-                if (text.GetString()!.Length == 0)
+                if (text.ValueEquals(ReadOnlySpan<byte>.Empty))
                 {
                     sink.Add(new Problem("'text' is empty", lineNumber, "text"));
                     return LineKind.Invalid;
@@ -71,10 +79,12 @@ internal static class FineTuneLineRules
         var pendingSince = -1;
         foreach (var message in messages.EnumerateArray())
         {
-            var field = $"{name}[{index}]";
+            // Field names are built only when a problem is reported: most lines have none.
+            var path = new FieldPath(name, index, "");
+            string Field(string suffix = "") => path.Then(suffix).ToString();
             if (message.ValueKind != JsonValueKind.Object)
             {
-                sink.Add(new Problem($"a message must be an object, not {Describe(message.ValueKind)}", lineNumber, field));
+                sink.Add(new Problem($"a message must be an object, not {Describe(message.ValueKind)}", lineNumber, Field()));
                 ok = false;
                 index++;
                 continue;
@@ -82,16 +92,16 @@ internal static class FineTuneLineRules
 
             if (!message.TryGetProperty("role", out var roleElement) || roleElement.ValueKind != JsonValueKind.String)
             {
-                sink.Add(new Problem("the message has no 'role' string", lineNumber, field + ".role"));
+                sink.Add(new Problem("the message has no 'role' string", lineNumber, Field(".role")));
                 ok = false;
                 index++;
                 continue;
             }
 
-            var role = roleElement.GetString();
-            if (role is not ("system" or "user" or "assistant" or "tool"))
+            var role = RoleOf(roleElement);
+            if (role is null)
             {
-                sink.Add(new Problem($"unknown role '{role}'; expected system, user, assistant or tool", lineNumber, field + ".role"));
+                sink.Add(new Problem($"unknown role '{roleElement.GetString()}'; expected system, user, assistant or tool", lineNumber, Field(".role")));
                 ok = false;
                 index++;
                 continue;
@@ -105,7 +115,7 @@ internal static class FineTuneLineRules
                 sink.Add(new Problem(
                     $"the tool calls of {name}[{pendingSince}] are missing {pendingCalls.Count} result(s), for [{string.Join(", ", pendingCalls)}]",
                     lineNumber,
-                    field));
+                    Field()));
                 ok = false;
                 pendingCalls.Clear();
             }
@@ -114,10 +124,10 @@ internal static class FineTuneLineRules
             {
                 case "system":
                 case "user":
-                    ok &= RequireContent(message, lineNumber, field, sink);
+                    ok &= RequireContent(message, lineNumber, path, sink);
                     break;
                 case "assistant":
-                    ok &= ValidateAssistant(message, lineNumber, field, sink, pendingCalls);
+                    ok &= ValidateAssistant(message, lineNumber, path, sink, pendingCalls);
                     if (pendingCalls.Count > 0)
                     {
                         pendingSince = index;
@@ -125,8 +135,8 @@ internal static class FineTuneLineRules
 
                     break;
                 case "tool":
-                    ok &= ValidateToolResult(message, lineNumber, field, sink, pendingCalls);
-                    ok &= RequireContent(message, lineNumber, field, sink);
+                    ok &= ValidateToolResult(message, lineNumber, path, sink, pendingCalls);
+                    ok &= RequireContent(message, lineNumber, path, sink);
                     break;
             }
 
@@ -157,7 +167,7 @@ internal static class FineTuneLineRules
         return ok;
     }
 
-    private static bool ValidateAssistant(JsonElement message, long lineNumber, string field, ProblemSink sink, List<string> pendingCalls)
+    private static bool ValidateAssistant(JsonElement message, long lineNumber, FieldPath field, ProblemSink sink, List<string> pendingCalls)
     {
         var ok = true;
         var hasContent = message.TryGetProperty("content", out var content) && content.ValueKind != JsonValueKind.Null && !IsEmptyString(content);
@@ -165,24 +175,24 @@ internal static class FineTuneLineRules
         if (hasContent && hasCalls)
         {
             // One problem is enough: the calls of such a message are not expected to have results.
-            sink.Add(new Problem("an assistant message has either 'content' or 'tool_calls', not both", lineNumber, field));
+            sink.Add(new Problem("an assistant message has either 'content' or 'tool_calls', not both", lineNumber, field.ToString()));
             return false;
         }
         else if (!hasContent && !hasCalls)
         {
-            sink.Add(new Problem("an assistant message needs 'content' or 'tool_calls'", lineNumber, field));
+            sink.Add(new Problem("an assistant message needs 'content' or 'tool_calls'", lineNumber, field.ToString()));
             ok = false;
         }
         else if (hasContent)
         {
-            ok &= CheckContentShape(content, lineNumber, field + ".content", sink);
+            ok &= CheckContentShape(content, lineNumber, field.Then(".content"), sink);
         }
 
         if (message.TryGetProperty("weight", out var weight))
         {
             if (weight.ValueKind != JsonValueKind.Number || !weight.TryGetDouble(out var w) || (w != 0 && w != 1))
             {
-                sink.Add(new Problem($"'weight' must be 0 or 1, not {weight.GetRawText()}", lineNumber, field + ".weight"));
+                sink.Add(new Problem($"'weight' must be 0 or 1, not {weight.GetRawText()}", lineNumber, field.Then(".weight").ToString()));
                 ok = false;
             }
         }
@@ -191,14 +201,14 @@ internal static class FineTuneLineRules
         {
             if (calls.ValueKind != JsonValueKind.Array || calls.GetArrayLength() == 0)
             {
-                sink.Add(new Problem("'tool_calls' must be a non-empty array", lineNumber, field + ".tool_calls"));
+                sink.Add(new Problem("'tool_calls' must be a non-empty array", lineNumber, field.Then(".tool_calls").ToString()));
                 return false;
             }
 
             var i = 0;
             foreach (var call in calls.EnumerateArray())
             {
-                ok &= ValidateToolCall(call, lineNumber, $"{field}.tool_calls[{i}]", sink, pendingCalls);
+                ok &= ValidateToolCall(call, lineNumber, field.Then($".tool_calls[{i}]"), sink, pendingCalls);
                 i++;
             }
         }
@@ -206,18 +216,18 @@ internal static class FineTuneLineRules
         return ok;
     }
 
-    private static bool ValidateToolCall(JsonElement call, long lineNumber, string field, ProblemSink sink, List<string> pendingCalls)
+    private static bool ValidateToolCall(JsonElement call, long lineNumber, FieldPath field, ProblemSink sink, List<string> pendingCalls)
     {
         if (call.ValueKind != JsonValueKind.Object)
         {
-            sink.Add(new Problem("a tool call must be an object", lineNumber, field));
+            sink.Add(new Problem("a tool call must be an object", lineNumber, field.ToString()));
             return false;
         }
 
         var ok = true;
         if (!call.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.String || !IsToolCallId(id.GetString()!))
         {
-            sink.Add(new Problem("a tool call 'id' must be a string of 9 letters or digits", lineNumber, field + ".id"));
+            sink.Add(new Problem("a tool call 'id' must be a string of 9 letters or digits", lineNumber, field.Then(".id").ToString()));
             ok = false;
         }
         else
@@ -227,25 +237,25 @@ internal static class FineTuneLineRules
 
         if (call.TryGetProperty("type", out var type) && type.ValueKind != JsonValueKind.Null && type.GetString() != "function")
         {
-            sink.Add(new Problem($"a tool call 'type' must be 'function', not {type.GetRawText()}", lineNumber, field + ".type"));
+            sink.Add(new Problem($"a tool call 'type' must be 'function', not {type.GetRawText()}", lineNumber, field.Then(".type").ToString()));
             ok = false;
         }
 
         if (!call.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object)
         {
-            sink.Add(new Problem("a tool call needs a 'function' object", lineNumber, field + ".function"));
+            sink.Add(new Problem("a tool call needs a 'function' object", lineNumber, field.Then(".function").ToString()));
             return false;
         }
 
         if (!function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || !IsFunctionName(name.GetString()!))
         {
-            sink.Add(new Problem("the function 'name' must match ^[a-zA-Z0-9_-]{1,64}$", lineNumber, field + ".function.name"));
+            sink.Add(new Problem("the function 'name' must match ^[a-zA-Z0-9_-]{1,64}$", lineNumber, field.Then(".function.name").ToString()));
             ok = false;
         }
 
         if (!function.TryGetProperty("arguments", out var arguments) || arguments.ValueKind != JsonValueKind.String)
         {
-            sink.Add(new Problem("the function 'arguments' must be a string holding JSON", lineNumber, field + ".function.arguments"));
+            sink.Add(new Problem("the function 'arguments' must be a string holding JSON", lineNumber, field.Then(".function.arguments").ToString()));
             ok = false;
         }
         else
@@ -256,7 +266,7 @@ internal static class FineTuneLineRules
             }
             catch (JsonException)
             {
-                sink.Add(new Problem("the function 'arguments' string is not valid JSON", lineNumber, field + ".function.arguments"));
+                sink.Add(new Problem("the function 'arguments' string is not valid JSON", lineNumber, field.Then(".function.arguments").ToString()));
                 ok = false;
             }
         }
@@ -264,11 +274,11 @@ internal static class FineTuneLineRules
         return ok;
     }
 
-    private static bool ValidateToolResult(JsonElement message, long lineNumber, string field, ProblemSink sink, List<string> pendingCalls)
+    private static bool ValidateToolResult(JsonElement message, long lineNumber, FieldPath field, ProblemSink sink, List<string> pendingCalls)
     {
         if (pendingCalls.Count == 0)
         {
-            sink.Add(new Problem("a tool message must answer a tool call of the assistant message before it", lineNumber, field));
+            sink.Add(new Problem("a tool message must answer a tool call of the assistant message before it", lineNumber, field.ToString()));
             return false;
         }
 
@@ -277,7 +287,7 @@ internal static class FineTuneLineRules
             var id = callId.GetString()!;
             if (!pendingCalls.Remove(id))
             {
-                sink.Add(new Problem($"'tool_call_id' {id} matches no pending tool call; pending: [{string.Join(", ", pendingCalls)}]", lineNumber, field + ".tool_call_id"));
+                sink.Add(new Problem($"'tool_call_id' {id} matches no pending tool call; pending: [{string.Join(", ", pendingCalls)}]", lineNumber, field.Then(".tool_call_id").ToString()));
                 return false;
             }
 
@@ -319,18 +329,18 @@ internal static class FineTuneLineRules
         return ok;
     }
 
-    private static bool RequireContent(JsonElement message, long lineNumber, string field, ProblemSink sink)
+    private static bool RequireContent(JsonElement message, long lineNumber, FieldPath field, ProblemSink sink)
     {
         if (!message.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null)
         {
-            sink.Add(new Problem("the message has no 'content'", lineNumber, field + ".content"));
+            sink.Add(new Problem("the message has no 'content'", lineNumber, field.Then(".content").ToString()));
             return false;
         }
 
-        return CheckContentShape(content, lineNumber, field + ".content", sink);
+        return CheckContentShape(content, lineNumber, field.Then(".content"), sink);
     }
 
-    private static bool CheckContentShape(JsonElement content, long lineNumber, string field, ProblemSink sink)
+    private static bool CheckContentShape(JsonElement content, long lineNumber, FieldPath field, ProblemSink sink)
     {
         // Content is a string, or a list of chunks such as {"type": "text", "text": "..."}.
         if (content.ValueKind is JsonValueKind.String or JsonValueKind.Array)
@@ -338,11 +348,19 @@ internal static class FineTuneLineRules
             return true;
         }
 
-        sink.Add(new Problem($"'content' must be a string or an array of chunks, not {Describe(content.ValueKind)}", lineNumber, field));
+        sink.Add(new Problem($"'content' must be a string or an array of chunks, not {Describe(content.ValueKind)}", lineNumber, field.ToString()));
         return false;
     }
 
-    private static bool IsEmptyString(JsonElement e) => e.ValueKind == JsonValueKind.String && e.GetString()!.Length == 0;
+    private static bool IsEmptyString(JsonElement e) => e.ValueKind == JsonValueKind.String && e.ValueEquals(ReadOnlySpan<byte>.Empty);
+
+    /// <summary>The role as an interned constant, without allocating; null when unknown.</summary>
+    private static string? RoleOf(JsonElement role) =>
+        role.ValueEquals("user"u8) ? "user"
+        : role.ValueEquals("assistant"u8) ? "assistant"
+        : role.ValueEquals("system"u8) ? "system"
+        : role.ValueEquals("tool"u8) ? "tool"
+        : null;
 
     private static bool IsToolCallId(string id)
     {
@@ -395,21 +413,26 @@ internal static class FineTuneLineRules
 /// <summary>Rules for batch request lines: <c>{"custom_id": "...", "body": {...}}</c>.</summary>
 internal static class BatchLineRules
 {
-    public static LineKind Validate(JsonElement root, long lineNumber, ProblemSink sink)
+    public static LineKind Validate(JsonElement root, long lineNumber, ProblemSink sink) =>
+        Report(
+            root.TryGetProperty("custom_id", out var id) && id.ValueKind == JsonValueKind.String && !id.ValueEquals(ReadOnlySpan<byte>.Empty),
+            root.TryGetProperty("body", out var body) && body.ValueKind == JsonValueKind.Object,
+            lineNumber,
+            sink);
+
+    /// <summary>Reports what a batch line lacks; shared by the fast scan and the document rules so the words match.</summary>
+    public static LineKind Report(bool idOk, bool bodyOk, long lineNumber, ProblemSink sink)
     {
-        var ok = true;
-        if (!root.TryGetProperty("custom_id", out var id) || id.ValueKind != JsonValueKind.String || id.GetString()!.Length == 0)
+        if (!idOk)
         {
-            sink.Add(new Problem("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id"));
-            ok = false;
+            sink.Add("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id");
         }
 
-        if (!root.TryGetProperty("body", out var body) || body.ValueKind != JsonValueKind.Object)
+        if (!bodyOk)
         {
-            sink.Add(new Problem("a batch request needs a 'body' object", lineNumber, "body"));
-            ok = false;
+            sink.Add("a batch request needs a 'body' object", lineNumber, "body");
         }
 
-        return ok ? LineKind.Batch : LineKind.Invalid;
+        return idOk && bodyOk ? LineKind.Batch : LineKind.Invalid;
     }
 }

@@ -61,13 +61,31 @@ public sealed class JsonlValidator : IDisposable
     /// <summary>Non-empty lines seen so far.</summary>
     public long Lines { get; private set; }
 
-    /// <summary>Feeds the next bytes of the file.</summary>
+    /// <summary>Feeds the next bytes of the file. The memory is only read during the call.</summary>
     public void Append(ReadOnlySpan<byte> chunk)
+    {
+        var copy = ArrayPool<byte>.Shared.Rent(chunk.Length);
+        chunk.CopyTo(copy);
+        try
+        {
+            Append(copy.AsMemory(0, chunk.Length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(copy);
+        }
+    }
+
+    /// <summary>
+    /// Feeds the next bytes of the file without copying them: lines that lie wholly inside the
+    /// chunk are parsed in place. The memory is only read during the call.
+    /// </summary>
+    public void Append(ReadOnlyMemory<byte> chunk)
     {
         if (_atStart && chunk.Length > 0)
         {
             // Tolerate a UTF-8 byte order mark, as editors on Windows write one.
-            if (chunk.StartsWith("\uFEFF"u8))
+            if (chunk.Span.StartsWith("\uFEFF"u8))
             {
                 chunk = chunk[3..];
             }
@@ -77,10 +95,10 @@ public sealed class JsonlValidator : IDisposable
 
         while (!chunk.IsEmpty)
         {
-            var newline = chunk.IndexOf((byte)'\n');
+            var newline = chunk.Span.IndexOf((byte)'\n');
             if (newline < 0)
             {
-                Carry(chunk);
+                Carry(chunk.Span);
                 return;
             }
 
@@ -111,8 +129,8 @@ public sealed class JsonlValidator : IDisposable
                     continue;
                 }
 
-                Carry(piece);
-                var whole = _carry.AsSpan(0, _carryLength);
+                Carry(piece.Span);
+                var whole = _carry.AsMemory(0, _carryLength);
                 _carryLength = 0;
                 Line(whole);
             }
@@ -130,7 +148,7 @@ public sealed class JsonlValidator : IDisposable
         _completed = true;
         if (_carryLength > 0 && !_skippingLongLine)
         {
-            var last = _carry.AsSpan(0, _carryLength);
+            var last = _carry.AsMemory(0, _carryLength);
             _carryLength = 0;
             Line(last);
         }
@@ -227,15 +245,15 @@ public sealed class JsonlValidator : IDisposable
         AddCommon(new Problem($"the line is longer than the limit of {_maxLineBytes} bytes", _lineNumber));
     }
 
-    private void Line(ReadOnlySpan<byte> line)
+    private void Line(ReadOnlyMemory<byte> line)
     {
         _lineNumber++;
-        if (!line.IsEmpty && line[^1] == (byte)'\r')
+        if (!line.IsEmpty && line.Span[^1] == (byte)'\r')
         {
             line = line[..^1];
         }
 
-        if (line.Trim(" \t"u8).IsEmpty)
+        if (line.Span.Trim(" \t"u8).IsEmpty)
         {
             // A blank line is not an example; Mistral's reader rejects it, so say where it is.
             AddCommon(new Problem("the line is empty", _lineNumber));
@@ -243,16 +261,36 @@ public sealed class JsonlValidator : IDisposable
         }
 
         Lines++;
-        if (!Utf8.IsValid(line))
+        if (!Utf8.IsValid(line.Span))
         {
             AddCommon(new Problem("the line is not valid UTF-8", _lineNumber));
+            return;
+        }
+
+        // The fast scan settles most lines without building a document; the rest get the full rules.
+        var fineTuneDone = false;
+        if (_fineTune is not null && FastLineScan.FineTune(line.Span) is var kind and not LineKind.Invalid)
+        {
+            _fineTune.Count(kind, _lineNumber);
+            fineTuneDone = true;
+        }
+
+        var batchDone = false;
+        if (_batch is not null && FastLineScan.Batch(line.Span, out var idOk, out var bodyOk))
+        {
+            BatchLineRules.Report(idOk, bodyOk, _lineNumber, _batch);
+            batchDone = true;
+        }
+        if ((_fineTune is null || fineTuneDone) && (_batch is null || batchDone))
+        {
             return;
         }
 
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(line.ToArray(), ParseOptions);
+            // Parsed in place: the document only lives until the end of this method.
+            document = JsonDocument.Parse(line, ParseOptions);
         }
         catch (JsonException e)
         {
@@ -269,12 +307,12 @@ public sealed class JsonlValidator : IDisposable
                 return;
             }
 
-            if (_fineTune is not null)
+            if (_fineTune is not null && !fineTuneDone)
             {
                 _fineTune.Count(FineTuneLineRules.Validate(root, _lineNumber, _fineTune), _lineNumber);
             }
 
-            if (_batch is not null)
+            if (_batch is not null && !batchDone)
             {
                 BatchLineRules.Validate(root, _lineNumber, _batch);
             }
@@ -314,6 +352,19 @@ internal sealed class ProblemSink(string? fileName)
     public int PretrainLines { get; private set; }
 
     public long? FirstKindLine { get; private set; }
+
+    /// <summary>Counts a problem, allocating it only when it is among those kept.</summary>
+    public void Add(string message, long line, string field)
+    {
+        if (Kept.Count < JsonlValidator.MaxProblemsKept)
+        {
+            Add(new Problem(message, line, field));
+        }
+        else
+        {
+            Total++;
+        }
+    }
 
     public void Add(Problem problem)
     {

@@ -39,10 +39,19 @@ public static class Attention
         }
     }
 
+    // Query rows per block: one score block is (rows × key span) floats, computed by SGEMM.
+    private const int BlockRows = 64;
+
     /// <summary>
     /// <c>o_t = Σ_{j∈[lo_t, hi_t]} softmax_j(q_t·k_j·scale) v_j</c> per head; writes the log-sum-exp of each
-    /// (head, row) into <paramref name="lse"/> [heads × T].
+    /// (head, row) into <paramref name="lse"/> [heads × T] (−∞ for a row with an empty range).
     /// </summary>
+    /// <remarks>
+    /// Rows are cut into blocks (at most 64 rows, and a new block wherever a row's range no longer
+    /// overlaps the block's first row, e.g. at a packed sample's start), so scores are computed by
+    /// matrix multiplies over each block's key span, and masked entries outside a row's range are
+    /// dropped. Blocks depend only on the ranges, never on the thread count.
+    /// </remarks>
     public static void Forward(Shape shape, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
         ReadOnlySpan<int> lo, ReadOnlySpan<int> hi, Span<float> o, Span<float> lse)
     {
@@ -53,77 +62,126 @@ public static class Attention
         }
 
         CheckRanges(lo, hi, shape.Keys);
+        var blocks = Blocks(lo, hi);
         unsafe
         {
             fixed (float* pq = q, pk = k, pv = v, po = o, pl = lse)
             fixed (int* plo = lo, phi = hi)
             {
                 var p = (q: (nint)pq, k: (nint)pk, v: (nint)pv, o: (nint)po, l: (nint)pl, lo: (nint)plo, hi: (nint)phi);
-                var rowsPerTask = Math.Max(1, Math.Min(shape.Queries, 64));
-                var tasksPerHead = (shape.Queries + rowsPerTask - 1) / rowsPerTask;
-                KernelParallelism.For(shape.Heads * tasksPerHead, task =>
+                KernelParallelism.For(shape.Heads * blocks.Count, task =>
                 {
-                    var h = task / tasksPerHead;
-                    var t0 = task % tasksPerHead * rowsPerTask;
-                    var t1 = Math.Min(shape.Queries, t0 + rowsPerTask);
-                    ForwardRows(shape, h, t0, t1, (float*)p.q, (float*)p.k, (float*)p.v, (int*)p.lo, (int*)p.hi, (float*)p.o, (float*)p.l);
+                    var h = task / blocks.Count;
+                    var blk = blocks[task % blocks.Count];
+                    ForwardBlock(shape, h, blk, (float*)p.q, (float*)p.k, (float*)p.v, (int*)p.lo, (int*)p.hi, (float*)p.o, (float*)p.l);
                 });
             }
         }
     }
 
-    private static unsafe void ForwardRows(Shape s, int h, int t0, int t1, float* q, float* k, float* v, int* lo, int* hi, float* o, float* lse)
+    /// <summary>A block of query rows [Start, End) and the key span [KeyLo, KeyHi] their ranges cover.</summary>
+    private readonly record struct Block(int Start, int End, int KeyLo, int KeyHi)
+    {
+        public int Rows => End - Start;
+
+        public int Keys => KeyHi - KeyLo + 1;
+    }
+
+    private static List<Block> Blocks(ReadOnlySpan<int> lo, ReadOnlySpan<int> hi)
+    {
+        var blocks = new List<Block>();
+        var t = 0;
+        while (t < lo.Length)
+        {
+            var start = t;
+            int kLo = int.MaxValue, kHi = -1;
+            while (t < lo.Length && t - start < BlockRows && (t == start || lo[t] <= hi[start] || hi[start] < lo[start]))
+            {
+                if (hi[t] >= lo[t])
+                {
+                    kLo = Math.Min(kLo, lo[t]);
+                    kHi = Math.Max(kHi, hi[t]);
+                }
+
+                t++;
+            }
+
+            blocks.Add(kHi < 0 ? new Block(start, t, 0, -1) : new Block(start, t, kLo, kHi));
+        }
+
+        return blocks;
+    }
+
+    private static unsafe void ForwardBlock(Shape s, int h, Block blk, float* q, float* k, float* v, int* lo, int* hi, float* o, float* lse)
     {
         var hd = s.HeadDim;
         var qStride = s.Heads * hd;
         var kvStride = s.KvHeads * hd;
         var g = h / s.Group;
-        var scale = s.Scale;
-        var scores = new float[s.Keys];
-        for (var t = t0; t < t1; t++)
+        var rows = blk.Rows;
+        var qBlk = q + ((long)blk.Start * qStride) + (h * hd);
+        var oBlk = o + ((long)blk.Start * qStride) + (h * hd);
+        if (blk.KeyHi < blk.KeyLo)
         {
-            var qRow = new ReadOnlySpan<float>(q + ((long)t * qStride) + (h * hd), hd);
-            var oRow = new Span<float>(o + ((long)t * qStride) + (h * hd), hd);
-            oRow.Clear();
-            var a = lo[t];
-            var b = hi[t];
-            if (b < a)
+            for (var r = 0; r < rows; r++)
             {
-                // An empty range: the row attends to nothing and its output is zero.
-                lse[((long)h * s.Queries) + t] = float.NegativeInfinity;
-                continue;
+                new Span<float>(oBlk + ((long)r * qStride), hd).Clear();
+                lse[((long)h * s.Queries) + blk.Start + r] = float.NegativeInfinity;
             }
 
-            var max = float.NegativeInfinity;
-            for (var j = a; j <= b; j++)
-            {
-                var sc = Simd.Dot(qRow, new ReadOnlySpan<float>(k + ((long)j * kvStride) + (g * hd), hd)) * scale;
-                scores[j] = sc;
-                max = MathF.Max(max, sc);
-            }
-
-            double sum = 0;
-            for (var j = a; j <= b; j++)
-            {
-                var e = MathF.Exp(scores[j] - max);
-                scores[j] = e;
-                sum += e;
-            }
-
-            var inv = (float)(1.0 / sum);
-            for (var j = a; j <= b; j++)
-            {
-                Simd.Axpy(scores[j] * inv, new ReadOnlySpan<float>(v + ((long)j * kvStride) + (g * hd), hd), oRow);
-            }
-
-            lse[((long)h * s.Queries) + t] = max + (float)Math.Log(sum);
+            return;
         }
+
+        var nk = blk.Keys;
+        var scores = System.Buffers.ArrayPool<float>.Shared.Rent(rows * nk);
+        try
+        {
+            var kSpan = k + ((long)blk.KeyLo * kvStride) + (g * hd);
+            var vSpan = v + ((long)blk.KeyLo * kvStride) + (g * hd);
+            var sc = scores.AsSpan(0, rows * nk);
+            Sgemm.Multiply(false, true, rows, nk, hd, s.Scale,
+                new ReadOnlySpan<float>(qBlk, ((rows - 1) * qStride) + hd), qStride,
+                new ReadOnlySpan<float>(kSpan, ((nk - 1) * kvStride) + hd), kvStride, 0f, sc, nk, allowParallel: false);
+            for (var r = 0; r < rows; r++)
+            {
+                var t = blk.Start + r;
+                lse[((long)h * s.Queries) + t] = SoftmaxRow(sc.Slice(r * nk, nk), lo[t] - blk.KeyLo, hi[t] - blk.KeyLo);
+            }
+
+            Sgemm.Multiply(false, false, rows, hd, nk, 1f, sc, nk,
+                new ReadOnlySpan<float>(vSpan, ((nk - 1) * kvStride) + hd), kvStride, 0f,
+                new Span<float>(oBlk, ((rows - 1) * qStride) + hd), qStride, allowParallel: false);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<float>.Shared.Return(scores);
+        }
+    }
+
+    /// <summary>Turns one row of scores into probabilities over [a, b] (zero elsewhere); returns the log-sum-exp.</summary>
+    private static float SoftmaxRow(Span<float> row, int a, int b)
+    {
+        if (b < a)
+        {
+            row.Clear();
+            return float.NegativeInfinity;
+        }
+
+        row[..a].Clear();
+        row[(b + 1)..].Clear();
+        var live = row[a..(b + 1)];
+        var max = System.Numerics.Tensors.TensorPrimitives.Max(live);
+        System.Numerics.Tensors.TensorPrimitives.Subtract(live, max, live);
+        System.Numerics.Tensors.TensorPrimitives.Exp(live, live);
+        var sum = Simd.Sum(live);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(live, (float)(1.0 / sum), live);
+        return max + (float)Math.Log(sum);
     }
 
     /// <summary>
     /// Backward of <see cref="Forward"/>: writes dq [T×heads·hd] and accumulates dk, dv [S×kv·hd]
-    /// (callers clear them first). Work is split by key/value head, so each gradient row is summed by
-    /// one thread in a fixed order.
+    /// (callers clear them first). Work is split by key/value head; within one, heads and blocks are
+    /// visited in a fixed order, so each gradient is summed the same way for any thread count.
     /// </summary>
     public static void Backward(Shape shape, ReadOnlySpan<float> dO, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
         ReadOnlySpan<float> o, ReadOnlySpan<float> lse, ReadOnlySpan<int> lo, ReadOnlySpan<int> hi,
@@ -136,58 +194,105 @@ public static class Attention
         }
 
         CheckRanges(lo, hi, shape.Keys);
+        var blocks = Blocks(lo, hi);
         unsafe
         {
             fixed (float* pdo = dO, pq = q, pk = k, pv = v, po = o, pl = lse, pdq = dq, pdk = dk, pdv = dv)
             fixed (int* plo = lo, phi = hi)
             {
                 var p = (dO: (nint)pdo, q: (nint)pq, k: (nint)pk, v: (nint)pv, o: (nint)po, l: (nint)pl, dq: (nint)pdq, dk: (nint)pdk, dv: (nint)pdv, lo: (nint)plo, hi: (nint)phi);
-                KernelParallelism.For(shape.KvHeads, g => BackwardGroup(shape, g,
-                    (float*)p.dO, (float*)p.q, (float*)p.k, (float*)p.v, (float*)p.o, (float*)p.l, (int*)p.lo, (int*)p.hi,
-                    (float*)p.dq, (float*)p.dk, (float*)p.dv));
+                KernelParallelism.For(shape.KvHeads, g =>
+                {
+                    for (var r = 0; r < shape.Group; r++)
+                    {
+                        foreach (var blk in blocks)
+                        {
+                            BackwardBlock(shape, (g * shape.Group) + r, blk,
+                                (float*)p.dO, (float*)p.q, (float*)p.k, (float*)p.v, (float*)p.o, (float*)p.l, (int*)p.lo, (int*)p.hi,
+                                (float*)p.dq, (float*)p.dk, (float*)p.dv);
+                        }
+                    }
+                });
             }
         }
     }
 
-    private static unsafe void BackwardGroup(Shape s, int g, float* dO, float* q, float* k, float* v, float* o, float* lse,
+    private static unsafe void BackwardBlock(Shape s, int h, Block blk, float* dO, float* q, float* k, float* v, float* o, float* lse,
         int* lo, int* hi, float* dq, float* dk, float* dv)
     {
         var hd = s.HeadDim;
         var qStride = s.Heads * hd;
         var kvStride = s.KvHeads * hd;
-        var scale = s.Scale;
-        for (var r = 0; r < s.Group; r++)
+        var g = h / s.Group;
+        var rows = blk.Rows;
+        var off = ((long)blk.Start * qStride) + (h * hd);
+        var qLen = ((rows - 1) * qStride) + hd;
+        if (blk.KeyHi < blk.KeyLo)
         {
-            var h = (g * s.Group) + r;
-            for (var t = 0; t < s.Queries; t++)
+            for (var r = 0; r < rows; r++)
             {
-                var off = ((long)t * qStride) + (h * hd);
-                var qRow = new ReadOnlySpan<float>(q + off, hd);
-                var doRow = new ReadOnlySpan<float>(dO + off, hd);
-                var dqRow = new Span<float>(dq + off, hd);
-                dqRow.Clear();
-                var a = lo[t];
-                var b = hi[t];
+                new Span<float>(dq + off + ((long)r * qStride), hd).Clear();
+            }
+
+            return;
+        }
+
+        var nk = blk.Keys;
+        var kvOff = ((long)blk.KeyLo * kvStride) + (g * hd);
+        var kvLen = ((nk - 1) * kvStride) + hd;
+        var qBlk = new ReadOnlySpan<float>(q + off, qLen);
+        var doBlk = new ReadOnlySpan<float>(dO + off, qLen);
+        var kBlk = new ReadOnlySpan<float>(k + kvOff, kvLen);
+        var vBlk = new ReadOnlySpan<float>(v + kvOff, kvLen);
+        var pool = System.Buffers.ArrayPool<float>.Shared;
+        var probs = pool.Rent(rows * nk);
+        var grads = pool.Rent(rows * nk);
+        try
+        {
+            var pm = probs.AsSpan(0, rows * nk);
+            var ds = grads.AsSpan(0, rows * nk);
+
+            // Recompute the probabilities from the saved log-sum-exp.
+            Sgemm.Multiply(false, true, rows, nk, hd, s.Scale, qBlk, qStride, kBlk, kvStride, 0f, pm, nk, allowParallel: false);
+            Sgemm.Multiply(false, true, rows, nk, hd, 1f, doBlk, qStride, vBlk, kvStride, 0f, ds, nk, allowParallel: false);
+            for (var r = 0; r < rows; r++)
+            {
+                var t = blk.Start + r;
+                var prow = pm.Slice(r * nk, nk);
+                var drow = ds.Slice(r * nk, nk);
+                var a = lo[t] - blk.KeyLo;
+                var b = hi[t] - blk.KeyLo;
                 if (b < a)
                 {
+                    prow.Clear();
+                    drow.Clear();
                     continue;
                 }
 
-                var l = lse[((long)h * s.Queries) + t];
-                var d = Simd.Dot(doRow, new ReadOnlySpan<float>(o + off, hd));
-                for (var j = a; j <= b; j++)
-                {
-                    var kvOff = ((long)j * kvStride) + (g * hd);
-                    var kRow = new ReadOnlySpan<float>(k + kvOff, hd);
-                    var vRow = new ReadOnlySpan<float>(v + kvOff, hd);
-                    var prob = MathF.Exp((Simd.Dot(qRow, kRow) * scale) - l);
-                    var dp = Simd.Dot(doRow, vRow);
-                    var ds = prob * (dp - d) * scale;
-                    Simd.Axpy(ds, kRow, dqRow);
-                    Simd.Axpy(ds, qRow, new Span<float>(dk + kvOff, hd));
-                    Simd.Axpy(prob, doRow, new Span<float>(dv + kvOff, hd));
-                }
+                prow[..a].Clear();
+                prow[(b + 1)..].Clear();
+                drow[..a].Clear();
+                drow[(b + 1)..].Clear();
+                var live = prow[a..(b + 1)];
+                System.Numerics.Tensors.TensorPrimitives.Subtract(live, lse[((long)h * s.Queries) + t], live);
+                System.Numerics.Tensors.TensorPrimitives.Exp(live, live);
+
+                // dS = P ⊙ (dP − D) · scale, with D = dO·O for this row.
+                var d = Simd.Dot(new ReadOnlySpan<float>(dO + off + ((long)r * qStride), hd), new ReadOnlySpan<float>(o + off + ((long)r * qStride), hd));
+                var dlive = drow[a..(b + 1)];
+                System.Numerics.Tensors.TensorPrimitives.Subtract(dlive, d, dlive);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(dlive, live, dlive);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(dlive, s.Scale, dlive);
             }
+
+            Sgemm.Multiply(false, false, rows, hd, nk, 1f, ds, nk, kBlk, kvStride, 0f, new Span<float>(dq + off, qLen), qStride, allowParallel: false);
+            Sgemm.Multiply(true, false, nk, hd, rows, 1f, ds, nk, qBlk, qStride, 1f, new Span<float>(dk + kvOff, kvLen), kvStride, allowParallel: false);
+            Sgemm.Multiply(true, false, nk, hd, rows, 1f, pm, nk, doBlk, qStride, 1f, new Span<float>(dv + kvOff, kvLen), kvStride, allowParallel: false);
+        }
+        finally
+        {
+            pool.Return(probs);
+            pool.Return(grads);
         }
     }
 
@@ -195,7 +300,8 @@ public static class Attention
     {
         for (var t = 0; t < lo.Length; t++)
         {
-            if (lo[t] < 0 || hi[t] >= keys || (hi[t] >= lo[t] && lo[t] > hi[t]))
+            // An empty range (hi < lo) is allowed: the row attends to nothing.
+            if (lo[t] < 0 || hi[t] >= keys || lo[t] > keys)
             {
                 throw new ArgumentOutOfRangeException(nameof(lo), $"Key range [{lo[t]}, {hi[t]}] of row {t} is outside [0, {keys}).");
             }

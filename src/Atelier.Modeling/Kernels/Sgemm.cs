@@ -65,6 +65,17 @@ public static unsafe class Sgemm
         bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
         float beta, Span<float> c, int ldc)
+        => Multiply(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, allowParallel: true);
+
+    /// <summary>
+    /// As the public overload; with <paramref name="allowParallel"/> false it runs on the calling thread
+    /// only, for callers that are themselves parallel tasks (nested fork/join would oversubscribe the cores,
+    /// and a waiting caller must not share its packing buffers). The result is the same bits either way.
+    /// </summary>
+    internal static void Multiply(
+        bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
+        float beta, Span<float> c, int ldc, bool allowParallel)
     {
         if (m < 0 || n < 0 || k < 0)
         {
@@ -90,11 +101,11 @@ public static unsafe class Sgemm
 
             if (m == 1)
             {
-                Gemv(transA, transB, n, k, alpha, pa, lda, pb, ldb, beta, pc);
+                Gemv(transA, transB, n, k, alpha, pa, lda, pb, ldb, beta, pc, allowParallel);
                 return;
             }
 
-            Blocked(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+            Blocked(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, allowParallel);
         }
     }
 
@@ -131,7 +142,7 @@ public static unsafe class Sgemm
         }
     }
 
-    private static void Gemv(bool transA, bool transB, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c)
+    private static void Gemv(bool transA, bool transB, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, bool allowParallel)
     {
         // One row of A; gather it when it is a column of the stored matrix.
         float[]? gathered = null;
@@ -150,7 +161,7 @@ public static unsafe class Sgemm
             var xp = (nint)(gathered is null ? x : g);
             var bp = (nint)b;
             var cp = (nint)c;
-            var parallel = (long)n * k >= ParallelThreshold;
+            var parallel = allowParallel && (long)n * k >= ParallelThreshold;
             if (transB)
             {
                 // c[j] = alpha · dot(x, B[j, :]): rows of B are contiguous.
@@ -206,9 +217,9 @@ public static unsafe class Sgemm
         }
     }
 
-    private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool allowParallel)
     {
-        var threads = (long)m * n * k >= ParallelThreshold ? KernelParallelism.MaxThreads : 1;
+        var threads = allowParallel && (long)m * n * k >= ParallelThreshold ? KernelParallelism.MaxThreads : 1;
         var bPack = EnsureBPack((nuint)Math.Min(KC, k) * (nuint)RoundUp(Math.Min(NC, n), NR));
         var use512 = Vector512.IsHardwareAccelerated && !ForceVector256;
 
@@ -257,6 +268,7 @@ public static unsafe class Sgemm
                     }
 
                     var aPack = EnsureAPack();
+                    var tile = aPack + (MC * KC);
                     PackA(args.transA, (float*)args.a, args.lda, ic, args.pc, mc, args.kc, aPack);
                     for (var p = p0; p < p1; p++)
                     {
@@ -268,11 +280,11 @@ public static unsafe class Sgemm
                             var cTile = (float*)args.c + ((long)(ic + ir) * args.ldc) + args.jc + (p * NR);
                             if (args.use512)
                             {
-                                Kernel512(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff);
+                                Kernel512(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
                             }
                             else
                             {
-                                Kernel256(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff);
+                                Kernel256(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
                             }
                         }
                     }
@@ -300,7 +312,10 @@ public static unsafe class Sgemm
         if (_threadAPack == null)
         {
             // Lives for the thread's lifetime: the pool threads that run kernels are few and reused.
-            _threadAPack = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
+            // It also holds the micro-kernel's spill tile for edge blocks: a stackalloc there would give
+            // the kernel a GS cookie, and without dynamic PGO the JIT then writes every accumulator
+            // through to the stack on each FMA (a 3-4x slowdown, seen with tiering disabled).
+            _threadAPack = (float*)NativeMemory.AlignedAlloc((nuint)(((MC * KC) + (MR * NR)) * sizeof(float)), 64);
         }
 
         return _threadAPack;
@@ -415,7 +430,7 @@ public static unsafe class Sgemm
 
     /// <summary>The 12×32 AVX-512 micro-kernel: 24 accumulators, two B loads and 12 broadcasts per k.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta)
+    private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
@@ -486,7 +501,6 @@ public static unsafe class Sgemm
             return;
         }
 
-        var tile = stackalloc float[MR * NR];
         c00.Store(tile + 0); c01.Store(tile + 16);
         c10.Store(tile + 32); c11.Store(tile + 48);
         c20.Store(tile + 64); c21.Store(tile + 80);
@@ -537,9 +551,8 @@ public static unsafe class Sgemm
     /// accumulation order, computed as four 12×8 passes so that the accumulators fit in 16 YMM registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel256(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta)
+    private static void Kernel256(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
     {
-        var tile = stackalloc float[MR * NR];
         for (var g = 0; g < NR / 8; g++)
         {
             Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default, c8 = default, c9 = default, c10 = default, c11 = default;

@@ -300,6 +300,32 @@ public sealed partial class MistralModel : IDisposable
         };
     }
 
+    /// <summary>
+    /// Folds the attached adapter into the base weights (<c>W += scaling · B·A</c>) and detaches it, so
+    /// inference runs at base-model speed. The adapter is returned to the caller, who owns it.
+    /// </summary>
+    public LoraAdapter MergeAdapter()
+    {
+        var adapter = Adapter ?? throw new InvalidOperationException("No adapter is attached.");
+        for (var l = 0; l < Args.NLayers; l++)
+        {
+            foreach (var kind in LinearKinds.All)
+            {
+                var pair = adapter[l, kind];
+                if (pair is null)
+                {
+                    continue;
+                }
+
+                var (o, i) = LinearKinds.Dims(Args, kind);
+                Sgemm.Multiply(false, false, o, i, pair.Rank, adapter.Config.Scaling, pair.B.Span, pair.Rank, pair.A.Span, i, 1f, Weights.Layers[l][kind].Span, i);
+            }
+        }
+
+        Adapter = null;
+        return adapter;
+    }
+
     /// <summary>Starts an inference session with a KV cache of <paramref name="capacity"/> positions.</summary>
     public InferenceSession StartSession(int capacity) => new(this, capacity);
 

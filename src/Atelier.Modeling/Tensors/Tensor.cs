@@ -97,9 +97,6 @@ public sealed class Tensor : IDisposable
         }
     }
 
-    /// <summary>The underlying array (may be longer than <see cref="Length"/>).</summary>
-    internal float[] Array_ => _data ?? throw new ObjectDisposedException(nameof(Tensor));
-
     /// <summary>One row of a tensor viewed as a matrix of <see cref="Rows"/> × <see cref="Columns"/>.</summary>
     public Span<float> Row(int row)
     {

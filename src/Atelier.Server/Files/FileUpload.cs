@@ -58,7 +58,8 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
             sizeFeature.MaxRequestBodySize = maxBody;
         }
 
-        var reader = new MultipartReader(boundary, request.Body) { HeadersLengthLimit = 16 * 1024 };
+        // The default 4 KiB buffer turns a large upload into hundreds of thousands of small reads.
+        var reader = new MultipartReader(boundary, request.Body, bufferSize: 256 * 1024) { HeadersLengthLimit = 16 * 1024 };
         string? purpose = null;
         string? visibility = null;
         long? expiryHours = null;
@@ -352,7 +353,7 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
         {
             await foreach (var (buffer, length) in _queue.Reader.ReadAllAsync().ConfigureAwait(false))
             {
-                validation!.Append(buffer.AsSpan(0, length));
+                validation!.Append(buffer.AsMemory(0, length));
                 ArrayPool<byte>.Shared.Return(buffer);
             }
 

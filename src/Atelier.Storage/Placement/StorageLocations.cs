@@ -26,6 +26,22 @@ public sealed class StorageLocations
         }
     }
 
+    /// <summary>
+    /// Uses stores built by the caller, one per location: for kinds this class cannot open itself,
+    /// and for tests that wrap a store (e.g. one that fails like a full disk).
+    /// </summary>
+    public StorageLocations(IEnumerable<(LocationDescriptor Descriptor, IBlobStore Store)> stores)
+    {
+        ArgumentNullException.ThrowIfNull(stores);
+        foreach (var (descriptor, store) in stores)
+        {
+            if (!_byId.TryAdd(descriptor.Id, (descriptor, store)))
+            {
+                throw new InvalidOperationException($"Location id '{descriptor.Id}' is configured twice.");
+            }
+        }
+    }
+
     /// <summary>Every location, in configuration order.</summary>
     public IEnumerable<LocationDescriptor> All => _byId.Values.Select(v => v.Descriptor);
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Atelier.Vectors.Hnsw;
 using BitFaster.Caching.Lfu;
 using BitFaster.Caching.Scheduler;
@@ -14,7 +15,11 @@ namespace Atelier.Vectors.Table;
 /// </summary>
 public sealed class EmbeddingTable : IDisposable
 {
+    /// <summary>The name of the <see cref="Meter"/> the tables publish on (cache hit ratio, disk reads, size).</summary>
+    public const string MeterName = "Atelier.Vectors";
+
     private readonly EmbeddingTableOptions _options;
+    private readonly Meter _meter;
     private readonly EmbeddingShard[] _shards;
     private readonly ConcurrentLfu<long, float[]> _cache;
 
@@ -25,6 +30,13 @@ public sealed class EmbeddingTable : IDisposable
         int cachedVectors = (int)Math.Clamp(options.MemoryBudgetBytes / (options.Dimension * sizeof(float)), 1, int.MaxValue / 2);
         _cache = new ConcurrentLfu<long, float[]>(Environment.ProcessorCount, cachedVectors, scheduler, EqualityComparer<long>.Default);
         _shards = new EmbeddingShard[options.ShardCount];
+
+        // One meter per table, disposed with it, so a closed table stops reporting; exporters subscribe by name.
+        _meter = new Meter(MeterName);
+        var tags = new KeyValuePair<string, object?>[] { new("table", options.Name) };
+        _meter.CreateObservableGauge("atelier.vectors.cache.hit_ratio", () => new Measurement<double>(CacheHitRatio, tags), description: "Hit ratio of the full-vector cache since the table was opened.");
+        _meter.CreateObservableCounter("atelier.vectors.disk_reads", () => new Measurement<long>(DiskReads, tags), unit: "{vector}", description: "Full vectors read from segment files.");
+        _meter.CreateObservableGauge("atelier.vectors.count", () => new Measurement<long>(Count, tags), unit: "{vector}", description: "Live vectors in the table.");
         try
         {
             for (int i = 0; i < _shards.Length; i++)
@@ -35,6 +47,7 @@ public sealed class EmbeddingTable : IDisposable
         }
         catch
         {
+            _meter.Dispose();
             foreach (var shard in _shards)
             {
                 shard?.Dispose();
@@ -213,6 +226,7 @@ public sealed class EmbeddingTable : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        _meter.Dispose();
         foreach (var shard in _shards)
         {
             shard.Dispose();

@@ -3,6 +3,9 @@ namespace Atelier.Vectors.Table;
 /// <summary>Configuration of an <see cref="EmbeddingTable"/>.</summary>
 public sealed record EmbeddingTableOptions
 {
+    /// <summary>The table's name, used as the <c>table</c> tag of its metrics.</summary>
+    public string Name { get; init; } = "default";
+
     /// <summary>The vector dimension.</summary>
     public required int Dimension { get; init; }
 

@@ -1,0 +1,301 @@
+using Atelier.Core.Errors;
+using Atelier.Core.Residency;
+using Atelier.Storage.Audit;
+using Atelier.Storage.Blobs;
+using Atelier.Storage.Placement;
+using Atelier.Training.Checkpoints;
+
+namespace Atelier.Training.Tests;
+
+/// <summary>
+/// Four locations under one temporary directory, each behind a <see cref="FaultyBlobStore"/>:
+/// <c>paris</c> (FR/EU, on-prem), <c>lyon</c> (FR/EU, on-prem), <c>fra-cloud</c> (DE/EU, cloud)
+/// and <c>us-east</c> (US, cloud). <see cref="RestartAsync"/> drops every object and reopens the
+/// same directories with plain stores, as a process restart after a crash would.
+/// </summary>
+internal sealed class CheckpointTestRig : IAsyncDisposable
+{
+    public const int ChunkSize = 64 << 10;
+
+    public static readonly LocationDescriptor Paris = new() { Id = "paris", Uri = "paris", Country = "FR", Blocs = ["EU"], OnPrem = true, Site = "paris-dc1" };
+    public static readonly LocationDescriptor Lyon = new() { Id = "lyon", Uri = "lyon", Country = "FR", Blocs = ["EU"], OnPrem = true, Site = "lyon-dc1" };
+    public static readonly LocationDescriptor FraCloud = new() { Id = "fra-cloud", Uri = "fra-cloud", Country = "DE", Blocs = ["EU"], OnPrem = false, Operator = "cloud" };
+    public static readonly LocationDescriptor UsEast = new() { Id = "us-east", Uri = "us-east", Country = "US", OnPrem = false, Operator = "cloud" };
+
+    public static readonly ResidencyPolicy EuOnPrem = new() { Name = "eu-checkpoints", AllowedJurisdictions = ["EU"], RequireOnPrem = true };
+    public static readonly ResidencyPolicy Anywhere = new() { Name = "anywhere", AllowedJurisdictions = ["*"] };
+
+    private readonly IReadOnlyList<LocationDescriptor> _descriptors = [Paris, Lyon, FraCloud, UsEast];
+
+    public CheckpointTestRig(IReadOnlyList<string>? targets = null, int writeConcurrency = 4)
+    {
+        Directory = System.IO.Directory.CreateTempSubdirectory("atelier-ckpt").FullName;
+        Targets = targets ?? ["paris"];
+        WriteConcurrency = writeConcurrency;
+        Open(faulty: true);
+    }
+
+    public string Directory { get; }
+
+    public IReadOnlyList<string> Targets { get; }
+
+    public int WriteConcurrency { get; }
+
+    public Dictionary<string, FaultyBlobStore> Faults { get; } = new(StringComparer.Ordinal);
+
+    public AuditLog Audit { get; private set; } = null!;
+
+    public PlacementGuard Guard { get; private set; } = null!;
+
+    public CheckpointStore Store { get; private set; } = null!;
+
+    public string RootOf(string locationId) => Path.Combine(Directory, locationId);
+
+    public string[] FilesUnder(string locationId, string sub) =>
+        System.IO.Directory.Exists(Path.Combine(RootOf(locationId), sub))
+            ? System.IO.Directory.GetFiles(Path.Combine(RootOf(locationId), sub), "*", SearchOption.AllDirectories)
+            : [];
+
+    public string[] ChunkFiles(string locationId) => FilesUnder(locationId, Path.Combine("objects", "chunks"));
+
+    /// <summary>Drops the store without cleaning anything up, and reopens the directories with plain stores.</summary>
+    public async Task RestartAsync()
+    {
+        await Store.DisposeAsync();
+        Audit.Dispose();
+        Faults.Clear();
+        Open(faulty: false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Store.DisposeAsync();
+        Audit.Dispose();
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private void Open(bool faulty)
+    {
+        var stores = new List<(LocationDescriptor, IBlobStore)>();
+        foreach (var d in _descriptors)
+        {
+            IBlobStore store = new LocalDirectoryBlobStore(d.Id, RootOf(d.Id));
+            if (faulty)
+            {
+                var wrapper = new FaultyBlobStore(store);
+                Faults[d.Id] = wrapper;
+                store = wrapper;
+            }
+
+            stores.Add((d, store));
+        }
+
+        Audit = new AuditLog(Path.Combine(Directory, "audit"), TimeProvider.System);
+        Guard = new PlacementGuard(new StorageLocations(stores), Audit);
+        Store = new CheckpointStore(Guard, new CheckpointStoreOptions { Locations = Targets, ChunkSize = ChunkSize, WriteConcurrency = WriteConcurrency });
+    }
+}
+
+/// <summary>A process dying at a chosen point: nothing after it runs, no cleanup included.</summary>
+internal sealed class SimulatedCrashException(string message) : Exception(message);
+
+/// <summary>Where a <see cref="FaultyBlobStore"/> dies.</summary>
+public enum CrashPoint
+{
+    /// <summary>Half-way through the bytes of the nth write (a partial temp file stays behind).</summary>
+    DuringWrite,
+
+    /// <summary>After the nth write's bytes, before its commit (rename).</summary>
+    BeforeCommit,
+
+    /// <summary>Right after the nth commit.</summary>
+    AfterCommit,
+}
+
+/// <summary>
+/// Wraps a blob store to count what is written and to fail like a full disk or die like a killed
+/// process at a chosen write. Once dead, every call throws and nothing is cleaned up.
+/// </summary>
+internal sealed class FaultyBlobStore(IBlobStore inner) : IBlobStore
+{
+    private long _bytesCommitted;
+    private long _bytesAccepted;
+    private int _writes;
+    private int _commits;
+
+    public string LocationId => inner.LocationId;
+
+    /// <summary>Writes fail with "location full" once this many more bytes were accepted (ENOSPC-like).</summary>
+    public long? CapacityBytes
+    {
+        get;
+        set
+        {
+            field = value;
+            Interlocked.Exchange(ref _bytesAccepted, 0);
+        }
+    }
+
+    /// <summary>Die at write number <see cref="CrashAt"/> (1-based), at <see cref="CrashPointKind"/>.</summary>
+    public int? CrashAt { get; set; }
+
+    public CrashPoint CrashPointKind { get; set; }
+
+    /// <summary>While set, commits wait for it (to hold a persist in flight).</summary>
+    public TaskCompletionSource? CommitGate { get; set; }
+
+    public bool Dead { get; private set; }
+
+    public long BytesCommitted => Interlocked.Read(ref _bytesCommitted);
+
+    public int Writes => Volatile.Read(ref _writes);
+
+    public int Commits => Volatile.Read(ref _commits);
+
+    public void ResetCounters()
+    {
+        Interlocked.Exchange(ref _bytesCommitted, 0);
+        Interlocked.Exchange(ref _writes, 0);
+        Interlocked.Exchange(ref _commits, 0);
+    }
+
+    public async ValueTask<PendingBlob> BeginWriteAsync(string key, CancellationToken cancellationToken)
+    {
+        ThrowIfDead();
+        var number = Interlocked.Increment(ref _writes);
+        var pending = await inner.BeginWriteAsync(key, cancellationToken);
+        return new FaultyPendingBlob(this, pending, number);
+    }
+
+    public bool TryOpenRead(string key, out Stream stream)
+    {
+        ThrowIfDead();
+        return inner.TryOpenRead(key, out stream);
+    }
+
+    public long GetLength(string key)
+    {
+        ThrowIfDead();
+        return inner.GetLength(key);
+    }
+
+    public ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken)
+    {
+        ThrowIfDead();
+        return inner.DeleteAsync(key, cancellationToken);
+    }
+
+    public IEnumerable<string> EnumerateKeys(string prefix)
+    {
+        ThrowIfDead();
+        return inner.EnumerateKeys(prefix);
+    }
+
+    public int RemoveOrphans()
+    {
+        ThrowIfDead();
+        return inner.RemoveOrphans();
+    }
+
+    private void ThrowIfDead()
+    {
+        if (Dead)
+        {
+            throw new SimulatedCrashException($"location {LocationId}: the process is dead");
+        }
+    }
+
+    private SimulatedCrashException Die(string where)
+    {
+        Dead = true;
+        return new SimulatedCrashException($"simulated crash at {LocationId}: {where}");
+    }
+
+    private sealed class FaultyPendingBlob(FaultyBlobStore owner, PendingBlob inner, int number) : PendingBlob
+    {
+        private readonly FaultyStream _stream = new(owner, inner.Stream, number);
+
+        public override string Key => inner.Key;
+
+        public override Stream Stream => _stream;
+
+        public override async ValueTask CommitAsync(CancellationToken cancellationToken)
+        {
+            owner.ThrowIfDead();
+            if (owner.CommitGate is { } gate)
+            {
+                await gate.Task.WaitAsync(cancellationToken);
+            }
+
+            if (owner.CrashAt == number && owner.CrashPointKind == CrashPoint.BeforeCommit)
+            {
+                throw owner.Die($"write {number} ({inner.Key}) before its commit");
+            }
+
+            await inner.CommitAsync(cancellationToken);
+            Interlocked.Increment(ref owner._commits);
+            Interlocked.Add(ref owner._bytesCommitted, _stream.Written);
+            if (owner.CrashAt == number && owner.CrashPointKind == CrashPoint.AfterCommit)
+            {
+                throw owner.Die($"write {number} ({inner.Key}) after its commit");
+            }
+        }
+
+        public override ValueTask DisposeAsync() =>
+
+            // A dead process cleans nothing up: its temp files stay for recovery to find.
+            owner.Dead ? ValueTask.CompletedTask : inner.DisposeAsync();
+    }
+
+    private sealed class FaultyStream(FaultyBlobStore owner, Stream inner, int number) : Stream
+    {
+        public long Written { get; private set; }
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => Written; set => throw new NotSupportedException(); }
+
+        public override void Flush() => inner.Flush();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            owner.ThrowIfDead();
+            if (owner.CrashAt == number && owner.CrashPointKind == CrashPoint.DuringWrite)
+            {
+                await inner.WriteAsync(buffer[..(buffer.Length / 2)], cancellationToken);
+                await inner.FlushAsync(cancellationToken);
+                throw owner.Die($"write {number} half-way through its bytes");
+            }
+
+            if (owner.CapacityBytes is { } capacity && Interlocked.Add(ref owner._bytesAccepted, buffer.Length) > capacity)
+            {
+                throw new StorageUnavailableException($"Location '{owner.LocationId}' is full (simulated ENOSPC).");
+            }
+
+            await inner.WriteAsync(buffer, cancellationToken);
+            Written += buffer.Length;
+        }
+    }
+}
