@@ -20,11 +20,13 @@ def main():
     weights = 1.0 / np.arange(1, clusters + 1) ** 0.5
     weights /= weights.sum()
     # Real embeddings have a low intrinsic dimension: each point varies around its centre along a
-    # 16-dimensional latent subspace (a random projection), plus a little isotropic noise. Isotropic
+    # 32-dimensional latent subspace with a decaying spectrum (a random projection), plus a little isotropic noise. Isotropic
     # gaussian blobs in the full dimension would be close to random data, where every neighbour is
     # almost equally far and no ANN index reaches high recall at a useful speed.
-    latent = 16
-    projection = rng.standard_normal((latent, dim), dtype=np.float32) * np.float32(0.35)
+    latent = 32
+    # Decaying spectrum (variance of latent direction j falls as 1/j), as in SIFT or text embeddings.
+    scales = (0.8 / np.sqrt(np.arange(1, latent + 1))).astype(np.float32)
+    projection = rng.standard_normal((latent, dim), dtype=np.float32) * scales[:, None]
     noise = np.float32(0.08)
 
     def sample(m):

@@ -109,6 +109,7 @@ public class MistralModelTests
         TestData.CheckGradient("dx", x, dx.Span.ToArray(), Loss, absTol: 1e-3);
     }
 
+    [Trait("Category", "Slow")]
     [Theory]
     [InlineData(0f)]
     [InlineData(0.3f)]

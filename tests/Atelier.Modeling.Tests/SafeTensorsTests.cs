@@ -107,6 +107,7 @@ public sealed class SafeTensorsTests : IDisposable
         Assert.Throws<SafeTensorsFormatException>(() => SafeTensorsFile.Open(limited, maxHeaderBytes: 16));
     }
 
+    [Trait("Category", "Slow")]
     [Fact]
     public void Open_OnSeededFuzzedHeaders_EitherRefusesCleanlyOrYieldsTensorsInsideTheFile()
     {

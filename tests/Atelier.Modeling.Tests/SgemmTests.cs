@@ -61,7 +61,10 @@ public class SgemmTests
             for (var j = 0; j < n; j++)
             {
                 var e = expected[(i * ldc) + j];
-                Assert.True(Math.Abs(c[(i * ldc) + j] - e) <= 1e-4 * Math.Sqrt(k) + (1e-5 * Math.Abs(e)), $"C[{i},{j}] = {c[(i * ldc) + j]}, expected {e}");
+                if (!(Math.Abs(c[(i * ldc) + j] - e) <= (1e-4 * Math.Sqrt(k)) + (1e-5 * Math.Abs(e))))
+                {
+                    Assert.Fail($"C[{i},{j}] = {c[(i * ldc) + j]}, expected {e}");
+                }
             }
         }
     }

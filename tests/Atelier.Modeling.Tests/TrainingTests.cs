@@ -51,6 +51,7 @@ public sealed class TrainingTests : IDisposable
         }
     }
 
+    [Trait("Category", "Slow")]
     [Fact]
     public void LoraTraining_OverfitsATinyDataset_LossFallsBelowHalfANat()
     {
@@ -73,6 +74,7 @@ public sealed class TrainingTests : IDisposable
         Assert.True(final < 0.5, $"loss after {steps} steps is {final} (started at {first.Loss})");
     }
 
+    [Trait("Category", "Slow")]
     [Fact]
     public void LoraTraining_IsBitIdentical_AcrossRunsAndThreadCounts_WithDropoutAndAccumulation()
     {

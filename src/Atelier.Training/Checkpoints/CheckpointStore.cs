@@ -179,9 +179,10 @@ public sealed partial class CheckpointStore : IAsyncDisposable
             var segments = new SnapshotSegment[count];
             if (!entry.Frozen && data.Length <= SmallEntryBytes)
             {
-                if (count == 1)
+                var copy = data.ToArray();
+                for (var i = 0; i < count; i++)
                 {
-                    segments[0] = new SnapshotSegment { Bytes = data.ToArray() };
+                    segments[i] = new SnapshotSegment { Bytes = copy.AsMemory(i * chunkSize, Math.Min(chunkSize, copy.Length - (i * chunkSize))) };
                 }
 
                 copied += data.Length;
