@@ -27,7 +27,7 @@ def main():
     # Decaying spectrum (variance of latent direction j falls as 1/j), as in SIFT or text embeddings.
     scales = (0.8 / np.sqrt(np.arange(1, latent + 1))).astype(np.float32)
     projection = rng.standard_normal((latent, dim), dtype=np.float32) * scales[:, None]
-    noise = np.float32(0.08)
+    noise = np.float32(0.02)
 
     def sample(m):
         labels = rng.choice(clusters, size=m, p=weights)

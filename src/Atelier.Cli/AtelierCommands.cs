@@ -91,6 +91,7 @@ public static class AtelierCommands
             }
 
             var table = new Table().AddColumns("id", "kind", "jurisdiction", "site", "rack", "on-prem", "operator");
+            table.Columns[0].NoWrap();
             foreach (var l in body["data"]!.AsArray())
             {
                 var blocs = string.Join(",", l!["blocs"]!.AsArray().Select(b => b!.GetValue<string>()));

@@ -112,6 +112,7 @@ internal static class FilesCommands
             }
 
             var table = new Table().AddColumns("id", "filename", "purpose", "type", "lines", "size", "created");
+            table.Columns[0].NoWrap();
             foreach (var f in body["data"]!.AsArray())
             {
                 table.AddRow(

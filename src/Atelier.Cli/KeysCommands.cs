@@ -50,6 +50,7 @@ internal static class KeysCommands
             }
 
             var table = new Table().AddColumns("id", "workspace", "name", "role", "created", "revoked");
+            table.Columns[0].NoWrap();
             foreach (var k in body["data"]!.AsArray())
             {
                 table.AddRow(

@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using System.Globalization;
+using Atelier.Core.Residency;
+using Atelier.Storage.Audit;
+using Atelier.Storage.Placement;
+using Atelier.Training.Checkpoints;
+
+// Checkpoint store macro benchmark. Simulates a LoRA fine-tune: frozen base weights, adapters and
+// Adam moments that change every step, a data-loader position and RNG state. Measures:
+//   1. persist throughput of a first (all-new) checkpoint, to compare with dd on the same disk;
+//   2. the training stall per checkpoint (back-pressure + snapshot) against a simulated step time,
+//      over successive checkpoints taken while "training" (sleeping for the step time) goes on;
+//   3. the dedup ratio across those checkpoints;
+//   4. restore time of the last checkpoint (every chunk hash-verified).
+// Usage: Atelier.Training.Bench --dir DIR [--base-mib 1024] [--adapter-mib 128] [--checkpoints 5]
+//        [--steps-between 2] [--step-ms 2000] [--chunk-mib 4]
+var options = Args.Parse(args);
+var dir = options.Get("dir", Path.Combine(Path.GetTempPath(), "atelier-ckpt-bench"));
+var baseMib = options.GetInt("base-mib", 1024);
+var adapterMib = options.GetInt("adapter-mib", 128);
+var checkpoints = options.GetInt("checkpoints", 5);
+var stepsBetween = options.GetInt("steps-between", 2);
+var stepMs = options.GetInt("step-ms", 2000);
+var chunkMib = options.GetInt("chunk-mib", 4);
+const long MiB = 1 << 20;
+
+if (Directory.Exists(dir))
+{
+    Directory.Delete(dir, recursive: true);
+}
+
+Directory.CreateDirectory(dir);
+var local = new LocationDescriptor { Id = "local-nvme", Uri = "local-nvme", Country = "FR", Blocs = ["EU"], OnPrem = true };
+var locations = new StorageLocations([local], dir);
+using var audit = new AuditLog(Path.Combine(dir, "audit"), TimeProvider.System);
+var guard = new PlacementGuard(locations, audit);
+var storeOptions = new CheckpointStoreOptions { Locations = ["local-nvme"], ChunkSize = chunkMib * (int)MiB };
+await using var store = new CheckpointStore(guard, storeOptions);
+var job = new CheckpointJob("bench", "ftjob-bench", new ResidencyPolicy { Name = "eu-checkpoints", AllowedJurisdictions = ["EU"], RequireOnPrem = true });
+
+// The trainer's state. Random bytes: tensors do not compress or dedup by accident.
+var random = new Random(12345);
+var baseWeights = Fill(new byte[baseMib * MiB], random);
+var adapter = Fill(new byte[adapterMib * MiB], random);
+var adamM = Fill(new byte[adapterMib * MiB], random);
+var adamV = Fill(new byte[adapterMib * MiB], random);
+var loader = new byte[16];
+var rng = Fill(new byte[32], random);
+CheckpointContent Content() => new CheckpointContent()
+    .AddTensor("base/consolidated", "BF16", [baseWeights.Length / 2], baseWeights, frozen: true)
+    .AddTensor("adapter/lora", "F32", [adapter.Length / 4], adapter)
+    .AddTensor("optimizer/adam_m", "F32", [adamM.Length / 4], adamM)
+    .AddTensor("optimizer/adam_v", "F32", [adamV.Length / 4], adamV)
+    .AddBlob("loader/position", loader)
+    .AddBlob("rng/state", rng);
+var total = baseWeights.LongLength + (3 * adapter.LongLength) + loader.Length + rng.Length;
+var trainable = total - baseWeights.LongLength;
+
+// A step of "training": every value of the adapters and moments changes (one byte per 4 KiB
+// page is enough to change every chunk), the loader advances, the RNG moves.
+void TrainStep(long step)
+{
+    for (var i = (int)(step % 4096); i < adapter.Length; i += 4096)
+    {
+        adapter[i]++;
+        adamM[i]++;
+        adamV[i]++;
+    }
+
+    BitConverter.TryWriteBytes(loader, step);
+    rng[step % rng.Length]++;
+}
+
+Console.WriteLine($"checkpoint: {total / (double)MiB:F0} MiB ({baseMib} MiB frozen base, {3 * adapterMib} MiB adapters + Adam moments), chunk {chunkMib} MiB, write concurrency {storeOptions.WriteConcurrency}");
+
+// 1. The first checkpoint: every byte is new.
+var sw = Stopwatch.StartNew();
+var first = await store.SaveAsync(job, 0, Content());
+var returned = sw.Elapsed;
+var firstResult = await first.Durable;
+var firstTotal = sw.Elapsed;
+var persistMibs = firstResult.BytesWritten / (double)MiB / firstResult.PersistTime.TotalSeconds;
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"first checkpoint: {firstResult.BytesWritten / (double)MiB:F0} MiB written in {firstResult.PersistTime.TotalSeconds:F2} s persist = {persistMibs:F1} MiB/s; snapshot {first.SnapshotTime.TotalMilliseconds:F0} ms (copied {first.BytesCopied / (double)MiB:F0} MiB); SaveAsync returned after {returned.TotalMilliseconds:F0} ms; durable after {firstTotal.TotalSeconds:F2} s"));
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT persist_mibs={persistMibs:F1}"));
+
+// 2 + 3. Successive checkpoints while training goes on.
+var stalls = new List<double>();
+var snapshots = new List<double>();
+var waits = new List<double>();
+long logical = total;
+long written = firstResult.BytesWritten;
+long steadyLogical = 0;
+long steadyWritten = 0;
+var durables = new List<Task<CheckpointPersistResult>>();
+var step = 0L;
+CheckpointSave? last = null;
+for (var c = 1; c <= checkpoints; c++)
+{
+    for (var s = 0; s < stepsBetween; s++)
+    {
+        step++;
+        TrainStep(step);
+        Thread.Sleep(stepMs); // the GPU's share of a step; the CPU is free for the persist meanwhile
+    }
+
+    var save = await store.SaveAsync(job, step, Content(), new CheckpointMetrics { TrainLoss = 2.0 / c, ValidLoss = 2.1 / c });
+    stalls.Add(save.Stall.TotalMilliseconds);
+    snapshots.Add(save.SnapshotTime.TotalMilliseconds);
+    waits.Add(save.BackPressureWait.TotalMilliseconds);
+    last = save;
+    durables.Add(save.Durable);
+    steadyLogical += total;
+}
+
+var results = await Task.WhenAll(durables);
+var lastResult = results[^1];
+var persists = results.Select(r => r.PersistTime.TotalMilliseconds).ToList();
+steadyWritten = results.Sum(r => r.BytesWritten);
+logical += steadyLogical;
+written += steadyWritten;
+var stallMean = stalls.Average();
+var stallMax = stalls.Max();
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"steady: {checkpoints} checkpoints every {stepsBetween} steps of {stepMs} ms; stall per checkpoint mean {stallMean:F1} ms, max {stallMax:F1} ms (snapshot mean {snapshots.Average():F1} ms, back-pressure mean {waits.Average():F1} ms) = {100 * stallMean / stepMs:F2}% (max {100 * stallMax / stepMs:F2}%) of a step"));
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"steady persist: mean {persists.Average():F0} ms per checkpoint, {steadyWritten / (double)MiB / Math.Max(1, checkpoints):F0} MiB written per checkpoint of {total / (double)MiB:F0} MiB"));
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"dedup: successive checkpoints wrote {steadyWritten / (double)MiB:F0} MiB for {steadyLogical / (double)MiB:F0} MiB logical = {steadyLogical / (double)Math.Max(1, steadyWritten):F2}x; whole run (incl. first) {logical / (double)MiB:F0} MiB logical, {written / (double)MiB:F0} MiB written = {logical / (double)written:F2}x"));
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"RESULT stall_ms={stallMean:F1} stall_share_pct={100 * stallMean / stepMs:F2} dedup_steady={steadyLogical / (double)Math.Max(1, steadyWritten):F2} dedup_run={logical / (double)written:F2}"));
+
+// Retention, as a job would run it after each checkpoint.
+sw.Restart();
+var deleted = await store.ApplyRetentionAsync(job.JobId, new RetentionPolicy(KeepLast: 2, KeepBest: 1));
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"retention keep-last 2 + best 1: deleted {deleted.Count} checkpoints in {sw.Elapsed.TotalMilliseconds:F0} ms"));
+
+// 4. Restore of the last checkpoint. Optionally after the script dropped the page cache.
+if (options.Has("pause-before-restore"))
+{
+    Console.WriteLine("READY_FOR_RESTORE");
+    Console.ReadLine();
+}
+
+sw.Restart();
+var restored = await store.RestoreAsync(job.JobId, lastResult.Checkpoint.Step);
+var restoreSeconds = sw.Elapsed.TotalSeconds;
+var ok = restored["adapter/lora"].AsSpan().SequenceEqual(adapter) && restored["base/consolidated"].AsSpan().SequenceEqual(baseWeights);
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+    $"restore: {total / (double)MiB:F0} MiB in {restoreSeconds:F2} s = {total / (double)MiB / restoreSeconds:F1} MiB/s, every chunk SHA-256 verified; bit-identical: {ok}"));
+Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT restore_s={restoreSeconds:F2} restore_mibs={total / (double)MiB / restoreSeconds:F1} identical={ok}"));
+Console.WriteLine($"audit events: {audit.LastSeq}");
+return ok ? 0 : 1;
+
+static byte[] Fill(byte[] buffer, Random random)
+{
+    random.NextBytes(buffer);
+    return buffer;
+}
+
+internal sealed class Args
+{
+    private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
+
+    public static Args Parse(string[] args)
+    {
+        var parsed = new Args();
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i].StartsWith("--", StringComparison.Ordinal))
+            {
+                var name = args[i][2..];
+                parsed._values[name] = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true";
+            }
+        }
+
+        return parsed;
+    }
+
+    public bool Has(string name) => _values.ContainsKey(name);
+
+    public string Get(string name, string fallback) => _values.TryGetValue(name, out var v) ? v : fallback;
+
+    public int GetInt(string name, int fallback) => _values.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+}

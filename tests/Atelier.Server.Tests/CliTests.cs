@@ -1,0 +1,121 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Atelier.Server.Tests;
+
+/// <summary>The <c>atelier</c> command against a real server, as a user runs it.</summary>
+[Trait("Category", "Slow")]
+public sealed class CliTests
+{
+    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, string key, params string[] args) =>
+        Repo.RunAsync(
+            "dotnet",
+            [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. args, "--server", server.BaseUrl, "--api-key", key],
+            server.DataDirectory,
+            new Dictionary<string, string> { ["NO_COLOR"] = "1" });
+
+    [Fact]
+    public async Task FilesCommands_UploadListDownloadDelete_RoundTripTheBytes()
+    {
+        await using var server = await TestServer.StartAsync();
+        var source = Path.Combine(server.DataDirectory, "train.jsonl");
+        var content = "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"content\":\"a\"}]}\n";
+        await File.WriteAllTextAsync(source, content);
+
+        var (exit, output) = await Atelier(server, server.AdminKey, "files", "upload", source, "--json");
+        Assert.True(exit == 0, output);
+        var id = JsonDocument.Parse(output).RootElement.GetProperty("id").GetString()!;
+
+        (exit, output) = await Atelier(server, server.AdminKey, "files", "list");
+        Assert.True(exit == 0, output);
+        Assert.Contains(id, output, StringComparison.Ordinal);
+        Assert.Contains("1 file(s) in all", output, StringComparison.Ordinal);
+
+        var target = Path.Combine(server.DataDirectory, "copy.jsonl");
+        (exit, output) = await Atelier(server, server.AdminKey, "files", "download", id, "-o", target);
+        Assert.True(exit == 0, output);
+        Assert.Equal(content, await File.ReadAllTextAsync(target));
+
+        (exit, output) = await Atelier(server, server.AdminKey, "files", "download", id, "-o", target);
+        Assert.Equal(2, exit);
+        Assert.Contains("exists", output, StringComparison.Ordinal);
+
+        (exit, output) = await Atelier(server, server.AdminKey, "files", "delete", id);
+        Assert.True(exit == 0, output);
+        (exit, output) = await Atelier(server, server.AdminKey, "files", "get", id);
+        Assert.Equal(2, exit);
+        Assert.Contains("404", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task UploadOfABadFile_PrintsTheLinesAndExitsNonZero()
+    {
+        await using var server = await TestServer.StartAsync();
+        var source = Path.Combine(server.DataDirectory, "bad.jsonl");
+        await File.WriteAllTextAsync(source, "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"content\":\"a\"}]}\n{oops\n", Encoding.UTF8);
+        var (exit, output) = await Atelier(server, server.AdminKey, "files", "upload", source);
+        Assert.Equal(2, exit);
+        Assert.Contains("422", output, StringComparison.Ordinal);
+        Assert.Contains("line 2", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task KeysLocationsAndAuditCommands_Work()
+    {
+        await using var server = await TestServer.StartAsync();
+        var (exit, output) = await Atelier(server, server.AdminKey, "keys", "create", "--workspace", "team-b", "--name", "ci", "--json");
+        Assert.True(exit == 0, output);
+        var created = JsonDocument.Parse(output).RootElement;
+        var memberKey = created.GetProperty("key").GetString()!;
+
+        (exit, output) = await Atelier(server, server.AdminKey, "keys", "list");
+        Assert.True(exit == 0, output);
+        Assert.Contains("team-b", output, StringComparison.Ordinal);
+        Assert.DoesNotContain(memberKey, output, StringComparison.Ordinal);
+
+        (exit, output) = await Atelier(server, memberKey, "keys", "list");
+        Assert.Equal(2, exit);
+        Assert.Contains("403", output, StringComparison.Ordinal);
+
+        (exit, output) = await Atelier(server, server.AdminKey, "keys", "revoke", created.GetProperty("id").GetString()!);
+        Assert.True(exit == 0, output);
+        (exit, output) = await Atelier(server, memberKey, "files", "list");
+        Assert.Equal(2, exit);
+        Assert.Contains("401", output, StringComparison.Ordinal);
+
+        (exit, output) = await Atelier(server, server.AdminKey, "locations", "list");
+        Assert.True(exit == 0, output);
+        Assert.Contains("local", output, StringComparison.Ordinal);
+        Assert.Contains("FR", output, StringComparison.Ordinal);
+
+        (exit, output) = await Atelier(server, server.AdminKey, "audit", "tail", "-n", "5");
+        Assert.True(exit == 0, output);
+        Assert.Contains("key_created", output, StringComparison.Ordinal);
+        Assert.Contains("key_revoked", output, StringComparison.Ordinal);
+
+        (exit, output) = await Atelier(server, server.AdminKey, "audit", "verify");
+        Assert.True(exit == 0, output);
+        Assert.Contains("Audit log valid", output, StringComparison.Ordinal);
+
+        // Tampering with the log on disk is caught by the same command.
+        var log = Path.Combine(server.DataDirectory, "audit", "audit.jsonl");
+        var lines = await File.ReadAllLinesAsync(log);
+        lines[0] = lines[0].Replace("first admin key", "first admin kex", StringComparison.Ordinal);
+        await File.WriteAllLinesAsync(log, lines);
+        (exit, output) = await Atelier(server, server.AdminKey, "audit", "verify");
+        Assert.Equal(3, exit);
+        Assert.Contains("INVALID at seq 1", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task EveryCommand_HasHelp()
+    {
+        await using var server = await TestServer.StartAsync();
+        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit verify" })
+        {
+            var (exit, output) = await Repo.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. command.Split(' '), "--help"], server.DataDirectory);
+            Assert.True(exit == 0, $"{command} --help: {output}");
+            Assert.Contains("Usage:", output, StringComparison.Ordinal);
+        }
+    }
+}
