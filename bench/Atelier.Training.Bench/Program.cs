@@ -135,19 +135,18 @@ sw.Restart();
 var deleted = await store.ApplyRetentionAsync(job.JobId, new RetentionPolicy(KeepLast: 2, KeepBest: 1));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"retention keep-last 2 + best 1: deleted {deleted.Count} checkpoints in {sw.Elapsed.TotalMilliseconds:F0} ms"));
 
-// 4. Restore of the last checkpoint. Optionally after the script dropped the page cache.
-if (options.Has("pause-before-restore"))
-{
-    Console.WriteLine("READY_FOR_RESTORE");
-    Console.ReadLine();
-}
+// 4. Restore of the last checkpoint, cold: our own files are evicted from the page cache
+// (posix_fadvise DONTNEED on each; they are fsynced, so the pages are clean), without dropping the
+// whole machine's cache under other processes.
+var evicted = options.Has("warm") ? 0 : PageCache.Evict(Path.Combine(dir, "local-nvme"));
+Console.WriteLine(evicted > 0 ? $"page cache: evicted {evicted} files of the checkpoint location (cold restore)" : "page cache: not evicted (warm restore)");
 
 sw.Restart();
 var restored = await store.RestoreAsync(job.JobId, lastResult.Checkpoint.Step);
 var restoreSeconds = sw.Elapsed.TotalSeconds;
 var ok = restored["adapter/lora"].AsSpan().SequenceEqual(adapter) && restored["base/consolidated"].AsSpan().SequenceEqual(baseWeights);
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"restore: {total / (double)MiB:F0} MiB in {restoreSeconds:F2} s = {total / (double)MiB / restoreSeconds:F1} MiB/s, every chunk SHA-256 verified; bit-identical: {ok}"));
+    $"restore ({(evicted > 0 ? "cold" : "warm")}): {total / (double)MiB:F0} MiB in {restoreSeconds:F2} s = {total / (double)MiB / restoreSeconds:F1} MiB/s, every chunk SHA-256 verified; bit-identical: {ok}"));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT restore_s={restoreSeconds:F2} restore_mibs={total / (double)MiB / restoreSeconds:F1} identical={ok}"));
 Console.WriteLine($"audit events: {audit.LastSeq}");
 return ok ? 0 : 1;
@@ -182,4 +181,27 @@ internal sealed class Args
     public string Get(string name, string fallback) => _values.TryGetValue(name, out var v) ? v : fallback;
 
     public int GetInt(string name, int fallback) => _values.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+}
+
+internal static partial class PageCache
+{
+    private const int FadvDontNeed = 4;
+
+    public static int Evict(string directory)
+    {
+        var count = 0;
+        foreach (var file in Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories))
+        {
+            using var handle = File.OpenHandle(file);
+            if (Fadvise((int)handle.DangerousGetHandle(), 0, 0, FadvDontNeed) == 0)
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    private static partial int Fadvise(int fd, long offset, long length, int advice);
 }
