@@ -42,13 +42,15 @@ public static class AtelierCommands
     {
         var port = new Option<int?>("--port") { Description = "TCP port (default 8080, or atelier.json)." };
         var bind = new Option<string?>("--bind") { Description = "Address to bind (default 127.0.0.1: loopback only)." };
+        var country = new Option<string>("--country") { Description = "Country (ISO code) of the default on-prem location, used only when the data directory is new. EU members get EU residency.", DefaultValueFactory = _ => "FR" };
         var command = new Command("serve", "Run Atelier: API, catalog and storage in one process, from one data directory.");
+        command.Options.Add(country);
         command.Options.Add(port);
         command.Options.Add(bind);
         command.SetAction(async (parse, cancel) =>
         {
             var dataDirectory = Path.GetFullPath(parse.GetValue(data) ?? DefaultDataDirectory);
-            var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind) });
+            var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant() });
             var runtime = app.Runtime();
             Console.WriteLine($"Atelier data directory: {dataDirectory}");
             if (runtime.CreatedAdminKeyPath is { } keyPath)

@@ -45,6 +45,11 @@ public sealed record AtelierConfig
     /// <param name="country">Jurisdiction of the default on-prem location (EU's France unless told otherwise).</param>
     public static AtelierConfig CreateDefault(string country = "FR")
     {
+        if (country is not { Length: 2 } || !char.IsAsciiLetterUpper(country[0]) || !char.IsAsciiLetterUpper(country[1]))
+        {
+            throw new ArgumentException($"'{country}' is not an ISO 3166-1 alpha-2 country code such as FR or DE.", nameof(country));
+        }
+
         var eu = EuMembers.Contains(country) ? (string[])["EU", "EEA"] : [];
         return new AtelierConfig
         {
@@ -73,7 +78,9 @@ public sealed record AtelierConfig
     }
 
     /// <summary>Reads the configuration, or writes and returns the default when there is none.</summary>
-    public static AtelierConfig LoadOrCreate(string dataDirectory)
+    /// <param name="dataDirectory">The data directory.</param>
+    /// <param name="country">For a new configuration: the country of the default on-prem location.</param>
+    public static AtelierConfig LoadOrCreate(string dataDirectory, string country = "FR")
     {
         var path = Path.Combine(dataDirectory, FileName);
         if (File.Exists(path))
@@ -89,7 +96,7 @@ public sealed record AtelierConfig
             }
         }
 
-        var config = CreateDefault();
+        var config = CreateDefault(country);
         var temp = path + ".tmp";
         File.WriteAllText(temp, JsonSerializer.Serialize(config, SerializerOptions));
         File.Move(temp, path, overwrite: false);

@@ -33,4 +33,21 @@ public sealed class AtelierConfigTests
         var error = Assert.Throws<InvalidOperationException>(() => AtelierConfig.CreateDefault().Policy("nope"));
         Assert.Contains("default", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void NonEuCountry_GetsItsOwnJurisdictionAndNoEuBloc()
+    {
+        var config = AtelierConfig.CreateDefault("CH");
+        Assert.Empty(config.Locations[0].Blocs);
+        Assert.Equal(["CH"], config.Policy("default").AllowedJurisdictions);
+    }
+
+    [Theory]
+    [InlineData("fr")]
+    [InlineData("FRA")]
+    [InlineData("")]
+    public void BadCountryCode_IsRefused(string country)
+    {
+        Assert.Throws<ArgumentException>(() => AtelierConfig.CreateDefault(country));
+    }
 }

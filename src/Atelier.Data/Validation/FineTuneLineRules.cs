@@ -23,37 +23,37 @@ internal static class FineTuneLineRules
 
     public static LineKind Validate(JsonElement root, long lineNumber, ProblemSink sink)
     {
-            if (root.TryGetProperty("messages", out var messages) || root.TryGetProperty("interactions", out messages))
+        if (root.TryGetProperty("messages", out var messages) || root.TryGetProperty("interactions", out messages))
+        {
+            var name = root.TryGetProperty("messages", out _) ? "messages" : "interactions";
+            var ok = ValidateMessages(messages, name, lineNumber, sink);
+            if (root.TryGetProperty("tools", out var tools))
             {
-                var name = root.TryGetProperty("messages", out _) ? "messages" : "interactions";
-                var ok = ValidateMessages(messages, name, lineNumber, sink);
-                if (root.TryGetProperty("tools", out var tools))
-                {
-                    ok &= ValidateTools(tools, lineNumber, sink);
-                }
-
-                return ok ? LineKind.Instruct : LineKind.Invalid;
+                ok &= ValidateTools(tools, lineNumber, sink);
             }
 
-            if (root.TryGetProperty("text", out var text))
+            return ok ? LineKind.Instruct : LineKind.Invalid;
+        }
+
+        if (root.TryGetProperty("text", out var text))
+        {
+            if (text.ValueKind != JsonValueKind.String)
             {
-                if (text.ValueKind != JsonValueKind.String)
-                {
-                    sink.Add(new Problem($"'text' must be a string, not {Describe(text.ValueKind)}", lineNumber, "text"));
-                    return LineKind.Invalid;
-                }
-
-                if (text.ValueEquals(ReadOnlySpan<byte>.Empty))
-                {
-                    sink.Add(new Problem("'text' is empty", lineNumber, "text"));
-                    return LineKind.Invalid;
-                }
-
-                return LineKind.Pretrain;
+                sink.Add(new Problem($"'text' must be a string, not {Describe(text.ValueKind)}", lineNumber, "text"));
+                return LineKind.Invalid;
             }
 
-            sink.Add(new Problem("the line has neither 'messages' (instruct) nor 'text' (pretrain)", lineNumber));
-            return LineKind.Invalid;
+            if (text.ValueEquals(ReadOnlySpan<byte>.Empty))
+            {
+                sink.Add(new Problem("'text' is empty", lineNumber, "text"));
+                return LineKind.Invalid;
+            }
+
+            return LineKind.Pretrain;
+        }
+
+        sink.Add(new Problem("the line has neither 'messages' (instruct) nor 'text' (pretrain)", lineNumber));
+        return LineKind.Invalid;
     }
 
     private static bool ValidateMessages(JsonElement messages, string name, long lineNumber, ProblemSink sink)
@@ -415,22 +415,22 @@ internal static class BatchLineRules
 {
     public static LineKind Validate(JsonElement root, long lineNumber, ProblemSink sink) =>
         Report(
-            root.TryGetProperty("custom_id", out var id) && id.ValueKind == JsonValueKind.String && !id.ValueEquals(ReadOnlySpan<byte>.Empty),
-            root.TryGetProperty("body", out var body) && body.ValueKind == JsonValueKind.Object,
-            lineNumber,
-            sink);
+        root.TryGetProperty("custom_id", out var id) && id.ValueKind == JsonValueKind.String && !id.ValueEquals(ReadOnlySpan<byte>.Empty),
+        root.TryGetProperty("body", out var body) && body.ValueKind == JsonValueKind.Object,
+        lineNumber,
+        sink);
 
     /// <summary>Reports what a batch line lacks; shared by the fast scan and the document rules so the words match.</summary>
     public static LineKind Report(bool idOk, bool bodyOk, long lineNumber, ProblemSink sink)
     {
         if (!idOk)
         {
-            sink.Add("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id");
+        sink.Add("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id");
         }
 
         if (!bodyOk)
         {
-            sink.Add("a batch request needs a 'body' object", lineNumber, "body");
+        sink.Add("a batch request needs a 'body' object", lineNumber, "body");
         }
 
         return idOk && bodyOk ? LineKind.Batch : LineKind.Invalid;

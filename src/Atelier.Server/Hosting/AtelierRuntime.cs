@@ -19,6 +19,9 @@ public sealed record ServerOptions
     /// <summary>Overrides the configured port (0 picks a free one).</summary>
     public int? Port { get; init; }
 
+    /// <summary>The country of the default location when the data directory is new (ISO 3166-1 alpha-2).</summary>
+    public string DefaultCountry { get; init; } = "FR";
+
     /// <summary>The clock; tests pass a fake one.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 }
@@ -87,7 +90,7 @@ public sealed class AtelierRuntime : IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         Directory.CreateDirectory(options.DataDirectory);
-        var config = AtelierConfig.LoadOrCreate(options.DataDirectory);
+        var config = AtelierConfig.LoadOrCreate(options.DataDirectory, options.DefaultCountry);
         var catalog = new CatalogDatabase(Path.Combine(options.DataDirectory, "catalog.db"));
         var locations = new StorageLocations(config.Locations, options.DataDirectory);
         var audit = new AuditLog(Path.Combine(options.DataDirectory, "audit"), options.Clock);
