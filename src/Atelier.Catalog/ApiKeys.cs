@@ -50,6 +50,17 @@ public sealed class ApiKeyStore(CatalogDatabase database, TimeProvider clock)
         return new Workspace(reader.GetString(0), reader.GetString(1));
     }
 
+    /// <summary>The workspace with <paramref name="id"/>, or null.</summary>
+    public Workspace? GetWorkspace(string id)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id, name FROM workspaces WHERE id = $id";
+        command.Parameters.AddWithValue("$id", id);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? new Workspace(reader.GetString(0), reader.GetString(1)) : null;
+    }
+
     /// <summary>Creates a key; returns its description and the token, which is never shown again.</summary>
     public (ApiKeyInfo Key, string Token) Create(Workspace workspace, string name, string role)
     {

@@ -46,6 +46,26 @@ internal static class Migrations
             );
             CREATE INDEX files_workspace_created ON files(workspace_id, created_at DESC, id DESC);
             """),
+        (2, "datasets", """
+            CREATE TABLE datasets (
+                id            TEXT PRIMARY KEY,
+                workspace_id  TEXT NOT NULL REFERENCES workspaces(id),
+                name          TEXT NOT NULL,
+                status        TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+                request_json  TEXT NOT NULL,
+                progress_json TEXT,
+                summary_json  TEXT,
+                error         TEXT,
+                policy        TEXT NOT NULL,
+                location_id   TEXT NOT NULL,
+                created_at    INTEGER NOT NULL,
+                started_at    INTEGER,
+                finished_at   INTEGER,
+                created_by    TEXT NOT NULL
+            );
+            CREATE INDEX datasets_workspace_created ON datasets(workspace_id, created_at DESC, id DESC);
+            CREATE INDEX datasets_status ON datasets(status);
+            """),
     ];
 
     public static void Apply(SqliteConnection connection)

@@ -33,6 +33,7 @@ public static class AtelierCommands
         var client = new ClientOptions(data, server, apiKey, json);
         root.Subcommands.Add(KeysCommands.Build(client));
         root.Subcommands.Add(FilesCommands.Build(client));
+        root.Subcommands.Add(DatasetsCommands.Build(client));
         root.Subcommands.Add(Locations(client));
         root.Subcommands.Add(Audit(client));
         return root;

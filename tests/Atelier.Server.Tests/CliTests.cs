@@ -48,6 +48,26 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task DatasetsBuild_WaitsForTheBuildAndPrintsWhatWasKept()
+    {
+        await using var server = await TestServer.StartAsync();
+        var source = Path.Combine(server.DataDirectory, "train.jsonl");
+        var line = "{\"messages\":[{\"role\":\"user\",\"content\":\"What is two plus two, exactly?\"},{\"role\":\"assistant\",\"content\":\"Four.\"}]}\n";
+        await File.WriteAllTextAsync(source, line + line);
+        var (exit, output) = await Atelier(server, server.AdminKey, "files", "upload", source, "--json");
+        Assert.True(exit == 0, output);
+        var fileId = JsonDocument.Parse(output).RootElement.GetProperty("id").GetString()!;
+
+        (exit, output) = await Atelier(server, server.AdminKey, "datasets", "build", "--train", fileId, "--seq-len", "64");
+        Assert.True(exit == 0, output);
+        Assert.Contains("succeeded, 1 of 2 examples kept (1 exact", output, StringComparison.Ordinal);
+
+        (exit, output) = await Atelier(server, server.AdminKey, "datasets", "list");
+        Assert.True(exit == 0, output);
+        Assert.Contains("succeeded", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task UploadOfABadFile_PrintsTheLinesAndExitsNonZero()
     {
         await using var server = await TestServer.StartAsync();
@@ -111,7 +131,7 @@ public sealed class CliTests
     public async Task EveryCommand_HasHelp()
     {
         await using var server = await TestServer.StartAsync();
-        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit verify" })
+        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit verify", "datasets build", "datasets list", "datasets get", "datasets download", "datasets delete" })
         {
             var (exit, output) = await Repo.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. command.Split(' '), "--help"], server.DataDirectory);
             Assert.True(exit == 0, $"{command} --help: {output}");

@@ -46,6 +46,7 @@ public sealed class AtelierRuntime : IDisposable
         Guard = new PlacementGuard(locations, audit);
         Keys = new ApiKeyStore(catalog, options.Clock);
         Files = new FileCatalog(catalog, options.Clock);
+        Datasets = new DatasetCatalog(catalog, options.Clock);
         UrlSigningKey = LoadOrCreateSecret(Path.Combine(options.DataDirectory, "url-signing.key"));
     }
 
@@ -72,6 +73,26 @@ public sealed class AtelierRuntime : IDisposable
 
     /// <summary>Uploaded files.</summary>
     public FileCatalog Files { get; }
+
+    /// <summary>Dataset versions.</summary>
+    public DatasetCatalog Datasets { get; }
+
+    /// <summary>
+    /// The policy named <paramref name="name"/>; a name joined with <c>&amp;</c> is the intersection of
+    /// those policies, as derived artifacts (a dataset of several files) carry.
+    /// </summary>
+    public Atelier.Core.Residency.ResidencyPolicy ResolvePolicy(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        Atelier.Core.Residency.ResidencyPolicy? policy = null;
+        foreach (var part in name.Split('&'))
+        {
+            var next = Config.Policy(part);
+            policy = policy is null ? next : policy.Intersect(next);
+        }
+
+        return policy!;
+    }
 
     /// <summary>The key that signs download URLs.</summary>
     public byte[] UrlSigningKey { get; }

@@ -1,5 +1,6 @@
 using System.Net;
 using Atelier.Server.Auth;
+using Atelier.Server.Datasets;
 using Atelier.Server.Errors;
 using Atelier.Server.Files;
 using Atelier.Server.Platform;
@@ -36,6 +37,8 @@ public static class AtelierServer
         builder.Services.AddSingleton(options.Clock);
         builder.Services.AddSingleton<FileUpload>();
         builder.Services.AddHostedService<FileExpirySweeper>();
+        builder.Services.AddSingleton<DatasetBuildService>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<DatasetBuildService>());
         builder.Services.AddOpenApi();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("atelier"))
@@ -61,6 +64,7 @@ public static class AtelierServer
             "text/plain")).ExcludeFromDescription();
         app.MapFiles();
         app.MapPlatform();
+        app.MapDatasets();
         return app;
     }
 

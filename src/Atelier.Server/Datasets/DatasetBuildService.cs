@@ -1,0 +1,228 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Threading.Channels;
+using Atelier.Catalog;
+using Atelier.Core.Errors;
+using Atelier.Data.Building;
+using Atelier.Data.Readers;
+using Atelier.Data.Tokenization;
+using Atelier.Server.Errors;
+using Atelier.Server.Hosting;
+using Atelier.Storage.Placement;
+
+namespace Atelier.Server.Datasets;
+
+/// <summary>The body of <c>POST /api/v1/datasets</c>, stored with the dataset so a restart can resume it.</summary>
+public sealed record CreateDatasetRequest
+{
+    /// <summary>A display name.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>Ids of uploaded fine-tune files to train on, in order.</summary>
+    public IReadOnlyList<string> TrainingFiles { get; init; } = [];
+
+    /// <summary>Ids of validation/eval files: training examples that overlap them are dropped.</summary>
+    public IReadOnlyList<string> ValidationFiles { get; init; } = [];
+
+    /// <summary><c>o200k_base</c> (default) or <c>cl100k_base</c>.</summary>
+    public string Tokenizer { get; init; } = "o200k_base";
+
+    /// <summary>Window length of the packed shards; overrides <c>options.sequence_length</c>.</summary>
+    public int? SeqLen { get; init; }
+
+    /// <summary>Stage options (normalisation, dedup, decontamination, quality, packing).</summary>
+    public DatasetBuildOptions Options { get; init; } = new();
+}
+
+/// <summary>
+/// Runs dataset builds one at a time in the background. A build writes into a staging directory
+/// under the data directory (the builder resumes there after a restart), then every artifact is
+/// placed through the placement guard under <c>dataset/&lt;id&gt;/</c>, the manifest last, and only
+/// then is the dataset marked succeeded: a dataset version is complete or not visible.
+/// </summary>
+public sealed partial class DatasetBuildService(AtelierRuntime runtime, ILogger<DatasetBuildService> logger) : BackgroundService
+{
+    private readonly Channel<string> _queue = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ConcurrentDictionary<string, DatasetBuildProgress> _live = new(StringComparer.Ordinal);
+
+    /// <summary>Queues a build.</summary>
+    public void Enqueue(string datasetId) => _queue.Writer.TryWrite(datasetId);
+
+    /// <summary>The progress of a running build, fresher than the catalog's copy.</summary>
+    public DatasetBuildProgress? LiveProgress(string datasetId) => _live.TryGetValue(datasetId, out var p) ? p : null;
+
+    /// <summary>Checks a request and resolves its files; throws a 4xx naming what is wrong.</summary>
+    public static (IReadOnlyList<FileRecord> Training, IReadOnlyList<FileRecord> Validation) Resolve(AtelierRuntime runtime, string workspaceId, CreateDatasetRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.TrainingFiles.Count == 0)
+        {
+            throw new BadRequestException("'training_files' needs at least one file id.");
+        }
+
+        _ = CreateTokenizer(request.Tokenizer);
+        if (request.SeqLen is < 16 or > 1 << 20)
+        {
+            throw new BadRequestException($"'seq_len' must be between 16 and {1 << 20}, not {request.SeqLen}.");
+        }
+
+        return (request.TrainingFiles.Select(Find).ToArray(), request.ValidationFiles.Select(Find).ToArray());
+
+        FileRecord Find(string id)
+        {
+            var file = runtime.Files.Get(workspaceId, id) ?? throw new NotFoundException("file", id);
+            if (file.Purpose != "fine-tune")
+            {
+                throw new BadRequestException($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; datasets are built from fine-tune files.");
+            }
+
+            return file;
+        }
+    }
+
+    /// <summary>The tokeniser named in a request.</summary>
+    public static ITextTokenizer CreateTokenizer(string name) => name switch
+    {
+        "o200k_base" => TiktokenTextTokenizer.CreateO200kBase(),
+        "cl100k_base" => TiktokenTextTokenizer.CreateCl100kBase(),
+        _ => throw new BadRequestException($"Unknown tokenizer '{name}'; expected o200k_base or cl100k_base."),
+    };
+
+    /// <inheritdoc />
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // Builds that were queued or running when the server stopped run again; the builder
+        // resumes from its staging directory after the last committed shard.
+        foreach (var unfinished in runtime.Datasets.Unfinished())
+        {
+            Enqueue(unfinished.Id);
+        }
+
+        await foreach (var id in _queue.Reader.ReadAllAsync(stoppingToken).ConfigureAwait(false))
+        {
+            try
+            {
+                await BuildAsync(id, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                // Left 'running': the next start resumes it.
+                return;
+            }
+            catch (Exception e)
+            {
+                LogFailed(logger, e, id);
+                runtime.Datasets.Finish(id, "failed", null, e is AtelierException or IOException or InvalidDataException or ArgumentException ? e.Message : "internal error: " + e.Message);
+            }
+            finally
+            {
+                _live.TryRemove(id, out _);
+            }
+        }
+    }
+
+    private async Task BuildAsync(string id, CancellationToken cancel)
+    {
+        var dataset = runtime.Datasets.GetForBuilder(id);
+        if (dataset is null || dataset.Status is not ("queued" or "running"))
+        {
+            return;
+        }
+
+        runtime.Datasets.MarkRunning(id);
+        var request = JsonSerializer.Deserialize<CreateDatasetRequest>(dataset.RequestJson, AtelierJson.Options)!;
+        var (training, validation) = Resolve(runtime, dataset.WorkspaceId, request);
+        var options = request.SeqLen is { } seqLen ? request.Options with { SequenceLength = seqLen } : request.Options;
+        var build = new DatasetBuildRequest
+        {
+            Training = [.. training.Select(Input)],
+            Eval = [.. validation.Select(Input)],
+            Tokenizer = CreateTokenizer(request.Tokenizer),
+            Options = options,
+        };
+
+        var staging = Path.Combine(runtime.Options.DataDirectory, "staging", "datasets", id);
+        var output = Path.Combine(staging, "version");
+        if (Directory.Exists(output))
+        {
+            // Built before a crash but not placed: building again gives the same bytes.
+            Directory.Delete(output, recursive: true);
+        }
+
+        Directory.CreateDirectory(staging);
+        var lastSaved = 0L;
+        var progress = new Progress(p =>
+        {
+            _live[id] = p;
+            var now = Environment.TickCount64;
+            if (now - Interlocked.Read(ref lastSaved) > 1000)
+            {
+                Interlocked.Exchange(ref lastSaved, now);
+                runtime.Datasets.UpdateProgress(id, JsonSerializer.Serialize(p, AtelierJson.Options));
+            }
+        });
+
+        var result = await DatasetBuilder.BuildAsync(build, output, progress, cancel).ConfigureAwait(false);
+        var workspace = runtime.Keys.GetWorkspace(dataset.WorkspaceId)?.Name ?? dataset.WorkspaceId;
+        await PlaceAsync(dataset, workspace, result, cancel).ConfigureAwait(false);
+
+        var summary = new
+        {
+            manifest = result.Manifest,
+            report = result.Report,
+            resumed_from_shard = result.ResumedFromShard,
+        };
+        runtime.Datasets.Finish(id, "succeeded", JsonSerializer.Serialize(summary, AtelierJson.Options), null);
+        Directory.Delete(staging, recursive: true);
+        LogBuilt(logger, id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
+
+        DatasetInput Input(FileRecord file) => new(file.Filename, () => OpenFile(file), DataFormat.FineTuneJsonl);
+    }
+
+    private Stream OpenFile(FileRecord file) =>
+        runtime.Guard.TryOpenRead(file.LocationId, file.BlobKey, out var stream)
+            ? stream
+            : throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
+
+    private async Task PlaceAsync(DatasetRecord dataset, string workspace, DatasetBuildResult result, CancellationToken cancel)
+    {
+        var artifact = new ArtifactRef("dataset", dataset.Id, workspace);
+        var policy = runtime.ResolvePolicy(dataset.Policy);
+        var prefix = $"dataset/{dataset.Id}/";
+
+        // A crash during an earlier placement may have left some of these keys; they are not
+        // visible (the dataset is not 'succeeded'), so clear them and place everything again.
+        foreach (var key in runtime.Locations.ListKeys(dataset.LocationId, prefix).ToArray())
+        {
+            await runtime.Guard.DeleteAsync(artifact, dataset.LocationId, "system:dataset-build", key, cancel).ConfigureAwait(false);
+        }
+
+        var files = result.Manifest.Shards.Concat(result.Manifest.Features).Concat(result.Manifest.Reports).Select(f => f.Path).Append("manifest.json");
+        foreach (var relative in files)
+        {
+            await using var source = File.OpenRead(Path.Combine(result.Directory, relative));
+            await using var write = await runtime.Guard.BeginWriteAsync(artifact, policy, dataset.LocationId, "system:dataset-build", key: prefix + relative, cancellationToken: cancel).ConfigureAwait(false);
+            var buffer = new byte[1 << 20];
+            int read;
+            while ((read = await source.ReadAsync(buffer, cancel).ConfigureAwait(false)) > 0)
+            {
+                await write.WriteAsync(buffer.AsMemory(0, read), cancel).ConfigureAwait(false);
+            }
+
+            await write.CommitAsync(cancel).ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Dataset build {DatasetId} failed")]
+    private static partial void LogFailed(ILogger logger, Exception exception, string datasetId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Dataset {DatasetId} built: {Examples} examples in {Shards} shards")]
+    private static partial void LogBuilt(ILogger logger, string datasetId, long examples, int shards);
+
+    /// <summary>Progress reported synchronously on the builder's thread (no SynchronizationContext hop).</summary>
+    private sealed class Progress(Action<DatasetBuildProgress> report) : IProgress<DatasetBuildProgress>
+    {
+        public void Report(DatasetBuildProgress value) => report(value);
+    }
+}

@@ -1,0 +1,158 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Atelier.Catalog;
+using Atelier.Core;
+using Atelier.Core.Errors;
+using Atelier.Server.Auth;
+using Atelier.Server.Errors;
+using Atelier.Server.Hosting;
+using Atelier.Storage.Placement;
+
+namespace Atelier.Server.Datasets;
+
+/// <summary><c>/api/v1/datasets</c>: build, inspect, download and delete dataset versions.</summary>
+public static class DatasetEndpoints
+{
+    /// <summary>Maps the dataset routes.</summary>
+    public static void MapDatasets(this IEndpointRouteBuilder app)
+    {
+        var datasets = app.MapGroup("/api/v1/datasets").WithTags("Datasets");
+
+        datasets.MapPost("", (HttpContext context, CreateDatasetRequest? request, AtelierRuntime runtime, DatasetBuildService builder) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            if (request is null)
+            {
+                throw new BadRequestException("The body must be a JSON object with 'training_files'.");
+            }
+
+            var (training, validation) = DatasetBuildService.Resolve(runtime, caller.WorkspaceId, request);
+
+            // Residency follows lineage: the dataset is at least as restricted as every source file.
+            var policy = string.Join('&', training.Concat(validation).Select(f => f.Policy).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
+            var record = new DatasetRecord
+            {
+                Id = "ds-" + ResourceIds.NewUuid(runtime.Clock),
+                WorkspaceId = caller.WorkspaceId,
+                Name = string.IsNullOrWhiteSpace(request.Name) ? training[0].Filename : request.Name.Trim(),
+                Status = "queued",
+                RequestJson = JsonSerializer.Serialize(request, AtelierJson.Options),
+                Policy = policy,
+                LocationId = runtime.Config.Defaults.FileLocation,
+                CreatedAt = runtime.Clock.GetUtcNow().ToUnixTimeSeconds(),
+                CreatedBy = caller.Actor,
+            };
+            runtime.Datasets.Insert(record);
+            builder.Enqueue(record.Id);
+            return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
+        }).WithSummary("Start building a dataset version from uploaded fine-tune files.");
+
+        datasets.MapGet("", (HttpContext context, AtelierRuntime runtime, DatasetBuildService builder, int? page, int? page_size) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var rows = runtime.Datasets.List(caller.WorkspaceId, Math.Max(0, page ?? 0), Math.Clamp(page_size ?? 100, 1, 1000));
+            return Results.Json(new { data = rows.Select(r => Describe(r, builder.LiveProgress(r.Id), withSummary: false)), @object = "list" }, AtelierJson.Options);
+        }).WithSummary("List dataset versions, newest first.");
+
+        datasets.MapGet("/{datasetId}", (HttpContext context, string datasetId, AtelierRuntime runtime, DatasetBuildService builder) =>
+        {
+            var record = Find(context, runtime, datasetId);
+            return Results.Json(Describe(record, builder.LiveProgress(record.Id)), AtelierJson.Options);
+        }).WithSummary("A dataset: status, progress, counters, shards and report.");
+
+        datasets.MapGet("/{datasetId}/files/{**path}", (HttpContext context, string datasetId, string path, AtelierRuntime runtime) =>
+        {
+            var record = Find(context, runtime, datasetId);
+            if (record.Status != "succeeded")
+            {
+                throw new ConflictException($"Dataset '{datasetId}' is {record.Status}; its files exist once it has succeeded.");
+            }
+
+            // Only names the manifest lists are served: the path never reaches the filesystem as given.
+            var listed = ListedFiles(record);
+            if (!listed.Contains(path))
+            {
+                throw new NotFoundException("dataset file", path);
+            }
+
+            if (!runtime.Guard.TryOpenRead(record.LocationId, $"dataset/{record.Id}/{path}", out var stream))
+            {
+                throw new StorageUnavailableException($"The bytes of '{path}' of dataset '{record.Id}' are missing from location '{record.LocationId}'.");
+            }
+
+            var contentType = path.EndsWith(".json", StringComparison.Ordinal) ? "application/json"
+                : path.EndsWith(".jsonl", StringComparison.Ordinal) ? "application/jsonl"
+                : path.EndsWith(".arrow", StringComparison.Ordinal) ? "application/vnd.apache.arrow.file"
+                : "application/octet-stream";
+            return Results.Stream(stream, contentType, Path.GetFileName(path), enableRangeProcessing: true);
+        }).WithSummary("Download a file of a built dataset: manifest.json, report.json, shards/*.arrow, features/*.parquet, ...");
+
+        datasets.MapDelete("/{datasetId}", async (HttpContext context, string datasetId, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var existing = Find(context, runtime, datasetId);
+            if (existing.Status is "queued" or "running")
+            {
+                throw new ConflictException($"Dataset '{datasetId}' is still {existing.Status}; delete it once it has finished.");
+            }
+
+            var record = runtime.Datasets.Delete(caller.WorkspaceId, datasetId) ?? throw new NotFoundException("dataset", datasetId);
+            var artifact = new ArtifactRef("dataset", record.Id, caller.Key.WorkspaceName);
+            foreach (var key in runtime.Locations.ListKeys(record.LocationId, $"dataset/{record.Id}/").ToArray())
+            {
+                await runtime.Guard.DeleteAsync(artifact, record.LocationId, caller.Actor, key, context.RequestAborted).ConfigureAwait(false);
+            }
+
+            return Results.Json(new { id = record.Id, @object = "dataset", deleted = true }, AtelierJson.Options);
+        }).WithSummary("Delete a finished dataset version and its bytes.");
+    }
+
+    private static DatasetRecord Find(HttpContext context, AtelierRuntime runtime, string id)
+    {
+        var caller = ApiKeyAuthentication.Caller(context);
+        return runtime.Datasets.Get(caller.WorkspaceId, id) ?? throw new NotFoundException("dataset", id);
+    }
+
+    private static HashSet<string> ListedFiles(DatasetRecord record)
+    {
+        var files = new HashSet<string>(StringComparer.Ordinal) { "manifest.json" };
+        var manifest = JsonNode.Parse(record.SummaryJson ?? "{}")?["manifest"];
+        foreach (var list in new[] { "shards", "features", "reports" })
+        {
+            foreach (var f in manifest?[list]?.AsArray() ?? [])
+            {
+                if (f?["path"]?.GetValue<string>() is { } p)
+                {
+                    files.Add(p);
+                }
+            }
+        }
+
+        return files;
+    }
+
+    private static JsonObject Describe(DatasetRecord r, Data.Building.DatasetBuildProgress? live, bool withSummary = true)
+    {
+        var body = new JsonObject
+        {
+            ["id"] = r.Id,
+            ["object"] = "dataset",
+            ["name"] = r.Name,
+            ["status"] = r.Status,
+            ["created_at"] = r.CreatedAt,
+            ["started_at"] = r.StartedAt,
+            ["finished_at"] = r.FinishedAt,
+            ["policy"] = r.Policy,
+            ["location"] = r.LocationId,
+            ["request"] = JsonNode.Parse(r.RequestJson),
+            ["progress"] = live is not null ? JsonSerializer.SerializeToNode(live, AtelierJson.Options) : r.ProgressJson is null ? null : JsonNode.Parse(r.ProgressJson),
+            ["error"] = r.Error,
+        };
+        if (withSummary && r.SummaryJson is not null)
+        {
+            body["summary"] = JsonNode.Parse(r.SummaryJson);
+        }
+
+        return body;
+    }
+}
