@@ -3,7 +3,7 @@
 # bandwidth to the same disk in the same run, training stall per checkpoint against a simulated
 # step time, dedup ratio across successive checkpoints where only adapters and optimiser state
 # change, and cold restore time (every chunk hash-verified).
-# Usage: bench/checkpoints.sh [extra bench args, e.g. --chunk-mib 16 --step-ms 2000]
+# Usage: bench/checkpoints.sh [extra bench args: --checkpoints 3 --steps-between 5 --step-ms 1000 --chunk-mib 4]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${BENCH_DIR:-$PWD/artifacts/bench-checkpoints}
@@ -24,7 +24,7 @@ dd_run() {
   sync
   local out
   out=$(dd if=/dev/zero of="$work/dd.bin" bs=1M count="$total_mib" conv=fdatasync 2>&1 | tail -1)
-  rm -f "$work/dd.bin" "$work/dd.src"
+  rm -f "$work/dd.bin"
   echo "$out" >&2
   local secs bytes
   secs=$(echo "$out" | sed -E 's/.* copied, ([0-9.]+) s.*/\1/')
@@ -47,10 +47,10 @@ echo "dd after: $dd_after MiB/s"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 persist=$(echo "$out" | sed -n -E 's/^RESULT persist_mibs=([0-9.]+).*/\1/p')
-stall_line=$(echo "$out" | grep '^RESULT stall_ms')
+stall_line=$(echo "$out" | grep '^RESULT stall_sync_ms')
 restore_line=$(echo "$out" | grep '^RESULT restore_s')
 dd_mean=$(awk -v a="$dd_before" -v b="$dd_after" 'BEGIN{printf "%.1f", (a+b)/2}')
 echo "== summary"
 awk -v p="$persist" -v d="$dd_mean" 'BEGIN{printf "persist %.1f MiB/s vs dd %.1f MiB/s (mean of before/after) = %.0f%% (goal >= 80%%)\n", p, d, 100*p/d}'
-echo "$stall_line" | sed -E 's/RESULT stall_ms=([0-9.]+) stall_share_pct=([0-9.]+) dedup_steady=([0-9.]+) dedup_run=([0-9.]+)/stall per checkpoint \1 ms = \2% of a step (goal < 5%); dedup \3x across successive checkpoints, \4x over the run/'
+echo "$stall_line" | sed -E 's/RESULT stall_sync_ms=([0-9.]+) stall_sync_pct=([0-9.]+) stall_overlap_ms=([0-9.]+) stall_overlap_pct=([0-9.]+) dedup_steady=([0-9.]+) dedup_run=([0-9.]+)/stall per checkpoint: SaveAsync \1 ms = \2% of a step, BeginSaveAsync (copy overlapped) \3 ms = \4% (goal < 5%)\ndedup \5x across successive checkpoints, \6x over the run/'
 echo "$restore_line" | sed -E 's/RESULT restore_s=([0-9.]+) restore_mibs=([0-9.]+) identical=(.*)/restore \1 s (\2 MiB\/s, cold, verified), bit-identical: \3/'

@@ -14,8 +14,9 @@ N768=${N768:-200000}
 NQ=${NQ:-5000}
 M=${M:-16}
 EFC=${EFC:-100}
-EFS=${EFS:-10,16,24,32,48,64,96,128,192,256}
+EFS=${EFS:-16,32,64,96,128,192,256,384,512}
 TABLE_EFS=${TABLE_EFS:-10,20,40,80}
+TABLE_N=${TABLE_N:-$N128}
 WORK=${VECTORS_BENCH_DIR:-/tmp/atelier-vectors-bench}
 RESULTS=bench/results
 SRC=bench/Atelier.Vectors.Bench
@@ -35,7 +36,7 @@ BENCH="dotnet $SRC/bin/Release/net10.0/Atelier.Vectors.Bench.dll"
   echo "Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
   echo ".NET SDK $(dotnet --version); hnswlib $(dpkg-query -W -f='${Version}' python3-hnswlib 2>/dev/null || echo '?') (Debian python3-hnswlib); numpy $("$PY" -c 'import numpy; print(numpy.__version__)')"
   echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared with other builds)"
-  echo "Run started $(date -u '+%Y-%m-%d %H:%M UTC'); N128=$N128 N768=$N768 NQ=$NQ M=$M efConstruction=$EFC"
+  echo "Run started $(date -u '+%Y-%m-%d %H:%M UTC'); N128=$N128 N768=$N768 TABLE_N=$TABLE_N NQ=$NQ M=$M efConstruction=$EFC"
 } > "$WORK/machine.txt"
 
 run_ann() {  # name n dim clusters
@@ -51,7 +52,9 @@ run_ann 128 "$N128" 128 1000
 run_ann 768 "$N768" 768 500
 
 echo "== embedding table, budget 25% of the vectors" >&2
-$BENCH table "$WORK/data-128-$N128.bin" 0.25 "$TABLE_EFS" "$WORK/table.json" "$WORK/nvme0" "$WORK/nvme1"
+TABLE_DATA="$WORK/data-128-$TABLE_N.bin"
+[ -f "$TABLE_DATA" ] || "$PY" $SRC/gen_data.py "$TABLE_DATA" "$TABLE_N" "$NQ" 128 1000
+$BENCH table "$TABLE_DATA" 0.25 "$TABLE_EFS" "$WORK/table.json" "$WORK/nvme0" "$WORK/nvme1"
 rm -rf "$WORK/nvme0" "$WORK/nvme1"
 
 echo "== cache hit ratio on a Zipf trace" >&2

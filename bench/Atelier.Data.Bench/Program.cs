@@ -7,7 +7,8 @@ using Atelier.Data.Tokenization;
 // Macro benchmark of the data pipeline. Commands:
 //   gen PATH MB            write the multi-language corpus
 //   tokenize PATH          tokenise every document on one thread (o200k_base), MB/s per core
-//   pipeline PATH OUT      full dataset build (o200k_base), MB/s, CPU use, peak memory
+//   pipeline PATH OUT [THREADS]  full dataset build (o200k_base), MB/s, CPU use, peak memory
+//   stages PATH            each per-example stage alone on one thread
 string command = args.Length > 0 ? args[0] : "help";
 switch (command)
 {
@@ -74,7 +75,13 @@ switch (command)
         {
             Training = [DatasetInput.FromFile(args[1], DataFormat.Text)],
             Tokenizer = tokenizer,
-            Options = new DatasetBuildOptions { SequenceLength = 4096, WindowsPerShard = 256, KeepDropped = true },
+            Options = new DatasetBuildOptions
+            {
+                SequenceLength = 4096,
+                WindowsPerShard = 256,
+                KeepDropped = true,
+                MaxDegreeOfParallelism = args.Length > 3 ? int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount,
+            },
         };
         if (Directory.Exists(args[2]))
         {

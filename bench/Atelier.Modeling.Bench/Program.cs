@@ -46,7 +46,7 @@ Console.WriteLine($"- Threads: {KernelParallelism.MaxThreads} for Atelier, OPENB
 Console.WriteLine($"- Load average at start (/proc/loadavg; the machine is shared): {LoadAverage()}");
 Console.WriteLine($"- Nominal fp32 peak = cores × GHz × lanes × 2 (FMA) × {FmaPipes} pipes = {nominalPeak:F1} GFLOP/s");
 var measuredPeak = MeasureFmaPeak(cores);
-Console.WriteLine($"- Measured fp32 FMA throughput (register-only FMA loop on every core, under the current load): {measuredPeak:F1} GFLOP/s");
+Console.WriteLine($"- Measured fp32 FMA throughput (register-only FMA loop on every core, best of 40 bursts): {measuredPeak:F1} GFLOP/s");
 Console.WriteLine();
 
 // ---- SGEMM ----
@@ -218,7 +218,8 @@ static double Best(int reps, Action run)
 
 static double MeasureFmaPeak(int threads)
 {
-    const long iters = 20_000_000;
+    // Many short bursts, best kept: like the SGEMM figures, it should catch the quiet moments of a shared machine.
+    const long iters = 2_000_000;
     double Run()
     {
         var sw = Stopwatch.StartNew();
@@ -226,8 +227,13 @@ static double MeasureFmaPeak(int threads)
         return threads * iters * 12.0 * 16 * 2 / sw.Elapsed.TotalSeconds / 1e9;
     }
 
-    Run();
-    return Math.Max(Run(), Run());
+    var best = Run();
+    for (var i = 0; i < 40; i++)
+    {
+        best = Math.Max(best, Run());
+    }
+
+    return best;
 }
 
 static float FmaLoop(long iters)

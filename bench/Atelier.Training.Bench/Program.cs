@@ -12,15 +12,15 @@ using Atelier.Training.Checkpoints;
 //      over successive checkpoints taken while "training" (sleeping for the step time) goes on;
 //   3. the dedup ratio across those checkpoints;
 //   4. restore time of the last checkpoint (every chunk hash-verified).
-// Usage: Atelier.Training.Bench --dir DIR [--base-mib 1024] [--adapter-mib 128] [--checkpoints 5]
-//        [--steps-between 2] [--step-ms 2000] [--chunk-mib 4]
+// Usage: Atelier.Training.Bench --dir DIR [--base-mib 1024] [--adapter-mib 128] [--checkpoints 3]
+//        [--steps-between 5] [--step-ms 1000] [--chunk-mib 4] [--warm]
 var options = Args.Parse(args);
 var dir = options.Get("dir", Path.Combine(Path.GetTempPath(), "atelier-ckpt-bench"));
 var baseMib = options.GetInt("base-mib", 1024);
 var adapterMib = options.GetInt("adapter-mib", 128);
-var checkpoints = options.GetInt("checkpoints", 5);
-var stepsBetween = options.GetInt("steps-between", 2);
-var stepMs = options.GetInt("step-ms", 2000);
+var checkpoints = options.GetInt("checkpoints", 3);
+var stepsBetween = options.GetInt("steps-between", 5);
+var stepMs = options.GetInt("step-ms", 1000);
 var chunkMib = options.GetInt("chunk-mib", 4);
 const long MiB = 1 << 20;
 
@@ -74,61 +74,101 @@ void TrainStep(long step)
 Console.WriteLine($"checkpoint: {total / (double)MiB:F0} MiB ({baseMib} MiB frozen base, {3 * adapterMib} MiB adapters + Adam moments), chunk {chunkMib} MiB, write concurrency {storeOptions.WriteConcurrency}");
 
 // 1. The first checkpoint: every byte is new.
+var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
 var sw = Stopwatch.StartNew();
 var first = await store.SaveAsync(job, 0, Content());
 var returned = sw.Elapsed;
 var firstResult = await first.Durable;
 var firstTotal = sw.Elapsed;
+var firstCpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
 var persistMibs = firstResult.BytesWritten / (double)MiB / firstResult.PersistTime.TotalSeconds;
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"first checkpoint: {firstResult.BytesWritten / (double)MiB:F0} MiB written in {firstResult.PersistTime.TotalSeconds:F2} s persist = {persistMibs:F1} MiB/s; snapshot {first.SnapshotTime.TotalMilliseconds:F0} ms (copied {first.BytesCopied / (double)MiB:F0} MiB); SaveAsync returned after {returned.TotalMilliseconds:F0} ms; durable after {firstTotal.TotalSeconds:F2} s"));
+    $"first checkpoint: {firstResult.BytesWritten / (double)MiB:F0} MiB written in {firstResult.PersistTime.TotalSeconds:F2} s persist = {persistMibs:F1} MiB/s; snapshot {first.SnapshotTime.TotalMilliseconds:F0} ms (copied {first.BytesCopied / (double)MiB:F0} MiB); SaveAsync returned after {returned.TotalMilliseconds:F0} ms; durable after {firstTotal.TotalSeconds:F2} s; process CPU {firstCpu.TotalSeconds:F2} s = {firstCpu.TotalSeconds / (total / (double)(1L << 30)):F2} CPU-s per GiB (snapshot, 2x SHA-256, kernel copies, fsyncs)"));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT persist_mibs={persistMibs:F1}"));
 
-// 2 + 3. Successive checkpoints while training goes on.
-var stalls = new List<double>();
-var snapshots = new List<double>();
-var waits = new List<double>();
+// 2 + 3. Successive checkpoints while training goes on. A simulated step is its forward and
+// backward passes (90% of the step time, sleeping: the GPU's share, which leaves the CPU free for
+// the persist) and then the optimiser update, which changes the trainable tensors. Two modes:
+//   sync:    SaveAsync at the step boundary; the trainer is blocked for the snapshot copy.
+//   overlap: BeginSaveAsync at the step boundary; the copy overlaps the next forward/backward, and
+//            the trainer waits on Snapshotted only before its next optimiser update.
+var step = 0L;
 long logical = total;
 long written = firstResult.BytesWritten;
 long steadyLogical = 0;
 long steadyWritten = 0;
-var durables = new List<Task<CheckpointPersistResult>>();
-var step = 0L;
-CheckpointSave? last = null;
-for (var c = 1; c <= checkpoints; c++)
+var lastStep = 0L;
+var summaries = new List<string>();
+foreach (var overlap in new[] { false, true })
 {
-    for (var s = 0; s < stepsBetween; s++)
+    var mode = overlap ? "overlap" : "sync";
+    var stalls = new List<double>();
+    var snapshots = new List<double>();
+    var waits = new List<double>();
+    var durables = new List<Task<CheckpointPersistResult>>();
+    CheckpointSave? pending = null;
+    for (var c = 1; c <= checkpoints; c++)
     {
-        step++;
-        TrainStep(step);
-        Thread.Sleep(stepMs); // the GPU's share of a step; the CPU is free for the persist meanwhile
+        for (var s = 0; s < stepsBetween; s++)
+        {
+            step++;
+            Thread.Sleep(stepMs * 9 / 10);
+            if (pending is not null)
+            {
+                var blocked = Stopwatch.StartNew();
+                await pending.Snapshotted;
+                stalls[^1] += blocked.Elapsed.TotalMilliseconds;
+                snapshots.Add(pending.SnapshotTime.TotalMilliseconds);
+                pending = null;
+            }
+
+            TrainStep(step);
+            Thread.Sleep(stepMs / 10);
+        }
+
+        var call = Stopwatch.StartNew();
+        var save = overlap
+            ? await store.BeginSaveAsync(job, step, Content(), new CheckpointMetrics { TrainLoss = 2.0 / step, ValidLoss = 2.1 / step })
+            : await store.SaveAsync(job, step, Content(), new CheckpointMetrics { TrainLoss = 2.0 / step, ValidLoss = 2.1 / step });
+        stalls.Add(call.Elapsed.TotalMilliseconds);
+        waits.Add(save.BackPressureWait.TotalMilliseconds);
+        if (overlap)
+        {
+            pending = save;
+        }
+        else
+        {
+            snapshots.Add(save.SnapshotTime.TotalMilliseconds);
+        }
+
+        durables.Add(save.Durable);
+        steadyLogical += total;
     }
 
-    var save = await store.SaveAsync(job, step, Content(), new CheckpointMetrics { TrainLoss = 2.0 / c, ValidLoss = 2.1 / c });
-    stalls.Add(save.Stall.TotalMilliseconds);
-    snapshots.Add(save.SnapshotTime.TotalMilliseconds);
-    waits.Add(save.BackPressureWait.TotalMilliseconds);
-    last = save;
-    durables.Add(save.Durable);
-    steadyLogical += total;
+    if (pending is not null)
+    {
+        var blocked = Stopwatch.StartNew();
+        await pending.Snapshotted;
+        stalls[^1] += blocked.Elapsed.TotalMilliseconds;
+        snapshots.Add(pending.SnapshotTime.TotalMilliseconds);
+    }
+
+    var results = await Task.WhenAll(durables);
+    lastStep = results[^1].Checkpoint.Step;
+    steadyWritten += results.Sum(r => r.BytesWritten);
+    var stallMean = stalls.Average();
+    var stallMax = stalls.Max();
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"steady {mode}: {checkpoints} checkpoints every {stepsBetween} steps of {stepMs} ms; stall per checkpoint mean {stallMean:F1} ms, max {stallMax:F1} ms (snapshot copy mean {snapshots.Average():F1} ms, back-pressure mean {waits.Average():F1} ms) = {100 * stallMean / stepMs:F2}% (max {100 * stallMax / stepMs:F2}%) of a step; persist mean {results.Average(r => r.PersistTime.TotalMilliseconds):F0} ms, {results.Average(r => r.BytesWritten) / MiB:F0} MiB written per checkpoint"));
+    summaries.Add(string.Create(CultureInfo.InvariantCulture, $"stall_{mode}_ms={stallMean:F1} stall_{mode}_pct={100 * stallMean / stepMs:F2}"));
 }
 
-var results = await Task.WhenAll(durables);
-var lastResult = results[^1];
-var persists = results.Select(r => r.PersistTime.TotalMilliseconds).ToList();
-steadyWritten = results.Sum(r => r.BytesWritten);
 logical += steadyLogical;
 written += steadyWritten;
-var stallMean = stalls.Average();
-var stallMax = stalls.Max();
-Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"steady: {checkpoints} checkpoints every {stepsBetween} steps of {stepMs} ms; stall per checkpoint mean {stallMean:F1} ms, max {stallMax:F1} ms (snapshot mean {snapshots.Average():F1} ms, back-pressure mean {waits.Average():F1} ms) = {100 * stallMean / stepMs:F2}% (max {100 * stallMax / stepMs:F2}%) of a step"));
-Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"steady persist: mean {persists.Average():F0} ms per checkpoint, {steadyWritten / (double)MiB / Math.Max(1, checkpoints):F0} MiB written per checkpoint of {total / (double)MiB:F0} MiB"));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"dedup: successive checkpoints wrote {steadyWritten / (double)MiB:F0} MiB for {steadyLogical / (double)MiB:F0} MiB logical = {steadyLogical / (double)Math.Max(1, steadyWritten):F2}x; whole run (incl. first) {logical / (double)MiB:F0} MiB logical, {written / (double)MiB:F0} MiB written = {logical / (double)written:F2}x"));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"RESULT stall_ms={stallMean:F1} stall_share_pct={100 * stallMean / stepMs:F2} dedup_steady={steadyLogical / (double)Math.Max(1, steadyWritten):F2} dedup_run={logical / (double)written:F2}"));
+    $"RESULT {string.Join(' ', summaries)} dedup_steady={steadyLogical / (double)Math.Max(1, steadyWritten):F2} dedup_run={logical / (double)written:F2}"));
 
 // Retention, as a job would run it after each checkpoint.
 sw.Restart();
@@ -141,12 +181,14 @@ Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"retention keep-l
 var evicted = options.Has("warm") ? 0 : PageCache.Evict(Path.Combine(dir, "local-nvme"));
 Console.WriteLine(evicted > 0 ? $"page cache: evicted {evicted} files of the checkpoint location (cold restore)" : "page cache: not evicted (warm restore)");
 
+var restoreCpu = Process.GetCurrentProcess().TotalProcessorTime;
 sw.Restart();
-var restored = await store.RestoreAsync(job.JobId, lastResult.Checkpoint.Step);
+var restored = await store.RestoreAsync(job.JobId, lastStep);
 var restoreSeconds = sw.Elapsed.TotalSeconds;
+restoreCpu = Process.GetCurrentProcess().TotalProcessorTime - restoreCpu;
 var ok = restored["adapter/lora"].AsSpan().SequenceEqual(adapter) && restored["base/consolidated"].AsSpan().SequenceEqual(baseWeights);
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"restore ({(evicted > 0 ? "cold" : "warm")}): {total / (double)MiB:F0} MiB in {restoreSeconds:F2} s = {total / (double)MiB / restoreSeconds:F1} MiB/s, every chunk SHA-256 verified; bit-identical: {ok}"));
+    $"restore ({(evicted > 0 ? "cold" : "warm")}): {total / (double)MiB:F0} MiB in {restoreSeconds:F2} s = {total / (double)MiB / restoreSeconds:F1} MiB/s, every chunk SHA-256 verified; process CPU {restoreCpu.TotalSeconds:F2} s; bit-identical: {ok}"));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT restore_s={restoreSeconds:F2} restore_mibs={total / (double)MiB / restoreSeconds:F1} identical={ok}"));
 Console.WriteLine($"audit events: {audit.LastSeq}");
 return ok ? 0 : 1;

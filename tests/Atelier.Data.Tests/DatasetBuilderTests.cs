@@ -9,6 +9,7 @@ using Parquet.Serialization;
 
 namespace Atelier.Data.Tests;
 
+[Trait("Category", "Slow")]
 public class DatasetBuilderTests
 {
     private const int Examples = 400;

@@ -24,6 +24,7 @@ public class TokenizerTests
         "Tabs\tand   multiple    spaces   \n";
 
     [Fact]
+    [Trait("Category", "Slow")]
     public void O200k_TokenIds_EqualTheTiktokenNpmPackage()
     {
         int[] expected = TiktokenReference.Encode("o200k_base", MultilingualText);
@@ -36,6 +37,7 @@ public class TokenizerTests
     }
 
     [Fact]
+    [Trait("Category", "Slow")]
     public void Cl100k_TokenIds_EqualTheTiktokenNpmPackage()
     {
         int[] expected = TiktokenReference.Encode("cl100k_base", MultilingualText);

@@ -154,6 +154,33 @@ public class MistralModelTests
     }
 
     [Fact]
+    public void LossAndGradients_ComputedInChunksOfLogits_MatchTheWholeSequenceLossAndFiniteDifferences()
+    {
+        // 300 positions span three chunks of the output head; the middle chunk has no loss at all.
+        var args = ModelTestFixtures.SmallArgs();
+        using var model = ModelTestFixtures.ModelWithActiveLora(args, targets: [LinearKind.Wo, LinearKind.W2]);
+        var mask = Enumerable.Range(0, 300).Select(i => i is >= 128 and < 256 ? 0f : (i % 3 == 0 ? 0.5f : 1f)).ToArray();
+        var batch = new TrainingBatch(TestData.Tokens(300, args.VocabSize, 50), TestData.Tokens(300, args.VocabSize, 51), mask, [170, 130]);
+        using (var logits = model.ForwardLogits(batch))
+        {
+            var whole = Atelier.Modeling.Kernels.Ops.CrossEntropy(logits.Span, batch.Targets, batch.LossMask, args.VocabSize, default);
+            Assert.Equal(whole, model.ComputeLoss(batch), 6);
+        }
+
+        var adapter = model.Adapter!;
+        model.ForwardBackward(batch);
+        var pair = adapter[1, LinearKind.W2]!;
+        var grad = pair.GradB.Span.ToArray();
+        adapter.ZeroGrad();
+        var values = pair.B.Span.ToArray();
+        TestData.CheckGradient("w2.lora_B", values, grad, () =>
+        {
+            values.CopyTo(pair.B.Span);
+            return model.ComputeLoss(batch);
+        }, eps: 5e-3f, absTol: 2e-5 + (0.01 * grad.Max(Math.Abs)), relTol: 0.03, indices: TestData.Sample(values.Length, 4, 5));
+    }
+
+    [Fact]
     public void MergeAdapter_FoldsLoraIntoTheWeights_WithoutChangingTheLogits()
     {
         var args = ModelTestFixtures.SmallArgs();

@@ -89,6 +89,51 @@ public sealed class TrainingTests : IDisposable
     }
 
     [Fact]
+    public void LoraTrainer_ResumedFromACheckpoint_EndsBitIdenticalToAnUninterruptedRun()
+    {
+        var args = TinyModelWriter.DefaultArgs;
+        var options = new LoraTrainingOptions(new WarmupCosineSchedule(3e-3f, 2, 6), new AdamWOptions(), MaxGradNorm: 1f, Seed: 3);
+        var config = new LoraConfig(4, 8, 0.1f);
+        var data = Dataset(args, 70);
+        byte[] Adapter(MistralModel m)
+        {
+            var path = Path.Combine(_dir, Guid.NewGuid().ToString("N"));
+            m.Adapter!.Save(path);
+            return File.ReadAllBytes(path);
+        }
+
+        using var straight = new MistralModel(MistralWeights.CreateRandom(args, 1), LoraAdapter.Create(args, config, 2));
+        using (var trainer = new LoraTrainer(straight, options))
+        {
+            for (var s = 0; s < 4; s++)
+            {
+                trainer.Step(data);
+            }
+        }
+
+        var checkpoint = Path.Combine(_dir, "trainer.safetensors");
+        using (var first = new MistralModel(MistralWeights.CreateRandom(args, 1), LoraAdapter.Create(args, config, 2)))
+        using (var trainer = new LoraTrainer(first, options))
+        {
+            trainer.Step(data);
+            trainer.Step(data);
+            trainer.SaveCheckpoint(checkpoint);
+        }
+
+        // A fresh process would build the model and a fresh adapter, then load the checkpoint over them.
+        using var resumed = new MistralModel(MistralWeights.CreateRandom(args, 1), LoraAdapter.Create(args, config, 99));
+        using (var trainer = new LoraTrainer(resumed, options))
+        {
+            trainer.LoadCheckpoint(checkpoint);
+            Assert.Equal(2, trainer.StepCount);
+            trainer.Step(data);
+            trainer.Step(data);
+        }
+
+        Assert.Equal(Adapter(straight), Adapter(resumed));
+    }
+
+    [Fact]
     public void LoraAdapter_StartsAsTheBaseModel_AndIsSavedWithMistralFinetuneNames()
     {
         var args = TinyModelWriter.DefaultArgs;

@@ -104,6 +104,24 @@ public sealed class CheckpointStoreTests
     }
 
     [Fact]
+    public async Task BeginSave_TakesTheSnapshotInTheBackground_AndBuffersMayChangeOnceSnapshotted()
+    {
+        await using var rig = new CheckpointTestRig();
+        var state = new CheckpointTrainingState(seed: 8);
+        state.Step(20);
+        var expected = state.Copy();
+
+        var save = await rig.Store.BeginSaveAsync(Job, 20, state.ToContent());
+        await save.Snapshotted;
+        Assert.True(save.BytesCopied >= state.TrainableBytes);
+
+        // The optimiser step, after Snapshotted: the checkpoint keeps the values of step 20.
+        state.Step(21);
+        await save.Durable;
+        CheckpointTrainingState.AssertRestoredEquals(expected, await rig.Store.RestoreAsync(Job.JobId, 20));
+    }
+
+    [Fact]
     public async Task SaveWhileThePreviousPersistRuns_WaitsForItBeforeTakingItsSnapshot()
     {
         await using var rig = new CheckpointTestRig();

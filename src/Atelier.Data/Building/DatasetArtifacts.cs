@@ -127,33 +127,55 @@ public sealed record DatasetBuildResult(string Directory, DatasetManifest Manife
     public DatasetBuildTimings Timings { get; init; } = new();
 }
 
-/// <summary>Wall-clock time per phase. Parallel phases use all cores; the others one.</summary>
+/// <summary>
+/// Time per stage. Analysis and tokenisation are summed over the worker threads (so they can
+/// exceed the wall-clock time); the others are single-threaded stages.
+/// </summary>
 public sealed class DatasetBuildTimings
 {
+    private long _waiting;
+    private long _analysis;
+    private long _decisions;
+    private long _tokenization;
+    private long _packing;
+    private long _writing;
+
     /// <summary>Hashing inputs, indexing eval files.</summary>
     public TimeSpan Preparation { get; set; }
 
-    /// <summary>Waiting for the reader (parse) thread.</summary>
-    public TimeSpan WaitingForReader { get; set; }
+    /// <summary>Time the pack-and-write stage waited for the stages before it.</summary>
+    public TimeSpan WaitingForUpstream => TimeSpan.FromTicks(Interlocked.Read(ref _waiting));
 
-    /// <summary>Parallel: normalise, content hash, word hashes, MinHash, n-gram lookups, quality scores.</summary>
-    public TimeSpan Analysis { get; set; }
+    /// <summary>Workers: normalise, content hash, word hashes, MinHash, n-gram lookups, quality scores.</summary>
+    public TimeSpan Analysis => TimeSpan.FromTicks(Interlocked.Read(ref _analysis));
 
-    /// <summary>Sequential: dedup and filter decisions, dropped log.</summary>
-    public TimeSpan Decisions { get; set; }
+    /// <summary>One thread: dedup and filter decisions, dropped log.</summary>
+    public TimeSpan Decisions => TimeSpan.FromTicks(Interlocked.Read(ref _decisions));
 
-    /// <summary>Parallel: chat format and tokenisation.</summary>
-    public TimeSpan Tokenization { get; set; }
+    /// <summary>Workers: chat format and tokenisation.</summary>
+    public TimeSpan Tokenization => TimeSpan.FromTicks(Interlocked.Read(ref _tokenization));
 
-    /// <summary>Sequential: features rows and packing.</summary>
-    public TimeSpan Packing { get; set; }
+    /// <summary>One thread: features rows and packing.</summary>
+    public TimeSpan Packing => TimeSpan.FromTicks(Interlocked.Read(ref _packing));
 
-    /// <summary>Writing shards, feature parts, checkpoints (fsync included).</summary>
-    public TimeSpan Writing { get; set; }
+    /// <summary>One thread: shards, feature parts, checkpoints (fsync included).</summary>
+    public TimeSpan Writing => TimeSpan.FromTicks(Interlocked.Read(ref _writing));
+
+    internal void AddWaitingForUpstream(TimeSpan t) => Interlocked.Add(ref _waiting, t.Ticks);
+
+    internal void AddAnalysis(TimeSpan t) => Interlocked.Add(ref _analysis, t.Ticks);
+
+    internal void AddDecisions(TimeSpan t) => Interlocked.Add(ref _decisions, t.Ticks);
+
+    internal void AddTokenization(TimeSpan t) => Interlocked.Add(ref _tokenization, t.Ticks);
+
+    internal void AddPacking(TimeSpan t) => Interlocked.Add(ref _packing, t.Ticks);
+
+    internal void AddWriting(TimeSpan t) => Interlocked.Add(ref _writing, t.Ticks);
 
     /// <inheritdoc />
     public override string ToString() =>
-        FormattableString.Invariant($"prep {Preparation.TotalSeconds:F1}s, wait-reader {WaitingForReader.TotalSeconds:F1}s, analysis {Analysis.TotalSeconds:F1}s, decisions {Decisions.TotalSeconds:F1}s, tokenize {Tokenization.TotalSeconds:F1}s, pack {Packing.TotalSeconds:F1}s, write {Writing.TotalSeconds:F1}s");
+        FormattableString.Invariant($"prep {Preparation.TotalSeconds:F1}s, analysis {Analysis.TotalSeconds:F1}s (workers), decisions {Decisions.TotalSeconds:F1}s, tokenize {Tokenization.TotalSeconds:F1}s (workers), pack {Packing.TotalSeconds:F1}s, write {Writing.TotalSeconds:F1}s, writer waiting {WaitingForUpstream.TotalSeconds:F1}s");
 }
 
 /// <summary>The state of an interrupted build, written after each committed shard.</summary>

@@ -23,6 +23,12 @@ public sealed partial class DatasetBuilder
     [ThreadStatic]
     private static List<ulong>? t_grams;
 
+    /// <summary>
+    /// Runs the build as an ordered pipeline of four stages: read (one task) → analyse (parallel,
+    /// a batch per worker) → decide (one task, input order) → tokenise (parallel) → pack and write
+    /// (this task, input order). Channels of started tasks keep the order without barriers, so a
+    /// slow batch never idles the other workers.
+    /// </summary>
     private async Task ProcessAsync(RunState run, IProgress<DatasetBuildProgress>? progress, CancellationToken cancellationToken)
     {
         if (run.RestoredTokens is { } restored)
@@ -32,63 +38,105 @@ public sealed partial class DatasetBuilder
             _counters.Windows = restored.Windows;
         }
 
-        var channel = Channel.CreateBounded<List<ReadResult>>(new BoundedChannelOptions(2) { SingleReader = true, SingleWriter = true });
-        using var producerCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        Task producer = Task.Run(() => ProduceAsync(channel.Writer, producerCancellation.Token), CancellationToken.None);
-        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, _options.MaxDegreeOfParallelism), CancellationToken = cancellationToken };
+        int workers = Math.Max(1, _options.MaxDegreeOfParallelism);
+        TaskScheduler scheduler = new ConcurrentExclusiveSchedulerPair(TaskScheduler.Default, workers).ConcurrentScheduler;
+        var channelOptions = new BoundedChannelOptions(workers + 1) { SingleReader = true, SingleWriter = true };
+        var analysed = Channel.CreateBounded<Task<Candidate[]>>(channelOptions);
+        var tokenised = Channel.CreateBounded<Task<Candidate[]>>(channelOptions);
+        using var stages = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task producer = Task.Run(() => ProduceAsync(analysed.Writer, scheduler, stages.Token), CancellationToken.None);
+        Task decider = Task.Run(() => DecideAsync(analysed.Reader, tokenised.Writer, run, scheduler, stages.Token), CancellationToken.None);
         try
         {
             long waitStart = Stopwatch.GetTimestamp();
-            await foreach (List<ReadResult> batch in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            await foreach (Task<Candidate[]> next in tokenised.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
-                _timings.WaitingForReader += Stopwatch.GetElapsedTime(waitStart);
-                await ProcessBatchAsync(run, batch, parallel, cancellationToken).ConfigureAwait(false);
-                waitStart = Stopwatch.GetTimestamp();
-                string stage = batch[^1].Example is { } last && last.Ordinal < run.ResumeOrdinal ? "replaying" : "building";
+                Candidate[] batch = await next.ConfigureAwait(false);
+                _timings.AddWaitingForUpstream(Stopwatch.GetElapsedTime(waitStart));
+                await EmitAsync(run, batch, cancellationToken).ConfigureAwait(false);
+                string stage = batch.Length > 0 && batch[^1].Example is { } last && last.Ordinal < run.ResumeOrdinal ? "replaying" : "building";
                 progress?.Report(run.Progress(stage, _counters));
+                waitStart = Stopwatch.GetTimestamp();
             }
         }
         finally
         {
-            await producerCancellation.CancelAsync().ConfigureAwait(false);
-            try
-            {
-                await producer.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                // The producer stops when the consumer does.
-            }
+            await stages.CancelAsync().ConfigureAwait(false);
+
+            // Both stages catch their own failures and complete their channel with them, so awaiting
+            // them only waits for them to stop; a failure reached this method through the channel.
+            await producer.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await decider.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 
-    private async Task ProcessBatchAsync(RunState run, List<ReadResult> batch, ParallelOptions parallel, CancellationToken cancellationToken)
-    {
-        var candidates = new Candidate[batch.Count];
-        long start = Stopwatch.GetTimestamp();
-        Parallel.For(0, batch.Count, parallel, i => candidates[i] = Analyze(batch[i]));
-        _timings.Analysis += Stopwatch.GetElapsedTime(start);
+    private Task<Candidate[]> StartAnalysis(List<ReadResult> batch, TaskScheduler workers, CancellationToken cancellationToken) =>
+        Task.Factory.StartNew(
+            () =>
+            {
+                long start = Stopwatch.GetTimestamp();
+                var candidates = new Candidate[batch.Count];
+                for (int i = 0; i < batch.Count; i++)
+                {
+                    candidates[i] = Analyze(batch[i]);
+                }
 
-        // Decisions that depend on earlier examples are taken in input order, on this thread.
-        start = Stopwatch.GetTimestamp();
-        foreach (Candidate candidate in candidates)
+                _timings.AddAnalysis(Stopwatch.GetElapsedTime(start));
+                return candidates;
+            },
+            cancellationToken,
+            TaskCreationOptions.None,
+            workers);
+
+    private async Task DecideAsync(ChannelReader<Task<Candidate[]>> reader, ChannelWriter<Task<Candidate[]>> writer, RunState run, TaskScheduler workers, CancellationToken cancellationToken)
+    {
+        Exception? failure = null;
+        try
         {
-            Decide(candidate, run);
+            await foreach (Task<Candidate[]> next in reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                Candidate[] candidates = await next.ConfigureAwait(false);
+
+                // Decisions that depend on earlier examples are taken in input order, on this task.
+                long start = Stopwatch.GetTimestamp();
+                foreach (Candidate candidate in candidates)
+                {
+                    Decide(candidate, run);
+                }
+
+                _timings.AddDecisions(Stopwatch.GetElapsedTime(start));
+                Task<Candidate[]> tokenise = Task.Factory.StartNew(
+                    () =>
+                    {
+                        long tokeniseStart = Stopwatch.GetTimestamp();
+                        foreach (Candidate c in candidates)
+                        {
+                            if (c.Example is not null && c.DropReason is null && c.Example.Ordinal >= run.ResumeOrdinal)
+                            {
+                                c.Tokens = _formatter.Format(c.Example);
+                            }
+                        }
+
+                        _timings.AddTokenization(Stopwatch.GetElapsedTime(tokeniseStart));
+                        return candidates;
+                    },
+                    cancellationToken,
+                    TaskCreationOptions.None,
+                    workers);
+                await writer.WriteAsync(tokenise, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e)
+        {
+            failure = e;
         }
 
-        _timings.Decisions += Stopwatch.GetElapsedTime(start);
-        start = Stopwatch.GetTimestamp();
-        Parallel.For(0, candidates.Length, parallel, i =>
-        {
-            Candidate c = candidates[i];
-            if (c.Example is not null && c.DropReason is null && c.Example.Ordinal >= run.ResumeOrdinal)
-            {
-                c.Tokens = _formatter.Format(c.Example);
-            }
-        });
+        writer.TryComplete(failure);
+    }
 
-        _timings.Tokenization += Stopwatch.GetElapsedTime(start);
-        start = Stopwatch.GetTimestamp();
+    private async Task EmitAsync(RunState run, Candidate[] candidates, CancellationToken cancellationToken)
+    {
+        long start = Stopwatch.GetTimestamp();
         TimeSpan writing = TimeSpan.Zero;
         var windows = new List<PackedWindow>();
         foreach (Candidate c in candidates)
@@ -119,8 +167,8 @@ public sealed partial class DatasetBuilder
             }
         }
 
-        _timings.Writing += writing;
-        _timings.Packing += Stopwatch.GetElapsedTime(start) - writing;
+        _timings.AddWriting(writing);
+        _timings.AddPacking(Stopwatch.GetElapsedTime(start) - writing);
     }
 
     private Candidate Analyze(ReadResult read)

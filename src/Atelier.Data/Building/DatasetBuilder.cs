@@ -250,7 +250,12 @@ public sealed partial class DatasetBuilder
         }
     }
 
-    private async Task ProduceAsync(ChannelWriter<List<ReadResult>> writer, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads batches in input order and starts the analysis of each on the worker scheduler; the
+    /// tasks go into <paramref name="writer"/> in order, so the decider sees results in order while
+    /// up to the channel's capacity of batches are analysed at once.
+    /// </summary>
+    private async Task ProduceAsync(ChannelWriter<Task<Candidate[]>> writer, TaskScheduler workers, CancellationToken cancellationToken)
     {
         Exception? failure = null;
         try
@@ -269,7 +274,7 @@ public sealed partial class DatasetBuilder
 
                     if (batch.Count == _options.BatchSize)
                     {
-                        await writer.WriteAsync(batch, cancellationToken).ConfigureAwait(false);
+                        await writer.WriteAsync(StartAnalysis(batch, workers, cancellationToken), cancellationToken).ConfigureAwait(false);
                         batch = new List<ReadResult>(_options.BatchSize);
                     }
                 }
@@ -277,7 +282,7 @@ public sealed partial class DatasetBuilder
 
             if (batch.Count > 0)
             {
-                await writer.WriteAsync(batch, cancellationToken).ConfigureAwait(false);
+                await writer.WriteAsync(StartAnalysis(batch, workers, cancellationToken), cancellationToken).ConfigureAwait(false);
             }
         }
         catch (Exception e)

@@ -39,12 +39,9 @@ public sealed partial class MistralModel
 
             var invRms = new float[rows];
             using var hn = Tensor.Uninitialized(rows, a.Dim);
-            using var logits = Head(h, invRms, hn);
-
-            // The gradient overwrites the logits row by row (each row is read in full before it is written).
-            var loss = Ops.CrossEntropy(logits.Span, batch.Targets, batch.LossMask, a.VocabSize, logits.Span, gradScale);
-            using var dhn = Tensor.Uninitialized(rows, a.Dim);
-            Ops.LinearBackwardInput(logits.Span, Weights.Output.Span, dhn.Span, rows, a.Dim, a.VocabSize);
+            Ops.RmsNormForward(h.Span, Weights.Norm.Span, a.NormEps, hn.Span, invRms, a.Dim);
+            using var dhn = new Tensor(rows, a.Dim);
+            var loss = HeadLossAndGradient(hn, batch, gradScale, dhn);
             var dh = new Tensor(rows, a.Dim);
             Ops.RmsNormBackward(dhn.Span, h.Span, Weights.Norm.Span, invRms, dh.Span, default, a.Dim);
             for (var l = a.NLayers - 1; l >= 0; l--)
@@ -70,6 +67,62 @@ public sealed partial class MistralModel
                 t.Dispose();
             }
         }
+    }
+
+    // Rows of logits alive at once: T × vocab floats would be 1 GiB for 2,048 tokens of a 131k vocabulary.
+    private const int HeadChunkRows = 128;
+
+    /// <summary>
+    /// Output projection, masked cross-entropy and its gradient, a chunk of rows at a time so that the
+    /// logits never exist for the whole sequence. Returns the mean loss over the batch's mask and, when
+    /// <paramref name="dhn"/> is given, writes ∂(gradScale·loss)/∂hn into it.
+    /// </summary>
+    internal double HeadLossAndGradient(Tensor hn, TrainingBatch batch, float gradScale, Tensor? dhn)
+    {
+        var a = Args;
+        var rows = hn.Rows;
+        double total = 0;
+        foreach (var w in batch.LossMask)
+        {
+            total += w;
+        }
+
+        if (total == 0)
+        {
+            return 0;
+        }
+
+        double loss = 0;
+        using var logits = Tensor.Uninitialized(Math.Min(rows, HeadChunkRows), a.VocabSize);
+        for (var r0 = 0; r0 < rows; r0 += HeadChunkRows)
+        {
+            var n = Math.Min(HeadChunkRows, rows - r0);
+            var mask = batch.LossMask.AsSpan(r0, n);
+            double chunkTotal = 0;
+            foreach (var w in mask)
+            {
+                chunkTotal += w;
+            }
+
+            if (chunkTotal == 0)
+            {
+                continue; // no loss here, and dhn keeps its zeros
+            }
+
+            var z = logits.Span[..(n * a.VocabSize)];
+            Ops.LinearForward(hn.Span.Slice(r0 * a.Dim, n * a.Dim), Weights.Output.Span, z, n, a.Dim, a.VocabSize);
+
+            // CrossEntropy normalises by the chunk's mask; rescale to the batch's. The gradient overwrites
+            // the logits row by row (each row is read in full before it is written).
+            var share = chunkTotal / total;
+            loss += share * Ops.CrossEntropy(z, batch.Targets.AsSpan(r0, n), mask, a.VocabSize, dhn is null ? default : z, (float)(gradScale * share));
+            if (dhn is not null)
+            {
+                Ops.LinearBackwardInput(z, Weights.Output.Span, dhn.Span.Slice(r0 * a.Dim, n * a.Dim), n, a.Dim, a.VocabSize);
+            }
+        }
+
+        return loss;
     }
 
     /// <summary>Backward of <see cref="BlockForward"/>: returns ∂loss/∂x given ∂loss/∂out, adding LoRA gradients.</summary>

@@ -11,6 +11,10 @@ namespace Atelier.Modeling.Mistral;
 /// <remarks>
 /// Training forward and backward live in <c>MistralModel.Training.cs</c>; inference with a KV cache
 /// in <see cref="InferenceSession"/>. Both share the block forward in this file.
+/// Threading: the kernels parallelise internally (<see cref="Kernels.KernelParallelism"/>). Several
+/// inference sessions may run on one model at once (they only read the weights); training
+/// (<see cref="ForwardBackward"/>) must not overlap any other call on the same model, and the adapter
+/// must not be swapped while a call is running.
 /// </remarks>
 public sealed partial class MistralModel : IDisposable
 {
@@ -283,8 +287,22 @@ public sealed partial class MistralModel : IDisposable
     /// <summary>The mean masked cross-entropy of a packed batch, without gradients.</summary>
     public double ComputeLoss(TrainingBatch batch)
     {
-        using var logits = ForwardLogits(batch);
-        return Ops.CrossEntropy(logits.Span, batch.Targets, batch.LossMask, Args.VocabSize, default);
+        ArgumentNullException.ThrowIfNull(batch);
+        var ctx = TrainingContext(batch, training: false, dropoutKey: 0);
+        var h = Embed(batch.Inputs);
+        for (var l = 0; l < Args.NLayers; l++)
+        {
+            var next = BlockForward(l, h, ctx, null);
+            h.Dispose();
+            h = next;
+        }
+
+        using (h)
+        {
+            using var hn = Tensor.Uninitialized(h.Rows, Args.Dim);
+            Ops.RmsNormForward(h.Span, Weights.Norm.Span, Args.NormEps, hn.Span, new float[h.Rows], Args.Dim);
+            return HeadLossAndGradient(hn, batch, 1f, null);
+        }
     }
 
     internal AttentionContext TrainingContext(TrainingBatch batch, bool training, ulong dropoutKey)

@@ -66,6 +66,19 @@ public sealed class AdamW : IDisposable
         }
     }
 
+    /// <summary>The first and second moment of parameter <paramref name="index"/> (in the order given at construction).</summary>
+    public (Tensor M, Tensor V) Moments(int index) => (_m[index], _v[index]);
+
+    /// <summary>Number of parameters optimised.</summary>
+    public int ParameterCount => _parameters.Length;
+
+    /// <summary>Restores the step count (the moments are restored through <see cref="Moments"/>).</summary>
+    public void RestoreStepCount(int steps)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(steps);
+        StepCount = steps;
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {

@@ -1,4 +1,6 @@
+using System.Globalization;
 using Atelier.Modeling.Mistral;
+using Atelier.Modeling.SafeTensors;
 using Atelier.Modeling.Tensors;
 
 namespace Atelier.Modeling.Training;
@@ -68,6 +70,72 @@ public sealed class LoraTrainer : IDisposable
         var result = new TrainStepResult(StepCount, loss / microBatches.Count, norm, lr);
         StepCount++;
         return result;
+    }
+
+    /// <summary>
+    /// Writes everything needed to resume bit-exactly: the adapter's weights (under their own names),
+    /// AdamW's moments (<c>optimizer.m.NAME</c>, <c>optimizer.v.NAME</c>) and the step counts, as one
+    /// safetensors file written atomically.
+    /// </summary>
+    public void SaveCheckpoint(string path)
+    {
+        var writer = new SafeTensorsWriter();
+        var i = 0;
+        foreach (var (name, value, _) in _adapter.Parameters())
+        {
+            var (m, v) = _optimizer.Moments(i++);
+            writer.Add(name, value.Span, value.Shape);
+            writer.Add($"optimizer.m.{name}", m.Span, m.Shape);
+            writer.Add($"optimizer.v.{name}", v.Span, v.Shape);
+        }
+
+        writer.AddMetadata("format", "atelier-lora-trainer");
+        writer.AddMetadata("step", StepCount.ToString(CultureInfo.InvariantCulture));
+        writer.AddMetadata("optimizer_step", _optimizer.StepCount.ToString(CultureInfo.InvariantCulture));
+        writer.Save(path);
+    }
+
+    /// <summary>
+    /// Restores a checkpoint written by <see cref="SaveCheckpoint"/> into this trainer and its model's adapter
+    /// (which must have the same shape); training then continues exactly as if it had not stopped.
+    /// </summary>
+    public void LoadCheckpoint(string path)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        if (!file.Header.Metadata.TryGetValue("step", out var step) || !file.Header.Metadata.TryGetValue("optimizer_step", out var optStep)
+            || !int.TryParse(step, NumberStyles.None, CultureInfo.InvariantCulture, out var steps)
+            || !int.TryParse(optStep, NumberStyles.None, CultureInfo.InvariantCulture, out var optSteps))
+        {
+            throw new ModelFormatException($"{path}: not a LoRA trainer checkpoint (no step counts in its metadata).");
+        }
+
+        var i = 0;
+        foreach (var (name, value, _) in _adapter.Parameters())
+        {
+            var (m, v) = _optimizer.Moments(i++);
+            CopyInto(file, name, value);
+            CopyInto(file, $"optimizer.m.{name}", m);
+            CopyInto(file, $"optimizer.v.{name}", v);
+        }
+
+        StepCount = steps;
+        _optimizer.RestoreStepCount(optSteps);
+    }
+
+    private static void CopyInto(SafeTensorsFile file, string name, Tensor target)
+    {
+        if (!file.Contains(name))
+        {
+            throw new ModelFormatException($"{file.Path}: missing tensor '{name}'.");
+        }
+
+        using var t = file.ReadFloat32(name);
+        if (!t.Shape.AsSpan().SequenceEqual(target.Shape))
+        {
+            throw new ModelFormatException($"{file.Path}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", target.Shape)}].");
+        }
+
+        t.Span.CopyTo(target.Span);
     }
 
     /// <inheritdoc />

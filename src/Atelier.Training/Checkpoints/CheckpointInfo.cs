@@ -103,14 +103,13 @@ public sealed record CheckpointPersistResult(
 /// </summary>
 public sealed class CheckpointSave
 {
-    internal CheckpointSave(string id, long step, TimeSpan backPressureWait, TimeSpan snapshotTime, long bytesCopied, Task<CheckpointPersistResult> durable)
+    private readonly TaskCompletionSource _snapshotted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    internal CheckpointSave(string id, long step, TimeSpan backPressureWait)
     {
         Id = id;
         Step = step;
         BackPressureWait = backPressureWait;
-        SnapshotTime = snapshotTime;
-        BytesCopied = bytesCopied;
-        Durable = durable;
     }
 
     /// <summary>The checkpoint's id, <c>&lt;job&gt;@&lt;step&gt;</c>.</summary>
@@ -122,14 +121,21 @@ public sealed class CheckpointSave
     /// <summary>How long the caller waited for the previous persist of the job (back-pressure).</summary>
     public TimeSpan BackPressureWait { get; }
 
-    /// <summary>How long the caller was blocked copying the non-frozen entries.</summary>
-    public TimeSpan SnapshotTime { get; }
+    /// <summary>How long copying the non-frozen entries took (known once <see cref="Snapshotted"/> completes).</summary>
+    public TimeSpan SnapshotTime { get; private set; }
 
-    /// <summary>The bytes copied by the snapshot (frozen entries are referenced, not copied).</summary>
-    public long BytesCopied { get; }
+    /// <summary>The bytes copied by the snapshot; frozen entries are referenced, not copied (known once <see cref="Snapshotted"/> completes).</summary>
+    public long BytesCopied { get; private set; }
 
-    /// <summary>The training stall this save caused: back-pressure plus snapshot.</summary>
+    /// <summary>
+    /// The training stall of a <see cref="CheckpointStore.SaveAsync"/>: back-pressure plus the
+    /// snapshot copy. (With <see cref="CheckpointStore.BeginSaveAsync"/> the stall is what the
+    /// caller waits on <see cref="Snapshotted"/>, which it measures itself.)
+    /// </summary>
     public TimeSpan Stall => BackPressureWait + SnapshotTime;
+
+    /// <summary>Completes once the snapshot is taken: the caller may change its buffers from then on.</summary>
+    public Task Snapshotted => _snapshotted.Task;
 
     /// <summary>
     /// Completes when the checkpoint is committed at as many locations as its policy needs;
@@ -138,7 +144,16 @@ public sealed class CheckpointSave
     /// with the configured locations), in which case nothing of it remains and earlier checkpoints
     /// are untouched.
     /// </summary>
-    public Task<CheckpointPersistResult> Durable { get; }
+    public Task<CheckpointPersistResult> Durable { get; internal set; } = null!;
+
+    internal void SnapshotTaken(TimeSpan time, long bytesCopied)
+    {
+        SnapshotTime = time;
+        BytesCopied = bytesCopied;
+        _snapshotted.TrySetResult();
+    }
+
+    internal void SnapshotFailed(Exception error) => _snapshotted.TrySetException(error);
 }
 
 /// <summary>A restored checkpoint: its metadata and every entry's bytes, verified chunk by chunk.</summary>

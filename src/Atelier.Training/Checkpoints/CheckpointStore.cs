@@ -93,6 +93,24 @@ public sealed partial class CheckpointStore : IAsyncDisposable
     /// <exception cref="ConflictException">A checkpoint of the job at <paramref name="step"/> already exists.</exception>
     public async ValueTask<CheckpointSave> SaveAsync(CheckpointJob job, long step, CheckpointContent content, CheckpointMetrics? metrics = null, CancellationToken cancellationToken = default)
     {
+        var save = await BeginSaveAsync(job, step, content, metrics, cancellationToken).ConfigureAwait(false);
+
+        // A failed snapshot surfaces on Durable as well; here only its completion matters.
+        await save.Snapshotted.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        return save;
+    }
+
+    /// <summary>
+    /// Like <see cref="SaveAsync"/>, but the snapshot copy itself runs in the background too, so
+    /// that it overlaps the next step's forward and backward passes, which read the trainable
+    /// tensors but do not change them. The caller must not change a non-frozen buffer of
+    /// <paramref name="content"/> (i.e. must not run its optimiser step) before
+    /// <see cref="CheckpointSave.Snapshotted"/> completes; the time it then waits on it, if any,
+    /// is the whole training stall. Returns after the back-pressure wait and the existence check.
+    /// </summary>
+    /// <exception cref="ConflictException">A checkpoint of the job at <paramref name="step"/> already exists.</exception>
+    public async ValueTask<CheckpointSave> BeginSaveAsync(CheckpointJob job, long step, CheckpointContent content, CheckpointMetrics? metrics = null, CancellationToken cancellationToken = default)
+    {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(content);
         ValidateJobId(job.JobId);
@@ -125,14 +143,30 @@ public sealed partial class CheckpointStore : IAsyncDisposable
                 }
             }
 
-            var snapshotStarted = _clock.GetTimestamp();
+            var save = new CheckpointSave(CheckpointManifest.IdOf(job.JobId, step), step, waited);
             var createdAt = _clock.GetUtcNow();
-            var snapshot = TakeSnapshot(content);
-            var snapshotTime = _clock.GetElapsedTime(snapshotStarted);
+            var persist = Task.Run(
+                async () =>
+                {
+                    CheckpointSnapshot snapshot;
+                    var snapshotStarted = _clock.GetTimestamp();
+                    try
+                    {
+                        snapshot = TakeSnapshot(content);
+                    }
+                    catch (Exception e)
+                    {
+                        save.SnapshotFailed(e);
+                        throw;
+                    }
 
-            var persist = Task.Run(() => PersistAsync(job, step, createdAt, metrics ?? new CheckpointMetrics(), snapshot, _shutdown.Token), CancellationToken.None);
+                    save.SnapshotTaken(_clock.GetElapsedTime(snapshotStarted), snapshot.BytesCopied);
+                    return await PersistAsync(job, step, createdAt, metrics ?? new CheckpointMetrics(), snapshot, _shutdown.Token).ConfigureAwait(false);
+                },
+                CancellationToken.None);
+            save.Durable = persist;
             lane.InFlight = persist;
-            return new CheckpointSave(CheckpointManifest.IdOf(job.JobId, step), step, waited, snapshotTime, snapshot.BytesCopied, persist);
+            return save;
         }
         finally
         {
