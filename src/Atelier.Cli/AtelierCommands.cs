@@ -34,6 +34,7 @@ public static class AtelierCommands
         root.Subcommands.Add(KeysCommands.Build(client));
         root.Subcommands.Add(FilesCommands.Build(client));
         root.Subcommands.Add(DatasetsCommands.Build(client));
+        root.Subcommands.Add(ModelsCommands.Build());
         root.Subcommands.Add(Locations(client));
         root.Subcommands.Add(Audit(client));
         return root;

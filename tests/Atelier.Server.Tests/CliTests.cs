@@ -68,6 +68,26 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task ModelsInitTiny_WritesAModelThatGeneratesDeterministically()
+    {
+        var dir = Path.Combine(TempDirectory.Create("atelier-model"), "tiny");
+        var cli = Path.Combine(AppContext.BaseDirectory, "atelier.dll");
+        var (exit, output) = await Repo.RunAsync("dotnet", [cli, "models", "init-tiny", dir, "--seed", "7"], Path.GetTempPath());
+        Assert.True(exit == 0, output);
+        Assert.True(File.Exists(Path.Combine(dir, "params.json")) && File.Exists(Path.Combine(dir, "consolidated.safetensors")) && File.Exists(Path.Combine(dir, "tekken.json")));
+
+        var first = await Repo.RunAsync("dotnet", [cli, "models", "generate", dir, "--prompt", "Bonjour", "--max-tokens", "12"], Path.GetTempPath());
+        var second = await Repo.RunAsync("dotnet", [cli, "models", "generate", dir, "--prompt", "Bonjour", "--max-tokens", "12"], Path.GetTempPath());
+        Assert.True(first.ExitCode == 0, first.Output);
+        Assert.Contains("12 tokens in", first.Output, StringComparison.Ordinal);
+        Assert.Equal(first.Output.Split('\n')[0], second.Output.Split('\n')[0]);
+
+        (exit, output) = await Repo.RunAsync("dotnet", [cli, "models", "init-tiny", dir], Path.GetTempPath());
+        Assert.Equal(2, exit);
+        Assert.Contains("not empty", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task UploadOfABadFile_PrintsTheLinesAndExitsNonZero()
     {
         await using var server = await TestServer.StartAsync();
@@ -131,7 +151,7 @@ public sealed class CliTests
     public async Task EveryCommand_HasHelp()
     {
         await using var server = await TestServer.StartAsync();
-        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit verify", "datasets build", "datasets list", "datasets get", "datasets download", "datasets delete" })
+        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit verify", "datasets build", "datasets list", "datasets get", "datasets download", "datasets delete", "models init-tiny", "models generate" })
         {
             var (exit, output) = await Repo.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. command.Split(' '), "--help"], server.DataDirectory);
             Assert.True(exit == 0, $"{command} --help: {output}");
