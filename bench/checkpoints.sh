@@ -17,7 +17,7 @@ echo "disk: $(df -h "$work" | awk 'NR==2{print $1, $2, $6}')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== build (Release)"
-dotnet build bench/Atelier.Training.Bench -c Release -v q -nologo | tail -1
+[ "${NO_BUILD:-0}" = 1 ] || dotnet build bench/Atelier.Training.Bench -c Release -v q -nologo | tail -1
 
 total_mib=$(( base_mib + 3 * adapter_mib ))
 dd_run() {

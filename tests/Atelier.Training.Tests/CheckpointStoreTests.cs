@@ -144,6 +144,22 @@ public sealed class CheckpointStoreTests
     }
 
     [Fact]
+    public async Task ReservedSnapshotMemory_IsUsedByTheNextSnapshot_AndBoundedByTheCap()
+    {
+        await using var rig = new CheckpointTestRig();
+        var state = new CheckpointTrainingState(seed: 9);
+
+        var reserved = rig.Store.ReserveSnapshotMemory(state.TrainableBytes);
+        Assert.True(reserved >= state.TrainableBytes - CheckpointTestRig.ChunkSize);
+        Assert.True(reserved <= rig.Store.Options.MaxPooledSnapshotBytes + CheckpointTestRig.ChunkSize);
+
+        var expected = state.Copy();
+        var save = await rig.Store.SaveAsync(Job, 1, state.ToContent());
+        await save.Durable;
+        CheckpointTrainingState.AssertRestoredEquals(expected, await rig.Store.RestoreAsync(Job.JobId, 1));
+    }
+
+    [Fact]
     public async Task SavingAStepThatExists_IsAConflict()
     {
         await using var rig = new CheckpointTestRig();

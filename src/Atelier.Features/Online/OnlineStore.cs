@@ -62,7 +62,9 @@ public sealed class OnlineStore : IDisposable
     /// <param name="scheduler">Runs the cache's maintenance; a foreground one makes eviction deterministic in tests.</param>
     public OnlineStore(string path, int cacheCapacity, IScheduler? scheduler = null)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(cacheCapacity, 3);
+        // W-TinyLFU splits the capacity into a 1% window and a main area; below a few dozen entries
+        // the split degenerates, so the smallest cache is 16 entries.
+        ArgumentOutOfRangeException.ThrowIfLessThan(cacheCapacity, 16);
         _capacity = cacheCapacity;
         _connectionString = new SqliteConnectionStringBuilder
         {
@@ -279,8 +281,9 @@ public sealed class OnlineStore : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        // The cache is left to the collector: ConcurrentLfu.Clear trims through maintenance, which
+        // buys nothing at shutdown.
         _meter.Dispose();
-        _cache.Clear();
     }
 
     private readonly record struct OnlineKey(string ViewId, string EntityKey);

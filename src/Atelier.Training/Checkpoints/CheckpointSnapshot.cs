@@ -103,6 +103,23 @@ internal sealed class SnapshotBufferPool(int bufferSize, long maxPooledBytes)
         return GC.AllocateUninitializedArray<byte>(bufferSize);
     }
 
+    /// <summary>Allocates and touches buffers until <paramref name="bytes"/> are pooled (up to the cap); returns the bytes pooled.</summary>
+    public long Reserve(long bytes)
+    {
+        var target = Math.Min(bytes, maxPooledBytes);
+        while (Interlocked.Read(ref _pooledBytes) < target)
+        {
+            var buffer = GC.AllocateUninitializedArray<byte>(bufferSize);
+
+            // Touch every page now, so the first snapshot does not pay the page faults.
+            buffer.AsSpan().Clear();
+            Interlocked.Add(ref _pooledBytes, buffer.Length);
+            _free.Add(buffer);
+        }
+
+        return Interlocked.Read(ref _pooledBytes);
+    }
+
     public void Return(List<byte[]> buffers)
     {
         foreach (var buffer in buffers)

@@ -174,6 +174,18 @@ public sealed partial class CheckpointStore : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Allocates (and touches) snapshot buffers for <paramref name="bytes"/> of non-frozen state
+    /// ahead of the first checkpoint, e.g. when a job starts, so that the first snapshot costs what
+    /// every later one does instead of also paying for gigabytes of fresh pages. Bounded by
+    /// <see cref="CheckpointStoreOptions.MaxPooledSnapshotBytes"/>; returns the bytes now pooled.
+    /// </summary>
+    public long ReserveSnapshotMemory(long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        return _pool.Reserve(bytes);
+    }
+
     /// <summary>Waits for the job's persist in flight, if any; its outcome is on its own handle.</summary>
     public async Task WaitForPersistAsync(string jobId, CancellationToken cancellationToken = default)
     {
