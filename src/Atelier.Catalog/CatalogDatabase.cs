@@ -51,6 +51,9 @@ public sealed class CatalogDatabase
         return connection;
     }
 
+    /// <summary>The highest migration this build knows.</summary>
+    public static int LatestSchemaVersion => Migrations.Latest;
+
     /// <summary>The highest migration applied.</summary>
     public int SchemaVersion
     {

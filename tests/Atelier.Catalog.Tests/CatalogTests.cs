@@ -31,13 +31,36 @@ public sealed class CatalogTests
     public void Reopening_AppliesEachMigrationOnce()
     {
         var db = NewDatabase(out var path);
-        Assert.Equal(1, db.SchemaVersion);
+        Assert.Equal(CatalogDatabase.LatestSchemaVersion, db.SchemaVersion);
+        Assert.True(CatalogDatabase.LatestSchemaVersion >= 2);
         var again = new CatalogDatabase(path);
-        Assert.Equal(1, again.SchemaVersion);
+        Assert.Equal(CatalogDatabase.LatestSchemaVersion, again.SchemaVersion);
         using var connection = again.Open();
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT COUNT(*) FROM schema_migrations";
-        Assert.Equal(1L, (long)command.ExecuteScalar()!);
+        Assert.Equal((long)CatalogDatabase.LatestSchemaVersion, (long)command.ExecuteScalar()!);
+    }
+
+    [Fact]
+    public void UpgradeFromTheFirstSchema_AppliesOnlyTheNewMigrationsAndKeepsRows()
+    {
+        // A catalog as version 1 left it: only migration 1 applied, with a workspace in it.
+        var path = Path.Combine(Directory.CreateTempSubdirectory("atelier-catalog").FullName, "catalog.db");
+        var db = new CatalogDatabase(path);
+        var keys = new ApiKeyStore(db, TimeProvider.System);
+        var (_, token) = keys.Create(keys.EnsureWorkspace("default"), "admin", "admin");
+        using (var connection = db.Open())
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "DROP TABLE datasets; DELETE FROM schema_migrations WHERE version > 1;";
+            command.ExecuteNonQuery();
+        }
+
+        Assert.Equal(1, db.SchemaVersion);
+        var upgraded = new CatalogDatabase(path);
+        Assert.Equal(CatalogDatabase.LatestSchemaVersion, upgraded.SchemaVersion);
+        Assert.NotNull(new ApiKeyStore(upgraded, TimeProvider.System).Authenticate(token));
+        Assert.Empty(new DatasetCatalog(upgraded, TimeProvider.System).Unfinished());
     }
 
     [Fact]

@@ -212,7 +212,7 @@ public sealed class FilesApiTests
         await using var second = await TestServer.StartAsync(dataDirectory: data);
         using var again = second.Client();
         Assert.Equal(ValidLine, await again.GetByteArrayAsync($"/v1/files/{id}/content"));
-        Assert.Equal(1, second.Runtime.Catalog.SchemaVersion);
+        Assert.Equal(Atelier.Catalog.CatalogDatabase.LatestSchemaVersion, second.Runtime.Catalog.SchemaVersion);
         Assert.True(second.Runtime.Audit.Verify().Valid);
     }
 
