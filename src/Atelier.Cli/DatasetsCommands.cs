@@ -14,6 +14,7 @@ internal static class DatasetsCommands
     {
         var command = new Command("datasets", "Dataset versions: validated, deduplicated, decontaminated, tokenised and packed shards.");
         command.Subcommands.Add(Create(client));
+        command.Subcommands.Add(LocalTrainingCommands.BuildLocal());
 
         var list = new Command("list", "List dataset versions, newest first.");
         list.SetAction(async (parse, cancel) =>

@@ -76,6 +76,7 @@ internal static class ModelsCommands
             return 0;
         });
         command.Subcommands.Add(generate);
+        command.Subcommands.Add(LocalTrainingCommands.Finetune());
         return command;
     }
 }

@@ -88,6 +88,40 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task LocalFinetune_OnADatasetBuiltWithTheModelsTokeniser_LowersTheLossAndIsDeterministic()
+    {
+        var work = TempDirectory.Create("atelier-finetune");
+        var cli = Path.Combine(AppContext.BaseDirectory, "atelier.dll");
+        Task<(int ExitCode, string Output)> Run(params string[] args) => Repo.RunAsync("dotnet", [cli, .. args], work);
+
+        Assert.Equal(0, (await Run("models", "init-tiny", "model", "--seed", "1")).ExitCode);
+        await File.WriteAllLinesAsync(Path.Combine(work, "train.jsonl"), Enumerable.Range(0, 40).Select(i =>
+            JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = $"Say hello number {i}" }, new { role = "assistant", content = $"Hello {i}! Bonjour." } } })));
+        var (exit, output) = await Run("datasets", "build-local", "--train", "train.jsonl", "--model", "model", "--seq-len", "128", "--out", "ds");
+        Assert.True(exit == 0, output);
+        Assert.Contains("40 of 40 examples kept", output, StringComparison.Ordinal);
+        Assert.Contains("tokeniser tekken", output, StringComparison.Ordinal);
+
+        var first = await Run("models", "finetune", "model", "--dataset", "ds", "--steps", "30", "--learning-rate", "0.01", "--seed", "5", "--out", "a1.safetensors");
+        Assert.True(first.ExitCode == 0, first.Output);
+        var losses = first.Output.Split('\n').Where(l => l.StartsWith("step ", StringComparison.Ordinal))
+            .Select(l => double.Parse(l.Split("loss ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(30, losses.Length);
+        Assert.True(losses[^3..].Average() < losses[..3].Average() * 0.5, $"the loss should at least halve: {string.Join(", ", losses)}");
+
+        var second = await Run("models", "finetune", "model", "--dataset", "ds", "--steps", "30", "--learning-rate", "0.01", "--seed", "5", "--out", "a2.safetensors");
+        Assert.True(second.ExitCode == 0, second.Output);
+        Assert.Equal(await File.ReadAllBytesAsync(Path.Combine(work, "a1.safetensors")), await File.ReadAllBytesAsync(Path.Combine(work, "a2.safetensors")));
+
+        // A dataset tokenised for another vocabulary is refused with a reason, not trained on.
+        Assert.Equal(0, (await Run("datasets", "build-local", "--train", "train.jsonl", "--seq-len", "128", "--out", "ds-o200k")).ExitCode);
+        (exit, output) = await Run("models", "finetune", "model", "--dataset", "ds-o200k", "--steps", "2", "--out", "a3.safetensors");
+        Assert.Equal(2, exit);
+        Assert.Contains("beyond the model's vocabulary", output, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(work, "a3.safetensors")));
+    }
+
+    [Fact]
     public async Task UploadOfABadFile_PrintsTheLinesAndExitsNonZero()
     {
         await using var server = await TestServer.StartAsync();
@@ -151,7 +185,7 @@ public sealed class CliTests
     public async Task EveryCommand_HasHelp()
     {
         await using var server = await TestServer.StartAsync();
-        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit verify", "datasets build", "datasets list", "datasets get", "datasets download", "datasets delete", "models init-tiny", "models generate" })
+        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit verify", "datasets build", "datasets list", "datasets get", "datasets download", "datasets delete", "models init-tiny", "models generate", "models finetune", "datasets build-local" })
         {
             var (exit, output) = await Repo.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. command.Split(' '), "--help"], server.DataDirectory);
             Assert.True(exit == 0, $"{command} --help: {output}");
