@@ -20,7 +20,7 @@ internal static class LocalTrainingCommands
     {
         var train = new Option<FileInfo[]>("--train") { Description = "A fine-tune JSONL file to train on (repeat for several).", Required = true, AllowMultipleArgumentsPerToken = true };
         var validation = new Option<FileInfo[]>("--validation") { Description = "An eval file: overlapping training examples are dropped.", AllowMultipleArgumentsPerToken = true };
-        var model = new Option<DirectoryInfo?>("--model") { Description = "Tokenise with this model directory's tekken.json (else --tokenizer)." };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Tokenise with this model directory's tekken.json or tokenizer.model (else --tokenizer)." };
         var tokenizer = new Option<string>("--tokenizer") { Description = "o200k_base or cl100k_base, when no --model is given.", DefaultValueFactory = _ => "o200k_base" };
         var seqLen = new Option<int>("--seq-len") { Description = "Window length of the packed shards.", DefaultValueFactory = _ => 4096 };
         var output = new Option<DirectoryInfo>("--out") { Description = "The dataset version directory to create (must not exist).", Required = true };
@@ -38,11 +38,10 @@ internal static class LocalTrainingCommands
                 throw new CliException($"{target.FullName} exists; a dataset version is immutable, choose a new --out.");
             }
 
-            TiktokenTextTokenizer textTokenizer;
+            ITextTokenizer textTokenizer;
             if (parse.GetValue(model) is { } modelDir)
             {
-                await using var tekken = OpenTekken(modelDir);
-                textTokenizer = TiktokenTextTokenizer.LoadTekken(tekken);
+                textTokenizer = ModelTokenizers.Load(modelDir);
             }
             else
             {
@@ -160,10 +159,4 @@ internal static class LocalTrainingCommands
 
     private static DatasetInput Input(FileInfo file) =>
         file.Exists ? new DatasetInput(file.Name, file.OpenRead) : throw new CliException($"No such file: {file.FullName}");
-
-    private static FileStream OpenTekken(DirectoryInfo model)
-    {
-        var path = Path.Combine(model.FullName, "tekken.json");
-        return File.Exists(path) ? File.OpenRead(path) : throw new CliException($"{model.FullName} has no tekken.json.");
-    }
 }

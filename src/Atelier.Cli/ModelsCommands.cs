@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using Atelier.Data.Tokenization;
 using Atelier.Modeling.Mistral;
 using Atelier.Modeling.Sampling;
 
@@ -48,18 +47,12 @@ internal static class ModelsCommands
         generate.SetAction(parse =>
         {
             var model = parse.GetValue(dir)!;
-            var tekken = Path.Combine(model.FullName, "tekken.json");
-            if (!File.Exists(Path.Combine(model.FullName, "params.json")) || !File.Exists(tekken))
+            if (!File.Exists(Path.Combine(model.FullName, "params.json")))
             {
-                throw new CliException($"{model.FullName} is not a model directory: it needs params.json, consolidated.safetensors and tekken.json.");
+                throw new CliException($"{model.FullName} is not a model directory: it needs params.json, consolidated.safetensors and tekken.json or tokenizer.model.");
             }
 
-            TiktokenTextTokenizer tokenizer;
-            using (var stream = File.OpenRead(tekken))
-            {
-                tokenizer = TiktokenTextTokenizer.LoadTekken(stream);
-            }
-
+            var tokenizer = ModelTokenizers.Load(model);
             using var loaded = MistralModel.Load(model.FullName);
             var ids = new List<int> { tokenizer.Control.Bos };
             tokenizer.Encode(parse.GetValue(prompt)!, ids);
