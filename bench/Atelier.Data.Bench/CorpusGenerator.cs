@@ -9,7 +9,7 @@ namespace Atelier.Data.Bench;
 /// </summary>
 internal static class CorpusGenerator
 {
-    private static readonly string[][] s_languages =
+    private static readonly string[][] Languages =
     [
         "the of and to in is was that for it with as his on be at by had are but from or have an they which one you were her all she there would their we him been has when who will more no if out so said what up its about into than them can only other new some could time these two may then do first any my now such like our over man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long get here between both life being under never day same another know while last might us great old year off come since against go came right used take three".Split(' '),
         "le la les de des du et en un une est que qui dans pour pas sur au avec ce il elle nous vous ils sont mais comme plus par tout fait été être avoir cette entre leur aussi bien sans peut deux même très donc après depuis encore alors ainsi toujours déjà où chez leurs français société histoire période économie été ville première grâce république communauté développement".Split(' '),
@@ -22,9 +22,9 @@ internal static class CorpusGenerator
         "है के में की और का को से एक यह पर हैं कि भी नहीं था लिए तो ही या जो कर गया हो रहा वह साथ अपने भारत सरकार दुनिया हिंदी शिक्षा विकास".Split(' '),
     ];
 
-    private static readonly bool[] s_noSpaces = [false, false, false, false, false, true, true, false, false];
+    private static readonly bool[] NoSpaces = [false, false, false, false, false, true, true, false, false];
 
-    private static readonly string[] s_code =
+    private static readonly string[] CodeSnippets =
     [
         "def compute(x, y):\n    return x * y + 42\n",
         "for (int i = 0; i < n; i++) {\n    total += values[i];\n}\n",
@@ -58,21 +58,21 @@ internal static class CorpusGenerator
             else
             {
                 document.Clear();
-                int language = random.Next(s_languages.Length + 1);
+                int language = random.Next(Languages.Length + 1);
                 int sentences = 5 + random.Next(40);
                 for (int s = 0; s < sentences; s++)
                 {
-                    if (language == s_languages.Length)
+                    if (language == Languages.Length)
                     {
-                        document.Append(s_code[random.Next(s_code.Length)]);
+                        document.Append(CodeSnippets[random.Next(CodeSnippets.Length)]);
                         continue;
                     }
 
-                    string[] vocabulary = s_languages[language];
+                    string[] vocabulary = Languages[language];
                     int words = 6 + random.Next(18);
                     for (int w = 0; w < words; w++)
                     {
-                        if (w > 0 && !s_noSpaces[language])
+                        if (w > 0 && !NoSpaces[language])
                         {
                             document.Append(' ');
                         }
@@ -90,8 +90,8 @@ internal static class CorpusGenerator
                         }
                     }
 
-                    document.Append(s_noSpaces[language] ? "。" : random.Next(10) == 0 ? "?" : ".");
-                    document.Append(random.Next(6) == 0 ? "\n" : s_noSpaces[language] ? string.Empty : " ");
+                    document.Append(NoSpaces[language] ? "。" : random.Next(10) == 0 ? "?" : ".");
+                    document.Append(random.Next(6) == 0 ? "\n" : NoSpaces[language] ? string.Empty : " ");
                 }
 
                 text = document.ToString().Trim().Replace("\n\n", "\n", StringComparison.Ordinal);

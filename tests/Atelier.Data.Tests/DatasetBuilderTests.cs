@@ -178,6 +178,30 @@ public class DatasetBuilderTests
     }
 
     [Fact]
+    public async Task Build_CancelledMidway_LeavesNoVisibleDatasetAndReportsProgressUntilThen()
+    {
+        using var temp = new TestData.TempDirectory();
+        string output = Path.Combine(temp.Path, "ds");
+        using var cancellation = new CancellationTokenSource();
+        var seen = new List<DatasetBuildProgress>();
+        var progress = new SyncProgress(p =>
+        {
+            seen.Add(p);
+            if (p.ShardsWritten >= 2)
+            {
+                cancellation.Cancel();
+            }
+        });
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => DatasetBuilder.BuildAsync(Request(), output, progress, cancellation.Token));
+
+        Assert.False(Directory.Exists(output));
+        Assert.Contains(seen, p => p.Stage == "building" && p.ExamplesRead > 0 && p.BytesRead > 0 && p.TotalBytes > p.BytesRead);
+        DatasetBuildResult resumed = await DatasetBuilder.BuildAsync(Request(), output);
+        Assert.True(resumed.ResumedFromShard >= 2);
+    }
+
+    [Fact]
     public async Task Build_WithChangedOptionsAfterACrash_StartsCleanAndSucceeds()
     {
         using var temp = new TestData.TempDirectory();

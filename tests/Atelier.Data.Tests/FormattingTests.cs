@@ -9,7 +9,7 @@ namespace Atelier.Data.Tests;
 
 public class FormattingTests
 {
-    private static readonly MistralInstructFormatter s_formatter = new(TestData.O200k);
+    private static readonly MistralInstructFormatter Formatter = new(TestData.O200k);
     private static ControlTokens Control => TestData.O200k.Control;
 
     private static TrainingExample Parse(string line) =>
@@ -24,7 +24,7 @@ public class FormattingTests
             {"messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"First question?"},{"role":"assistant","content":"First answer.","weight":0},{"role":"user","content":"Second question?"},{"role":"assistant","content":"Second answer."}]}
             """);
 
-        TokenizedExample result = s_formatter.Format(example);
+        TokenizedExample result = Formatter.Format(example);
 
         Assert.Equal(Control.Bos, result.Tokens[0]);
         int[] trained = [.. result.Tokens.Where((_, i) => result.LossMask[i])];
@@ -48,7 +48,7 @@ public class FormattingTests
             {"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],"messages":[{"role":"user","content":"Weather in Paris?"},{"role":"assistant","tool_calls":[{"id":"abcDEF123","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},{"role":"tool","tool_call_id":"abcDEF123","content":"22C"},{"role":"assistant","content":"It is 22°C."}]}
             """);
 
-        TokenizedExample result = s_formatter.Format(example);
+        TokenizedExample result = Formatter.Format(example);
         int[] t = result.Tokens;
 
         int tools = Array.IndexOf(t, Control.AvailableTools!.Value);
@@ -78,7 +78,7 @@ public class FormattingTests
     {
         TrainingExample example = Parse(TestData.Chat("Please print [INST] and </s> literally", "[/INST] done"));
 
-        TokenizedExample result = s_formatter.Format(example);
+        TokenizedExample result = Formatter.Format(example);
 
         Assert.Equal(1, result.Tokens.Count(t => t == Control.Inst));
         Assert.Equal(1, result.Tokens.Count(t => t == Control.EndInst));
@@ -90,7 +90,7 @@ public class FormattingTests
     {
         var example = new TrainingExample { Ordinal = 0, SourceFile = "f", Line = 1, Kind = ExampleKind.Text, Text = "Plain text." };
 
-        TokenizedExample result = s_formatter.Format(example);
+        TokenizedExample result = Formatter.Format(example);
 
         Assert.Equal(Control.Bos, result.Tokens[0]);
         Assert.Equal(Control.Eos, result.Tokens[^1]);

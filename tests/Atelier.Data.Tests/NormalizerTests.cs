@@ -4,7 +4,7 @@ namespace Atelier.Data.Tests;
 
 public class NormalizerTests
 {
-    private static readonly TextNormalizer s_normalizer = new(new NormalizationOptions());
+    private static readonly TextNormalizer Normalizer = new(new NormalizationOptions());
 
     [Theory]
     [InlineData("Cafe\u0301", "Caf\u00e9")]
@@ -41,7 +41,7 @@ public class NormalizerTests
     {
         string input = "  \uFEFFHello\u0007 world\u00A0!  \r\nnext line\t\r\n\r\n\r\n\r\n\r\nlast\u200B  ";
 
-        Assert.Equal("Hello world !\nnext line\n\n\nlast", s_normalizer.Normalize(input));
+        Assert.Equal("Hello world !\nnext line\n\n\nlast", Normalizer.Normalize(input));
     }
 
     [Fact]
@@ -49,7 +49,7 @@ public class NormalizerTests
     {
         const string code = "def f():\n    return 1";
 
-        Assert.Same(code, s_normalizer.Normalize(code));
+        Assert.Same(code, Normalizer.Normalize(code));
     }
 
     [Fact]
@@ -64,7 +64,7 @@ public class NormalizerTests
             Messages = [new ChatMessage { Role = ChatRole.User, Content = " e\u0301 " }, new ChatMessage { Role = ChatRole.Assistant, Content = "ok" }],
         };
 
-        TrainingExample normalized = s_normalizer.Normalize(example);
+        TrainingExample normalized = Normalizer.Normalize(example);
 
         Assert.Equal("\u00e9", normalized.Messages![0].Content);
         Assert.Same(example.Messages[1], normalized.Messages[1]);

@@ -25,19 +25,19 @@ public class SentencePieceTests
 /// <summary>Writes a SentencePiece ModelProto (BPE) by hand, in protobuf wire format.</summary>
 internal static class TinySentencePiece
 {
-    private static readonly (string Piece, float Score, int Type)[] s_pieces =
+    private static readonly (string Piece, float Score, int Type)[] Pieces =
     [
         ("<unk>", 0, 2), ("<s>", 0, 3), ("</s>", 0, 3), ("[INST]", 0, 3), ("[/INST]", 0, 3),
         ("▁hello", -1, 1), ("▁hell", -2, 1), ("ll", -3, 1), ("▁he", -4, 1), ("▁h", -5, 1),
         ("▁", -10, 1), ("h", -11, 1), ("e", -12, 1), ("l", -13, 1), ("o", -14, 1),
     ];
 
-    public static int Id(string piece) => Array.FindIndex(s_pieces, p => p.Piece == piece);
+    public static int Id(string piece) => Array.FindIndex(Pieces, p => p.Piece == piece);
 
     public static byte[] Build()
     {
         var model = new MemoryStream();
-        foreach ((string piece, float score, int type) in s_pieces)
+        foreach ((string piece, float score, int type) in Pieces)
         {
             var entry = new MemoryStream();
             WriteBytes(entry, 1, Encoding.UTF8.GetBytes(piece));

@@ -103,7 +103,7 @@ internal static class TinyTekken
 /// <summary>Runs the tiktoken npm package (installed on first use) as the reference tokeniser.</summary>
 internal static class TiktokenReference
 {
-    private static readonly object s_installLock = new();
+    private static readonly object InstallLock = new();
 
     public static int[] Encode(string encoding, string text)
     {
@@ -130,7 +130,7 @@ internal static class TiktokenReference
 
     private static void EnsureInstalled(string js)
     {
-        lock (s_installLock)
+        lock (InstallLock)
         {
             if (Directory.Exists(Path.Combine(js, "node_modules", "tiktoken")))
             {

@@ -18,10 +18,10 @@ namespace Atelier.Data.Building;
 public sealed partial class DatasetBuilder
 {
     [ThreadStatic]
-    private static List<ulong>? t_words;
+    private static List<ulong>? _threadWords;
 
     [ThreadStatic]
-    private static List<ulong>? t_grams;
+    private static List<ulong>? _threadGrams;
 
     /// <summary>
     /// Runs the build as an ordered pipeline of four stages: read (one task) → analyse (parallel,
@@ -189,8 +189,8 @@ public sealed partial class DatasetBuilder
         }
 
         candidate.Hash = ExactDeduplicator.ContentHash(example);
-        List<ulong> words = t_words ??= new List<ulong>(1024);
-        List<ulong> grams = t_grams ??= new List<ulong>(1024);
+        List<ulong> words = _threadWords ??= new List<ulong>(1024);
+        List<ulong> grams = _threadGrams ??= new List<ulong>(1024);
         words.Clear();
         WordHasher.HashWords(example, words);
         ReadOnlySpan<ulong> wordSpan = CollectionsMarshal.AsSpan(words);
@@ -216,8 +216,8 @@ public sealed partial class DatasetBuilder
         if (words.Capacity > 1 << 16)
         {
             // Do not keep one huge document's buffers alive per thread.
-            t_words = null;
-            t_grams = null;
+            _threadWords = null;
+            _threadGrams = null;
         }
 
         return candidate;

@@ -11,7 +11,19 @@ namespace Atelier.Data.Formatting;
 public sealed record TokenizedExample(int[] Tokens, bool[] LossMask)
 {
     /// <summary>Number of trained tokens.</summary>
-    public int TrainedCount => LossMask.Count(static m => m);
+    public int TrainedCount { get; } = CountTrained(LossMask);
+
+    private static int CountTrained(bool[] mask)
+    {
+        ArgumentNullException.ThrowIfNull(mask);
+        int count = 0;
+        foreach (bool trained in mask)
+        {
+            count += trained ? 1 : 0;
+        }
+
+        return count;
+    }
 }
 
 /// <summary>

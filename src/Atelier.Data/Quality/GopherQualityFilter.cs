@@ -54,7 +54,7 @@ public readonly record struct QualityScores(
 /// <summary>Computes <see cref="QualityScores"/> and applies the Gopher rules. Pure and thread-safe.</summary>
 public sealed class GopherQualityFilter
 {
-    private static readonly string[] s_stopWords = ["the", "be", "to", "of", "and", "that", "have", "with"];
+    private static readonly string[] StopWords = ["the", "be", "to", "of", "and", "that", "have", "with"];
 
     /// <summary>Creates the filter.</summary>
     public GopherQualityFilter(QualityOptions options)
@@ -97,7 +97,7 @@ public sealed class GopherQualityFilter
                 symbols += CountOccurrences(word, "...");
                 if (word.Length is >= 2 and <= 4)
                 {
-                    foreach (string stop in s_stopWords)
+                    foreach (string stop in StopWords)
                     {
                         if (word.Equals(stop, StringComparison.OrdinalIgnoreCase))
                         {

@@ -15,7 +15,7 @@ public readonly record struct ReadResult(TrainingExample? Example, DataIssue? Is
 /// </summary>
 public static class FineTuneJsonlReader
 {
-    private static readonly JsonDocumentOptions s_documentOptions = new() { MaxDepth = 128 };
+    private static readonly JsonDocumentOptions DocumentOptions = new() { MaxDepth = 128 };
 
     /// <summary>Reads all examples and issues of <paramref name="stream"/>.</summary>
     /// <param name="stream">The content.</param>
@@ -62,7 +62,7 @@ public static class FineTuneJsonlReader
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(line, s_documentOptions);
+            document = JsonDocument.Parse(line, DocumentOptions);
         }
         catch (JsonException e)
         {

@@ -9,7 +9,7 @@ namespace Atelier.Data.Readers;
 /// </summary>
 public static class TextCorpusReader
 {
-    private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>Reads all documents and issues of <paramref name="stream"/>.</summary>
     public static IEnumerable<ReadResult> Read(Stream stream, string fileName, TextDocumentSplit split, long firstOrdinal = 0, int maxLineBytes = 64 << 20, int maxDocumentChars = 64 << 20)
@@ -116,7 +116,7 @@ public static class TextCorpusReader
     {
         try
         {
-            return s_strictUtf8.GetString(bytes);
+            return StrictUtf8.GetString(bytes);
         }
         catch (DecoderFallbackException)
         {

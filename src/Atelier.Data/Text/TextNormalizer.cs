@@ -38,7 +38,7 @@ public sealed class TextNormalizer
 {
     // Characters the slow path removes or replaces: C0 controls but tab and newline, DEL, C1,
     // exotic spaces and invisible format characters.
-    private static readonly SearchValues<char> s_suspicious = SearchValues.Create(BuildSuspicious());
+    private static readonly SearchValues<char> Suspicious = SearchValues.Create(BuildSuspicious());
 
     private readonly NormalizationOptions _options;
     private readonly string? _newlineRun;
@@ -175,7 +175,7 @@ public sealed class TextNormalizer
         }
 
         // One vectorised scan for anything the slow path could change; the rest are substring searches.
-        if (span.IndexOfAny(s_suspicious) >= 0)
+        if (span.IndexOfAny(Suspicious) >= 0)
         {
             return true;
         }

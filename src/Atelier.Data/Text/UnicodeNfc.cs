@@ -16,8 +16,8 @@ internal static partial class UnicodeNfc
 
     // One bit per BMP char whose NFC quick-check value is not Yes, and one per BMP char with a
     // non-zero combining class: the quick check (UAX #15) reads only these two bitsets.
-    private static readonly ulong[] s_quickCheckNotYes = BuildBits(QuickCheckNotYes);
-    private static readonly ulong[] s_hasCombiningClass = BuildBits(CccKeys);
+    private static readonly ulong[] QuickCheckNotYesBits = BuildBits(QuickCheckNotYes);
+    private static readonly ulong[] CombiningClassBits = BuildBits(CccKeys);
 
     public static string Normalize(string text)
     {
@@ -60,12 +60,12 @@ internal static partial class UnicodeNfc
             }
             else
             {
-                if (IsSet(s_quickCheckNotYes, c))
+                if (IsSet(QuickCheckNotYesBits, c))
                 {
                     return i;
                 }
 
-                cc = IsSet(s_hasCombiningClass, c) ? CombiningClass(c) : 0;
+                cc = IsSet(CombiningClassBits, c) ? CombiningClass(c) : 0;
             }
 
             if (cc != 0 && lastClass > cc)

@@ -5,9 +5,9 @@ namespace Atelier.Data.Tests.Support;
 
 internal static class TestData
 {
-    private static readonly Lazy<TiktokenTextTokenizer> s_o200k = new(TiktokenTextTokenizer.CreateO200kBase);
+    private static readonly Lazy<TiktokenTextTokenizer> LazyO200k = new(TiktokenTextTokenizer.CreateO200kBase);
 
-    public static TiktokenTextTokenizer O200k => s_o200k.Value;
+    public static TiktokenTextTokenizer O200k => LazyO200k.Value;
 
     /// <summary>A temporary directory removed at dispose.</summary>
     public sealed class TempDirectory : IDisposable

@@ -1,0 +1,143 @@
+using Atelier.Core.Errors;
+using Atelier.Features;
+using Atelier.Features.Api;
+using Atelier.Server.Auth;
+using Atelier.Server.Errors;
+using Atelier.Server.Hosting;
+
+namespace Atelier.Server.Features;
+
+/// <summary>The feature store under <c>/api/v1/features</c>: views, pushes, online lookups, point-in-time retrieval, training sets.</summary>
+public static class FeatureEndpoints
+{
+    /// <summary>The online store's file in the data directory.</summary>
+    public const string OnlineStoreFile = "features-online.db";
+
+    /// <summary>
+    /// Maps <c>/api/v1/features</c>. Uses the <see cref="FeatureStore"/> registered in the services
+    /// when there is one; otherwise opens one over the runtime's catalog and placement guard, with its
+    /// online store in the data directory, and closes it when the application stops.
+    /// </summary>
+    public static void MapFeatures(this IEndpointRouteBuilder app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        var store = app.ServiceProvider.GetService<FeatureStore>() ?? Open(app.ServiceProvider);
+        var api = app.MapGroup("/api/v1/features").WithTags("Features");
+
+        api.MapPost("/views", async (HttpContext context) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var body = await FeatureApi.ReadBodyAsync<CreateViewBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
+            var (view, created) = store.CreateView(caller.WorkspaceId, FeatureApi.ToSpec(body));
+            return Results.Json(FeatureApi.ToResponse(view), AtelierJson.Options, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
+        }).WithSummary("Create a feature view, or a new version of it when the schema changed (the same schema again returns the existing version).");
+
+        api.MapGet("/views", (HttpContext context) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            return Results.Json(new { data = store.ListViews(caller.WorkspaceId).Select(v => FeatureApi.ToResponse(v)) }, AtelierJson.Options);
+        }).WithSummary("List feature views, every version.");
+
+        api.MapGet("/views/{name}", (HttpContext context, string name, int? version) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var view = store.GetView(caller.WorkspaceId, name, version);
+            return Results.Json(FeatureApi.ToResponse(view, store.Segments(view)), AtelierJson.Options);
+        }).WithSummary("A feature view (the latest version unless ?version=).");
+
+        api.MapPost("/views/{name}/rows", async (HttpContext context, string name) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var body = await FeatureApi.ReadBodyAsync<PushBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
+            var result = await store.PushAsync(caller.WorkspaceId, name, body.Version, FeatureApi.ToRows(body), caller.Actor, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+        }).WithSummary("Push rows (entity key, event time, features) to a view's log; a bad row refuses the batch and writes nothing.");
+
+        api.MapPost("/views/{name}/parquet", async (HttpContext context, string name, int? version, DateTimeOffset? defaultEventTime, string? filename) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var result = await store.IngestParquetAsync(
+                caller.WorkspaceId, name, version, context.Request.Body, filename ?? "upload.parquet", defaultEventTime, caller.Actor, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+        }).WithSummary("Ingest a per-example feature Parquet file (the request body) into a view; columns the view lacks are ignored.");
+
+        api.MapPost("/views/{name}/online", async (HttpContext context, string name) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var body = await FeatureApi.ReadBodyAsync<OnlineBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
+            if (body.Keys is null)
+            {
+                throw new BadRequestException("The body needs 'keys': an array of entity keys.");
+            }
+
+            var view = store.GetView(caller.WorkspaceId, name, body.Version);
+            return Results.Json(FeatureApi.ToResponse(view, store.GetOnline(view, body.Keys)), AtelierJson.Options);
+        }).WithSummary("The latest value of each key (batch online lookup).");
+
+        api.MapPost("/historical", async (HttpContext context) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var body = await FeatureApi.ReadBodyAsync<HistoricalBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
+            var table = await store.GetHistoricalAsync(caller.WorkspaceId, FeatureApi.ToEntityRows(body), body.Features ?? [], context.RequestAborted).ConfigureAwait(false);
+            if (string.Equals(body.Format, "json", StringComparison.OrdinalIgnoreCase))
+            {
+                return Results.Json(new { columns = table.Columns.Select(c => c.Name), data = table.ToRecords() }, AtelierJson.Options);
+            }
+
+            if (body.Format is not null && !string.Equals(body.Format, "parquet", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new BadRequestException($"Unknown format '{body.Format}'; use parquet or json.");
+            }
+
+            var parquet = new MemoryStream();
+            await table.WriteParquetAsync(parquet, context.RequestAborted).ConfigureAwait(false);
+            parquet.Position = 0;
+            return Results.File(parquet, "application/vnd.apache.parquet", "historical_features.parquet");
+        }).WithSummary("Point-in-time correct retrieval: each entity row joined with the latest value at or before its timestamp (Parquet, or JSON with format=json).");
+
+        api.MapPost("/training-sets", async (HttpContext context) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var body = await FeatureApi.ReadBodyAsync<TrainingSetBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
+            var manifest = await store.MaterializeAsync(caller.WorkspaceId, FeatureApi.ToRequest(body), caller.Actor, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(manifest, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+        }).WithSummary("Materialise a filtered, point-in-time training set into a new dataset version with lineage.");
+
+        api.MapGet("/training-sets", (HttpContext context) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            return Results.Json(new { data = store.ListTrainingSets(caller.WorkspaceId) }, AtelierJson.Options);
+        }).WithSummary("List training sets, newest first.");
+
+        api.MapGet("/training-sets/{id}", (HttpContext context, string id) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            return Results.Json(store.GetTrainingSet(caller.WorkspaceId, id), AtelierJson.Options);
+        }).WithSummary("A training set's manifest.");
+
+        api.MapGet("/training-sets/{id}/examples", (HttpContext context, string id) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var manifest = store.GetTrainingSet(caller.WorkspaceId, id);
+            return Results.File(store.OpenTrainingSetBlob(manifest, manifest.Examples.Key), "application/vnd.apache.parquet", $"{manifest.Name}-v{manifest.Version}.parquet");
+        }).WithSummary("A training set's Parquet of example ids and features.");
+    }
+
+    private static FeatureStore Open(IServiceProvider services)
+    {
+        var runtime = services.GetRequiredService<AtelierRuntime>();
+        var store = new FeatureStore(
+            runtime.Catalog,
+            runtime.Guard,
+            runtime.Config.Policies,
+            new FeatureStoreOptions
+            {
+                OnlineStorePath = Path.Combine(runtime.Options.DataDirectory, OnlineStoreFile),
+                Location = runtime.Config.Defaults.FileLocation,
+                DefaultPolicy = runtime.Config.Defaults.FilePolicy,
+            },
+            runtime.Clock);
+        services.GetService<IHostApplicationLifetime>()?.ApplicationStopped.Register(store.Dispose);
+        return store;
+    }
+}
