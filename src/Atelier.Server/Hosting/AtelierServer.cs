@@ -1,6 +1,7 @@
 using System.Net;
 using Atelier.Server.Auth;
 using Atelier.Server.Datasets;
+using Atelier.Server.Features;
 using Atelier.Server.Errors;
 using Atelier.Server.Files;
 using Atelier.Server.Platform;
@@ -65,6 +66,7 @@ public static class AtelierServer
         app.MapFiles();
         app.MapPlatform();
         app.MapDatasets();
+        app.MapFeatures();
         return app;
     }
 
