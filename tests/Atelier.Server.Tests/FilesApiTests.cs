@@ -49,6 +49,20 @@ public sealed class FilesApiTests
     }
 
     [Fact]
+    public async Task Upload_CutOffBeforeTheClosingBoundary_Returns400AndStoresNothing()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = server.Client();
+        var body = "--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.jsonl\"\r\n\r\n" + Encoding.UTF8.GetString(ValidLine);
+        using var content = new ByteArrayContent(Encoding.UTF8.GetBytes(body));
+        content.Headers.TryAddWithoutValidation("Content-Type", "multipart/form-data; boundary=b0undary");
+        using var response = await client.PostAsync("/v1/files", content);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Contains("malformed", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        AssertNoBlobs(server);
+    }
+
+    [Fact]
     public async Task Upload_NotMultipart_Returns400()
     {
         await using var server = await TestServer.StartAsync();

@@ -153,9 +153,18 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
             LogUploaded(logger, record.Id, record.Bytes, record.Filename);
             return record;
         }
-        catch (IOException e) when (e.InnerException is null && !cancel.IsCancellationRequested && e is not EndOfStreamException)
+        catch (IOException e) when (Atelier.Storage.Blobs.LocalDirectoryBlobStore.IsDiskFull(e))
+        {
+            throw new StorageUnavailableException("The storage location is full; nothing was stored.", e);
+        }
+        catch (InvalidDataException e)
         {
             throw new BadRequestException($"The multipart body is malformed: {e.Message}");
+        }
+        catch (IOException e) when (!cancel.IsCancellationRequested && e is not EndOfStreamException)
+        {
+            // MultipartReader reports a body cut off before its closing boundary as an IOException.
+            throw new BadRequestException($"The multipart body is malformed or was cut off: {e.Message}");
         }
         finally
         {

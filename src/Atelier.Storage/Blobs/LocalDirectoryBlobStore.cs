@@ -129,7 +129,12 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
     /// <summary>The number of writes in progress or orphaned (files in <c>tmp/</c>).</summary>
     public int PendingCount => Directory.EnumerateFiles(_temp).Count();
 
-    internal static bool IsDiskFull(IOException e) => (e.HResult & 0xFFFF) == ENoSpc;
+    /// <summary>True when <paramref name="e"/> says the filesystem is full (ENOSPC).</summary>
+    public static bool IsDiskFull(IOException e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        return (e.HResult & 0xFFFF) == ENoSpc;
+    }
 
     private string PathOf(string key) => Path.Combine(_objects, key);
 
