@@ -14,6 +14,13 @@ for lock in $(git ls-files 'tests/**/package-lock.json' 2>/dev/null || find test
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed in $dir"; echo "0 passed, 1 failed"; exit 1; }
 done
 
+# Formatting check (whitespace and indentation, as .editorconfig says); a failure fails the run.
+format_status=0
+if ! dotnet format whitespace Atelier.slnx --verify-no-changes -v q; then
+  echo "Formatting check failed: run 'dotnet format whitespace Atelier.slnx' and commit the result."
+  format_status=1
+fi
+
 results=artifacts/test-results
 rm -rf "$results"
 dotnet test Atelier.slnx -c Release --logger "trx" --results-directory "$results" "$@"
@@ -22,4 +29,5 @@ status=$?
 node eng/count-trx.mjs "$results"
 count_status=$?
 if [ $status -eq 0 ] && [ $count_status -ne 0 ]; then status=$count_status; fi
+if [ $status -eq 0 ] && [ $format_status -ne 0 ]; then status=$format_status; fi
 exit $status

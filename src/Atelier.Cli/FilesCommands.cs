@@ -148,7 +148,7 @@ internal static class FilesCommands
     private static Command Download(ClientOptions client)
     {
         var id = new Argument<string>("id") { Description = "The file id." };
-        var output = new Option<FileInfo>("--output", "-o") { Description = "Where to write the bytes (required; never overwritten)." , Required = true };
+        var output = new Option<FileInfo>("--output", "-o") { Description = "Where to write the bytes (required; never overwritten).", Required = true };
         var command = new Command("download", "Download a file's bytes.");
         command.Arguments.Add(id);
         command.Options.Add(output);

@@ -425,12 +425,12 @@ internal static class BatchLineRules
     {
         if (!idOk)
         {
-        sink.Add("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id");
+            sink.Add("a batch request needs a non-empty 'custom_id' string", lineNumber, "custom_id");
         }
 
         if (!bodyOk)
         {
-        sink.Add("a batch request needs a 'body' object", lineNumber, "body");
+            sink.Add("a batch request needs a 'body' object", lineNumber, "body");
         }
 
         return idOk && bodyOk ? LineKind.Batch : LineKind.Invalid;
