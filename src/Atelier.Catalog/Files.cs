@@ -162,17 +162,10 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
         AppendIn(command, where, "source", "$src", query.Sources);
         AppendIn(command, where, "mimetype", "$mt", query.Mimetypes);
 
-        var files = new List<FileRecord>();
         command.CommandText = $"SELECT {Columns} FROM files WHERE {where} ORDER BY created_at DESC, id DESC LIMIT $limit OFFSET $offset";
         command.Parameters.AddWithValue("$limit", query.PageSize);
         command.Parameters.AddWithValue("$offset", (long)query.Page * query.PageSize);
-        using (var reader = command.ExecuteReader())
-        {
-            while (reader.Read())
-            {
-                files.Add(Read(reader));
-            }
-        }
+        var files = ReadAll(command);
 
         int? total = null;
         if (query.IncludeTotal)
@@ -204,14 +197,7 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
         command.CommandText = $"SELECT {Columns} FROM files WHERE expires_at IS NOT NULL AND expires_at <= $now LIMIT $limit";
         command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
         command.Parameters.AddWithValue("$limit", limit);
-        using var reader = command.ExecuteReader();
-        var files = new List<FileRecord>();
-        while (reader.Read())
-        {
-            files.Add(Read(reader));
-        }
-
-        return files;
+        return ReadAll(command);
     }
 
     /// <summary>Every blob key referenced at <paramref name="locationId"/>, for orphan checks.</summary>
@@ -249,6 +235,18 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
         }
 
         where.Append(')');
+    }
+
+    private static List<FileRecord> ReadAll(SqliteCommand command)
+    {
+        using var reader = command.ExecuteReader();
+        var files = new List<FileRecord>();
+        while (reader.Read())
+        {
+            files.Add(Read(reader));
+        }
+
+        return files;
     }
 
     private static FileRecord Read(SqliteDataReader r) => new()

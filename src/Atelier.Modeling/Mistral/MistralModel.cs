@@ -269,14 +269,7 @@ public sealed partial class MistralModel : IDisposable
     public Tensor ForwardLogits(TrainingBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var ctx = TrainingContext(batch, training: false, dropoutKey: 0);
-        var h = Embed(batch.Inputs);
-        for (var l = 0; l < Args.NLayers; l++)
-        {
-            var next = BlockForward(l, h, ctx, null);
-            h.Dispose();
-            h = next;
-        }
+        var h = LastHiddenState(batch);
 
         using var hn = Tensor.Uninitialized(h.Rows, Args.Dim);
         var logits = Head(h, new float[h.Rows], hn);
@@ -288,6 +281,19 @@ public sealed partial class MistralModel : IDisposable
     public double ComputeLoss(TrainingBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
+        var h = LastHiddenState(batch);
+
+        using (h)
+        {
+            using var hn = Tensor.Uninitialized(h.Rows, Args.Dim);
+            Ops.RmsNormForward(h.Span, Weights.Norm.Span, Args.NormEps, hn.Span, new float[h.Rows], Args.Dim);
+            return HeadLossAndGradient(hn, batch, 1f, null);
+        }
+    }
+
+    /// <summary>The hidden state after the last block, without dropout or saved activations.</summary>
+    private Tensor LastHiddenState(TrainingBatch batch)
+    {
         var ctx = TrainingContext(batch, training: false, dropoutKey: 0);
         var h = Embed(batch.Inputs);
         for (var l = 0; l < Args.NLayers; l++)
@@ -297,12 +303,7 @@ public sealed partial class MistralModel : IDisposable
             h = next;
         }
 
-        using (h)
-        {
-            using var hn = Tensor.Uninitialized(h.Rows, Args.Dim);
-            Ops.RmsNormForward(h.Span, Weights.Norm.Span, Args.NormEps, hn.Span, new float[h.Rows], Args.Dim);
-            return HeadLossAndGradient(hn, batch, 1f, null);
-        }
+        return h;
     }
 
     internal AttentionContext TrainingContext(TrainingBatch batch, bool training, ulong dropoutKey)
