@@ -66,6 +66,122 @@ internal static class Migrations
             CREATE INDEX datasets_workspace_created ON datasets(workspace_id, created_at DESC, id DESC);
             CREATE INDEX datasets_status ON datasets(status);
             """),
+        (4, "models", """
+            -- Base models have no workspace (visible to every workspace); fine-tuned models have one.
+            CREATE TABLE IF NOT EXISTS models (
+                id                 TEXT PRIMARY KEY,
+                workspace_id       TEXT REFERENCES workspaces(id),
+                type               TEXT NOT NULL CHECK (type IN ('base', 'fine-tuned')),
+                name               TEXT,
+                description        TEXT,
+                root               TEXT,
+                job_id             TEXT,
+                created_at         INTEGER NOT NULL,
+                archived           INTEGER NOT NULL DEFAULT 0,
+                max_context_length INTEGER NOT NULL,
+                capabilities_json  TEXT NOT NULL,
+                policy             TEXT NOT NULL,
+                artifacts_json     TEXT NOT NULL,
+                aliases_json       TEXT NOT NULL DEFAULT '[]',
+                lineage_json       TEXT NOT NULL DEFAULT '{}',
+                owned_by           TEXT NOT NULL,
+                created_by         TEXT NOT NULL,
+                CHECK ((type = 'base') = (workspace_id IS NULL))
+            );
+            CREATE INDEX IF NOT EXISTS models_workspace_created ON models(workspace_id, created_at DESC, id DESC);
+            CREATE INDEX IF NOT EXISTS models_root ON models(root);
+            CREATE UNIQUE INDEX IF NOT EXISTS models_job ON models(job_id) WHERE job_id IS NOT NULL;
+            """),
+        (3, "feature store, vector collections", """
+            -- IF NOT EXISTS: before this migration the feature store created its tables itself, so a
+            -- catalog from then already has them (with the same columns) and keeps its rows.
+            CREATE TABLE IF NOT EXISTS feature_views (
+                id           TEXT PRIMARY KEY,
+                workspace_id TEXT NOT NULL,
+                name         TEXT NOT NULL,
+                version      INTEGER NOT NULL,
+                definition   TEXT NOT NULL,
+                created_at   INTEGER NOT NULL,
+                UNIQUE (workspace_id, name, version)
+            );
+            CREATE TABLE IF NOT EXISTS feature_segments (
+                view_id      TEXT NOT NULL,
+                seq          INTEGER NOT NULL,
+                location_id  TEXT NOT NULL,
+                blob_key     TEXT NOT NULL,
+                rows         INTEGER NOT NULL,
+                bytes        INTEGER NOT NULL,
+                sha256       TEXT NOT NULL,
+                min_event    INTEGER NOT NULL,
+                max_event    INTEGER NOT NULL,
+                source       TEXT NOT NULL,
+                created_at   INTEGER NOT NULL,
+                PRIMARY KEY (view_id, seq)
+            );
+            CREATE TABLE IF NOT EXISTS feature_training_sets (
+                id           TEXT PRIMARY KEY,
+                workspace_id TEXT NOT NULL,
+                name         TEXT NOT NULL,
+                version      INTEGER NOT NULL,
+                manifest     TEXT NOT NULL,
+                created_at   INTEGER NOT NULL,
+                UNIQUE (workspace_id, name, version)
+            );
+            CREATE TABLE IF NOT EXISTS vector_collections (
+                id           TEXT PRIMARY KEY,
+                workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+                name         TEXT NOT NULL,
+                config_json  TEXT NOT NULL,
+                policy       TEXT NOT NULL,
+                created_at   INTEGER NOT NULL,
+                created_by   TEXT NOT NULL,
+                UNIQUE (workspace_id, name)
+            );
+            """),
+        (5, "fine_tuning_jobs", """
+            CREATE TABLE fine_tuning_jobs (
+                id                   TEXT PRIMARY KEY,
+                workspace_id         TEXT NOT NULL REFERENCES workspaces(id),
+                model                TEXT NOT NULL,
+                status               TEXT NOT NULL,
+                started              INTEGER NOT NULL DEFAULT 0,
+                auto_start           INTEGER NOT NULL,
+                request_json         TEXT NOT NULL,
+                suffix               TEXT,
+                fine_tuned_model     TEXT,
+                trained_tokens       INTEGER,
+                metadata_json        TEXT,
+                policy               TEXT NOT NULL,
+                location_id          TEXT NOT NULL,
+                node                 TEXT,
+                attempt              INTEGER NOT NULL DEFAULT 0,
+                error                TEXT,
+                created_at           INTEGER NOT NULL,
+                modified_at          INTEGER NOT NULL,
+                created_by           TEXT NOT NULL
+            );
+            CREATE INDEX fine_tuning_jobs_workspace_created ON fine_tuning_jobs(workspace_id, created_at DESC, id DESC);
+            CREATE INDEX fine_tuning_jobs_status ON fine_tuning_jobs(status);
+            CREATE TABLE fine_tuning_job_events (
+                job_id      TEXT NOT NULL REFERENCES fine_tuning_jobs(id) ON DELETE CASCADE,
+                seq         INTEGER NOT NULL,
+                name        TEXT NOT NULL,
+                data_json   TEXT,
+                created_at  INTEGER NOT NULL,
+                PRIMARY KEY (job_id, seq)
+            );
+            CREATE TABLE fine_tuning_job_checkpoints (
+                job_id            TEXT NOT NULL REFERENCES fine_tuning_jobs(id) ON DELETE CASCADE,
+                step_number       INTEGER NOT NULL,
+                checkpoint_id     TEXT NOT NULL,
+                train_loss        REAL,
+                valid_loss        REAL,
+                valid_accuracy    REAL,
+                created_at        INTEGER NOT NULL,
+                retained          INTEGER NOT NULL DEFAULT 1,
+                PRIMARY KEY (job_id, step_number)
+            );
+            """),
     ];
 
     public static void Apply(SqliteConnection connection)
@@ -82,7 +198,8 @@ internal static class Migrations
             create.ExecuteNonQuery();
         }
 
-        foreach (var (version, name, sql) in All)
+        // Engineers add entries in parallel, so the array is not trusted to be in order.
+        foreach (var (version, name, sql) in All.OrderBy(m => m.Version))
         {
             // BEGIN IMMEDIATE takes the write lock first, so two processes starting at once cannot
             // both decide a migration is missing and apply it twice.
@@ -118,5 +235,5 @@ internal static class Migrations
         }
     }
 
-    public static int Latest => All[^1].Version;
+    public static int Latest => All.Max(m => m.Version);
 }

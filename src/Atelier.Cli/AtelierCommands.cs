@@ -34,7 +34,11 @@ public static class AtelierCommands
         root.Subcommands.Add(KeysCommands.Build(client));
         root.Subcommands.Add(FilesCommands.Build(client));
         root.Subcommands.Add(DatasetsCommands.Build(client));
-        root.Subcommands.Add(ModelsCommands.Build());
+        root.Subcommands.Add(CollectionsCommands.Build(client));
+        root.Subcommands.Add(FeaturesCommands.Build(client));
+        root.Subcommands.Add(ModelsCommands.Build(client));
+        root.Subcommands.Add(JobsCommands.Build(client));
+        root.Subcommands.Add(JobsCommands.Checkpoints(client));
         root.Subcommands.Add(Locations(client));
         root.Subcommands.Add(Audit(client));
         return root;

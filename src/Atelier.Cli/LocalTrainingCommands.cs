@@ -41,7 +41,7 @@ internal static class LocalTrainingCommands
             ITextTokenizer textTokenizer;
             if (parse.GetValue(model) is { } modelDir)
             {
-                textTokenizer = ModelTokenizers.Load(modelDir);
+                textTokenizer = ModelTokenizerLoader.Load(modelDir);
             }
             else
             {

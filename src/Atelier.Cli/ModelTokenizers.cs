@@ -2,25 +2,18 @@ using Atelier.Data.Tokenization;
 
 namespace Atelier.Cli;
 
-/// <summary>The tokeniser of a Mistral-format model directory: <c>tekken.json</c>, else SentencePiece <c>tokenizer.model</c>.</summary>
-internal static class ModelTokenizers
+/// <summary>A model directory's tokeniser, with a missing one reported as a usage error.</summary>
+internal static class ModelTokenizerLoader
 {
     public static ITextTokenizer Load(DirectoryInfo model)
     {
-        var tekken = Path.Combine(model.FullName, "tekken.json");
-        if (File.Exists(tekken))
+        try
         {
-            using var stream = File.OpenRead(tekken);
-            return TiktokenTextTokenizer.LoadTekken(stream);
+            return ModelTokenizers.Load(model.FullName);
         }
-
-        var sentencePiece = Path.Combine(model.FullName, "tokenizer.model");
-        if (File.Exists(sentencePiece))
+        catch (FileNotFoundException e)
         {
-            using var stream = File.OpenRead(sentencePiece);
-            return SentencePieceTextTokenizer.Load(stream);
+            throw new CliException(e.Message);
         }
-
-        throw new CliException($"{model.FullName} has neither tekken.json nor tokenizer.model.");
     }
 }

@@ -128,6 +128,12 @@ public sealed record ServerConfig
 
     /// <summary>The TCP port.</summary>
     public int Port { get; init; } = 8080;
+
+    /// <summary>The Orleans silo's port; 0 picks a free one at start (the embedded default).</summary>
+    public int SiloPort { get; init; }
+
+    /// <summary>The Orleans gateway's port; 0 picks a free one at start.</summary>
+    public int GatewayPort { get; init; }
 }
 
 /// <summary>Limits on uploaded files.</summary>
@@ -151,4 +157,14 @@ public sealed record DefaultsConfig
 
     /// <summary>The policy of checkpoints.</summary>
     public string CheckpointPolicy { get; init; } = "checkpoints";
+
+    /// <summary>
+    /// Where checkpoints go, in order: the first is the fast local copy, the rest are replicas.
+    /// Each job's policy decides which of them may hold its checkpoints; the guard refuses and
+    /// audits the others.
+    /// </summary>
+    public IReadOnlyList<string> CheckpointLocations { get; init; } = ["local"];
+
+    /// <summary>Training slots of this node (jobs that train at once here).</summary>
+    public int TrainingSlots { get; init; } = 1;
 }

@@ -38,6 +38,9 @@ public sealed record LocationDescriptor
     /// <summary>The rack within the site.</summary>
     public string? Rack { get; init; }
 
+    /// <summary>The node whose drive this is, for a node-local location; the scheduler trains next to it.</summary>
+    public string? Node { get; init; }
+
     /// <summary>True when the hardware is the organisation's own (not a cloud provider's).</summary>
     public bool OnPrem { get; init; } = true;
 

@@ -25,56 +25,18 @@ public sealed record FeatureSegment(
 
 /// <summary>
 /// The feature store's metadata: view versions, the segments of each view's log, and materialised
-/// training sets. The tables live in the catalog database, created by this class with idempotent
-/// <c>CREATE TABLE IF NOT EXISTS</c> (they are not part of the catalog's numbered migrations).
+/// training sets. The tables live in the catalog database and are created by its numbered migration 3.
 /// Feature values themselves never live here: they are in Parquet blobs written through the placement guard.
 /// </summary>
 public sealed class FeatureCatalog
 {
     private readonly CatalogDatabase _catalog;
 
-    /// <summary>Creates the feature tables in <paramref name="catalog"/> when missing.</summary>
+    /// <summary>Uses the feature tables of <paramref name="catalog"/> (already migrated when it was opened).</summary>
     public FeatureCatalog(CatalogDatabase catalog)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         _catalog = catalog;
-        using var connection = catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            CREATE TABLE IF NOT EXISTS feature_views (
-                id           TEXT PRIMARY KEY,
-                workspace_id TEXT NOT NULL,
-                name         TEXT NOT NULL,
-                version      INTEGER NOT NULL,
-                definition   TEXT NOT NULL,
-                created_at   INTEGER NOT NULL,
-                UNIQUE (workspace_id, name, version)
-            );
-            CREATE TABLE IF NOT EXISTS feature_segments (
-                view_id      TEXT NOT NULL,
-                seq          INTEGER NOT NULL,
-                location_id  TEXT NOT NULL,
-                blob_key     TEXT NOT NULL,
-                rows         INTEGER NOT NULL,
-                bytes        INTEGER NOT NULL,
-                sha256       TEXT NOT NULL,
-                min_event    INTEGER NOT NULL,
-                max_event    INTEGER NOT NULL,
-                source       TEXT NOT NULL,
-                created_at   INTEGER NOT NULL,
-                PRIMARY KEY (view_id, seq)
-            );
-            CREATE TABLE IF NOT EXISTS feature_training_sets (
-                id           TEXT PRIMARY KEY,
-                workspace_id TEXT NOT NULL,
-                name         TEXT NOT NULL,
-                version      INTEGER NOT NULL,
-                manifest     TEXT NOT NULL,
-                created_at   INTEGER NOT NULL,
-                UNIQUE (workspace_id, name, version)
-            );
-            """;
-        command.ExecuteNonQuery();
     }
 
     /// <summary>The JSON form of stored definitions and manifests: snake_case, enums as strings.</summary>

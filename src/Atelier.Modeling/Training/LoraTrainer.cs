@@ -122,6 +122,48 @@ public sealed class LoraTrainer : IDisposable
         _optimizer.RestoreStepCount(optSteps);
     }
 
+    /// <summary>Optimiser steps AdamW has taken (its bias correction depends on it).</summary>
+    public int OptimizerStepCount => _optimizer.StepCount;
+
+    /// <summary>
+    /// The tensors that make up the trainer's state, under the names <see cref="SaveCheckpoint"/>
+    /// uses: each adapter weight, then <c>optimizer.m.NAME</c> and <c>optimizer.v.NAME</c>. The
+    /// tensors are live: copy them before the next <see cref="Step"/>.
+    /// </summary>
+    public IEnumerable<(string Name, Tensor Value)> StateTensors()
+    {
+        var i = 0;
+        foreach (var (name, value, _) in _adapter.Parameters())
+        {
+            var (m, v) = _optimizer.Moments(i++);
+            yield return (name, value);
+            yield return ($"optimizer.m.{name}", m);
+            yield return ($"optimizer.v.{name}", v);
+        }
+    }
+
+    /// <summary>
+    /// Restores the state <see cref="StateTensors"/> exposed, from raw little-endian float32 bytes
+    /// by name, and the step counts; training then continues exactly as if it had not stopped.
+    /// </summary>
+    public void RestoreState(Func<string, byte[]?> bytesOf, int steps, int optimizerSteps)
+    {
+        ArgumentNullException.ThrowIfNull(bytesOf);
+        foreach (var (name, target) in StateTensors())
+        {
+            var bytes = bytesOf(name) ?? throw new ModelFormatException($"The trainer state has no tensor '{name}'.");
+            if (bytes.Length != target.Length * sizeof(float))
+            {
+                throw new ModelFormatException($"The trainer state's tensor '{name}' has {bytes.Length} bytes, expected {target.Length * sizeof(float)}.");
+            }
+
+            System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(target.Span);
+        }
+
+        StepCount = steps;
+        _optimizer.RestoreStepCount(optimizerSteps);
+    }
+
     private static void CopyInto(SafeTensorsFile file, string name, Tensor target)
     {
         if (!file.Contains(name))

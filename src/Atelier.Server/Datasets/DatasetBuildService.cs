@@ -201,16 +201,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ILogger<
         var files = result.Manifest.Shards.Concat(result.Manifest.Features).Concat(result.Manifest.Reports).Select(f => f.Path).Append("manifest.json");
         foreach (var relative in files)
         {
-            await using var source = File.OpenRead(Path.Combine(result.Directory, relative));
-            await using var write = await runtime.Guard.BeginWriteAsync(artifact, policy, dataset.LocationId, "system:dataset-build", key: prefix + relative, cancellationToken: cancel).ConfigureAwait(false);
-            var buffer = new byte[1 << 20];
-            int read;
-            while ((read = await source.ReadAsync(buffer, cancel).ConfigureAwait(false)) > 0)
-            {
-                await write.WriteAsync(buffer.AsMemory(0, read), cancel).ConfigureAwait(false);
-            }
-
-            await write.CommitAsync(cancel).ConfigureAwait(false);
+            await runtime.Guard.PlaceFileAsync(artifact, policy, dataset.LocationId, "system:dataset-build", prefix + relative, Path.Combine(result.Directory, relative), cancel).ConfigureAwait(false);
         }
     }
 

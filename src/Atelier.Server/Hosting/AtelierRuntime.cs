@@ -47,6 +47,8 @@ public sealed class AtelierRuntime : IDisposable
         Keys = new ApiKeyStore(catalog, options.Clock);
         Files = new FileCatalog(catalog, options.Clock);
         Datasets = new DatasetCatalog(catalog, options.Clock);
+        Jobs = new JobCatalog(catalog, options.Clock);
+        Topology = new Atelier.Core.Topology.TopologyMap(config.Sites);
         UrlSigningKey = LoadOrCreateSecret(Path.Combine(options.DataDirectory, "url-signing.key"));
     }
 
@@ -76,6 +78,15 @@ public sealed class AtelierRuntime : IDisposable
 
     /// <summary>Dataset versions.</summary>
     public DatasetCatalog Datasets { get; }
+
+    /// <summary>Fine-tuning jobs.</summary>
+    public JobCatalog Jobs { get; }
+
+    /// <summary>Sites, racks and nodes.</summary>
+    public Atelier.Core.Topology.TopologyMap Topology { get; }
+
+    /// <summary>The name of this node in the topology (the machine's name).</summary>
+    public string NodeName => Environment.MachineName;
 
     /// <summary>
     /// The policy named <paramref name="name"/>; a name joined with <c>&amp;</c> is the intersection of

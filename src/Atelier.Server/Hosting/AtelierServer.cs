@@ -1,9 +1,14 @@
 using System.Net;
 using Atelier.Server.Auth;
+using Atelier.Server.Collections;
 using Atelier.Server.Datasets;
 using Atelier.Server.Features;
 using Atelier.Server.Errors;
 using Atelier.Server.Files;
+using Atelier.Server.Jobs;
+using Atelier.Cluster.Jobs;
+using Atelier.Training.Checkpoints;
+using Atelier.Server.Models;
 using Atelier.Server.Platform;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -40,6 +45,27 @@ public static class AtelierServer
         builder.Services.AddHostedService<FileExpirySweeper>();
         builder.Services.AddSingleton<DatasetBuildService>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DatasetBuildService>());
+        builder.Services.AddSingleton(services => new CollectionStore(services.GetRequiredService<AtelierRuntime>()));
+        builder.Services.AddSingleton(OpenModelRegistry(runtime));
+        builder.Services.AddSingleton(runtime.Jobs);
+        builder.Services.AddSingleton(runtime.Topology);
+        builder.Services.AddSingleton(services => new CheckpointStore(
+            runtime.Guard,
+            new CheckpointStoreOptions { Locations = runtime.Config.Defaults.CheckpointLocations, Actor = "system:checkpoints" },
+            runtime.Clock));
+        builder.Services.AddSingleton<FineTuningWork>();
+        builder.Services.AddSingleton<IFineTuningWork>(services => services.GetRequiredService<FineTuningWork>());
+
+        // One silo with localhost clustering: the embedded default. Its ports are picked free at
+        // start unless configured, so several servers (and tests) can run on one machine.
+        builder.UseOrleans(silo => silo.UseLocalhostClustering(
+            siloPort: FreePort(runtime.Config.Server.SiloPort),
+            gatewayPort: FreePort(runtime.Config.Server.GatewayPort),
+            serviceId: "atelier",
+            clusterId: "atelier-" + runtime.NodeName));
+
+        // After the silo (hosted services start in order): recovery needs grains.
+        builder.Services.AddHostedService<JobRecoveryService>();
         builder.Services.AddOpenApi();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("atelier"))
@@ -67,7 +93,32 @@ public static class AtelierServer
         app.MapPlatform();
         app.MapDatasets();
         app.MapFeatures();
+        app.MapCollections();
+        app.MapModels();
+        app.MapFineTuningJobs();
+        app.MapCheckpoints();
         return app;
+    }
+
+    /// <summary>The model registry over the runtime's catalog and guard, after removing bytes a crashed import left.</summary>
+    private static Registry.ModelRegistry OpenModelRegistry(AtelierRuntime runtime)
+    {
+        var registry = new Registry.ModelRegistry(runtime.Catalog, runtime.Guard, runtime.Clock, Path.Combine(runtime.Options.DataDirectory, "cache", "models"));
+        registry.RemoveOrphanedBlobsAsync("system:recovery", CancellationToken.None).GetAwaiter().GetResult();
+        return registry;
+    }
+
+    /// <summary>The configured port, or a free loopback port when it is 0.</summary>
+    private static int FreePort(int configured)
+    {
+        if (configured != 0)
+        {
+            return configured;
+        }
+
+        using var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
     /// <summary>The runtime behind a built application.</summary>

@@ -220,3 +220,10 @@ public sealed record CheckpointStoreOptions
     /// <summary>The actor recorded in audit events.</summary>
     public string Actor { get; init; } = "system:checkpoints";
 }
+
+/// <summary>The ids the store gives checkpoints: <c>&lt;job&gt;@&lt;step&gt;</c>.</summary>
+public static class CheckpointIds
+{
+    /// <summary>The id of a job's checkpoint at a step.</summary>
+    public static string Of(string jobId, long step) => CheckpointManifest.IdOf(jobId, step);
+}

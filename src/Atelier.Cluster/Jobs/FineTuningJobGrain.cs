@@ -1,0 +1,175 @@
+using Atelier.Catalog;
+using Atelier.Core.Errors;
+using Atelier.Training.Jobs;
+using static Atelier.Training.Jobs.FineTuningStatus;
+
+namespace Atelier.Cluster.Jobs;
+
+/// <summary>The job's state machine; see <see cref="IFineTuningJobGrain"/>.</summary>
+public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : Grain, IFineTuningJobGrain
+{
+    private string Id => this.GetPrimaryKeyString();
+
+    private IJobSchedulerGrain Scheduler => GrainFactory.GetGrain<IJobSchedulerGrain>(0);
+
+    /// <inheritdoc />
+    public Task SubmitAsync()
+    {
+        if (jobs.Transition(Id, [Queued], Validating))
+        {
+            work.StartValidation(Id);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public async Task ValidationFinishedAsync(string? error)
+    {
+        if (error is not null)
+        {
+            jobs.Transition(Id, [Validating], FailedValidation, error);
+            return;
+        }
+
+        if (!jobs.Transition(Id, [Validating], Validated))
+        {
+            return;
+        }
+
+        var job = Job();
+        if (job.AutoStart || job.Started)
+        {
+            await QueueForSlotAsync();
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task StartAsync()
+    {
+        var job = Job();
+        switch (job.Status)
+        {
+            case Validated:
+                await QueueForSlotAsync();
+                break;
+            case Queued or Validating when job.MetadataJson is null:
+                // Still validating: it starts as soon as it is validated.
+                jobs.MarkStarted(Id);
+                break;
+            default:
+                throw new ConflictException($"Job '{Id}' is {job.Status}; only a VALIDATED job can be started.");
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task CancelAsync()
+    {
+        var job = Job();
+        if (job.Status is Running)
+        {
+            if (jobs.Transition(Id, [Running], CancellationRequested) && job.Node is { } node)
+            {
+                await GrainFactory.GetGrain<INodeWorkerGrain>(node).CancelAsync(Id);
+            }
+
+            return;
+        }
+
+        if (jobs.Transition(Id, [Queued, Validating, Validated], Cancelled))
+        {
+            work.Cancel(Id);
+            await Scheduler.WithdrawAsync(Id);
+            return;
+        }
+
+        if (job.Status is not (CancellationRequested or Cancelled))
+        {
+            throw new ConflictException($"Job '{Id}' is {job.Status} and can no longer be cancelled.");
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task PlacedAsync(string node)
+    {
+        jobs.MarkPlaced(Id, node);
+        if (jobs.Transition(Id, [Queued], Running))
+        {
+            await GrainFactory.GetGrain<INodeWorkerGrain>(node).RunAsync(Id);
+        }
+        else
+        {
+            // Cancelled while it waited for this placement.
+            await Scheduler.ReleaseAsync(Id);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task RunFinishedAsync(RunEnd end, string? error)
+    {
+        switch (end)
+        {
+            case RunEnd.Succeeded:
+                jobs.Transition(Id, [Running, CancellationRequested], Success);
+                break;
+            case RunEnd.Failed:
+                jobs.Transition(Id, [Running, CancellationRequested], Failed, error);
+                break;
+            case RunEnd.Cancelled:
+                jobs.Transition(Id, [Running, CancellationRequested], Cancelled);
+                break;
+            case RunEnd.Interrupted:
+                // The node is stopping: the job stays RUNNING in the catalog and the next start
+                // of a silo puts it back in the queue (RecoverAsync).
+                break;
+        }
+
+        await Scheduler.ReleaseAsync(Id);
+    }
+
+    /// <inheritdoc />
+    public async Task RecoverAsync()
+    {
+        var job = Job();
+        switch (job.Status)
+        {
+            case Queued when job.MetadataJson is null:
+                await SubmitAsync();
+                break;
+            case Validating:
+                jobs.AddEvent(Id, "recovered", """{"detail":"validation restarted after a restart of the server"}""");
+                work.StartValidation(Id);
+                break;
+            case Queued:
+                await Scheduler.SubmitAsync(Id, work.DataNode(Id));
+                break;
+            case Validated when job.AutoStart || job.Started:
+                await QueueForSlotAsync();
+                break;
+            case Running:
+                // Its trainer died with the previous process: back in the queue, to resume from
+                // its newest committed checkpoint.
+                if (jobs.Transition(Id, [Running], Queued))
+                {
+                    jobs.AddEvent(Id, "recovered", """{"detail":"training resumes from the last committed checkpoint after a restart of the server"}""");
+                    await Scheduler.SubmitAsync(Id, work.DataNode(Id));
+                }
+
+                break;
+            case CancellationRequested:
+                jobs.Transition(Id, [CancellationRequested], Cancelled);
+                break;
+        }
+    }
+
+    private async Task QueueForSlotAsync()
+    {
+        jobs.MarkStarted(Id);
+        if (jobs.Transition(Id, [Validated], Queued))
+        {
+            await Scheduler.SubmitAsync(Id, work.DataNode(Id));
+        }
+    }
+
+    private JobRecord Job() => jobs.GetById(Id) ?? throw new NotFoundException("job", Id);
+}

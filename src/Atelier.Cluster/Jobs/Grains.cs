@@ -1,0 +1,118 @@
+namespace Atelier.Cluster.Jobs;
+
+/// <summary>How a training attempt ended.</summary>
+[GenerateSerializer]
+public enum RunEnd
+{
+    /// <summary>Trained to the last step; the model is registered.</summary>
+    Succeeded,
+
+    /// <summary>Failed; the error says why.</summary>
+    Failed,
+
+    /// <summary>Stopped by a cancel.</summary>
+    Cancelled,
+
+    /// <summary>Stopped because the node is shutting down: the job runs again from its last checkpoint.</summary>
+    Interrupted,
+}
+
+/// <summary>A placement the scheduler made.</summary>
+/// <param name="JobId">The job.</param>
+/// <param name="Node">Its node.</param>
+[GenerateSerializer]
+public sealed record Placement([property: Id(0)] string JobId, [property: Id(1)] string Node);
+
+/// <summary>What the scheduler holds now.</summary>
+/// <param name="Nodes">Worker nodes, their slots and load.</param>
+/// <param name="Queue">Jobs waiting for a slot, in order.</param>
+/// <param name="Running">Jobs on slots.</param>
+[GenerateSerializer]
+public sealed record SchedulerState(
+    [property: Id(0)] IReadOnlyList<NodeSlots> Nodes,
+    [property: Id(1)] IReadOnlyList<string> Queue,
+    [property: Id(2)] IReadOnlyList<Placement> Running);
+
+/// <summary>
+/// One grain per fine-tuning job (keyed by its id): it owns the job's state machine, so the API,
+/// validation, the scheduler and the trainer, which all move a job on, are serialised through it.
+/// The catalog row is the durable state; the grain holds nothing that a restart would lose.
+/// </summary>
+public interface IFineTuningJobGrain : IGrainWithStringKey
+{
+    /// <summary>The job was created (QUEUED): validate it.</summary>
+    Task SubmitAsync();
+
+    /// <summary>Validation ended: with an error (FAILED_VALIDATION) or not (VALIDATED).</summary>
+    Task ValidationFinishedAsync(string? error);
+
+    /// <summary><c>POST /start</c>: start a validated job, or mark a job still validating to start when validated.</summary>
+    Task StartAsync();
+
+    /// <summary><c>POST /cancel</c>.</summary>
+    Task CancelAsync();
+
+    /// <summary>The scheduler placed the job on a node.</summary>
+    Task PlacedAsync(string node);
+
+    /// <summary>The trainer's attempt ended.</summary>
+    Task RunFinishedAsync(RunEnd end, string? error);
+
+    /// <summary>After a restart: pick the job up again from its catalog status.</summary>
+    Task RecoverAsync();
+}
+
+/// <summary>
+/// The cluster's one scheduler (key 0): it places started jobs on worker slots, nearest to their
+/// data first (<see cref="SlotPlacement"/>), and queues them, first come first served, while no
+/// slot is free.
+/// </summary>
+public interface IJobSchedulerGrain : IGrainWithIntegerKey
+{
+    /// <summary>A worker node offers <paramref name="slots"/> training slots.</summary>
+    Task RegisterNodeAsync(string node, int slots);
+
+    /// <summary>Queues a job for a slot; <paramref name="dataNode"/> holds its data.</summary>
+    Task SubmitAsync(string jobId, string? dataNode);
+
+    /// <summary>Takes a queued job off the queue (it was cancelled).</summary>
+    Task WithdrawAsync(string jobId);
+
+    /// <summary>A job left its slot.</summary>
+    Task ReleaseAsync(string jobId);
+
+    /// <summary>Nodes, queue and placements.</summary>
+    Task<SchedulerState> GetStateAsync();
+}
+
+/// <summary>
+/// A worker node's agent (keyed by node name, activated on that node's silo): it starts and
+/// cancels training attempts on the node's slots. Bulk bytes never pass through it.
+/// </summary>
+public interface INodeWorkerGrain : IGrainWithStringKey
+{
+    /// <summary>Starts training the job on this node; returns at once.</summary>
+    Task RunAsync(string jobId);
+
+    /// <summary>Asks a running attempt to stop.</summary>
+    Task CancelAsync(string jobId);
+}
+
+/// <summary>
+/// The work behind the grains, done by the node that hosts them: validation and training run on
+/// their own threads, never inside a grain turn, and report back through the job's grain.
+/// </summary>
+public interface IFineTuningWork
+{
+    /// <summary>Starts validating a job in the background; ends with <see cref="IFineTuningJobGrain.ValidationFinishedAsync"/>.</summary>
+    void StartValidation(string jobId);
+
+    /// <summary>Starts training a job in the background; ends with <see cref="IFineTuningJobGrain.RunFinishedAsync"/>.</summary>
+    void StartTraining(string jobId, string node);
+
+    /// <summary>Cancels a job's validation or training, if running here.</summary>
+    void Cancel(string jobId);
+
+    /// <summary>The node that holds the job's data, for placement.</summary>
+    string? DataNode(string jobId);
+}

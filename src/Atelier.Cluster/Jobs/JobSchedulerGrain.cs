@@ -1,0 +1,100 @@
+using Atelier.Catalog;
+using Atelier.Core.Topology;
+using Atelier.Training.Jobs;
+
+namespace Atelier.Cluster.Jobs;
+
+/// <summary>The scheduler; see <see cref="IJobSchedulerGrain"/>.</summary>
+/// <remarks>
+/// It stays active for the silo's life. Should it ever be activated anew, it rebuilds its running
+/// set and queue from the catalog, which is the durable state; nodes register again on start.
+/// </remarks>
+[CollectionAgeLimit(AlwaysActive = true)]
+public sealed class JobSchedulerGrain(JobCatalog jobs, TopologyMap topology) : Grain, IJobSchedulerGrain
+{
+    private readonly Dictionary<string, int> _slots = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _running = new(StringComparer.Ordinal);
+    private readonly List<(string JobId, string? DataNode)> _queue = [];
+
+    /// <inheritdoc />
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        foreach (var job in jobs.Unfinished())
+        {
+            if (job.Status is FineTuningStatus.Running or FineTuningStatus.CancellationRequested && job.Node is { } node)
+            {
+                _running[job.Id] = node;
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task RegisterNodeAsync(string node, int slots)
+    {
+        _slots[node] = slots;
+        return DispatchAsync();
+    }
+
+    /// <inheritdoc />
+    public Task SubmitAsync(string jobId, string? dataNode)
+    {
+        if (!_running.ContainsKey(jobId) && !_queue.Exists(q => q.JobId == jobId))
+        {
+            _queue.Add((jobId, dataNode));
+        }
+
+        return DispatchAsync();
+    }
+
+    /// <inheritdoc />
+    public Task WithdrawAsync(string jobId)
+    {
+        _queue.RemoveAll(q => q.JobId == jobId);
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task ReleaseAsync(string jobId)
+    {
+        _running.Remove(jobId);
+        return DispatchAsync();
+    }
+
+    /// <inheritdoc />
+    public Task<SchedulerState> GetStateAsync() =>
+        Task.FromResult(new SchedulerState(Nodes(), [.. _queue.Select(q => q.JobId)], [.. _running.Select(r => new Placement(r.Key, r.Value))]));
+
+    private List<NodeSlots> Nodes() =>
+        [.. _slots.OrderBy(s => s.Key, StringComparer.Ordinal).Select(s => new NodeSlots(s.Key, s.Value, _running.Values.Count(n => n == s.Key)))];
+
+    /// <summary>Places queued jobs, oldest first, while slots are free.</summary>
+    private async Task DispatchAsync()
+    {
+        while (_queue.Count > 0)
+        {
+            var (jobId, dataNode) = _queue[0];
+            var node = SlotPlacement.Choose(Nodes(), dataNode, topology);
+            if (node is null)
+            {
+                return;
+            }
+
+            _queue.RemoveAt(0);
+            _running[jobId] = node;
+            var job = jobs.GetById(jobId);
+            if (job is null || job.Status != FineTuningStatus.Queued)
+            {
+                _running.Remove(jobId);
+                continue;
+            }
+
+            jobs.AddEvent(jobId, "placed", System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?> { ["node"] = node, ["data_node"] = dataNode }));
+
+            // The job's grain is another activation: calling it from here cannot deadlock, because
+            // it never calls back into the scheduler and waits for the answer in the same turn.
+            _ = GrainFactory.GetGrain<IFineTuningJobGrain>(jobId).PlacedAsync(node);
+        }
+    }
+}

@@ -1,0 +1,506 @@
+using System.Globalization;
+using Atelier.Core.Residency;
+using Atelier.Storage.Placement;
+using Atelier.Vectors;
+using Atelier.Vectors.Hnsw;
+
+namespace Atelier.Server.Collections;
+
+/// <summary>One point to upsert: a non-negative id, a vector of the collection's dimension, a payload.</summary>
+/// <param name="Id">The point id.</param>
+/// <param name="Vector">The vector (already validated: right dimension, finite components).</param>
+/// <param name="Payload">The payload.</param>
+public sealed record CollectionPoint(long Id, float[] Vector, Payload Payload);
+
+/// <summary>One search result.</summary>
+/// <param name="Id">The point id.</param>
+/// <param name="Score">Cosine similarity, inner product, or Euclidean distance (for <c>l2</c>: smaller is closer).</param>
+/// <param name="Payload">The point's payload.</param>
+/// <param name="Vector">The stored vector, when asked for.</param>
+public sealed record ScoredPoint(long Id, float Score, Payload Payload, float[]? Vector);
+
+/// <summary>What a shard holds and where, for the collection's description.</summary>
+/// <param name="Shard">The shard number.</param>
+/// <param name="Location">The location of its bytes.</param>
+/// <param name="Points">Live points.</param>
+/// <param name="LogBlobs">Log blobs since the last snapshot.</param>
+/// <param name="LogBytes">Bytes of those blobs.</param>
+/// <param name="SnapshotBytes">Bytes of the last snapshot (0 when none).</param>
+public sealed record ShardDescription(int Shard, string Location, long Points, int LogBlobs, long LogBytes, long SnapshotBytes);
+
+/// <summary>
+/// An open vector collection: points hashed by id onto shards, each an HNSW graph with the payloads of its
+/// points and a log of immutable blobs at its location, written through the placement guard.
+/// </summary>
+/// <remarks>
+/// Durability: an upsert or delete batch is committed (fsync, atomic rename, audited) as one log blob per
+/// shard it touches before it is applied in memory and acknowledged, so an acknowledged batch survives a
+/// crash. A crash in the middle of a batch that spans shards can leave part of that unacknowledged batch
+/// applied; upserts and deletes are idempotent, so retrying it converges. When a shard's log outgrows its
+/// last snapshot, a new snapshot of the shard's live points replaces the log before it.
+/// Opening replays the latest snapshot and the log after it, and rebuilds the graph.
+/// </remarks>
+public sealed class VectorCollection : IDisposable
+{
+    private const string Actor = "system:collections";
+
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CollectionShard[] _shards;
+    private readonly PlacementGuard _guard;
+    private readonly ResidencyPolicy _policy;
+    private readonly CollectionStoreOptions _options;
+
+    private VectorCollection(CollectionRecord record, PlacementGuard guard, ResidencyPolicy policy, CollectionStoreOptions options, CollectionShard[] shards)
+    {
+        Record = record;
+        _guard = guard;
+        _policy = policy;
+        _options = options;
+        _shards = shards;
+    }
+
+    /// <summary>The catalog row.</summary>
+    public CollectionRecord Record { get; }
+
+    /// <summary>The configuration.</summary>
+    public CollectionConfig Config => Record.Config;
+
+    /// <summary>Live points over all shards.</summary>
+    public long Count => _shards.Sum(s => (long)s.Count);
+
+    /// <summary>The blob key prefix of everything the collection stores.</summary>
+    public static string KeyPrefix(string collectionId) => $"collection/{collectionId}/";
+
+    /// <summary>Opens a collection from its blobs (an empty one when it has none yet).</summary>
+    public static async Task<VectorCollection> OpenAsync(CollectionRecord record, PlacementGuard guard, ResidencyPolicy policy, CollectionStoreOptions options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        ArgumentNullException.ThrowIfNull(guard);
+        var shards = new CollectionShard[record.Config.Shards];
+        try
+        {
+            for (int i = 0; i < shards.Length; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                shards[i] = await OpenShardAsync(record, guard, i).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            foreach (var shard in shards)
+            {
+                shard?.Dispose();
+            }
+
+            throw;
+        }
+
+        return new VectorCollection(record, guard, policy, options ?? new CollectionStoreOptions(), shards);
+    }
+
+    /// <summary>The shard that holds <paramref name="id"/>.</summary>
+    public int ShardOf(long id)
+    {
+        if (_shards.Length == 1)
+        {
+            return 0;
+        }
+
+        // A 64-bit mix (Stafford's variant 13) so that sequential ids spread evenly.
+        ulong z = (ulong)id;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (int)(z % (ulong)_shards.Length);
+    }
+
+    /// <summary>
+    /// Upserts a batch: durable in every shard it touches before this returns. A later point with the same id
+    /// in the batch wins. Returns how many distinct ids were written.
+    /// </summary>
+    public async Task<int> UpsertAsync(IReadOnlyList<CollectionPoint> points, string actor, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(points);
+        if (Config.Storage == VectorStorage.Float16)
+        {
+            // Round now, so memory holds exactly what the log (and a replay of it) holds.
+            foreach (var point in points)
+            {
+                for (int i = 0; i < point.Vector.Length; i++)
+                {
+                    point.Vector[i] = (float)(Half)point.Vector[i];
+                }
+            }
+        }
+
+        var byShard = new List<LogPoint>?[_shards.Length];
+        var last = new Dictionary<long, int>(points.Count);
+        for (int i = 0; i < points.Count; i++)
+        {
+            last[points[i].Id] = i;
+        }
+
+        for (int i = 0; i < points.Count; i++)
+        {
+            var point = points[i];
+            if (last[point.Id] == i)
+            {
+                (byShard[ShardOf(point.Id)] ??= []).Add(new LogPoint(point.Id, point.Vector, point.Payload));
+            }
+        }
+
+        await WriteBatchAsync(LogBlobKind.Upsert, byShard, actor, cancellationToken).ConfigureAwait(false);
+        return last.Count;
+    }
+
+    /// <summary>Deletes points by id; durable before this returns. Returns how many existed.</summary>
+    public async Task<int> DeleteAsync(IReadOnlyList<long> ids, string actor, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var byShard = new List<LogPoint>?[_shards.Length];
+        foreach (var id in ids.Distinct())
+        {
+            int s = ShardOf(id);
+            if (_shards[s].Index.Contains(id))
+            {
+                (byShard[s] ??= []).Add(new LogPoint(id, [], Payload.Empty));
+            }
+        }
+
+        return await WriteBatchAsync(LogBlobKind.Delete, byShard, actor, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The stored vector (normalised, for cosine) and payload of a point.</summary>
+    public bool TryGet(long id, out float[] vector, out Payload payload)
+    {
+        var shard = _shards[ShardOf(id)];
+        vector = new float[Config.Dimension];
+        if (shard.TryGetPayload(id, out payload) && shard.Index.TryGetVector(id, vector))
+        {
+            return true;
+        }
+
+        payload = Payload.Empty;
+        return false;
+    }
+
+    /// <summary>The <paramref name="k"/> nearest points passing <paramref name="filter"/>, nearest first.</summary>
+    public ScoredPoint[] Search(float[] query, int k, PayloadFilter? filter, int? ef, bool withVector)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        var perShard = new SearchHit[_shards.Length][];
+        if (_shards.Length == 1)
+        {
+            perShard[0] = SearchShard(_shards[0], query, k, filter, ef);
+        }
+        else
+        {
+            Parallel.For(0, _shards.Length, s => perShard[s] = SearchShard(_shards[s], query, k, filter, ef));
+        }
+
+        var merged = perShard.SelectMany(h => h).OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(k);
+        var results = new List<ScoredPoint>(k);
+        foreach (var hit in merged)
+        {
+            var shard = _shards[ShardOf(hit.Id)];
+
+            // A point deleted after the walk found it has no payload any more: it is not returned.
+            if (!shard.TryGetPayload(hit.Id, out var payload))
+            {
+                continue;
+            }
+
+            float[]? vector = null;
+            if (withVector)
+            {
+                vector = new float[Config.Dimension];
+                if (!shard.Index.TryGetVector(hit.Id, vector))
+                {
+                    continue;
+                }
+            }
+
+            results.Add(new ScoredPoint(hit.Id, Score(hit.Distance), payload, vector));
+        }
+
+        return [.. results];
+    }
+
+    /// <summary>What each shard holds.</summary>
+    public ShardDescription[] DescribeShards() =>
+        [.. _shards.Select(s => new ShardDescription(s.Number, s.LocationId, s.Count, s.LogBlobs, s.LogBytes, s.SnapshotBytes))];
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var shard in _shards)
+        {
+            shard.Dispose();
+        }
+
+        _writeLock.Dispose();
+    }
+
+    private static SearchHit[] SearchShard(CollectionShard shard, float[] query, int k, PayloadFilter? filter, int? ef) =>
+        shard.Index.Search(query, k, ef, filter is null ? null : shard.CreateFilter(filter));
+
+    private float Score(float distance) => Config.Metric switch
+    {
+        DistanceMetric.L2 => MathF.Sqrt(Math.Max(0, distance)),
+        _ => 1f - distance,
+    };
+
+    private async Task<int> WriteBatchAsync(LogBlobKind kind, List<LogPoint>?[] byShard, string actor, CancellationToken cancellationToken)
+    {
+        // One writer per collection: the order of blobs in each log is the order the batches are applied in
+        // memory, so a replay rebuilds exactly what was acknowledged.
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var writes = new Task<long>?[_shards.Length];
+            for (int s = 0; s < _shards.Length; s++)
+            {
+                if (byShard[s] is { Count: > 0 } points)
+                {
+                    var shard = _shards[s];
+                    writes[s] = CommitBlobAsync(shard, CollectionShard.LogKey(shard.Prefix, shard.NextSeq), kind, points, actor, cancellationToken);
+                }
+            }
+
+            // Shards whose blob committed are applied even if another shard's failed: their blob is durable
+            // and will be replayed on the next open, so memory must agree with it now.
+            Exception? failure = null;
+            int applied = 0;
+            for (int s = 0; s < _shards.Length; s++)
+            {
+                if (writes[s] is not { } write)
+                {
+                    continue;
+                }
+
+                var shard = _shards[s];
+                try
+                {
+                    long bytes = await write.ConfigureAwait(false);
+                    shard.NextSeq++;
+                    shard.LogBytes += bytes;
+                    shard.LogBlobs++;
+                }
+                catch (Exception e)
+                {
+                    failure ??= e;
+                    continue;
+                }
+
+                if (kind == LogBlobKind.Upsert)
+                {
+                    shard.ApplyUpserts(byShard[s]!, Config.Dimension);
+                    applied += byShard[s]!.Count;
+                }
+                else
+                {
+                    applied += shard.ApplyDeletes([.. byShard[s]!.Select(p => p.Id)]);
+                }
+            }
+
+            if (failure is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+            }
+
+            for (int s = 0; s < _shards.Length; s++)
+            {
+                if (writes[s] is not null && NeedsSnapshot(_shards[s]))
+                {
+                    // Not the request's token: a client that keeps going away must not keep the log from compacting.
+                    await SnapshotAsync(_shards[s], CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+
+            return applied;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private bool NeedsSnapshot(CollectionShard shard) =>
+        shard.LogBlobs >= 2 && shard.LogBytes > Math.Max(shard.SnapshotBytes, _options.MinSnapshotLogBytes);
+
+    /// <summary>
+    /// Writes every live point of the shard as a snapshot covering the log so far, then deletes the log blobs
+    /// and the snapshot it replaces. A crash before the snapshot commits leaves the old snapshot and log; a
+    /// crash after it leaves blobs the next open ignores and deletes.
+    /// </summary>
+    private async Task SnapshotAsync(CollectionShard shard, CancellationToken cancellationToken)
+    {
+        long covered = shard.NextSeq - 1;
+        var points = new List<LogPoint>(shard.Count);
+        foreach (var id in shard.Ids)
+        {
+            var vector = new float[Config.Dimension];
+            if (shard.TryGetPayload(id, out var payload) && shard.Index.TryGetVector(id, vector))
+            {
+                points.Add(new LogPoint(id, vector, payload));
+            }
+        }
+
+        long bytes = await CommitBlobAsync(shard, CollectionShard.SnapshotKey(shard.Prefix, covered), LogBlobKind.Snapshot, points, Actor, cancellationToken).ConfigureAwait(false);
+        shard.SnapshotSeq = covered;
+        shard.SnapshotBytes = bytes;
+        shard.LogBytes = 0;
+        shard.LogBlobs = 0;
+        await DeleteReplacedAsync(_guard, Record, shard, covered).ConfigureAwait(false);
+    }
+
+    private async Task<long> CommitBlobAsync(CollectionShard shard, string key, LogBlobKind kind, IReadOnlyList<LogPoint> points, string actor, CancellationToken cancellationToken)
+    {
+        var artifact = new ArtifactRef("collection", Record.Id, Record.WorkspaceId);
+        await using var write = await _guard.BeginWriteAsync(artifact, _policy, shard.LocationId, actor, key: key, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await CollectionLog.WriteAsync(write, kind, Config.Storage, Config.Dimension, points, cancellationToken).ConfigureAwait(false);
+
+        // Once the bytes are on their way to disk, a client that goes away must not leave a blob that was
+        // committed but never applied in memory: commit without the request's token.
+        var receipt = await write.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+        return receipt.Bytes;
+    }
+
+    private static async Task DeleteReplacedAsync(PlacementGuard guard, CollectionRecord record, CollectionShard shard, long covered)
+    {
+        var artifact = new ArtifactRef("collection", record.Id, record.WorkspaceId);
+        foreach (var key in guard.Locations.ListKeys(shard.LocationId, shard.Prefix).ToArray())
+        {
+            if (ParseKey(key, shard.Prefix) is { } parsed &&
+                ((parsed.Kind == LogBlobKind.Upsert && parsed.Seq <= covered) || (parsed.Kind == LogBlobKind.Snapshot && parsed.Seq < covered)))
+            {
+                await guard.DeleteAsync(artifact, shard.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The kind (log or snapshot) and sequence number a shard blob key names; null for other keys.</summary>
+    private static (LogBlobKind Kind, long Seq)? ParseKey(string key, string prefix)
+    {
+        var name = key.AsSpan(prefix.Length);
+        LogBlobKind kind;
+        if (name.StartsWith("log-", StringComparison.Ordinal))
+        {
+            kind = LogBlobKind.Upsert;
+            name = name[4..];
+        }
+        else if (name.StartsWith("snap-", StringComparison.Ordinal))
+        {
+            kind = LogBlobKind.Snapshot;
+            name = name[5..];
+        }
+        else
+        {
+            return null;
+        }
+
+        return long.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out var seq) ? (kind, seq) : null;
+    }
+
+    private static async Task<CollectionShard> OpenShardAsync(CollectionRecord record, PlacementGuard guard, int number)
+    {
+        var config = record.Config;
+        string location = config.LocationOf(number);
+        string prefix = $"{KeyPrefix(record.Id)}shard-{number:D3}/";
+        var logs = new List<(long Seq, string Key)>();
+        (long Seq, string Key)? snapshot = null;
+        foreach (var key in guard.Locations.ListKeys(location, prefix))
+        {
+            switch (ParseKey(key, prefix))
+            {
+                case { Kind: LogBlobKind.Snapshot } s when snapshot is null || s.Seq > snapshot.Value.Seq:
+                    snapshot = (s.Seq, key);
+                    break;
+                case { Kind: LogBlobKind.Upsert } l:
+                    logs.Add((l.Seq, key));
+                    break;
+            }
+        }
+
+        long covered = snapshot?.Seq ?? 0;
+        var state = new Dictionary<long, LogPoint>();
+        long snapshotBytes = 0, logBytes = 0;
+        int logBlobs = 0;
+        void Apply(LogBlobKind kind, long id, float[]? vector, Payload? payload)
+        {
+            if (kind == LogBlobKind.Delete)
+            {
+                state.Remove(id);
+            }
+            else
+            {
+                state[id] = new LogPoint(id, vector!, payload!);
+            }
+        }
+
+        if (snapshot is { } snap)
+        {
+            snapshotBytes = ReadBlob(guard, location, snap.Key, config.Dimension, Apply);
+        }
+
+        long maxSeq = covered;
+        foreach (var (seq, key) in logs.OrderBy(l => l.Seq))
+        {
+            maxSeq = Math.Max(maxSeq, seq);
+
+            logBytes += ReadBlob(guard, location, key, config.Dimension, Apply);
+            logBlobs++;
+        }
+
+        var index = new HnswIndex(new HnswOptions
+        {
+            Dimension = config.Dimension,
+            Metric = config.Metric,
+            M = config.M,
+            EfConstruction = config.EfConstruction,
+            EfSearch = config.EfSearch,
+            QuantizeInt8 = config.Storage == VectorStorage.Int8,
+            InitialCapacity = Math.Max(1024, state.Count),
+        });
+        var shard = new CollectionShard(number, location, prefix, index)
+        {
+            NextSeq = maxSeq + 1,
+            SnapshotSeq = covered,
+            SnapshotBytes = snapshotBytes,
+            LogBytes = logBytes,
+            LogBlobs = logBlobs,
+        };
+        try
+        {
+            // Ids in order, so a rebuild inserts in the same order whatever the replay's dictionary order was.
+            shard.ApplyUpserts([.. state.Values.OrderBy(p => p.Id)], config.Dimension);
+
+            // What a crash during a snapshot left behind: the log it covers and the snapshot it replaced.
+            if (covered > 0)
+            {
+                await DeleteReplacedAsync(guard, record, shard, covered).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            shard.Dispose();
+            throw;
+        }
+
+        return shard;
+    }
+
+    private static long ReadBlob(PlacementGuard guard, string location, string key, int dimension, Action<LogBlobKind, long, float[]?, Payload?> apply)
+    {
+        if (!guard.TryOpenRead(location, key, out var stream))
+        {
+            throw new VectorStoreCorruptedException($"Collection blob '{key}' was listed at location '{location}' but cannot be read.");
+        }
+
+        using (stream)
+        {
+            CollectionLog.Read(stream, key, dimension, apply);
+            return stream.CanSeek ? stream.Length : 0;
+        }
+    }
+}

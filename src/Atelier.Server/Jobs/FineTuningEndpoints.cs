@@ -1,0 +1,350 @@
+using System.Globalization;
+using System.Text.Json;
+using Atelier.Catalog;
+using Atelier.Cluster.Jobs;
+using Atelier.Core.Errors;
+using Atelier.Registry;
+using Atelier.Server.Auth;
+using Atelier.Server.Errors;
+using Atelier.Server.Hosting;
+using Atelier.Training.Jobs;
+
+namespace Atelier.Server.Jobs;
+
+/// <summary><c>metadata</c> of a job, as Mistral's <c>JobMetadata</c>.</summary>
+public sealed record JobMetadataObject(long? ExpectedDurationSeconds, double? Cost, string? CostCurrency, long? TrainTokensPerStep, long? TrainTokens, long? DataTokens, long? EstimatedStartTime);
+
+/// <summary><c>hyperparameters</c> of a job as it will run.</summary>
+public sealed record HyperparametersObject(int? TrainingSteps, double LearningRate, double? WeightDecay, double? WarmupFraction, double? Epochs, int? SeqLen, double? FimRatio);
+
+/// <summary>An event of a job.</summary>
+public sealed record JobEventObject(string Name, JsonElement? Data, long CreatedAt);
+
+/// <summary>A checkpoint's metrics, as Mistral names them.</summary>
+public sealed record CheckpointMetricsObject(double? TrainLoss, double? ValidLoss, double? ValidMeanTokenAccuracy);
+
+/// <summary>A checkpoint of a job.</summary>
+public sealed record JobCheckpointObject(CheckpointMetricsObject Metrics, long StepNumber, long CreatedAt);
+
+/// <summary>A completion fine-tuning job, field for field as the SDK's <c>CompletionFineTuningJobDetails</c> (events and checkpoints only in details).</summary>
+public sealed record JobObject
+{
+    /// <summary>Id.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>Whether it starts once validated.</summary>
+    public required bool AutoStart { get; init; }
+
+    /// <summary>Base model.</summary>
+    public required string Model { get; init; }
+
+    /// <summary>Status.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>Unix seconds.</summary>
+    public required long CreatedAt { get; init; }
+
+    /// <summary>Unix seconds.</summary>
+    public required long ModifiedAt { get; init; }
+
+    /// <summary>Training file ids.</summary>
+    public required IReadOnlyList<string> TrainingFiles { get; init; }
+
+    /// <summary>Validation file ids.</summary>
+    public required IReadOnlyList<string> ValidationFiles { get; init; }
+
+    /// <summary>Always <c>job</c>.</summary>
+    public string Object => "job";
+
+    /// <summary>The model it produced.</summary>
+    public string? FineTunedModel { get; init; }
+
+    /// <summary>Suffix.</summary>
+    public string? Suffix { get; init; }
+
+    /// <summary>Always empty: metrics stay on site.</summary>
+    public IReadOnlyList<object> Integrations => [];
+
+    /// <summary>Tokens trained so far.</summary>
+    public long? TrainedTokens { get; init; }
+
+    /// <summary>Validation's figures.</summary>
+    public JobMetadataObject? Metadata { get; init; }
+
+    /// <summary>Always <c>completion</c>.</summary>
+    public string JobType => "completion";
+
+    /// <summary>Hyperparameters.</summary>
+    public required HyperparametersObject Hyperparameters { get; init; }
+
+    /// <summary>Always empty.</summary>
+    public IReadOnlyList<object> Repositories => [];
+
+    /// <summary>Events, oldest first (details only).</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<JobEventObject>? Events { get; init; }
+
+    /// <summary>Checkpoints, newest first (details only).</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<JobCheckpointObject>? Checkpoints { get; init; }
+
+    /// <summary>Why it failed (Atelier's addition).</summary>
+    public string? Error { get; init; }
+}
+
+/// <summary>A page of jobs.</summary>
+public sealed record JobList(IReadOnlyList<JobObject> Data, string Object, long Total);
+
+/// <summary>Creating jobs and their wire form.</summary>
+public static class JobRequests
+{
+    /// <summary>
+    /// Checks a create request against the catalog (the model exists and is a base model, each
+    /// file exists, belongs to the workspace and has purpose <c>fine-tune</c>), and inserts the job.
+    /// </summary>
+    public static async Task<JobRecord> CreateAsync(AtelierRuntime runtime, ModelRegistry registry, RequestCaller caller, FineTuningJobRequest request, CancellationToken cancel)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(registry);
+        ArgumentNullException.ThrowIfNull(caller);
+        ArgumentNullException.ThrowIfNull(request);
+        request.Validate();
+        var model = await registry.FindAsync(caller.WorkspaceId, request.Model!, cancel).ConfigureAwait(false)
+            ?? throw new NotFoundException("model", request.Model!);
+        if (model.Kind != ModelKind.Base)
+        {
+            throw new BadRequestException($"Model '{model.Id}' is a fine-tuned model; fine-tune its base model '{model.Root}' instead.");
+        }
+
+        var problems = new List<Problem>();
+        var files = new List<FileRecord>();
+        for (var i = 0; i < request.TrainingFiles!.Count; i++)
+        {
+            Check(request.TrainingFiles[i].FileId, $"training_files[{i}].file_id");
+        }
+
+        for (var i = 0; i < (request.ValidationFiles?.Count ?? 0); i++)
+        {
+            Check(request.ValidationFiles![i], $"validation_files[{i}]");
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new ValidationFailedException(problems[0].Message, problems, problems.Count, "invalid_request");
+        }
+
+        if (request.StartFrom is { } start)
+        {
+            var source = runtime.Jobs.Get(caller.WorkspaceId, start.JobId) ?? throw new NotFoundException("job", start.JobId);
+            if (!runtime.Jobs.Checkpoints(source.Id).Any(c => c.StepNumber == start.Step && c.Retained))
+            {
+                throw new NotFoundException("checkpoint", $"{start.JobId}@{start.Step}");
+            }
+        }
+
+        // Everything the job writes is at least as restricted as its data, its base model and
+        // the checkpoint policy (never cloud-only).
+        var policy = string.Join('&', files.Select(f => f.Policy).Append(model.Policy).Append(runtime.Config.Defaults.CheckpointPolicy)
+            .SelectMany(p => p.Split('&')).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
+        var resolved = runtime.ResolvePolicy(policy);
+        var location = files[0].LocationId;
+        var decision = resolved.Evaluate(runtime.Locations.Describe(location), null);
+        if (!decision.Allowed)
+        {
+            throw new PlacementRefusedException(resolved.Name, location, decision.Reason!);
+        }
+
+        var now = runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
+        var job = new JobRecord
+        {
+            Id = Guid.NewGuid().ToString(),
+            WorkspaceId = caller.WorkspaceId,
+            Model = model.Id,
+            Status = FineTuningStatus.Queued,
+            AutoStart = request.AutoStart ?? true,
+            RequestJson = JsonSerializer.Serialize(request, AtelierJson.Options),
+            Suffix = request.Suffix,
+            Policy = policy,
+            LocationId = location,
+            CreatedAt = now,
+            ModifiedAt = now,
+            CreatedBy = caller.Key.Id,
+        };
+        runtime.Jobs.Insert(job);
+        return job;
+
+        void Check(string id, string field)
+        {
+            var file = runtime.Files.Get(caller.WorkspaceId, id) ?? throw new NotFoundException("file", id);
+            if (file.Purpose != "fine-tune")
+            {
+                problems.Add(new Problem($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; fine-tuning takes files uploaded with purpose 'fine-tune'.", Field: field));
+            }
+            else
+            {
+                files.Add(file);
+            }
+        }
+    }
+
+    /// <summary>The wire form of a job; with <paramref name="details"/>, its events and checkpoints too.</summary>
+    public static JobObject ToObject(AtelierRuntime runtime, JobRecord job, bool details)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(job);
+        var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
+        var h = request.Hyperparameters ?? new CompletionHyperparameters();
+        JobPlanRecord? plan = job.MetadataJson is { } m ? JsonSerializer.Deserialize<JobPlanRecord>(m, AtelierJson.Options) : null;
+        return new JobObject
+        {
+            Id = job.Id,
+            AutoStart = job.AutoStart,
+            Model = job.Model,
+            Status = job.Status,
+            CreatedAt = job.CreatedAt,
+            ModifiedAt = job.ModifiedAt,
+            TrainingFiles = [.. (request.TrainingFiles ?? []).Select(f => f.FileId)],
+            ValidationFiles = request.ValidationFiles ?? [],
+            FineTunedModel = job.FineTunedModel,
+            Suffix = job.Suffix,
+            TrainedTokens = job.TrainedTokens,
+            Metadata = plan is null ? null : new JobMetadataObject(plan.ExpectedDurationSeconds, 0, "EUR", plan.Plan.TrainTokensPerStep, plan.TrainTokens, plan.DataTokens, null),
+            Hyperparameters = new HyperparametersObject(
+                plan?.Plan.TrainingSteps ?? h.TrainingSteps,
+                h.LearningRate,
+                h.WeightDecay,
+                h.WarmupFraction,
+                plan is null ? h.Epochs : Math.Round(plan.Epochs, 4),
+                plan?.Plan.SeqLen ?? h.SeqLen,
+                h.FimRatio),
+            Error = job.Error,
+            Events = details ? [.. runtime.Jobs.Events(job.Id).Select(e => new JobEventObject(e.Name, e.DataJson is null ? null : JsonDocument.Parse(e.DataJson).RootElement.Clone(), e.CreatedAt))] : null,
+            Checkpoints = details
+                ? [.. runtime.Jobs.Checkpoints(job.Id).Select(c => new JobCheckpointObject(new CheckpointMetricsObject(c.TrainLoss, c.ValidLoss, c.ValidAccuracy), c.StepNumber, c.CreatedAt))]
+                : null,
+        };
+    }
+}
+
+/// <summary>The Mistral-compatible fine-tuning jobs API.</summary>
+public static class FineTuningEndpoints
+{
+    /// <summary>Maps <c>/v1/fine_tuning/jobs</c>.</summary>
+    public static void MapFineTuningJobs(this IEndpointRouteBuilder app)
+    {
+        var jobs = app.MapGroup("/v1/fine_tuning/jobs").WithTags("Fine-tuning");
+
+        jobs.MapPost("", async (HttpContext context, AtelierRuntime runtime, ModelRegistry registry, IGrainFactory grains) =>
+        {
+            var request = await ReadAsync<FineTuningJobRequest>(context).ConfigureAwait(false);
+            var job = await JobRequests.CreateAsync(runtime, registry, ApiKeyAuthentication.Caller(context), request, context.RequestAborted).ConfigureAwait(false);
+
+            // The job as created (QUEUED), as Mistral answers; validation starts right after.
+            var created = JobRequests.ToObject(runtime, job, details: false);
+            await grains.GetGrain<IFineTuningJobGrain>(job.Id).SubmitAsync().ConfigureAwait(false);
+            return Results.Json(created, AtelierJson.Options);
+        }).WithSummary("Create a fine-tuning job: validated, then started when auto_start (the default).");
+
+        jobs.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var q = context.Request.Query;
+            var page = Int(q["page"], "page", 0, int.MaxValue) ?? 0;
+            var pageSize = Int(q["page_size"], "page_size", 1, 1000) ?? 100;
+            var status = q["status"].ToString();
+            if (status.Length > 0 && !FineTuningStatus.IsKnown(status))
+            {
+                throw new BadRequestException($"'status' {status} is not a job status.");
+            }
+
+            var filter = new JobFilter
+            {
+                Model = Text(q["model"]),
+                CreatedAfter = Time(q["created_after"], "created_after"),
+                CreatedBefore = Time(q["created_before"], "created_before"),
+                CreatedBy = bool.TryParse(q["created_by_me"], out var mine) && mine ? caller.Key.Id : null,
+                Status = Text(q["status"]),
+                Suffix = Text(q["suffix"]),
+            };
+            if (Text(q["wandb_project"]) is not null || Text(q["wandb_name"]) is not null)
+            {
+                // No job has a W&B integration here: the filter matches nothing.
+                return Results.Json(new JobList([], "list", 0), AtelierJson.Options);
+            }
+
+            var (list, total) = runtime.Jobs.List(caller.WorkspaceId, filter, page, pageSize);
+            return Results.Json(new JobList([.. list.Select(j => JobRequests.ToObject(runtime, j, details: false))], "list", total), AtelierJson.Options);
+        }).WithSummary("List the workspace's jobs, newest first, with Mistral's filters and paging.");
+
+        jobs.MapGet("/{jobId}", (HttpContext context, string jobId, AtelierRuntime runtime) =>
+            Results.Json(JobRequests.ToObject(runtime, Find(context, runtime, jobId), details: true), AtelierJson.Options))
+            .WithSummary("A job with its events and checkpoints.");
+
+        jobs.MapPost("/{jobId}/cancel", async (HttpContext context, string jobId, AtelierRuntime runtime, IGrainFactory grains) =>
+        {
+            var job = Find(context, runtime, jobId);
+            await grains.GetGrain<IFineTuningJobGrain>(job.Id).CancelAsync().ConfigureAwait(false);
+            return Results.Json(JobRequests.ToObject(runtime, runtime.Jobs.GetById(job.Id)!, details: true), AtelierJson.Options);
+        }).WithSummary("Cancel a job: at once when it is not training, else CANCELLATION_REQUESTED until the trainer stops.");
+
+        jobs.MapPost("/{jobId}/start", async (HttpContext context, string jobId, AtelierRuntime runtime, IGrainFactory grains) =>
+        {
+            var job = Find(context, runtime, jobId);
+            await grains.GetGrain<IFineTuningJobGrain>(job.Id).StartAsync().ConfigureAwait(false);
+            return Results.Json(JobRequests.ToObject(runtime, runtime.Jobs.GetById(job.Id)!, details: true), AtelierJson.Options);
+        }).WithSummary("Start a validated job that was created with auto_start false.");
+    }
+
+    /// <summary>The caller's job, or 404.</summary>
+    public static JobRecord Find(HttpContext context, AtelierRuntime runtime, string jobId)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        return runtime.Jobs.Get(ApiKeyAuthentication.Caller(context).WorkspaceId, jobId) ?? throw new NotFoundException("job", jobId);
+    }
+
+    /// <summary>Reads a JSON body, with a 400 that says what is wrong with it.</summary>
+    public static async Task<T> ReadAsync<T>(HttpContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        try
+        {
+            return await JsonSerializer.DeserializeAsync<T>(context.Request.Body, AtelierJson.Options, context.RequestAborted).ConfigureAwait(false)
+                ?? throw new BadRequestException("The request body is empty; expected a JSON object.");
+        }
+        catch (JsonException e)
+        {
+            throw new BadRequestException($"The request body is not valid JSON for this endpoint: {e.Message}");
+        }
+    }
+
+    private static string? Text(Microsoft.Extensions.Primitives.StringValues value) => value.Count == 0 || value[0] is not { Length: > 0 } s ? null : s;
+
+    private static int? Int(Microsoft.Extensions.Primitives.StringValues value, string name, int min, int max)
+    {
+        if (Text(value) is not { } s)
+        {
+            return null;
+        }
+
+        return int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+            ? n
+            : throw new BadRequestException($"'{name}' must be an integer between {min} and {max}, not '{s}'.");
+    }
+
+    private static long? Time(Microsoft.Extensions.Primitives.StringValues value, string name)
+    {
+        if (Text(value) is not { } s)
+        {
+            return null;
+        }
+
+        if (long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds))
+        {
+            return seconds;
+        }
+
+        return DateTimeOffset.TryParse(s, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)
+            ? at.ToUnixTimeSeconds()
+            : throw new BadRequestException($"'{name}' must be a date-time (ISO 8601) or Unix seconds, not '{s}'.");
+    }
+}

@@ -1,0 +1,375 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Atelier.Catalog;
+using Atelier.Cluster.Jobs;
+using Atelier.Core.Errors;
+using Atelier.Data.Building;
+using Atelier.Data.Readers;
+using Atelier.Data.Shards;
+using Atelier.Data.Tokenization;
+using Atelier.Registry;
+using Atelier.Server.Errors;
+using Atelier.Server.Hosting;
+using Atelier.Storage.Placement;
+using Atelier.Training.Checkpoints;
+using Atelier.Training.Jobs;
+using Atelier.Training.Loading;
+
+namespace Atelier.Server.Jobs;
+
+/// <summary>A file of a job's dataset as placed through the guard.</summary>
+/// <param name="Key">Its blob key.</param>
+/// <param name="Name">Its path within the dataset version (the data loader's fingerprint uses it, so it must not name the job).</param>
+/// <param name="Rows">Windows it holds.</param>
+/// <param name="Sha256">Its content hash, from the dataset manifest.</param>
+public sealed record JobShard(string Key, string Name, long Rows, string Sha256);
+
+/// <summary>What validation fixed for a job, stored as its <c>metadata_json</c>.</summary>
+public sealed record JobPlanRecord
+{
+    /// <summary>The trainer's plan.</summary>
+    public required FineTuningPlan Plan { get; init; }
+
+    /// <summary>Tokens in the training data.</summary>
+    public required long DataTokens { get; init; }
+
+    /// <summary>Tokens the job trains on.</summary>
+    public required long TrainTokens { get; init; }
+
+    /// <summary>Estimated duration.</summary>
+    public required long ExpectedDurationSeconds { get; init; }
+
+    /// <summary>Passes over the data.</summary>
+    public required double Epochs { get; init; }
+
+    /// <summary>The training shards, in order.</summary>
+    public required IReadOnlyList<JobShard> TrainingShards { get; init; }
+
+    /// <summary>The validation shards.</summary>
+    public required IReadOnlyList<JobShard> ValidationShards { get; init; }
+
+    /// <summary>The training pipeline's counters (kept, duplicates, contaminated, invalid).</summary>
+    public required DatasetCounters Counters { get; init; }
+
+}
+
+/// <summary>
+/// The node-local work behind the job grains: validation builds a job's datasets with the base
+/// model's own tokeniser and places them through the guard under <c>job/&lt;id&gt;/</c>; training
+/// runs <see cref="FineTuningRunner"/> on a dedicated thread, records each durable checkpoint,
+/// and on success places the adapter and registers the fine-tuned model. Both report back to the
+/// job's grain; neither runs inside a grain turn.
+/// </summary>
+public sealed partial class FineTuningWork(
+    AtelierRuntime runtime,
+    ModelRegistry registry,
+    CheckpointStore checkpoints,
+    IGrainFactory grains,
+    IHostApplicationLifetime lifetime,
+    ILogger<FineTuningWork> logger) : IFineTuningWork
+{
+    private const string Actor = "system:fine-tuning";
+    private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
+
+    /// <summary>Loss of each step of the jobs training here, newest last, for live curves.</summary>
+    public ConcurrentDictionary<string, List<double>> LiveLoss { get; } = new(StringComparer.Ordinal);
+
+    /// <inheritdoc />
+    public void StartValidation(string jobId)
+    {
+        var cancel = Register(jobId);
+        _ = Task.Run(async () =>
+        {
+            string? error = null;
+            try
+            {
+                await ValidateAsync(jobId, cancel.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                // Cancelled (the grain already moved the job on) or the node is stopping (the
+                // job stays VALIDATING and is validated again on the next start).
+                return;
+            }
+            catch (Exception e) when (e is AtelierException or InvalidDataException or IOException or FormatException)
+            {
+                error = e.Message;
+            }
+            catch (Exception e)
+            {
+                LogFailed(logger, e, jobId);
+                error = "internal error: " + e.Message;
+            }
+            finally
+            {
+                Unregister(jobId, cancel);
+            }
+
+            await grains.GetGrain<IFineTuningJobGrain>(jobId).ValidationFinishedAsync(error).ConfigureAwait(false);
+        });
+    }
+
+    /// <inheritdoc />
+    public void StartTraining(string jobId, string node)
+    {
+        var cancel = Register(jobId);
+        _ = Task.Factory.StartNew(
+            async () =>
+            {
+                var end = RunEnd.Succeeded;
+                string? error = null;
+                try
+                {
+                    await TrainAsync(jobId, cancel.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+                {
+                    end = lifetime.ApplicationStopping.IsCancellationRequested ? RunEnd.Interrupted : RunEnd.Cancelled;
+                }
+                catch (Exception e)
+                {
+                    LogFailed(logger, e, jobId);
+                    end = RunEnd.Failed;
+                    error = e is AtelierException or CheckpointFailedException or InvalidDataException or IOException ? e.Message : "internal error: " + e.Message;
+                }
+                finally
+                {
+                    Unregister(jobId, cancel);
+                    LiveLoss.TryRemove(jobId, out _);
+                }
+
+                if (end != RunEnd.Interrupted)
+                {
+                    await grains.GetGrain<IFineTuningJobGrain>(jobId).RunFinishedAsync(end, error).ConfigureAwait(false);
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default).Unwrap();
+    }
+
+    /// <inheritdoc />
+    public void Cancel(string jobId)
+    {
+        if (_work.TryGetValue(jobId, out var cancel))
+        {
+            cancel.Cancel();
+        }
+    }
+
+    /// <inheritdoc />
+    public string? DataNode(string jobId)
+    {
+        var job = runtime.Jobs.GetById(jobId);
+        if (job is null)
+        {
+            return null;
+        }
+
+        var location = runtime.Locations.Describe(job.LocationId);
+        if (location.Node is { } node)
+        {
+            return node;
+        }
+
+        // A rack-level location: any node of its rack is next to it.
+        return runtime.Topology.Sites.SelectMany(s => s.Racks).FirstOrDefault(r => r.Id == location.Rack)?.Nodes.FirstOrDefault();
+    }
+
+    /// <summary>Stops every attempt on this node (the host is stopping); the jobs resume on the next start.</summary>
+    public void StopAll()
+    {
+        foreach (var cancel in _work.Values)
+        {
+            cancel.Cancel();
+        }
+    }
+
+    private CancellationTokenSource Register(string jobId)
+    {
+        var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime.ApplicationStopping);
+        _work[jobId] = cancel;
+        return cancel;
+    }
+
+    private void Unregister(string jobId, CancellationTokenSource cancel)
+    {
+        _work.TryRemove(new KeyValuePair<string, CancellationTokenSource>(jobId, cancel));
+        cancel.Dispose();
+    }
+
+    private async Task ValidateAsync(string jobId, CancellationToken cancel)
+    {
+        var job = runtime.Jobs.GetById(jobId) ?? throw new NotFoundException("job", jobId);
+        var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
+        var model = await registry.FindAsync(job.WorkspaceId, job.Model, cancel).ConfigureAwait(false)
+            ?? throw new ValidationFailedException($"Model '{job.Model}' no longer exists.", [new Problem($"Model '{job.Model}' no longer exists.", Field: "model")], 1);
+        var directory = await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false);
+        var tokenizer = ModelTokenizers.Load(directory);
+
+        var training = request.TrainingFiles!.Select(f => Input(job, f.FileId)).ToArray();
+        var validation = (request.ValidationFiles ?? []).Select(id => Input(job, id)).ToArray();
+        var staging = Staging(jobId);
+        var prepared = await FineTuningPreparation.BuildAsync(training, validation, tokenizer, request.Hyperparameters!.SeqLen ?? FineTuningPreparation.DefaultSeqLen, staging, cancel).ConfigureAwait(false);
+        var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
+        var planned = FineTuningPreparation.Plan(request, prepared, parameters);
+
+        var artifact = await ArtifactAsync(job).ConfigureAwait(false);
+        var policy = runtime.ResolvePolicy(job.Policy);
+        var trainShards = await PlaceDatasetAsync(artifact, policy, job, "train", prepared.Training, cancel).ConfigureAwait(false);
+        var validShards = prepared.Validation is { } v ? await PlaceDatasetAsync(artifact, policy, job, "valid", v, cancel).ConfigureAwait(false) : [];
+
+        var record = new JobPlanRecord
+        {
+            Plan = planned.Plan,
+            DataTokens = planned.DataTokens,
+            TrainTokens = planned.TrainTokens,
+            ExpectedDurationSeconds = planned.ExpectedDurationSeconds,
+            Epochs = planned.Epochs,
+            TrainingShards = trainShards,
+            ValidationShards = validShards,
+            Counters = prepared.Training.Manifest.Counters,
+        };
+        runtime.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
+        Directory.Delete(staging, recursive: true);
+    }
+
+    private DatasetInput Input(JobRecord job, string fileId)
+    {
+        var file = runtime.Files.Get(job.WorkspaceId, fileId)
+            ?? throw new ValidationFailedException($"File '{fileId}' no longer exists.", [new Problem($"File '{fileId}' no longer exists.", Field: "training_files")], 1);
+        return new DatasetInput(file.Filename, () => runtime.Guard.TryOpenRead(file.LocationId, file.BlobKey, out var stream)
+            ? stream
+            : throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'."), DataFormat.FineTuneJsonl);
+    }
+
+    private async Task<IReadOnlyList<JobShard>> PlaceDatasetAsync(ArtifactRef artifact, Atelier.Core.Residency.ResidencyPolicy policy, JobRecord job, string part, DatasetBuildResult result, CancellationToken cancel)
+    {
+        var prefix = $"job/{job.Id}/{part}/";
+
+        // A crash during an earlier placement may have left some of these keys; validation places them all again.
+        foreach (var key in runtime.Locations.ListKeys(job.LocationId, prefix).ToArray())
+        {
+            await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
+        }
+
+        foreach (var relative in result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"))
+        {
+            await runtime.Guard.PlaceFileAsync(artifact, policy, job.LocationId, Actor, prefix + relative, Path.Combine(result.Directory, relative), cancel).ConfigureAwait(false);
+        }
+
+        return [.. result.Manifest.Shards.Select(s => new JobShard(prefix + s.Path, s.Path, s.Rows, s.Sha256))];
+    }
+
+    private async Task TrainAsync(string jobId, CancellationToken cancel)
+    {
+        var job = runtime.Jobs.GetById(jobId) ?? throw new NotFoundException("job", jobId);
+        var record = JsonSerializer.Deserialize<JobPlanRecord>(job.MetadataJson ?? throw new InvalidOperationException($"Job {jobId} runs without being validated."), AtelierJson.Options)!;
+        var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
+        var model = await registry.FindAsync(job.WorkspaceId, job.Model, cancel).ConfigureAwait(false)
+            ?? throw new NotFoundException("model", job.Model);
+        var directory = await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false);
+        var ckptJob = new CheckpointJob(job.WorkspaceId, job.Id, runtime.ResolvePolicy(job.Policy));
+
+        // A crash between a checkpoint's commit and its catalog row leaves a checkpoint the job's
+        // history does not show yet.
+        var known = runtime.Jobs.Checkpoints(jobId).Select(c => c.StepNumber).ToHashSet();
+        foreach (var info in await checkpoints.ListAsync(jobId, cancel).ConfigureAwait(false))
+        {
+            if (!known.Contains(info.Step))
+            {
+                Record(jobId, info.Step, info.Id, info.Metrics, info.Step * record.Plan.TrainTokensPerStep, info.CreatedAt.ToUnixTimeSeconds());
+            }
+        }
+
+        var validation = new List<ShardWindow>();
+        foreach (var shard in record.ValidationShards)
+        {
+            await using var stream = Open(job, shard.Key);
+            await foreach (var window in ArrowShardReader.ReadAsync(stream, shard.Key, cancel).ConfigureAwait(false))
+            {
+                validation.Add(window);
+            }
+        }
+
+        var adapterPath = Path.Combine(Staging(jobId), "adapter.safetensors");
+        Directory.CreateDirectory(Path.GetDirectoryName(adapterPath)!);
+        File.Delete(adapterPath);
+        var loss = LiveLoss.GetOrAdd(jobId, _ => []);
+        var outcome = await FineTuningRunner.RunAsync(
+            new FineTuningRun
+            {
+                Job = ckptJob,
+                Plan = record.Plan,
+                ModelDirectory = directory,
+                TrainingShards = [.. record.TrainingShards.Select(s => new ShardSource(s.Name, s.Rows, _ => ValueTask.FromResult(Open(job, s.Key))) { ContentHash = s.Sha256 })],
+                ValidationWindows = validation,
+                Checkpoints = checkpoints,
+                StartFrom = request.StartFrom,
+                AdapterPath = adapterPath,
+                OnStep = (_, l) =>
+                {
+                    lock (loss)
+                    {
+                        loss.Add(l);
+                    }
+                },
+                OnResume = step => runtime.Jobs.AddEvent(jobId, "resumed", $$"""{"from_step":{{step}}}"""),
+                OnCheckpoint = c => Record(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, runtime.Clock.GetUtcNow().ToUnixTimeSeconds()),
+                OnRetention = steps => runtime.Jobs.MarkCheckpointsDeleted(jobId, steps),
+            },
+            cancel).ConfigureAwait(false);
+
+        // The adapter is the model's only new bytes; the base model is referenced, not copied.
+        var artifact = await ArtifactAsync(job).ConfigureAwait(false);
+        var key = $"job/{jobId}/adapter/lora.safetensors";
+        var existing = await registry.FindByJobAsync(jobId, cancel).ConfigureAwait(false);
+        if (existing is null)
+        {
+            if (runtime.Locations.ListKeys(job.LocationId, key).Any())
+            {
+                await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
+            }
+
+            var receipt = await runtime.Guard.PlaceFileAsync(artifact, runtime.ResolvePolicy(job.Policy), job.LocationId, Actor, key, adapterPath, cancel).ConfigureAwait(false);
+            existing = await registry.RegisterFineTunedAsync(
+                new FineTunedModelRegistration
+                {
+                    Workspace = job.WorkspaceId,
+                    JobId = jobId,
+                    BaseModelId = job.Model,
+                    Suffix = job.Suffix,
+                    Artifacts = [new ModelArtifact("lora.safetensors", receipt.LocationId, receipt.Key, receipt.Bytes, receipt.Sha256)],
+                    PolicyName = job.Policy,
+                    Lineage = new ModelLineage
+                    {
+                        TrainingFileIds = [.. request.TrainingFiles!.Select(f => f.FileId)],
+                        ValidationFileIds = request.ValidationFiles ?? [],
+                        CheckpointId = outcome.FinalCheckpointId,
+                        RootVersion = model.Artifacts.FirstOrDefault(a => a.Name == "consolidated.safetensors")?.Sha256,
+                    },
+                    Actor = Actor,
+                },
+                cancel).ConfigureAwait(false);
+        }
+
+        runtime.Jobs.SetResult(jobId, existing.Id, outcome.TrainedTokens);
+        File.Delete(adapterPath);
+    }
+
+    private void Record(string jobId, long step, string id, CheckpointMetrics metrics, long tokens, long at) =>
+        runtime.Jobs.AddCheckpoint(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens);
+
+    private Stream Open(JobRecord job, string key) =>
+        runtime.Guard.TryOpenRead(job.LocationId, key, out var stream)
+            ? stream
+            : throw new StorageUnavailableException($"The job's data '{key}' is missing from location '{job.LocationId}'.");
+
+    private ValueTask<ArtifactRef> ArtifactAsync(JobRecord job) =>
+        ValueTask.FromResult(new ArtifactRef("job", job.Id, runtime.Keys.GetWorkspace(job.WorkspaceId)?.Name ?? job.WorkspaceId));
+
+    private string Staging(string jobId) => Path.Combine(runtime.Options.DataDirectory, "staging", "jobs", jobId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Fine-tuning job {JobId} failed")]
+    private static partial void LogFailed(ILogger logger, Exception exception, string jobId);
+}

@@ -1,0 +1,45 @@
+using Atelier.Cluster.Jobs;
+using Atelier.Server.Hosting;
+using Atelier.Training.Checkpoints;
+
+namespace Atelier.Server.Jobs;
+
+/// <summary>
+/// Runs once the silo is up: clears torn checkpoint writes, offers this node's training slots to
+/// the scheduler, and hands every unfinished job back to its grain, which picks it up from its
+/// catalog status (a job that was training resumes from its last committed checkpoint). On stop,
+/// it stops the trainers here; their jobs stay RUNNING and resume on the next start.
+/// </summary>
+public sealed partial class JobRecoveryService(
+    AtelierRuntime runtime,
+    CheckpointStore checkpoints,
+    FineTuningWork work,
+    IGrainFactory grains,
+    ILogger<JobRecoveryService> logger) : IHostedService
+{
+    /// <inheritdoc />
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var report = await checkpoints.RecoverAsync(cancellationToken).ConfigureAwait(false);
+        if (report.PartialWritesRemoved > 0 || report.ChunksSwept > 0)
+        {
+            LogCheckpointRecovery(logger, report.PartialWritesRemoved, report.ChunksSwept);
+        }
+
+        await grains.GetGrain<IJobSchedulerGrain>(0).RegisterNodeAsync(runtime.NodeName, runtime.Config.Defaults.TrainingSlots).ConfigureAwait(false);
+        foreach (var job in runtime.Jobs.Unfinished())
+        {
+            await grains.GetGrain<IFineTuningJobGrain>(job.Id).RecoverAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        work.StopAll();
+        return Task.CompletedTask;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Checkpoint recovery removed {Partial} partial writes and swept {Chunks} unreferenced chunks")]
+    private static partial void LogCheckpointRecovery(ILogger logger, int partial, int chunks);
+}

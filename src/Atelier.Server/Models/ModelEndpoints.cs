@@ -1,0 +1,260 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Atelier.Core.Errors;
+using Atelier.Registry;
+using Atelier.Server.Auth;
+using Atelier.Server.Errors;
+using Atelier.Server.Hosting;
+
+namespace Atelier.Server.Models;
+
+/// <summary>The body of <c>POST /api/v1/models/import</c>.</summary>
+/// <param name="Path">An absolute path on the server's machine of a directory in Mistral's consolidated format.</param>
+/// <param name="Name">The model id (<c>[a-z0-9._-]</c>); the lower-cased directory name when absent.</param>
+/// <param name="Description">A description.</param>
+/// <param name="Policy">The residency policy of its bytes; the configured file policy when absent.</param>
+/// <param name="Location">Where to place its bytes; the configured file location when absent.</param>
+/// <param name="MaxContextLength">Overrides what <c>params.json</c> says.</param>
+/// <param name="Aliases">Other names that resolve to it.</param>
+public sealed record ImportModelRequest(string? Path, string? Name, string? Description, string? Policy, string? Location, int? MaxContextLength, IReadOnlyList<string>? Aliases);
+
+/// <summary>
+/// The Mistral-compatible Models API (<c>/v1/models</c>, <c>/v1/fine_tuning/models</c>) and the
+/// platform's model import and removal (<c>/api/v1/models</c>). Base models are imported by an
+/// admin and visible to every workspace; fine-tuned models belong to the workspace of the job that
+/// trained them, and other workspaces get 404 for them.
+/// </summary>
+public static class ModelEndpoints
+{
+    /// <summary>Maps the model routes.</summary>
+    public static void MapModels(this IEndpointRouteBuilder app)
+    {
+        var models = app.MapGroup("/v1/models").WithTags("Models");
+        models.MapGet("", async (HttpContext context, ModelRegistry registry) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var all = await registry.ListAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
+            var data = new JsonArray([.. all.Select(m => (JsonNode)Card(m))]);
+            return Results.Json(new JsonObject { ["object"] = "list", ["data"] = data }, AtelierJson.Options);
+        }).WithSummary("List the base models and the workspace's fine-tuned models.");
+
+        models.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
+            Results.Json(Card(await FindAsync(context, registry, modelId).ConfigureAwait(false)), AtelierJson.Options))
+            .WithSummary("Retrieve a model card.");
+
+        models.MapDelete("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var deleted = await registry.DeleteFineTunedAsync(caller.WorkspaceId, modelId, caller.Actor, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(new JsonObject { ["id"] = deleted.Id, ["object"] = "model", ["deleted"] = true }, AtelierJson.Options);
+        }).WithSummary("Delete a fine-tuned model and its adapter bytes.");
+
+        var fineTuned = app.MapGroup("/v1/fine_tuning/models").WithTags("Models");
+        fineTuned.MapPatch("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var (name, setName, description, setDescription) = await ReadUpdateAsync(context).ConfigureAwait(false);
+            var updated = await registry.UpdateAsync(caller.WorkspaceId, modelId, name, setName, description, setDescription, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(FineTunedModel(updated), AtelierJson.Options);
+        }).WithSummary("Update a fine-tuned model's name and description.");
+
+        fineTuned.MapPost("/{modelId}/archive", async (HttpContext context, string modelId, ModelRegistry registry) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var model = await registry.SetArchivedAsync(caller.WorkspaceId, modelId, archived: true, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(new JsonObject { ["id"] = model.Id, ["object"] = "model", ["archived"] = true }, AtelierJson.Options);
+        }).WithSummary("Archive a fine-tuned model.");
+
+        fineTuned.MapDelete("/{modelId}/archive", async (HttpContext context, string modelId, ModelRegistry registry) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var model = await registry.SetArchivedAsync(caller.WorkspaceId, modelId, archived: false, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(new JsonObject { ["id"] = model.Id, ["object"] = "model", ["archived"] = false }, AtelierJson.Options);
+        }).WithSummary("Unarchive a fine-tuned model.");
+
+        var platform = app.MapGroup("/api/v1/models").WithTags("Models");
+        platform.MapPost("/import", async (HttpContext context, ImportModelRequest? request, AtelierRuntime runtime, ModelRegistry registry) =>
+        {
+            var caller = ApiKeyAuthentication.Admin(context);
+            if (request is null || string.IsNullOrWhiteSpace(request.Path))
+            {
+                throw new BadRequestException("The body must be a JSON object with 'path': an absolute directory on the server's machine.");
+            }
+
+            var policyName = string.IsNullOrWhiteSpace(request.Policy) ? runtime.Config.Defaults.FilePolicy : request.Policy.Trim();
+            Core.Residency.ResidencyPolicy policy;
+            try
+            {
+                policy = runtime.ResolvePolicy(policyName);
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new BadRequestException(e.Message, "invalid_policy");
+            }
+
+            var model = await registry.ImportBaseModelAsync(
+                new BaseModelImport
+                {
+                    SourceDirectory = request.Path,
+                    Id = string.IsNullOrWhiteSpace(request.Name) ? null : request.Name.Trim(),
+                    Description = request.Description,
+                    MaxContextLength = request.MaxContextLength,
+                    Aliases = request.Aliases ?? [],
+                },
+                policy,
+                string.IsNullOrWhiteSpace(request.Location) ? runtime.Config.Defaults.FileLocation : request.Location.Trim(),
+                caller.Actor,
+                caller.Key.WorkspaceName,
+                context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(Detail(model), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+        }).WithSummary("Import a base model from a Mistral-format directory on the server's machine (admin). Visible to every workspace.");
+
+        platform.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
+            Results.Json(Detail(await FindAsync(context, registry, modelId).ConfigureAwait(false)), AtelierJson.Options))
+            .WithSummary("A model with its residency policy, artifacts and lineage.");
+
+        platform.MapDelete("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
+        {
+            var caller = ApiKeyAuthentication.Admin(context);
+            var deleted = await registry.DeleteBaseAsync(modelId, caller.Actor, caller.Key.WorkspaceName, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(new JsonObject { ["id"] = deleted.Id, ["object"] = "model", ["deleted"] = true }, AtelierJson.Options);
+        }).WithSummary("Delete a base model and its bytes (admin); refused while fine-tuned models of it exist.");
+    }
+
+    /// <summary>Mistral's <c>BaseModelCard</c> or <c>FTModelCard</c>.</summary>
+    public static JsonObject Card(RegisteredModel m)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        var card = new JsonObject
+        {
+            ["id"] = m.Id,
+            ["object"] = "model",
+            ["created"] = m.CreatedAt,
+            ["owned_by"] = m.OwnedBy,
+            ["capabilities"] = JsonSerializer.SerializeToNode(m.Capabilities, AtelierJson.Options),
+            ["name"] = m.Name,
+            ["description"] = m.Description,
+            ["max_context_length"] = m.MaxContextLength,
+            ["aliases"] = new JsonArray([.. m.Aliases.Select(a => (JsonNode)JsonValue.Create(a))]),
+            ["deprecation"] = null,
+            ["deprecation_replacement_model"] = null,
+            ["default_model_temperature"] = null,
+            ["type"] = m.Type,
+        };
+        if (m.Kind == ModelKind.FineTuned)
+        {
+            card["job"] = m.JobId;
+            card["root"] = m.Root;
+            card["archived"] = m.Archived;
+        }
+
+        return card;
+    }
+
+    /// <summary>Mistral's <c>CompletionFineTunedModel</c>, as <c>PATCH /v1/fine_tuning/models/{id}</c> answers.</summary>
+    public static JsonObject FineTunedModel(RegisteredModel m)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        return new JsonObject
+        {
+            ["id"] = m.Id,
+            ["object"] = "model",
+            ["created"] = m.CreatedAt,
+            ["owned_by"] = m.OwnedBy,
+            ["workspace_id"] = m.WorkspaceId,
+            ["root"] = m.Root,
+            ["root_version"] = m.Lineage.RootVersion is { Length: >= 8 } v ? v[..8] : "0",
+            ["archived"] = m.Archived,
+            ["name"] = m.Name,
+            ["description"] = m.Description,
+            ["capabilities"] = new JsonObject
+            {
+                ["completion_chat"] = m.Capabilities.CompletionChat,
+                ["completion_fim"] = m.Capabilities.CompletionFim,
+                ["function_calling"] = m.Capabilities.FunctionCalling,
+                ["fine_tuning"] = m.Capabilities.FineTuning,
+                ["classification"] = m.Capabilities.Classification,
+            },
+            ["max_context_length"] = m.MaxContextLength,
+            ["aliases"] = new JsonArray([.. m.Aliases.Select(a => (JsonNode)JsonValue.Create(a))]),
+            ["job"] = m.JobId,
+            ["model_type"] = "completion",
+        };
+    }
+
+    private static JsonObject Detail(RegisteredModel m)
+    {
+        var detail = Card(m);
+        detail["policy"] = m.Policy;
+        detail["artifacts"] = JsonSerializer.SerializeToNode(m.Artifacts, AtelierJson.Options);
+        detail["lineage"] = JsonSerializer.SerializeToNode(m.Lineage, AtelierJson.Options);
+        detail["created_by"] = m.CreatedBy;
+        return detail;
+    }
+
+    private static async Task<RegisteredModel> FindAsync(HttpContext context, ModelRegistry registry, string modelId)
+    {
+        var caller = ApiKeyAuthentication.Caller(context);
+        return await registry.FindAsync(caller.WorkspaceId, modelId, context.RequestAborted).ConfigureAwait(false)
+            ?? throw new NotFoundException("model", modelId);
+    }
+
+    private static async Task<(string? Name, bool SetName, string? Description, bool SetDescription)> ReadUpdateAsync(HttpContext context)
+    {
+        JsonDocument document;
+        try
+        {
+            document = await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (JsonException e)
+        {
+            throw new BadRequestException($"The body is not valid JSON: {e.Message}");
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new ValidationFailedException("The body must be a JSON object with 'name' and/or 'description'.", [new Problem("must be a JSON object")], 1, "invalid_request");
+            }
+
+            var problems = new List<Problem>();
+            (string? Value, bool Set) Field(string field, int maxLength)
+            {
+                if (!root.TryGetProperty(field, out var v))
+                {
+                    return (null, false);
+                }
+
+                if (v.ValueKind == JsonValueKind.Null)
+                {
+                    return (null, true);
+                }
+
+                if (v.ValueKind != JsonValueKind.String)
+                {
+                    problems.Add(new Problem($"must be a string or null, not {v.ValueKind.ToString().ToLowerInvariant()}", Field: field));
+                    return (null, false);
+                }
+
+                var s = v.GetString()!;
+                if (s.Length > maxLength)
+                {
+                    problems.Add(new Problem($"must be at most {maxLength} characters", Field: field));
+                }
+
+                return (s, true);
+            }
+
+            var (name, setName) = Field("name", 256);
+            var (description, setDescription) = Field("description", 4096);
+            if (problems.Count > 0)
+            {
+                throw new ValidationFailedException($"Invalid update: {string.Join("; ", problems)}", problems, problems.Count, "invalid_request");
+            }
+
+            return (name, setName, description, setDescription);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+using System.Globalization;
+using Atelier.Core.Errors;
+using Atelier.Data.Building;
+using Atelier.Data.Dedup;
+using Atelier.Data.Readers;
+using Atelier.Data.Tokenization;
+
+namespace Atelier.Training.Jobs;
+
+/// <summary>The datasets a job trains and validates on, built in a staging directory.</summary>
+/// <param name="Training">The training dataset version (deduplicated, decontaminated against the validation files).</param>
+/// <param name="Validation">The validation dataset version, or null without validation files.</param>
+public sealed record PreparedData(DatasetBuildResult Training, DatasetBuildResult? Validation);
+
+/// <summary>The job's plan and Mistral's <c>metadata</c> figures, as validation fixes them.</summary>
+/// <param name="Plan">What the trainer will do.</param>
+/// <param name="DataTokens">Tokens in the training data after the pipeline.</param>
+/// <param name="TrainTokens">Tokens the job will train on (steps × tokens per step).</param>
+/// <param name="ExpectedDurationSeconds">An estimate from the model's size and the machine's measured training speed class.</param>
+/// <param name="Epochs">Passes over the data that the steps amount to.</param>
+public sealed record PlannedJob(FineTuningPlan Plan, long DataTokens, long TrainTokens, long ExpectedDurationSeconds, double Epochs);
+
+/// <summary>Validation of a job: build its datasets with the base model's tokeniser, check them, fix the plan.</summary>
+public static class FineTuningPreparation
+{
+    /// <summary>Default window length when the request gives no <c>seq_len</c>.</summary>
+    public const int DefaultSeqLen = 2048;
+
+    /// <summary>
+    /// Builds the training dataset (validation files used for decontamination) and the validation
+    /// dataset under <paramref name="stagingDirectory"/>. The builder resumes there after a restart.
+    /// </summary>
+    public static async Task<PreparedData> BuildAsync(
+        IReadOnlyList<DatasetInput> training,
+        IReadOnlyList<DatasetInput> validation,
+        ITextTokenizer tokenizer,
+        int seqLen,
+        string stagingDirectory,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(training);
+        ArgumentNullException.ThrowIfNull(validation);
+        var options = new DatasetBuildOptions { SequenceLength = seqLen };
+        var train = await DatasetBuilder.BuildAsync(
+            new DatasetBuildRequest { Training = training, Eval = validation, Tokenizer = tokenizer, Options = options },
+            Path.Combine(stagingDirectory, "train"),
+            cancellationToken: cancellationToken).ConfigureAwait(false);
+        DatasetBuildResult? valid = null;
+        if (validation.Count > 0)
+        {
+            // Validation data is measured as it is: no dedup, nothing dropped for quality.
+            valid = await DatasetBuilder.BuildAsync(
+                new DatasetBuildRequest
+                {
+                    Training = validation,
+                    Tokenizer = tokenizer,
+                    Options = options with { ExactDedup = false, NearDedup = new MinHashOptions { Enabled = false } },
+                },
+                Path.Combine(stagingDirectory, "valid"),
+                cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+
+        return new PreparedData(train, valid);
+    }
+
+    /// <summary>
+    /// Checks the built data against the request (<c>invalid_sample_skip_percentage</c>, at least
+    /// one trainable window) and fixes the plan; throws <see cref="ValidationFailedException"/>
+    /// naming what is wrong.
+    /// </summary>
+    /// <param name="request">The job's request.</param>
+    /// <param name="data">The built datasets.</param>
+    /// <param name="modelParameters">The base model's parameter count, for the duration estimate.</param>
+    public static PlannedJob Plan(FineTuningJobRequest request, PreparedData data, long modelParameters)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(data);
+        var h = request.Hyperparameters!;
+        var counters = data.Training.Manifest.Counters;
+        var problems = new List<Problem>();
+
+        // Mistral's field is a fraction despite its name: 0.05 tolerates 5% invalid samples.
+        var tolerated = request.InvalidSampleSkipPercentage ?? 0;
+        var invalid = counters.ExamplesRead == 0 ? 0 : (double)counters.Issues / counters.ExamplesRead;
+        if (counters.Issues > 0 && invalid > tolerated)
+        {
+            var first = data.Training.Report.Issues.FirstOrDefault();
+            problems.Add(new Problem(
+                string.Create(CultureInfo.InvariantCulture, $"{counters.Issues} of {counters.ExamplesRead} samples are invalid ({invalid:P1}), more than invalid_sample_skip_percentage allows ({tolerated:P1}).{(first is null ? "" : $" First: {first}")}"),
+                Field: "training_files"));
+        }
+
+        if (counters.Windows == 0 || counters.TrainedTokens == 0)
+        {
+            problems.Add(new Problem("The training files hold no trainable tokens after validation, dedup and decontamination.", Field: "training_files"));
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new ValidationFailedException(problems[0].Message, problems, problems.Count, "invalid_training_data");
+        }
+
+        var seqLen = data.Training.Manifest.Options.SequenceLength;
+        var steps = h.TrainingSteps ?? (int)Math.Max(1, Math.Ceiling(h.Epochs!.Value * counters.Windows));
+        var plan = new FineTuningPlan
+        {
+            SeqLen = seqLen,
+            TrainingSteps = steps,
+            LearningRate = h.LearningRate,
+            WeightDecay = h.WeightDecay ?? 0.1,
+            WarmupSteps = (int)Math.Round((h.WarmupFraction ?? 0.05) * steps),
+            CheckpointEvery = Math.Max(1, (int)Math.Ceiling(steps / 10.0)),
+            Seed = request.Seed ?? 0,
+        };
+
+        // About 6 FLOPs per parameter per trained token (forward and backward), at the ~20 GFLOP/s
+        // the reference trainer reaches on one CPU socket: an estimate, refined by the first steps.
+        var seconds = (long)Math.Ceiling(6.0 * modelParameters * plan.TrainTokensPerStep * steps / 20e9);
+        return new PlannedJob(plan, counters.Tokens, plan.TrainTokensPerStep * steps, seconds, (double)steps / counters.Windows);
+    }
+}

@@ -1,0 +1,45 @@
+namespace Atelier.Training.Loading;
+
+/// <summary>What a loader has done so far.</summary>
+/// <param name="Batches">Batches handed out by <see cref="ShardedSequenceLoader.NextAsync"/>.</param>
+/// <param name="WindowsRead">Windows read by the workers (including those prefetched and not yet handed out).</param>
+/// <param name="BytesRead">Column bytes read for those windows (shard metadata excluded).</param>
+/// <param name="ReadTime">Time the workers spent reading, summed over workers.</param>
+/// <param name="WaitTime">Time callers spent waiting in <see cref="ShardedSequenceLoader.NextAsync"/> for a batch not yet read.</param>
+/// <param name="Waits">Calls to <see cref="ShardedSequenceLoader.NextAsync"/> that had to wait.</param>
+public sealed record LoaderStats(long Batches, long WindowsRead, long BytesRead, TimeSpan ReadTime, TimeSpan WaitTime, long Waits);
+
+/// <summary>The loader's counters, updated by the workers.</summary>
+internal sealed class LoaderCounters
+{
+    private long _batches;
+    private long _windows;
+    private long _bytes;
+    private long _readTicks;
+    private long _waitTicks;
+    private long _waits;
+
+    public void AddBytes(long bytes) => Interlocked.Add(ref _bytes, bytes);
+
+    public void AddRead(int windows, TimeSpan elapsed)
+    {
+        Interlocked.Add(ref _windows, windows);
+        Interlocked.Add(ref _readTicks, elapsed.Ticks);
+    }
+
+    public void AddBatch() => Interlocked.Increment(ref _batches);
+
+    public void AddWait(TimeSpan elapsed)
+    {
+        Interlocked.Increment(ref _waits);
+        Interlocked.Add(ref _waitTicks, elapsed.Ticks);
+    }
+
+    public LoaderStats Snapshot() => new(
+        Interlocked.Read(ref _batches),
+        Interlocked.Read(ref _windows),
+        Interlocked.Read(ref _bytes),
+        TimeSpan.FromTicks(Interlocked.Read(ref _readTicks)),
+        TimeSpan.FromTicks(Interlocked.Read(ref _waitTicks)),
+        Interlocked.Read(ref _waits));
+}

@@ -1,0 +1,78 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Atelier.Data.Building;
+
+namespace Atelier.Training.Loading;
+
+/// <summary>One Arrow IPC token shard the loader reads.</summary>
+/// <param name="Name">The shard's name in errors and in the fingerprint (for a dataset version, its path in the manifest).</param>
+/// <param name="Rows">The windows the shard declares (the manifest's row count); a shard holding another number is rejected.</param>
+/// <param name="OpenAsync">Opens a new readable, seekable stream over the shard; called once per concurrent reader, the loader disposes it.</param>
+public sealed record ShardSource(string Name, long Rows, Func<CancellationToken, ValueTask<Stream>> OpenAsync)
+{
+    /// <summary>
+    /// The shard's content hash when known (the manifest's SHA-256). Part of the fingerprint, so a
+    /// rebuilt dataset with the same names and row counts but other bytes does not resume silently.
+    /// </summary>
+    public string? ContentHash { get; init; }
+}
+
+/// <summary>Builds <see cref="ShardSource"/> lists and their fingerprints.</summary>
+public static class ShardSources
+{
+    private const string ManifestFile = "manifest.json";
+
+    /// <summary>
+    /// The token shards of a local dataset version directory (as <see cref="DatasetBuilder"/>
+    /// writes it), in manifest order, with the manifest's row counts and hashes.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The directory has no manifest, or a shard path leaves the directory.</exception>
+    public static IReadOnlyList<ShardSource> FromDatasetDirectory(string directory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        string root = Path.GetFullPath(directory);
+        string manifestPath = Path.Combine(root, ManifestFile);
+        if (!File.Exists(manifestPath))
+        {
+            throw new InvalidDataException($"{root} is not a dataset version: it has no {ManifestFile} (an unfinished build has none).");
+        }
+
+        DatasetManifest manifest = DatasetJson.ReadManifest(manifestPath);
+        var sources = new List<ShardSource>(manifest.Shards.Count);
+        string prefix = root.EndsWith(Path.DirectorySeparatorChar) ? root : root + Path.DirectorySeparatorChar;
+        foreach (DatasetFile shard in manifest.Shards)
+        {
+            string path = Path.GetFullPath(Path.Combine(root, shard.Path));
+            if (!path.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                throw new InvalidDataException($"{manifestPath}: shard path '{shard.Path}' leaves the dataset directory.");
+            }
+
+            sources.Add(new ShardSource(shard.Path, shard.Rows, _ => ValueTask.FromResult<Stream>(OpenFile(path))) { ContentHash = shard.Sha256 });
+        }
+
+        return sources;
+    }
+
+    /// <summary>
+    /// The fingerprint of a shard list: SHA-256 over each shard's name, row count and content hash,
+    /// in order. The shuffle depends on exactly this, so a position is only valid for the same fingerprint.
+    /// </summary>
+    public static string Fingerprint(IReadOnlyList<ShardSource> shards)
+    {
+        ArgumentNullException.ThrowIfNull(shards);
+        var text = new StringBuilder();
+        foreach (ShardSource shard in shards)
+        {
+            // Tab and newline cannot occur in the numbers or hashes; names are length-prefixed.
+            text.Append(CultureInfo.InvariantCulture, $"{shard.Name.Length}:{shard.Name}\t{shard.Rows}\t{shard.ContentHash}\n");
+        }
+
+        return "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
+    }
+
+    // No FileStream buffer: every read is a positioned read of a whole column slice.
+    private static FileStream OpenFile(string path) =>
+        new(path, new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Read, Share = FileShare.Read, BufferSize = 0, Options = FileOptions.RandomAccess });
+}

@@ -1,0 +1,183 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Atelier.Server.Tests;
+
+/// <summary><c>/v1/fine_tuning/jobs</c> and <c>/api/v1/checkpoints</c> over real HTTP, training a tiny model for real.</summary>
+public sealed class JobsApiTests
+{
+    internal static string Chat(string q, string a) =>
+        JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = q }, new { role = "assistant", content = a } } });
+
+    /// <summary>A small task the tiny model can learn a little of: echo a word back in a fixed frame.</summary>
+    internal static IEnumerable<string> TrainingLines(int count = 48)
+    {
+        string[] words = ["apple", "river", "stone", "cloud", "ember", "maple", "frost", "amber", "coral", "delta", "lumen", "orbit"];
+        for (var i = 0; i < count; i++)
+        {
+            var w = words[i % words.Length];
+            yield return Chat($"Say {w} {i}.", $"{w} {i} {w}.");
+        }
+    }
+
+    internal static async Task<string> UploadAsync(HttpClient client, string name, IEnumerable<string> lines, string purpose = "fine-tune")
+    {
+        var form = new MultipartFormDataContent
+        {
+            { new ByteArrayContent(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n")), "file", name },
+            { new StringContent(purpose), "purpose" },
+        };
+        using var response = await client.PostAsync("/v1/files", form);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, body);
+        return JsonNode.Parse(body)!["id"]!.GetValue<string>();
+    }
+
+    internal static async Task<(HttpStatusCode Status, JsonNode Body)> PostAsync(HttpClient client, string path, object? body)
+    {
+        using var response = body is null ? await client.PostAsync(path, null) : await client.PostAsJsonAsync(path, body);
+        var text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, JsonNode.Parse(text.Length == 0 ? "{}" : text)!);
+    }
+
+    internal static async Task<JsonNode> WaitAsync(HttpClient client, string id, params string[] until)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var body = JsonNode.Parse(await client.GetStringAsync($"/v1/fine_tuning/jobs/{id}"))!;
+            var status = body["status"]!.GetValue<string>();
+            if (until.Contains(status))
+            {
+                return body;
+            }
+
+            Assert.True(status is not ("FAILED" or "FAILED_VALIDATION" or "CANCELLED" or "SUCCESS"), $"job ended {status}, waiting for {string.Join("/", until)}: {body.ToJsonString()}");
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(240), $"job not {string.Join("/", until)} within 240 s: {body.ToJsonString()}");
+            await Task.Delay(100);
+        }
+    }
+
+    internal static object Request(string model, string trainingFile, string? validationFile = null, int steps = 12, bool autoStart = true, double learningRate = 3e-3, string? suffix = null) => new
+    {
+        model,
+        training_files = new[] { new { file_id = trainingFile, weight = 1 } },
+        validation_files = validationFile is null ? Array.Empty<string>() : [validationFile],
+        hyperparameters = new { training_steps = steps, learning_rate = learningRate, seq_len = 64 },
+        auto_start = autoStart,
+        suffix,
+    };
+
+    [Fact]
+    public async Task Job_TrainsToSuccess_WithCheckpointsAndModel()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = server.Client();
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var valid = await UploadAsync(client, "valid.jsonl", TrainingLines(12).Select(l => l.Replace("Say", "Please say", StringComparison.Ordinal)));
+
+        var (status, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, valid, steps: 20, suffix: "echo"));
+        Assert.True(status == HttpStatusCode.OK, created.ToJsonString());
+        Assert.Equal("QUEUED", created["status"]!.GetValue<string>());
+        Assert.Equal("completion", created["job_type"]!.GetValue<string>());
+        var id = created["id"]!.GetValue<string>();
+
+        var done = await WaitAsync(client, id, "SUCCESS");
+        var statuses = done["events"]!.AsArray().Where(e => e!["name"]!.GetValue<string>() == "status-updated").Select(e => e!["data"]!["status"]!.GetValue<string>()).ToArray();
+        Assert.Equal(["QUEUED", "VALIDATING", "VALIDATED", "QUEUED", "RUNNING", "SUCCESS"], statuses);
+
+        var metadata = done["metadata"]!;
+        Assert.Equal(64, metadata["train_tokens_per_step"]!.GetValue<long>());
+        Assert.Equal(20 * 64, metadata["train_tokens"]!.GetValue<long>());
+        Assert.True(metadata["data_tokens"]!.GetValue<long>() > 0);
+        Assert.Equal(20 * 64, done["trained_tokens"]!.GetValue<long>());
+
+        // A checkpoint every 2 steps (a tenth of 20), each with metrics; train loss falls.
+        var checkpoints = done["checkpoints"]!.AsArray().Select(c => c!).OrderBy(c => c["step_number"]!.GetValue<long>()).ToArray();
+        Assert.Equal(Enumerable.Range(1, 10).Select(i => (long)i * 2), checkpoints.Select(c => c["step_number"]!.GetValue<long>()));
+        Assert.All(checkpoints, c =>
+        {
+            Assert.NotNull(c["metrics"]!["valid_loss"]);
+            Assert.InRange(c["metrics"]!["valid_mean_token_accuracy"]!.GetValue<double>(), 0, 1);
+        });
+        var firstLoss = checkpoints[0]["metrics"]!["train_loss"]!.GetValue<double>();
+        var lastLoss = checkpoints[^1]["metrics"]!["train_loss"]!.GetValue<double>();
+        Assert.True(lastLoss < firstLoss, $"train loss did not fall: {firstLoss} -> {lastLoss}");
+
+        // The model is registered and listed; retention kept the last two and the best.
+        var model = done["fine_tuned_model"]!.GetValue<string>();
+        Assert.StartsWith("ft:tiny-base:", model, StringComparison.Ordinal);
+        var card = JsonNode.Parse(await client.GetStringAsync($"/v1/models/{model}"))!;
+        Assert.Equal(id, card["job"]!.GetValue<string>());
+        Assert.Equal("tiny-base", card["root"]!.GetValue<string>());
+        var retained = JsonNode.Parse(await client.GetStringAsync($"/api/v1/checkpoints?job_id={id}"))!["data"]!.AsArray();
+        Assert.InRange(retained.Count, 2, 3);
+        Assert.Contains(retained, c => c!["step_number"]!.GetValue<long>() == 20);
+    }
+
+    [Fact]
+    public async Task Job_WithoutAutoStart_WaitsValidated_ThenCancelIsImmediate()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = server.Client();
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, autoStart: false));
+        var id = created["id"]!.GetValue<string>();
+        var validated = await WaitAsync(client, id, "VALIDATED");
+        Assert.Equal(12, validated["hyperparameters"]!["training_steps"]!.GetValue<int>());
+
+        var (status, cancelled) = await PostAsync(client, $"/v1/fine_tuning/jobs/{id}/cancel", null);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("CANCELLED", cancelled["status"]!.GetValue<string>());
+
+        // A cancelled job cannot be started.
+        var (startStatus, problem) = await PostAsync(client, $"/v1/fine_tuning/jobs/{id}/start", null);
+        Assert.True(startStatus == HttpStatusCode.Conflict, problem.ToJsonString());
+    }
+
+    [Fact]
+    public async Task BadRequests_GetClear4xx_AndCreateNoJob()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = server.Client();
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var batch = await UploadAsync(client, "batch.jsonl", ["{\"custom_id\":\"1\",\"body\":{}}"], "batch");
+
+        var (s1, b1) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("no-such-model", train));
+        Assert.Equal(HttpStatusCode.NotFound, s1);
+        Assert.Contains("no-such-model", b1["message"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        var (s2, b2) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", "00000000-0000-0000-0000-000000000000"));
+        Assert.Equal(HttpStatusCode.NotFound, s2);
+        Assert.Contains("00000000-0000-0000-0000-000000000000", b2["message"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        var (s3, b3) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", batch));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, s3);
+        Assert.Contains("training_files[0].file_id", b3.ToJsonString(), StringComparison.Ordinal);
+        Assert.Contains("purpose 'batch'", b3["message"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        var (s4, b4) = await PostAsync(client, "/v1/fine_tuning/jobs", new
+        {
+            model = "tiny-base",
+            training_files = new[] { new { file_id = train, weight = 1 } },
+            hyperparameters = new { training_steps = 0, learning_rate = 5.0, warmup_fraction = 1.5 },
+        });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, s4);
+        var fields = b4["problems"]!.AsArray().Select(p => p!["field"]!.GetValue<string>()).ToArray();
+        Assert.Equal(["hyperparameters.training_steps", "hyperparameters.learning_rate", "hyperparameters.warmup_fraction"], fields);
+
+        using var malformed = await client.PostAsync("/v1/fine_tuning/jobs", new StringContent("{\"model\": ", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, malformed.StatusCode);
+
+        var list = JsonNode.Parse(await client.GetStringAsync("/v1/fine_tuning/jobs"))!;
+        Assert.Equal(0, list["total"]!.GetValue<long>());
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/fine_tuning/jobs/nope")).StatusCode);
+    }
+}
