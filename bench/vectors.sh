@@ -3,6 +3,7 @@
 #
 #   bench/vectors.sh            full run: 1M x 128 and 200k x 768 (about 30-40 minutes on 2 cores)
 #   N128=200000 N768=50000 NQ=2000 bench/vectors.sh    a smaller run
+#   PARTS=768 OUT=bench/results/vectors-768.md bench/vectors.sh   only some parts (128 768 table cache), to another file
 #
 # Writes bench/results/vectors.md. Scratch data goes to $VECTORS_BENCH_DIR (default /tmp/atelier-vectors-bench).
 set -euo pipefail
@@ -19,6 +20,8 @@ TABLE_EFS=${TABLE_EFS:-10,20,40,80}
 TABLE_N=${TABLE_N:-$N128}
 WORK=${VECTORS_BENCH_DIR:-/tmp/atelier-vectors-bench}
 RESULTS=bench/results
+PARTS=${PARTS:-128 768 table cache}
+OUT=${OUT:-$RESULTS/vectors.md}
 SRC=bench/Atelier.Vectors.Bench
 
 if ! "$PY" -c 'import hnswlib, numpy' 2>/dev/null; then
@@ -48,19 +51,25 @@ run_ann() {  # name n dim clusters
   $BENCH ann "$data" "$M" "$EFC" "$EFS" "$WORK/atelier-$name.json"
 }
 
-run_ann 128 "$N128" 128 1000
-run_ann 768 "$N768" 768 500
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 
-echo "== embedding table, budget 25% of the vectors" >&2
-TABLE_DATA="$WORK/data-128-$TABLE_N.bin"
-[ -f "$TABLE_DATA" ] || "$PY" $SRC/gen_data.py "$TABLE_DATA" "$TABLE_N" "$NQ" 128 1000
-$BENCH table "$TABLE_DATA" 0.25 "$TABLE_EFS" "$WORK/table.json" "$WORK/nvme0" "$WORK/nvme1"
-rm -rf "$WORK/nvme0" "$WORK/nvme1"
+part 128 && run_ann 128 "$N128" 128 1000
+part 768 && run_ann 768 "$N768" 768 500
 
-echo "== cache hit ratio on a Zipf trace" >&2
-$BENCH cache "$WORK/cache.json"
+if part table; then
+  echo "== embedding table, budget 25% of the vectors" >&2
+  TABLE_DATA="$WORK/data-128-$TABLE_N.bin"
+  [ -f "$TABLE_DATA" ] || "$PY" $SRC/gen_data.py "$TABLE_DATA" "$TABLE_N" "$NQ" 128 1000
+  $BENCH table "$TABLE_DATA" 0.25 "$TABLE_EFS" "$WORK/table.json" "$WORK/nvme0" "$WORK/nvme1"
+  rm -rf "$WORK/nvme0" "$WORK/nvme1"
+fi
+
+if part cache; then
+  echo "== cache hit ratio on a Zipf trace" >&2
+  $BENCH cache "$WORK/cache.json"
+fi
 
 echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg); finished $(date -u '+%H:%M UTC')" >> "$WORK/machine.txt"
 [ -f "$RESULTS/vectors-notes.md" ] && cp "$RESULTS/vectors-notes.md" "$WORK/notes.md"
-"$PY" $SRC/report.py "$WORK" "$RESULTS/vectors.md" "$WORK/machine.txt"
-echo "wrote $RESULTS/vectors.md" >&2
+"$PY" $SRC/report.py "$WORK" "$OUT" "$WORK/machine.txt"
+echo "wrote $OUT" >&2

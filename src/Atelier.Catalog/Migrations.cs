@@ -139,7 +139,7 @@ internal static class Migrations
             );
             """),
         (5, "fine_tuning_jobs", """
-            CREATE TABLE fine_tuning_jobs (
+            CREATE TABLE IF NOT EXISTS fine_tuning_jobs (
                 id                   TEXT PRIMARY KEY,
                 workspace_id         TEXT NOT NULL REFERENCES workspaces(id),
                 model                TEXT NOT NULL,
@@ -160,9 +160,9 @@ internal static class Migrations
                 modified_at          INTEGER NOT NULL,
                 created_by           TEXT NOT NULL
             );
-            CREATE INDEX fine_tuning_jobs_workspace_created ON fine_tuning_jobs(workspace_id, created_at DESC, id DESC);
-            CREATE INDEX fine_tuning_jobs_status ON fine_tuning_jobs(status);
-            CREATE TABLE fine_tuning_job_events (
+            CREATE INDEX IF NOT EXISTS fine_tuning_jobs_workspace_created ON fine_tuning_jobs(workspace_id, created_at DESC, id DESC);
+            CREATE INDEX IF NOT EXISTS fine_tuning_jobs_status ON fine_tuning_jobs(status);
+            CREATE TABLE IF NOT EXISTS fine_tuning_job_events (
                 job_id      TEXT NOT NULL REFERENCES fine_tuning_jobs(id) ON DELETE CASCADE,
                 seq         INTEGER NOT NULL,
                 name        TEXT NOT NULL,
@@ -170,7 +170,7 @@ internal static class Migrations
                 created_at  INTEGER NOT NULL,
                 PRIMARY KEY (job_id, seq)
             );
-            CREATE TABLE fine_tuning_job_checkpoints (
+            CREATE TABLE IF NOT EXISTS fine_tuning_job_checkpoints (
                 job_id            TEXT NOT NULL REFERENCES fine_tuning_jobs(id) ON DELETE CASCADE,
                 step_number       INTEGER NOT NULL,
                 checkpoint_id     TEXT NOT NULL,

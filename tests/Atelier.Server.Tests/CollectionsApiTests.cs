@@ -390,6 +390,43 @@ public sealed class CollectionsApiTests
         Assert.Contains("404", output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    [Trait("Category", "Slow")]
+    public async Task Cli_FeatureCommands_CreateAViewPushRowsAndLookThemUpOnline()
+    {
+        await using var server = await TestServer.StartAsync();
+        var view = Path.Combine(server.DataDirectory, "view.json");
+        await File.WriteAllTextAsync(view, """{"name":"quality","entity_key":"example_id","timestamp_field":"event_time","fields":[{"name":"score","type":"float64"}]}""");
+        var rows = Path.Combine(server.DataDirectory, "rows.jsonl");
+        await File.WriteAllLinesAsync(rows,
+        [
+            """{"example_id":"a","event_time":"2026-01-01T00:00:00Z","score":0.1}""",
+            """{"example_id":"a","event_time":"2026-03-01T00:00:00Z","score":0.9}""",
+            """{"example_id":"b","event_time":"2026-02-01T00:00:00Z","score":0.5}""",
+        ]);
+
+        var (exit, output) = await AtelierAsync(server, "features", "views", "create", view);
+        Assert.True(exit == 0, output);
+        Assert.Contains("quality version 1", output, StringComparison.Ordinal);
+        (exit, output) = await AtelierAsync(server, "features", "push", "quality", rows, "--batch-size", "2");
+        Assert.True(exit == 0, output);
+        Assert.Contains("Pushed 3 rows", output, StringComparison.Ordinal);
+        (exit, output) = await AtelierAsync(server, "features", "online", "quality", "a", "b", "missing", "--json");
+        Assert.True(exit == 0, output);
+        var results = JsonNode.Parse(output)!["results"]!.AsArray();
+        Assert.Equal(0.9, results[0]!["features"]!["score"]!.GetValue<double>());
+        Assert.Equal(0.5, results[1]!["features"]!["score"]!.GetValue<double>());
+        Assert.False(results[2]!["found"]!.GetValue<bool>());
+        (exit, output) = await AtelierAsync(server, "features", "views", "list");
+        Assert.True(exit == 0, output);
+        Assert.Contains("score:float64", output, StringComparison.Ordinal);
+
+        await File.WriteAllLinesAsync(rows, ["""{"example_id":"c","event_time":"2026-01-01T00:00:00Z","score":"high"}"""]);
+        (exit, output) = await AtelierAsync(server, "features", "push", "quality", rows);
+        Assert.Equal(2, exit);
+        Assert.Contains("score", output, StringComparison.Ordinal);
+    }
+
     private static Task<(int ExitCode, string Output)> AtelierAsync(TestServer server, params string[] args) =>
         Repo.RunAsync(
             "dotnet",

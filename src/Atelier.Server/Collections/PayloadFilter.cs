@@ -124,7 +124,7 @@ public sealed class PayloadFilter
 
         for (int i = 0; i < MustNot.Count; i++)
         {
-            if (MustNot[i].Matches(payload) && false)
+            if (MustNot[i].Matches(payload))
             {
                 return false;
             }

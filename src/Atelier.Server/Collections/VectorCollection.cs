@@ -447,6 +447,10 @@ public sealed class VectorCollection : IDisposable
         foreach (var (seq, key) in logs.OrderBy(l => l.Seq))
         {
             maxSeq = Math.Max(maxSeq, seq);
+            if (seq <= covered)
+            {
+                continue;
+            }
 
             logBytes += ReadBlob(guard, location, key, config.Dimension, Apply);
             logBlobs++;

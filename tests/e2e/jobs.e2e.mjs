@@ -1,0 +1,157 @@
+// End-to-end scenarios of fine-tuning jobs, driven by the official Mistral TypeScript SDK 2.4.0.
+// Usage: ATELIER_URL=... ATELIER_API_KEY=... ATELIER_BASE_MODEL=... node jobs.e2e.mjs <scenario>
+// Prints what it checked; exits non-zero with the failing assertion. Every wait is bounded.
+import assert from "node:assert/strict";
+import { Mistral } from "@mistralai/mistralai";
+import { MistralError } from "@mistralai/mistralai/models/errors/mistralerror.js";
+
+const serverURL = process.env.ATELIER_URL;
+const apiKey = process.env.ATELIER_API_KEY;
+const baseModel = process.env.ATELIER_BASE_MODEL;
+assert.ok(serverURL && apiKey && baseModel, "ATELIER_URL, ATELIER_API_KEY and ATELIER_BASE_MODEL are required");
+const client = new Mistral({ apiKey, serverURL });
+
+const encoder = new TextEncoder();
+const jsonl = (rows) => encoder.encode(rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+const chat = (q, a) => ({ messages: [{ role: "user", content: q }, { role: "assistant", content: a }] });
+const words = ["apple", "river", "stone", "cloud", "ember", "maple", "frost", "amber", "coral", "delta", "lumen", "orbit"];
+const trainRows = (n) => Array.from({ length: n }, (_, i) => chat(`Say ${words[i % words.length]} ${i}.`, `${words[i % words.length]} ${i} ${words[i % words.length]}.`));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const final = ["SUCCESS", "FAILED", "FAILED_VALIDATION", "CANCELLED"];
+
+async function upload(name, rows, purpose = "fine-tune") {
+  const file = await client.files.upload({ file: { fileName: name, content: jsonl(rows) }, purpose });
+  return file.id;
+}
+
+async function waitFor(jobId, statuses, seconds = 240) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const job = await client.fineTuning.jobs.get({ jobId });
+    if (statuses.includes(job.status)) return job;
+    assert.ok(!final.includes(job.status), `job ${jobId} ended ${job.status} while waiting for ${statuses}: ${JSON.stringify(job.events?.slice(-3))}`);
+    assert.ok(Date.now() < deadline, `job ${jobId} not ${statuses} within ${seconds} s (status ${job.status})`);
+    await sleep(200);
+  }
+}
+
+async function expectError(promise, status, ...fragments) {
+  try {
+    await promise;
+  } catch (e) {
+    assert.ok(e instanceof MistralError, `expected a MistralError, got ${e?.constructor?.name}: ${e?.message}`);
+    assert.equal(e.statusCode, status, `status of: ${e.body}`);
+    for (const f of fragments) assert.ok(e.body.includes(f), `error body should mention ${JSON.stringify(f)}: ${e.body}`);
+    console.log(`ok: ${status} ${e.body.slice(0, 160)}`);
+    return JSON.parse(e.body);
+  }
+  assert.fail(`expected HTTP ${status}, but the call succeeded`);
+}
+
+const scenarios = {
+  async train() {
+    const trainingFile = await upload("train.jsonl", trainRows(48));
+    const validationFile = await upload("valid.jsonl", trainRows(12).map((r) => chat(`Please ${r.messages[0].content}`, r.messages[1].content)));
+    const created = await client.fineTuning.jobs.create({
+      model: baseModel,
+      trainingFiles: [{ fileId: trainingFile, weight: 1 }],
+      validationFiles: [validationFile],
+      hyperparameters: { trainingSteps: 20, learningRate: 0.003, seqLen: 64 },
+      autoStart: true,
+      suffix: "sdk-echo",
+    });
+    assert.equal(created.object, "job");
+    assert.equal(created.jobType, "completion");
+    assert.equal(created.status, "QUEUED");
+    assert.equal(created.model, baseModel);
+    assert.deepEqual(created.trainingFiles, [trainingFile]);
+    assert.equal(created.hyperparameters.trainingSteps, 20);
+    console.log(`ok: created ${created.id} (${created.status})`);
+
+    const done = await waitFor(created.id, ["SUCCESS"]);
+    const statuses = done.events.filter((e) => e.name === "status-updated").map((e) => e.data.status);
+    assert.deepEqual(statuses, ["QUEUED", "VALIDATING", "VALIDATED", "QUEUED", "RUNNING", "SUCCESS"]);
+    assert.equal(done.metadata.trainTokensPerStep, 64);
+    assert.equal(done.metadata.trainTokens, 20 * 64);
+    assert.ok(done.metadata.dataTokens > 0);
+    assert.equal(done.trainedTokens, 20 * 64);
+    console.log(`ok: SUCCESS after ${statuses.join(" -> ")}; metadata ${JSON.stringify(done.metadata)}`);
+
+    const checkpoints = [...done.checkpoints].sort((a, b) => a.stepNumber - b.stepNumber);
+    assert.deepEqual(checkpoints.map((c) => c.stepNumber), [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
+    for (const c of checkpoints) {
+      assert.equal(typeof c.metrics.trainLoss, "number");
+      assert.equal(typeof c.metrics.validLoss, "number");
+      assert.ok(c.metrics.validMeanTokenAccuracy >= 0 && c.metrics.validMeanTokenAccuracy <= 1);
+    }
+    const losses = checkpoints.map((c) => c.metrics.trainLoss);
+    assert.ok(losses.at(-1) < losses[0], `train loss should fall: ${losses}`);
+    console.log(`ok: train loss ${losses.map((l) => l.toFixed(3)).join(" ")}`);
+
+    const modelId = done.fineTunedModel;
+    assert.ok(modelId.startsWith(`ft:${baseModel}:`), modelId);
+    const card = await client.models.retrieve({ modelId });
+    assert.equal(card.type, "fine-tuned");
+    assert.equal(card.job, created.id);
+    assert.equal(card.root, baseModel);
+    const list = await client.models.list();
+    assert.ok(list.data.some((m) => m.id === modelId), "the fine-tuned model is listed");
+    console.log(`ok: ${modelId} listed with job ${card.job}, root ${card.root}`);
+
+    const jobs = await client.fineTuning.jobs.list({ status: "SUCCESS", model: baseModel, createdAfter: new Date(Date.now() - 3600_000) });
+    assert.equal(jobs.object, "list");
+    assert.ok(jobs.total >= 1 && jobs.data.some((j) => j.id === created.id));
+    const none = await client.fineTuning.jobs.list({ status: "RUNNING", suffix: "no-such-suffix" });
+    assert.equal(none.total, 0);
+    console.log(`ok: list with filters (${jobs.total} SUCCESS)`);
+  },
+
+  async cancel() {
+    const trainingFile = await upload("train.jsonl", trainRows(48));
+    // Long enough that it is still training when the cancel arrives.
+    const job = await client.fineTuning.jobs.create({
+      model: baseModel,
+      trainingFiles: [{ fileId: trainingFile, weight: 1 }],
+      hyperparameters: { trainingSteps: 100000, learningRate: 0.001, seqLen: 64 },
+      autoStart: true,
+    });
+    await waitFor(job.id, ["RUNNING"]);
+    const cancelling = await client.fineTuning.jobs.cancel({ jobId: job.id });
+    assert.ok(["CANCELLATION_REQUESTED", "CANCELLED"].includes(cancelling.status), cancelling.status);
+    const cancelled = await waitFor(job.id, ["CANCELLED"]);
+    assert.equal(cancelled.fineTunedModel ?? null, null);
+    console.log(`ok: running job ${job.id} cancelled (${cancelling.status} -> CANCELLED)`);
+
+    // A job created without auto_start waits VALIDATED until started.
+    const manual = await client.fineTuning.jobs.create({
+      model: baseModel,
+      trainingFiles: [{ fileId: trainingFile, weight: 1 }],
+      hyperparameters: { trainingSteps: 4, learningRate: 0.001, seqLen: 64 },
+      autoStart: false,
+    });
+    await waitFor(manual.id, ["VALIDATED"]);
+    const started = await client.fineTuning.jobs.start({ jobId: manual.id });
+    assert.ok(["QUEUED", "RUNNING", "SUCCESS"].includes(started.status), started.status);
+    await waitFor(manual.id, ["SUCCESS"]);
+    console.log(`ok: manual job ${manual.id} started and succeeded`);
+  },
+
+  async badInputs() {
+    const trainingFile = await upload("train.jsonl", trainRows(8));
+    const batchFile = await upload("batch.jsonl", [{ custom_id: "1", body: {} }], "batch");
+    const base = { trainingFiles: [{ fileId: trainingFile, weight: 1 }], hyperparameters: { trainingSteps: 2, learningRate: 0.001 } };
+    await expectError(client.fineTuning.jobs.create({ ...base, model: "no-such-model" }), 404, "no-such-model");
+    await expectError(client.fineTuning.jobs.create({ ...base, model: baseModel, trainingFiles: [{ fileId: "00000000-0000-4000-8000-000000000000", weight: 1 }] }), 404, "00000000-0000-4000-8000-000000000000");
+    await expectError(client.fineTuning.jobs.create({ ...base, model: baseModel, trainingFiles: [{ fileId: batchFile, weight: 1 }] }), 422, "training_files[0].file_id", "purpose");
+    await expectError(client.fineTuning.jobs.create({ ...base, model: baseModel, hyperparameters: { trainingSteps: 0, learningRate: 3 } }), 422, "hyperparameters.training_steps", "hyperparameters.learning_rate");
+    await expectError(client.fineTuning.jobs.get({ jobId: "00000000-0000-4000-8000-000000000001" }), 404);
+    const jobs = await client.fineTuning.jobs.list();
+    assert.equal(jobs.total, 0, "no bad request created a job");
+    console.log("ok: no job was created");
+  },
+};
+
+const name = process.argv[2];
+assert.ok(scenarios[name], `unknown scenario ${name}; one of ${Object.keys(scenarios).join(", ")}`);
+await scenarios[name]();
+console.log(`scenario ${name} passed`);
