@@ -198,6 +198,16 @@ internal sealed class ServerProcess : IDisposable
         }
     }
 
+    /// <summary>SIGKILL to the server process alone, without first walking its process tree: the fastest kill.</summary>
+    public void KillNow()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            _process.WaitForExit();
+        }
+    }
+
     public void Stop() => KillHard();
 
     public void Dispose()

@@ -40,7 +40,10 @@ public sealed class JobSchedulerGrain(JobCatalog jobs, TopologyMap topology) : G
     /// <inheritdoc />
     public Task SubmitAsync(string jobId, string? dataNode)
     {
-        if (!_running.ContainsKey(jobId) && !_queue.Exists(q => q.JobId == jobId))
+        // A job submitted again is not training any more (its trainer died with a process), even
+        // if this scheduler, rebuilt from the catalog, still counted it on its old slot.
+        _running.Remove(jobId);
+        if (!_queue.Exists(q => q.JobId == jobId))
         {
             _queue.Add((jobId, dataNode));
         }

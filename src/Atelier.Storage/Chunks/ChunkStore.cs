@@ -6,10 +6,10 @@ using Atelier.Storage.Placement;
 
 namespace Atelier.Storage.Chunks;
 
-/// <summary>What <see cref="ChunkStore.PutIfAbsentAsync"/> did.</summary>
+/// <summary>What the <c>PutIfAbsentAsync</c> methods of <see cref="ChunkStore"/> and <see cref="ChunkBatch"/> did.</summary>
 public enum ChunkPutOutcome
 {
-    /// <summary>The chunk was written and committed.</summary>
+    /// <summary>The chunk was written and committed (in a <see cref="ChunkBatch"/>: written, and committed when the batch completes).</summary>
     Written,
 
     /// <summary>A chunk with the same hash (and length) was already committed there; nothing was written.</summary>
@@ -107,12 +107,14 @@ public sealed class ChunkStore(PlacementGuard guard)
 
     /// <summary>
     /// Writes the chunk <paramref name="bytes"/>, named <paramref name="hash"/>, at a location unless
-    /// it is already there. The placement is judged by the guard even when nothing needs writing,
-    /// so a refused location is refused (and audited) whether or not it happens to hold the bytes.
+    /// it is already there. The bytes are hashed first and must hash to <paramref name="hash"/>: a
+    /// name is never taken on the caller's word. Callers that hashed the bytes themselves pass a
+    /// <see cref="HashedContent"/> to the other overload instead, and the bytes are hashed once.
     /// </summary>
+    /// <exception cref="ArgumentException">The bytes do not hash to <paramref name="hash"/>; nothing is written.</exception>
     /// <exception cref="PlacementRefusedException">The policy forbids the location.</exception>
     /// <exception cref="StorageUnavailableException">The location is full or failing.</exception>
-    public async ValueTask<ChunkPutOutcome> PutIfAbsentAsync(
+    public ValueTask<ChunkPutOutcome> PutIfAbsentAsync(
         ArtifactRef artifact,
         ResidencyPolicy policy,
         string locationId,
@@ -122,12 +124,38 @@ public sealed class ChunkStore(PlacementGuard guard)
         ReadOnlyMemory<byte> bytes,
         CancellationToken cancellationToken)
     {
+        _ = KeyOf(hash);
+        if (!HashedContent.TryVerify(bytes, hash, out var content))
+        {
+            ThrowHelper.Argument($"The {bytes.Length} bytes given for chunk {hash} do not hash to that name; nothing was written.", nameof(hash));
+        }
+
+        return PutIfAbsentAsync(artifact, policy, locationId, actor, existingCopies, content, cancellationToken);
+    }
+
+    /// <summary>
+    /// Writes the chunk <paramref name="content"/>, named by its hash, at a location unless it is
+    /// already there. The placement is judged by the guard even when nothing needs writing, so a
+    /// refused location is refused (and audited) whether or not it happens to hold the bytes.
+    /// </summary>
+    /// <exception cref="PlacementRefusedException">The policy forbids the location.</exception>
+    /// <exception cref="StorageUnavailableException">The location is full or failing.</exception>
+    public async ValueTask<ChunkPutOutcome> PutIfAbsentAsync(
+        ArtifactRef artifact,
+        ResidencyPolicy policy,
+        string locationId,
+        string actor,
+        IReadOnlyCollection<LocationDescriptor>? existingCopies,
+        HashedContent content,
+        CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(artifact);
         ArgumentNullException.ThrowIfNull(policy);
-        var key = KeyOf(hash);
+        ArgumentNullException.ThrowIfNull(content);
+        var key = KeyOf(content.Sha256);
         var store = guard.Locations.Store(locationId);
         var existing = store.GetLength(key);
-        if (existing == bytes.Length)
+        if (existing == content.Bytes.Length)
         {
             // Content addressing: the same name means the same bytes. The guard's verdict still
             // matters (the caller referencing this copy is placing the artifact here), so judge it.
@@ -137,32 +165,39 @@ public sealed class ChunkStore(PlacementGuard guard)
 
         if (existing >= 0)
         {
-            // A committed chunk of the wrong length cannot be what its name says (renames are
-            // atomic, so this is damage, not a torn write): replace it rather than trust it.
-            await guard.DeleteAsync(new ArtifactRef("chunk", hash, artifact.Workspace), locationId, actor, key, cancellationToken).ConfigureAwait(false);
+            await ReplaceDamagedAsync(artifact, locationId, actor, content.Sha256, cancellationToken).ConfigureAwait(false);
         }
 
-        await using var write = await guard.BeginWriteAsync(artifact, policy, locationId, actor, existingCopies, key, cancellationToken).ConfigureAwait(false);
-        await write.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
         try
         {
-            var receipt = await write.CommitAsync(cancellationToken).ConfigureAwait(false);
-            if (!string.Equals(receipt.Sha256, hash, StringComparison.Ordinal))
-            {
-                // The bytes changed between hashing and writing: the caller broke its snapshot
-                // contract. Do not leave a chunk whose name lies.
-                await guard.DeleteAsync(new ArtifactRef("chunk", hash, artifact.Workspace), locationId, actor, key, CancellationToken.None).ConfigureAwait(false);
-                ThrowHelper.InvalidOperation($"Chunk {hash} changed while it was written (the guard hashed {receipt.Sha256}); the source buffer was modified during the write.");
-            }
-
+            await guard.PlaceAsync(artifact, policy, locationId, actor, existingCopies, key, content, cancellationToken).ConfigureAwait(false);
             return ChunkPutOutcome.Written;
         }
-        catch (IOException) when (store.GetLength(key) == bytes.Length)
+        catch (IOException) when (store.GetLength(key) == content.Bytes.Length)
         {
             // Another writer committed the same chunk between our check and our rename (the rename
             // never overwrites). Same name, same bytes: that copy serves.
             return ChunkPutOutcome.AlreadyPresent;
         }
+    }
+
+    /// <summary>
+    /// Starts writing many chunks of one artifact at one location: judged once by the guard (a
+    /// refusal is audited and thrown here), committed many at a time while the next ones are
+    /// written, and audited as one placement when completed (see <see cref="PlacementBatch"/>).
+    /// </summary>
+    /// <exception cref="PlacementRefusedException">The policy forbids the location.</exception>
+    public async ValueTask<ChunkBatch> BeginBatchAsync(
+        ArtifactRef artifact,
+        ResidencyPolicy policy,
+        string locationId,
+        string actor,
+        IReadOnlyCollection<LocationDescriptor>? existingCopies,
+        int commitConcurrency,
+        CancellationToken cancellationToken)
+    {
+        var batch = await guard.BeginBatchAsync(artifact, policy, locationId, actor, existingCopies, commitConcurrency, cancellationToken).ConfigureAwait(false);
+        return new ChunkBatch(this, batch, guard.Locations.Store(locationId));
     }
 
     /// <summary>
@@ -261,6 +296,11 @@ public sealed class ChunkStore(PlacementGuard guard)
     /// </summary>
     public int RemovePartialWrites(string locationId) => guard.Locations.Store(locationId).RemoveOrphans();
 
+    // A committed chunk of the wrong length cannot be what its name says (renames are atomic, so
+    // this is damage, not a torn write): replace it rather than trust it.
+    internal ValueTask<bool> ReplaceDamagedAsync(ArtifactRef artifact, string locationId, string actor, string hash, CancellationToken cancellationToken) =>
+        guard.DeleteAsync(new ArtifactRef("chunk", hash, artifact.Workspace), locationId, actor, KeyOf(hash), cancellationToken);
+
     private void EnsureAllowed(ResidencyPolicy policy, string locationId, IReadOnlyCollection<LocationDescriptor>? existingCopies)
     {
         var decision = policy.Evaluate(guard.Locations.Describe(locationId), existingCopies);
@@ -271,6 +311,61 @@ public sealed class ChunkStore(PlacementGuard guard)
             ThrowHelper.InvalidOperation($"Chunk placement at '{locationId}' is forbidden by policy '{policy.Name}' ({decision.Reason}); judge the location through the placement guard first.");
         }
     }
+}
+
+/// <summary>
+/// Chunks of one artifact being written at one location (see <see cref="ChunkStore.BeginBatchAsync"/>).
+/// A chunk put here is durable and visible only once <see cref="CompleteAsync"/> returns: reference
+/// it (commit a manifest) only after that. Dispose it in every case.
+/// </summary>
+public sealed class ChunkBatch : IAsyncDisposable
+{
+    private readonly ChunkStore _chunks;
+    private readonly PlacementBatch _batch;
+    private readonly IBlobStore _store;
+
+    internal ChunkBatch(ChunkStore chunks, PlacementBatch batch, IBlobStore store)
+    {
+        _chunks = chunks;
+        _batch = batch;
+        _store = store;
+    }
+
+    /// <summary>Chunks committed so far.</summary>
+    public int ChunksWritten => _batch.BlobsWritten;
+
+    /// <summary>Bytes of the chunks committed so far.</summary>
+    public long BytesWritten => _batch.BytesWritten;
+
+    /// <summary>
+    /// Writes chunk <paramref name="content"/> unless a chunk of that name is already committed at
+    /// the location. <see cref="ChunkPutOutcome.Written"/> means written and queued for commit.
+    /// </summary>
+    public async ValueTask<ChunkPutOutcome> PutIfAbsentAsync(HashedContent content, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        var key = ChunkStore.KeyOf(content.Sha256);
+        var existing = _store.GetLength(key);
+        if (existing == content.Bytes.Length)
+        {
+            // Same name, same bytes; the location was judged when the batch began.
+            return ChunkPutOutcome.AlreadyPresent;
+        }
+
+        if (existing >= 0)
+        {
+            await _chunks.ReplaceDamagedAsync(_batch.Artifact, _batch.Location.Id, _batch.Actor, content.Sha256, cancellationToken).ConfigureAwait(false);
+        }
+
+        await _batch.StageAsync(key, content, cancellationToken).ConfigureAwait(false);
+        return ChunkPutOutcome.Written;
+    }
+
+    /// <summary>Waits until every chunk put is committed, audits them as one placement, and returns what was placed.</summary>
+    public ValueTask<PlacementBatchReceipt> CompleteAsync(CancellationToken cancellationToken) => _batch.CompleteAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => _batch.DisposeAsync();
 }
 
 /// <summary>What a sweep freed.</summary>

@@ -27,7 +27,10 @@ public sealed record PlacementReceipt(string LocationId, string Key, long Bytes,
 /// The only way bytes are written to a location. Each write is judged against the artifact's
 /// residency policy first; a refusal writes nothing, is audited, and throws
 /// <see cref="PlacementRefusedException"/> naming the policy and the location. An allowed write is
-/// hashed on the way, and its commit is audited with the byte count and hash.
+/// hashed on the way, and its commit is audited with the byte count and hash. Bytes that were
+/// already hashed (<see cref="HashedContent"/>, e.g. content-addressed chunks, which are hashed to
+/// be named) are placed by <see cref="PlaceAsync"/> or a <see cref="PlacementBatch"/> without
+/// being hashed again; a batch is judged once and audited as one event.
 /// </summary>
 public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
 {
@@ -50,30 +53,60 @@ public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
         string? key = null,
         CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(artifact);
-        ArgumentNullException.ThrowIfNull(policy);
-        var location = locations.Describe(locationId);
-        var decision = policy.Evaluate(location, existingCopies);
-        if (!decision.Allowed)
-        {
-            await audit.AppendAsync(
-                new AuditEvent
-                {
-                    Type = "placement_refused",
-                    Workspace = artifact.Workspace,
-                    Actor = actor,
-                    ArtifactKind = artifact.Kind,
-                    ArtifactId = artifact.Id,
-                    Location = location.Id,
-                    Policy = policy.Name,
-                    Detail = decision.Reason,
-                },
-                CancellationToken.None).ConfigureAwait(false);
-            throw new PlacementRefusedException(policy.Name, location.Id, decision.Reason!);
-        }
-
+        var location = await JudgeAsync(artifact, policy, locationId, actor, existingCopies).ConfigureAwait(false);
         var pending = await locations.Store(locationId).BeginWriteAsync(key ?? artifact.BlobKey, cancellationToken).ConfigureAwait(false);
         return new GuardedWrite(this, artifact, policy, location, actor, pending);
+    }
+
+    /// <summary>
+    /// Judges the placement and, when allowed, writes <paramref name="content"/> under
+    /// <paramref name="key"/>, commits it (fsync, atomic rename) and audits it with the content's
+    /// hash. The bytes are not hashed again: <see cref="HashedContent"/> can only have been made
+    /// by hashing them.
+    /// </summary>
+    /// <exception cref="PlacementRefusedException">The policy forbids the location (audited).</exception>
+    public async ValueTask<PlacementReceipt> PlaceAsync(
+        ArtifactRef artifact,
+        ResidencyPolicy policy,
+        string locationId,
+        string actor,
+        IReadOnlyCollection<LocationDescriptor>? existingCopies,
+        string key,
+        HashedContent content,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        var location = await JudgeAsync(artifact, policy, locationId, actor, existingCopies).ConfigureAwait(false);
+        var pending = await locations.Store(locationId).BeginWriteAsync(key, cancellationToken).ConfigureAwait(false);
+        await using (pending.ConfigureAwait(false))
+        {
+            await pending.Stream.WriteAsync(content.Bytes, cancellationToken).ConfigureAwait(false);
+            await pending.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var receipt = new PlacementReceipt(location.Id, key, content.Bytes.Length, content.Sha256);
+        await RecordPlacementAsync(artifact, policy, actor, receipt).ConfigureAwait(false);
+        return receipt;
+    }
+
+    /// <summary>
+    /// Judges the placement once and, when allowed, starts a batch of content-addressed writes of
+    /// the artifact at the location, committed <paramref name="commitConcurrency"/> at a time and
+    /// audited as one event (see <see cref="PlacementBatch"/>). Dispose the batch in every case.
+    /// </summary>
+    /// <exception cref="PlacementRefusedException">The policy forbids the location (audited).</exception>
+    public async ValueTask<PlacementBatch> BeginBatchAsync(
+        ArtifactRef artifact,
+        ResidencyPolicy policy,
+        string locationId,
+        string actor,
+        IReadOnlyCollection<LocationDescriptor>? existingCopies,
+        int commitConcurrency,
+        CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(commitConcurrency, 1);
+        var location = await JudgeAsync(artifact, policy, locationId, actor, existingCopies).ConfigureAwait(false);
+        return new PlacementBatch(this, locations.Store(locationId), artifact, policy, location, actor, commitConcurrency, cancellationToken);
     }
 
     /// <summary>Opens the committed bytes of <paramref name="key"/> at a location for reading.</summary>
@@ -100,21 +133,70 @@ public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
         return existed;
     }
 
-    internal ValueTask<AuditEvent> RecordPlacementAsync(GuardedWrite write, PlacementReceipt receipt) =>
+    internal ValueTask<AuditEvent> RecordPlacementAsync(ArtifactRef artifact, ResidencyPolicy policy, string actor, PlacementReceipt receipt) =>
         audit.AppendAsync(
             new AuditEvent
             {
                 Type = "placement",
-                Workspace = write.Artifact.Workspace,
-                Actor = write.Actor,
-                ArtifactKind = write.Artifact.Kind,
-                ArtifactId = write.Artifact.Id,
+                Workspace = artifact.Workspace,
+                Actor = actor,
+                ArtifactKind = artifact.Kind,
+                ArtifactId = artifact.Id,
                 Location = receipt.LocationId,
-                Policy = write.Policy.Name,
+                Policy = policy.Name,
                 Bytes = receipt.Bytes,
                 Sha256 = receipt.Sha256,
             },
             CancellationToken.None);
+
+    // One event for a batch: the bytes of every blob it wrote, and the digest of their names.
+    internal ValueTask<AuditEvent> RecordBatchAsync(PlacementBatch batch, PlacementBatchReceipt receipt, string? incomplete) =>
+        audit.AppendAsync(
+            new AuditEvent
+            {
+                Type = "placement",
+                Workspace = batch.Artifact.Workspace,
+                Actor = batch.Actor,
+                ArtifactKind = batch.Artifact.Kind,
+                ArtifactId = batch.Artifact.Id,
+                Location = receipt.LocationId,
+                Policy = batch.Policy.Name,
+                Bytes = receipt.BytesWritten,
+                Sha256 = receipt.Digest,
+                Detail = $"batch: {receipt.BlobsWritten} content-addressed blobs written ({receipt.BytesWritten} bytes)"
+                    + (receipt.BlobsAlreadyPresent > 0 ? $", {receipt.BlobsAlreadyPresent} already present" : "")
+                    + "; sha256 is the digest of their sorted content hashes"
+                    + (incomplete is null ? "" : $"; incomplete: {incomplete}"),
+            },
+            CancellationToken.None);
+
+    // Judges a placement; a refusal is audited and thrown.
+    private async ValueTask<LocationDescriptor> JudgeAsync(ArtifactRef artifact, ResidencyPolicy policy, string locationId, string actor, IReadOnlyCollection<LocationDescriptor>? existingCopies)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        ArgumentNullException.ThrowIfNull(policy);
+        var location = locations.Describe(locationId);
+        var decision = policy.Evaluate(location, existingCopies);
+        if (!decision.Allowed)
+        {
+            await audit.AppendAsync(
+                new AuditEvent
+                {
+                    Type = "placement_refused",
+                    Workspace = artifact.Workspace,
+                    Actor = actor,
+                    ArtifactKind = artifact.Kind,
+                    ArtifactId = artifact.Id,
+                    Location = location.Id,
+                    Policy = policy.Name,
+                    Detail = decision.Reason,
+                },
+                CancellationToken.None).ConfigureAwait(false);
+            throw new PlacementRefusedException(policy.Name, location.Id, decision.Reason!);
+        }
+
+        return location;
+    }
 }
 
 /// <summary>
@@ -167,7 +249,7 @@ public sealed class GuardedWrite : IAsyncDisposable
         await _pending.CommitAsync(cancellationToken).ConfigureAwait(false);
         _committed = true;
         var receipt = new PlacementReceipt(Location.Id, _pending.Key, BytesWritten, Convert.ToHexStringLower(_hash.GetHashAndReset()));
-        await _guard.RecordPlacementAsync(this, receipt).ConfigureAwait(false);
+        await _guard.RecordPlacementAsync(Artifact, Policy, Actor, receipt).ConfigureAwait(false);
         return receipt;
     }
 

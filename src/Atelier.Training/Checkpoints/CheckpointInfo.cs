@@ -208,8 +208,16 @@ public sealed record CheckpointStoreOptions
     /// against the bytes, small enough that a changed tensor rewrites little beside it.</summary>
     public int ChunkSize { get; init; } = 4 << 20;
 
-    /// <summary>Chunk writes in flight per location: overlaps one chunk's fsync with the next one's bytes.</summary>
+    /// <summary>Chunks hashed and written (into the page cache) at a time per location.</summary>
     public int WriteConcurrency { get; init; } = 4;
+
+    /// <summary>
+    /// Chunk commits (fsync, atomic rename, directory fsync) in flight per location, on their own
+    /// threads, while the next chunks are written: a deep queue for the disk, and concurrent
+    /// fsyncs share the filesystem's journal commits. All of a checkpoint's chunks are durable
+    /// before its manifest is written.
+    /// </summary>
+    public int CommitConcurrency { get; init; } = 16;
 
     /// <summary>Chunk reads in flight during a restore.</summary>
     public int ReadConcurrency { get; init; } = 4;

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Atelier.Storage.Chunks;
+using Atelier.Storage.Placement;
 
 namespace Atelier.Training.Checkpoints;
 
@@ -38,6 +39,9 @@ internal sealed class SnapshotSegment
     /// <summary>The chunk name, once hashed. Written by one persist worker, read after the pass joins.</summary>
     public string? Hash { get; set; }
 
+    /// <summary>The bytes with the hash computed from them in this persist, when they were hashed in it.</summary>
+    public HashedContent? Content { get; private set; }
+
     public string EnsureHash()
     {
         if (Hash is { } known)
@@ -50,9 +54,33 @@ internal sealed class SnapshotSegment
             return Hash = cached;
         }
 
-        var hash = ChunkStore.HashOf(Bytes.Span);
-        Cache?.Hash = hash;
-        return Hash = hash;
+        Content = HashedContent.Compute(Bytes);
+        Cache?.Hash = Content.Sha256;
+        return Hash = Content.Sha256;
+    }
+
+    /// <summary>
+    /// The bytes and their hash, for writing the chunk. A name that came from the frozen-hash cache
+    /// was computed by an earlier persist, not from these bytes now: before bytes are written under
+    /// it they are hashed again, so a frozen buffer that changed despite its promise is refused
+    /// rather than stored under a name that lies. That costs a hash only when a frozen chunk is
+    /// missing at a location, never for the chunks that dedup.
+    /// </summary>
+    public HashedContent ContentForWrite()
+    {
+        var hash = EnsureHash();
+        if (Content is { } content)
+        {
+            return content;
+        }
+
+        if (!HashedContent.TryVerify(Bytes, hash, out content))
+        {
+            throw new InvalidOperationException(
+                $"A frozen checkpoint entry changed after it was first hashed (chunk {hash} no longer matches its bytes); frozen entries must never change. Save it as a non-frozen entry instead.");
+        }
+
+        return Content = content;
     }
 }
 

@@ -55,7 +55,7 @@ public sealed partial class CheckpointStore
                             await write.CommitAsync(cancellationToken).ConfigureAwait(false);
                         }
 
-                        counters.BytesWritten += manifestBytes.Length;
+                        counters.AddManifest(manifestBytes.Length);
                         committed.Add(location);
                         outcomes.Add(counters.ToOutcome(location.Id, null));
                     }
@@ -164,18 +164,44 @@ public sealed partial class CheckpointStore
         var claimed = new ConcurrentDictionary<string, byte>(StringComparer.Ordinal);
         IReadOnlyCollection<LocationDescriptor> existing = [.. committed];
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = _options.WriteConcurrency, CancellationToken = cancellationToken };
-        await Parallel.ForEachAsync(snapshot.Segments, parallel, async (segment, ct) =>
-        {
-            // Hashing here, inside the write pipeline, overlaps one chunk's hashing with another's I/O.
-            var hash = segment.EnsureHash();
-            if (!claimed.TryAdd(hash, 0))
-            {
-                return;
-            }
 
-            var outcome = await _chunks.PutIfAbsentAsync(artifact, policy, locationId, _options.Actor, existing, hash, segment.Bytes, ct).ConfigureAwait(false);
-            counters.Add(outcome, segment.Bytes.Length);
-        }).ConfigureAwait(false);
+        // One batch per location: judged once, chunks committed (fsync + rename) many at a time by
+        // the batch's committers while the workers below hash and write the next ones, and one
+        // audit event for all of them. Every chunk is durable before CompleteAsync returns, and
+        // that is before the manifest that makes them reachable is written.
+        var batch = await _chunks.BeginBatchAsync(artifact, policy, locationId, _options.Actor, existing, _options.CommitConcurrency, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await Parallel.ForEachAsync(snapshot.Segments, parallel, async (segment, ct) =>
+            {
+                // Hashing here, inside the write pipeline, overlaps one chunk's hashing with another's
+                // I/O. The hash names the chunk and is the one the guard records: bytes are hashed once.
+                var hash = segment.EnsureHash();
+                if (!claimed.TryAdd(hash, 0))
+                {
+                    return;
+                }
+
+                if (_chunks.GetLength(locationId, hash) == segment.Bytes.Length)
+                {
+                    counters.Reused(segment.Bytes.Length);
+                    return;
+                }
+
+                if (await batch.PutIfAbsentAsync(segment.ContentForWrite(), ct).ConfigureAwait(false) == ChunkPutOutcome.AlreadyPresent)
+                {
+                    counters.Reused(segment.Bytes.Length);
+                }
+            }).ConfigureAwait(false);
+
+            await batch.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Disposal waits for the commits in flight, so the counts below are final.
+            await batch.DisposeAsync().ConfigureAwait(false);
+            counters.AddWritten(batch.ChunksWritten, batch.BytesWritten);
+        }
     }
 
     private CheckpointManifest BuildManifest(CheckpointJob job, long step, DateTimeOffset createdAt, CheckpointMetrics metrics, CheckpointSnapshot snapshot)
@@ -213,24 +239,20 @@ public sealed partial class CheckpointStore
         private int _chunksReused;
         private long _bytesReused;
 
-        public long BytesWritten
+        public long BytesWritten => Interlocked.Read(ref _bytesWritten);
+
+        public void AddManifest(long bytes) => Interlocked.Add(ref _bytesWritten, bytes);
+
+        public void AddWritten(int chunks, long bytes)
         {
-            get => Interlocked.Read(ref _bytesWritten);
-            set => Interlocked.Exchange(ref _bytesWritten, value);
+            Interlocked.Add(ref _chunksWritten, chunks);
+            Interlocked.Add(ref _bytesWritten, bytes);
         }
 
-        public void Add(ChunkPutOutcome outcome, long bytes)
+        public void Reused(long bytes)
         {
-            if (outcome == ChunkPutOutcome.Written)
-            {
-                Interlocked.Increment(ref _chunksWritten);
-                Interlocked.Add(ref _bytesWritten, bytes);
-            }
-            else
-            {
-                Interlocked.Increment(ref _chunksReused);
-                Interlocked.Add(ref _bytesReused, bytes);
-            }
+            Interlocked.Increment(ref _chunksReused);
+            Interlocked.Add(ref _bytesReused, bytes);
         }
 
         public CheckpointLocationOutcome ToOutcome(string locationId, string? error) =>

@@ -66,7 +66,7 @@ public sealed partial class CheckpointStore : IAsyncDisposable
             }
         }
 
-        if (options.ChunkSize < 4096 || options.WriteConcurrency < 1 || options.ReadConcurrency < 1)
+        if (options.ChunkSize < 4096 || options.WriteConcurrency < 1 || options.CommitConcurrency < 1 || options.ReadConcurrency < 1)
         {
             ThrowHelper.Argument("ChunkSize must be at least 4096 and the concurrencies at least 1.", nameof(options));
         }
