@@ -13,7 +13,8 @@ using Atelier.Training.Checkpoints;
 //   3. the dedup ratio across those checkpoints;
 //   4. restore time of the last checkpoint (every chunk hash-verified).
 // Usage: Atelier.Training.Bench --dir DIR [--base-mib 1024] [--adapter-mib 128] [--checkpoints 3]
-//        [--steps-between 5] [--step-ms 1000] [--chunk-mib 4] [--warm]
+//        [--steps-between 5] [--step-ms 1000] [--chunk-mib 4] [--write-concurrency 4]
+//        [--commit-concurrency 4] [--warm]
 var options = Args.Parse(args);
 var dir = options.Get("dir", Path.Combine(Path.GetTempPath(), "atelier-ckpt-bench"));
 var baseMib = options.GetInt("base-mib", 1024);
@@ -22,6 +23,9 @@ var checkpoints = options.GetInt("checkpoints", 3);
 var stepsBetween = options.GetInt("steps-between", 5);
 var stepMs = options.GetInt("step-ms", 1000);
 var chunkMib = options.GetInt("chunk-mib", 4);
+var defaults = new CheckpointStoreOptions { Locations = ["local-nvme"] };
+var writeConcurrency = options.GetInt("write-concurrency", defaults.WriteConcurrency);
+var commitConcurrency = options.GetInt("commit-concurrency", defaults.CommitConcurrency);
 const long MiB = 1 << 20;
 
 if (Directory.Exists(dir))
@@ -34,7 +38,7 @@ var local = new LocationDescriptor { Id = "local-nvme", Uri = "local-nvme", Coun
 var locations = new StorageLocations([local], dir);
 using var audit = new AuditLog(Path.Combine(dir, "audit"), TimeProvider.System);
 var guard = new PlacementGuard(locations, audit);
-var storeOptions = new CheckpointStoreOptions { Locations = ["local-nvme"], ChunkSize = chunkMib * (int)MiB };
+var storeOptions = defaults with { ChunkSize = chunkMib * (int)MiB, WriteConcurrency = writeConcurrency, CommitConcurrency = commitConcurrency };
 await using var store = new CheckpointStore(guard, storeOptions);
 var job = new CheckpointJob("bench", "ftjob-bench", new ResidencyPolicy { Name = "eu-checkpoints", AllowedJurisdictions = ["EU"], RequireOnPrem = true });
 
@@ -71,7 +75,7 @@ void TrainStep(long step)
     rng[step % rng.Length]++;
 }
 
-Console.WriteLine($"checkpoint: {total / (double)MiB:F0} MiB ({baseMib} MiB frozen base, {3 * adapterMib} MiB adapters + Adam moments), chunk {chunkMib} MiB, write concurrency {storeOptions.WriteConcurrency}");
+Console.WriteLine($"checkpoint: {total / (double)MiB:F0} MiB ({baseMib} MiB frozen base, {3 * adapterMib} MiB adapters + Adam moments), chunk {chunkMib} MiB, write concurrency {storeOptions.WriteConcurrency}, commit concurrency {storeOptions.CommitConcurrency}");
 
 // As a job runner would at job start: snapshot buffers for the trainable state, pages touched.
 var reserve = Stopwatch.StartNew();
@@ -88,7 +92,7 @@ var firstTotal = sw.Elapsed;
 var firstCpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
 var persistMibs = firstResult.BytesWritten / (double)MiB / firstResult.PersistTime.TotalSeconds;
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"first checkpoint: {firstResult.BytesWritten / (double)MiB:F0} MiB written in {firstResult.PersistTime.TotalSeconds:F2} s persist = {persistMibs:F1} MiB/s; snapshot {first.SnapshotTime.TotalMilliseconds:F0} ms (copied {first.BytesCopied / (double)MiB:F0} MiB); SaveAsync returned after {returned.TotalMilliseconds:F0} ms; durable after {firstTotal.TotalSeconds:F2} s; process CPU {firstCpu.TotalSeconds:F2} s = {firstCpu.TotalSeconds / (total / (double)(1L << 30)):F2} CPU-s per GiB (snapshot, 2x SHA-256, kernel copies, fsyncs)"));
+    $"first checkpoint: {firstResult.BytesWritten / (double)MiB:F0} MiB written in {firstResult.PersistTime.TotalSeconds:F2} s persist = {persistMibs:F1} MiB/s; snapshot {first.SnapshotTime.TotalMilliseconds:F0} ms (copied {first.BytesCopied / (double)MiB:F0} MiB); SaveAsync returned after {returned.TotalMilliseconds:F0} ms; durable after {firstTotal.TotalSeconds:F2} s; process CPU {firstCpu.TotalSeconds:F2} s = {firstCpu.TotalSeconds / (total / (double)(1L << 30)):F2} CPU-s per GiB (snapshot, SHA-256, kernel copies, fsyncs)"));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RESULT persist_mibs={persistMibs:F1}"));
 
 // 2 + 3. Successive checkpoints while training goes on. A simulated step is its forward and

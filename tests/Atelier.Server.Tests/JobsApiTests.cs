@@ -180,4 +180,95 @@ public sealed class JobsApiTests
         Assert.Equal(0, list["total"]!.GetValue<long>());
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/v1/fine_tuning/jobs/nope")).StatusCode);
     }
+
+    [Fact]
+    public async Task EuOnlyJob_NeverWritesACheckpointByteToAUsReplica_AndTheRefusalIsAudited()
+    {
+        // Checkpoints go to the local on-prem EU location first, then to a US cloud replica;
+        // the job's data is EU-only, so every US placement must be refused.
+        await using var server = await TestServer.StartAsync(c => c with
+        {
+            Locations = [.. c.Locations, new Atelier.Core.Residency.LocationDescriptor { Id = "us-cloud", Uri = "blobs/us-cloud", Country = "US", OnPrem = false, Operator = "hyperscaler" }],
+            Defaults = c.Defaults with { CheckpointLocations = ["local", "us-cloud"] },
+        });
+        using var client = server.Client();
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 6));
+        var id = created["id"]!.GetValue<string>();
+        var done = await WaitAsync(client, id, "SUCCESS");
+        Assert.Equal(6, done["checkpoints"]!.AsArray().Count);
+
+        var us = Path.Combine(server.DataDirectory, "blobs", "us-cloud");
+        Assert.Empty(Directory.Exists(us) ? Directory.EnumerateFiles(us, "*", SearchOption.AllDirectories) : []);
+        var checkpoint = JsonNode.Parse(await client.GetStringAsync($"/api/v1/checkpoints/{id}/6"))!;
+        Assert.Equal(["local"], checkpoint["locations"]!.AsArray().Select(l => l!.GetValue<string>()));
+        Assert.Contains("checkpoints", checkpoint["policy"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        var refusals = server.Runtime.Audit.Tail(10_000).Where(e => e.Type == "placement_refused").ToArray();
+        Assert.NotEmpty(refusals);
+        Assert.All(refusals, r => Assert.Equal("us-cloud", r.Location));
+        Assert.Contains(refusals, r => r.ArtifactId?.Contains(id, StringComparison.Ordinal) == true);
+        Assert.DoesNotContain(server.Runtime.Audit.Tail(10_000), e => e.Type == "placement" && e.Location == "us-cloud");
+        Assert.True(server.Runtime.Audit.Verify().Valid);
+    }
+
+    [Fact]
+    public async Task SecondJob_WaitsQueuedForTheOnlySlot_ThenRuns()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = server.Client();
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var (_, first) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 100_000));
+        var firstId = first["id"]!.GetValue<string>();
+        await WaitAsync(client, firstId, "RUNNING");
+        var (_, second) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 4));
+        var secondId = second["id"]!.GetValue<string>();
+
+        // Validated and started, it waits for the slot the first job holds.
+        var deadline = Stopwatch.StartNew();
+        JsonNode waiting;
+        do
+        {
+            waiting = JsonNode.Parse(await client.GetStringAsync($"/v1/fine_tuning/jobs/{secondId}"))!;
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(120), waiting.ToJsonString());
+            await Task.Delay(50);
+        }
+        while (waiting["metadata"] is null || waiting["status"]!.GetValue<string>() != "QUEUED");
+
+        await Task.Delay(500);
+        Assert.Equal("QUEUED", JsonNode.Parse(await client.GetStringAsync($"/v1/fine_tuning/jobs/{secondId}"))!["status"]!.GetValue<string>());
+
+        await PostAsync(client, $"/v1/fine_tuning/jobs/{firstId}/cancel", null);
+        await WaitAsync(client, firstId, "CANCELLED");
+        var done = await WaitAsync(client, secondId, "SUCCESS");
+        Assert.Contains(done["events"]!.AsArray(), e => e!["name"]!.GetValue<string>() == "placed");
+    }
+
+    [Fact]
+    public async Task RestoreCheckpoint_IntoANewJob_ContinuesFromItsStep()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = server.Client();
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 10));
+        var source = created["id"]!.GetValue<string>();
+        await WaitAsync(client, source, "SUCCESS");
+
+        var (status, restored) = await PostAsync(client, $"/api/v1/checkpoints/{source}/10/restore", new { training_steps = 14 });
+        Assert.True(status == HttpStatusCode.Created, restored.ToJsonString());
+        var id = restored["id"]!.GetValue<string>();
+        var done = await WaitAsync(client, id, "SUCCESS");
+        var resumed = done["events"]!.AsArray().Single(e => e!["name"]!.GetValue<string>() == "resumed");
+        Assert.Equal(10, resumed!["data"]!["from_step"]!.GetValue<long>());
+        Assert.Equal([14L, 12L], done["checkpoints"]!.AsArray().Select(c => c!["step_number"]!.GetValue<long>()));
+
+        var (missing, _) = await PostAsync(client, $"/api/v1/checkpoints/{source}/3/restore", null);
+        Assert.Equal(HttpStatusCode.NotFound, missing);
+        using var deleted = await client.DeleteAsync($"/api/v1/checkpoints/{source}/10");
+        Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/checkpoints/{source}/10")).StatusCode);
+    }
 }

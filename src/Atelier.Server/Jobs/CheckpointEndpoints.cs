@@ -86,9 +86,7 @@ public static class CheckpointEndpoints
             var source = FineTuningEndpoints.Find(context, runtime, jobId);
             _ = await store.GetAsync(source.Id, step, context.RequestAborted).ConfigureAwait(false)
                 ?? throw new NotFoundException("checkpoint", CheckpointIds.Of(source.Id, step));
-            var overrides = context.Request.ContentLength is > 0
-                ? await FineTuningEndpoints.ReadAsync<RestoreCheckpointRequest>(context).ConfigureAwait(false)
-                : new RestoreCheckpointRequest();
+            var overrides = await FineTuningEndpoints.ReadOptionalAsync<RestoreCheckpointRequest>(context).ConfigureAwait(false) ?? new RestoreCheckpointRequest();
             var request = JsonSerializer.Deserialize<FineTuningJobRequest>(source.RequestJson, AtelierJson.Options)!;
             request = request with
             {
@@ -97,6 +95,14 @@ public static class CheckpointEndpoints
                 Hyperparameters = overrides.TrainingSteps is { } steps ? request.Hyperparameters! with { TrainingSteps = steps, Epochs = null } : request.Hyperparameters,
                 StartFrom = new CheckpointStart(source.Id, step),
             };
+            if (request.Hyperparameters?.TrainingSteps is { } total && total <= step)
+            {
+                throw new ValidationFailedException(
+                    $"The new job must train past the checkpoint's step {step}; 'training_steps' is {total}.",
+                    [new Problem($"must be greater than {step}", Field: "training_steps")],
+                    1);
+            }
+
             var job = await JobRequests.CreateAsync(runtime, registry, ApiKeyAuthentication.Caller(context), request, context.RequestAborted).ConfigureAwait(false);
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).SubmitAsync().ConfigureAwait(false);
             return Results.Json(JobRequests.ToObject(runtime, runtime.Jobs.GetById(job.Id)!, details: false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);

@@ -317,6 +317,28 @@ public static class FineTuningEndpoints
         }
     }
 
+    /// <summary>Reads a JSON body that may be absent (null then).</summary>
+    public static async Task<T?> ReadOptionalAsync<T>(HttpContext context)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        using var reader = new StreamReader(context.Request.Body);
+        var text = await reader.ReadToEndAsync(context.RequestAborted).ConfigureAwait(false);
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        try
+        {
+            return JsonSerializer.Deserialize<T>(text, AtelierJson.Options);
+        }
+        catch (JsonException e)
+        {
+            throw new BadRequestException($"The request body is not valid JSON for this endpoint: {e.Message}");
+        }
+    }
+
     private static string? Text(Microsoft.Extensions.Primitives.StringValues value) => value.Count == 0 || value[0] is not { Length: > 0 } s ? null : s;
 
     private static int? Int(Microsoft.Extensions.Primitives.StringValues value, string name, int min, int max)

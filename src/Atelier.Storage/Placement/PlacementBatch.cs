@@ -26,6 +26,8 @@ public sealed record PlacementBatchReceipt(string LocationId, int BlobsWritten, 
 /// page cache, invisible) and handed to a pool of committers that make it durable and visible
 /// (fsync, atomic rename, directory fsync) while the next blobs are being written, many at a time,
 /// the way <c>dd</c> leaves the disk a deep queue instead of one synchronous write after another.
+/// Once durable, a blob's pages are dropped from the OS page cache: batches write bytes that are
+/// not read back soon (see <c>PageCache</c>).
 /// <see cref="CompleteAsync"/> waits for every commit and then records one <c>placement</c> audit
 /// event for the whole batch (count, bytes, digest of the names).
 /// <para>
@@ -68,8 +70,9 @@ public sealed class PlacementBatch : IAsyncDisposable
         _cancellationToken = cancellationToken;
 
         // Bounded: writers wait when the committers fall behind, so the bytes staged but not yet
-        // durable (dirty page cache, open files) stay within a few times the commits in flight.
-        _staged = Channel.CreateBounded<Staged>(new BoundedChannelOptions(commitConcurrency * 4) { SingleReader = false, SingleWriter = false });
+        // durable (dirty page cache, open files) stay within twice the commits in flight. A small
+        // window also keeps the set of page-cache pages being recycled small (see PageCache).
+        _staged = Channel.CreateBounded<Staged>(new BoundedChannelOptions(commitConcurrency) { SingleReader = false, SingleWriter = false });
 
         // Commits are blocking syscalls (fsync, rename, directory fsync) that wait on the disk for
         // milliseconds. On dedicated threads they do not starve the thread pool, whose few threads
@@ -231,6 +234,7 @@ public sealed class PlacementBatch : IAsyncDisposable
                 return;
             }
 
+            PageCache.Drop(_store, item.Pending.Key);
             _written.Enqueue(item.Content.Sha256);
             Interlocked.Add(ref _bytesWritten, item.Content.Bytes.Length);
             Interlocked.Increment(ref _blobsWritten);

@@ -159,7 +159,7 @@ public static class FineTuningRunner
             run.OnResume?.Invoke(latest.Step);
             if (fromJob != run.Job.JobId && latest.Step >= plan.TrainingSteps)
             {
-                throw new InvalidOperationException($"Checkpoint {latest.Id} is at step {latest.Step}, at or past this job's last step {plan.TrainingSteps}.");
+                throw new Atelier.Core.Errors.BadRequestException($"Checkpoint {latest.Id} is at step {latest.Step}, at or past this job's last step {plan.TrainingSteps}.");
             }
         }
 

@@ -1,0 +1,54 @@
+using System.Runtime.InteropServices;
+using Atelier.Storage.Blobs;
+using Microsoft.Win32.SafeHandles;
+
+namespace Atelier.Storage.Placement;
+
+/// <summary>
+/// Tells the OS that committed bytes will not be read back soon (<c>posix_fadvise(DONTNEED)</c>),
+/// so their page-cache pages are freed as soon as they are durable and reused by the next writes.
+/// A checkpoint's chunks are written once and read only by a restore, usually after a restart:
+/// keeping them cached would evict what training reads (its data shards), and writing into a
+/// small recycled set of pages costs the kernel far less than into ever fresh ones (on the
+/// virtualised hosts measured, about a third of the system time of a persist). Linux only; a
+/// no-op for stores that are not local files.
+/// </summary>
+internal static partial class PageCache
+{
+    private const int PosixFadvDontNeed = 4;
+
+    /// <summary>Drops the cached pages of the committed blob <paramref name="key"/>; best effort.</summary>
+    public static void Drop(IBlobStore store, string key)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        try
+        {
+            if (!store.TryOpenRead(key, out var stream))
+            {
+                return;
+            }
+
+            using (stream)
+            {
+                if (stream is FileStream file)
+                {
+                    // Advice only: a failure changes nothing but the cache.
+                    _ = Fadvise(file.SafeFileHandle, 0, 0, PosixFadvDontNeed);
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    private static partial int Fadvise(SafeFileHandle fd, long offset, long length, int advice);
+}
