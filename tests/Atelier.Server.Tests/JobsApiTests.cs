@@ -271,4 +271,29 @@ public sealed class JobsApiTests
         Assert.Equal(HttpStatusCode.OK, deleted.StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/checkpoints/{source}/10")).StatusCode);
     }
+
+    [Fact]
+    public async Task Scheduler_PlacesTheJobOnTheNodeHoldingItsData()
+    {
+        // Two racks; the job's data lives on a drive of node-b, which offers a slot as well.
+        await using var server = await TestServer.StartAsync(c => c with
+        {
+            Sites = [new Atelier.Core.Topology.Site("local-site", "FR", [new Atelier.Core.Topology.Rack("rack-0", [Environment.MachineName]), new Atelier.Core.Topology.Rack("rack-1", ["node-b"])])],
+            Locations = [.. c.Locations.Select(l => l with { Rack = "rack-1", Node = "node-b" })],
+        });
+        var grains = (Orleans.IGrainFactory)server.Services.GetService(typeof(Orleans.IGrainFactory))!;
+        await grains.GetGrain<Atelier.Cluster.Jobs.IJobSchedulerGrain>(0).RegisterNodeAsync("node-b", 1);
+        using var client = server.Client();
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 2));
+        var done = await WaitAsync(client, created["id"]!.GetValue<string>(), "SUCCESS");
+        var placed = done["events"]!.AsArray().Single(e => e!["name"]!.GetValue<string>() == "placed")!;
+        Assert.Equal("node-b", placed["data"]!["node"]!.GetValue<string>());
+        Assert.Equal("node-b", placed["data"]!["data_node"]!.GetValue<string>());
+
+        var state = await grains.GetGrain<Atelier.Cluster.Jobs.IJobSchedulerGrain>(0).GetStateAsync();
+        Assert.Equal(new[] { "node-b", Environment.MachineName }.Order(StringComparer.Ordinal), state.Nodes.Select(n => n.Node));
+        Assert.Empty(state.Running);
+    }
 }

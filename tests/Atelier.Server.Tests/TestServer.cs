@@ -29,6 +29,8 @@ public sealed class TestServer : IAsyncDisposable
 
     public AtelierRuntime Runtime => _app.Runtime();
 
+    public IServiceProvider Services => _app.Services;
+
     /// <summary>Starts a server; <paramref name="configure"/> edits the configuration before the first start.</summary>
     public static async Task<TestServer> StartAsync(Func<AtelierConfig, AtelierConfig>? configure = null, string? dataDirectory = null)
     {

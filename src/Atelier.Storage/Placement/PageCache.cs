@@ -20,7 +20,7 @@ internal static partial class PageCache
     /// <summary>Drops the cached pages of the committed blob <paramref name="key"/>; best effort.</summary>
     public static void Drop(IBlobStore store, string key)
     {
-        if (!OperatingSystem.IsLinux())
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("ATELIER_NODROP_TMP") == "1")
         {
             return;
         }
