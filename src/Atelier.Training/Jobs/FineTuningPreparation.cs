@@ -81,12 +81,14 @@ public static class FineTuningPreparation
 
         // Mistral's field is a fraction despite its name: 0.05 tolerates 5% invalid samples.
         var tolerated = request.InvalidSampleSkipPercentage ?? 0;
-        var invalid = counters.ExamplesRead == 0 ? 0 : (double)counters.Issues / counters.ExamplesRead;
+        // The builder counts valid examples and invalid lines apart.
+        var samples = counters.ExamplesRead + counters.Issues;
+        var invalid = samples == 0 ? 0 : (double)counters.Issues / samples;
         if (counters.Issues > 0 && invalid > tolerated)
         {
             var first = data.Training.Report.Issues.FirstOrDefault();
             problems.Add(new Problem(
-                string.Create(CultureInfo.InvariantCulture, $"{counters.Issues} of {counters.ExamplesRead} samples are invalid ({invalid:P1}), more than invalid_sample_skip_percentage allows ({tolerated:P1}).{(first is null ? "" : $" First: {first}")}"),
+                string.Create(CultureInfo.InvariantCulture, $"{counters.Issues} of {samples} samples are invalid ({invalid:P1}), more than invalid_sample_skip_percentage allows ({tolerated:P1}).{(first is null ? "" : $" First: {first}")}"),
                 Field: "training_files"));
         }
 
