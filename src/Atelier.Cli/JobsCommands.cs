@@ -148,6 +148,7 @@ internal static class JobsCommands
             }
 
             var table = new Table().AddColumns("id", "step", "train loss", "valid loss", "valid accuracy", "size", "locations");
+            table.Columns[0].NoWrap();
             foreach (var c in body["data"]!.AsArray())
             {
                 table.AddRow(

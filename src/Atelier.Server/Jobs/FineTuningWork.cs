@@ -315,7 +315,19 @@ public sealed partial class FineTuningWork(
                     }
                 },
                 OnResume = step => runtime.Jobs.AddEvent(jobId, "resumed", $$"""{"from_step":{{step}}}"""),
-                OnCheckpoint = c => Record(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, runtime.Clock.GetUtcNow().ToUnixTimeSeconds()),
+                OnCheckpoint = c =>
+                {
+                    Record(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, runtime.Clock.GetUtcNow().ToUnixTimeSeconds());
+                    runtime.Jobs.AddEvent(jobId, "checkpoint", JsonSerializer.Serialize(new Dictionary<string, object>
+                    {
+                        ["step"] = c.Step,
+                        ["id"] = c.CheckpointId,
+                        ["stall_ms"] = Math.Round(c.Stall.TotalMilliseconds, 3),
+                        ["persist_ms"] = Math.Round(c.PersistTime.TotalMilliseconds, 3),
+                        ["bytes_written"] = c.BytesWritten,
+                        ["bytes_reused"] = c.BytesReused,
+                    }));
+                },
                 OnRetention = steps => runtime.Jobs.MarkCheckpointsDeleted(jobId, steps),
             },
             cancel).ConfigureAwait(false);

@@ -62,7 +62,10 @@ public sealed record FineTuningPlan
 /// <param name="Metrics">Train loss (mean since the previous checkpoint), validation loss and token accuracy.</param>
 /// <param name="TrainedTokens">Tokens trained so far.</param>
 /// <param name="Stall">How long training waited for the snapshot.</param>
-public sealed record RunnerCheckpoint(long Step, string CheckpointId, CheckpointMetrics Metrics, long TrainedTokens, TimeSpan Stall);
+/// <param name="PersistTime">How long the background persist took.</param>
+/// <param name="BytesWritten">Bytes written at every location together.</param>
+/// <param name="BytesReused">Bytes that were already stored (deduplicated chunks).</param>
+public sealed record RunnerCheckpoint(long Step, string CheckpointId, CheckpointMetrics Metrics, long TrainedTokens, TimeSpan Stall, TimeSpan PersistTime, long BytesWritten, long BytesReused);
 
 /// <summary>Everything one attempt at training a job needs.</summary>
 public sealed record FineTuningRun
@@ -251,7 +254,7 @@ public static class FineTuningRunner
         }
 
         var info = result.Checkpoint;
-        run.OnCheckpoint?.Invoke(new RunnerCheckpoint(info.Step, info.Id, info.Metrics, info.Step * run.Plan.TrainTokensPerStep, save.Stall));
+        run.OnCheckpoint?.Invoke(new RunnerCheckpoint(info.Step, info.Id, info.Metrics, info.Step * run.Plan.TrainTokensPerStep, save.Stall, result.PersistTime, result.BytesWritten, result.BytesReused));
         var deleted = await run.Checkpoints.ApplyRetentionAsync(run.Job.JobId, new RetentionPolicy(run.Plan.KeepLast, run.Plan.KeepBest), cancellationToken).ConfigureAwait(false);
         if (deleted.Count > 0)
         {
