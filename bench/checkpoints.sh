@@ -3,7 +3,10 @@
 # bandwidth to the same disk in the same run, training stall per checkpoint against a simulated
 # step time, dedup ratio across successive checkpoints where only adapters and optimiser state
 # change, and cold restore time (every chunk hash-verified).
-# Usage: bench/checkpoints.sh [extra bench args: --checkpoints 3 --steps-between 5 --step-ms 1000 --chunk-mib 4]
+# Usage: bench/checkpoints.sh [extra bench args: --checkpoints 3 --steps-between 5 --step-ms 1000 --chunk-mib 4
+#                              --write-concurrency 4 --commit-concurrency 8]
+# Environment: NO_BUILD=1 skips the build; BENCH_DLL=path runs another build of the driver (e.g. a
+# copy of an earlier commit's bin/ folder, for a before/after in the same conditions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${BENCH_DIR:-$PWD/artifacts/bench-checkpoints}
@@ -37,7 +40,7 @@ dd_before=$(dd_run)
 echo "dd before: $dd_before MiB/s"
 
 echo "== checkpoint store"
-out=$(dotnet bench/Atelier.Training.Bench/bin/Release/net10.0/Atelier.Training.Bench.dll --dir "$work/store" --base-mib "$base_mib" --adapter-mib "$adapter_mib" "$@")
+out=$(dotnet "${BENCH_DLL:-bench/Atelier.Training.Bench/bin/Release/net10.0/Atelier.Training.Bench.dll}" --dir "$work/store" --base-mib "$base_mib" --adapter-mib "$adapter_mib" "$@")
 echo "$out" | grep -v '^RESULT'
 rm -rf "$work/store"
 

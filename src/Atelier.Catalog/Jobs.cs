@@ -180,7 +180,7 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
     /// Moves a job from one of <paramref name="from"/> to <paramref name="to"/>, recording a
     /// <c>status-updated</c> event; false (and nothing written) when the job was not in one of them.
     /// </summary>
-    public bool Transition(string id, IReadOnlyCollection<string> from, string to, string? error = null, Action<SqliteCommand>? extra = null, string? extraSet = null)
+    public bool Transition(string id, IReadOnlyCollection<string> from, string to, string? error = null)
     {
         ArgumentNullException.ThrowIfNull(from);
         using var connection = database.Open();
@@ -190,7 +190,7 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
         {
             command.Transaction = transaction;
             var names = from.Select((_, i) => "$f" + i).ToArray();
-            command.CommandText = $"UPDATE fine_tuning_jobs SET status = $to, modified_at = $now, error = COALESCE($err, error){(extraSet is null ? "" : ", " + extraSet)} WHERE id = $id AND status IN ({string.Join(", ", names)})";
+            command.CommandText = $"UPDATE fine_tuning_jobs SET status = $to, modified_at = $now, error = COALESCE($err, error) WHERE id = $id AND status IN ({string.Join(", ", names)})";
             command.Parameters.AddWithValue("$to", to);
             command.Parameters.AddWithValue("$now", now);
             command.Parameters.AddWithValue("$err", (object?)error ?? DBNull.Value);
@@ -201,7 +201,6 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
                 command.Parameters.AddWithValue(names[i++], status);
             }
 
-            extra?.Invoke(command);
             if (command.ExecuteNonQuery() == 0)
             {
                 return false;

@@ -118,6 +118,14 @@ public sealed class JobsApiTests
         var retained = JsonNode.Parse(await client.GetStringAsync($"/api/v1/checkpoints?job_id={id}"))!["data"]!.AsArray();
         Assert.InRange(retained.Count, 2, 3);
         Assert.Contains(retained, c => c!["step_number"]!.GetValue<long>() == 20);
+
+        // Each durable checkpoint is an event with its stall, and the training shows in /metrics.
+        var checkpointEvents = done["events"]!.AsArray().Where(e => e!["name"]!.GetValue<string>() == "checkpoint").ToArray();
+        Assert.Equal(10, checkpointEvents.Length);
+        Assert.All(checkpointEvents, e => Assert.True(e!["data"]!["stall_ms"]!.GetValue<double>() >= 0));
+        var metrics = await client.GetStringAsync("/metrics");
+        Assert.Contains("atelier_training_steps", metrics, StringComparison.Ordinal);
+        Assert.Contains("atelier_checkpoint_stall", metrics, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -104,4 +104,160 @@ public sealed class PlacementGuardTests : IDisposable
         Assert.Equal(["placement", "deletion"], _audit.Read(0, 10).Select(e => e.Type));
         Assert.True(_audit.Verify().Valid);
     }
+
+    [Fact]
+    public void HashedContent_CanOnlyBeMadeByHashingTheBytes_SoAWrongHashCannotBePairedWithThem()
+    {
+        // No constructor a caller could hand an asserted hash to: Compute and TryVerify are the only ways in.
+        Assert.Empty(typeof(HashedContent).GetConstructors());
+        var bytes = RandomNumberGenerator.GetBytes(5000);
+        var content = HashedContent.Compute(bytes);
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(bytes)), content.Sha256);
+
+        Assert.True(HashedContent.TryVerify(bytes, content.Sha256, out var verified));
+        Assert.Equal(content.Sha256, verified.Sha256);
+        var wrong = Convert.ToHexStringLower(SHA256.HashData(new byte[] { 1 }));
+        Assert.False(HashedContent.TryVerify(bytes, wrong, out var refused));
+        Assert.Null(refused);
+    }
+
+    [Fact]
+    public async Task PlaceHashedContent_WritesTheBytes_AndAuditsTheirHashWithoutRehashing()
+    {
+        var bytes = RandomNumberGenerator.GetBytes(70_000);
+        var content = HashedContent.Compute(bytes);
+
+        var receipt = await _guard.PlaceAsync(new ArtifactRef("file", "f3", "team-a"), EuOnly, "paris", "key:k", null, "file/f3", content, CancellationToken.None);
+
+        Assert.Equal(content.Sha256, receipt.Sha256);
+        Assert.Equal(bytes.Length, receipt.Bytes);
+        var placement = Assert.Single(_audit.Read(0, 10));
+        Assert.Equal("placement", placement.Type);
+        Assert.Equal(content.Sha256, placement.Sha256);
+        Assert.Equal(bytes, await ReadAsync("paris", "file/f3"));
+        await Assert.ThrowsAsync<PlacementRefusedException>(async () =>
+            await _guard.PlaceAsync(new ArtifactRef("file", "f3", "team-a"), EuOnly, "us-east", "key:k", null, "file/f3", content, CancellationToken.None));
+        Assert.Equal(["placement", "placement_refused"], _audit.Read(0, 10).Select(e => e.Type));
+    }
+
+    [Fact]
+    public async Task Batch_CommitsEveryBlobDurably_AndAuditsThemAsOnePlacementWithCountBytesAndDigest()
+    {
+        var artifact = new ArtifactRef("checkpoint", "job@1", "team-a");
+        var contents = Enumerable.Range(0, 20).Select(i => HashedContent.Compute(RandomNumberGenerator.GetBytes(1000 + i))).ToList();
+
+        PlacementBatchReceipt receipt;
+        await using (var batch = await _guard.BeginBatchAsync(artifact, Checkpoints, "paris", "system", null, commitConcurrency: 4, CancellationToken.None))
+        {
+            await Parallel.ForEachAsync(contents, async (c, ct) => await batch.StageAsync("blobs/" + c.Sha256, c, ct));
+            receipt = await batch.CompleteAsync(CancellationToken.None);
+        }
+
+        Assert.Equal(20, receipt.BlobsWritten);
+        Assert.Equal(contents.Sum(c => (long)c.Bytes.Length), receipt.BytesWritten);
+        foreach (var c in contents)
+        {
+            Assert.Equal(c.Bytes.ToArray(), await ReadAsync("paris", "blobs/" + c.Sha256));
+        }
+
+        var placement = Assert.Single(_audit.Read(0, 100));
+        Assert.Equal("placement", placement.Type);
+        Assert.Equal("job@1", placement.ArtifactId);
+        Assert.Equal("checkpoints", placement.Policy);
+        Assert.Equal(receipt.BytesWritten, placement.Bytes);
+        Assert.Contains("20 content-addressed blobs", placement.Detail, StringComparison.Ordinal);
+
+        // The digest can be recomputed from the names alone (e.g. from a manifest's chunk list).
+        var names = string.Concat(contents.Select(c => c.Sha256).Order(StringComparer.Ordinal).Select(h => h + "\n"));
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(names))), placement.Sha256);
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_data, "paris", "tmp")));
+    }
+
+    [Fact]
+    public async Task Batch_AtAForbiddenLocation_IsRefusedAndAuditedOnce_BeforeAnyByte()
+    {
+        var artifact = new ArtifactRef("checkpoint", "job@2", "team-a");
+
+        var error = await Assert.ThrowsAsync<PlacementRefusedException>(async () =>
+            await _guard.BeginBatchAsync(artifact, EuOnly, "us-east", "system", null, commitConcurrency: 4, CancellationToken.None));
+
+        Assert.Equal("us-east", error.LocationId);
+        var refusal = Assert.Single(_audit.Read(0, 10));
+        Assert.Equal("placement_refused", refusal.Type);
+        Assert.Equal("job@2", refusal.ArtifactId);
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_data, "us"), "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task Batch_KeyThatDoesNotNameItsContent_IsRejected_AndNothingIsWritten()
+    {
+        var content = HashedContent.Compute(RandomNumberGenerator.GetBytes(100));
+        var other = HashedContent.Compute(RandomNumberGenerator.GetBytes(100));
+        await using var batch = await _guard.BeginBatchAsync(new ArtifactRef("checkpoint", "job@3", "team-a"), EuOnly, "paris", "system", null, 2, CancellationToken.None);
+
+        await Assert.ThrowsAsync<ArgumentException>(async () => await batch.StageAsync("blobs/" + other.Sha256, content, CancellationToken.None));
+        var receipt = await batch.CompleteAsync(CancellationToken.None);
+
+        Assert.Equal(0, receipt.BlobsWritten);
+        Assert.Empty(_guard.Locations.ListKeys("paris", "blobs/"));
+        Assert.Empty(_audit.Read(0, 10));
+    }
+
+    [Fact]
+    public async Task Batch_ThatLosesTheRaceForAKey_CountsItAsAlreadyPresent()
+    {
+        // Two writes of the same content-addressed key: one rename wins, the other finds the key
+        // taken, and content addressing says that copy holds the same bytes.
+        var content = HashedContent.Compute(RandomNumberGenerator.GetBytes(4096));
+        await using var batch = await _guard.BeginBatchAsync(new ArtifactRef("checkpoint", "job@4", "team-a"), EuOnly, "paris", "system", null, 2, CancellationToken.None);
+
+        await batch.StageAsync("blobs/" + content.Sha256, content, CancellationToken.None);
+        await batch.StageAsync("blobs/" + content.Sha256, content, CancellationToken.None);
+        var receipt = await batch.CompleteAsync(CancellationToken.None);
+
+        Assert.Equal(1, receipt.BlobsWritten);
+        Assert.Equal(1, receipt.BlobsAlreadyPresent);
+        Assert.Equal(content.Bytes.ToArray(), await ReadAsync("paris", "blobs/" + content.Sha256));
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_data, "paris", "tmp")));
+    }
+
+    [Fact]
+    public async Task Batch_DisposedWithoutCompleting_LeavesNoPartialWrite_AndAuditsWhateverItCommittedAsIncomplete()
+    {
+        var contents = Enumerable.Range(0, 8).Select(i => HashedContent.Compute(RandomNumberGenerator.GetBytes(2000 + i))).ToList();
+        await using (var batch = await _guard.BeginBatchAsync(new ArtifactRef("checkpoint", "job@5", "team-a"), EuOnly, "paris", "system", null, 2, CancellationToken.None))
+        {
+            foreach (var c in contents)
+            {
+                await batch.StageAsync("blobs/" + c.Sha256, c, CancellationToken.None);
+            }
+        }
+
+        // Whatever the committers reached before the disposal is committed and audited; the rest is gone.
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(_data, "paris", "tmp")));
+        var committed = _guard.Locations.ListKeys("paris", "blobs/").ToList();
+        var events = _audit.Read(0, 10);
+        if (committed.Count == 0)
+        {
+            Assert.Empty(events);
+        }
+        else
+        {
+            var placement = Assert.Single(events);
+            Assert.Contains("incomplete", placement.Detail, StringComparison.Ordinal);
+            Assert.Contains($"{committed.Count} content-addressed blobs", placement.Detail, StringComparison.Ordinal);
+            Assert.Equal(committed.Sum(k => contents.Single(c => k.EndsWith(c.Sha256, StringComparison.Ordinal)).Bytes.Length), placement.Bytes);
+        }
+    }
+
+    private async Task<byte[]> ReadAsync(string locationId, string key)
+    {
+        Assert.True(_guard.TryOpenRead(locationId, key, out var stream));
+        await using (stream)
+        {
+            var copy = new MemoryStream();
+            await stream.CopyToAsync(copy);
+            return copy.ToArray();
+        }
+    }
 }

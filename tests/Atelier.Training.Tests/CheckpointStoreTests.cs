@@ -214,6 +214,58 @@ public sealed class CheckpointStoreTests
         await Assert.ThrowsAsync<NotFoundException>(() => rig.Store.RestoreAsync(Job.JobId, 42));
     }
 
+    [Fact]
+    public async Task Save_AuditsOnePlacementPerLocationForAllItsChunks_ThenOneForItsManifest_AndRefusalsSeparately()
+    {
+        await using var rig = new CheckpointTestRig(["paris", "us-east", "lyon"]);
+        var job = Job with { Policy = CheckpointTestRig.EuOnPrem with { MinReplicas = 2 } };
+        var state = new CheckpointTrainingState(seed: 14);
+        state.Step(1);
+
+        var result = await (await rig.Store.SaveAsync(job, 1, state.ToContent())).Durable;
+
+        var events = rig.Audit.Read(0, 10_000).Where(e => e.ArtifactId == result.Checkpoint.Id).ToList();
+        Assert.Equal(["placement_refused"], events.Where(e => e.Location == "us-east").Select(e => e.Type));
+        var chunkNames = result.Checkpoint.Entries.SelectMany(e => e.Chunks).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
+        foreach (var location in new[] { "paris", "lyon" })
+        {
+            var placements = events.Where(e => e.Location == location).ToList();
+            Assert.Equal(["placement", "placement"], placements.Select(e => e.Type));
+            var (chunks, manifest) = (placements[0], placements[1]);
+            var outcome = result.Locations.Single(l => l.LocationId == location);
+            Assert.Contains($"batch: {outcome.ChunksWritten} content-addressed blobs", chunks.Detail, StringComparison.Ordinal);
+            Assert.Equal(chunkNames.Count, outcome.ChunksWritten);
+            Assert.Equal(rig.ChunkFiles(location).Sum(f => new FileInfo(f).Length), chunks.Bytes);
+            var digest = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(string.Concat(chunkNames.Select(n => n + "\n"))));
+            Assert.Equal(Convert.ToHexStringLower(digest), chunks.Sha256);
+            Assert.Equal(outcome.BytesWritten - chunks.Bytes, manifest.Bytes);
+        }
+
+        Assert.True(rig.Audit.Verify().Valid);
+    }
+
+    [Fact]
+    public async Task FrozenEntryChangedBehindTheHashCache_IsNotStoredUnderItsOldName()
+    {
+        await using var rig = new CheckpointTestRig();
+        var state = new CheckpointTrainingState(seed: 15);
+        await (await rig.Store.SaveAsync(Job, 1, state.ToContent())).Durable;
+        await rig.Store.DeleteAsync(Job.JobId, 1);
+        Assert.Empty(rig.ChunkFiles("paris"));
+
+        // The caller broke the frozen promise. The cached names of the base are stale, and its chunks
+        // are no longer at the location, so they must be written: under their old names they would lie.
+        state.Base[0] ^= 0xFF;
+        var save = await rig.Store.SaveAsync(Job, 2, state.ToContent());
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => save.Durable);
+        Assert.Contains("frozen", error.Message, StringComparison.Ordinal);
+        Assert.Empty(await rig.Store.ListAsync(Job.JobId));
+        await rig.RestartAsync();
+        await rig.Store.RecoverAsync();
+        Assert.Empty(rig.ChunkFiles("paris"));
+    }
+
     internal static string ChunkPath(CheckpointTestRig rig, string location, string hash) =>
         Path.Combine(rig.RootOf(location), "objects", ChunkStore.KeyOf(hash).Replace('/', Path.DirectorySeparatorChar));
 

@@ -73,4 +73,60 @@ public sealed class ChunkStoreTests
         Assert.Throws<ArgumentException>(() => ChunkStore.KeyOf(new string('A', 64)));
         Assert.StartsWith("chunks/ab/ab", ChunkStore.KeyOf("ab" + new string('0', 62)), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task PutIfAbsent_WithBytesThatDoNotHashToTheGivenName_IsRejected_AndWritesAndAuditsNothing()
+    {
+        await using var rig = new CheckpointTestRig();
+        var chunks = new ChunkStore(rig.Guard);
+        var bytes = new byte[10_000];
+        new Random(44).NextBytes(bytes);
+        var wrong = ChunkStore.HashOf(bytes.AsSpan(1));
+
+        var error = await Assert.ThrowsAsync<ArgumentException>(async () =>
+            await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, wrong, bytes, CancellationToken.None));
+
+        Assert.Contains(wrong, error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, rig.Faults["paris"].Writes);
+        Assert.Empty(chunks.EnumerateHashes("paris"));
+        Assert.Empty(rig.Audit.Read(0, 10));
+    }
+
+    [Fact]
+    public async Task Batch_WritesOnlyChunksNotAlreadyThere_MakesThemDurableOnComplete_AndAuditsOnePlacement()
+    {
+        await using var rig = new CheckpointTestRig();
+        var chunks = new ChunkStore(rig.Guard);
+        var contents = Enumerable.Range(0, 6).Select(i =>
+        {
+            var bytes = new byte[3000 + i];
+            new Random(50 + i).NextBytes(bytes);
+            return HashedContent.Compute(bytes);
+        }).ToList();
+        await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, contents[0], CancellationToken.None);
+        rig.Faults["paris"].ResetCounters();
+        var before = rig.Audit.LastSeq;
+
+        PlacementBatchReceipt receipt;
+        await using (var batch = await chunks.BeginBatchAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, commitConcurrency: 3, CancellationToken.None))
+        {
+            var outcomes = new List<ChunkPutOutcome>();
+            foreach (var content in contents)
+            {
+                outcomes.Add(await batch.PutIfAbsentAsync(content, CancellationToken.None));
+            }
+
+            Assert.Equal([ChunkPutOutcome.AlreadyPresent, .. Enumerable.Repeat(ChunkPutOutcome.Written, 5)], outcomes);
+            receipt = await batch.CompleteAsync(CancellationToken.None);
+        }
+
+        Assert.Equal(5, receipt.BlobsWritten);
+        Assert.Equal(5, rig.Faults["paris"].Commits);
+        Assert.Equal(contents.Select(c => c.Sha256).Order(StringComparer.Ordinal), chunks.EnumerateHashes("paris").Order(StringComparer.Ordinal));
+        var buffer = new byte[contents[3].Bytes.Length];
+        Assert.Equal(ChunkReadStatus.Ok, await chunks.ReadAsync("paris", contents[3].Sha256, buffer, CancellationToken.None));
+        var placement = Assert.Single(rig.Audit.Read(before, 10));
+        Assert.Equal("placement", placement.Type);
+        Assert.Equal(contents.Skip(1).Sum(c => (long)c.Bytes.Length), placement.Bytes);
+    }
 }

@@ -69,10 +69,13 @@ public sealed partial class FineTuningWork(
     ILogger<FineTuningWork> logger) : IFineTuningWork
 {
     private const string Actor = "system:fine-tuning";
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new(Hosting.AtelierServer.MeterName);
+    private static readonly System.Diagnostics.Metrics.Counter<long> Steps = Meter.CreateCounter<long>("atelier_training_steps", description: "Optimiser steps trained by fine-tuning jobs on this node.");
+    private static readonly System.Diagnostics.Metrics.Counter<long> Tokens = Meter.CreateCounter<long>("atelier_training_tokens", description: "Tokens trained by fine-tuning jobs on this node.");
+    private static readonly System.Diagnostics.Metrics.Histogram<double> Stall = Meter.CreateHistogram<double>("atelier_checkpoint_stall", unit: "ms", description: "Training time lost to each checkpoint (back-pressure and snapshot).");
+    private static readonly System.Diagnostics.Metrics.Histogram<double> Persist = Meter.CreateHistogram<double>("atelier_checkpoint_persist", unit: "ms", description: "Background persist time of each checkpoint.");
+    private static readonly System.Diagnostics.Metrics.Counter<long> CheckpointBytes = Meter.CreateCounter<long>("atelier_checkpoint_bytes_written", unit: "By", description: "Checkpoint bytes written (deduplicated chunks excluded).");
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
-
-    /// <summary>Loss of each step of the jobs training here, newest last, for live curves.</summary>
-    public ConcurrentDictionary<string, List<double>> LiveLoss { get; } = new(StringComparer.Ordinal);
 
     /// <inheritdoc />
     public void StartValidation(string jobId)
@@ -135,7 +138,6 @@ public sealed partial class FineTuningWork(
                 finally
                 {
                     Unregister(jobId, cancel);
-                    LiveLoss.TryRemove(jobId, out _);
                 }
 
                 if (end != RunEnd.Interrupted)
@@ -214,7 +216,7 @@ public sealed partial class FineTuningWork(
         var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
         var planned = FineTuningPreparation.Plan(request, prepared, parameters);
 
-        var artifact = await ArtifactAsync(job).ConfigureAwait(false);
+        var artifact = Artifact(job);
         var policy = runtime.ResolvePolicy(job.Policy);
         var trainShards = await PlaceDatasetAsync(artifact, policy, job, "train", prepared.Training, cancel).ConfigureAwait(false);
         var validShards = prepared.Validation is { } v ? await PlaceDatasetAsync(artifact, policy, job, "valid", v, cancel).ConfigureAwait(false) : [];
@@ -295,7 +297,6 @@ public sealed partial class FineTuningWork(
         var adapterPath = Path.Combine(Staging(jobId), "adapter.safetensors");
         Directory.CreateDirectory(Path.GetDirectoryName(adapterPath)!);
         File.Delete(adapterPath);
-        var loss = LiveLoss.GetOrAdd(jobId, _ => []);
         var outcome = await FineTuningRunner.RunAsync(
             new FineTuningRun
             {
@@ -307,16 +308,17 @@ public sealed partial class FineTuningWork(
                 Checkpoints = checkpoints,
                 StartFrom = request.StartFrom,
                 AdapterPath = adapterPath,
-                OnStep = (_, l) =>
+                OnStep = (_, _) =>
                 {
-                    lock (loss)
-                    {
-                        loss.Add(l);
-                    }
+                    Steps.Add(1);
+                    Tokens.Add(record.Plan.TrainTokensPerStep);
                 },
                 OnResume = step => runtime.Jobs.AddEvent(jobId, "resumed", $$"""{"from_step":{{step}}}"""),
                 OnCheckpoint = c =>
                 {
+                    Stall.Record(c.Stall.TotalMilliseconds);
+                    Persist.Record(c.PersistTime.TotalMilliseconds);
+                    CheckpointBytes.Add(c.BytesWritten);
                     Record(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, runtime.Clock.GetUtcNow().ToUnixTimeSeconds());
                     runtime.Jobs.AddEvent(jobId, "checkpoint", JsonSerializer.Serialize(new Dictionary<string, object>
                     {
@@ -333,7 +335,7 @@ public sealed partial class FineTuningWork(
             cancel).ConfigureAwait(false);
 
         // The adapter is the model's only new bytes; the base model is referenced, not copied.
-        var artifact = await ArtifactAsync(job).ConfigureAwait(false);
+        var artifact = Artifact(job);
         var key = $"job/{jobId}/adapter/lora.safetensors";
         var existing = await registry.FindByJobAsync(jobId, cancel).ConfigureAwait(false);
         if (existing is null)
@@ -377,8 +379,8 @@ public sealed partial class FineTuningWork(
             ? stream
             : throw new StorageUnavailableException($"The job's data '{key}' is missing from location '{job.LocationId}'.");
 
-    private ValueTask<ArtifactRef> ArtifactAsync(JobRecord job) =>
-        ValueTask.FromResult(new ArtifactRef("job", job.Id, runtime.Keys.GetWorkspace(job.WorkspaceId)?.Name ?? job.WorkspaceId));
+    private ArtifactRef Artifact(JobRecord job) =>
+        new("job", job.Id, runtime.Keys.GetWorkspace(job.WorkspaceId)?.Name ?? job.WorkspaceId);
 
     private string Staging(string jobId) => Path.Combine(runtime.Options.DataDirectory, "staging", "jobs", jobId);
 

@@ -20,7 +20,7 @@ internal static partial class PageCache
     /// <summary>Drops the cached pages of the committed blob <paramref name="key"/>; best effort.</summary>
     public static void Drop(IBlobStore store, string key)
     {
-        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable("ATELIER_NODROP_TMP") == "1")
+        if (!OperatingSystem.IsLinux())
         {
             return;
         }
@@ -36,16 +36,15 @@ internal static partial class PageCache
             {
                 if (stream is FileStream file)
                 {
-                    // Advice only: a failure changes nothing but the cache.
+                    // The pages are clean (the commit fsynced them), so they are freed, not written.
                     _ = Fadvise(file.SafeFileHandle, 0, 0, PosixFadvDontNeed);
                 }
             }
         }
-        catch (IOException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-        }
-        catch (UnauthorizedAccessException)
-        {
+            // Advice only: whatever went wrong here (the file already swept, a store that died)
+            // must not turn a committed write into a failed one.
         }
     }
 

@@ -234,10 +234,10 @@ public sealed class PlacementBatch : IAsyncDisposable
                 return;
             }
 
-            PageCache.Drop(_store, item.Pending.Key);
             _written.Enqueue(item.Content.Sha256);
             Interlocked.Add(ref _bytesWritten, item.Content.Bytes.Length);
             Interlocked.Increment(ref _blobsWritten);
+            PageCache.Drop(_store, item.Pending.Key);
         }
         catch (Exception e)
         {

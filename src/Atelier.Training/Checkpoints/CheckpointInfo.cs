@@ -204,8 +204,8 @@ public sealed record CheckpointStoreOptions
     /// </summary>
     public required IReadOnlyList<string> Locations { get; init; }
 
-    /// <summary>Bytes per chunk. 4 MiB: big enough that per-chunk fsync and audit costs are small
-    /// against the bytes, small enough that a changed tensor rewrites little beside it.</summary>
+    /// <summary>Bytes per chunk. 4 MiB: big enough that per-chunk file, fsync and rename costs are
+    /// small against the bytes, small enough that a changed tensor rewrites little beside it.</summary>
     public int ChunkSize { get; init; } = 4 << 20;
 
     /// <summary>Chunks hashed and written (into the page cache) at a time per location.</summary>
@@ -217,7 +217,7 @@ public sealed record CheckpointStoreOptions
     /// fsyncs share the filesystem's journal commits. All of a checkpoint's chunks are durable
     /// before its manifest is written.
     /// </summary>
-    public int CommitConcurrency { get; init; } = 16;
+    public int CommitConcurrency { get; init; } = 8;
 
     /// <summary>Chunk reads in flight during a restore.</summary>
     public int ReadConcurrency { get; init; } = 4;

@@ -41,6 +41,17 @@ public static class FineTuningPreparation
         ArgumentNullException.ThrowIfNull(training);
         ArgumentNullException.ThrowIfNull(validation);
         var options = new DatasetBuildOptions { SequenceLength = seqLen };
+
+        // Built by an attempt that died before placing them: a build gives the same bytes again,
+        // and an unfinished one resumes from its ".partial" directory.
+        foreach (var part in new[] { "train", "valid" })
+        {
+            if (Directory.Exists(Path.Combine(stagingDirectory, part)))
+            {
+                Directory.Delete(Path.Combine(stagingDirectory, part), recursive: true);
+            }
+        }
+
         var train = await DatasetBuilder.BuildAsync(
             new DatasetBuildRequest { Training = training, Eval = validation, Tokenizer = tokenizer, Options = options },
             Path.Combine(stagingDirectory, "train"),
