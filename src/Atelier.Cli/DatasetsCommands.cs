@@ -7,13 +7,14 @@ using Spectre.Console;
 
 namespace Atelier.Cli;
 
-/// <summary><c>atelier datasets build|list|get|download|delete</c>.</summary>
+/// <summary><c>atelier datasets build|semantic-dedup|list|get|download|delete</c>.</summary>
 internal static class DatasetsCommands
 {
     public static Command Build(ClientOptions client)
     {
         var command = new Command("datasets", "Dataset versions: validated, deduplicated, decontaminated, tokenised and packed shards.");
         command.Subcommands.Add(Create(client));
+        command.Subcommands.Add(SemanticDedup(client));
         command.Subcommands.Add(LocalTrainingCommands.BuildLocal());
 
         var list = new Command("list", "List dataset versions, newest first.");
@@ -146,6 +147,67 @@ internal static class DatasetsCommands
                 var counters = final["summary"]?["manifest"]?["counters"];
                 Console.WriteLine($"Dataset {id}: {final["status"]}" + (counters is null ? "" :
                     $", {counters["examples_kept"]} of {counters["examples_read"]} examples kept ({counters["exact_duplicates"]} exact and {counters["near_duplicates"]} near duplicates, {counters["contaminated"]} contaminated, {counters["issues"]} invalid), {counters["tokens"]} tokens in {counters["windows"]} windows."));
+                if (final["error"] is { } error)
+                {
+                    Console.Error.WriteLine(error);
+                }
+            }
+
+            return final["status"]!.GetValue<string>() == "succeeded" ? 0 : 1;
+        });
+        return command;
+    }
+
+    private static Command SemanticDedup(ClientOptions client)
+    {
+        var id = new Argument<string>("id") { Description = "The dataset to deduplicate (succeeded, built from files)." };
+        var model = new Option<string>("--model") { Description = "Base model whose mean-pooled hidden states embed the examples.", Required = true };
+        var threshold = new Option<double?>("--threshold") { Description = "Cosine similarity at or above which examples are duplicates (default 0.95)." };
+        var evalFile = new Option<string[]>("--eval-file") { Description = "Id of an uploaded fine-tune file of eval items (repeat for several).", AllowMultipleArgumentsPerToken = true };
+        var evalDataset = new Option<string?>("--eval-dataset") { Description = "A succeeded dataset whose kept examples are eval items." };
+        var contamination = new Option<double?>("--contamination-threshold") { Description = "Cosine similarity to an eval item at or above which an example is dropped (default 0.9)." };
+        var name = new Option<string?>("--name") { Description = "A display name." };
+        var noWait = new Option<bool>("--no-wait") { Description = "Return once the build is queued." };
+        var command = new Command("semantic-dedup", "Derive a dataset version: drop examples whose embeddings are near-identical (one kept per cluster) or too close to an eval item.");
+        command.Arguments.Add(id);
+        foreach (var option in new Option[] { model, threshold, evalFile, evalDataset, contamination, name, noWait })
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction(async (parse, cancel) =>
+        {
+            using var api = client.Connect(parse);
+            var created = await api.SendAsync(
+                new HttpRequestMessage(HttpMethod.Post, $"/api/v1/datasets/{Uri.EscapeDataString(parse.GetValue(id)!)}/semantic-dedup")
+                {
+                    Content = JsonContent.Create(new Dictionary<string, object?>
+                    {
+                        ["model"] = parse.GetValue(model),
+                        ["threshold"] = parse.GetValue(threshold),
+                        ["eval_files"] = parse.GetValue(evalFile) ?? [],
+                        ["eval_dataset"] = parse.GetValue(evalDataset),
+                        ["contamination_threshold"] = parse.GetValue(contamination),
+                        ["name"] = parse.GetValue(name),
+                    }),
+                },
+                cancel).ConfigureAwait(false);
+            var newId = created["id"]!.GetValue<string>();
+            if (parse.GetValue(noWait))
+            {
+                return client.WantsJson(parse) ? AtelierCommands.Print(created) : Done($"Queued {newId}.");
+            }
+
+            var final = await WaitAsync(api, newId, interactive: false, cancel).ConfigureAwait(false);
+            if (client.WantsJson(parse))
+            {
+                AtelierCommands.Print(final);
+            }
+            else
+            {
+                var counters = final["summary"]?["semantic_dedup"]?["counters"];
+                Console.WriteLine($"Dataset {newId}: {final["status"]}" + (counters is null ? "" :
+                    $", {counters["examples_kept"]} of {counters["examples_in"]} examples kept ({counters["duplicates_dropped"]} semantic duplicates in {counters["clusters"]} clusters, {counters["contaminated"]} contaminated); details in semantic-dedup.json."));
                 if (final["error"] is { } error)
                 {
                     Console.Error.WriteLine(error);

@@ -6,6 +6,7 @@ using Atelier.Core.Errors;
 using Atelier.Data.Building;
 using Atelier.Data.Readers;
 using Atelier.Data.Tokenization;
+using Atelier.Registry;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
 using Atelier.Storage.Placement;
@@ -40,7 +41,7 @@ public sealed record CreateDatasetRequest
 /// placed through the placement guard under <c>dataset/&lt;id&gt;/</c>, the manifest last, and only
 /// then is the dataset marked succeeded: a dataset version is complete or not visible.
 /// </summary>
-public sealed partial class DatasetBuildService(AtelierRuntime runtime, ILogger<DatasetBuildService> logger) : BackgroundService
+public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelRegistry registry, ILogger<DatasetBuildService> logger) : BackgroundService
 {
     private readonly Channel<string> _queue = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<string, DatasetBuildProgress> _live = new(StringComparer.Ordinal);
@@ -131,6 +132,12 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ILogger<
         }
 
         runtime.Datasets.MarkRunning(id);
+        if (IsSemanticDedup(dataset))
+        {
+            await BuildSemanticDedupAsync(dataset, cancel).ConfigureAwait(false);
+            return;
+        }
+
         var request = JsonSerializer.Deserialize<CreateDatasetRequest>(dataset.RequestJson, AtelierJson.Options)!;
         var (training, validation) = Resolve(runtime, dataset.WorkspaceId, request);
         var options = request.SeqLen is { } seqLen ? request.Options with { SequenceLength = seqLen } : request.Options;
@@ -178,6 +185,52 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ILogger<
         LogBuilt(logger, id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
 
         DatasetInput Input(FileRecord file) => new(file.Filename, () => OpenFile(file), DataFormat.FineTuneJsonl);
+    }
+
+    private static bool IsSemanticDedup(DatasetRecord dataset)
+    {
+        using var request = JsonDocument.Parse(dataset.RequestJson);
+        return request.RootElement.TryGetProperty("operation", out var operation) && operation.ValueKind == JsonValueKind.String
+            && operation.GetString() == SemanticDedupRequest.OperationName;
+    }
+
+    /// <summary>A version derived by semantic dedup: built like any other, then placed the same way.</summary>
+    private async Task BuildSemanticDedupAsync(DatasetRecord dataset, CancellationToken cancel)
+    {
+        var staging = Path.Combine(runtime.Options.DataDirectory, "staging", "datasets", dataset.Id);
+        var output = Path.Combine(staging, "version");
+        if (Directory.Exists(output))
+        {
+            Directory.Delete(output, recursive: true);
+        }
+
+        Directory.CreateDirectory(staging);
+        var lastSaved = 0L;
+        var progress = new Progress(p =>
+        {
+            _live[dataset.Id] = p;
+            var now = Environment.TickCount64;
+            if (now - Interlocked.Read(ref lastSaved) > 1000)
+            {
+                Interlocked.Exchange(ref lastSaved, now);
+                runtime.Datasets.UpdateProgress(dataset.Id, JsonSerializer.Serialize(p, AtelierJson.Options));
+            }
+        });
+
+        var (result, semantic) = await new SemanticDedupBuild(runtime, registry).BuildAsync(dataset, staging, output, progress, cancel).ConfigureAwait(false);
+        var workspace = runtime.Keys.GetWorkspace(dataset.WorkspaceId)?.Name ?? dataset.WorkspaceId;
+        await PlaceAsync(dataset, workspace, result, cancel).ConfigureAwait(false);
+
+        var summary = new System.Text.Json.Nodes.JsonObject
+        {
+            ["manifest"] = JsonSerializer.SerializeToNode(result.Manifest, AtelierJson.Options),
+            ["report"] = JsonSerializer.SerializeToNode(result.Report, AtelierJson.Options),
+            ["resumed_from_shard"] = result.ResumedFromShard,
+            ["semantic_dedup"] = semantic,
+        };
+        runtime.Datasets.Finish(dataset.Id, "succeeded", summary.ToJsonString(AtelierJson.Options), null);
+        Directory.Delete(staging, recursive: true);
+        LogBuilt(logger, dataset.Id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
     }
 
     private Stream OpenFile(FileRecord file) =>

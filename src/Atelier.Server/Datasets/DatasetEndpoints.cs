@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
@@ -46,6 +47,32 @@ public static class DatasetEndpoints
             builder.Enqueue(record.Id);
             return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
         }).WithSummary("Start building a dataset version from uploaded fine-tune files.");
+
+        datasets.MapPost("/{datasetId}/semantic-dedup", async (HttpContext context, string datasetId, SemanticDedupRequest? request, AtelierRuntime runtime, ModelRegistry registry, DatasetBuildService builder) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            request = (request ?? new SemanticDedupRequest()) with { Operation = SemanticDedupRequest.OperationName, SourceDataset = datasetId };
+            var resolved = await ResolvedSemanticDedup.ResolveAsync(runtime, registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
+
+            // Residency follows lineage: the source's policy, intersected with every eval source's.
+            var policy = string.Join('&', resolved.EvalFiles.Select(f => f.Policy).Append(resolved.Source.Policy).Append(resolved.EvalDataset?.Policy)
+                .OfType<string>().SelectMany(p => p.Split('&')).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
+            var record = new DatasetRecord
+            {
+                Id = "ds-" + ResourceIds.NewUuid(runtime.Clock),
+                WorkspaceId = caller.WorkspaceId,
+                Name = string.IsNullOrWhiteSpace(request.Name) ? resolved.Source.Name + " (semantic dedup)" : request.Name.Trim(),
+                Status = "queued",
+                RequestJson = JsonSerializer.Serialize(request, AtelierJson.Options),
+                Policy = policy,
+                LocationId = resolved.Source.LocationId,
+                CreatedAt = runtime.Clock.GetUtcNow().ToUnixTimeSeconds(),
+                CreatedBy = caller.Actor,
+            };
+            runtime.Datasets.Insert(record);
+            builder.Enqueue(record.Id);
+            return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
+        }).WithSummary("Derive a dataset version by semantic dedup and decontamination over a base model's embeddings.");
 
         datasets.MapGet("", (HttpContext context, AtelierRuntime runtime, DatasetBuildService builder, int? page, int? page_size) =>
         {
