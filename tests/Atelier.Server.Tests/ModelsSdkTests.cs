@@ -19,28 +19,15 @@ public sealed class ModelsSdkTests
 
     private static async Task RunScenarioAsync(string scenario)
     {
-        var e2e = Path.Combine(Repo.Root, "tests", "e2e");
-        Assert.True(
-            Directory.Exists(Path.Combine(e2e, "node_modules", "@mistralai", "mistralai")),
-            "The Mistral SDK is not installed: run the README's test command (eng/test.sh), which runs npm ci in tests/e2e.");
-
         await using var server = await TestServer.StartAsync();
         await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel());
         var model = await ModelsApiTests.RegisterFineTunedAsync(server, "default", "0198c6a0-0000-7000-8000-0000000000e2", "sdk");
         var otherKey = await server.CreateKeyAsync("other-team");
-        var (exit, output) = await Repo.RunAsync(
-            "node",
-            ["models.e2e.mjs", scenario],
-            e2e,
-            new Dictionary<string, string>
-            {
-                ["ATELIER_URL"] = server.BaseUrl,
-                ["ATELIER_API_KEY"] = server.AdminKey,
-                ["ATELIER_OTHER_KEY"] = otherKey,
-                ["ATELIER_BASE_MODEL"] = "tiny-model",
-                ["ATELIER_FT_MODEL"] = model.Id,
-            });
-        Assert.True(exit == 0, $"node models.e2e.mjs {scenario} exited {exit}:\n{output}");
-        Assert.Contains($"scenario {scenario} passed", output, StringComparison.Ordinal);
+        await SdkScenario.RunAsync(server, "models.e2e.mjs", scenario, new Dictionary<string, string>
+        {
+            ["ATELIER_OTHER_KEY"] = otherKey,
+            ["ATELIER_BASE_MODEL"] = "tiny-model",
+            ["ATELIER_FT_MODEL"] = model.Id,
+        });
     }
 }

@@ -3,29 +3,14 @@
 // Prints what it checked; exits non-zero with the failing assertion.
 import assert from "node:assert/strict";
 import { Mistral } from "@mistralai/mistralai";
-import { MistralError } from "@mistralai/mistralai/models/errors/mistralerror.js";
+import { chat, expectError, jsonl, run } from "./common.mjs";
 
 const serverURL = process.env.ATELIER_URL;
 const apiKey = process.env.ATELIER_API_KEY;
 assert.ok(serverURL && apiKey, "ATELIER_URL and ATELIER_API_KEY are required");
 const client = new Mistral({ apiKey, serverURL });
 
-const encoder = new TextEncoder();
-const jsonl = (...rows) => encoder.encode(rows.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n") + "\n");
-const chat = (q, a) => ({ messages: [{ role: "user", content: q }, { role: "assistant", content: a }] });
 
-async function expectError(promise, status, ...fragments) {
-  try {
-    await promise;
-  } catch (e) {
-    assert.ok(e instanceof MistralError, `expected a MistralError, got ${e?.constructor?.name}: ${e?.message}`);
-    assert.equal(e.statusCode, status, `status of: ${e.body}`);
-    for (const f of fragments) assert.ok(e.body.includes(f), `error body should mention ${JSON.stringify(f)}: ${e.body}`);
-    console.log(`ok: ${status} ${e.body.slice(0, 160)}`);
-    return JSON.parse(e.body);
-  }
-  assert.fail(`expected HTTP ${status}, but the call succeeded`);
-}
 
 async function readAll(stream) {
   const chunks = [];
@@ -158,7 +143,4 @@ const scenarios = {
   },
 };
 
-const name = process.argv[2];
-assert.ok(scenarios[name], `unknown scenario ${name}; known: ${Object.keys(scenarios).join(", ")}`);
-await scenarios[name]();
-console.log(`scenario ${name} passed`);
+await run(scenarios);

@@ -3,7 +3,7 @@
 // Prints what it checked; exits non-zero with the failing assertion. Every wait is bounded.
 import assert from "node:assert/strict";
 import { Mistral } from "@mistralai/mistralai";
-import { MistralError } from "@mistralai/mistralai/models/errors/mistralerror.js";
+import { chat, expectError, jsonl, run } from "./common.mjs";
 
 const serverURL = process.env.ATELIER_URL;
 const apiKey = process.env.ATELIER_API_KEY;
@@ -11,9 +11,6 @@ const baseModel = process.env.ATELIER_BASE_MODEL;
 assert.ok(serverURL && apiKey && baseModel, "ATELIER_URL, ATELIER_API_KEY and ATELIER_BASE_MODEL are required");
 const client = new Mistral({ apiKey, serverURL });
 
-const encoder = new TextEncoder();
-const jsonl = (rows) => encoder.encode(rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
-const chat = (q, a) => ({ messages: [{ role: "user", content: q }, { role: "assistant", content: a }] });
 const words = ["apple", "river", "stone", "cloud", "ember", "maple", "frost", "amber", "coral", "delta", "lumen", "orbit"];
 const trainRows = (n) => Array.from({ length: n }, (_, i) => chat(`Say ${words[i % words.length]} ${i}.`, `${words[i % words.length]} ${i} ${words[i % words.length]}.`));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -35,18 +32,6 @@ async function waitFor(jobId, statuses, seconds = 240) {
   }
 }
 
-async function expectError(promise, status, ...fragments) {
-  try {
-    await promise;
-  } catch (e) {
-    assert.ok(e instanceof MistralError, `expected a MistralError, got ${e?.constructor?.name}: ${e?.message}`);
-    assert.equal(e.statusCode, status, `status of: ${e.body}`);
-    for (const f of fragments) assert.ok(e.body.includes(f), `error body should mention ${JSON.stringify(f)}: ${e.body}`);
-    console.log(`ok: ${status} ${e.body.slice(0, 160)}`);
-    return JSON.parse(e.body);
-  }
-  assert.fail(`expected HTTP ${status}, but the call succeeded`);
-}
 
 const scenarios = {
   async train() {
@@ -151,7 +136,4 @@ const scenarios = {
   },
 };
 
-const name = process.argv[2];
-assert.ok(scenarios[name], `unknown scenario ${name}; one of ${Object.keys(scenarios).join(", ")}`);
-await scenarios[name]();
-console.log(`scenario ${name} passed`);
+await run(scenarios);

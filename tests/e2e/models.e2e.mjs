@@ -4,7 +4,7 @@
 // Prints what it checked; exits non-zero with the failing assertion.
 import assert from "node:assert/strict";
 import { Mistral } from "@mistralai/mistralai";
-import { MistralError } from "@mistralai/mistralai/models/errors/mistralerror.js";
+import { expectError, run } from "./common.mjs";
 
 const serverURL = process.env.ATELIER_URL;
 const apiKey = process.env.ATELIER_API_KEY;
@@ -13,20 +13,6 @@ const ftModel = process.env.ATELIER_FT_MODEL;
 assert.ok(serverURL && apiKey && baseModel && ftModel, "ATELIER_URL, ATELIER_API_KEY, ATELIER_BASE_MODEL and ATELIER_FT_MODEL are required");
 const client = new Mistral({ apiKey, serverURL });
 
-async function expectError(promise, status, ...fragments) {
-  try {
-    await promise;
-  } catch (e) {
-    assert.ok(e instanceof MistralError, `expected a MistralError, got ${e?.constructor?.name}: ${e?.message}`);
-    assert.equal(e.statusCode, status, `status of: ${e.body}`);
-    for (const f of fragments) assert.ok(e.body.includes(f), `error body should mention ${JSON.stringify(f)}: ${e.body}`);
-    const body = JSON.parse(e.body);
-    assert.equal(body.object, "error");
-    console.log(`ok: ${status} ${e.body.slice(0, 160)}`);
-    return body;
-  }
-  assert.fail(`expected HTTP ${status}, but the call succeeded`);
-}
 
 const scenarios = {
   async lifecycle() {
@@ -108,7 +94,4 @@ const scenarios = {
   },
 };
 
-const name = process.argv[2];
-assert.ok(scenarios[name], `unknown scenario ${name}; known: ${Object.keys(scenarios).join(", ")}`);
-await scenarios[name]();
-console.log(`scenario ${name} passed`);
+await run(scenarios);
