@@ -51,6 +51,42 @@ public sealed class CatalogDatabase
         return connection;
     }
 
+    /// <summary>Runs one statement with named parameters (null as SQL NULL); returns the rows it changed.</summary>
+    public int Execute(string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var connection = Open();
+        using var command = Command(connection, sql, parameters);
+        return command.ExecuteNonQuery();
+    }
+
+    /// <summary>Runs a query with named parameters (null as SQL NULL) and maps each row.</summary>
+    public List<T> Query<T>(string sql, Func<SqliteDataReader, T> map, params (string Name, object? Value)[] parameters)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        using var connection = Open();
+        using var command = Command(connection, sql, parameters);
+        using var reader = command.ExecuteReader();
+        var rows = new List<T>();
+        while (reader.Read())
+        {
+            rows.Add(map(reader));
+        }
+
+        return rows;
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, (string Name, object? Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        }
+
+        return command;
+    }
+
     /// <summary>The highest migration this build knows.</summary>
     public static int LatestSchemaVersion => Migrations.Latest;
 

@@ -140,29 +140,11 @@ public sealed class DatasetCatalog(CatalogDatabase database, TimeProvider clock)
         return rows.Count == 0 ? null : rows[0];
     }
 
-    private void Execute(string sql, string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        command.ExecuteNonQuery();
-    }
+    private void Execute(string sql, string id) =>
+        database.Execute(sql, ("$id", id), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()));
 
-    private DatasetRecord? QueryOne(string where, params (string Name, string Value)[] parameters)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM datasets WHERE {where}";
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value);
-        }
-
-        var rows = ReadAll(command);
-        return rows.Count == 0 ? null : rows[0];
-    }
+    private DatasetRecord? QueryOne(string where, params (string Name, object? Value)[] parameters) =>
+        database.Query($"SELECT {Columns} FROM datasets WHERE {where}", Read, parameters).FirstOrDefault();
 
     private static List<DatasetRecord> ReadAll(SqliteCommand command)
     {
@@ -170,25 +152,27 @@ public sealed class DatasetCatalog(CatalogDatabase database, TimeProvider clock)
         var rows = new List<DatasetRecord>();
         while (r.Read())
         {
-            rows.Add(new DatasetRecord
-            {
-                Id = r.GetString(0),
-                WorkspaceId = r.GetString(1),
-                Name = r.GetString(2),
-                Status = r.GetString(3),
-                RequestJson = r.GetString(4),
-                ProgressJson = r.IsDBNull(5) ? null : r.GetString(5),
-                SummaryJson = r.IsDBNull(6) ? null : r.GetString(6),
-                Error = r.IsDBNull(7) ? null : r.GetString(7),
-                Policy = r.GetString(8),
-                LocationId = r.GetString(9),
-                CreatedAt = r.GetInt64(10),
-                StartedAt = r.IsDBNull(11) ? null : r.GetInt64(11),
-                FinishedAt = r.IsDBNull(12) ? null : r.GetInt64(12),
-                CreatedBy = r.GetString(13),
-            });
+            rows.Add(Read(r));
         }
 
         return rows;
     }
+
+    private static DatasetRecord Read(SqliteDataReader r) => new()
+    {
+        Id = r.GetString(0),
+        WorkspaceId = r.GetString(1),
+        Name = r.GetString(2),
+        Status = r.GetString(3),
+        RequestJson = r.GetString(4),
+        ProgressJson = r.IsDBNull(5) ? null : r.GetString(5),
+        SummaryJson = r.IsDBNull(6) ? null : r.GetString(6),
+        Error = r.IsDBNull(7) ? null : r.GetString(7),
+        Policy = r.GetString(8),
+        LocationId = r.GetString(9),
+        CreatedAt = r.GetInt64(10),
+        StartedAt = r.IsDBNull(11) ? null : r.GetInt64(11),
+        FinishedAt = r.IsDBNull(12) ? null : r.GetInt64(12),
+        CreatedBy = r.GetString(13),
+    };
 }

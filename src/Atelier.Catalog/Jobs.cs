@@ -168,13 +168,8 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
     }
 
     /// <summary>Jobs that are not in a final status, oldest first: what a restarted server must pick up again.</summary>
-    public IReadOnlyList<JobRecord> Unfinished()
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM fine_tuning_jobs WHERE status IN ('QUEUED', 'VALIDATING', 'VALIDATED', 'RUNNING', 'CANCELLATION_REQUESTED') ORDER BY created_at, id";
-        return ReadAll(command);
-    }
+    public IReadOnlyList<JobRecord> Unfinished() =>
+        database.Query($"SELECT {Columns} FROM fine_tuning_jobs WHERE status IN ('QUEUED', 'VALIDATING', 'VALIDATED', 'RUNNING', 'CANCELLATION_REQUESTED') ORDER BY created_at, id", Read);
 
     /// <summary>
     /// Moves a job from one of <paramref name="from"/> to <paramref name="to"/>, recording a
@@ -216,31 +211,13 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
     }
 
     /// <summary>Marks a job started (by <c>auto_start</c> or <c>/start</c>).</summary>
-    public void MarkStarted(string id) => Execute("UPDATE fine_tuning_jobs SET started = 1, modified_at = $now WHERE id = $id", id);
+    public void MarkStarted(string id) => Update(id, "started = 1");
 
     /// <summary>Records the slot a job was placed on and counts the attempt.</summary>
-    public void MarkPlaced(string id, string node)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE fine_tuning_jobs SET node = $node, attempt = attempt + 1, modified_at = $now WHERE id = $id";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$node", node);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        command.ExecuteNonQuery();
-    }
+    public void MarkPlaced(string id, string node) => Update(id, "node = $v, attempt = attempt + 1", node);
 
     /// <summary>Stores validation's figures and the job's plan (JSON).</summary>
-    public void SetMetadata(string id, string metadataJson)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE fine_tuning_jobs SET metadata_json = $m, modified_at = $now WHERE id = $id";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$m", metadataJson);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        command.ExecuteNonQuery();
-    }
+    public void SetMetadata(string id, string metadataJson) => Update(id, "metadata_json = $v", metadataJson);
 
     /// <summary>Records a committed checkpoint, the tokens trained so far and a <c>checkpoint</c> event, in one transaction.</summary>
     public void AddCheckpoint(string id, JobCheckpointRecord checkpoint, long trainedTokens)
@@ -290,26 +267,15 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
     }
 
     /// <summary>A job's checkpoints, newest first.</summary>
-    public IReadOnlyList<JobCheckpointRecord> Checkpoints(string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT step_number, checkpoint_id, train_loss, valid_loss, valid_accuracy, created_at, retained FROM fine_tuning_job_checkpoints WHERE job_id = $id ORDER BY step_number DESC";
-        command.Parameters.AddWithValue("$id", id);
-        using var reader = command.ExecuteReader();
-        var list = new List<JobCheckpointRecord>();
-        while (reader.Read())
-        {
-            list.Add(new JobCheckpointRecord(
-                reader.GetInt64(0), reader.GetString(1),
-                reader.IsDBNull(2) ? null : reader.GetDouble(2),
-                reader.IsDBNull(3) ? null : reader.GetDouble(3),
-                reader.IsDBNull(4) ? null : reader.GetDouble(4),
-                reader.GetInt64(5), reader.GetInt64(6) != 0));
-        }
-
-        return list;
-    }
+    public IReadOnlyList<JobCheckpointRecord> Checkpoints(string id) => database.Query(
+        "SELECT step_number, checkpoint_id, train_loss, valid_loss, valid_accuracy, created_at, retained FROM fine_tuning_job_checkpoints WHERE job_id = $id ORDER BY step_number DESC",
+        r => new JobCheckpointRecord(
+            r.GetInt64(0), r.GetString(1),
+            r.IsDBNull(2) ? null : r.GetDouble(2),
+            r.IsDBNull(3) ? null : r.GetDouble(3),
+            r.IsDBNull(4) ? null : r.GetDouble(4),
+            r.GetInt64(5), r.GetInt64(6) != 0),
+        ("$id", id));
 
     /// <summary>Appends an event (not a status change) to a job's history.</summary>
     public void AddEvent(string id, string name, string? dataJson)
@@ -321,34 +287,14 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
     }
 
     /// <summary>A job's events, oldest first.</summary>
-    public IReadOnlyList<JobEventRecord> Events(string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT seq, name, data_json, created_at FROM fine_tuning_job_events WHERE job_id = $id ORDER BY seq";
-        command.Parameters.AddWithValue("$id", id);
-        using var reader = command.ExecuteReader();
-        var list = new List<JobEventRecord>();
-        while (reader.Read())
-        {
-            list.Add(new JobEventRecord(reader.GetInt64(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetInt64(3)));
-        }
-
-        return list;
-    }
+    public IReadOnlyList<JobEventRecord> Events(string id) => database.Query(
+        "SELECT seq, name, data_json, created_at FROM fine_tuning_job_events WHERE job_id = $id ORDER BY seq",
+        r => new JobEventRecord(r.GetInt64(0), r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2), r.GetInt64(3)),
+        ("$id", id));
 
     /// <summary>Sets the fine-tuned model's id and the tokens trained, as the job succeeds.</summary>
-    public void SetResult(string id, string fineTunedModel, long trainedTokens)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE fine_tuning_jobs SET fine_tuned_model = $m, trained_tokens = $t, modified_at = $now WHERE id = $id";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$m", fineTunedModel);
-        command.Parameters.AddWithValue("$t", trainedTokens);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        command.ExecuteNonQuery();
-    }
+    public void SetResult(string id, string fineTunedModel, long trainedTokens) =>
+        Update(id, "fine_tuned_model = $v, trained_tokens = $t", fineTunedModel, ("$t", trainedTokens));
 
     private static void AddEvent(SqliteConnection connection, SqliteTransaction transaction, string id, string name, string? dataJson, long at)
     {
@@ -365,29 +311,14 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
         command.ExecuteNonQuery();
     }
 
-    private void Execute(string sql, string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        command.ExecuteNonQuery();
-    }
+    /// <summary>Sets <paramref name="assignments"/> (which may use <c>$v</c> for <paramref name="value"/>) and the modification time.</summary>
+    private void Update(string id, string assignments, object? value = null, (string Name, object? Value)? extra = null) =>
+        database.Execute(
+            $"UPDATE fine_tuning_jobs SET {assignments}, modified_at = $now WHERE id = $id",
+            [("$id", id), ("$v", value), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()), .. extra is { } e ? [e] : Array.Empty<(string, object?)>()]);
 
-    private JobRecord? QueryOne(string where, params (string Name, object Value)[] parameters)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM fine_tuning_jobs WHERE {where}";
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value);
-        }
-
-        var all = ReadAll(command);
-        return all.Count == 0 ? null : all[0];
-    }
+    private JobRecord? QueryOne(string where, params (string Name, object? Value)[] parameters) =>
+        database.Query($"SELECT {Columns} FROM fine_tuning_jobs WHERE {where}", Read, parameters).FirstOrDefault();
 
     private static List<JobRecord> ReadAll(SqliteCommand command)
     {
@@ -395,30 +326,32 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
         var list = new List<JobRecord>();
         while (reader.Read())
         {
-            list.Add(new JobRecord
-            {
-                Id = reader.GetString(0),
-                WorkspaceId = reader.GetString(1),
-                Model = reader.GetString(2),
-                Status = reader.GetString(3),
-                Started = reader.GetInt64(4) != 0,
-                AutoStart = reader.GetInt64(5) != 0,
-                RequestJson = reader.GetString(6),
-                Suffix = reader.IsDBNull(7) ? null : reader.GetString(7),
-                FineTunedModel = reader.IsDBNull(8) ? null : reader.GetString(8),
-                TrainedTokens = reader.IsDBNull(9) ? null : reader.GetInt64(9),
-                MetadataJson = reader.IsDBNull(10) ? null : reader.GetString(10),
-                Policy = reader.GetString(11),
-                LocationId = reader.GetString(12),
-                Node = reader.IsDBNull(13) ? null : reader.GetString(13),
-                Attempt = (int)reader.GetInt64(14),
-                Error = reader.IsDBNull(15) ? null : reader.GetString(15),
-                CreatedAt = reader.GetInt64(16),
-                ModifiedAt = reader.GetInt64(17),
-                CreatedBy = reader.GetString(18),
-            });
+            list.Add(Read(reader));
         }
 
         return list;
     }
+
+    private static JobRecord Read(SqliteDataReader reader) => new()
+    {
+        Id = reader.GetString(0),
+        WorkspaceId = reader.GetString(1),
+        Model = reader.GetString(2),
+        Status = reader.GetString(3),
+        Started = reader.GetInt64(4) != 0,
+        AutoStart = reader.GetInt64(5) != 0,
+        RequestJson = reader.GetString(6),
+        Suffix = reader.IsDBNull(7) ? null : reader.GetString(7),
+        FineTunedModel = reader.IsDBNull(8) ? null : reader.GetString(8),
+        TrainedTokens = reader.IsDBNull(9) ? null : reader.GetInt64(9),
+        MetadataJson = reader.IsDBNull(10) ? null : reader.GetString(10),
+        Policy = reader.GetString(11),
+        LocationId = reader.GetString(12),
+        Node = reader.IsDBNull(13) ? null : reader.GetString(13),
+        Attempt = (int)reader.GetInt64(14),
+        Error = reader.IsDBNull(15) ? null : reader.GetString(15),
+        CreatedAt = reader.GetInt64(16),
+        ModifiedAt = reader.GetInt64(17),
+        CreatedBy = reader.GetString(18),
+    };
 }
