@@ -71,7 +71,7 @@ var total = shardCount * perShard;
 Console.WriteLine(Invariant($"shards: {shardCount} x {perShard} windows of seq_len {seqLen} = {total} windows, {fileBytes / MiB:F0} MiB on disk (written in {write.Elapsed.TotalSeconds:F1} s)"));
 
 // 2. Peer: sequential ArrowShardReader (decodes whole record batches; no shuffle, no random access).
-PageCache.Evict(dir);
+PageCache.Evict(dir, "*.arrow");
 var peer = Stopwatch.StartNew();
 long peerWindows = 0;
 foreach (var file in Directory.GetFiles(dir, "*.arrow").Order(StringComparer.Ordinal))
@@ -95,7 +95,7 @@ foreach (var cold in new[] { true, false })
     {
         if (cold)
         {
-            PageCache.Evict(dir);
+            PageCache.Evict(dir, "*.arrow");
         }
 
         var loaderOptions = new LoaderOptions { Seed = 1, BatchSize = batchSize, Workers = workers, PrefetchBatches = prefetch };
@@ -152,7 +152,7 @@ await using (var feed = ShardedSequenceLoader.Open(sources, warmLoader))
 }
 
 // 5. A short training run fed by the loader (cold cache): how long did the trainer wait for data?
-PageCache.Evict(dir);
+PageCache.Evict(dir, "*.arrow");
 await using (var feed = ShardedSequenceLoader.Open(sources, warmLoader with { Seed = 3 }))
 {
     var run = Stopwatch.StartNew();
@@ -179,54 +179,6 @@ await using (var feed = ShardedSequenceLoader.Open(sources, warmLoader with { Se
 Directory.Delete(dir, recursive: true);
 
 static List<TrainingBatch> Micro(LoaderBatch batch) =>
-    [.. batch.Windows.Select(w => new TrainingBatch(w.InputIds, w.Labels, [.. w.LossMask.Select(m => (float)m)], w.Sizes))];
+    [.. batch.Windows.Select(Atelier.Training.Jobs.FineTuningRunner.ToBatch)];
 
 static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
-
-internal sealed class Args
-{
-    private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
-
-    public static Args Parse(string[] args)
-    {
-        var parsed = new Args();
-        for (var i = 0; i < args.Length; i++)
-        {
-            if (args[i].StartsWith("--", StringComparison.Ordinal))
-            {
-                var name = args[i][2..];
-                parsed._values[name] = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true";
-            }
-        }
-
-        return parsed;
-    }
-
-    public string Get(string name, string fallback) => _values.TryGetValue(name, out var v) ? v : fallback;
-
-    public int GetInt(string name, int fallback) => _values.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
-}
-
-internal static partial class PageCache
-{
-    private const int FadvDontNeed = 4;
-
-    // Drops the files' clean pages from the page cache (no root needed), so reads are cold.
-    public static int Evict(string directory)
-    {
-        var count = 0;
-        foreach (var file in Directory.EnumerateFiles(directory, "*.arrow"))
-        {
-            using var handle = File.OpenHandle(file);
-            if (Fadvise((int)handle.DangerousGetHandle(), 0, 0, FadvDontNeed) == 0)
-            {
-                count++;
-            }
-        }
-
-        return count;
-    }
-
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "posix_fadvise")]
-    private static partial int Fadvise(int fd, long offset, long length, int advice);
-}

@@ -65,6 +65,14 @@ public sealed class CatalogDatabase
         ArgumentNullException.ThrowIfNull(map);
         using var connection = Open();
         using var command = Command(connection, sql, parameters);
+        return ReadAll(command, map);
+    }
+
+    /// <summary>Runs a command built by the caller (dynamic filters) and maps each row.</summary>
+    public static List<T> ReadAll<T>(SqliteCommand command, Func<SqliteDataReader, T> map)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        ArgumentNullException.ThrowIfNull(map);
         using var reader = command.ExecuteReader();
         var rows = new List<T>();
         while (reader.Read())

@@ -79,84 +79,37 @@ public sealed class DatasetCatalog(CatalogDatabase database, TimeProvider clock)
     public DatasetRecord? GetForBuilder(string id) => QueryOne("id = $id", ("$id", id));
 
     /// <summary>A page of the workspace's datasets, newest first.</summary>
-    public IReadOnlyList<DatasetRecord> List(string workspaceId, int page, int pageSize)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM datasets WHERE workspace_id = $ws ORDER BY created_at DESC, id DESC LIMIT $limit OFFSET $offset";
-        command.Parameters.AddWithValue("$ws", workspaceId);
-        command.Parameters.AddWithValue("$limit", pageSize);
-        command.Parameters.AddWithValue("$offset", (long)page * pageSize);
-        return ReadAll(command);
-    }
+    public IReadOnlyList<DatasetRecord> List(string workspaceId, int page, int pageSize) => database.Query(
+        $"SELECT {Columns} FROM datasets WHERE workspace_id = $ws ORDER BY created_at DESC, id DESC LIMIT $limit OFFSET $offset",
+        Read,
+        ("$ws", workspaceId), ("$limit", pageSize), ("$offset", (long)page * pageSize));
 
     /// <summary>Builds that must run (again): queued, or running when the process stopped.</summary>
-    public IReadOnlyList<DatasetRecord> Unfinished()
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM datasets WHERE status IN ('queued', 'running') ORDER BY created_at, id";
-        return ReadAll(command);
-    }
+    public IReadOnlyList<DatasetRecord> Unfinished() =>
+        database.Query($"SELECT {Columns} FROM datasets WHERE status IN ('queued', 'running') ORDER BY created_at, id", Read);
 
     /// <summary>Marks a build started.</summary>
     public void MarkRunning(string id) =>
         Execute("UPDATE datasets SET status = 'running', started_at = COALESCE(started_at, $now) WHERE id = $id AND status IN ('queued', 'running')", id);
 
     /// <summary>Records progress (JSON).</summary>
-    public void UpdateProgress(string id, string progressJson)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE datasets SET progress_json = $p WHERE id = $id";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$p", progressJson);
-        command.ExecuteNonQuery();
-    }
+    public void UpdateProgress(string id, string progressJson) =>
+        database.Execute("UPDATE datasets SET progress_json = $p WHERE id = $id", ("$id", id), ("$p", progressJson));
 
     /// <summary>Ends a build: succeeded with a summary, or failed/cancelled with an error.</summary>
-    public void Finish(string id, string status, string? summaryJson, string? error)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE datasets SET status = $s, summary_json = $sum, error = $err, finished_at = $now WHERE id = $id";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$s", status);
-        command.Parameters.AddWithValue("$sum", (object?)summaryJson ?? DBNull.Value);
-        command.Parameters.AddWithValue("$err", (object?)error ?? DBNull.Value);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        command.ExecuteNonQuery();
-    }
+    public void Finish(string id, string status, string? summaryJson, string? error) => database.Execute(
+        "UPDATE datasets SET status = $s, summary_json = $sum, error = $err, finished_at = $now WHERE id = $id",
+        ("$id", id), ("$s", status), ("$sum", summaryJson), ("$err", error), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()));
 
     /// <summary>Removes the row; returns it, or null when there was none in the workspace.</summary>
-    public DatasetRecord? Delete(string workspaceId, string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"DELETE FROM datasets WHERE workspace_id = $ws AND id = $id RETURNING {Columns}";
-        command.Parameters.AddWithValue("$ws", workspaceId);
-        command.Parameters.AddWithValue("$id", id);
-        var rows = ReadAll(command);
-        return rows.Count == 0 ? null : rows[0];
-    }
+    public DatasetRecord? Delete(string workspaceId, string id) =>
+        database.Query($"DELETE FROM datasets WHERE workspace_id = $ws AND id = $id RETURNING {Columns}", Read, ("$ws", workspaceId), ("$id", id)).FirstOrDefault();
 
     private void Execute(string sql, string id) =>
         database.Execute(sql, ("$id", id), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()));
 
     private DatasetRecord? QueryOne(string where, params (string Name, object? Value)[] parameters) =>
         database.Query($"SELECT {Columns} FROM datasets WHERE {where}", Read, parameters).FirstOrDefault();
-
-    private static List<DatasetRecord> ReadAll(SqliteCommand command)
-    {
-        using var r = command.ExecuteReader();
-        var rows = new List<DatasetRecord>();
-        while (r.Read())
-        {
-            rows.Add(Read(r));
-        }
-
-        return rows;
-    }
 
     private static DatasetRecord Read(SqliteDataReader r) => new()
     {

@@ -124,17 +124,10 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
     }
 
     /// <summary>The live (not expired) file <paramref name="id"/> of the workspace, or null.</summary>
-    public FileRecord? Get(string workspaceId, string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM files WHERE workspace_id = $ws AND id = $id AND (expires_at IS NULL OR expires_at > $now)";
-        command.Parameters.AddWithValue("$ws", workspaceId);
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        using var reader = command.ExecuteReader();
-        return reader.Read() ? Read(reader) : null;
-    }
+    public FileRecord? Get(string workspaceId, string id) => database.Query(
+        $"SELECT {Columns} FROM files WHERE workspace_id = $ws AND id = $id AND (expires_at IS NULL OR expires_at > $now)",
+        Read,
+        ("$ws", workspaceId), ("$id", id), ("$now", clock.GetUtcNow().ToUnixTimeSeconds())).FirstOrDefault();
 
     /// <summary>A page of the workspace's live files, newest first, and the total count when asked.</summary>
     public (IReadOnlyList<FileRecord> Page, int? Total) List(string workspaceId, FileQuery query)
@@ -165,7 +158,7 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
         command.CommandText = $"SELECT {Columns} FROM files WHERE {where} ORDER BY created_at DESC, id DESC LIMIT $limit OFFSET $offset";
         command.Parameters.AddWithValue("$limit", query.PageSize);
         command.Parameters.AddWithValue("$offset", (long)query.Page * query.PageSize);
-        var files = ReadAll(command);
+        var files = CatalogDatabase.ReadAll(command, Read);
 
         int? total = null;
         if (query.IncludeTotal)
@@ -178,27 +171,12 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
     }
 
     /// <summary>Removes the row; returns it, or null when there was none in the workspace.</summary>
-    public FileRecord? Delete(string workspaceId, string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"DELETE FROM files WHERE workspace_id = $ws AND id = $id RETURNING {Columns}";
-        command.Parameters.AddWithValue("$ws", workspaceId);
-        command.Parameters.AddWithValue("$id", id);
-        using var reader = command.ExecuteReader();
-        return reader.Read() ? Read(reader) : null;
-    }
+    public FileRecord? Delete(string workspaceId, string id) =>
+        database.Query($"DELETE FROM files WHERE workspace_id = $ws AND id = $id RETURNING {Columns}", Read, ("$ws", workspaceId), ("$id", id)).FirstOrDefault();
 
     /// <summary>Files whose expiry has passed, for the sweeper to remove.</summary>
-    public IReadOnlyList<FileRecord> Expired(int limit)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM files WHERE expires_at IS NOT NULL AND expires_at <= $now LIMIT $limit";
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        command.Parameters.AddWithValue("$limit", limit);
-        return ReadAll(command);
-    }
+    public IReadOnlyList<FileRecord> Expired(int limit) =>
+        database.Query($"SELECT {Columns} FROM files WHERE expires_at IS NOT NULL AND expires_at <= $now LIMIT $limit", Read, ("$now", clock.GetUtcNow().ToUnixTimeSeconds()), ("$limit", limit));
 
     /// <summary>Every blob key referenced at <paramref name="locationId"/>, for orphan checks.</summary>
     public HashSet<string> BlobKeys(string locationId)
@@ -235,18 +213,6 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
         }
 
         where.Append(')');
-    }
-
-    private static List<FileRecord> ReadAll(SqliteCommand command)
-    {
-        using var reader = command.ExecuteReader();
-        var files = new List<FileRecord>();
-        while (reader.Read())
-        {
-            files.Add(Read(reader));
-        }
-
-        return files;
     }
 
     private static FileRecord Read(SqliteDataReader r) => new()

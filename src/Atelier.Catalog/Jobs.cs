@@ -155,7 +155,7 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
         command.CommandText = $"SELECT {Columns} FROM fine_tuning_jobs WHERE {where} ORDER BY created_at DESC, id DESC LIMIT $limit OFFSET $offset";
         command.Parameters.AddWithValue("$limit", pageSize);
         command.Parameters.AddWithValue("$offset", (long)page * pageSize);
-        return (ReadAll(command), total);
+        return (CatalogDatabase.ReadAll(command, Read), total);
 
         void Add(string clause, string name, object? value)
         {
@@ -319,18 +319,6 @@ public sealed class JobCatalog(CatalogDatabase database, TimeProvider clock)
 
     private JobRecord? QueryOne(string where, params (string Name, object? Value)[] parameters) =>
         database.Query($"SELECT {Columns} FROM fine_tuning_jobs WHERE {where}", Read, parameters).FirstOrDefault();
-
-    private static List<JobRecord> ReadAll(SqliteCommand command)
-    {
-        using var reader = command.ExecuteReader();
-        var list = new List<JobRecord>();
-        while (reader.Read())
-        {
-            list.Add(Read(reader));
-        }
-
-        return list;
-    }
 
     private static JobRecord Read(SqliteDataReader reader) => new()
     {

@@ -141,7 +141,7 @@ internal static class LocalTrainingCommands
                 {
                     // Windows in shard order, wrapping around for further epochs.
                     var w = windows[next++ % windows.Count];
-                    micro.Add(new TrainingBatch(w.InputIds, w.Labels, [.. w.LossMask.Select(m => (float)m)], w.Sizes));
+                    micro.Add(Atelier.Training.Jobs.FineTuningRunner.ToBatch(w));
                     tokens += w.InputIds.Length;
                 }
 

@@ -11,34 +11,18 @@ namespace Atelier.Server.Tests;
 /// <summary><c>/api/v1/datasets</c> over real HTTP: from uploaded files to placed, audited shards.</summary>
 public sealed class DatasetsApiTests
 {
-    private static string Chat(string q, string a) =>
-        JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = q }, new { role = "assistant", content = a } } });
-
-    private static async Task<string> UploadAsync(HttpClient client, string name, IEnumerable<string> lines, string purpose = "fine-tune")
-    {
-        var form = new MultipartFormDataContent
-        {
-            { new ByteArrayContent(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n")), "file", name },
-            { new StringContent(purpose), "purpose" },
-        };
-        using var response = await client.PostAsync("/v1/files", form);
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.IsSuccessStatusCode, body);
-        return JsonNode.Parse(body)!["id"]!.GetValue<string>();
-    }
-
     private static IEnumerable<string> TrainingLines()
     {
         for (var i = 0; i < 60; i++)
         {
-            yield return Chat($"Question {i}: what is {i} squared, in words please?", $"The square of {i} is {i * i}, which I spell out for you.");
+            yield return ApiRequests.Chat($"Question {i}: what is {i} squared, in words please?", $"The square of {i} is {i * i}, which I spell out for you.");
         }
 
         // Planted: three exact duplicates and one example that copies the eval item.
-        yield return Chat("Question 1: what is 1 squared, in words please?", "The square of 1 is 1, which I spell out for you.");
-        yield return Chat("Question 2: what is 2 squared, in words please?", "The square of 2 is 4, which I spell out for you.");
-        yield return Chat("Question 3: what is 3 squared, in words please?", "The square of 3 is 9, which I spell out for you.");
-        yield return Chat("Name the capital city of France and describe its famous iron tower built for the world fair", "Paris; the Eiffel Tower.");
+        yield return ApiRequests.Chat("Question 1: what is 1 squared, in words please?", "The square of 1 is 1, which I spell out for you.");
+        yield return ApiRequests.Chat("Question 2: what is 2 squared, in words please?", "The square of 2 is 4, which I spell out for you.");
+        yield return ApiRequests.Chat("Question 3: what is 3 squared, in words please?", "The square of 3 is 9, which I spell out for you.");
+        yield return ApiRequests.Chat("Name the capital city of France and describe its famous iron tower built for the world fair", "Paris; the Eiffel Tower.");
     }
 
     private static async Task<JsonNode> CreateAndWaitAsync(HttpClient client, object request)
@@ -46,23 +30,7 @@ public sealed class DatasetsApiTests
         using var response = await client.PostAsJsonAsync("/api/v1/datasets", request);
         var created = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
         Assert.True(response.StatusCode == HttpStatusCode.Accepted, created.ToJsonString());
-        return await WaitAsync(client, created["id"]!.GetValue<string>());
-    }
-
-    private static async Task<JsonNode> WaitAsync(HttpClient client, string id)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            var body = JsonNode.Parse(await client.GetStringAsync($"/api/v1/datasets/{id}"))!;
-            if (body["status"]!.GetValue<string>() is not ("queued" or "running"))
-            {
-                return body;
-            }
-
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(120), "the build did not finish in 120 s: " + body.ToJsonString());
-            await Task.Delay(200);
-        }
+        return await ApiRequests.WaitForDatasetAsync(client, created["id"]!.GetValue<string>());
     }
 
     [Fact]
@@ -70,8 +38,8 @@ public sealed class DatasetsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
-        var eval = await UploadAsync(client, "eval.jsonl", [Chat("Name the capital city of France and describe its famous iron tower built for the world fair", "Paris.")]);
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        var eval = await ApiRequests.UploadAsync(client, "eval.jsonl", [ApiRequests.Chat("Name the capital city of France and describe its famous iron tower built for the world fair", "Paris.")]);
 
         var done = await CreateAndWaitAsync(client, new { training_files = new[] { train }, validation_files = new[] { eval }, seq_len = 128, name = "squares" });
         Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
@@ -108,7 +76,7 @@ public sealed class DatasetsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var first = await CreateAndWaitAsync(client, new { training_files = new[] { train }, seq_len = 64 });
         var second = await CreateAndWaitAsync(client, new { training_files = new[] { train }, seq_len = 64 });
         string Hashes(JsonNode d) => string.Join(",", d["summary"]!["manifest"]!["shards"]!.AsArray().Select(s => s!["sha256"]!.GetValue<string>()));
@@ -121,8 +89,8 @@ public sealed class DatasetsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        var batch = await UploadAsync(client, "batch.jsonl", ["{\"custom_id\":\"1\",\"body\":{}}"], "batch");
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var batch = await ApiRequests.UploadAsync(client, "batch.jsonl", ["{\"custom_id\":\"1\",\"body\":{}}"], "batch");
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
 
         async Task Expect(object body, HttpStatusCode status, string fragment)
         {
@@ -155,7 +123,7 @@ public sealed class DatasetsApiTests
         {
             data = first.DataDirectory;
             using var client = first.Client();
-            train = await UploadAsync(client, "train.jsonl", TrainingLines());
+            train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         }
 
         // As if the server had died while building: the row says 'running'.
@@ -181,7 +149,7 @@ public sealed class DatasetsApiTests
 
         await using var second = await TestServer.StartAsync(dataDirectory: data);
         using var again = second.Client();
-        var done = await WaitAsync(again, id);
+        var done = await ApiRequests.WaitForDatasetAsync(again, id);
         Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
     }
 }

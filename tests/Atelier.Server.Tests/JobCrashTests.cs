@@ -96,7 +96,7 @@ public sealed class JobCrashTests
             Assert.True(import.StatusCode == HttpStatusCode.Created, await import.Content.ReadAsStringAsync());
         }
 
-        var file = await JobsApiTests.UploadAsync(client, "train.jsonl", JobsApiTests.TrainingLines());
+        var file = await ApiRequests.UploadAsync(client, "train.jsonl", JobsApiTests.TrainingLines());
         var (status, created) = await JobsApiTests.PostAsync(client, "/v1/fine_tuning/jobs", JobsApiTests.Request("tiny-base", file, steps: Steps));
         Assert.True(status == HttpStatusCode.OK, created.ToJsonString());
         return (created["id"]!.GetValue<string>(), file);

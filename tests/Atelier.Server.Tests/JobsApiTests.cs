@@ -10,9 +10,6 @@ namespace Atelier.Server.Tests;
 /// <summary><c>/v1/fine_tuning/jobs</c> and <c>/api/v1/checkpoints</c> over real HTTP, training a tiny model for real.</summary>
 public sealed class JobsApiTests
 {
-    internal static string Chat(string q, string a) =>
-        JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = q }, new { role = "assistant", content = a } } });
-
     /// <summary>A small task the tiny model can learn a little of: echo a word back in a fixed frame.</summary>
     internal static IEnumerable<string> TrainingLines(int count = 48)
     {
@@ -20,21 +17,8 @@ public sealed class JobsApiTests
         for (var i = 0; i < count; i++)
         {
             var w = words[i % words.Length];
-            yield return Chat($"Say {w} {i}.", $"{w} {i} {w}.");
+            yield return ApiRequests.Chat($"Say {w} {i}.", $"{w} {i} {w}.");
         }
-    }
-
-    internal static async Task<string> UploadAsync(HttpClient client, string name, IEnumerable<string> lines, string purpose = "fine-tune")
-    {
-        var form = new MultipartFormDataContent
-        {
-            { new ByteArrayContent(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n")), "file", name },
-            { new StringContent(purpose), "purpose" },
-        };
-        using var response = await client.PostAsync("/v1/files", form);
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.IsSuccessStatusCode, body);
-        return JsonNode.Parse(body)!["id"]!.GetValue<string>();
     }
 
     internal static async Task<(HttpStatusCode Status, JsonNode Body)> PostAsync(HttpClient client, string path, object? body)
@@ -78,8 +62,8 @@ public sealed class JobsApiTests
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
         await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
-        var valid = await UploadAsync(client, "valid.jsonl", TrainingLines(12).Select(l => l.Replace("Say", "Please say", StringComparison.Ordinal)));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", TrainingLines(12).Select(l => l.Replace("Say", "Please say", StringComparison.Ordinal)));
 
         var (status, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, valid, steps: 20, suffix: "echo"));
         Assert.True(status == HttpStatusCode.OK, created.ToJsonString());
@@ -134,7 +118,7 @@ public sealed class JobsApiTests
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
         await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, autoStart: false));
         var id = created["id"]!.GetValue<string>();
         var validated = await WaitAsync(client, id, "VALIDATED");
@@ -155,8 +139,8 @@ public sealed class JobsApiTests
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
         await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
-        var batch = await UploadAsync(client, "batch.jsonl", ["{\"custom_id\":\"1\",\"body\":{}}"], "batch");
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        var batch = await ApiRequests.UploadAsync(client, "batch.jsonl", ["{\"custom_id\":\"1\",\"body\":{}}"], "batch");
 
         var (s1, b1) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("no-such-model", train));
         Assert.Equal(HttpStatusCode.NotFound, s1);
@@ -201,7 +185,7 @@ public sealed class JobsApiTests
         });
         using var client = server.Client();
         await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 6));
         var id = created["id"]!.GetValue<string>();
         var done = await WaitAsync(client, id, "SUCCESS");
@@ -227,7 +211,7 @@ public sealed class JobsApiTests
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
         await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, first) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 100_000));
         var firstId = first["id"]!.GetValue<string>();
         await WaitAsync(client, firstId, "RUNNING");
@@ -260,7 +244,7 @@ public sealed class JobsApiTests
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
         await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 10));
         var source = created["id"]!.GetValue<string>();
         await WaitAsync(client, source, "SUCCESS");
@@ -293,7 +277,7 @@ public sealed class JobsApiTests
         await grains.GetGrain<Atelier.Cluster.Jobs.IJobSchedulerGrain>(0).RegisterNodeAsync("node-b", 1);
         using var client = server.Client();
         await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
-        var train = await UploadAsync(client, "train.jsonl", TrainingLines());
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 2));
         var done = await WaitAsync(client, created["id"]!.GetValue<string>(), "SUCCESS");
         var placed = done["events"]!.AsArray().Single(e => e!["name"]!.GetValue<string>() == "placed")!;

@@ -46,37 +46,7 @@ public sealed class SemanticDedupTests
 
     private static readonly (string Q, string A) EvalItem = (Haiku, HaikuAnswer.Replace("slow", "slowly", StringComparison.Ordinal));
 
-    private static string Chat((string Q, string A) e) =>
-        JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = e.Q }, new { role = "assistant", content = e.A } } });
-
-    private static async Task<string> UploadAsync(HttpClient client, string name, IEnumerable<string> lines)
-    {
-        var form = new MultipartFormDataContent
-        {
-            { new ByteArrayContent(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n")), "file", name },
-            { new StringContent("fine-tune"), "purpose" },
-        };
-        using var response = await client.PostAsync("/v1/files", form);
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.IsSuccessStatusCode, body);
-        return JsonNode.Parse(body)!["id"]!.GetValue<string>();
-    }
-
-    private static async Task<JsonNode> WaitAsync(HttpClient client, string id)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var body = JsonNode.Parse(await client.GetStringAsync($"/api/v1/datasets/{id}"))!;
-            if (body["status"]!.GetValue<string>() is not ("queued" or "running"))
-            {
-                return body;
-            }
-
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(120), "not finished in 120 s: " + body.ToJsonString());
-            await Task.Delay(100);
-        }
-    }
+    private static string Chat((string Q, string A) e) => ApiRequests.Chat(e.Q, e.A);
 
     private static async Task<(HttpStatusCode Status, JsonNode Body)> PostAsync(HttpClient client, string path, object body)
     {
@@ -89,11 +59,11 @@ public sealed class SemanticDedupTests
     {
         var server = await TestServer.StartAsync();
         var client = server.Client();
-        var train = await UploadAsync(client, "train.jsonl", Training.Select(Chat));
-        var eval = await UploadAsync(client, "eval.jsonl", [Chat(EvalItem)]);
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", Training.Select(Chat));
+        var eval = await ApiRequests.UploadAsync(client, "eval.jsonl", [Chat(EvalItem)]);
         var (status, created) = await PostAsync(client, "/api/v1/datasets", new { training_files = new[] { train }, seq_len = 64, options = new { near_dedup = new { enabled = false } } });
         Assert.True(status == HttpStatusCode.Accepted, created.ToJsonString());
-        var source = await WaitAsync(client, created["id"]!.GetValue<string>());
+        var source = await ApiRequests.WaitForDatasetAsync(client, created["id"]!.GetValue<string>());
         Assert.True(source["status"]!.GetValue<string>() == "succeeded", source.ToJsonString());
         Assert.Equal(8, source["summary"]!["manifest"]!["counters"]!["examples_kept"]!.GetValue<long>());
         var model = (await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel())).GetProperty("id").GetString()!;
@@ -104,7 +74,7 @@ public sealed class SemanticDedupTests
     {
         var (status, created) = await PostAsync(client, $"/api/v1/datasets/{source}/semantic-dedup", body);
         Assert.True(status == HttpStatusCode.Accepted, created.ToJsonString());
-        var done = await WaitAsync(client, created["id"]!.GetValue<string>());
+        var done = await ApiRequests.WaitForDatasetAsync(client, created["id"]!.GetValue<string>());
         Assert.True(done["status"]!.GetValue<string>() == "succeeded", done.ToJsonString());
         return done;
     }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Data.Sqlite;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Atelier.Catalog;
@@ -51,161 +52,86 @@ public sealed class FeatureCatalog
     public bool TryInsertView(FeatureView view)
     {
         ArgumentNullException.ThrowIfNull(view);
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT OR IGNORE INTO feature_views(id, workspace_id, name, version, definition, created_at) VALUES ($id, $w, $n, $v, $d, $c)";
-        command.Parameters.AddWithValue("$id", view.Id);
-        command.Parameters.AddWithValue("$w", view.Workspace);
-        command.Parameters.AddWithValue("$n", view.Name);
-        command.Parameters.AddWithValue("$v", view.Version);
-        command.Parameters.AddWithValue("$d", JsonSerializer.Serialize(view, Json));
-        command.Parameters.AddWithValue("$c", view.CreatedAt.ToUnixTimeMilliseconds());
-        return command.ExecuteNonQuery() == 1;
+        return _catalog.Execute(
+            "INSERT OR IGNORE INTO feature_views(id, workspace_id, name, version, definition, created_at) VALUES ($id, $w, $n, $v, $d, $c)",
+            ("$id", view.Id), ("$w", view.Workspace), ("$n", view.Name), ("$v", view.Version),
+            ("$d", JsonSerializer.Serialize(view, Json)), ("$c", view.CreatedAt.ToUnixTimeMilliseconds())) == 1;
     }
 
     /// <summary>The view <paramref name="name"/> at <paramref name="version"/>, or its latest version when null.</summary>
-    public FeatureView? FindView(string workspace, string name, int? version)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = version is null
+    public FeatureView? FindView(string workspace, string name, int? version) => _catalog.Query(
+        version is null
             ? "SELECT definition FROM feature_views WHERE workspace_id = $w AND name = $n ORDER BY version DESC LIMIT 1"
-            : "SELECT definition FROM feature_views WHERE workspace_id = $w AND name = $n AND version = $v";
-        command.Parameters.AddWithValue("$w", workspace);
-        command.Parameters.AddWithValue("$n", name);
-        command.Parameters.AddWithValue("$v", version ?? 0);
-        return command.ExecuteScalar() is string json ? JsonSerializer.Deserialize<FeatureView>(json, Json) : null;
-    }
+            : "SELECT definition FROM feature_views WHERE workspace_id = $w AND name = $n AND version = $v",
+        Definition<FeatureView>,
+        ("$w", workspace), ("$n", name), ("$v", version ?? 0)).FirstOrDefault();
 
     /// <summary>Every view version of a workspace (all workspaces when null), by name then version.</summary>
-    public List<FeatureView> ListViews(string? workspace)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = workspace is null
+    public List<FeatureView> ListViews(string? workspace) => _catalog.Query(
+        workspace is null
             ? "SELECT definition FROM feature_views ORDER BY workspace_id, name, version"
-            : "SELECT definition FROM feature_views WHERE workspace_id = $w ORDER BY name, version";
-        command.Parameters.AddWithValue("$w", workspace ?? "");
-        var result = new List<FeatureView>();
-        using var reader = command.ExecuteReader();
-        while (reader.Read())
-        {
-            result.Add(JsonSerializer.Deserialize<FeatureView>(reader.GetString(0), Json)!);
-        }
-
-        return result;
-    }
+            : "SELECT definition FROM feature_views WHERE workspace_id = $w ORDER BY name, version",
+        Definition<FeatureView>,
+        ("$w", workspace ?? ""));
 
     /// <summary>The next segment number of a view's log.</summary>
-    public long NextSegmentSeq(string viewId)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COALESCE(MAX(seq), 0) + 1 FROM feature_segments WHERE view_id = $v";
-        command.Parameters.AddWithValue("$v", viewId);
-        return Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture);
-    }
+    public long NextSegmentSeq(string viewId) =>
+        _catalog.Query("SELECT COALESCE(MAX(seq), 0) + 1 FROM feature_segments WHERE view_id = $v", r => r.GetInt64(0), ("$v", viewId))[0];
 
     /// <summary>Records a committed segment. The blob is committed first, the row last, so a crash never leaves a row without bytes.</summary>
     public void InsertSegment(FeatureSegment segment)
     {
         ArgumentNullException.ThrowIfNull(segment);
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
+        _catalog.Execute(
+            """
             INSERT INTO feature_segments(view_id, seq, location_id, blob_key, rows, bytes, sha256, min_event, max_event, source, created_at)
             VALUES ($v, $s, $l, $k, $r, $b, $h, $min, $max, $src, $c)
-            """;
-        command.Parameters.AddWithValue("$v", segment.ViewId);
-        command.Parameters.AddWithValue("$s", segment.Seq);
-        command.Parameters.AddWithValue("$l", segment.LocationId);
-        command.Parameters.AddWithValue("$k", segment.BlobKey);
-        command.Parameters.AddWithValue("$r", segment.Rows);
-        command.Parameters.AddWithValue("$b", segment.Bytes);
-        command.Parameters.AddWithValue("$h", segment.Sha256);
-        command.Parameters.AddWithValue("$min", segment.MinEventTime.UtcTicks);
-        command.Parameters.AddWithValue("$max", segment.MaxEventTime.UtcTicks);
-        command.Parameters.AddWithValue("$src", segment.Source);
-        command.Parameters.AddWithValue("$c", segment.CreatedAt.ToUnixTimeMilliseconds());
-        command.ExecuteNonQuery();
+            """,
+            ("$v", segment.ViewId), ("$s", segment.Seq), ("$l", segment.LocationId), ("$k", segment.BlobKey), ("$r", segment.Rows),
+            ("$b", segment.Bytes), ("$h", segment.Sha256), ("$min", segment.MinEventTime.UtcTicks), ("$max", segment.MaxEventTime.UtcTicks),
+            ("$src", segment.Source), ("$c", segment.CreatedAt.ToUnixTimeMilliseconds()));
     }
 
     /// <summary>The segments of a view's log in order, optionally only those after <paramref name="afterSeq"/>.</summary>
-    public List<FeatureSegment> Segments(string viewId, long afterSeq = 0)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            SELECT seq, location_id, blob_key, rows, bytes, sha256, min_event, max_event, source, created_at
-            FROM feature_segments WHERE view_id = $v AND seq > $a ORDER BY seq
-            """;
-        command.Parameters.AddWithValue("$v", viewId);
-        command.Parameters.AddWithValue("$a", afterSeq);
-        var result = new List<FeatureSegment>();
-        using var reader = command.ExecuteReader();
-        while (reader.Read())
-        {
-            result.Add(new FeatureSegment(
-                viewId, reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetString(5),
-                new DateTimeOffset(reader.GetInt64(6), TimeSpan.Zero), new DateTimeOffset(reader.GetInt64(7), TimeSpan.Zero),
-                reader.GetString(8), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(9))));
-        }
-
-        return result;
-    }
+    public List<FeatureSegment> Segments(string viewId, long afterSeq = 0) => _catalog.Query(
+        """
+        SELECT seq, location_id, blob_key, rows, bytes, sha256, min_event, max_event, source, created_at
+        FROM feature_segments WHERE view_id = $v AND seq > $a ORDER BY seq
+        """,
+        r => new FeatureSegment(
+            viewId, r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4), r.GetString(5),
+            new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero), new DateTimeOffset(r.GetInt64(7), TimeSpan.Zero),
+            r.GetString(8), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(9))),
+        ("$v", viewId), ("$a", afterSeq));
 
     /// <summary>The next version number of training set <paramref name="name"/>.</summary>
-    public int NextTrainingSetVersion(string workspace, string name)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COALESCE(MAX(version), 0) + 1 FROM feature_training_sets WHERE workspace_id = $w AND name = $n";
-        command.Parameters.AddWithValue("$w", workspace);
-        command.Parameters.AddWithValue("$n", name);
-        return Convert.ToInt32(command.ExecuteScalar(), CultureInfo.InvariantCulture);
-    }
+    public int NextTrainingSetVersion(string workspace, string name) => _catalog.Query(
+        "SELECT COALESCE(MAX(version), 0) + 1 FROM feature_training_sets WHERE workspace_id = $w AND name = $n",
+        r => r.GetInt32(0),
+        ("$w", workspace), ("$n", name))[0];
 
     /// <summary>Records a materialised training set, after its blobs are committed.</summary>
     public void InsertTrainingSet(string workspace, TrainingSetManifest manifest)
     {
         ArgumentNullException.ThrowIfNull(manifest);
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO feature_training_sets(id, workspace_id, name, version, manifest, created_at) VALUES ($id, $w, $n, $v, $m, $c)";
-        command.Parameters.AddWithValue("$id", manifest.Id);
-        command.Parameters.AddWithValue("$w", workspace);
-        command.Parameters.AddWithValue("$n", manifest.Name);
-        command.Parameters.AddWithValue("$v", manifest.Version);
-        command.Parameters.AddWithValue("$m", JsonSerializer.Serialize(manifest, Json));
-        command.Parameters.AddWithValue("$c", manifest.CreatedAt.ToUnixTimeMilliseconds());
-        command.ExecuteNonQuery();
+        _catalog.Execute(
+            "INSERT INTO feature_training_sets(id, workspace_id, name, version, manifest, created_at) VALUES ($id, $w, $n, $v, $m, $c)",
+            ("$id", manifest.Id), ("$w", workspace), ("$n", manifest.Name), ("$v", manifest.Version),
+            ("$m", JsonSerializer.Serialize(manifest, Json)), ("$c", manifest.CreatedAt.ToUnixTimeMilliseconds()));
     }
 
     /// <summary>A training set's manifest, or null.</summary>
-    public TrainingSetManifest? FindTrainingSet(string workspace, string id)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT manifest FROM feature_training_sets WHERE workspace_id = $w AND id = $id";
-        command.Parameters.AddWithValue("$w", workspace);
-        command.Parameters.AddWithValue("$id", id);
-        return command.ExecuteScalar() is string json ? JsonSerializer.Deserialize<TrainingSetManifest>(json, Json) : null;
-    }
+    public TrainingSetManifest? FindTrainingSet(string workspace, string id) => _catalog.Query(
+        "SELECT manifest FROM feature_training_sets WHERE workspace_id = $w AND id = $id",
+        Definition<TrainingSetManifest>,
+        ("$w", workspace), ("$id", id)).FirstOrDefault();
 
     /// <summary>Training sets of a workspace, newest first.</summary>
-    public List<TrainingSetManifest> ListTrainingSets(string workspace)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT manifest FROM feature_training_sets WHERE workspace_id = $w ORDER BY created_at DESC, name, version DESC";
-        command.Parameters.AddWithValue("$w", workspace);
-        var result = new List<TrainingSetManifest>();
-        using var reader = command.ExecuteReader();
-        while (reader.Read())
-        {
-            result.Add(JsonSerializer.Deserialize<TrainingSetManifest>(reader.GetString(0), Json)!);
-        }
+    public List<TrainingSetManifest> ListTrainingSets(string workspace) => _catalog.Query(
+        "SELECT manifest FROM feature_training_sets WHERE workspace_id = $w ORDER BY created_at DESC, name, version DESC",
+        Definition<TrainingSetManifest>,
+        ("$w", workspace));
 
-        return result;
-    }
+    // Views and training sets are stored as their JSON definition in the first column.
+    private static T Definition<T>(SqliteDataReader reader) => JsonSerializer.Deserialize<T>(reader.GetString(0), Json)!;
 }

@@ -184,7 +184,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         Directory.Delete(staging, recursive: true);
         LogBuilt(logger, id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
 
-        DatasetInput Input(FileRecord file) => new(file.Filename, () => OpenFile(file), DataFormat.FineTuneJsonl);
+        DatasetInput Input(FileRecord file) => new(file.Filename, () => runtime.OpenFile(file), DataFormat.FineTuneJsonl);
     }
 
     private static bool IsSemanticDedup(DatasetRecord dataset)
@@ -233,29 +233,13 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         LogBuilt(logger, dataset.Id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
     }
 
-    private Stream OpenFile(FileRecord file) =>
-        runtime.Guard.TryOpenRead(file.LocationId, file.BlobKey, out var stream)
-            ? stream
-            : throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
-
     private async Task PlaceAsync(DatasetRecord dataset, string workspace, DatasetBuildResult result, CancellationToken cancel)
     {
-        var artifact = new ArtifactRef("dataset", dataset.Id, workspace);
-        var policy = runtime.ResolvePolicy(dataset.Policy);
-        var prefix = $"dataset/{dataset.Id}/";
-
-        // A crash during an earlier placement may have left some of these keys; they are not
-        // visible (the dataset is not 'succeeded'), so clear them and place everything again.
-        foreach (var key in runtime.Locations.ListKeys(dataset.LocationId, prefix).ToArray())
-        {
-            await runtime.Guard.DeleteAsync(artifact, dataset.LocationId, "system:dataset-build", key, cancel).ConfigureAwait(false);
-        }
-
+        // Not visible until 'succeeded', so a crash mid-placement is repaired by placing again.
         var files = result.Manifest.Shards.Concat(result.Manifest.Features).Concat(result.Manifest.Reports).Select(f => f.Path).Append("manifest.json");
-        foreach (var relative in files)
-        {
-            await runtime.Guard.PlaceFileAsync(artifact, policy, dataset.LocationId, "system:dataset-build", prefix + relative, Path.Combine(result.Directory, relative), cancel).ConfigureAwait(false);
-        }
+        await runtime.Guard.PlaceDirectoryAsync(
+            new ArtifactRef("dataset", dataset.Id, workspace), runtime.ResolvePolicy(dataset.Policy), dataset.LocationId, "system:dataset-build",
+            $"dataset/{dataset.Id}/", result.Directory, files, cancel).ConfigureAwait(false);
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Dataset build {DatasetId} failed")]

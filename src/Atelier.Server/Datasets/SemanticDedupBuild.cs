@@ -56,7 +56,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         var evalItems = new List<(string Name, TrainingExample Example)>();
         foreach (var file in resolved.EvalFiles)
         {
-            await using var stream = OpenFile(file);
+            await using var stream = runtime.OpenFile(file);
             foreach (var read in FineTuneJsonlReader.Read(stream, file.Filename, 0, options.MaxLineBytes))
             {
                 if (read.Example is { } e)
@@ -98,7 +98,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         var build = new DatasetBuildRequest
         {
             Training = inputs,
-            Eval = [.. validation.Select(f => new DatasetInput(f.Filename, () => OpenFile(f), DataFormat.FineTuneJsonl))],
+            Eval = [.. validation.Select(f => new DatasetInput(f.Filename, () => runtime.OpenFile(f), DataFormat.FineTuneJsonl))],
             Tokenizer = DatasetBuildService.CreateTokenizer(resolved.SourceRequest.Tokenizer),
             Options = options,
         };
@@ -174,7 +174,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         long ordinal = 0;
         for (var i = 0; i < training.Count; i++)
         {
-            await using var stream = OpenFile(training[i]);
+            await using var stream = runtime.OpenFile(training[i]);
             foreach (var read in FineTuneJsonlReader.Read(stream, training[i].Filename, ordinal, maxLineBytes))
             {
                 cancel.ThrowIfCancellationRequested();
@@ -283,7 +283,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         for (var k = 0; k < training.Count; k++)
         {
             var path = Path.Combine(folder, $"input-{k:D4}.jsonl");
-            await using (var source = OpenFile(training[k]))
+            await using (var source = runtime.OpenFile(training[k]))
             {
                 await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
                 await CopyLinesAsync(source, target, keptLines[k], cancel).ConfigureAwait(false);
@@ -411,9 +411,4 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         await File.WriteAllBytesAsync(manifestPath, Encoding.UTF8.GetBytes(manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true })), cancel).ConfigureAwait(false);
         return DatasetJson.ReadManifest(manifestPath);
     }
-
-    private Stream OpenFile(FileRecord file) =>
-        runtime.Guard.TryOpenRead(file.LocationId, file.BlobKey, out var stream)
-            ? stream
-            : throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
 }

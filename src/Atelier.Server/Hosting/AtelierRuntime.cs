@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Atelier.Catalog;
 using Atelier.Core;
+using Atelier.Core.Errors;
 using Atelier.Storage.Audit;
 using Atelier.Storage.Placement;
 
@@ -103,6 +104,16 @@ public sealed class AtelierRuntime : IDisposable
         }
 
         return policy!;
+    }
+
+    /// <summary>Opens the committed bytes of an uploaded file for reading.</summary>
+    /// <exception cref="StorageUnavailableException">Its bytes are missing from its location.</exception>
+    public Stream OpenFile(FileRecord file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        return Guard.TryOpenRead(file.LocationId, file.BlobKey, out var stream)
+            ? stream
+            : throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
     }
 
     /// <summary>The key that signs download URLs.</summary>

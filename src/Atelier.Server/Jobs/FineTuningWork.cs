@@ -240,25 +240,14 @@ public sealed partial class FineTuningWork(
     {
         var file = runtime.Files.Get(job.WorkspaceId, fileId)
             ?? throw new ValidationFailedException($"File '{fileId}' no longer exists.", [new Problem($"File '{fileId}' no longer exists.", Field: "training_files")], 1);
-        return new DatasetInput(file.Filename, () => runtime.Guard.TryOpenRead(file.LocationId, file.BlobKey, out var stream)
-            ? stream
-            : throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'."), DataFormat.FineTuneJsonl);
+        return new DatasetInput(file.Filename, () => runtime.OpenFile(file), DataFormat.FineTuneJsonl);
     }
 
     private async Task<IReadOnlyList<JobShard>> PlaceDatasetAsync(ArtifactRef artifact, Atelier.Core.Residency.ResidencyPolicy policy, JobRecord job, string part, DatasetBuildResult result, CancellationToken cancel)
     {
+        // A crash during an earlier placement is repaired by validation placing them all again.
         var prefix = $"job/{job.Id}/{part}/";
-
-        // A crash during an earlier placement may have left some of these keys; validation places them all again.
-        foreach (var key in runtime.Locations.ListKeys(job.LocationId, prefix).ToArray())
-        {
-            await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
-        }
-
-        foreach (var relative in result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"))
-        {
-            await runtime.Guard.PlaceFileAsync(artifact, policy, job.LocationId, Actor, prefix + relative, Path.Combine(result.Directory, relative), cancel).ConfigureAwait(false);
-        }
+        await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, prefix, result.Directory, result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"), cancel).ConfigureAwait(false);
 
         return [.. result.Manifest.Shards.Select(s => new JobShard(prefix + s.Path, s.Path, s.Rows, s.Sha256))];
     }

@@ -119,48 +119,21 @@ public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
         ArgumentNullException.ThrowIfNull(artifact);
         var existed = await locations.Store(locationId).DeleteAsync(key ?? artifact.BlobKey, cancellationToken).ConfigureAwait(false);
         await audit.AppendAsync(
-            new AuditEvent
-            {
-                Type = "deletion",
-                Workspace = artifact.Workspace,
-                Actor = actor,
-                ArtifactKind = artifact.Kind,
-                ArtifactId = artifact.Id,
-                Location = locationId,
-                Detail = existed ? null : "no bytes were present",
-            },
+            Event("deletion", artifact, actor, locationId, policy: null) with { Detail = existed ? null : "no bytes were present" },
             CancellationToken.None).ConfigureAwait(false);
         return existed;
     }
 
     internal ValueTask<AuditEvent> RecordPlacementAsync(ArtifactRef artifact, ResidencyPolicy policy, string actor, PlacementReceipt receipt) =>
         audit.AppendAsync(
-            new AuditEvent
-            {
-                Type = "placement",
-                Workspace = artifact.Workspace,
-                Actor = actor,
-                ArtifactKind = artifact.Kind,
-                ArtifactId = artifact.Id,
-                Location = receipt.LocationId,
-                Policy = policy.Name,
-                Bytes = receipt.Bytes,
-                Sha256 = receipt.Sha256,
-            },
+            Event("placement", artifact, actor, receipt.LocationId, policy) with { Bytes = receipt.Bytes, Sha256 = receipt.Sha256 },
             CancellationToken.None);
 
     // One event for a batch: the bytes of every blob it wrote, and the digest of their names.
     internal ValueTask<AuditEvent> RecordBatchAsync(PlacementBatch batch, PlacementBatchReceipt receipt, string? incomplete) =>
         audit.AppendAsync(
-            new AuditEvent
+            Event("placement", batch.Artifact, batch.Actor, receipt.LocationId, batch.Policy) with
             {
-                Type = "placement",
-                Workspace = batch.Artifact.Workspace,
-                Actor = batch.Actor,
-                ArtifactKind = batch.Artifact.Kind,
-                ArtifactId = batch.Artifact.Id,
-                Location = receipt.LocationId,
-                Policy = batch.Policy.Name,
                 Bytes = receipt.BytesWritten,
                 Sha256 = receipt.Digest,
                 Detail = $"batch: {receipt.BlobsWritten} content-addressed blobs written ({receipt.BytesWritten} bytes)"
@@ -169,6 +142,18 @@ public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
                     + (incomplete is null ? "" : $"; incomplete: {incomplete}"),
             },
             CancellationToken.None);
+
+    // What every event about an artifact at a location records; callers add bytes, hash or detail.
+    private static AuditEvent Event(string type, ArtifactRef artifact, string actor, string locationId, ResidencyPolicy? policy) => new()
+    {
+        Type = type,
+        Workspace = artifact.Workspace,
+        Actor = actor,
+        ArtifactKind = artifact.Kind,
+        ArtifactId = artifact.Id,
+        Location = locationId,
+        Policy = policy?.Name,
+    };
 
     // Judges a placement; a refusal is audited and thrown.
     private async ValueTask<LocationDescriptor> JudgeAsync(ArtifactRef artifact, ResidencyPolicy policy, string locationId, string actor, IReadOnlyCollection<LocationDescriptor>? existingCopies)
@@ -180,17 +165,7 @@ public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
         if (!decision.Allowed)
         {
             await audit.AppendAsync(
-                new AuditEvent
-                {
-                    Type = "placement_refused",
-                    Workspace = artifact.Workspace,
-                    Actor = actor,
-                    ArtifactKind = artifact.Kind,
-                    ArtifactId = artifact.Id,
-                    Location = location.Id,
-                    Policy = policy.Name,
-                    Detail = decision.Reason,
-                },
+                Event("placement_refused", artifact, actor, location.Id, policy) with { Detail = decision.Reason },
                 CancellationToken.None).ConfigureAwait(false);
             throw new PlacementRefusedException(policy.Name, location.Id, decision.Reason!);
         }

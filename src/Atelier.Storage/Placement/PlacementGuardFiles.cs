@@ -35,4 +35,34 @@ public static class PlacementGuardFiles
 
         return await write.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Places the files of a staged directory under <paramref name="prefix"/>, in the order given
+    /// (put the manifest last: it is what makes the whole visible). Keys already under the prefix,
+    /// left by a placement that a crash interrupted, are deleted first, so the result is exactly
+    /// these files.
+    /// </summary>
+    public static async ValueTask PlaceDirectoryAsync(
+        this PlacementGuard guard,
+        ArtifactRef artifact,
+        ResidencyPolicy policy,
+        string locationId,
+        string actor,
+        string prefix,
+        string directory,
+        IEnumerable<string> relativePaths,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(guard);
+        ArgumentNullException.ThrowIfNull(relativePaths);
+        foreach (var key in guard.Locations.ListKeys(locationId, prefix).ToArray())
+        {
+            await guard.DeleteAsync(artifact, locationId, actor, key, cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var relative in relativePaths)
+        {
+            await guard.PlaceFileAsync(artifact, policy, locationId, actor, prefix + relative, Path.Combine(directory, relative), cancellationToken).ConfigureAwait(false);
+        }
+    }
 }

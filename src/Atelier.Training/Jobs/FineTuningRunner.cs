@@ -145,8 +145,8 @@ public static class FineTuningRunner
         // Resume from the newest committed checkpoint: trainer state and loader position.
         LoaderPosition? position = null;
         long? resumedFrom = null;
-        var existing = await run.Checkpoints.ListAsync(run.Job.JobId, cancellationToken).ConfigureAwait(false);
-        var from = existing.Count > 0 ? (run.Job.JobId, existing.MaxBy(c => c.Step)!.Step)
+        var latestOwn = (await run.Checkpoints.ListAsync(run.Job.JobId, cancellationToken).ConfigureAwait(false)).MaxBy(c => c.Step);
+        var from = latestOwn is not null ? (run.Job.JobId, latestOwn.Step)
             : run.StartFrom is { } start ? (start.JobId, start.Step)
             : default((string JobId, long Step)?);
         if (from is var (fromJob, fromStep))
@@ -174,7 +174,7 @@ public static class FineTuningRunner
         var lossSum = 0.0;
         var lossCount = 0;
         CheckpointSave? pending = null;
-        string lastCheckpoint = existing.Count > 0 ? existing.MaxBy(c => c.Step)!.Id : "";
+        var lastCheckpoint = latestOwn?.Id ?? "";
         var loaderWait = TimeSpan.Zero;
         try
         {
@@ -187,14 +187,7 @@ public static class FineTuningRunner
                 var micro = new TrainingBatch[batch.Windows.Count];
                 for (var i = 0; i < micro.Length; i++)
                 {
-                    var w = batch.Windows[i];
-                    var mask = new float[w.LossMask.Length];
-                    for (var t = 0; t < mask.Length; t++)
-                    {
-                        mask[t] = w.LossMask[t];
-                    }
-
-                    micro[i] = new TrainingBatch(w.InputIds, w.Labels, mask, w.Sizes);
+                    micro[i] = ToBatch(batch.Windows[i]);
                 }
 
                 if (pending is not null)
@@ -288,13 +281,7 @@ public static class FineTuningRunner
         var vocab = model.Args.VocabSize;
         foreach (var w in windows.Take(maxWindows))
         {
-            var mask = new float[w.LossMask.Length];
-            for (var t = 0; t < mask.Length; t++)
-            {
-                mask[t] = w.LossMask[t];
-            }
-
-            using var logits = model.ForwardLogits(new TrainingBatch(w.InputIds, w.Labels, mask, w.Sizes));
+            using var logits = model.ForwardLogits(ToBatch(w));
             for (var t = 0; t < w.InputIds.Length; t++)
             {
                 if (w.LossMask[t] == 0)
@@ -320,6 +307,19 @@ public static class FineTuningRunner
         return tokens == 0
             ? new CheckpointMetrics()
             : new CheckpointMetrics { ValidLoss = loss / tokens, ValidMeanTokenAccuracy = (double)correct / tokens };
+    }
+
+    /// <summary>A packed window from a shard as the trainer takes it (the 0/1 loss mask as weights).</summary>
+    public static TrainingBatch ToBatch(ShardWindow window)
+    {
+        ArgumentNullException.ThrowIfNull(window);
+        var mask = new float[window.LossMask.Length];
+        for (var t = 0; t < mask.Length; t++)
+        {
+            mask[t] = window.LossMask[t];
+        }
+
+        return new TrainingBatch(window.InputIds, window.Labels, mask, window.Sizes);
     }
 
     private sealed record TrainerState(int Steps, int OptimizerSteps);
