@@ -38,6 +38,43 @@ internal static partial class Durability
         }
     }
 
+    /// <summary>
+    /// Moves <paramref name="source"/> to <paramref name="destination"/> unless the destination
+    /// exists, atomically: two writers committing the same key cannot both win. .NET's
+    /// <c>File.Move(overwrite: false)</c> checks and then renames, and <c>rename(2)</c> replaces;
+    /// <c>link(2)</c> fails with EEXIST instead, after which the source is unlinked.
+    /// </summary>
+    /// <exception cref="IOException">The destination exists, or the move failed.</exception>
+    public static void MoveNoReplace(string source, string destination)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            File.Move(source, destination, overwrite: false);
+            return;
+        }
+
+        if (Link(source, destination) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw errno == EExist
+                ? new IOException($"'{destination}' already exists.")
+                : new IOException($"Cannot link '{source}' to '{destination}' (errno {errno}).", errno);
+        }
+
+        if (Unlink(source) != 0)
+        {
+            throw new IOException($"Cannot remove '{source}' after linking it to '{destination}' (errno {Marshal.GetLastPInvokeError()}).");
+        }
+    }
+
+    private const int EExist = 17;
+
+    [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Link(string oldPath, string newPath);
+
+    [LibraryImport("libc", EntryPoint = "unlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Unlink(string path);
+
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);
 

@@ -159,8 +159,8 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
                 var directory = Path.GetDirectoryName(finalPath)!;
                 Directory.CreateDirectory(directory);
 
-                // Move without overwrite: an existing key is never replaced in place.
-                File.Move(tempPath, finalPath, overwrite: false);
+                // Move without overwrite, atomically: an existing key is never replaced in place.
+                Durability.MoveNoReplace(tempPath, finalPath);
                 Durability.FsyncDirectory(directory);
                 _committed = true;
             }
