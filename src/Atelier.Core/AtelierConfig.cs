@@ -167,4 +167,11 @@ public sealed record DefaultsConfig
 
     /// <summary>Training slots of this node (jobs that train at once here).</summary>
     public int TrainingSlots { get; init; } = 1;
+
+    /// <summary>
+    /// The share (0 to 1) of a job's valid training examples that curation (dedup,
+    /// decontamination, quality) may drop before the job fails validation instead of training on
+    /// the rest; a job's <c>max_curation_drop_fraction</c> overrides it.
+    /// </summary>
+    public double MaxCurationDropFraction { get; init; } = 0.5;
 }

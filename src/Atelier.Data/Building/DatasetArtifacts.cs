@@ -9,7 +9,7 @@ namespace Atelier.Data.Building;
 /// <param name="Path">Path relative to the dataset directory.</param>
 /// <param name="Bytes">Size.</param>
 /// <param name="Sha256">Hex SHA-256 of the content.</param>
-/// <param name="Rows">Windows (shards) or examples (feature parts); 0 for other files.</param>
+/// <param name="Rows">Windows (shards), examples (feature parts) or lines (<c>issues.jsonl</c>, <c>dropped.jsonl</c>); 0 for <c>report.json</c>.</param>
 public sealed record DatasetFile(string Path, long Bytes, string Sha256, long Rows);
 
 /// <summary>An input of the build as the manifest records it.</summary>
@@ -50,6 +50,9 @@ public sealed record DatasetCounters
     /// <summary>Eval items indexed for decontamination.</summary>
     public long EvalItems { get; set; }
 
+    /// <summary>Eval items too short to check for contamination (not indexed).</summary>
+    public long EvalItemsTooShort { get; set; }
+
     /// <summary>Contaminated examples dropped.</summary>
     public long Contaminated { get; set; }
 
@@ -67,6 +70,78 @@ public sealed record DatasetCounters
 
     /// <summary>Packed windows.</summary>
     public long Windows { get; set; }
+
+    /// <summary>Valid examples dropped by curation (empty, duplicates, contaminated, quality): the lines of <c>dropped.jsonl</c>.</summary>
+    public long ExamplesDropped => NormalizationEmpty + ExactDuplicates + NearDuplicates + Contaminated + QualityDropped.Values.Sum();
+
+    /// <summary>Dropped examples by reason, as <c>dropped.jsonl</c> names the reasons; reasons that dropped nothing are left out.</summary>
+    public SortedDictionary<string, long> DroppedByReason()
+    {
+        var reasons = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        Add("empty", NormalizationEmpty);
+        Add("exact_duplicate", ExactDuplicates);
+        Add("near_duplicate", NearDuplicates);
+        Add("contaminated", Contaminated);
+        foreach ((string rule, long count) in QualityDropped)
+        {
+            Add("quality:" + rule, count);
+        }
+
+        return reasons;
+
+        void Add(string reason, long count)
+        {
+            if (count > 0)
+            {
+                reasons[reason] = count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// What curation did, in words: <c>kept 12 of 40 examples; dropped 20 exact_duplicate, 8
+    /// contaminated; 2 invalid lines</c>.
+    /// </summary>
+    public string DescribeCuration()
+    {
+        var text = new System.Text.StringBuilder();
+        text.Append(System.Globalization.CultureInfo.InvariantCulture, $"kept {ExamplesKept} of {ExamplesRead} examples");
+        SortedDictionary<string, long> dropped = DroppedByReason();
+        if (dropped.Count > 0)
+        {
+            text.Append("; dropped ").AppendJoin(", ", dropped.Select(d => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{d.Value} {d.Key}")));
+        }
+
+        if (Issues > 0)
+        {
+            text.Append(System.Globalization.CultureInfo.InvariantCulture, $"; {Issues} invalid lines");
+        }
+
+        return text.ToString();
+    }
+}
+
+/// <summary>
+/// A build that kept no example: there is nothing to train on, so no version is written (a
+/// dataset of zero examples reported as a success hides that the data was all dropped).
+/// </summary>
+public sealed class EmptyDatasetException : Atelier.Core.Errors.AtelierException
+{
+    /// <summary>Creates the error from the build's counters.</summary>
+    public EmptyDatasetException(DatasetCounters counters)
+        : base("The build kept no example: " + (counters ?? throw new ArgumentNullException(nameof(counters))).DescribeCuration() + ".")
+    {
+        Counters = counters;
+    }
+
+    /// <summary>The counters of the build.</summary>
+    public DatasetCounters Counters { get; }
+
+    /// <inheritdoc />
+    public override int StatusCode => 422;
+
+    /// <inheritdoc />
+    public override string Code => "empty_dataset";
 }
 
 /// <summary>The build report: counters and the first issues.</summary>
@@ -222,7 +297,10 @@ public static class DatasetJson
 
     internal static byte[] Serialize(DatasetBuildOptions options) => JsonSerializer.SerializeToUtf8Bytes(options, DatasetJsonContext.Default.DatasetBuildOptions);
 
-    internal static byte[] Serialize(DataIssue issue) => JsonSerializer.SerializeToUtf8Bytes(issue, DatasetJsonContext.Default.DataIssue);
+    /// <summary>One line of <c>issues.jsonl</c>: compact, so that a line is an issue.</summary>
+    internal static byte[] Serialize(DataIssue issue) => JsonSerializer.SerializeToUtf8Bytes(issue, CompactContext.DataIssue);
+
+    private static readonly DatasetJsonContext CompactContext = new(new JsonSerializerOptions(DatasetJsonContext.Default.Options) { WriteIndented = false });
 
     internal static BuildCheckpoint? ReadCheckpoint(string path)
     {

@@ -191,13 +191,12 @@ public sealed partial class DatasetBuilder
         candidate.Hash = ExactDeduplicator.ContentHash(example);
         List<ulong> words = _threadWords ??= new List<ulong>(1024);
         List<ulong> grams = _threadGrams ??= new List<ulong>(1024);
-        words.Clear();
-        WordHasher.HashWords(example, words);
-        ReadOnlySpan<ulong> wordSpan = CollectionsMarshal.AsSpan(words);
         if (_minHasher is not null)
         {
+            words.Clear();
+            WordHasher.HashWords(example, words, _nearDedupRoles);
             grams.Clear();
-            WordHasher.HashNGrams(wordSpan, _minHasher.Options.ShingleSize, grams);
+            WordHasher.HashNGrams(CollectionsMarshal.AsSpan(words), _minHasher.Options.ShingleSize, grams);
             Span<uint> signature = stackalloc uint[_minHasher.SignatureLength];
             if (_minHasher.TryCompute(CollectionsMarshal.AsSpan(grams), signature))
             {
@@ -206,7 +205,14 @@ public sealed partial class DatasetBuilder
             }
         }
 
-        candidate.Contamination = _decontaminator.FindOverlap(wordSpan, grams);
+        if (_decontaminator.ItemCount > 0)
+        {
+            // Compared over other roles than the shingles (what can leak an answer), so hashed again.
+            words.Clear();
+            _decontaminator.HashWords(example, words);
+            candidate.Contamination = _decontaminator.FindOverlap(CollectionsMarshal.AsSpan(words), grams);
+        }
+
         candidate.Scores = GopherQualityFilter.Score(PlainText(example));
         if (_options.Quality.Enabled)
         {

@@ -46,6 +46,7 @@ public sealed partial class DatasetBuilder
     private readonly MinHashLshIndex _lsh = new();
     private readonly ExactDeduplicator _exact = new();
     private readonly Decontaminator _decontaminator;
+    private readonly int _nearDedupRoles;
     private readonly GopherQualityFilter _quality;
     private readonly MistralInstructFormatter _formatter;
     private readonly DatasetCounters _counters = new();
@@ -59,6 +60,7 @@ public sealed partial class DatasetBuilder
         _options = request.Options;
         _normalizer = new TextNormalizer(_options.Normalization);
         _minHasher = _options.NearDedup.Enabled ? new MinHasher(_options.NearDedup) : null;
+        _nearDedupRoles = WordHasher.RoleMask(_options.NearDedup.Roles);
         _decontaminator = new Decontaminator(_options.Decontamination);
         _quality = new GopherQualityFilter(_options.Quality);
         _formatter = new MistralInstructFormatter(request.Tokenizer);
@@ -128,6 +130,13 @@ public sealed partial class DatasetBuilder
         {
             run.Dropped?.Dispose();
             run.IssueLog.Dispose();
+        }
+
+        if (_counters.ExamplesKept == 0)
+        {
+            // Nothing to commit: leave no partial version behind, and say what dropped everything.
+            Directory.Delete(staging, recursive: true);
+            throw new EmptyDatasetException(_counters);
         }
 
         progress?.Report(run.Progress("committing", _counters));
@@ -222,6 +231,7 @@ public sealed partial class DatasetBuilder
         }
 
         _counters.EvalItems = _decontaminator.ItemCount;
+        _counters.EvalItemsTooShort = _decontaminator.ShortItemCount;
     }
 
     private async IAsyncEnumerable<ReadResult> ReadInputAsync(DatasetInput input, long firstOrdinal, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
@@ -329,7 +339,7 @@ public sealed partial class DatasetBuilder
         reports.Add(await DescribeAsync(run.Staging, "issues.jsonl", _counters.Issues, cancellationToken).ConfigureAwait(false));
         if (_options.KeepDropped)
         {
-            reports.Add(await DescribeAsync(run.Staging, "dropped.jsonl", 0, cancellationToken).ConfigureAwait(false));
+            reports.Add(await DescribeAsync(run.Staging, "dropped.jsonl", _counters.ExamplesDropped, cancellationToken).ConfigureAwait(false));
         }
 
         var manifest = new DatasetManifest

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
+using Atelier.Data.Model;
 
 namespace Atelier.Data.Dedup;
 
@@ -8,6 +9,13 @@ public sealed record MinHashOptions
 {
     /// <summary>Whether the stage runs.</summary>
     public bool Enabled { get; init; } = true;
+
+    /// <summary>
+    /// The roles of a conversation whose text is shingled. System prompts are left out by default:
+    /// a long prompt shared by every example would make short, different conversations look like
+    /// near duplicates of each other. Plain text examples are always shingled whole.
+    /// </summary>
+    public IReadOnlyList<ChatRole> Roles { get; init; } = [ChatRole.User, ChatRole.Assistant, ChatRole.Tool];
 
     /// <summary>Words per shingle.</summary>
     public int ShingleSize { get; init; } = 5;

@@ -84,8 +84,31 @@ internal static class WordHasher
         Flush(word, ref length, destination);
     }
 
+    /// <summary>A role mask with every role of a conversation.</summary>
+    public const int AllRoles = (1 << (int)ChatRole.System) | (1 << (int)ChatRole.User) | (1 << (int)ChatRole.Assistant) | (1 << (int)ChatRole.Tool);
+
+    /// <summary>The mask of <paramref name="roles"/>, for <see cref="HashWords(TrainingExample, List{ulong}, int)"/>.</summary>
+    public static int RoleMask(IEnumerable<ChatRole> roles)
+    {
+        int mask = 0;
+        foreach (ChatRole role in roles)
+        {
+            mask |= 1 << (int)role;
+        }
+
+        return mask;
+    }
+
     /// <summary>Hashes the conversation text of an example (all contents, tool arguments) into words.</summary>
-    public static void HashWords(TrainingExample example, List<ulong> destination)
+    public static void HashWords(TrainingExample example, List<ulong> destination) => HashWords(example, destination, AllRoles);
+
+    /// <summary>
+    /// Hashes into words the text of the messages whose role is in <paramref name="roleMask"/>: their
+    /// content and, for assistant turns, the arguments of their tool calls. A plain text example is
+    /// hashed whole. Tool schemas (the example's <c>tools</c>) are never words: they are shared
+    /// boilerplate, not content.
+    /// </summary>
+    public static void HashWords(TrainingExample example, List<ulong> destination, int roleMask)
     {
         if (example.Kind == ExampleKind.Text)
         {
@@ -95,6 +118,11 @@ internal static class WordHasher
 
         foreach (ChatMessage message in example.Messages!)
         {
+            if ((roleMask & (1 << (int)message.Role)) == 0)
+            {
+                continue;
+            }
+
             if (message.Content is not null)
             {
                 HashWords(message.Content, destination);

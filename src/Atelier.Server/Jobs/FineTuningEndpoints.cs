@@ -11,8 +11,35 @@ using Atelier.Training.Jobs;
 
 namespace Atelier.Server.Jobs;
 
-/// <summary><c>metadata</c> of a job, as Mistral's <c>JobMetadata</c>.</summary>
-public sealed record JobMetadataObject(long? ExpectedDurationSeconds, double? Cost, string? CostCurrency, long? TrainTokensPerStep, long? TrainTokens, long? DataTokens, long? EstimatedStartTime);
+/// <summary><c>metadata</c> of a job, as Mistral's <c>JobMetadata</c>, with what curation did to the training data (Atelier's extension).</summary>
+public sealed record JobMetadataObject(long? ExpectedDurationSeconds, double? Cost, string? CostCurrency, long? TrainTokensPerStep, long? TrainTokens, long? DataTokens, long? EstimatedStartTime, JobDataCuration? DataCuration);
+
+/// <summary>What curation kept and dropped of a job's training data, and where the full report is.</summary>
+/// <param name="ExamplesRead">Valid training examples read.</param>
+/// <param name="ExamplesKept">Examples the job trains on.</param>
+/// <param name="ExamplesDropped">Examples dropped by curation.</param>
+/// <param name="DroppedByReason">Dropped examples by reason (<c>exact_duplicate</c>, <c>near_duplicate</c>, <c>contaminated</c>, <c>empty</c>, <c>quality:RULE</c>).</param>
+/// <param name="InvalidSamples">Invalid lines skipped.</param>
+/// <param name="TokensKept">Tokens of the kept examples.</param>
+/// <param name="TrainedTokensKept">Of those, the tokens with loss (assistant turns).</param>
+/// <param name="Report">The report: counters, the first issues, and links to every dropped example with its reason.</param>
+public sealed record JobDataCuration(long ExamplesRead, long ExamplesKept, long ExamplesDropped, IReadOnlyDictionary<string, long> DroppedByReason, long InvalidSamples, long TokensKept, long TrainedTokensKept, string Report)
+{
+    /// <summary>The curation figures of a job's training dataset.</summary>
+    public static JobDataCuration From(string jobId, Atelier.Data.Building.DatasetCounters counters)
+    {
+        ArgumentNullException.ThrowIfNull(counters);
+        return new JobDataCuration(
+            counters.ExamplesRead,
+            counters.ExamplesKept,
+            counters.ExamplesDropped,
+            counters.DroppedByReason(),
+            counters.Issues,
+            counters.Tokens,
+            counters.TrainedTokens,
+            $"/api/v1/jobs/{jobId}/data-report");
+    }
+}
 
 /// <summary><c>hyperparameters</c> of a job as it will run.</summary>
 public sealed record HyperparametersObject(int? TrainingSteps, double LearningRate, double? WeightDecay, double? WarmupFraction, double? Epochs, int? SeqLen, double? FimRatio);
@@ -208,7 +235,7 @@ public static class JobRequests
             FineTunedModel = job.FineTunedModel,
             Suffix = job.Suffix,
             TrainedTokens = job.TrainedTokens,
-            Metadata = plan is null ? null : new JobMetadataObject(plan.ExpectedDurationSeconds, 0, "EUR", plan.Plan.TrainTokensPerStep, plan.TrainTokens, plan.DataTokens, null),
+            Metadata = plan is null ? null : new JobMetadataObject(plan.ExpectedDurationSeconds, 0, "EUR", plan.Plan.TrainTokensPerStep, plan.TrainTokens, plan.DataTokens, null, JobDataCuration.From(job.Id, plan.Counters)),
             Hyperparameters = new HyperparametersObject(
                 plan?.Plan.TrainingSteps ?? h.TrainingSteps,
                 h.LearningRate,
@@ -293,6 +320,31 @@ public static class FineTuningEndpoints
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).StartAsync().ConfigureAwait(false);
             return Results.Json(JobRequests.ToObject(runtime, runtime.Jobs.GetById(job.Id)!, details: true), AtelierJson.Options);
         }).WithSummary("Start a validated job that was created with auto_start false.");
+
+        // What curation did to a job's training data: the report, and every dropped example with
+        // its reason. Fixed names only: nothing of the request reaches a path.
+        var data = app.MapGroup("/api/v1/jobs").WithTags("Fine-tuning");
+        data.MapGet("/{jobId}/data-report", (HttpContext context, string jobId, AtelierRuntime runtime) =>
+            DataReportFile(context, runtime, jobId, "report.json", "application/json"))
+            .WithSummary("The job's training data report: kept and dropped counts by reason, token counts, the first invalid lines.");
+        data.MapGet("/{jobId}/data-report/dropped", (HttpContext context, string jobId, AtelierRuntime runtime) =>
+            DataReportFile(context, runtime, jobId, "dropped.jsonl", "application/jsonl"))
+            .WithSummary("Every training example curation dropped, one JSON line each, with its source line and reason.");
+        data.MapGet("/{jobId}/data-report/issues", (HttpContext context, string jobId, AtelierRuntime runtime) =>
+            DataReportFile(context, runtime, jobId, "issues.jsonl", "application/jsonl"))
+            .WithSummary("Every invalid training line that was skipped, one JSON line each.");
+    }
+
+    private static IResult DataReportFile(HttpContext context, AtelierRuntime runtime, string jobId, string name, string contentType)
+    {
+        var job = Find(context, runtime, jobId);
+        if (!runtime.Guard.TryOpenRead(job.LocationId, $"job/{job.Id}/train/{name}", out var stream))
+        {
+            // Curation runs during validation: a job still queued has no report yet.
+            throw new NotFoundException("data report for job", job.Id);
+        }
+
+        return Results.Stream(stream, contentType, name);
     }
 
     /// <summary>The caller's job, or 404.</summary>

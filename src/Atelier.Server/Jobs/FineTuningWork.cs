@@ -212,12 +212,37 @@ public sealed partial class FineTuningWork(
         var training = request.TrainingFiles!.Select(f => Input(job, f.FileId)).ToArray();
         var validation = (request.ValidationFiles ?? []).Select(id => Input(job, id)).ToArray();
         var staging = Staging(jobId);
+        try
+        {
+            await ValidateAsync(job, request, model, tokenizer, training, validation, staging, cancel).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A job that failed validation is final: nothing it staged is needed again. (A
+            // cancelled or interrupted one keeps its staging, so its build resumes.)
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+
+            throw;
+        }
+    }
+
+    private async Task ValidateAsync(JobRecord job, FineTuningJobRequest request, RegisteredModel model, ITextTokenizer tokenizer, DatasetInput[] training, DatasetInput[] validation, string staging, CancellationToken cancel)
+    {
+        var jobId = job.Id;
         var prepared = await FineTuningPreparation.BuildAsync(training, validation, tokenizer, request.Hyperparameters!.SeqLen ?? FineTuningPreparation.DefaultSeqLen, staging, cancel).ConfigureAwait(false);
         var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
-        var planned = FineTuningPreparation.Plan(request, prepared, parameters);
-
         var artifact = Artifact(job);
         var policy = runtime.ResolvePolicy(job.Policy);
+
+        // What curation kept and dropped is the job's to show whether or not validation passes:
+        // the reports go first, then an event with the counts, then the checks.
+        await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/train/", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
+        runtime.Jobs.AddEvent(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, prepared.Training.Manifest.Counters), AtelierJson.Options));
+        var planned = FineTuningPreparation.Plan(request, prepared, parameters, runtime.Config.Defaults.MaxCurationDropFraction);
+
         var trainShards = await PlaceDatasetAsync(artifact, policy, job, "train", prepared.Training, cancel).ConfigureAwait(false);
         var validShards = prepared.Validation is { } v ? await PlaceDatasetAsync(artifact, policy, job, "valid", v, cancel).ConfigureAwait(false) : [];
 

@@ -26,6 +26,9 @@ public static class FineTuningPreparation
     /// <summary>Default window length when the request gives no <c>seq_len</c>.</summary>
     public const int DefaultSeqLen = 2048;
 
+    /// <summary>Default share of the valid training examples that curation may drop before validation fails.</summary>
+    public const double DefaultMaxCurationDropFraction = 0.5;
+
     /// <summary>
     /// Builds the training dataset (validation files used for decontamination) and the validation
     /// dataset under <paramref name="stagingDirectory"/>. The builder resumes there after a restart.
@@ -52,23 +55,39 @@ public static class FineTuningPreparation
             }
         }
 
-        var train = await DatasetBuilder.BuildAsync(
-            new DatasetBuildRequest { Training = training, Eval = validation, Tokenizer = tokenizer, Options = options },
-            Path.Combine(stagingDirectory, "train"),
-            cancellationToken: cancellationToken).ConfigureAwait(false);
+        DatasetBuildResult train;
+        try
+        {
+            train = await DatasetBuilder.BuildAsync(
+                new DatasetBuildRequest { Training = training, Eval = validation, Tokenizer = tokenizer, Options = options },
+                Path.Combine(stagingDirectory, "train"),
+                cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (EmptyDatasetException e)
+        {
+            throw Refused($"The training files hold no example to train on: {e.Counters.DescribeCuration()}.", "training_files");
+        }
+
         DatasetBuildResult? valid = null;
         if (validation.Count > 0)
         {
             // Validation data is measured as it is: no dedup, nothing dropped for quality.
-            valid = await DatasetBuilder.BuildAsync(
-                new DatasetBuildRequest
-                {
-                    Training = validation,
-                    Tokenizer = tokenizer,
-                    Options = options with { ExactDedup = false, NearDedup = new MinHashOptions { Enabled = false } },
-                },
-                Path.Combine(stagingDirectory, "valid"),
-                cancellationToken: cancellationToken).ConfigureAwait(false);
+            try
+            {
+                valid = await DatasetBuilder.BuildAsync(
+                    new DatasetBuildRequest
+                    {
+                        Training = validation,
+                        Tokenizer = tokenizer,
+                        Options = options with { ExactDedup = false, NearDedup = new MinHashOptions { Enabled = false } },
+                    },
+                    Path.Combine(stagingDirectory, "valid"),
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (EmptyDatasetException e)
+            {
+                throw Refused($"The validation files hold no example to measure on: {e.Counters.DescribeCuration()}.", "validation_files");
+            }
         }
 
         return new PreparedData(train, valid);
@@ -82,7 +101,11 @@ public static class FineTuningPreparation
     /// <param name="request">The job's request.</param>
     /// <param name="data">The built datasets.</param>
     /// <param name="modelParameters">The base model's parameter count, for the duration estimate.</param>
-    public static PlannedJob Plan(FineTuningJobRequest request, PreparedData data, long modelParameters)
+    /// <param name="maxCurationDropFraction">
+    /// The share of valid training examples that curation (dedup, decontamination, quality) may drop
+    /// before validation fails; the request's <c>max_curation_drop_fraction</c> overrides it.
+    /// </param>
+    public static PlannedJob Plan(FineTuningJobRequest request, PreparedData data, long modelParameters, double maxCurationDropFraction = DefaultMaxCurationDropFraction)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(data);
@@ -100,6 +123,17 @@ public static class FineTuningPreparation
             var first = data.Training.Report.Issues.FirstOrDefault();
             problems.Add(new Problem(
                 string.Create(CultureInfo.InvariantCulture, $"{counters.Issues} of {samples} samples are invalid ({invalid:P1}), more than invalid_sample_skip_percentage allows ({tolerated:P1}).{(first is null ? "" : $" First: {first}")}"),
+                Field: "training_files"));
+        }
+
+        // Training on what is left after curation dropped most of the data is not what the user
+        // asked for: say what was dropped and why instead (the report lists every example).
+        var maxDropped = request.MaxCurationDropFraction ?? maxCurationDropFraction;
+        var dropped = counters.ExamplesRead == 0 ? 0 : (double)counters.ExamplesDropped / counters.ExamplesRead;
+        if (counters.ExamplesDropped > 0 && dropped > maxDropped)
+        {
+            problems.Add(new Problem(
+                string.Create(CultureInfo.InvariantCulture, $"Curation dropped {dropped:P1} of the training examples, more than the {maxDropped:P1} allowed (max_curation_drop_fraction): {counters.DescribeCuration()}. The job's data report lists each dropped example with its reason."),
                 Field: "training_files"));
         }
 
@@ -131,4 +165,7 @@ public static class FineTuningPreparation
         var seconds = (long)Math.Ceiling(6.0 * modelParameters * plan.TrainTokensPerStep * steps / 20e9);
         return new PlannedJob(plan, counters.Tokens, plan.TrainTokensPerStep * steps, seconds, (double)steps / counters.Windows);
     }
+
+    private static ValidationFailedException Refused(string message, string field) =>
+        new(message, [new Problem(message, Field: field)], 1, "invalid_training_data");
 }

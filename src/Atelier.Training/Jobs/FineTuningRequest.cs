@@ -85,6 +85,13 @@ public sealed record FineTuningJobRequest
     public CheckpointStart? StartFrom { get; init; }
 
     /// <summary>
+    /// The share (0 to 1) of valid training examples that curation may drop (duplicates,
+    /// contamination, quality) before validation fails instead of training on the rest (Atelier's
+    /// extension; default from the server's configuration, 0.5).
+    /// </summary>
+    public double? MaxCurationDropFraction { get; init; }
+
+    /// <summary>
     /// Checks every field that needs nothing but the request, and throws a 422 listing each
     /// problem with its field; model and file existence are checked by the caller.
     /// </summary>
@@ -134,6 +141,11 @@ public sealed record FineTuningJobRequest
         if (Repositories is { Count: > 0 })
         {
             problems.Add(new Problem("Repositories are not supported.", Field: "repositories"));
+        }
+
+        if (MaxCurationDropFraction is { } maxDropped && !(maxDropped is >= 0 and <= 1))
+        {
+            problems.Add(new Problem($"'max_curation_drop_fraction' must be between 0 and 1, not {maxDropped}.", Field: "max_curation_drop_fraction"));
         }
 
         if (ClassifierTargets is { Count: > 0 })
