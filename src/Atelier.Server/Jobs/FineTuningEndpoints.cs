@@ -338,7 +338,7 @@ public static class FineTuningEndpoints
     private static IResult DataReportFile(HttpContext context, AtelierRuntime runtime, string jobId, string name, string contentType)
     {
         var job = Find(context, runtime, jobId);
-        if (!runtime.Guard.TryOpenRead(job.LocationId, $"job/{job.Id}/train/{name}", out var stream))
+        if (!runtime.Guard.TryOpenRead(job.LocationId, $"job/{job.Id}/train-report/{name}", out var stream))
         {
             // Curation runs during validation: a job still queued has no report yet.
             throw new NotFoundException("data report for job", job.Id);

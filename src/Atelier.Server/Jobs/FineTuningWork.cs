@@ -239,7 +239,7 @@ public sealed partial class FineTuningWork(
 
         // What curation kept and dropped is the job's to show whether or not validation passes:
         // the reports go first, then an event with the counts, then the checks.
-        await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/train/", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
+        await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/train-report/", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
         runtime.Jobs.AddEvent(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, prepared.Training.Manifest.Counters), AtelierJson.Options));
         var planned = FineTuningPreparation.Plan(request, prepared, parameters, runtime.Config.Defaults.MaxCurationDropFraction);
 

@@ -133,7 +133,7 @@ public static class FineTuningPreparation
         if (counters.ExamplesDropped > 0 && dropped > maxDropped)
         {
             problems.Add(new Problem(
-                string.Create(CultureInfo.InvariantCulture, $"Curation dropped {dropped:P1} of the training examples, more than the {maxDropped:P1} allowed (max_curation_drop_fraction): {counters.DescribeCuration()}. The job's data report lists each dropped example with its reason."),
+                string.Create(CultureInfo.InvariantCulture, $"Curation dropped {dropped * 100:F1}% of the training examples, more than the {maxDropped * 100:F1}% allowed (max_curation_drop_fraction): {counters.DescribeCuration()}. The job's data report lists each dropped example with its reason."),
                 Field: "training_files"));
         }
 
