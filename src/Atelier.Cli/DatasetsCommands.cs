@@ -104,7 +104,8 @@ internal static class DatasetsCommands
     {
         var train = new Option<string[]>("--train") { Description = "Id of an uploaded fine-tune file to train on (repeat for several).", Required = true, AllowMultipleArgumentsPerToken = true };
         var validation = new Option<string[]>("--validation") { Description = "Id of a validation/eval file: overlapping training examples are dropped.", AllowMultipleArgumentsPerToken = true };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "o200k_base or cl100k_base.", DefaultValueFactory = _ => "o200k_base" };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "o200k_base or cl100k_base, when no --model is given.", DefaultValueFactory = _ => "o200k_base" };
+        var model = new Option<string?>("--model") { Description = "A registered base model: its own tokeniser and chat format build the shards, so jobs on it can train on this version (jobs create --dataset)." };
         var seqLen = new Option<int?>("--seq-len") { Description = "Window length of the packed shards (default 4096)." };
         var name = new Option<string?>("--name") { Description = "A display name." };
         var noWait = new Option<bool>("--no-wait") { Description = "Return once the build is queued." };
@@ -112,6 +113,7 @@ internal static class DatasetsCommands
         command.Options.Add(train);
         command.Options.Add(validation);
         command.Options.Add(tokenizer);
+        command.Options.Add(model);
         command.Options.Add(seqLen);
         command.Options.Add(name);
         command.Options.Add(noWait);
@@ -127,6 +129,7 @@ internal static class DatasetsCommands
                         ["training_files"] = parse.GetValue(train),
                         ["validation_files"] = parse.GetValue(validation) ?? [],
                         ["tokenizer"] = parse.GetValue(tokenizer),
+                        ["model"] = parse.GetValue(model),
                         ["seq_len"] = parse.GetValue(seqLen),
                     }),
                 },

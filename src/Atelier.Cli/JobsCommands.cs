@@ -17,7 +17,8 @@ internal static class JobsCommands
         var id = new Argument<string>("id") { Description = "The job id." };
 
         var model = new Option<string>("--model") { Description = "The base model's id (see models list).", Required = true };
-        var train = new Option<string[]>("--train") { Description = "Training file ids (repeat for several).", Required = true, AllowMultipleArgumentsPerToken = true };
+        var train = new Option<string[]>("--train") { Description = "Training file ids (repeat for several); or give --dataset.", AllowMultipleArgumentsPerToken = true };
+        var dataset = new Option<string?>("--dataset") { Description = "A dataset version built with this model (datasets build --model) to train on instead of --train files." };
         var validation = new Option<string[]>("--validation") { Description = "Validation file ids.", AllowMultipleArgumentsPerToken = true };
         var steps = new Option<int?>("--steps") { Description = "Training steps." };
         var epochs = new Option<double?>("--epochs") { Description = "Epochs, when --steps is not given." };
@@ -28,7 +29,7 @@ internal static class JobsCommands
         var seed = new Option<ulong?>("--seed") { Description = "Seeds the adapter and the data order." };
         var watchAfter = new Option<bool>("--watch") { Description = "Watch the job until it ends." };
         var create = new Command("create", "Create a fine-tuning job.");
-        foreach (var option in new Option[] { model, train, validation, steps, epochs, learningRate, seqLen, suffix, noStart, seed, watchAfter })
+        foreach (var option in new Option[] { model, train, dataset, validation, steps, epochs, learningRate, seqLen, suffix, noStart, seed, watchAfter })
         {
             create.Options.Add(option);
         }
@@ -36,10 +37,18 @@ internal static class JobsCommands
         create.SetAction(async (parse, cancel) =>
         {
             using var api = client.Connect(parse);
+            var trainFiles = parse.GetValue(train) ?? [];
+            if (trainFiles.Length == 0 == (parse.GetValue(dataset) is null))
+            {
+                Console.Error.WriteLine("Give the training data as --train FILE_ID (repeatable) or as --dataset DATASET_ID, not both.");
+                return 2;
+            }
+
             var body = new JsonObject
             {
                 ["model"] = parse.GetValue(model),
-                ["training_files"] = new JsonArray([.. parse.GetValue(train)!.Select(f => (JsonNode)new JsonObject { ["file_id"] = f, ["weight"] = 1 })]),
+                ["training_files"] = trainFiles.Length == 0 ? null : new JsonArray([.. trainFiles.Select(f => (JsonNode)new JsonObject { ["file_id"] = f, ["weight"] = 1 })]),
+                ["dataset_id"] = parse.GetValue(dataset),
                 ["validation_files"] = new JsonArray([.. (parse.GetValue(validation) ?? []).Select(f => (JsonNode)JsonValue.Create(f))]),
                 ["hyperparameters"] = new JsonObject
                 {

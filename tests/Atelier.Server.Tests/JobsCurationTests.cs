@@ -121,4 +121,57 @@ public sealed class JobsCurationTests
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
         Assert.Contains("ftjob-none", await missing.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Job_OnADatasetVersionBuiltWithTheModel_TrainsOnItsShards_AndTheModelsLineageNamesIt()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = server.Client();
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", Examples("Question", 24).Concat(Examples("Question", 4)));
+        var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", Examples("Eval question", 4, start: 1000));
+
+        // Built with the model's tokeniser at seq_len 128: the stored request says 128 in both places.
+        var (status, created) = await JobsApiTests.PostAsync(client, "/api/v1/datasets", new { training_files = new[] { train }, validation_files = new[] { valid }, model = "tiny-base", seq_len = 128 });
+        Assert.True(status == HttpStatusCode.Accepted, created.ToJsonString());
+        Assert.Equal(128, created["request"]!["options"]!["sequence_length"]!.GetValue<int>());
+        var dataset = await ApiRequests.WaitForDatasetAsync(client, created["id"]!.GetValue<string>());
+        Assert.True(dataset["status"]!.GetValue<string>() == "succeeded", dataset.ToJsonString());
+        var datasetId = dataset["id"]!.GetValue<string>();
+
+        // The list shows the finished build's counts, not a stale early stage.
+        var listed = Assert.Single(JsonNode.Parse(await client.GetStringAsync("/api/v1/datasets"))!["data"]!.AsArray(), d => d!["id"]!.GetValue<string>() == datasetId)!;
+        Assert.Equal("done", listed["progress"]!["stage"]!.GetValue<string>());
+        Assert.Equal(24, listed["progress"]!["examples_kept"]!.GetValue<long>());
+
+        // A dataset built with another tokeniser, or asked at another window length, is refused with the reason.
+        var (_, o200k) = await JobsApiTests.PostAsync(client, "/api/v1/datasets", new { training_files = new[] { train }, seq_len = 128 });
+        var other = await ApiRequests.WaitForDatasetAsync(client, o200k["id"]!.GetValue<string>());
+        var (wrongStatus, wrong) = await JobsApiTests.PostAsync(client, "/v1/fine_tuning/jobs", new { model = "tiny-base", dataset_id = other["id"]!.GetValue<string>(), hyperparameters = new { training_steps = 4 } });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, wrongStatus);
+        Assert.Contains("'o200k_base', not with that of model 'tiny-base'", wrong["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        var (lengthStatus, length) = await JobsApiTests.PostAsync(client, "/v1/fine_tuning/jobs", new { model = "tiny-base", dataset_id = datasetId, hyperparameters = new { training_steps = 4, seq_len = 256 } });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, lengthStatus);
+        Assert.Contains("hyperparameters.seq_len", length.ToJsonString(), StringComparison.Ordinal);
+        var (bothStatus, _) = await JobsApiTests.PostAsync(client, "/v1/fine_tuning/jobs", new { model = "tiny-base", dataset_id = datasetId, training_files = new[] { new { file_id = train, weight = 1 } } });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, bothStatus);
+
+        var (jobStatus, job) = await JobsApiTests.PostAsync(client, "/v1/fine_tuning/jobs", new { model = "tiny-base", dataset_id = datasetId, validation_files = new[] { valid }, hyperparameters = new { training_steps = 4, learning_rate = 1e-3 } });
+        Assert.True(jobStatus == HttpStatusCode.OK, job.ToJsonString());
+        Assert.Equal([train], job["training_files"]!.AsArray().Select(f => f!.GetValue<string>()));
+        var done = await JobsApiTests.WaitAsync(client, job["id"]!.GetValue<string>(), "SUCCESS");
+
+        // The job trained on the version's shards at its window length, and counts what it kept.
+        Assert.Equal(128, done["hyperparameters"]!["seq_len"]!.GetValue<int>());
+        var curation = done["metadata"]!["data_curation"]!;
+        var counters = dataset["summary"]!["manifest"]!["counters"]!;
+        Assert.Equal(counters["examples_kept"]!.GetValue<long>(), curation["examples_kept"]!.GetValue<long>());
+        Assert.Equal(4, curation["dropped_by_reason"]!["exact_duplicate"]!.GetValue<long>());
+        Assert.Equal($"/api/v1/datasets/{datasetId}/files/report.json", curation["report"]!.GetValue<string>());
+        Assert.Equal(counters["tokens"]!.GetValue<long>(), done["metadata"]!["data_tokens"]!.GetValue<long>());
+
+        var model = JsonNode.Parse(await client.GetStringAsync($"/api/v1/models/{done["fine_tuned_model"]}"))!;
+        Assert.Equal(datasetId, model["lineage"]!["dataset_id"]!.GetValue<string>());
+        Assert.Equal([train], model["lineage"]!["training_file_ids"]!.AsArray().Select(f => f!.GetValue<string>()));
+    }
 }

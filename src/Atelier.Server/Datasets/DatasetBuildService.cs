@@ -25,8 +25,14 @@ public sealed record CreateDatasetRequest
     /// <summary>Ids of validation/eval files: training examples that overlap them are dropped.</summary>
     public IReadOnlyList<string> ValidationFiles { get; init; } = [];
 
-    /// <summary><c>o200k_base</c> (default) or <c>cl100k_base</c>.</summary>
+    /// <summary><c>o200k_base</c> (default) or <c>cl100k_base</c>; ignored when <see cref="Model"/> is given.</summary>
     public string Tokenizer { get; init; } = "o200k_base";
+
+    /// <summary>
+    /// A registered base model whose own tokeniser (tekken.json or tokenizer.model) and chat format
+    /// build the shards, so a job on that model can train on this version as it is.
+    /// </summary>
+    public string? Model { get; init; }
 
     /// <summary>Window length of the packed shards; overrides <c>options.sequence_length</c>.</summary>
     public int? SeqLen { get; init; }
@@ -62,7 +68,10 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             throw new BadRequestException("'training_files' needs at least one file id.");
         }
 
-        _ = CreateTokenizer(request.Tokenizer);
+        if (request.Model is null)
+        {
+            _ = CreateTokenizer(request.Tokenizer);
+        }
         if (request.SeqLen is < 16 or > 1 << 20)
         {
             throw new BadRequestException($"'seq_len' must be between 16 and {1 << 20}, not {request.SeqLen}.");
@@ -80,6 +89,26 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
 
             return file;
         }
+    }
+
+    /// <summary>A request's tokeniser: its base model's own, or the named tiktoken encoding.</summary>
+    public static async Task<ITextTokenizer> TokenizerAsync(ModelRegistry registry, string workspaceId, CreateDatasetRequest request, CancellationToken cancel)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Model is null)
+        {
+            return CreateTokenizer(request.Tokenizer);
+        }
+
+        var model = await registry.FindAsync(workspaceId, request.Model, cancel).ConfigureAwait(false)
+            ?? throw new NotFoundException("model", request.Model);
+        if (model.Kind != ModelKind.Base)
+        {
+            throw new BadRequestException($"Model '{model.Id}' is a fine-tuned model; build datasets with its base model '{model.Root}'.");
+        }
+
+        return ModelTokenizers.Load(await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false));
     }
 
     /// <summary>The tokeniser named in a request.</summary>
@@ -145,7 +174,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         {
             Training = [.. training.Select(Input)],
             Eval = [.. validation.Select(Input)],
-            Tokenizer = CreateTokenizer(request.Tokenizer),
+            Tokenizer = await TokenizerAsync(registry, dataset.WorkspaceId, request, cancel).ConfigureAwait(false),
             Options = options,
         };
 
@@ -163,7 +192,8 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         {
             _live[id] = p;
             var now = Environment.TickCount64;
-            if (now - Interlocked.Read(ref lastSaved) > 1000)
+            // The last stages are always saved: the catalog's copy is what lists show once the build is over.
+            if (now - Interlocked.Read(ref lastSaved) > 1000 || p.Stage is "committing" or "done")
             {
                 Interlocked.Exchange(ref lastSaved, now);
                 runtime.Datasets.UpdateProgress(id, JsonSerializer.Serialize(p, AtelierJson.Options));
@@ -210,7 +240,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         {
             _live[dataset.Id] = p;
             var now = Environment.TickCount64;
-            if (now - Interlocked.Read(ref lastSaved) > 1000)
+            if (now - Interlocked.Read(ref lastSaved) > 1000 || p.Stage is "committing" or "done")
             {
                 Interlocked.Exchange(ref lastSaved, now);
                 runtime.Datasets.UpdateProgress(dataset.Id, JsonSerializer.Serialize(p, AtelierJson.Options));

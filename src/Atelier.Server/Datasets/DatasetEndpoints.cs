@@ -19,7 +19,7 @@ public static class DatasetEndpoints
     {
         var datasets = app.MapGroup("/api/v1/datasets").WithTags("Datasets");
 
-        datasets.MapPost("", (HttpContext context, CreateDatasetRequest? request, AtelierRuntime runtime, DatasetBuildService builder) =>
+        datasets.MapPost("", async (HttpContext context, CreateDatasetRequest? request, AtelierRuntime runtime, ModelRegistry registry, DatasetBuildService builder) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             if (request is null)
@@ -28,6 +28,14 @@ public static class DatasetEndpoints
             }
 
             var (training, validation) = DatasetBuildService.Resolve(runtime, caller.WorkspaceId, request);
+            _ = await DatasetBuildService.TokenizerAsync(registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
+
+            // Stored as it will be built: seq_len and options.sequence_length say the same.
+            request = request with
+            {
+                Options = request.SeqLen is { } seqLen ? request.Options with { SequenceLength = seqLen } : request.Options,
+                SeqLen = request.SeqLen ?? request.Options.SequenceLength,
+            };
 
             // Residency follows lineage: the dataset is at least as restricted as every source file.
             var policy = string.Join('&', training.Concat(validation).Select(f => f.Policy).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));

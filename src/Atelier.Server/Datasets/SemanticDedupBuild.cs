@@ -99,7 +99,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         {
             Training = inputs,
             Eval = [.. validation.Select(f => new DatasetInput(f.Filename, () => runtime.OpenFile(f), DataFormat.FineTuneJsonl))],
-            Tokenizer = DatasetBuildService.CreateTokenizer(resolved.SourceRequest.Tokenizer),
+            Tokenizer = await DatasetBuildService.TokenizerAsync(registry, dataset.WorkspaceId, resolved.SourceRequest, cancel).ConfigureAwait(false),
             Options = options,
         };
         var built = await DatasetBuilder.BuildAsync(build, output, progress, cancel).ConfigureAwait(false);

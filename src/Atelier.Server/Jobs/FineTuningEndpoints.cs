@@ -25,8 +25,8 @@ public sealed record JobMetadataObject(long? ExpectedDurationSeconds, double? Co
 /// <param name="Report">The report: counters, the first issues, and links to every dropped example with its reason.</param>
 public sealed record JobDataCuration(long ExamplesRead, long ExamplesKept, long ExamplesDropped, IReadOnlyDictionary<string, long> DroppedByReason, long InvalidSamples, long TokensKept, long TrainedTokensKept, string Report)
 {
-    /// <summary>The curation figures of a job's training dataset.</summary>
-    public static JobDataCuration From(string jobId, Atelier.Data.Building.DatasetCounters counters)
+    /// <summary>The curation figures of a job's training dataset: its own, or the dataset version's it trains on.</summary>
+    public static JobDataCuration From(string jobId, string? datasetId, Atelier.Data.Building.DatasetCounters counters)
     {
         ArgumentNullException.ThrowIfNull(counters);
         return new JobDataCuration(
@@ -37,7 +37,7 @@ public sealed record JobDataCuration(long ExamplesRead, long ExamplesKept, long 
             counters.Issues,
             counters.Tokens,
             counters.TrainedTokens,
-            $"/api/v1/jobs/{jobId}/data-report");
+            datasetId is null ? $"/api/v1/jobs/{jobId}/data-report" : $"/api/v1/datasets/{datasetId}/files/report.json");
     }
 }
 
@@ -145,9 +145,17 @@ public static class JobRequests
 
         var problems = new List<Problem>();
         var files = new List<FileRecord>();
-        for (var i = 0; i < request.TrainingFiles!.Count; i++)
+        JobDataset? dataset = null;
+        if (request.DatasetId is { } datasetId)
         {
-            Check(request.TrainingFiles[i].FileId, $"training_files[{i}].file_id");
+            dataset = JobDataset.Resolve(runtime, caller.WorkspaceId, datasetId);
+            var tokenizer = Atelier.Data.Tokenization.ModelTokenizers.Load(await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false));
+            dataset.CheckFor(model.Id, tokenizer.Identity, request.Hyperparameters?.SeqLen);
+        }
+
+        for (var i = 0; i < (request.TrainingFiles?.Count ?? 0); i++)
+        {
+            Check(request.TrainingFiles![i].FileId, $"training_files[{i}].file_id");
         }
 
         for (var i = 0; i < (request.ValidationFiles?.Count ?? 0); i++)
@@ -171,10 +179,13 @@ public static class JobRequests
 
         // Everything the job writes is at least as restricted as its data, its base model and
         // the checkpoint policy (never cloud-only).
-        var policy = string.Join('&', files.Select(f => f.Policy).Append(model.Policy).Append(runtime.Config.Defaults.CheckpointPolicy)
+        // A dataset's policy is already its files' (it follows lineage).
+        var policy = string.Join('&', files.Select(f => f.Policy).Append(dataset?.Record.Policy).OfType<string>().Append(model.Policy).Append(runtime.Config.Defaults.CheckpointPolicy)
             .SelectMany(p => p.Split('&')).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
         var resolved = runtime.ResolvePolicy(policy);
-        var location = files[0].LocationId;
+
+        // The job runs where its data is: the dataset's shards, or the first training file.
+        var location = dataset?.Record.LocationId ?? files[0].LocationId;
         var decision = resolved.Evaluate(runtime.Locations.Describe(location), null);
         if (!decision.Allowed)
         {
@@ -230,12 +241,14 @@ public static class JobRequests
             Status = job.Status,
             CreatedAt = job.CreatedAt,
             ModifiedAt = job.ModifiedAt,
-            TrainingFiles = [.. (request.TrainingFiles ?? []).Select(f => f.FileId)],
+            TrainingFiles = request.DatasetId is { } datasetId
+                ? JobDataset.SourceFiles(runtime, job.WorkspaceId, datasetId)
+                : [.. (request.TrainingFiles ?? []).Select(f => f.FileId)],
             ValidationFiles = request.ValidationFiles ?? [],
             FineTunedModel = job.FineTunedModel,
             Suffix = job.Suffix,
             TrainedTokens = job.TrainedTokens,
-            Metadata = plan is null ? null : new JobMetadataObject(plan.ExpectedDurationSeconds, 0, "EUR", plan.Plan.TrainTokensPerStep, plan.TrainTokens, plan.DataTokens, null, JobDataCuration.From(job.Id, plan.Counters)),
+            Metadata = plan is null ? null : new JobMetadataObject(plan.ExpectedDurationSeconds, 0, "EUR", plan.Plan.TrainTokensPerStep, plan.TrainTokens, plan.DataTokens, null, JobDataCuration.From(job.Id, plan.DatasetId, plan.Counters)),
             Hyperparameters = new HyperparametersObject(
                 plan?.Plan.TrainingSteps ?? h.TrainingSteps,
                 h.LearningRate,

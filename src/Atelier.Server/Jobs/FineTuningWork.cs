@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Atelier.Catalog;
 using Atelier.Cluster.Jobs;
 using Atelier.Core.Errors;
@@ -50,6 +51,9 @@ public sealed record JobPlanRecord
 
     /// <summary>The training pipeline's counters (kept, duplicates, contaminated, invalid).</summary>
     public required DatasetCounters Counters { get; init; }
+
+    /// <summary>The dataset version trained on, when the job named one instead of files.</summary>
+    public string? DatasetId { get; init; }
 
 }
 
@@ -209,7 +213,7 @@ public sealed partial class FineTuningWork(
         var directory = await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false);
         var tokenizer = ModelTokenizers.Load(directory);
 
-        var training = request.TrainingFiles!.Select(f => Input(job, f.FileId)).ToArray();
+        var training = (request.TrainingFiles ?? []).Select(f => Input(job, f.FileId)).ToArray();
         var validation = (request.ValidationFiles ?? []).Select(id => Input(job, id)).ToArray();
         var staging = Staging(jobId);
         try
@@ -232,18 +236,37 @@ public sealed partial class FineTuningWork(
     private async Task ValidateAsync(JobRecord job, FineTuningJobRequest request, RegisteredModel model, ITextTokenizer tokenizer, DatasetInput[] training, DatasetInput[] validation, string staging, CancellationToken cancel)
     {
         var jobId = job.Id;
-        var prepared = await FineTuningPreparation.BuildAsync(training, validation, tokenizer, request.Hyperparameters!.SeqLen ?? FineTuningPreparation.DefaultSeqLen, staging, cancel).ConfigureAwait(false);
-        var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
         var artifact = Artifact(job);
         var policy = runtime.ResolvePolicy(job.Policy);
+        PreparedData prepared;
+        if (request.DatasetId is { } datasetId)
+        {
+            // A built version: its shards are trained on where they are, after checking again
+            // (the model may have been replaced since the job was created) that they are this
+            // model's tokens; only the validation files are built here.
+            var dataset = JobDataset.Resolve(runtime, job.WorkspaceId, datasetId);
+            dataset.CheckFor(model.Id, tokenizer.Identity, request.Hyperparameters!.SeqLen);
+            var report = JsonNode.Parse(dataset.Record.SummaryJson!)?["report"].Deserialize<DatasetReport>(AtelierJson.Options)
+                ?? new DatasetReport { Counters = dataset.Manifest.Counters, Issues = [] };
+            var valid = await FineTuningPreparation.BuildValidationAsync(validation, tokenizer, dataset.Manifest.Options.SequenceLength, staging, cancel).ConfigureAwait(false);
+            prepared = new PreparedData(new DatasetBuildResult("", dataset.Manifest, report, 0), valid);
+        }
+        else
+        {
+            prepared = await FineTuningPreparation.BuildAsync(training, validation, tokenizer, request.Hyperparameters!.SeqLen ?? FineTuningPreparation.DefaultSeqLen, staging, cancel).ConfigureAwait(false);
 
-        // What curation kept and dropped is the job's to show whether or not validation passes:
-        // the reports go first, then an event with the counts, then the checks.
-        await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/train-report/", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
-        runtime.Jobs.AddEvent(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, prepared.Training.Manifest.Counters), AtelierJson.Options));
+            // What curation kept and dropped is the job's to show whether or not validation
+            // passes: the reports go first, then an event with the counts, then the checks.
+            await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/train-report/", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
+        }
+
+        var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
+        runtime.Jobs.AddEvent(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, request.DatasetId, prepared.Training.Manifest.Counters), AtelierJson.Options));
         var planned = FineTuningPreparation.Plan(request, prepared, parameters, runtime.Config.Defaults.MaxCurationDropFraction);
 
-        var trainShards = await PlaceDatasetAsync(artifact, policy, job, "train", prepared.Training, cancel).ConfigureAwait(false);
+        var trainShards = request.DatasetId is { } id
+            ? [.. prepared.Training.Manifest.Shards.Select(s => new JobShard($"dataset/{id}/{s.Path}", s.Path, s.Rows, s.Sha256))]
+            : await PlaceDatasetAsync(artifact, policy, job, "train", prepared.Training, cancel).ConfigureAwait(false);
         var validShards = prepared.Validation is { } v ? await PlaceDatasetAsync(artifact, policy, job, "valid", v, cancel).ConfigureAwait(false) : [];
 
         var record = new JobPlanRecord
@@ -256,6 +279,7 @@ public sealed partial class FineTuningWork(
             TrainingShards = trainShards,
             ValidationShards = validShards,
             Counters = prepared.Training.Manifest.Counters,
+            DatasetId = request.DatasetId,
         };
         runtime.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
         Directory.Delete(staging, recursive: true);
@@ -371,7 +395,8 @@ public sealed partial class FineTuningWork(
                     PolicyName = job.Policy,
                     Lineage = new ModelLineage
                     {
-                        TrainingFileIds = [.. request.TrainingFiles!.Select(f => f.FileId)],
+                        TrainingFileIds = request.DatasetId is { } datasetId ? JobDataset.SourceFiles(runtime, job.WorkspaceId, datasetId) : [.. request.TrainingFiles!.Select(f => f.FileId)],
+                        DatasetId = request.DatasetId,
                         ValidationFileIds = request.ValidationFiles ?? [],
                         CheckpointId = outcome.FinalCheckpointId,
                         RootVersion = model.Artifacts.FirstOrDefault(a => a.Name == "consolidated.safetensors")?.Sha256,

@@ -68,29 +68,50 @@ public static class FineTuningPreparation
             throw Refused($"The training files hold no example to train on: {e.Counters.DescribeCuration()}.", "training_files");
         }
 
-        DatasetBuildResult? valid = null;
-        if (validation.Count > 0)
+        var valid = await BuildValidationAsync(validation, tokenizer, seqLen, stagingDirectory, cancellationToken).ConfigureAwait(false);
+        return new PreparedData(train, valid);
+    }
+
+    /// <summary>
+    /// Builds the validation dataset alone under <paramref name="stagingDirectory"/> (a job that
+    /// trains on a built dataset version); null without validation files.
+    /// </summary>
+    public static async Task<DatasetBuildResult?> BuildValidationAsync(
+        IReadOnlyList<DatasetInput> validation,
+        ITextTokenizer tokenizer,
+        int seqLen,
+        string stagingDirectory,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(validation);
+        if (validation.Count == 0)
         {
-            // Validation data is measured as it is: no dedup, nothing dropped for quality.
-            try
-            {
-                valid = await DatasetBuilder.BuildAsync(
-                    new DatasetBuildRequest
-                    {
-                        Training = validation,
-                        Tokenizer = tokenizer,
-                        Options = options with { ExactDedup = false, NearDedup = new MinHashOptions { Enabled = false } },
-                    },
-                    Path.Combine(stagingDirectory, "valid"),
-                    cancellationToken: cancellationToken).ConfigureAwait(false);
-            }
-            catch (EmptyDatasetException e)
-            {
-                throw Refused($"The validation files hold no example to measure on: {e.Counters.DescribeCuration()}.", "validation_files");
-            }
+            return null;
         }
 
-        return new PreparedData(train, valid);
+        var output = Path.Combine(stagingDirectory, "valid");
+        if (Directory.Exists(output))
+        {
+            Directory.Delete(output, recursive: true);
+        }
+
+        // Validation data is measured as it is: no dedup, nothing dropped for quality.
+        try
+        {
+            return await DatasetBuilder.BuildAsync(
+                new DatasetBuildRequest
+                {
+                    Training = validation,
+                    Tokenizer = tokenizer,
+                    Options = new DatasetBuildOptions { SequenceLength = seqLen, ExactDedup = false, NearDedup = new MinHashOptions { Enabled = false } },
+                },
+                output,
+                cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (EmptyDatasetException e)
+        {
+            throw Refused($"The validation files hold no example to measure on: {e.Counters.DescribeCuration()}.", "validation_files");
+        }
     }
 
     /// <summary>

@@ -85,6 +85,13 @@ public sealed record FineTuningJobRequest
     public CheckpointStart? StartFrom { get; init; }
 
     /// <summary>
+    /// A built dataset version to train on instead of <see cref="TrainingFiles"/> (Atelier's
+    /// extension): its shards are used as they are, so it must have been built with this job's
+    /// base model (<c>datasets build --model</c>).
+    /// </summary>
+    public string? DatasetId { get; init; }
+
+    /// <summary>
     /// The share (0 to 1) of valid training examples that curation may drop (duplicates,
     /// contamination, quality) before validation fails instead of training on the rest (Atelier's
     /// extension; default from the server's configuration, 0.5).
@@ -103,11 +110,19 @@ public sealed record FineTuningJobRequest
             problems.Add(new Problem("'model' is required.", Field: "model"));
         }
 
-        if (TrainingFiles is not { Count: > 0 })
+        if (DatasetId is not null && TrainingFiles is { Count: > 0 })
         {
-            problems.Add(new Problem("'training_files' needs at least one file.", Field: "training_files"));
+            problems.Add(new Problem("Give 'training_files' or 'dataset_id', not both: a dataset version already holds its training data.", Field: "dataset_id"));
         }
-        else
+        else if (DatasetId is not null && string.IsNullOrWhiteSpace(DatasetId))
+        {
+            problems.Add(new Problem("'dataset_id' must name a dataset version.", Field: "dataset_id"));
+        }
+        else if (DatasetId is null && TrainingFiles is not { Count: > 0 })
+        {
+            problems.Add(new Problem("'training_files' needs at least one file (or give 'dataset_id').", Field: "training_files"));
+        }
+        else if (TrainingFiles is not null)
         {
             for (var i = 0; i < TrainingFiles.Count; i++)
             {
