@@ -185,7 +185,6 @@ public sealed class AdapterExportTests : IDisposable
             var drift = MaxAbsDifference(withAdapter.Span, withMerged.Span);
             var adapterEffect = MaxAbsDifference(withAdapter.Span, baseOnly.Span);
             Assert.True(adapterEffect > 0.5f, $"the adapter moved the logits by only {adapterEffect}");
-            Console.WriteLine($"logit drift {drift}, adapter effect {adapterEffect}");
             Assert.True(drift < adapterEffect / 20, $"merged bf16 logits differ by {drift}; the adapter's own effect is {adapterEffect}");
         }
     }
