@@ -14,7 +14,14 @@ internal static class ModelTestFixtures
     {
         var weights = MistralWeights.CreateRandom(args, seed);
         var adapter = LoraAdapter.Create(args, new LoraConfig(Rank: 4, Alpha: 8, Dropout: dropout, Targets: targets), seed + 100);
-        var rng = new DeterministicRandom(seed + 200);
+        RandomizeB(adapter, seed + 200);
+        return new MistralModel(weights, adapter);
+    }
+
+    /// <summary>Replaces the adapter's zero B matrices with N(0, 0.3²) values, as if it had been trained.</summary>
+    public static void RandomizeB(LoraAdapter adapter, ulong seed)
+    {
+        var rng = new DeterministicRandom(seed);
         foreach (var (name, value, _) in adapter.Parameters())
         {
             if (name.Contains("lora_B", StringComparison.Ordinal))
@@ -26,7 +33,5 @@ internal static class ModelTestFixtures
                 }
             }
         }
-
-        return new MistralModel(weights, adapter);
     }
 }

@@ -99,6 +99,12 @@ public sealed class JobsApiTests
         var card = JsonNode.Parse(await client.GetStringAsync($"/v1/models/{model}"))!;
         Assert.Equal(id, card["job"]!.GetValue<string>());
         Assert.Equal("tiny-base", card["root"]!.GetValue<string>());
+        // The adapter placed for it is in the base model's dtype (bf16), which mistral-inference requires.
+        using (var adapter = Atelier.Modeling.SafeTensors.SafeTensorsFile.Open(Path.Combine(server.DataDirectory, "blobs", "local", "objects", "job", id, "adapter", "lora.safetensors")))
+        {
+            Assert.All(adapter.Tensors.Values, t => Assert.Equal(Atelier.Modeling.SafeTensors.SafeTensorDType.BF16, t.DType));
+        }
+
         var retained = JsonNode.Parse(await client.GetStringAsync($"/api/v1/checkpoints?job_id={id}"))!["data"]!.AsArray();
         Assert.InRange(retained.Count, 2, 3);
         Assert.Contains(retained, c => c!["step_number"]!.GetValue<long>() == 20);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Atelier.Modeling.SafeTensors;
 using Atelier.Modeling.Tensors;
 
@@ -63,11 +64,39 @@ public sealed class LoraPair : IDisposable
 
 /// <summary>
 /// A LoRA adapter over a Mistral model, initialised as mistral-finetune does (A Kaiming-uniform with
-/// a = √5, so bound 1/√in; B zero, so training starts from the base model) and saved with its
-/// tensor names (<c>layers.N.attention.wq.lora_A.weight</c>, <c>...lora_B.weight</c>).
+/// a = √5, so bound 1/√in; B zero, so training starts from the base model) and saved as
+/// mistral-finetune's <c>lora.safetensors</c>, which mistral-inference's <c>load_lora</c> accepts.
 /// </summary>
+/// <remarks>
+/// <para>The file mistral-inference expects, and what <see cref="Save"/> writes:</para>
+/// <list type="bullet">
+/// <item>Names <c>layers.N.attention.wq.lora_A.weight</c> and <c>...lora_B.weight</c>, one pair for every
+/// linear projection of every layer (all seven; <c>output</c> is never adapted). mistral-inference's merge
+/// visits every projection, so a projection outside <see cref="LoraConfig.Targets"/> is written as a zero
+/// pair of the same rank: it adds nothing.</item>
+/// <item>Shapes <c>lora_A</c> [r × in], <c>lora_B</c> [out × r], as <c>nn.Linear</c> weights.</item>
+/// <item>One dtype for every tensor, equal to the base model's (bf16 for a released checkpoint): the loader
+/// asserts it. <see cref="MistralModel.SaveAdapter"/> picks it from the base weights. Training keeps its
+/// float32 master copy; only the exported file is rounded (round to nearest even, as torch does).</item>
+/// <item>B is stored unscaled, as mistral-finetune stores it: the merged weight is
+/// <c>W + scaling · B·A</c> with <c>scaling = alpha / r</c>. The file does not carry the scale to
+/// mistral-inference, which takes it as <c>load_lora(path, scaling=...)</c> (default 2.0, which is Atelier's
+/// default rank 8 and alpha 16) or, for an unmerged model, from <c>lora.scaling</c> in params.json.
+/// The scale is recorded in <c>__metadata__</c> as <c>lora_scaling</c> (with <c>lora_rank</c> and
+/// <c>lora_alpha</c>) for the caller to pass, and <see cref="Load"/> checks it against its config.</item>
+/// </list>
+/// </remarks>
 public sealed class LoraAdapter : IDisposable
 {
+    /// <summary>The <c>__metadata__</c> key recording the rank.</summary>
+    public const string RankKey = "lora_rank";
+
+    /// <summary>The <c>__metadata__</c> key recording alpha.</summary>
+    public const string AlphaKey = "lora_alpha";
+
+    /// <summary>The <c>__metadata__</c> key recording the merge scale <c>alpha / r</c> (mistral-inference's <c>scaling</c>).</summary>
+    public const string ScalingKey = "lora_scaling";
+
     private readonly LoraPair?[,] _pairs;
 
     private LoraAdapter(MistralArgs args, LoraConfig config, LoraPair?[,] pairs)
@@ -145,6 +174,7 @@ public sealed class LoraAdapter : IDisposable
     {
         config.Validate();
         using var file = SafeTensorsFile.Open(path);
+        CheckRecordedScale(file, config);
         var pairs = new LoraPair?[args.NLayers, LinearKinds.All.Count];
         var adapter = new LoraAdapter(args, config, pairs);
         try
@@ -169,6 +199,27 @@ public sealed class LoraAdapter : IDisposable
         return adapter;
     }
 
+    /// <summary>
+    /// A file that records its rank and scale must match the config it is loaded with: merging at another
+    /// scale would silently give another model.
+    /// </summary>
+    private static void CheckRecordedScale(SafeTensorsFile file, LoraConfig config)
+    {
+        var metadata = file.Header.Metadata;
+        if (metadata.TryGetValue(RankKey, out var rankText)
+            && (!int.TryParse(rankText, NumberStyles.None, CultureInfo.InvariantCulture, out var rank) || rank != config.Rank))
+        {
+            throw new ModelFormatException($"{file.Path}: the adapter was saved with {RankKey} {rankText}, but is loaded with rank {config.Rank}.");
+        }
+
+        if (metadata.TryGetValue(ScalingKey, out var scalingText)
+            && (!float.TryParse(scalingText, NumberStyles.Float, CultureInfo.InvariantCulture, out var scaling) || scaling != config.Scaling))
+        {
+            throw new ModelFormatException(
+                $"{file.Path}: the adapter was saved with {ScalingKey} {scalingText}, but is loaded with alpha / rank = {config.Scaling.ToString("R", CultureInfo.InvariantCulture)}.");
+        }
+    }
+
     private static Tensor ReadChecked(SafeTensorsFile file, string name, int rows, int cols)
     {
         if (!file.Contains(name))
@@ -185,18 +236,47 @@ public sealed class LoraAdapter : IDisposable
         return file.ReadFloat32(name);
     }
 
-    /// <summary>Writes the adapter (float32 by default) as safetensors, atomically.</summary>
+    /// <summary>
+    /// Writes the adapter as mistral-finetune's <c>lora.safetensors</c> (see the remarks on
+    /// <see cref="LoraAdapter"/>), atomically. <paramref name="dtype"/> must be the base model's for
+    /// mistral-inference to load it; <see cref="MistralModel.SaveAdapter"/> chooses it so.
+    /// </summary>
+    /// <param name="path">The file to write.</param>
+    /// <param name="dtype">F32, BF16 or F16; narrower types are rounded to nearest even.</param>
     public void Save(string path, SafeTensorDType dtype = SafeTensorDType.F32)
     {
-        var writer = new SafeTensorsWriter();
-        foreach (var (name, value, _) in Parameters())
+        if (dtype is not (SafeTensorDType.F32 or SafeTensorDType.BF16 or SafeTensorDType.F16))
         {
-            writer.Add(name, value.Span, value.Shape, dtype);
+            throw new ArgumentException($"An adapter is stored as F32, BF16 or F16, not {SafeTensorDTypes.Name(dtype)}.", nameof(dtype));
+        }
+
+        var writer = new SafeTensorsWriter();
+        for (var l = 0; l < Args.NLayers; l++)
+        {
+            foreach (var kind in LinearKinds.All)
+            {
+                var (o, i) = LinearKinds.Dims(Args, kind);
+                var pair = _pairs[l, (int)kind];
+                if (pair is not null)
+                {
+                    writer.Add(TensorName(l, kind, true), pair.A.Span, pair.A.Shape, dtype);
+                    writer.Add(TensorName(l, kind, false), pair.B.Span, pair.B.Shape, dtype);
+                }
+                else
+                {
+                    // Not adapted: a zero pair, because mistral-inference merges into every projection
+                    // and fails on a missing one. Zero bits are zero in every float type.
+                    var size = SafeTensorDTypes.SizeOf(dtype);
+                    writer.AddRaw(TensorName(l, kind, true), dtype, [Config.Rank, i], new byte[(long)Config.Rank * i * size]);
+                    writer.AddRaw(TensorName(l, kind, false), dtype, [o, Config.Rank], new byte[(long)o * Config.Rank * size]);
+                }
+            }
         }
 
         writer.AddMetadata("format", "pt");
-        writer.AddMetadata("lora_rank", Config.Rank.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        writer.AddMetadata("lora_scaling", Config.Scaling.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+        writer.AddMetadata(RankKey, Config.Rank.ToString(CultureInfo.InvariantCulture));
+        writer.AddMetadata(AlphaKey, Config.Alpha.ToString("R", CultureInfo.InvariantCulture));
+        writer.AddMetadata(ScalingKey, Config.Scaling.ToString("R", CultureInfo.InvariantCulture));
         writer.Save(path);
     }
 

@@ -345,6 +345,23 @@ public sealed partial class MistralModel : IDisposable
         return adapter;
     }
 
+    /// <summary>
+    /// Writes the attached adapter as <c>lora.safetensors</c> in the base weights' dtype
+    /// (<see cref="MistralWeights.StorageDType"/>), the only dtype mistral-inference accepts for it.
+    /// The adapter in memory, and so the optimiser's master copy, stays float32.
+    /// </summary>
+    public void SaveAdapter(string path)
+    {
+        var adapter = Adapter ?? throw new InvalidOperationException("No adapter is attached.");
+        var dtype = Weights.StorageDType;
+        if (dtype is not (SafeTensorDType.F32 or SafeTensorDType.BF16 or SafeTensorDType.F16))
+        {
+            throw new ModelFormatException($"The base weights are stored as {SafeTensorDTypes.Name(dtype)}; an adapter can only be written as F32, BF16 or F16.");
+        }
+
+        adapter.Save(path, dtype);
+    }
+
     /// <summary>Starts an inference session with a KV cache of <paramref name="capacity"/> positions.</summary>
     public InferenceSession StartSession(int capacity) => new(this, capacity);
 

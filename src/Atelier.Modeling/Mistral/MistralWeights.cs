@@ -43,9 +43,10 @@ public sealed class LayerWeights : IDisposable
 /// </summary>
 public sealed class MistralWeights : IDisposable
 {
-    private MistralWeights(MistralArgs args, Tensor embeddings, LayerWeights[] layers, Tensor norm, Tensor output)
+    private MistralWeights(MistralArgs args, Tensor embeddings, LayerWeights[] layers, Tensor norm, Tensor output, SafeTensorDType storageDType)
     {
         Args = args;
+        StorageDType = storageDType;
         TokEmbeddings = embeddings;
         Layers = layers;
         Norm = norm;
@@ -54,6 +55,14 @@ public sealed class MistralWeights : IDisposable
 
     /// <summary>The hyper-parameters.</summary>
     public MistralArgs Args { get; }
+
+    /// <summary>
+    /// The element type the linear projections were stored in (<see cref="SafeTensorDType.BF16"/> for a
+    /// released checkpoint; <see cref="SafeTensorDType.F32"/> for random weights). The weights are held in
+    /// float32 whatever it is; it matters to what is written for the model, such as a LoRA adapter,
+    /// which mistral-inference only accepts in the model's own dtype.
+    /// </summary>
+    public SafeTensorDType StorageDType { get; }
 
     /// <summary><c>tok_embeddings.weight</c> [vocab × dim].</summary>
     public Tensor TokEmbeddings { get; }
@@ -131,7 +140,7 @@ public sealed class MistralWeights : IDisposable
             layers[l] = new LayerWeights(linear, Ones(args.Dim), Ones(args.Dim));
         }
 
-        return new MistralWeights(args, emb, layers, Ones(args.Dim), Normal(std ?? (1.0 / Math.Sqrt(args.Dim)), args.VocabSize, args.Dim));
+        return new MistralWeights(args, emb, layers, Ones(args.Dim), Normal(std ?? (1.0 / Math.Sqrt(args.Dim)), args.VocabSize, args.Dim), SafeTensorDType.F32);
     }
 
     /// <summary>Loads weights from a consolidated safetensors file, widening bf16/fp16 to float32 and checking every shape.</summary>
@@ -176,7 +185,10 @@ public sealed class MistralWeights : IDisposable
 
             var norm = Read("norm.weight", args.Dim);
             var output = file.Contains("output.weight") ? Read("output.weight", args.VocabSize, args.Dim) : emb.Clone();
-            return new MistralWeights(args, emb, layers, norm, output);
+
+            // The projections' dtype is the model's: it is what an adapter merges into, and released
+            // checkpoints store every tensor in it.
+            return new MistralWeights(args, emb, layers, norm, output, file.Get(LinearName(0, LinearKind.Wq)).DType);
         }
         catch
         {

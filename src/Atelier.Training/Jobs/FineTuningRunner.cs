@@ -103,7 +103,7 @@ public sealed record FineTuningRun
     /// <summary>Another job's checkpoint to start from when this job has none of its own yet.</summary>
     public CheckpointStart? StartFrom { get; init; }
 
-    /// <summary>Where to write the final adapter (safetensors); must not exist.</summary>
+    /// <summary>Where to write the final adapter (mistral-finetune's <c>lora.safetensors</c>, in the base model's dtype); must not exist.</summary>
     public required string AdapterPath { get; init; }
 }
 
@@ -230,7 +230,9 @@ public static class FineTuningRunner
             }
         }
 
-        model.Adapter.Save(run.AdapterPath);
+        // In the base model's dtype (bf16 for a released checkpoint), as mistral-inference requires; the
+        // checkpoints above keep the float32 master copy, so resuming stays bit-exact.
+        model.SaveAdapter(run.AdapterPath);
         return new FineTuningOutcome(trainer.StepCount, trainer.StepCount * plan.TrainTokensPerStep, resumedFrom, lastCheckpoint, loaderWait);
     }
 

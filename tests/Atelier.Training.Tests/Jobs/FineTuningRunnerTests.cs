@@ -1,8 +1,10 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Atelier.Data.Readers;
 using Atelier.Data.Tokenization;
 using Atelier.Modeling.Mistral;
+using Atelier.Modeling.Tests;
 using Atelier.Training.Checkpoints;
 using Atelier.Training.Jobs;
 using Atelier.Training.Loading;
@@ -116,14 +118,75 @@ public sealed class FineTuningRunnerTests
             return File.ReadAllBytes(path);
         }
 
+        // The float32 master copy and optimiser state of the last checkpoint, by entry name: the exported
+        // adapter is rounded to the base's bf16, which could hide a difference there.
+        async Task<Dictionary<string, byte[]>> MasterCopyAsync(string jobId)
+        {
+            var restored = await rig.Store.RestoreAsync(jobId, 8);
+            return restored.Info.Entries.Where(e => e.Name.StartsWith("lora/", StringComparison.Ordinal)).ToDictionary(e => e.Name, e => restored[e.Name]);
+        }
+
         var reference = await TrainAsync("uninterrupted", stopAfterCheckpoints: 0);
         Assert.NotEmpty(reference);
+        var referenceMaster = await MasterCopyAsync("uninterrupted");
+        Assert.NotEmpty(referenceMaster);
         foreach (var stopAt in new[] { 1, 3 })
         {
             var jobId = $"interrupted-{stopAt}";
             Assert.Empty(await TrainAsync(jobId, stopAt));
             var resumed = await TrainAsync(jobId, stopAfterCheckpoints: 0);
             Assert.True(reference.AsSpan().SequenceEqual(resumed), $"stopping after checkpoint {stopAt} changed the final adapter");
+            var resumedMaster = await MasterCopyAsync(jobId);
+            Assert.Equal(referenceMaster.Keys.Order(StringComparer.Ordinal), resumedMaster.Keys.Order(StringComparer.Ordinal));
+            Assert.All(referenceMaster, e => Assert.True(e.Value.AsSpan().SequenceEqual(resumedMaster[e.Key]), $"stopping after checkpoint {stopAt} changed {e.Key}"));
         }
+    }
+
+    [Fact]
+    public async Task FinalAdapter_OfABf16Base_IsBf16ForMistralInference_AndIsTheFloat32MasterCopyRoundedToNearestEven()
+    {
+        var (modelDir, shards, work) = await PrepareAsync();
+        await using var rig = new CheckpointTestRig();
+        var job = new CheckpointJob("ws", "job-bf16-adapter", CheckpointTestRig.EuOnPrem);
+        var plan = Plan(4);
+        var run = new FineTuningRun
+        {
+            Job = job,
+            Plan = plan,
+            ModelDirectory = modelDir,
+            TrainingShards = shards,
+            ValidationWindows = [],
+            Checkpoints = rig.Store,
+            AdapterPath = Path.Combine(work, "adapter.safetensors"),
+        };
+        await FineTuningRunner.RunAsync(run, CancellationToken.None);
+
+        // The base the job trained on is bf16, so the adapter is, in every tensor, and mistral-inference's
+        // loader takes it: one dtype equal to the model's, mistral-finetune's names and shapes, every projection.
+        Assert.All(MistralInferenceLoraLoader.ReadSafeTensors(Path.Combine(modelDir, "consolidated.safetensors")).Values, t => Assert.Equal("BF16", t.DType));
+        var adapter = MistralInferenceLoraLoader.ReadSafeTensors(run.AdapterPath);
+        Assert.All(adapter.Values, t => Assert.Equal("BF16", t.DType));
+        var merged = MistralInferenceLoraLoader.LoadAndMerge(modelDir, run.AdapterPath, plan.LoraAlpha / plan.LoraRank);
+        Assert.Equal(7 * TinyModelWriter.DefaultArgs.NLayers, merged.Count);
+
+        // Training kept float32: the last checkpoint holds the master copy as F32, and the file is that
+        // copy rounded to nearest even, value for value.
+        var restored = await rig.Store.RestoreAsync(job.JobId, plan.TrainingSteps);
+        var trained = 0;
+        foreach (var (name, stored) in adapter)
+        {
+            var entry = restored.Info.Entries.Single(e => e.Name == "lora/" + name);
+            Assert.Equal("F32", entry.DType);
+            var master = MemoryMarshal.Cast<byte, float>(restored[entry.Name]);
+            var values = stored.ToFloats();
+            Assert.Equal(master.Length, values.Length);
+            for (var j = 0; j < master.Length; j++)
+            {
+                Assert.Equal(MistralInferenceLoraLoader.Round(master[j], "BF16"), values[j]);
+                trained += name.EndsWith("lora_B.weight", StringComparison.Ordinal) && master[j] != 0 ? 1 : 0;
+            }
+        }
+
+        Assert.True(trained > 0, "training left every B at zero");
     }
 }
