@@ -149,7 +149,7 @@ internal static class LocalTrainingCommands
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {result.Step + 1}/{totalSteps}  loss {result.Loss:F4}  grad-norm {result.GradNorm:F3}  lr {result.LearningRate:E2}"));
             }
 
-            model.Adapter.Save(target.FullName);
+            model.SaveAdapter(target.FullName);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"Wrote adapter {target.FullName} ({model.Adapter.ParameterCount} parameters, rank {config.Rank}); {tokens / Math.Max(clock.Elapsed.TotalSeconds, 1e-9):F0} training tokens/s."));
             return 0;

@@ -37,7 +37,7 @@ public sealed class TrainingTests : IDisposable
             var path = Path.GetTempFileName();
             try
             {
-                model.Adapter!.Save(path);
+                model.Adapter!.Save(path, Atelier.Modeling.SafeTensors.SafeTensorDType.F32);
                 return File.ReadAllBytes(path);
             }
             finally
@@ -98,7 +98,7 @@ public sealed class TrainingTests : IDisposable
         byte[] Adapter(MistralModel m)
         {
             var path = Path.Combine(_dir, Guid.NewGuid().ToString("N"));
-            m.Adapter!.Save(path);
+            m.Adapter!.Save(path, Atelier.Modeling.SafeTensors.SafeTensorDType.F32);
             return File.ReadAllBytes(path);
         }
 
@@ -140,7 +140,7 @@ public sealed class TrainingTests : IDisposable
         var config = new LoraConfig(4, 8);
         using var adapter = LoraAdapter.Create(args, config, 3);
         var path = Path.Combine(_dir, "lora.safetensors");
-        adapter.Save(path);
+        adapter.Save(path, Atelier.Modeling.SafeTensors.SafeTensorDType.F32);
         using var file = Atelier.Modeling.SafeTensors.SafeTensorsFile.Open(path);
         Assert.Equal(2 * 7 * args.NLayers, file.Tensors.Count);
         Assert.Equal([4L, 64L], file.Get("layers.0.attention.wq.lora_A.weight").Shape);

@@ -243,7 +243,7 @@ public sealed class LoraAdapter : IDisposable
     /// </summary>
     /// <param name="path">The file to write.</param>
     /// <param name="dtype">F32, BF16 or F16; narrower types are rounded to nearest even.</param>
-    public void Save(string path, SafeTensorDType dtype = SafeTensorDType.F32)
+    public void Save(string path, SafeTensorDType dtype)
     {
         if (dtype is not (SafeTensorDType.F32 or SafeTensorDType.BF16 or SafeTensorDType.F16))
         {
