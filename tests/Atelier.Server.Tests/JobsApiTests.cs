@@ -109,6 +109,16 @@ public sealed class JobsApiTests
         Assert.InRange(retained.Count, 2, 3);
         Assert.Contains(retained, c => c!["step_number"]!.GetValue<long>() == 20);
 
+        // The job's history keeps every checkpoint's metrics and says which ones retention pruned.
+        var pruned = checkpoints.Where(c => c["pruned"]!.GetValue<bool>()).Select(c => c["step_number"]!.GetValue<long>()).ToHashSet();
+        Assert.Equal(10 - retained.Count, pruned.Count);
+        Assert.All(retained, c => Assert.DoesNotContain(c!["step_number"]!.GetValue<long>(), pruned));
+
+        // Refreshing the expected duration from the measured steps keeps the rest of the plan intact
+        // (the estimate itself is checked against a manual clock in FineTuningPreparationTests).
+        Assert.True(metadata["expected_duration_seconds"]!.GetValue<long>() >= 1, metadata.ToJsonString());
+        Assert.Equal(48, metadata["data_curation"]!["examples_read"]!.GetValue<long>());
+
         // Each durable checkpoint is an event with its stall, and the training shows in /metrics.
         var checkpointEvents = done["events"]!.AsArray().Where(e => e!["name"]!.GetValue<string>() == "checkpoint").ToArray();
         Assert.Equal(10, checkpointEvents.Length);

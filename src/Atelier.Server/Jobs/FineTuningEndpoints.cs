@@ -50,8 +50,8 @@ public sealed record JobEventObject(string Name, JsonElement? Data, long Created
 /// <summary>A checkpoint's metrics, as Mistral names them.</summary>
 public sealed record CheckpointMetricsObject(double? TrainLoss, double? ValidLoss, double? ValidMeanTokenAccuracy);
 
-/// <summary>A checkpoint of a job.</summary>
-public sealed record JobCheckpointObject(CheckpointMetricsObject Metrics, long StepNumber, long CreatedAt);
+/// <summary>A checkpoint of a job; <paramref name="Pruned"/> (Atelier's extension) says retention deleted its bytes, so it can no longer be restored.</summary>
+public sealed record JobCheckpointObject(CheckpointMetricsObject Metrics, long StepNumber, long CreatedAt, bool Pruned);
 
 /// <summary>A completion fine-tuning job, field for field as the SDK's <c>CompletionFineTuningJobDetails</c> (events and checkpoints only in details).</summary>
 public sealed record JobObject
@@ -260,7 +260,7 @@ public static class JobRequests
             Error = job.Error,
             Events = details ? [.. runtime.Jobs.Events(job.Id).Select(e => new JobEventObject(e.Name, e.DataJson is null ? null : JsonDocument.Parse(e.DataJson).RootElement.Clone(), e.CreatedAt))] : null,
             Checkpoints = details
-                ? [.. runtime.Jobs.Checkpoints(job.Id).Select(c => new JobCheckpointObject(new CheckpointMetricsObject(c.TrainLoss, c.ValidLoss, c.ValidAccuracy), c.StepNumber, c.CreatedAt))]
+                ? [.. runtime.Jobs.Checkpoints(job.Id).Select(c => new JobCheckpointObject(new CheckpointMetricsObject(c.TrainLoss, c.ValidLoss, c.ValidAccuracy), c.StepNumber, c.CreatedAt, !c.Retained))]
                 : null,
         };
     }

@@ -332,6 +332,7 @@ public sealed partial class FineTuningWork(
             }
         }
 
+        var duration = new TrainingDurationEstimate(record.Plan.TrainingSteps, record.Plan.CheckpointEvery, runtime.Clock);
         var adapterPath = Path.Combine(Staging(jobId), "adapter.safetensors");
         Directory.CreateDirectory(Path.GetDirectoryName(adapterPath)!);
         File.Delete(adapterPath);
@@ -346,10 +347,16 @@ public sealed partial class FineTuningWork(
                 Checkpoints = checkpoints,
                 StartFrom = request.StartFrom,
                 AdapterPath = adapterPath,
-                OnStep = (_, _) =>
+                OnStep = (step, _) =>
                 {
                     Steps.Add(1);
                     Tokens.Add(record.Plan.TrainTokensPerStep);
+                    if (duration.StepFinished(step) is { } seconds)
+                    {
+                        // metadata.expected_duration_seconds, measured from this run's own steps.
+                        record = record with { ExpectedDurationSeconds = seconds };
+                        runtime.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
+                    }
                 },
                 OnResume = step => runtime.Jobs.AddEvent(jobId, "resumed", $$"""{"from_step":{{step}}}"""),
                 OnCheckpoint = c =>

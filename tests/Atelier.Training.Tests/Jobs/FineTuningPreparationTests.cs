@@ -9,11 +9,22 @@ using Atelier.Training.Jobs;
 namespace Atelier.Training.Tests.Jobs;
 
 /// <summary>Validation of a job's data: <c>invalid_sample_skip_percentage</c>, empty data, the plan's figures.</summary>
-public sealed class FineTuningPreparationTests
+public sealed class FineTuningPreparationTests : IDisposable
 {
-    private static async Task<PreparedData> BuildAsync(int valid, int invalid)
+    private readonly List<string> _directories = [];
+
+    public void Dispose()
+    {
+        foreach (var directory in _directories)
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private async Task<PreparedData> BuildAsync(int valid, int invalid)
     {
         var work = Directory.CreateTempSubdirectory("atelier-prep").FullName;
+        _directories.Add(work);
         var modelDir = Path.Combine(work, "model");
         TinyModelWriter.Write(modelDir);
         var lines = Enumerable.Range(0, valid).Select(i => JsonSerializer.Serialize(new
@@ -64,10 +75,55 @@ public sealed class FineTuningPreparationTests
     }
 
     [Fact]
-    public async Task DataWithNothingTrainable_FailsValidation()
+    public async Task DataWithNothingTrainable_FailsValidation_NamingTheCounts()
     {
-        var data = await BuildAsync(valid: 0, invalid: 3);
-        var failure = Assert.Throws<ValidationFailedException>(() => FineTuningPreparation.Plan(Request(skip: 0.5), data, 1000));
-        Assert.Contains(failure.Problems, p => p.Message.Contains("no trainable tokens", StringComparison.Ordinal));
+        var failure = await Assert.ThrowsAsync<ValidationFailedException>(() => BuildAsync(valid: 0, invalid: 3));
+        Assert.Equal("The training files hold no example to train on: kept 0 of 0 examples; 3 invalid lines.", failure.Message);
+        Assert.Contains(failure.Problems, p => p.Field == "training_files");
+    }
+
+    [Fact]
+    public void ExpectedDuration_IsMeasuredFromTheStepsAfterTheFirst_ThenRefreshedAtEachCheckpoint()
+    {
+        var clock = new ManualClock();
+        var estimate = new TrainingDurationEstimate(totalSteps: 20, every: 5, clock);
+        clock.Advance(TimeSpan.FromSeconds(4));   // loading the model, first step with warm-up
+        Assert.Null(estimate.StepFinished(1));
+        clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Null(estimate.StepFinished(2));
+        clock.Advance(TimeSpan.FromSeconds(2));
+
+        // 8 s so far, 2 s a step since the first, 17 steps to go.
+        Assert.Equal(8 + 34, estimate.StepFinished(3));
+        clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Null(estimate.StepFinished(4));
+        clock.Advance(TimeSpan.FromSeconds(4));   // a checkpoint stall counts
+        Assert.Equal(14 + (15 * 2.5), estimate.StepFinished(5)!.Value, 0);
+    }
+
+    [Fact]
+    public void ExpectedDuration_OfAResumedRun_MeasuresFromItsOwnFirstStep()
+    {
+        var clock = new ManualClock();
+        var estimate = new TrainingDurationEstimate(totalSteps: 10, every: 2, clock);
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Null(estimate.StepFinished(7));
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Null(estimate.StepFinished(8));
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(4, estimate.StepFinished(9));
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(4, estimate.StepFinished(10));
+    }
+
+    private sealed class ManualClock : TimeProvider
+    {
+        private long _ticks;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => _ticks;
+
+        public void Advance(TimeSpan by) => _ticks += by.Ticks;
     }
 }
