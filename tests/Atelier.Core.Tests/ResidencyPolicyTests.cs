@@ -85,4 +85,29 @@ public sealed class ResidencyPolicyTests
         Assert.False(both.Evaluate(ParisOnPrem).Allowed);
         Assert.False(both.Evaluate(Virginia).Allowed);
     }
+
+    [Fact]
+    public void DeriveName_IsTheSortedSetOfInputPolicies_WhateverTheOrderOrNesting()
+    {
+        Assert.Equal("checkpoints&default&eu", ResidencyPolicy.DeriveName(["eu", "default", null, "eu", "checkpoints"]));
+        Assert.Equal("checkpoints&default&eu", ResidencyPolicy.DeriveName(["default&eu", "checkpoints", ""]));
+        Assert.Equal("eu", ResidencyPolicy.DeriveName(["eu", "eu"]));
+        Assert.Throws<ArgumentException>(() => ResidencyPolicy.DeriveName([null, ""]));
+    }
+
+    [Fact]
+    public void Resolve_OfADerivedName_IsTheIntersectionOfItsParts_AndNamesItTheSameWay()
+    {
+        var fr = new ResidencyPolicy { Name = "fr", AllowedJurisdictions = ["FR", "EU"], MinReplicas = 2 };
+        var policies = new Dictionary<string, ResidencyPolicy> { ["eu"] = EuOnly, ["fr"] = fr };
+
+        var derived = ResidencyPolicy.Resolve(ResidencyPolicy.DeriveName(["fr", "eu"]), name => policies[name]);
+
+        Assert.Equal("eu&fr", derived.Name);
+        Assert.Equal(["EU"], derived.AllowedJurisdictions);
+        Assert.Equal(2, derived.MinReplicas);
+        Assert.Equal(derived.Name, fr.Intersect(EuOnly).Name);
+        Assert.Same(EuOnly, ResidencyPolicy.Resolve("eu", name => policies[name]));
+        Assert.Throws<KeyNotFoundException>(() => ResidencyPolicy.Resolve("eu&us", name => policies[name]));
+    }
 }

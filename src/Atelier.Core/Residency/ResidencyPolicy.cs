@@ -70,6 +70,57 @@ public sealed record ResidencyPolicy
         return PlacementDecision.Allow;
     }
 
+    /// <summary>Separates the names of the policies a derived policy's name is made of.</summary>
+    public const char DerivedNameSeparator = '&';
+
+    /// <summary>
+    /// The policy name of an artifact derived from inputs with these policies (policies follow
+    /// lineage): every distinct named policy once, in ordinal order, joined with
+    /// <see cref="DerivedNameSeparator"/>. Inputs that are themselves derived contribute their parts;
+    /// null or empty names are skipped. The same inputs in any order give the same name, which is
+    /// what the catalog stores and <see cref="Resolve"/> reads back.
+    /// </summary>
+    public static string DeriveName(IEnumerable<string?> inputPolicyNames)
+    {
+        ArgumentNullException.ThrowIfNull(inputPolicyNames);
+        var parts = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var name in inputPolicyNames)
+        {
+            if (!string.IsNullOrEmpty(name))
+            {
+                parts.UnionWith(PartsOf(name));
+            }
+        }
+
+        return parts.Count > 0
+            ? string.Join(DerivedNameSeparator, parts)
+            : throw new ArgumentException("a derived policy needs at least one input policy", nameof(inputPolicyNames));
+    }
+
+    /// <summary>The names of the policies a (possibly derived) policy name is made of.</summary>
+    public static IReadOnlyList<string> PartsOf(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        return name.Split(DerivedNameSeparator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    }
+
+    /// <summary>
+    /// The policy a stored name stands for: a configured policy, or for a derived name the
+    /// intersection of its parts, each found with <paramref name="lookup"/>.
+    /// </summary>
+    public static ResidencyPolicy Resolve(string name, Func<string, ResidencyPolicy> lookup)
+    {
+        ArgumentNullException.ThrowIfNull(lookup);
+        ResidencyPolicy? policy = null;
+        foreach (var part in PartsOf(name))
+        {
+            var next = lookup(part);
+            policy = policy is null ? next : policy.Intersect(next);
+        }
+
+        return policy ?? throw new ArgumentException($"'{name}' names no policy", nameof(name));
+    }
+
     /// <summary>
     /// The policy of an artifact derived from this one and <paramref name="other"/>: jurisdictions
     /// and operators both allow, the larger replica count, on-prem if either requires it.
@@ -84,7 +135,7 @@ public sealed record ResidencyPolicy
 
         return new ResidencyPolicy
         {
-            Name = Name == other.Name ? Name : $"{Name}&{other.Name}",
+            Name = DeriveName([Name, other.Name]),
             AllowedJurisdictions = IntersectJurisdictions(AllowedJurisdictions, other.AllowedJurisdictions),
             AllowedOperators = IntersectOperators(AllowedOperators, other.AllowedOperators),
             MinReplicas = Math.Max(MinReplicas, other.MinReplicas),

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Core.Residency;
 using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
@@ -38,7 +39,7 @@ public static class DatasetEndpoints
             };
 
             // Residency follows lineage: the dataset is at least as restricted as every source file.
-            var policy = string.Join('&', training.Concat(validation).Select(f => f.Policy).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
+            var policy = ResidencyPolicy.DeriveName(training.Concat(validation).Select(f => f.Policy));
             var record = new DatasetRecord
             {
                 Id = "ds-" + ResourceIds.NewUuid(runtime.Clock),
@@ -63,8 +64,7 @@ public static class DatasetEndpoints
             var resolved = await ResolvedSemanticDedup.ResolveAsync(runtime, registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
 
             // Residency follows lineage: the source's policy, intersected with every eval source's.
-            var policy = string.Join('&', resolved.EvalFiles.Select(f => f.Policy).Append(resolved.Source.Policy).Append(resolved.EvalDataset?.Policy)
-                .OfType<string>().SelectMany(p => p.Split('&')).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
+            var policy = ResidencyPolicy.DeriveName(resolved.EvalFiles.Select(f => f.Policy).Append(resolved.Source.Policy).Append(resolved.EvalDataset?.Policy));
             var record = new DatasetRecord
             {
                 Id = "ds-" + ResourceIds.NewUuid(runtime.Clock),

@@ -93,18 +93,8 @@ public sealed class AtelierRuntime : IDisposable
     /// The policy named <paramref name="name"/>; a name joined with <c>&amp;</c> is the intersection of
     /// those policies, as derived artifacts (a dataset of several files) carry.
     /// </summary>
-    public Atelier.Core.Residency.ResidencyPolicy ResolvePolicy(string name)
-    {
-        ArgumentNullException.ThrowIfNull(name);
-        Atelier.Core.Residency.ResidencyPolicy? policy = null;
-        foreach (var part in name.Split('&'))
-        {
-            var next = Config.Policy(part);
-            policy = policy is null ? next : policy.Intersect(next);
-        }
-
-        return policy!;
-    }
+    public Atelier.Core.Residency.ResidencyPolicy ResolvePolicy(string name) =>
+        Atelier.Core.Residency.ResidencyPolicy.Resolve(name, Config.Policy);
 
     /// <summary>Opens the committed bytes of an uploaded file for reading.</summary>
     /// <exception cref="StorageUnavailableException">Its bytes are missing from its location.</exception>

@@ -180,8 +180,7 @@ public static class JobRequests
         // Everything the job writes is at least as restricted as its data, its base model and
         // the checkpoint policy (never cloud-only).
         // A dataset's policy is already its files' (it follows lineage).
-        var policy = string.Join('&', files.Select(f => f.Policy).Append(dataset?.Record.Policy).OfType<string>().Append(model.Policy).Append(runtime.Config.Defaults.CheckpointPolicy)
-            .SelectMany(p => p.Split('&')).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
+        var policy = Atelier.Core.Residency.ResidencyPolicy.DeriveName(files.Select(f => f.Policy).Append(dataset?.Record.Policy).Append(model.Policy).Append(runtime.Config.Defaults.CheckpointPolicy));
         var resolved = runtime.ResolvePolicy(policy);
 
         // The job runs where its data is: the dataset's shards, or the first training file.
