@@ -1,0 +1,129 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using System.Xml.Linq;
+
+namespace Atelier.Architecture.Tests;
+
+/// <summary>
+/// The dependency rule of <c>docs/architecture.md</c>, checked against the code: each assembly's
+/// project references and compiled references stay within what the page's table allows.
+/// </summary>
+public sealed partial class DependencyRuleTests
+{
+    /// <summary>
+    /// Assemblies that still open SQLite themselves, outside the catalog: the architecture issue
+    /// moves their SQL into the catalog. The list may only shrink (the test fails when one of them
+    /// stops using SQLite, so that it is taken off).
+    /// </summary>
+    private static readonly string[] SqliteOutsideTheCatalogStill = ["Atelier.Features", "Atelier.Registry", "Atelier.Server"];
+
+    private static readonly string Root = FindRoot();
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Atelier.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("Atelier.slnx not found above " + AppContext.BaseDirectory);
+    }
+
+    /// <summary>The table of docs/architecture.md: assembly → the assemblies it may reference (transitively closed).</summary>
+    private static Dictionary<string, HashSet<string>> AllowedReferences()
+    {
+        var rows = new List<(string Assembly, string Refs)>();
+        foreach (var line in File.ReadLines(Path.Combine(Root, "docs", "architecture.md")))
+        {
+            var match = TableRow().Match(line);
+            if (match.Success)
+            {
+                rows.Add((match.Groups["name"].Value, match.Groups["refs"].Value.Trim()));
+            }
+        }
+
+        Assert.True(rows.Count >= 10, "docs/architecture.md lost its table of assemblies");
+        var allowed = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var (assembly, refs) in rows)
+        {
+            var set = new HashSet<string>(StringComparer.Ordinal);
+            if (refs == "all of the above")
+            {
+                set.UnionWith(allowed.Keys);
+            }
+            else if (refs != "nothing of ours")
+            {
+                foreach (var name in refs.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+                {
+                    var full = "Atelier." + name;
+                    Assert.True(allowed.ContainsKey(full), $"docs/architecture.md: {assembly} may reference {full}, which is not above it in the table");
+                    set.Add(full);
+                    set.UnionWith(allowed[full]);
+                }
+            }
+
+            allowed[assembly] = set;
+        }
+
+        return allowed;
+    }
+
+    [GeneratedRegex(@"^\| `(?<name>Atelier\.[A-Za-z]+)` \|.*\| (?<refs>[^|]+) \|$")]
+    private static partial Regex TableRow();
+
+    public static TheoryData<string> SourceAssemblies()
+    {
+        var data = new TheoryData<string>();
+        foreach (var dir in Directory.GetDirectories(Path.Combine(Root, "src")).Order(StringComparer.Ordinal))
+        {
+            data.Add(Path.GetFileName(dir));
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(SourceAssemblies))]
+    public void ProjectReferences_StayWithinTheTable(string assembly)
+    {
+        var allowed = AllowedReferences();
+        Assert.True(allowed.ContainsKey(assembly), $"{assembly} is not in the table of docs/architecture.md: add it, with what it owns and may reference");
+        var project = XDocument.Load(Path.Combine(Root, "src", assembly, assembly + ".csproj"));
+        var references = project.Descendants("ProjectReference").Select(r => Path.GetFileNameWithoutExtension(r.Attribute("Include")!.Value)).ToArray();
+        Assert.All(references, r => Assert.True(allowed[assembly].Contains(r), $"{assembly} references {r}, which docs/architecture.md does not allow"));
+    }
+
+    [Theory]
+    [MemberData(nameof(SourceAssemblies))]
+    public void CompiledReferences_StayWithinTheTable(string assembly)
+    {
+        var allowed = AllowedReferences();
+        var references = Load(assembly).GetReferencedAssemblies().Select(a => a.Name!).Where(n => n.StartsWith("Atelier.", StringComparison.Ordinal));
+        Assert.All(references, r => Assert.True(allowed[assembly].Contains(r), $"{assembly} uses {r}, which docs/architecture.md does not allow"));
+    }
+
+    [Theory]
+    [MemberData(nameof(SourceAssemblies))]
+    public void Sqlite_IsUsedOnlyByTheCatalog_AndTheAssembliesStillMovingTheirSqlThere(string assembly)
+    {
+        var usesSqlite = Load(assembly).GetReferencedAssemblies().Any(a => a.Name == "Microsoft.Data.Sqlite");
+        if (assembly == "Atelier.Catalog")
+        {
+            Assert.True(usesSqlite);
+        }
+        else if (SqliteOutsideTheCatalogStill.Contains(assembly))
+        {
+            Assert.True(usesSqlite, $"{assembly} no longer uses SQLite: take it off {nameof(SqliteOutsideTheCatalogStill)}");
+        }
+        else
+        {
+            Assert.False(usesSqlite, $"{assembly} uses Microsoft.Data.Sqlite: SQL belongs in Atelier.Catalog");
+        }
+    }
+
+    private static Assembly Load(string assembly) =>
+        Assembly.Load(assembly == "Atelier.Cli" ? "atelier" : assembly);
+}
