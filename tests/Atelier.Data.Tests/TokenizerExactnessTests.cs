@@ -46,6 +46,35 @@ public class TokenizerExactnessTests(ITestOutputHelper output)
 
     [Theory]
     [Trait("Category", "Slow")]
+    [InlineData("o200k_base")]
+    [InlineData("cl100k_base")]
+    public void EveryCodePointInContext_EqualsTiktoken(string encoding)
+    {
+        // Each code point of planes 0-3 and 14, assigned or not (private use aside), in one probe
+        // that puts it before a contraction, between letters, between digits, doubled after a
+        // capital and around whitespace. The Unicode tables of .NET 10 and of the reference's Rust
+        // regex both know Unicode 16 (U+1C89, new in 16.0, is a letter to both); a code point whose
+        // class differed would show here.
+        var probes = new List<string>();
+        for (int codePoint = 0; codePoint <= 0xEFFFF; codePoint = codePoint == 0x3FFFF ? 0xE0000 : codePoint + 1)
+        {
+            if (codePoint is >= 0xD800 and <= 0xDFFF || System.Globalization.CharUnicodeInfo.GetUnicodeCategory(codePoint) == System.Globalization.UnicodeCategory.PrivateUse)
+            {
+                continue;
+            }
+
+            string c = char.ConvertFromUtf32(codePoint);
+            probes.Add(c + "'s a" + c + "b 1" + c + "2 A" + c + c + "'ll\t" + c + " " + c + "\n");
+        }
+
+        int[][] expected = TiktokenReference.EncodeBatch(encoding, probes);
+
+        ITextTokenizer tokenizer = encoding == "o200k_base" ? TestData.O200k : TiktokenTextTokenizer.CreateCl100kBase();
+        TokenIdComparison.AssertEveryDocumentEqual(output, encoding + " code-point probes", probes, expected, tokenizer);
+    }
+
+    [Theory]
+    [Trait("Category", "Slow")]
     [InlineData("ok 𝟎𝟏𝟐[z")]
     [InlineData("𝐇𝐞𝐥𝐥𝐨's 𠀀𠀁 𐌰𐌹𐌽𐍃 🚀🚀🚀 it'ſ")]
     [InlineData("a \n  ")]
