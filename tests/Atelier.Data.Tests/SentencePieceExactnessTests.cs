@@ -11,12 +11,16 @@ namespace Atelier.Data.Tests;
 /// </summary>
 public class SentencePieceExactnessTests(ITestOutputHelper output)
 {
-    [Fact]
+    // "{}" is Mistral v1's configuration; the others cover the normaliser's and splitter's other paths.
+    [Theory]
     [Trait("Category", "Slow")]
-    public void MistralV1StyleModel_OnEveryCorpusDocument_EqualsSentencePiece()
+    [InlineData("{}")]
+    [InlineData("""{"remove_extra_whitespaces": true, "user_defined_symbols": ["<tool>", "@@", "▁▁▁"]}""")]
+    [InlineData("""{"treat_whitespace_as_suffix": true, "add_dummy_prefix": false, "split_digits": false}""")]
+    public void BpeModel_OnEveryCorpusDocument_EqualsSentencePiece(string trainerOptions)
     {
         using var directory = new TestData.TempDirectory();
-        string model = SentencePieceReference.Train(directory.Path, TrainingSentences(), vocabularySize: 8000);
+        string model = SentencePieceReference.Train(directory.Path, TrainingSentences(), vocabularySize: 8000, trainerOptions);
         string[] documents = [.. RunsAndFallbacks(), .. TokenizerCorpus.Generate(seed: 17, count: 500)];
         int[][] expected = SentencePieceReference.Encode(model, documents);
 
@@ -85,5 +89,7 @@ public class SentencePieceExactnessTests(ITestOutputHelper output)
         yield return "ꙮ unseen ꙮꙮ and 𝌆 too";
         yield return "[INST] control pieces are text [/INST]";
         yield return "<s> </s> <unk> <0x41>";
+        yield return "   leading, trailing and   inner spaces   ";
+        yield return "user symbols <tool>x@@y<tool><tool> @@@ ▁▁▁▁ stay whole";
     }
 }

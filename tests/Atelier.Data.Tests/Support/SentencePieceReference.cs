@@ -13,13 +13,17 @@ internal static class SentencePieceReference
 {
     private const string Python = "/usr/bin/python3";
 
-    /// <summary>Trains a BPE model configured as Mistral's v1 tokenizer.model on <paramref name="sentences"/> (one a line); returns the .model path.</summary>
-    public static string Train(string directory, IEnumerable<string> sentences, int vocabularySize)
+    /// <summary>
+    /// Trains a BPE model configured as Mistral's v1 tokenizer.model on <paramref name="sentences"/> (one
+    /// a line), with <paramref name="options"/> (a JSON object of trainer options) overriding that
+    /// configuration; returns the .model path.
+    /// </summary>
+    public static string Train(string directory, IEnumerable<string> sentences, int vocabularySize, string options = "{}")
     {
         string corpus = Path.Combine(directory, "corpus.txt");
         File.WriteAllLines(corpus, sentences, new UTF8Encoding(false));
         string prefix = Path.Combine(directory, "reference");
-        Run(["train", corpus, prefix, vocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture)], input: null);
+        Run(["train", corpus, prefix, vocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture), options], input: null);
         return prefix + ".model";
     }
 

@@ -1,8 +1,10 @@
 """Google's sentencepiece as the reference for Atelier.Data.Tests (run with Debian's /usr/bin/python3).
 
-  train CORPUS PREFIX VOCAB_SIZE   trains a BPE model configured as Mistral's v1 tokenizer.model
+  train CORPUS PREFIX VOCAB_SIZE [OPTIONS_JSON]
+                                   trains a BPE model configured as Mistral's v1 tokenizer.model
                                    (byte fallback, digits split, dummy prefix, no normalisation,
-                                   extra whitespace kept) into PREFIX.model
+                                   extra whitespace kept) into PREFIX.model; OPTIONS_JSON overrides
+                                   trainer options (e.g. {"remove_extra_whitespaces": true})
   encode MODEL                     stdin: a JSON array of texts; stdout: a JSON array of id lists
 """
 import json
@@ -11,8 +13,8 @@ import sys
 import sentencepiece as spm
 
 
-def train(corpus, prefix, vocab_size):
-    spm.SentencePieceTrainer.train(
+def train(corpus, prefix, vocab_size, overrides="{}"):
+    options = dict(
         input=corpus,
         model_prefix=prefix,
         model_type="bpe",
@@ -35,6 +37,8 @@ def train(corpus, prefix, vocab_size):
         num_threads=1,
         minloglevel=2,
     )
+    options.update(json.loads(overrides))
+    spm.SentencePieceTrainer.train(**options)
 
 
 def encode(model):
@@ -45,7 +49,7 @@ def encode(model):
 
 if __name__ == "__main__":
     if sys.argv[1] == "train":
-        train(*sys.argv[2:5])
+        train(*sys.argv[2:6])
     elif sys.argv[1] == "encode":
         encode(sys.argv[2])
     else:
