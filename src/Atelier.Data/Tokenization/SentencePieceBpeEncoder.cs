@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text;
 
 namespace Atelier.Data.Tokenization;
@@ -31,7 +30,7 @@ internal sealed class SentencePieceBpeEncoder
     private readonly bool _escapeWhitespaces;
     private readonly bool _whitespaceAsSuffix;
 
-    private SentencePieceBpeEncoder(ModelProto model)
+    private SentencePieceBpeEncoder(SentencePieceModelProto model)
     {
         _pieces = new Dictionary<string, int>(StringComparer.Ordinal);
         _reserved = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -41,21 +40,21 @@ internal sealed class SentencePieceBpeEncoder
         _unknownId = -1;
         for (int id = 0; id < model.Pieces.Count; id++)
         {
-            (string piece, float score, PieceType type) = model.Pieces[id];
+            (string piece, float score, SentencePieceType type) = model.Pieces[id];
             _scores[id] = score;
-            bool normal = type is PieceType.Normal or PieceType.UserDefined or PieceType.Unused;
+            bool normal = type is SentencePieceType.Normal or SentencePieceType.UserDefined or SentencePieceType.Unused;
             if (!(normal ? _pieces : _reserved).TryAdd(piece, id))
             {
                 throw new InvalidDataException($"tokenizer.model: piece '{piece}' is defined twice.");
             }
 
-            _unused[id] = type == PieceType.Unused;
+            _unused[id] = type == SentencePieceType.Unused;
             _anyUnused |= _unused[id];
-            if (type == PieceType.UserDefined)
+            if (type == SentencePieceType.UserDefined)
             {
                 userDefined.Add(piece);
             }
-            else if (type == PieceType.Unknown)
+            else if (type == SentencePieceType.Unknown)
             {
                 _unknownId = id;
             }
@@ -87,16 +86,6 @@ internal sealed class SentencePieceBpeEncoder
         _whitespaceAsSuffix = model.TreatWhitespaceAsSuffix;
     }
 
-    private enum PieceType
-    {
-        Normal = 1,
-        Unknown = 2,
-        Control = 3,
-        UserDefined = 4,
-        Unused = 5,
-        Byte = 6,
-    }
-
     /// <summary>
     /// The encoder of a serialised <c>ModelProto</c>, or null when the model is not BPE (unigram models
     /// stay on Microsoft.ML.Tokenizers).
@@ -104,7 +93,7 @@ internal sealed class SentencePieceBpeEncoder
     /// <exception cref="NotSupportedException">A BPE model with a normalisation rule other than identity.</exception>
     public static SentencePieceBpeEncoder? TryCreate(ReadOnlySpan<byte> modelProto)
     {
-        ModelProto model = ModelProto.Parse(modelProto);
+        SentencePieceModelProto model = SentencePieceModelProto.Parse(modelProto);
         if (model.ModelType != 2)
         {
             return null;
@@ -355,221 +344,6 @@ internal sealed class SentencePieceBpeEncoder
             }
 
             return x.Left.CompareTo(y.Left);
-        }
-    }
-
-    /// <summary>The fields of sentencepiece_model.proto the encoder reads, from the protobuf wire format.</summary>
-    private sealed class ModelProto
-    {
-        public List<(string Piece, float Score, PieceType Type)> Pieces { get; } = [];
-
-        public int ModelType { get; private set; } = 1;                    // TrainerSpec.model_type (3): UNIGRAM by default
-
-        public bool ByteFallback { get; private set; }                     // TrainerSpec.byte_fallback (35)
-
-        public bool TreatWhitespaceAsSuffix { get; private set; }          // TrainerSpec.treat_whitespace_as_suffix (24)
-
-        public bool HasCharsMap { get; private set; }                      // NormalizerSpec.precompiled_charsmap (2)
-
-        public bool AddDummyPrefix { get; private set; } = true;           // NormalizerSpec.add_dummy_prefix (3)
-
-        public bool RemoveExtraWhitespaces { get; private set; } = true;   // NormalizerSpec.remove_extra_whitespaces (4)
-
-        public bool EscapeWhitespaces { get; private set; } = true;        // NormalizerSpec.escape_whitespaces (5)
-
-        public static ModelProto Parse(ReadOnlySpan<byte> bytes)
-        {
-            var model = new ModelProto();
-            var reader = new WireReader(bytes);
-            while (reader.TryReadTag(out int field, out int wireType))
-            {
-                switch (field, wireType)
-                {
-                    case (1, 2):
-                        model.Pieces.Add(ParsePiece(reader.ReadBytes()));
-                        break;
-                    case (2, 2):
-                        model.ParseTrainerSpec(reader.ReadBytes());
-                        break;
-                    case (3, 2):
-                        model.ParseNormalizerSpec(reader.ReadBytes());
-                        break;
-                    default:
-                        reader.Skip(wireType);
-                        break;
-                }
-            }
-
-            return model;
-        }
-
-        private static (string, float, PieceType) ParsePiece(ReadOnlySpan<byte> bytes)
-        {
-            string piece = "";
-            float score = 0;
-            var type = PieceType.Normal;
-            var reader = new WireReader(bytes);
-            while (reader.TryReadTag(out int field, out int wireType))
-            {
-                switch (field, wireType)
-                {
-                    case (1, 2):
-                        piece = Encoding.UTF8.GetString(reader.ReadBytes());
-                        break;
-                    case (2, 5):
-                        score = reader.ReadFloat();
-                        break;
-                    case (3, 0):
-                        type = (PieceType)reader.ReadVarint();
-                        break;
-                    default:
-                        reader.Skip(wireType);
-                        break;
-                }
-            }
-
-            return (piece, score, type);
-        }
-
-        private void ParseTrainerSpec(ReadOnlySpan<byte> bytes)
-        {
-            var reader = new WireReader(bytes);
-            while (reader.TryReadTag(out int field, out int wireType))
-            {
-                switch (field, wireType)
-                {
-                    case (3, 0):
-                        ModelType = (int)reader.ReadVarint();
-                        break;
-                    case (24, 0):
-                        TreatWhitespaceAsSuffix = reader.ReadVarint() != 0;
-                        break;
-                    case (35, 0):
-                        ByteFallback = reader.ReadVarint() != 0;
-                        break;
-                    default:
-                        reader.Skip(wireType);
-                        break;
-                }
-            }
-        }
-
-        private void ParseNormalizerSpec(ReadOnlySpan<byte> bytes)
-        {
-            var reader = new WireReader(bytes);
-            while (reader.TryReadTag(out int field, out int wireType))
-            {
-                switch (field, wireType)
-                {
-                    case (2, 2):
-                        HasCharsMap = reader.ReadBytes().Length > 0;
-                        break;
-                    case (3, 0):
-                        AddDummyPrefix = reader.ReadVarint() != 0;
-                        break;
-                    case (4, 0):
-                        RemoveExtraWhitespaces = reader.ReadVarint() != 0;
-                        break;
-                    case (5, 0):
-                        EscapeWhitespaces = reader.ReadVarint() != 0;
-                        break;
-                    default:
-                        reader.Skip(wireType);
-                        break;
-                }
-            }
-        }
-    }
-
-    private ref struct WireReader(ReadOnlySpan<byte> bytes)
-    {
-        private readonly ReadOnlySpan<byte> _bytes = bytes;
-        private int _position;
-
-        public bool TryReadTag(out int field, out int wireType)
-        {
-            if (_position >= _bytes.Length)
-            {
-                field = wireType = 0;
-                return false;
-            }
-
-            ulong tag = ReadVarint();
-            field = (int)(tag >> 3);
-            wireType = (int)(tag & 7);
-            return true;
-        }
-
-        public ulong ReadVarint()
-        {
-            ulong value = 0;
-            for (int shift = 0; shift < 64; shift += 7)
-            {
-                if (_position >= _bytes.Length)
-                {
-                    break;
-                }
-
-                byte b = _bytes[_position++];
-                value |= (ulong)(b & 0x7F) << shift;
-                if (b < 0x80)
-                {
-                    return value;
-                }
-            }
-
-            throw new InvalidDataException("tokenizer.model: malformed varint.");
-        }
-
-        public ReadOnlySpan<byte> ReadBytes()
-        {
-            int length = checked((int)ReadVarint());
-            if (length > _bytes.Length - _position)
-            {
-                throw new InvalidDataException("tokenizer.model: truncated field.");
-            }
-
-            ReadOnlySpan<byte> value = _bytes.Slice(_position, length);
-            _position += length;
-            return value;
-        }
-
-        public float ReadFloat()
-        {
-            if (_bytes.Length - _position < 4)
-            {
-                throw new InvalidDataException("tokenizer.model: truncated float.");
-            }
-
-            float value = BinaryPrimitives.ReadSingleLittleEndian(_bytes.Slice(_position, 4));
-            _position += 4;
-            return value;
-        }
-
-        public void Skip(int wireType)
-        {
-            switch (wireType)
-            {
-                case 0:
-                    ReadVarint();
-                    break;
-                case 1:
-                    _position += 8;
-                    break;
-                case 2:
-                    ReadBytes();
-                    break;
-                case 5:
-                    _position += 4;
-                    break;
-                default:
-                    throw new InvalidDataException($"tokenizer.model: unsupported wire type {wireType}.");
-            }
-
-            if (_position > _bytes.Length)
-            {
-                throw new InvalidDataException("tokenizer.model: truncated field.");
-            }
         }
     }
 }

@@ -86,8 +86,8 @@ internal sealed class TiktokenPreTokenizer : PreTokenizer
         return pieces;
     }
 
-    /// <summary>Where the piece that starts at <paramref name="start"/> ends (exclusive, in UTF-16 units; always past start).</summary>
-    internal int NextPieceEnd(ReadOnlySpan<char> text, int start)
+    // Where the piece that starts at start ends (exclusive, in UTF-16 units; always past start).
+    private int NextPieceEnd(ReadOnlySpan<char> text, int start)
     {
         int end = _scheme == Scheme.Cl100k ? MatchCl100k(text, start) : MatchO200kOrTekken(text, start);
         System.Diagnostics.Debug.Assert(end > start, "every code point is matched by some alternative");
