@@ -2,7 +2,9 @@
 # Runs every test of Atelier, installing what the tests need first:
 #   - NuGet packages (dotnet restore, through `dotnet test`),
 #   - npm packages of the end-to-end tests (the official Mistral SDK) and of the tokeniser
-#     reference tests (tiktoken), from their package-lock.json files.
+#     reference tests (tiktoken), from their package-lock.json files,
+#   - Debian's python3-sentencepiece (Google's sentencepiece under /usr/bin/python3), the
+#     reference of the SentencePiece tests, when /usr/bin/python3 cannot import it already.
 # Ends with one line "N passed, N failed", counted from the TRX test results.
 # Extra arguments go to `dotnet test`, e.g.  eng/test.sh --filter "Category!=Slow"
 set -uo pipefail
@@ -13,6 +15,16 @@ for lock in $(git ls-files 'tests/**/package-lock.json' 2>/dev/null || find test
   echo "npm ci in $dir"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed in $dir"; echo "0 passed, 1 failed"; exit 1; }
 done
+
+# The SentencePiece reference. Debian's package, for Debian's python: `python3` on PATH may be
+# another interpreter (pyenv) without it, so the tests call /usr/bin/python3 by its path.
+if ! /usr/bin/python3 -c 'import sentencepiece' >/dev/null 2>&1; then
+  echo "installing python3-sentencepiece (the SentencePiece tests' reference)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-sentencepiece >/dev/null; } \
+    || echo "could not install python3-sentencepiece: the SentencePiece reference tests will fail"
+fi
 
 # Formatting check (whitespace and indentation, as .editorconfig says); a failure fails the run.
 format_status=0

@@ -105,11 +105,27 @@ internal static class TiktokenReference
 {
     private static readonly object InstallLock = new();
 
-    public static int[] Encode(string encoding, string text)
+    public static int[] Encode(string encoding, string text) =>
+        JsonSerializer.Deserialize<int[]>(Run([encoding], text))!;
+
+    /// <summary>The ids of every text, from one node process; <paramref name="pattern"/> replaces the encoding's pre-tokenisation pattern.</summary>
+    public static int[][] EncodeBatch(string encoding, IReadOnlyList<string> texts, string? pattern = null)
+    {
+        List<string> arguments = [encoding, "--batch"];
+        if (pattern is not null)
+        {
+            arguments.Add("--pattern");
+            arguments.Add(pattern);
+        }
+
+        return JsonSerializer.Deserialize<int[][]>(Run(arguments, JsonSerializer.Serialize(texts)))!;
+    }
+
+    private static string Run(IEnumerable<string> arguments, string input)
     {
         string js = FindJsDirectory();
         EnsureInstalled(js);
-        var start = new ProcessStartInfo("node", ["encode.mjs", encoding])
+        var start = new ProcessStartInfo("node", ["encode.mjs", .. arguments])
         {
             WorkingDirectory = js,
             RedirectStandardInput = true,
@@ -119,13 +135,13 @@ internal static class TiktokenReference
             StandardOutputEncoding = Encoding.UTF8,
         };
         using Process process = Process.Start(start)!;
-        process.StandardInput.Write(text);
+        Task<string> error = process.StandardError.ReadToEndAsync();
+        Task<string> output = process.StandardOutput.ReadToEndAsync();
+        process.StandardInput.Write(input);
         process.StandardInput.Close();
-        string output = process.StandardOutput.ReadToEnd();
-        string error = process.StandardError.ReadToEnd();
         process.WaitForExit();
-        Assert.True(process.ExitCode == 0, "node encode.mjs failed: " + error);
-        return JsonSerializer.Deserialize<int[]>(output)!;
+        Assert.True(process.ExitCode == 0, "node encode.mjs failed: " + error.Result);
+        return output.Result;
     }
 
     private static void EnsureInstalled(string js)

@@ -4,17 +4,21 @@ using Microsoft.ML.Tokenizers;
 namespace Atelier.Data.Tokenization;
 
 /// <summary>
-/// A SentencePiece <c>tokenizer.model</c> (Mistral v1–v3 before tekken), on Microsoft.ML.Tokenizers'
-/// <see cref="SentencePieceTokenizer"/>. Control tokens come from the model's pieces
-/// (<c>[INST]</c>... exist in the v3 models); pieces the model lacks are written as text.
+/// A SentencePiece <c>tokenizer.model</c> (Mistral v1–v3 before tekken). BPE models encode with
+/// <see cref="SentencePieceBpeEncoder"/>, which equals Google's sentencepiece id for id; other model
+/// types, decoding and the vocabulary come from Microsoft.ML.Tokenizers' <see cref="SentencePieceTokenizer"/>.
+/// Control tokens come from the model's pieces (<c>[INST]</c>... exist in the v3 models); pieces the
+/// model lacks are written as text.
 /// </summary>
 public sealed class SentencePieceTextTokenizer : ITextTokenizer
 {
     private readonly SentencePieceTokenizer _tokenizer;
+    private readonly SentencePieceBpeEncoder? _bpe;
 
-    private SentencePieceTextTokenizer(SentencePieceTokenizer tokenizer, string identity)
+    private SentencePieceTextTokenizer(SentencePieceTokenizer tokenizer, SentencePieceBpeEncoder? bpe, string identity)
     {
         _tokenizer = tokenizer;
+        _bpe = bpe;
         Identity = identity;
         IReadOnlyDictionary<string, int> vocabulary = tokenizer.Vocabulary;
         VocabularySize = vocabulary.Count;
@@ -47,6 +51,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     public ControlTokens Control { get; }
 
     /// <summary>Loads a serialised SentencePiece <c>ModelProto</c>.</summary>
+    /// <exception cref="NotSupportedException">A BPE model whose normalisation is not identity (Mistral's are identity).</exception>
     public static SentencePieceTextTokenizer Load(Stream model)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -55,7 +60,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
         byte[] bytes = buffer.ToArray();
         using var stream = new MemoryStream(bytes, writable: false);
         SentencePieceTokenizer tokenizer = SentencePieceTokenizer.Create(stream, false, false);
-        return new SentencePieceTextTokenizer(tokenizer, "sentencepiece/sha256:" + Convert.ToHexStringLower(SHA256.HashData(bytes)));
+        return new SentencePieceTextTokenizer(tokenizer, SentencePieceBpeEncoder.TryCreate(bytes), "sentencepiece/sha256:" + Convert.ToHexStringLower(SHA256.HashData(bytes)));
     }
 
     /// <inheritdoc />
@@ -63,7 +68,11 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(destination);
-        if (text.Length > 0)
+        if (_bpe is not null)
+        {
+            _bpe.Encode(text, destination);
+        }
+        else if (text.Length > 0)
         {
             destination.AddRange(_tokenizer.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false));
         }

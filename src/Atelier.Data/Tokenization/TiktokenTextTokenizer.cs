@@ -11,6 +11,8 @@ namespace Atelier.Data.Tokenization;
 /// Byte-level BPE with tiktoken rank files, on Microsoft.ML.Tokenizers' <see cref="TiktokenTokenizer"/>:
 /// o200k_base and cl100k_base from the NuGet data packages, and Mistral's <c>tekken.json</c>.
 /// Special-token strings in the text are encoded as text: the pre-tokeniser is built without them.
+/// The pre-tokeniser of the known patterns is <see cref="TiktokenPreTokenizer"/>, a scanner over
+/// code points, so the pieces (and the ids) equal tiktoken's on any text, astral characters included.
 /// </summary>
 public sealed class TiktokenTextTokenizer : ITextTokenizer
 {
@@ -21,6 +23,10 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
     /// <summary>The pre-tokenisation pattern of cl100k_base (from tiktoken).</summary>
     public const string Cl100kPattern =
         @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    /// <summary>The pre-tokenisation pattern of Mistral's tekken.json files (o200k_base's without contractions, digits one by one).</summary>
+    public const string TekkenPattern =
+        @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     private readonly TiktokenTokenizer _tokenizer;
     private readonly int _idOffset;
@@ -60,6 +66,13 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
     /// <summary>cl100k_base from the Microsoft.ML.Tokenizers.Data.Cl100kBase package (control tokens from 100277).</summary>
     public static TiktokenTextTokenizer CreateCl100kBase() =>
         CreateFromDataPackage("cl100k_base", System.Reflection.Assembly.Load("Microsoft.ML.Tokenizers.Data.Cl100kBase"), "cl100k_base.tiktoken.deflate", Cl100kPattern, firstFreeId: 100277);
+
+    /// <summary>
+    /// o200k_base's ranks with another pre-tokenisation pattern: tests compare tekken's pattern with
+    /// tiktoken on a real vocabulary this way, without shipping a tekken.json.
+    /// </summary>
+    internal static TiktokenTextTokenizer CreateWithO200kRanks(string pattern) =>
+        CreateFromDataPackage("o200k_base", System.Reflection.Assembly.Load("Microsoft.ML.Tokenizers.Data.O200kBase"), "o200k_base.tiktoken.deflate", pattern, firstFreeId: 200019);
 
     /// <summary>
     /// Loads Mistral's <c>tekken.json</c>: <c>config.pattern</c>, <c>vocab</c> (base64 token bytes with
@@ -199,8 +212,13 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
 
     private static TiktokenTokenizer CreateInner(byte[] rankFile, string pattern)
     {
-        var regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+        // The known patterns run on the code-point scanner, which equals tiktoken on every input. Any
+        // other pattern (a tekken.json we have not seen) falls back to .NET's Regex, which sees UTF-16
+        // units: letters and digits past U+FFFF then fail \p{L} and \p{N}, and the pieces around them
+        // can differ from the Rust regex that wrote the vocabulary.
+        PreTokenizer preTokenizer = (PreTokenizer?)TiktokenPreTokenizer.ForPattern(pattern)
+            ?? new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant), null);
         using var stream = new MemoryStream(rankFile, writable: false);
-        return TiktokenTokenizer.Create(stream, new RegexPreTokenizer(regex, null), normalizer: null, specialTokens: null, cacheSize: 1 << 16);
+        return TiktokenTokenizer.Create(stream, preTokenizer, normalizer: null, specialTokens: null, cacheSize: 1 << 16);
     }
 }
