@@ -33,10 +33,31 @@ if ! dotnet format whitespace Atelier.slnx --verify-no-changes -v q; then
   format_status=1
 fi
 
+# Every temporary file of the run goes under one directory, removed at the end whatever happens,
+# and any process started from it (an `atelier serve` of a crash test) is killed: a failed or
+# killed test leaves nothing behind. What tests left there themselves is reported first.
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/atelier-test-run.XXXXXX")
+cleanup() {
+  pkill -KILL -f -- "$run_tmp" 2>/dev/null || true
+  rm -rf -- "$run_tmp"
+}
+trap cleanup EXIT
+
 results=artifacts/test-results
 rm -rf "$results"
-dotnet test Atelier.slnx -c Release --logger "trx" --results-directory "$results" "$@"
+
+# Built first with the machine's own temporary directory (long-lived build servers keep their
+# pipes there); then the tests run with the run's.
+dotnet build Atelier.slnx -c Release -nologo -v q
 status=$?
+if [ $status -eq 0 ]; then
+  TMPDIR="$run_tmp" dotnet test Atelier.slnx -c Release --no-build --logger "trx" --results-directory "$results" "$@"
+  status=$?
+fi
+
+leftover_dirs=$(find "$run_tmp" -mindepth 1 -maxdepth 1 -name 'atelier-*' | wc -l)
+leftover_procs=$(pgrep -f -- "$run_tmp" | wc -l)
+echo "Left behind by the tests (removed now): $leftover_dirs atelier-* temporary directories, $leftover_procs processes."
 
 node eng/count-trx.mjs "$results"
 count_status=$?

@@ -6,7 +6,7 @@ public sealed class CatalogTests
 {
     private static CatalogDatabase NewDatabase(out string path)
     {
-        path = Path.Combine(Directory.CreateTempSubdirectory("atelier-catalog").FullName, "catalog.db");
+        path = Path.Combine(Atelier.Testing.TestCleanup.CreateDirectory("atelier-catalog"), "catalog.db");
         return new CatalogDatabase(path);
     }
 
@@ -45,7 +45,7 @@ public sealed class CatalogTests
     public void UpgradeFromTheFirstSchema_AppliesOnlyTheNewMigrationsAndKeepsRows()
     {
         // A catalog as version 1 left it: only migration 1 applied, with a workspace in it.
-        var path = Path.Combine(Directory.CreateTempSubdirectory("atelier-catalog").FullName, "catalog.db");
+        var path = Path.Combine(Atelier.Testing.TestCleanup.CreateDirectory("atelier-catalog"), "catalog.db");
         var db = new CatalogDatabase(path);
         var keys = new ApiKeyStore(db, TimeProvider.System);
         var (_, token) = keys.Create(keys.EnsureWorkspace("default"), "admin", "admin");

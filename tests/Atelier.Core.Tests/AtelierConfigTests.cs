@@ -5,7 +5,7 @@ public sealed class AtelierConfigTests
     [Fact]
     public void FirstStart_WritesAnEuOnPremDefaultThatReadsBackEqual()
     {
-        var dir = Directory.CreateTempSubdirectory("atelier-config").FullName;
+        var dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-config");
         var written = AtelierConfig.LoadOrCreate(dir);
         Assert.True(File.Exists(Path.Combine(dir, AtelierConfig.FileName)));
         var location = Assert.Single(written.Locations);
@@ -21,7 +21,7 @@ public sealed class AtelierConfigTests
     [Fact]
     public void MalformedConfig_FailsWithThePathInTheMessage()
     {
-        var dir = Directory.CreateTempSubdirectory("atelier-config").FullName;
+        var dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-config");
         File.WriteAllText(Path.Combine(dir, AtelierConfig.FileName), "{ not json");
         var error = Assert.Throws<InvalidOperationException>(() => AtelierConfig.LoadOrCreate(dir));
         Assert.Contains(AtelierConfig.FileName, error.Message, StringComparison.Ordinal);

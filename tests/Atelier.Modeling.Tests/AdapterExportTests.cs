@@ -17,7 +17,7 @@ public sealed class AdapterExportTests : IDisposable
     // passed the wrong scale would fail.
     private static readonly LoraConfig Config = new(Rank: 4, Alpha: 12);
 
-    private readonly string _dir = Directory.CreateTempSubdirectory("atelier-adapter-").FullName;
+    private readonly string _dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-adapter-");
 
     public void Dispose() => Directory.Delete(_dir, true);
 

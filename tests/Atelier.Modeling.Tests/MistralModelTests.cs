@@ -199,7 +199,7 @@ public class MistralModelTests
     [Fact]
     public void Load_RefusesAModelWhoseTensorShapesDisagreeWithParams()
     {
-        var dir = Directory.CreateTempSubdirectory("atelier-model-").FullName;
+        var dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-model-");
         try
         {
             var args = TinyModelWriter.Write(dir, seed: 5);

@@ -6,7 +6,7 @@ namespace Atelier.Modeling.Tests;
 
 public sealed class SafeTensorsTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("atelier-st-").FullName;
+    private readonly string _dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-st-");
 
     public void Dispose() => Directory.Delete(_dir, true);
 

@@ -6,7 +6,7 @@ namespace Atelier.Modeling.Tests;
 
 public sealed class SamplingAndTinyModelTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("atelier-tiny-").FullName;
+    private readonly string _dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-tiny-");
 
     public void Dispose() => Directory.Delete(_dir, true);
 

@@ -8,7 +8,7 @@ namespace Atelier.Modeling.Tests;
 [Collection(GlobalKernelSettings.Name)]
 public sealed class TrainingTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("atelier-train-").FullName;
+    private readonly string _dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-train-");
 
     public void Dispose() => Directory.Delete(_dir, true);
 

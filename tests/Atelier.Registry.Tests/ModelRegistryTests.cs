@@ -11,7 +11,7 @@ public sealed class ModelRegistryTests : IDisposable
 {
     private static readonly ResidencyPolicy EuOnly = new() { Name = "eu-only", AllowedJurisdictions = ["EU"] };
 
-    private readonly string _data = Directory.CreateTempSubdirectory("atelier-registry").FullName;
+    private readonly string _data = Atelier.Testing.TestCleanup.CreateDirectory("atelier-registry");
     private readonly CatalogDatabase _catalog;
     private readonly AuditLog _audit;
     private readonly PlacementGuard _guard;
@@ -40,7 +40,7 @@ public sealed class ModelRegistryTests : IDisposable
 
     private string TinyModel(string name = "tiny-model")
     {
-        var dir = Path.Combine(Directory.CreateTempSubdirectory("atelier-tiny").FullName, name);
+        var dir = Path.Combine(Atelier.Testing.TestCleanup.CreateDirectory("atelier-tiny"), name);
         TinyModelWriter.Write(dir, seed: 3);
         return dir;
     }

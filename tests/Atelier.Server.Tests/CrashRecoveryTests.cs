@@ -164,28 +164,39 @@ internal sealed class ServerProcess : IDisposable
             start.ArgumentList.Add(arg);
         }
 
-        var server = new ServerProcess(Process.Start(start)!);
-        using var probe = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < TimeSpan.FromSeconds(60))
+        var server = new ServerProcess(Atelier.Testing.TestCleanup.Track(Process.Start(start)!));
+        try
         {
-            Assert.False(server._process.HasExited, "the server exited:\n" + server.Output);
-            try
+            // Generous: a loaded CI machine (load average 10 on 2 cores) starts the server slowly.
+            using var probe = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+            var deadline = Stopwatch.StartNew();
+            while (deadline.Elapsed < TimeSpan.FromSeconds(180))
             {
-                if ((await probe.GetAsync($"http://127.0.0.1:{port}/health")).IsSuccessStatusCode)
+                Assert.False(server._process.HasExited, "the server exited:\n" + server.Output);
+                try
                 {
-                    return server;
+                    using var health = await probe.GetAsync($"http://127.0.0.1:{port}/health");
+                    if (health.IsSuccessStatusCode)
+                    {
+                        return server;
+                    }
                 }
-            }
-            catch (HttpRequestException)
-            {
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                {
+                    // Not listening yet, or too busy to answer within the probe's timeout.
+                }
+
+                await Task.Delay(100);
             }
 
-            await Task.Delay(100);
+            throw new TimeoutException("The server did not answer /health within 180 s:\n" + server.Output);
         }
-
-        server.KillHard();
-        throw new TimeoutException("The server did not answer /health within 60 s:\n" + server.Output);
+        catch
+        {
+            // Whatever failed, the process must not outlive the test.
+            server.Dispose();
+            throw;
+        }
     }
 
     /// <summary>SIGKILL: no shutdown code runs, as in a crash or an OOM kill.</summary>

@@ -5,7 +5,7 @@ namespace Atelier.Storage.Tests;
 
 public sealed class AuditLogTests
 {
-    private static string NewDirectory() => Directory.CreateTempSubdirectory("atelier-audit").FullName;
+    private static string NewDirectory() => Atelier.Testing.TestCleanup.CreateDirectory("atelier-audit");
 
     private static async Task<string> WriteEventsAsync(int count)
     {

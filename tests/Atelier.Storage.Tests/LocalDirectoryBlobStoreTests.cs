@@ -5,7 +5,7 @@ namespace Atelier.Storage.Tests;
 
 public sealed class LocalDirectoryBlobStoreTests
 {
-    private static LocalDirectoryBlobStore NewStore() => new("local", Directory.CreateTempSubdirectory("atelier-blobs").FullName);
+    private static LocalDirectoryBlobStore NewStore() => new("local", Atelier.Testing.TestCleanup.CreateDirectory("atelier-blobs"));
 
     [Fact]
     public async Task CommittedWrite_IsVisibleWithItsBytes()

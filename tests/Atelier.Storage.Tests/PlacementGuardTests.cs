@@ -11,7 +11,7 @@ public sealed class PlacementGuardTests : IDisposable
     private static readonly ResidencyPolicy EuOnly = new() { Name = "eu-only", AllowedJurisdictions = ["EU"] };
     private static readonly ResidencyPolicy Checkpoints = new() { Name = "checkpoints", AllowedJurisdictions = ["EU"], RequireOnPrem = true };
 
-    private readonly string _data = Directory.CreateTempSubdirectory("atelier-guard").FullName;
+    private readonly string _data = Atelier.Testing.TestCleanup.CreateDirectory("atelier-guard");
     private readonly AuditLog _audit;
     private readonly PlacementGuard _guard;
 

@@ -29,7 +29,7 @@ internal sealed class CheckpointTestRig : IAsyncDisposable
 
     public CheckpointTestRig(IReadOnlyList<string>? targets = null, int writeConcurrency = 4)
     {
-        Directory = System.IO.Directory.CreateTempSubdirectory("atelier-ckpt").FullName;
+        Directory = global::Atelier.Testing.TestCleanup.CreateDirectory("atelier-ckpt");
         Targets = targets ?? ["paris"];
         WriteConcurrency = writeConcurrency;
         Open(faulty: true);

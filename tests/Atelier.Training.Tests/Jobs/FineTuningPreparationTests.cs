@@ -23,7 +23,7 @@ public sealed class FineTuningPreparationTests : IDisposable
 
     private async Task<PreparedData> BuildAsync(int valid, int invalid)
     {
-        var work = Directory.CreateTempSubdirectory("atelier-prep").FullName;
+        var work = Atelier.Testing.TestCleanup.CreateDirectory("atelier-prep");
         _directories.Add(work);
         var modelDir = Path.Combine(work, "model");
         TinyModelWriter.Write(modelDir);

@@ -16,7 +16,7 @@ public sealed class FineTuningRunnerTests
 {
     private static async Task<(string ModelDir, IReadOnlyList<ShardSource> Shards, string Work)> PrepareAsync()
     {
-        var work = Directory.CreateTempSubdirectory("atelier-runner").FullName;
+        var work = Atelier.Testing.TestCleanup.CreateDirectory("atelier-runner");
         var modelDir = Path.Combine(work, "model");
         TinyModelWriter.Write(modelDir, seed: 3);
         var lines = string.Join("\n", Enumerable.Range(0, 24).Select(i => JsonSerializer.Serialize(new

@@ -1,0 +1,97 @@
+using System.Diagnostics;
+
+namespace Atelier.Testing;
+
+/// <summary>
+/// What the tests of this process create outside themselves: temporary directories and child
+/// processes. Tests remove them when they are done; whatever a failed or crashed test left is
+/// removed (directories) or killed (processes) when the test process exits, so a run leaves
+/// nothing behind in the temporary directory and no process running.
+/// </summary>
+public static class TestCleanup
+{
+    private static readonly List<string> Directories = [];
+    private static readonly List<Process> Processes = [];
+
+    static TestCleanup() => AppDomain.CurrentDomain.ProcessExit += (_, _) => CleanUp();
+
+    /// <summary>Creates a new empty directory under the temporary directory, deleted at exit at the latest.</summary>
+    public static string CreateDirectory(string prefix)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(path);
+        return Track(path);
+    }
+
+    /// <summary>Registers a directory to delete at exit at the latest.</summary>
+    public static string Track(string directory)
+    {
+        lock (Directories)
+        {
+            Directories.Add(directory);
+        }
+
+        return directory;
+    }
+
+    /// <summary>Registers a child process to kill at exit at the latest.</summary>
+    public static Process Track(Process process)
+    {
+        lock (Processes)
+        {
+            Processes.Add(process);
+        }
+
+        return process;
+    }
+
+    /// <summary>Deletes a directory now, if it still exists; a failure is left to the exit sweep.</summary>
+    public static void Delete(string directory)
+    {
+        try
+        {
+            if (Directory.Exists(directory))
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+        }
+        catch (IOException)
+        {
+            // A process still writing there: the exit sweep tries again.
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // Made read-only by a permission test: the exit sweep tries again.
+        }
+    }
+
+    private static void CleanUp()
+    {
+        lock (Processes)
+        {
+            foreach (var process in Processes)
+            {
+                try
+                {
+                    if (!process.HasExited)
+                    {
+                        process.Kill(entireProcessTree: true);
+                        process.WaitForExit(10_000);
+                    }
+                }
+                catch (InvalidOperationException)
+                {
+                    // Never started, or already disposed by its test.
+                }
+            }
+        }
+
+        lock (Directories)
+        {
+            foreach (var directory in Directories)
+            {
+                Delete(directory);
+            }
+        }
+    }
+}
