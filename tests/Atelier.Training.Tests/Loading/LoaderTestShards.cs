@@ -13,8 +13,7 @@ internal sealed class LoaderTestShards : IDisposable
 
     public LoaderTestShards()
     {
-        Directory = Path.Combine(Path.GetTempPath(), "atelier-loader-tests", Guid.NewGuid().ToString("n"));
-        System.IO.Directory.CreateDirectory(Directory);
+        Directory = global::Atelier.Testing.TestCleanup.CreateDirectory("atelier-loader-tests");
     }
 
     public string Directory { get; }
