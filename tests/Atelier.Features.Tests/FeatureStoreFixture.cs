@@ -26,8 +26,7 @@ public sealed class FeatureStoreFixture : IDisposable
 
     public FeatureStoreFixture(int cacheCapacity = 1000, IScheduler? scheduler = null)
     {
-        Directory = Path.Combine(Path.GetTempPath(), "atelier-features-tests", Guid.NewGuid().ToString("N"));
-        System.IO.Directory.CreateDirectory(Directory);
+        Directory = global::Atelier.Testing.TestCleanup.CreateDirectory("atelier-features-tests");
         Clock = new ManualClock(T0);
         Catalog = new CatalogDatabase(Path.Combine(Directory, "catalog.db"));
         Locations = new StorageLocations(

@@ -13,12 +13,9 @@ public sealed class TestServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private readonly bool _ownsDirectory;
-
-    private TestServer(WebApplication app, string dataDirectory, bool ownsDirectory)
+    private TestServer(WebApplication app, string dataDirectory)
     {
         _app = app;
-        _ownsDirectory = ownsDirectory;
         DataDirectory = dataDirectory;
         BaseUrl = app.Urls.First();
         AdminKey = File.ReadAllText(Path.Combine(dataDirectory, AtelierRuntime.AdminKeyFile)).Trim();
@@ -37,7 +34,6 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>Starts a server; <paramref name="configure"/> edits the configuration before the first start.</summary>
     public static async Task<TestServer> StartAsync(Func<AtelierConfig, AtelierConfig>? configure = null, string? dataDirectory = null)
     {
-        var ownsDirectory = dataDirectory is null;
         dataDirectory ??= TempDirectory.Create("atelier-server");
         if (configure is not null)
         {
@@ -47,7 +43,7 @@ public sealed class TestServer : IAsyncDisposable
 
         var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = 0 }, logging => logging.SetMinimumLevel(LogLevel.Warning));
         await app.StartAsync();
-        return new TestServer(app, dataDirectory, ownsDirectory);
+        return new TestServer(app, dataDirectory);
     }
 
     public HttpClient Client(string? key = null)
@@ -75,22 +71,16 @@ public sealed class TestServer : IAsyncDisposable
     {
         await _app.StopAsync();
         await _app.DisposeAsync();
-        if (_ownsDirectory)
-        {
-            Atelier.Testing.TestCleanup.Delete(DataDirectory);
-        }
+
+        // The directory outlives the server (restart tests start another on it); it is tracked
+        // and removed when the test process exits.
     }
 }
 
 /// <summary>Temporary directories under the system temp folder, removed at process exit.</summary>
 public static class TempDirectory
 {
-    public static string Create(string prefix)
-    {
-        var path = Path.Combine(Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(path);
-        return Atelier.Testing.TestCleanup.Track(path);
-    }
+    public static string Create(string prefix) => Atelier.Testing.TestCleanup.CreateDirectory(prefix);
 }
 
 /// <summary>Paths in the repository, found from the test's output directory.</summary>

@@ -14,8 +14,7 @@ internal static class TestData
     {
         public TempDirectory()
         {
-            Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "atelier-data-tests", Guid.NewGuid().ToString("n"));
-            Directory.CreateDirectory(Path);
+            Path = global::Atelier.Testing.TestCleanup.CreateDirectory("atelier-data-tests");
         }
 
         public string Path { get; }
