@@ -48,20 +48,27 @@ public static class TestCleanup
     /// <summary>Deletes a directory now, if it still exists; a failure is left to the exit sweep.</summary>
     public static void Delete(string directory)
     {
-        try
+        // A process killed a moment ago may still have files closing there: a few tries.
+        for (var attempt = 0; attempt < 3; attempt++)
         {
-            if (Directory.Exists(directory))
+            try
             {
-                Directory.Delete(directory, recursive: true);
+                if (Directory.Exists(directory))
+                {
+                    Directory.Delete(directory, recursive: true);
+                }
+
+                return;
             }
-        }
-        catch (IOException)
-        {
-            // A process still writing there: the exit sweep tries again.
-        }
-        catch (UnauthorizedAccessException)
-        {
-            // Made read-only by a permission test: the exit sweep tries again.
+            catch (IOException)
+            {
+                Thread.Sleep(200);
+            }
+            catch (UnauthorizedAccessException)
+            {
+                // Made read-only by a permission test: the run's sweep removes it.
+                return;
+            }
         }
     }
 
