@@ -127,6 +127,16 @@ public sealed class ModelRegistryTests : IDisposable
     }
 
     [Fact]
+    public void TinyModel_TekkenIsV7_SoItsSystemPromptsRenderAsSystemPromptTokens()
+    {
+        var tokenizer = MistralModelTokenizer.Load(TinyModel());
+
+        Assert.Equal(MistralTokenizerVersion.V7, tokenizer.Version);
+        Assert.Equal(TinyModelWriter.SpecialTokens.ToList().IndexOf("[SYSTEM_PROMPT]"), tokenizer.Control.SystemPrompt);
+        Assert.Equal(TinyModelWriter.ByteVocabSize, tokenizer.File.VocabularySize);
+    }
+
+    [Fact]
     public async Task Import_WithATokenizerLargerThanTheModelVocabulary_IsRefusedNamingBothSizesAndFiles()
     {
         var dir = TinyModel();

@@ -473,6 +473,13 @@ public sealed class MistralInstructFormatter
 
     private static bool TryParse(string text, [NotNullWhen(true)] out JsonDocument? document)
     {
+        // Most tool results that are not JSON are prose: reject them without the cost of an exception.
+        if (!MightBeJson(text.AsSpan().Trim()))
+        {
+            document = null;
+            return false;
+        }
+
         try
         {
             document = JsonDocument.Parse(text);
@@ -484,6 +491,16 @@ public sealed class MistralInstructFormatter
             return false;
         }
     }
+
+    private static bool MightBeJson(ReadOnlySpan<char> text) =>
+        text.Length > 0 && text[0] switch
+        {
+            '{' or '[' or '"' or '-' or (>= '0' and <= '9') => true,
+            't' => text.SequenceEqual("true"),
+            'f' => text.SequenceEqual("false"),
+            'n' => text.SequenceEqual("null"),
+            _ => false,
+        };
 
     [DoesNotReturn]
     private static void ThrowToolsUnsupported() =>
