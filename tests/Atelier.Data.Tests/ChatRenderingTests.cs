@@ -213,6 +213,29 @@ public sealed class ChatRenderingTests : IDisposable
     }
 
     [Fact]
+    public void V13_ToolsBeforeTheFirstUserTurn_NoCallIds_ResultsInTheOrderOfTheCalls()
+    {
+        MistralModelTokenizer tokenizer = Tekken("v13");
+        TrainingExample example = Parse("""
+            {"tools":[{"type":"function","function":{"name":"f","description":"d","parameters":{}}}],"messages":[{"role":"system","content":"S"},{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}},{"id":"c2","type":"function","function":{"name":"g","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c2","content":"s"},{"role":"tool","tool_call_id":"c1","content":"r"},{"role":"assistant","content":"ok"}]}
+            """);
+
+        TokenizedExample result = new MistralInstructFormatter(tokenizer).Format(example);
+
+        Assert.Equal(MistralTokenizerVersion.V13, tokenizer.Version);
+        AssertRendered(
+            Expect(
+                TekkenText,
+                Bos, SystemPrompt, "S", EndSystemPrompt,
+                Tools, """[{"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}}]""", EndTools,
+                Inst, "a", EndInst, true, "b", Eos, false, Inst, "c", EndInst,
+                true, Calls, "f", Args, """{"x": 1}""", Calls, "g", Args, "{}", Eos, false,
+                Results, "r", EndResults, Results, "s", EndResults,
+                true, "ok", Eos),
+            result);
+    }
+
+    [Fact]
     public void V2_DropsToolTurnsBeforeTheLastUserTurn_AndWritesNoCallIds()
     {
         MistralModelTokenizer tokenizer = Tekken("v3");

@@ -60,7 +60,7 @@ public sealed class MistralTokenizerFileTests : IDisposable
     }
 
     [Theory]
-    [InlineData("v13")]
+    [InlineData("v15")]
     [InlineData("v4")]
     public void TekkenOfAnUnsupportedVersion_IsRefusedNamingIt(string version)
     {

@@ -160,9 +160,9 @@ public sealed class ModelRegistryTests : IDisposable
         var missing = await Assert.ThrowsAsync<ValidationFailedException>(() => ImportAsync(dir));
         Assert.Contains("tekken.json or tokenizer.model", missing.Message, StringComparison.Ordinal);
 
-        File.WriteAllText(Path.Combine(dir, "tekken.json"), File.ReadAllText(Path.Combine(dir, "tokenizer.json")).Replace("\"version\":\"v7\"", "\"version\":\"v13\"", StringComparison.Ordinal));
+        File.WriteAllText(Path.Combine(dir, "tekken.json"), File.ReadAllText(Path.Combine(dir, "tokenizer.json")).Replace("\"version\":\"v7\"", "\"version\":\"v15\"", StringComparison.Ordinal));
         var unsupported = await Assert.ThrowsAsync<ValidationFailedException>(() => ImportAsync(dir));
-        Assert.Contains("v13 is not supported", Assert.Single(unsupported.Problems).Message, StringComparison.Ordinal);
+        Assert.Contains("v15 is not supported", Assert.Single(unsupported.Problems).Message, StringComparison.Ordinal);
         Assert.Empty(Blobs("model/"));
     }
 

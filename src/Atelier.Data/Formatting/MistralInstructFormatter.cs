@@ -30,7 +30,7 @@ public sealed record TokenizedExample(int[] Tokens, bool[] LossMask)
 
 /// <summary>
 /// Mistral's instruct format, rendered per tokeniser version exactly as mistral-common's
-/// <c>InstructTokenizerV1/V2/V3/V7/V11</c> do, with the loss mask of mistral-finetune: true only on
+/// <c>InstructTokenizerV1/V2/V3/V7/V11/V13</c> do, with the loss mask of mistral-finetune: true only on
 /// assistant tokens (content or tool calls, and their <c>&lt;/s&gt;</c>) whose weight is not 0.
 /// <list type="bullet">
 /// <item>v1: <c>&lt;s&gt;</c>, then per user turn the text <c>"[INST] " + content + " [/INST]"</c> (SentencePiece's
@@ -44,6 +44,9 @@ public sealed record TokenizedExample(int[] Tokens, bool[] LossMask)
 /// <item>v7: as v3, but each system message is <c>[SYSTEM_PROMPT]text[/SYSTEM_PROMPT]</c> where it stands;
 /// tool results are <c>[TOOL_RESULTS]call_id[TOOL_CONTENT]content[/TOOL_RESULTS]</c>.</item>
 /// <item>v11: as v7, tool calls as <c>[TOOL_CALLS]name[CALL_ID]id[ARGS]json</c> per call.</item>
+/// <item>v13: as v11 without call ids (<c>[TOOL_CALLS]name[ARGS]json</c>, results
+/// <c>[TOOL_RESULTS]content[/TOOL_RESULTS]</c>), tools before the <em>first</em> user turn, and the results
+/// after a turn ordered as its calls.</item>
 /// </list>
 /// Before rendering, messages are normalised as mistral-common's request normaliser does: consecutive
 /// user turns (and assistant turns of equal weight) are merged with a blank line, JSON in tool
@@ -137,7 +140,9 @@ public sealed class MistralInstructFormatter
             return;
         }
 
-        if (isLast && !string.IsNullOrEmpty(toolsJson))
+        // v13 moved the tools to the first user turn, so they stay in a cacheable prefix.
+        bool toolsHere = Version >= MistralTokenizerVersion.V13 ? isFirst : isLast;
+        if (toolsHere && !string.IsNullOrEmpty(toolsJson))
         {
             Control(output, _control.AvailableTools, "[AVAILABLE_TOOLS]");
             output.Text(ToolsJson(toolsJson), false);
@@ -185,7 +190,8 @@ public sealed class MistralInstructFormatter
         if (hasCalls)
         {
             // A final turn's call ids are not rendered (mistral-finetune): an id is random, not learnable.
-            bool withIds = !isLast && Version != MistralTokenizerVersion.V2;
+            // v2 and v13 never render them.
+            bool withIds = !isLast && Version is not (MistralTokenizerVersion.V2 or MistralTokenizerVersion.V13);
             if (Version >= MistralTokenizerVersion.V11)
             {
                 foreach (ToolCall call in message.ToolCalls!)
@@ -229,8 +235,13 @@ public sealed class MistralInstructFormatter
                 output.Text(ToolResultJson(message.Name, content, callId), false);
                 Control(output, _control.EndToolResults, "[/TOOL_RESULTS]");
                 break;
+            case MistralTokenizerVersion.V13:
+                Control(output, _control.ToolResults, "[TOOL_RESULTS]");
+                output.Text(content, false);
+                Control(output, _control.EndToolResults, "[/TOOL_RESULTS]");
+                break;
             default:
-                // v7 and later: the id, then the content as written (no JSON normalisation).
+                // v7 and v11: the id, then the content as written (no JSON normalisation).
                 Control(output, _control.ToolResults, "[TOOL_RESULTS]");
                 output.Text(callId, false);
                 Control(output, _control.ToolContent, "[TOOL_CONTENT]");
@@ -290,6 +301,11 @@ public sealed class MistralInstructFormatter
             i = end;
         }
 
+        if (Version >= MistralTokenizerVersion.V13)
+        {
+            OrderToolResultsAsCalls(result);
+        }
+
         if (!systemInPlace && (result.Count == 0 || result[0].Role != ChatRole.User))
         {
             result.Insert(0, new ChatMessage { Role = ChatRole.User, Content = string.Empty });
@@ -297,6 +313,46 @@ public sealed class MistralInstructFormatter
 
         systemPrompt = system?.ToString();
         return result;
+    }
+
+    /// <summary>
+    /// v13's normaliser: each run of tool results follows the order of the calls of the assistant turns
+    /// before it (results for unknown ids last), keeping the given order among equals.
+    /// </summary>
+    private static void OrderToolResultsAsCalls(List<ChatMessage> messages)
+    {
+        var calls = new List<string>();
+        for (int i = 0; i < messages.Count;)
+        {
+            if (messages[i].Role != ChatRole.Tool)
+            {
+                if (messages[i].ToolCalls is { Count: > 0 } made)
+                {
+                    foreach (ToolCall call in made)
+                    {
+                        calls.Add(call.Id);
+                    }
+                }
+
+                i++;
+                continue;
+            }
+
+            int end = i;
+            while (end < messages.Count && messages[end].Role == ChatRole.Tool)
+            {
+                end++;
+            }
+
+            ChatMessage[] run = [.. messages.GetRange(i, end - i).Select((m, k) => (Message: m, Given: k))
+                .OrderBy(x => calls.IndexOf(x.Message.ToolCallId ?? "null") is int at and >= 0 ? at : int.MaxValue)
+                .ThenBy(x => x.Given)
+                .Select(x => x.Message)];
+            messages.RemoveRange(i, run.Length);
+            messages.InsertRange(i, run);
+            calls.Clear();
+            i = end;
+        }
     }
 
     private static string Join(IReadOnlyList<ChatMessage> messages, int start, int end)

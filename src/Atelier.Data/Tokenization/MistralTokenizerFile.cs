@@ -24,6 +24,9 @@ public enum MistralTokenizerVersion
 
     /// <summary>v11: tool calls as <c>[TOOL_CALLS]name[CALL_ID]id[ARGS]json</c>.</summary>
     V11 = 11,
+
+    /// <summary>v13: tools before the first user turn; no call ids in calls or results.</summary>
+    V13 = 13,
 }
 
 /// <summary>The two encodings of Mistral tokenisers.</summary>
@@ -71,7 +74,7 @@ public sealed record MistralTokenizerFile(
     ];
 
     /// <summary>The versions this code base renders, for error messages.</summary>
-    public static string SupportedVersions => "v1, v2, v3, v7, v11";
+    public static string SupportedVersions => "v1, v2, v3, v7, v11, v13";
 
     /// <summary>
     /// Whether <paramref name="fileName"/> names a Mistral tokeniser: <c>tekken.json</c>,
@@ -217,6 +220,7 @@ public sealed record MistralTokenizerFile(
         3 => MistralTokenizerVersion.V3,
         7 => MistralTokenizerVersion.V7,
         11 => MistralTokenizerVersion.V11,
+        13 => MistralTokenizerVersion.V13,
         _ => throw new InvalidDataException(
             $"{fileName}: tokeniser version v{version} is not supported; Atelier renders chats for {SupportedVersions} (rendering another version's format would train the model on the wrong tokens)."),
     };
