@@ -90,6 +90,14 @@ public sealed class MistralModelTokenizer : ITextTokenizer
     /// <inheritdoc />
     public void Encode(string text, List<int> destination) => _inner.Encode(text, destination);
 
-    /// <inheritdoc />
-    public string Decode(IEnumerable<int> ids) => _inner.Decode(ids);
+    /// <summary>
+    /// Decodes ids back to text. Ids past the tokeniser's vocabulary (rows of an embedding padded beyond
+    /// it, which an untrained model can still sample) have no text and are skipped.
+    /// </summary>
+    public string Decode(IEnumerable<int> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        int size = File.VocabularySize;
+        return _inner.Decode(ids.Where(id => id >= 0 && id < size));
+    }
 }
