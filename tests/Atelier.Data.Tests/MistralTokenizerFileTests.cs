@@ -80,6 +80,16 @@ public sealed class MistralTokenizerFileTests : IDisposable
         Assert.Contains("1000", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void TruncatedOrForeignSentencePieceFile_IsInvalidDataNotACrash()
+    {
+        byte[] model = BuildCharSentencePiece(withControlPieces: true);
+
+        Assert.Throws<InvalidDataException>(() => MistralTokenizerFile.Inspect("tokenizer.model.v3", model.AsSpan(0, model.Length / 2)));
+        Assert.Throws<InvalidDataException>(() => MistralTokenizerFile.Inspect("tokenizer.model.v3", [0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]));
+        Assert.Throws<InvalidDataException>(() => MistralTokenizerFile.Inspect("tokenizer.model", "not a model"u8));
+    }
+
     [Theory]
     [InlineData("tekken.json", true)]
     [InlineData("tokenizer.model", true)]

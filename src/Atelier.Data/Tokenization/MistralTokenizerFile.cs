@@ -264,11 +264,7 @@ public sealed record MistralTokenizerFile(
             int wire = (int)(tag & 7);
             if (wire == 2)
             {
-                int length = checked((int)ReadVarint(model, ref position, fileName));
-                if (length < 0 || position + length > model.Length)
-                {
-                    throw new InvalidDataException($"{fileName}: truncated SentencePiece model.");
-                }
+                int length = ReadLength(model, ref position, fileName);
 
                 if (field == 1)
                 {
@@ -306,11 +302,7 @@ public sealed record MistralTokenizerFile(
             }
             else if (wire == 2)
             {
-                int length = checked((int)ReadVarint(entry, ref position, fileName));
-                if (length < 0 || position + length > entry.Length)
-                {
-                    throw new InvalidDataException($"{fileName}: truncated SentencePiece model.");
-                }
+                int length = ReadLength(entry, ref position, fileName);
 
                 if ((tag >> 3) == 1)
                 {
@@ -326,6 +318,18 @@ public sealed record MistralTokenizerFile(
         }
 
         return (text, type);
+    }
+
+    /// <summary>A length-delimited field's length, checked against the bytes left.</summary>
+    private static int ReadLength(ReadOnlySpan<byte> bytes, ref int position, string fileName)
+    {
+        ulong length = ReadVarint(bytes, ref position, fileName);
+        if (length > (ulong)(bytes.Length - position))
+        {
+            throw new InvalidDataException($"{fileName}: truncated SentencePiece model.");
+        }
+
+        return (int)length;
     }
 
     private static void Skip(ReadOnlySpan<byte> bytes, ref int position, int wire, string fileName)
