@@ -11,7 +11,7 @@ internal static class ModelTokenizerLoader
         {
             return ModelTokenizers.Load(model.FullName);
         }
-        catch (FileNotFoundException e)
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException)
         {
             throw new CliException(e.Message);
         }

@@ -21,9 +21,16 @@ internal static class ModelsCommands
 
         var dir = new Argument<DirectoryInfo>("dir") { Description = "The model directory." };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 0 };
-        var init = new Command("init-tiny", "Write a small, valid model directory (random weights, a byte-level tekken tokeniser) for tests and demos.");
+        var tinyTokenizer = new Option<string>("--tokenizer")
+        {
+            Description = "The tokeniser: tekken-v7 (tekken.json), sentencepiece-v3 (tokenizer.model.v3) or sentencepiece-v1 (tokenizer.model).",
+            DefaultValueFactory = _ => "tekken-v7",
+        };
+        tinyTokenizer.AcceptOnlyFromAmong("tekken-v7", "sentencepiece-v3", "sentencepiece-v1");
+        var init = new Command("init-tiny", "Write a small, valid model directory (random weights, a byte-level tokeniser) for tests and demos.");
         init.Arguments.Add(dir);
         init.Options.Add(seed);
+        init.Options.Add(tinyTokenizer);
         init.SetAction(parse =>
         {
             var target = parse.GetValue(dir)!;
@@ -32,7 +39,13 @@ internal static class ModelsCommands
                 throw new CliException($"{target.FullName} is not empty; choose a new directory.");
             }
 
-            var args = TinyModelWriter.Write(target.FullName, seed: parse.GetValue(seed));
+            var kind = parse.GetValue(tinyTokenizer) switch
+            {
+                "sentencepiece-v3" => TinyTokenizer.SentencePieceV3,
+                "sentencepiece-v1" => TinyTokenizer.SentencePieceV1,
+                _ => TinyTokenizer.TekkenV7,
+            };
+            var args = TinyModelWriter.Write(target.FullName, seed: parse.GetValue(seed), tokenizer: kind);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"Wrote a tiny Mistral model to {target.FullName}: dim {args.Dim}, {args.NLayers} layers, {args.NHeads} heads ({args.NKvHeads} kv), vocab {args.VocabSize}."));
             return 0;

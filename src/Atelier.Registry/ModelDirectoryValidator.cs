@@ -1,19 +1,22 @@
 using System.Buffers.Binary;
 using System.Text.Json;
 using Atelier.Core.Errors;
+using Atelier.Data.Tokenization;
 
 namespace Atelier.Registry;
 
 /// <summary>The files of a valid Mistral model directory, and what <c>params.json</c> says about it.</summary>
 /// <param name="Files">File names to copy, weights first and <c>params.json</c> last.</param>
 /// <param name="MaxContextLength">From <c>max_seq_len</c> or <c>max_position_embeddings</c>, else 32768 (Mistral's default).</param>
-public sealed record ValidatedModelDirectory(IReadOnlyList<string> Files, int MaxContextLength);
+/// <param name="Tokenizer">The tokeniser file the model is used with, its version and vocabulary size.</param>
+public sealed record ValidatedModelDirectory(IReadOnlyList<string> Files, int MaxContextLength, MistralTokenizerFile Tokenizer);
 
 /// <summary>
 /// Checks a directory is a model in Mistral's consolidated format before anything is copied:
 /// <c>params.json</c> with the architecture's fields, a <c>consolidated.safetensors</c> whose header
-/// parses and whose tensors lie inside the file, and <c>tekken.json</c> or <c>tokenizer.model</c>.
-/// Every problem is reported at once, each naming its file.
+/// parses and whose tensors lie inside the file, and a tokeniser (<c>tekken.json</c>,
+/// <c>tokenizer.model.v&lt;N&gt;</c> or <c>tokenizer.model</c>, named and versioned as mistral-common does)
+/// whose vocabulary fits the model's <c>vocab_size</c>. Every problem is reported at once, each naming its file.
 /// </summary>
 public static class ModelDirectoryValidator
 {
@@ -22,9 +25,6 @@ public static class ModelDirectoryValidator
 
     /// <summary>The architecture file.</summary>
     public const string Params = "params.json";
-
-    /// <summary>The tokenisers accepted, in order of preference.</summary>
-    public static IReadOnlyList<string> Tokenizers { get; } = ["tekken.json", "tokenizer.model"];
 
     private const long MaxHeaderBytes = 100L * 1024 * 1024;
 
@@ -44,6 +44,7 @@ public static class ModelDirectoryValidator
 
         var problems = new List<Problem>();
         var maxContext = 32768;
+        int? vocabSize = null;
         var paramsPath = Path.Combine(directory, Params);
         if (!File.Exists(paramsPath))
         {
@@ -51,7 +52,8 @@ public static class ModelDirectoryValidator
         }
         else
         {
-            maxContext = CheckParams(paramsPath, problems) ?? maxContext;
+            (var context, vocabSize) = CheckParams(paramsPath, problems);
+            maxContext = context ?? maxContext;
         }
 
         var weightsPath = Path.Combine(directory, Weights);
@@ -64,17 +66,16 @@ public static class ModelDirectoryValidator
             CheckSafeTensors(weightsPath, problems);
         }
 
-        var tokenizers = Tokenizers.Where(t => File.Exists(Path.Combine(directory, t))).ToArray();
-        if (tokenizers.Length == 0)
+        var tokenizers = MistralTokenizerFile.FindAll(directory);
+        var tokenizer = tokenizers.Count == 0 ? null : CheckTokenizer(directory, tokenizers[0], vocabSize, problems);
+        if (tokenizers.Count == 0)
         {
-            problems.Add(new Problem("missing: a Mistral model directory needs tekken.json or tokenizer.model", File: "tekken.json"));
-        }
-        else if (tokenizers.Contains("tekken.json"))
-        {
-            CheckJson(Path.Combine(directory, "tekken.json"), problems);
+            problems.Add(new Problem(
+                "missing: a Mistral model directory needs tekken.json or tokenizer.model (or a versioned SentencePiece file such as tokenizer.model.v3)",
+                File: MistralTokenizerFile.TekkenFileName));
         }
 
-        if (problems.Count > 0)
+        if (problems.Count > 0 || tokenizer is null)
         {
             throw new ValidationFailedException(
                 $"'{directory}' is not a valid Mistral model directory: {string.Join("; ", problems)}",
@@ -83,10 +84,45 @@ public static class ModelDirectoryValidator
                 "invalid_model_directory");
         }
 
-        return new ValidatedModelDirectory([Weights, .. tokenizers, Params], maxContext);
+        // Every tokeniser file is kept (a v0.3 download has tokenizer.model and tokenizer.model.v3), so the
+        // imported directory chooses the same one as the source directory did.
+        return new ValidatedModelDirectory([Weights, .. tokenizers, Params], maxContext, tokenizer);
     }
 
-    private static int? CheckParams(string path, List<Problem> problems)
+    /// <summary>
+    /// Reads the tokeniser's version and vocabulary and checks it against <c>vocab_size</c>. A model's
+    /// embedding may have more rows than its tokeniser has ids (padding: mistral-inference and
+    /// mistral-finetune only index rows by id), but a tokeniser with more ids than rows would produce
+    /// ids the model cannot embed, which surfaces much later as an index error in training or inference.
+    /// </summary>
+    private static MistralTokenizerFile? CheckTokenizer(string directory, string name, int? vocabSize, List<Problem> problems)
+    {
+        MistralTokenizerFile tokenizer;
+        try
+        {
+            tokenizer = MistralTokenizerFile.Inspect(Path.Combine(directory, name));
+        }
+        catch (InvalidDataException e)
+        {
+            // Inspect's messages start with the file name, which the problem already carries.
+            var message = e.Message.StartsWith(name + ": ", StringComparison.Ordinal) ? e.Message[(name.Length + 2)..] : e.Message;
+            problems.Add(new Problem(message, File: name));
+            return null;
+        }
+
+        if (vocabSize is int size && tokenizer.VocabularySize > size)
+        {
+            problems.Add(new Problem(
+                $"the tokeniser has {tokenizer.VocabularySize} tokens but params.json has vocab_size {size}: it would produce ids the model has no embedding for "
+                + "(a model's vocab_size may be larger than its tokeniser's, never smaller; is this the model's own tokeniser?)",
+                Field: "vocab_size",
+                File: name));
+        }
+
+        return tokenizer;
+    }
+
+    private static (int? MaxContext, int? VocabSize) CheckParams(string path, List<Problem> problems)
     {
         JsonDocument document;
         try
@@ -97,7 +133,7 @@ public static class ModelDirectoryValidator
         catch (JsonException e)
         {
             problems.Add(new Problem($"not valid JSON ({e.Message})", File: Params));
-            return null;
+            return (null, null);
         }
 
         using (document)
@@ -106,9 +142,10 @@ public static class ModelDirectoryValidator
             if (root.ValueKind != JsonValueKind.Object)
             {
                 problems.Add(new Problem("not a JSON object", File: Params));
-                return null;
+                return (null, null);
             }
 
+            int? vocabSize = null;
             foreach (var field in new[] { "dim", "n_layers", "hidden_dim", "n_heads", "vocab_size" })
             {
                 if (!root.TryGetProperty(field, out var v))
@@ -119,17 +156,21 @@ public static class ModelDirectoryValidator
                 {
                     problems.Add(new Problem("must be a positive integer", Field: field, File: Params));
                 }
+                else if (field == "vocab_size")
+                {
+                    vocabSize = n;
+                }
             }
 
             foreach (var field in new[] { "max_seq_len", "max_position_embeddings" })
             {
                 if (root.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var n) && n > 0)
                 {
-                    return n;
+                    return (n, vocabSize);
                 }
             }
 
-            return null;
+            return (null, vocabSize);
         }
     }
 
@@ -196,19 +237,6 @@ public static class ModelDirectoryValidator
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             problems.Add(new Problem($"header is not valid JSON ({e.Message})", File: Weights));
-        }
-    }
-
-    private static void CheckJson(string path, List<Problem> problems)
-    {
-        try
-        {
-            using var stream = File.OpenRead(path);
-            using var document = JsonDocument.Parse(stream);
-        }
-        catch (JsonException e)
-        {
-            problems.Add(new Problem($"not valid JSON ({e.Message})", File: Path.GetFileName(path)));
         }
     }
 }

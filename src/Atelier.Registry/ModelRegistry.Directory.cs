@@ -6,7 +6,7 @@ public sealed partial class ModelRegistry
 {
     /// <summary>
     /// The local directory holding a base model's files under their own names (<c>params.json</c>,
-    /// <c>consolidated.safetensors</c>, <c>tekken.json</c> or <c>tokenizer.model</c>), ready for
+    /// <c>consolidated.safetensors</c>, <c>tekken.json</c> or <c>tokenizer.model[.vN]</c>), ready for
     /// <c>MistralModel.Load</c>. On a local-directory location these are the committed blobs themselves:
     /// treat the directory as read-only.
     /// </summary>

@@ -54,7 +54,7 @@ public class FormattingTests
         int tools = Array.IndexOf(t, Control.AvailableTools!.Value);
         int endTools = Array.IndexOf(t, Control.EndAvailableTools!.Value);
         Assert.True(tools > 0 && endTools > tools && t[endTools + 1] == Control.Inst);
-        Assert.Equal("[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}}]", Decode(t[(tools + 1)..endTools]));
+        Assert.Equal("[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}}]", Decode(t[(tools + 1)..endTools]));
 
         int calls = Array.IndexOf(t, Control.ToolCalls!.Value);
         int callsEos = Array.IndexOf(t, Control.Eos, calls);

@@ -1,6 +1,7 @@
 using Atelier.Catalog;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
+using Atelier.Data.Tokenization;
 using Atelier.Modeling.Mistral;
 using Atelier.Storage.Audit;
 using Atelier.Storage.Placement;
@@ -38,11 +39,19 @@ public sealed class ModelRegistryTests : IDisposable
 
     public void Dispose() => _audit.Dispose();
 
-    private string TinyModel(string name = "tiny-model")
+    private string TinyModel(string name = "tiny-model", TinyTokenizer tokenizer = TinyTokenizer.TekkenV7)
     {
         var dir = Path.Combine(Atelier.Testing.TestCleanup.CreateDirectory("atelier-tiny"), name);
-        TinyModelWriter.Write(dir, seed: 3);
+        TinyModelWriter.Write(dir, seed: 3, tokenizer: tokenizer);
         return dir;
+    }
+
+    private static void SetVocabSize(string dir, int vocabSize)
+    {
+        var path = Path.Combine(dir, "params.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+        json["vocab_size"] = vocabSize;
+        File.WriteAllText(path, json.ToJsonString());
     }
 
     private Task<RegisteredModel> ImportAsync(string dir, string? id = null, IReadOnlyList<string>? aliases = null) =>
@@ -99,6 +108,61 @@ public sealed class ModelRegistryTests : IDisposable
         Assert.Contains("consolidated.safetensors", error.Message, StringComparison.Ordinal);
         Assert.Contains(error.Problems, p => p.File == "consolidated.safetensors");
         Assert.Null(await _registry.FindAsync(_teamA.Id, "tiny-model", CancellationToken.None));
+        Assert.Empty(Blobs("model/"));
+    }
+
+    [Fact]
+    public async Task Import_OfAMistralV03StyleTokenizerModelV3_IsAcceptedAsV3WithTheModelVocabularyPadded()
+    {
+        // 267 SentencePiece pieces under a vocab_size of 276: a model may have more rows than its tokeniser has ids.
+        var dir = TinyModel(tokenizer: TinyTokenizer.SentencePieceV3);
+
+        var model = await ImportAsync(dir);
+
+        Assert.Equal(["consolidated.safetensors", "tokenizer.model.v3", "params.json"], model.Artifacts.Select(a => a.Name));
+        var tokenizer = MistralModelTokenizer.Load(_registry.ModelDirectory(model));
+        Assert.Equal(MistralTokenizerVersion.V3, tokenizer.Version);
+        Assert.Equal(3 + 7 + 256 + 1, tokenizer.File.VocabularySize);
+        Assert.Equal(3, tokenizer.Control.Inst);
+    }
+
+    [Fact]
+    public void TinyModel_TekkenIsV7_SoItsSystemPromptsRenderAsSystemPromptTokens()
+    {
+        var tokenizer = MistralModelTokenizer.Load(TinyModel());
+
+        Assert.Equal(MistralTokenizerVersion.V7, tokenizer.Version);
+        Assert.Equal(TinyModelWriter.SpecialTokens.ToList().IndexOf("[SYSTEM_PROMPT]"), tokenizer.Control.SystemPrompt);
+        Assert.Equal(TinyModelWriter.ByteVocabSize, tokenizer.File.VocabularySize);
+    }
+
+    [Fact]
+    public async Task Import_WithATokenizerLargerThanTheModelVocabulary_IsRefusedNamingBothSizesAndFiles()
+    {
+        var dir = TinyModel();
+        SetVocabSize(dir, 200);
+
+        var error = await Assert.ThrowsAsync<ValidationFailedException>(() => ImportAsync(dir));
+
+        var problem = Assert.Single(error.Problems);
+        Assert.Equal(("tekken.json", "vocab_size"), (problem.File, problem.Field));
+        Assert.Contains($"the tokeniser has {TinyModelWriter.ByteVocabSize} tokens but params.json has vocab_size 200", problem.Message, StringComparison.Ordinal);
+        Assert.Contains("tekken.json vocab_size", error.Message, StringComparison.Ordinal);
+        Assert.Empty(Blobs("model/"));
+    }
+
+    [Fact]
+    public async Task Import_WithAnUnknownOrUnsupportedTokenizer_IsRefused()
+    {
+        var dir = TinyModel();
+        File.Move(Path.Combine(dir, "tekken.json"), Path.Combine(dir, "tokenizer.json"));
+
+        var missing = await Assert.ThrowsAsync<ValidationFailedException>(() => ImportAsync(dir));
+        Assert.Contains("tekken.json or tokenizer.model", missing.Message, StringComparison.Ordinal);
+
+        File.WriteAllText(Path.Combine(dir, "tekken.json"), File.ReadAllText(Path.Combine(dir, "tokenizer.json")).Replace("\"version\":\"v7\"", "\"version\":\"v15\"", StringComparison.Ordinal));
+        var unsupported = await Assert.ThrowsAsync<ValidationFailedException>(() => ImportAsync(dir));
+        Assert.Contains("v15 is not supported", Assert.Single(unsupported.Problems).Message, StringComparison.Ordinal);
         Assert.Empty(Blobs("model/"));
     }
 

@@ -85,6 +85,14 @@ public sealed class CliTests
         (exit, output) = await Repo.RunAsync("dotnet", [cli, "models", "init-tiny", dir], Path.GetTempPath());
         Assert.Equal(2, exit);
         Assert.Contains("not empty", output, StringComparison.Ordinal);
+
+        // A Mistral 7B v0.3-style directory: tokenizer.model.v3, with fewer ids than the model's vocabulary.
+        var v3 = Path.Combine(TempDirectory.Create("atelier-model"), "tiny-v3");
+        (exit, output) = await Repo.RunAsync("dotnet", [cli, "models", "init-tiny", v3, "--tokenizer", "sentencepiece-v3"], Path.GetTempPath());
+        Assert.True(exit == 0 && File.Exists(Path.Combine(v3, "tokenizer.model.v3")), output);
+        (exit, output) = await Repo.RunAsync("dotnet", [cli, "models", "generate", v3, "--prompt", "Bonjour", "--max-tokens", "12"], Path.GetTempPath());
+        Assert.True(exit == 0, output);
+        Assert.Contains("12 tokens in", output, StringComparison.Ordinal);
     }
 
     [Fact]

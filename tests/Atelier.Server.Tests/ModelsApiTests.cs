@@ -104,6 +104,27 @@ public sealed class ModelsApiTests
     }
 
     [Fact]
+    public async Task Import_ChecksTheTokenizerAgainstVocabSize_AndAcceptsTokenizerModelV3()
+    {
+        await using var server = await TestServer.StartAsync();
+        var dir = TinyModel();
+        var paramsPath = System.IO.Path.Combine(dir, "params.json");
+        var parameters = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(paramsPath))!;
+        parameters["vocab_size"] = 100;
+        File.WriteAllText(paramsPath, parameters.ToJsonString());
+
+        var error = await ImportAsync(server, dir, expected: HttpStatusCode.UnprocessableEntity);
+        var problem = error.GetProperty("problems")[0];
+        Assert.Equal(("tekken.json", "vocab_size"), (problem.GetProperty("file").GetString(), problem.GetProperty("field").GetString()));
+        Assert.Contains($"the tokeniser has {TinyModelWriter.ByteVocabSize} tokens but params.json has vocab_size 100", error.GetProperty("detail").GetString(), StringComparison.Ordinal);
+
+        var v3 = System.IO.Path.Combine(TempDirectory.Create("atelier-tiny"), "tiny-v3");
+        TinyModelWriter.Write(v3, seed: 5, tokenizer: TinyTokenizer.SentencePieceV3);
+        var imported = await ImportAsync(server, v3);
+        Assert.Equal("tiny-v3", imported.GetProperty("id").GetString());
+    }
+
+    [Fact]
     public async Task Import_WithBadInputs_IsRefusedClearly()
     {
         await using var server = await TestServer.StartAsync();

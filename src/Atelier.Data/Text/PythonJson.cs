@@ -4,9 +4,9 @@ using System.Text.Json;
 namespace Atelier.Data;
 
 /// <summary>
-/// Writes JSON the way Python's <c>json.dumps</c> does with its defaults (<c>", "</c> and
-/// <c>": "</c> separators, <c>ensure_ascii=True</c>), because mistral-common renders tools,
-/// tool calls and tool results that way, and the token ids must match what Mistral models saw.
+/// Writes JSON the way Python's <c>json.dumps(..., ensure_ascii=False)</c> does (<c>", "</c> and
+/// <c>": "</c> separators, non-ASCII characters written as themselves), because mistral-common renders
+/// tools, tool calls and tool results that way, and the token ids must match what Mistral models saw.
 /// </summary>
 internal static class PythonJson
 {
@@ -88,7 +88,9 @@ internal static class PythonJson
                 case '\b': builder.Append("\\b"); break;
                 case '\f': builder.Append("\\f"); break;
                 default:
-                    if (c < 0x20 || c > 0x7e && c != 0x7f)
+                    // ensure_ascii=False escapes only control characters; everything else, DEL and
+                    // non-ASCII included, is written as is.
+                    if (c < 0x20)
                     {
                         builder.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
                     }

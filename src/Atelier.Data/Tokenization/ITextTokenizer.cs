@@ -33,6 +33,21 @@ public sealed record ControlTokens
     /// <summary><c>[/TOOL_RESULTS]</c>.</summary>
     public int? EndToolResults { get; init; }
 
+    /// <summary><c>[SYSTEM_PROMPT]</c> (v7 and later).</summary>
+    public int? SystemPrompt { get; init; }
+
+    /// <summary><c>[/SYSTEM_PROMPT]</c> (v7 and later).</summary>
+    public int? EndSystemPrompt { get; init; }
+
+    /// <summary><c>[TOOL_CONTENT]</c> (v7 and later): separates a tool result's call id from its content.</summary>
+    public int? ToolContent { get; init; }
+
+    /// <summary><c>[CALL_ID]</c> (v11 and later).</summary>
+    public int? CallId { get; init; }
+
+    /// <summary><c>[ARGS]</c> (v11 and later).</summary>
+    public int? Args { get; init; }
+
     /// <summary>The id written in padding positions (masked out of the loss).</summary>
     public int Pad { get; init; }
 }

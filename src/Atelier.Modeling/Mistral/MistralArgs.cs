@@ -137,6 +137,9 @@ public sealed record MistralArgs(
         var dim = Int("dim");
         var nHeads = Int("n_heads");
         int? window = o["sliding_window"] is null ? null : Int("sliding_window");
+        // No rope_theta: 10,000, the base Mistral 7B v0.1 was trained with (its params.json, the only
+        // released one without the field, omits it) and mistral-finetune's default. mistral-inference
+        // would use 1e6 instead, which is wrong for that model; every later release writes the field.
         var args = new MistralArgs(
             dim, Int("n_layers"), Int("head_dim", nHeads > 0 ? dim / nHeads : 0), Int("hidden_dim"), nHeads, Int("n_kv_heads", nHeads),
             (float)Num("norm_eps", 1e-5), Int("vocab_size"), Num("rope_theta", 10_000.0), window);
