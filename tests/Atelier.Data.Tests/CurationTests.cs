@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Apache.Arrow;
+using Apache.Arrow.Ipc;
 using Atelier.Data.Building;
 using Atelier.Data.Decontamination;
 using Atelier.Data.Model;
@@ -141,6 +143,43 @@ public class CurationTests
         Assert.Equal(3, Assert.Single(result.Manifest.Reports, r => r.Path == "dropped.jsonl").Rows);
         using var manifest = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(result.Directory, "manifest.json")));
         Assert.Equal(3, manifest.RootElement.GetProperty("counters").GetProperty("examples_dropped").GetInt64());
+    }
+
+    [Fact]
+    public async Task Build_OfPretrainingText_CountsAsTrainedOnlyTheTargetsTheWindowsTrainOn()
+    {
+        // Every token of a text is trained but the first: BOS is never a target once packed.
+        using var temp = new TestData.TempDirectory();
+        var random = new Random(3);
+        var texts = Enumerable.Range(0, 40).Select(_ => string.Join(' ', TestData.RandomWords(random, 30 + random.Next(30))));
+        var request = new DatasetBuildRequest
+        {
+            Training = [DatasetInput.FromText("corpus.txt", string.Join("\n\n", texts) + "\n", DataFormat.Text)],
+            Tokenizer = TestData.O200k,
+            Options = new DatasetBuildOptions { SequenceLength = 64 },
+        };
+
+        DatasetBuildResult result = await DatasetBuilder.BuildAsync(request, Path.Combine(temp.Path, "ds"));
+
+        long inWindows = 0;
+        foreach (DatasetFile shard in result.Manifest.Shards)
+        {
+            using var stream = File.OpenRead(Path.Combine(result.Directory, shard.Path));
+            using var reader = new ArrowFileReader(stream);
+            while (await reader.ReadNextRecordBatchAsync() is { } batch)
+            {
+                var mask = (ListArray)batch.Column("loss_mask");
+                for (int row = 0; row < batch.Length; row++)
+                {
+                    inWindows += ((UInt8Array)mask.GetSlicedValues(row)).Values.ToArray().Count(b => b == 1);
+                }
+            }
+        }
+
+        DatasetCounters c = result.Manifest.Counters;
+        Assert.Equal(40, c.ExamplesKept);
+        Assert.Equal(c.Tokens - c.ExamplesKept, c.TrainedTokens);
+        Assert.Equal(inWindows, c.TrainedTokens);
     }
 
     [Fact]

@@ -12,16 +12,20 @@ namespace Atelier.Data.Formatting;
 /// <param name="LossMask">True where the token is a training target.</param>
 public sealed record TokenizedExample(int[] Tokens, bool[] LossMask)
 {
-    /// <summary>Number of trained tokens.</summary>
+    /// <summary>
+    /// Number of trained targets: the masked positions after the first. Packing predicts token
+    /// i+1 from token i (<c>y = tokens[1:]</c>, <c>mask = mask[1:]</c>), so the first token (BOS)
+    /// is never a target even where its mask is true, as in a pretraining text.
+    /// </summary>
     public int TrainedCount { get; } = CountTrained(LossMask);
 
     private static int CountTrained(bool[] mask)
     {
         ArgumentNullException.ThrowIfNull(mask);
         int count = 0;
-        foreach (bool trained in mask)
+        for (int i = 1; i < mask.Length; i++)
         {
-            count += trained ? 1 : 0;
+            count += mask[i] ? 1 : 0;
         }
 
         return count;
