@@ -16,6 +16,9 @@ public sealed class JobsSdkTests
     [Fact]
     public Task Sdk_BadInputs_GetClear4xx_AndCreateNoJob() => RunScenarioAsync("badInputs");
 
+    [Fact]
+    public Task Sdk_FilesSharingASystemPromptAndTools_ValidateKeepingEveryExample() => RunScenarioAsync("sharedSystemPrompt");
+
     private static async Task RunScenarioAsync(string scenario)
     {
         await using var server = await TestServer.StartAsync();

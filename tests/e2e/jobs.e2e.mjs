@@ -34,6 +34,40 @@ async function waitFor(jobId, statuses, seconds = 240) {
 
 
 const scenarios = {
+  // The commonest real dataset: training and validation files share one system prompt and one tool
+  // schema. That is not contamination: every example is trained on, and the job says so.
+  async sharedSystemPrompt() {
+    const system = "You are the assistant of the Atelier municipal library. Answer in one short sentence, quote the catalogue when you can, never invent opening hours, and send questions about fines or lost cards to the front desk staff.";
+    const tools = [{ type: "function", function: { name: "search_catalogue", description: "Search the library catalogue by title, author or subject and return the matching books with their shelf marks", parameters: { type: "object", properties: { query: { type: "string" } }, required: ["query"] } } }];
+    const subjects = ["astronomy", "botany", "cooking", "geology", "history", "music", "poetry", "sailing"];
+    const row = (prefix, i) => ({
+      messages: [
+        { role: "system", content: system },
+        { role: "user", content: `${prefix} ${i}: a book about ${subjects[i % 8]}?` },
+        { role: "assistant", content: `Try shelf ${subjects[i % 8][0]}${i} for ${subjects[i % 8]} volume ${i}.` },
+      ],
+      tools,
+    });
+    const trainingFile = await upload("train.jsonl", Array.from({ length: 80 }, (_, i) => row("Question", i)));
+    const validationFile = await upload("valid.jsonl", Array.from({ length: 8 }, (_, i) => row("Eval question", 1000 + i)));
+    const created = await client.fineTuning.jobs.create({
+      model: baseModel,
+      trainingFiles: [{ fileId: trainingFile, weight: 1 }],
+      validationFiles: [validationFile],
+      hyperparameters: { trainingSteps: 4, learningRate: 0.001, seqLen: 128 },
+      autoStart: false,
+    });
+    const validated = await waitFor(created.id, ["VALIDATED"]);
+    const curated = validated.events.find((e) => e.name === "data-curated");
+    assert.ok(curated, `no data-curated event: ${JSON.stringify(validated.events)}`);
+    assert.equal(curated.data.examples_read, 80);
+    assert.equal(curated.data.examples_kept, 80);
+    assert.deepEqual(curated.data.dropped_by_reason, {});
+    assert.ok(validated.metadata.dataTokens > 0);
+    console.log(`ok: VALIDATED keeping 80 of 80 examples that share a system prompt and tools with the validation file`);
+    await client.fineTuning.jobs.cancel({ jobId: created.id });
+  },
+
   async train() {
     const trainingFile = await upload("train.jsonl", trainRows(48));
     const validationFile = await upload("valid.jsonl", trainRows(12).map((r) => chat(`Please ${r.messages[0].content}`, r.messages[1].content)));
