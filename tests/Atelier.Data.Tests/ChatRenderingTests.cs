@@ -109,6 +109,7 @@ public sealed class ChatRenderingTests : IDisposable
 
         var error = Assert.Throws<BadRequestException>(() => new MistralInstructFormatter(tokenizer).Format(example));
         Assert.Contains("v1", error.Message, StringComparison.Ordinal);
+        Assert.StartsWith("t.jsonl:1: ", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

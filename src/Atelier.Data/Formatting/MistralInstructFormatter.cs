@@ -100,6 +100,19 @@ public sealed class MistralInstructFormatter
             return output.ToExample();
         }
 
+        try
+        {
+            return FormatChat(example, output);
+        }
+        catch (BadRequestException e) when (e.Code == UnsupportedChatFormat)
+        {
+            // Say where: the example's file and line, as every other data error does.
+            throw new BadRequestException($"{example.SourceFile}:{example.Line}: {e.Message}", UnsupportedChatFormat);
+        }
+    }
+
+    private TokenizedExample FormatChat(TrainingExample example, Output output)
+    {
         List<ChatMessage> messages = Normalize(example.Messages!, out string? systemPrompt);
         int firstUser = messages.FindIndex(m => m.Role == ChatRole.User);
         int lastUser = messages.FindLastIndex(m => m.Role == ChatRole.User);
@@ -562,11 +575,13 @@ public sealed class MistralInstructFormatter
             _ => false,
         };
 
+    private const string UnsupportedChatFormat = "unsupported_chat_format";
+
     [DoesNotReturn]
     private static void ThrowToolsUnsupported() =>
         throw new BadRequestException(
             "Tool calls and tool results cannot be rendered for a v1 tokeniser (mistral-common refuses them); use a model with a v2 or later tokeniser.",
-            "unsupported_chat_format");
+            UnsupportedChatFormat);
 
     private static void Control(Output output, int? id, string literal, bool trained = false)
     {
