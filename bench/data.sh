@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data pipeline benchmark: generates a multi-language corpus, then measures, in the same run,
-#   1. tokenisation alone (o200k_base, one thread): Atelier (Microsoft.ML.Tokenizers) vs the tiktoken npm package,
+#   1. tokenisation alone (o200k_base, one thread): Atelier vs the tiktoken npm package (same token count checked by eye),
 #   2. the whole dataset build (normalise, exact + near dedup, quality scores, tokenise, pack, write),
 # printing MB/s (wall and per CPU-second) and peak memory.
 # Usage: bench/data.sh [SIZE_MB]   (default 1024)

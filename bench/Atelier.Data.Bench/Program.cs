@@ -63,7 +63,7 @@ switch (command)
             }
 
             double seconds = watch.Elapsed.TotalSeconds;
-            Console.WriteLine($"atelier o200k_base (Microsoft.ML.Tokenizers 2.0.1): {bytes / 1048576.0:F1} MB, {documentCount} docs, {tokens} tokens, {seconds:F2} s wall, {cpu.TotalSeconds:F2} s cpu: {bytes / 1048576.0 / seconds:F2} MB/s wall, {bytes / 1048576.0 / cpu.TotalSeconds:F2} MB/s per cpu-second");
+            Console.WriteLine($"atelier o200k_base (code-point pre-tokeniser, Microsoft.ML.Tokenizers BPE): {bytes / 1048576.0:F1} MB, {documentCount} docs, {tokens} tokens, {seconds:F2} s wall, {cpu.TotalSeconds:F2} s cpu: {bytes / 1048576.0 / seconds:F2} MB/s wall, {bytes / 1048576.0 / cpu.TotalSeconds:F2} MB/s per cpu-second");
             break;
         }
 
