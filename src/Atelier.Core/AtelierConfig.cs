@@ -97,9 +97,7 @@ public sealed record AtelierConfig
         }
 
         var config = CreateDefault(country);
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(config, SerializerOptions));
-        File.Move(temp, path, overwrite: false);
+        Atelier.Core.IO.AtomicFile.WriteAllBytes(path, System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(config, SerializerOptions)), overwrite: false);
         return config;
     }
 

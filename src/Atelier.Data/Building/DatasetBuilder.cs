@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
+using Atelier.Core.IO;
 using Atelier.Data.Decontamination;
 using Atelier.Data.Dedup;
 using Atelier.Data.Formatting;
@@ -142,7 +143,7 @@ public sealed partial class DatasetBuilder
         progress?.Report(run.Progress("committing", _counters));
         DatasetManifest manifest = await CommitAsync(run, inputs, cancellationToken).ConfigureAwait(false);
         Directory.Move(staging, output);
-        AtomicFile.SyncDirectory(Path.GetDirectoryName(output)!);
+        AtomicFile.FsyncDirectory(Path.GetDirectoryName(output)!);
         progress?.Report(run.Progress("done", _counters));
         return new DatasetBuildResult(output, manifest, BuildReport(), checkpoint is null ? 0 : checkpoint.Shards.Count) { Timings = _timings };
     }

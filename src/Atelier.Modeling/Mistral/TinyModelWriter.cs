@@ -206,15 +206,5 @@ public static class TinyModelWriter
 
     private static void WriteAtomically(string path, string text) => WriteAtomically(path, Encoding.UTF8.GetBytes(text));
 
-    private static void WriteAtomically(string path, byte[] bytes)
-    {
-        var temp = path + ".tmp";
-        using (var fs = new FileStream(temp, FileMode.Create, FileAccess.Write))
-        {
-            fs.Write(bytes);
-            fs.Flush(flushToDisk: true);
-        }
-
-        File.Move(temp, path, overwrite: true);
-    }
+    private static void WriteAtomically(string path, byte[] bytes) => Atelier.Core.IO.AtomicFile.WriteAllBytes(path, bytes);
 }

@@ -138,32 +138,18 @@ public sealed class SafeTensorsWriter
     public void Save(string path)
     {
         var header = BuildHeader();
-        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var temp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
-        try
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+        Atelier.Core.IO.AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            Span<byte> prefix = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
+            fs.Write(prefix);
+            fs.Write(header);
+            foreach (var (_, t) in _tensors)
             {
-                Span<byte> prefix = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
-                fs.Write(prefix);
-                fs.Write(header);
-                foreach (var (_, t) in _tensors)
-                {
-                    fs.Write(t.Data);
-                }
-
-                fs.Flush(flushToDisk: true);
+                fs.Write(t.Data);
             }
-
-            File.Move(temp, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        });
     }
 
     /// <summary>A readable summary for diagnostics.</summary>

@@ -1,4 +1,5 @@
 using Atelier.Core.Errors;
+using Atelier.Core.IO;
 
 namespace Atelier.Storage.Blobs;
 
@@ -91,7 +92,7 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
         }
 
         File.Delete(path);
-        Durability.FsyncDirectory(Path.GetDirectoryName(path)!);
+        AtomicFile.FsyncDirectory(Path.GetDirectoryName(path)!);
         return ValueTask.FromResult(true);
     }
 
@@ -160,8 +161,8 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
                 Directory.CreateDirectory(directory);
 
                 // Move without overwrite, atomically: an existing key is never replaced in place.
-                Durability.MoveNoReplace(tempPath, finalPath);
-                Durability.FsyncDirectory(directory);
+                AtomicFile.MoveNoReplace(tempPath, finalPath);
+                AtomicFile.FsyncDirectory(directory);
                 _committed = true;
             }
             catch (IOException e) when (IsDiskFull(e))
