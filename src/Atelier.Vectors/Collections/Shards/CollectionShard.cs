@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
-using Atelier.Vectors;
+using Atelier.Vectors.Collections.Wal;
 using Atelier.Vectors.Hnsw;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections.Shards;
 
 /// <summary>A payload field and one of its values: the key of the inverted index that serves match conditions.</summary>
 internal readonly record struct PayloadTerm(string Key, PayloadValue Value);
@@ -13,7 +13,7 @@ internal readonly record struct PayloadTerm(string Key, PayloadValue Value);
 /// read concurrently by searches (the graph supports concurrent reads and writes, the maps are concurrent,
 /// and payloads are immutable objects swapped whole).
 /// </summary>
-internal sealed class CollectionShard(int number, string locationId, string prefix, HnswIndex index) : IDisposable
+internal sealed partial class CollectionShard(int number, string locationId, string prefix, HnswIndex index) : IDisposable
 {
     /// <summary>Below this many candidates (or this fraction of the shard), a match filter is resolved to an id set up front.</summary>
     private const int IdSetMaxCandidates = 50_000;
@@ -47,10 +47,6 @@ internal sealed class CollectionShard(int number, string locationId, string pref
 
     /// <summary>Log blobs written after the snapshot.</summary>
     public int LogBlobs { get; set; }
-
-    public static string LogKey(string prefix, long seq) => $"{prefix}log-{seq:D12}";
-
-    public static string SnapshotKey(string prefix, long seq) => $"{prefix}snap-{seq:D12}";
 
     public bool TryGetPayload(long id, out Payload payload) => _points.TryGetValue(id, out payload!);
 

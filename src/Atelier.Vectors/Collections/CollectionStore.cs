@@ -1,26 +1,17 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using Atelier.Core;
 using Atelier.Core.Errors;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
+using Atelier.Core.Residency;
 using Atelier.Storage.Placement;
-using Microsoft.Data.Sqlite;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections;
 
-/// <summary>Tuning of the collection store.</summary>
-public sealed record CollectionStoreOptions
-{
-    /// <summary>
-    /// A shard's log is folded into a new snapshot once it holds more bytes than this and than the last
-    /// snapshot (so snapshots cost amortised linear time in what is written).
-    /// </summary>
-    public long MinSnapshotLogBytes { get; init; } = 8L << 20;
-}
+/// <summary>The residency policy a name denotes (a name, or names joined by <c>&amp;</c> for their intersection).</summary>
+/// <param name="name">The policy name a collection was created with.</param>
+public delegate ResidencyPolicy ResidencyPolicyResolver(string name);
 
 /// <summary>
-/// The vector collections of every workspace: their catalog rows (table <c>vector_collections</c>) and the
+/// The vector collections of every workspace: their catalog rows (through <see cref="ICollectionCatalog"/>) and the
 /// open collections, each opened from its blobs on first use. Creation writes a small configuration blob
 /// at each of the collection's locations through the placement guard, so a location the residency policy
 /// forbids is refused (and audited) before the collection exists.
@@ -29,16 +20,30 @@ public sealed class CollectionStore : IDisposable
 {
     private const string RecoveryActor = "system:recovery";
 
-    private readonly AtelierRuntime _runtime;
+    private readonly ICollectionCatalog _catalog;
+    private readonly PlacementGuard _guard;
+    private readonly ResidencyPolicyResolver _resolvePolicy;
+    private readonly TimeProvider _clock;
     private readonly CollectionStoreOptions _options;
     private readonly ConcurrentDictionary<(string Workspace, string Name), Lazy<Task<VectorCollection>>> _open = new();
     private readonly SemaphoreSlim _gate = new(1, 1);
 
     /// <summary>Opens the store and removes blobs of collections that have no catalog row (a crash during create or delete).</summary>
-    public CollectionStore(AtelierRuntime runtime, CollectionStoreOptions? options = null)
+    /// <param name="catalog">The catalog rows of the collections.</param>
+    /// <param name="guard">The only path to write and delete bytes; its locations are where the collections live.</param>
+    /// <param name="resolvePolicy">The residency policy of a collection, from the name it was created with.</param>
+    /// <param name="clock">The clock that stamps and names new collections.</param>
+    /// <param name="options">Tuning; the defaults when null.</param>
+    public CollectionStore(ICollectionCatalog catalog, PlacementGuard guard, ResidencyPolicyResolver resolvePolicy, TimeProvider clock, CollectionStoreOptions? options = null)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
-        _runtime = runtime;
+        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentNullException.ThrowIfNull(guard);
+        ArgumentNullException.ThrowIfNull(resolvePolicy);
+        ArgumentNullException.ThrowIfNull(clock);
+        _catalog = catalog;
+        _guard = guard;
+        _resolvePolicy = resolvePolicy;
+        _clock = clock;
         _options = options ?? new CollectionStoreOptions();
         RemovedOrphans = RemoveOrphans();
     }
@@ -52,53 +57,53 @@ public sealed class CollectionStore : IDisposable
     public async Task<VectorCollection> CreateAsync(string workspace, string name, CollectionConfig config, string policyName, string actor, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(config);
-        var policy = _runtime.ResolvePolicy(policyName);
+        var policy = _resolvePolicy(policyName);
         var record = new CollectionRecord
         {
-            Id = "col-" + ResourceIds.NewUuid(_runtime.Clock),
+            Id = "col-" + ResourceIds.NewUuid(_clock),
             WorkspaceId = workspace,
             Name = name,
             Config = config,
             Policy = policyName,
-            CreatedAt = _runtime.Clock.GetUtcNow().ToUnixTimeSeconds(),
+            CreatedAt = _clock.GetUtcNow().ToUnixTimeSeconds(),
             CreatedBy = actor,
         };
 
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (Find(workspace, name) is not null)
+            if (_catalog.Find(workspace, name) is not null)
             {
                 throw new ConflictException($"A collection named '{name}' already exists in this workspace.");
             }
 
             // The guard judges each location against the policy before anything else exists; a refusal is audited.
             var artifact = new ArtifactRef("collection", record.Id, workspace);
-            var configJson = JsonSerializer.SerializeToUtf8Bytes(record, AtelierJson.Options);
+            var configJson = CollectionJson.SerializeToUtf8Bytes(record);
             var written = new List<string>();
             try
             {
                 foreach (var location in config.Locations.Distinct(StringComparer.Ordinal))
                 {
-                    await using var write = await _runtime.Guard.BeginWriteAsync(artifact, policy, location, actor, key: VectorCollection.KeyPrefix(record.Id) + "config.json", cancellationToken: cancellationToken).ConfigureAwait(false);
+                    await using var write = await _guard.BeginWriteAsync(artifact, policy, location, actor, key: VectorCollection.KeyPrefix(record.Id) + "config.json", cancellationToken: cancellationToken).ConfigureAwait(false);
                     await write.WriteAsync(configJson, cancellationToken).ConfigureAwait(false);
                     await write.CommitAsync(cancellationToken).ConfigureAwait(false);
                     written.Add(location);
                 }
 
-                Insert(record);
+                _catalog.Insert(record);
             }
             catch
             {
                 foreach (var location in written)
                 {
-                    await _runtime.Guard.DeleteAsync(artifact, location, actor, VectorCollection.KeyPrefix(record.Id) + "config.json", CancellationToken.None).ConfigureAwait(false);
+                    await _guard.DeleteAsync(artifact, location, actor, VectorCollection.KeyPrefix(record.Id) + "config.json", CancellationToken.None).ConfigureAwait(false);
                 }
 
                 throw;
             }
 
-            var collection = await VectorCollection.OpenAsync(record, _runtime.Guard, policy, _options, cancellationToken).ConfigureAwait(false);
+            var collection = await VectorCollection.OpenAsync(record, _guard, policy, _options, cancellationToken).ConfigureAwait(false);
             _open[(workspace, name)] = new Lazy<Task<VectorCollection>>(Task.FromResult(collection));
             return collection;
         }
@@ -109,14 +114,7 @@ public sealed class CollectionStore : IDisposable
     }
 
     /// <summary>The collections of a workspace, by name.</summary>
-    public IReadOnlyList<CollectionRecord> List(string workspace)
-    {
-        using var connection = _runtime.Catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT id, workspace_id, name, config_json, policy, created_at, created_by FROM vector_collections WHERE workspace_id = $w ORDER BY name";
-        command.Parameters.AddWithValue("$w", workspace);
-        return ReadAll(command);
-    }
+    public IReadOnlyList<CollectionRecord> List(string workspace) => _catalog.List(workspace);
 
     /// <summary>The open collection <paramref name="name"/> of the workspace (opened from its blobs on first use).</summary>
     /// <exception cref="NotFoundException">No such collection in this workspace.</exception>
@@ -131,9 +129,9 @@ public sealed class CollectionStore : IDisposable
         Lazy<Task<VectorCollection>> lazy;
         try
         {
-            var record = Find(workspace, name) ?? throw new NotFoundException("collection", name);
+            var record = _catalog.Find(workspace, name) ?? throw new NotFoundException("collection", name);
             lazy = _open.GetOrAdd((workspace, name), _ => new Lazy<Task<VectorCollection>>(() =>
-                VectorCollection.OpenAsync(record, _runtime.Guard, _runtime.ResolvePolicy(record.Policy), _options, CancellationToken.None)));
+                VectorCollection.OpenAsync(record, _guard, _resolvePolicy(record.Policy), _options, CancellationToken.None)));
         }
         finally
         {
@@ -159,14 +157,8 @@ public sealed class CollectionStore : IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var record = Find(workspace, name) ?? throw new NotFoundException("collection", name);
-            using (var connection = _runtime.Catalog.Open())
-            using (var command = connection.CreateCommand())
-            {
-                command.CommandText = "DELETE FROM vector_collections WHERE id = $id";
-                command.Parameters.AddWithValue("$id", record.Id);
-                command.ExecuteNonQuery();
-            }
+            var record = _catalog.Find(workspace, name) ?? throw new NotFoundException("collection", name);
+            _catalog.Delete(record.Id);
 
             if (_open.TryRemove((workspace, name), out var open) && open.IsValueCreated && open.Value.IsCompletedSuccessfully)
             {
@@ -198,79 +190,14 @@ public sealed class CollectionStore : IDisposable
         _gate.Dispose();
     }
 
-    private CollectionRecord? Find(string workspace, string name)
-    {
-        using var connection = _runtime.Catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT id, workspace_id, name, config_json, policy, created_at, created_by FROM vector_collections WHERE workspace_id = $w AND name = $n";
-        command.Parameters.AddWithValue("$w", workspace);
-        command.Parameters.AddWithValue("$n", name);
-        var rows = ReadAll(command);
-        return rows.Count == 0 ? null : rows[0];
-    }
-
-    private void Insert(CollectionRecord record)
-    {
-        using var connection = _runtime.Catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            INSERT INTO vector_collections(id, workspace_id, name, config_json, policy, created_at, created_by)
-            VALUES ($id, $w, $n, $c, $p, $t, $by)
-            """;
-        command.Parameters.AddWithValue("$id", record.Id);
-        command.Parameters.AddWithValue("$w", record.WorkspaceId);
-        command.Parameters.AddWithValue("$n", record.Name);
-        command.Parameters.AddWithValue("$c", JsonSerializer.Serialize(record.Config, AtelierJson.Options));
-        command.Parameters.AddWithValue("$p", record.Policy);
-        command.Parameters.AddWithValue("$t", record.CreatedAt);
-        command.Parameters.AddWithValue("$by", record.CreatedBy);
-        command.ExecuteNonQuery();
-    }
-
-    private static List<CollectionRecord> ReadAll(SqliteCommand command)
-    {
-        var rows = new List<CollectionRecord>();
-        using var reader = command.ExecuteReader();
-        while (reader.Read())
-        {
-            rows.Add(new CollectionRecord
-            {
-                Id = reader.GetString(0),
-                WorkspaceId = reader.GetString(1),
-                Name = reader.GetString(2),
-                Config = JsonSerializer.Deserialize<CollectionConfig>(reader.GetString(3), AtelierJson.Options)!,
-                Policy = reader.GetString(4),
-                CreatedAt = reader.GetInt64(5),
-                CreatedBy = reader.GetString(6),
-            });
-        }
-
-        return rows;
-    }
-
-    private HashSet<string> AllIds()
-    {
-        using var connection = _runtime.Catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT id FROM vector_collections";
-        var ids = new HashSet<string>(StringComparer.Ordinal);
-        using var reader = command.ExecuteReader();
-        while (reader.Read())
-        {
-            ids.Add(reader.GetString(0));
-        }
-
-        return ids;
-    }
-
     private async Task DeleteBlobsAsync(string id, string workspace, string actor)
     {
         var artifact = new ArtifactRef("collection", id, workspace);
-        foreach (var location in _runtime.Locations.All)
+        foreach (var location in _guard.Locations.All)
         {
-            foreach (var key in _runtime.Locations.ListKeys(location.Id, VectorCollection.KeyPrefix(id)).ToArray())
+            foreach (var key in _guard.Locations.ListKeys(location.Id, VectorCollection.KeyPrefix(id)).ToArray())
             {
-                await _runtime.Guard.DeleteAsync(artifact, location.Id, actor, key, CancellationToken.None).ConfigureAwait(false);
+                await _guard.DeleteAsync(artifact, location.Id, actor, key, CancellationToken.None).ConfigureAwait(false);
             }
         }
     }
@@ -278,16 +205,16 @@ public sealed class CollectionStore : IDisposable
     private int RemoveOrphans()
     {
         // Runs while the server starts, before any request: nothing is creating or deleting a collection.
-        var known = AllIds();
+        var known = _catalog.AllIds();
         int removed = 0;
-        foreach (var location in _runtime.Locations.All)
+        foreach (var location in _guard.Locations.All)
         {
-            foreach (var key in _runtime.Locations.ListKeys(location.Id, "collection/").ToArray())
+            foreach (var key in _guard.Locations.ListKeys(location.Id, "collection/").ToArray())
             {
                 var parts = key.Split('/');
                 if (parts.Length >= 3 && !known.Contains(parts[1]))
                 {
-                    _runtime.Guard.DeleteAsync(new ArtifactRef("collection", parts[1], "unknown"), location.Id, RecoveryActor, key).AsTask().GetAwaiter().GetResult();
+                    _guard.DeleteAsync(new ArtifactRef("collection", parts[1], "unknown"), location.Id, RecoveryActor, key).AsTask().GetAwaiter().GetResult();
                     removed++;
                 }
             }

@@ -2,9 +2,8 @@ using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using Atelier.Storage.Placement;
-using Atelier.Vectors;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections.Wal;
 
 /// <summary>What one blob of a shard's log holds.</summary>
 internal enum LogBlobKind : byte

@@ -1,10 +1,9 @@
-using System.Globalization;
 using Atelier.Core.Residency;
 using Atelier.Storage.Placement;
-using Atelier.Vectors;
-using Atelier.Vectors.Hnsw;
+using Atelier.Vectors.Collections.Shards;
+using Atelier.Vectors.Collections.Wal;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections;
 
 /// <summary>One point to upsert: a non-negative id, a vector of the collection's dimension, a payload.</summary>
 /// <param name="Id">The point id.</param>
@@ -42,8 +41,6 @@ public sealed record ShardDescription(int Shard, string Location, long Points, i
 /// </remarks>
 public sealed class VectorCollection : IDisposable
 {
-    private const string Actor = "system:collections";
-
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly CollectionShard[] _shards;
     private readonly PlacementGuard _guard;
@@ -82,7 +79,7 @@ public sealed class VectorCollection : IDisposable
             for (int i = 0; i < shards.Length; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                shards[i] = await OpenShardAsync(record, guard, i).ConfigureAwait(false);
+                shards[i] = await CollectionShard.OpenAsync(record, guard, i).ConfigureAwait(false);
             }
         }
         catch
@@ -263,7 +260,7 @@ public sealed class VectorCollection : IDisposable
                 if (byShard[s] is { Count: > 0 } points)
                 {
                     var shard = _shards[s];
-                    writes[s] = CommitBlobAsync(shard, CollectionShard.LogKey(shard.Prefix, shard.NextSeq), kind, points, actor, cancellationToken);
+                    writes[s] = CommitBlobAsync(shard, LogKeys.Log(shard.Prefix, shard.NextSeq), kind, points, actor, cancellationToken);
                 }
             }
 
@@ -346,12 +343,12 @@ public sealed class VectorCollection : IDisposable
             }
         }
 
-        long bytes = await CommitBlobAsync(shard, CollectionShard.SnapshotKey(shard.Prefix, covered), LogBlobKind.Snapshot, points, Actor, cancellationToken).ConfigureAwait(false);
+        long bytes = await CommitBlobAsync(shard, LogKeys.Snapshot(shard.Prefix, covered), LogBlobKind.Snapshot, points, CollectionShard.SystemActor, cancellationToken).ConfigureAwait(false);
         shard.SnapshotSeq = covered;
         shard.SnapshotBytes = bytes;
         shard.LogBytes = 0;
         shard.LogBlobs = 0;
-        await DeleteReplacedAsync(_guard, Record, shard, covered).ConfigureAwait(false);
+        await shard.DeleteReplacedAsync(_guard, Record, covered).ConfigureAwait(false);
     }
 
     private async Task<long> CommitBlobAsync(CollectionShard shard, string key, LogBlobKind kind, IReadOnlyList<LogPoint> points, string actor, CancellationToken cancellationToken)
@@ -364,147 +361,5 @@ public sealed class VectorCollection : IDisposable
         // committed but never applied in memory: commit without the request's token.
         var receipt = await write.CommitAsync(CancellationToken.None).ConfigureAwait(false);
         return receipt.Bytes;
-    }
-
-    private static async Task DeleteReplacedAsync(PlacementGuard guard, CollectionRecord record, CollectionShard shard, long covered)
-    {
-        var artifact = new ArtifactRef("collection", record.Id, record.WorkspaceId);
-        foreach (var key in guard.Locations.ListKeys(shard.LocationId, shard.Prefix).ToArray())
-        {
-            if (ParseKey(key, shard.Prefix) is { } parsed &&
-                ((parsed.Kind == LogBlobKind.Upsert && parsed.Seq <= covered) || (parsed.Kind == LogBlobKind.Snapshot && parsed.Seq < covered)))
-            {
-                await guard.DeleteAsync(artifact, shard.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
-            }
-        }
-    }
-
-    /// <summary>The kind (log or snapshot) and sequence number a shard blob key names; null for other keys.</summary>
-    private static (LogBlobKind Kind, long Seq)? ParseKey(string key, string prefix)
-    {
-        var name = key.AsSpan(prefix.Length);
-        LogBlobKind kind;
-        if (name.StartsWith("log-", StringComparison.Ordinal))
-        {
-            kind = LogBlobKind.Upsert;
-            name = name[4..];
-        }
-        else if (name.StartsWith("snap-", StringComparison.Ordinal))
-        {
-            kind = LogBlobKind.Snapshot;
-            name = name[5..];
-        }
-        else
-        {
-            return null;
-        }
-
-        return long.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out var seq) ? (kind, seq) : null;
-    }
-
-    private static async Task<CollectionShard> OpenShardAsync(CollectionRecord record, PlacementGuard guard, int number)
-    {
-        var config = record.Config;
-        string location = config.LocationOf(number);
-        string prefix = $"{KeyPrefix(record.Id)}shard-{number:D3}/";
-        var logs = new List<(long Seq, string Key)>();
-        (long Seq, string Key)? snapshot = null;
-        foreach (var key in guard.Locations.ListKeys(location, prefix))
-        {
-            switch (ParseKey(key, prefix))
-            {
-                case { Kind: LogBlobKind.Snapshot } s when snapshot is null || s.Seq > snapshot.Value.Seq:
-                    snapshot = (s.Seq, key);
-                    break;
-                case { Kind: LogBlobKind.Upsert } l:
-                    logs.Add((l.Seq, key));
-                    break;
-            }
-        }
-
-        long covered = snapshot?.Seq ?? 0;
-        var state = new Dictionary<long, LogPoint>();
-        long snapshotBytes = 0, logBytes = 0;
-        int logBlobs = 0;
-        void Apply(LogBlobKind kind, long id, float[]? vector, Payload? payload)
-        {
-            if (kind == LogBlobKind.Delete)
-            {
-                state.Remove(id);
-            }
-            else
-            {
-                state[id] = new LogPoint(id, vector!, payload!);
-            }
-        }
-
-        if (snapshot is { } snap)
-        {
-            snapshotBytes = ReadBlob(guard, location, snap.Key, config.Dimension, Apply);
-        }
-
-        long maxSeq = covered;
-        foreach (var (seq, key) in logs.OrderBy(l => l.Seq))
-        {
-            maxSeq = Math.Max(maxSeq, seq);
-            if (seq <= covered)
-            {
-                continue;
-            }
-
-            logBytes += ReadBlob(guard, location, key, config.Dimension, Apply);
-            logBlobs++;
-        }
-
-        var index = new HnswIndex(new HnswOptions
-        {
-            Dimension = config.Dimension,
-            Metric = config.Metric,
-            M = config.M,
-            EfConstruction = config.EfConstruction,
-            EfSearch = config.EfSearch,
-            QuantizeInt8 = config.Storage == VectorStorage.Int8,
-            InitialCapacity = Math.Max(1024, state.Count),
-        });
-        var shard = new CollectionShard(number, location, prefix, index)
-        {
-            NextSeq = maxSeq + 1,
-            SnapshotSeq = covered,
-            SnapshotBytes = snapshotBytes,
-            LogBytes = logBytes,
-            LogBlobs = logBlobs,
-        };
-        try
-        {
-            // Ids in order, so a rebuild inserts in the same order whatever the replay's dictionary order was.
-            shard.ApplyUpserts([.. state.Values.OrderBy(p => p.Id)], config.Dimension);
-
-            // What a crash during a snapshot left behind: the log it covers and the snapshot it replaced.
-            if (covered > 0)
-            {
-                await DeleteReplacedAsync(guard, record, shard, covered).ConfigureAwait(false);
-            }
-        }
-        catch
-        {
-            shard.Dispose();
-            throw;
-        }
-
-        return shard;
-    }
-
-    private static long ReadBlob(PlacementGuard guard, string location, string key, int dimension, Action<LogBlobKind, long, float[]?, Payload?> apply)
-    {
-        if (!guard.TryOpenRead(location, key, out var stream))
-        {
-            throw new VectorStoreCorruptedException($"Collection blob '{key}' was listed at location '{location}' but cannot be read.");
-        }
-
-        using (stream)
-        {
-            CollectionLog.Read(stream, key, dimension, apply);
-            return stream.CanSeek ? stream.Length : 0;
-        }
     }
 }
