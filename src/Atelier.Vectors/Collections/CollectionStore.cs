@@ -167,6 +167,7 @@ public sealed class CollectionStore : IDisposable
 
             // Without the row the blobs are unreachable; a crash from here on leaves them to the orphan sweep.
             await DeleteBlobsAsync(record.Id, workspace, actor).ConfigureAwait(false);
+            DeleteSegments(record.Id);
             return record;
         }
         finally
@@ -202,6 +203,15 @@ public sealed class CollectionStore : IDisposable
         }
     }
 
+    /// <summary>Removes the vector segment files of a collection (derived from its log, so nothing is lost).</summary>
+    private void DeleteSegments(string id)
+    {
+        if (_options.VectorSegmentDirectory is { } root && Directory.Exists(Path.Combine(root, id)))
+        {
+            Directory.Delete(Path.Combine(root, id), recursive: true);
+        }
+    }
+
     private int RemoveOrphans()
     {
         // Runs while the server starts, before any request: nothing is creating or deleting a collection.
@@ -216,6 +226,18 @@ public sealed class CollectionStore : IDisposable
                 {
                     _guard.DeleteAsync(new ArtifactRef("collection", parts[1], "unknown"), location.Id, RecoveryActor, key).AsTask().GetAwaiter().GetResult();
                     removed++;
+                }
+            }
+        }
+
+        // Segment files are rebuilt whenever a collection opens; those of a collection without a row are dead.
+        if (_options.VectorSegmentDirectory is { } root && Directory.Exists(root))
+        {
+            foreach (var directory in Directory.EnumerateDirectories(root))
+            {
+                if (!known.Contains(Path.GetFileName(directory)))
+                {
+                    Directory.Delete(directory, recursive: true);
                 }
             }
         }

@@ -1,5 +1,6 @@
 using Atelier.Core.Residency;
 using Atelier.Storage.Placement;
+using Atelier.Vectors.Collections.Segments;
 using Atelier.Vectors.Collections.Shards;
 using Atelier.Vectors.Collections.Wal;
 
@@ -47,8 +48,9 @@ public sealed class VectorCollection : IDisposable
     private readonly ResidencyPolicy _policy;
     private readonly CollectionStoreOptions _options;
 
-    private VectorCollection(CollectionRecord record, PlacementGuard guard, ResidencyPolicy policy, CollectionStoreOptions options, CollectionShard[] shards)
+    private VectorCollection(CollectionRecord record, PlacementGuard guard, ResidencyPolicy policy, CollectionStoreOptions options, CollectionShard[] shards, FullVectorCache? cache)
     {
+        VectorCache = cache;
         Record = record;
         _guard = guard;
         _policy = policy;
@@ -65,6 +67,12 @@ public sealed class VectorCollection : IDisposable
     /// <summary>Live points over all shards.</summary>
     public long Count => _shards.Sum(s => (long)s.Count);
 
+    /// <summary>The cache of full vectors read from segment files; null when the collection keeps its vectors in memory.</summary>
+    internal FullVectorCache? VectorCache { get; }
+
+    /// <summary>Full vectors read from segment files (cache misses) since the collection opened.</summary>
+    internal long SegmentDiskReads => _shards.Sum(s => s.Segment?.DiskReads ?? 0);
+
     /// <summary>The blob key prefix of everything the collection stores.</summary>
     public static string KeyPrefix(string collectionId) => $"collection/{collectionId}/";
 
@@ -73,13 +81,16 @@ public sealed class VectorCollection : IDisposable
     {
         ArgumentNullException.ThrowIfNull(record);
         ArgumentNullException.ThrowIfNull(guard);
+        options ??= new CollectionStoreOptions();
+        var segmentDirectory = options.SegmentDirectoryOf(record);
+        var cache = segmentDirectory is null ? null : new FullVectorCache(options.VectorCacheBytes, record.Config.Dimension, options.ForegroundCacheMaintenance);
         var shards = new CollectionShard[record.Config.Shards];
         try
         {
             for (int i = 0; i < shards.Length; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                shards[i] = await CollectionShard.OpenAsync(record, guard, i).ConfigureAwait(false);
+                shards[i] = await CollectionShard.OpenAsync(record, guard, i, segmentDirectory, cache).ConfigureAwait(false);
             }
         }
         catch
@@ -92,7 +103,7 @@ public sealed class VectorCollection : IDisposable
             throw;
         }
 
-        return new VectorCollection(record, guard, policy, options ?? new CollectionStoreOptions(), shards);
+        return new VectorCollection(record, guard, policy, options, shards, cache);
     }
 
     /// <summary>The shard that holds <paramref name="id"/>.</summary>
@@ -185,17 +196,7 @@ public sealed class VectorCollection : IDisposable
     public ScoredPoint[] Search(float[] query, int k, PayloadFilter? filter, int? ef, bool withVector)
     {
         ArgumentNullException.ThrowIfNull(query);
-        var perShard = new SearchHit[_shards.Length][];
-        if (_shards.Length == 1)
-        {
-            perShard[0] = SearchShard(_shards[0], query, k, filter, ef);
-        }
-        else
-        {
-            Parallel.For(0, _shards.Length, s => perShard[s] = SearchShard(_shards[s], query, k, filter, ef));
-        }
-
-        var merged = perShard.SelectMany(h => h).OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(k);
+        var merged = VectorCache is null ? SearchInMemory(query, k, filter, ef) : SearchOnSegments(query, k, filter, ef);
         var results = new List<ScoredPoint>(k);
         foreach (var hit in merged)
         {
@@ -238,8 +239,75 @@ public sealed class VectorCollection : IDisposable
         _writeLock.Dispose();
     }
 
+    /// <summary>Every shard searches its graph on its in-memory vectors; the best k of their results win.</summary>
+    private IEnumerable<SearchHit> SearchInMemory(float[] query, int k, PayloadFilter? filter, int? ef)
+    {
+        var perShard = new SearchHit[_shards.Length][];
+        if (_shards.Length == 1)
+        {
+            perShard[0] = SearchShard(_shards[0], query, k, filter, ef);
+        }
+        else
+        {
+            Parallel.For(0, _shards.Length, s => perShard[s] = SearchShard(_shards[s], query, k, filter, ef));
+        }
+
+        return perShard.SelectMany(h => h).OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(k);
+    }
+
     private static SearchHit[] SearchShard(CollectionShard shard, float[] query, int k, PayloadFilter? filter, int? ef) =>
         shard.Index.Search(query, k, ef, filter is null ? null : shard.CreateFilter(filter));
+
+    /// <summary>
+    /// A search whose full vectors are in segment files: every shard walks its graph on int8 codes and returns
+    /// its best candidates unranked, and only the global best <c>k * RerankMultiplier</c> are re-ranked on full
+    /// vectors (from the cache, else one read each), so a search reads the same number of vectors however many
+    /// shards the collection has.
+    /// </summary>
+    private IEnumerable<SearchHit> SearchOnSegments(float[] query, int k, PayloadFilter? filter, int? ef)
+    {
+        int candidatesPerShard = k * Math.Max(1, _options.RerankMultiplier);
+        int efShard = Math.Max(ef ?? Config.EfSearch, candidatesPerShard);
+        var perShard = new SearchHit[_shards.Length][];
+        void Walk(int s)
+        {
+            var shard = _shards[s];
+            var candidates = new SearchHit[candidatesPerShard];
+            int found = shard.Index.SearchApproximate(query, candidates, efShard, filter is null ? null : shard.CreateFilter(filter), k);
+            perShard[s] = candidates[..found];
+        }
+
+        if (_shards.Length == 1)
+        {
+            Walk(0);
+        }
+        else
+        {
+            Parallel.For(0, _shards.Length, Walk);
+        }
+
+        var best = perShard.SelectMany(h => h).OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(candidatesPerShard).ToArray();
+        float[] prepared = query;
+        if (Config.Metric == DistanceMetric.Cosine)
+        {
+            prepared = [.. query];
+            Kernels.VectorDistance.Normalize(prepared);
+        }
+
+        var buffer = new float[Config.Dimension];
+        var exact = new List<SearchHit>(best.Length);
+        foreach (var hit in best)
+        {
+            // NaN: deleted since the walk found it.
+            float distance = _shards[ShardOf(hit.Id)].Index.ExactDistanceTo(prepared, hit.Id, buffer);
+            if (!float.IsNaN(distance))
+            {
+                exact.Add(hit with { Distance = distance });
+            }
+        }
+
+        return exact.OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(k);
+    }
 
     private float Score(float distance) => Config.Metric switch
     {

@@ -1,7 +1,6 @@
 using System.Diagnostics.Metrics;
-using Atelier.Vectors.Hnsw;
+using Atelier.Vectors.Collections.Segments;
 using BitFaster.Caching.Lfu;
-using BitFaster.Caching.Scheduler;
 
 namespace Atelier.Vectors.Table;
 
@@ -21,14 +20,13 @@ public sealed class EmbeddingTable : IDisposable
     private readonly EmbeddingTableOptions _options;
     private readonly Meter _meter;
     private readonly EmbeddingShard[] _shards;
-    private readonly ConcurrentLfu<long, float[]> _cache;
+    private readonly FullVectorCache _cache;
 
-    private EmbeddingTable(EmbeddingTableOptions options, IScheduler scheduler)
+    private EmbeddingTable(EmbeddingTableOptions options, bool foregroundCache)
     {
         options.Validate();
         _options = options;
-        int cachedVectors = (int)Math.Clamp(options.MemoryBudgetBytes / (options.Dimension * sizeof(float)), 1, int.MaxValue / 2);
-        _cache = new ConcurrentLfu<long, float[]>(Environment.ProcessorCount, cachedVectors, scheduler, EqualityComparer<long>.Default);
+        _cache = new FullVectorCache(options.MemoryBudgetBytes, options.Dimension, foregroundCache);
         _shards = new EmbeddingShard[options.ShardCount];
 
         // One meter per table, disposed with it, so a closed table stops reporting; exporters subscribe by name.
@@ -61,10 +59,10 @@ public sealed class EmbeddingTable : IDisposable
     /// Opens the table in its directories, creating empty shards where none were committed. Vectors added
     /// after the last <see cref="Flush"/> are not there after a crash; committed ones always are.
     /// </summary>
-    public static EmbeddingTable Open(EmbeddingTableOptions options) => new(options, new ThreadPoolScheduler());
+    public static EmbeddingTable Open(EmbeddingTableOptions options) => new(options, foregroundCache: false);
 
     /// <summary>Opens with cache maintenance run inline, so eviction is deterministic (tests).</summary>
-    internal static EmbeddingTable OpenWithForegroundCache(EmbeddingTableOptions options) => new(options, new ForegroundScheduler());
+    internal static EmbeddingTable OpenWithForegroundCache(EmbeddingTableOptions options) => new(options, foregroundCache: true);
 
     /// <summary>The options the table was opened with.</summary>
     public EmbeddingTableOptions Options => _options;
@@ -73,7 +71,7 @@ public sealed class EmbeddingTable : IDisposable
     public long Count => _shards.Sum(s => (long)s.Index.Count);
 
     /// <summary>Hit ratio of the full-vector cache since open (exported as a metric by the feature store).</summary>
-    public double CacheHitRatio => _cache.Metrics.Value?.HitRatio ?? 0;
+    public double CacheHitRatio => _cache.HitRatio;
 
     /// <summary>Full vectors held in the cache now.</summary>
     public int CachedVectors => _cache.Count;
@@ -221,7 +219,7 @@ public sealed class EmbeddingTable : IDisposable
     }
 
     /// <summary>Runs pending cache maintenance (eviction, frequency sketch updates) now.</summary>
-    public void MaintainCache() => _cache.DoMaintenance();
+    public void MaintainCache() => _cache.Maintain();
 
     /// <inheritdoc />
     public void Dispose()

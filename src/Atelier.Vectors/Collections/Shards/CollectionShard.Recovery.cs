@@ -1,4 +1,5 @@
 using Atelier.Storage.Placement;
+using Atelier.Vectors.Collections.Segments;
 using Atelier.Vectors.Collections.Wal;
 using Atelier.Vectors.Hnsw;
 
@@ -14,7 +15,12 @@ internal sealed partial class CollectionShard
     /// Opens shard <paramref name="number"/> of a collection: replays its latest snapshot and the log after it,
     /// rebuilds the graph, and removes what a crash during a snapshot left behind.
     /// </summary>
-    public static async Task<CollectionShard> OpenAsync(CollectionRecord record, PlacementGuard guard, int number)
+    /// <param name="record">The collection.</param>
+    /// <param name="guard">Where its blobs are read and deleted.</param>
+    /// <param name="number">The shard.</param>
+    /// <param name="segmentDirectory">Where the shard keeps its full vectors out of memory (int8 only); null keeps them in memory.</param>
+    /// <param name="cache">The collection's cache of full vectors read from segment files.</param>
+    public static async Task<CollectionShard> OpenAsync(CollectionRecord record, PlacementGuard guard, int number, string? segmentDirectory, FullVectorCache? cache)
     {
         var config = record.Config;
         string location = config.LocationOf(number);
@@ -68,7 +74,7 @@ internal sealed partial class CollectionShard
             logBlobs++;
         }
 
-        var index = new HnswIndex(new HnswOptions
+        var options = new HnswOptions
         {
             Dimension = config.Dimension,
             Metric = config.Metric,
@@ -77,8 +83,22 @@ internal sealed partial class CollectionShard
             EfSearch = config.EfSearch,
             QuantizeInt8 = config.Storage == VectorStorage.Int8,
             InitialCapacity = Math.Max(1024, state.Count),
-        });
-        var shard = new CollectionShard(number, location, prefix, index)
+        };
+
+        // The segment file is derived: the rebuild below writes every record again, so it starts empty.
+        var segment = segmentDirectory is null ? null : new VectorSegmentFile(Path.Combine(segmentDirectory, $"shard-{number:D3}"), config.Dimension, cache!, truncate: true);
+        HnswIndex index;
+        try
+        {
+            index = new HnswIndex(options, segment);
+        }
+        catch
+        {
+            segment?.Dispose();
+            throw;
+        }
+
+        var shard = new CollectionShard(number, location, prefix, index, segment)
         {
             NextSeq = maxSeq + 1,
             SnapshotSeq = covered,
