@@ -328,7 +328,7 @@ public sealed class VectorCollection : IDisposable
                 if (byShard[s] is { Count: > 0 } points)
                 {
                     var shard = _shards[s];
-                    writes[s] = CommitBlobAsync(shard, LogKeys.Log(shard.Prefix, shard.NextSeq), kind, points, actor, cancellationToken);
+                    writes[s] = CommitBlobAsync(shard, LogKeys.Log(shard.Prefix, shard.NextSeq), kind, points.Count, points, actor, cancellationToken);
                 }
             }
 
@@ -401,17 +401,27 @@ public sealed class VectorCollection : IDisposable
     private async Task SnapshotAsync(CollectionShard shard, CancellationToken cancellationToken)
     {
         long covered = shard.NextSeq - 1;
-        var points = new List<LogPoint>(shard.Count);
-        foreach (var id in shard.Ids)
+
+        // Only the ids are gathered up front; each vector is read as it is written, so a snapshot of a shard
+        // whose vectors live in a segment file does not bring them all into memory. A point with a payload but
+        // no node (an insert that failed part-way) is left out, as before; under the write lock no point comes
+        // or goes meanwhile, so every id gathered still has its vector when it is written.
+        var ids = shard.Ids.Where(shard.Index.Contains).ToArray();
+        IEnumerable<LogPoint> Live()
         {
             var vector = new float[Config.Dimension];
-            if (shard.TryGetPayload(id, out var payload) && shard.Index.TryGetVector(id, vector))
+            foreach (var id in ids)
             {
-                points.Add(new LogPoint(id, vector, payload));
+                if (!shard.TryGetPayload(id, out var payload) || !shard.Index.TryGetVector(id, vector))
+                {
+                    throw new InvalidOperationException($"Point {id} of shard {shard.Number} vanished during a snapshot.");
+                }
+
+                yield return new LogPoint(id, vector, payload);
             }
         }
 
-        long bytes = await CommitBlobAsync(shard, LogKeys.Snapshot(shard.Prefix, covered), LogBlobKind.Snapshot, points, CollectionShard.SystemActor, cancellationToken).ConfigureAwait(false);
+        long bytes = await CommitBlobAsync(shard, LogKeys.Snapshot(shard.Prefix, covered), LogBlobKind.Snapshot, ids.Length, Live(), CollectionShard.SystemActor, cancellationToken).ConfigureAwait(false);
         shard.SnapshotSeq = covered;
         shard.SnapshotBytes = bytes;
         shard.LogBytes = 0;
@@ -419,11 +429,11 @@ public sealed class VectorCollection : IDisposable
         await shard.DeleteReplacedAsync(_guard, Record, covered).ConfigureAwait(false);
     }
 
-    private async Task<long> CommitBlobAsync(CollectionShard shard, string key, LogBlobKind kind, IReadOnlyList<LogPoint> points, string actor, CancellationToken cancellationToken)
+    private async Task<long> CommitBlobAsync(CollectionShard shard, string key, LogBlobKind kind, int count, IEnumerable<LogPoint> points, string actor, CancellationToken cancellationToken)
     {
         var artifact = new ArtifactRef("collection", Record.Id, Record.WorkspaceId);
         await using var write = await _guard.BeginWriteAsync(artifact, _policy, shard.LocationId, actor, key: key, cancellationToken: cancellationToken).ConfigureAwait(false);
-        await CollectionLog.WriteAsync(write, kind, Config.Storage, Config.Dimension, points, cancellationToken).ConfigureAwait(false);
+        await CollectionLog.WriteAsync(write, kind, Config.Storage, Config.Dimension, count, points, cancellationToken).ConfigureAwait(false);
 
         // Once the bytes are on their way to disk, a client that goes away must not leave a blob that was
         // committed but never applied in memory: commit without the request's token.

@@ -175,6 +175,46 @@ public sealed class CollectionSegmentTests : IDisposable
     }
 
     [Fact]
+    public async Task Snapshots_OfAShardOnDisk_ReplayIntoTheSegmentsWithEveryVectorExact()
+    {
+        var data = ClusteredData.Generate(1_200, Dimension, clusters: 10, seed: 43);
+        var options = Options(cacheVectors: 50) with { MinSnapshotLogBytes = 8_192 };
+        var deleted = new long[] { 5, 50, 500 };
+        using (var store = _fixture.OpenStore(options))
+        {
+            var collection = await store.CreateAsync(CollectionStoreFixture.Workspace, "docs", Int8(shards: 2), "default", "test", CancellationToken.None);
+            for (int start = 0; start < 1_200; start += 100)
+            {
+                var batch = Enumerable.Range(start, 100)
+                    .Select(i => new CollectionPoint(i, data.AsSpan(i * Dimension, Dimension).ToArray(), Payload.Empty))
+                    .ToArray();
+                await collection.UpsertAsync(batch, "test", CancellationToken.None);
+            }
+
+            await collection.DeleteAsync(deleted, "test", CancellationToken.None);
+            Assert.All(collection.DescribeShards(), s => Assert.True(s.SnapshotBytes > 0, $"shard {s.Shard} never snapshotted"));
+        }
+
+        _fixture.Reopen();
+        using (var store = _fixture.OpenStore(options))
+        {
+            var collection = await store.GetAsync(CollectionStoreFixture.Workspace, "docs", CancellationToken.None);
+            Assert.Equal(1_197, collection.Count);
+            for (int i = 0; i < 1_200; i++)
+            {
+                bool found = collection.TryGet(i, out var vector, out _);
+                Assert.Equal(!deleted.Contains(i), found);
+                if (found)
+                {
+                    Assert.Equal(data.AsSpan(i * Dimension, Dimension).ToArray(), vector);
+                }
+            }
+
+            Assert.Empty(Directory.GetFiles(_segments, "replay.f32", SearchOption.AllDirectories));
+        }
+    }
+
+    [Fact]
     public async Task Collections_NotInt8_KeepTheirVectorsInMemory()
     {
         using var store = _fixture.OpenStore(Options());

@@ -41,24 +41,13 @@ internal sealed partial class CollectionShard
         }
 
         long covered = snapshot?.Seq ?? 0;
-        var state = new Dictionary<long, LogPoint>();
+        string? shardSegmentDirectory = segmentDirectory is null ? null : Path.Combine(segmentDirectory, $"shard-{number:D3}");
+        using var state = new ReplayedPoints(config.Dimension, shardSegmentDirectory is null ? null : Path.Combine(shardSegmentDirectory, "replay.f32"));
         long snapshotBytes = 0, logBytes = 0;
         int logBlobs = 0;
-        void Apply(LogBlobKind kind, long id, float[]? vector, Payload? payload)
-        {
-            if (kind == LogBlobKind.Delete)
-            {
-                state.Remove(id);
-            }
-            else
-            {
-                state[id] = new LogPoint(id, vector!, payload!);
-            }
-        }
-
         if (snapshot is { } snap)
         {
-            snapshotBytes = ReadBlob(guard, location, snap.Key, config.Dimension, Apply);
+            snapshotBytes = ReadBlob(guard, location, snap.Key, config.Dimension, state.Apply);
         }
 
         long maxSeq = covered;
@@ -70,7 +59,7 @@ internal sealed partial class CollectionShard
                 continue;
             }
 
-            logBytes += ReadBlob(guard, location, key, config.Dimension, Apply);
+            logBytes += ReadBlob(guard, location, key, config.Dimension, state.Apply);
             logBlobs++;
         }
 
@@ -86,7 +75,7 @@ internal sealed partial class CollectionShard
         };
 
         // The segment file is derived: the rebuild below writes every record again, so it starts empty.
-        var segment = segmentDirectory is null ? null : new VectorSegmentFile(Path.Combine(segmentDirectory, $"shard-{number:D3}"), config.Dimension, cache!, truncate: true);
+        var segment = shardSegmentDirectory is null ? null : new VectorSegmentFile(shardSegmentDirectory, config.Dimension, cache!, truncate: true);
         HnswIndex index;
         try
         {
@@ -108,8 +97,10 @@ internal sealed partial class CollectionShard
         };
         try
         {
-            // Ids in order, so a rebuild inserts in the same order whatever the replay's dictionary order was.
-            shard.ApplyUpserts([.. state.Values.OrderBy(p => p.Id)], config.Dimension);
+            foreach (var batch in state.Batches())
+            {
+                shard.ApplyUpserts(batch, config.Dimension);
+            }
 
             // What a crash during a snapshot left behind: the log it covers and the snapshot it replaced.
             if (covered > 0)
