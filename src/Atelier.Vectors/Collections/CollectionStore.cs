@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
@@ -27,6 +28,7 @@ public sealed class CollectionStore : IDisposable
     private readonly CollectionStoreOptions _options;
     private readonly ConcurrentDictionary<(string Workspace, string Name), Lazy<Task<VectorCollection>>> _open = new();
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Meter _meter;
 
     /// <summary>Opens the store and removes blobs of collections that have no catalog row (a crash during create or delete).</summary>
     /// <param name="catalog">The catalog rows of the collections.</param>
@@ -46,6 +48,13 @@ public sealed class CollectionStore : IDisposable
         _clock = clock;
         _options = options ?? new CollectionStoreOptions();
         RemovedOrphans = RemoveOrphans();
+
+        // One meter per store, disposed with it, so a closed store stops reporting; exporters subscribe by name.
+        // The instruments are the embedding table's, tagged by collection instead of table.
+        _meter = new Meter(VectorMetrics.MeterName);
+        _meter.CreateObservableGauge("atelier.vectors.cache.hit_ratio", () => Measure<double>(c => c.VectorCache?.HitRatio), description: "Hit ratio of a collection's full-vector cache since it opened (collections with vectors on disk).");
+        _meter.CreateObservableCounter("atelier.vectors.disk_reads", () => Measure<long>(c => c.VectorCache is null ? null : c.SegmentDiskReads), unit: "{vector}", description: "Full vectors read from segment files.");
+        _meter.CreateObservableGauge("atelier.vectors.count", () => Measure<long>(c => c.Count), unit: "{vector}", description: "Live points in an open collection.");
     }
 
     /// <summary>Blobs of deleted or never-created collections removed when the store opened.</summary>
@@ -188,7 +197,21 @@ public sealed class CollectionStore : IDisposable
         }
 
         _open.Clear();
+        _meter.Dispose();
         _gate.Dispose();
+    }
+
+    /// <summary>One measurement per open collection that has the value, tagged with its id.</summary>
+    private IEnumerable<Measurement<T>> Measure<T>(Func<VectorCollection, T?> value)
+        where T : struct
+    {
+        foreach (var open in _open.Values)
+        {
+            if (open.IsValueCreated && open.Value.IsCompletedSuccessfully && value(open.Value.Result) is { } measured)
+            {
+                yield return new Measurement<T>(measured, new KeyValuePair<string, object?>("collection", open.Value.Result.Record.Id));
+            }
+        }
     }
 
     private async Task DeleteBlobsAsync(string id, string workspace, string actor)
@@ -206,9 +229,12 @@ public sealed class CollectionStore : IDisposable
     /// <summary>Removes the vector segment files of a collection (derived from its log, so nothing is lost).</summary>
     private void DeleteSegments(string id)
     {
-        if (_options.VectorSegmentDirectory is { } root && Directory.Exists(Path.Combine(root, id)))
+        foreach (var root in _options.VectorSegmentDirectories)
         {
-            Directory.Delete(Path.Combine(root, id), recursive: true);
+            if (Directory.Exists(Path.Combine(root, id)))
+            {
+                Directory.Delete(Path.Combine(root, id), recursive: true);
+            }
         }
     }
 
@@ -231,7 +257,7 @@ public sealed class CollectionStore : IDisposable
         }
 
         // Segment files are rebuilt whenever a collection opens; those of a collection without a row are dead.
-        if (_options.VectorSegmentDirectory is { } root && Directory.Exists(root))
+        foreach (var root in _options.VectorSegmentDirectories.Where(Directory.Exists))
         {
             foreach (var directory in Directory.EnumerateDirectories(root))
             {

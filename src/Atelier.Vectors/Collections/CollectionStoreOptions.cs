@@ -10,16 +10,18 @@ public sealed record CollectionStoreOptions
     public long MinSnapshotLogBytes { get; init; } = 8L << 20;
 
     /// <summary>
-    /// A node-local directory (a fast drive) where <see cref="VectorStorage.Int8"/> collections keep the
-    /// full-precision vectors their graphs re-rank on, instead of memory: the graph walks int8 codes in
-    /// memory and reads a candidate's full vector from the file, or from a cache bounded by
-    /// <see cref="VectorCacheBytes"/>. The files are derived from the collection's log and rebuilt when it
-    /// opens, so they need no placement. Null (the default): every collection keeps its vectors in memory.
+    /// Node-local directories (typically one per NVMe drive) where <see cref="VectorStorage.Int8"/> collections
+    /// keep the full-precision vectors their graphs re-rank on, instead of memory: the graph walks int8 codes
+    /// in memory and reads a candidate's full vector from a segment file, or from a cache bounded by
+    /// <see cref="VectorCacheBytes"/>. Shard <c>i</c> of a collection keeps its file in
+    /// <c>VectorSegmentDirectories[i % Count]</c>, so shards and their reads spread over the drives. The files
+    /// are derived from the collection's log and rebuilt when it opens, so they need no placement.
+    /// Empty (the default): every collection keeps its vectors in memory.
     /// </summary>
-    public string? VectorSegmentDirectory { get; init; }
+    public IReadOnlyList<string> VectorSegmentDirectories { get; init; } = [];
 
     /// <summary>
-    /// Bytes of full-precision vectors each open collection with a <see cref="VectorSegmentDirectory"/> keeps
+    /// Bytes of full-precision vectors each open collection with <see cref="VectorSegmentDirectories"/> keeps
     /// in memory, the hot ones by W-TinyLFU; the graph and its int8 codes are held in addition.
     /// </summary>
     public long VectorCacheBytes { get; init; } = 256L << 20;
@@ -34,7 +36,10 @@ public sealed record CollectionStoreOptions
     /// <summary>Runs cache eviction inline, so that it is deterministic (tests).</summary>
     internal bool ForegroundCacheMaintenance { get; init; }
 
-    /// <summary>The directory of a collection's vector segments, when it keeps its vectors out of memory.</summary>
-    internal string? SegmentDirectoryOf(CollectionRecord record) =>
-        VectorSegmentDirectory is { } root && record.Config.Storage == VectorStorage.Int8 ? Path.Combine(root, record.Id) : null;
+    /// <summary>Whether the collection keeps its full vectors in segment files.</summary>
+    internal bool UsesSegments(CollectionRecord record) => VectorSegmentDirectories.Count > 0 && record.Config.Storage == VectorStorage.Int8;
+
+    /// <summary>The directory of shard <paramref name="shard"/>'s vector segment; null when the collection keeps its vectors in memory.</summary>
+    internal string? SegmentDirectoryOf(CollectionRecord record, int shard) =>
+        UsesSegments(record) ? Path.Combine(VectorSegmentDirectories[shard % VectorSegmentDirectories.Count], record.Id, $"shard-{shard:D3}") : null;
 }

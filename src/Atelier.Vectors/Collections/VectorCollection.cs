@@ -82,15 +82,14 @@ public sealed class VectorCollection : IDisposable
         ArgumentNullException.ThrowIfNull(record);
         ArgumentNullException.ThrowIfNull(guard);
         options ??= new CollectionStoreOptions();
-        var segmentDirectory = options.SegmentDirectoryOf(record);
-        var cache = segmentDirectory is null ? null : new FullVectorCache(options.VectorCacheBytes, record.Config.Dimension, options.ForegroundCacheMaintenance);
+        var cache = !options.UsesSegments(record) ? null : new FullVectorCache(options.VectorCacheBytes, record.Config.Dimension, options.ForegroundCacheMaintenance);
         var shards = new CollectionShard[record.Config.Shards];
         try
         {
             for (int i = 0; i < shards.Length; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                shards[i] = await CollectionShard.OpenAsync(record, guard, i, segmentDirectory, cache).ConfigureAwait(false);
+                shards[i] = await CollectionShard.OpenAsync(record, guard, i, options.SegmentDirectoryOf(record, i), cache).ConfigureAwait(false);
             }
         }
         catch

@@ -15,7 +15,7 @@ namespace Atelier.Vectors.Table;
 public sealed class EmbeddingTable : IDisposable
 {
     /// <summary>The name of the <see cref="Meter"/> the tables publish on (cache hit ratio, disk reads, size).</summary>
-    public const string MeterName = "Atelier.Vectors";
+    public const string MeterName = VectorMetrics.MeterName;
 
     private readonly EmbeddingTableOptions _options;
     private readonly Meter _meter;

@@ -26,7 +26,7 @@ public sealed class CollectionSegmentTests : IDisposable
 
     private CollectionStoreOptions Options(long cacheVectors = 1L << 16) => new()
     {
-        VectorSegmentDirectory = _segments,
+        VectorSegmentDirectories = [Path.Combine(_segments, "nvme0"), Path.Combine(_segments, "nvme1")],
         VectorCacheBytes = cacheVectors * Dimension * sizeof(float),
         ForegroundCacheMaintenance = true,
     };
@@ -90,7 +90,8 @@ public sealed class CollectionSegmentTests : IDisposable
         Assert.True(hits / 500.0 >= 0.95, $"recall {hits / 500.0:F3}");
         Assert.True(filteredHits / 500.0 >= 0.95, $"filtered recall {filteredHits / 500.0:F3}");
         Assert.NotNull(collection.VectorCache);
-        Assert.Equal(4, Directory.GetFiles(Path.Combine(_segments, collection.Record.Id), VectorSegmentFile.FileName, SearchOption.AllDirectories).Length);
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(_segments, "nvme0", collection.Record.Id), VectorSegmentFile.FileName, SearchOption.AllDirectories).Length);
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(_segments, "nvme1", collection.Record.Id), VectorSegmentFile.FileName, SearchOption.AllDirectories).Length);
     }
 
     [Fact]
@@ -163,14 +164,15 @@ public sealed class CollectionSegmentTests : IDisposable
             Assert.Equal(300, collection.Search(query, 1, null, null, withVector: false)[0].Id);
 
             await store.DeleteAsync(CollectionStoreFixture.Workspace, "docs", "test", CancellationToken.None);
-            Assert.False(Directory.Exists(Path.Combine(_segments, id)));
+            Assert.False(Directory.Exists(Path.Combine(_segments, "nvme0", id)));
+            Assert.False(Directory.Exists(Path.Combine(_segments, "nvme1", id)));
         }
 
         // Segments a crash left behind for a collection without a catalog row go when the store opens.
-        Directory.CreateDirectory(Path.Combine(_segments, "col-gone", "shard-000"));
+        Directory.CreateDirectory(Path.Combine(_segments, "nvme1", "col-gone", "shard-001"));
         using (var store = _fixture.OpenStore(Options()))
         {
-            Assert.False(Directory.Exists(Path.Combine(_segments, "col-gone")));
+            Assert.False(Directory.Exists(Path.Combine(_segments, "nvme1", "col-gone")));
         }
     }
 
@@ -215,6 +217,44 @@ public sealed class CollectionSegmentTests : IDisposable
     }
 
     [Fact]
+    public async Task Metrics_PublishTheCacheHitRatioTaggedWithTheCollection()
+    {
+        using var store = _fixture.OpenStore(Options());
+        var collection = await CreateWithAsync(store, ClusteredData.Generate(500, Dimension, clusters: 5, seed: 42), shards: 1);
+        var query = ClusteredData.Generate(1, Dimension, clusters: 5, seed: 43);
+
+        // The upsert wrote the records without reading them: the first search misses, the second hits.
+        collection.Search(query, 10, null, null, withVector: false);
+        collection.Search(query, 10, null, null, withVector: false);
+        collection.VectorCache!.Maintain();
+
+        double? observed = null;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == VectorMetrics.MeterName && instrument.Name == "atelier.vectors.cache.hit_ratio")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "collection" && (string?)tag.Value == collection.Record.Id)
+                {
+                    observed = value;
+                }
+            }
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        Assert.True(observed is not null, $"no measurement; ratio {collection.VectorCache.HitRatio} reads {collection.SegmentDiskReads}");
+        Assert.True(observed.Value is > 0.4 and < 0.6, $"observed {observed}; ratio {collection.VectorCache.HitRatio} reads {collection.SegmentDiskReads}");
+    }
+
+    [Fact]
     public async Task Collections_NotInt8_KeepTheirVectorsInMemory()
     {
         using var store = _fixture.OpenStore(Options());
@@ -222,7 +262,7 @@ public sealed class CollectionSegmentTests : IDisposable
         var collection = await store.CreateAsync(CollectionStoreFixture.Workspace, "docs", config, "default", "test", CancellationToken.None);
 
         Assert.Null(collection.VectorCache);
-        Assert.False(Directory.Exists(Path.Combine(_segments, collection.Record.Id)));
+        Assert.False(Directory.Exists(Path.Combine(_segments, "nvme0", collection.Record.Id)));
     }
 
     private static PayloadFilter PayloadFilterOf(string json)

@@ -18,7 +18,7 @@ internal sealed partial class CollectionShard
     /// <param name="record">The collection.</param>
     /// <param name="guard">Where its blobs are read and deleted.</param>
     /// <param name="number">The shard.</param>
-    /// <param name="segmentDirectory">Where the shard keeps its full vectors out of memory (int8 only); null keeps them in memory.</param>
+    /// <param name="segmentDirectory">The directory of the shard's vector segment (int8 only); null keeps its vectors in memory.</param>
     /// <param name="cache">The collection's cache of full vectors read from segment files.</param>
     public static async Task<CollectionShard> OpenAsync(CollectionRecord record, PlacementGuard guard, int number, string? segmentDirectory, FullVectorCache? cache)
     {
@@ -41,8 +41,7 @@ internal sealed partial class CollectionShard
         }
 
         long covered = snapshot?.Seq ?? 0;
-        string? shardSegmentDirectory = segmentDirectory is null ? null : Path.Combine(segmentDirectory, $"shard-{number:D3}");
-        using var state = new ReplayedPoints(config.Dimension, shardSegmentDirectory is null ? null : Path.Combine(shardSegmentDirectory, "replay.f32"));
+        using var state = new ReplayedPoints(config.Dimension, segmentDirectory is null ? null : Path.Combine(segmentDirectory, "replay.f32"));
         long snapshotBytes = 0, logBytes = 0;
         int logBlobs = 0;
         if (snapshot is { } snap)
@@ -75,7 +74,7 @@ internal sealed partial class CollectionShard
         };
 
         // The segment file is derived: the rebuild below writes every record again, so it starts empty.
-        var segment = shardSegmentDirectory is null ? null : new VectorSegmentFile(shardSegmentDirectory, config.Dimension, cache!, truncate: true);
+        var segment = segmentDirectory is null ? null : new VectorSegmentFile(segmentDirectory, config.Dimension, cache!, truncate: true);
         HnswIndex index;
         try
         {
