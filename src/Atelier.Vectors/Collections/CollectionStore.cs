@@ -2,14 +2,9 @@ using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Atelier.Core;
 using Atelier.Core.Errors;
-using Atelier.Core.Residency;
 using Atelier.Storage.Placement;
 
 namespace Atelier.Vectors.Collections;
-
-/// <summary>The residency policy a name denotes (a name, or names joined by <c>&amp;</c> for their intersection).</summary>
-/// <param name="name">The policy name a collection was created with.</param>
-public delegate ResidencyPolicy ResidencyPolicyResolver(string name);
 
 /// <summary>
 /// The vector collections of every workspace: their catalog rows (through <see cref="ICollectionCatalog"/>) and the
