@@ -73,6 +73,9 @@ public sealed class VectorCollection : IDisposable
     /// <summary>Full vectors read from segment files (cache misses) since the collection opened.</summary>
     internal long SegmentDiskReads => _shards.Sum(s => s.Segment?.DiskReads ?? 0);
 
+    /// <summary>Shards opened from the graph saved at their last snapshot rather than rebuilt (tests).</summary>
+    internal int ShardsOpenedFromSavedGraph => _shards.Count(s => s.OpenedFromSavedGraph);
+
     /// <summary>The blob key prefix of everything the collection stores.</summary>
     public static string KeyPrefix(string collectionId) => $"collection/{collectionId}/";
 
@@ -425,6 +428,15 @@ public sealed class VectorCollection : IDisposable
         shard.SnapshotBytes = bytes;
         shard.LogBytes = 0;
         shard.LogBlobs = 0;
+        try
+        {
+            shard.SaveGraph(covered);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The saved graph only spares the next open a rebuild; the snapshot, which is the truth, committed.
+        }
+
         await shard.DeleteReplacedAsync(_guard, Record, covered).ConfigureAwait(false);
     }
 

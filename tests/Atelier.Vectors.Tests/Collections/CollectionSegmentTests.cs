@@ -254,6 +254,80 @@ public sealed class CollectionSegmentTests : IDisposable
         Assert.True(observed.Value is > 0.4 and < 0.6, $"observed {observed}; ratio {collection.VectorCache.HitRatio} reads {collection.SegmentDiskReads}");
     }
 
+    [Theory]
+    [InlineData("intact")]
+    [InlineData("truncated vectors")]
+    [InlineData("no marker")]
+    public async Task Reopen_AfterASnapshot_MapsTheSavedGraph_OrRebuildsWhenItIsDamaged(string damage)
+    {
+        var data = ClusteredData.Generate(1_000, Dimension, clusters: 10, seed: 44);
+        var options = Options() with { MinSnapshotLogBytes = 8_192 };
+        var deleted = new long[] { 7, 70, 700 };
+        string id;
+        using (var store = _fixture.OpenStore(options))
+        {
+            var collection = await store.CreateAsync(CollectionStoreFixture.Workspace, "docs", Int8(shards: 2), "default", "test", CancellationToken.None);
+            id = collection.Record.Id;
+            for (int start = 0; start < 900; start += 100)
+            {
+                await collection.UpsertAsync(Batch(data, start, 100), "test", CancellationToken.None);
+            }
+
+            Assert.All(collection.DescribeShards(), s => Assert.True(s.SnapshotBytes > 0, $"shard {s.Shard} never snapshotted"));
+
+            // A small upsert (replacing some points, adding others) and a delete, in the log after a snapshot.
+            await collection.UpsertAsync(Batch(data, 890, 110), "test", CancellationToken.None);
+            await collection.DeleteAsync(deleted, "test", CancellationToken.None);
+            Assert.Contains(collection.DescribeShards(), s => s.LogBlobs > 0 && s.SnapshotBytes > 0);
+        }
+
+        var shardDirectories = Directory.GetDirectories(Path.Combine(_segments, "nvme0", id)).Concat(Directory.GetDirectories(Path.Combine(_segments, "nvme1", id))).ToArray();
+        Assert.Equal(2, shardDirectories.Length);
+        foreach (var directory in shardDirectories)
+        {
+            if (damage == "truncated vectors")
+            {
+                using var stream = new FileStream(Path.Combine(directory, VectorSegmentFile.FileName), FileMode.Open);
+                stream.SetLength(stream.Length / 2);
+            }
+            else if (damage == "no marker")
+            {
+                File.Delete(Path.Combine(directory, "GRAPH-COVERS"));
+            }
+        }
+
+        _fixture.Reopen();
+        using (var store = _fixture.OpenStore(options))
+        {
+            var collection = await store.GetAsync(CollectionStoreFixture.Workspace, "docs", CancellationToken.None);
+            Assert.Equal(damage == "intact" ? 2 : 0, collection.ShardsOpenedFromSavedGraph);
+            Assert.Equal(997, collection.Count);
+            for (int i = 0; i < 1_000; i++)
+            {
+                bool found = collection.TryGet(i, out var vector, out _);
+                Assert.Equal(!deleted.Contains(i), found);
+                if (found)
+                {
+                    Assert.Equal(data.AsSpan(i * Dimension, Dimension).ToArray(), vector);
+                }
+            }
+
+            var query = data.AsSpan(950 * Dimension, Dimension).ToArray();
+            Assert.Equal(950, collection.Search(query, 1, null, null, withVector: false)[0].Id);
+
+            // The reopened shard keeps taking writes and snapshots on top of the mapped graph.
+            await collection.UpsertAsync(Batch(data, 0, 300), "test", CancellationToken.None);
+            Assert.Equal(999, collection.Count);
+            Assert.True(collection.TryGet(70, out var restored, out _));
+            Assert.Equal(data.AsSpan(70 * Dimension, Dimension).ToArray(), restored);
+        }
+    }
+
+    private static CollectionPoint[] Batch(float[] data, int start, int count) =>
+    [
+        .. Enumerable.Range(start, count).Select(i => new CollectionPoint(i, data.AsSpan(i * Dimension, Dimension).ToArray(), Payload.Empty)),
+    ];
+
     [Fact]
     public async Task Collections_NotInt8_KeepTheirVectorsInMemory()
     {

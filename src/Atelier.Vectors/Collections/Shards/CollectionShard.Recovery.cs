@@ -41,6 +41,28 @@ internal sealed partial class CollectionShard
         }
 
         long covered = snapshot?.Seq ?? 0;
+        if (segmentDirectory is not null)
+        {
+            if (snapshot is { } saved && SavedGraphCovers(segmentDirectory) == saved.Seq &&
+                TryOpenSavedGraph(record, guard, number, location, prefix, segmentDirectory, cache!, saved, logs) is { } opened)
+            {
+                try
+                {
+                    // What a crash during a snapshot left behind: the log it covers and the snapshot it replaced.
+                    await opened.DeleteReplacedAsync(guard, record, covered).ConfigureAwait(false);
+                }
+                catch
+                {
+                    opened.Dispose();
+                    throw;
+                }
+
+                return opened;
+            }
+
+            ForgetSavedGraph(segmentDirectory);
+        }
+
         using var state = new ReplayedPoints(config.Dimension, segmentDirectory is null ? null : Path.Combine(segmentDirectory, "replay.f32"));
         long snapshotBytes = 0, logBytes = 0;
         int logBlobs = 0;
