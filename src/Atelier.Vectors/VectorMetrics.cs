@@ -4,8 +4,8 @@ namespace Atelier.Vectors;
 public static class VectorMetrics
 {
     /// <summary>
-    /// The name of the <see cref="System.Diagnostics.Metrics.Meter"/> that collection stores and embedding
-    /// tables publish on: full-vector cache hit ratio, disk reads, live vectors.
+    /// The name of the <see cref="System.Diagnostics.Metrics.Meter"/> that collection stores publish on, per
+    /// open collection: full-vector cache hit ratio, disk reads, live vectors.
     /// </summary>
     public const string MeterName = "Atelier.Vectors";
 }

@@ -45,7 +45,7 @@ public sealed class CollectionStore : IDisposable
         RemovedOrphans = RemoveOrphans();
 
         // One meter per store, disposed with it, so a closed store stops reporting; exporters subscribe by name.
-        // The instruments are the embedding table's, tagged by collection instead of table.
+        // The instrument names are those the embedding table published before it merged into collections.
         _meter = new Meter(VectorMetrics.MeterName);
         _meter.CreateObservableGauge("atelier.vectors.cache.hit_ratio", () => Measure<double>(c => c.VectorCache?.HitRatio), description: "Hit ratio of a collection's full-vector cache since it opened (collections with vectors on disk).");
         _meter.CreateObservableCounter("atelier.vectors.disk_reads", () => Measure<long>(c => c.VectorCache is null ? null : c.SegmentDiskReads), unit: "{vector}", description: "Full vectors read from segment files.");

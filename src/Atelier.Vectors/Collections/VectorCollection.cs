@@ -73,6 +73,9 @@ public sealed class VectorCollection : IDisposable
     /// <summary>Full vectors read from segment files (cache misses) since the collection opened.</summary>
     internal long SegmentDiskReads => _shards.Sum(s => s.Segment?.DiskReads ?? 0);
 
+    /// <summary>In-memory bytes of the shards' graphs and codes (not counting the full-vector cache).</summary>
+    internal long IndexBytes => _shards.Sum(s => (long)(s.Index.BytesPerVector * s.Index.NodeCount));
+
     /// <summary>Shards opened from the graph saved at their last snapshot rather than rebuilt (tests).</summary>
     internal int ShardsOpenedFromSavedGraph => _shards.Count(s => s.OpenedFromSavedGraph);
 
@@ -385,6 +388,29 @@ public sealed class VectorCollection : IDisposable
             }
 
             return applied;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Snapshots every shard that has a log now, instead of when the log outgrows the last snapshot: after a
+    /// bulk load, so the next open replays one blob per shard (and, with segment files, maps the saved graph).
+    /// </summary>
+    internal async Task CompactAsync(CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            foreach (var shard in _shards)
+            {
+                if (shard.LogBlobs > 0)
+                {
+                    await SnapshotAsync(shard, cancellationToken).ConfigureAwait(false);
+                }
+            }
         }
         finally
         {

@@ -7,7 +7,7 @@ namespace Atelier.Vectors.Tests.Collections;
 /// <summary>
 /// Int8 collections that keep their full vectors in segment files on a local drive rather than in memory:
 /// recall, the bound of the vector cache, scan resistance, rebuild on open and clean-up. These are the
-/// capabilities the embedding table proved, now in the collection store the product serves.
+/// capabilities the embedding table proved before it merged into the collection store the product serves.
 /// </summary>
 public sealed class CollectionSegmentTests : IDisposable
 {
@@ -92,6 +92,25 @@ public sealed class CollectionSegmentTests : IDisposable
         Assert.NotNull(collection.VectorCache);
         Assert.Equal(2, Directory.GetFiles(Path.Combine(_segments, "nvme0", collection.Record.Id), VectorSegmentFile.FileName, SearchOption.AllDirectories).Length);
         Assert.Equal(2, Directory.GetFiles(Path.Combine(_segments, "nvme1", collection.Record.Id), VectorSegmentFile.FileName, SearchOption.AllDirectories).Length);
+    }
+
+    [Fact]
+    public async Task Search_WithVectorsOnDisk_WithFilterAndDeletes_NeverReturnsFilteredOrDeletedIds()
+    {
+        var data = ClusteredData.Generate(2_000, Dimension, clusters: 10, seed: 33);
+        using var store = _fixture.OpenStore(Options());
+        var collection = await CreateWithAsync(store, data, shards: 4);
+        long[] deleted = [.. Enumerable.Range(0, 2_000).Where(i => i % 3 == 0).Select(i => (long)i)];
+        Assert.Equal(deleted.Length, await collection.DeleteAsync(deleted, "test", CancellationToken.None));
+        var even = PayloadFilterOf("""{"must":[{"key":"parity","match":{"value":"even"}}]}""");
+
+        var queries = ClusteredData.Generate(30, Dimension, clusters: 10, seed: 34);
+        for (int q = 0; q < 30; q++)
+        {
+            var hits = collection.Search(queries.AsSpan(q * Dimension, Dimension).ToArray(), 10, even, ef: 32, withVector: false);
+            Assert.Equal(10, hits.Length);
+            Assert.All(hits, h => Assert.True(h.Id % 2 == 0 && h.Id % 3 != 0, $"id {h.Id}"));
+        }
     }
 
     [Fact]

@@ -28,7 +28,7 @@ internal sealed class VectorSegmentFile : IFullVectorSource, IDisposable
     /// <summary>Opens (creating) the segment file in <paramref name="directory"/>.</summary>
     /// <param name="directory">Its directory, created if needed.</param>
     /// <param name="dimension">Components per vector.</param>
-    /// <param name="cache">The cache shared by the segments of one table or store.</param>
+    /// <param name="cache">The cache shared by the segments of one collection.</param>
     /// <param name="truncate">Starts empty: the caller rebuilds the graph and writes every record again.</param>
     public VectorSegmentFile(string directory, int dimension, FullVectorCache cache, bool truncate)
     {

@@ -8,7 +8,7 @@ namespace Atelier.Vectors.Collections.Shards;
 
 /// <summary>
 /// A shard whose vectors live in a segment file also saves its graph beside them at each snapshot (the
-/// embedding table's persisted HNSW segments), so that opening it maps the graph instead of rebuilding it
+/// persisted HNSW segments the embedding table used to keep), so that opening it maps the graph instead of rebuilding it
 /// from every vector. The saved graph is derived data: the snapshot and log blobs stay the truth, and a
 /// saved graph that does not match them exactly is ignored and rebuilt.
 /// </summary>
