@@ -57,7 +57,7 @@ part 128 && run_ann 128 "$N128" 128 1000
 part 768 && run_ann 768 "$N768" 768 500
 
 if part table; then
-  echo "== embedding table, budget 25% of the vectors" >&2
+  echo "== int8 collection with its vectors on disk (the former embedding table), cache budget 25% of the vectors" >&2
   TABLE_DATA="$WORK/data-128-$TABLE_N.bin"
   [ -f "$TABLE_DATA" ] || "$PY" $SRC/gen_data.py "$TABLE_DATA" "$TABLE_N" "$NQ" 128 1000
   $BENCH table "$TABLE_DATA" 0.25 "$TABLE_EFS" "$WORK/table.json" "$WORK/nvme0" "$WORK/nvme1"

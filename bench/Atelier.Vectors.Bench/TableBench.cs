@@ -1,14 +1,22 @@
 using System.Diagnostics;
-using Atelier.Vectors.Table;
+using Atelier.Core.Residency;
+using Atelier.Storage.Audit;
+using Atelier.Storage.Placement;
+using Atelier.Vectors.Collections;
 
 namespace Atelier.Vectors.Bench;
 
 /// <summary>
-/// An embedding table whose full vectors do not fit its memory budget: build, flush, reopen with the
-/// budget capped to a fraction of the vector bytes, then sweep ef for recall, QPS and latency.
+/// An int8 collection whose full vectors do not fit its memory budget, through the collection store the
+/// server runs: build (every batch through the log), compact (snapshot and saved graph), reopen with the
+/// vector cache capped to a fraction of the vector bytes, then sweep ef for recall, QPS and latency.
+/// Shards spread their segment files over the given directories, one per drive.
 /// </summary>
 internal static class TableBench
 {
+    private const string Workspace = "bench";
+    private const int UpsertBatch = 10_000;
+
     public static int Run(string dataPath, double budgetFraction, int[] efs, string output, string[] directories)
     {
         var data = BenchData.Load(dataPath);
@@ -22,53 +30,83 @@ internal static class TableBench
             }
         }
 
-        var options = new EmbeddingTableOptions
+        // The log and snapshots live at one local location on the first drive; the segments on every drive.
+        string blobs = Path.Combine(directories[0], "blobs");
+        var catalog = new BenchCatalog();
+        var options = new CollectionStoreOptions
+        {
+            VectorSegmentDirectories = [.. directories.Select(d => Path.Combine(d, "segments"))],
+            VectorCacheBytes = budget,
+            MinSnapshotLogBytes = long.MaxValue,
+        };
+        var config = new CollectionConfig
         {
             Dimension = data.Dimension,
-            Directories = directories,
-            ShardCount = 4,
-            MemoryBudgetBytes = budget,
+            Metric = DistanceMetric.L2,
+            Storage = VectorStorage.Int8,
+            Shards = 4,
+            Locations = ["local"],
             M = 16,
             EfConstruction = 100,
         };
-        var ids = new long[data.Count];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            ids[i] = i;
-        }
 
         long start = Stopwatch.GetTimestamp();
-        using (var build = EmbeddingTable.Open(options))
+        using (var opened = Open(blobs, catalog, options))
         {
-            build.Upsert(ids, data.Base);
-            build.Flush();
+            var collection = opened.Store.CreateAsync(Workspace, "table", config, "any", "bench", CancellationToken.None).GetAwaiter().GetResult();
+            for (int from = 0; from < data.Count; from += UpsertBatch)
+            {
+                var batch = new CollectionPoint[Math.Min(UpsertBatch, data.Count - from)];
+                for (int i = 0; i < batch.Length; i++)
+                {
+                    batch[i] = new CollectionPoint(from + i, data.Base.AsSpan((from + i) * data.Dimension, data.Dimension).ToArray(), Payload.Empty);
+                }
+
+                collection.UpsertAsync(batch, "bench", CancellationToken.None).GetAwaiter().GetResult();
+            }
+
+            collection.CompactAsync(CancellationToken.None).GetAwaiter().GetResult();
         }
 
         double buildSeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        Console.Error.WriteLine($"table: built and flushed {data.Count} x {data.Dimension} over {directories.Length} directories in {buildSeconds:F1} s");
+        Console.Error.WriteLine($"table: built and compacted {data.Count} x {data.Dimension} over {directories.Length} directories in {buildSeconds:F1} s");
         bool droppedPageCache = TryDropPageCache();
 
         start = Stopwatch.GetTimestamp();
-        var table = EmbeddingTable.Open(options);
+        long indexBytes;
+        using (var opened = Open(blobs, catalog, options))
+        {
+            var collection = opened.Store.GetAsync(Workspace, "table", CancellationToken.None).GetAwaiter().GetResult();
+            indexBytes = collection.IndexBytes;
+        }
+
         double openSeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        long indexBytes = table.IndexBytes;
-        table.Dispose();
         var rows = new List<object>();
         foreach (int multiplier in new[] { 1, 2, 4 })
         {
             // Reopen per re-rank setting so each starts from a cold cache (and re-measures the open).
-            var tuned = options with { RerankMultiplier = multiplier };
-            using var t = EmbeddingTable.Open(tuned);
+            using var opened = Open(blobs, catalog, options with { RerankMultiplier = multiplier });
+            var t = opened.Store.GetAsync(Workspace, "table", CancellationToken.None).GetAwaiter().GetResult();
             foreach (int ef in efs)
             {
-                long readsBefore = t.DiskReads;
+                long readsBefore = t.SegmentDiskReads;
                 int efLocal = ef;
-                var row = SearchRun.Measure(data, ef, 10, (q, hits) => t.Search(q, hits, efLocal));
+                var row = SearchRun.Measure(data, ef, 10, (q, hits) =>
+                {
+                    var found = t.Search(q.ToArray(), hits.Length, null, efLocal, withVector: false);
+                    for (int i = 0; i < found.Length; i++)
+                    {
+                        hits[i] = new SearchHit(found[i].Id, found[i].Score);
+                    }
+
+                    return found.Length;
+                });
 
                 // Measure runs 200 warm-up queries, 3 + 3 throughput passes and one latency pass.
-                double readsPerQuery = (double)(t.DiskReads - readsBefore) / ((data.QueryCount * 7) + Math.Min(200, data.QueryCount));
-                Console.Error.WriteLine($"table rerank={multiplier}k ef={ef} recall={row.Recall:F4} qps1={row.Qps1:F0} qps2={row.Qps2:F0} p50={row.P50Us:F0}us p99={row.P99Us:F0}us hit={t.CacheHitRatio:F3} diskReads/query={readsPerQuery:F1}");
-                rows.Add(new { rerankMultiplier = multiplier, row.Ef, row.Recall, row.Qps1, row.Qps2, row.P50Us, row.P99Us, cacheHitRatio = t.CacheHitRatio, diskReadsPerQuery = readsPerQuery });
+                double hitRatio = t.VectorCache?.HitRatio ?? 0;
+                double readsPerQuery = (double)(t.SegmentDiskReads - readsBefore) / ((data.QueryCount * 7) + Math.Min(200, data.QueryCount));
+                Console.Error.WriteLine($"table rerank={multiplier}k ef={ef} recall={row.Recall:F4} qps1={row.Qps1:F0} qps2={row.Qps2:F0} p50={row.P50Us:F0}us p99={row.P99Us:F0}us hit={hitRatio:F3} diskReads/query={readsPerQuery:F1}");
+                rows.Add(new { rerankMultiplier = multiplier, row.Ef, row.Recall, row.Qps1, row.Qps2, row.P50Us, row.P99Us, cacheHitRatio = hitRatio, diskReadsPerQuery = readsPerQuery });
             }
         }
 
@@ -76,7 +114,7 @@ internal static class TableBench
         {
             n = data.Count,
             dim = data.Dimension,
-            shards = options.ShardCount,
+            shards = config.Shards,
             directories = directories.Length,
             tableBytes,
             budgetBytes = budget,
@@ -87,6 +125,43 @@ internal static class TableBench
             rows,
         });
         return 0;
+    }
+
+    /// <summary>A collection store over one local location, as a restarted server opens it.</summary>
+    private static OpenStore Open(string blobs, BenchCatalog catalog, CollectionStoreOptions options)
+    {
+        var location = new LocationDescriptor { Id = "local", Uri = ".", Country = "FR", Blocs = ["EU"] };
+        var audit = new AuditLog(Path.Combine(blobs, "..", "audit"), TimeProvider.System);
+        var guard = new PlacementGuard(new StorageLocations([location], blobs), audit);
+        var anywhere = new ResidencyPolicy { Name = "any", AllowedJurisdictions = ["*"] };
+        return new OpenStore(new CollectionStore(catalog, guard, _ => anywhere, TimeProvider.System, options), audit);
+    }
+
+    private sealed class OpenStore(CollectionStore store, AuditLog audit) : IDisposable
+    {
+        public CollectionStore Store => store;
+
+        public void Dispose()
+        {
+            store.Dispose();
+            audit.Dispose();
+        }
+    }
+
+    /// <summary>The catalog rows, kept across the reopens as the server's database would keep them.</summary>
+    private sealed class BenchCatalog : ICollectionCatalog
+    {
+        private readonly Dictionary<string, CollectionRecord> _byId = [];
+
+        public CollectionRecord? Find(string workspace, string name) => _byId.Values.FirstOrDefault(r => r.WorkspaceId == workspace && r.Name == name);
+
+        public IReadOnlyList<CollectionRecord> List(string workspace) => [.. _byId.Values.Where(r => r.WorkspaceId == workspace)];
+
+        public void Insert(CollectionRecord record) => _byId.Add(record.Id, record);
+
+        public void Delete(string id) => _byId.Remove(id);
+
+        public IReadOnlySet<string> AllIds() => _byId.Keys.ToHashSet();
     }
 
     private static bool TryDropPageCache()

@@ -82,7 +82,7 @@ def main():
         ann_section(out, title, h, a)
 
     t = load(os.path.join(results, "table.json"))
-    out.append("## Embedding table larger than its memory budget\n")
+    out.append("## Int8 collection larger than its memory budget (vectors on disk)\n")
     if t is None:
         out.append("_not run_\n")
     else:

@@ -4,8 +4,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Core.Residency;
-using Atelier.Server.Collections;
-using Atelier.Server.Hosting;
 
 namespace Atelier.Server.Tests;
 
@@ -191,68 +189,6 @@ public sealed class CollectionsApiTests
             {
                 Assert.Equal((float)(Half)data[700].Vector[d] / norm, vector[d], 2e-3f);
             }
-        }
-    }
-
-    [Fact]
-    public async Task Snapshots_ReplaceTheLog_AndAReopenReplaysSnapshotPlusLog()
-    {
-        var directory = TempDirectory.Create("atelier-collections");
-        var data = SeededPoints.Generate(count: 800, dimension: 8, seed: 4);
-        var options = new CollectionStoreOptions { MinSnapshotLogBytes = 4_096 };
-        long[] deleted;
-        using (var runtime = AtelierRuntime.Open(new ServerOptions { DataDirectory = directory }))
-        using (var store = new CollectionStore(runtime, options))
-        {
-            var workspace = runtime.Keys.EnsureWorkspace("default").Id;
-            var config = new CollectionConfig { Dimension = 8, Metric = Atelier.Vectors.DistanceMetric.L2, Shards = 2, Locations = ["local"] };
-            var collection = await store.CreateAsync(workspace, "docs", config, "default", "test", CancellationToken.None);
-            var chunks = data.Chunk(40).ToArray();
-            await collection.UpsertAsync([.. chunks[0].Select(p => p.ToPoint())], "test", CancellationToken.None);
-            var firstLog = VectorCollection.KeyPrefix(collection.Record.Id) + "shard-000/log-000000000001";
-            Assert.True(runtime.Guard.TryOpenRead("local", firstLog, out var stream));
-            var firstLogBytes = new MemoryStream();
-            using (stream)
-            {
-                await stream.CopyToAsync(firstLogBytes);
-            }
-
-            deleted = [.. chunks[0].Select(p => p.Id).Where(id => collection.ShardOf(id) == 0).Take(3)];
-            await collection.DeleteAsync(deleted, "test", CancellationToken.None);
-            foreach (var chunk in chunks.Skip(1))
-            {
-                await collection.UpsertAsync([.. chunk.Select(p => p.ToPoint())], "test", CancellationToken.None);
-            }
-
-            Assert.All(collection.DescribeShards(), s => Assert.True(s.SnapshotBytes > 0, $"shard {s.Shard} never snapshotted"));
-            var keys = runtime.Locations.ListKeys("local", VectorCollection.KeyPrefix(collection.Record.Id)).ToArray();
-            Assert.True(keys.Count(k => k.Contains("/log-", StringComparison.Ordinal)) < 21, string.Join(", ", keys));
-            Assert.Equal(2, keys.Count(k => k.Contains("/snap-", StringComparison.Ordinal)));
-            Assert.DoesNotContain(firstLog, keys);
-
-            // A crash between a snapshot's commit and the removal of the log it covers leaves that log behind:
-            // the reopen must ignore it (replaying it would bring the deleted points back) and remove it.
-            await using var write = await runtime.Guard.BeginWriteAsync(
-                new Storage.Placement.ArtifactRef("collection", collection.Record.Id, workspace), runtime.ResolvePolicy("default"), "local", "test", key: firstLog);
-            await write.WriteAsync(firstLogBytes.ToArray(), CancellationToken.None);
-            await write.CommitAsync(CancellationToken.None);
-        }
-
-        using (var runtime = AtelierRuntime.Open(new ServerOptions { DataDirectory = directory }))
-        using (var store = new CollectionStore(runtime, options))
-        {
-            var workspace = runtime.Keys.EnsureWorkspace("default").Id;
-            var collection = await store.GetAsync(workspace, "docs", CancellationToken.None);
-            Assert.Equal(797, collection.Count);
-            foreach (var point in data.Where(p => !deleted.Contains(p.Id)))
-            {
-                Assert.True(collection.TryGet(point.Id, out var vector, out var payload), $"point {point.Id} lost");
-                Assert.Equal(point.Vector, vector);
-                Assert.True(payload.TryGet("category", out var category) && category.Text == point.Category);
-            }
-
-            Assert.All(deleted, id => Assert.False(collection.TryGet(id, out _, out _), $"deleted point {id} came back"));
-            Assert.DoesNotContain(runtime.Locations.ListKeys("local", VectorCollection.KeyPrefix(collection.Record.Id)), k => k.EndsWith("shard-000/log-000000000001", StringComparison.Ordinal));
         }
     }
 
@@ -519,14 +455,6 @@ public sealed class CollectionsApiTests
 internal sealed record SeededPoint(long Id, float[] Vector, string Category, double Price, bool Published, int Rank)
 {
     public object ToJson() => new { id = Id, vector = Vector, payload = new { category = Category, price = Price, published = Published, rank = Rank } };
-
-    public CollectionPoint ToPoint() => new(Id, [.. Vector], new Payload(
-    [
-        new("category", PayloadValue.Of(Category)),
-        new("price", PayloadValue.Of(Price)),
-        new("published", PayloadValue.Of(Published)),
-        new("rank", PayloadValue.Of(Rank)),
-    ]));
 }
 
 /// <summary>Seeded clustered data: Gaussian blobs around random centres, as embeddings cluster by topic.</summary>

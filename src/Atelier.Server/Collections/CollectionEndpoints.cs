@@ -2,6 +2,7 @@ using Atelier.Core.Errors;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
+using Atelier.Vectors.Collections;
 
 namespace Atelier.Server.Collections;
 

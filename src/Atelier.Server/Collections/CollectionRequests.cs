@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Atelier.Core.Errors;
 using Atelier.Server.Hosting;
+using Atelier.Vectors.Collections;
 using Atelier.Vectors;
 
 namespace Atelier.Server.Collections;

@@ -10,6 +10,7 @@ using Atelier.Cluster.Jobs;
 using Atelier.Training.Checkpoints;
 using Atelier.Server.Models;
 using Atelier.Server.Platform;
+using Atelier.Vectors.Collections;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 
@@ -45,7 +46,10 @@ public static class AtelierServer
         builder.Services.AddHostedService<FileExpirySweeper>();
         builder.Services.AddSingleton<DatasetBuildService>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DatasetBuildService>());
-        builder.Services.AddSingleton(services => new CollectionStore(services.GetRequiredService<AtelierRuntime>()));
+        builder.Services.AddSingleton(runtime.Guard);
+        builder.Services.AddSingleton<ResidencyPolicyResolver>(runtime.ResolvePolicy);
+        builder.Services.AddSingleton<ICollectionCatalog>(new CatalogCollectionRecords(new Catalog.VectorCollectionCatalog(runtime.Catalog)));
+        builder.Services.AddAtelierVectorCollections();
         builder.Services.AddSingleton(OpenModelRegistry(runtime));
         builder.Services.AddSingleton(runtime.Jobs);
         builder.Services.AddSingleton(runtime.Topology);

@@ -1,10 +1,10 @@
-using System.Globalization;
 using Atelier.Core.Residency;
 using Atelier.Storage.Placement;
-using Atelier.Vectors;
-using Atelier.Vectors.Hnsw;
+using Atelier.Vectors.Collections.Segments;
+using Atelier.Vectors.Collections.Shards;
+using Atelier.Vectors.Collections.Wal;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections;
 
 /// <summary>One point to upsert: a non-negative id, a vector of the collection's dimension, a payload.</summary>
 /// <param name="Id">The point id.</param>
@@ -42,16 +42,15 @@ public sealed record ShardDescription(int Shard, string Location, long Points, i
 /// </remarks>
 public sealed class VectorCollection : IDisposable
 {
-    private const string Actor = "system:collections";
-
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly CollectionShard[] _shards;
     private readonly PlacementGuard _guard;
     private readonly ResidencyPolicy _policy;
     private readonly CollectionStoreOptions _options;
 
-    private VectorCollection(CollectionRecord record, PlacementGuard guard, ResidencyPolicy policy, CollectionStoreOptions options, CollectionShard[] shards)
+    private VectorCollection(CollectionRecord record, PlacementGuard guard, ResidencyPolicy policy, CollectionStoreOptions options, CollectionShard[] shards, FullVectorCache? cache)
     {
+        VectorCache = cache;
         Record = record;
         _guard = guard;
         _policy = policy;
@@ -68,6 +67,18 @@ public sealed class VectorCollection : IDisposable
     /// <summary>Live points over all shards.</summary>
     public long Count => _shards.Sum(s => (long)s.Count);
 
+    /// <summary>The cache of full vectors read from segment files; null when the collection keeps its vectors in memory.</summary>
+    internal FullVectorCache? VectorCache { get; }
+
+    /// <summary>Full vectors read from segment files (cache misses) since the collection opened.</summary>
+    internal long SegmentDiskReads => _shards.Sum(s => s.Segment?.DiskReads ?? 0);
+
+    /// <summary>In-memory bytes of the shards' graphs and codes (not counting the full-vector cache).</summary>
+    internal long IndexBytes => _shards.Sum(s => (long)(s.Index.BytesPerVector * s.Index.NodeCount));
+
+    /// <summary>Shards opened from the graph saved at their last snapshot rather than rebuilt (tests).</summary>
+    internal int ShardsOpenedFromSavedGraph => _shards.Count(s => s.OpenedFromSavedGraph);
+
     /// <summary>The blob key prefix of everything the collection stores.</summary>
     public static string KeyPrefix(string collectionId) => $"collection/{collectionId}/";
 
@@ -76,13 +87,15 @@ public sealed class VectorCollection : IDisposable
     {
         ArgumentNullException.ThrowIfNull(record);
         ArgumentNullException.ThrowIfNull(guard);
+        options ??= new CollectionStoreOptions();
+        var cache = !options.UsesSegments(record) ? null : new FullVectorCache(options.VectorCacheBytes, record.Config.Dimension, options.ForegroundCacheMaintenance);
         var shards = new CollectionShard[record.Config.Shards];
         try
         {
             for (int i = 0; i < shards.Length; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                shards[i] = await OpenShardAsync(record, guard, i).ConfigureAwait(false);
+                shards[i] = await CollectionShard.OpenAsync(record, guard, i, options.SegmentDirectoryOf(record, i), cache).ConfigureAwait(false);
             }
         }
         catch
@@ -95,7 +108,7 @@ public sealed class VectorCollection : IDisposable
             throw;
         }
 
-        return new VectorCollection(record, guard, policy, options ?? new CollectionStoreOptions(), shards);
+        return new VectorCollection(record, guard, policy, options, shards, cache);
     }
 
     /// <summary>The shard that holds <paramref name="id"/>.</summary>
@@ -188,17 +201,7 @@ public sealed class VectorCollection : IDisposable
     public ScoredPoint[] Search(float[] query, int k, PayloadFilter? filter, int? ef, bool withVector)
     {
         ArgumentNullException.ThrowIfNull(query);
-        var perShard = new SearchHit[_shards.Length][];
-        if (_shards.Length == 1)
-        {
-            perShard[0] = SearchShard(_shards[0], query, k, filter, ef);
-        }
-        else
-        {
-            Parallel.For(0, _shards.Length, s => perShard[s] = SearchShard(_shards[s], query, k, filter, ef));
-        }
-
-        var merged = perShard.SelectMany(h => h).OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(k);
+        var merged = VectorCache is null ? SearchInMemory(query, k, filter, ef) : SearchOnSegments(query, k, filter, ef);
         var results = new List<ScoredPoint>(k);
         foreach (var hit in merged)
         {
@@ -241,8 +244,75 @@ public sealed class VectorCollection : IDisposable
         _writeLock.Dispose();
     }
 
+    /// <summary>Every shard searches its graph on its in-memory vectors; the best k of their results win.</summary>
+    private IEnumerable<SearchHit> SearchInMemory(float[] query, int k, PayloadFilter? filter, int? ef)
+    {
+        var perShard = new SearchHit[_shards.Length][];
+        if (_shards.Length == 1)
+        {
+            perShard[0] = SearchShard(_shards[0], query, k, filter, ef);
+        }
+        else
+        {
+            Parallel.For(0, _shards.Length, s => perShard[s] = SearchShard(_shards[s], query, k, filter, ef));
+        }
+
+        return perShard.SelectMany(h => h).OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(k);
+    }
+
     private static SearchHit[] SearchShard(CollectionShard shard, float[] query, int k, PayloadFilter? filter, int? ef) =>
         shard.Index.Search(query, k, ef, filter is null ? null : shard.CreateFilter(filter));
+
+    /// <summary>
+    /// A search whose full vectors are in segment files: every shard walks its graph on int8 codes and returns
+    /// its best candidates unranked, and only the global best <c>k * RerankMultiplier</c> are re-ranked on full
+    /// vectors (from the cache, else one read each), so a search reads the same number of vectors however many
+    /// shards the collection has.
+    /// </summary>
+    private IEnumerable<SearchHit> SearchOnSegments(float[] query, int k, PayloadFilter? filter, int? ef)
+    {
+        int candidatesPerShard = k * Math.Max(1, _options.RerankMultiplier);
+        int efShard = Math.Max(ef ?? Config.EfSearch, candidatesPerShard);
+        var perShard = new SearchHit[_shards.Length][];
+        void Walk(int s)
+        {
+            var shard = _shards[s];
+            var candidates = new SearchHit[candidatesPerShard];
+            int found = shard.Index.SearchApproximate(query, candidates, efShard, filter is null ? null : shard.CreateFilter(filter), k);
+            perShard[s] = candidates[..found];
+        }
+
+        if (_shards.Length == 1)
+        {
+            Walk(0);
+        }
+        else
+        {
+            Parallel.For(0, _shards.Length, Walk);
+        }
+
+        var best = perShard.SelectMany(h => h).OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(candidatesPerShard).ToArray();
+        float[] prepared = query;
+        if (Config.Metric == DistanceMetric.Cosine)
+        {
+            prepared = [.. query];
+            Kernels.VectorDistance.Normalize(prepared);
+        }
+
+        var buffer = new float[Config.Dimension];
+        var exact = new List<SearchHit>(best.Length);
+        foreach (var hit in best)
+        {
+            // NaN: deleted since the walk found it.
+            float distance = _shards[ShardOf(hit.Id)].Index.ExactDistanceTo(prepared, hit.Id, buffer);
+            if (!float.IsNaN(distance))
+            {
+                exact.Add(hit with { Distance = distance });
+            }
+        }
+
+        return exact.OrderBy(h => h.Distance).ThenBy(h => h.Id).Take(k);
+    }
 
     private float Score(float distance) => Config.Metric switch
     {
@@ -263,7 +333,7 @@ public sealed class VectorCollection : IDisposable
                 if (byShard[s] is { Count: > 0 } points)
                 {
                     var shard = _shards[s];
-                    writes[s] = CommitBlobAsync(shard, CollectionShard.LogKey(shard.Prefix, shard.NextSeq), kind, points, actor, cancellationToken);
+                    writes[s] = CommitBlobAsync(shard, LogKeys.Log(shard.Prefix, shard.NextSeq), kind, points.Count, points, actor, cancellationToken);
                 }
             }
 
@@ -325,6 +395,29 @@ public sealed class VectorCollection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Snapshots every shard that has a log now, instead of when the log outgrows the last snapshot: after a
+    /// bulk load, so the next open replays one blob per shard (and, with segment files, maps the saved graph).
+    /// </summary>
+    internal async Task CompactAsync(CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            foreach (var shard in _shards)
+            {
+                if (shard.LogBlobs > 0)
+                {
+                    await SnapshotAsync(shard, cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
     private bool NeedsSnapshot(CollectionShard shard) =>
         shard.LogBlobs >= 2 && shard.LogBytes > Math.Max(shard.SnapshotBytes, _options.MinSnapshotLogBytes);
 
@@ -336,175 +429,52 @@ public sealed class VectorCollection : IDisposable
     private async Task SnapshotAsync(CollectionShard shard, CancellationToken cancellationToken)
     {
         long covered = shard.NextSeq - 1;
-        var points = new List<LogPoint>(shard.Count);
-        foreach (var id in shard.Ids)
+
+        // Only the ids are gathered up front; each vector is read as it is written, so a snapshot of a shard
+        // whose vectors live in a segment file does not bring them all into memory. A point with a payload but
+        // no node (an insert that failed part-way) is left out, as before; under the write lock no point comes
+        // or goes meanwhile, so every id gathered still has its vector when it is written.
+        var ids = shard.Ids.Where(shard.Index.Contains).ToArray();
+        IEnumerable<LogPoint> Live()
         {
             var vector = new float[Config.Dimension];
-            if (shard.TryGetPayload(id, out var payload) && shard.Index.TryGetVector(id, vector))
+            foreach (var id in ids)
             {
-                points.Add(new LogPoint(id, vector, payload));
+                if (!shard.TryGetPayload(id, out var payload) || !shard.Index.TryGetVector(id, vector))
+                {
+                    throw new InvalidOperationException($"Point {id} of shard {shard.Number} vanished during a snapshot.");
+                }
+
+                yield return new LogPoint(id, vector, payload);
             }
         }
 
-        long bytes = await CommitBlobAsync(shard, CollectionShard.SnapshotKey(shard.Prefix, covered), LogBlobKind.Snapshot, points, Actor, cancellationToken).ConfigureAwait(false);
+        long bytes = await CommitBlobAsync(shard, LogKeys.Snapshot(shard.Prefix, covered), LogBlobKind.Snapshot, ids.Length, Live(), CollectionShard.SystemActor, cancellationToken).ConfigureAwait(false);
         shard.SnapshotSeq = covered;
         shard.SnapshotBytes = bytes;
         shard.LogBytes = 0;
         shard.LogBlobs = 0;
-        await DeleteReplacedAsync(_guard, Record, shard, covered).ConfigureAwait(false);
+        try
+        {
+            shard.SaveGraph(covered);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The saved graph only spares the next open a rebuild; the snapshot, which is the truth, committed.
+        }
+
+        await shard.DeleteReplacedAsync(_guard, Record, covered).ConfigureAwait(false);
     }
 
-    private async Task<long> CommitBlobAsync(CollectionShard shard, string key, LogBlobKind kind, IReadOnlyList<LogPoint> points, string actor, CancellationToken cancellationToken)
+    private async Task<long> CommitBlobAsync(CollectionShard shard, string key, LogBlobKind kind, int count, IEnumerable<LogPoint> points, string actor, CancellationToken cancellationToken)
     {
         var artifact = new ArtifactRef("collection", Record.Id, Record.WorkspaceId);
         await using var write = await _guard.BeginWriteAsync(artifact, _policy, shard.LocationId, actor, key: key, cancellationToken: cancellationToken).ConfigureAwait(false);
-        await CollectionLog.WriteAsync(write, kind, Config.Storage, Config.Dimension, points, cancellationToken).ConfigureAwait(false);
+        await CollectionLog.WriteAsync(write, kind, Config.Storage, Config.Dimension, count, points, cancellationToken).ConfigureAwait(false);
 
         // Once the bytes are on their way to disk, a client that goes away must not leave a blob that was
         // committed but never applied in memory: commit without the request's token.
         var receipt = await write.CommitAsync(CancellationToken.None).ConfigureAwait(false);
         return receipt.Bytes;
-    }
-
-    private static async Task DeleteReplacedAsync(PlacementGuard guard, CollectionRecord record, CollectionShard shard, long covered)
-    {
-        var artifact = new ArtifactRef("collection", record.Id, record.WorkspaceId);
-        foreach (var key in guard.Locations.ListKeys(shard.LocationId, shard.Prefix).ToArray())
-        {
-            if (ParseKey(key, shard.Prefix) is { } parsed &&
-                ((parsed.Kind == LogBlobKind.Upsert && parsed.Seq <= covered) || (parsed.Kind == LogBlobKind.Snapshot && parsed.Seq < covered)))
-            {
-                await guard.DeleteAsync(artifact, shard.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
-            }
-        }
-    }
-
-    /// <summary>The kind (log or snapshot) and sequence number a shard blob key names; null for other keys.</summary>
-    private static (LogBlobKind Kind, long Seq)? ParseKey(string key, string prefix)
-    {
-        var name = key.AsSpan(prefix.Length);
-        LogBlobKind kind;
-        if (name.StartsWith("log-", StringComparison.Ordinal))
-        {
-            kind = LogBlobKind.Upsert;
-            name = name[4..];
-        }
-        else if (name.StartsWith("snap-", StringComparison.Ordinal))
-        {
-            kind = LogBlobKind.Snapshot;
-            name = name[5..];
-        }
-        else
-        {
-            return null;
-        }
-
-        return long.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out var seq) ? (kind, seq) : null;
-    }
-
-    private static async Task<CollectionShard> OpenShardAsync(CollectionRecord record, PlacementGuard guard, int number)
-    {
-        var config = record.Config;
-        string location = config.LocationOf(number);
-        string prefix = $"{KeyPrefix(record.Id)}shard-{number:D3}/";
-        var logs = new List<(long Seq, string Key)>();
-        (long Seq, string Key)? snapshot = null;
-        foreach (var key in guard.Locations.ListKeys(location, prefix))
-        {
-            switch (ParseKey(key, prefix))
-            {
-                case { Kind: LogBlobKind.Snapshot } s when snapshot is null || s.Seq > snapshot.Value.Seq:
-                    snapshot = (s.Seq, key);
-                    break;
-                case { Kind: LogBlobKind.Upsert } l:
-                    logs.Add((l.Seq, key));
-                    break;
-            }
-        }
-
-        long covered = snapshot?.Seq ?? 0;
-        var state = new Dictionary<long, LogPoint>();
-        long snapshotBytes = 0, logBytes = 0;
-        int logBlobs = 0;
-        void Apply(LogBlobKind kind, long id, float[]? vector, Payload? payload)
-        {
-            if (kind == LogBlobKind.Delete)
-            {
-                state.Remove(id);
-            }
-            else
-            {
-                state[id] = new LogPoint(id, vector!, payload!);
-            }
-        }
-
-        if (snapshot is { } snap)
-        {
-            snapshotBytes = ReadBlob(guard, location, snap.Key, config.Dimension, Apply);
-        }
-
-        long maxSeq = covered;
-        foreach (var (seq, key) in logs.OrderBy(l => l.Seq))
-        {
-            maxSeq = Math.Max(maxSeq, seq);
-            if (seq <= covered)
-            {
-                continue;
-            }
-
-            logBytes += ReadBlob(guard, location, key, config.Dimension, Apply);
-            logBlobs++;
-        }
-
-        var index = new HnswIndex(new HnswOptions
-        {
-            Dimension = config.Dimension,
-            Metric = config.Metric,
-            M = config.M,
-            EfConstruction = config.EfConstruction,
-            EfSearch = config.EfSearch,
-            QuantizeInt8 = config.Storage == VectorStorage.Int8,
-            InitialCapacity = Math.Max(1024, state.Count),
-        });
-        var shard = new CollectionShard(number, location, prefix, index)
-        {
-            NextSeq = maxSeq + 1,
-            SnapshotSeq = covered,
-            SnapshotBytes = snapshotBytes,
-            LogBytes = logBytes,
-            LogBlobs = logBlobs,
-        };
-        try
-        {
-            // Ids in order, so a rebuild inserts in the same order whatever the replay's dictionary order was.
-            shard.ApplyUpserts([.. state.Values.OrderBy(p => p.Id)], config.Dimension);
-
-            // What a crash during a snapshot left behind: the log it covers and the snapshot it replaced.
-            if (covered > 0)
-            {
-                await DeleteReplacedAsync(guard, record, shard, covered).ConfigureAwait(false);
-            }
-        }
-        catch
-        {
-            shard.Dispose();
-            throw;
-        }
-
-        return shard;
-    }
-
-    private static long ReadBlob(PlacementGuard guard, string location, string key, int dimension, Action<LogBlobKind, long, float[]?, Payload?> apply)
-    {
-        if (!guard.TryOpenRead(location, key, out var stream))
-        {
-            throw new VectorStoreCorruptedException($"Collection blob '{key}' was listed at location '{location}' but cannot be read.");
-        }
-
-        using (stream)
-        {
-            CollectionLog.Read(stream, key, dimension, apply);
-            return stream.CanSeek ? stream.Length : 0;
-        }
     }
 }

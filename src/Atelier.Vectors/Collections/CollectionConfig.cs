@@ -1,6 +1,4 @@
-using Atelier.Vectors;
-
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections;
 
 /// <summary>How a collection keeps its vectors.</summary>
 public enum VectorStorage

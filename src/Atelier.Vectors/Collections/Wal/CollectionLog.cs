@@ -1,10 +1,10 @@
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using Atelier.Storage.Placement;
-using Atelier.Vectors;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections.Wal;
 
 /// <summary>What one blob of a shard's log holds.</summary>
 internal enum LogBlobKind : byte
@@ -41,7 +41,14 @@ internal static class CollectionLog
     private const int FlushBytes = 1 << 20;
 
     /// <summary>Writes one log blob through a guarded write (not committed here).</summary>
-    public static async ValueTask WriteAsync(GuardedWrite write, LogBlobKind kind, VectorStorage storage, int dimension, IReadOnlyList<LogPoint> points, CancellationToken cancellationToken)
+    /// <param name="write">The guarded write.</param>
+    /// <param name="kind">What the blob holds.</param>
+    /// <param name="storage">How vectors are encoded.</param>
+    /// <param name="dimension">Components per vector.</param>
+    /// <param name="count">How many points <paramref name="points"/> yields: the header names it before they are written.</param>
+    /// <param name="points">The points; enumerated once, so a snapshot can read each vector as it is written rather than hold them all.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    public static async ValueTask WriteAsync(GuardedWrite write, LogBlobKind kind, VectorStorage storage, int dimension, int count, IEnumerable<LogPoint> points, CancellationToken cancellationToken)
     {
         var writer = new BlobWriter(write);
         var header = new byte[HeaderBytes];
@@ -50,12 +57,18 @@ internal static class CollectionLog
         header[6] = (byte)kind;
         header[7] = storage == VectorStorage.Float16 ? (byte)1 : (byte)0;
         BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(8), dimension);
-        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(12), points.Count);
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(12), count);
         await writer.WriteAsync(header, cancellationToken).ConfigureAwait(false);
         bool half = storage == VectorStorage.Float16;
         var scratch = new byte[8 + (dimension * sizeof(float)) + 4];
+        int written = 0;
         foreach (var point in points)
         {
+            if (++written > count)
+            {
+                ThrowCountMismatch(count);
+            }
+
             BinaryPrimitives.WriteInt64LittleEndian(scratch, point.Id);
             if (kind == LogBlobKind.Delete)
             {
@@ -83,8 +96,19 @@ internal static class CollectionLog
             await writer.WriteAsync(payload, cancellationToken).ConfigureAwait(false);
         }
 
+        if (written != count)
+        {
+            ThrowCountMismatch(count);
+        }
+
         await writer.FinishAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    // The header already names the count: a blob with another number of points would replay wrongly, so the
+    // write fails (and is never committed) instead.
+    [DoesNotReturn]
+    private static void ThrowCountMismatch(int count) =>
+        throw new InvalidOperationException($"A log blob announced {count} points and was given a different number.");
 
     /// <summary>Reads a log blob back; <paramref name="apply"/> sees each point (for deletes, only its id).</summary>
     /// <exception cref="VectorStoreCorruptedException">The blob is truncated, altered or of another collection's shape.</exception>

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections;
 
 /// <summary>The kind of a payload value.</summary>
 public enum PayloadKind : byte

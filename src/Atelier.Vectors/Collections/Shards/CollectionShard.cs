@@ -1,19 +1,21 @@
 using System.Collections.Concurrent;
-using Atelier.Vectors;
+using Atelier.Vectors.Collections.Segments;
+using Atelier.Vectors.Collections.Wal;
 using Atelier.Vectors.Hnsw;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections.Shards;
 
 /// <summary>A payload field and one of its values: the key of the inverted index that serves match conditions.</summary>
 internal readonly record struct PayloadTerm(string Key, PayloadValue Value);
 
 /// <summary>
-/// One shard of a collection in memory: its HNSW graph, the payload of each live point, an inverted index
-/// from payload values to ids, and the position of its log. Written only under the collection's write lock;
+/// One shard of a collection in memory: its HNSW graph (with its full vectors in memory, or in a segment
+/// file for an int8 collection that keeps them out of memory), the payload of each live point, an inverted
+/// index from payload values to ids, and the position of its log. Written only under the collection's write lock;
 /// read concurrently by searches (the graph supports concurrent reads and writes, the maps are concurrent,
 /// and payloads are immutable objects swapped whole).
 /// </summary>
-internal sealed class CollectionShard(int number, string locationId, string prefix, HnswIndex index) : IDisposable
+internal sealed partial class CollectionShard(int number, string locationId, string prefix, HnswIndex index, VectorSegmentFile? segment) : IDisposable
 {
     /// <summary>Below this many candidates (or this fraction of the shard), a match filter is resolved to an id set up front.</summary>
     private const int IdSetMaxCandidates = 50_000;
@@ -31,6 +33,9 @@ internal sealed class CollectionShard(int number, string locationId, string pref
 
     public HnswIndex Index { get; } = index;
 
+    /// <summary>The file of the graph's full vectors when the shard keeps them out of memory; null when they are in memory.</summary>
+    public VectorSegmentFile? Segment { get; } = segment;
+
     public int Count => Index.Count;
 
     /// <summary>The sequence number the next log blob gets.</summary>
@@ -47,10 +52,6 @@ internal sealed class CollectionShard(int number, string locationId, string pref
 
     /// <summary>Log blobs written after the snapshot.</summary>
     public int LogBlobs { get; set; }
-
-    public static string LogKey(string prefix, long seq) => $"{prefix}log-{seq:D12}";
-
-    public static string SnapshotKey(string prefix, long seq) => $"{prefix}snap-{seq:D12}";
 
     public bool TryGetPayload(long id, out Payload payload) => _points.TryGetValue(id, out payload!);
 
@@ -151,7 +152,11 @@ internal sealed class CollectionShard(int number, string locationId, string pref
         return new PayloadPredicateFilter(_points, filter);
     }
 
-    public void Dispose() => Index.Dispose();
+    public void Dispose()
+    {
+        Index.Dispose();
+        Segment?.Dispose();
+    }
 
     private void SetPayload(long id, Payload payload)
     {

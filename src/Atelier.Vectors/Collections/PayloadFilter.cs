@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Atelier.Core.Errors;
 
-namespace Atelier.Server.Collections;
+namespace Atelier.Vectors.Collections;
 
 /// <summary>One condition on a payload field.</summary>
 public abstract class PayloadCondition
