@@ -51,7 +51,7 @@ public static class FeatureEndpoints
             var body = await FeatureApi.ReadBodyAsync<PushBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
             var result = await store.PushAsync(caller.WorkspaceId, name, body.Version, FeatureApi.ToRows(body), caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Push rows (entity key, event time, features) to a view's log; a bad row refuses the batch and writes nothing.");
+        }).WithBodyKind(RequestBodyKind.BulkJson).WithSummary("Push rows (entity key, event time, features) to a view's log; a bad row refuses the batch and writes nothing.");
 
         api.MapPost("/views/{name}/parquet", async (HttpContext context, string name, int? version, DateTimeOffset? defaultEventTime, string? filename) =>
         {
@@ -59,7 +59,7 @@ public static class FeatureEndpoints
             var result = await store.IngestParquetAsync(
                 caller.WorkspaceId, name, version, context.Request.Body, filename ?? "upload.parquet", defaultEventTime, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Ingest a per-example feature Parquet file (the request body) into a view; columns the view lacks are ignored.");
+        }).WithBodyKind(RequestBodyKind.Upload).WithSummary("Ingest a per-example feature Parquet file (the request body) into a view; columns the view lacks are ignored.");
 
         api.MapPost("/views/{name}/online", async (HttpContext context, string name) =>
         {

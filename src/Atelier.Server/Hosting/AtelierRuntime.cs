@@ -122,7 +122,9 @@ public sealed class AtelierRuntime : IDisposable
     public static AtelierRuntime Open(ServerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Directory.CreateDirectory(options.DataDirectory);
+
+        // Before anything is created: the catalog, the audit log, keys and blobs are private (0600 in 0700).
+        DataDirectoryPermissions.Restrict(options.DataDirectory);
         var config = AtelierConfig.LoadOrCreate(options.DataDirectory, options.DefaultCountry);
         var catalog = new CatalogDatabase(Path.Combine(options.DataDirectory, "catalog.db"));
         var locations = new StorageLocations(config.Locations, options.DataDirectory);

@@ -144,6 +144,14 @@ public static class JobRequests
         }
 
         var problems = new List<Problem>();
+        if (request.Hyperparameters?.SeqLen is { } seqLen && seqLen > model.MaxContextLength)
+        {
+            // Beyond the model's context the positions were never trained; the job would run
+            // without ever producing a useful checkpoint.
+            problems.Add(new Problem($"'seq_len' {seqLen} is longer than model '{model.Id}' supports ({model.MaxContextLength} tokens, its max_seq_len).", Field: "hyperparameters.seq_len"));
+            throw new ValidationFailedException(problems[0].Message, problems, 1, "invalid_request");
+        }
+
         var files = new List<FileRecord>();
         JobDataset? dataset = null;
         if (request.DatasetId is { } datasetId)
