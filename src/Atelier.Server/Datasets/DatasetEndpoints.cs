@@ -133,7 +133,7 @@ public static class DatasetEndpoints
                 throw new ConflictException($"Dataset '{datasetId}' is still {existing.Status}; delete it once it has finished.");
             }
 
-            var record = runtime.Datasets.Delete(caller.WorkspaceId, datasetId) ?? throw new NotFoundException("dataset", datasetId);
+            var record = runtime.FreeingSpace(() => runtime.Datasets.Delete(caller.WorkspaceId, datasetId)) ?? throw new NotFoundException("dataset", datasetId);
             var artifact = new ArtifactRef("dataset", record.Id, caller.Key.WorkspaceName);
             foreach (var key in runtime.Locations.ListKeys(record.LocationId, $"dataset/{record.Id}/").ToArray())
             {

@@ -146,7 +146,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         reason = (cut >= 0 ? reason[..cut] : reason).Trim().TrimEnd('.');
         if (reason.Contains("could not be converted to", StringComparison.Ordinal))
         {
-            reason = "the value has the wrong type for this field";
+            reason = e.Path is null or "$" ? "the body must be a JSON object" : "the value has the wrong type for this field";
         }
         else if (reason.Length == 0 || reason.StartsWith("The JSON value", StringComparison.Ordinal))
         {
@@ -210,6 +210,12 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
     {
         context.Response.Clear();
         context.Response.StatusCode = error.StatusCode;
+        if (error is PayloadTooLargeException)
+        {
+            // The rest of the body is not read; the connection cannot carry another request.
+            context.Response.Headers.Connection = "close";
+        }
+
         if (error is UnauthorizedException)
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";

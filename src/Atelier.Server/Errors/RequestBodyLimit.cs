@@ -45,6 +45,9 @@ public sealed class RequestBodyLimit(RequestDelegate next, AtelierRuntime runtim
 {
     private const string KindItem = "atelier.body-kind";
 
+    /// <summary>Room an upload's body has past <c>files.max_upload_bytes</c> for multipart framing and small fields.</summary>
+    public const long UploadFramingBytes = 64 * 1024;
+
     /// <summary>Sets the limit, then calls the rest of the pipeline.</summary>
     public Task InvokeAsync(HttpContext context)
     {
@@ -53,7 +56,13 @@ public sealed class RequestBodyLimit(RequestDelegate next, AtelierRuntime runtim
         context.Items[KindItem] = kind;
         if (kind == RequestBodyKind.Upload)
         {
-            // The upload handlers set their own limit per request, with room for multipart framing.
+            // The upload handlers set their own limit per request, with room for multipart framing;
+            // a declared length past even that is refused before the handler looks anything up.
+            if (context.Request.ContentLength > runtime.Config.Files.MaxUploadBytes + UploadFramingBytes)
+            {
+                throw TooLarge(runtime.Config, kind);
+            }
+
             return next(context);
         }
 

@@ -70,6 +70,14 @@ public static class FeatureEndpoints
                 throw new BadRequestException("The body needs 'keys': an array of entity keys.");
             }
 
+            for (var i = 0; i < body.Keys.Count; i++)
+            {
+                if (body.Keys[i] is null)
+                {
+                    throw new ValidationFailedException("An entity key must be a string, not null.", [new Problem("must be a string, not null", Field: $"keys[{i}]")], 1, "invalid_request");
+                }
+            }
+
             var view = store.GetView(caller.WorkspaceId, name, body.Version);
             return Results.Json(FeatureApi.ToResponse(view, store.GetOnline(view, body.Keys)), AtelierJson.Options);
         }).WithSummary("The latest value of each key (batch online lookup).");

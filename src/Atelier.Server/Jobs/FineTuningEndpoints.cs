@@ -385,7 +385,7 @@ public static class FineTuningEndpoints
         }
         catch (JsonException e)
         {
-            throw new BadRequestException($"The request body is not valid JSON for this endpoint: {e.Message}");
+            throw ErrorMapping.Malformed(e);
         }
     }
 
@@ -407,7 +407,7 @@ public static class FineTuningEndpoints
         }
         catch (JsonException e)
         {
-            throw new BadRequestException($"The request body is not valid JSON for this endpoint: {e.Message}");
+            throw ErrorMapping.Malformed(e);
         }
     }
 
