@@ -177,7 +177,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
     private AtelierException Bare(HttpContext context) => context.Response.StatusCode switch
     {
         StatusCodes.Status413PayloadTooLarge => RequestBodyLimit.TooLarge(context, runtime.Config),
-        StatusCodes.Status404NotFound => new RouteNotFoundException($"There is no resource at '{context.Request.Path}'."),
+        StatusCodes.Status404NotFound => new NotFoundException("route", context.Request.Path.Value ?? "/"),
         StatusCodes.Status405MethodNotAllowed => new StatusException(405, "method_not_allowed", $"'{context.Request.Method}' is not allowed on '{context.Request.Path}'."),
         StatusCodes.Status415UnsupportedMediaType => new StatusException(415, "unsupported_media_type", "The request needs a JSON body with 'Content-Type: application/json'."),
         StatusCodes.Status400BadRequest => new MalformedJsonException("The request body or its parameters could not be read; send a JSON object with 'Content-Type: application/json'."),
@@ -314,13 +314,6 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}")]
     private static partial void LogUnhandled(ILogger logger, Exception exception, string method, string path);
-
-    private sealed class RouteNotFoundException(string message) : AtelierException(message)
-    {
-        public override int StatusCode => 404;
-
-        public override string Code => "not_found";
-    }
 
     // A status the framework chose, given a body here.
     private sealed class StatusException(int status, string code, string message) : AtelierException(message)

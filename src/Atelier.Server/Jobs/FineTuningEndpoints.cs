@@ -296,7 +296,7 @@ public static class FineTuningEndpoints
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var q = context.Request.Query;
-            var page = Int(q["page"], "page", 0, int.MaxValue) ?? 0;
+            var page = Int(q["page"], "page", 0, int.MaxValue / 1000) ?? 0;
             var pageSize = Int(q["page_size"], "page_size", 1, 1000) ?? 100;
             var status = q["status"].ToString();
             if (status.Length > 0 && !FineTuningStatus.IsKnown(status))
