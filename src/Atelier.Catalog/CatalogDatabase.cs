@@ -34,6 +34,13 @@ public sealed class CatalogDatabase
         Migrations.Apply(connection);
     }
 
+    /// <summary>
+    /// True when <paramref name="e"/> is SQLite reporting a full disk (<c>SQLITE_FULL</c>), from the
+    /// catalog or any other SQLite database the server keeps, so the API edge can answer 507 without
+    /// knowing SQLite.
+    /// </summary>
+    public static bool IsStorageFull(Exception e) => e is SqliteException { SqliteErrorCode: 13 };
+
     /// <summary>The database file.</summary>
     public string Path { get; }
 

@@ -24,6 +24,9 @@ public sealed record AtelierConfig
     /// <summary>Limits on uploads.</summary>
     public FilesConfig Files { get; init; } = new();
 
+    /// <summary>Limits on JSON request bodies.</summary>
+    public LimitsConfig Limits { get; init; } = new();
+
     /// <summary>Sites, racks and nodes.</summary>
     public IReadOnlyList<Site> Sites { get; init; } = [];
 
@@ -132,6 +135,23 @@ public sealed record ServerConfig
 
     /// <summary>The Orleans gateway's port; 0 picks a free one at start.</summary>
     public int GatewayPort { get; init; }
+
+    /// <summary>
+    /// The URL clients reach the server at (e.g. <c>https://atelier.example.org</c>), used in the
+    /// download URLs the server signs. Unset, it is <c>http://&lt;bind&gt;:&lt;port&gt;</c> (loopback when
+    /// bound to every address); the request's <c>Host</c> header is never used, since a client chooses it.
+    /// </summary>
+    public string? PublicUrl { get; init; }
+}
+
+/// <summary>Limits on request bodies that are not file uploads.</summary>
+public sealed record LimitsConfig
+{
+    /// <summary>The largest JSON body of an ordinary request (create, update, search), in bytes.</summary>
+    public long MaxJsonBodyBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>The largest JSON body of a bulk write (vector upserts, feature rows), in bytes.</summary>
+    public long MaxBulkJsonBodyBytes { get; init; } = 64L * 1024 * 1024;
 }
 
 /// <summary>Limits on uploaded files.</summary>

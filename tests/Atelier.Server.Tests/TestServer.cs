@@ -32,7 +32,7 @@ public sealed class TestServer : IAsyncDisposable
     public IServiceProvider Services => _app.Services;
 
     /// <summary>Starts a server; <paramref name="configure"/> edits the configuration before the first start.</summary>
-    public static async Task<TestServer> StartAsync(Func<AtelierConfig, AtelierConfig>? configure = null, string? dataDirectory = null)
+    public static async Task<TestServer> StartAsync(Func<AtelierConfig, AtelierConfig>? configure = null, string? dataDirectory = null, Action<ILoggingBuilder>? logging = null)
     {
         dataDirectory ??= TempDirectory.Create("atelier-server");
         if (configure is not null)
@@ -41,7 +41,7 @@ public sealed class TestServer : IAsyncDisposable
             File.WriteAllText(Path.Combine(dataDirectory, AtelierConfig.FileName), JsonSerializer.Serialize(config, AtelierConfig.SerializerOptions));
         }
 
-        var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = 0 }, logging => logging.SetMinimumLevel(LogLevel.Warning));
+        var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = 0 }, logging ?? (builder => builder.SetMinimumLevel(LogLevel.Warning)));
         await app.StartAsync();
         return new TestServer(app, dataDirectory);
     }

@@ -130,8 +130,11 @@ public sealed class ForbiddenException(string message) : AtelierException(messag
 }
 
 /// <summary>The body is larger than the configured limit.</summary>
-public sealed class PayloadTooLargeException(long limitBytes)
-    : AtelierException($"The upload is larger than the limit of {limitBytes} bytes.")
+/// <param name="limitBytes">The limit that was exceeded.</param>
+/// <param name="what">What was too large, in words: <c>upload</c>, <c>request body</c>.</param>
+/// <param name="setting">The configuration setting that holds the limit, when there is one.</param>
+public sealed class PayloadTooLargeException(long limitBytes, string what = "upload", string? setting = null)
+    : AtelierException($"The {what} is larger than the limit of {limitBytes} bytes" + (setting is null ? "." : $" ('{setting}' in atelier.json)."))
 {
     /// <summary>The limit that was exceeded.</summary>
     public long LimitBytes { get; } = limitBytes;
@@ -164,6 +167,16 @@ public sealed class PlacementRefusedException(string policyName, string location
 
     /// <inheritdoc />
     public override string Code => "placement_refused";
+}
+
+/// <summary>The request body is not JSON, or not the JSON this request takes; says where.</summary>
+public sealed class MalformedJsonException(string message) : AtelierException(message)
+{
+    /// <inheritdoc />
+    public override int StatusCode => 400;
+
+    /// <inheritdoc />
+    public override string Code => "invalid_json";
 }
 
 /// <summary>The server cannot complete the request because storage is exhausted or unavailable.</summary>

@@ -178,11 +178,14 @@ public static class FeatureRowValidator
             case FeatureType.Float64:
                 switch (raw)
                 {
-                    case double d: value = d; return true;
-                    case float f: value = (double)f; return true;
+                    case double d: return Finite(d, out value, out why);
+                    case float f: return Finite(f, out value, out why);
                     case long l: value = (double)l; return true;
                     case int i: value = (double)i; return true;
-                    case JsonElement { ValueKind: JsonValueKind.Number } e: value = e.GetDouble(); return true;
+
+                    // A literal such as -1e999 parses to infinity; stored, it would make every later
+                    // read of the view fail, so it is refused here with the row's other problems.
+                    case JsonElement { ValueKind: JsonValueKind.Number } e: return Finite(e.GetDouble(), out value, out why);
                 }
 
                 break;
@@ -208,6 +211,20 @@ public static class FeatureRowValidator
         }
 
         why = $"got {Describe(raw)}";
+        return false;
+    }
+
+    private static bool Finite(double d, out object? value, out string? why)
+    {
+        if (double.IsFinite(d))
+        {
+            value = d;
+            why = null;
+            return true;
+        }
+
+        value = null;
+        why = "the number must be finite (it overflows a 64-bit float, or is NaN or infinity)";
         return false;
     }
 

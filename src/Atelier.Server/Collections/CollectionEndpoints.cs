@@ -60,7 +60,7 @@ public static class CollectionEndpoints
             var points = CollectionRequests.ParsePoints(body.RootElement, collection.Config.Dimension);
             int upserted = await collection.UpsertAsync(points, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { status = "acknowledged", upserted, points_count = collection.Count }, AtelierJson.Options);
-        }).WithSummary("Upsert a batch of points (id, vector, payload); durable when acknowledged. One bad point refuses the batch.");
+        }).WithBodyKind(RequestBodyKind.BulkJson).WithSummary("Upsert a batch of points (id, vector, payload); durable when acknowledged. One bad point refuses the batch.");
 
         api.MapPost("/{name}/points/delete", async (HttpContext context, string name, CollectionStore store) =>
         {

@@ -82,10 +82,12 @@ public static class DatasetEndpoints
             return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
         }).WithSummary("Derive a dataset version by semantic dedup and decontamination over a base model's embeddings.");
 
-        datasets.MapGet("", (HttpContext context, AtelierRuntime runtime, DatasetBuildService builder, int? page, int? page_size) =>
+        datasets.MapGet("", (HttpContext context, AtelierRuntime runtime, DatasetBuildService builder) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var rows = runtime.Datasets.List(caller.WorkspaceId, Math.Max(0, page ?? 0), Math.Clamp(page_size ?? 100, 1, 1000));
+            var page = (int)QueryParameters.Integer(context.Request, "page", 0, 0, int.MaxValue / 1000);
+            var pageSize = (int)QueryParameters.Integer(context.Request, "page_size", 100, 1, 1000);
+            var rows = runtime.Datasets.List(caller.WorkspaceId, page, pageSize);
             return Results.Json(new { data = rows.Select(r => Describe(r, builder.LiveProgress(r.Id), withSummary: false)), @object = "list" }, AtelierJson.Options);
         }).WithSummary("List dataset versions, newest first.");
 
@@ -131,7 +133,7 @@ public static class DatasetEndpoints
                 throw new ConflictException($"Dataset '{datasetId}' is still {existing.Status}; delete it once it has finished.");
             }
 
-            var record = runtime.Datasets.Delete(caller.WorkspaceId, datasetId) ?? throw new NotFoundException("dataset", datasetId);
+            var record = runtime.FreeingSpace(() => runtime.Datasets.Delete(caller.WorkspaceId, datasetId)) ?? throw new NotFoundException("dataset", datasetId);
             var artifact = new ArtifactRef("dataset", record.Id, caller.Key.WorkspaceName);
             foreach (var key in runtime.Locations.ListKeys(record.LocationId, $"dataset/{record.Id}/").ToArray())
             {

@@ -10,7 +10,7 @@ namespace Atelier.Server.Errors;
 /// <c>detail</c> entries for validation problems, as the Mistral SDK's
 /// <c>HTTPValidationError</c> parses them); on everything else RFC 9457 problem details.
 /// </summary>
-public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapping> logger)
+public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapping> logger, Hosting.AtelierRuntime runtime)
 {
     /// <summary>Runs the pipeline and maps what it throws.</summary>
     public async Task InvokeAsync(HttpContext context)
@@ -23,29 +23,199 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         catch (AtelierException e) when (!context.Response.HasStarted)
         {
             await WriteAsync(context, e).ConfigureAwait(false);
+            return;
         }
         catch (BadHttpRequestException e) when (!context.Response.HasStarted)
         {
-            var mapped = e.StatusCode == StatusCodes.Status413PayloadTooLarge
-                ? (AtelierException)new PayloadTooLargeException(context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? 0)
-                : new BadRequestException(e.Message);
-            await WriteAsync(context, mapped).ConfigureAwait(false);
+            await WriteAsync(context, Map(context, e)).ConfigureAwait(false);
+            return;
+        }
+        catch (JsonException e) when (!context.Response.HasStarted)
+        {
+            await WriteAsync(context, Malformed(e)).ConfigureAwait(false);
+            return;
+        }
+        catch (InvalidOperationException e) when (!context.Response.HasStarted && e.Source == JsonRethrowableSource)
+        {
+            // System.Text.Json reports text it cannot turn into a .NET string (bad UTF-8, a lone
+            // surrogate escape) this way when a string is read from a parsed document.
+            await WriteAsync(context, new MalformedJsonException("The request body holds a string that is not valid Unicode (invalid UTF-8 bytes, or a lone UTF-16 surrogate such as \\ud800).")).ConfigureAwait(false);
+            return;
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             // The client went away; there is nobody to answer.
+            return;
+        }
+        catch (Exception e) when (!context.Response.HasStarted && IsStorageFull(e))
+        {
+            LogStorageFull(logger, e, context.Request.Method, context.Request.Path);
+            await WriteAsync(context, new StorageUnavailableException("The server's storage is full, so the request could not be completed. Reads and deletions still work; free space and retry.", e)).ConfigureAwait(false);
+            return;
         }
         catch (Exception e) when (!context.Response.HasStarted)
         {
             LogUnhandled(logger, e, context.Request.Method, context.Request.Path);
             await WriteAsync(context, new InternalErrorException()).ConfigureAwait(false);
+            return;
+        }
+
+        // The framework answers some failures with a bare status and no body (a body it could not
+        // bind, a route with no such method); every error gets a body that says what is wrong.
+        if (!context.Response.HasStarted && context.Response.StatusCode >= 400 && context.Response.ContentType is null && context.Response.ContentLength is null or 0)
+        {
+            await WriteAsync(context, Bare(context)).ConfigureAwait(false);
         }
     }
+
+    /// <summary>
+    /// True when <paramref name="e"/> or an exception inside it says the disk is full: <c>ENOSPC</c>
+    /// from the filesystem, or <c>SQLITE_FULL</c> from a database.
+    /// </summary>
+    public static bool IsStorageFull(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is StorageUnavailableException
+                || (e is IOException io && Atelier.Storage.Blobs.LocalDirectoryBlobStore.IsDiskFull(io))
+                || Atelier.Catalog.CatalogDatabase.IsStorageFull(e))
+            {
+                return true;
+            }
+
+            if (e is AggregateException aggregate && aggregate.InnerExceptions.Any(IsStorageFull))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private const string JsonRethrowableSource = "System.Text.Json.Rethrowable";
+
+    private AtelierException Map(HttpContext context, BadHttpRequestException e)
+    {
+        if (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return RequestBodyLimit.TooLarge(context, runtime.Config);
+        }
+
+        if (e.InnerException is JsonException json)
+        {
+            return Malformed(json);
+        }
+
+        if (e.InnerException is InvalidOperationException { Source: JsonRethrowableSource })
+        {
+            return new MalformedJsonException("The request body holds a string that is not valid Unicode (invalid UTF-8 bytes, or a lone UTF-16 surrogate).");
+        }
+
+        // Minimal APIs say `Failed to bind parameter "int? page" from "x".`: name the parameter, not its .NET type.
+        var bind = BindFailure().Match(e.Message);
+        if (bind.Success)
+        {
+            return new BadRequestException($"The parameter '{bind.Groups["name"].Value}' must be {Friendly(bind.Groups["type"].Value)}, not '{bind.Groups["value"].Value}'.", "invalid_parameter");
+        }
+
+        var required = RequiredMissing().Match(e.Message);
+        if (required.Success)
+        {
+            return new BadRequestException($"The parameter '{required.Groups["name"].Value}' is required.", "invalid_parameter");
+        }
+
+        if (e.Message.Contains("request body", StringComparison.OrdinalIgnoreCase) || e.Message.Contains("Content-Type", StringComparison.OrdinalIgnoreCase))
+        {
+            return new MalformedJsonException("The request needs a JSON body with 'Content-Type: application/json'.");
+        }
+
+        return new BadRequestException(WithoutTypeNames(e.Message));
+    }
+
+    /// <summary>A malformed body, named by position and field, in words rather than .NET types.</summary>
+    public static MalformedJsonException Malformed(JsonException e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        var reason = e.Message;
+        var cut = reason.IndexOf(" Path:", StringComparison.Ordinal);
+        if (cut < 0)
+        {
+            cut = reason.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        }
+
+        reason = (cut >= 0 ? reason[..cut] : reason).Trim().TrimEnd('.');
+        if (reason.Contains("could not be converted to", StringComparison.Ordinal))
+        {
+            reason = e.Path is null or "$" ? "the body must be a JSON object" : "the value has the wrong type for this field";
+        }
+        else if (reason.Length == 0 || reason.StartsWith("The JSON value", StringComparison.Ordinal))
+        {
+            reason = "the value does not fit this field";
+        }
+
+        reason = WithoutTypeNames(reason);
+        var where = new List<string>();
+        if (e.Path is { Length: > 0 } path)
+        {
+            where.Add($"field '{path}'");
+        }
+
+        if (e.LineNumber is { } line)
+        {
+            where.Add($"line {line + 1}");
+        }
+
+        if (e.BytePositionInLine is { } position)
+        {
+            where.Add($"byte {position + 1}");
+        }
+
+        return new MalformedJsonException($"The request body is not valid JSON for this request: {reason}" + (where.Count > 0 ? $" (at {string.Join(", ", where)})." : "."));
+    }
+
+    // What a bodiless framework answer means, by status.
+    private AtelierException Bare(HttpContext context) => context.Response.StatusCode switch
+    {
+        StatusCodes.Status413PayloadTooLarge => RequestBodyLimit.TooLarge(context, runtime.Config),
+        StatusCodes.Status404NotFound => new NotFoundException("route", context.Request.Path.Value ?? "/"),
+        StatusCodes.Status405MethodNotAllowed => new StatusException(405, "method_not_allowed", $"'{context.Request.Method}' is not allowed on '{context.Request.Path}'."),
+        StatusCodes.Status415UnsupportedMediaType => new StatusException(415, "unsupported_media_type", "The request needs a JSON body with 'Content-Type: application/json'."),
+        StatusCodes.Status400BadRequest => new MalformedJsonException("The request body or its parameters could not be read; send a JSON object with 'Content-Type: application/json'."),
+        var status => new StatusException(status, "error", $"The request failed with status {status}."),
+    };
+
+    private static string Friendly(string type) => type.TrimEnd('?') switch
+    {
+        "int" or "long" or "short" or "Int32" or "Int64" => "a whole number",
+        "double" or "float" or "decimal" => "a number",
+        "bool" or "Boolean" => "true or false",
+        "DateTimeOffset" or "DateTime" => "a date and time (ISO 8601)",
+        "Guid" => "an id",
+        _ => "a valid value",
+    };
+
+    // Drops .NET type names (System.Int32, Atelier.Server.X) from framework messages.
+    private static string WithoutTypeNames(string message) => TypeName().Replace(message, "the expected type");
+
+    [System.Text.RegularExpressions.GeneratedRegex("Failed to bind parameter \"(?<type>[^\"]*) (?<name>[^\" ]+)\" from \"(?<value>[^\"]*)\"")]
+    private static partial System.Text.RegularExpressions.Regex BindFailure();
+
+    [System.Text.RegularExpressions.GeneratedRegex("Required parameter \"(?<type>[^\"]*) (?<name>[^\" ]+)\" was not provided")]
+    private static partial System.Text.RegularExpressions.Regex RequiredMissing();
+
+    [System.Text.RegularExpressions.GeneratedRegex("\\b(System|Microsoft|Atelier)(\\.[A-Za-z_][A-Za-z0-9_`]*)+(\\[[^\\]]*\\])?")]
+    private static partial System.Text.RegularExpressions.Regex TypeName();
 
     private static Task WriteAsync(HttpContext context, AtelierException error)
     {
         context.Response.Clear();
         context.Response.StatusCode = error.StatusCode;
+        if (error is PayloadTooLargeException)
+        {
+            // The rest of the body is not read; the connection cannot carry another request.
+            context.Response.Headers.Connection = "close";
+        }
+
         if (error is UnauthorizedException)
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";
@@ -131,6 +301,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         403 => "Forbidden",
         404 => "Not found",
         409 => "Conflict",
+        405 => "Method not allowed",
         413 => "Payload too large",
         415 => "Unsupported media type",
         422 => "Unprocessable content",
@@ -138,8 +309,19 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         _ => "Error",
     };
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Storage full in {Method} {Path}")]
+    private static partial void LogStorageFull(ILogger logger, Exception exception, string method, string path);
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}")]
     private static partial void LogUnhandled(ILogger logger, Exception exception, string method, string path);
+
+    // A status the framework chose, given a body here.
+    private sealed class StatusException(int status, string code, string message) : AtelierException(message)
+    {
+        public override int StatusCode => status;
+
+        public override string Code => code;
+    }
 
     private sealed class InternalErrorException() : AtelierException("An internal error occurred; the server log has the details.")
     {

@@ -51,7 +51,7 @@ public static class FeatureEndpoints
             var body = await FeatureApi.ReadBodyAsync<PushBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
             var result = await store.PushAsync(caller.WorkspaceId, name, body.Version, FeatureApi.ToRows(body), caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Push rows (entity key, event time, features) to a view's log; a bad row refuses the batch and writes nothing.");
+        }).WithBodyKind(RequestBodyKind.BulkJson).WithSummary("Push rows (entity key, event time, features) to a view's log; a bad row refuses the batch and writes nothing.");
 
         api.MapPost("/views/{name}/parquet", async (HttpContext context, string name, int? version, DateTimeOffset? defaultEventTime, string? filename) =>
         {
@@ -59,7 +59,7 @@ public static class FeatureEndpoints
             var result = await store.IngestParquetAsync(
                 caller.WorkspaceId, name, version, context.Request.Body, filename ?? "upload.parquet", defaultEventTime, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Ingest a per-example feature Parquet file (the request body) into a view; columns the view lacks are ignored.");
+        }).WithBodyKind(RequestBodyKind.Upload).WithSummary("Ingest a per-example feature Parquet file (the request body) into a view; columns the view lacks are ignored.");
 
         api.MapPost("/views/{name}/online", async (HttpContext context, string name) =>
         {
@@ -68,6 +68,14 @@ public static class FeatureEndpoints
             if (body.Keys is null)
             {
                 throw new BadRequestException("The body needs 'keys': an array of entity keys.");
+            }
+
+            for (var i = 0; i < body.Keys.Count; i++)
+            {
+                if (body.Keys[i] is null)
+                {
+                    throw new ValidationFailedException("An entity key must be a string, not null.", [new Problem("must be a string, not null", Field: $"keys[{i}]")], 1, "invalid_request");
+                }
             }
 
             var view = store.GetView(caller.WorkspaceId, name, body.Version);

@@ -4,6 +4,7 @@ using System.Text;
 using Atelier.Catalog;
 using Atelier.Core.Errors;
 using Atelier.Server.Auth;
+using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
 using Atelier.Storage.Placement;
 using Microsoft.AspNetCore.WebUtilities;
@@ -59,6 +60,7 @@ public static class FileEndpoints
         files.MapPost("", async (HttpContext context, FileUpload upload) =>
             Results.Json(FileObject.From(await upload.HandleAsync(context).ConfigureAwait(false)), Errors.AtelierJson.Options))
             .DisableAntiforgery()
+            .WithBodyKind(Errors.RequestBodyKind.Upload)
             .WithSummary("Upload a file (multipart: file, purpose, visibility, expiry).");
 
         files.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
@@ -110,8 +112,7 @@ public static class FileEndpoints
 
             var expires = runtime.Clock.GetUtcNow().ToUnixTimeSeconds() + (hours * 3600);
             var signature = Sign(runtime, f.WorkspaceId, f.Id, expires);
-            var request = context.Request;
-            var url = $"{request.Scheme}://{request.Host}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&signature={signature}";
+            var url = $"{PublicUrl(context, runtime)}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&signature={signature}";
             return Results.Json(new SignedUrl(url), Errors.AtelierJson.Options);
         }).WithSummary("A download URL that works without a key until it expires.");
 
@@ -121,10 +122,26 @@ public static class FileEndpoints
 
             // Row first, bytes second: a crash in between leaves an unreferenced blob, which the
             // next start removes, never a row that points at nothing.
-            var f = runtime.Files.Delete(caller.WorkspaceId, fileId) ?? throw new NotFoundException("file", fileId);
+            var f = runtime.FreeingSpace(() => runtime.Files.Delete(caller.WorkspaceId, fileId)) ?? throw new NotFoundException("file", fileId);
             await runtime.Guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.Key.WorkspaceName), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new DeletedFile(f.Id, "file", true), Errors.AtelierJson.Options);
         }).WithSummary("Delete a file and its bytes.");
+    }
+
+    /// <summary>
+    /// Where clients reach the server: the configured public URL, else the address it listens on.
+    /// Never the request's Host header, which the client chooses and could point at another server.
+    /// </summary>
+    private static string PublicUrl(HttpContext context, AtelierRuntime runtime)
+    {
+        if (runtime.Config.Server.PublicUrl is { Length: > 0 } configured)
+        {
+            return configured.TrimEnd('/');
+        }
+
+        var bind = runtime.Options.Bind ?? runtime.Config.Server.Bind;
+        var host = bind is "0.0.0.0" ? "127.0.0.1" : bind is "::" ? "[::1]" : bind.Contains(':', StringComparison.Ordinal) ? $"[{bind}]" : bind;
+        return string.Create(CultureInfo.InvariantCulture, $"http://{host}:{context.Connection.LocalPort}");
     }
 
     private static FileRecord Find(HttpContext context, AtelierRuntime runtime, string fileId)

@@ -50,7 +50,7 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
         var maxBody = limits.MaxUploadBytes + 64 * 1024;
         if (request.ContentLength > maxBody)
         {
-            throw new PayloadTooLargeException(limits.MaxUploadBytes);
+            throw new PayloadTooLargeException(limits.MaxUploadBytes, "upload", "files.max_upload_bytes");
         }
 
         if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
@@ -64,6 +64,7 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
         string? visibility = null;
         long? expiryHours = null;
         UploadedPart? file = null;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         try
         {
             MultipartSection? section;
@@ -75,6 +76,12 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
                 }
 
                 var name = HeaderUtilities.RemoveQuotes(disposition.Name).Value;
+                if (name is "purpose" or "visibility" or "expiry" && !seen.Add(name))
+                {
+                    // Two values for one field: which one wins would be a guess, so neither does.
+                    throw new BadRequestException($"The upload has more than one '{name}' part; send it once.", "duplicate_field");
+                }
+
                 switch (name)
                 {
                     case "file":
@@ -156,6 +163,11 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
         catch (IOException e) when (Atelier.Storage.Blobs.LocalDirectoryBlobStore.IsDiskFull(e))
         {
             throw new StorageUnavailableException("The storage location is full; nothing was stored.", e);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            // A chunked body (no Content-Length) that ran past Kestrel's limit: still a 413, not a malformed body.
+            throw new PayloadTooLargeException(limits.MaxUploadBytes, "upload", "files.max_upload_bytes");
         }
         catch (InvalidDataException e)
         {

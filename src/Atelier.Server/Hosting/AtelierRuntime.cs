@@ -106,6 +106,24 @@ public sealed class AtelierRuntime : IDisposable
             : throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
     }
 
+    /// <summary>
+    /// Runs a catalog change that frees space (a deletion). When the disk is full, it gives up the
+    /// audit log's space reserve and tries once more, so deleting works on a full disk and space can
+    /// be freed; the deletion's audit event then has room too (see docs/decisions/0002).
+    /// </summary>
+    public T FreeingSpace<T>(Func<T> change)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        try
+        {
+            return change();
+        }
+        catch (Exception e) when (CatalogDatabase.IsStorageFull(e) && Audit.Reserve?.Release() == true)
+        {
+            return change();
+        }
+    }
+
     /// <summary>The key that signs download URLs.</summary>
     public byte[] UrlSigningKey { get; }
 
@@ -122,11 +140,13 @@ public sealed class AtelierRuntime : IDisposable
     public static AtelierRuntime Open(ServerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Directory.CreateDirectory(options.DataDirectory);
+
+        // Before anything is created: the catalog, the audit log, keys and blobs are private (0600 in 0700).
+        DataDirectoryPermissions.Restrict(options.DataDirectory);
         var config = AtelierConfig.LoadOrCreate(options.DataDirectory, options.DefaultCountry);
         var catalog = new CatalogDatabase(Path.Combine(options.DataDirectory, "catalog.db"));
         var locations = new StorageLocations(config.Locations, options.DataDirectory);
-        var audit = new AuditLog(Path.Combine(options.DataDirectory, "audit"), options.Clock);
+        var audit = new AuditLog(Path.Combine(options.DataDirectory, "audit"), options.Clock, AuditLog.DefaultReserveBytes);
         var runtime = new AtelierRuntime(options, config, catalog, locations, audit);
         runtime.Recover();
         runtime.BootstrapAdminKey();

@@ -81,14 +81,25 @@ public static class AtelierServer
             json.SerializerOptions.PropertyNamingPolicy = AtelierJson.Options.PropertyNamingPolicy;
         });
 
+        // A body or parameter the framework cannot bind is thrown to ErrorMapping, which answers it
+        // with the position or parameter, instead of a bare 400 with no body.
+        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routes => routes.ThrowOnBadRequest = true);
+
+        // Hosting's request log writes the full URL, query included, and a signed download URL's
+        // query is a credential; RequestLog writes method, path and status instead.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
+
         var app = builder.Build();
         app.Lifetime.ApplicationStopped.Register(runtime.Dispose);
+        app.UseMiddleware<RequestLog>();
         app.UseMiddleware<ErrorMapping>();
         app.UseMiddleware<ApiKeyAuthentication>();
+        app.UseMiddleware<RequestBodyLimit>();
 
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapPrometheusScrapingEndpoint("/metrics");
-        app.MapGet("/health", (AtelierRuntime rt) => Results.Json(new { status = "ok", schema_version = rt.Catalog.SchemaVersion, audit_events = rt.Audit.LastSeq }, AtelierJson.Options))
+        // Liveness only: it needs no key, so it says nothing about the data (no counts, no versions).
+        app.MapGet("/health", () => Results.Json(new { status = "ok" }, AtelierJson.Options))
             .WithTags("Health");
         app.MapGet("/", () => Results.Text(
             "Atelier is running. Mistral-compatible API under /v1, platform API under /api/v1, OpenAPI at /openapi/v1.json, metrics at /metrics.\n",

@@ -144,6 +144,14 @@ public static class JobRequests
         }
 
         var problems = new List<Problem>();
+        if (request.Hyperparameters?.SeqLen is { } seqLen && seqLen > model.MaxContextLength)
+        {
+            // Beyond the model's context the positions were never trained; the job would run
+            // without ever producing a useful checkpoint.
+            problems.Add(new Problem($"'seq_len' {seqLen} is longer than model '{model.Id}' supports ({model.MaxContextLength} tokens, its max_seq_len).", Field: "hyperparameters.seq_len"));
+            throw new ValidationFailedException(problems[0].Message, problems, 1, "invalid_request");
+        }
+
         var files = new List<FileRecord>();
         JobDataset? dataset = null;
         if (request.DatasetId is { } datasetId)
@@ -288,7 +296,7 @@ public static class FineTuningEndpoints
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var q = context.Request.Query;
-            var page = Int(q["page"], "page", 0, int.MaxValue) ?? 0;
+            var page = Int(q["page"], "page", 0, int.MaxValue / 1000) ?? 0;
             var pageSize = Int(q["page_size"], "page_size", 1, 1000) ?? 100;
             var status = q["status"].ToString();
             if (status.Length > 0 && !FineTuningStatus.IsKnown(status))
@@ -377,7 +385,7 @@ public static class FineTuningEndpoints
         }
         catch (JsonException e)
         {
-            throw new BadRequestException($"The request body is not valid JSON for this endpoint: {e.Message}");
+            throw ErrorMapping.Malformed(e);
         }
     }
 
@@ -399,7 +407,7 @@ public static class FineTuningEndpoints
         }
         catch (JsonException e)
         {
-            throw new BadRequestException($"The request body is not valid JSON for this endpoint: {e.Message}");
+            throw ErrorMapping.Malformed(e);
         }
     }
 

@@ -253,7 +253,7 @@ public sealed partial class FineTuningWork(
         }
         else
         {
-            prepared = await FineTuningPreparation.BuildAsync(training, validation, tokenizer, request.Hyperparameters!.SeqLen ?? FineTuningPreparation.DefaultSeqLen, staging, cancel).ConfigureAwait(false);
+            prepared = await FineTuningPreparation.BuildAsync(training, validation, tokenizer, request.Hyperparameters!.SeqLen ?? Math.Min(FineTuningPreparation.DefaultSeqLen, model.MaxContextLength), staging, cancel).ConfigureAwait(false);
 
             // What curation kept and dropped is the job's to show whether or not validation
             // passes: the reports go first, then an event with the counts, then the checks.

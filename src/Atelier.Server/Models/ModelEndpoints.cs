@@ -208,7 +208,7 @@ public static class ModelEndpoints
         }
         catch (JsonException e)
         {
-            throw new BadRequestException($"The body is not valid JSON: {e.Message}");
+            throw ErrorMapping.Malformed(e);
         }
 
         using (document)

@@ -15,6 +15,9 @@ public sealed record CreateKeyRequest(string? Name, string? Workspace, string? R
 /// <summary>The platform's own resources under <c>/api/v1</c>: keys, locations, policies, audit.</summary>
 public static class PlatformEndpoints
 {
+    /// <summary>The most audit events one request returns.</summary>
+    public const int MaxAuditPage = 10_000;
+
     /// <summary>Maps <c>/api/v1</c>.</summary>
     public static void MapPlatform(this IEndpointRouteBuilder app)
     {
@@ -70,12 +73,15 @@ public static class PlatformEndpoints
         }).WithSummary("Revoke an API key (admin).");
 
         var audit = api.MapGroup("/audit").WithTags("Audit");
-        audit.MapGet("", (HttpContext context, AtelierRuntime runtime, long? after, int? limit, int? tail) =>
+        audit.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             Func<AuditEvent, bool>? filter = caller.Key.IsAdmin ? null : e => e.Workspace == caller.Key.WorkspaceName;
-            var n = Math.Clamp(limit ?? tail ?? 100, 1, 10_000);
-            var events = tail is not null ? runtime.Audit.Tail(n, filter) : runtime.Audit.Read(after ?? 0, n, filter);
+            var after = QueryParameters.Integer(context.Request, "after", 0, 0, long.MaxValue);
+            var limit = QueryParameters.OptionalInteger(context.Request, "limit", 1, MaxAuditPage);
+            var tail = QueryParameters.OptionalInteger(context.Request, "tail", 1, MaxAuditPage);
+            var n = (int)(limit ?? tail ?? 100);
+            var events = tail is not null ? runtime.Audit.Tail(n, filter) : runtime.Audit.Read(after, n, filter);
             return Results.Json(new { data = events, last_seq = runtime.Audit.LastSeq }, AtelierJson.Options);
         }).WithSummary("Audit events (admins see every workspace; others their own).");
 

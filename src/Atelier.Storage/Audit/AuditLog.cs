@@ -28,8 +28,15 @@ public sealed class AuditLog : IDisposable
     private long _seq;
     private string _head;
 
-    /// <summary>Opens the log in <paramref name="directory"/>, creating it if needed, and repairs a torn last line.</summary>
-    public AuditLog(string directory, TimeProvider clock)
+    /// <summary>The size of the space reserve kept beside the log (see <see cref="SpaceReserve"/>).</summary>
+    public const long DefaultReserveBytes = 1024 * 1024;
+
+    /// <summary>
+    /// Opens the log in <paramref name="directory"/>, creating it if needed, and repairs a torn last
+    /// line. With <paramref name="reserveBytes"/> above zero it keeps a <see cref="SpaceReserve"/> of
+    /// that size in the directory, given up when an event that frees space finds the disk full.
+    /// </summary>
+    public AuditLog(string directory, TimeProvider clock, long reserveBytes = 0)
     {
         _clock = clock;
         Directory.CreateDirectory(directory);
@@ -37,7 +44,18 @@ public sealed class AuditLog : IDisposable
         _file = new FileStream(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0);
         (_seq, _head) = RecoverTail(_file);
         _file.Seek(0, SeekOrigin.End);
+        if (reserveBytes > 0)
+        {
+            Reserve = new SpaceReserve(System.IO.Path.Combine(directory, "space.reserve"), reserveBytes);
+            Reserve.TryRestore();
+        }
     }
+
+    /// <summary>The space given up so that deletions work on a full disk; null when the log keeps none.</summary>
+    public SpaceReserve? Reserve { get; }
+
+    /// <summary>True for the events of operations that free space (a deletion), which may use the reserve.</summary>
+    public static bool FreesSpace(AuditEvent draft) => draft is { Type: "deletion" or "key_revoked" };
 
     /// <summary>The log file.</summary>
     public string Path { get; }
@@ -62,8 +80,20 @@ public sealed class AuditLog : IDisposable
             var line = new byte[body.Length - 1 + suffix.Length];
             body.AsSpan(0, body.Length - 1).CopyTo(line);
             suffix.CopyTo(line.AsSpan(body.Length - 1));
-            _file.Write(line);
-            _file.Flush(flushToDisk: true);
+            if (!TryWrite(line, out var full))
+            {
+                // The operation that frees space must still be recorded: give up the reserve for it.
+                if (!FreesSpace(draft) || Reserve is null || !Reserve.Release() || !TryWrite(line, out full))
+                {
+                    throw new Core.Errors.StorageUnavailableException("The disk holding the audit log is full; the operation was not recorded.", full);
+                }
+            }
+            else if (Reserve is not null && !FreesSpace(draft) && !Reserve.IsHeld)
+            {
+                // Space came back: hold the reserve again for the next full disk.
+                Reserve.TryRestore();
+            }
+
             _seq++;
             _head = hash;
             return unsigned with { Hash = hash };
@@ -71,6 +101,27 @@ public sealed class AuditLog : IDisposable
         finally
         {
             _gate.Release();
+        }
+    }
+
+    // Appends a whole line or nothing: a write cut short by a full disk is truncated away, so the
+    // next append does not follow a torn line and break the chain.
+    private bool TryWrite(byte[] line, out IOException? full)
+    {
+        var end = _file.Length;
+        try
+        {
+            _file.Write(line);
+            _file.Flush(flushToDisk: true);
+            full = null;
+            return true;
+        }
+        catch (IOException e) when (Blobs.LocalDirectoryBlobStore.IsDiskFull(e))
+        {
+            _file.SetLength(end);
+            _file.Seek(end, SeekOrigin.Begin);
+            full = e;
+            return false;
         }
     }
 

@@ -138,6 +138,9 @@ public sealed record FineTuningJobRequest
             }
         }
 
+        Duplicates(TrainingFiles?.Select(f => f?.FileId), "training_files", ".file_id");
+        Duplicates(ValidationFiles, "validation_files", "");
+
         if (Suffix is { } suffix && (suffix.Length is 0 or > 18 || !suffix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
         {
             problems.Add(new Problem("'suffix' must be 1 to 18 characters of letters, digits, '-', '_' or '.'.", Field: "suffix"));
@@ -190,11 +193,33 @@ public sealed record FineTuningJobRequest
             {
                 problems.Add(new Problem("Give 'training_steps' or 'epochs'.", Field: "hyperparameters.training_steps"));
             }
+            else if (h.TrainingSteps is not null && h.Epochs is not null)
+            {
+                // Each one alone decides when training stops; with both, one would be silently ignored.
+                problems.Add(new Problem("Give 'training_steps' or 'epochs', not both: each one alone decides how long the job trains.", Field: "hyperparameters.training_steps, hyperparameters.epochs"));
+            }
         }
 
         if (problems.Count > 0)
         {
             throw new ValidationFailedException($"The fine-tuning job request is invalid: {problems[0].Message}", problems, problems.Count, "invalid_request");
+        }
+
+        // The same file twice would weight it twice without saying so, and a thousand copies
+        // multiply the work of every step that reads the files.
+        void Duplicates(IEnumerable<string?>? ids, string list, string suffix)
+        {
+            var first = new Dictionary<string, int>(StringComparer.Ordinal);
+            var i = 0;
+            foreach (var id in ids ?? [])
+            {
+                if (id is not null && !first.TryAdd(id, i))
+                {
+                    problems.Add(new Problem($"File '{id}' is listed again at index {i} (first at index {first[id]}); list each file once (use 'weight' to weight it).", Field: $"{list}[{i}]{suffix}"));
+                }
+
+                i++;
+            }
         }
 
         void Range(double? value, double min, double max, string field)
