@@ -6,7 +6,7 @@ public sealed class VectorCollectionCatalogTests
 {
     private static (VectorCollectionCatalog Catalog, string Workspace) NewCatalog()
     {
-        var path = Path.Combine(Directory.CreateTempSubdirectory("atelier-catalog").FullName, "catalog.db");
+        var path = Path.Combine(Atelier.Testing.TestCleanup.CreateDirectory("atelier-catalog"), "catalog.db");
         var database = new CatalogDatabase(path);
         var workspace = new ApiKeyStore(database, TimeProvider.System).EnsureWorkspace("default").Id;
         return (new VectorCollectionCatalog(database), workspace);

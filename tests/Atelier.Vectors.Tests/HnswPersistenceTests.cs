@@ -5,7 +5,7 @@ namespace Atelier.Vectors.Tests;
 public sealed class HnswPersistenceTests : IDisposable
 {
     private const int Dimension = 16;
-    private readonly string _directory = Path.Combine(Path.GetTempPath(), "atelier-hnsw-" + Guid.NewGuid().ToString("N"));
+    private readonly string _directory = global::Atelier.Testing.TestCleanup.CreateDirectory("atelier-hnsw");
 
     public void Dispose()
     {

@@ -6,7 +6,7 @@ namespace Atelier.Storage.Audit;
 /// A file of zeros, written while there is space, that is given up when a deletion finds the disk
 /// full: deleting must work on a full disk, and a deletion writes too (its catalog change and its
 /// audit event). Released, it leaves room for those writes; it is written again by the first append
-/// that finds space. See docs/decisions/0002-deleting-on-a-full-disk.md.
+/// that finds space. See docs/decisions/0003-deleting-on-a-full-disk.md.
 /// </summary>
 public sealed class SpaceReserve
 {

@@ -13,7 +13,7 @@ public sealed class CollectionSegmentTests : IDisposable
 {
     private const int Dimension = 32;
     private readonly CollectionStoreFixture _fixture = new();
-    private readonly string _segments = Path.Combine(Path.GetTempPath(), "atelier-segments-" + Guid.NewGuid().ToString("N"));
+    private readonly string _segments = global::Atelier.Testing.TestCleanup.CreateDirectory("atelier-segments");
 
     public void Dispose()
     {

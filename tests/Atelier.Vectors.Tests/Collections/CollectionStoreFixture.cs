@@ -18,7 +18,7 @@ internal sealed class CollectionStoreFixture : IDisposable
     private static readonly ResidencyPolicy DefaultPolicy = new() { Name = "default", AllowedJurisdictions = ["EU"] };
     private static readonly ResidencyPolicy UsOnlyPolicy = new() { Name = "us-only", AllowedJurisdictions = ["US"] };
 
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "atelier-collections-" + Guid.NewGuid().ToString("N"));
+    private readonly string _root = global::Atelier.Testing.TestCleanup.CreateDirectory("atelier-collections");
     private AuditLog? _audit;
 
     public CollectionStoreFixture()
