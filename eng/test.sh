@@ -58,6 +58,9 @@ fi
 leftover_dirs=$(find "$run_tmp" -mindepth 1 -maxdepth 1 -name 'atelier-*' | wc -l)
 leftover_procs=$(pgrep -f -- "$run_tmp" | wc -l)
 echo "Left behind by the tests (removed now): $leftover_dirs atelier-* temporary directories, $leftover_procs processes."
+if [ "$leftover_dirs" -gt 0 ]; then
+  find "$run_tmp" -mindepth 1 -maxdepth 1 -name 'atelier-*' -printf '%f\n' | sed -E 's/[-.]?[0-9a-f]{32}$//' | sort | uniq -c | sort -rn | head -10
+fi
 
 node eng/count-trx.mjs "$results"
 count_status=$?

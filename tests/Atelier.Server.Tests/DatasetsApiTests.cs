@@ -117,11 +117,11 @@ public sealed class DatasetsApiTests
     [Fact]
     public async Task BuildLeftRunningByAStoppedServer_IsFinishedAfterRestart()
     {
-        string data;
+        // Both servers use this directory: the test owns it, not the first server.
+        var data = TempDirectory.Create("atelier-server");
         string train;
-        await using (var first = await TestServer.StartAsync())
+        await using (var first = await TestServer.StartAsync(dataDirectory: data))
         {
-            data = first.DataDirectory;
             using var client = first.Client();
             train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         }

@@ -213,11 +213,11 @@ public sealed class FilesApiTests
     [Fact]
     public async Task Restart_KeepsFilesAndMigratesNothingTwice()
     {
-        string data;
+        // Both servers use this directory: the test owns it, not the first server.
+        var data = TempDirectory.Create("atelier-server");
         string id;
-        await using (var first = await TestServer.StartAsync())
+        await using (var first = await TestServer.StartAsync(dataDirectory: data))
         {
-            data = first.DataDirectory;
             using var client = first.Client();
             using var response = await client.PostAsync("/v1/files", Form(ValidLine, "train.jsonl"));
             id = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;

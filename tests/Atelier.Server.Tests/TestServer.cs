@@ -13,9 +13,12 @@ public sealed class TestServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private TestServer(WebApplication app, string dataDirectory)
+    private readonly bool _ownsDirectory;
+
+    private TestServer(WebApplication app, string dataDirectory, bool ownsDirectory)
     {
         _app = app;
+        _ownsDirectory = ownsDirectory;
         DataDirectory = dataDirectory;
         BaseUrl = app.Urls.First();
         AdminKey = File.ReadAllText(Path.Combine(dataDirectory, AtelierRuntime.AdminKeyFile)).Trim();
@@ -34,6 +37,7 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>Starts a server; <paramref name="configure"/> edits the configuration before the first start.</summary>
     public static async Task<TestServer> StartAsync(Func<AtelierConfig, AtelierConfig>? configure = null, string? dataDirectory = null, Action<ILoggingBuilder>? logging = null)
     {
+        var ownsDirectory = dataDirectory is null;
         dataDirectory ??= TempDirectory.Create("atelier-server");
         if (configure is not null)
         {
@@ -43,7 +47,7 @@ public sealed class TestServer : IAsyncDisposable
 
         var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = 0 }, logging ?? (builder => builder.SetMinimumLevel(LogLevel.Warning)));
         await app.StartAsync();
-        return new TestServer(app, dataDirectory);
+        return new TestServer(app, dataDirectory, ownsDirectory);
     }
 
     public HttpClient Client(string? key = null)
@@ -72,8 +76,12 @@ public sealed class TestServer : IAsyncDisposable
         await _app.StopAsync();
         await _app.DisposeAsync();
 
-        // The directory outlives the server (restart tests start another on it); it is tracked
-        // and removed when the test process exits.
+        // A directory the test passed in is the test's (a restart test starts another server on
+        // it); one this server created goes with it.
+        if (_ownsDirectory)
+        {
+            Atelier.Testing.TestCleanup.Delete(DataDirectory);
+        }
     }
 }
 
