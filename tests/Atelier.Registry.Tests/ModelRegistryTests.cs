@@ -37,7 +37,11 @@ public sealed class ModelRegistryTests : IDisposable
         _teamB = keys.EnsureWorkspace("team-b");
     }
 
-    public void Dispose() => _audit.Dispose();
+    public void Dispose()
+    {
+        _audit.Dispose();
+        Atelier.Testing.TestCleanup.Delete(_data);
+    }
 
     private string TinyModel(string name = "tiny-model", TinyTokenizer tokenizer = TinyTokenizer.TekkenV7)
     {

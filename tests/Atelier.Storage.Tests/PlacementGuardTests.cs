@@ -28,7 +28,11 @@ public sealed class PlacementGuardTests : IDisposable
         _guard = new PlacementGuard(locations, _audit);
     }
 
-    public void Dispose() => _audit.Dispose();
+    public void Dispose()
+    {
+        _audit.Dispose();
+        Atelier.Testing.TestCleanup.Delete(_data);
+    }
 
     [Fact]
     public async Task RefusedPlacement_WritesZeroBytesThrowsNamingPolicyAndLocationAndIsAudited()

@@ -10,17 +10,62 @@ namespace Atelier.Testing;
 /// </summary>
 public static class TestCleanup
 {
+    private const string RootPrefix = "atelier-tests-";
     private static readonly List<string> Directories = [];
     private static readonly List<Process> Processes = [];
 
+    /// <summary>
+    /// The one directory under the temporary directory that holds everything this test process
+    /// creates (<c>atelier-tests-PID-…</c>). Removing it is one recursive delete at exit; if the
+    /// test host is stopped before that finishes, the next test process removes it, since no
+    /// live process owns it any more.
+    /// </summary>
+    private static readonly string Root = CreateRoot();
+
     static TestCleanup() => AppDomain.CurrentDomain.ProcessExit += (_, _) => CleanUp();
 
-    /// <summary>Creates a new empty directory under the temporary directory, deleted at exit at the latest.</summary>
+    /// <summary>Creates a new empty directory for a test, deleted at exit at the latest.</summary>
     public static string CreateDirectory(string prefix)
     {
-        var path = Path.Combine(Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}");
+        var path = Path.Combine(Root, $"{prefix}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(path);
-        return Track(path);
+        return path;
+    }
+
+    private static string CreateRoot()
+    {
+        var temp = Path.GetTempPath();
+        foreach (var stale in Directory.EnumerateDirectories(temp, RootPrefix + "*"))
+        {
+            var name = Path.GetFileName(stale).AsSpan(RootPrefix.Length);
+            var dash = name.IndexOf('-');
+            if (dash > 0 && int.TryParse(name[..dash], out var pid) && !IsAlive(pid))
+            {
+                Delete(stale);
+            }
+        }
+
+        var root = Path.Combine(temp, $"{RootPrefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(root);
+        return root;
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            return Directory.Exists($"/proc/{pid}");
+        }
+
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Registers a directory to delete at exit at the latest.</summary>
@@ -100,5 +145,7 @@ public static class TestCleanup
                 Delete(directory);
             }
         }
+
+        Delete(Root);
     }
 }
