@@ -75,6 +75,16 @@ internal static class TinyVocabularies
         }
 
         pieces.AddRange(CharPieces.Select((p, i) => (p, -1f - i, 1)));
+        return BuildSentencePiece(pieces);
+    }
+
+    /// <summary>
+    /// A SentencePiece BPE <c>ModelProto</c> in protobuf wire format over <paramref name="pieces"/>
+    /// (type 1 normal, 2 unknown, 3 control): unk/bos/eos ids 0/1/2, no pad, identity normalisation,
+    /// a dummy prefix, whitespace kept and escaped as "▁".
+    /// </summary>
+    public static byte[] BuildSentencePiece(IEnumerable<(string Piece, float Score, int Type)> pieces)
+    {
         var model = new MemoryStream();
         foreach ((string piece, float score, int type) in pieces)
         {
