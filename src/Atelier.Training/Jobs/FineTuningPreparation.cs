@@ -47,12 +47,10 @@ public static class FineTuningPreparation
 
         // Built by an attempt that died before placing them: a build gives the same bytes again,
         // and an unfinished one resumes from its ".partial" directory.
-        foreach (var part in new[] { "train", "valid" })
+        // (BuildValidationAsync clears its own "valid".)
+        if (Directory.Exists(Path.Combine(stagingDirectory, "train")))
         {
-            if (Directory.Exists(Path.Combine(stagingDirectory, part)))
-            {
-                Directory.Delete(Path.Combine(stagingDirectory, part), recursive: true);
-            }
+            Directory.Delete(Path.Combine(stagingDirectory, "train"), recursive: true);
         }
 
         DatasetBuildResult train;
