@@ -15,9 +15,6 @@ public sealed record CreateKeyRequest(string? Name, string? Workspace, string? R
 /// <summary>The platform's own resources under <c>/api/v1</c>: keys, locations, policies, audit.</summary>
 public static class PlatformEndpoints
 {
-    /// <summary>The most audit events one request returns.</summary>
-    public const int MaxAuditPage = 10_000;
-
     /// <summary>Maps <c>/api/v1</c>.</summary>
     public static void MapPlatform(this IEndpointRouteBuilder app)
     {
@@ -72,30 +69,6 @@ public static class PlatformEndpoints
             return Results.Json(new { id = keyId, revoked = true }, AtelierJson.Options);
         }).WithSummary("Revoke an API key (admin).");
 
-        var audit = api.MapGroup("/audit").WithTags("Audit");
-        audit.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
-        {
-            var caller = ApiKeyAuthentication.Caller(context);
-            Func<AuditEvent, bool>? filter = caller.Key.IsAdmin ? null : e => e.Workspace == caller.Key.WorkspaceName;
-            var after = QueryParameters.Integer(context.Request, "after", 0, 0, long.MaxValue);
-            var limit = QueryParameters.OptionalInteger(context.Request, "limit", 1, MaxAuditPage);
-            var tail = QueryParameters.OptionalInteger(context.Request, "tail", 1, MaxAuditPage);
-            var n = (int)(limit ?? tail ?? 100);
-            var events = tail is not null ? runtime.Audit.Tail(n, filter) : runtime.Audit.Read(after, n, filter);
-            return Results.Json(new { data = events, last_seq = runtime.Audit.LastSeq }, AtelierJson.Options);
-        }).WithSummary("Audit events (admins see every workspace; others their own).");
-
-        audit.MapGet("/verify", (HttpContext context, AtelierRuntime runtime) =>
-        {
-            ApiKeyAuthentication.Admin(context);
-            return Results.Json(runtime.Audit.Verify(), AtelierJson.Options);
-        }).WithSummary("Check the hash chain of the whole audit log (admin).");
-
-        audit.MapGet("/export", async (HttpContext context, AtelierRuntime runtime) =>
-        {
-            ApiKeyAuthentication.Admin(context);
-            context.Response.ContentType = "application/jsonl";
-            await runtime.Audit.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
-        }).WithSummary("The raw audit log as JSON lines (admin).");
+        api.MapAudit();
     }
 }
