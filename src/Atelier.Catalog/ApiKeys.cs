@@ -15,13 +15,63 @@ public sealed record Workspace(string Id, string Name);
 /// <param name="WorkspaceId">The workspace the key acts in.</param>
 /// <param name="WorkspaceName">That workspace's name.</param>
 /// <param name="Name">A label given at creation.</param>
-/// <param name="Role"><c>admin</c> or <c>member</c>.</param>
+/// <param name="Role"><c>operator</c>, <c>admin</c> or <c>member</c> (see <see cref="ApiKeyRoles"/>).</param>
 /// <param name="CreatedAt">Unix seconds.</param>
 /// <param name="RevokedAt">Unix seconds, when revoked.</param>
 public sealed record ApiKeyInfo(string Id, string WorkspaceId, string WorkspaceName, string Name, string Role, long CreatedAt, long? RevokedAt)
 {
-    /// <summary>True for keys that may manage keys and read every workspace's audit events.</summary>
-    public bool IsAdmin => Role == "admin";
+    /// <summary>True for the platform operator, who manages workspaces, base models and policies.</summary>
+    public bool IsOperator => Role == ApiKeyRoles.Operator;
+
+    /// <summary>True for keys that may manage their own workspace's keys and read its whole audit trail.</summary>
+    public bool IsAdmin => Role is ApiKeyRoles.Admin or ApiKeyRoles.Operator;
+}
+
+/// <summary>
+/// The roles a key can have. The platform operator manages what all workspaces share (workspaces,
+/// base models, residency policies, the audit log as a whole); an admin manages the keys of one
+/// workspace; a member uses one workspace. No role reads another workspace's data.
+/// </summary>
+public static class ApiKeyRoles
+{
+    /// <summary>The platform operator (the first key of an installation).</summary>
+    public const string Operator = "operator";
+
+    /// <summary>An admin of one workspace.</summary>
+    public const string Admin = "admin";
+
+    /// <summary>A member of one workspace.</summary>
+    public const string Member = "member";
+
+    /// <summary>True for a known role name.</summary>
+    public static bool IsKnown(string? role) => role is Operator or Admin or Member;
+}
+
+/// <summary>The rule for workspace names: readable, never mistaken for an id or a reserved actor.</summary>
+public static class WorkspaceNames
+{
+    /// <summary>The prefix of workspace ids; no name may start with it.</summary>
+    public const string IdPrefix = "ws_";
+
+    private static readonly string[] Reserved = ["system", "unknown", "operator", "platform", "all", "none"];
+
+    /// <summary>What is wrong with <paramref name="name"/> as a workspace name, or null when it is fine.</summary>
+    public static string? Problem(string? name)
+    {
+        if (string.IsNullOrEmpty(name) || name.Length > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+        {
+            return "A workspace name is 1 to 64 letters, digits, '-' or '_'.";
+        }
+
+        if (name.StartsWith(IdPrefix, StringComparison.OrdinalIgnoreCase))
+        {
+            return $"A workspace name may not start with '{IdPrefix}', which workspace ids use.";
+        }
+
+        return Reserved.Contains(name, StringComparer.OrdinalIgnoreCase)
+            ? $"'{name}' is reserved ({string.Join(", ", Reserved)}); choose another workspace name."
+            : null;
+    }
 }
 
 /// <summary>
@@ -34,8 +84,14 @@ public sealed class ApiKeyStore(CatalogDatabase database, TimeProvider clock)
     private const string Prefix = "atl_";
 
     /// <summary>Returns the workspace named <paramref name="name"/>, creating it if needed.</summary>
+    /// <exception cref="ArgumentException">The name breaks <see cref="WorkspaceNames"/>' rule.</exception>
     public Workspace EnsureWorkspace(string name)
     {
+        if (WorkspaceNames.Problem(name) is { } problem)
+        {
+            throw new ArgumentException(problem, nameof(name));
+        }
+
         using var connection = database.Open();
         using var command = connection.CreateCommand();
         command.CommandText = """
@@ -61,13 +117,54 @@ public sealed class ApiKeyStore(CatalogDatabase database, TimeProvider clock)
         return reader.Read() ? new Workspace(reader.GetString(0), reader.GetString(1)) : null;
     }
 
+    /// <summary>The workspace named <paramref name="name"/>, or null.</summary>
+    public Workspace? FindWorkspace(string name)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id, name FROM workspaces WHERE name = $name";
+        command.Parameters.AddWithValue("$name", name);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? new Workspace(reader.GetString(0), reader.GetString(1)) : null;
+    }
+
+    /// <summary>Every workspace, by name.</summary>
+    public IReadOnlyList<Workspace> ListWorkspaces()
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id, name FROM workspaces ORDER BY name";
+        using var reader = command.ExecuteReader();
+        var workspaces = new List<Workspace>();
+        while (reader.Read())
+        {
+            workspaces.Add(new Workspace(reader.GetString(0), reader.GetString(1)));
+        }
+
+        return workspaces;
+    }
+
+    /// <summary>The key with <paramref name="id"/>, live or revoked, or null.</summary>
+    public ApiKeyInfo? Get(string id)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            SELECT k.id, k.workspace_id, w.name, k.name, k.role, k.created_at, k.revoked_at
+            FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id WHERE k.id = $id
+            """;
+        command.Parameters.AddWithValue("$id", id);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? ReadKey(reader) : null;
+    }
+
     /// <summary>Creates a key; returns its description and the token, which is never shown again.</summary>
     public (ApiKeyInfo Key, string Token) Create(Workspace workspace, string name, string role)
     {
         ArgumentNullException.ThrowIfNull(workspace);
-        if (role is not ("admin" or "member"))
+        if (!ApiKeyRoles.IsKnown(role))
         {
-            throw new ArgumentException($"Unknown role '{role}'; use admin or member.", nameof(role));
+            throw new ArgumentException($"Unknown role '{role}'; use operator, admin or member.", nameof(role));
         }
 
         var id = RandomId(16);

@@ -182,6 +182,35 @@ internal static class Migrations
                 PRIMARY KEY (job_id, step_number)
             );
             """),
+        (6, "operator role, governed residency policies", """
+            CREATE TABLE api_keys_v6 (
+                id           TEXT PRIMARY KEY,
+                workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+                name         TEXT NOT NULL,
+                role         TEXT NOT NULL CHECK (role IN ('operator', 'admin', 'member')),
+                secret_hash  BLOB NOT NULL,
+                created_at   INTEGER NOT NULL,
+                revoked_at   INTEGER
+            );
+            -- The first key, written at bootstrap, was the installation's admin: it becomes the
+            -- platform operator. Every other admin stays an admin of its own workspace.
+            INSERT INTO api_keys_v6(id, workspace_id, name, role, secret_hash, created_at, revoked_at)
+                SELECT id, workspace_id, name,
+                       CASE WHEN role = 'admin' AND id = (SELECT id FROM api_keys ORDER BY created_at, rowid LIMIT 1) THEN 'operator' ELSE role END,
+                       secret_hash, created_at, revoked_at
+                FROM api_keys;
+            DROP TABLE api_keys;
+            ALTER TABLE api_keys_v6 RENAME TO api_keys;
+            CREATE INDEX api_keys_workspace ON api_keys(workspace_id);
+            ALTER TABLE workspaces ADD COLUMN default_policy TEXT;
+            ALTER TABLE workspaces ADD COLUMN allowed_policies_json TEXT;
+            CREATE TABLE residency_policies (
+                name             TEXT PRIMARY KEY,
+                definition_json  TEXT NOT NULL,
+                created_at       INTEGER NOT NULL,
+                created_by       TEXT NOT NULL
+            );
+            """),
     ];
 
     public static void Apply(SqliteConnection connection)

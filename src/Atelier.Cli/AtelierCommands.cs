@@ -40,6 +40,8 @@ public static class AtelierCommands
         root.Subcommands.Add(JobsCommands.Build(client));
         root.Subcommands.Add(JobsCommands.Checkpoints(client));
         root.Subcommands.Add(Locations(client));
+        root.Subcommands.Add(GovernanceCommands.Policies(client));
+        root.Subcommands.Add(GovernanceCommands.Workspaces(client));
         root.Subcommands.Add(Audit(client));
         return root;
     }
@@ -61,11 +63,11 @@ public static class AtelierCommands
             Console.WriteLine($"Atelier data directory: {dataDirectory}");
             if (runtime.CreatedAdminKeyPath is { } keyPath)
             {
-                Console.WriteLine($"Created the first admin API key; it is in {keyPath} (mode 0600). Use it as 'Authorization: Bearer <key>'.");
+                Console.WriteLine($"Created the platform operator's API key; it is in {keyPath} (mode 0600). Use it as 'Authorization: Bearer <key>'.");
             }
             else
             {
-                Console.WriteLine($"Admin API key: {Path.Combine(dataDirectory, AtelierRuntime.AdminKeyFile)} (if you kept it there).");
+                Console.WriteLine($"Operator API key: {Path.Combine(dataDirectory, AtelierRuntime.AdminKeyFile)} (if you kept it there).");
             }
 
             if (runtime.RecoveredOrphans > 0)

@@ -9,12 +9,12 @@ internal static class KeysCommands
 {
     public static Command Build(ClientOptions client)
     {
-        var command = new Command("keys", "API keys (needs an admin key).");
+        var command = new Command("keys", "API keys (an admin key manages its workspace's; the operator's key any workspace's).");
 
         var name = new Option<string>("--name") { Description = "A label for the key.", DefaultValueFactory = _ => "key" };
         var workspace = new Option<string?>("--workspace") { Description = "Workspace the key acts in (created if new; default: your own)." };
-        var role = new Option<string>("--role") { Description = "member or admin.", DefaultValueFactory = _ => "member" };
-        role.AcceptOnlyFromAmong("member", "admin");
+        var role = new Option<string>("--role") { Description = "member, admin, or (operator only) operator.", DefaultValueFactory = _ => "member" };
+        role.AcceptOnlyFromAmong("member", "admin", "operator");
         var create = new Command("create", "Create an API key. It is printed once and stored only as a hash.");
         create.Options.Add(name);
         create.Options.Add(workspace);

@@ -101,7 +101,7 @@ internal static class ModelsCommands
         var location = new Option<string?>("--location") { Description = "Location to place its bytes (default: the configured file location)." };
         var maxContext = new Option<int?>("--max-context-length") { Description = "Context length to advertise (default: params.json's max_seq_len, else 32768)." };
         var alias = new Option<string[]>("--alias") { Description = "Another name that resolves to the model (repeat for several).", AllowMultipleArgumentsPerToken = true };
-        var import = new Command("import", "Register a base model (admin): the server validates the directory and copies it through the placement guard; it is visible to every workspace.");
+        var import = new Command("import", "Register a base model (operator): the server validates the directory and copies it through the placement guard; it is visible to every workspace.");
         import.Arguments.Add(source);
         import.Options.Add(name);
         import.Options.Add(description);
@@ -186,7 +186,7 @@ internal static class ModelsCommands
         });
         command.Subcommands.Add(get);
 
-        var baseModel = new Option<bool>("--base") { Description = "Delete a base model (admin; refused while fine-tuned models of it exist)." };
+        var baseModel = new Option<bool>("--base") { Description = "Delete a base model (operator; refused while fine-tuned models of it exist)." };
         var delete = new Command("delete", "Delete a fine-tuned model (or, with --base, a base model) and its bytes.");
         delete.Arguments.Add(id);
         delete.Options.Add(baseModel);

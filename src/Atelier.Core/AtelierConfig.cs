@@ -53,7 +53,7 @@ public sealed record AtelierConfig
             throw new ArgumentException($"'{country}' is not an ISO 3166-1 alpha-2 country code such as FR or DE.", nameof(country));
         }
 
-        var eu = EuMembers.Contains(country) ? (string[])["EU", "EEA"] : [];
+        var eu = Jurisdictions.IsWithin(country, "EU") ? (string[])["EU", "EEA"] : [];
         return new AtelierConfig
         {
             Sites = [new Site("local-site", country, [new Rack("rack-0", [Environment.MachineName])])],
@@ -113,12 +113,6 @@ public sealed record AtelierConfig
         ReadCommentHandling = JsonCommentHandling.Skip,
         AllowTrailingCommas = true,
     };
-
-    private static readonly HashSet<string> EuMembers =
-    [
-        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
-        "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
-    ];
 }
 
 /// <summary>Server settings.</summary>

@@ -54,7 +54,7 @@ public sealed partial class FeatureStore : IDisposable
 {
     private readonly FeatureCatalog _catalog;
     private readonly PlacementGuard _guard;
-    private readonly IReadOnlyList<ResidencyPolicy> _policies;
+    private readonly Func<IReadOnlyList<ResidencyPolicy>> _definedPolicies;
     private readonly FeatureStoreOptions _options;
     private readonly TimeProvider _clock;
     private readonly OnlineStore _online;
@@ -67,15 +67,25 @@ public sealed partial class FeatureStore : IDisposable
 
     /// <summary>Opens the store over the catalog and the guard, and brings the online store up to date with every view's log.</summary>
     public FeatureStore(CatalogDatabase catalog, PlacementGuard guard, IReadOnlyList<ResidencyPolicy> policies, FeatureStoreOptions options, TimeProvider clock)
+        : this(catalog, guard, () => policies, options, clock)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+    }
+
+    /// <summary>
+    /// Opens the store with the installation's policies as they stand at each use, so that policies
+    /// the operator defines while the server runs can be chosen for views.
+    /// </summary>
+    public FeatureStore(CatalogDatabase catalog, PlacementGuard guard, Func<IReadOnlyList<ResidencyPolicy>> definedPolicies, FeatureStoreOptions options, TimeProvider clock)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(guard);
-        ArgumentNullException.ThrowIfNull(policies);
+        ArgumentNullException.ThrowIfNull(definedPolicies);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(clock);
         _catalog = new FeatureCatalog(catalog);
         _guard = guard;
-        _policies = policies;
+        _definedPolicies = definedPolicies;
         _options = options;
         _clock = clock;
         _online = new OnlineStore(options.OnlineStorePath, options.CacheCapacity, options.CacheScheduler);
@@ -341,7 +351,8 @@ public sealed partial class FeatureStore : IDisposable
 
     private ResidencyPolicy Policy(string name)
     {
-        foreach (var policy in _policies)
+        var defined = _definedPolicies();
+        foreach (var policy in defined)
         {
             if (policy.Name == name)
             {
@@ -349,7 +360,7 @@ public sealed partial class FeatureStore : IDisposable
             }
         }
 
-        throw new BadRequestException($"Residency policy '{name}' is not defined; defined: {string.Join(", ", _policies.Select(p => p.Name))}.", "unknown_policy");
+        throw new BadRequestException($"Residency policy '{name}' is not defined; defined: {string.Join(", ", defined.Select(p => p.Name))}.", "unknown_policy");
     }
 
     private void ValidateSpec(FeatureViewSpec spec, string policy)
@@ -408,9 +419,10 @@ public sealed partial class FeatureStore : IDisposable
             problems.Add(new("A TTL must be positive.", Field: "ttl"));
         }
 
-        if (!_policies.Any(p => p.Name == policy))
+        var defined = _definedPolicies();
+        if (!defined.Any(p => p.Name == policy))
         {
-            problems.Add(new($"Residency policy '{policy}' is not defined; defined: {string.Join(", ", _policies.Select(p => p.Name))}.", Field: "policy"));
+            problems.Add(new($"Residency policy '{policy}' is not defined; defined: {string.Join(", ", defined.Select(p => p.Name))}.", Field: "policy"));
         }
 
         if (problems.Count > 0)

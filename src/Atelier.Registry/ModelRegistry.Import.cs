@@ -19,7 +19,7 @@ public sealed partial class ModelRegistry
     /// <param name="policy">The residency policy of the model's bytes.</param>
     /// <param name="locationId">Where to place them.</param>
     /// <param name="actor">Who imports it (recorded in the audit log).</param>
-    /// <param name="auditWorkspace">The importer's workspace name, for the audit log; the model itself is visible to every workspace.</param>
+    /// <param name="auditWorkspace">The importer's workspace id, for the audit log; the model itself is visible to every workspace.</param>
     /// <param name="ct">Cancellation.</param>
     /// <exception cref="BadRequestException">The id or the directory path is invalid.</exception>
     /// <exception cref="ValidationFailedException">The directory is not a valid model; each problem names its file.</exception>
@@ -139,7 +139,7 @@ public sealed partial class ModelRegistry
                     continue;
                 }
 
-                await _guard.DeleteAsync(new ArtifactRef("model", id, "unknown"), location.Id, actor, key, ct).ConfigureAwait(false);
+                await _guard.DeleteAsync(new ArtifactRef("model", id, "system"), location.Id, actor, key, ct).ConfigureAwait(false);
                 removed++;
             }
         }

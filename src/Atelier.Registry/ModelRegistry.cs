@@ -173,7 +173,7 @@ public sealed partial class ModelRegistry
             throw new ConflictException($"A model with id '{model.Id}' already exists.");
         }
 
-        await AuditAsync("model_registered", workspaceName, registration.Actor, model, $"fine-tuned from {root.Id} by job {registration.JobId}").ConfigureAwait(false);
+        await AuditAsync("model_registered", registration.Workspace, registration.Actor, model, $"fine-tuned from {root.Id} by job {registration.JobId}").ConfigureAwait(false);
         return model;
     }
 
@@ -221,13 +221,12 @@ public sealed partial class ModelRegistry
             throw new NotFoundException("model", modelId);
         }
 
-        var workspaceName = WorkspaceName(workspace) ?? workspace;
         foreach (var artifact in model.Artifacts)
         {
-            await _guard.DeleteAsync(new ArtifactRef("model", model.Id, workspaceName), artifact.LocationId, actor, artifact.Key, ct).ConfigureAwait(false);
+            await _guard.DeleteAsync(new ArtifactRef("model", model.Id, workspace), artifact.LocationId, actor, artifact.Key, ct).ConfigureAwait(false);
         }
 
-        await AuditAsync("model_deleted", workspaceName, actor, model, null).ConfigureAwait(false);
+        await AuditAsync("model_deleted", workspace, actor, model, null).ConfigureAwait(false);
         return model;
     }
 

@@ -182,7 +182,7 @@ public sealed class CliTests
         // Tampering with the log on disk is caught by the same command.
         var log = Path.Combine(server.DataDirectory, "audit", "audit.jsonl");
         var lines = await File.ReadAllLinesAsync(log);
-        lines[0] = lines[0].Replace("first admin key", "first admin kex", StringComparison.Ordinal);
+        lines[0] = lines[0].Replace("platform operator", "platform operatoR", StringComparison.Ordinal);
         await File.WriteAllLinesAsync(log, lines);
         (exit, output) = await Atelier(server, server.AdminKey, "audit", "verify");
         Assert.Equal(3, exit);

@@ -119,14 +119,17 @@ public sealed class UnauthorizedException(string message) : AtelierException(mes
     public override string Code => "unauthorized";
 }
 
-/// <summary>The key is valid but lacks the role the operation needs.</summary>
-public sealed class ForbiddenException(string message) : AtelierException(message)
+/// <summary>
+/// The key is valid but may not do this: it lacks the role, the resource is outside its workspace,
+/// or its workspace may not use what it asked for (a looser residency policy).
+/// </summary>
+public sealed class ForbiddenException(string message, string code = "forbidden") : AtelierException(message)
 {
     /// <inheritdoc />
     public override int StatusCode => 403;
 
     /// <inheritdoc />
-    public override string Code => "forbidden";
+    public override string Code { get; } = code;
 }
 
 /// <summary>The body is larger than the configured limit.</summary>

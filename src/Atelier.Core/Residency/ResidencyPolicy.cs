@@ -70,6 +70,32 @@ public sealed record ResidencyPolicy
         return PlacementDecision.Allow;
     }
 
+    /// <summary>
+    /// True when every placement this policy allows, <paramref name="other"/> allows too: its
+    /// jurisdictions lie within the other's, its operators among the other's, it needs at least as
+    /// many replicas and an on-prem copy whenever the other does. This is how a workspace's allowed
+    /// policies bound the ones its members may choose.
+    /// </summary>
+    public bool IsNoLooserThan(ResidencyPolicy other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        foreach (var mine in AllowedJurisdictions)
+        {
+            if (!other.AllowedJurisdictions.Any(theirs => Jurisdictions.IsWithin(mine, theirs)))
+            {
+                return false;
+            }
+        }
+
+        if (other.AllowedOperators.Count > 0
+            && (AllowedOperators.Count == 0 || AllowedOperators.Any(o => !other.AllowedOperators.Contains(o, StringComparer.OrdinalIgnoreCase))))
+        {
+            return false;
+        }
+
+        return MinReplicas >= other.MinReplicas && (RequireOnPrem || !other.RequireOnPrem);
+    }
+
     /// <summary>Separates the names of the policies a derived policy's name is made of.</summary>
     public const char DerivedNameSeparator = '&';
 

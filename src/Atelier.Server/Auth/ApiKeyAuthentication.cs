@@ -68,10 +68,17 @@ public sealed class ApiKeyAuthentication(RequestDelegate next, AtelierRuntime ru
     public static RequestCaller? TryCaller(HttpContext context) =>
         context.Items.TryGetValue(CallerKey, out var caller) ? caller as RequestCaller : null;
 
-    /// <summary>The caller, who must hold an admin key.</summary>
+    /// <summary>The caller, who must hold an admin key of its workspace (or the operator's key).</summary>
     public static RequestCaller Admin(HttpContext context)
     {
         var caller = Caller(context);
-        return caller.Key.IsAdmin ? caller : throw new ForbiddenException("This operation needs an admin key.");
+        return caller.Key.IsAdmin ? caller : throw new ForbiddenException("This operation needs an admin key of the workspace.");
+    }
+
+    /// <summary>The caller, who must hold the platform operator's key.</summary>
+    public static RequestCaller Operator(HttpContext context)
+    {
+        var caller = Caller(context);
+        return caller.Key.IsOperator ? caller : throw new ForbiddenException("This operation needs the platform operator's key.");
     }
 }

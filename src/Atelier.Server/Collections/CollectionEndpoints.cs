@@ -27,7 +27,7 @@ public static class CollectionEndpoints
         {
             var caller = ApiKeyAuthentication.Caller(context);
             using var body = await CollectionRequests.ReadAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
-            var request = CollectionRequests.ParseCreate(body.RootElement, runtime);
+            var request = CollectionRequests.ParseCreate(body.RootElement, runtime, caller.WorkspaceId);
             var collection = await store.CreateAsync(caller.WorkspaceId, request.Name, request.Config, request.Policy, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Describe(collection), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create a collection: name, dimension, metric (cosine, dot, l2), storage (float32, float16, int8), shards, locations, policy, hnsw.");

@@ -65,7 +65,8 @@ public static partial class CollectionRequests
     }
 
     /// <summary>Reads a create-collection body, naming each bad field.</summary>
-    public static CreateCollectionRequest ParseCreate(JsonElement body, AtelierRuntime runtime)
+    /// <remarks>The policy is the workspace's default when none is named, and must be one the workspace may use.</remarks>
+    public static CreateCollectionRequest ParseCreate(JsonElement body, AtelierRuntime runtime, string workspaceId)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         var problems = new List<Problem>();
@@ -73,7 +74,7 @@ public static partial class CollectionRequests
         int dimension = 0, shards = 1, m = 16, efConstruction = 128, efSearch = 64;
         DistanceMetric? metric = null;
         var storage = VectorStorage.Float32;
-        string policy = runtime.Config.Defaults.FilePolicy;
+        string? policy = null;
         var locations = new List<string>();
         foreach (var property in body.EnumerateObject())
         {
@@ -144,9 +145,9 @@ public static partial class CollectionRequests
                     break;
                 case "policy":
                     policy = value.ValueKind == JsonValueKind.String ? value.GetString()! : "";
-                    if (!runtime.Config.Policies.Any(p => p.Name == policy))
+                    if (policy.Length == 0 || runtime.Policies.Find(policy) is null)
                     {
-                        problems.Add(new Problem($"No residency policy '{value}' is defined; defined: {string.Join(", ", runtime.Config.Policies.Select(p => p.Name))}.", Field: "policy"));
+                        problems.Add(new Problem($"No residency policy '{value}' is defined; defined: {string.Join(", ", runtime.Policies.All.Select(p => p.Name))}.", Field: "policy"));
                     }
 
                     break;
@@ -204,7 +205,7 @@ public static partial class CollectionRequests
                 EfConstruction = efConstruction,
                 EfSearch = efSearch,
             },
-            policy);
+            runtime.Policies.Choose(workspaceId, policy));
     }
 
     /// <summary>Reads an upsert body: <c>{"points": [{"id", "vector", "payload"}]}</c>. Any problem refuses the whole batch.</summary>

@@ -201,7 +201,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         });
 
         var result = await DatasetBuilder.BuildAsync(build, output, progress, cancel).ConfigureAwait(false);
-        var workspace = runtime.Keys.GetWorkspace(dataset.WorkspaceId)?.Name ?? dataset.WorkspaceId;
+        var workspace = dataset.WorkspaceId;
         await PlaceAsync(dataset, workspace, result, cancel).ConfigureAwait(false);
 
         var summary = new
@@ -248,7 +248,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         });
 
         var (result, semantic) = await new SemanticDedupBuild(runtime, registry).BuildAsync(dataset, staging, output, progress, cancel).ConfigureAwait(false);
-        var workspace = runtime.Keys.GetWorkspace(dataset.WorkspaceId)?.Name ?? dataset.WorkspaceId;
+        var workspace = dataset.WorkspaceId;
         await PlaceAsync(dataset, workspace, result, cancel).ConfigureAwait(false);
 
         var summary = new System.Text.Json.Nodes.JsonObject

@@ -134,7 +134,7 @@ public static class DatasetEndpoints
             }
 
             var record = runtime.FreeingSpace(() => runtime.Datasets.Delete(caller.WorkspaceId, datasetId)) ?? throw new NotFoundException("dataset", datasetId);
-            var artifact = new ArtifactRef("dataset", record.Id, caller.Key.WorkspaceName);
+            var artifact = new ArtifactRef("dataset", record.Id, caller.WorkspaceId);
             foreach (var key in runtime.Locations.ListKeys(record.LocationId, $"dataset/{record.Id}/").ToArray())
             {
                 await runtime.Guard.DeleteAsync(artifact, record.LocationId, caller.Actor, key, context.RequestAborted).ConfigureAwait(false);

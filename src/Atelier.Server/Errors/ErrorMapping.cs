@@ -22,6 +22,11 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         }
         catch (AtelierException e) when (!context.Response.HasStarted)
         {
+            if (e is ForbiddenException)
+            {
+                await AuditRefusalAsync(context, e).ConfigureAwait(false);
+            }
+
             await WriteAsync(context, e).ConfigureAwait(false);
             return;
         }
@@ -308,6 +313,37 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         507 => "Insufficient storage",
         _ => "Error",
     };
+
+    /// <summary>
+    /// Every refusal of an authenticated caller is audited (placement refusals already are, by the
+    /// guard): who tried what, in which workspace, and why it was refused. The path is logged
+    /// without its query, which may hold a signature.
+    /// </summary>
+    private async Task AuditRefusalAsync(HttpContext context, AtelierException e)
+    {
+        if (Auth.ApiKeyAuthentication.TryCaller(context) is not { } caller)
+        {
+            return;
+        }
+
+        try
+        {
+            await runtime.Audit.AppendAsync(
+                new Atelier.Storage.Audit.AuditEvent
+                {
+                    Type = "access_refused",
+                    Workspace = caller.WorkspaceId,
+                    Actor = caller.Actor,
+                    Detail = $"{context.Request.Method} {context.Request.Path}: {e.Message}",
+                },
+                CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception auditFailure) when (IsStorageFull(auditFailure))
+        {
+            // The refusal stands; only its record is lost, and the disk-full warning says why.
+            LogStorageFull(logger, auditFailure, context.Request.Method, context.Request.Path);
+        }
+    }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Storage full in {Method} {Path}")]
     private static partial void LogStorageFull(ILogger logger, Exception exception, string method, string path);

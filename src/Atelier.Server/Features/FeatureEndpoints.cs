@@ -28,7 +28,9 @@ public static class FeatureEndpoints
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<CreateViewBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
-            var (view, created) = store.CreateView(caller.WorkspaceId, FeatureApi.ToSpec(body));
+            var spec = FeatureApi.ToSpec(body);
+            var runtime = context.RequestServices.GetRequiredService<AtelierRuntime>();
+            var (view, created) = store.CreateView(caller.WorkspaceId, spec with { Policy = runtime.Policies.Choose(caller.WorkspaceId, spec.Policy) });
             return Results.Json(FeatureApi.ToResponse(view), AtelierJson.Options, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
         }).WithSummary("Create a feature view, or a new version of it when the schema changed (the same schema again returns the existing version).");
 
@@ -137,7 +139,7 @@ public static class FeatureEndpoints
         var store = new FeatureStore(
             runtime.Catalog,
             runtime.Guard,
-            runtime.Config.Policies,
+            () => runtime.Policies.All,
             new FeatureStoreOptions
             {
                 OnlineStorePath = Path.Combine(runtime.Options.DataDirectory, OnlineStoreFile),

@@ -123,7 +123,7 @@ public static class FileEndpoints
             // Row first, bytes second: a crash in between leaves an unreferenced blob, which the
             // next start removes, never a row that points at nothing.
             var f = runtime.FreeingSpace(() => runtime.Files.Delete(caller.WorkspaceId, fileId)) ?? throw new NotFoundException("file", fileId);
-            await runtime.Guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.Key.WorkspaceName), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
+            await runtime.Guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.WorkspaceId), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new DeletedFile(f.Id, "file", true), Errors.AtelierJson.Options);
         }).WithSummary("Delete a file and its bytes.");
     }

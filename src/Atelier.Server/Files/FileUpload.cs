@@ -190,12 +190,13 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
     private async Task<UploadedPart> ReceiveFileAsync(MultipartSection section, string fileName, string? purpose, RequestCaller caller, CancellationToken cancel)
     {
         var limits = runtime.Config.Files;
-        var policy = runtime.Config.Policy(runtime.Config.Defaults.FilePolicy);
+        // A file gets its workspace's default policy, which the operator sets.
+        var policy = runtime.Policies.Resolve(runtime.Policies.ForWorkspace(caller.WorkspaceId).DefaultPolicy);
         var id = ResourceIds.NewUuid(runtime.Clock);
 
         // The guard judges the placement before a single byte is written.
         var write = await runtime.Guard.BeginWriteAsync(
-            new ArtifactRef("file", id, caller.Key.WorkspaceName),
+            new ArtifactRef("file", id, caller.WorkspaceId),
             policy,
             runtime.Config.Defaults.FileLocation,
             caller.Actor,

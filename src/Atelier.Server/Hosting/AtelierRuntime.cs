@@ -34,7 +34,7 @@ public sealed record ServerOptions
 /// </summary>
 public sealed class AtelierRuntime : IDisposable
 {
-    /// <summary>The name of the file holding the first admin key.</summary>
+    /// <summary>The name of the file holding the first key: the platform operator's.</summary>
     public const string AdminKeyFile = "admin.key";
 
     private AtelierRuntime(ServerOptions options, AtelierConfig config, CatalogDatabase catalog, StorageLocations locations, AuditLog audit)
@@ -49,6 +49,7 @@ public sealed class AtelierRuntime : IDisposable
         Files = new FileCatalog(catalog, options.Clock);
         Datasets = new DatasetCatalog(catalog, options.Clock);
         Jobs = new JobCatalog(catalog, options.Clock);
+        Policies = new PolicyCatalog(catalog, config.Policies, config.Defaults.FilePolicy, options.Clock);
         Topology = new Atelier.Core.Topology.TopologyMap(config.Sites);
         UrlSigningKey = LoadOrCreateSecret(Path.Combine(options.DataDirectory, "url-signing.key"));
     }
@@ -83,6 +84,9 @@ public sealed class AtelierRuntime : IDisposable
     /// <summary>Fine-tuning jobs.</summary>
     public JobCatalog Jobs { get; }
 
+    /// <summary>Residency policies and which of them each workspace may use.</summary>
+    public PolicyCatalog Policies { get; }
+
     /// <summary>Sites, racks and nodes.</summary>
     public Atelier.Core.Topology.TopologyMap Topology { get; }
 
@@ -93,8 +97,7 @@ public sealed class AtelierRuntime : IDisposable
     /// The policy named <paramref name="name"/>; a name joined with <c>&amp;</c> is the intersection of
     /// those policies, as derived artifacts (a dataset of several files) carry.
     /// </summary>
-    public Atelier.Core.Residency.ResidencyPolicy ResolvePolicy(string name) =>
-        Atelier.Core.Residency.ResidencyPolicy.Resolve(name, Config.Policy);
+    public Atelier.Core.Residency.ResidencyPolicy ResolvePolicy(string name) => Policies.Resolve(name);
 
     /// <summary>Opens the committed bytes of an uploaded file for reading.</summary>
     /// <exception cref="StorageUnavailableException">Its bytes are missing from its location.</exception>
@@ -130,7 +133,7 @@ public sealed class AtelierRuntime : IDisposable
     /// <summary>The clock.</summary>
     public TimeProvider Clock => Options.Clock;
 
-    /// <summary>Where the first admin key was written, when this start created it.</summary>
+    /// <summary>Where the operator's key was written, when this start created it.</summary>
     public string? CreatedAdminKeyPath { get; private set; }
 
     /// <summary>How many partial writes and orphaned blobs the start removed.</summary>
@@ -170,7 +173,7 @@ public sealed class AtelierRuntime : IDisposable
                 if (!referenced.Contains(key))
                 {
                     var id = key["file/".Length..];
-                    Guard.DeleteAsync(new ArtifactRef("file", id, "unknown"), location.Id, "system:recovery", key).AsTask().GetAwaiter().GetResult();
+                    Guard.DeleteAsync(new ArtifactRef("file", id, "system"), location.Id, "system:recovery", key).AsTask().GetAwaiter().GetResult();
                     removed++;
                 }
             }
@@ -187,10 +190,10 @@ public sealed class AtelierRuntime : IDisposable
         }
 
         var workspace = Keys.EnsureWorkspace("default");
-        var (key, token) = Keys.Create(workspace, "admin", "admin");
+        var (key, token) = Keys.Create(workspace, "operator", ApiKeyRoles.Operator);
         var path = Path.Combine(Options.DataDirectory, AdminKeyFile);
         WriteSecretFile(path, Encoding.ASCII.GetBytes(token + "\n"));
-        Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Name, Actor = "system:bootstrap", ArtifactKind = "api_key", ArtifactId = key.Id, Detail = "first admin key" })
+        Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = "system:bootstrap", ArtifactKind = "api_key", ArtifactId = key.Id, Detail = "the platform operator's key" })
             .AsTask().GetAwaiter().GetResult();
         CreatedAdminKeyPath = path;
     }

@@ -75,7 +75,7 @@ public static class ModelEndpoints
         var platform = app.MapGroup("/api/v1/models").WithTags("Models");
         platform.MapPost("/import", async (HttpContext context, ImportModelRequest? request, AtelierRuntime runtime, ModelRegistry registry) =>
         {
-            var caller = ApiKeyAuthentication.Admin(context);
+            var caller = ApiKeyAuthentication.Operator(context);
             if (request is null || string.IsNullOrWhiteSpace(request.Path))
             {
                 throw new BadRequestException("The body must be a JSON object with 'path': an absolute directory on the server's machine.");
@@ -104,10 +104,10 @@ public static class ModelEndpoints
                 policy,
                 string.IsNullOrWhiteSpace(request.Location) ? runtime.Config.Defaults.FileLocation : request.Location.Trim(),
                 caller.Actor,
-                caller.Key.WorkspaceName,
+                caller.WorkspaceId,
                 context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Detail(model), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Import a base model from a Mistral-format directory on the server's machine (admin). Visible to every workspace.");
+        }).WithSummary("Import a base model from a Mistral-format directory on the server's machine (operator). Visible to every workspace.");
 
         platform.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
             Results.Json(Detail(await FindAsync(context, registry, modelId).ConfigureAwait(false)), AtelierJson.Options))
@@ -115,10 +115,10 @@ public static class ModelEndpoints
 
         platform.MapDelete("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
         {
-            var caller = ApiKeyAuthentication.Admin(context);
-            var deleted = await registry.DeleteBaseAsync(modelId, caller.Actor, caller.Key.WorkspaceName, context.RequestAborted).ConfigureAwait(false);
+            var caller = ApiKeyAuthentication.Operator(context);
+            var deleted = await registry.DeleteBaseAsync(modelId, caller.Actor, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new JsonObject { ["id"] = deleted.Id, ["object"] = "model", ["deleted"] = true }, AtelierJson.Options);
-        }).WithSummary("Delete a base model and its bytes (admin); refused while fine-tuned models of it exist.");
+        }).WithSummary("Delete a base model and its bytes (operator); refused while fine-tuned models of it exist.");
     }
 
     /// <summary>Mistral's <c>BaseModelCard</c> or <c>FTModelCard</c>.</summary>

@@ -18,26 +18,27 @@ public static class AuditEndpoints
         audit.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            Func<AuditEvent, bool>? filter = caller.Key.IsAdmin ? null : e => e.Workspace == caller.Key.WorkspaceName;
+            // Events name workspaces by id, so a workspace named like another's id sees only its own.
+            Func<AuditEvent, bool>? filter = caller.Key.IsOperator ? null : e => e.Workspace == caller.WorkspaceId;
             var after = QueryParameters.Integer(context.Request, "after", 0, 0, long.MaxValue);
             var limit = QueryParameters.OptionalInteger(context.Request, "limit", 1, MaxAuditPage);
             var tail = QueryParameters.OptionalInteger(context.Request, "tail", 1, MaxAuditPage);
             var n = (int)(limit ?? tail ?? 100);
             var events = tail is not null ? runtime.Audit.Tail(n, filter) : runtime.Audit.Read(after, n, filter);
             return Results.Json(new { data = events, last_seq = runtime.Audit.LastSeq }, AtelierJson.Options);
-        }).WithSummary("Audit events (admins see every workspace; others their own).");
+        }).WithSummary("Audit events: the operator sees every workspace's, everyone else their own workspace's.");
 
         audit.MapGet("/verify", (HttpContext context, AtelierRuntime runtime) =>
         {
-            ApiKeyAuthentication.Admin(context);
+            ApiKeyAuthentication.Operator(context);
             return Results.Json(runtime.Audit.Verify(), AtelierJson.Options);
-        }).WithSummary("Check the hash chain of the whole audit log (admin).");
+        }).WithSummary("Check the hash chain of the whole audit log (operator).");
 
         audit.MapGet("/export", async (HttpContext context, AtelierRuntime runtime) =>
         {
-            ApiKeyAuthentication.Admin(context);
+            ApiKeyAuthentication.Operator(context);
             context.Response.ContentType = "application/jsonl";
             await runtime.Audit.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
-        }).WithSummary("The raw audit log as JSON lines (admin).");
+        }).WithSummary("The raw audit log as JSON lines (operator).");
     }
 }

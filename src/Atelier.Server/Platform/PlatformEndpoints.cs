@@ -1,4 +1,6 @@
+using Atelier.Catalog;
 using Atelier.Core.Errors;
+using Atelier.Core.Residency;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
@@ -8,11 +10,34 @@ namespace Atelier.Server.Platform;
 
 /// <summary>The body of <c>POST /api/v1/keys</c>.</summary>
 /// <param name="Name">A label for the key.</param>
-/// <param name="Workspace">The workspace it acts in (created if new); the caller's when absent.</param>
-/// <param name="Role"><c>member</c> (default) or <c>admin</c>.</param>
+/// <param name="Workspace">The workspace it acts in: the caller's when absent; another (created if new) only for the operator.</param>
+/// <param name="Role"><c>member</c> (default), <c>admin</c>, or (operator only) <c>operator</c>.</param>
 public sealed record CreateKeyRequest(string? Name, string? Workspace, string? Role);
 
-/// <summary>The platform's own resources under <c>/api/v1</c>: keys, locations, policies, audit.</summary>
+/// <summary>The body of <c>POST /api/v1/policies</c>: a new residency policy.</summary>
+/// <param name="Name">Its name: letters, digits, '-' and '_'.</param>
+/// <param name="AllowedJurisdictions">Country codes or blocs the bytes may live in; <c>*</c> for any.</param>
+/// <param name="AllowedOperators">Operators allowed to hold the bytes; empty for any.</param>
+/// <param name="MinReplicas">Copies needed (1 when absent).</param>
+/// <param name="RequireOnPrem">Whether one copy must be on-prem.</param>
+public sealed record CreatePolicyRequest(string? Name, IReadOnlyList<string>? AllowedJurisdictions, IReadOnlyList<string>? AllowedOperators, int? MinReplicas, bool? RequireOnPrem);
+
+/// <summary>Which policies a workspace may use: the body of <c>PUT /api/v1/workspaces/{name}/policies</c>.</summary>
+/// <param name="DefaultPolicy">The policy of its uploads and new artifacts.</param>
+/// <param name="AllowedPolicies">The policies its members may choose (the default is added); stricter ones are allowed too.</param>
+public sealed record WorkspacePoliciesRequest(string? DefaultPolicy, IReadOnlyList<string>? AllowedPolicies);
+
+/// <summary>The body of <c>POST /api/v1/workspaces</c>.</summary>
+/// <param name="Name">The workspace's name.</param>
+/// <param name="DefaultPolicy">Its default policy; the installation's when absent.</param>
+/// <param name="AllowedPolicies">Its allowed policies; the default alone when absent.</param>
+public sealed record CreateWorkspaceRequest(string? Name, string? DefaultPolicy, IReadOnlyList<string>? AllowedPolicies);
+
+/// <summary>
+/// The platform's own resources under <c>/api/v1</c>: keys, workspaces, locations, policies (the
+/// audit log is in <see cref="AuditEndpoints"/>). The operator manages what workspaces share; an
+/// admin manages its own workspace's keys; nobody acts in another workspace.
+/// </summary>
 public static class PlatformEndpoints
 {
     /// <summary>Maps <c>/api/v1</c>.</summary>
@@ -24,51 +49,261 @@ public static class PlatformEndpoints
             Results.Json(new { data = runtime.Locations.All.ToArray() }, AtelierJson.Options))
             .WithTags("Locations").WithSummary("Where bytes can live, with jurisdiction, site, rack, on-prem and operator.");
 
-        api.MapGet("/policies", (AtelierRuntime runtime) =>
-            Results.Json(new { data = runtime.Config.Policies, defaults = runtime.Config.Defaults }, AtelierJson.Options))
-            .WithTags("Locations").WithSummary("Residency policies and which applies by default.");
+        api.MapPolicies();
+        api.MapWorkspaces();
+        api.MapKeys();
+        api.MapAudit();
+    }
 
+    private static void MapKeys(this IEndpointRouteBuilder api)
+    {
         var keys = api.MapGroup("/keys").WithTags("Keys");
         keys.MapPost("", async (HttpContext context, CreateKeyRequest? body, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Admin(context);
             var name = string.IsNullOrWhiteSpace(body?.Name) ? "key" : body.Name.Trim();
-            var role = body?.Role ?? "member";
-            if (role is not ("admin" or "member"))
+            var role = body?.Role ?? ApiKeyRoles.Member;
+            if (!ApiKeyRoles.IsKnown(role))
             {
-                throw new BadRequestException($"Unknown role '{role}'; expected admin or member.");
+                throw new BadRequestException($"Unknown role '{role}'; expected admin or member (or, for the operator, operator).", "invalid_role");
+            }
+
+            if (role == ApiKeyRoles.Operator && !caller.Key.IsOperator)
+            {
+                throw new ForbiddenException("Only the platform operator creates operator keys.");
             }
 
             var workspaceName = string.IsNullOrWhiteSpace(body?.Workspace) ? caller.Key.WorkspaceName : body.Workspace.Trim();
-            if (workspaceName.Length > 64 || !workspaceName.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+            Workspace workspace;
+            if (workspaceName == caller.Key.WorkspaceName)
             {
-                throw new BadRequestException("A workspace name is 1 to 64 letters, digits, '-' or '_'.");
+                workspace = new Workspace(caller.WorkspaceId, caller.Key.WorkspaceName);
+            }
+            else if (!caller.Key.IsOperator)
+            {
+                throw new ForbiddenException($"An admin creates keys only in its own workspace ('{caller.Key.WorkspaceName}'), not in '{workspaceName}'.");
+            }
+            else
+            {
+                workspace = runtime.Keys.FindWorkspace(workspaceName) ?? await CreateWorkspaceAsync(runtime, caller, workspaceName).ConfigureAwait(false);
             }
 
-            var workspace = runtime.Keys.EnsureWorkspace(workspaceName);
             var (key, token) = runtime.Keys.Create(workspace, name, role);
-            await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Name, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = key.Id, Detail = $"role {role}" }, CancellationToken.None).ConfigureAwait(false);
-            return Results.Json(new { key.Id, key = token, workspace = workspace.Name, key.Name, key.Role, key.CreatedAt }, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Create an API key (admin). The key is shown once.");
+            await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = key.Id, Detail = $"role {role}" }, CancellationToken.None).ConfigureAwait(false);
+            return Results.Json(new { key.Id, key = token, workspace = workspace.Name, workspace_id = workspace.Id, key.Name, key.Role, key.CreatedAt }, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+        }).WithSummary("Create an API key: an admin in its own workspace, the operator in any. The key is shown once.");
 
         keys.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
         {
-            ApiKeyAuthentication.Admin(context);
-            return Results.Json(new { data = runtime.Keys.List(null).Select(k => new { k.Id, workspace = k.WorkspaceName, k.Name, k.Role, k.CreatedAt, k.RevokedAt }) }, AtelierJson.Options);
-        }).WithSummary("List API keys (admin); secrets are never shown.");
+            var caller = ApiKeyAuthentication.Admin(context);
+            var visible = runtime.Keys.List(caller.Key.IsOperator ? null : caller.WorkspaceId);
+            return Results.Json(new { data = visible.Select(k => new { k.Id, workspace = k.WorkspaceName, workspace_id = k.WorkspaceId, k.Name, k.Role, k.CreatedAt, k.RevokedAt }) }, AtelierJson.Options);
+        }).WithSummary("List API keys: an admin its workspace's, the operator every workspace's. Secrets are never shown.");
 
         keys.MapDelete("/{keyId}", async (HttpContext context, string keyId, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Admin(context);
+            var key = runtime.Keys.Get(keyId);
+
+            // Another workspace's key is as absent as a key that never existed: an admin learns nothing about it.
+            if (key is null || key.RevokedAt is not null || (!caller.Key.IsOperator && key.WorkspaceId != caller.WorkspaceId))
+            {
+                throw new NotFoundException("api key", keyId);
+            }
+
+            if (key.IsOperator && !caller.Key.IsOperator)
+            {
+                throw new ForbiddenException("Only the platform operator revokes an operator key.");
+            }
+
+            if (key.IsOperator && runtime.Keys.List(null).Count(k => k.IsOperator && k.RevokedAt is null) == 1)
+            {
+                throw new ConflictException("This is the last live operator key; create another operator key before revoking it, or nobody could govern the installation.");
+            }
+
             if (!runtime.Keys.Revoke(keyId))
             {
                 throw new NotFoundException("api key", keyId);
             }
 
-            await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_revoked", Workspace = caller.Key.WorkspaceName, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = keyId }, CancellationToken.None).ConfigureAwait(false);
+            await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_revoked", Workspace = key.WorkspaceId, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = keyId }, CancellationToken.None).ConfigureAwait(false);
             return Results.Json(new { id = keyId, revoked = true }, AtelierJson.Options);
-        }).WithSummary("Revoke an API key (admin).");
-
-        api.MapAudit();
+        }).WithSummary("Revoke an API key: an admin its workspace's, the operator any.");
     }
+
+    private static void MapWorkspaces(this IEndpointRouteBuilder api)
+    {
+        var workspaces = api.MapGroup("/workspaces").WithTags("Workspaces");
+        workspaces.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var visible = caller.Key.IsOperator ? runtime.Keys.ListWorkspaces() : [new Workspace(caller.WorkspaceId, caller.Key.WorkspaceName)];
+            return Results.Json(new { data = visible.Select(w => Describe(runtime, w)) }, AtelierJson.Options);
+        }).WithSummary("Workspaces and the policies each may use: the operator sees every one, others their own.");
+
+        workspaces.MapGet("/{name}", (HttpContext context, string name, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var workspace = caller.Key.IsOperator || name == caller.Key.WorkspaceName ? runtime.Keys.FindWorkspace(name) : null;
+            return Results.Json(Describe(runtime, workspace ?? throw new NotFoundException("workspace", name)), AtelierJson.Options);
+        }).WithSummary("One workspace and the policies it may use.");
+
+        workspaces.MapPost("", async (HttpContext context, CreateWorkspaceRequest? body, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Operator(context);
+            var name = body?.Name?.Trim() ?? "";
+            if (runtime.Keys.FindWorkspace(name) is not null)
+            {
+                throw new ConflictException($"A workspace named '{name}' exists.");
+            }
+
+            var workspace = await CreateWorkspaceAsync(runtime, caller, name).ConfigureAwait(false);
+            if (body?.DefaultPolicy is not null || body?.AllowedPolicies is not null)
+            {
+                await GovernAsync(runtime, caller, workspace, body.DefaultPolicy, body.AllowedPolicies).ConfigureAwait(false);
+            }
+
+            return Results.Json(Describe(runtime, workspace), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+        }).WithSummary("Create a workspace (operator).");
+
+        workspaces.MapPut("/{name}/policies", async (HttpContext context, string name, WorkspacePoliciesRequest? body, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Operator(context);
+            var workspace = runtime.Keys.FindWorkspace(name) ?? throw new NotFoundException("workspace", name);
+            await GovernAsync(runtime, caller, workspace, body?.DefaultPolicy, body?.AllowedPolicies).ConfigureAwait(false);
+            return Results.Json(Describe(runtime, workspace), AtelierJson.Options);
+        }).WithSummary("Set which residency policies a workspace may use, and its default (operator).");
+    }
+
+    private static void MapPolicies(this IEndpointRouteBuilder api)
+    {
+        var policies = api.MapGroup("/policies").WithTags("Policies");
+        policies.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Caller(context);
+            var mine = runtime.Policies.ForWorkspace(caller.WorkspaceId);
+            return Results.Json(
+                new
+                {
+                    data = runtime.Policies.All.Select(p => Describe(runtime, p, caller.WorkspaceId)),
+                    defaults = runtime.Config.Defaults,
+                    workspace = new { id = caller.WorkspaceId, name = caller.Key.WorkspaceName, default_policy = mine.DefaultPolicy, allowed_policies = mine.AllowedPolicies },
+                },
+                AtelierJson.Options);
+        }).WithSummary("Residency policies, which of them the caller's workspace may use, and its default.");
+
+        policies.MapPost("", async (HttpContext context, CreatePolicyRequest? body, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Operator(context);
+            var policy = runtime.Policies.Define(ToPolicy(body), caller.Actor);
+            await runtime.Audit.AppendAsync(
+                new AuditEvent
+                {
+                    Type = "policy_created",
+                    Workspace = caller.WorkspaceId,
+                    Actor = caller.Actor,
+                    ArtifactKind = "policy",
+                    ArtifactId = policy.Name,
+                    Policy = policy.Name,
+                    Detail = $"jurisdictions [{string.Join(", ", policy.AllowedJurisdictions)}], operators [{string.Join(", ", policy.AllowedOperators)}], replicas {policy.MinReplicas}, on-prem {(policy.RequireOnPrem ? "required" : "not required")}",
+                },
+                CancellationToken.None).ConfigureAwait(false);
+            return Results.Json(Describe(runtime, policy, caller.WorkspaceId), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+        }).WithSummary("Define a new residency policy (operator). A name never changes meaning once defined.");
+    }
+
+    private static async Task<Workspace> CreateWorkspaceAsync(AtelierRuntime runtime, RequestCaller caller, string name)
+    {
+        if (WorkspaceNames.Problem(name) is { } problem)
+        {
+            throw new BadRequestException(problem, "invalid_workspace");
+        }
+
+        var workspace = runtime.Keys.EnsureWorkspace(name);
+        await runtime.Audit.AppendAsync(new AuditEvent { Type = "workspace_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "workspace", ArtifactId = workspace.Id, Detail = $"name {workspace.Name}" }, CancellationToken.None).ConfigureAwait(false);
+        return workspace;
+    }
+
+    private static async Task GovernAsync(AtelierRuntime runtime, RequestCaller caller, Workspace workspace, string? defaultPolicy, IReadOnlyList<string>? allowed)
+    {
+        var current = runtime.Policies.ForWorkspace(workspace.Id);
+        var chosenDefault = defaultPolicy?.Trim() ?? current.DefaultPolicy;
+        var governed = runtime.Policies.Govern(workspace.Id, chosenDefault, allowed ?? current.AllowedPolicies);
+        await runtime.Audit.AppendAsync(
+            new AuditEvent
+            {
+                Type = "workspace_policies_set",
+                Workspace = workspace.Id,
+                Actor = caller.Actor,
+                ArtifactKind = "workspace",
+                ArtifactId = workspace.Id,
+                Policy = governed.DefaultPolicy,
+                Detail = $"default {governed.DefaultPolicy}; allowed [{string.Join(", ", governed.AllowedPolicies)}] (was default {current.DefaultPolicy}; allowed [{string.Join(", ", current.AllowedPolicies)}])",
+            },
+            CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private static ResidencyPolicy ToPolicy(CreatePolicyRequest? body)
+    {
+        var problems = new List<Problem>();
+        var name = body?.Name?.Trim() ?? "";
+        if (name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+        {
+            problems.Add(new Problem("A policy name is 1 to 64 letters, digits, '-' or '_'.", Field: "name"));
+        }
+
+        var jurisdictions = body?.AllowedJurisdictions ?? [];
+        if (jurisdictions.Count == 0)
+        {
+            problems.Add(new Problem("List at least one jurisdiction: a country code such as FR, a bloc such as EU, or * for any.", Field: "allowed_jurisdictions"));
+        }
+
+        for (var i = 0; i < jurisdictions.Count; i++)
+        {
+            var j = jurisdictions[i];
+            if (j != "*" && (j is null || j.Length is < 2 or > 8 || !j.All(char.IsAsciiLetterUpper)))
+            {
+                problems.Add(new Problem($"'{j}' is not a jurisdiction: use an upper-case country code (FR), a bloc (EU, EEA) or *.", Field: $"allowed_jurisdictions[{i}]"));
+            }
+        }
+
+        var operators = body?.AllowedOperators ?? [];
+        for (var i = 0; i < operators.Count; i++)
+        {
+            if (string.IsNullOrWhiteSpace(operators[i]) || operators[i].Length > 64)
+            {
+                problems.Add(new Problem("An operator name is 1 to 64 characters.", Field: $"allowed_operators[{i}]"));
+            }
+        }
+
+        var replicas = body?.MinReplicas ?? 1;
+        if (replicas is < 1 or > 16)
+        {
+            problems.Add(new Problem("min_replicas is between 1 and 16.", Field: "min_replicas"));
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new ValidationFailedException("The policy is not valid.", problems, problems.Count, "invalid_policy");
+        }
+
+        return new ResidencyPolicy { Name = name, AllowedJurisdictions = [.. jurisdictions], AllowedOperators = [.. operators], MinReplicas = replicas, RequireOnPrem = body?.RequireOnPrem ?? false };
+    }
+
+    private static object Describe(AtelierRuntime runtime, Workspace workspace)
+    {
+        var governed = runtime.Policies.ForWorkspace(workspace.Id);
+        return new { id = workspace.Id, name = workspace.Name, default_policy = governed.DefaultPolicy, allowed_policies = governed.AllowedPolicies, governed = governed.Explicit };
+    }
+
+    private static object Describe(AtelierRuntime runtime, ResidencyPolicy policy, string workspaceId) => new
+    {
+        name = policy.Name,
+        allowed_jurisdictions = policy.AllowedJurisdictions,
+        allowed_operators = policy.AllowedOperators,
+        min_replicas = policy.MinReplicas,
+        require_on_prem = policy.RequireOnPrem,
+        source = runtime.Policies.IsOperatorDefined(policy.Name) ? "operator" : "config",
+        usable_here = runtime.Policies.Refusal(workspaceId, policy.Name) is null,
+    };
 }

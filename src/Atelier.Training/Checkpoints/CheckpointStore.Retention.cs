@@ -116,7 +116,7 @@ public sealed partial class CheckpointStore
     private async Task<List<string>> DeleteManifestsAsync(string jobId, long step)
     {
         var locations = LocationsHolding(jobId, step);
-        var workspace = "unknown";
+        var workspace = "system";
         var (manifest, _) = await LoadManifestAsync(jobId, step, locations, CancellationToken.None).ConfigureAwait(false);
         if (manifest is not null)
         {

@@ -245,7 +245,7 @@ public sealed class CollectionStore : IDisposable
                 var parts = key.Split('/');
                 if (parts.Length >= 3 && !known.Contains(parts[1]))
                 {
-                    _guard.DeleteAsync(new ArtifactRef("collection", parts[1], "unknown"), location.Id, RecoveryActor, key).AsTask().GetAwaiter().GetResult();
+                    _guard.DeleteAsync(new ArtifactRef("collection", parts[1], "system"), location.Id, RecoveryActor, key).AsTask().GetAwaiter().GetResult();
                     removed++;
                 }
             }

@@ -1,0 +1,209 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Atelier.Core;
+using Atelier.Core.Errors;
+using Atelier.Core.Residency;
+
+namespace Atelier.Catalog;
+
+/// <summary>Which residency policies one workspace may use.</summary>
+/// <param name="DefaultPolicy">The policy its uploads and new artifacts get when none is named.</param>
+/// <param name="AllowedPolicies">
+/// Its members may choose these, or any policy no looser than one of them
+/// (<see cref="ResidencyPolicy.IsNoLooserThan"/>); the default is always among them.
+/// </param>
+/// <param name="Explicit">False while the operator has not set them and the installation's defaults apply.</param>
+public sealed record WorkspacePolicies(string DefaultPolicy, IReadOnlyList<string> AllowedPolicies, bool Explicit);
+
+/// <summary>
+/// The residency policies of an installation and which of them each workspace may use. Policies
+/// come from <c>config.json</c> and from the operator (<c>POST /api/v1/policies</c>); a name, once
+/// defined, never changes meaning, since stored artifacts refer to policies by name and a changed
+/// definition would loosen them after the fact. The operator sets each workspace's allowed
+/// policies and its default; until then a workspace may use the installation's default policy
+/// and anything stricter.
+/// </summary>
+public sealed class PolicyCatalog
+{
+    private readonly CatalogDatabase _database;
+    private readonly IReadOnlyList<ResidencyPolicy> _configured;
+    private readonly string _installationDefault;
+    private readonly TimeProvider _clock;
+    private readonly ConcurrentDictionary<string, ResidencyPolicy> _defined = new(StringComparer.Ordinal);
+
+    /// <summary>Loads the operator's policies next to the configured ones.</summary>
+    /// <param name="database">The catalog.</param>
+    /// <param name="configured">Policies from <c>config.json</c>.</param>
+    /// <param name="installationDefault">The policy of a workspace the operator has not governed.</param>
+    /// <param name="clock">The clock.</param>
+    public PolicyCatalog(CatalogDatabase database, IReadOnlyList<ResidencyPolicy> configured, string installationDefault, TimeProvider clock)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        ArgumentNullException.ThrowIfNull(configured);
+        _database = database;
+        _configured = configured;
+        _installationDefault = installationDefault;
+        _clock = clock;
+        foreach (var policy in configured)
+        {
+            _defined[policy.Name] = policy;
+        }
+
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT definition_json FROM residency_policies";
+        using var reader = command.ExecuteReader();
+        while (reader.Read())
+        {
+            var policy = JsonSerializer.Deserialize<ResidencyPolicy>(reader.GetString(0), AtelierConfig.SerializerOptions)!;
+            _defined.TryAdd(policy.Name, policy);
+        }
+    }
+
+    /// <summary>Every defined policy: the configured ones first, then the operator's, by name.</summary>
+    public IReadOnlyList<ResidencyPolicy> All =>
+        [.. _configured, .. _defined.Values.Where(p => !_configured.Any(c => c.Name == p.Name)).OrderBy(p => p.Name, StringComparer.Ordinal)];
+
+    /// <summary>True when the operator (not <c>config.json</c>) defined <paramref name="name"/>.</summary>
+    public bool IsOperatorDefined(string name) => _defined.ContainsKey(name) && !_configured.Any(c => c.Name == name);
+
+    /// <summary>The policy named <paramref name="name"/>, or null.</summary>
+    public ResidencyPolicy? Find(string name) => _defined.GetValueOrDefault(name);
+
+    /// <summary>
+    /// The policy a stored name stands for: a defined policy, or for a derived name (parts joined
+    /// with <c>&amp;</c>) the intersection of its parts.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A part names no defined policy.</exception>
+    public ResidencyPolicy Resolve(string name) =>
+        ResidencyPolicy.Resolve(name, part => Find(part)
+            ?? throw new InvalidOperationException($"Residency policy '{part}' is not defined; defined: {string.Join(", ", _defined.Keys.Order(StringComparer.Ordinal))}."));
+
+    /// <summary>Defines a new policy.</summary>
+    /// <exception cref="ConflictException">A policy with that name exists (names never change meaning).</exception>
+    public ResidencyPolicy Define(ResidencyPolicy policy, string actor)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        if (_defined.ContainsKey(policy.Name))
+        {
+            throw new ConflictException($"A residency policy named '{policy.Name}' exists; a policy's definition never changes, since artifacts refer to it by name. Define a new one under another name.");
+        }
+
+        using (var connection = _database.Open())
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "INSERT INTO residency_policies(name, definition_json, created_at, created_by) VALUES ($name, $json, $now, $actor) ON CONFLICT(name) DO NOTHING";
+            command.Parameters.AddWithValue("$name", policy.Name);
+            command.Parameters.AddWithValue("$json", JsonSerializer.Serialize(policy, AtelierConfig.SerializerOptions));
+            command.Parameters.AddWithValue("$now", _clock.GetUtcNow().ToUnixTimeSeconds());
+            command.Parameters.AddWithValue("$actor", actor);
+            if (command.ExecuteNonQuery() == 0)
+            {
+                throw new ConflictException($"A residency policy named '{policy.Name}' exists.");
+            }
+        }
+
+        _defined[policy.Name] = policy;
+        return policy;
+    }
+
+    /// <summary>The policies workspace <paramref name="workspaceId"/> may use.</summary>
+    public WorkspacePolicies ForWorkspace(string workspaceId)
+    {
+        using var connection = _database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT default_policy, allowed_policies_json FROM workspaces WHERE id = $id";
+        command.Parameters.AddWithValue("$id", workspaceId);
+        using var reader = command.ExecuteReader();
+        if (!reader.Read() || reader.IsDBNull(0))
+        {
+            return new WorkspacePolicies(_installationDefault, [_installationDefault], Explicit: false);
+        }
+
+        var allowed = reader.IsDBNull(1) ? [] : JsonSerializer.Deserialize<string[]>(reader.GetString(1)) ?? [];
+        return new WorkspacePolicies(reader.GetString(0), allowed, Explicit: true);
+    }
+
+    /// <summary>Sets which policies a workspace may use and its default.</summary>
+    /// <exception cref="BadRequestException">A name is not defined, or the default is not among the allowed.</exception>
+    public WorkspacePolicies Govern(string workspaceId, string defaultPolicy, IReadOnlyList<string> allowedPolicies)
+    {
+        ArgumentNullException.ThrowIfNull(allowedPolicies);
+        var allowed = allowedPolicies.Append(defaultPolicy).Distinct(StringComparer.Ordinal).ToArray();
+        foreach (var name in allowed)
+        {
+            if (!_defined.ContainsKey(name))
+            {
+                throw new BadRequestException($"No residency policy '{name}' is defined; defined: {string.Join(", ", _defined.Keys.Order(StringComparer.Ordinal))}.", "invalid_policy");
+            }
+        }
+
+        using var connection = _database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE workspaces SET default_policy = $default, allowed_policies_json = $allowed WHERE id = $id";
+        command.Parameters.AddWithValue("$id", workspaceId);
+        command.Parameters.AddWithValue("$default", defaultPolicy);
+        command.Parameters.AddWithValue("$allowed", JsonSerializer.Serialize(allowed));
+        if (command.ExecuteNonQuery() != 1)
+        {
+            throw new NotFoundException("workspace", workspaceId);
+        }
+
+        return new WorkspacePolicies(defaultPolicy, allowed, Explicit: true);
+    }
+
+    /// <summary>
+    /// The policy a new artifact of workspace <paramref name="workspaceId"/> gets: the workspace's
+    /// default when <paramref name="requested"/> is null, otherwise the requested one if the
+    /// workspace may use it.
+    /// </summary>
+    /// <exception cref="ValidationFailedException">No policy has that name (field <c>policy</c>).</exception>
+    /// <exception cref="ForbiddenException">The policy is looser than the workspace allows.</exception>
+    public string Choose(string workspaceId, string? requested)
+    {
+        if (requested is null)
+        {
+            return ForWorkspace(workspaceId).DefaultPolicy;
+        }
+
+        foreach (var part in ResidencyPolicy.PartsOf(requested))
+        {
+            if (Find(part) is null)
+            {
+                var message = $"No residency policy '{part}' is defined; defined: {string.Join(", ", _defined.Keys.Order(StringComparer.Ordinal))}.";
+                throw new ValidationFailedException(message, [new Problem(message, Field: "policy")], 1, "invalid_policy");
+            }
+        }
+
+        return Refusal(workspaceId, requested) is { } refusal ? throw new ForbiddenException(refusal, "policy_not_allowed") : requested;
+    }
+
+    /// <summary>
+    /// Why workspace <paramref name="workspaceId"/> may not use the policy named
+    /// <paramref name="name"/> (which may be derived), or null when it may: the policy must be no
+    /// looser than one of the workspace's allowed policies.
+    /// </summary>
+    public string? Refusal(string workspaceId, string name)
+    {
+        var governed = ForWorkspace(workspaceId);
+        ResidencyPolicy requested;
+        try
+        {
+            requested = Resolve(name);
+        }
+        catch (InvalidOperationException e)
+        {
+            return e.Message;
+        }
+
+        foreach (var allowedName in governed.AllowedPolicies)
+        {
+            if (Find(allowedName) is { } allowed && requested.IsNoLooserThan(allowed))
+            {
+                return null;
+            }
+        }
+
+        return $"Residency policy '{name}' is looser than this workspace allows: the operator allows [{string.Join(", ", governed.AllowedPolicies)}] and anything stricter.";
+    }
+}
