@@ -183,6 +183,7 @@ internal static class Migrations
             );
             """),
         (6, "operator role, governed residency policies", """
+            DROP TABLE IF EXISTS api_keys_v6;
             CREATE TABLE api_keys_v6 (
                 id           TEXT PRIMARY KEY,
                 workspace_id TEXT NOT NULL REFERENCES workspaces(id),
@@ -202,9 +203,12 @@ internal static class Migrations
             DROP TABLE api_keys;
             ALTER TABLE api_keys_v6 RENAME TO api_keys;
             CREATE INDEX api_keys_workspace ON api_keys(workspace_id);
-            ALTER TABLE workspaces ADD COLUMN default_policy TEXT;
-            ALTER TABLE workspaces ADD COLUMN allowed_policies_json TEXT;
-            CREATE TABLE residency_policies (
+            CREATE TABLE IF NOT EXISTS workspace_policies (
+                workspace_id          TEXT PRIMARY KEY REFERENCES workspaces(id),
+                default_policy        TEXT NOT NULL,
+                allowed_policies_json TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS residency_policies (
                 name             TEXT PRIMARY KEY,
                 definition_json  TEXT NOT NULL,
                 created_at       INTEGER NOT NULL,

@@ -112,15 +112,15 @@ public sealed class PolicyCatalog
     {
         using var connection = _database.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT default_policy, allowed_policies_json FROM workspaces WHERE id = $id";
+        command.CommandText = "SELECT default_policy, allowed_policies_json FROM workspace_policies WHERE workspace_id = $id";
         command.Parameters.AddWithValue("$id", workspaceId);
         using var reader = command.ExecuteReader();
-        if (!reader.Read() || reader.IsDBNull(0))
+        if (!reader.Read())
         {
             return new WorkspacePolicies(_installationDefault, [_installationDefault], Explicit: false);
         }
 
-        var allowed = reader.IsDBNull(1) ? [] : JsonSerializer.Deserialize<string[]>(reader.GetString(1)) ?? [];
+        var allowed = JsonSerializer.Deserialize<string[]>(reader.GetString(1)) ?? [];
         return new WorkspacePolicies(reader.GetString(0), allowed, Explicit: true);
     }
 
@@ -140,7 +140,11 @@ public sealed class PolicyCatalog
 
         using var connection = _database.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE workspaces SET default_policy = $default, allowed_policies_json = $allowed WHERE id = $id";
+        command.CommandText = """
+            INSERT INTO workspace_policies(workspace_id, default_policy, allowed_policies_json)
+            SELECT id, $default, $allowed FROM workspaces WHERE id = $id
+            ON CONFLICT(workspace_id) DO UPDATE SET default_policy = excluded.default_policy, allowed_policies_json = excluded.allowed_policies_json
+            """;
         command.Parameters.AddWithValue("$id", workspaceId);
         command.Parameters.AddWithValue("$default", defaultPolicy);
         command.Parameters.AddWithValue("$allowed", JsonSerializer.Serialize(allowed));

@@ -64,6 +64,43 @@ public sealed class CatalogTests
     }
 
     [Fact]
+    public void UpgradeToTheOperatorRole_MakesOnlyTheBootstrapKeyTheOperator()
+    {
+        var db = NewDatabase(out var path);
+        var keys = new ApiKeyStore(db, TimeProvider.System);
+        var (first, firstToken) = keys.Create(keys.EnsureWorkspace("default"), "admin", "admin");
+        var (second, _) = keys.Create(keys.EnsureWorkspace("team"), "team-admin", "admin");
+        var (member, _) = keys.Create(keys.EnsureWorkspace("team"), "ci", "member");
+        using (var connection = db.Open())
+        using (var command = connection.CreateCommand())
+        {
+            // As a catalog written before migration 6 left it: both admins plain admins.
+            command.CommandText = "DELETE FROM schema_migrations WHERE version >= 6";
+            command.ExecuteNonQuery();
+        }
+
+        var upgraded = new ApiKeyStore(new CatalogDatabase(path), TimeProvider.System);
+        Assert.Equal(ApiKeyRoles.Operator, upgraded.Get(first.Id)!.Role);
+        Assert.Equal(ApiKeyRoles.Admin, upgraded.Get(second.Id)!.Role);
+        Assert.Equal(ApiKeyRoles.Member, upgraded.Get(member.Id)!.Role);
+        Assert.True(upgraded.Authenticate(firstToken)!.IsOperator);
+    }
+
+    [Theory]
+    [InlineData("system")]
+    [InlineData("Unknown")]
+    [InlineData("ws_abc")]
+    [InlineData("WS_abc")]
+    [InlineData("a b")]
+    [InlineData("")]
+    public void WorkspaceNames_ThatCouldBeMistakenForIdsOrActors_AreRefused(string name)
+    {
+        Assert.NotNull(WorkspaceNames.Problem(name));
+        var keys = new ApiKeyStore(NewDatabase(out _), TimeProvider.System);
+        Assert.Throws<ArgumentException>(() => keys.EnsureWorkspace(name));
+    }
+
+    [Fact]
     public void Reopening_KeepsData()
     {
         var db = NewDatabase(out var path);

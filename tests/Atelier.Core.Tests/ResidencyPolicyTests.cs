@@ -110,4 +110,37 @@ public sealed class ResidencyPolicyTests
         Assert.Same(EuOnly, ResidencyPolicy.Resolve("eu", name => policies[name]));
         Assert.Throws<KeyNotFoundException>(() => ResidencyPolicy.Resolve("eu&us", name => policies[name]));
     }
+
+    [Theory]
+    [InlineData(new[] { "FR" }, new[] { "EU" }, true)]
+    [InlineData(new[] { "EU" }, new[] { "EEA" }, true)]
+    [InlineData(new[] { "NO" }, new[] { "EEA" }, true)]
+    [InlineData(new[] { "NO" }, new[] { "EU" }, false)]
+    [InlineData(new[] { "EU" }, new[] { "FR" }, false)]
+    [InlineData(new[] { "*" }, new[] { "EU" }, false)]
+    [InlineData(new[] { "US" }, new[] { "*" }, true)]
+    [InlineData(new[] { "FR", "US" }, new[] { "EU" }, false)]
+    public void IsNoLooserThan_ComparesJurisdictionsThroughTheirBlocs(string[] mine, string[] theirs, bool expected)
+    {
+        var a = new ResidencyPolicy { Name = "a", AllowedJurisdictions = mine };
+        var b = new ResidencyPolicy { Name = "b", AllowedJurisdictions = theirs };
+        Assert.Equal(expected, a.IsNoLooserThan(b));
+    }
+
+    [Fact]
+    public void IsNoLooserThan_NeedsAsManyReplicasTheOnPremCopyAndOnlyAllowedOperators()
+    {
+        var governed = new ResidencyPolicy { Name = "g", AllowedJurisdictions = ["EU"], AllowedOperators = ["self"], MinReplicas = 2, RequireOnPrem = true };
+        var same = governed with { Name = "same" };
+        Assert.True(same.IsNoLooserThan(governed));
+        Assert.False((same with { MinReplicas = 1 }).IsNoLooserThan(governed));
+        Assert.False((same with { RequireOnPrem = false }).IsNoLooserThan(governed));
+        Assert.False((same with { AllowedOperators = [] }).IsNoLooserThan(governed));
+        Assert.False((same with { AllowedOperators = ["self", "hyperscaler"] }).IsNoLooserThan(governed));
+        Assert.True((same with { MinReplicas = 3, AllowedJurisdictions = ["FR"] }).IsNoLooserThan(governed));
+
+        // A derived policy is the intersection of its parts, so never looser than any of them.
+        var anywhere = new ResidencyPolicy { Name = "any", AllowedJurisdictions = ["*"] };
+        Assert.True(anywhere.Intersect(governed).IsNoLooserThan(governed));
+    }
 }
