@@ -51,6 +51,7 @@ public sealed class AtelierRuntime : IDisposable
         Jobs = new JobCatalog(catalog, options.Clock);
         Topology = new Atelier.Core.Topology.TopologyMap(config.Sites);
         UrlSigningKey = LoadOrCreateSecret(Path.Combine(options.DataDirectory, "url-signing.key"));
+        AuditSigner = AuditHeadSigner.LoadOrCreate(Path.Combine(options.DataDirectory, AuditHeadSigner.FileName));
     }
 
     /// <summary>Options the server was started with.</summary>
@@ -127,6 +128,9 @@ public sealed class AtelierRuntime : IDisposable
     /// <summary>The key that signs download URLs.</summary>
     public byte[] UrlSigningKey { get; }
 
+    /// <summary>The key that signs exported audit heads.</summary>
+    public AuditHeadSigner AuditSigner { get; }
+
     /// <summary>The clock.</summary>
     public TimeProvider Clock => Options.Clock;
 
@@ -154,7 +158,11 @@ public sealed class AtelierRuntime : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => Audit.Dispose();
+    public void Dispose()
+    {
+        Audit.Dispose();
+        AuditSigner.Dispose();
+    }
 
     private void Recover()
     {
