@@ -102,8 +102,10 @@ public sealed class AuditLog : IDisposable
         }
     }
 
+    // The caller holds _gate: _seq and _head change together, and lines never interleave.
     private AuditEvent AppendLocked(AuditEvent draft)
     {
+        System.Diagnostics.Debug.Assert(_gate.CurrentCount == 0, "AppendLocked needs the append lock.");
         var unsigned = draft with { Seq = _seq + 1, Time = _clock.GetUtcNow(), PrevHash = _head, Hash = null };
         var body = JsonSerializer.SerializeToUtf8Bytes(unsigned, JsonOptions);
         var hash = Convert.ToHexStringLower(SHA256.HashData(body));
