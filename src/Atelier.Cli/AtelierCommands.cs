@@ -147,10 +147,19 @@ public static class AtelierCommands
 
             return 0;
         });
-        var verify = new Command("verify", "Check the hash chain of the whole log.");
+        var against = new Option<FileInfo?>("--against") { Description = "A head exported earlier ('audit head -o FILE'): download the log and check here that it still holds that head's event, without trusting the server's answer." };
+        var publicKey = new Option<string?>("--public-key") { Description = "With --against: the key the head must be signed with (a head's public_key, base64)." };
+        var verify = new Command("verify", "Check the hash chain of the whole log; with --against, also that it still holds an exported head.");
+        verify.Options.Add(against);
+        verify.Options.Add(publicKey);
         verify.SetAction(async (parse, cancel) =>
         {
             using var api = client.Connect(parse);
+            if (parse.GetValue(against) is { } headFile)
+            {
+                return await AuditHeadCommands.VerifyAgainstAsync(api, headFile, parse.GetValue(publicKey), cancel).ConfigureAwait(false);
+            }
+
             var body = await api.GetJsonAsync("/api/v1/audit/verify", cancel).ConfigureAwait(false);
             if (body["valid"]!.GetValue<bool>())
             {
@@ -159,9 +168,10 @@ public static class AtelierCommands
             }
 
             Console.Error.WriteLine($"Audit log INVALID at seq {body["first_bad_seq"]}: {body["reason"]} ({body["events"]} events verified before it).");
-            return 3;
+            return AuditHeadCommands.Invalid;
         });
         command.Subcommands.Add(tail);
+        command.Subcommands.Add(AuditHeadCommands.Head(client));
         command.Subcommands.Add(verify);
         return command;
     }

@@ -52,6 +52,7 @@ public sealed class AtelierRuntime : IDisposable
         Policies = new PolicyCatalog(catalog, config.Policies, config.Defaults.FilePolicy, options.Clock);
         Topology = new Atelier.Core.Topology.TopologyMap(config.Sites);
         UrlSigningKey = LoadOrCreateSecret(Path.Combine(options.DataDirectory, "url-signing.key"));
+        AuditSigner = AuditHeadSigner.LoadOrCreate(Path.Combine(options.DataDirectory, AuditHeadSigner.FileName));
     }
 
     /// <summary>Options the server was started with.</summary>
@@ -130,6 +131,9 @@ public sealed class AtelierRuntime : IDisposable
     /// <summary>The key that signs download URLs.</summary>
     public byte[] UrlSigningKey { get; }
 
+    /// <summary>The key that signs exported audit heads.</summary>
+    public AuditHeadSigner AuditSigner { get; }
+
     /// <summary>The clock.</summary>
     public TimeProvider Clock => Options.Clock;
 
@@ -157,7 +161,11 @@ public sealed class AtelierRuntime : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose() => Audit.Dispose();
+    public void Dispose()
+    {
+        Audit.Dispose();
+        AuditSigner.Dispose();
+    }
 
     private void Recover()
     {

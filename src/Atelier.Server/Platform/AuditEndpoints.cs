@@ -34,6 +34,21 @@ public static class AuditEndpoints
             return Results.Json(runtime.Audit.Verify(), AtelierJson.Options);
         }).WithSummary("Check the hash chain of the whole audit log (operator).");
 
+        audit.MapPost("/verify", (HttpContext context, AuditHead? head, AtelierRuntime runtime) =>
+        {
+            ApiKeyAuthentication.Operator(context);
+            return head is null
+                ? Results.Json(runtime.Audit.Verify(), AtelierJson.Options)
+                : Results.Json(runtime.Audit.Verify(head), AtelierJson.Options);
+        }).WithSummary("Check the audit log against a head exported earlier (the body); without a body, check the hash chain alone (operator).");
+
+        audit.MapGet("/head", async (HttpContext context, AtelierRuntime runtime) =>
+        {
+            var caller = ApiKeyAuthentication.Operator(context);
+            var head = await runtime.Audit.ExportHeadAsync(runtime.AuditSigner, caller.Actor, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(head, AtelierJson.Options);
+        }).WithSummary("The signed head of the audit log: keep it off this machine and verify against it later (operator).");
+
         audit.MapGet("/export", async (HttpContext context, AtelierRuntime runtime) =>
         {
             ApiKeyAuthentication.Operator(context);

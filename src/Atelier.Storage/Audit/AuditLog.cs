@@ -73,35 +73,63 @@ public sealed class AuditLog : IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var unsigned = draft with { Seq = _seq + 1, Time = _clock.GetUtcNow(), PrevHash = _head, Hash = null };
-            var body = JsonSerializer.SerializeToUtf8Bytes(unsigned, JsonOptions);
-            var hash = Convert.ToHexStringLower(SHA256.HashData(body));
-            var suffix = Encoding.ASCII.GetBytes($",\"hash\":\"{hash}\"}}\n");
-            var line = new byte[body.Length - 1 + suffix.Length];
-            body.AsSpan(0, body.Length - 1).CopyTo(line);
-            suffix.CopyTo(line.AsSpan(body.Length - 1));
-            if (!TryWrite(line, out var full))
-            {
-                // The operation that frees space must still be recorded: give up the reserve for it.
-                if (!FreesSpace(draft) || Reserve is null || !Reserve.Release() || !TryWrite(line, out full))
-                {
-                    throw new Core.Errors.StorageUnavailableException("The disk holding the audit log is full; the operation was not recorded.", full);
-                }
-            }
-            else if (Reserve is not null && !FreesSpace(draft) && !Reserve.IsHeld)
-            {
-                // Space came back: hold the reserve again for the next full disk.
-                Reserve.TryRestore();
-            }
-
-            _seq++;
-            _head = hash;
-            return unsigned with { Hash = hash };
+            return AppendLocked(draft);
         }
         finally
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// Signs the current head with <paramref name="signer"/> and records the export as an
+    /// <c>audit_head_exported</c> event, which is the event right after the head: both happen
+    /// under the append lock, so no other event comes between them.
+    /// </summary>
+    public async ValueTask<AuditHead> ExportHeadAsync(AuditHeadSigner signer, string actor, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(signer);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var head = signer.Sign(_seq, _head, _clock.GetUtcNow());
+            AppendLocked(new AuditEvent { Type = "audit_head_exported", Actor = actor, ArtifactKind = "audit_head", ArtifactId = head.KeyId, Detail = $"head seq {head.Seq} hash {head.Hash}" });
+            return head;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    // The caller holds _gate: _seq and _head change together, and lines never interleave.
+    private AuditEvent AppendLocked(AuditEvent draft)
+    {
+        System.Diagnostics.Debug.Assert(_gate.CurrentCount == 0, "AppendLocked needs the append lock.");
+        var unsigned = draft with { Seq = _seq + 1, Time = _clock.GetUtcNow(), PrevHash = _head, Hash = null };
+        var body = JsonSerializer.SerializeToUtf8Bytes(unsigned, JsonOptions);
+        var hash = Convert.ToHexStringLower(SHA256.HashData(body));
+        var suffix = Encoding.ASCII.GetBytes($",\"hash\":\"{hash}\"}}\n");
+        var line = new byte[body.Length - 1 + suffix.Length];
+        body.AsSpan(0, body.Length - 1).CopyTo(line);
+        suffix.CopyTo(line.AsSpan(body.Length - 1));
+        if (!TryWrite(line, out var full))
+        {
+            // The operation that frees space must still be recorded: give up the reserve for it.
+            if (!FreesSpace(draft) || Reserve is null || !Reserve.Release() || !TryWrite(line, out full))
+            {
+                throw new Core.Errors.StorageUnavailableException("The disk holding the audit log is full; the operation was not recorded.", full);
+            }
+        }
+        else if (Reserve is not null && !FreesSpace(draft) && !Reserve.IsHeld)
+        {
+            // Space came back: hold the reserve again for the next full disk.
+            Reserve.TryRestore();
+        }
+
+        _seq++;
+        _head = hash;
+        return unsigned with { Hash = hash };
     }
 
     // Appends a whole line or nothing: a write cut short by a full disk is truncated away, so the
@@ -169,11 +197,34 @@ public sealed class AuditLog : IDisposable
     }
 
     /// <summary>Checks every event's hash and its link to the previous one.</summary>
-    public AuditVerification Verify()
+    public AuditVerification Verify() => VerifyChain(ReadLines(), verified: null);
+
+    /// <summary>
+    /// Checks the chain of a log given as JSON lines (the export format), as <see cref="Verify()"/>
+    /// checks this log's file: a copy can be verified away from the server.
+    /// </summary>
+    public static AuditVerification Verify(Stream jsonLines)
+    {
+        ArgumentNullException.ThrowIfNull(jsonLines);
+        return VerifyChain(ReadLines(jsonLines), verified: null);
+    }
+
+    /// <summary>Checks this log against a head exported earlier (see <see cref="AuditHeadVerifier"/>).</summary>
+    public AuditHeadVerification Verify(AuditHead head, ReadOnlySpan<byte> pinnedPublicKey = default)
+    {
+        using var reader = OpenRead();
+        return AuditHeadVerifier.Verify(head, reader, pinnedPublicKey);
+    }
+
+    /// <summary>
+    /// Walks the chain from the genesis hash; <paramref name="verified"/> sees each event whose
+    /// hash and link check out, in order, up to the first that does not.
+    /// </summary>
+    internal static AuditVerification VerifyChain(IEnumerable<(AuditEvent? Event, byte[] Line)> lines, Action<AuditEvent>? verified)
     {
         var prev = GenesisHash;
         long n = 0;
-        foreach (var (evt, line) in ReadLines())
+        foreach (var (evt, line) in lines)
         {
             n++;
             if (evt is null)
@@ -197,6 +248,7 @@ public sealed class AuditLog : IDisposable
                 return new AuditVerification(false, n - 1, evt.Seq, "the event's content does not match its hash (it was edited)", prev);
             }
 
+            verified?.Invoke(evt);
             prev = computed;
         }
 
@@ -206,9 +258,12 @@ public sealed class AuditLog : IDisposable
     /// <summary>Copies the raw log (JSON lines) to <paramref name="destination"/>.</summary>
     public async Task ExportAsync(Stream destination, CancellationToken cancellationToken)
     {
-        using var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = OpenRead();
         await reader.CopyToAsync(destination, cancellationToken).ConfigureAwait(false);
     }
+
+    // Readers share the file with the appender.
+    private FileStream OpenRead() => new(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1 << 16);
 
     /// <inheritdoc />
     public void Dispose()
@@ -234,8 +289,17 @@ public sealed class AuditLog : IDisposable
 
     private IEnumerable<(AuditEvent? Event, byte[] Line)> ReadLines()
     {
-        using var reader = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1 << 16);
-        using var text = new StreamReader(reader, Encoding.UTF8);
+        using var reader = OpenRead();
+        foreach (var entry in ReadLines(reader))
+        {
+            yield return entry;
+        }
+    }
+
+    /// <summary>The events of JSON lines, each with its bytes as hashed; null for a line that is not an event.</summary>
+    internal static IEnumerable<(AuditEvent? Event, byte[] Line)> ReadLines(Stream jsonLines)
+    {
+        using var text = new StreamReader(jsonLines, Encoding.UTF8, detectEncodingFromByteOrderMarks: true, bufferSize: -1, leaveOpen: true);
         while (text.ReadLine() is { } line)
         {
             if (line.Length == 0)
@@ -261,7 +325,7 @@ public sealed class AuditLog : IDisposable
     /// <summary>
     /// Finds the last complete event. A crash in the middle of an append leaves a last line with no
     /// newline; that event was never acknowledged, so it is cut off. Complete lines are never
-    /// touched here, even when they fail to verify: that is for <see cref="Verify"/> to report.
+    /// touched here, even when they fail to verify: that is for <see cref="Verify()"/> to report.
     /// </summary>
     private static (long Seq, string Head) RecoverTail(FileStream file)
     {
