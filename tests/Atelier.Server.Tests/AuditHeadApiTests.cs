@@ -136,18 +136,21 @@ public sealed class AuditHeadApiTests
     }
 
     [Fact]
-    public async Task HeadAndVerify_AreForAdminsOnly_AndAMalformedHeadIs400()
+    public async Task HeadAndVerify_AreForTheOperatorOnly_AndAMalformedHeadIs400()
     {
         await using var server = await TestServer.StartAsync();
-        using var member = server.Client(await server.CreateKeyAsync("team-a"));
-        using (var response = await member.GetAsync("/api/v1/audit/head"))
+        foreach (var role in new[] { "member", "admin" })
         {
-            Assert.Equal(System.Net.HttpStatusCode.Forbidden, response.StatusCode);
-        }
+            using var workspaceKey = server.Client(await server.CreateKeyAsync("team-a", role));
+            using (var response = await workspaceKey.GetAsync("/api/v1/audit/head"))
+            {
+                Assert.Equal(System.Net.HttpStatusCode.Forbidden, response.StatusCode);
+            }
 
-        using (var response = await member.PostAsync("/api/v1/audit/verify", null))
-        {
-            Assert.Equal(System.Net.HttpStatusCode.Forbidden, response.StatusCode);
+            using (var response = await workspaceKey.PostAsync("/api/v1/audit/verify", null))
+            {
+                Assert.Equal(System.Net.HttpStatusCode.Forbidden, response.StatusCode);
+            }
         }
 
         using var admin = server.Client();
