@@ -126,6 +126,40 @@ public sealed class JobsApiTests
         var metrics = await client.GetStringAsync("/metrics");
         Assert.Contains("atelier_training_steps", metrics, StringComparison.Ordinal);
         Assert.Contains("atelier_checkpoint_stall", metrics, StringComparison.Ordinal);
+
+        // Neither an admin nor a member of another workspace can see, steer or restore any of it.
+        foreach (var role in new[] { "admin", "member" })
+        {
+            using var stranger = server.Client(await server.CreateKeyAsync("other-team", role));
+            var probes = new (HttpMethod Method, string Path)[]
+            {
+                (HttpMethod.Get, $"/v1/fine_tuning/jobs/{id}"),
+                (HttpMethod.Post, $"/v1/fine_tuning/jobs/{id}/cancel"),
+                (HttpMethod.Post, $"/v1/fine_tuning/jobs/{id}/start"),
+                (HttpMethod.Get, $"/api/v1/jobs/{id}/data-report"),
+                (HttpMethod.Get, $"/api/v1/jobs/{id}/data-report/dropped"),
+                (HttpMethod.Get, $"/api/v1/checkpoints/{id}/20"),
+                (HttpMethod.Post, $"/api/v1/checkpoints/{id}/20/restore"),
+                (HttpMethod.Delete, $"/api/v1/checkpoints/{id}/20"),
+                (HttpMethod.Get, $"/v1/models/{model}"),
+                (HttpMethod.Delete, $"/v1/models/{model}"),
+            };
+            foreach (var (method, path) in probes)
+            {
+                using var response = await stranger.SendAsync(new HttpRequestMessage(method, path));
+                Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"{role}: {method} {path} -> {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            }
+
+            using (var listed = await stranger.GetAsync($"/api/v1/checkpoints?job_id={id}"))
+            {
+                Assert.Equal(HttpStatusCode.NotFound, listed.StatusCode);
+            }
+
+            Assert.DoesNotContain(id, await stranger.GetStringAsync("/api/v1/checkpoints"), StringComparison.Ordinal);
+            Assert.DoesNotContain(id, await stranger.GetStringAsync("/v1/fine_tuning/jobs"), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/api/v1/checkpoints/{id}/20")).StatusCode);
     }
 
     [Fact]
