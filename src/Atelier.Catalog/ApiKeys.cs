@@ -239,6 +239,19 @@ public sealed class ApiKeyStore(CatalogDatabase database, TimeProvider clock)
         return keys;
     }
 
+    /// <summary>
+    /// Removes a key that was never handed out (its creation could not be audited), so that no key
+    /// exists without its <c>key_created</c> event. Revoke keys that were handed out instead.
+    /// </summary>
+    public void Forget(string id)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM api_keys WHERE id = $id";
+        command.Parameters.AddWithValue("$id", id);
+        command.ExecuteNonQuery();
+    }
+
     /// <summary>Revokes a key; false when no such live key exists.</summary>
     public bool Revoke(string id)
     {

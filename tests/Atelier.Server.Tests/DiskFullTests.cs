@@ -87,6 +87,13 @@ public sealed class DiskFullTests(ITestOutputHelper output)
 
             // With room again, writes work again.
             File.Delete(filler);
+
+            // Nothing the full disk refused stayed half-done: every key and every file has its audit event.
+            var events = JsonNode.Parse(await client.GetStringAsync("/api/v1/audit?limit=10000"))!["data"]!.AsArray();
+            var keys = JsonNode.Parse(await client.GetStringAsync("/api/v1/keys"))!["data"]!.AsArray();
+            Assert.All(keys, k => Assert.Contains(events, e => e!["type"]!.GetValue<string>() == "key_created" && e["artifact_id"]?.GetValue<string>() == k!["id"]!.GetValue<string>()));
+            var files = JsonNode.Parse(await client.GetStringAsync("/v1/files"))!["data"]!.AsArray();
+            Assert.All(files, f => Assert.Contains(events, e => e!["type"]!.GetValue<string>() == "placement" && e["artifact_id"]?.GetValue<string>() == f!["id"]!.GetValue<string>()));
             var (created, createdBody) = await SecurityProbe.SendAsync(client, "POST", "/api/v1/keys", JsonContent.Create(new { name = "k", workspace = "full" }));
             Assert.True(created == 201, $"after freeing space: {created} {createdBody}");
             var (uploaded, uploadBody) = await SecurityProbe.SendAsync(client, "POST", "/v1/files", Upload());

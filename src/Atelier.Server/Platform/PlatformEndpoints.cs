@@ -89,7 +89,17 @@ public static class PlatformEndpoints
             }
 
             var (key, token) = runtime.Keys.Create(workspace, name, role);
-            await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = key.Id, Detail = $"role {role}" }, CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = key.Id, Detail = $"role {role}" }, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // No key without its record: the token was never shown, so the key is simply forgotten.
+                runtime.Keys.Forget(key.Id);
+                throw;
+            }
+
             return Results.Json(new { key.Id, key = token, workspace = workspace.Name, workspace_id = workspace.Id, key.Name, key.Role, key.CreatedAt }, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create an API key: an admin in its own workspace, the operator in any. The key is shown once.");
 

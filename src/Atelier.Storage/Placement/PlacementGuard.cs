@@ -85,7 +85,7 @@ public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
         }
 
         var receipt = new PlacementReceipt(location.Id, key, content.Bytes.Length, content.Sha256);
-        await RecordPlacementAsync(artifact, policy, actor, receipt).ConfigureAwait(false);
+        await RecordPlacementOrUndoAsync(artifact, policy, actor, receipt).ConfigureAwait(false);
         return receipt;
     }
 
@@ -122,6 +122,31 @@ public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
             Event("deletion", artifact, actor, locationId, policy: null) with { Detail = existed ? null : "no bytes were present" },
             CancellationToken.None).ConfigureAwait(false);
         return existed;
+    }
+
+    /// <summary>
+    /// Audits a committed placement; when the audit log cannot take the event (a full disk), takes
+    /// the bytes back out before the error goes on, so that no byte is stored without its record.
+    /// </summary>
+    internal async ValueTask<AuditEvent> RecordPlacementOrUndoAsync(ArtifactRef artifact, ResidencyPolicy policy, string actor, PlacementReceipt receipt)
+    {
+        try
+        {
+            return await RecordPlacementAsync(artifact, policy, actor, receipt).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            try
+            {
+                await locations.Store(receipt.LocationId).DeleteAsync(receipt.Key, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (IOException)
+            {
+                // The bytes stay without a catalog row; the start-up sweep of orphans removes them.
+            }
+
+            throw;
+        }
     }
 
     internal ValueTask<AuditEvent> RecordPlacementAsync(ArtifactRef artifact, ResidencyPolicy policy, string actor, PlacementReceipt receipt) =>
@@ -222,9 +247,9 @@ public sealed class GuardedWrite : IAsyncDisposable
     public async ValueTask<PlacementReceipt> CommitAsync(CancellationToken cancellationToken)
     {
         await _pending.CommitAsync(cancellationToken).ConfigureAwait(false);
-        _committed = true;
         var receipt = new PlacementReceipt(Location.Id, _pending.Key, BytesWritten, Convert.ToHexStringLower(_hash.GetHashAndReset()));
-        await _guard.RecordPlacementAsync(Artifact, Policy, Actor, receipt).ConfigureAwait(false);
+        await _guard.RecordPlacementOrUndoAsync(Artifact, Policy, Actor, receipt).ConfigureAwait(false);
+        _committed = true;
         return receipt;
     }
 
