@@ -380,6 +380,18 @@ public sealed class ModelRegistryTests : IDisposable
         public IEnumerable<string> EnumerateKeys(string prefix) => inner.EnumerateKeys(prefix);
 
         public int RemoveOrphans() => inner.RemoveOrphans();
+
+        public async ValueTask<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken) =>
+            await inner.OpenReadAsync(key, cancellationToken) is { } file ? new BufferedStream(file) : null;
+
+        public async ValueTask<Stream?> OpenReadRangeAsync(string key, long offset, long? length, CancellationToken cancellationToken) =>
+            await inner.OpenReadRangeAsync(key, offset, length, cancellationToken) is { } file ? new BufferedStream(file) : null;
+
+        public ValueTask<long?> GetLengthAsync(string key, CancellationToken cancellationToken) => inner.GetLengthAsync(key, cancellationToken);
+
+        public IAsyncEnumerable<string> ListAsync(string prefix, CancellationToken cancellationToken) => inner.ListAsync(prefix, cancellationToken);
+
+        public ValueTask<int> RemoveOrphansAsync(CancellationToken cancellationToken) => inner.RemoveOrphansAsync(cancellationToken);
     }
 
     [Fact]

@@ -68,7 +68,7 @@ public sealed class LocalDirectoryBlobStoreTests
         await using (var second = await store.BeginWriteAsync("file/d", CancellationToken.None))
         {
             await second.Stream.WriteAsync(Encoding.UTF8.GetBytes("second"));
-            await Assert.ThrowsAsync<IOException>(async () => await second.CommitAsync(CancellationToken.None));
+            await Assert.ThrowsAsync<BlobAlreadyExistsException>(async () => await second.CommitAsync(CancellationToken.None));
         }
 
         Assert.Equal(5, store.GetLength("file/d"));

@@ -203,6 +203,36 @@ internal sealed class FaultyBlobStore(IBlobStore inner) : IBlobStore
         return inner.RemoveOrphans();
     }
 
+    public ValueTask<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken)
+    {
+        ThrowIfDead();
+        return inner.OpenReadAsync(key, cancellationToken);
+    }
+
+    public ValueTask<Stream?> OpenReadRangeAsync(string key, long offset, long? length, CancellationToken cancellationToken)
+    {
+        ThrowIfDead();
+        return inner.OpenReadRangeAsync(key, offset, length, cancellationToken);
+    }
+
+    public ValueTask<long?> GetLengthAsync(string key, CancellationToken cancellationToken)
+    {
+        ThrowIfDead();
+        return inner.GetLengthAsync(key, cancellationToken);
+    }
+
+    public IAsyncEnumerable<string> ListAsync(string prefix, CancellationToken cancellationToken)
+    {
+        ThrowIfDead();
+        return inner.ListAsync(prefix, cancellationToken);
+    }
+
+    public ValueTask<int> RemoveOrphansAsync(CancellationToken cancellationToken)
+    {
+        ThrowIfDead();
+        return inner.RemoveOrphansAsync(cancellationToken);
+    }
+
     private void ThrowIfDead()
     {
         if (Dead)

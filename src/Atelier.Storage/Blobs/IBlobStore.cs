@@ -28,6 +28,63 @@ public interface IBlobStore
 
     /// <summary>Removes bytes left by writes that never committed (a crash, a kill -9). Returns how many were removed.</summary>
     int RemoveOrphans();
+
+    /// <summary>Opens a committed blob for reading from its start, or returns null when it does not exist.</summary>
+    ValueTask<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Opens <paramref name="length"/> bytes of a committed blob from <paramref name="offset"/> (to its
+    /// end when <paramref name="length"/> is null), or returns null when it does not exist. A range
+    /// past the end reads what there is, possibly nothing, as HTTP range reads do.
+    /// </summary>
+    ValueTask<Stream?> OpenReadRangeAsync(string key, long offset, long? length, CancellationToken cancellationToken);
+
+    /// <summary>The length of a committed blob, or null when it does not exist.</summary>
+    ValueTask<long?> GetLengthAsync(string key, CancellationToken cancellationToken);
+
+    /// <summary>Keys of committed blobs that start with <paramref name="prefix"/>, in ordinal order.</summary>
+    IAsyncEnumerable<string> ListAsync(string prefix, CancellationToken cancellationToken);
+
+    /// <summary>Removes bytes left by writes that never committed; returns how many were removed.</summary>
+    ValueTask<int> RemoveOrphansAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// A commit found its key taken: blobs are created once, never replaced (conditional create, as
+/// S3's <c>If-None-Match: *</c>). The existing bytes are untouched and the new ones discarded.
+/// </summary>
+public sealed class BlobAlreadyExistsException(string locationId, string key)
+    : IOException($"Blob '{key}' already exists at location '{locationId}'; blobs are never replaced.")
+{
+    /// <summary>The location.</summary>
+    public string LocationId { get; } = locationId;
+
+    /// <summary>The key that was taken.</summary>
+    public string Key { get; } = key;
+}
+
+/// <summary>Opens the blob store of one kind of location (a local directory, an S3-compatible bucket).</summary>
+public interface IBlobStoreProvider
+{
+    /// <summary>The kind of location this provider opens.</summary>
+    Atelier.Core.Residency.LocationKind Kind { get; }
+
+    /// <summary>Opens the store of <paramref name="location"/>; relative local paths are under <paramref name="dataDirectory"/>.</summary>
+    IBlobStore Open(Atelier.Core.Residency.LocationDescriptor location, string dataDirectory);
+}
+
+/// <summary>Opens local-directory locations.</summary>
+public sealed class LocalDirectoryBlobStoreProvider : IBlobStoreProvider
+{
+    /// <inheritdoc />
+    public Atelier.Core.Residency.LocationKind Kind => Atelier.Core.Residency.LocationKind.LocalDirectory;
+
+    /// <inheritdoc />
+    public IBlobStore Open(Atelier.Core.Residency.LocationDescriptor location, string dataDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(location);
+        return new LocalDirectoryBlobStore(location.Id, Path.Combine(dataDirectory, location.Uri));
+    }
 }
 
 /// <summary>

@@ -127,6 +127,66 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
         return removed;
     }
 
+    /// <inheritdoc />
+    public ValueTask<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken) =>
+        OpenReadRangeAsync(key, 0, null, cancellationToken);
+
+    /// <inheritdoc />
+    public ValueTask<Stream?> OpenReadRangeAsync(string key, long offset, long? length, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        if (length is < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, "A range length is zero or more.");
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        if (!TryOpenRead(key, out var file))
+        {
+            return ValueTask.FromResult<Stream?>(null);
+        }
+
+        if (offset == 0 && length is null)
+        {
+            return ValueTask.FromResult<Stream?>(file);
+        }
+
+        var start = Math.Min(offset, file.Length);
+        var count = Math.Min(length ?? long.MaxValue, file.Length - start);
+        file.Position = start;
+        return ValueTask.FromResult<Stream?>(new RangeStream(file, count));
+    }
+
+    /// <inheritdoc />
+    public ValueTask<long?> GetLengthAsync(string key, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var length = GetLength(key);
+        return ValueTask.FromResult<long?>(length < 0 ? null : length);
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<string> ListAsync(string prefix, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        var keys = EnumerateKeys(prefix).ToList();
+        keys.Sort(StringComparer.Ordinal);
+        foreach (var key in keys)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            yield return key;
+        }
+
+        await Task.CompletedTask.ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public ValueTask<int> RemoveOrphansAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return ValueTask.FromResult(RemoveOrphans());
+    }
+
     /// <summary>The number of writes in progress or orphaned (files in <c>tmp/</c>).</summary>
     public int PendingCount => Directory.EnumerateFiles(_temp).Count();
 
@@ -161,7 +221,21 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
                 Directory.CreateDirectory(directory);
 
                 // Move without overwrite, atomically: an existing key is never replaced in place.
-                AtomicFile.MoveNoReplace(tempPath, finalPath);
+                if (File.Exists(finalPath))
+                {
+                    throw new BlobAlreadyExistsException(store.LocationId, key);
+                }
+
+                try
+                {
+                    AtomicFile.MoveNoReplace(tempPath, finalPath);
+                }
+                catch (IOException) when (File.Exists(finalPath))
+                {
+                    // Another writer committed the same key first.
+                    throw new BlobAlreadyExistsException(store.LocationId, key);
+                }
+
                 AtomicFile.FsyncDirectory(directory);
                 _committed = true;
             }
@@ -191,6 +265,66 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
                     // Left for RemoveOrphans at the next start; it is in tmp/ and invisible.
                 }
             }
+        }
+    }
+
+    /// <summary>A window of a file: reads stop after <c>length</c> bytes; disposing closes the file.</summary>
+    private sealed class RangeStream(Stream file, long length) : Stream
+    {
+        private readonly long _length = length;
+        private long _remaining = length;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => _length;
+
+        public override long Position
+        {
+            get => _length - _remaining;
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var n = file.Read(buffer[..(int)Math.Min(buffer.Length, _remaining)]);
+            _remaining -= n;
+            return n;
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var n = await file.ReadAsync(buffer[..(int)Math.Min(buffer.Length, _remaining)], cancellationToken).ConfigureAwait(false);
+            _remaining -= n;
+            return n;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                file.Dispose();
+            }
+
+            base.Dispose(disposing);
         }
     }
 }

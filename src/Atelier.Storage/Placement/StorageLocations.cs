@@ -10,15 +10,24 @@ public sealed class StorageLocations
 
     /// <summary>Opens the store of each location; relative local paths are under <paramref name="dataDirectory"/>.</summary>
     public StorageLocations(IEnumerable<LocationDescriptor> locations, string dataDirectory)
+        : this(locations, dataDirectory, [new LocalDirectoryBlobStoreProvider()])
+    {
+    }
+
+    /// <summary>
+    /// Opens the store of each location with the provider of its kind, so that a new kind of
+    /// storage (an S3-compatible bucket) is one more provider, not a change here.
+    /// </summary>
+    public StorageLocations(IEnumerable<LocationDescriptor> locations, string dataDirectory, IEnumerable<IBlobStoreProvider> providers)
     {
         ArgumentNullException.ThrowIfNull(locations);
+        ArgumentNullException.ThrowIfNull(providers);
+        var byKind = providers.ToDictionary(p => p.Kind);
         foreach (var location in locations)
         {
-            IBlobStore store = location.Kind switch
-            {
-                LocationKind.LocalDirectory => new LocalDirectoryBlobStore(location.Id, Path.Combine(dataDirectory, location.Uri)),
-                _ => throw new NotSupportedException($"Location '{location.Id}' is of kind {location.Kind}, which this build does not support yet."),
-            };
+            var store = byKind.TryGetValue(location.Kind, out var provider)
+                ? provider.Open(location, dataDirectory)
+                : throw new NotSupportedException($"Location '{location.Id}' is of kind {location.Kind}, which no configured storage provider opens (available: {string.Join(", ", byKind.Keys)}).");
             if (!_byId.TryAdd(location.Id, (location, store)))
             {
                 throw new InvalidOperationException($"Location id '{location.Id}' is configured twice.");
