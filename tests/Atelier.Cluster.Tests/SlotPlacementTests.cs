@@ -1,7 +1,7 @@
 using Atelier.Cluster.Jobs;
 using Atelier.Core.Topology;
 
-namespace Atelier.Server.Tests;
+namespace Atelier.Cluster.Tests;
 
 /// <summary>The scheduler's choice of node: next to the data first, then the least loaded, never a full node.</summary>
 public sealed class SlotPlacementTests
