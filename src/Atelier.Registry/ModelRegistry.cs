@@ -28,6 +28,7 @@ public sealed partial class ModelRegistry
     private readonly PlacementGuard _guard;
     private readonly TimeProvider _clock;
     private readonly string? _cacheDirectory;
+    private readonly ModelImportRoots? _importRoots;
 
     // Ids being imported by this process: a second import of the same id waits for nothing and is refused,
     // so two imports never write the same blob keys.
@@ -41,7 +42,8 @@ public sealed partial class ModelRegistry
     /// Where <see cref="ModelDirectoryAsync"/> materialises a base model whose blobs are not plain local
     /// files; null when every location is a local directory.
     /// </param>
-    public ModelRegistry(CatalogDatabase catalog, PlacementGuard guard, TimeProvider clock, string? cacheDirectory = null)
+    /// <param name="importRoots">The directories base models may be imported from; null refuses every import.</param>
+    public ModelRegistry(CatalogDatabase catalog, PlacementGuard guard, TimeProvider clock, string? cacheDirectory = null, ModelImportRoots? importRoots = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(guard);
@@ -50,6 +52,7 @@ public sealed partial class ModelRegistry
         _guard = guard;
         _clock = clock;
         _cacheDirectory = cacheDirectory;
+        _importRoots = importRoots;
     }
 
     /// <summary>
