@@ -330,7 +330,9 @@ public sealed class ModelRegistryTests : IDisposable
 
         var model = await RegisterAsync(_teamA, jobId);
         await Assert.ThrowsAsync<BadRequestException>(() => _registry.DeleteFineTunedAsync(_teamA.Id, "tiny-model", "key:a", CancellationToken.None));
-        await Assert.ThrowsAsync<ConflictException>(() => _registry.DeleteBaseAsync("tiny-model", "key:admin", "default", CancellationToken.None));
+        var conflict = await Assert.ThrowsAsync<ConflictException>(() => _registry.DeleteBaseAsync("tiny-model", "key:admin", "default", CancellationToken.None));
+        Assert.Equal([new DerivedArtifact(DerivedArtifact.Model, model.Id)], conflict.Derived);
+        Assert.NotNull(await _registry.FindBaseAsync("tiny-model", CancellationToken.None));
 
         await _registry.DeleteFineTunedAsync(_teamA.Id, model.Id, "key:a", CancellationToken.None);
         Assert.Null(await _registry.FindAsync(_teamA.Id, model.Id, CancellationToken.None));

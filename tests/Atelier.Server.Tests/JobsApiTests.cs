@@ -265,6 +265,12 @@ public sealed class JobsApiTests
         var source = created["id"]!.GetValue<string>();
         await WaitAsync(client, source, "SUCCESS");
 
+        // The training file is the job's lineage: deleting it is refused, so the restore below can read it.
+        using (var refused = await client.DeleteAsync($"/v1/files/{train}"))
+        {
+            Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        }
+
         var (status, restored) = await PostAsync(client, $"/api/v1/checkpoints/{source}/10/restore", new { training_steps = 14 });
         Assert.True(status == HttpStatusCode.Created, restored.ToJsonString());
         var id = restored["id"]!.GetValue<string>();

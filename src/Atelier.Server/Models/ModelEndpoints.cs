@@ -118,7 +118,7 @@ public static class ModelEndpoints
             var caller = ApiKeyAuthentication.Admin(context);
             var deleted = await registry.DeleteBaseAsync(modelId, caller.Actor, caller.Key.WorkspaceName, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new JsonObject { ["id"] = deleted.Id, ["object"] = "model", ["deleted"] = true }, AtelierJson.Options);
-        }).WithSummary("Delete a base model and its bytes (admin); refused while fine-tuned models of it exist.");
+        }).WithSummary("Delete a base model and its bytes (admin); refused (409, naming them) while fine-tuned models, jobs or dataset versions derive from it.");
     }
 
     /// <summary>Mistral's <c>BaseModelCard</c> or <c>FTModelCard</c>.</summary>
