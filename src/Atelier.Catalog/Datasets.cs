@@ -1,3 +1,4 @@
+using Atelier.Core.Errors;
 using Microsoft.Data.Sqlite;
 
 namespace Atelier.Catalog;
@@ -101,9 +102,38 @@ public sealed class DatasetCatalog(CatalogDatabase database, TimeProvider clock)
         "UPDATE datasets SET status = $s, summary_json = $sum, error = $err, finished_at = $now WHERE id = $id",
         ("$id", id), ("$s", status), ("$sum", summaryJson), ("$err", error), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()));
 
-    /// <summary>Removes the row; returns it, or null when there was none in the workspace.</summary>
-    public DatasetRecord? Delete(string workspaceId, string id) =>
-        database.Query($"DELETE FROM datasets WHERE workspace_id = $ws AND id = $id RETURNING {Columns}", Read, ("$ws", workspaceId), ("$id", id)).FirstOrDefault();
+    /// <summary>
+    /// Removes the row unless a fine-tuning job or another dataset version of the workspace uses the
+    /// dataset; returns it, or null when there was none in the workspace.
+    /// </summary>
+    /// <exception cref="ConflictException">Something derives from the dataset (named in <see cref="ConflictException.Derived"/>); nothing was removed.</exception>
+    public DatasetRecord? Delete(string workspaceId, string id)
+    {
+        using var connection = database.Open();
+
+        // One write transaction for the check and the delete, so no use recorded in between is missed.
+        using var transaction = connection.BeginTransaction(deferred: false);
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = $"DELETE FROM datasets WHERE workspace_id = $ws AND id = $id RETURNING {Columns}";
+        command.Parameters.AddWithValue("$ws", workspaceId);
+        command.Parameters.AddWithValue("$id", id);
+        var dataset = CatalogDatabase.ReadAll(command, Read).FirstOrDefault();
+        if (dataset is null)
+        {
+            return null;
+        }
+
+        var derived = LineageCatalog.DerivedFromDataset(connection, transaction, workspaceId, id);
+        if (derived.Count > 0)
+        {
+            transaction.Rollback();
+            throw ConflictException.DerivedFrom("dataset", id, derived);
+        }
+
+        transaction.Commit();
+        return dataset;
+    }
 
     private void Execute(string sql, string id) =>
         database.Execute(sql, ("$id", id), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()));

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Atelier.Core.Errors;
 using Microsoft.Data.Sqlite;
 
 namespace Atelier.Catalog;
@@ -170,9 +171,51 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
         return (files, total);
     }
 
-    /// <summary>Removes the row; returns it, or null when there was none in the workspace.</summary>
-    public FileRecord? Delete(string workspaceId, string id) =>
-        database.Query($"DELETE FROM files WHERE workspace_id = $ws AND id = $id RETURNING {Columns}", Read, ("$ws", workspaceId), ("$id", id)).FirstOrDefault();
+    /// <summary>
+    /// Removes the row unless a dataset version or a fine-tuning job of the workspace uses the file;
+    /// returns it, or null when there was none in the workspace.
+    /// </summary>
+    /// <exception cref="ConflictException">Something derives from the file (named in <see cref="ConflictException.Derived"/>); nothing was removed.</exception>
+    public FileRecord? Delete(string workspaceId, string id)
+    {
+        using var connection = database.Open();
+
+        // One write transaction for the check and the delete, so no use recorded in between is missed.
+        using var transaction = connection.BeginTransaction(deferred: false);
+        var file = Delete(connection, transaction, "workspace_id = $ws AND id = $id", ("$ws", workspaceId), ("$id", id));
+        if (file is null)
+        {
+            return null;
+        }
+
+        var derived = LineageCatalog.DerivedFromFile(connection, transaction, workspaceId, id);
+        if (derived.Count > 0)
+        {
+            transaction.Rollback();
+            throw ConflictException.DerivedFrom("file", id, derived);
+        }
+
+        transaction.Commit();
+        return file;
+    }
+
+    /// <summary>
+    /// Removes the row of a file whose expiry has passed; returns it, or null when it is gone or its
+    /// expiry was not reached. The uploader chose the expiry, so it applies whatever used the file:
+    /// an expired file was already invisible to everything that reads files.
+    /// </summary>
+    public FileRecord? DeleteExpired(string workspaceId, string id)
+    {
+        using var connection = database.Open();
+        using var transaction = connection.BeginTransaction(deferred: false);
+        var file = Delete(
+            connection,
+            transaction,
+            "workspace_id = $ws AND id = $id AND expires_at IS NOT NULL AND expires_at <= $now",
+            ("$ws", workspaceId), ("$id", id), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()));
+        transaction.Commit();
+        return file;
+    }
 
     /// <summary>Files whose expiry has passed, for the sweeper to remove.</summary>
     public IReadOnlyList<FileRecord> Expired(int limit) =>
@@ -193,6 +236,19 @@ public sealed class FileCatalog(CatalogDatabase database, TimeProvider clock)
         }
 
         return keys;
+    }
+
+    private static FileRecord? Delete(SqliteConnection connection, SqliteTransaction transaction, string where, params (string Name, object Value)[] parameters)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = $"DELETE FROM files WHERE {where} RETURNING {Columns}";
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        return CatalogDatabase.ReadAll(command, Read).FirstOrDefault();
     }
 
     private const string Columns = "id, workspace_id, filename, purpose, bytes, created_at, sample_type, num_lines, mimetype, source, signature, visibility, expires_at, policy, location_id, blob_key, created_by";

@@ -94,7 +94,7 @@ internal static class ModelsCommands
 
     private static void AddRegistryCommands(Command command, ClientOptions client)
     {
-        var source = new Argument<DirectoryInfo>("dir") { Description = "A model directory (params.json, consolidated.safetensors, tekken.json or tokenizer.model) on the server's machine." };
+        var source = new Argument<DirectoryInfo>("dir") { Description = "A model directory (params.json, consolidated.safetensors, tekken.json or tokenizer.model) on the server's machine, under one of its import roots (models.import_roots; default <data>/import)." };
         var name = new Option<string?>("--name") { Description = "The model id: a-z, 0-9, '.', '_', '-' (default: the directory's name, lower-cased)." };
         var description = new Option<string?>("--description") { Description = "A description." };
         var policy = new Option<string?>("--policy") { Description = "Residency policy of its bytes (default: the configured file policy)." };

@@ -39,6 +39,9 @@ public sealed record AtelierConfig
     /// <summary>Which policy applies to what, and where new artifacts go first.</summary>
     public DefaultsConfig Defaults { get; init; } = new();
 
+    /// <summary>Model settings: where base models may be imported from.</summary>
+    public ModelsConfig Models { get; init; } = new();
+
     /// <summary>The policy with <paramref name="name"/>, or an error naming the known ones.</summary>
     public ResidencyPolicy Policy(string name) =>
         Policies.FirstOrDefault(p => p.Name == name)
@@ -136,6 +139,25 @@ public sealed record ServerConfig
     /// bound to every address); the request's <c>Host</c> header is never used, since a client chooses it.
     /// </summary>
     public string? PublicUrl { get; init; }
+}
+
+/// <summary>Model settings.</summary>
+public sealed record ModelsConfig
+{
+    /// <summary>The default import root: <c>import</c> inside the data directory.</summary>
+    public const string DefaultImportRoot = "import";
+
+    /// <summary>
+    /// The directories base models may be imported from (<c>models.import_roots</c>): an import names
+    /// a directory on the server's machine, and anything that does not resolve (symbolic links
+    /// followed) to a path under one of these is refused. Absolute paths; a relative one is inside
+    /// the data directory, as the default <c>import</c> is (created 0700 at start).
+    /// </summary>
+    public IReadOnlyList<string> ImportRoots { get; init; } = [DefaultImportRoot];
+
+    /// <summary>The import roots as absolute paths: relative ones are inside <paramref name="dataDirectory"/>.</summary>
+    public IReadOnlyList<string> ImportRootPaths(string dataDirectory) =>
+        [.. ImportRoots.Select(root => Path.GetFullPath(Path.IsPathFullyQualified(root) ? root : Path.Combine(dataDirectory, root)))];
 }
 
 /// <summary>Limits on request bodies that are not file uploads.</summary>

@@ -10,7 +10,8 @@ public sealed partial class ModelRegistry
     public static string BaseKeyPrefix(string modelId) => $"model/{modelId}/";
 
     /// <summary>
-    /// Imports a base model from a Mistral-format directory on this machine: validates it, copies each
+    /// Imports a base model from a Mistral-format directory on this machine under one of the import
+    /// roots (resolved with every link followed, see <see cref="ModelImportRoots"/>): validates it, copies each
     /// file through the placement guard to <c>model/&lt;id&gt;/&lt;file&gt;</c> at <paramref name="locationId"/>
     /// (judged against <paramref name="policy"/>, hashed, fsynced, audited), and only then registers the
     /// model. Any failure deletes what was copied, so no partial model is left.
@@ -21,6 +22,7 @@ public sealed partial class ModelRegistry
     /// <param name="actor">Who imports it (recorded in the audit log).</param>
     /// <param name="auditWorkspace">The importer's workspace id, for the audit log; the model itself is visible to every workspace.</param>
     /// <param name="ct">Cancellation.</param>
+    /// <exception cref="ForbiddenException">The directory is not under an import root; the same message whether or not it exists.</exception>
     /// <exception cref="BadRequestException">The id or the directory path is invalid.</exception>
     /// <exception cref="ValidationFailedException">The directory is not a valid model; each problem names its file.</exception>
     /// <exception cref="ConflictException">A model or alias with that id exists, or is being imported.</exception>
@@ -31,6 +33,9 @@ public sealed partial class ModelRegistry
         ArgumentNullException.ThrowIfNull(import);
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentNullException.ThrowIfNull(locationId);
+
+        // First, before anything that could tell one path outside the roots from another.
+        var source = (_importRoots ?? throw new ForbiddenException("No import roots are configured (models.import_roots), so no model can be imported.")).Resolve(import.SourceDirectory);
         var id = import.Id ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(import.SourceDirectory)).ToLowerInvariant();
         ModelIds.ValidateBaseId(id, import.Id is null ? "the directory's name; pass a name" : "name");
         foreach (var alias in import.Aliases)
@@ -48,7 +53,7 @@ public sealed partial class ModelRegistry
             throw new BadRequestException($"No location '{locationId}' is configured; configured: {string.Join(", ", _guard.Locations.All.Select(l => l.Id))}.", "invalid_location");
         }
 
-        var validated = ModelDirectoryValidator.Validate(import.SourceDirectory);
+        var validated = ModelDirectoryValidator.Validate(source);
         if (!_importing.TryAdd(id, 0))
         {
             throw new ConflictException($"Model '{id}' is being imported right now.");
@@ -77,7 +82,7 @@ public sealed partial class ModelRegistry
             {
                 foreach (var file in validated.Files)
                 {
-                    artifacts.Add(await CopyAsync(Path.Combine(import.SourceDirectory, file), file, id, prefix + file, policy, locationId, actor, auditWorkspace, ct).ConfigureAwait(false));
+                    artifacts.Add(await CopyAsync(Path.Combine(source, file), file, id, prefix + file, policy, locationId, actor, auditWorkspace, ct).ConfigureAwait(false));
                 }
 
                 var model = new RegisteredModel
@@ -93,7 +98,7 @@ public sealed partial class ModelRegistry
                     Policy = policy.Name,
                     Artifacts = artifacts,
                     Aliases = import.Aliases,
-                    Lineage = new ModelLineage { SourceDirectory = Path.GetFullPath(import.SourceDirectory) },
+                    Lineage = new ModelLineage { SourceDirectory = source },
                     OwnedBy = "atelier",
                     CreatedBy = actor,
                 };

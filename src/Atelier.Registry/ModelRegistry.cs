@@ -28,6 +28,7 @@ public sealed partial class ModelRegistry
     private readonly PlacementGuard _guard;
     private readonly TimeProvider _clock;
     private readonly string? _cacheDirectory;
+    private readonly ModelImportRoots? _importRoots;
 
     // Ids being imported by this process: a second import of the same id waits for nothing and is refused,
     // so two imports never write the same blob keys.
@@ -41,7 +42,8 @@ public sealed partial class ModelRegistry
     /// Where <see cref="ModelDirectoryAsync"/> materialises a base model whose blobs are not plain local
     /// files; null when every location is a local directory.
     /// </param>
-    public ModelRegistry(CatalogDatabase catalog, PlacementGuard guard, TimeProvider clock, string? cacheDirectory = null)
+    /// <param name="importRoots">The directories base models may be imported from; null refuses every import.</param>
+    public ModelRegistry(CatalogDatabase catalog, PlacementGuard guard, TimeProvider clock, string? cacheDirectory = null, ModelImportRoots? importRoots = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(guard);
@@ -50,6 +52,7 @@ public sealed partial class ModelRegistry
         _guard = guard;
         _clock = clock;
         _cacheDirectory = cacheDirectory;
+        _importRoots = importRoots;
     }
 
     /// <summary>
@@ -213,13 +216,11 @@ public sealed partial class ModelRegistry
     /// </summary>
     /// <exception cref="NotFoundException">No such model in the workspace.</exception>
     /// <exception cref="BadRequestException">It is a base model.</exception>
+    /// <exception cref="ConflictException">Jobs or dataset versions of the workspace use it (named in <see cref="ConflictException.Derived"/>); nothing was deleted.</exception>
     public async Task<RegisteredModel> DeleteFineTunedAsync(string workspace, string modelId, string actor, CancellationToken ct)
     {
         var model = await FineTunedOrThrowAsync(workspace, modelId, "deleted", ct).ConfigureAwait(false);
-        if (!DeleteRow(model.Id))
-        {
-            throw new NotFoundException("model", modelId);
-        }
+        DeleteRowUnlessDerived(model, workspace, "model");
 
         foreach (var artifact in model.Artifacts)
         {
@@ -231,28 +232,16 @@ public sealed partial class ModelRegistry
     }
 
     /// <summary>
-    /// Deletes a base model and its bytes (an admin operation). Refused while fine-tuned models of it
-    /// exist in any workspace, since their adapters are useless without it.
+    /// Deletes a base model and its bytes (an admin operation). Refused while fine-tuned models of it,
+    /// jobs trained on it or dataset versions built with it exist in any workspace, since their
+    /// adapters, checkpoints and shards are useless without it.
     /// </summary>
+    /// <exception cref="NotFoundException">No such base model.</exception>
+    /// <exception cref="ConflictException">Something derives from it (named in <see cref="ConflictException.Derived"/>); nothing was deleted.</exception>
     public async Task<RegisteredModel> DeleteBaseAsync(string modelId, string actor, string auditWorkspace, CancellationToken ct)
     {
         var model = await FindBaseAsync(modelId, ct).ConfigureAwait(false) ?? throw new NotFoundException("base model", modelId);
-        using (var connection = _catalog.Open())
-        using (var count = connection.CreateCommand())
-        {
-            count.CommandText = "SELECT COUNT(*) FROM models WHERE root = $id";
-            count.Parameters.AddWithValue("$id", model.Id);
-            var children = (long)count.ExecuteScalar()!;
-            if (children > 0)
-            {
-                throw new ConflictException($"Base model '{model.Id}' has {children} fine-tuned model(s); delete them first.");
-            }
-        }
-
-        if (!DeleteRow(model.Id))
-        {
-            throw new NotFoundException("base model", modelId);
-        }
+        DeleteRowUnlessDerived(model, null, "base model");
 
         foreach (var artifact in model.Artifacts)
         {
@@ -305,13 +294,43 @@ public sealed partial class ModelRegistry
         command.ExecuteNonQuery();
     }
 
-    private bool DeleteRow(string id)
+    /// <summary>
+    /// Deletes the model's row, unless fine-tuned models of it, or jobs or dataset versions (of
+    /// <paramref name="workspace"/>, or of any workspace when null) use it. The check and the delete
+    /// are one write transaction, so no use recorded in between is missed.
+    /// </summary>
+    private void DeleteRowUnlessDerived(RegisteredModel model, string? workspace, string kind)
     {
         using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM models WHERE id = $id";
-        command.Parameters.AddWithValue("$id", id);
-        return command.ExecuteNonQuery() > 0;
+        using var transaction = connection.BeginTransaction(deferred: false);
+        using (var delete = connection.CreateCommand())
+        {
+            delete.Transaction = transaction;
+            delete.CommandText = "DELETE FROM models WHERE id = $id";
+            delete.Parameters.AddWithValue("$id", model.Id);
+            if (delete.ExecuteNonQuery() == 0)
+            {
+                throw new NotFoundException(kind, model.Id);
+            }
+        }
+
+        var derived = new List<DerivedArtifact>();
+        using (var children = connection.CreateCommand())
+        {
+            children.Transaction = transaction;
+            children.CommandText = "SELECT id FROM models WHERE root = $id ORDER BY created_at, id";
+            children.Parameters.AddWithValue("$id", model.Id);
+            derived.AddRange(CatalogDatabase.ReadAll(children, r => new DerivedArtifact(DerivedArtifact.Model, r.GetString(0))));
+        }
+
+        derived.AddRange(LineageCatalog.DerivedFromModel(connection, transaction, workspace, [model.Id, .. model.Aliases]));
+        if (derived.Count > 0)
+        {
+            transaction.Rollback();
+            throw ConflictException.DerivedFrom(kind, model.Id, derived);
+        }
+
+        transaction.Commit();
     }
 
     private bool Exists(string id)

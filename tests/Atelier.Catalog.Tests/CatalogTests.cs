@@ -195,6 +195,99 @@ public sealed class CatalogTests
         Assert.Equal(["short"], files.Expired(10).Select(f => f.Id));
     }
 
+    private static DatasetRecord Dataset(string workspace, string id, string requestJson) => new()
+    {
+        Id = id,
+        WorkspaceId = workspace,
+        Name = id,
+        Status = "succeeded",
+        RequestJson = requestJson,
+        Policy = "default",
+        LocationId = "local",
+        CreatedAt = 1,
+        CreatedBy = "key:test",
+    };
+
+    private static JobRecord Job(string workspace, string id, string model, string requestJson) => new()
+    {
+        Id = id,
+        WorkspaceId = workspace,
+        Model = model,
+        Status = "SUCCESS",
+        AutoStart = true,
+        RequestJson = requestJson,
+        Policy = "default",
+        LocationId = "local",
+        CreatedAt = 2,
+        ModifiedAt = 2,
+        CreatedBy = "key:test",
+    };
+
+    [Fact]
+    public void Lineage_FindsEachWayADatasetOrAJobNamesAnInput_InTheWorkspaceOnly()
+    {
+        var db = NewDatabase(out _);
+        var keys = new ApiKeyStore(db, TimeProvider.System);
+        var a = keys.EnsureWorkspace("a").Id;
+        var b = keys.EnsureWorkspace("b").Id;
+        var datasets = new DatasetCatalog(db, TimeProvider.System);
+        var jobs = new JobCatalog(db, TimeProvider.System);
+        datasets.Insert(Dataset(a, "ds-train", """{"training_files":["f-1"],"validation_files":["f-2"],"model":"base-alias"}"""));
+        datasets.Insert(Dataset(a, "ds-dedup", """{"source_dataset":"ds-train","eval_files":["f-3"],"model":"base"}"""));
+        datasets.Insert(Dataset(b, "ds-other", """{"training_files":["f-1"]}"""));
+        jobs.Insert(Job(a, "job-files", "base", """{"training_files":[{"file_id":"f-4","weight":1}],"validation_files":["f-5"]}"""));
+        jobs.Insert(Job(a, "job-dataset", "base", """{"dataset_id":"ds-train","training_files":null}"""));
+        var lineage = new LineageCatalog(db);
+
+        // Oldest first (datasets at 1, jobs at 2), then by id.
+
+        Assert.Equal([new("dataset", "ds-train"), new("fine_tuning_job", "job-dataset")], lineage.DerivedFromFile(a, "f-1"));
+        Assert.Equal([new("dataset", "ds-train"), new("fine_tuning_job", "job-dataset")], lineage.DerivedFromFile(a, "f-2"));
+        Assert.Equal([new("dataset", "ds-dedup")], lineage.DerivedFromFile(a, "f-3"));
+        Assert.Equal([new("fine_tuning_job", "job-files")], lineage.DerivedFromFile(a, "f-4"));
+        Assert.Equal([new("fine_tuning_job", "job-files")], lineage.DerivedFromFile(a, "f-5"));
+        Assert.Empty(lineage.DerivedFromFile(a, "f-unused"));
+        Assert.Equal([new("dataset", "ds-other")], lineage.DerivedFromFile(b, "f-1"));
+
+        Assert.Equal([new("dataset", "ds-dedup"), new("fine_tuning_job", "job-dataset")], lineage.DerivedFromDataset(a, "ds-train"));
+        Assert.Empty(lineage.DerivedFromDataset(a, "ds-dedup"));
+        Assert.Empty(lineage.DerivedFromDataset(b, "ds-train"));
+
+        using var connection = db.Open();
+        Assert.Equal(
+            [new("dataset", "ds-dedup"), new("dataset", "ds-train"), new("fine_tuning_job", "job-dataset"), new("fine_tuning_job", "job-files")],
+            LineageCatalog.DerivedFromModel(connection, null, null, ["base", "base-alias"]));
+        Assert.Equal([new("dataset", "ds-dedup"), new("fine_tuning_job", "job-dataset"), new("fine_tuning_job", "job-files")], LineageCatalog.DerivedFromModel(connection, null, a, ["base"]));
+        Assert.Empty(LineageCatalog.DerivedFromModel(connection, null, b, ["base", "base-alias"]));
+    }
+
+    [Fact]
+    public void Delete_OfAFileOrDatasetSomethingDerivesFrom_IsRefusedAndRemovesNothing()
+    {
+        var clock = new ManualClock(DateTimeOffset.FromUnixTimeSeconds(1_000));
+        var db = NewDatabase(out _);
+        var ws = new ApiKeyStore(db, clock).EnsureWorkspace("a").Id;
+        var files = new FileCatalog(db, clock);
+        var datasets = new DatasetCatalog(db, clock);
+        files.Insert(File(ws, "f-1", 1_000, expiresAt: 1_500));
+        datasets.Insert(Dataset(ws, "ds-1", """{"training_files":["f-1"]}"""));
+        new JobCatalog(db, clock).Insert(Job(ws, "job-1", "base", """{"dataset_id":"ds-1"}"""));
+
+        var file = Assert.Throws<Atelier.Core.Errors.ConflictException>(() => files.Delete(ws, "f-1"));
+        Assert.Equal([new("dataset", "ds-1"), new("fine_tuning_job", "job-1")], file.Derived);
+        Assert.Contains("erasure flow", file.Message, StringComparison.Ordinal);
+        Assert.NotNull(files.Get(ws, "f-1"));
+        var dataset = Assert.Throws<Atelier.Core.Errors.ConflictException>(() => datasets.Delete(ws, "ds-1"));
+        Assert.Equal([new("fine_tuning_job", "job-1")], dataset.Derived);
+        Assert.NotNull(datasets.Get(ws, "ds-1"));
+        Assert.Null(files.Delete(ws, "f-missing"));
+
+        // The expiry the uploader chose still removes the file, and only once it has passed.
+        Assert.Null(files.DeleteExpired(ws, "f-1"));
+        clock.Now = DateTimeOffset.FromUnixTimeSeconds(1_501);
+        Assert.Equal("f-1", files.DeleteExpired(ws, "f-1")?.Id);
+    }
+
     [Fact]
     public void ForeignKeys_AreEnforced()
     {

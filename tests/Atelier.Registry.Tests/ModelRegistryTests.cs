@@ -13,6 +13,9 @@ public sealed class ModelRegistryTests : IDisposable
     private static readonly ResidencyPolicy EuOnly = new() { Name = "eu-only", AllowedJurisdictions = ["EU"] };
 
     private readonly string _data = Atelier.Testing.TestCleanup.CreateDirectory("atelier-registry");
+
+    // The one import root of the registries under test; TinyModel writes its models here.
+    private readonly string _importRoot = Atelier.Testing.TestCleanup.CreateDirectory("atelier-tiny");
     private readonly CatalogDatabase _catalog;
     private readonly AuditLog _audit;
     private readonly PlacementGuard _guard;
@@ -31,7 +34,7 @@ public sealed class ModelRegistryTests : IDisposable
             _data);
         _audit = new AuditLog(Path.Combine(_data, "audit"), TimeProvider.System);
         _guard = new PlacementGuard(locations, _audit);
-        _registry = new ModelRegistry(_catalog, _guard, TimeProvider.System, Path.Combine(_data, "cache"));
+        _registry = new ModelRegistry(_catalog, _guard, TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
         var keys = new ApiKeyStore(_catalog, TimeProvider.System);
         _teamA = keys.EnsureWorkspace("team-a");
         _teamB = keys.EnsureWorkspace("team-b");
@@ -41,11 +44,12 @@ public sealed class ModelRegistryTests : IDisposable
     {
         _audit.Dispose();
         Atelier.Testing.TestCleanup.Delete(_data);
+        Atelier.Testing.TestCleanup.Delete(_importRoot);
     }
 
     private string TinyModel(string name = "tiny-model", TinyTokenizer tokenizer = TinyTokenizer.TekkenV7)
     {
-        var dir = Path.Combine(Atelier.Testing.TestCleanup.CreateDirectory("atelier-tiny"), name);
+        var dir = Path.Combine(_importRoot, Guid.NewGuid().ToString("N"), name);
         TinyModelWriter.Write(dir, seed: 3, tokenizer: tokenizer);
         return dir;
     }
@@ -326,7 +330,9 @@ public sealed class ModelRegistryTests : IDisposable
 
         var model = await RegisterAsync(_teamA, jobId);
         await Assert.ThrowsAsync<BadRequestException>(() => _registry.DeleteFineTunedAsync(_teamA.Id, "tiny-model", "key:a", CancellationToken.None));
-        await Assert.ThrowsAsync<ConflictException>(() => _registry.DeleteBaseAsync("tiny-model", "key:admin", "default", CancellationToken.None));
+        var conflict = await Assert.ThrowsAsync<ConflictException>(() => _registry.DeleteBaseAsync("tiny-model", "key:admin", "default", CancellationToken.None));
+        Assert.Equal([new DerivedArtifact(DerivedArtifact.Model, model.Id)], conflict.Derived);
+        Assert.NotNull(await _registry.FindBaseAsync("tiny-model", CancellationToken.None));
 
         await _registry.DeleteFineTunedAsync(_teamA.Id, model.Id, "key:a", CancellationToken.None);
         Assert.Null(await _registry.FindAsync(_teamA.Id, model.Id, CancellationToken.None));
@@ -345,7 +351,7 @@ public sealed class ModelRegistryTests : IDisposable
         // A store whose reads are not FileStreams, as an S3-compatible one would be.
         var store = new StreamOnlyStore(new Storage.Blobs.LocalDirectoryBlobStore("remote", Path.Combine(_data, "remote")));
         var locations = new StorageLocations([(new LocationDescriptor { Id = "remote", Uri = "remote", Country = "FR", Blocs = ["EU"], OnPrem = true }, (Storage.Blobs.IBlobStore)store)]);
-        var registry = new ModelRegistry(_catalog, new PlacementGuard(locations, _audit), TimeProvider.System, Path.Combine(_data, "cache"));
+        var registry = new ModelRegistry(_catalog, new PlacementGuard(locations, _audit), TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
         var model = await registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = TinyModel() }, EuOnly, "remote", "key:admin", "default", CancellationToken.None);
 
         Assert.Throws<NotSupportedException>(() => registry.ModelDirectory(model));
@@ -407,7 +413,7 @@ public sealed class ModelRegistryTests : IDisposable
         var upgraded = new CatalogDatabase(_catalog.Path);
         Assert.Equal(CatalogDatabase.LatestSchemaVersion, upgraded.SchemaVersion);
         Assert.Equal("team-a", new ApiKeyStore(upgraded, TimeProvider.System).GetWorkspace(_teamA.Id)!.Name);
-        var registry = new ModelRegistry(upgraded, _guard, TimeProvider.System);
+        var registry = new ModelRegistry(upgraded, _guard, TimeProvider.System, importRoots: new ModelImportRoots([_importRoot]));
         await registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = TinyModel() }, EuOnly, "paris", "key:admin", "default", CancellationToken.None);
         Assert.Single(await registry.ListAsync(_teamA.Id, CancellationToken.None));
     }

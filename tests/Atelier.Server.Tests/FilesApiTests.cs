@@ -174,6 +174,61 @@ public sealed class FilesApiTests
     }
 
     [Fact]
+    public async Task SignedUrl_StopsWorkingWhenTheKeyThatSignedItIsRevoked()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var member = server.Client(await server.CreateKeyAsync("team-a"));
+        using var admin = server.Client();
+        var keyId = JsonDocument.Parse(await admin.GetStringAsync("/api/v1/keys")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(k => k.GetProperty("workspace").GetString() == "team-a").GetProperty("id").GetString()!;
+        var fileId = await ApiRequests.UploadAsync(member, "train.jsonl", [ApiRequests.Chat("q", "a")]);
+        var url = JsonDocument.Parse(await member.GetStringAsync($"/v1/files/{fileId}/url")).RootElement.GetProperty("url").GetString()!;
+        Assert.Equal(keyId, System.Web.HttpUtility.ParseQueryString(new Uri(url).Query)["key_id"]);
+
+        using var anonymous = new HttpClient();
+        using (var before = await anonymous.GetAsync(url))
+        {
+            Assert.Equal(HttpStatusCode.OK, before.StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await admin.DeleteAsync($"/api/v1/keys/{keyId}")).StatusCode);
+        using var after = await anonymous.GetAsync(url);
+        var error = JsonDocument.Parse(await after.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal(HttpStatusCode.Unauthorized, after.StatusCode);
+        Assert.Contains($"'{keyId}' that signed this URL has been revoked", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SignedUrl_WithAnotherKeyIdOrNone_FailsItsSignature()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var member = server.Client(await server.CreateKeyAsync("default"));
+        using var admin = server.Client();
+        var fileId = await ApiRequests.UploadAsync(admin, "train.jsonl", [ApiRequests.Chat("q", "a")]);
+        var url = JsonDocument.Parse(await member.GetStringAsync($"/v1/files/{fileId}/url")).RootElement.GetProperty("url").GetString()!;
+        var keys = JsonDocument.Parse(await admin.GetStringAsync("/api/v1/keys")).RootElement.GetProperty("data").EnumerateArray()
+            .Select(k => k.GetProperty("id").GetString()!).ToArray();
+        var signer = System.Web.HttpUtility.ParseQueryString(new Uri(url).Query)["key_id"]!;
+        var other = keys.Single(k => k != signer);
+
+        // Another live key of the same workspace: only the signed key id is accepted.
+        using var anonymous = new HttpClient();
+        using (var tampered = await anonymous.GetAsync(url.Replace($"key_id={signer}", $"key_id={other}", StringComparison.Ordinal)))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, tampered.StatusCode);
+            Assert.Contains("signature is not valid", await tampered.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        using (var without = await anonymous.GetAsync(url.Replace($"&key_id={signer}", "", StringComparison.Ordinal)))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, without.StatusCode);
+        }
+
+        using var untouched = await anonymous.GetAsync(url);
+        Assert.Equal(HttpStatusCode.OK, untouched.StatusCode);
+    }
+
+    [Fact]
     public async Task ApiKeys_AreStoredOnlyAsHashes()
     {
         await using var server = await TestServer.StartAsync();

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
+using Atelier.Core;
 
 namespace Atelier.Server.Tests;
 
@@ -19,11 +20,14 @@ public sealed class JobCrashTests
     [Fact]
     public async Task KillDashNineMidTrainingAndMidCheckpoint_ResumesToTheSameAdapterBitForBit()
     {
+        // One model directory for every server of the test, so each imports the same bytes: its
+        // folder is the one import root they are configured with.
         var modelDir = ModelsApiTests.TinyModel("tiny-base");
+        AtelierConfig WithModelRoot(AtelierConfig config) => config with { Models = new ModelsConfig { ImportRoots = [Path.GetDirectoryName(modelDir)!] } };
 
         // The reference: the same job, never interrupted.
         byte[] reference;
-        await using (var server = await TestServer.StartAsync())
+        await using (var server = await TestServer.StartAsync(WithModelRoot))
         {
             using var client = server.Client();
             var (job, _) = await RunJobAsync(client, modelDir);
@@ -35,6 +39,7 @@ public sealed class JobCrashTests
         var data = TempDirectory.Create("atelier-job-crash");
         var port = FreePort();
         var pending = Path.Combine(data, "blobs", "local", "tmp");
+        File.WriteAllText(Path.Combine(data, AtelierConfig.FileName), System.Text.Json.JsonSerializer.Serialize(WithModelRoot(AtelierConfig.CreateDefault()), AtelierConfig.SerializerOptions));
         string jobId;
 
         // First crash: in the middle of training, once two checkpoints are committed.

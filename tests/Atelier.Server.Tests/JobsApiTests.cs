@@ -61,7 +61,7 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", TrainingLines(12).Select(l => l.Replace("Say", "Please say", StringComparison.Ordinal)));
 
@@ -167,7 +167,7 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, autoStart: false));
         var id = created["id"]!.GetValue<string>();
@@ -188,7 +188,7 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var batch = await ApiRequests.UploadAsync(client, "batch.jsonl", ["{\"custom_id\":\"1\",\"body\":{}}"], "batch");
 
@@ -234,7 +234,7 @@ public sealed class JobsApiTests
             Defaults = c.Defaults with { CheckpointLocations = ["local", "us-cloud"] },
         });
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 6));
         var id = created["id"]!.GetValue<string>();
@@ -260,7 +260,7 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, first) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 100_000));
         var firstId = first["id"]!.GetValue<string>();
@@ -293,11 +293,17 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 10));
         var source = created["id"]!.GetValue<string>();
         await WaitAsync(client, source, "SUCCESS");
+
+        // The training file is the job's lineage: deleting it is refused, so the restore below can read it.
+        using (var refused = await client.DeleteAsync($"/v1/files/{train}"))
+        {
+            Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        }
 
         var (status, restored) = await PostAsync(client, $"/api/v1/checkpoints/{source}/10/restore", new { training_steps = 14 });
         Assert.True(status == HttpStatusCode.Created, restored.ToJsonString());
@@ -326,7 +332,7 @@ public sealed class JobsApiTests
         var grains = (Orleans.IGrainFactory)server.Services.GetService(typeof(Orleans.IGrainFactory))!;
         await grains.GetGrain<Atelier.Cluster.Jobs.IJobSchedulerGrain>(0).RegisterNodeAsync("node-b", 1);
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 2));
         var done = await WaitAsync(client, created["id"]!.GetValue<string>(), "SUCCESS");

@@ -18,7 +18,7 @@ public sealed class JobsCliTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", JobsApiTests.TrainingLines());
 
         var (exit, output) = await Atelier(server, "jobs", "create", "--model", "tiny-base", "--train", train, "--steps", "6", "--learning-rate", "0.003", "--seq-len", "64", "--suffix", "cli", "--watch");

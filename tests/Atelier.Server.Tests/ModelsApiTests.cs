@@ -9,9 +9,18 @@ namespace Atelier.Server.Tests;
 /// <summary><c>/v1/models</c>, <c>/v1/fine_tuning/models</c> and <c>/api/v1/models</c> against a real server.</summary>
 public sealed class ModelsApiTests
 {
+    /// <summary>A tiny model in a temporary directory, outside every server's import roots: for tests that load it themselves.</summary>
     internal static string TinyModel(string name = "tiny-model")
     {
         var dir = Path.Combine(TempDirectory.Create("atelier-tiny"), name);
+        TinyModelWriter.Write(dir, seed: 5);
+        return dir;
+    }
+
+    /// <summary>A tiny model under <paramref name="server"/>'s default import root (<c>import/</c> in its data directory), where an import may read it.</summary>
+    internal static string TinyModel(TestServer server, string name = "tiny-model")
+    {
+        var dir = Path.Combine(server.ImportRoot, Guid.NewGuid().ToString("N"), name);
         TinyModelWriter.Write(dir, seed: 5);
         return dir;
     }
@@ -62,7 +71,7 @@ public sealed class ModelsApiTests
     public async Task Import_ThenListAndRetrieve_ReturnsMistralBaseCardsToEveryWorkspace()
     {
         await using var server = await TestServer.StartAsync();
-        var imported = await ImportAsync(server, TinyModel("Tiny-Model"));
+        var imported = await ImportAsync(server, TinyModel(server, "Tiny-Model"));
         Assert.Equal("tiny-model", imported.GetProperty("id").GetString());
         Assert.Equal("default", imported.GetProperty("policy").GetString());
         Assert.Equal(3, imported.GetProperty("artifacts").GetArrayLength());
@@ -90,7 +99,7 @@ public sealed class ModelsApiTests
     public async Task Import_OfADirectoryMissingTheWeights_Returns422NamingTheFileAndStoresNothing()
     {
         await using var server = await TestServer.StartAsync();
-        var dir = TinyModel();
+        var dir = TinyModel(server);
         File.Delete(System.IO.Path.Combine(dir, "consolidated.safetensors"));
 
         var error = await ImportAsync(server, dir, expected: HttpStatusCode.UnprocessableEntity);
@@ -107,7 +116,7 @@ public sealed class ModelsApiTests
     public async Task Import_ChecksTheTokenizerAgainstVocabSize_AndAcceptsTokenizerModelV3()
     {
         await using var server = await TestServer.StartAsync();
-        var dir = TinyModel();
+        var dir = TinyModel(server);
         var paramsPath = System.IO.Path.Combine(dir, "params.json");
         var parameters = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(paramsPath))!;
         parameters["vocab_size"] = 100;
@@ -118,7 +127,7 @@ public sealed class ModelsApiTests
         Assert.Equal(("tekken.json", "vocab_size"), (problem.GetProperty("file").GetString(), problem.GetProperty("field").GetString()));
         Assert.Contains($"the tokeniser has {TinyModelWriter.ByteVocabSize} tokens but params.json has vocab_size 100", error.GetProperty("detail").GetString(), StringComparison.Ordinal);
 
-        var v3 = System.IO.Path.Combine(TempDirectory.Create("atelier-tiny"), "tiny-v3");
+        var v3 = System.IO.Path.Combine(server.ImportRoot, "tiny-v3");
         TinyModelWriter.Write(v3, seed: 5, tokenizer: TinyTokenizer.SentencePieceV3);
         var imported = await ImportAsync(server, v3);
         Assert.Equal("tiny-v3", imported.GetProperty("id").GetString());
@@ -128,7 +137,7 @@ public sealed class ModelsApiTests
     public async Task Import_WithBadInputs_IsRefusedClearly()
     {
         await using var server = await TestServer.StartAsync();
-        var dir = TinyModel();
+        var dir = TinyModel(server);
         var error = await ImportAsync(server, dir, name: "../../etc", expected: HttpStatusCode.BadRequest);
         Assert.Contains("not a valid model id", error.GetProperty("detail").GetString(), StringComparison.Ordinal);
         await ImportAsync(server, "relative/dir", expected: HttpStatusCode.BadRequest);
@@ -146,10 +155,57 @@ public sealed class ModelsApiTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task Import_FromOutsideTheImportRoots_IsRefusedWithOneMessageWhetherThePathExistsOrNot()
+    {
+        await using var server = await TestServer.StartAsync();
+        Assert.Equal(Hosting.DataDirectoryPermissions.DirectoryMode, File.GetUnixFileMode(server.ImportRoot));
+        var outside = TinyModel();
+        var link = System.IO.Path.Combine(server.ImportRoot, "linked-model");
+        Directory.CreateSymbolicLink(link, outside);
+
+        var refusals = new List<string>();
+        foreach (var path in new[]
+        {
+            outside,                                                                            // exists, outside
+            System.IO.Path.Combine(System.IO.Path.GetDirectoryName(outside)!, "no-such-model"), // missing, outside
+            System.IO.Path.Combine(server.ImportRoot, "..", "blobs"),                           // `..` out of the root
+            System.IO.Path.Combine(server.ImportRoot, "..", "import", "x"),                     // `..` even when it comes back
+            link,                                                                               // a link out of the root
+        })
+        {
+            var error = await ImportAsync(server, path, expected: HttpStatusCode.Forbidden);
+            refusals.Add(error.GetProperty("detail").GetString()!);
+        }
+
+        Assert.Single(refusals.Distinct());
+        Assert.StartsWith("Models can be imported only from the configured import roots (models.import_roots): " + server.ImportRoot, refusals[0], StringComparison.Ordinal);
+        Assert.Empty(server.Runtime.Locations.ListKeys("local", "model/"));
+
+        // The same bytes under the root import.
+        var inside = TinyModel(server);
+        Assert.Equal("tiny-model", (await ImportAsync(server, inside)).GetProperty("id").GetString());
+    }
+
+    [Fact]
+    public async Task Import_FromAConfiguredRoot_Works_AndTheDefaultRootIsThenNotOne()
+    {
+        var root = TempDirectory.Create("atelier-models-root");
+        await using var server = await TestServer.StartAsync(c => c with { Models = new Atelier.Core.ModelsConfig { ImportRoots = [root] } });
+        var dir = System.IO.Path.Combine(root, "tiny-model");
+        TinyModelWriter.Write(dir, seed: 5);
+        var imported = await ImportAsync(server, dir);
+        Assert.Equal(dir, imported.GetProperty("lineage").GetProperty("source_directory").GetString());
+
+        var error = await ImportAsync(server, TinyModel(server, "other"), expected: HttpStatusCode.Forbidden);
+        Assert.Contains(root, error.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task FineTunedModel_RetrieveUpdateArchiveUnarchiveDelete_BehaveAsMistral()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel());
+        await ImportAsync(server, TinyModel(server));
         var model = await RegisterFineTunedAsync(server, "default", "0198c6a0-0000-7000-8000-00000000000a", "bot");
         using var client = server.Client();
 
@@ -199,7 +255,7 @@ public sealed class ModelsApiTests
     public async Task AnotherWorkspacesFineTunedModel_IsNotFoundForEveryOperation()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel());
+        await ImportAsync(server, TinyModel(server));
         var model = await RegisterFineTunedAsync(server, "default", "job-1");
         using var other = server.Client(await server.CreateKeyAsync("other-team"));
 
@@ -219,7 +275,7 @@ public sealed class ModelsApiTests
     public async Task BaseModels_CannotBeDeletedArchivedOrUpdatedThroughTheMistralApi()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel());
+        await ImportAsync(server, TinyModel(server));
         using var client = server.Client();
 
         var (status, error) = await SendAsync(client, HttpMethod.Delete, ModelPath("tiny-model"));
@@ -239,7 +295,7 @@ public sealed class ModelsApiTests
     public async Task Patch_WithBadJson_Is400AndWithWrongTypes_Is422NamingTheField()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel());
+        await ImportAsync(server, TinyModel(server));
         var model = await RegisterFineTunedAsync(server, "default", "job-1");
         using var client = server.Client();
 
@@ -262,7 +318,7 @@ public sealed class ModelsApiTests
     public async Task PlatformDelete_RemovesABaseModelOnlyForAdminsAndOnlyWithoutFineTunedModels()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel());
+        await ImportAsync(server, TinyModel(server));
         var model = await RegisterFineTunedAsync(server, "default", "job-1");
         using var admin = server.Client();
         using var member = server.Client(await server.CreateKeyAsync("other-team"));
@@ -291,7 +347,7 @@ public sealed class ModelsCliTests
     public async Task ModelsImport_OfATinyModel_RegistersItAndTheOtherCommandsSeeIt()
     {
         await using var server = await TestServer.StartAsync();
-        var dir = ModelsApiTests.TinyModel();
+        var dir = ModelsApiTests.TinyModel(server);
 
         var (exit, output) = await Atelier(server, "models", "import", dir, "--name", "tiny-model", "--alias", "tiny-latest");
         Assert.True(exit == 0, output);
@@ -322,7 +378,7 @@ public sealed class ModelsCliTests
         (exit, output) = await Atelier(server, "models", "delete", "tiny-model", "--base");
         Assert.True(exit == 0, output);
 
-        var broken = ModelsApiTests.TinyModel("broken");
+        var broken = ModelsApiTests.TinyModel(server, "broken");
         File.Delete(System.IO.Path.Combine(broken, "tekken.json"));
         (exit, output) = await Atelier(server, "models", "import", broken);
         Assert.Equal(2, exit);

@@ -66,7 +66,7 @@ public sealed class SemanticDedupTests
         var source = await ApiRequests.WaitForDatasetAsync(client, created["id"]!.GetValue<string>());
         Assert.True(source["status"]!.GetValue<string>() == "succeeded", source.ToJsonString());
         Assert.Equal(8, source["summary"]!["manifest"]!["counters"]!["examples_kept"]!.GetValue<long>());
-        var model = (await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel())).GetProperty("id").GetString()!;
+        var model = (await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server))).GetProperty("id").GetString()!;
         return (server, client, source["id"]!.GetValue<string>(), eval, model);
     }
 

@@ -30,6 +30,9 @@ public sealed class TestServer : IAsyncDisposable
 
     public string AdminKey { get; }
 
+    /// <summary>The default import root (<c>models.import_roots</c>): <c>import/</c> in the data directory, created by the server.</summary>
+    public string ImportRoot => Path.Combine(DataDirectory, ModelsConfig.DefaultImportRoot);
+
     public AtelierRuntime Runtime => _app.Runtime();
 
     public IServiceProvider Services => _app.Services;

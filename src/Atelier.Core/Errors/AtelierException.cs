@@ -100,13 +100,53 @@ public sealed class NotFoundException(string kind, string id)
 }
 
 /// <summary>The resource is in a state that forbids the operation.</summary>
-public sealed class ConflictException(string message) : AtelierException(message)
+/// <param name="message">What is in the way, in words.</param>
+/// <param name="derived">The artifacts that derive from the one the operation would remove, when that is what is in the way.</param>
+public sealed class ConflictException(string message, IReadOnlyList<DerivedArtifact>? derived = null) : AtelierException(message)
 {
     /// <inheritdoc />
     public override int StatusCode => 409;
 
     /// <inheritdoc />
     public override string Code => "conflict";
+
+    /// <summary>The artifacts that derive from the one the operation would remove; empty when the conflict is another one.</summary>
+    public IReadOnlyList<DerivedArtifact> Derived { get; } = derived ?? [];
+
+    /// <summary>
+    /// The refusal to delete an artifact that others derive from: it names them, and says that
+    /// erasing an artifact together with what derives from it is a flow of its own.
+    /// </summary>
+    /// <param name="kind">The kind of the artifact, in words: <c>file</c>, <c>dataset</c>, <c>model</c>.</param>
+    /// <param name="id">Its id.</param>
+    /// <param name="derived">What derives from it; at least one.</param>
+    public static ConflictException DerivedFrom(string kind, string id, IReadOnlyList<DerivedArtifact> derived)
+    {
+        ArgumentNullException.ThrowIfNull(derived);
+        System.Diagnostics.Debug.Assert(derived.Count > 0, "A lineage conflict names what derives from the artifact.");
+        const int Named = 10;
+        var names = string.Join(", ", derived.Take(Named).Select(d => $"{d.Kind} '{d.Id}'"));
+        var more = derived.Count > Named ? $" and {derived.Count - Named} more" : "";
+        return new ConflictException(
+            $"The {kind} '{id}' cannot be deleted: {derived.Count} artifact(s) derive from it ({names}{more}). "
+            + "Delete those first. Erasing an artifact together with everything that derives from it is the erasure flow (registry issue), which is not available yet.",
+            derived);
+    }
+}
+
+/// <summary>An artifact that derives from another (used it as an input), as a refusal to delete names it.</summary>
+/// <param name="Kind"><c>fine_tuning_job</c>, <c>dataset</c> or <c>model</c>.</param>
+/// <param name="Id">Its id.</param>
+public sealed record DerivedArtifact(string Kind, string Id)
+{
+    /// <summary>A fine-tuning job.</summary>
+    public const string FineTuningJob = "fine_tuning_job";
+
+    /// <summary>A dataset version.</summary>
+    public const string Dataset = "dataset";
+
+    /// <summary>A model (a fine-tuned model of a base model).</summary>
+    public const string Model = "model";
 }
 
 /// <summary>No valid API key was presented.</summary>

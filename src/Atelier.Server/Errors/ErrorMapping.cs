@@ -246,6 +246,11 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
             problem["total_problems"] = error.TotalProblems;
         }
 
+        if (error is ConflictException { Derived.Count: > 0 } conflict)
+        {
+            problem["derived"] = DerivedJson(conflict);
+        }
+
         return context.Response.WriteAsJsonAsync(problem, AtelierJson.Options, "application/problem+json");
     }
 
@@ -271,8 +276,17 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
             body["total_problems"] = error.TotalProblems;
         }
 
+        if (error is ConflictException { Derived.Count: > 0 } conflict)
+        {
+            body["derived"] = DerivedJson(conflict);
+        }
+
         return body;
     }
+
+    // What derives from an artifact a delete was refused for: [{"kind": "fine_tuning_job", "id": ...}].
+    private static Dictionary<string, string>[] DerivedJson(ConflictException conflict) =>
+        [.. conflict.Derived.Select(d => new Dictionary<string, string> { ["kind"] = d.Kind, ["id"] = d.Id })];
 
     private static object[] Loc(Problem p)
     {

@@ -110,9 +110,12 @@ public static class FileEndpoints
                     : throw new BadRequestException($"'expiry' must be a whole number of hours between 1 and {24 * 7}.");
             }
 
+            // The URL names the key that asked for it, under the signature, so revoking that key
+            // (or moving it out of the workspace) ends every URL it signed.
+            var keyId = ApiKeyAuthentication.Caller(context).Key.Id;
             var expires = runtime.Clock.GetUtcNow().ToUnixTimeSeconds() + (hours * 3600);
-            var signature = Sign(runtime, f.WorkspaceId, f.Id, expires);
-            var url = $"{PublicUrl(context, runtime)}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&signature={signature}";
+            var signature = Sign(runtime, f.WorkspaceId, f.Id, expires, keyId);
+            var url = $"{PublicUrl(context, runtime)}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&key_id={Uri.EscapeDataString(keyId)}&signature={signature}";
             return Results.Json(new SignedUrl(url), Errors.AtelierJson.Options);
         }).WithSummary("A download URL that works without a key until it expires.");
 
@@ -153,13 +156,14 @@ public static class FileEndpoints
     private static FileRecord VerifySignature(HttpContext context, AtelierRuntime runtime, string fileId)
     {
         var q = context.Request.Query;
-        if (!long.TryParse(q["expires"], NumberStyles.None, CultureInfo.InvariantCulture, out var expires) || q["workspace"].Count != 1 || q["signature"].Count != 1)
+        if (!long.TryParse(q["expires"], NumberStyles.None, CultureInfo.InvariantCulture, out var expires) || q["workspace"].Count != 1 || q["key_id"].Count != 1 || q["signature"].Count != 1)
         {
             throw new UnauthorizedException("The signed URL is malformed.");
         }
 
         var workspace = q["workspace"][0]!;
-        var expected = Encoding.ASCII.GetBytes(Sign(runtime, workspace, fileId, expires));
+        var keyId = q["key_id"][0]!;
+        var expected = Encoding.ASCII.GetBytes(Sign(runtime, workspace, fileId, expires, keyId));
         var presented = Encoding.ASCII.GetBytes(q["signature"][0]!);
         if (!CryptographicOperations.FixedTimeEquals(expected, presented))
         {
@@ -171,11 +175,19 @@ public static class FileEndpoints
             throw new UnauthorizedException("The signed URL has expired.");
         }
 
+        // Checked on every download, not when signing: a URL lives only as long as its key does.
+        if (!runtime.Keys.List(workspace).Any(k => k.Id == keyId && k.RevokedAt is null))
+        {
+            throw new UnauthorizedException($"The API key '{keyId}' that signed this URL has been revoked or no longer belongs to the workspace, so the URL no longer works; ask for a new one with a live key.");
+        }
+
         return runtime.Files.Get(workspace, fileId) ?? throw new NotFoundException("file", fileId);
     }
 
-    private static string Sign(AtelierRuntime runtime, string workspaceId, string fileId, long expires) =>
-        WebEncoders.Base64UrlEncode(HMACSHA256.HashData(runtime.UrlSigningKey, Encoding.UTF8.GetBytes($"{workspaceId}\n{fileId}\n{expires}")));
+    // Newline-separated: none of the parts can hold one (ids are generated, expires is a number), so
+    // no two different sets of parts sign the same bytes.
+    private static string Sign(AtelierRuntime runtime, string workspaceId, string fileId, long expires, string keyId) =>
+        WebEncoders.Base64UrlEncode(HMACSHA256.HashData(runtime.UrlSigningKey, Encoding.UTF8.GetBytes($"{workspaceId}\n{fileId}\n{expires}\n{keyId}")));
 
     private static FileQuery ParseQuery(IQueryCollection q)
     {

@@ -14,7 +14,7 @@ public sealed partial class FileExpirySweeper(AtelierRuntime runtime, ILogger<Fi
         {
             foreach (var file in runtime.Files.Expired(500))
             {
-                if (runtime.Files.Delete(file.WorkspaceId, file.Id) is null)
+                if (runtime.Files.DeleteExpired(file.WorkspaceId, file.Id) is null)
                 {
                     continue;
                 }

@@ -115,10 +115,37 @@ public static class AtelierServer
         return app;
     }
 
-    /// <summary>The model registry over the runtime's catalog and guard, after removing bytes a crashed import left.</summary>
+    /// <summary>
+    /// The model registry over the runtime's catalog and guard, importing only from the configured
+    /// import roots, after removing bytes a crashed import left.
+    /// </summary>
     private static Registry.ModelRegistry OpenModelRegistry(AtelierRuntime runtime)
     {
-        var registry = new Registry.ModelRegistry(runtime.Catalog, runtime.Guard, runtime.Clock, Path.Combine(runtime.Options.DataDirectory, "cache", "models"));
+        var dataDirectory = Path.GetFullPath(runtime.Options.DataDirectory);
+        var roots = runtime.Config.Models.ImportRootPaths(dataDirectory);
+        foreach (var root in roots)
+        {
+            // Roots inside the data directory (the default, import/) are the server's own: created
+            // private to its user, like the rest of it. Roots elsewhere are the operator's to create.
+            if (root.StartsWith(Path.TrimEndingDirectorySeparator(dataDirectory) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            {
+                if (OperatingSystem.IsWindows())
+                {
+                    Directory.CreateDirectory(root);
+                }
+                else
+                {
+                    Directory.CreateDirectory(root, DataDirectoryPermissions.DirectoryMode);
+                }
+            }
+        }
+
+        var registry = new Registry.ModelRegistry(
+            runtime.Catalog,
+            runtime.Guard,
+            runtime.Clock,
+            Path.Combine(runtime.Options.DataDirectory, "cache", "models"),
+            new Registry.ModelImportRoots(roots));
         registry.RemoveOrphanedBlobsAsync("system:recovery", CancellationToken.None).GetAwaiter().GetResult();
         return registry;
     }

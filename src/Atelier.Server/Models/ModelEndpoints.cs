@@ -9,7 +9,7 @@ using Atelier.Server.Hosting;
 namespace Atelier.Server.Models;
 
 /// <summary>The body of <c>POST /api/v1/models/import</c>.</summary>
-/// <param name="Path">An absolute path on the server's machine of a directory in Mistral's consolidated format.</param>
+/// <param name="Path">An absolute path on the server's machine of a directory in Mistral's consolidated format, under one of the import roots (<c>models.import_roots</c>).</param>
 /// <param name="Name">The model id (<c>[a-z0-9._-]</c>); the lower-cased directory name when absent.</param>
 /// <param name="Description">A description.</param>
 /// <param name="Policy">The residency policy of its bytes; the configured file policy when absent.</param>
@@ -78,7 +78,7 @@ public static class ModelEndpoints
             var caller = ApiKeyAuthentication.Operator(context);
             if (request is null || string.IsNullOrWhiteSpace(request.Path))
             {
-                throw new BadRequestException("The body must be a JSON object with 'path': an absolute directory on the server's machine.");
+                throw new BadRequestException("The body must be a JSON object with 'path': an absolute directory on the server's machine, under one of the import roots (models.import_roots).");
             }
 
             var policyName = string.IsNullOrWhiteSpace(request.Policy) ? runtime.Config.Defaults.FilePolicy : request.Policy.Trim();
@@ -107,7 +107,7 @@ public static class ModelEndpoints
                 caller.WorkspaceId,
                 context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Detail(model), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Import a base model from a Mistral-format directory on the server's machine (operator). Visible to every workspace.");
+        }).WithSummary("Import a base model from a Mistral-format directory under one of the server's import roots (operator). Visible to every workspace.");
 
         platform.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
             Results.Json(Detail(await FindAsync(context, registry, modelId).ConfigureAwait(false)), AtelierJson.Options))
@@ -118,7 +118,7 @@ public static class ModelEndpoints
             var caller = ApiKeyAuthentication.Operator(context);
             var deleted = await registry.DeleteBaseAsync(modelId, caller.Actor, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new JsonObject { ["id"] = deleted.Id, ["object"] = "model", ["deleted"] = true }, AtelierJson.Options);
-        }).WithSummary("Delete a base model and its bytes (operator); refused while fine-tuned models of it exist.");
+        }).WithSummary("Delete a base model and its bytes (operator); refused (409, naming them) while fine-tuned models, jobs or dataset versions derive from it.");
     }
 
     /// <summary>Mistral's <c>BaseModelCard</c> or <c>FTModelCard</c>.</summary>
