@@ -87,6 +87,18 @@ public sealed partial class DependencyRuleTests
 
     [Theory]
     [MemberData(nameof(SourceAssemblies))]
+    public void EverySourceProject_HasItsOwnTestProject_InTheSolution(string assembly)
+    {
+        var tests = Path.Combine("tests", assembly + ".Tests", assembly + ".Tests.csproj");
+        Assert.True(File.Exists(Path.Combine(Root, tests)), $"{assembly} has no test project {tests}");
+        var solution = XDocument.Load(Path.Combine(Root, "Atelier.slnx"));
+        Assert.Contains(solution.Descendants("Project"), p => p.Attribute("Path")!.Value == tests.Replace('\\', '/'));
+        var project = XDocument.Load(Path.Combine(Root, tests));
+        Assert.Contains(project.Descendants("ProjectReference"), r => Path.GetFileNameWithoutExtension(r.Attribute("Include")!.Value) == assembly);
+    }
+
+    [Theory]
+    [MemberData(nameof(SourceAssemblies))]
     public void ProjectReferences_StayWithinTheTable(string assembly)
     {
         var allowed = AllowedReferences();

@@ -22,7 +22,7 @@ public sealed class JobCrashTests
     {
         // One model directory for every server of the test, so each imports the same bytes: its
         // folder is the one import root they are configured with.
-        var modelDir = ModelsApiTests.TinyModel("tiny-base");
+        var modelDir = TestModels.TinyModel("tiny-base");
         AtelierConfig WithModelRoot(AtelierConfig config) => config with { Models = new ModelsConfig { ImportRoots = [Path.GetDirectoryName(modelDir)!] } };
 
         // The reference: the same job, never interrupted.
@@ -101,7 +101,7 @@ public sealed class JobCrashTests
             Assert.True(import.StatusCode == HttpStatusCode.Created, await import.Content.ReadAsStringAsync());
         }
 
-        var file = await ApiRequests.UploadAsync(client, "train.jsonl", JobsApiTests.TrainingLines());
+        var file = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var (status, created) = await JobsApiTests.PostAsync(client, "/v1/fine_tuning/jobs", JobsApiTests.Request("tiny-base", file, steps: Steps));
         Assert.True(status == HttpStatusCode.OK, created.ToJsonString());
         return (created["id"]!.GetValue<string>(), file);

@@ -10,17 +10,6 @@ namespace Atelier.Server.Tests;
 /// <summary><c>/v1/fine_tuning/jobs</c> and <c>/api/v1/checkpoints</c> over real HTTP, training a tiny model for real.</summary>
 public sealed class JobsApiTests
 {
-    /// <summary>A small task the tiny model can learn a little of: echo a word back in a fixed frame.</summary>
-    internal static IEnumerable<string> TrainingLines(int count = 48)
-    {
-        string[] words = ["apple", "river", "stone", "cloud", "ember", "maple", "frost", "amber", "coral", "delta", "lumen", "orbit"];
-        for (var i = 0; i < count; i++)
-        {
-            var w = words[i % words.Length];
-            yield return ApiRequests.Chat($"Say {w} {i}.", $"{w} {i} {w}.");
-        }
-    }
-
     internal static async Task<(HttpStatusCode Status, JsonNode Body)> PostAsync(HttpClient client, string path, object? body)
     {
         using var response = body is null ? await client.PostAsync(path, null) : await client.PostAsJsonAsync(path, body);
@@ -61,9 +50,9 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
-        var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", TrainingLines(12).Select(l => l.Replace("Say", "Please say", StringComparison.Ordinal)));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
+        var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", TestModels.TrainingLines(12).Select(l => l.Replace("Say", "Please say", StringComparison.Ordinal)));
 
         var (status, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, valid, steps: 20, suffix: "echo"));
         Assert.True(status == HttpStatusCode.OK, created.ToJsonString());
@@ -167,8 +156,8 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, autoStart: false));
         var id = created["id"]!.GetValue<string>();
         var validated = await WaitAsync(client, id, "VALIDATED");
@@ -188,8 +177,8 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var batch = await ApiRequests.UploadAsync(client, "batch.jsonl", ["{\"custom_id\":\"1\",\"body\":{}}"], "batch");
 
         var (s1, b1) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("no-such-model", train));
@@ -234,8 +223,8 @@ public sealed class JobsApiTests
             Defaults = c.Defaults with { CheckpointLocations = ["local", "us-cloud"] },
         });
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 6));
         var id = created["id"]!.GetValue<string>();
         var done = await WaitAsync(client, id, "SUCCESS");
@@ -260,8 +249,8 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var (_, first) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 100_000));
         var firstId = first["id"]!.GetValue<string>();
         await WaitAsync(client, firstId, "RUNNING");
@@ -293,8 +282,8 @@ public sealed class JobsApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 10));
         var source = created["id"]!.GetValue<string>();
         await WaitAsync(client, source, "SUCCESS");
@@ -332,8 +321,8 @@ public sealed class JobsApiTests
         var grains = (Orleans.IGrainFactory)server.Services.GetService(typeof(Orleans.IGrainFactory))!;
         await grains.GetGrain<Atelier.Cluster.Jobs.IJobSchedulerGrain>(0).RegisterNodeAsync("node-b", 1);
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 2));
         var done = await WaitAsync(client, created["id"]!.GetValue<string>(), "SUCCESS");
         var placed = done["events"]!.AsArray().Single(e => e!["name"]!.GetValue<string>() == "placed")!;

@@ -54,7 +54,7 @@ public sealed class JobsCurationTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", Examples("Question", 80));
         var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", Examples("Eval question", 8, start: 1000));
 
@@ -82,7 +82,7 @@ public sealed class JobsCurationTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
 
         // 10 distinct examples, each repeated 3 times, and one that leaks a validation answer:
         // curation keeps 10 of 31 (drops 20 exact duplicates and 1 contaminated).
@@ -127,7 +127,7 @@ public sealed class JobsCurationTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", Examples("Question", 24).Concat(Examples("Question", 4)));
         var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", Examples("Eval question", 4, start: 1000));
 

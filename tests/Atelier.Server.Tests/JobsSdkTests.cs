@@ -22,7 +22,7 @@ public sealed class JobsSdkTests
     private static async Task RunScenarioAsync(string scenario)
     {
         await using var server = await TestServer.StartAsync();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
         await SdkScenario.RunAsync(server, "jobs.e2e.mjs", scenario, new Dictionary<string, string> { ["ATELIER_BASE_MODEL"] = "tiny-base" });
     }
 }

@@ -52,11 +52,11 @@ public sealed class LineageApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", JobsApiTests.TrainingLines());
-        var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", JobsApiTests.TrainingLines(12));
-        var source = await ApiRequests.UploadAsync(client, "source.jsonl", JobsApiTests.TrainingLines(24));
-        var unused = await ApiRequests.UploadAsync(client, "unused.jsonl", JobsApiTests.TrainingLines(4));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
+        var valid = await ApiRequests.UploadAsync(client, "valid.jsonl", TestModels.TrainingLines(12));
+        var source = await ApiRequests.UploadAsync(client, "source.jsonl", TestModels.TrainingLines(24));
+        var unused = await ApiRequests.UploadAsync(client, "unused.jsonl", TestModels.TrainingLines(4));
         var job = await CreateJobAsync(client, JobsApiTests.Request("tiny-base", train, valid, autoStart: false));
         var dataset = await BuildDatasetAsync(client, new { training_files = new[] { source }, seq_len = 64 });
 
@@ -83,8 +83,8 @@ public sealed class LineageApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", JobsApiTests.TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var dataset = await BuildDatasetAsync(client, new { training_files = new[] { train }, model = "tiny-base", seq_len = 64 });
         var job = await CreateJobAsync(client, new { model = "tiny-base", dataset_id = dataset, hyperparameters = new { training_steps = 2, seq_len = 64 }, auto_start = false });
 
@@ -103,9 +103,9 @@ public sealed class LineageApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server));
         var fineTuned = await ModelsApiTests.RegisterFineTunedAsync(server, "default", "job-registered");
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", JobsApiTests.TrainingLines());
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
         var job = await CreateJobAsync(client, JobsApiTests.Request("tiny-model", train, autoStart: false));
 
         await AssertRefusedAsync(client, "/api/v1/models/tiny-model", ("model", fineTuned.Id), ("fine_tuning_job", job));

@@ -9,31 +9,6 @@ namespace Atelier.Server.Tests;
 /// <summary><c>/v1/models</c>, <c>/v1/fine_tuning/models</c> and <c>/api/v1/models</c> against a real server.</summary>
 public sealed class ModelsApiTests
 {
-    /// <summary>A tiny model in a temporary directory, outside every server's import roots: for tests that load it themselves.</summary>
-    internal static string TinyModel(string name = "tiny-model")
-    {
-        var dir = Path.Combine(TempDirectory.Create("atelier-tiny"), name);
-        TinyModelWriter.Write(dir, seed: 5);
-        return dir;
-    }
-
-    /// <summary>A tiny model under <paramref name="server"/>'s default import root (<c>import/</c> in its data directory), where an import may read it.</summary>
-    internal static string TinyModel(TestServer server, string name = "tiny-model")
-    {
-        var dir = Path.Combine(server.ImportRoot, Guid.NewGuid().ToString("N"), name);
-        TinyModelWriter.Write(dir, seed: 5);
-        return dir;
-    }
-
-    internal static async Task<JsonElement> ImportAsync(TestServer server, string dir, string? name = null, HttpStatusCode expected = HttpStatusCode.Created, string? key = null)
-    {
-        using var client = server.Client(key);
-        using var response = await client.PostAsync("/api/v1/models/import", Json(new { path = dir, name }));
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.True(response.StatusCode == expected, $"{(int)response.StatusCode}: {body}");
-        return JsonDocument.Parse(body).RootElement.Clone();
-    }
-
     /// <summary>Registers a fine-tuned model as a finished job would, through a registry over the server's catalog.</summary>
     internal static Task<RegisteredModel> RegisterFineTunedAsync(TestServer server, string workspaceName, string jobId, string? suffix = null)
     {
@@ -71,7 +46,7 @@ public sealed class ModelsApiTests
     public async Task Import_ThenListAndRetrieve_ReturnsMistralBaseCardsToEveryWorkspace()
     {
         await using var server = await TestServer.StartAsync();
-        var imported = await ImportAsync(server, TinyModel(server, "Tiny-Model"));
+        var imported = await TestModels.ImportAsync(server, TestModels.TinyModel(server, "Tiny-Model"));
         Assert.Equal("tiny-model", imported.GetProperty("id").GetString());
         Assert.Equal("default", imported.GetProperty("policy").GetString());
         Assert.Equal(3, imported.GetProperty("artifacts").GetArrayLength());
@@ -99,10 +74,10 @@ public sealed class ModelsApiTests
     public async Task Import_OfADirectoryMissingTheWeights_Returns422NamingTheFileAndStoresNothing()
     {
         await using var server = await TestServer.StartAsync();
-        var dir = TinyModel(server);
+        var dir = TestModels.TinyModel(server);
         File.Delete(System.IO.Path.Combine(dir, "consolidated.safetensors"));
 
-        var error = await ImportAsync(server, dir, expected: HttpStatusCode.UnprocessableEntity);
+        var error = await TestModels.ImportAsync(server, dir, expected: HttpStatusCode.UnprocessableEntity);
         Assert.Contains("consolidated.safetensors", error.GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal("consolidated.safetensors", error.GetProperty("problems")[0].GetProperty("file").GetString());
 
@@ -116,20 +91,20 @@ public sealed class ModelsApiTests
     public async Task Import_ChecksTheTokenizerAgainstVocabSize_AndAcceptsTokenizerModelV3()
     {
         await using var server = await TestServer.StartAsync();
-        var dir = TinyModel(server);
+        var dir = TestModels.TinyModel(server);
         var paramsPath = System.IO.Path.Combine(dir, "params.json");
         var parameters = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(paramsPath))!;
         parameters["vocab_size"] = 100;
         File.WriteAllText(paramsPath, parameters.ToJsonString());
 
-        var error = await ImportAsync(server, dir, expected: HttpStatusCode.UnprocessableEntity);
+        var error = await TestModels.ImportAsync(server, dir, expected: HttpStatusCode.UnprocessableEntity);
         var problem = error.GetProperty("problems")[0];
         Assert.Equal(("tekken.json", "vocab_size"), (problem.GetProperty("file").GetString(), problem.GetProperty("field").GetString()));
         Assert.Contains($"the tokeniser has {TinyModelWriter.ByteVocabSize} tokens but params.json has vocab_size 100", error.GetProperty("detail").GetString(), StringComparison.Ordinal);
 
         var v3 = System.IO.Path.Combine(server.ImportRoot, "tiny-v3");
         TinyModelWriter.Write(v3, seed: 5, tokenizer: TinyTokenizer.SentencePieceV3);
-        var imported = await ImportAsync(server, v3);
+        var imported = await TestModels.ImportAsync(server, v3);
         Assert.Equal("tiny-v3", imported.GetProperty("id").GetString());
     }
 
@@ -137,20 +112,20 @@ public sealed class ModelsApiTests
     public async Task Import_WithBadInputs_IsRefusedClearly()
     {
         await using var server = await TestServer.StartAsync();
-        var dir = TinyModel(server);
-        var error = await ImportAsync(server, dir, name: "../../etc", expected: HttpStatusCode.BadRequest);
+        var dir = TestModels.TinyModel(server);
+        var error = await TestModels.ImportAsync(server, dir, name: "../../etc", expected: HttpStatusCode.BadRequest);
         Assert.Contains("not a valid model id", error.GetProperty("detail").GetString(), StringComparison.Ordinal);
-        await ImportAsync(server, "relative/dir", expected: HttpStatusCode.BadRequest);
-        await ImportAsync(server, System.IO.Path.Combine(dir, "nope"), expected: HttpStatusCode.BadRequest);
-        await ImportAsync(server, dir, key: await server.CreateKeyAsync("other-team"), expected: HttpStatusCode.Forbidden);
+        await TestModels.ImportAsync(server, "relative/dir", expected: HttpStatusCode.BadRequest);
+        await TestModels.ImportAsync(server, System.IO.Path.Combine(dir, "nope"), expected: HttpStatusCode.BadRequest);
+        await TestModels.ImportAsync(server, dir, key: await server.CreateKeyAsync("other-team"), expected: HttpStatusCode.Forbidden);
 
         using var client = server.Client();
         var (status, body) = await SendAsync(client, HttpMethod.Post, "/api/v1/models/import", Json(new { path = dir, policy = "nowhere" }));
         Assert.Equal(HttpStatusCode.BadRequest, status);
         Assert.Contains("nowhere", body.GetProperty("detail").GetString(), StringComparison.Ordinal);
 
-        await ImportAsync(server, dir);
-        await ImportAsync(server, dir, expected: HttpStatusCode.Conflict);
+        await TestModels.ImportAsync(server, dir);
+        await TestModels.ImportAsync(server, dir, expected: HttpStatusCode.Conflict);
         Assert.Equal(3, server.Runtime.Locations.ListKeys("local", "model/").Count());
     }
 
@@ -160,7 +135,7 @@ public sealed class ModelsApiTests
     {
         await using var server = await TestServer.StartAsync();
         Assert.Equal(Hosting.DataDirectoryPermissions.DirectoryMode, File.GetUnixFileMode(server.ImportRoot));
-        var outside = TinyModel();
+        var outside = TestModels.TinyModel();
         var link = System.IO.Path.Combine(server.ImportRoot, "linked-model");
         Directory.CreateSymbolicLink(link, outside);
 
@@ -174,7 +149,7 @@ public sealed class ModelsApiTests
             link,                                                                               // a link out of the root
         })
         {
-            var error = await ImportAsync(server, path, expected: HttpStatusCode.Forbidden);
+            var error = await TestModels.ImportAsync(server, path, expected: HttpStatusCode.Forbidden);
             refusals.Add(error.GetProperty("detail").GetString()!);
         }
 
@@ -183,8 +158,8 @@ public sealed class ModelsApiTests
         Assert.Empty(server.Runtime.Locations.ListKeys("local", "model/"));
 
         // The same bytes under the root import.
-        var inside = TinyModel(server);
-        Assert.Equal("tiny-model", (await ImportAsync(server, inside)).GetProperty("id").GetString());
+        var inside = TestModels.TinyModel(server);
+        Assert.Equal("tiny-model", (await TestModels.ImportAsync(server, inside)).GetProperty("id").GetString());
     }
 
     [Fact]
@@ -194,10 +169,10 @@ public sealed class ModelsApiTests
         await using var server = await TestServer.StartAsync(c => c with { Models = new Atelier.Core.ModelsConfig { ImportRoots = [root] } });
         var dir = System.IO.Path.Combine(root, "tiny-model");
         TinyModelWriter.Write(dir, seed: 5);
-        var imported = await ImportAsync(server, dir);
+        var imported = await TestModels.ImportAsync(server, dir);
         Assert.Equal(dir, imported.GetProperty("lineage").GetProperty("source_directory").GetString());
 
-        var error = await ImportAsync(server, TinyModel(server, "other"), expected: HttpStatusCode.Forbidden);
+        var error = await TestModels.ImportAsync(server, TestModels.TinyModel(server, "other"), expected: HttpStatusCode.Forbidden);
         Assert.Contains(root, error.GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
@@ -205,7 +180,7 @@ public sealed class ModelsApiTests
     public async Task FineTunedModel_RetrieveUpdateArchiveUnarchiveDelete_BehaveAsMistral()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel(server));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server));
         var model = await RegisterFineTunedAsync(server, "default", "0198c6a0-0000-7000-8000-00000000000a", "bot");
         using var client = server.Client();
 
@@ -255,7 +230,7 @@ public sealed class ModelsApiTests
     public async Task AnotherWorkspacesFineTunedModel_IsNotFoundForEveryOperation()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel(server));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server));
         var model = await RegisterFineTunedAsync(server, "default", "job-1");
         using var other = server.Client(await server.CreateKeyAsync("other-team"));
 
@@ -275,7 +250,7 @@ public sealed class ModelsApiTests
     public async Task BaseModels_CannotBeDeletedArchivedOrUpdatedThroughTheMistralApi()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel(server));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server));
         using var client = server.Client();
 
         var (status, error) = await SendAsync(client, HttpMethod.Delete, ModelPath("tiny-model"));
@@ -295,7 +270,7 @@ public sealed class ModelsApiTests
     public async Task Patch_WithBadJson_Is400AndWithWrongTypes_Is422NamingTheField()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel(server));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server));
         var model = await RegisterFineTunedAsync(server, "default", "job-1");
         using var client = server.Client();
 
@@ -318,7 +293,7 @@ public sealed class ModelsApiTests
     public async Task PlatformDelete_RemovesABaseModelOnlyForAdminsAndOnlyWithoutFineTunedModels()
     {
         await using var server = await TestServer.StartAsync();
-        await ImportAsync(server, TinyModel(server));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server));
         var model = await RegisterFineTunedAsync(server, "default", "job-1");
         using var admin = server.Client();
         using var member = server.Client(await server.CreateKeyAsync("other-team"));
@@ -347,7 +322,7 @@ public sealed class ModelsCliTests
     public async Task ModelsImport_OfATinyModel_RegistersItAndTheOtherCommandsSeeIt()
     {
         await using var server = await TestServer.StartAsync();
-        var dir = ModelsApiTests.TinyModel(server);
+        var dir = TestModels.TinyModel(server);
 
         var (exit, output) = await Atelier(server, "models", "import", dir, "--name", "tiny-model", "--alias", "tiny-latest");
         Assert.True(exit == 0, output);
@@ -378,7 +353,7 @@ public sealed class ModelsCliTests
         (exit, output) = await Atelier(server, "models", "delete", "tiny-model", "--base");
         Assert.True(exit == 0, output);
 
-        var broken = ModelsApiTests.TinyModel(server, "broken");
+        var broken = TestModels.TinyModel(server, "broken");
         File.Delete(System.IO.Path.Combine(broken, "tekken.json"));
         (exit, output) = await Atelier(server, "models", "import", broken);
         Assert.Equal(2, exit);

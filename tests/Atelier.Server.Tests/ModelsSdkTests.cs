@@ -20,7 +20,7 @@ public sealed class ModelsSdkTests
     private static async Task RunScenarioAsync(string scenario)
     {
         await using var server = await TestServer.StartAsync();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server));
         var model = await ModelsApiTests.RegisterFineTunedAsync(server, "default", "0198c6a0-0000-7000-8000-0000000000e2", "sdk");
         var otherKey = await server.CreateKeyAsync("other-team");
         await SdkScenario.RunAsync(server, "models.e2e.mjs", scenario, new Dictionary<string, string>

@@ -200,7 +200,7 @@ public sealed class SecurityTests(ITestOutputHelper output)
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", JobsApiTestsLines());
 
         var (status, body) = await JobsApiTests.PostAsync(client, "/v1/fine_tuning/jobs", new

@@ -66,7 +66,7 @@ public sealed class SemanticDedupTests
         var source = await ApiRequests.WaitForDatasetAsync(client, created["id"]!.GetValue<string>());
         Assert.True(source["status"]!.GetValue<string>() == "succeeded", source.ToJsonString());
         Assert.Equal(8, source["summary"]!["manifest"]!["counters"]!["examples_kept"]!.GetValue<long>());
-        var model = (await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server))).GetProperty("id").GetString()!;
+        var model = (await TestModels.ImportAsync(server, TestModels.TinyModel(server))).GetProperty("id").GetString()!;
         return (server, client, source["id"]!.GetValue<string>(), eval, model);
     }
 
@@ -89,7 +89,7 @@ public sealed class SemanticDedupTests
     [Fact]
     public void TinyModel_SeparatesPlantedVariantsFromUnrelatedTexts()
     {
-        var dir = ModelsApiTests.TinyModel();
+        var dir = TestModels.TinyModel();
         var tokenizer = ModelTokenizers.Load(dir);
         using var model = MistralModel.Load(dir);
         var texts = Training.Append(EvalItem).Select(e => { var ids = new List<int> { tokenizer.Control.Bos }; tokenizer.Encode(e.Q + "\n" + e.A + "\n", ids); return ids.ToArray(); }).ToList();

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace Atelier.Server.Tests;
+namespace Atelier.Cli.Tests;
 
 /// <summary>The <c>atelier</c> command against a real server, as a user runs it.</summary>
 [Trait("Category", "Slow")]

@@ -3,10 +3,10 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Atelier.Server.Tests;
+namespace Atelier.Testing;
 
 /// <summary>The HTTP calls the API tests share: a chat line, an upload, waiting for a dataset build.</summary>
-internal static class ApiRequests
+public static class ApiRequests
 {
     public static string Chat(string q, string a) =>
         JsonSerializer.Serialize(new { messages = new object[] { new { role = "user", content = q }, new { role = "assistant", content = a } } });

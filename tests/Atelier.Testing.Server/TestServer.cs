@@ -6,7 +6,7 @@ using Atelier.Server.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Logging;
 
-namespace Atelier.Server.Tests;
+namespace Atelier.Testing;
 
 /// <summary>A real Atelier server on a free loopback port, over a fresh data directory.</summary>
 public sealed class TestServer : IAsyncDisposable

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Atelier.Server.Tests;
+namespace Atelier.Cli.Tests;
 
 /// <summary><c>atelier jobs</c> and <c>atelier checkpoints</c> against a real server, as a user runs them.</summary>
 [Trait("Category", "Slow")]
@@ -18,8 +18,8 @@ public sealed class JobsCliTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel(server, "tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", JobsApiTests.TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
 
         var (exit, output) = await Atelier(server, "jobs", "create", "--model", "tiny-base", "--train", train, "--steps", "6", "--learning-rate", "0.003", "--seq-len", "64", "--suffix", "cli", "--watch");
         Assert.True(exit == 0, output);
