@@ -178,6 +178,18 @@ public sealed class GovernanceTests(ITestOutputHelper output)
         var placement = server.Runtime.Audit.Tail(50).Last(e => e.Type == "placement" && e.ArtifactId == fileId);
         Assert.Equal("fr-onprem", placement.Policy);
 
+        // The member sees its own workspace's events, whichever part of the server wrote them
+        // (files, collections, keys, refusals), all under the workspace's id, and nobody else's.
+        var mine = (await ExpectAsync(member, "GET", "/api/v1/audit?limit=1000", null, HttpStatusCode.OK, "data"))["data"]!.AsArray();
+        var types = mine.Select(e => e!["type"]!.GetValue<string>()).ToHashSet();
+        Assert.Contains("placement", types);
+        Assert.Contains("key_created", types);
+        Assert.Contains("access_refused", types);
+        Assert.Contains(mine, e => e!["artifact_kind"]?.GetValue<string>() == "collection");
+        Assert.Contains(mine, e => e!["artifact_id"]?.GetValue<string>() == fileId);
+        Assert.Single(mine.Select(e => e!["workspace"]!.GetValue<string>()).Distinct());
+        Assert.DoesNotContain(mine, e => e!["type"]!.GetValue<string>() == "policy_created");
+
         // Another workspace is untouched by team-a's governance.
         using var other = server.Client(await server.CreateKeyAsync("team-b"));
         await ExpectAsync(other, "POST", "/api/v1/collections", new { name = "loose", dimension = 4, metric = "cosine", policy = "anywhere" }, HttpStatusCode.Forbidden, "looser");
