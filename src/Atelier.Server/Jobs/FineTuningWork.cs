@@ -80,7 +80,8 @@ public sealed partial class FineTuningWork(
     private static readonly System.Diagnostics.Metrics.Histogram<double> Persist = Meter.CreateHistogram<double>("atelier_checkpoint_persist", unit: "ms", description: "Background persist time of each checkpoint.");
     private static readonly System.Diagnostics.Metrics.Counter<long> CheckpointBytes = Meter.CreateCounter<long>("atelier_checkpoint_bytes_written", unit: "By", description: "Checkpoint bytes written (deduplicated chunks excluded).");
     // What validation places under job/<id>/: the curation reports and the two datasets.
-    private static readonly string[] ValidationParts = ["train-report/", "train/", "valid/"];
+    private const string ReportPart = "train-report/";
+    private static readonly string[] ValidationParts = [ReportPart, "train/", "valid/"];
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
 
     /// <inheritdoc />
@@ -228,9 +229,11 @@ public sealed partial class FineTuningWork(
     }
 
     /// <summary>
-    /// A job cancelled while validating keeps nothing of its validation: neither the build it staged
-    /// (kept only for a node that stops, whose validation resumes) nor what it placed under
-    /// <c>job/&lt;id&gt;/</c>, which an interrupted placement may have left without its manifest.
+    /// A job cancelled while validating keeps nothing half-made of its validation: neither the build
+    /// it staged (kept only for a node that stops, whose validation resumes) nor the datasets it
+    /// placed under <c>job/&lt;id&gt;/</c>, which an interrupted placement may have left without
+    /// their manifest. The curation reports stay once the <c>data-curated</c> event says they were
+    /// placed whole (they are the job's to show from then on, whatever follows).
     /// </summary>
     private async Task DiscardValidationAsync(string jobId)
     {
@@ -244,8 +247,14 @@ public sealed partial class FineTuningWork(
             }
 
             var artifact = Artifact(job);
+            var curated = runtime.Jobs.Events(jobId).Any(e => e.Name == "data-curated");
             foreach (var part in ValidationParts)
             {
+                if (curated && part == ReportPart)
+                {
+                    continue;
+                }
+
                 foreach (var key in runtime.Locations.ListKeys(job.LocationId, $"job/{jobId}/{part}").ToArray())
                 {
                     await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
@@ -342,7 +351,7 @@ public sealed partial class FineTuningWork(
 
             // What curation kept and dropped is the job's to show whether or not validation
             // passes: the reports go first, then an event with the counts, then the checks.
-            await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/train-report/", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
+            await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/{ReportPart}", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
         }
 
         var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
