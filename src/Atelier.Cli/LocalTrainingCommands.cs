@@ -145,7 +145,7 @@ internal static class LocalTrainingCommands
                     tokens += w.InputIds.Length;
                 }
 
-                var result = trainer.Step(micro);
+                var result = trainer.Step(micro, cancel);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {result.Step + 1}/{totalSteps}  loss {result.Loss:F4}  grad-norm {result.GradNorm:F3}  lr {result.LearningRate:E2}"));
             }
 

@@ -202,6 +202,52 @@ public class DatasetBuilderTests
     }
 
     [Fact]
+    public async Task Build_CancelledWhileItTokenisesABatch_StopsAtTheExampleInProgress()
+    {
+        using var temp = new TestData.TempDirectory();
+        string output = Path.Combine(temp.Path, "ds");
+        using var cancellation = new CancellationTokenSource();
+
+        // One worker, so that the batch in progress is the only one tokenising; the cancel comes
+        // from inside its first example.
+        var tokenizer = new CancellingTokenizer(TestData.O200k, cancellation);
+        DatasetBuildRequest request = Request(threads: 1) with { Tokenizer = tokenizer };
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => DatasetBuilder.BuildAsync(request, output, null, cancellation.Token));
+
+        // The example in progress finishes its turns; none of the 36 others of its batch starts.
+        Assert.True(tokenizer.CallsAfterCancel <= 4, $"{tokenizer.CallsAfterCancel} texts tokenised after the cancel");
+        Assert.False(Directory.Exists(output));
+    }
+
+    /// <summary>A tokeniser that cancels a build from inside its first encoding and counts the encodings after it.</summary>
+    private sealed class CancellingTokenizer(Atelier.Data.Tokenization.ITextTokenizer inner, CancellationTokenSource cancellation) : Atelier.Data.Tokenization.ITextTokenizer
+    {
+        private int _calls;
+
+        public int CallsAfterCancel => Math.Max(0, Volatile.Read(ref _calls) - 1);
+
+        public string Name => inner.Name;
+
+        public string Identity => inner.Identity;
+
+        public int VocabularySize => inner.VocabularySize;
+
+        public Atelier.Data.Tokenization.ControlTokens Control => inner.Control;
+
+        public void Encode(string text, List<int> destination)
+        {
+            if (Interlocked.Increment(ref _calls) == 1)
+            {
+                cancellation.Cancel();
+            }
+
+            inner.Encode(text, destination);
+        }
+
+        public string Decode(IEnumerable<int> ids) => inner.Decode(ids);
+    }
+
+    [Fact]
     public async Task Build_WithChangedOptionsAfterACrash_StartsCleanAndSucceeds()
     {
         using var temp = new TestData.TempDirectory();

@@ -78,6 +78,9 @@ public sealed partial class DatasetBuilder
                 var candidates = new Candidate[batch.Count];
                 for (int i = 0; i < batch.Count; i++)
                 {
+                    // Per example as well as per batch: one example can be a whole book to
+                    // normalise and hash, and a batch holds hundreds.
+                    cancellationToken.ThrowIfCancellationRequested();
                     candidates[i] = Analyze(batch[i]);
                 }
 
@@ -101,6 +104,7 @@ public sealed partial class DatasetBuilder
                 long start = Stopwatch.GetTimestamp();
                 foreach (Candidate candidate in candidates)
                 {
+                    cancellationToken.ThrowIfCancellationRequested();
                     Decide(candidate, run);
                 }
 
@@ -111,6 +115,7 @@ public sealed partial class DatasetBuilder
                         long tokeniseStart = Stopwatch.GetTimestamp();
                         foreach (Candidate c in candidates)
                         {
+                            cancellationToken.ThrowIfCancellationRequested();
                             if (c.Example is not null && c.DropReason is null && c.Example.Ordinal >= run.ResumeOrdinal)
                             {
                                 c.Tokens = _formatter.Format(c.Example);
@@ -141,6 +146,9 @@ public sealed partial class DatasetBuilder
         var windows = new List<PackedWindow>();
         foreach (Candidate c in candidates)
         {
+            // Before an example is packed, never between its windows and the shard that holds
+            // them: what a cancel interrupts here is redone from the last committed shard.
+            cancellationToken.ThrowIfCancellationRequested();
             if (c.Example is null || c.Example.Ordinal < run.ResumeOrdinal)
             {
                 continue;

@@ -60,7 +60,7 @@ public sealed partial class MistralModel
 
         // Targets and loss mask are unused by the forward; the batch only carries positions and the mask shape.
         var batch = new TrainingBatch(inputs, new int[total], new float[total], lengths);
-        using var h = LastHiddenState(batch);
+        using var h = LastHiddenState(batch, CancellationToken.None);
         using var hn = Tensor.Uninitialized(h.Rows, Args.Dim);
         Ops.RmsNormForward(h.Span, Weights.Norm.Span, Args.NormEps, hn.Span, new float[h.Rows], Args.Dim);
 

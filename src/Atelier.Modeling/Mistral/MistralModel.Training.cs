@@ -12,7 +12,12 @@ public sealed partial class MistralModel
     /// <param name="batch">The packed sequence.</param>
     /// <param name="gradScale">Multiplies the gradient (e.g. 1/accumulation steps).</param>
     /// <param name="dropoutKey">Selects this pass's LoRA dropout masks; the same key gives the same masks.</param>
-    public double ForwardBackward(TrainingBatch batch, float gradScale = 1f, ulong dropoutKey = 0)
+    /// <param name="cancellationToken">
+    /// Checked before each layer of the forward and of the backward and before each chunk of the
+    /// output head; a cancelled pass throws <see cref="OperationCanceledException"/> with part of
+    /// its gradient added, which the next <see cref="LoraAdapter.ZeroGrad"/> discards.
+    /// </param>
+    public double ForwardBackward(TrainingBatch batch, float gradScale = 1f, ulong dropoutKey = 0, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(batch);
         if (Adapter is null)
@@ -26,12 +31,14 @@ public sealed partial class MistralModel
         _passDropoutKey = dropoutKey;
         var caches = new LayerCache[a.NLayers];
         var outputs = new List<Tensor>(a.NLayers + 1);
+        Tensor? dh = null;
         try
         {
             var h = Embed(batch.Inputs);
             outputs.Add(h);
             for (var l = 0; l < a.NLayers; l++)
             {
+                ThrowIfCancelled(cancellationToken);
                 caches[l] = new LayerCache(LinearKinds.All.Count);
                 h = BlockForward(l, h, ctx, caches[l]);
                 outputs.Add(h);
@@ -41,22 +48,23 @@ public sealed partial class MistralModel
             using var hn = Tensor.Uninitialized(rows, a.Dim);
             Ops.RmsNormForward(h.Span, Weights.Norm.Span, a.NormEps, hn.Span, invRms, a.Dim);
             using var dhn = new Tensor(rows, a.Dim);
-            var loss = HeadLossAndGradient(hn, batch, gradScale, dhn);
-            var dh = new Tensor(rows, a.Dim);
+            var loss = HeadLossAndGradient(hn, batch, gradScale, dhn, cancellationToken);
+            dh = new Tensor(rows, a.Dim);
             Ops.RmsNormBackward(dhn.Span, h.Span, Weights.Norm.Span, invRms, dh.Span, default, a.Dim);
             for (var l = a.NLayers - 1; l >= 0; l--)
             {
+                ThrowIfCancelled(cancellationToken);
                 var dx = BlockBackward(l, dh, ctx, caches[l]);
                 dh.Dispose();
                 dh = dx;
                 caches[l].Dispose();
             }
 
-            dh.Dispose();
             return loss;
         }
         finally
         {
+            dh?.Dispose();
             foreach (var c in caches)
             {
                 c?.Dispose();
@@ -77,7 +85,7 @@ public sealed partial class MistralModel
     /// logits never exist for the whole sequence. Returns the mean loss over the batch's mask and, when
     /// <paramref name="dhn"/> is given, writes ∂(gradScale·loss)/∂hn into it.
     /// </summary>
-    internal double HeadLossAndGradient(Tensor hn, TrainingBatch batch, float gradScale, Tensor? dhn)
+    internal double HeadLossAndGradient(Tensor hn, TrainingBatch batch, float gradScale, Tensor? dhn, CancellationToken cancellationToken)
     {
         var a = Args;
         var rows = hn.Rows;
@@ -108,6 +116,10 @@ public sealed partial class MistralModel
             {
                 continue; // no loss here, and dhn keeps its zeros
             }
+
+            // A chunk of a 131k vocabulary is tens of GFLOP: the head of a long sequence is worth
+            // several cancellation points of its own.
+            ThrowIfCancelled(cancellationToken);
 
             var z = logits.Span[..(n * a.VocabSize)];
             Ops.LinearForward(hn.Span.Slice(r0 * a.Dim, n * a.Dim), Weights.Output.Span, z, n, a.Dim, a.VocabSize);

@@ -266,10 +266,12 @@ public sealed partial class MistralModel : IDisposable
     /// <summary>
     /// Logits [T × vocab] for a packed sequence (no dropout): the training forward without saving activations.
     /// </summary>
-    public Tensor ForwardLogits(TrainingBatch batch)
+    /// <param name="batch">The packed sequence.</param>
+    /// <param name="cancellationToken">Checked before each layer (<see cref="OperationCanceledException"/>).</param>
+    public Tensor ForwardLogits(TrainingBatch batch, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var h = LastHiddenState(batch);
+        var h = LastHiddenState(batch, cancellationToken);
 
         using var hn = Tensor.Uninitialized(h.Rows, Args.Dim);
         var logits = Head(h, new float[h.Rows], hn);
@@ -278,32 +280,60 @@ public sealed partial class MistralModel : IDisposable
     }
 
     /// <summary>The mean masked cross-entropy of a packed batch, without gradients.</summary>
-    public double ComputeLoss(TrainingBatch batch)
+    /// <param name="batch">The packed sequence.</param>
+    /// <param name="cancellationToken">Checked before each layer and each chunk of the output head (<see cref="OperationCanceledException"/>).</param>
+    public double ComputeLoss(TrainingBatch batch, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var h = LastHiddenState(batch);
+        var h = LastHiddenState(batch, cancellationToken);
 
         using (h)
         {
             using var hn = Tensor.Uninitialized(h.Rows, Args.Dim);
             Ops.RmsNormForward(h.Span, Weights.Norm.Span, Args.NormEps, hn.Span, new float[h.Rows], Args.Dim);
-            return HeadLossAndGradient(hn, batch, 1f, null);
+            return HeadLossAndGradient(hn, batch, 1f, null, cancellationToken);
         }
     }
 
     /// <summary>The hidden state after the last block, without dropout or saved activations.</summary>
-    private Tensor LastHiddenState(TrainingBatch batch)
+    private Tensor LastHiddenState(TrainingBatch batch, CancellationToken cancellationToken)
     {
         var ctx = TrainingContext(batch, training: false, dropoutKey: 0);
         var h = Embed(batch.Inputs);
-        for (var l = 0; l < Args.NLayers; l++)
+        try
         {
-            var next = BlockForward(l, h, ctx, null);
+            for (var l = 0; l < Args.NLayers; l++)
+            {
+                ThrowIfCancelled(cancellationToken);
+                var next = BlockForward(l, h, ctx, null);
+                h.Dispose();
+                h = next;
+            }
+        }
+        catch (OperationCanceledException)
+        {
             h.Dispose();
-            h = next;
+            throw;
         }
 
         return h;
+    }
+
+    /// <summary>
+    /// Test seam: called at every cancellation point of a training or evaluation pass, just before
+    /// the token is checked, so that a test can cancel at the k-th point of a pass deterministically.
+    /// </summary>
+    internal Action? CancellationPointReached { get; set; }
+
+    /// <summary>
+    /// A cancellation point. They sit between layers and output-head chunks, never inside a kernel:
+    /// one check per layer is free next to the layer's GEMMs, and a layer is the longest a cancel
+    /// then waits (seconds for a 7B model on a long sequence, against minutes for a whole step).
+    /// </summary>
+    internal void ThrowIfCancelled(CancellationToken cancellationToken)
+    {
+        CancellationPointReached?.Invoke();
+        cancellationToken.ThrowIfCancellationRequested();
     }
 
     internal AttentionContext TrainingContext(TrainingBatch batch, bool training, ulong dropoutKey)

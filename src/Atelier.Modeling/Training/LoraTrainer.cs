@@ -47,7 +47,14 @@ public sealed class LoraTrainer : IDisposable
     public int StepCount { get; private set; }
 
     /// <summary>One optimiser step, accumulating gradients over <paramref name="microBatches"/> (each weighted equally).</summary>
-    public TrainStepResult Step(IReadOnlyList<TrainingBatch> microBatches)
+    /// <param name="microBatches">The step's micro-batches.</param>
+    /// <param name="cancellationToken">
+    /// Checked before each micro-batch, between the layers of each forward and backward, and once
+    /// more before the optimiser step. A cancelled step throws <see cref="OperationCanceledException"/>
+    /// and is abandoned whole: the adapter, the optimiser's moments and <see cref="StepCount"/> are
+    /// as they were, and the step can be taken again with the same result.
+    /// </param>
+    public TrainStepResult Step(IReadOnlyList<TrainingBatch> microBatches, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(microBatches);
         if (microBatches.Count == 0)
@@ -60,10 +67,14 @@ public sealed class LoraTrainer : IDisposable
         double loss = 0;
         for (var i = 0; i < microBatches.Count; i++)
         {
+            _model.ThrowIfCancelled(cancellationToken);
             var key = DeterministicRandom.MixKey(Options.Seed, (ulong)StepCount, (ulong)i);
-            loss += _model.ForwardBackward(microBatches[i], scale, key);
+            loss += _model.ForwardBackward(microBatches[i], scale, key, cancellationToken);
         }
 
+        // The last point where the step can be abandoned: until here only the gradients changed
+        // (the next step zeroes them); from the optimiser step on, the step runs to its end.
+        _model.ThrowIfCancelled(cancellationToken);
         var norm = GradientClipping.ClipByGlobalNorm(_adapter.Parameters().Select(p => p.Grad), Options.MaxGradNorm);
         var lr = Options.Schedule.At(StepCount);
         _optimizer.Step(lr);

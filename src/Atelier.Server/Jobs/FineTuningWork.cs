@@ -79,6 +79,9 @@ public sealed partial class FineTuningWork(
     private static readonly System.Diagnostics.Metrics.Histogram<double> Stall = Meter.CreateHistogram<double>("atelier_checkpoint_stall", unit: "ms", description: "Training time lost to each checkpoint (back-pressure and snapshot).");
     private static readonly System.Diagnostics.Metrics.Histogram<double> Persist = Meter.CreateHistogram<double>("atelier_checkpoint_persist", unit: "ms", description: "Background persist time of each checkpoint.");
     private static readonly System.Diagnostics.Metrics.Counter<long> CheckpointBytes = Meter.CreateCounter<long>("atelier_checkpoint_bytes_written", unit: "By", description: "Checkpoint bytes written (deduplicated chunks excluded).");
+    // What validation places under job/<id>/: the curation reports and the two datasets.
+    private const string ReportPart = "train-report/";
+    private static readonly string[] ValidationParts = [ReportPart, "train/", "valid/"];
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
 
     /// <inheritdoc />
@@ -88,15 +91,16 @@ public sealed partial class FineTuningWork(
         _ = Task.Run(async () =>
         {
             string? error = null;
+            var cancelled = false;
             try
             {
                 await ValidateAsync(jobId, cancel.Token).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            catch (Exception e) when (IsCancellation(e, cancel))
             {
                 // Cancelled (the grain already moved the job on) or the node is stopping (the
                 // job stays VALIDATING and is validated again on the next start).
-                return;
+                cancelled = true;
             }
             catch (Exception e) when (e is AtelierException or InvalidDataException or IOException or FormatException)
             {
@@ -112,7 +116,14 @@ public sealed partial class FineTuningWork(
                 Unregister(jobId, cancel);
             }
 
-            await grains.GetGrain<IFineTuningJobGrain>(jobId).ValidationFinishedAsync(error).ConfigureAwait(false);
+            if (!cancelled)
+            {
+                await grains.GetGrain<IFineTuningJobGrain>(jobId).ValidationFinishedAsync(error).ConfigureAwait(false);
+            }
+            else if (!lifetime.ApplicationStopping.IsCancellationRequested)
+            {
+                await DiscardValidationAsync(jobId).ConfigureAwait(false);
+            }
         });
     }
 
@@ -129,7 +140,7 @@ public sealed partial class FineTuningWork(
                 {
                     await TrainAsync(jobId, cancel.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+                catch (Exception e) when (IsCancellation(e, cancel))
                 {
                     end = lifetime.ApplicationStopping.IsCancellationRequested ? RunEnd.Interrupted : RunEnd.Cancelled;
                 }
@@ -146,6 +157,9 @@ public sealed partial class FineTuningWork(
 
                 if (end != RunEnd.Interrupted)
                 {
+                    // The attempt is over and no other follows: the adapter it staged (placed, or
+                    // from a cancelled or failed run) is not needed again.
+                    DeleteStaging(jobId);
                     await grains.GetGrain<IFineTuningJobGrain>(jobId).RunFinishedAsync(end, error).ConfigureAwait(false);
                 }
             },
@@ -188,6 +202,86 @@ public sealed partial class FineTuningWork(
         foreach (var cancel in _work.Values)
         {
             cancel.Cancel();
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="e"/> is how a cancel of <paramref name="cancel"/> surfaced: an
+    /// <see cref="OperationCanceledException"/> from any depth, as thrown or wrapped on its way up
+    /// (a faulted task's <see cref="AggregateException"/>, a pipeline channel's completion).
+    /// </summary>
+    private static bool IsCancellation(Exception e, CancellationTokenSource cancel)
+    {
+        if (!cancel.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is OperationCanceledException)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// A job cancelled while validating keeps nothing half-made of its validation: neither the build
+    /// it staged (kept only for a node that stops, whose validation resumes) nor the datasets it
+    /// placed under <c>job/&lt;id&gt;/</c>, which an interrupted placement may have left without
+    /// their manifest. The curation reports stay once the <c>data-curated</c> event says they were
+    /// placed whole (they are the job's to show from then on, whatever follows).
+    /// </summary>
+    private async Task DiscardValidationAsync(string jobId)
+    {
+        try
+        {
+            DeleteStaging(jobId);
+            var job = runtime.Jobs.GetById(jobId);
+            if (job is null)
+            {
+                return;
+            }
+
+            var artifact = Artifact(job);
+            var curated = runtime.Jobs.Events(jobId).Any(e => e.Name == "data-curated");
+            foreach (var part in ValidationParts)
+            {
+                if (curated && part == ReportPart)
+                {
+                    continue;
+                }
+
+                foreach (var key in runtime.Locations.ListKeys(job.LocationId, $"job/{jobId}/{part}").ToArray())
+                {
+                    await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or AtelierException)
+        {
+            // Left for the operator: the job is CANCELLED either way, and nothing reads these.
+            LogDiscardFailed(logger, e, jobId);
+        }
+    }
+
+    private void DeleteStaging(string jobId)
+    {
+        var staging = Staging(jobId);
+        try
+        {
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The job's outcome does not depend on it: logged for the operator, never fatal.
+            LogStagingNotDeleted(logger, e, jobId);
         }
     }
 
@@ -257,7 +351,7 @@ public sealed partial class FineTuningWork(
 
             // What curation kept and dropped is the job's to show whether or not validation
             // passes: the reports go first, then an event with the counts, then the checks.
-            await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/train-report/", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
+            await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/{ReportPart}", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
         }
 
         var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
@@ -379,6 +473,12 @@ public sealed partial class FineTuningWork(
             },
             cancel).ConfigureAwait(false);
 
+        // Trained to the last step: what is left is the commit, placing the adapter and
+        // registering the model, short next to a step. It runs to its end whatever a late cancel
+        // says (the job then ends SUCCESS), so that a cancel never leaves an adapter without its
+        // model or a model without its adapter.
+        cancel = CancellationToken.None;
+
         // The adapter is the model's only new bytes; the base model is referenced, not copied.
         var artifact = Artifact(job);
         var key = $"job/{jobId}/adapter/lora.safetensors";
@@ -432,4 +532,10 @@ public sealed partial class FineTuningWork(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Fine-tuning job {JobId} failed")]
     private static partial void LogFailed(ILogger logger, Exception exception, string jobId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The staging directory of fine-tuning job {JobId} could not be deleted")]
+    private static partial void LogStagingNotDeleted(ILogger logger, Exception exception, string jobId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Fine-tuning job {JobId} was cancelled while validating; what its validation staged or placed could not all be removed")]
+    private static partial void LogDiscardFailed(ILogger logger, Exception exception, string jobId);
 }

@@ -196,7 +196,7 @@ public static class FineTuningRunner
                     await pending.Snapshotted.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 }
 
-                var result = trainer.Step(micro);
+                var result = trainer.Step(micro, cancellationToken);
                 lossSum += result.Loss;
                 lossCount++;
                 run.OnStep?.Invoke(trainer.StepCount, result.Loss);
@@ -205,10 +205,13 @@ public static class FineTuningRunner
                 {
                     if (pending is not null)
                     {
-                        lastCheckpoint = await CompleteAsync(run, pending, cancellationToken).ConfigureAwait(false);
+                        // Taken off first: a cancel inside must not report the checkpoint twice.
+                        var previous = pending;
+                        pending = null;
+                        lastCheckpoint = await CompleteAsync(run, previous, cancellationToken).ConfigureAwait(false);
                     }
 
-                    var metrics = Validate(model, run.ValidationWindows, plan.MaxValidationWindows) with { TrainLoss = lossSum / Math.Max(1, lossCount) };
+                    var metrics = Validate(model, run.ValidationWindows, plan.MaxValidationWindows, cancellationToken) with { TrainLoss = lossSum / Math.Max(1, lossCount) };
                     lossSum = 0;
                     lossCount = 0;
                     pending = await run.Checkpoints.BeginSaveAsync(run.Job, trainer.StepCount, Content(trainer, batch.After), metrics, cancellationToken).ConfigureAwait(false);
@@ -217,9 +220,29 @@ public static class FineTuningRunner
 
             if (pending is not null)
             {
-                lastCheckpoint = await CompleteAsync(run, pending, cancellationToken).ConfigureAwait(false);
+                var last = pending;
                 pending = null;
+                lastCheckpoint = await CompleteAsync(run, last, cancellationToken).ConfigureAwait(false);
             }
+        }
+        catch (OperationCanceledException) when (pending is not null)
+        {
+            // A checkpoint whose snapshot was taken before the cancel is not abandoned half-way:
+            // its persist runs to the commit point (the manifest's rename) or leaves nothing, and
+            // a committed one is reported like any other, so that the job's history shows every
+            // checkpoint the store holds. Nothing else observes the cancelled token from here on.
+            var save = pending;
+            pending = null;
+            try
+            {
+                await CompleteAsync(run, save, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (CheckpointFailedException)
+            {
+                // Absent as a whole: the store took back what it wrote. The cancel is the outcome.
+            }
+
+            throw;
         }
         finally
         {
@@ -274,16 +297,22 @@ public static class FineTuningRunner
     }
 
     /// <summary>Mean masked cross-entropy and next-token accuracy over the first validation windows.</summary>
-    public static CheckpointMetrics Validate(MistralModel model, IReadOnlyList<ShardWindow> windows, int maxWindows)
+    /// <param name="model">The model with its adapter.</param>
+    /// <param name="windows">The validation windows.</param>
+    /// <param name="maxWindows">How many of the first windows to evaluate.</param>
+    /// <param name="cancellationToken">Checked before each window and between the layers of its forward.</param>
+    public static CheckpointMetrics Validate(MistralModel model, IReadOnlyList<ShardWindow> windows, int maxWindows, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(windows);
         double loss = 0;
         long tokens = 0, correct = 0;
         var vocab = model.Args.VocabSize;
-        foreach (var w in windows.Take(maxWindows))
+        for (var i = 0; i < Math.Min(maxWindows, windows.Count); i++)
         {
-            using var logits = model.ForwardLogits(ToBatch(w));
+            cancellationToken.ThrowIfCancellationRequested();
+            var w = windows[i];
+            using var logits = model.ForwardLogits(ToBatch(w), cancellationToken);
             for (var t = 0; t < w.InputIds.Length; t++)
             {
                 if (w.LossMask[t] == 0)

@@ -189,4 +189,130 @@ public sealed class FineTuningRunnerTests
 
         Assert.True(trained > 0, "training left every B at zero");
     }
+
+    [Fact]
+    public async Task CancelWhileEvaluatingAtACheckpoint_StopsAtTheWindowInProgress_AndThatCheckpointNeverExists()
+    {
+        var (modelDir, shards, work) = await PrepareAsync();
+        await using var rig = new CheckpointTestRig();
+        using var cancel = new CancellationTokenSource();
+        var job = new CheckpointJob("ws", "job-cancel-eval", CheckpointTestRig.EuOnPrem);
+        var committed = new List<long>();
+
+        // The second evaluation (at step 4) is cancelled while its second window is read.
+        var windows = new CancellingWindows(count: 4, cancelInPass: 2, cancelAtWindow: 1, cancel);
+        var run = new FineTuningRun
+        {
+            Job = job,
+            Plan = Plan(8),
+            ModelDirectory = modelDir,
+            TrainingShards = shards,
+            ValidationWindows = windows,
+            Checkpoints = rig.Store,
+            AdapterPath = Path.Combine(work, "adapter.safetensors"),
+            OnCheckpoint = c => committed.Add(c.Step),
+        };
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => FineTuningRunner.RunAsync(run, cancel.Token));
+
+        // The evaluation went no further than the window during which the cancel arrived.
+        Assert.Equal([0, 1, 2, 3], windows.ReadInPass(1));
+        Assert.Equal([0, 1], windows.ReadInPass(2));
+        Assert.Equal([2L], committed);
+        Assert.Equal([2L], (await rig.Store.ListAsync(job.JobId)).Select(c => c.Step));
+        Assert.False(File.Exists(run.AdapterPath));
+    }
+
+    [Fact]
+    public async Task CancelWithACheckpointInFlight_CommitsItWhole_AndReportsIt()
+    {
+        var (modelDir, shards, work) = await PrepareAsync();
+        await using var rig = new CheckpointTestRig();
+        using var cancel = new CancellationTokenSource();
+        var job = new CheckpointJob("ws", "job-cancel-persist", CheckpointTestRig.EuOnPrem);
+        var committed = new List<long>();
+        var run = new FineTuningRun
+        {
+            Job = job,
+            Plan = Plan(8),
+            ModelDirectory = modelDir,
+            TrainingShards = shards,
+            ValidationWindows = [],
+            Checkpoints = rig.Store,
+            AdapterPath = Path.Combine(work, "adapter.safetensors"),
+            OnCheckpoint = c => committed.Add(c.Step),
+
+            // The checkpoint of step 2 was begun after step 2; it is reported only after step 4,
+            // which a cancel after step 3 never reaches.
+            OnStep = (step, _) =>
+            {
+                if (step == 3)
+                {
+                    cancel.Cancel();
+                }
+            },
+        };
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => FineTuningRunner.RunAsync(run, cancel.Token));
+
+        // Committed before the attempt ended, whole, and in the job's history as in the store.
+        Assert.Equal([2L], committed);
+        await rig.RestartAsync();
+        Assert.Equal([2L], (await rig.Store.ListAsync(job.JobId)).Select(c => c.Step));
+        var restored = await rig.Store.RestoreAsync(job.JobId, 2);
+        Assert.Contains(restored.Info.Entries, e => e.Name == "trainer/state");
+        Assert.False(File.Exists(run.AdapterPath));
+    }
+
+    /// <summary>
+    /// Validation windows that record which ones each evaluation pass reads (a pass starts at
+    /// window 0) and cancel a token when one chosen window of one chosen pass is read.
+    /// </summary>
+    private sealed class CancellingWindows(int count, int cancelInPass, int cancelAtWindow, CancellationTokenSource cancel) : IReadOnlyList<Atelier.Data.Shards.ShardWindow>
+    {
+        private readonly Atelier.Data.Shards.ShardWindow[] _windows = [.. Enumerable.Range(0, count).Select(Window)];
+        private readonly List<List<int>> _passes = [];
+
+        public int Count => _windows.Length;
+
+        public Atelier.Data.Shards.ShardWindow this[int index]
+        {
+            get
+            {
+                if (index == 0)
+                {
+                    _passes.Add([]);
+                }
+
+                _passes[^1].Add(index);
+                if (_passes.Count == cancelInPass && index == cancelAtWindow)
+                {
+                    cancel.Cancel();
+                }
+
+                return _windows[index];
+            }
+        }
+
+        public int[] ReadInPass(int pass) => [.. _passes[pass - 1]];
+
+        public IEnumerator<Atelier.Data.Shards.ShardWindow> GetEnumerator()
+        {
+            for (var i = 0; i < Count; i++)
+            {
+                yield return this[i];
+            }
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+        private static Atelier.Data.Shards.ShardWindow Window(int seed)
+        {
+            const int length = 64;
+            var tokens = Enumerable.Range(0, length + 1).Select(t => 3 + ((t * 31) + (seed * 17)) % 250).ToArray();
+            var mask = new byte[length];
+            Array.Fill(mask, (byte)1);
+            return new Atelier.Data.Shards.ShardWindow(tokens[..length], tokens[1..], mask, [length]);
+        }
+    }
 }
