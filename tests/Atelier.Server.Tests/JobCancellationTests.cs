@@ -22,8 +22,8 @@ public sealed class JobCancellationTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        await TestModels.ImportAsync(server, TestModels.TinyModel("tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
 
         // Four steps, a checkpoint after each. The checkpoint of step 1 is recorded once step 2
         // has trained, just before step 3 starts: from then on a step is running.
@@ -60,10 +60,10 @@ public sealed class JobCancellationTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await ModelsApiTests.ImportAsync(server, ModelsApiTests.TinyModel("tiny-base"));
+        await TestModels.ImportAsync(server, TestModels.TinyModel("tiny-base"));
 
         // Enough examples that the build takes a while after it created its staging directory.
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines(20_000));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines(20_000));
         var (_, created) = await PostAsync(client, "/v1/fine_tuning/jobs", Request("tiny-base", train, steps: 2));
         var id = created["id"]!.GetValue<string>();
         var staging = Path.Combine(server.DataDirectory, "staging", "jobs", id);
