@@ -22,7 +22,7 @@ public sealed class JobCancellationTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await TestModels.ImportAsync(server, TestModels.TinyModel("tiny-base"));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
 
         // Four steps, a checkpoint after each. The checkpoint of step 1 is recorded once step 2
@@ -60,7 +60,7 @@ public sealed class JobCancellationTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        await TestModels.ImportAsync(server, TestModels.TinyModel("tiny-base"));
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
 
         // Enough examples that the build takes a while after it created its staging directory.
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines(20_000));
