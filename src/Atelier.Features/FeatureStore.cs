@@ -321,11 +321,8 @@ public sealed partial class FeatureStore : IDisposable
 
     private async Task<List<FeatureRow>> ReadSegmentAsync(FeatureView view, FeatureSegment segment, CancellationToken cancellationToken)
     {
-        if (!_guard.TryOpenRead(segment.LocationId, segment.BlobKey, out var stream))
-        {
-            throw new StorageUnavailableException($"Segment {segment.Seq} of feature view '{view.Name}' v{view.Version} is missing at location '{segment.LocationId}' ({segment.BlobKey}).");
-        }
-
+        var stream = await _guard.OpenReadAsync(segment.LocationId, segment.BlobKey, cancellationToken).ConfigureAwait(false)
+            ?? throw new StorageUnavailableException($"Segment {segment.Seq} of feature view '{view.Name}' v{view.Version} is missing at location '{segment.LocationId}' ({segment.BlobKey}).");
         await using (stream.ConfigureAwait(false))
         {
             return await FeatureParquet.ReadAsync(view, stream, segment.BlobKey, null, cancellationToken).ConfigureAwait(false);

@@ -87,7 +87,7 @@ public sealed class FeatureStoreFixture : IDisposable
         return Store;
     }
 
-    public List<string> BlobKeys(string prefix = "") => [.. Locations.ListKeys("local", prefix)];
+    public async Task<List<string>> BlobKeysAsync(string prefix = "") => await Locations.ListKeysAsync("local", prefix, CancellationToken.None).ToListAsync();
 
     /// <summary>A view "quality" over example ids: quality (float64), cluster (int64), contaminated (bool), lang (string), emb (float32[4]).</summary>
     public FeatureView CreateQualityView(string name = "quality", string? policy = null, TimeSpan? ttl = null) =>

@@ -125,11 +125,12 @@ public static class FeatureEndpoints
             return Results.Json(store.GetTrainingSet(caller.WorkspaceId, id), AtelierJson.Options);
         }).WithSummary("A training set's manifest.");
 
-        api.MapGet("/training-sets/{id}/examples", (HttpContext context, string id) =>
+        api.MapGet("/training-sets/{id}/examples", async (HttpContext context, string id) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var manifest = store.GetTrainingSet(caller.WorkspaceId, id);
-            return Results.File(store.OpenTrainingSetBlob(manifest, manifest.Examples.Key), "application/vnd.apache.parquet", $"{manifest.Name}-v{manifest.Version}.parquet");
+            var examples = await store.OpenTrainingSetBlobAsync(manifest, manifest.Examples.Key, context.RequestAborted).ConfigureAwait(false);
+            return Results.File(examples, "application/vnd.apache.parquet", $"{manifest.Name}-v{manifest.Version}.parquet");
         }).WithSummary("A training set's Parquet of example ids and features.");
     }
 
