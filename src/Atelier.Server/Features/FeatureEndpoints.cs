@@ -13,15 +13,11 @@ public static class FeatureEndpoints
     /// <summary>The online store's file in the data directory.</summary>
     public const string OnlineStoreFile = "features-online.db";
 
-    /// <summary>
-    /// Maps <c>/api/v1/features</c>. Uses the <see cref="FeatureStore"/> registered in the services
-    /// when there is one; otherwise opens one over the runtime's catalog and placement guard, with its
-    /// online store in the data directory, and closes it when the application stops.
-    /// </summary>
-    public static void MapFeatures(this IEndpointRouteBuilder app)
+    /// <summary>Maps <c>/api/v1/features</c> over <paramref name="store"/> (see <see cref="OpenStoreAsync"/>).</summary>
+    public static void MapFeatures(this IEndpointRouteBuilder app, FeatureStore store)
     {
         ArgumentNullException.ThrowIfNull(app);
-        var store = app.ServiceProvider.GetService<FeatureStore>() ?? Open(app.ServiceProvider);
+        ArgumentNullException.ThrowIfNull(store);
         var api = app.MapGroup("/api/v1/features").WithTags("Features");
 
         api.MapPost("/views", async (HttpContext context) =>
@@ -134,8 +130,19 @@ public static class FeatureEndpoints
         }).WithSummary("A training set's Parquet of example ids and features.");
     }
 
-    private static FeatureStore Open(IServiceProvider services)
+    /// <summary>
+    /// The <see cref="FeatureStore"/> registered in the services when there is one; otherwise opens one
+    /// over the runtime's catalog and placement guard, with its online store in the data directory,
+    /// catches its online store up with the committed segments, and closes it when the application stops.
+    /// </summary>
+    public static async Task<FeatureStore> OpenStoreAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(services);
+        if (services.GetService<FeatureStore>() is { } registered)
+        {
+            return registered;
+        }
+
         var runtime = services.GetRequiredService<AtelierRuntime>();
         var store = new FeatureStore(
             runtime.Catalog,
@@ -149,6 +156,16 @@ public static class FeatureEndpoints
             },
             runtime.Clock);
         services.GetService<IHostApplicationLifetime>()?.ApplicationStopped.Register(store.Dispose);
+        try
+        {
+            await store.CatchUpOnlineAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+
         return store;
     }
 }

@@ -96,6 +96,7 @@ public static class AtelierServer
 
         // Before any request can create or delete a collection: sweep what a crash left of one.
         await app.Services.GetRequiredService<CollectionStore>().RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
+        var features = await FeatureEndpoints.OpenStoreAsync(app.Services, cancellationToken).ConfigureAwait(false);
         app.Lifetime.ApplicationStopped.Register(runtime.Dispose);
         app.UseMiddleware<RequestLog>();
         app.UseMiddleware<ErrorMapping>();
@@ -113,7 +114,7 @@ public static class AtelierServer
         app.MapFiles();
         app.MapPlatform();
         app.MapDatasets();
-        app.MapFeatures();
+        app.MapFeatures(features);
         app.MapCollections();
         app.MapModels();
         app.MapFineTuningJobs();
