@@ -58,7 +58,7 @@ public static class AtelierCommands
         command.SetAction(async (parse, cancel) =>
         {
             var dataDirectory = Path.GetFullPath(parse.GetValue(data) ?? DefaultDataDirectory);
-            var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant() });
+            var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant() }, cancellationToken: cancel).ConfigureAwait(false);
             var runtime = app.Runtime();
             Console.WriteLine($"Atelier data directory: {dataDirectory}");
             if (runtime.CreatedAdminKeyPath is { } keyPath)

@@ -173,12 +173,11 @@ public sealed partial class FeatureStore
     public IReadOnlyList<TrainingSetManifest> ListTrainingSets(string workspace) => _catalog.ListTrainingSets(workspace);
 
     /// <summary>Opens a committed blob of a training set (its Parquet or manifest).</summary>
-    public Stream OpenTrainingSetBlob(TrainingSetManifest manifest, string key)
+    public async ValueTask<Stream> OpenTrainingSetBlobAsync(TrainingSetManifest manifest, string key, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(manifest);
-        return _guard.TryOpenRead(manifest.Location, key, out var stream)
-            ? stream
-            : throw new StorageUnavailableException($"Blob '{key}' of training set {manifest.Id} is missing at location '{manifest.Location}'.");
+        return await _guard.OpenReadAsync(manifest.Location, key, cancellationToken).ConfigureAwait(false)
+            ?? throw new StorageUnavailableException($"Blob '{key}' of training set {manifest.Id} is missing at location '{manifest.Location}'.");
     }
 
     private async Task<PlacementReceipt> PlaceAsync(ArtifactRef artifact, ResidencyPolicy policy, string location, string actor, string key, ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)

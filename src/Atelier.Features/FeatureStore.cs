@@ -89,7 +89,6 @@ public sealed partial class FeatureStore : IDisposable
         _options = options;
         _clock = clock;
         _online = new OnlineStore(options.OnlineStorePath, options.CacheCapacity, options.CacheScheduler);
-        RecoveredSegments = CatchUpOnline();
     }
 
     /// <summary>The online store.</summary>
@@ -97,9 +96,6 @@ public sealed partial class FeatureStore : IDisposable
 
     /// <summary>The metadata tables.</summary>
     public FeatureCatalog Catalog => _catalog;
-
-    /// <summary>How many committed segments the open applied to the online store (a crash left them unapplied, or the online file was new).</summary>
-    public int RecoveredSegments { get; }
 
     /// <summary>
     /// Creates a view, or a new version of it when the schema differs from its latest version.
@@ -321,18 +317,20 @@ public sealed partial class FeatureStore : IDisposable
 
     private async Task<List<FeatureRow>> ReadSegmentAsync(FeatureView view, FeatureSegment segment, CancellationToken cancellationToken)
     {
-        if (!_guard.TryOpenRead(segment.LocationId, segment.BlobKey, out var stream))
-        {
-            throw new StorageUnavailableException($"Segment {segment.Seq} of feature view '{view.Name}' v{view.Version} is missing at location '{segment.LocationId}' ({segment.BlobKey}).");
-        }
-
+        var stream = await _guard.OpenReadAsync(segment.LocationId, segment.BlobKey, cancellationToken).ConfigureAwait(false)
+            ?? throw new StorageUnavailableException($"Segment {segment.Seq} of feature view '{view.Name}' v{view.Version} is missing at location '{segment.LocationId}' ({segment.BlobKey}).");
         await using (stream.ConfigureAwait(false))
         {
             return await FeatureParquet.ReadAsync(view, stream, segment.BlobKey, null, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private int CatchUpOnline()
+    /// <summary>
+    /// Applies to the online store the committed segments it has not seen (a crash between a
+    /// segment's commit and its online apply, or a new online file) and returns how many it applied.
+    /// Run it once when the store opens, before it serves lookups or takes pushes.
+    /// </summary>
+    public async Task<int> CatchUpOnlineAsync(CancellationToken cancellationToken)
     {
         var applied = 0;
         foreach (var view in _catalog.ListViews(null))
@@ -340,7 +338,7 @@ public sealed partial class FeatureStore : IDisposable
             var watermark = _online.Watermark(view.Id);
             foreach (var segment in _catalog.Segments(view.Id, watermark))
             {
-                var rows = ReadSegmentAsync(view, segment, CancellationToken.None).GetAwaiter().GetResult();
+                var rows = await ReadSegmentAsync(view, segment, cancellationToken).ConfigureAwait(false);
                 _online.Apply(view, segment.Seq, rows);
                 applied++;
             }

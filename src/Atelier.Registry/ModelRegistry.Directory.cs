@@ -13,17 +13,17 @@ public sealed partial class ModelRegistry
     /// <exception cref="ArgumentException">The model is not a base model.</exception>
     /// <exception cref="NotSupportedException">Its blobs are not plain local files; use <see cref="ModelDirectoryAsync"/>.</exception>
     /// <exception cref="StorageUnavailableException">A blob is missing.</exception>
-    public string ModelDirectory(RegisteredModel model) =>
-        TryLocalDirectory(model)
+    public async ValueTask<string> LocalModelDirectoryAsync(RegisteredModel model, CancellationToken ct) =>
+        await TryLocalDirectoryAsync(model, ct).ConfigureAwait(false)
         ?? throw new NotSupportedException($"The files of model '{model.Id}' are not plain local files; use ModelDirectoryAsync, which copies them to a local cache.");
 
     /// <summary>
-    /// Like <see cref="ModelDirectory"/>, but when the blobs are not plain local files (e.g. an
+    /// Like <see cref="LocalModelDirectoryAsync"/>, but when the blobs are not plain local files (e.g. an
     /// S3-compatible location), copies them once into the cache directory and returns that.
     /// </summary>
     public async ValueTask<string> ModelDirectoryAsync(RegisteredModel model, CancellationToken ct)
     {
-        if (TryLocalDirectory(model) is { } local)
+        if (await TryLocalDirectoryAsync(model, ct).ConfigureAwait(false) is { } local)
         {
             return local;
         }
@@ -47,11 +47,8 @@ public sealed partial class ModelRegistry
         {
             foreach (var artifact in model.Artifacts)
             {
-                if (!_guard.TryOpenRead(artifact.LocationId, artifact.Key, out var stream))
-                {
-                    throw new StorageUnavailableException($"File '{artifact.Name}' of model '{model.Id}' is missing from location '{artifact.LocationId}'.");
-                }
-
+                var stream = await _guard.OpenReadAsync(artifact.LocationId, artifact.Key, ct).ConfigureAwait(false)
+                    ?? throw new StorageUnavailableException($"File '{artifact.Name}' of model '{model.Id}' is missing from location '{artifact.LocationId}'.");
                 await using (stream.ConfigureAwait(false))
                 await using (var output = new FileStream(Path.Combine(temp, artifact.Name), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
                 {
@@ -76,7 +73,7 @@ public sealed partial class ModelRegistry
         return target;
     }
 
-    private string? TryLocalDirectory(RegisteredModel model)
+    private async ValueTask<string?> TryLocalDirectoryAsync(RegisteredModel model, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (model.Kind != ModelKind.Base)
@@ -87,12 +84,9 @@ public sealed partial class ModelRegistry
         string? directory = null;
         foreach (var artifact in model.Artifacts)
         {
-            if (!_guard.TryOpenRead(artifact.LocationId, artifact.Key, out var stream))
-            {
-                throw new StorageUnavailableException($"File '{artifact.Name}' of model '{model.Id}' is missing from location '{artifact.LocationId}'.");
-            }
-
-            using (stream)
+            var stream = await _guard.OpenReadAsync(artifact.LocationId, artifact.Key, ct).ConfigureAwait(false)
+                ?? throw new StorageUnavailableException($"File '{artifact.Name}' of model '{model.Id}' is missing from location '{artifact.LocationId}'.");
+            await using (stream.ConfigureAwait(false))
             {
                 // A local-directory store hands out FileStreams on the committed file itself.
                 if (stream is not FileStream file || Path.GetFileName(file.Name) != artifact.Name)

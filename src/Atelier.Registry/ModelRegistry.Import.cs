@@ -72,9 +72,15 @@ public sealed partial class ModelRegistry
             // No row exists and this process holds the id, so any bytes under the prefix were left by a
             // crashed import: clear them so the keys can be written again.
             var prefix = BaseKeyPrefix(id);
-            foreach (var stale in _guard.Locations.ListKeys(locationId, prefix).ToArray())
+            var stale = new List<string>();
+            await foreach (var key in _guard.Locations.ListKeysAsync(locationId, prefix, ct).ConfigureAwait(false))
             {
-                await _guard.DeleteAsync(new ArtifactRef("model", id, auditWorkspace), locationId, "system:recovery", stale, ct).ConfigureAwait(false);
+                stale.Add(key);
+            }
+
+            foreach (var key in stale)
+            {
+                await _guard.DeleteAsync(new ArtifactRef("model", id, auditWorkspace), locationId, "system:recovery", key, ct).ConfigureAwait(false);
             }
 
             var artifacts = new List<ModelArtifact>(validated.Files.Count);
@@ -134,7 +140,14 @@ public sealed partial class ModelRegistry
         var removed = 0;
         foreach (var location in _guard.Locations.All.ToArray())
         {
-            foreach (var key in _guard.Locations.ListKeys(location.Id, "model/").ToArray())
+            // Listed whole before deleting: a store need not keep a listing stable under deletions.
+            var keys = new List<string>();
+            await foreach (var key in _guard.Locations.ListKeysAsync(location.Id, "model/", ct).ConfigureAwait(false))
+            {
+                keys.Add(key);
+            }
+
+            foreach (var key in keys)
             {
                 var rest = key["model/".Length..];
                 var slash = rest.IndexOf('/', StringComparison.Ordinal);

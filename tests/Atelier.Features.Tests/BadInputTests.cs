@@ -17,7 +17,7 @@ public sealed class BadInputTests : IDisposable
     {
         await Assert.ThrowsAsync<NotFoundException>(() => _f.PushAsync("nope", Row("a", T0, quality: 1)));
         Assert.Throws<NotFoundException>(() => _f.Store.GetOnline(Ws, "nope", null, ["a"]));
-        Assert.Empty(_f.BlobKeys());
+        Assert.Empty(await _f.BlobKeysAsync());
     }
 
     [Fact]
@@ -49,7 +49,7 @@ public sealed class BadInputTests : IDisposable
         Assert.Equal((6L, "example_id"), (error.Problems[4].Line!.Value, error.Problems[4].Field!));
         Assert.Contains("line 2 quality", error.Message, StringComparison.Ordinal);
 
-        Assert.Empty(_f.BlobKeys());
+        Assert.Empty(await _f.BlobKeysAsync());
         Assert.Empty(_f.Store.Segments(view));
         Assert.Equal(before, _f.Audit.LastSeq);
         Assert.False(_f.Store.GetOnline(view, ["a"])[0].Found);
@@ -98,7 +98,7 @@ public sealed class BadInputTests : IDisposable
 
         Assert.Equal(("us-only", "local"), (error.PolicyName, error.LocationId));
         Assert.Empty(_f.Store.Segments(view));
-        Assert.Empty(_f.BlobKeys());
+        Assert.Empty(await _f.BlobKeysAsync());
         Assert.Contains(_f.Audit.Tail(5), e => e.Type == "placement_refused");
     }
 
@@ -172,7 +172,7 @@ public sealed class ParquetIngestTests : IDisposable
         var problem = Assert.Single(error.Problems);
         Assert.Equal(("features.parquet", 1L, "quality"), (problem.File, problem.Line!.Value, problem.Field));
         Assert.Empty(_f.Store.Segments(view));
-        Assert.Empty(_f.BlobKeys());
+        Assert.Empty(await _f.BlobKeysAsync());
     }
 
     [Fact]
@@ -183,6 +183,6 @@ public sealed class ParquetIngestTests : IDisposable
 
         await Assert.ThrowsAsync<BadRequestException>(() =>
             _f.Store.IngestParquetAsync(Ws, "quality", null, junk, "junk.parquet", T0, "test", CancellationToken.None));
-        Assert.Empty(_f.BlobKeys());
+        Assert.Empty(await _f.BlobKeysAsync());
     }
 }

@@ -50,7 +50,7 @@ public sealed class CatalogMigrationTests : IDisposable
         }
 
         Assert.Equal(CatalogDatabase.LatestSchemaVersion, reopened.SchemaVersion);
-        var store = _f.Reopen("features-online.db");
+        var (store, _) = await _f.ReopenAsync("features-online.db");
         var after = store.ListViews(Ws);
         Assert.Equal(views.Select(v => v.Id), after.Select(v => v.Id));
         Assert.Equal(segments.Select(s => s.BlobKey), store.Segments(after[0]).Select(s => s.BlobKey));

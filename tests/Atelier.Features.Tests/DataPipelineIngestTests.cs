@@ -91,7 +91,7 @@ public sealed class DataPipelineIngestTests : IDisposable
             .ToArray();
         Assert.Equal(200, pushed.Rows);
         Assert.Equal(expected.Length, manifest.Rows);
-        using var blob = _f.Store.OpenTrainingSetBlob(manifest, manifest.Examples.Key);
+        await using var blob = await _f.Store.OpenTrainingSetBlobAsync(manifest, manifest.Examples.Key, CancellationToken.None);
         var copy = new MemoryStream();
         await blob.CopyToAsync(copy);
         copy.Position = 0;

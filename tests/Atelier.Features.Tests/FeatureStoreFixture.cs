@@ -79,15 +79,19 @@ public sealed class FeatureStoreFixture : IDisposable
             CacheScheduler = Scheduler,
         }, Clock);
 
-    /// <summary>Simulates a restart: a new store over the same catalog and blobs (optionally with a lost online file).</summary>
-    public FeatureStore Reopen(string onlineFile)
+    /// <summary>
+    /// Simulates a restart: a new store over the same catalog and blobs (optionally with a lost online
+    /// file), caught up as a host does when it starts. Returns it and how many segments the catch-up applied.
+    /// </summary>
+    public async Task<(FeatureStore Store, int Recovered)> ReopenAsync(string onlineFile)
     {
         Store.Dispose();
         Store = OpenStore(onlineFile);
-        return Store;
+        var recovered = await Store.CatchUpOnlineAsync(CancellationToken.None);
+        return (Store, recovered);
     }
 
-    public List<string> BlobKeys(string prefix = "") => [.. Locations.ListKeys("local", prefix)];
+    public async Task<List<string>> BlobKeysAsync(string prefix = "") => await Locations.ListKeysAsync("local", prefix, CancellationToken.None).ToListAsync();
 
     /// <summary>A view "quality" over example ids: quality (float64), cluster (int64), contaminated (bool), lang (string), emb (float32[4]).</summary>
     public FeatureView CreateQualityView(string name = "quality", string? policy = null, TimeSpan? ttl = null) =>

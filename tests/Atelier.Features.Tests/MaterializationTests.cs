@@ -59,7 +59,7 @@ public sealed class MaterializationTests : IDisposable
         Assert.Equal(3, manifest.Rows);
         Assert.Equal(4, manifest.FilteredOut);   // e3, e4, e5, e6
         Assert.Equal(1, manifest.DeduplicatedOut); // e1
-        using var stream = _f.Store.OpenTrainingSetBlob(manifest, manifest.Examples.Key);
+        await using var stream = await _f.Store.OpenTrainingSetBlobAsync(manifest, manifest.Examples.Key, CancellationToken.None);
         var copy = new MemoryStream();
         await stream.CopyToAsync(copy);
         copy.Position = 0;
@@ -95,23 +95,24 @@ public sealed class MaterializationTests : IDisposable
 
         var placements = _f.Audit.Read(before, 100).Where(e => e.Type == "placement" && e.ArtifactId == manifest.Id).ToList();
         // Parquet first, manifest last.
-        Assert.Equal([manifest.Examples.Sha256, Sha($"dataset/{manifest.Id}/manifest.json")], placements.Select(e => e.Sha256!).ToArray());
+        Assert.Equal([manifest.Examples.Sha256, await ShaAsync($"dataset/{manifest.Id}/manifest.json")], placements.Select(e => e.Sha256!).ToArray());
         Assert.All(placements, e => Assert.Equal("dataset", e.ArtifactKind));
 
         // The stored manifest is the catalog's, and reads back equal.
-        using var blob = _f.Store.OpenTrainingSetBlob(manifest, $"dataset/{manifest.Id}/manifest.json");
+        await using var blob = await _f.Store.OpenTrainingSetBlobAsync(manifest, $"dataset/{manifest.Id}/manifest.json", CancellationToken.None);
         var stored = await JsonSerializer.DeserializeAsync<TrainingSetManifest>(blob, Storage.FeatureCatalog.Json);
         Assert.Equal(manifest.Id, stored!.Id);
         Assert.Equal(manifest.Examples, stored.Examples);
         Assert.Equal(manifest.Id, _f.Store.GetTrainingSet(Ws, manifest.Id).Id);
     }
 
-    private string Sha(string key)
+    private async Task<string> ShaAsync(string key)
     {
-        Assert.True(_f.Guard.TryOpenRead("local", key, out var s));
-        using (s)
+        var s = await _f.Guard.OpenReadAsync("local", key, CancellationToken.None);
+        Assert.NotNull(s);
+        await using (s)
         {
-            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(s));
+            return Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(s));
         }
     }
 
@@ -146,8 +147,8 @@ public sealed class MaterializationTests : IDisposable
             _f.Store.MaterializeAsync(Ws, Query() with { Location = "us-cloud" }, "test", CancellationToken.None));
 
         Assert.Equal("default", error.PolicyName);
-        Assert.Empty(_f.Locations.ListKeys("us-cloud", "dataset/"));
-        Assert.Empty(_f.BlobKeys("dataset/"));
+        Assert.Empty(await _f.Locations.ListKeysAsync("us-cloud", "dataset/", CancellationToken.None).ToListAsync());
+        Assert.Empty(await _f.BlobKeysAsync("dataset/"));
         Assert.Empty(_f.Store.ListTrainingSets(Ws));
     }
 
@@ -161,6 +162,6 @@ public sealed class MaterializationTests : IDisposable
 
         Assert.Contains("filters[0]", error.Message, StringComparison.Ordinal);
         Assert.Contains("float64", error.Message, StringComparison.Ordinal);
-        Assert.Empty(_f.BlobKeys("dataset/"));
+        Assert.Empty(await _f.BlobKeysAsync("dataset/"));
     }
 }

@@ -46,16 +46,16 @@ public sealed class OnlineStoreTests : IDisposable
     }
 
     [Fact]
-    public async Task Online_AfterACrashBeforeTheOnlineStoreCaughtUp_ReplaysCommittedSegmentsOnOpen()
+    public async Task Online_AfterACrashBeforeTheOnlineStoreCaughtUp_ReplaysCommittedSegmentsOnCatchUp()
     {
         _f.CreateQualityView();
         await _f.PushAsync("quality", Row("a", T0, quality: 0.1));
         await _f.PushAsync("quality", Row("a", T0.AddHours(1), quality: 0.2), Row("b", T0, quality: 0.7));
 
         // A fresh online file stands for an online store that missed every segment.
-        var reopened = _f.Reopen("features-online-lost.db");
+        var (reopened, recovered) = await _f.ReopenAsync("features-online-lost.db");
 
-        Assert.Equal(2, reopened.RecoveredSegments);
+        Assert.Equal(2, recovered);
         var values = reopened.GetOnline(Ws, "quality", null, ["a", "b"]);
         Assert.Equal(0.2, values[0].Values![0]);
         Assert.Equal(0.7, values[1].Values![0]);

@@ -79,7 +79,7 @@ public sealed class ModelRegistryTests : IDisposable
             },
             CancellationToken.None);
 
-    private IEnumerable<string> Blobs(string prefix) => _guard.Locations.ListKeys("paris", prefix);
+    private async Task<List<string>> BlobsAsync(string prefix) => await _guard.Locations.ListKeysAsync("paris", prefix, CancellationToken.None).ToListAsync();
 
     [Fact]
     public async Task Import_CopiesEveryFileThroughTheGuardAndTheDirectoryLoadsAsAModel()
@@ -101,7 +101,7 @@ public sealed class ModelRegistryTests : IDisposable
         Assert.All(placements, e => Assert.Equal("eu-only", e.Policy));
         Assert.Contains(_audit.Read(0, 100), e => e.Type == "model_registered" && e.ArtifactId == "tiny-model");
 
-        var local = _registry.ModelDirectory(model);
+        var local = await _registry.LocalModelDirectoryAsync(model, CancellationToken.None);
         using var loaded = MistralModel.Load(local);
         Assert.Equal(TinyModelWriter.DefaultArgs.Dim, loaded.Args.Dim);
     }
@@ -116,7 +116,7 @@ public sealed class ModelRegistryTests : IDisposable
         Assert.Contains("consolidated.safetensors", error.Message, StringComparison.Ordinal);
         Assert.Contains(error.Problems, p => p.File == "consolidated.safetensors");
         Assert.Null(await _registry.FindAsync(_teamA.Id, "tiny-model", CancellationToken.None));
-        Assert.Empty(Blobs("model/"));
+        Assert.Empty(await BlobsAsync("model/"));
     }
 
     [Fact]
@@ -128,7 +128,7 @@ public sealed class ModelRegistryTests : IDisposable
         var model = await ImportAsync(dir);
 
         Assert.Equal(["consolidated.safetensors", "tokenizer.model.v3", "params.json"], model.Artifacts.Select(a => a.Name));
-        var tokenizer = MistralModelTokenizer.Load(_registry.ModelDirectory(model));
+        var tokenizer = MistralModelTokenizer.Load(await _registry.LocalModelDirectoryAsync(model, CancellationToken.None));
         Assert.Equal(MistralTokenizerVersion.V3, tokenizer.Version);
         Assert.Equal(3 + 7 + 256 + 1, tokenizer.File.VocabularySize);
         Assert.Equal(3, tokenizer.Control.Inst);
@@ -156,7 +156,7 @@ public sealed class ModelRegistryTests : IDisposable
         Assert.Equal(("tekken.json", "vocab_size"), (problem.File, problem.Field));
         Assert.Contains($"the tokeniser has {TinyModelWriter.ByteVocabSize} tokens but params.json has vocab_size 200", problem.Message, StringComparison.Ordinal);
         Assert.Contains("tekken.json vocab_size", error.Message, StringComparison.Ordinal);
-        Assert.Empty(Blobs("model/"));
+        Assert.Empty(await BlobsAsync("model/"));
     }
 
     [Fact]
@@ -171,7 +171,7 @@ public sealed class ModelRegistryTests : IDisposable
         File.WriteAllText(Path.Combine(dir, "tekken.json"), File.ReadAllText(Path.Combine(dir, "tokenizer.json")).Replace("\"version\":\"v7\"", "\"version\":\"v15\"", StringComparison.Ordinal));
         var unsupported = await Assert.ThrowsAsync<ValidationFailedException>(() => ImportAsync(dir));
         Assert.Contains("v15 is not supported", Assert.Single(unsupported.Problems).Message, StringComparison.Ordinal);
-        Assert.Empty(Blobs("model/"));
+        Assert.Empty(await BlobsAsync("model/"));
     }
 
     [Fact]
@@ -184,7 +184,7 @@ public sealed class ModelRegistryTests : IDisposable
 
         var error = await Assert.ThrowsAsync<ValidationFailedException>(() => ImportAsync(dir));
         Assert.Contains("truncated", error.Message, StringComparison.Ordinal);
-        Assert.Empty(Blobs("model/"));
+        Assert.Empty(await BlobsAsync("model/"));
     }
 
     [Fact]
@@ -194,7 +194,7 @@ public sealed class ModelRegistryTests : IDisposable
         await Assert.ThrowsAsync<PlacementRefusedException>(() =>
             _registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = dir }, EuOnly, "us-east", "key:admin", "default", CancellationToken.None));
         Assert.Null(await _registry.FindBaseAsync("tiny-model", CancellationToken.None));
-        Assert.Empty(_guard.Locations.ListKeys("us-east", "model/"));
+        Assert.Empty(await _guard.Locations.ListKeysAsync("us-east", "model/", CancellationToken.None).ToListAsync());
         Assert.Contains(_audit.Read(0, 100), e => e.Type == "placement_refused" && e.ArtifactId == "tiny-model");
     }
 
@@ -208,7 +208,7 @@ public sealed class ModelRegistryTests : IDisposable
     {
         var error = await Assert.ThrowsAsync<BadRequestException>(() => ImportAsync(TinyModel(), id));
         Assert.Equal("invalid_model_id", error.Code);
-        Assert.Empty(Blobs("model/"));
+        Assert.Empty(await BlobsAsync("model/"));
     }
 
     [Fact]
@@ -231,8 +231,8 @@ public sealed class ModelRegistryTests : IDisposable
         }
 
         Assert.Equal(1, await _registry.RemoveOrphanedBlobsAsync("system:recovery", CancellationToken.None));
-        Assert.Empty(Blobs("model/crashed/"));
-        Assert.Equal(model.Artifacts.Count, Blobs("model/tiny-model/").Count());
+        Assert.Empty(await BlobsAsync("model/crashed/"));
+        Assert.Equal(model.Artifacts.Count, (await BlobsAsync("model/tiny-model/")).Count);
     }
 
     [Fact]
@@ -336,13 +336,13 @@ public sealed class ModelRegistryTests : IDisposable
 
         await _registry.DeleteFineTunedAsync(_teamA.Id, model.Id, "key:a", CancellationToken.None);
         Assert.Null(await _registry.FindAsync(_teamA.Id, model.Id, CancellationToken.None));
-        Assert.Empty(Blobs($"job/{jobId}/"));
+        Assert.Empty(await BlobsAsync($"job/{jobId}/"));
         Assert.Contains(_audit.Read(0, 1000), e => e.Type == "deletion" && e.ArtifactId == model.Id);
         await Assert.ThrowsAsync<NotFoundException>(() => _registry.DeleteFineTunedAsync(_teamA.Id, model.Id, "key:a", CancellationToken.None));
 
         await _registry.DeleteBaseAsync("tiny-model", "key:admin", "default", CancellationToken.None);
         Assert.Null(await _registry.FindBaseAsync("tiny-model", CancellationToken.None));
-        Assert.Empty(Blobs("model/"));
+        Assert.Empty(await BlobsAsync("model/"));
     }
 
     [Fact]
@@ -354,7 +354,7 @@ public sealed class ModelRegistryTests : IDisposable
         var registry = new ModelRegistry(_catalog, new PlacementGuard(locations, _audit), TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
         var model = await registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = TinyModel() }, EuOnly, "remote", "key:admin", "default", CancellationToken.None);
 
-        Assert.Throws<NotSupportedException>(() => registry.ModelDirectory(model));
+        await Assert.ThrowsAsync<NotSupportedException>(async () => await registry.LocalModelDirectoryAsync(model, CancellationToken.None));
         var local = await registry.ModelDirectoryAsync(model, CancellationToken.None);
         Assert.StartsWith(Path.Combine(_data, "cache"), local, StringComparison.Ordinal);
         using (var loaded = MistralModel.Load(local))
@@ -363,7 +363,7 @@ public sealed class ModelRegistryTests : IDisposable
         }
 
         Assert.Equal(local, await registry.ModelDirectoryAsync(model, CancellationToken.None));
-        Assert.Throws<ArgumentException>(() => registry.ModelDirectory(model with { Kind = ModelKind.FineTuned }));
+        await Assert.ThrowsAsync<ArgumentException>(async () => await registry.LocalModelDirectoryAsync(model with { Kind = ModelKind.FineTuned }, CancellationToken.None));
     }
 
     private sealed class StreamOnlyStore(Storage.Blobs.IBlobStore inner) : Storage.Blobs.IBlobStore
@@ -372,20 +372,7 @@ public sealed class ModelRegistryTests : IDisposable
 
         public ValueTask<Storage.Blobs.PendingBlob> BeginWriteAsync(string key, CancellationToken cancellationToken) => inner.BeginWriteAsync(key, cancellationToken);
 
-        public bool TryOpenRead(string key, out Stream stream)
-        {
-            var found = inner.TryOpenRead(key, out var file);
-            stream = found ? new BufferedStream(file) : file;
-            return found;
-        }
-
-        public long GetLength(string key) => inner.GetLength(key);
-
         public ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken) => inner.DeleteAsync(key, cancellationToken);
-
-        public IEnumerable<string> EnumerateKeys(string prefix) => inner.EnumerateKeys(prefix);
-
-        public int RemoveOrphans() => inner.RemoveOrphans();
 
         public async ValueTask<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken) =>
             await inner.OpenReadAsync(key, cancellationToken) is { } file ? new BufferedStream(file) : null;

@@ -272,7 +272,7 @@ public sealed class CollectionsApiTests
         var refusals = server.Runtime.Audit.Read(seq, 100).Where(e => e.Type == "placement_refused").ToArray();
         Assert.Contains(refusals, e => e.ArtifactKind == "collection" && e.Location == "us-cloud");
         Assert.Empty((await GetJsonAsync(client, "/api/v1/collections"))["data"]!.AsArray());
-        Assert.Empty(server.Runtime.Locations.ListKeys("local", "collection/"));
+        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "collection/", CancellationToken.None).ToListAsync());
 
         await CreateAsync(client, "eu", 4, "l2", "float32", 2);
         await UpsertAsync(client, "eu", SeededPoints.Generate(30, 4, 8), batch: 30);
@@ -285,7 +285,7 @@ public sealed class CollectionsApiTests
             Assert.True(deleted.IsSuccessStatusCode, await deleted.Content.ReadAsStringAsync());
         }
 
-        Assert.Empty(server.Runtime.Locations.ListKeys("local", "collection/"));
+        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "collection/", CancellationToken.None).ToListAsync());
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/api/v1/collections/eu")).StatusCode);
     }
 

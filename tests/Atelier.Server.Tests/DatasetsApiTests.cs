@@ -67,7 +67,7 @@ public sealed class DatasetsApiTests
 
         using var delete = await client.DeleteAsync($"/api/v1/datasets/{id}");
         Assert.Equal(HttpStatusCode.OK, delete.StatusCode);
-        Assert.Empty(server.Runtime.Locations.ListKeys("local", $"dataset/{id}/"));
+        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", $"dataset/{id}/", CancellationToken.None).ToListAsync());
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/datasets/{id}")).StatusCode);
     }
 

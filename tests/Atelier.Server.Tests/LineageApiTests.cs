@@ -95,7 +95,7 @@ public sealed class LineageApiTests
 
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/api/v1/datasets/{dataset}/files/manifest.json")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/models/tiny-base")).StatusCode);
-        Assert.NotEmpty(server.Runtime.Locations.ListKeys("local", "model/tiny-base/"));
+        Assert.NotEmpty(await server.Runtime.Locations.ListKeysAsync("local", "model/tiny-base/", CancellationToken.None).ToListAsync());
     }
 
     [Fact]

@@ -84,7 +84,7 @@ public sealed class ModelsApiTests
         using var client = server.Client();
         var (status, _) = await SendAsync(client, HttpMethod.Get, ModelPath("tiny-model"));
         Assert.Equal(HttpStatusCode.NotFound, status);
-        Assert.Empty(server.Runtime.Locations.ListKeys("local", "model/"));
+        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
     }
 
     [Fact]
@@ -126,7 +126,7 @@ public sealed class ModelsApiTests
 
         await TestModels.ImportAsync(server, dir);
         await TestModels.ImportAsync(server, dir, expected: HttpStatusCode.Conflict);
-        Assert.Equal(3, server.Runtime.Locations.ListKeys("local", "model/").Count());
+        Assert.Equal(3, (await server.Runtime.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync()).Count);
     }
 
     [Fact]
@@ -155,7 +155,7 @@ public sealed class ModelsApiTests
 
         Assert.Single(refusals.Distinct());
         Assert.StartsWith("Models can be imported only from the configured import roots (models.import_roots): " + server.ImportRoot, refusals[0], StringComparison.Ordinal);
-        Assert.Empty(server.Runtime.Locations.ListKeys("local", "model/"));
+        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
 
         // The same bytes under the root import.
         var inside = TestModels.TinyModel(server);
@@ -302,7 +302,7 @@ public sealed class ModelsApiTests
         Assert.Equal(HttpStatusCode.Conflict, (await SendAsync(admin, HttpMethod.Delete, "/api/v1/models/tiny-model")).Status);
         Assert.Equal(HttpStatusCode.OK, (await SendAsync(admin, HttpMethod.Delete, ModelPath(model.Id))).Status);
         Assert.Equal(HttpStatusCode.OK, (await SendAsync(admin, HttpMethod.Delete, "/api/v1/models/tiny-model")).Status);
-        Assert.Empty(server.Runtime.Locations.ListKeys("local", "model/"));
+        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
         Assert.Equal(HttpStatusCode.NotFound, (await SendAsync(admin, HttpMethod.Get, ModelPath("tiny-model"))).Status);
     }
 }

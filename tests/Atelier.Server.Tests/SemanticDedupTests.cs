@@ -169,7 +169,7 @@ public sealed class SemanticDedupTests
         // Placed through the guard under dataset/<id>/, with the source's residency.
         var record = server.Runtime.Datasets.GetForBuilder(id)!;
         Assert.Equal(server.Runtime.Datasets.GetForBuilder(source)!.Policy, record.Policy);
-        Assert.Contains($"dataset/{id}/manifest.json", server.Runtime.Locations.ListKeys(record.LocationId, $"dataset/{id}/"));
+        Assert.Contains($"dataset/{id}/manifest.json", await server.Runtime.Locations.ListKeysAsync(record.LocationId, $"dataset/{id}/", CancellationToken.None).ToListAsync());
     }
 
     [Fact]

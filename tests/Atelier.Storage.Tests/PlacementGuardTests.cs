@@ -85,7 +85,8 @@ public sealed class PlacementGuardTests : IDisposable
         Assert.Equal("placement", placement.Type);
         Assert.Equal(receipt.Sha256, placement.Sha256);
         Assert.Equal("eu-only", placement.Policy);
-        Assert.True(_guard.TryOpenRead("paris", receipt.Key, out var stream));
+        var stream = await _guard.OpenReadAsync("paris", receipt.Key, CancellationToken.None);
+        Assert.NotNull(stream);
         await using (stream)
         {
             var copy = new MemoryStream();
@@ -203,7 +204,7 @@ public sealed class PlacementGuardTests : IDisposable
         var receipt = await batch.CompleteAsync(CancellationToken.None);
 
         Assert.Equal(0, receipt.BlobsWritten);
-        Assert.Empty(_guard.Locations.ListKeys("paris", "blobs/"));
+        Assert.Empty(await _guard.Locations.ListKeysAsync("paris", "blobs/", CancellationToken.None).ToListAsync());
         Assert.Empty(_audit.Read(0, 10));
     }
 
@@ -239,7 +240,7 @@ public sealed class PlacementGuardTests : IDisposable
 
         // Whatever the committers reached before the disposal is committed and audited; the rest is gone.
         Assert.Empty(Directory.EnumerateFiles(Path.Combine(_data, "paris", "tmp")));
-        var committed = _guard.Locations.ListKeys("paris", "blobs/").ToList();
+        var committed = await _guard.Locations.ListKeysAsync("paris", "blobs/", CancellationToken.None).ToListAsync();
         var events = _audit.Read(0, 10);
         if (committed.Count == 0)
         {
@@ -256,7 +257,8 @@ public sealed class PlacementGuardTests : IDisposable
 
     private async Task<byte[]> ReadAsync(string locationId, string key)
     {
-        Assert.True(_guard.TryOpenRead(locationId, key, out var stream));
+        var stream = await _guard.OpenReadAsync(locationId, key, CancellationToken.None);
+        Assert.NotNull(stream);
         await using (stream)
         {
             var copy = new MemoryStream();

@@ -48,7 +48,7 @@ public sealed class TestServer : IAsyncDisposable
             File.WriteAllText(Path.Combine(dataDirectory, AtelierConfig.FileName), JsonSerializer.Serialize(config, AtelierConfig.SerializerOptions));
         }
 
-        var app = AtelierServer.Build(new ServerOptions { DataDirectory = dataDirectory, Port = 0 }, logging ?? (builder => builder.SetMinimumLevel(LogLevel.Warning)));
+        var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = 0 }, logging ?? (builder => builder.SetMinimumLevel(LogLevel.Warning)));
         await app.StartAsync();
         return new TestServer(app, dataDirectory, ownsDirectory);
     }

@@ -173,34 +173,10 @@ internal sealed class FaultyBlobStore(IBlobStore inner) : IBlobStore
         return new FaultyPendingBlob(this, pending, number);
     }
 
-    public bool TryOpenRead(string key, out Stream stream)
-    {
-        ThrowIfDead();
-        return inner.TryOpenRead(key, out stream);
-    }
-
-    public long GetLength(string key)
-    {
-        ThrowIfDead();
-        return inner.GetLength(key);
-    }
-
     public ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken)
     {
         ThrowIfDead();
         return inner.DeleteAsync(key, cancellationToken);
-    }
-
-    public IEnumerable<string> EnumerateKeys(string prefix)
-    {
-        ThrowIfDead();
-        return inner.EnumerateKeys(prefix);
-    }
-
-    public int RemoveOrphans()
-    {
-        ThrowIfDead();
-        return inner.RemoveOrphans();
     }
 
     public ValueTask<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken)

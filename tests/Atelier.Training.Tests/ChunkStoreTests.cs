@@ -20,8 +20,8 @@ public sealed class ChunkStoreTests
         Assert.Equal(ChunkPutOutcome.AlreadyPresent, await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None));
 
         Assert.Equal(1, rig.Faults["paris"].Writes);
-        Assert.Equal(bytes.Length, chunks.GetLength("paris", hash));
-        Assert.Equal([hash], chunks.EnumerateHashes("paris"));
+        Assert.Equal(bytes.Length, await chunks.GetLengthAsync("paris", hash, CancellationToken.None));
+        Assert.Equal([hash], await chunks.EnumerateHashesAsync("paris", CancellationToken.None).ToListAsync());
     }
 
     [Fact]
@@ -62,7 +62,7 @@ public sealed class ChunkStoreTests
 
         Assert.Equal(2, result.Chunks);
         Assert.Equal(1000 + 1002, result.Bytes);
-        Assert.Equal([hashes[1]], chunks.EnumerateHashes("paris"));
+        Assert.Equal([hashes[1]], await chunks.EnumerateHashesAsync("paris", CancellationToken.None).ToListAsync());
         Assert.Equal(2, rig.Audit.Read(0, 100).Count(e => e.Type == "deletion" && e.ArtifactKind == "chunk"));
     }
 
@@ -88,7 +88,7 @@ public sealed class ChunkStoreTests
 
         Assert.Contains(wrong, error.Message, StringComparison.Ordinal);
         Assert.Equal(0, rig.Faults["paris"].Writes);
-        Assert.Empty(chunks.EnumerateHashes("paris"));
+        Assert.Empty(await chunks.EnumerateHashesAsync("paris", CancellationToken.None).ToListAsync());
         Assert.Empty(rig.Audit.Read(0, 10));
     }
 
@@ -122,7 +122,7 @@ public sealed class ChunkStoreTests
 
         Assert.Equal(5, receipt.BlobsWritten);
         Assert.Equal(5, rig.Faults["paris"].Commits);
-        Assert.Equal(contents.Select(c => c.Sha256).Order(StringComparer.Ordinal), chunks.EnumerateHashes("paris").Order(StringComparer.Ordinal));
+        Assert.Equal(contents.Select(c => c.Sha256).Order(StringComparer.Ordinal), (await chunks.EnumerateHashesAsync("paris", CancellationToken.None).ToListAsync()).Order(StringComparer.Ordinal));
         var buffer = new byte[contents[3].Bytes.Length];
         Assert.Equal(ChunkReadStatus.Ok, await chunks.ReadAsync("paris", contents[3].Sha256, buffer, CancellationToken.None));
         var placement = Assert.Single(rig.Audit.Read(before, 10));

@@ -184,7 +184,7 @@ public sealed partial class DatasetBuilder
         {
             foreach (DatasetInput input in list)
             {
-                await using Stream stream = input.OpenRead();
+                await using Stream stream = await input.OpenReadAsync(cancellationToken).ConfigureAwait(false);
                 using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                 byte[] buffer = new byte[1 << 20];
                 long bytes = 0;
@@ -237,7 +237,7 @@ public sealed partial class DatasetBuilder
 
     private async IAsyncEnumerable<ReadResult> ReadInputAsync(DatasetInput input, long firstOrdinal, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        Stream stream = input.OpenRead();
+        Stream stream = await input.OpenReadAsync(cancellationToken).ConfigureAwait(false);
         await using (stream.ConfigureAwait(false))
         {
             if (input.Format == DataFormat.Parquet)

@@ -35,16 +35,25 @@ public enum TextDocumentSplit
 /// </summary>
 public sealed class DatasetInput
 {
-    /// <summary>Creates an input.</summary>
+    /// <summary>Creates an input whose content opens at once (a local file, bytes in memory).</summary>
     /// <param name="name">The name used in reports (a file name, never a secret path).</param>
     /// <param name="openRead">Opens the content for reading; Parquet needs a seekable stream.</param>
     /// <param name="format">The format, or <see cref="DataFormat.Auto"/>.</param>
     public DatasetInput(string name, Func<Stream> openRead, DataFormat format = DataFormat.Auto)
+        : this(name, OpenAtOnce(openRead), format)
+    {
+    }
+
+    /// <summary>Creates an input whose content is opened asynchronously (a blob in a store, possibly over the network).</summary>
+    /// <param name="name">The name used in reports (a file name, never a secret path).</param>
+    /// <param name="openReadAsync">Opens the content for reading; Parquet needs a seekable stream.</param>
+    /// <param name="format">The format, or <see cref="DataFormat.Auto"/>.</param>
+    public DatasetInput(string name, Func<CancellationToken, ValueTask<Stream>> openReadAsync, DataFormat format = DataFormat.Auto)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        ArgumentNullException.ThrowIfNull(openRead);
+        ArgumentNullException.ThrowIfNull(openReadAsync);
         Name = name;
-        OpenRead = openRead;
+        OpenReadAsync = openReadAsync;
         Format = format == DataFormat.Auto ? FormatFromName(name) : format;
     }
 
@@ -52,7 +61,7 @@ public sealed class DatasetInput
     public string Name { get; }
 
     /// <summary>Opens the content.</summary>
-    public Func<Stream> OpenRead { get; }
+    public Func<CancellationToken, ValueTask<Stream>> OpenReadAsync { get; }
 
     /// <summary>The resolved format (never <see cref="DataFormat.Auto"/>).</summary>
     public DataFormat Format { get; }
@@ -74,6 +83,12 @@ public sealed class DatasetInput
     /// <summary>An input made of a UTF-8 string (tests).</summary>
     public static DatasetInput FromText(string name, string content, DataFormat format = DataFormat.Auto) =>
         FromBytes(name, System.Text.Encoding.UTF8.GetBytes(content), format);
+
+    private static Func<CancellationToken, ValueTask<Stream>> OpenAtOnce(Func<Stream> openRead)
+    {
+        ArgumentNullException.ThrowIfNull(openRead);
+        return _ => ValueTask.FromResult(openRead());
+    }
 
     private static DataFormat FormatFromName(string name)
     {

@@ -18,9 +18,6 @@ public static class CollectionEndpoints
     {
         ArgumentNullException.ThrowIfNull(app);
 
-        // Resolved now, while the server starts: opening the store sweeps the blobs of collections a crash
-        // left without a catalog row, which must not race with a request creating one.
-        _ = app.ServiceProvider.GetRequiredService<CollectionStore>();
         var api = app.MapGroup("/api/v1/collections").WithTags("Collections");
 
         api.MapPost("", async (HttpContext context, AtelierRuntime runtime, CollectionStore store) =>

@@ -214,7 +214,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         Directory.Delete(staging, recursive: true);
         LogBuilt(logger, id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
 
-        DatasetInput Input(FileRecord file) => new(file.Filename, () => runtime.OpenFile(file), DataFormat.FineTuneJsonl);
+        DatasetInput Input(FileRecord file) => new(file.Filename, ct => runtime.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
     }
 
     private static bool IsSemanticDedup(DatasetRecord dataset)

@@ -97,7 +97,7 @@ public static class DatasetEndpoints
             return Results.Json(Describe(record, builder.LiveProgress(record.Id)), AtelierJson.Options);
         }).WithSummary("A dataset: status, progress, counters, shards and report.");
 
-        datasets.MapGet("/{datasetId}/files/{**path}", (HttpContext context, string datasetId, string path, AtelierRuntime runtime) =>
+        datasets.MapGet("/{datasetId}/files/{**path}", async (HttpContext context, string datasetId, string path, AtelierRuntime runtime) =>
         {
             var record = Find(context, runtime, datasetId);
             if (record.Status != "succeeded")
@@ -112,10 +112,8 @@ public static class DatasetEndpoints
                 throw new NotFoundException("dataset file", path);
             }
 
-            if (!runtime.Guard.TryOpenRead(record.LocationId, $"dataset/{record.Id}/{path}", out var stream))
-            {
-                throw new StorageUnavailableException($"The bytes of '{path}' of dataset '{record.Id}' are missing from location '{record.LocationId}'.");
-            }
+            var stream = await runtime.Guard.OpenReadAsync(record.LocationId, $"dataset/{record.Id}/{path}", context.RequestAborted).ConfigureAwait(false)
+                ?? throw new StorageUnavailableException($"The bytes of '{path}' of dataset '{record.Id}' are missing from location '{record.LocationId}'.");
 
             var contentType = path.EndsWith(".json", StringComparison.Ordinal) ? "application/json"
                 : path.EndsWith(".jsonl", StringComparison.Ordinal) ? "application/jsonl"
@@ -135,7 +133,14 @@ public static class DatasetEndpoints
 
             var record = runtime.FreeingSpace(() => runtime.Datasets.Delete(caller.WorkspaceId, datasetId)) ?? throw new NotFoundException("dataset", datasetId);
             var artifact = new ArtifactRef("dataset", record.Id, caller.WorkspaceId);
-            foreach (var key in runtime.Locations.ListKeys(record.LocationId, $"dataset/{record.Id}/").ToArray())
+            // Listed whole before deleting: a store need not keep a listing stable under deletions.
+            var keys = new List<string>();
+            await foreach (var key in runtime.Locations.ListKeysAsync(record.LocationId, $"dataset/{record.Id}/", context.RequestAborted).ConfigureAwait(false))
+            {
+                keys.Add(key);
+            }
+
+            foreach (var key in keys)
             {
                 await runtime.Guard.DeleteAsync(artifact, record.LocationId, caller.Actor, key, context.RequestAborted).ConfigureAwait(false);
             }

@@ -56,7 +56,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         var evalItems = new List<(string Name, TrainingExample Example)>();
         foreach (var file in resolved.EvalFiles)
         {
-            await using var stream = runtime.OpenFile(file);
+            await using var stream = await runtime.OpenFileAsync(file, cancel).ConfigureAwait(false);
             foreach (var read in FineTuneJsonlReader.Read(stream, file.Filename, 0, options.MaxLineBytes))
             {
                 if (read.Example is { } e)
@@ -98,7 +98,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         var build = new DatasetBuildRequest
         {
             Training = inputs,
-            Eval = [.. validation.Select(f => new DatasetInput(f.Filename, () => runtime.OpenFile(f), DataFormat.FineTuneJsonl))],
+            Eval = [.. validation.Select(f => new DatasetInput(f.Filename, ct => runtime.OpenFileAsync(f, ct), DataFormat.FineTuneJsonl))],
             Tokenizer = await DatasetBuildService.TokenizerAsync(registry, dataset.WorkspaceId, resolved.SourceRequest, cancel).ConfigureAwait(false),
             Options = options,
         };
@@ -148,10 +148,8 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         foreach (var part in manifest?["features"]?.AsArray() ?? [])
         {
             var path = part!["path"]!.GetValue<string>();
-            if (!runtime.Guard.TryOpenRead(dataset.LocationId, $"dataset/{dataset.Id}/{path}", out var stream))
-            {
-                throw new StorageUnavailableException($"The bytes of '{path}' of dataset '{dataset.Id}' are missing from location '{dataset.LocationId}'.");
-            }
+            var stream = await runtime.Guard.OpenReadAsync(dataset.LocationId, $"dataset/{dataset.Id}/{path}", cancel).ConfigureAwait(false)
+                ?? throw new StorageUnavailableException($"The bytes of '{path}' of dataset '{dataset.Id}' are missing from location '{dataset.LocationId}'.");
 
             // Parquet needs a seekable stream; a feature part is a small fraction of the dataset.
             using var buffer = new MemoryStream();
@@ -174,7 +172,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         long ordinal = 0;
         for (var i = 0; i < training.Count; i++)
         {
-            await using var stream = runtime.OpenFile(training[i]);
+            await using var stream = await runtime.OpenFileAsync(training[i], cancel).ConfigureAwait(false);
             foreach (var read in FineTuneJsonlReader.Read(stream, training[i].Filename, ordinal, maxLineBytes))
             {
                 cancel.ThrowIfCancellationRequested();
@@ -283,7 +281,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         for (var k = 0; k < training.Count; k++)
         {
             var path = Path.Combine(folder, $"input-{k:D4}.jsonl");
-            await using (var source = runtime.OpenFile(training[k]))
+            await using (var source = await runtime.OpenFileAsync(training[k], cancel).ConfigureAwait(false))
             {
                 await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
                 await CopyLinesAsync(source, target, keptLines[k], cancel).ConfigureAwait(false);

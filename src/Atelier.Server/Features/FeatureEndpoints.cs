@@ -13,15 +13,11 @@ public static class FeatureEndpoints
     /// <summary>The online store's file in the data directory.</summary>
     public const string OnlineStoreFile = "features-online.db";
 
-    /// <summary>
-    /// Maps <c>/api/v1/features</c>. Uses the <see cref="FeatureStore"/> registered in the services
-    /// when there is one; otherwise opens one over the runtime's catalog and placement guard, with its
-    /// online store in the data directory, and closes it when the application stops.
-    /// </summary>
-    public static void MapFeatures(this IEndpointRouteBuilder app)
+    /// <summary>Maps <c>/api/v1/features</c> over <paramref name="store"/> (see <see cref="OpenStoreAsync"/>).</summary>
+    public static void MapFeatures(this IEndpointRouteBuilder app, FeatureStore store)
     {
         ArgumentNullException.ThrowIfNull(app);
-        var store = app.ServiceProvider.GetService<FeatureStore>() ?? Open(app.ServiceProvider);
+        ArgumentNullException.ThrowIfNull(store);
         var api = app.MapGroup("/api/v1/features").WithTags("Features");
 
         api.MapPost("/views", async (HttpContext context) =>
@@ -125,16 +121,28 @@ public static class FeatureEndpoints
             return Results.Json(store.GetTrainingSet(caller.WorkspaceId, id), AtelierJson.Options);
         }).WithSummary("A training set's manifest.");
 
-        api.MapGet("/training-sets/{id}/examples", (HttpContext context, string id) =>
+        api.MapGet("/training-sets/{id}/examples", async (HttpContext context, string id) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var manifest = store.GetTrainingSet(caller.WorkspaceId, id);
-            return Results.File(store.OpenTrainingSetBlob(manifest, manifest.Examples.Key), "application/vnd.apache.parquet", $"{manifest.Name}-v{manifest.Version}.parquet");
+            var examples = await store.OpenTrainingSetBlobAsync(manifest, manifest.Examples.Key, context.RequestAborted).ConfigureAwait(false);
+            return Results.File(examples, "application/vnd.apache.parquet", $"{manifest.Name}-v{manifest.Version}.parquet");
         }).WithSummary("A training set's Parquet of example ids and features.");
     }
 
-    private static FeatureStore Open(IServiceProvider services)
+    /// <summary>
+    /// The <see cref="FeatureStore"/> registered in the services when there is one; otherwise opens one
+    /// over the runtime's catalog and placement guard, with its online store in the data directory,
+    /// catches its online store up with the committed segments, and closes it when the application stops.
+    /// </summary>
+    public static async Task<FeatureStore> OpenStoreAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(services);
+        if (services.GetService<FeatureStore>() is { } registered)
+        {
+            return registered;
+        }
+
         var runtime = services.GetRequiredService<AtelierRuntime>();
         var store = new FeatureStore(
             runtime.Catalog,
@@ -148,6 +156,16 @@ public static class FeatureEndpoints
             },
             runtime.Clock);
         services.GetService<IHostApplicationLifetime>()?.ApplicationStopped.Register(store.Dispose);
+        try
+        {
+            await store.CatchUpOnlineAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+
         return store;
     }
 }

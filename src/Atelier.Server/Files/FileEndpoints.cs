@@ -79,7 +79,7 @@ public static class FileEndpoints
                 Errors.AtelierJson.Options);
         }).WithSummary("Retrieve a file's metadata.");
 
-        files.MapGet("/{fileId}/content", (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        files.MapGet("/{fileId}/content", async (HttpContext context, string fileId, AtelierRuntime runtime) =>
         {
             FileRecord f;
             if (ApiKeyAuthentication.TryCaller(context) is not null)
@@ -91,10 +91,8 @@ public static class FileEndpoints
                 f = VerifySignature(context, runtime, fileId);
             }
 
-            if (!runtime.Guard.TryOpenRead(f.LocationId, f.BlobKey, out var stream))
-            {
-                throw new StorageUnavailableException($"The bytes of file '{f.Id}' are missing from location '{f.LocationId}'.");
-            }
+            var stream = await runtime.Guard.OpenReadAsync(f.LocationId, f.BlobKey, context.RequestAborted).ConfigureAwait(false)
+                ?? throw new StorageUnavailableException($"The bytes of file '{f.Id}' are missing from location '{f.LocationId}'.");
 
             return Results.Stream(stream, "application/octet-stream", f.Filename, enableRangeProcessing: true);
         }).WithSummary("Download a file's bytes.");

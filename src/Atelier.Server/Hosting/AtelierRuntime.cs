@@ -102,12 +102,11 @@ public sealed class AtelierRuntime : IDisposable
 
     /// <summary>Opens the committed bytes of an uploaded file for reading.</summary>
     /// <exception cref="StorageUnavailableException">Its bytes are missing from its location.</exception>
-    public Stream OpenFile(FileRecord file)
+    public async ValueTask<Stream> OpenFileAsync(FileRecord file, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(file);
-        return Guard.TryOpenRead(file.LocationId, file.BlobKey, out var stream)
-            ? stream
-            : throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
+        return await Guard.OpenReadAsync(file.LocationId, file.BlobKey, cancellationToken).ConfigureAwait(false)
+            ?? throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
     }
 
     /// <summary>
@@ -143,8 +142,11 @@ public sealed class AtelierRuntime : IDisposable
     /// <summary>How many partial writes and orphaned blobs the start removed.</summary>
     public int RecoveredOrphans { get; private set; }
 
-    /// <summary>Opens the data directory, creating and migrating what is missing.</summary>
-    public static AtelierRuntime Open(ServerOptions options)
+    /// <summary>
+    /// Opens the data directory, creating and migrating what is missing, and removes what a crash
+    /// left in the locations (partial writes, blobs without a catalog row) before anything writes.
+    /// </summary>
+    public static async Task<AtelierRuntime> OpenAsync(ServerOptions options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
 
@@ -155,8 +157,17 @@ public sealed class AtelierRuntime : IDisposable
         var locations = new StorageLocations(config.Locations, options.DataDirectory);
         var audit = new AuditLog(Path.Combine(options.DataDirectory, "audit"), options.Clock, AuditLog.DefaultReserveBytes);
         var runtime = new AtelierRuntime(options, config, catalog, locations, audit);
-        runtime.Recover();
-        runtime.BootstrapAdminKey();
+        try
+        {
+            await runtime.RecoverAsync(cancellationToken).ConfigureAwait(false);
+            runtime.BootstrapAdminKey();
+        }
+        catch
+        {
+            runtime.Dispose();
+            throw;
+        }
+
         return runtime;
     }
 
@@ -167,23 +178,29 @@ public sealed class AtelierRuntime : IDisposable
         AuditSigner.Dispose();
     }
 
-    private void Recover()
+    private async Task RecoverAsync(CancellationToken cancellationToken)
     {
         // Nothing else writes while the server starts, so every partial write is a crash leftover.
-        var removed = Locations.RemoveOrphans();
+        var removed = await Locations.RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
 
         // A crash between the blob's commit and its catalog row leaves a blob nothing points to.
         foreach (var location in Locations.All)
         {
             var referenced = Files.BlobKeys(location.Id);
-            foreach (var key in Locations.ListKeys(location.Id, "file/"))
+            var unreferenced = new List<string>();
+            await foreach (var key in Locations.ListKeysAsync(location.Id, "file/", cancellationToken).ConfigureAwait(false))
             {
                 if (!referenced.Contains(key))
                 {
-                    var id = key["file/".Length..];
-                    Guard.DeleteAsync(new ArtifactRef("file", id, "system"), location.Id, "system:recovery", key).AsTask().GetAwaiter().GetResult();
-                    removed++;
+                    unreferenced.Add(key);
                 }
+            }
+
+            foreach (var key in unreferenced)
+            {
+                var id = key["file/".Length..];
+                await Guard.DeleteAsync(new ArtifactRef("file", id, "system"), location.Id, "system:recovery", key, cancellationToken).ConfigureAwait(false);
+                removed++;
             }
         }
 

@@ -22,11 +22,14 @@ public static class AtelierServer
     /// <summary>The name of the meter holding Atelier's own metrics.</summary>
     public const string MeterName = "Atelier";
 
-    /// <summary>Opens the data directory and builds the application, ready to run.</summary>
-    public static WebApplication Build(ServerOptions options, Action<ILoggingBuilder>? logging = null)
+    /// <summary>
+    /// Opens the data directory, runs the start-up recovery of every store (what a crash left:
+    /// partial writes, blobs without a catalog row), and builds the application, ready to run.
+    /// </summary>
+    public static async Task<WebApplication> BuildAsync(ServerOptions options, Action<ILoggingBuilder>? logging = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var runtime = AtelierRuntime.Open(options);
+        var runtime = await AtelierRuntime.OpenAsync(options, cancellationToken).ConfigureAwait(false);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         logging?.Invoke(builder.Logging);
 
@@ -50,7 +53,7 @@ public static class AtelierServer
         builder.Services.AddSingleton<ResidencyPolicyResolver>(runtime.ResolvePolicy);
         builder.Services.AddSingleton<ICollectionCatalog>(new CatalogCollectionRecords(new Catalog.VectorCollectionCatalog(runtime.Catalog)));
         builder.Services.AddAtelierVectorCollections();
-        builder.Services.AddSingleton(OpenModelRegistry(runtime));
+        builder.Services.AddSingleton(await OpenModelRegistryAsync(runtime, cancellationToken).ConfigureAwait(false));
         builder.Services.AddSingleton(runtime.Jobs);
         builder.Services.AddSingleton(runtime.Topology);
         builder.Services.AddSingleton(services => new CheckpointStore(
@@ -90,6 +93,10 @@ public static class AtelierServer
         builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
 
         var app = builder.Build();
+
+        // Before any request can create or delete a collection: sweep what a crash left of one.
+        await app.Services.GetRequiredService<CollectionStore>().RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
+        var features = await FeatureEndpoints.OpenStoreAsync(app.Services, cancellationToken).ConfigureAwait(false);
         app.Lifetime.ApplicationStopped.Register(runtime.Dispose);
         app.UseMiddleware<RequestLog>();
         app.UseMiddleware<ErrorMapping>();
@@ -107,7 +114,7 @@ public static class AtelierServer
         app.MapFiles();
         app.MapPlatform();
         app.MapDatasets();
-        app.MapFeatures();
+        app.MapFeatures(features);
         app.MapCollections();
         app.MapModels();
         app.MapFineTuningJobs();
@@ -119,7 +126,7 @@ public static class AtelierServer
     /// The model registry over the runtime's catalog and guard, importing only from the configured
     /// import roots, after removing bytes a crashed import left.
     /// </summary>
-    private static Registry.ModelRegistry OpenModelRegistry(AtelierRuntime runtime)
+    private static async Task<Registry.ModelRegistry> OpenModelRegistryAsync(AtelierRuntime runtime, CancellationToken cancellationToken)
     {
         var dataDirectory = Path.GetFullPath(runtime.Options.DataDirectory);
         var roots = runtime.Config.Models.ImportRootPaths(dataDirectory);
@@ -146,7 +153,7 @@ public static class AtelierServer
             runtime.Clock,
             Path.Combine(runtime.Options.DataDirectory, "cache", "models"),
             new Registry.ModelImportRoots(roots));
-        registry.RemoveOrphanedBlobsAsync("system:recovery", CancellationToken.None).GetAwaiter().GetResult();
+        await registry.RemoveOrphanedBlobsAsync("system:recovery", cancellationToken).ConfigureAwait(false);
         return registry;
     }
 

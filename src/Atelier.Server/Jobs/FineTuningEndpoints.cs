@@ -345,20 +345,21 @@ public static class FineTuningEndpoints
         // its reason. Fixed names only: nothing of the request reaches a path.
         var data = app.MapGroup("/api/v1/jobs").WithTags("Fine-tuning");
         data.MapGet("/{jobId}/data-report", (HttpContext context, string jobId, AtelierRuntime runtime) =>
-            DataReportFile(context, runtime, jobId, "report.json", "application/json"))
+            DataReportFileAsync(context, runtime, jobId, "report.json", "application/json"))
             .WithSummary("The job's training data report: kept and dropped counts by reason, token counts, the first invalid lines.");
         data.MapGet("/{jobId}/data-report/dropped", (HttpContext context, string jobId, AtelierRuntime runtime) =>
-            DataReportFile(context, runtime, jobId, "dropped.jsonl", "application/jsonl"))
+            DataReportFileAsync(context, runtime, jobId, "dropped.jsonl", "application/jsonl"))
             .WithSummary("Every training example curation dropped, one JSON line each, with its source line and reason.");
         data.MapGet("/{jobId}/data-report/issues", (HttpContext context, string jobId, AtelierRuntime runtime) =>
-            DataReportFile(context, runtime, jobId, "issues.jsonl", "application/jsonl"))
+            DataReportFileAsync(context, runtime, jobId, "issues.jsonl", "application/jsonl"))
             .WithSummary("Every invalid training line that was skipped, one JSON line each.");
     }
 
-    private static IResult DataReportFile(HttpContext context, AtelierRuntime runtime, string jobId, string name, string contentType)
+    private static async Task<IResult> DataReportFileAsync(HttpContext context, AtelierRuntime runtime, string jobId, string name, string contentType)
     {
         var job = Find(context, runtime, jobId);
-        if (!runtime.Guard.TryOpenRead(job.LocationId, $"job/{job.Id}/train-report/{name}", out var stream))
+        var stream = await runtime.Guard.OpenReadAsync(job.LocationId, $"job/{job.Id}/train-report/{name}", context.RequestAborted).ConfigureAwait(false);
+        if (stream is null)
         {
             // Curation runs during validation: a job still queued has no report yet.
             throw new NotFoundException("data report for job", job.Id);

@@ -255,7 +255,14 @@ public sealed partial class FineTuningWork(
                     continue;
                 }
 
-                foreach (var key in runtime.Locations.ListKeys(job.LocationId, $"job/{jobId}/{part}").ToArray())
+                // Listed first, then deleted: the listing does not run over keys being removed.
+                var keys = new List<string>();
+                await foreach (var key in runtime.Locations.ListKeysAsync(job.LocationId, $"job/{jobId}/{part}", CancellationToken.None).ConfigureAwait(false))
+                {
+                    keys.Add(key);
+                }
+
+                foreach (var key in keys)
                 {
                     await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
                 }
@@ -383,7 +390,7 @@ public sealed partial class FineTuningWork(
     {
         var file = runtime.Files.Get(job.WorkspaceId, fileId)
             ?? throw new ValidationFailedException($"File '{fileId}' no longer exists.", [new Problem($"File '{fileId}' no longer exists.", Field: "training_files")], 1);
-        return new DatasetInput(file.Filename, () => runtime.OpenFile(file), DataFormat.FineTuneJsonl);
+        return new DatasetInput(file.Filename, ct => runtime.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
     }
 
     private async Task<IReadOnlyList<JobShard>> PlaceDatasetAsync(ArtifactRef artifact, Atelier.Core.Residency.ResidencyPolicy policy, JobRecord job, string part, DatasetBuildResult result, CancellationToken cancel)
@@ -419,7 +426,7 @@ public sealed partial class FineTuningWork(
         var validation = new List<ShardWindow>();
         foreach (var shard in record.ValidationShards)
         {
-            await using var stream = Open(job, shard.Key);
+            await using var stream = await OpenAsync(job, shard.Key, cancel).ConfigureAwait(false);
             await foreach (var window in ArrowShardReader.ReadAsync(stream, shard.Key, cancel).ConfigureAwait(false))
             {
                 validation.Add(window);
@@ -436,7 +443,7 @@ public sealed partial class FineTuningWork(
                 Job = ckptJob,
                 Plan = record.Plan,
                 ModelDirectory = directory,
-                TrainingShards = [.. record.TrainingShards.Select(s => new ShardSource(s.Name, s.Rows, _ => ValueTask.FromResult(Open(job, s.Key))) { ContentHash = s.Sha256 })],
+                TrainingShards = [.. record.TrainingShards.Select(s => new ShardSource(s.Name, s.Rows, ct => OpenAsync(job, s.Key, ct)) { ContentHash = s.Sha256 })],
                 ValidationWindows = validation,
                 Checkpoints = checkpoints,
                 StartFrom = request.StartFrom,
@@ -485,7 +492,7 @@ public sealed partial class FineTuningWork(
         var existing = await registry.FindByJobAsync(jobId, cancel).ConfigureAwait(false);
         if (existing is null)
         {
-            if (runtime.Locations.ListKeys(job.LocationId, key).Any())
+            if (await runtime.Guard.GetLengthAsync(job.LocationId, key, cancel).ConfigureAwait(false) is not null)
             {
                 await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
             }
@@ -520,10 +527,9 @@ public sealed partial class FineTuningWork(
     private void Record(string jobId, long step, string id, CheckpointMetrics metrics, long tokens, long at) =>
         runtime.Jobs.AddCheckpoint(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens);
 
-    private Stream Open(JobRecord job, string key) =>
-        runtime.Guard.TryOpenRead(job.LocationId, key, out var stream)
-            ? stream
-            : throw new StorageUnavailableException($"The job's data '{key}' is missing from location '{job.LocationId}'.");
+    private async ValueTask<Stream> OpenAsync(JobRecord job, string key, CancellationToken cancel) =>
+        await runtime.Guard.OpenReadAsync(job.LocationId, key, cancel).ConfigureAwait(false)
+            ?? throw new StorageUnavailableException($"The job's data '{key}' is missing from location '{job.LocationId}'.");
 
     private ArtifactRef Artifact(JobRecord job) =>
         new("job", job.Id, runtime.Keys.GetWorkspace(job.WorkspaceId)?.Name ?? job.WorkspaceId);

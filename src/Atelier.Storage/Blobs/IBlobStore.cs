@@ -5,6 +5,8 @@ namespace Atelier.Storage.Blobs;
 /// <see cref="PendingBlob"/> whose bytes are invisible until <see cref="PendingBlob.CommitAsync"/>
 /// makes them durable and visible at once; a crash before that leaves nothing under the key.
 /// Keys are produced by Atelier itself (never from user input) and validated by <see cref="BlobKey"/>.
+/// Every read, listing and sweep is asynchronous, so that a store over the network (an
+/// S3-compatible bucket) never blocks a thread on I/O.
 /// </summary>
 public interface IBlobStore
 {
@@ -14,20 +16,8 @@ public interface IBlobStore
     /// <summary>Starts writing <paramref name="key"/>; fails if the key already exists at commit.</summary>
     ValueTask<PendingBlob> BeginWriteAsync(string key, CancellationToken cancellationToken);
 
-    /// <summary>Opens a committed blob for reading, or returns false when it does not exist.</summary>
-    bool TryOpenRead(string key, out Stream stream);
-
-    /// <summary>The length of a committed blob, or -1 when it does not exist.</summary>
-    long GetLength(string key);
-
     /// <summary>Removes a committed blob; true when it existed.</summary>
     ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken);
-
-    /// <summary>Keys of committed blobs that start with <paramref name="prefix"/>.</summary>
-    IEnumerable<string> EnumerateKeys(string prefix);
-
-    /// <summary>Removes bytes left by writes that never committed (a crash, a kill -9). Returns how many were removed.</summary>
-    int RemoveOrphans();
 
     /// <summary>Opens a committed blob for reading from its start, or returns null when it does not exist.</summary>
     ValueTask<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken);
@@ -45,7 +35,7 @@ public interface IBlobStore
     /// <summary>Keys of committed blobs that start with <paramref name="prefix"/>, in ordinal order.</summary>
     IAsyncEnumerable<string> ListAsync(string prefix, CancellationToken cancellationToken);
 
-    /// <summary>Removes bytes left by writes that never committed; returns how many were removed.</summary>
+    /// <summary>Removes bytes left by writes that never committed (a crash, a kill -9); returns how many were removed.</summary>
     ValueTask<int> RemoveOrphansAsync(CancellationToken cancellationToken);
 }
 

@@ -8,7 +8,7 @@ namespace Atelier.Storage.Blobs;
 /// <c>tmp/</c> for writes in progress. A write goes to a fresh file in <c>tmp/</c>, is fsynced,
 /// renamed into <c>objects/</c> (atomic within one filesystem) and the directory is fsynced, so a
 /// crash at any point leaves the key either absent or complete. Orphans in <c>tmp/</c> are removed
-/// by <see cref="RemoveOrphans"/> at start-up.
+/// by <see cref="RemoveOrphansAsync"/> at start-up.
 /// </summary>
 public sealed class LocalDirectoryBlobStore : IBlobStore
 {
@@ -53,8 +53,8 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
         return ValueTask.FromResult<PendingBlob>(new LocalPendingBlob(this, key, tempPath, stream));
     }
 
-    /// <inheritdoc />
-    public bool TryOpenRead(string key, out Stream stream)
+    // The file system answers these at once; the async members below wrap them.
+    private bool TryOpenRead(string key, out Stream stream)
     {
         BlobKey.Validate(key);
         try
@@ -73,8 +73,7 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
         return false;
     }
 
-    /// <inheritdoc />
-    public long GetLength(string key)
+    private long GetLength(string key)
     {
         BlobKey.Validate(key);
         var info = new FileInfo(PathOf(key));
@@ -96,8 +95,7 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
         return ValueTask.FromResult(true);
     }
 
-    /// <inheritdoc />
-    public IEnumerable<string> EnumerateKeys(string prefix)
+    private IEnumerable<string> EnumerateKeys(string prefix)
     {
         if (!Directory.Exists(_objects))
         {
@@ -114,8 +112,7 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
         }
     }
 
-    /// <inheritdoc />
-    public int RemoveOrphans()
+    private int RemoveOrphans()
     {
         var removed = 0;
         foreach (var file in Directory.EnumerateFiles(_temp))
@@ -262,7 +259,7 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
                 }
                 catch (IOException)
                 {
-                    // Left for RemoveOrphans at the next start; it is in tmp/ and invisible.
+                    // Left for RemoveOrphansAsync at the next start; it is in tmp/ and invisible.
                 }
             }
         }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
@@ -96,14 +97,16 @@ public sealed class ChunkStore(PlacementGuard guard)
         return true;
     }
 
-    /// <summary>The committed length of chunk <paramref name="hash"/> at a location, or -1 when absent.</summary>
-    public long GetLength(string locationId, string hash) => guard.Locations.Store(locationId).GetLength(KeyOf(hash));
+    /// <summary>The committed length of chunk <paramref name="hash"/> at a location, or null when absent.</summary>
+    public ValueTask<long?> GetLengthAsync(string locationId, string hash, CancellationToken cancellationToken) =>
+        guard.GetLengthAsync(locationId, KeyOf(hash), cancellationToken);
 
     /// <summary>
     /// The committed length of any blob at a location (e.g. the manifest kept beside the chunks), or
-    /// -1 when absent: an existence check that does not list the location.
+    /// null when absent: an existence check that does not list the location.
     /// </summary>
-    public long GetBlobLength(string locationId, string key) => guard.Locations.Store(locationId).GetLength(key);
+    public ValueTask<long?> GetBlobLengthAsync(string locationId, string key, CancellationToken cancellationToken) =>
+        guard.GetLengthAsync(locationId, key, cancellationToken);
 
     /// <summary>
     /// Writes the chunk <paramref name="bytes"/>, named <paramref name="hash"/>, at a location unless
@@ -154,7 +157,7 @@ public sealed class ChunkStore(PlacementGuard guard)
         ArgumentNullException.ThrowIfNull(content);
         var key = KeyOf(content.Sha256);
         var store = guard.Locations.Store(locationId);
-        var existing = store.GetLength(key);
+        var existing = await store.GetLengthAsync(key, cancellationToken).ConfigureAwait(false);
         if (existing == content.Bytes.Length)
         {
             // Content addressing: the same name means the same bytes. The guard's verdict still
@@ -163,7 +166,7 @@ public sealed class ChunkStore(PlacementGuard guard)
             return ChunkPutOutcome.AlreadyPresent;
         }
 
-        if (existing >= 0)
+        if (existing is not null)
         {
             await ReplaceDamagedAsync(artifact, locationId, actor, content.Sha256, cancellationToken).ConfigureAwait(false);
         }
@@ -173,8 +176,13 @@ public sealed class ChunkStore(PlacementGuard guard)
             await guard.PlaceAsync(artifact, policy, locationId, actor, existingCopies, key, content, cancellationToken).ConfigureAwait(false);
             return ChunkPutOutcome.Written;
         }
-        catch (IOException) when (store.GetLength(key) == content.Bytes.Length)
+        catch (IOException)
         {
+            if (await store.GetLengthAsync(key, CancellationToken.None).ConfigureAwait(false) != content.Bytes.Length)
+            {
+                throw;
+            }
+
             // Another writer committed the same chunk between our check and our rename (the rename
             // never overwrites). Same name, same bytes: that copy serves.
             return ChunkPutOutcome.AlreadyPresent;
@@ -207,10 +215,11 @@ public sealed class ChunkStore(PlacementGuard guard)
     public async ValueTask<ChunkReadStatus> ReadAsync(string locationId, string hash, Memory<byte> destination, CancellationToken cancellationToken)
     {
         var key = KeyOf(hash);
-        Stream stream;
+        Stream? stream;
         try
         {
-            if (!guard.TryOpenRead(locationId, key, out stream))
+            stream = await guard.OpenReadAsync(locationId, key, cancellationToken).ConfigureAwait(false);
+            if (stream is null)
             {
                 return ChunkReadStatus.Missing;
             }
@@ -245,9 +254,9 @@ public sealed class ChunkStore(PlacementGuard guard)
     }
 
     /// <summary>Names of every chunk committed at a location.</summary>
-    public IEnumerable<string> EnumerateHashes(string locationId)
+    public async IAsyncEnumerable<string> EnumerateHashesAsync(string locationId, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        foreach (var key in guard.Locations.ListKeys(locationId, Prefix))
+        await foreach (var key in guard.Locations.ListKeysAsync(locationId, Prefix, cancellationToken).ConfigureAwait(false))
         {
             var name = key[(key.LastIndexOf('/') + 1)..];
             if (IsHash(name))
@@ -266,7 +275,7 @@ public sealed class ChunkStore(PlacementGuard guard)
         ArgumentNullException.ThrowIfNull(live);
         var store = guard.Locations.Store(locationId);
         var dead = new List<string>();
-        foreach (var hash in EnumerateHashes(locationId))
+        await foreach (var hash in EnumerateHashesAsync(locationId, cancellationToken).ConfigureAwait(false))
         {
             if (!live.Contains(hash))
             {
@@ -279,11 +288,11 @@ public sealed class ChunkStore(PlacementGuard guard)
         foreach (var hash in dead)
         {
             var key = KeyOf(hash);
-            var length = store.GetLength(key);
+            var length = await store.GetLengthAsync(key, cancellationToken).ConfigureAwait(false);
             if (await guard.DeleteAsync(new ArtifactRef("chunk", hash, "system"), locationId, actor, key, cancellationToken).ConfigureAwait(false))
             {
                 removed++;
-                bytes += Math.Max(0, length);
+                bytes += length ?? 0;
             }
         }
 
@@ -294,7 +303,8 @@ public sealed class ChunkStore(PlacementGuard guard)
     /// Removes partial writes (never committed) at a location. Only safe when nothing else is
     /// writing there, i.e. at start-up before other writers begin.
     /// </summary>
-    public int RemovePartialWrites(string locationId) => guard.Locations.Store(locationId).RemoveOrphans();
+    public ValueTask<int> RemovePartialWritesAsync(string locationId, CancellationToken cancellationToken) =>
+        guard.Locations.Store(locationId).RemoveOrphansAsync(cancellationToken);
 
     // A committed chunk of the wrong length cannot be what its name says (renames are atomic, so
     // this is damage, not a torn write): replace it rather than trust it.
@@ -345,14 +355,14 @@ public sealed class ChunkBatch : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(content);
         var key = ChunkStore.KeyOf(content.Sha256);
-        var existing = _store.GetLength(key);
+        var existing = await _store.GetLengthAsync(key, cancellationToken).ConfigureAwait(false);
         if (existing == content.Bytes.Length)
         {
             // Same name, same bytes; the location was judged when the batch began.
             return ChunkPutOutcome.AlreadyPresent;
         }
 
-        if (existing >= 0)
+        if (existing is not null)
         {
             await _chunks.ReplaceDamagedAsync(_batch.Artifact, _batch.Location.Id, _batch.Actor, content.Sha256, cancellationToken).ConfigureAwait(false);
         }

@@ -18,7 +18,7 @@ internal static partial class PageCache
     private const int PosixFadvDontNeed = 4;
 
     /// <summary>Drops the cached pages of the committed blob <paramref name="key"/>; best effort.</summary>
-    public static void Drop(IBlobStore store, string key)
+    public static async ValueTask DropAsync(IBlobStore store, string key, CancellationToken cancellationToken)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -27,12 +27,13 @@ internal static partial class PageCache
 
         try
         {
-            if (!store.TryOpenRead(key, out var stream))
+            var stream = await store.OpenReadAsync(key, cancellationToken).ConfigureAwait(false);
+            if (stream is null)
             {
                 return;
             }
 
-            using (stream)
+            await using (stream.ConfigureAwait(false))
             {
                 if (stream is FileStream file)
                 {

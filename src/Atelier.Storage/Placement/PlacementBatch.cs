@@ -202,17 +202,18 @@ public sealed class PlacementBatch : IAsyncDisposable
     {
         var reader = _staged.Reader;
 
-        // Blocking waits are fine here: this is a dedicated thread (see the constructor).
+        // Blocking waits are fine here: this is a dedicated thread (see the constructor), and a
+        // local store's commit completes synchronously anyway.
         while (reader.WaitToReadAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult())
         {
             while (reader.TryRead(out var item))
             {
-                Commit(item);
+                CommitAsync(item).AsTask().GetAwaiter().GetResult();
             }
         }
     }
 
-    private void Commit(Staged item)
+    private async ValueTask CommitAsync(Staged item)
     {
         try
         {
@@ -224,10 +225,15 @@ public sealed class PlacementBatch : IAsyncDisposable
 
             try
             {
-                item.Pending.CommitAsync(_cancellationToken).AsTask().GetAwaiter().GetResult();
+                await item.Pending.CommitAsync(_cancellationToken).ConfigureAwait(false);
             }
-            catch (IOException) when (_store.GetLength(item.Pending.Key) == item.Content.Bytes.Length)
+            catch (IOException)
             {
+                if (await _store.GetLengthAsync(item.Pending.Key, CancellationToken.None).ConfigureAwait(false) != item.Content.Bytes.Length)
+                {
+                    throw;
+                }
+
                 // Another writer committed the same key between our write and our rename (the rename
                 // never overwrites). The key names the content: that copy serves.
                 Interlocked.Increment(ref _blobsPresent);
@@ -237,7 +243,7 @@ public sealed class PlacementBatch : IAsyncDisposable
             _written.Enqueue(item.Content.Sha256);
             Interlocked.Add(ref _bytesWritten, item.Content.Bytes.Length);
             Interlocked.Increment(ref _blobsWritten);
-            PageCache.Drop(_store, item.Pending.Key);
+            await PageCache.DropAsync(_store, item.Pending.Key, _cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -247,7 +253,7 @@ public sealed class PlacementBatch : IAsyncDisposable
         {
             try
             {
-                item.Pending.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                await item.Pending.DisposeAsync().ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

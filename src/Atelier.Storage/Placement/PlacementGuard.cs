@@ -109,9 +109,20 @@ public sealed class PlacementGuard(StorageLocations locations, AuditLog audit)
         return new PlacementBatch(this, locations.Store(locationId), artifact, policy, location, actor, commitConcurrency, cancellationToken);
     }
 
-    /// <summary>Opens the committed bytes of <paramref name="key"/> at a location for reading.</summary>
-    public bool TryOpenRead(string locationId, string key, out Stream stream) =>
-        locations.Store(locationId).TryOpenRead(key, out stream);
+    /// <summary>Opens the committed bytes of <paramref name="key"/> at a location for reading, or returns null when there are none.</summary>
+    public ValueTask<Stream?> OpenReadAsync(string locationId, string key, CancellationToken cancellationToken) =>
+        locations.Store(locationId).OpenReadAsync(key, cancellationToken);
+
+    /// <summary>
+    /// Opens <paramref name="length"/> bytes of <paramref name="key"/> at a location from
+    /// <paramref name="offset"/> (to the end when null), or returns null when there are none.
+    /// </summary>
+    public ValueTask<Stream?> OpenReadRangeAsync(string locationId, string key, long offset, long? length, CancellationToken cancellationToken) =>
+        locations.Store(locationId).OpenReadRangeAsync(key, offset, length, cancellationToken);
+
+    /// <summary>The committed length of <paramref name="key"/> at a location, or null when absent: an existence check that does not list the location.</summary>
+    public ValueTask<long?> GetLengthAsync(string locationId, string key, CancellationToken cancellationToken) =>
+        locations.Store(locationId).GetLengthAsync(key, cancellationToken);
 
     /// <summary>Deletes an artifact's bytes at a location and audits the deletion.</summary>
     public async ValueTask<bool> DeleteAsync(ArtifactRef artifact, string locationId, string actor, string? key = null, CancellationToken cancellationToken = default)

@@ -55,7 +55,14 @@ public static class PlacementGuardFiles
     {
         ArgumentNullException.ThrowIfNull(guard);
         ArgumentNullException.ThrowIfNull(relativePaths);
-        foreach (var key in guard.Locations.ListKeys(locationId, prefix).ToArray())
+        // Listed whole before deleting: a store need not keep a listing stable under deletions.
+        var stale = new List<string>();
+        await foreach (var key in guard.Locations.ListKeysAsync(locationId, prefix, cancellationToken).ConfigureAwait(false))
+        {
+            stale.Add(key);
+        }
+
+        foreach (var key in stale)
         {
             await guard.DeleteAsync(artifact, locationId, actor, key, cancellationToken).ConfigureAwait(false);
         }

@@ -63,11 +63,24 @@ public sealed class StorageLocations
     /// <summary>The store of the location with <paramref name="id"/>.</summary>
     internal IBlobStore Store(string id) => Get(id).Store;
 
-    /// <summary>Keys of committed blobs at a location that start with <paramref name="prefix"/>.</summary>
-    public IEnumerable<string> ListKeys(string locationId, string prefix) => Get(locationId).Store.EnumerateKeys(prefix);
+    /// <summary>Keys of committed blobs at a location that start with <paramref name="prefix"/>, in ordinal order.</summary>
+    public IAsyncEnumerable<string> ListKeysAsync(string locationId, string prefix, CancellationToken cancellationToken) =>
+        Get(locationId).Store.ListAsync(prefix, cancellationToken);
 
-    /// <summary>Removes orphaned partial writes in every location; returns how many were removed.</summary>
-    public int RemoveOrphans() => _byId.Values.Sum(v => v.Store.RemoveOrphans());
+    /// <summary>
+    /// Removes orphaned partial writes in every location; returns how many were removed. Only safe
+    /// when nothing is writing, i.e. at start-up before other writers begin.
+    /// </summary>
+    public async ValueTask<int> RemoveOrphansAsync(CancellationToken cancellationToken)
+    {
+        var removed = 0;
+        foreach (var (_, store) in _byId.Values)
+        {
+            removed += await store.RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return removed;
+    }
 
     private (LocationDescriptor Descriptor, IBlobStore Store) Get(string id) =>
         _byId.TryGetValue(id, out var entry)

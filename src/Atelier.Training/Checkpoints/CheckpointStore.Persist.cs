@@ -182,7 +182,7 @@ public sealed partial class CheckpointStore
                     return;
                 }
 
-                if (_chunks.GetLength(locationId, hash) == segment.Bytes.Length)
+                if (await _chunks.GetLengthAsync(locationId, hash, ct).ConfigureAwait(false) == segment.Bytes.Length)
                 {
                     counters.Reused(segment.Bytes.Length);
                     return;

@@ -17,7 +17,7 @@ public sealed partial class CheckpointStore
         var steps = new SortedDictionary<long, List<string>>();
         foreach (var location in _options.Locations)
         {
-            foreach (var key in _guard.Locations.ListKeys(location, CheckpointManifest.JobPrefix(jobId)))
+            await foreach (var key in _guard.Locations.ListKeysAsync(location, CheckpointManifest.JobPrefix(jobId), cancellationToken).ConfigureAwait(false))
             {
                 if (CheckpointManifest.TryParseKey(key, out var job, out var step) && job == jobId)
                 {
@@ -48,7 +48,7 @@ public sealed partial class CheckpointStore
     public async Task<CheckpointInfo?> GetAsync(string jobId, long step, CancellationToken cancellationToken = default)
     {
         ValidateJobId(jobId);
-        var locations = LocationsHolding(jobId, step);
+        var locations = await LocationsHoldingAsync(jobId, step, cancellationToken).ConfigureAwait(false);
         if (locations.Count == 0)
         {
             return null;
@@ -69,7 +69,7 @@ public sealed partial class CheckpointStore
     {
         ValidateJobId(jobId);
         var id = CheckpointManifest.IdOf(jobId, step);
-        var locations = LocationsHolding(jobId, step);
+        var locations = await LocationsHoldingAsync(jobId, step, cancellationToken).ConfigureAwait(false);
         if (locations.Count == 0)
         {
             throw new NotFoundException("checkpoint", id);
@@ -169,13 +169,13 @@ public sealed partial class CheckpointStore
     }
 
     // The configured locations (in preference order) that hold the checkpoint's manifest.
-    private List<string> LocationsHolding(string jobId, long step)
+    private async Task<List<string>> LocationsHoldingAsync(string jobId, long step, CancellationToken cancellationToken)
     {
         var key = CheckpointManifest.KeyOf(jobId, step);
         var result = new List<string>();
         foreach (var location in _options.Locations)
         {
-            if (_chunks.GetBlobLength(location, key) >= 0)
+            if (await _chunks.GetBlobLengthAsync(location, key, cancellationToken).ConfigureAwait(false) is not null)
             {
                 result.Add(location);
             }
@@ -203,10 +203,11 @@ public sealed partial class CheckpointStore
 
     private async Task<(CheckpointManifest? Manifest, string? Problem)> ReadManifestAsync(string location, string key, CancellationToken cancellationToken)
     {
-        Stream stream;
+        Stream? stream;
         try
         {
-            if (!_guard.TryOpenRead(location, key, out stream))
+            stream = await _guard.OpenReadAsync(location, key, cancellationToken).ConfigureAwait(false);
+            if (stream is null)
             {
                 return (null, "missing");
             }

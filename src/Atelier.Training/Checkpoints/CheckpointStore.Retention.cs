@@ -94,7 +94,7 @@ public sealed partial class CheckpointStore
             var skipped = new List<string>();
             foreach (var location in _options.Locations)
             {
-                partial += _chunks.RemovePartialWrites(location);
+                partial += await _chunks.RemovePartialWritesAsync(location, cancellationToken).ConfigureAwait(false);
                 var (sweep, skip) = await SweepAsync(location, cancellationToken).ConfigureAwait(false);
                 chunks += sweep.Chunks;
                 bytes += sweep.Bytes;
@@ -115,7 +115,7 @@ public sealed partial class CheckpointStore
     // Deletes the manifest of (job, step) at every location holding it; returns those locations.
     private async Task<List<string>> DeleteManifestsAsync(string jobId, long step)
     {
-        var locations = LocationsHolding(jobId, step);
+        var locations = await LocationsHoldingAsync(jobId, step, CancellationToken.None).ConfigureAwait(false);
         var workspace = "system";
         var (manifest, _) = await LoadManifestAsync(jobId, step, locations, CancellationToken.None).ConfigureAwait(false);
         if (manifest is not null)
@@ -142,7 +142,7 @@ public sealed partial class CheckpointStore
     private async Task<(ChunkSweepResult Result, string? Skipped)> SweepAsync(string location, CancellationToken cancellationToken)
     {
         var live = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var key in _guard.Locations.ListKeys(location, CheckpointManifest.KeyPrefix))
+        await foreach (var key in _guard.Locations.ListKeysAsync(location, CheckpointManifest.KeyPrefix, cancellationToken).ConfigureAwait(false))
         {
             var (manifest, problem) = await ReadManifestAsync(location, key, cancellationToken).ConfigureAwait(false);
             if (manifest is null)

@@ -137,7 +137,7 @@ public sealed partial class CheckpointStore : IAsyncDisposable
             var key = CheckpointManifest.KeyOf(job.JobId, step);
             foreach (var location in _options.Locations)
             {
-                if (_chunks.GetBlobLength(location, key) >= 0)
+                if (await _chunks.GetBlobLengthAsync(location, key, cancellationToken).ConfigureAwait(false) is not null)
                 {
                     throw new ConflictException($"Checkpoint '{CheckpointManifest.IdOf(job.JobId, step)}' already exists at location '{location}'.");
                 }

@@ -25,7 +25,10 @@ public sealed class CollectionStore : IDisposable
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Meter _meter;
 
-    /// <summary>Opens the store and removes blobs of collections that have no catalog row (a crash during create or delete).</summary>
+    /// <summary>
+    /// Opens the store. Call <see cref="RemoveOrphansAsync"/> once at start-up, before serving requests,
+    /// to remove what a crash during a create or delete left.
+    /// </summary>
     /// <param name="catalog">The catalog rows of the collections.</param>
     /// <param name="guard">The only path to write and delete bytes; its locations are where the collections live.</param>
     /// <param name="resolvePolicy">The residency policy of a collection, from the name it was created with.</param>
@@ -42,7 +45,6 @@ public sealed class CollectionStore : IDisposable
         _resolvePolicy = resolvePolicy;
         _clock = clock;
         _options = options ?? new CollectionStoreOptions();
-        RemovedOrphans = RemoveOrphans();
 
         // One meter per store, disposed with it, so a closed store stops reporting; exporters subscribe by name.
         // The instrument names are those the embedding table published before it merged into collections.
@@ -51,9 +53,6 @@ public sealed class CollectionStore : IDisposable
         _meter.CreateObservableCounter("atelier.vectors.disk_reads", () => Measure<long>(c => c.VectorCache is null ? null : c.SegmentDiskReads), unit: "{vector}", description: "Full vectors read from segment files.");
         _meter.CreateObservableGauge("atelier.vectors.count", () => Measure<long>(c => c.Count), unit: "{vector}", description: "Live points in an open collection.");
     }
-
-    /// <summary>Blobs of deleted or never-created collections removed when the store opened.</summary>
-    public int RemovedOrphans { get; }
 
     /// <summary>Creates a collection; the configuration must already be validated against the request.</summary>
     /// <exception cref="ConflictException">A collection with that name exists in the workspace.</exception>
@@ -214,7 +213,14 @@ public sealed class CollectionStore : IDisposable
         var artifact = new ArtifactRef("collection", id, workspace);
         foreach (var location in _guard.Locations.All)
         {
-            foreach (var key in _guard.Locations.ListKeys(location.Id, VectorCollection.KeyPrefix(id)).ToArray())
+            // Listed whole before deleting: a store need not keep a listing stable under deletions.
+            var keys = new List<string>();
+            await foreach (var key in _guard.Locations.ListKeysAsync(location.Id, VectorCollection.KeyPrefix(id), CancellationToken.None).ConfigureAwait(false))
+            {
+                keys.Add(key);
+            }
+
+            foreach (var key in keys)
             {
                 await _guard.DeleteAsync(artifact, location.Id, actor, key, CancellationToken.None).ConfigureAwait(false);
             }
@@ -233,19 +239,29 @@ public sealed class CollectionStore : IDisposable
         }
     }
 
-    private int RemoveOrphans()
+    /// <summary>
+    /// Removes the blobs and segment files of collections that have no catalog row (a crash during a
+    /// create or a delete); returns how many blobs were removed. Run it once at start-up, before any
+    /// request: it is only safe while nothing is creating or deleting a collection.
+    /// </summary>
+    public async Task<int> RemoveOrphansAsync(CancellationToken cancellationToken)
     {
-        // Runs while the server starts, before any request: nothing is creating or deleting a collection.
         var known = _catalog.AllIds();
         int removed = 0;
         foreach (var location in _guard.Locations.All)
         {
-            foreach (var key in _guard.Locations.ListKeys(location.Id, "collection/").ToArray())
+            var keys = new List<string>();
+            await foreach (var key in _guard.Locations.ListKeysAsync(location.Id, "collection/", cancellationToken).ConfigureAwait(false))
+            {
+                keys.Add(key);
+            }
+
+            foreach (var key in keys)
             {
                 var parts = key.Split('/');
                 if (parts.Length >= 3 && !known.Contains(parts[1]))
                 {
-                    _guard.DeleteAsync(new ArtifactRef("collection", parts[1], "system"), location.Id, RecoveryActor, key).AsTask().GetAwaiter().GetResult();
+                    await _guard.DeleteAsync(new ArtifactRef("collection", parts[1], "system"), location.Id, RecoveryActor, key, cancellationToken).ConfigureAwait(false);
                     removed++;
                 }
             }

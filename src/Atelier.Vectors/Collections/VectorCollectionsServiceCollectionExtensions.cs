@@ -16,8 +16,8 @@ public static class VectorCollectionsServiceCollectionExtensions
     /// <param name="services">The host's services.</param>
     /// <param name="options">Tuning of the store; the defaults when null.</param>
     /// <remarks>
-    /// Opening the store sweeps the blobs of collections a crash left without a catalog row, so a host should
-    /// resolve it while it starts, before it serves a request that could be creating one.
+    /// A host should resolve the store while it starts and await <see cref="CollectionStore.RemoveOrphansAsync"/>
+    /// once, before it serves a request that could be creating a collection, to sweep what a crash left.
     /// </remarks>
     public static IServiceCollection AddAtelierVectorCollections(this IServiceCollection services, CollectionStoreOptions? options = null)
     {

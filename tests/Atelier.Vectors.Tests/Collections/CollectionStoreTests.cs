@@ -30,6 +30,9 @@ public sealed class CollectionStoreTests : IDisposable
 
     private static CollectionPoint Copy(CollectionPoint point) => point with { Vector = [.. point.Vector] };
 
+    private async Task<List<string>> KeysAsync(string prefix) =>
+        await _fixture.Locations.ListKeysAsync(CollectionStoreFixture.Location, prefix, CancellationToken.None).ToListAsync();
+
     [Fact]
     public async Task Snapshots_ReplaceTheLog_AndAReopenReplaysSnapshotPlusLog()
     {
@@ -42,9 +45,10 @@ public sealed class CollectionStoreTests : IDisposable
             var chunks = data.Chunk(40).ToArray();
             await collection.UpsertAsync([.. chunks[0].Select(Copy)], "test", CancellationToken.None);
             var firstLog = VectorCollection.KeyPrefix(collection.Record.Id) + "shard-000/log-000000000001";
-            Assert.True(_fixture.Guard.TryOpenRead(CollectionStoreFixture.Location, firstLog, out var stream));
+            var stream = await _fixture.Guard.OpenReadAsync(CollectionStoreFixture.Location, firstLog, CancellationToken.None);
+            Assert.NotNull(stream);
             var firstLogBytes = new MemoryStream();
-            using (stream)
+            await using (stream)
             {
                 await stream.CopyToAsync(firstLogBytes);
             }
@@ -57,7 +61,7 @@ public sealed class CollectionStoreTests : IDisposable
             }
 
             Assert.All(collection.DescribeShards(), s => Assert.True(s.SnapshotBytes > 0, $"shard {s.Shard} never snapshotted"));
-            var keys = _fixture.Locations.ListKeys(CollectionStoreFixture.Location, VectorCollection.KeyPrefix(collection.Record.Id)).ToArray();
+            var keys = await KeysAsync(VectorCollection.KeyPrefix(collection.Record.Id));
             Assert.True(keys.Count(k => k.Contains("/log-", StringComparison.Ordinal)) < 21, string.Join(", ", keys));
             Assert.Equal(2, keys.Count(k => k.Contains("/snap-", StringComparison.Ordinal)));
             Assert.DoesNotContain(firstLog, keys);
@@ -83,7 +87,7 @@ public sealed class CollectionStoreTests : IDisposable
             }
 
             Assert.All(deleted, id => Assert.False(collection.TryGet(id, out _, out _), $"deleted point {id} came back"));
-            Assert.DoesNotContain(_fixture.Locations.ListKeys(CollectionStoreFixture.Location, VectorCollection.KeyPrefix(collection.Record.Id)), k => k.EndsWith("shard-000/log-000000000001", StringComparison.Ordinal));
+            Assert.DoesNotContain(await KeysAsync(VectorCollection.KeyPrefix(collection.Record.Id)), k => k.EndsWith("shard-000/log-000000000001", StringComparison.Ordinal));
         }
     }
 
@@ -92,12 +96,12 @@ public sealed class CollectionStoreTests : IDisposable
     {
         using var store = _fixture.OpenStore();
         await store.CreateAsync(CollectionStoreFixture.Workspace, "docs", Config(), "default", "test", CancellationToken.None);
-        int blobs = _fixture.Locations.ListKeys(CollectionStoreFixture.Location, "collection/").Count();
+        int blobs = (await KeysAsync("collection/")).Count;
 
         await Assert.ThrowsAsync<ConflictException>(() => store.CreateAsync(CollectionStoreFixture.Workspace, "docs", Config(), "default", "test", CancellationToken.None));
 
         Assert.Single(store.List(CollectionStoreFixture.Workspace));
-        Assert.Equal(blobs, _fixture.Locations.ListKeys(CollectionStoreFixture.Location, "collection/").Count());
+        Assert.Equal(blobs, (await KeysAsync("collection/")).Count);
     }
 
     [Fact]
@@ -108,11 +112,11 @@ public sealed class CollectionStoreTests : IDisposable
         await Assert.ThrowsAsync<PlacementRefusedException>(() => store.CreateAsync(CollectionStoreFixture.Workspace, "docs", Config(), "us-only", "test", CancellationToken.None));
 
         Assert.Empty(store.List(CollectionStoreFixture.Workspace));
-        Assert.Empty(_fixture.Locations.ListKeys(CollectionStoreFixture.Location, "collection/"));
+        Assert.Empty(await KeysAsync("collection/"));
     }
 
     [Fact]
-    public async Task Open_WithBlobsOfACollectionWithoutACatalogRow_RemovesThem()
+    public async Task StartupSweep_RemovesTheBlobsOfACollectionWithoutACatalogRow()
     {
         string id;
         using (var store = _fixture.OpenStore())
@@ -127,8 +131,8 @@ public sealed class CollectionStoreTests : IDisposable
         _fixture.Reopen();
         using var reopened = _fixture.OpenStore();
 
-        Assert.True(reopened.RemovedOrphans > 0);
-        Assert.Empty(_fixture.Locations.ListKeys(CollectionStoreFixture.Location, VectorCollection.KeyPrefix(id)));
+        Assert.True(await reopened.RemoveOrphansAsync(CancellationToken.None) > 0);
+        Assert.Empty(await KeysAsync(VectorCollection.KeyPrefix(id)));
     }
 
     [Fact]
@@ -140,7 +144,7 @@ public sealed class CollectionStoreTests : IDisposable
 
         var record = await store.DeleteAsync(CollectionStoreFixture.Workspace, "docs", "test", CancellationToken.None);
 
-        Assert.Empty(_fixture.Locations.ListKeys(CollectionStoreFixture.Location, VectorCollection.KeyPrefix(record.Id)));
+        Assert.Empty(await KeysAsync(VectorCollection.KeyPrefix(record.Id)));
         await Assert.ThrowsAsync<NotFoundException>(() => store.GetAsync(CollectionStoreFixture.Workspace, "docs", CancellationToken.None));
         var again = await store.CreateAsync(CollectionStoreFixture.Workspace, "docs", Config(), "default", "test", CancellationToken.None);
         Assert.Equal(0, again.Count);

@@ -27,7 +27,7 @@ internal sealed partial class CollectionShard
         string prefix = $"{VectorCollection.KeyPrefix(record.Id)}shard-{number:D3}/";
         var logs = new List<(long Seq, string Key)>();
         (long Seq, string Key)? snapshot = null;
-        foreach (var key in guard.Locations.ListKeys(location, prefix))
+        await foreach (var key in guard.Locations.ListKeysAsync(location, prefix, CancellationToken.None).ConfigureAwait(false))
         {
             switch (LogKeys.Parse(key, prefix))
             {
@@ -44,7 +44,7 @@ internal sealed partial class CollectionShard
         if (segmentDirectory is not null)
         {
             if (snapshot is { } saved && SavedGraphCovers(segmentDirectory) == saved.Seq &&
-                TryOpenSavedGraph(record, guard, number, location, prefix, segmentDirectory, cache!, saved, logs) is { } opened)
+                await TryOpenSavedGraphAsync(record, guard, number, location, prefix, segmentDirectory, cache!, saved, logs).ConfigureAwait(false) is { } opened)
             {
                 try
                 {
@@ -68,7 +68,7 @@ internal sealed partial class CollectionShard
         int logBlobs = 0;
         if (snapshot is { } snap)
         {
-            snapshotBytes = ReadBlob(guard, location, snap.Key, config.Dimension, state.Apply);
+            snapshotBytes = await ReadBlobAsync(guard, location, snap.Key, config.Dimension, state.Apply).ConfigureAwait(false);
         }
 
         long maxSeq = covered;
@@ -80,7 +80,7 @@ internal sealed partial class CollectionShard
                 continue;
             }
 
-            logBytes += ReadBlob(guard, location, key, config.Dimension, state.Apply);
+            logBytes += await ReadBlobAsync(guard, location, key, config.Dimension, state.Apply).ConfigureAwait(false);
             logBlobs++;
         }
 
@@ -138,14 +138,11 @@ internal sealed partial class CollectionShard
         return shard;
     }
 
-    private static long ReadBlob(PlacementGuard guard, string location, string key, int dimension, Action<LogBlobKind, long, float[]?, Payload?> apply)
+    private static async Task<long> ReadBlobAsync(PlacementGuard guard, string location, string key, int dimension, Action<LogBlobKind, long, float[]?, Payload?> apply)
     {
-        if (!guard.TryOpenRead(location, key, out var stream))
-        {
-            throw new VectorStoreCorruptedException($"Collection blob '{key}' was listed at location '{location}' but cannot be read.");
-        }
-
-        using (stream)
+        var stream = await guard.OpenReadAsync(location, key, CancellationToken.None).ConfigureAwait(false)
+            ?? throw new VectorStoreCorruptedException($"Collection blob '{key}' was listed at location '{location}' but cannot be read.");
+        await using (stream.ConfigureAwait(false))
         {
             CollectionLog.Read(stream, key, dimension, apply);
             return stream.CanSeek ? stream.Length : 0;
@@ -156,7 +153,14 @@ internal sealed partial class CollectionShard
     public async Task DeleteReplacedAsync(PlacementGuard guard, CollectionRecord record, long covered)
     {
         var artifact = new ArtifactRef("collection", record.Id, record.WorkspaceId);
-        foreach (var key in guard.Locations.ListKeys(LocationId, Prefix).ToArray())
+        // Listed whole before deleting: a store need not keep a listing stable under deletions.
+        var keys = new List<string>();
+        await foreach (var key in guard.Locations.ListKeysAsync(LocationId, Prefix, CancellationToken.None).ConfigureAwait(false))
+        {
+            keys.Add(key);
+        }
+
+        foreach (var key in keys)
         {
             if (LogKeys.Parse(key, Prefix) is { } parsed &&
                 ((parsed.Kind == LogBlobKind.Upsert && parsed.Seq <= covered) || (parsed.Kind == LogBlobKind.Snapshot && parsed.Seq < covered)))

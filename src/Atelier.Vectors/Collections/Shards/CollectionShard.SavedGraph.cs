@@ -72,7 +72,7 @@ internal sealed partial class CollectionShard
     /// read or does not hold exactly the snapshot's points (the caller rebuilds); a blob that cannot be read
     /// is an error, as it is for a rebuild.
     /// </summary>
-    private static CollectionShard? TryOpenSavedGraph(
+    private static async Task<CollectionShard?> TryOpenSavedGraphAsync(
         CollectionRecord record, PlacementGuard guard, int number, string location, string prefix, string directory, FullVectorCache cache, (long Seq, string Key) snapshot, List<(long Seq, string Key)> logs)
     {
         var config = record.Config;
@@ -105,7 +105,7 @@ internal sealed partial class CollectionShard
         {
             int points = 0;
             bool matches = true;
-            shard.SnapshotBytes = ReadBlob(guard, location, snapshot.Key, config.Dimension, (_, id, _, payload) =>
+            shard.SnapshotBytes = await ReadBlobAsync(guard, location, snapshot.Key, config.Dimension, (_, id, _, payload) =>
             {
                 points++;
                 if (index.Contains(id))
@@ -116,7 +116,7 @@ internal sealed partial class CollectionShard
                 {
                     matches = false;
                 }
-            });
+            }).ConfigureAwait(false);
             if (!matches || points != index.Count)
             {
                 shard.Dispose();
@@ -135,11 +135,11 @@ internal sealed partial class CollectionShard
                 // One blob holds one kind of batch, each id once: it is applied as the batch was.
                 var batch = new List<LogPoint>();
                 var kind = LogBlobKind.Upsert;
-                shard.LogBytes += ReadBlob(guard, location, key, config.Dimension, (k, id, vector, payload) =>
+                shard.LogBytes += await ReadBlobAsync(guard, location, key, config.Dimension, (k, id, vector, payload) =>
                 {
                     kind = k;
                     batch.Add(new LogPoint(id, vector ?? [], payload ?? Payload.Empty));
-                });
+                }).ConfigureAwait(false);
                 shard.LogBlobs++;
                 if (kind == LogBlobKind.Delete)
                 {
