@@ -1,7 +1,8 @@
 using Atelier.Storage.Chunks;
 using Atelier.Storage.Placement;
+using Atelier.Testing;
 
-namespace Atelier.Training.Tests;
+namespace Atelier.Storage.Tests;
 
 public sealed class ChunkStoreTests
 {
@@ -10,14 +11,14 @@ public sealed class ChunkStoreTests
     [Fact]
     public async Task PutIfAbsent_OfBytesAlreadyThere_WritesNothing()
     {
-        await using var rig = new CheckpointTestRig();
+        await using var rig = new GuardRig();
         var chunks = new ChunkStore(rig.Guard);
         var bytes = new byte[10_000];
         new Random(41).NextBytes(bytes);
         var hash = ChunkStore.HashOf(bytes);
 
-        Assert.Equal(ChunkPutOutcome.Written, await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None));
-        Assert.Equal(ChunkPutOutcome.AlreadyPresent, await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None));
+        Assert.Equal(ChunkPutOutcome.Written, await chunks.PutIfAbsentAsync(Artifact, GuardRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None));
+        Assert.Equal(ChunkPutOutcome.AlreadyPresent, await chunks.PutIfAbsentAsync(Artifact, GuardRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None));
 
         Assert.Equal(1, rig.Faults["paris"].Writes);
         Assert.Equal(bytes.Length, await chunks.GetLengthAsync("paris", hash, CancellationToken.None));
@@ -27,17 +28,17 @@ public sealed class ChunkStoreTests
     [Fact]
     public async Task Read_OfADamagedChunk_ReportsHashMismatch_AndOfAnAbsentOneMissing()
     {
-        await using var rig = new CheckpointTestRig();
+        await using var rig = new GuardRig();
         var chunks = new ChunkStore(rig.Guard);
         var bytes = new byte[5000];
         new Random(42).NextBytes(bytes);
         var hash = ChunkStore.HashOf(bytes);
-        await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None);
+        await chunks.PutIfAbsentAsync(Artifact, GuardRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None);
         var buffer = new byte[bytes.Length];
 
         Assert.Equal(ChunkReadStatus.Ok, await chunks.ReadAsync("paris", hash, buffer, CancellationToken.None));
         Assert.Equal(bytes, buffer);
-        CheckpointStoreTests.FlipOneByte(rig, "paris", hash);
+        rig.FlipOneByte("paris", hash);
         Assert.Equal(ChunkReadStatus.HashMismatch, await chunks.ReadAsync("paris", hash, buffer, CancellationToken.None));
         Assert.Equal(ChunkReadStatus.Missing, await chunks.ReadAsync("lyon", hash, buffer, CancellationToken.None));
         Assert.Equal(ChunkReadStatus.WrongLength, await chunks.ReadAsync("paris", hash, new byte[10], CancellationToken.None));
@@ -46,7 +47,7 @@ public sealed class ChunkStoreTests
     [Fact]
     public async Task Sweep_DeletesOnlyChunksOutsideTheLiveSet_AndAuditsEachDeletion()
     {
-        await using var rig = new CheckpointTestRig();
+        await using var rig = new GuardRig();
         var chunks = new ChunkStore(rig.Guard);
         var hashes = new List<string>();
         for (var i = 0; i < 3; i++)
@@ -55,7 +56,7 @@ public sealed class ChunkStoreTests
             new Random(43 + i).NextBytes(bytes);
             var hash = ChunkStore.HashOf(bytes);
             hashes.Add(hash);
-            await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None);
+            await chunks.PutIfAbsentAsync(Artifact, GuardRig.EuOnPrem, "paris", "test", null, hash, bytes, CancellationToken.None);
         }
 
         var result = await chunks.SweepAsync("paris", new HashSet<string>([hashes[1]]), "test", CancellationToken.None);
@@ -77,14 +78,14 @@ public sealed class ChunkStoreTests
     [Fact]
     public async Task PutIfAbsent_WithBytesThatDoNotHashToTheGivenName_IsRejected_AndWritesAndAuditsNothing()
     {
-        await using var rig = new CheckpointTestRig();
+        await using var rig = new GuardRig();
         var chunks = new ChunkStore(rig.Guard);
         var bytes = new byte[10_000];
         new Random(44).NextBytes(bytes);
         var wrong = ChunkStore.HashOf(bytes.AsSpan(1));
 
         var error = await Assert.ThrowsAsync<ArgumentException>(async () =>
-            await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, wrong, bytes, CancellationToken.None));
+            await chunks.PutIfAbsentAsync(Artifact, GuardRig.EuOnPrem, "paris", "test", null, wrong, bytes, CancellationToken.None));
 
         Assert.Contains(wrong, error.Message, StringComparison.Ordinal);
         Assert.Equal(0, rig.Faults["paris"].Writes);
@@ -95,7 +96,7 @@ public sealed class ChunkStoreTests
     [Fact]
     public async Task Batch_WritesOnlyChunksNotAlreadyThere_MakesThemDurableOnComplete_AndAuditsOnePlacement()
     {
-        await using var rig = new CheckpointTestRig();
+        await using var rig = new GuardRig();
         var chunks = new ChunkStore(rig.Guard);
         var contents = Enumerable.Range(0, 6).Select(i =>
         {
@@ -103,12 +104,12 @@ public sealed class ChunkStoreTests
             new Random(50 + i).NextBytes(bytes);
             return HashedContent.Compute(bytes);
         }).ToList();
-        await chunks.PutIfAbsentAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, contents[0], CancellationToken.None);
+        await chunks.PutIfAbsentAsync(Artifact, GuardRig.EuOnPrem, "paris", "test", null, contents[0], CancellationToken.None);
         rig.Faults["paris"].ResetCounters();
         var before = rig.Audit.LastSeq;
 
         PlacementBatchReceipt receipt;
-        await using (var batch = await chunks.BeginBatchAsync(Artifact, CheckpointTestRig.EuOnPrem, "paris", "test", null, commitConcurrency: 3, CancellationToken.None))
+        await using (var batch = await chunks.BeginBatchAsync(Artifact, GuardRig.EuOnPrem, "paris", "test", null, commitConcurrency: 3, CancellationToken.None))
         {
             var outcomes = new List<ChunkPutOutcome>();
             foreach (var content in contents)
