@@ -19,7 +19,7 @@ public sealed class AuditHeadTests
     {
         using var log = new AuditLog(dir, TimeProvider.System);
         await AppendAsync(log, "a", count);
-        return await log.ExportHeadAsync(signer, "test");
+        return await log.ExportHeadAsync(signer, "test", "ws_test");
     }
 
     private static async Task<AuditHeadVerification> VerifyExportAsync(AuditLog log, AuditHead head, ReadOnlyMemory<byte> pinned = default)
@@ -38,7 +38,7 @@ public sealed class AuditHeadTests
         using var log = new AuditLog(Path.Combine(dir, "audit"), TimeProvider.System);
         await AppendAsync(log, "a", 5);
 
-        var head = await log.ExportHeadAsync(signer, "test");
+        var head = await log.ExportHeadAsync(signer, "test", "ws_test");
         Assert.Equal(5, head.Seq);
         Assert.Equal(log.Read(4, 1)[0].Hash, head.Hash);
         Assert.Equal(signer.KeyId, head.KeyId);
@@ -69,7 +69,7 @@ public sealed class AuditHeadTests
         using var signer = AuditHeadSigner.CreateEphemeral();
         using var log = new AuditLog(dir, TimeProvider.System);
         await AppendAsync(log, "a", 5);
-        var head = await log.ExportHeadAsync(signer, "test");
+        var head = await log.ExportHeadAsync(signer, "test", "ws_test");
         var other = log.Read(3, 1)[0];
 
         var signature = Convert.FromBase64String(head.Signature);
@@ -98,7 +98,7 @@ public sealed class AuditHeadTests
         using var signer = AuditHeadSigner.CreateEphemeral();
         using var log = new AuditLog(dir, TimeProvider.System);
         await AppendAsync(log, "a", 3);
-        var head = await log.ExportHeadAsync(signer, "test");
+        var head = await log.ExportHeadAsync(signer, "test", "ws_test");
         await AppendAsync(log, "b", 20);
 
         var result = await VerifyExportAsync(log, head);
@@ -116,7 +116,7 @@ public sealed class AuditHeadTests
         using (var log = new AuditLog(dir, TimeProvider.System))
         {
             await AppendAsync(log, "real", 5);
-            head = await log.ExportHeadAsync(signer, "test");
+            head = await log.ExportHeadAsync(signer, "test", "ws_test");
         }
 
         // A fresh, self-consistent chain of other events, written by the log itself, swapped in.

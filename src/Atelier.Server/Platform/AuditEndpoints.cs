@@ -45,7 +45,7 @@ public static class AuditEndpoints
         audit.MapGet("/head", async (HttpContext context, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
-            var head = await runtime.Audit.ExportHeadAsync(runtime.AuditSigner, caller.Actor, context.RequestAborted).ConfigureAwait(false);
+            var head = await runtime.Audit.ExportHeadAsync(runtime.AuditSigner, caller.Actor, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(head, AtelierJson.Options);
         }).WithSummary("The signed head of the audit log: keep it off this machine and verify against it later (operator).");
 

@@ -86,14 +86,18 @@ public sealed class AuditLog : IDisposable
     /// <c>audit_head_exported</c> event, which is the event right after the head: both happen
     /// under the append lock, so no other event comes between them.
     /// </summary>
-    public async ValueTask<AuditHead> ExportHeadAsync(AuditHeadSigner signer, string actor, CancellationToken cancellationToken = default)
+    /// <param name="signer">The key that signs heads.</param>
+    /// <param name="actor">Who exported it.</param>
+    /// <param name="workspace">The exporter's workspace id, which the export event carries.</param>
+    /// <param name="cancellationToken">Cancels waiting for the append lock.</param>
+    public async ValueTask<AuditHead> ExportHeadAsync(AuditHeadSigner signer, string actor, string workspace, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(signer);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var head = signer.Sign(_seq, _head, _clock.GetUtcNow());
-            AppendLocked(new AuditEvent { Type = "audit_head_exported", Actor = actor, ArtifactKind = "audit_head", ArtifactId = head.KeyId, Detail = $"head seq {head.Seq} hash {head.Hash}" });
+            AppendLocked(new AuditEvent { Type = "audit_head_exported", Workspace = workspace, Actor = actor, ArtifactKind = "audit_head", ArtifactId = head.KeyId, Detail = $"head seq {head.Seq} hash {head.Hash}" });
             return head;
         }
         finally
