@@ -107,23 +107,18 @@ public sealed class ApiKeyStore(CatalogDatabase database, TimeProvider clock)
     }
 
     /// <summary>The workspace with <paramref name="id"/>, or null.</summary>
-    public Workspace? GetWorkspace(string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT id, name FROM workspaces WHERE id = $id";
-        command.Parameters.AddWithValue("$id", id);
-        using var reader = command.ExecuteReader();
-        return reader.Read() ? new Workspace(reader.GetString(0), reader.GetString(1)) : null;
-    }
+    public Workspace? GetWorkspace(string id) => WorkspaceWhere("id", id);
 
     /// <summary>The workspace named <paramref name="name"/>, or null.</summary>
-    public Workspace? FindWorkspace(string name)
+    public Workspace? FindWorkspace(string name) => WorkspaceWhere("name", name);
+
+    // Both columns are unique; the column name is one of the two constants above, never input.
+    private Workspace? WorkspaceWhere(string column, string value)
     {
         using var connection = database.Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT id, name FROM workspaces WHERE name = $name";
-        command.Parameters.AddWithValue("$name", name);
+        command.CommandText = $"SELECT id, name FROM workspaces WHERE {column} = $value";
+        command.Parameters.AddWithValue("$value", value);
         using var reader = command.ExecuteReader();
         return reader.Read() ? new Workspace(reader.GetString(0), reader.GetString(1)) : null;
     }
