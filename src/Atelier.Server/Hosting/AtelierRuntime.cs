@@ -217,7 +217,7 @@ public sealed class AtelierRuntime : IDisposable
         var workspace = Keys.EnsureWorkspace("default");
         var (key, token) = Keys.Create(workspace, "operator", ApiKeyRoles.Operator);
         var path = Path.Combine(Options.DataDirectory, AdminKeyFile);
-        WriteSecretFile(path, Encoding.ASCII.GetBytes(token + "\n"));
+        WriteSecretFile(path, Encoding.ASCII.GetBytes(token + "\n"), overwrite: true);
         Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = "system:bootstrap", ArtifactKind = "api_key", ArtifactId = key.Id, Detail = "the platform operator's key" })
             .AsTask().GetAwaiter().GetResult();
         CreatedAdminKeyPath = path;
@@ -231,26 +231,11 @@ public sealed class AtelierRuntime : IDisposable
         }
 
         var secret = RandomNumberGenerator.GetBytes(32);
-        WriteSecretFile(path, Encoding.ASCII.GetBytes(Convert.ToBase64String(secret) + "\n"));
+        WriteSecretFile(path, Encoding.ASCII.GetBytes(Convert.ToBase64String(secret) + "\n"), overwrite: false);
         return secret;
     }
 
-    /// <summary>Writes a file readable by its owner only (0600), atomically.</summary>
-    private static void WriteSecretFile(string path, byte[] content)
-    {
-        var temp = path + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        using (var stream = new FileStream(temp, options))
-        {
-            stream.Write(content);
-            stream.Flush(flushToDisk: true);
-        }
-
-        File.Move(temp, path, overwrite: true);
-    }
+    /// <summary>Writes a file readable by its owner only (0600), atomically (see docs/decisions/0002).</summary>
+    private static void WriteSecretFile(string path, byte[] content, bool overwrite) =>
+        Atelier.Core.IO.AtomicFile.WriteAllBytes(path, content, UnixFileMode.UserRead | UnixFileMode.UserWrite, overwrite);
 }
