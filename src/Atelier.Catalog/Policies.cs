@@ -30,6 +30,8 @@ public sealed class PolicyCatalog
     private readonly string _installationDefault;
     private readonly TimeProvider _clock;
     private readonly ConcurrentDictionary<string, ResidencyPolicy> _defined = new(StringComparer.Ordinal);
+    private readonly Lock _defineLock = new();
+    private volatile IReadOnlyList<ResidencyPolicy> _all = [];
 
     /// <summary>Loads the operator's policies next to the configured ones.</summary>
     /// <param name="database">The catalog.</param>
@@ -58,14 +60,15 @@ public sealed class PolicyCatalog
             var policy = JsonSerializer.Deserialize<ResidencyPolicy>(reader.GetString(0), AtelierConfig.SerializerOptions)!;
             _defined.TryAdd(policy.Name, policy);
         }
+
+        _all = Snapshot();
     }
 
     /// <summary>Every defined policy: the configured ones first, then the operator's, by name.</summary>
-    public IReadOnlyList<ResidencyPolicy> All =>
-        [.. _configured, .. _defined.Values.Where(p => !_configured.Any(c => c.Name == p.Name)).OrderBy(p => p.Name, StringComparer.Ordinal)];
+    public IReadOnlyList<ResidencyPolicy> All => _all;
 
     /// <summary>True when the operator (not <c>config.json</c>) defined <paramref name="name"/>.</summary>
-    public bool IsOperatorDefined(string name) => _defined.ContainsKey(name) && !_configured.Any(c => c.Name == name);
+    public bool IsOperatorDefined(string name) => _defined.ContainsKey(name) && !IsConfigured(name);
 
     /// <summary>The policy named <paramref name="name"/>, or null.</summary>
     public ResidencyPolicy? Find(string name) => _defined.GetValueOrDefault(name);
@@ -103,7 +106,12 @@ public sealed class PolicyCatalog
             }
         }
 
-        _defined[policy.Name] = policy;
+        lock (_defineLock)
+        {
+            _defined[policy.Name] = policy;
+            _all = Snapshot();
+        }
+
         return policy;
     }
 
@@ -187,9 +195,12 @@ public sealed class PolicyCatalog
     /// <paramref name="name"/> (which may be derived), or null when it may: the policy must be no
     /// looser than one of the workspace's allowed policies.
     /// </summary>
-    public string? Refusal(string workspaceId, string name)
+    public string? Refusal(string workspaceId, string name) => Refusal(ForWorkspace(workspaceId), name);
+
+    /// <summary>Why a workspace governed by <paramref name="governed"/> may not use <paramref name="name"/>, or null when it may.</summary>
+    public string? Refusal(WorkspacePolicies governed, string name)
     {
-        var governed = ForWorkspace(workspaceId);
+        ArgumentNullException.ThrowIfNull(governed);
         ResidencyPolicy requested;
         try
         {
@@ -210,4 +221,9 @@ public sealed class PolicyCatalog
 
         return $"Residency policy '{name}' is looser than this workspace allows: the operator allows [{string.Join(", ", governed.AllowedPolicies)}] and anything stricter.";
     }
+
+    private ResidencyPolicy[] Snapshot() =>
+        [.. _configured, .. _defined.Values.Where(p => !IsConfigured(p.Name)).OrderBy(p => p.Name, StringComparer.Ordinal)];
+
+    private bool IsConfigured(string name) => _configured.Any(c => c.Name == name);
 }

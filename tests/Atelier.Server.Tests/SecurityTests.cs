@@ -347,6 +347,15 @@ public sealed class SecurityTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.OK, download.StatusCode);
 
         var signature = System.Web.HttpUtility.ParseQueryString(new Uri(url).Query)["signature"]!;
+
+        // The request log writes its line once the response has completed, which can be just after
+        // the client has the response: wait for it (bounded) rather than race it.
+        var logged = System.Diagnostics.Stopwatch.StartNew();
+        while (!log.Lines().Any(l => l.Contains($"/v1/files/{id}/content", StringComparison.Ordinal)) && logged.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(20);
+        }
+
         var lines = log.Lines();
         Assert.Contains(lines, l => l.Contains($"/v1/files/{id}/content", StringComparison.Ordinal));
         Assert.DoesNotContain(lines, l => l.Contains(signature, StringComparison.Ordinal) || l.Contains("signature=", StringComparison.Ordinal));

@@ -174,7 +174,7 @@ public static class FileEndpoints
         }
 
         // Checked on every download, not when signing: a URL lives only as long as its key does.
-        if (!runtime.Keys.List(workspace).Any(k => k.Id == keyId && k.RevokedAt is null))
+        if (runtime.Keys.Get(keyId) is not { RevokedAt: null } key || key.WorkspaceId != workspace)
         {
             throw new UnauthorizedException($"The API key '{keyId}' that signed this URL has been revoked or no longer belongs to the workspace, so the URL no longer works; ask for a new one with a live key.");
         }

@@ -160,7 +160,7 @@ public sealed class AtelierRuntime : IDisposable
         try
         {
             await runtime.RecoverAsync(cancellationToken).ConfigureAwait(false);
-            runtime.BootstrapAdminKey();
+            await runtime.BootstrapAdminKeyAsync().ConfigureAwait(false);
         }
         catch
         {
@@ -207,7 +207,7 @@ public sealed class AtelierRuntime : IDisposable
         RecoveredOrphans = removed;
     }
 
-    private void BootstrapAdminKey()
+    private async Task BootstrapAdminKeyAsync()
     {
         if (Keys.List(null).Count > 0)
         {
@@ -218,8 +218,8 @@ public sealed class AtelierRuntime : IDisposable
         var (key, token) = Keys.Create(workspace, "operator", ApiKeyRoles.Operator);
         var path = Path.Combine(Options.DataDirectory, AdminKeyFile);
         WriteSecretFile(path, Encoding.ASCII.GetBytes(token + "\n"), overwrite: true);
-        Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = "system:bootstrap", ArtifactKind = "api_key", ArtifactId = key.Id, Detail = "the platform operator's key" })
-            .AsTask().GetAwaiter().GetResult();
+        await Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = "system:bootstrap", ArtifactKind = "api_key", ArtifactId = key.Id, Detail = "the platform operator's key" }, CancellationToken.None)
+            .ConfigureAwait(false);
         CreatedAdminKeyPath = path;
     }
 

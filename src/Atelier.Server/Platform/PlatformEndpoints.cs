@@ -195,7 +195,7 @@ public static class PlatformEndpoints
             return Results.Json(
                 new
                 {
-                    data = runtime.Policies.All.Select(p => Describe(runtime, p, caller.WorkspaceId)),
+                    data = runtime.Policies.All.Select(p => Describe(runtime, p, mine)),
                     defaults = runtime.Config.Defaults,
                     workspace = new { id = caller.WorkspaceId, name = caller.Key.WorkspaceName, default_policy = mine.DefaultPolicy, allowed_policies = mine.AllowedPolicies },
                 },
@@ -218,7 +218,7 @@ public static class PlatformEndpoints
                     Detail = $"jurisdictions [{string.Join(", ", policy.AllowedJurisdictions)}], operators [{string.Join(", ", policy.AllowedOperators)}], replicas {policy.MinReplicas}, on-prem {(policy.RequireOnPrem ? "required" : "not required")}",
                 },
                 CancellationToken.None).ConfigureAwait(false);
-            return Results.Json(Describe(runtime, policy, caller.WorkspaceId), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+            return Results.Json(Describe(runtime, policy, runtime.Policies.ForWorkspace(caller.WorkspaceId)), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Define a new residency policy (operator). A name never changes meaning once defined.");
     }
 
@@ -306,7 +306,7 @@ public static class PlatformEndpoints
         return new { id = workspace.Id, name = workspace.Name, default_policy = governed.DefaultPolicy, allowed_policies = governed.AllowedPolicies, governed = governed.Explicit };
     }
 
-    private static object Describe(AtelierRuntime runtime, ResidencyPolicy policy, string workspaceId) => new
+    private static object Describe(AtelierRuntime runtime, ResidencyPolicy policy, WorkspacePolicies governed) => new
     {
         name = policy.Name,
         allowed_jurisdictions = policy.AllowedJurisdictions,
@@ -314,6 +314,6 @@ public static class PlatformEndpoints
         min_replicas = policy.MinReplicas,
         require_on_prem = policy.RequireOnPrem,
         source = runtime.Policies.IsOperatorDefined(policy.Name) ? "operator" : "config",
-        usable_here = runtime.Policies.Refusal(workspaceId, policy.Name) is null,
+        usable_here = runtime.Policies.Refusal(governed, policy.Name) is null,
     };
 }
