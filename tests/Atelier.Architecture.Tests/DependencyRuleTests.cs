@@ -10,13 +10,6 @@ namespace Atelier.Architecture.Tests;
 /// </summary>
 public sealed partial class DependencyRuleTests
 {
-    /// <summary>
-    /// Assemblies that still open SQLite themselves, outside the catalog: the architecture issue
-    /// moves their SQL into the catalog. The list may only shrink (the test fails when one of them
-    /// stops using SQLite, so that it is taken off).
-    /// </summary>
-    private static readonly string[] SqliteOutsideTheCatalogStill = ["Atelier.Features", "Atelier.Registry"];
-
     private static readonly string Root = FindRoot();
 
     private static string FindRoot()
@@ -122,13 +115,9 @@ public sealed partial class DependencyRuleTests
     public void Sqlite_IsUsedOnlyByTheCatalog_AndTheAssembliesStillMovingTheirSqlThere(string assembly)
     {
         var usesSqlite = Load(assembly).GetReferencedAssemblies().Any(a => a.Name == "Microsoft.Data.Sqlite");
-        if (assembly == "Atelier.Catalog")
+        if (assembly is "Atelier.Catalog" or "Atelier.Catalog.Sqlite")
         {
             Assert.True(usesSqlite);
-        }
-        else if (SqliteOutsideTheCatalogStill.Contains(assembly))
-        {
-            Assert.True(usesSqlite, $"{assembly} no longer uses SQLite: take it off {nameof(SqliteOutsideTheCatalogStill)}");
         }
         else
         {

@@ -1,4 +1,5 @@
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
 using Atelier.Data.Tokenization;
@@ -34,7 +35,7 @@ public sealed class ModelRegistryTests : IDisposable
             _data);
         _audit = new AuditLog(Path.Combine(_data, "audit"), TimeProvider.System);
         _guard = new PlacementGuard(locations, _audit);
-        _registry = new ModelRegistry(_catalog, _guard, TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
+        _registry = new ModelRegistry(new SqliteModelRepository(_catalog), _guard, TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
         var keys = new ApiKeyStore(_catalog, TimeProvider.System);
         _teamA = keys.EnsureWorkspace("team-a");
         _teamB = keys.EnsureWorkspace("team-b");
@@ -351,7 +352,7 @@ public sealed class ModelRegistryTests : IDisposable
         // A store whose reads are not FileStreams, as an S3-compatible one would be.
         var store = new StreamOnlyStore(new Storage.Blobs.LocalDirectoryBlobStore("remote", Path.Combine(_data, "remote")));
         var locations = new StorageLocations([(new LocationDescriptor { Id = "remote", Uri = "remote", Country = "FR", Blocs = ["EU"], OnPrem = true }, (Storage.Blobs.IBlobStore)store)]);
-        var registry = new ModelRegistry(_catalog, new PlacementGuard(locations, _audit), TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
+        var registry = new ModelRegistry(new SqliteModelRepository(_catalog), new PlacementGuard(locations, _audit), TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
         var model = await registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = TinyModel() }, EuOnly, "remote", "key:admin", "default", CancellationToken.None);
 
         await Assert.ThrowsAsync<NotSupportedException>(async () => await registry.LocalModelDirectoryAsync(model, CancellationToken.None));
@@ -400,7 +401,7 @@ public sealed class ModelRegistryTests : IDisposable
         var upgraded = new CatalogDatabase(_catalog.Path);
         Assert.Equal(CatalogDatabase.LatestSchemaVersion, upgraded.SchemaVersion);
         Assert.Equal("team-a", new ApiKeyStore(upgraded, TimeProvider.System).GetWorkspace(_teamA.Id)!.Name);
-        var registry = new ModelRegistry(upgraded, _guard, TimeProvider.System, importRoots: new ModelImportRoots([_importRoot]));
+        var registry = new ModelRegistry(new SqliteModelRepository(upgraded), _guard, TimeProvider.System, importRoots: new ModelImportRoots([_importRoot]));
         await registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = TinyModel() }, EuOnly, "paris", "key:admin", "default", CancellationToken.None);
         Assert.Single(await registry.ListAsync(_teamA.Id, CancellationToken.None));
     }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Atelier.Catalog.Sqlite;
 using Atelier.Modeling.Mistral;
 using Atelier.Registry;
 
@@ -13,7 +14,7 @@ public sealed class ModelsApiTests
     internal static Task<RegisteredModel> RegisterFineTunedAsync(TestServer server, string workspaceName, string jobId, string? suffix = null)
     {
         var runtime = server.Runtime;
-        var registry = new ModelRegistry(runtime.Catalog, runtime.Guard, runtime.Clock);
+        var registry = new ModelRegistry(new SqliteModelRepository(runtime.Catalog), runtime.Guard, runtime.Clock);
         return registry.RegisterFineTunedAsync(
             new FineTunedModelRegistration
             {

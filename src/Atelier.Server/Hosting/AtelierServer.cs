@@ -148,7 +148,7 @@ public static class AtelierServer
         }
 
         var registry = new Registry.ModelRegistry(
-            runtime.Catalog,
+            new global::Atelier.Catalog.Sqlite.SqliteModelRepository(runtime.Catalog),
             runtime.Guard,
             runtime.Clock,
             Path.Combine(runtime.Options.DataDirectory, "cache", "models"),
