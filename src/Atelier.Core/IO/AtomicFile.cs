@@ -117,6 +117,13 @@ public static partial class AtomicFile
         foreach (var (name, write) in files)
         {
             ArgumentNullException.ThrowIfNull(write);
+
+            // The one directory flush covers this directory's entries only, not a subdirectory's.
+            if (string.IsNullOrEmpty(name) || Path.GetFileName(name) != name)
+            {
+                throw new ArgumentException($"'{name}' is not a file name within '{full}'.", nameof(files));
+            }
+
             var (_, temp) = TempBeside(Path.Combine(full, name));
             WriteAndRename(temp, Path.Combine(full, name), write, mode: null, overwrite: true);
         }
