@@ -56,6 +56,8 @@ public sealed partial class FeatureStore : IDisposable
     private readonly TimeProvider _clock;
     private readonly OnlineStore _online;
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _viewLocks = new(StringComparer.Ordinal);
+    // Orders CreateView's caching of a new latest version against GetView's caching of what it read
+    // from the catalog, so an older read never replaces a newer latest (held only for the cache update).
     private readonly Lock _createLock = new();
 
     // Serialises CreateView's read of the latest version and its insert of the next one.
