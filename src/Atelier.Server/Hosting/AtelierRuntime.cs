@@ -100,15 +100,6 @@ public sealed class AtelierRuntime : IDisposable
     /// </summary>
     public Atelier.Core.Residency.ResidencyPolicy ResolvePolicy(string name) => Policies.Resolve(name);
 
-    /// <summary>Opens the committed bytes of an uploaded file for reading.</summary>
-    /// <exception cref="StorageUnavailableException">Its bytes are missing from its location.</exception>
-    public async ValueTask<Stream> OpenFileAsync(FileRecord file, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(file);
-        return await Guard.OpenReadAsync(file.LocationId, file.BlobKey, cancellationToken).ConfigureAwait(false)
-            ?? throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
-    }
-
     /// <summary>
     /// Runs a catalog change that frees space (a deletion). When the disk is full, it gives up the
     /// audit log's space reserve and tries once more, so deleting works on a full disk and space can
