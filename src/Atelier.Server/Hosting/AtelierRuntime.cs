@@ -3,6 +3,7 @@ using System.Text;
 using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Core.IO;
 using Atelier.Storage.Audit;
 using Atelier.Storage.Placement;
 
@@ -214,19 +215,7 @@ public sealed class AtelierRuntime : IDisposable
         CreatedAdminKeyPath = path;
     }
 
-    private static byte[] LoadOrCreateSecret(string path)
-    {
-        if (File.Exists(path))
-        {
-            return Convert.FromBase64String(File.ReadAllText(path).Trim());
-        }
+    private static byte[] LoadOrCreateSecret(string path) => SecretFile.LoadOrCreate(path, 32);
 
-        var secret = RandomNumberGenerator.GetBytes(32);
-        WriteSecretFile(path, Encoding.ASCII.GetBytes(Convert.ToBase64String(secret) + "\n"), overwrite: false);
-        return secret;
-    }
-
-    /// <summary>Writes a file readable by its owner only (0600), atomically (see docs/decisions/0002).</summary>
-    private static void WriteSecretFile(string path, byte[] content, bool overwrite) =>
-        Atelier.Core.IO.AtomicFile.WriteAllBytes(path, content, UnixFileMode.UserRead | UnixFileMode.UserWrite, overwrite);
+    private static void WriteSecretFile(string path, byte[] content, bool overwrite) => SecretFile.Write(path, content, overwrite);
 }

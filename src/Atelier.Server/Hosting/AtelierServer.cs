@@ -1,5 +1,6 @@
 using System.Net;
 using Atelier.Core;
+using Atelier.Core.IO;
 using Atelier.Server.Auth;
 using Atelier.Server.Collections;
 using Atelier.Server.Datasets;
@@ -50,7 +51,7 @@ public static class AtelierServer
         builder.Services.AddSingleton(runtime);
         builder.Services.AddSingleton(options.Clock);
         builder.Services.AddSingleton<FileUpload>();
-        builder.Services.AddHostedService<FileExpirySweeper>();
+        builder.Services.AddHostedService(services => new FileExpirySweeper(runtime.Files, runtime.Guard, runtime.Clock, services.GetRequiredService<ILogger<FileExpirySweeper>>()));
         builder.Services.AddSingleton(services => new DatasetBuildService(
             new DatasetBuildServiceOptions { StagingDirectory = Path.Combine(options.DataDirectory, "staging", "datasets") },
             runtime.Datasets,
@@ -161,14 +162,7 @@ public static class AtelierServer
             // private to its user, like the rest of it. Roots elsewhere are the operator's to create.
             if (root.StartsWith(Path.TrimEndingDirectorySeparator(dataDirectory) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
             {
-                if (OperatingSystem.IsWindows())
-                {
-                    Directory.CreateDirectory(root);
-                }
-                else
-                {
-                    Directory.CreateDirectory(root, DataDirectoryPermissions.DirectoryMode);
-                }
+                DataDirectoryPermissions.CreatePrivateDirectory(root);
             }
         }
 
