@@ -1,3 +1,4 @@
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Features;
 using Atelier.Features.Api;
