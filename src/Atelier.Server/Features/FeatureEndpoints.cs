@@ -1,4 +1,5 @@
 using Atelier.Catalog.Sqlite;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Features;
 using Atelier.Features.Api;

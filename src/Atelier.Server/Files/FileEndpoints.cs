@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
@@ -58,7 +59,7 @@ public static class FileEndpoints
         var files = app.MapGroup("/v1/files").WithTags("Files");
 
         files.MapPost("", async (HttpContext context, FileUpload upload) =>
-            Results.Json(FileObject.From(await upload.HandleAsync(context).ConfigureAwait(false)), Errors.AtelierJson.Options))
+            Results.Json(FileObject.From(await upload.HandleAsync(context).ConfigureAwait(false)), AtelierJson.Options))
             .DisableAntiforgery()
             .WithBodyKind(Errors.RequestBodyKind.Upload)
             .WithSummary("Upload a file (multipart: file, purpose, visibility, expiry).");
@@ -68,7 +69,7 @@ public static class FileEndpoints
             var caller = ApiKeyAuthentication.Caller(context);
             var query = ParseQuery(context.Request.Query);
             var (page, total) = runtime.Files.List(caller.WorkspaceId, query);
-            return Results.Json(new FileList([.. page.Select(FileObject.From)], "list", total), Errors.AtelierJson.Options);
+            return Results.Json(new FileList([.. page.Select(FileObject.From)], "list", total), AtelierJson.Options);
         }).WithSummary("List files, with paging and filters.");
 
         files.MapGet("/{fileId}", (HttpContext context, string fileId, AtelierRuntime runtime) =>
@@ -76,7 +77,7 @@ public static class FileEndpoints
             var f = Find(context, runtime, fileId);
             return Results.Json(
                 new RetrievedFileObject(f.Id, "file", f.Bytes, f.CreatedAt, f.Filename, f.Purpose, f.SampleType, f.NumLines, f.Mimetype, f.Source, f.Signature, f.ExpiresAt, f.Visibility, false),
-                Errors.AtelierJson.Options);
+                AtelierJson.Options);
         }).WithSummary("Retrieve a file's metadata.");
 
         files.MapGet("/{fileId}/content", async (HttpContext context, string fileId, AtelierRuntime runtime) =>
@@ -114,7 +115,7 @@ public static class FileEndpoints
             var expires = runtime.Clock.GetUtcNow().ToUnixTimeSeconds() + (hours * 3600);
             var signature = Sign(runtime, f.WorkspaceId, f.Id, expires, keyId);
             var url = $"{PublicUrl(context, runtime)}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&key_id={Uri.EscapeDataString(keyId)}&signature={signature}";
-            return Results.Json(new SignedUrl(url), Errors.AtelierJson.Options);
+            return Results.Json(new SignedUrl(url), AtelierJson.Options);
         }).WithSummary("A download URL that works without a key until it expires.");
 
         files.MapDelete("/{fileId}", async (HttpContext context, string fileId, AtelierRuntime runtime) =>
@@ -125,7 +126,7 @@ public static class FileEndpoints
             // next start removes, never a row that points at nothing.
             var f = runtime.FreeingSpace(() => runtime.Files.Delete(caller.WorkspaceId, fileId)) ?? throw new NotFoundException("file", fileId);
             await runtime.Guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.WorkspaceId), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
-            return Results.Json(new DeletedFile(f.Id, "file", true), Errors.AtelierJson.Options);
+            return Results.Json(new DeletedFile(f.Id, "file", true), AtelierJson.Options);
         }).WithSummary("Delete a file and its bytes.");
     }
 

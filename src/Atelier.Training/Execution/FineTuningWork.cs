@@ -2,21 +2,23 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Catalog;
-using Atelier.Cluster.Jobs;
+using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Core.Topology;
 using Atelier.Data.Building;
 using Atelier.Data.Readers;
 using Atelier.Data.Shards;
 using Atelier.Data.Tokenization;
 using Atelier.Registry;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
 using Atelier.Storage.Placement;
 using Atelier.Training.Checkpoints;
+using Atelier.Training.Datasets;
 using Atelier.Training.Jobs;
 using Atelier.Training.Loading;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
-namespace Atelier.Server.Jobs;
+namespace Atelier.Training.Execution;
 
 /// <summary>A file of a job's dataset as placed through the guard.</summary>
 /// <param name="Key">Its blob key.</param>
@@ -64,16 +66,31 @@ public sealed record JobPlanRecord
 /// and on success places the adapter and registers the fine-tuned model. Both report back to the
 /// job's grain; neither runs inside a grain turn.
 /// </summary>
+/// <param name="options">Where it stages and how much curation may drop.</param>
+/// <param name="catalog">The catalog objects it reads and records in.</param>
+/// <param name="storage">The locations, the guard and the topology the job's data lives in.</param>
+/// <param name="registry">The model registry: base models, and the fine-tuned model a run registers.</param>
+/// <param name="checkpoints">The checkpoint store.</param>
+/// <param name="reports">Where validation and training report their end (the job's grain).</param>
+/// <param name="lifetime">The host's lifetime: stopping interrupts the work, which resumes on the next start.</param>
+/// <param name="clock">The clock.</param>
+/// <param name="logger">The log.</param>
 public sealed partial class FineTuningWork(
-    AtelierRuntime runtime,
+    FineTuningWorkOptions options,
+    FineTuningCatalog catalog,
+    FineTuningStorage storage,
     ModelRegistry registry,
     CheckpointStore checkpoints,
-    IGrainFactory grains,
+    IFineTuningReports reports,
     IHostApplicationLifetime lifetime,
+    TimeProvider clock,
     ILogger<FineTuningWork> logger) : IFineTuningWork
 {
+    /// <summary>The meter of the training metrics: the host's own, so they are exported with the rest.</summary>
+    public const string MeterName = "Atelier";
+
     private const string Actor = "system:fine-tuning";
-    private static readonly System.Diagnostics.Metrics.Meter Meter = new(Hosting.AtelierServer.MeterName);
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new(MeterName);
     private static readonly System.Diagnostics.Metrics.Counter<long> Steps = Meter.CreateCounter<long>("atelier_training_steps", description: "Optimiser steps trained by fine-tuning jobs on this node.");
     private static readonly System.Diagnostics.Metrics.Counter<long> Tokens = Meter.CreateCounter<long>("atelier_training_tokens", description: "Tokens trained by fine-tuning jobs on this node.");
     private static readonly System.Diagnostics.Metrics.Histogram<double> Stall = Meter.CreateHistogram<double>("atelier_checkpoint_stall", unit: "ms", description: "Training time lost to each checkpoint (back-pressure and snapshot).");
@@ -118,7 +135,7 @@ public sealed partial class FineTuningWork(
 
             if (!cancelled)
             {
-                await grains.GetGrain<IFineTuningJobGrain>(jobId).ValidationFinishedAsync(error).ConfigureAwait(false);
+                await reports.ValidationFinishedAsync(jobId, error).ConfigureAwait(false);
             }
             else if (!lifetime.ApplicationStopping.IsCancellationRequested)
             {
@@ -134,7 +151,7 @@ public sealed partial class FineTuningWork(
         _ = Task.Factory.StartNew(
             async () =>
             {
-                var end = RunEnd.Succeeded;
+                var end = TrainingEnd.Succeeded;
                 string? error = null;
                 try
                 {
@@ -142,12 +159,12 @@ public sealed partial class FineTuningWork(
                 }
                 catch (Exception e) when (IsCancellation(e, cancel))
                 {
-                    end = lifetime.ApplicationStopping.IsCancellationRequested ? RunEnd.Interrupted : RunEnd.Cancelled;
+                    end = lifetime.ApplicationStopping.IsCancellationRequested ? TrainingEnd.Interrupted : TrainingEnd.Cancelled;
                 }
                 catch (Exception e)
                 {
                     LogFailed(logger, e, jobId);
-                    end = RunEnd.Failed;
+                    end = TrainingEnd.Failed;
                     error = e is AtelierException or CheckpointFailedException or InvalidDataException or IOException ? e.Message : "internal error: " + e.Message;
                 }
                 finally
@@ -155,12 +172,12 @@ public sealed partial class FineTuningWork(
                     Unregister(jobId, cancel);
                 }
 
-                if (end != RunEnd.Interrupted)
+                if (end != TrainingEnd.Interrupted)
                 {
                     // The attempt is over and no other follows: the adapter it staged (placed, or
                     // from a cancelled or failed run) is not needed again.
                     DeleteStaging(jobId);
-                    await grains.GetGrain<IFineTuningJobGrain>(jobId).RunFinishedAsync(end, error).ConfigureAwait(false);
+                    await reports.RunFinishedAsync(jobId, end, error).ConfigureAwait(false);
                 }
             },
             CancellationToken.None,
@@ -180,20 +197,20 @@ public sealed partial class FineTuningWork(
     /// <inheritdoc />
     public string? DataNode(string jobId)
     {
-        var job = runtime.Jobs.GetById(jobId);
+        var job = catalog.Jobs.GetById(jobId);
         if (job is null)
         {
             return null;
         }
 
-        var location = runtime.Locations.Describe(job.LocationId);
+        var location = storage.Locations.Describe(job.LocationId);
         if (location.Node is { } node)
         {
             return node;
         }
 
         // A rack-level location: any node of its rack is next to it.
-        return runtime.Topology.Sites.SelectMany(s => s.Racks).FirstOrDefault(r => r.Id == location.Rack)?.Nodes.FirstOrDefault();
+        return storage.Topology.Sites.SelectMany(s => s.Racks).FirstOrDefault(r => r.Id == location.Rack)?.Nodes.FirstOrDefault();
     }
 
     /// <summary>Stops every attempt on this node (the host is stopping); the jobs resume on the next start.</summary>
@@ -240,14 +257,14 @@ public sealed partial class FineTuningWork(
         try
         {
             DeleteStaging(jobId);
-            var job = runtime.Jobs.GetById(jobId);
+            var job = catalog.Jobs.GetById(jobId);
             if (job is null)
             {
                 return;
             }
 
             var artifact = Artifact(job);
-            var curated = runtime.Jobs.Events(jobId).Any(e => e.Name == "data-curated");
+            var curated = catalog.Jobs.Events(jobId).Any(e => e.Name == "data-curated");
             foreach (var part in ValidationParts)
             {
                 if (curated && part == ReportPart)
@@ -257,14 +274,14 @@ public sealed partial class FineTuningWork(
 
                 // Listed first, then deleted: the listing does not run over keys being removed.
                 var keys = new List<string>();
-                await foreach (var key in runtime.Locations.ListKeysAsync(job.LocationId, $"job/{jobId}/{part}", CancellationToken.None).ConfigureAwait(false))
+                await foreach (var key in storage.Locations.ListKeysAsync(job.LocationId, $"job/{jobId}/{part}", CancellationToken.None).ConfigureAwait(false))
                 {
                     keys.Add(key);
                 }
 
                 foreach (var key in keys)
                 {
-                    await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
+                    await storage.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
                 }
             }
         }
@@ -307,7 +324,7 @@ public sealed partial class FineTuningWork(
 
     private async Task ValidateAsync(string jobId, CancellationToken cancel)
     {
-        var job = runtime.Jobs.GetById(jobId) ?? throw new NotFoundException("job", jobId);
+        var job = catalog.Jobs.GetById(jobId) ?? throw new NotFoundException("job", jobId);
         var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
         var model = await registry.FindAsync(job.WorkspaceId, job.Model, cancel).ConfigureAwait(false)
             ?? throw new ValidationFailedException($"Model '{job.Model}' no longer exists.", [new Problem($"Model '{job.Model}' no longer exists.", Field: "model")], 1);
@@ -338,14 +355,14 @@ public sealed partial class FineTuningWork(
     {
         var jobId = job.Id;
         var artifact = Artifact(job);
-        var policy = runtime.ResolvePolicy(job.Policy);
+        var policy = catalog.Policies.Resolve(job.Policy);
         PreparedData prepared;
         if (request.DatasetId is { } datasetId)
         {
             // A built version: its shards are trained on where they are, after checking again
             // (the model may have been replaced since the job was created) that they are this
             // model's tokens; only the validation files are built here.
-            var dataset = JobDataset.Resolve(runtime, job.WorkspaceId, datasetId);
+            var dataset = JobDataset.Resolve(catalog.Datasets, job.WorkspaceId, datasetId);
             dataset.CheckFor(model.Id, tokenizer.Identity, request.Hyperparameters!.SeqLen);
             var report = JsonNode.Parse(dataset.Record.SummaryJson!)?["report"].Deserialize<DatasetReport>(AtelierJson.Options)
                 ?? new DatasetReport { Counters = dataset.Manifest.Counters, Issues = [] };
@@ -358,12 +375,12 @@ public sealed partial class FineTuningWork(
 
             // What curation kept and dropped is the job's to show whether or not validation
             // passes: the reports go first, then an event with the counts, then the checks.
-            await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/{ReportPart}", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
+            await storage.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/{ReportPart}", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
         }
 
         var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
-        runtime.Jobs.AddEvent(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, request.DatasetId, prepared.Training.Manifest.Counters), AtelierJson.Options));
-        var planned = FineTuningPreparation.Plan(request, prepared, parameters, runtime.Config.Defaults.MaxCurationDropFraction);
+        catalog.Jobs.AddEvent(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, request.DatasetId, prepared.Training.Manifest.Counters), AtelierJson.Options));
+        var planned = FineTuningPreparation.Plan(request, prepared, parameters, options.MaxCurationDropFraction);
 
         var trainShards = request.DatasetId is { } id
             ? [.. prepared.Training.Manifest.Shards.Select(s => new JobShard($"dataset/{id}/{s.Path}", s.Path, s.Rows, s.Sha256))]
@@ -382,39 +399,39 @@ public sealed partial class FineTuningWork(
             Counters = prepared.Training.Manifest.Counters,
             DatasetId = request.DatasetId,
         };
-        runtime.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
+        catalog.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
         Directory.Delete(staging, recursive: true);
     }
 
     private DatasetInput Input(JobRecord job, string fileId)
     {
-        var file = runtime.Files.Get(job.WorkspaceId, fileId)
+        var file = catalog.Files.Get(job.WorkspaceId, fileId)
             ?? throw new ValidationFailedException($"File '{fileId}' no longer exists.", [new Problem($"File '{fileId}' no longer exists.", Field: "training_files")], 1);
-        return new DatasetInput(file.Filename, ct => runtime.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
+        return new DatasetInput(file.Filename, ct => storage.Guard.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
     }
 
     private async Task<IReadOnlyList<JobShard>> PlaceDatasetAsync(ArtifactRef artifact, Atelier.Core.Residency.ResidencyPolicy policy, JobRecord job, string part, DatasetBuildResult result, CancellationToken cancel)
     {
         // A crash during an earlier placement is repaired by validation placing them all again.
         var prefix = $"job/{job.Id}/{part}/";
-        await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, prefix, result.Directory, result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"), cancel).ConfigureAwait(false);
+        await storage.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, prefix, result.Directory, result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"), cancel).ConfigureAwait(false);
 
         return [.. result.Manifest.Shards.Select(s => new JobShard(prefix + s.Path, s.Path, s.Rows, s.Sha256))];
     }
 
     private async Task TrainAsync(string jobId, CancellationToken cancel)
     {
-        var job = runtime.Jobs.GetById(jobId) ?? throw new NotFoundException("job", jobId);
+        var job = catalog.Jobs.GetById(jobId) ?? throw new NotFoundException("job", jobId);
         var record = JsonSerializer.Deserialize<JobPlanRecord>(job.MetadataJson ?? throw new InvalidOperationException($"Job {jobId} runs without being validated."), AtelierJson.Options)!;
         var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
         var model = await registry.FindAsync(job.WorkspaceId, job.Model, cancel).ConfigureAwait(false)
             ?? throw new NotFoundException("model", job.Model);
         var directory = await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false);
-        var ckptJob = new CheckpointJob(job.WorkspaceId, job.Id, runtime.ResolvePolicy(job.Policy));
+        var ckptJob = new CheckpointJob(job.WorkspaceId, job.Id, catalog.Policies.Resolve(job.Policy));
 
         // A crash between a checkpoint's commit and its catalog row leaves a checkpoint the job's
         // history does not show yet.
-        var known = runtime.Jobs.Checkpoints(jobId).Select(c => c.StepNumber).ToHashSet();
+        var known = catalog.Jobs.Checkpoints(jobId).Select(c => c.StepNumber).ToHashSet();
         foreach (var info in await checkpoints.ListAsync(jobId, cancel).ConfigureAwait(false))
         {
             if (!known.Contains(info.Step))
@@ -433,7 +450,7 @@ public sealed partial class FineTuningWork(
             }
         }
 
-        var duration = new TrainingDurationEstimate(record.Plan.TrainingSteps, record.Plan.CheckpointEvery, runtime.Clock);
+        var duration = new TrainingDurationEstimate(record.Plan.TrainingSteps, record.Plan.CheckpointEvery, clock);
         var adapterPath = Path.Combine(Staging(jobId), "adapter.safetensors");
         Directory.CreateDirectory(Path.GetDirectoryName(adapterPath)!);
         File.Delete(adapterPath);
@@ -456,17 +473,17 @@ public sealed partial class FineTuningWork(
                     {
                         // metadata.expected_duration_seconds, measured from this run's own steps.
                         record = record with { ExpectedDurationSeconds = seconds };
-                        runtime.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
+                        catalog.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
                     }
                 },
-                OnResume = step => runtime.Jobs.AddEvent(jobId, "resumed", $$"""{"from_step":{{step}}}"""),
+                OnResume = step => catalog.Jobs.AddEvent(jobId, "resumed", $$"""{"from_step":{{step}}}"""),
                 OnCheckpoint = c =>
                 {
                     Stall.Record(c.Stall.TotalMilliseconds);
                     Persist.Record(c.PersistTime.TotalMilliseconds);
                     CheckpointBytes.Add(c.BytesWritten);
-                    Record(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, runtime.Clock.GetUtcNow().ToUnixTimeSeconds());
-                    runtime.Jobs.AddEvent(jobId, "checkpoint", JsonSerializer.Serialize(new Dictionary<string, object>
+                    Record(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, clock.GetUtcNow().ToUnixTimeSeconds());
+                    catalog.Jobs.AddEvent(jobId, "checkpoint", JsonSerializer.Serialize(new Dictionary<string, object>
                     {
                         ["step"] = c.Step,
                         ["id"] = c.CheckpointId,
@@ -476,7 +493,7 @@ public sealed partial class FineTuningWork(
                         ["bytes_reused"] = c.BytesReused,
                     }));
                 },
-                OnRetention = steps => runtime.Jobs.MarkCheckpointsDeleted(jobId, steps),
+                OnRetention = steps => catalog.Jobs.MarkCheckpointsDeleted(jobId, steps),
             },
             cancel).ConfigureAwait(false);
 
@@ -492,12 +509,12 @@ public sealed partial class FineTuningWork(
         var existing = await registry.FindByJobAsync(jobId, cancel).ConfigureAwait(false);
         if (existing is null)
         {
-            if (await runtime.Guard.GetLengthAsync(job.LocationId, key, cancel).ConfigureAwait(false) is not null)
+            if (await storage.Guard.GetLengthAsync(job.LocationId, key, cancel).ConfigureAwait(false) is not null)
             {
-                await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
+                await storage.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
             }
 
-            var receipt = await runtime.Guard.PlaceFileAsync(artifact, runtime.ResolvePolicy(job.Policy), job.LocationId, Actor, key, adapterPath, cancel).ConfigureAwait(false);
+            var receipt = await storage.Guard.PlaceFileAsync(artifact, catalog.Policies.Resolve(job.Policy), job.LocationId, Actor, key, adapterPath, cancel).ConfigureAwait(false);
             existing = await registry.RegisterFineTunedAsync(
                 new FineTunedModelRegistration
                 {
@@ -509,7 +526,7 @@ public sealed partial class FineTuningWork(
                     PolicyName = job.Policy,
                     Lineage = new ModelLineage
                     {
-                        TrainingFileIds = request.DatasetId is { } datasetId ? JobDataset.SourceFiles(runtime, job.WorkspaceId, datasetId) : [.. request.TrainingFiles!.Select(f => f.FileId)],
+                        TrainingFileIds = request.DatasetId is { } datasetId ? JobDataset.SourceFiles(catalog.Datasets, job.WorkspaceId, datasetId) : [.. request.TrainingFiles!.Select(f => f.FileId)],
                         DatasetId = request.DatasetId,
                         ValidationFileIds = request.ValidationFiles ?? [],
                         CheckpointId = outcome.FinalCheckpointId,
@@ -520,21 +537,21 @@ public sealed partial class FineTuningWork(
                 cancel).ConfigureAwait(false);
         }
 
-        runtime.Jobs.SetResult(jobId, existing.Id, outcome.TrainedTokens);
+        catalog.Jobs.SetResult(jobId, existing.Id, outcome.TrainedTokens);
         File.Delete(adapterPath);
     }
 
     private void Record(string jobId, long step, string id, CheckpointMetrics metrics, long tokens, long at) =>
-        runtime.Jobs.AddCheckpoint(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens);
+        catalog.Jobs.AddCheckpoint(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens);
 
     private async ValueTask<Stream> OpenAsync(JobRecord job, string key, CancellationToken cancel) =>
-        await runtime.Guard.OpenReadAsync(job.LocationId, key, cancel).ConfigureAwait(false)
+        await storage.Guard.OpenReadAsync(job.LocationId, key, cancel).ConfigureAwait(false)
             ?? throw new StorageUnavailableException($"The job's data '{key}' is missing from location '{job.LocationId}'.");
 
     private ArtifactRef Artifact(JobRecord job) =>
-        new("job", job.Id, runtime.Keys.GetWorkspace(job.WorkspaceId)?.Name ?? job.WorkspaceId);
+        new("job", job.Id, catalog.Keys.GetWorkspace(job.WorkspaceId)?.Name ?? job.WorkspaceId);
 
-    private string Staging(string jobId) => Path.Combine(runtime.Options.DataDirectory, "staging", "jobs", jobId);
+    private string Staging(string jobId) => Path.Combine(options.StagingDirectory, jobId);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Fine-tuning job {JobId} failed")]
     private static partial void LogFailed(ILogger logger, Exception exception, string jobId);

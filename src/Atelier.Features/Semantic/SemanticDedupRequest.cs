@@ -1,10 +1,10 @@
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Registry;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
+using Atelier.Training.Datasets;
 
-namespace Atelier.Server.Datasets;
+namespace Atelier.Features.Semantic;
 
 /// <summary>
 /// The body of <c>POST /api/v1/datasets/{id}/semantic-dedup</c>, stored (with the source id) as the
@@ -64,9 +64,10 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
     /// Checks a request: thresholds (422 naming the field), the source dataset and eval dataset
     /// (404 unknown, 409 not succeeded), the model (404 unknown, 422 not a base model), the eval files (404).
     /// </summary>
-    public static async Task<ResolvedSemanticDedup> ResolveAsync(AtelierRuntime runtime, ModelRegistry registry, string workspaceId, SemanticDedupRequest request, CancellationToken cancel)
+    public static async Task<ResolvedSemanticDedup> ResolveAsync(DatasetCatalog datasets, FileCatalog files, ModelRegistry registry, string workspaceId, SemanticDedupRequest request, CancellationToken cancel)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(datasets);
+        ArgumentNullException.ThrowIfNull(files);
         ArgumentNullException.ThrowIfNull(registry);
         ArgumentNullException.ThrowIfNull(request);
         CheckThreshold(request.Threshold, "threshold");
@@ -81,7 +82,7 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
             throw Invalid("'model' is required: the base model whose hidden states embed the examples.", "model");
         }
 
-        var source = Succeeded(runtime, workspaceId, request.SourceDataset ?? "");
+        var source = Succeeded(datasets, workspaceId, request.SourceDataset ?? "");
         var sourceRequest = ReadSourceRequest(source);
         var model = await registry.FindAsync(workspaceId, request.Model, cancel).ConfigureAwait(false) ?? throw new NotFoundException("model", request.Model);
         if (model.Kind != ModelKind.Base)
@@ -91,10 +92,10 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
 
         var evalFiles = request.EvalFiles.Select(id =>
         {
-            var file = runtime.Files.Get(workspaceId, id) ?? throw new NotFoundException("file", id);
+            var file = files.Get(workspaceId, id) ?? throw new NotFoundException("file", id);
             return file.Purpose == "fine-tune" ? file : throw Invalid($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; eval items are read from fine-tune files.", "eval_files");
         }).ToArray();
-        var evalDataset = request.EvalDataset is { } evalId ? Succeeded(runtime, workspaceId, evalId) : null;
+        var evalDataset = request.EvalDataset is { } evalId ? Succeeded(datasets, workspaceId, evalId) : null;
         if (evalDataset is not null)
         {
             _ = ReadSourceRequest(evalDataset);
@@ -103,9 +104,9 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
         return new ResolvedSemanticDedup(source, sourceRequest, model, evalFiles, evalDataset);
     }
 
-    private static DatasetRecord Succeeded(AtelierRuntime runtime, string workspaceId, string id)
+    private static DatasetRecord Succeeded(DatasetCatalog datasets, string workspaceId, string id)
     {
-        var record = runtime.Datasets.Get(workspaceId, id) ?? throw new NotFoundException("dataset", id);
+        var record = datasets.Get(workspaceId, id) ?? throw new NotFoundException("dataset", id);
         return record.Status == "succeeded" ? record : throw new ConflictException($"Dataset '{id}' is {record.Status}; semantic dedup reads a succeeded dataset.");
     }
 

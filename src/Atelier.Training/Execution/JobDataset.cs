@@ -1,13 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Data.Building;
-using Atelier.Server.Datasets;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
+using Atelier.Training.Datasets;
 
-namespace Atelier.Server.Jobs;
+namespace Atelier.Training.Execution;
 
 /// <summary>
 /// A built dataset version a job trains on (<c>dataset_id</c>): its record, its manifest and the
@@ -20,10 +19,10 @@ namespace Atelier.Server.Jobs;
 public sealed record JobDataset(DatasetRecord Record, DatasetManifest Manifest, CreateDatasetRequest Request)
 {
     /// <summary>The caller's succeeded dataset version, or a 4xx that says why it cannot be trained on.</summary>
-    public static JobDataset Resolve(AtelierRuntime runtime, string workspaceId, string datasetId)
+    public static JobDataset Resolve(DatasetCatalog datasets, string workspaceId, string datasetId)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
-        var record = runtime.Datasets.Get(workspaceId, datasetId) ?? throw new NotFoundException("dataset", datasetId);
+        ArgumentNullException.ThrowIfNull(datasets);
+        var record = datasets.Get(workspaceId, datasetId) ?? throw new NotFoundException("dataset", datasetId);
         if (record.Status != "succeeded" || record.SummaryJson is null)
         {
             throw Refused($"Dataset '{datasetId}' is {record.Status}; a job can train on a dataset version once its build has succeeded.");
@@ -36,10 +35,10 @@ public sealed record JobDataset(DatasetRecord Record, DatasetManifest Manifest, 
     }
 
     /// <summary>The ids of the files a dataset was built from (its lineage), for the job's <c>training_files</c>.</summary>
-    public static IReadOnlyList<string> SourceFiles(AtelierRuntime runtime, string workspaceId, string datasetId)
+    public static IReadOnlyList<string> SourceFiles(DatasetCatalog datasets, string workspaceId, string datasetId)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
-        var record = runtime.Datasets.Get(workspaceId, datasetId);
+        ArgumentNullException.ThrowIfNull(datasets);
+        var record = datasets.Get(workspaceId, datasetId);
         return record is null ? [] : JsonSerializer.Deserialize<CreateDatasetRequest>(record.RequestJson, AtelierJson.Options)!.TrainingFiles;
     }
 
