@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core.Residency;
 using Atelier.Features.Api;
 using Atelier.Features.Schema;

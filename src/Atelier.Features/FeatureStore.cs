@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;

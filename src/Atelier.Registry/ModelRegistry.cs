@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core.Errors;
 using Atelier.Storage.Audit;
 using Atelier.Storage.Placement;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core.Residency;
 using Atelier.Features;
 using Atelier.Features.Schema;

@@ -114,5 +114,5 @@ public interface IFineTuningWork
     void Cancel(string jobId);
 
     /// <summary>The node that holds the job's data, for placement.</summary>
-    string? DataNode(string jobId);
+    Task<string?> DataNodeAsync(string jobId);
 }

@@ -3,6 +3,7 @@ using Microsoft.Data.Sqlite;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Features.Materialization;
 using Atelier.Features.Schema;
 

@@ -59,7 +59,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
     public DatasetBuildProgress? LiveProgress(string datasetId) => _live.TryGetValue(datasetId, out var p) ? p : null;
 
     /// <summary>Checks a request and resolves its files; throws a 4xx naming what is wrong.</summary>
-    public static (IReadOnlyList<FileRecord> Training, IReadOnlyList<FileRecord> Validation) Resolve(AtelierRuntime runtime, string workspaceId, CreateDatasetRequest request)
+    public static async Task<(IReadOnlyList<FileRecord> Training, IReadOnlyList<FileRecord> Validation)> ResolveAsync(AtelierRuntime runtime, string workspaceId, CreateDatasetRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(request);
@@ -77,11 +77,23 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             throw new BadRequestException($"'seq_len' must be between 16 and {1 << 20}, not {request.SeqLen}.");
         }
 
-        return (request.TrainingFiles.Select(Find).ToArray(), request.ValidationFiles.Select(Find).ToArray());
-
-        FileRecord Find(string id)
+        var training = new FileRecord[request.TrainingFiles.Count];
+        for (var i = 0; i < training.Length; i++)
         {
-            var file = runtime.Files.Get(workspaceId, id) ?? throw new NotFoundException("file", id);
+            training[i] = await FindAsync(request.TrainingFiles[i]).ConfigureAwait(false);
+        }
+
+        var validation = new FileRecord[request.ValidationFiles.Count];
+        for (var i = 0; i < validation.Length; i++)
+        {
+            validation[i] = await FindAsync(request.ValidationFiles[i]).ConfigureAwait(false);
+        }
+
+        return (training, validation);
+
+        async Task<FileRecord> FindAsync(string id)
+        {
+            var file = await runtime.Files.GetAsync(workspaceId, id, cancellationToken).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
             if (file.Purpose != "fine-tune")
             {
                 throw new BadRequestException($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; datasets are built from fine-tune files.");
@@ -124,7 +136,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
     {
         // Builds that were queued or running when the server stopped run again; the builder
         // resumes from its staging directory after the last committed shard.
-        foreach (var unfinished in runtime.Datasets.Unfinished())
+        foreach (var unfinished in await runtime.Datasets.UnfinishedAsync(stoppingToken).ConfigureAwait(false))
         {
             Enqueue(unfinished.Id);
         }
@@ -143,7 +155,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             catch (Exception e)
             {
                 LogFailed(logger, e, id);
-                runtime.Datasets.Finish(id, "failed", null, e is AtelierException or IOException or InvalidDataException or ArgumentException ? e.Message : "internal error: " + e.Message);
+                await runtime.Datasets.FinishAsync(id, "failed", null, e is AtelierException or IOException or InvalidDataException or ArgumentException ? e.Message : "internal error: " + e.Message, CancellationToken.None).ConfigureAwait(false);
             }
             finally
             {
@@ -154,13 +166,13 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
 
     private async Task BuildAsync(string id, CancellationToken cancel)
     {
-        var dataset = runtime.Datasets.GetForBuilder(id);
+        var dataset = await runtime.Datasets.GetForBuilderAsync(id, cancel).ConfigureAwait(false);
         if (dataset is null || dataset.Status is not ("queued" or "running"))
         {
             return;
         }
 
-        runtime.Datasets.MarkRunning(id);
+        await runtime.Datasets.MarkRunningAsync(id, cancel).ConfigureAwait(false);
         if (IsSemanticDedup(dataset))
         {
             await BuildSemanticDedupAsync(dataset, cancel).ConfigureAwait(false);
@@ -168,7 +180,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         }
 
         var request = JsonSerializer.Deserialize<CreateDatasetRequest>(dataset.RequestJson, AtelierJson.Options)!;
-        var (training, validation) = Resolve(runtime, dataset.WorkspaceId, request);
+        var (training, validation) = await ResolveAsync(runtime, dataset.WorkspaceId, request, cancel).ConfigureAwait(false);
         var options = request.SeqLen is { } seqLen ? request.Options with { SequenceLength = seqLen } : request.Options;
         var build = new DatasetBuildRequest
         {
@@ -187,6 +199,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         }
 
         Directory.CreateDirectory(staging);
+        var saved = new OrderedWrites();
         var lastSaved = 0L;
         var progress = new Progress(p =>
         {
@@ -196,7 +209,8 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             if (now - Interlocked.Read(ref lastSaved) > 1000 || p.Stage is "committing" or "done")
             {
                 Interlocked.Exchange(ref lastSaved, now);
-                runtime.Datasets.UpdateProgress(id, JsonSerializer.Serialize(p, AtelierJson.Options));
+                var json = JsonSerializer.Serialize(p, AtelierJson.Options);
+                saved.Enqueue(() => runtime.Datasets.UpdateProgressAsync(id, json));
             }
         });
 
@@ -210,7 +224,8 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             report = result.Report,
             resumed_from_shard = result.ResumedFromShard,
         };
-        runtime.Datasets.Finish(id, "succeeded", JsonSerializer.Serialize(summary, AtelierJson.Options), null);
+        await saved.FlushAsync().ConfigureAwait(false);
+        await runtime.Datasets.FinishAsync(id, "succeeded", JsonSerializer.Serialize(summary, AtelierJson.Options), null, CancellationToken.None).ConfigureAwait(false);
         Directory.Delete(staging, recursive: true);
         LogBuilt(logger, id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
 
@@ -235,6 +250,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
         }
 
         Directory.CreateDirectory(staging);
+        var saved = new OrderedWrites();
         var lastSaved = 0L;
         var progress = new Progress(p =>
         {
@@ -243,7 +259,8 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             if (now - Interlocked.Read(ref lastSaved) > 1000 || p.Stage is "committing" or "done")
             {
                 Interlocked.Exchange(ref lastSaved, now);
-                runtime.Datasets.UpdateProgress(dataset.Id, JsonSerializer.Serialize(p, AtelierJson.Options));
+                var json = JsonSerializer.Serialize(p, AtelierJson.Options);
+                saved.Enqueue(() => runtime.Datasets.UpdateProgressAsync(dataset.Id, json));
             }
         });
 
@@ -258,7 +275,8 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             ["resumed_from_shard"] = result.ResumedFromShard,
             ["semantic_dedup"] = semantic,
         };
-        runtime.Datasets.Finish(dataset.Id, "succeeded", summary.ToJsonString(AtelierJson.Options), null);
+        await saved.FlushAsync().ConfigureAwait(false);
+        await runtime.Datasets.FinishAsync(dataset.Id, "succeeded", summary.ToJsonString(AtelierJson.Options), null, CancellationToken.None).ConfigureAwait(false);
         Directory.Delete(staging, recursive: true);
         LogBuilt(logger, dataset.Id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
     }

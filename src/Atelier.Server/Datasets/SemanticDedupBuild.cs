@@ -48,7 +48,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
     {
         var request = JsonSerializer.Deserialize<SemanticDedupRequest>(dataset.RequestJson, AtelierJson.Options)!;
         var resolved = await ResolvedSemanticDedup.ResolveAsync(runtime, registry, dataset.WorkspaceId, request, cancel).ConfigureAwait(false);
-        var (training, validation) = DatasetBuildService.Resolve(runtime, dataset.WorkspaceId, resolved.SourceRequest);
+        var (training, validation) = await DatasetBuildService.ResolveAsync(runtime, dataset.WorkspaceId, resolved.SourceRequest, cancel).ConfigureAwait(false);
         var options = resolved.SourceRequest.SeqLen is { } seqLen ? resolved.SourceRequest.Options with { SequenceLength = seqLen } : resolved.SourceRequest.Options;
 
         progress.Report(new DatasetBuildProgress("reading-source", 0, 0, 0, 0, 0, 0, 0));
@@ -69,7 +69,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         if (resolved.EvalDataset is { } evalDataset)
         {
             var evalRequest = JsonSerializer.Deserialize<CreateDatasetRequest>(evalDataset.RequestJson, AtelierJson.Options)!;
-            var (evalTraining, _) = DatasetBuildService.Resolve(runtime, dataset.WorkspaceId, evalRequest);
+            var (evalTraining, _) = await DatasetBuildService.ResolveAsync(runtime, dataset.WorkspaceId, evalRequest, cancel).ConfigureAwait(false);
             foreach (var kept in await KeptExamplesAsync(evalDataset, evalTraining, evalRequest.Options.MaxLineBytes, cancel).ConfigureAwait(false))
             {
                 evalItems.Add(($"{evalDataset.Id}/{evalTraining[kept.Input].Id}:{kept.Example.Line.ToString(CultureInfo.InvariantCulture)}", kept.Example));

@@ -81,7 +81,7 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
             throw Invalid("'model' is required: the base model whose hidden states embed the examples.", "model");
         }
 
-        var source = Succeeded(runtime, workspaceId, request.SourceDataset ?? "");
+        var source = await SucceededAsync(runtime, workspaceId, request.SourceDataset ?? "", cancel).ConfigureAwait(false);
         var sourceRequest = ReadSourceRequest(source);
         var model = await registry.FindAsync(workspaceId, request.Model, cancel).ConfigureAwait(false) ?? throw new NotFoundException("model", request.Model);
         if (model.Kind != ModelKind.Base)
@@ -89,12 +89,14 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
             throw Invalid($"Model '{request.Model}' is a fine-tuned adapter; embeddings come from a base model.", "model");
         }
 
-        var evalFiles = request.EvalFiles.Select(id =>
+        var evalFiles = new List<FileRecord>(request.EvalFiles.Count);
+        foreach (var id in request.EvalFiles)
         {
-            var file = runtime.Files.Get(workspaceId, id) ?? throw new NotFoundException("file", id);
-            return file.Purpose == "fine-tune" ? file : throw Invalid($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; eval items are read from fine-tune files.", "eval_files");
-        }).ToArray();
-        var evalDataset = request.EvalDataset is { } evalId ? Succeeded(runtime, workspaceId, evalId) : null;
+            var file = await runtime.Files.GetAsync(workspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
+            evalFiles.Add(file.Purpose == "fine-tune" ? file : throw Invalid($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; eval items are read from fine-tune files.", "eval_files"));
+        }
+
+        var evalDataset = request.EvalDataset is { } evalId ? await SucceededAsync(runtime, workspaceId, evalId, cancel).ConfigureAwait(false) : null;
         if (evalDataset is not null)
         {
             _ = ReadSourceRequest(evalDataset);
@@ -103,9 +105,9 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
         return new ResolvedSemanticDedup(source, sourceRequest, model, evalFiles, evalDataset);
     }
 
-    private static DatasetRecord Succeeded(AtelierRuntime runtime, string workspaceId, string id)
+    private static async Task<DatasetRecord> SucceededAsync(AtelierRuntime runtime, string workspaceId, string id, CancellationToken cancel)
     {
-        var record = runtime.Datasets.Get(workspaceId, id) ?? throw new NotFoundException("dataset", id);
+        var record = await runtime.Datasets.GetAsync(workspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("dataset", id);
         return record.Status == "succeeded" ? record : throw new ConflictException($"Dataset '{id}' is {record.Status}; semantic dedup reads a succeeded dataset.");
     }
 

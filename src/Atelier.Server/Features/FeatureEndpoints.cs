@@ -1,3 +1,4 @@
+using Atelier.Catalog;
 using Atelier.Core.Errors;
 using Atelier.Features;
 using Atelier.Features.Api;
@@ -25,8 +26,9 @@ public static class FeatureEndpoints
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<CreateViewBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
             var spec = FeatureApi.ToSpec(body);
-            var runtime = context.RequestServices.GetRequiredService<AtelierRuntime>();
-            var (view, created) = store.CreateView(caller.WorkspaceId, spec with { Policy = runtime.Policies.Choose(caller.WorkspaceId, spec.Policy) });
+            var policies = context.RequestServices.GetRequiredService<PolicyCatalog>();
+            var policy = await policies.ChooseAsync(caller.WorkspaceId, spec.Policy, context.RequestAborted).ConfigureAwait(false);
+            var (view, created) = store.CreateView(caller.WorkspaceId, spec with { Policy = policy });
             return Results.Json(FeatureApi.ToResponse(view), AtelierJson.Options, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
         }).WithSummary("Create a feature view, or a new version of it when the schema changed (the same schema again returns the existing version).");
 
@@ -145,7 +147,7 @@ public static class FeatureEndpoints
 
         var runtime = services.GetRequiredService<AtelierRuntime>();
         var store = new FeatureStore(
-            runtime.Catalog,
+            runtime.Catalog.Database,
             runtime.Guard,
             () => runtime.Policies.All,
             new FeatureStoreOptions

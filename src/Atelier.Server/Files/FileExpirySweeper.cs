@@ -1,25 +1,25 @@
-using Atelier.Server.Hosting;
+using Atelier.Catalog;
 using Atelier.Storage.Placement;
 
 namespace Atelier.Server.Files;
 
 /// <summary>Removes files whose <c>expiry</c> has passed: their rows, then their bytes, audited.</summary>
-public sealed partial class FileExpirySweeper(AtelierRuntime runtime, ILogger<FileExpirySweeper> logger) : BackgroundService
+public sealed partial class FileExpirySweeper(IFileRepository files, PlacementGuard guard, TimeProvider clock, ILogger<FileExpirySweeper> logger) : BackgroundService
 {
     /// <inheritdoc />
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1), runtime.Clock);
+        using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1), clock);
         do
         {
-            foreach (var file in runtime.Files.Expired(500))
+            foreach (var file in await files.ExpiredAsync(500, stoppingToken).ConfigureAwait(false))
             {
-                if (runtime.Files.DeleteExpired(file.WorkspaceId, file.Id) is null)
+                if (await files.DeleteExpiredAsync(file.WorkspaceId, file.Id, stoppingToken).ConfigureAwait(false) is null)
                 {
                     continue;
                 }
 
-                await runtime.Guard.DeleteAsync(new ArtifactRef("file", file.Id, file.WorkspaceId), file.LocationId, "system:expiry", file.BlobKey, stoppingToken).ConfigureAwait(false);
+                await guard.DeleteAsync(new ArtifactRef("file", file.Id, file.WorkspaceId), file.LocationId, "system:expiry", file.BlobKey, stoppingToken).ConfigureAwait(false);
                 LogExpired(logger, file.Id);
             }
         }

@@ -6,6 +6,7 @@ using Atelier.Server.Features;
 using Atelier.Server.Errors;
 using Atelier.Server.Files;
 using Atelier.Server.Jobs;
+using Atelier.Catalog.Sqlite;
 using Atelier.Cluster.Jobs;
 using Atelier.Training.Checkpoints;
 using Atelier.Server.Models;
@@ -45,16 +46,20 @@ public static class AtelierServer
 
         builder.Services.AddSingleton(runtime);
         builder.Services.AddSingleton(options.Clock);
+
+        // The catalog: each repository under its interface, and the rules over them (keys, policies).
+        builder.Services.AddAtelierSqliteCatalog(runtime.Catalog);
+        builder.Services.AddSingleton(runtime.Keys);
+        builder.Services.AddSingleton(runtime.Policies);
         builder.Services.AddSingleton<FileUpload>();
         builder.Services.AddHostedService<FileExpirySweeper>();
         builder.Services.AddSingleton<DatasetBuildService>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DatasetBuildService>());
         builder.Services.AddSingleton(runtime.Guard);
         builder.Services.AddSingleton<ResidencyPolicyResolver>(runtime.ResolvePolicy);
-        builder.Services.AddSingleton<ICollectionCatalog>(new CatalogCollectionRecords(new Catalog.VectorCollectionCatalog(runtime.Catalog)));
+        builder.Services.AddSingleton<ICollectionCatalog, CatalogCollectionRecords>();
         builder.Services.AddAtelierVectorCollections();
         builder.Services.AddSingleton(await OpenModelRegistryAsync(runtime, cancellationToken).ConfigureAwait(false));
-        builder.Services.AddSingleton(runtime.Jobs);
         builder.Services.AddSingleton(runtime.Topology);
         builder.Services.AddSingleton(services => new CheckpointStore(
             runtime.Guard,
@@ -148,7 +153,7 @@ public static class AtelierServer
         }
 
         var registry = new Registry.ModelRegistry(
-            runtime.Catalog,
+            runtime.Catalog.Database,
             runtime.Guard,
             runtime.Clock,
             Path.Combine(runtime.Options.DataDirectory, "cache", "models"),
