@@ -60,6 +60,8 @@ leftover_procs=$(pgrep -f -- "$run_tmp" | wc -l)
 echo "Left behind by the tests (removed now): $leftover_dirs atelier-* temporary directories, $leftover_procs processes."
 if [ "$leftover_dirs" -gt 0 ]; then
   find "$run_tmp" -mindepth 1 -maxdepth 1 -name 'atelier-*' -printf '%f\n' | sed -E 's/[-.]?[0-9a-f]{32}$//' | sort | uniq -c | sort -rn | head -10
+  # What a left-behind per-process root still held names the tests that created it.
+  find "$run_tmp" -mindepth 2 -maxdepth 2 -path '*/atelier-tests-*' -printf '  in %h: %f\n' | sed -E "s#$run_tmp/##; s/-[0-9a-f]{32}$//" | sort | uniq -c | head -20
 fi
 
 node eng/count-trx.mjs "$results"

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Net.Http.Headers;
+using Atelier.Core.IO;
 using Spectre.Console;
 
 namespace Atelier.Cli;
@@ -167,14 +168,17 @@ internal static class FilesCommands
                 throw new CliException(ApiClient.Describe(response, await response.Content.ReadAsStringAsync(cancel).ConfigureAwait(false)));
             }
 
-            // Write beside the target and rename, so an interrupted download leaves no partial file under the name.
-            var temp = target.FullName + ".part";
-            await using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
+            // Written beside the target and renamed, so an interrupted download leaves no partial file under the
+            // name; never over a file that appeared meanwhile (the check above is only the friendly message).
+            try
             {
-                await response.Content.CopyToAsync(file, cancel).ConfigureAwait(false);
+                await AtomicFile.WriteAsync(target.FullName, file => response.Content.CopyToAsync(file, cancel), cancel, overwrite: false).ConfigureAwait(false);
+            }
+            catch (IOException) when (File.Exists(target.FullName))
+            {
+                throw new CliException($"{target.FullName} exists; choose another --output.");
             }
 
-            File.Move(temp, target.FullName);
             Console.WriteLine($"Wrote {AtelierCommands.Bytes(new FileInfo(target.FullName).Length)} to {target.FullName}.");
             return 0;
         });

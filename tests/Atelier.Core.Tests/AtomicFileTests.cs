@@ -52,6 +52,78 @@ public sealed class AtomicFileTests : IDisposable
     }
 
     [Fact]
+    public async Task StreamingWriteWithoutOverwrite_RefusesAnExistingTarget_AndLeavesNoTemporaryFile()
+    {
+        var path = Path.Combine(_dir, "download.bin");
+        await AtomicFile.WriteAsync(path, s => s.WriteAsync("first"u8.ToArray()).AsTask(), CancellationToken.None, overwrite: false);
+
+        await Assert.ThrowsAsync<IOException>(() => AtomicFile.WriteAsync(path, s => s.WriteAsync("second"u8.ToArray()).AsTask(), CancellationToken.None, overwrite: false));
+        Assert.Throws<IOException>(() => AtomicFile.Write(path, s => s.Write("third"u8), overwrite: false));
+
+        Assert.Equal("first", File.ReadAllText(path));
+        Assert.Equal(["download.bin"], Directory.GetFiles(_dir).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void WriteFiles_WritesEveryFileWhole_AndLeavesNoTemporaryFile()
+    {
+        AtomicFile.WriteAllBytes(Path.Combine(_dir, "b.seg"), "old b"u8);
+
+        AtomicFile.WriteFiles(_dir, [("a.seg", s => s.Write("new a"u8)), ("b.seg", s => s.Write("new b"u8))]);
+
+        Assert.Equal("new a", File.ReadAllText(Path.Combine(_dir, "a.seg")));
+        Assert.Equal("new b", File.ReadAllText(Path.Combine(_dir, "b.seg")));
+        Assert.Equal(["a.seg", "b.seg"], Directory.GetFiles(_dir).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
+    public void WriteFiles_ThatFailsPartWay_KeepsTheFilesBeforeIt_TheOldContentOfTheFailedOne_AndNoTemporaryFile()
+    {
+        AtomicFile.WriteAllBytes(Path.Combine(_dir, "b.seg"), "old b"u8);
+        AtomicFile.WriteAllBytes(Path.Combine(_dir, "c.seg"), "old c"u8);
+
+        Assert.Throws<IOException>(() => AtomicFile.WriteFiles(_dir,
+        [
+            ("a.seg", s => s.Write("new a"u8)),
+            ("b.seg", s =>
+            {
+                s.Write("partial"u8);
+                throw new IOException("disk full");
+            }),
+            ("c.seg", s => s.Write("new c"u8)),
+        ]));
+
+        Assert.Equal("new a", File.ReadAllText(Path.Combine(_dir, "a.seg")));
+        Assert.Equal("old b", File.ReadAllText(Path.Combine(_dir, "b.seg")));
+        Assert.Equal("old c", File.ReadAllText(Path.Combine(_dir, "c.seg")));
+        Assert.Equal(["a.seg", "b.seg", "c.seg"], Directory.GetFiles(_dir).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
+    public void WriteFiles_WhoseRenameFails_RemovesTheTemporaryFile()
+    {
+        // A directory where the file should go: the data is written and flushed, the rename fails.
+        Directory.CreateDirectory(Path.Combine(_dir, "taken.seg"));
+
+        Assert.ThrowsAny<IOException>(() => AtomicFile.WriteFiles(_dir, [("taken.seg", s => s.Write("bytes"u8))]));
+
+        Assert.Empty(Directory.GetFiles(_dir));
+    }
+
+    [Fact]
+    public void DeleteTemporaryFiles_RemovesLeftoversOfMatchingNamesOnly()
+    {
+        File.WriteAllText(Path.Combine(_dir, ".vectors.g2.seg.0123abcd.tmp"), "torn");
+        File.WriteAllText(Path.Combine(_dir, ".MANIFEST.0123abcd.tmp"), "torn");
+        File.WriteAllText(Path.Combine(_dir, "vectors.g1.seg"), "committed");
+
+        AtomicFile.DeleteTemporaryFiles(_dir, "*.seg");
+
+        Assert.Equal([".MANIFEST.0123abcd.tmp", "vectors.g1.seg"], Directory.GetFiles(_dir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        AtomicFile.DeleteTemporaryFiles(Path.Combine(_dir, "missing"), "*.seg");
+    }
+
+    [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public void Mode_IsAppliedToTheNewFile()
     {

@@ -135,7 +135,7 @@ public sealed class ModelsApiTests
     public async Task Import_FromOutsideTheImportRoots_IsRefusedWithOneMessageWhetherThePathExistsOrNot()
     {
         await using var server = await TestServer.StartAsync();
-        Assert.Equal(Hosting.DataDirectoryPermissions.DirectoryMode, File.GetUnixFileMode(server.ImportRoot));
+        Assert.Equal(Atelier.Core.IO.DataDirectoryPermissions.DirectoryMode, File.GetUnixFileMode(server.ImportRoot));
         var outside = TestModels.TinyModel();
         var link = System.IO.Path.Combine(server.ImportRoot, "linked-model");
         Directory.CreateSymbolicLink(link, outside);

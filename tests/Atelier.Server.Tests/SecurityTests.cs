@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
+using Atelier.Core.IO;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
 using Microsoft.Extensions.Logging;

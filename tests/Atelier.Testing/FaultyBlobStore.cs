@@ -29,6 +29,7 @@ public sealed class FaultyBlobStore(IBlobStore inner) : IBlobStore
     private long _bytesAccepted;
     private int _writes;
     private int _commits;
+    private int _commitsOnPoolThreads;
 
     public string LocationId => inner.LocationId;
 
@@ -58,6 +59,13 @@ public sealed class FaultyBlobStore(IBlobStore inner) : IBlobStore
     public int Writes => Volatile.Read(ref _writes);
 
     public int Commits => Volatile.Read(ref _commits);
+
+    /// <summary>
+    /// Commits that reached the wrapped store's commit (for a local store, the blocking fsync and
+    /// rename) on a thread-pool thread. The waits before it capture the caller's context, so a
+    /// caller that commits on threads of its own sees them resume there.
+    /// </summary>
+    public int CommitsOnPoolThreads => Volatile.Read(ref _commitsOnPoolThreads);
 
     public void ResetCounters()
     {
@@ -143,6 +151,11 @@ public sealed class FaultyBlobStore(IBlobStore inner) : IBlobStore
             if (owner.CrashAt == number && owner.CrashPointKind == CrashPoint.BeforeCommit)
             {
                 throw owner.Die($"write {number} ({inner.Key}) before its commit");
+            }
+
+            if (Thread.CurrentThread.IsThreadPoolThread)
+            {
+                Interlocked.Increment(ref owner._commitsOnPoolThreads);
             }
 
             await inner.CommitAsync(cancellationToken);

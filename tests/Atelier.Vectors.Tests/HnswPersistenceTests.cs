@@ -83,11 +83,52 @@ public sealed class HnswPersistenceTests : IDisposable
         File.WriteAllBytes(Path.Combine(_directory, "vectors.g2.seg"), new byte[1234]);
         File.WriteAllBytes(Path.Combine(_directory, "links0.g2.seg"), new byte[77]);
         File.WriteAllText(Path.Combine(_directory, "MANIFEST.tmp"), "{\"Format\":1,\"Gener");
+        File.WriteAllBytes(Path.Combine(_directory, ".nodes.g2.seg.0123abcd.tmp"), new byte[55]);
+        File.WriteAllText(Path.Combine(_directory, ".MANIFEST.0123abcd.tmp"), "{\"Format\":1,\"Gener");
 
         using var reopened = HnswIndex.Open(_directory, verifyChecksums: true);
 
         Assert.Equal(400, reopened.Count);
         Assert.Equal(10, reopened.Search(new float[Dimension], 10).Length);
+
+        // The next save sweeps what the crash left, under old and current temporary names alike.
+        reopened.Save(_directory);
+        Assert.Empty(Directory.GetFiles(_directory, "*.tmp"));
+        using var saved = HnswIndex.Open(_directory, verifyChecksums: true);
+        Assert.Equal(400, saved.Count);
+    }
+
+    [Fact]
+    public void Save_ThatFailsPartWay_LeavesTheCommittedGenerationAndNoTemporaryFile()
+    {
+        using var index = Build(300, quantize: false);
+        index.Save(_directory);
+        var committed = Directory.GetFiles(_directory).ToDictionary(f => f, File.ReadAllBytes);
+
+        // The next generation's third segment cannot be renamed into place: its vectors were written
+        // (and renamed), then the save fails before the manifest.
+        index.Add(10_000, Enumerable.Repeat(50f, Dimension).ToArray());
+        Directory.CreateDirectory(Path.Combine(_directory, "links0.g2.seg"));
+        Assert.ThrowsAny<IOException>(() => index.Save(_directory));
+
+        Assert.Empty(Directory.GetFiles(_directory, "*.tmp"));
+        foreach (var (file, bytes) in committed)
+        {
+            Assert.Equal(bytes, File.ReadAllBytes(file));
+        }
+
+        using (var reopened = HnswIndex.Open(_directory, verifyChecksums: true))
+        {
+            Assert.Equal(300, reopened.Count);
+            Assert.False(reopened.Contains(10_000));
+        }
+
+        // Once the obstacle is gone the next save commits and sweeps the failed generation's files.
+        Directory.Delete(Path.Combine(_directory, "links0.g2.seg"));
+        index.Save(_directory);
+        using var saved = HnswIndex.Open(_directory, verifyChecksums: true);
+        Assert.Equal(301, saved.Count);
+        Assert.DoesNotContain(Directory.GetFiles(_directory), f => Path.GetFileName(f).Contains(".g1.", StringComparison.Ordinal));
     }
 
     [Fact]

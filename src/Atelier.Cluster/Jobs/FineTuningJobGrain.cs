@@ -1,5 +1,6 @@
 using Atelier.Catalog;
 using Atelier.Core.Errors;
+using Atelier.Training.Execution;
 using Atelier.Training.Jobs;
 using static Atelier.Training.Jobs.FineTuningStatus;
 

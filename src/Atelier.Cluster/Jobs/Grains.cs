@@ -97,22 +97,3 @@ public interface INodeWorkerGrain : IGrainWithStringKey
     /// <summary>Asks a running attempt to stop.</summary>
     Task CancelAsync(string jobId);
 }
-
-/// <summary>
-/// The work behind the grains, done by the node that hosts them: validation and training run on
-/// their own threads, never inside a grain turn, and report back through the job's grain.
-/// </summary>
-public interface IFineTuningWork
-{
-    /// <summary>Starts validating a job in the background; ends with <see cref="IFineTuningJobGrain.ValidationFinishedAsync"/>.</summary>
-    void StartValidation(string jobId);
-
-    /// <summary>Starts training a job in the background; ends with <see cref="IFineTuningJobGrain.RunFinishedAsync"/>.</summary>
-    void StartTraining(string jobId, string node);
-
-    /// <summary>Cancels a job's validation or training, if running here.</summary>
-    void Cancel(string jobId);
-
-    /// <summary>The node that holds the job's data, for placement.</summary>
-    Task<string?> DataNodeAsync(string jobId);
-}

@@ -1,3 +1,4 @@
+using Atelier.Training.Execution;
 using Orleans.Placement;
 
 namespace Atelier.Cluster.Jobs;

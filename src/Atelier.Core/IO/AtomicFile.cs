@@ -8,15 +8,25 @@ namespace Atelier.Core.IO;
 /// to disk, renamed over the target, and the directory is flushed, so that after a crash a reader
 /// finds the old file or the whole new one, never a part, and the rename itself survives a power
 /// cut. See <c>docs/decisions/0002-atomic-files.md</c>.
+/// <para>
+/// Failures, the same for every method: a failure before the rename (writing, flushing the
+/// file, renaming) removes the temporary file and leaves the target as it was, and the exception
+/// propagates. A failure to flush the directory after the rename (<see cref="FsyncDirectory"/>)
+/// throws <see cref="IOException"/> although the new content is already in place: visible, but
+/// not known to survive a power cut, so the caller must treat the write as failed (and may
+/// write again: the result is the same). <see cref="FsyncDirectory"/> is the only directory flush
+/// in Atelier, so this is the one behaviour.
+/// </para>
 /// </summary>
 public static partial class AtomicFile
 {
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically.</summary>
-    /// <param name="path">The target; replaced if it exists.</param>
+    /// <param name="path">The target; replaced if it exists (unless <paramref name="overwrite"/> is false).</param>
     /// <param name="write">Writes the content to the stream it is given.</param>
     /// <param name="cancellationToken">Stops the write; the target is left as it was.</param>
     /// <param name="mode">The file's permissions (POSIX); default: the process's umask.</param>
-    public static async Task WriteAsync(string path, Func<Stream, Task> write, CancellationToken cancellationToken, UnixFileMode? mode = null)
+    /// <param name="overwrite">Replace an existing target; when false and the target exists, <see cref="IOException"/> and nothing changes (exclusive create).</param>
+    public static async Task WriteAsync(string path, Func<Stream, Task> write, CancellationToken cancellationToken, UnixFileMode? mode = null, bool overwrite = true)
     {
         ArgumentNullException.ThrowIfNull(write);
         var (directory, temp) = TempBeside(path);
@@ -31,11 +41,11 @@ public static partial class AtomicFile
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            File.Move(temp, path, overwrite: true);
+            Commit(temp, path, overwrite);
         }
         catch
         {
-            File.Delete(temp);
+            DeleteTemp(temp);
             throw;
         }
 
@@ -66,7 +76,7 @@ public static partial class AtomicFile
         }
         catch
         {
-            File.Delete(temp);
+            DeleteTemp(temp);
             throw;
         }
 
@@ -74,10 +84,79 @@ public static partial class AtomicFile
     }
 
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically and synchronously.</summary>
-    public static void Write(string path, Action<Stream> write, UnixFileMode? mode = null)
+    /// <param name="path">The target.</param>
+    /// <param name="write">Writes the content to the stream it is given (a streaming write: the content need not be in memory).</param>
+    /// <param name="mode">The file's permissions (POSIX); default: the process's umask.</param>
+    /// <param name="overwrite">Replace an existing target; when false and the target exists, <see cref="IOException"/> and nothing changes.</param>
+    public static void Write(string path, Action<Stream> write, UnixFileMode? mode = null, bool overwrite = true)
     {
         ArgumentNullException.ThrowIfNull(write);
         var (directory, temp) = TempBeside(path);
+        WriteAndRename(temp, path, write, mode, overwrite);
+        FsyncDirectory(directory);
+    }
+
+    /// <summary>
+    /// Writes several files into one directory, each atomically (its own temporary file, flushed,
+    /// renamed over its target), in order, and flushes the directory once after the last rename
+    /// instead of once per file. When this returns, every file is durable under its name.
+    /// </summary>
+    /// <remarks>
+    /// The set is not atomic as a whole: a failure or a crash part-way leaves the files before it
+    /// replaced (each whole) and the rest as they were, and no temporary file of the failed one. A
+    /// caller that needs all-or-nothing writes the files under new names and then commits a file
+    /// that names them (a manifest) with a second call, which is what segment stores do.
+    /// </remarks>
+    /// <param name="directory">Where the files go.</param>
+    /// <param name="files">Each file's name within <paramref name="directory"/> and the callback that writes its content.</param>
+    public static void WriteFiles(string directory, IReadOnlyList<(string Name, Action<Stream> Write)> files)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        ArgumentNullException.ThrowIfNull(files);
+        string full = Path.GetFullPath(directory);
+        foreach (var (name, write) in files)
+        {
+            ArgumentNullException.ThrowIfNull(write);
+
+            // The one directory flush covers this directory's entries only, not a subdirectory's.
+            if (string.IsNullOrEmpty(name) || Path.GetFileName(name) != name)
+            {
+                throw new ArgumentException($"'{name}' is not a file name within '{full}'.", nameof(files));
+            }
+
+            var (_, temp) = TempBeside(Path.Combine(full, name));
+            WriteAndRename(temp, Path.Combine(full, name), write, mode: null, overwrite: true);
+        }
+
+        FsyncDirectory(full);
+    }
+
+    /// <summary>
+    /// Deletes the temporary files that interrupted writes (a crash, a killed process) of files
+    /// whose names match <paramref name="fileNamePattern"/> left in <paramref name="directory"/>.
+    /// Only for a directory no one is writing such a file into at the time: a temporary file in
+    /// use looks the same as a leftover one.
+    /// </summary>
+    /// <param name="directory">The directory; nothing happens when it does not exist.</param>
+    /// <param name="fileNamePattern">A file name or a <see cref="Directory.EnumerateFiles(string, string)"/> pattern (<c>*.seg</c>).</param>
+    public static void DeleteTemporaryFiles(string directory, string fileNamePattern)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        ArgumentException.ThrowIfNullOrEmpty(fileNamePattern);
+        if (!Directory.Exists(directory))
+        {
+            return;
+        }
+
+        foreach (var leftover in Directory.EnumerateFiles(directory, $".{fileNamePattern}.*.tmp"))
+        {
+            File.Delete(leftover);
+        }
+    }
+
+    /// <summary>Writes, flushes and renames one file; on any failure the temporary file is gone and the target is as it was.</summary>
+    private static void WriteAndRename(string temp, string path, Action<Stream> write, UnixFileMode? mode, bool overwrite)
+    {
         try
         {
             using (var stream = new FileStream(temp, Options(mode, FileOptions.None)))
@@ -86,20 +165,17 @@ public static partial class AtomicFile
                 stream.Flush(flushToDisk: true);
             }
 
-            Commit(temp, path, overwrite: true);
+            Commit(temp, path, overwrite);
         }
         catch
         {
-            File.Delete(temp);
+            DeleteTemp(temp);
             throw;
         }
-
-        FsyncDirectory(directory);
     }
 
     private static void Commit(string temp, string path, bool overwrite)
     {
-
         if (overwrite)
         {
             File.Move(temp, path, overwrite: true);
@@ -107,6 +183,22 @@ public static partial class AtomicFile
         else
         {
             MoveNoReplace(temp, path);
+        }
+    }
+
+    /// <summary>
+    /// Removes a failed write's temporary file. A failure to remove it must not hide the failure
+    /// that got here: the caller sees the original exception, and the leftover (a dot-name ending
+    /// in <c>.tmp</c>) is what <see cref="DeleteTemporaryFiles"/> sweeps.
+    /// </summary>
+    private static void DeleteTemp(string temp)
+    {
+        try
+        {
+            File.Delete(temp);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
         }
     }
 

@@ -1,3 +1,4 @@
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;

@@ -4,11 +4,13 @@ using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
+using Atelier.Features.Semantic;
 using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
 using Atelier.Storage.Placement;
+using Atelier.Training.Datasets;
 
 namespace Atelier.Server.Datasets;
 
@@ -28,7 +30,7 @@ public static class DatasetEndpoints
                 throw new BadRequestException("The body must be a JSON object with 'training_files'.");
             }
 
-            var (training, validation) = await DatasetBuildService.ResolveAsync(runtime, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
+            var (training, validation) = await DatasetBuildService.ResolveAsync(runtime.Files, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
             _ = await DatasetBuildService.TokenizerAsync(registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
 
             // Stored as it will be built: seq_len and options.sequence_length say the same.
@@ -61,7 +63,7 @@ public static class DatasetEndpoints
         {
             var caller = ApiKeyAuthentication.Caller(context);
             request = (request ?? new SemanticDedupRequest()) with { Operation = SemanticDedupRequest.OperationName, SourceDataset = datasetId };
-            var resolved = await ResolvedSemanticDedup.ResolveAsync(runtime, registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
+            var resolved = await ResolvedSemanticDedup.ResolveAsync(runtime.Datasets, runtime.Files, registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
 
             // Residency follows lineage: the source's policy, intersected with every eval source's.
             var policy = ResidencyPolicy.DeriveName(resolved.EvalFiles.Select(f => f.Policy).Append(resolved.Source.Policy).Append(resolved.EvalDataset?.Policy));

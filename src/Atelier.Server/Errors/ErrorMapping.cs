@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Microsoft.AspNetCore.Http.Features;
 
@@ -383,20 +384,4 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
 
         public override string Code => "internal_error";
     }
-}
-
-/// <summary>The JSON conventions of the API: snake_case, as Mistral's.</summary>
-public static class AtelierJson
-{
-    /// <summary>Serializer options for every response body.</summary>
-    public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web)
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DictionaryKeyPolicy = null,
-
-        // Bodies are JSON for API clients, never embedded in HTML, so quotes and angle brackets
-        // can stay readable in error messages.
-        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-    };
 }

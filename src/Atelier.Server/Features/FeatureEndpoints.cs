@@ -1,4 +1,5 @@
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Features;
 using Atelier.Features.Api;

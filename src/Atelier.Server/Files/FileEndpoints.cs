@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
@@ -58,7 +59,7 @@ public static class FileEndpoints
         var api = app.MapGroup("/v1/files").WithTags("Files");
 
         api.MapPost("", async (HttpContext context, FileUpload upload) =>
-            Results.Json(FileObject.From(await upload.HandleAsync(context).ConfigureAwait(false)), Errors.AtelierJson.Options))
+            Results.Json(FileObject.From(await upload.HandleAsync(context).ConfigureAwait(false)), AtelierJson.Options))
             .DisableAntiforgery()
             .WithBodyKind(Errors.RequestBodyKind.Upload)
             .WithSummary("Upload a file (multipart: file, purpose, visibility, expiry).");
@@ -68,7 +69,7 @@ public static class FileEndpoints
             var caller = ApiKeyAuthentication.Caller(context);
             var query = ParseQuery(context.Request.Query);
             var (page, total) = await files.ListAsync(caller.WorkspaceId, query, context.RequestAborted).ConfigureAwait(false);
-            return Results.Json(new FileList([.. page.Select(FileObject.From)], "list", total), Errors.AtelierJson.Options);
+            return Results.Json(new FileList([.. page.Select(FileObject.From)], "list", total), AtelierJson.Options);
         }).WithSummary("List files, with paging and filters.");
 
         api.MapGet("/{fileId}", async (HttpContext context, string fileId, IFileRepository files) =>
@@ -76,7 +77,7 @@ public static class FileEndpoints
             var f = await FindAsync(context, files, fileId).ConfigureAwait(false);
             return Results.Json(
                 new RetrievedFileObject(f.Id, "file", f.Bytes, f.CreatedAt, f.Filename, f.Purpose, f.SampleType, f.NumLines, f.Mimetype, f.Source, f.Signature, f.ExpiresAt, f.Visibility, false),
-                Errors.AtelierJson.Options);
+                AtelierJson.Options);
         }).WithSummary("Retrieve a file's metadata.");
 
         api.MapGet("/{fileId}/content", async (HttpContext context, string fileId, IFileRepository files, ApiKeyStore keys, AtelierRuntime runtime) =>
@@ -114,7 +115,7 @@ public static class FileEndpoints
             var expires = runtime.Clock.GetUtcNow().ToUnixTimeSeconds() + (hours * 3600);
             var signature = Sign(runtime, f.WorkspaceId, f.Id, expires, keyId);
             var url = $"{PublicUrl(context, runtime)}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&key_id={Uri.EscapeDataString(keyId)}&signature={signature}";
-            return Results.Json(new SignedUrl(url), Errors.AtelierJson.Options);
+            return Results.Json(new SignedUrl(url), AtelierJson.Options);
         }).WithSummary("A download URL that works without a key until it expires.");
 
         api.MapDelete("/{fileId}", async (HttpContext context, string fileId, IFileRepository files, AtelierRuntime runtime) =>
@@ -126,7 +127,7 @@ public static class FileEndpoints
             var f = await runtime.FreeingSpaceAsync(() => files.DeleteAsync(caller.WorkspaceId, fileId, context.RequestAborted)).ConfigureAwait(false)
                 ?? throw new NotFoundException("file", fileId);
             await runtime.Guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.WorkspaceId), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
-            return Results.Json(new DeletedFile(f.Id, "file", true), Errors.AtelierJson.Options);
+            return Results.Json(new DeletedFile(f.Id, "file", true), AtelierJson.Options);
         }).WithSummary("Delete a file and its bytes.");
     }
 

@@ -4,6 +4,7 @@ using Atelier.Catalog;
 using Atelier.Catalog.Sqlite;
 using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Core.IO;
 using Atelier.Storage.Audit;
 using Atelier.Storage.Placement;
 
@@ -97,15 +98,6 @@ public sealed class AtelierRuntime : IDisposable
     /// those policies, as derived artifacts (a dataset of several files) carry.
     /// </summary>
     public Atelier.Core.Residency.ResidencyPolicy ResolvePolicy(string name) => Policies.Resolve(name);
-
-    /// <summary>Opens the committed bytes of an uploaded file for reading.</summary>
-    /// <exception cref="StorageUnavailableException">Its bytes are missing from its location.</exception>
-    public async ValueTask<Stream> OpenFileAsync(FileRecord file, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(file);
-        return await Guard.OpenReadAsync(file.LocationId, file.BlobKey, cancellationToken).ConfigureAwait(false)
-            ?? throw new StorageUnavailableException($"The bytes of file '{file.Id}' are missing from location '{file.LocationId}'.");
-    }
 
     /// <summary>
     /// Runs a catalog change that frees space (a deletion). When the disk is full, it gives up the
@@ -222,19 +214,7 @@ public sealed class AtelierRuntime : IDisposable
         CreatedAdminKeyPath = path;
     }
 
-    private static byte[] LoadOrCreateSecret(string path)
-    {
-        if (File.Exists(path))
-        {
-            return Convert.FromBase64String(File.ReadAllText(path).Trim());
-        }
+    private static byte[] LoadOrCreateSecret(string path) => SecretFile.LoadOrCreate(path, 32);
 
-        var secret = RandomNumberGenerator.GetBytes(32);
-        WriteSecretFile(path, Encoding.ASCII.GetBytes(Convert.ToBase64String(secret) + "\n"), overwrite: false);
-        return secret;
-    }
-
-    /// <summary>Writes a file readable by its owner only (0600), atomically (see docs/decisions/0002).</summary>
-    private static void WriteSecretFile(string path, byte[] content, bool overwrite) =>
-        Atelier.Core.IO.AtomicFile.WriteAllBytes(path, content, UnixFileMode.UserRead | UnixFileMode.UserWrite, overwrite);
+    private static void WriteSecretFile(string path, byte[] content, bool overwrite) => SecretFile.Write(path, content, overwrite);
 }

@@ -1,4 +1,6 @@
 using System.Net;
+using Atelier.Core;
+using Atelier.Core.IO;
 using Atelier.Server.Auth;
 using Atelier.Server.Collections;
 using Atelier.Server.Datasets;
@@ -8,7 +10,10 @@ using Atelier.Server.Files;
 using Atelier.Server.Jobs;
 using Atelier.Catalog.Sqlite;
 using Atelier.Cluster.Jobs;
+using Atelier.Features.Semantic;
 using Atelier.Training.Checkpoints;
+using Atelier.Training.Datasets;
+using Atelier.Training.Execution;
 using Atelier.Server.Models;
 using Atelier.Server.Platform;
 using Atelier.Vectors.Collections;
@@ -52,8 +57,16 @@ public static class AtelierServer
         builder.Services.AddSingleton(runtime.Keys);
         builder.Services.AddSingleton(runtime.Policies);
         builder.Services.AddSingleton<FileUpload>();
-        builder.Services.AddHostedService<FileExpirySweeper>();
-        builder.Services.AddSingleton<DatasetBuildService>();
+        builder.Services.AddHostedService(services => new FileExpirySweeper(runtime.Files, runtime.Guard, runtime.Clock, services.GetRequiredService<ILogger<FileExpirySweeper>>()));
+        builder.Services.AddSingleton(services => new DatasetBuildService(
+            new DatasetBuildServiceOptions { StagingDirectory = Path.Combine(options.DataDirectory, "staging", "datasets") },
+            runtime.Datasets,
+            runtime.Files,
+            runtime.Policies,
+            runtime.Guard,
+            services.GetRequiredService<Atelier.Registry.ModelRegistry>(),
+            new SemanticDedupBuild(runtime.Datasets, runtime.Files, runtime.Guard, services.GetRequiredService<Atelier.Registry.ModelRegistry>()),
+            services.GetRequiredService<ILogger<DatasetBuildService>>()));
         builder.Services.AddHostedService(services => services.GetRequiredService<DatasetBuildService>());
         builder.Services.AddSingleton(runtime.Guard);
         builder.Services.AddSingleton<ResidencyPolicyResolver>(runtime.ResolvePolicy);
@@ -65,7 +78,20 @@ public static class AtelierServer
             runtime.Guard,
             new CheckpointStoreOptions { Locations = runtime.Config.Defaults.CheckpointLocations, Actor = "system:checkpoints" },
             runtime.Clock));
-        builder.Services.AddSingleton<FineTuningWork>();
+        builder.Services.AddSingleton(services => new FineTuningWork(
+            new FineTuningWorkOptions
+            {
+                StagingDirectory = Path.Combine(options.DataDirectory, "staging", "jobs"),
+                MaxCurationDropFraction = runtime.Config.Defaults.MaxCurationDropFraction,
+            },
+            new FineTuningCatalog(runtime.Jobs, runtime.Files, runtime.Datasets, runtime.Keys, runtime.Policies),
+            new FineTuningStorage(runtime.Locations, runtime.Guard, runtime.Topology),
+            services.GetRequiredService<Atelier.Registry.ModelRegistry>(),
+            services.GetRequiredService<CheckpointStore>(),
+            new GrainFineTuningReports(services.GetRequiredService<IGrainFactory>()),
+            services.GetRequiredService<IHostApplicationLifetime>(),
+            runtime.Clock,
+            services.GetRequiredService<ILogger<FineTuningWork>>()));
         builder.Services.AddSingleton<IFineTuningWork>(services => services.GetRequiredService<FineTuningWork>());
 
         // One silo with localhost clustering: the embedded default. Its ports are picked free at
@@ -141,14 +167,7 @@ public static class AtelierServer
             // private to its user, like the rest of it. Roots elsewhere are the operator's to create.
             if (root.StartsWith(Path.TrimEndingDirectorySeparator(dataDirectory) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
             {
-                if (OperatingSystem.IsWindows())
-                {
-                    Directory.CreateDirectory(root);
-                }
-                else
-                {
-                    Directory.CreateDirectory(root, DataDirectoryPermissions.DirectoryMode);
-                }
+                DataDirectoryPermissions.CreatePrivateDirectory(root);
             }
         }
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Atelier.Catalog;
 using Atelier.Cluster.Jobs;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Registry;
 using Atelier.Server.Auth;

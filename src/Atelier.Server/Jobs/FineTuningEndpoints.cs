@@ -2,44 +2,19 @@ using System.Globalization;
 using System.Text.Json;
 using Atelier.Catalog;
 using Atelier.Cluster.Jobs;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
+using Atelier.Training.Execution;
 using Atelier.Training.Jobs;
 
 namespace Atelier.Server.Jobs;
 
 /// <summary><c>metadata</c> of a job, as Mistral's <c>JobMetadata</c>, with what curation did to the training data (Atelier's extension).</summary>
 public sealed record JobMetadataObject(long? ExpectedDurationSeconds, double? Cost, string? CostCurrency, long? TrainTokensPerStep, long? TrainTokens, long? DataTokens, long? EstimatedStartTime, JobDataCuration? DataCuration);
-
-/// <summary>What curation kept and dropped of a job's training data, and where the full report is.</summary>
-/// <param name="ExamplesRead">Valid training examples read.</param>
-/// <param name="ExamplesKept">Examples the job trains on.</param>
-/// <param name="ExamplesDropped">Examples dropped by curation.</param>
-/// <param name="DroppedByReason">Dropped examples by reason (<c>exact_duplicate</c>, <c>near_duplicate</c>, <c>contaminated</c>, <c>empty</c>, <c>quality:RULE</c>).</param>
-/// <param name="InvalidSamples">Invalid lines skipped.</param>
-/// <param name="TokensKept">Tokens of the kept examples.</param>
-/// <param name="TrainedTokensKept">Of those, the tokens with loss (assistant turns).</param>
-/// <param name="Report">The report: counters, the first issues, and links to every dropped example with its reason.</param>
-public sealed record JobDataCuration(long ExamplesRead, long ExamplesKept, long ExamplesDropped, IReadOnlyDictionary<string, long> DroppedByReason, long InvalidSamples, long TokensKept, long TrainedTokensKept, string Report)
-{
-    /// <summary>The curation figures of a job's training dataset: its own, or the dataset version's it trains on.</summary>
-    public static JobDataCuration From(string jobId, string? datasetId, Atelier.Data.Building.DatasetCounters counters)
-    {
-        ArgumentNullException.ThrowIfNull(counters);
-        return new JobDataCuration(
-            counters.ExamplesRead,
-            counters.ExamplesKept,
-            counters.ExamplesDropped,
-            counters.DroppedByReason(),
-            counters.Issues,
-            counters.Tokens,
-            counters.TrainedTokens,
-            datasetId is null ? $"/api/v1/jobs/{jobId}/data-report" : $"/api/v1/datasets/{datasetId}/files/report.json");
-    }
-}
 
 /// <summary><c>hyperparameters</c> of a job as it will run.</summary>
 public sealed record HyperparametersObject(int? TrainingSteps, double LearningRate, double? WeightDecay, double? WarmupFraction, double? Epochs, int? SeqLen, double? FimRatio);

@@ -1,6 +1,7 @@
 using Atelier.Cluster.Jobs;
 using Atelier.Server.Hosting;
 using Atelier.Training.Checkpoints;
+using Atelier.Training.Execution;
 
 namespace Atelier.Server.Jobs;
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Registry;
 using Atelier.Server.Auth;

@@ -1,3 +1,4 @@
+using Atelier.Core;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;

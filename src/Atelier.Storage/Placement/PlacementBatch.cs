@@ -74,13 +74,17 @@ public sealed class PlacementBatch : IAsyncDisposable
         // window also keeps the set of page-cache pages being recycled small (see PageCache).
         _staged = Channel.CreateBounded<Staged>(new BoundedChannelOptions(commitConcurrency) { SingleReader = false, SingleWriter = false });
 
-        // Commits are blocking syscalls (fsync, rename, directory fsync) that wait on the disk for
-        // milliseconds. On dedicated threads they do not starve the thread pool, whose few threads
-        // (one per core) keep hashing and writing the next chunks meanwhile.
+        // Commits are blocking syscalls (fsync, rename, directory fsync) behind an async API: a local
+        // store's CommitAsync completes synchronously after waiting on the disk for milliseconds. On
+        // thread-pool threads, a deep commit queue would hold as many pool threads as commits in flight
+        // and starve the few (one per core) that keep hashing and writing the next chunks. So each
+        // committer is an async loop on a dedicated thread: it awaits the channel and the commit, and
+        // its continuations come back to its own thread (see DedicatedThread) instead of blocking on
+        // tasks. A store whose commit is truly asynchronous (network) simply frees the thread meanwhile.
         _committers = new Task[commitConcurrency];
         for (var i = 0; i < _committers.Length; i++)
         {
-            _committers[i] = Task.Factory.StartNew(CommitLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            _committers[i] = DedicatedThread.Run(CommitLoopAsync, "Atelier placement committer");
         }
     }
 
@@ -198,17 +202,17 @@ public sealed class PlacementBatch : IAsyncDisposable
 
     private void ThrowIfFailed() => Volatile.Read(ref _failure)?.Throw();
 
-    private void CommitLoop()
+    private async Task CommitLoopAsync()
     {
         var reader = _staged.Reader;
 
-        // Blocking waits are fine here: this is a dedicated thread (see the constructor), and a
-        // local store's commit completes synchronously anyway.
-        while (reader.WaitToReadAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult())
+        // ConfigureAwait(true): resume on this committer's own thread (see the constructor), so the
+        // blocking part of the next commit runs there, not on a thread-pool thread.
+        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(true))
         {
             while (reader.TryRead(out var item))
             {
-                CommitAsync(item).AsTask().GetAwaiter().GetResult();
+                await CommitAsync(item).ConfigureAwait(true);
             }
         }
     }

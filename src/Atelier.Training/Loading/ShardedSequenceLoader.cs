@@ -287,7 +287,10 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
     {
         if (epoch != _permutationEpoch)
         {
-            // Planning only moves forward one epoch at a time.
+            // Planning only moves forward one epoch at a time. The synchronous wait is deliberate and not
+            // sync-over-async: the task is pure CPU work (a shuffle, no awaits, no I/O) that Task.Run below
+            // queued a whole epoch of batches ago, so it has almost always finished; if not, this waits only
+            // for the rest of the shuffle, which needs no continuation from this thread (no deadlock).
             _permutation = _nextPermutation is { } next ? next.GetAwaiter().GetResult() : WindowShuffle.Permutation(_options.Seed, epoch, _windows);
             _permutationEpoch = epoch;
             _nextPermutation = null;

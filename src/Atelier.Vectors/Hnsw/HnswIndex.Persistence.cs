@@ -42,19 +42,25 @@ public sealed unsafe partial class HnswIndex
         try
         {
             int count = Math.Min(_count, _capacity);
-            var files = new List<SegmentFileEntry>();
+            var segments = new List<SegmentSource>();
             if (_vectors is not null)
             {
-                files.Add(SegmentIO.WriteSegment(directory, $"vectors.g{generation}.seg", _vectors.Pointer, (long)count * _dimension * sizeof(float)));
+                segments.Add(new($"vectors.g{generation}.seg", (nint)_vectors.Pointer, (long)count * _dimension * sizeof(float)));
             }
 
             if (_codes is not null)
             {
-                files.Add(SegmentIO.WriteSegment(directory, $"codes.g{generation}.seg", _codes.Pointer, (long)count * _dimension));
+                segments.Add(new($"codes.g{generation}.seg", (nint)_codes.Pointer, (long)count * _dimension));
             }
 
-            files.Add(SegmentIO.WriteSegment(directory, $"links0.g{generation}.seg", _links0.Pointer, (long)count * _stride0 * sizeof(int)));
-            files.Add(SegmentIO.WriteSegment(directory, $"nodes.g{generation}.seg", SerializeNodes(count)));
+            segments.Add(new($"links0.g{generation}.seg", (nint)_links0.Pointer, (long)count * _stride0 * sizeof(int)));
+            byte[] nodes = SerializeNodes(count);
+            SegmentFileEntry[] files;
+            fixed (byte* nodesPointer = nodes)
+            {
+                segments.Add(new($"nodes.g{generation}.seg", (nint)nodesPointer, nodes.Length));
+                files = SegmentIO.WriteSegments(directory, segments);
+            }
 
             var manifest = new HnswManifest(
                 FormatVersion,
@@ -72,7 +78,7 @@ public sealed unsafe partial class HnswIndex
                 Volatile.Read(ref _entry),
                 _quantizer?.Step ?? 0,
                 _quantizer?.Offsets.ToArray(),
-                [.. files]);
+                files);
             SegmentIO.CommitManifest(directory, manifest);
             SegmentIO.DeleteStale(directory, files.Select(f => f.Name).ToHashSet(), SegmentPattern);
         }

@@ -1,5 +1,6 @@
 using System.IO.Hashing;
 using System.Text.Json;
+using Atelier.Core.IO;
 
 namespace Atelier.Vectors.Storage;
 
@@ -9,41 +10,52 @@ namespace Atelier.Vectors.Storage;
 /// <param name="Hash">XxHash64 of the contents.</param>
 internal sealed record SegmentFileEntry(string Name, long Length, ulong Hash);
 
+/// <summary>One segment file to write: <paramref name="Length"/> bytes at <paramref name="Data"/> (native or pinned memory).</summary>
+internal readonly record struct SegmentSource(string Name, nint Data, long Length);
+
 /// <summary>
-/// Writing and checking segment files and manifests: data files are written under fresh generation
-/// names and fsynced, then the manifest is written to a temporary file, fsynced and renamed over the old
-/// one. A crash at any point leaves the old manifest (and the files it names) or the new one, never a mix.
+/// Writing and checking segment files and manifests, through <see cref="AtomicFile"/>: data files are
+/// written under fresh generation names (each to a temporary file, flushed, renamed, then the directory
+/// flushed once for all of them), then the manifest replaces the old one the same way. A crash at any
+/// point leaves the old manifest (and the files it names) or the new one, never a mix, and never a
+/// partly written file under a segment's name.
 /// </summary>
 internal static unsafe class SegmentIO
 {
     public const string ManifestName = "MANIFEST";
     private const int ChunkBytes = 16 << 20;
 
-    public static SegmentFileEntry WriteSegment(string directory, string name, byte* data, long length)
+    /// <summary>
+    /// Writes <paramref name="segments"/> into <paramref name="directory"/>, durable when this returns, and
+    /// returns what the manifest records of each. A failure leaves no temporary file; files already renamed
+    /// are named by no manifest yet and are swept by <see cref="DeleteStale"/>.
+    /// </summary>
+    public static SegmentFileEntry[] WriteSegments(string directory, IReadOnlyList<SegmentSource> segments)
     {
-        var hasher = new XxHash64();
-        string path = Path.Combine(directory, name);
-        using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+        var entries = new SegmentFileEntry[segments.Count];
+        var files = new (string Name, Action<Stream> Write)[segments.Count];
+        for (int i = 0; i < segments.Count; i++)
         {
-            for (long offset = 0; offset < length; offset += ChunkBytes)
-            {
-                var chunk = new ReadOnlySpan<byte>(data + offset, (int)Math.Min(ChunkBytes, length - offset));
-                hasher.Append(chunk);
-                stream.Write(chunk);
-            }
-
-            stream.Flush(flushToDisk: true);
+            int index = i;
+            var segment = segments[i];
+            files[i] = (segment.Name, stream => entries[index] = new SegmentFileEntry(segment.Name, segment.Length, WriteHashed(stream, (byte*)segment.Data, segment.Length)));
         }
 
-        return new SegmentFileEntry(name, length, hasher.GetCurrentHashAsUInt64());
+        AtomicFile.WriteFiles(directory, files);
+        return entries;
     }
 
-    public static SegmentFileEntry WriteSegment(string directory, string name, ReadOnlySpan<byte> data)
+    private static ulong WriteHashed(Stream stream, byte* data, long length)
     {
-        fixed (byte* p = data)
+        var hasher = new XxHash64();
+        for (long offset = 0; offset < length; offset += ChunkBytes)
         {
-            return WriteSegment(directory, name, p, data.Length);
+            var chunk = new ReadOnlySpan<byte>(data + offset, (int)Math.Min(ChunkBytes, length - offset));
+            hasher.Append(chunk);
+            stream.Write(chunk);
         }
+
+        return hasher.GetCurrentHashAsUInt64();
     }
 
     /// <summary>Checks that a segment is complete (length) and, when asked or when it is small, unaltered (hash).</summary>
@@ -75,23 +87,14 @@ internal static unsafe class SegmentIO
         return hasher.GetCurrentHashAsUInt64();
     }
 
-    /// <summary>Commits <paramref name="manifest"/>: checksum + JSON to a temp file, fsync, atomic rename.</summary>
+    /// <summary>Commits <paramref name="manifest"/>: checksum + JSON, written atomically over the old one.</summary>
     public static void CommitManifest<T>(string directory, T manifest)
     {
         byte[] json = JsonSerializer.SerializeToUtf8Bytes(manifest);
         byte[] bytes = new byte[json.Length + 8];
         BitConverter.TryWriteBytes(bytes, XxHash64.HashToUInt64(json));
         json.CopyTo(bytes, 8);
-        string temp = Path.Combine(directory, ManifestName + ".tmp");
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            stream.Write(bytes);
-            stream.Flush(flushToDisk: true);
-        }
-
-        // rename(2) replaces the old manifest atomically. .NET cannot fsync a directory handle; on ext4/xfs
-        // the rename is ordered after the fsynced data, so a crash shows the old or the new manifest.
-        File.Move(temp, Path.Combine(directory, ManifestName), overwrite: true);
+        AtomicFile.WriteAllBytes(Path.Combine(directory, ManifestName), bytes);
     }
 
     /// <summary>Reads the committed manifest; null when none was ever committed.</summary>
@@ -120,7 +123,7 @@ internal static unsafe class SegmentIO
         }
     }
 
-    /// <summary>Deletes generation files other than <paramref name="keep"/> and a leftover temporary manifest.</summary>
+    /// <summary>Deletes generation files other than <paramref name="keep"/> and the temporary files interrupted writes left.</summary>
     public static void DeleteStale(string directory, IReadOnlySet<string> keep, string pattern)
     {
         foreach (string path in Directory.EnumerateFiles(directory, pattern))
@@ -131,6 +134,10 @@ internal static unsafe class SegmentIO
             }
         }
 
+        AtomicFile.DeleteTemporaryFiles(directory, pattern);
+        AtomicFile.DeleteTemporaryFiles(directory, ManifestName);
+
+        // The fixed temporary name versions before AtomicFile used: a directory they crashed in keeps it.
         File.Delete(Path.Combine(directory, ManifestName + ".tmp"));
     }
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Atelier.Core.IO;
 using Atelier.Storage.Placement;
 using Atelier.Vectors.Collections.Segments;
 using Atelier.Vectors.Collections.Wal;
@@ -33,16 +34,10 @@ internal sealed partial class CollectionShard
         // The marker goes first and comes back last: a crash in between leaves no marker, so the next open
         // rebuilds rather than trusting a graph that may be half saved or ahead of the snapshots.
         ForgetSavedGraph(directory);
+        AtomicFile.DeleteTemporaryFiles(directory, CoveredFileName);
         Segment.Flush();
         Index.Save(directory);
-        string temp = Path.Combine(directory, CoveredFileName + ".tmp");
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            stream.Write(System.Text.Encoding.ASCII.GetBytes(covered.ToString(CultureInfo.InvariantCulture)));
-            stream.Flush(flushToDisk: true);
-        }
-
-        File.Move(temp, Path.Combine(directory, CoveredFileName), overwrite: true);
+        AtomicFile.WriteAllBytes(Path.Combine(directory, CoveredFileName), System.Text.Encoding.ASCII.GetBytes(covered.ToString(CultureInfo.InvariantCulture)));
     }
 
     /// <summary>Whether the shard was opened from its saved graph rather than rebuilt (tests).</summary>

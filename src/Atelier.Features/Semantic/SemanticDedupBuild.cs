@@ -3,20 +3,20 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Data.Building;
 using Atelier.Data.Model;
 using Atelier.Data.Readers;
 using Atelier.Data.Shards;
 using Atelier.Data.Tokenization;
-using Atelier.Features.Semantic;
 using Atelier.Modeling.Mistral;
 using Atelier.Registry;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
+using Atelier.Storage.Placement;
+using Atelier.Training.Datasets;
 using Parquet.Serialization;
 
-namespace Atelier.Server.Datasets;
+namespace Atelier.Features.Semantic;
 
 /// <summary>
 /// Builds a dataset version derived from a succeeded one by semantic dedup and decontamination:
@@ -32,7 +32,11 @@ namespace Atelier.Server.Datasets;
 /// manifest's reports. Deterministic: the same source, model, eval items and thresholds give the
 /// same bytes.
 /// </remarks>
-internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry registry)
+/// <param name="datasets">The dataset catalog: the source and eval datasets.</param>
+/// <param name="files">Uploaded files: the source's inputs and the eval files.</param>
+/// <param name="guard">The placement guard, through which every byte is read.</param>
+/// <param name="registry">The model registry: the base model that embeds.</param>
+public sealed class SemanticDedupBuild(IDatasetRepository datasets, IFileRepository files, PlacementGuard guard, ModelRegistry registry) : IDerivedDatasetBuilder
 {
     /// <summary>The report file added to the version.</summary>
     public const string ReportFile = "semantic-dedup.json";
@@ -43,12 +47,20 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
 
     private static readonly JsonWriterOptions ReportWriter = new() { Indented = true };
 
-    /// <summary>Builds the version into <paramref name="output"/> (which must not exist) and returns it with a summary for the catalog.</summary>
+    /// <inheritdoc />
+    public string Operation => SemanticDedupRequest.OperationName;
+
+    /// <inheritdoc />
+    public string SummaryProperty => "semantic_dedup";
+
+    /// <inheritdoc />
     public async Task<(DatasetBuildResult Result, JsonObject Summary)> BuildAsync(DatasetRecord dataset, string staging, string output, IProgress<DatasetBuildProgress> progress, CancellationToken cancel)
     {
+        ArgumentNullException.ThrowIfNull(dataset);
+        ArgumentNullException.ThrowIfNull(progress);
         var request = JsonSerializer.Deserialize<SemanticDedupRequest>(dataset.RequestJson, AtelierJson.Options)!;
-        var resolved = await ResolvedSemanticDedup.ResolveAsync(runtime, registry, dataset.WorkspaceId, request, cancel).ConfigureAwait(false);
-        var (training, validation) = await DatasetBuildService.ResolveAsync(runtime, dataset.WorkspaceId, resolved.SourceRequest, cancel).ConfigureAwait(false);
+        var resolved = await ResolvedSemanticDedup.ResolveAsync(datasets, files, registry, dataset.WorkspaceId, request, cancel).ConfigureAwait(false);
+        var (training, validation) = await DatasetBuildService.ResolveAsync(files, dataset.WorkspaceId, resolved.SourceRequest, cancel).ConfigureAwait(false);
         var options = resolved.SourceRequest.SeqLen is { } seqLen ? resolved.SourceRequest.Options with { SequenceLength = seqLen } : resolved.SourceRequest.Options;
 
         progress.Report(new DatasetBuildProgress("reading-source", 0, 0, 0, 0, 0, 0, 0));
@@ -56,7 +68,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         var evalItems = new List<(string Name, TrainingExample Example)>();
         foreach (var file in resolved.EvalFiles)
         {
-            await using var stream = await runtime.OpenFileAsync(file, cancel).ConfigureAwait(false);
+            await using var stream = await guard.OpenFileAsync(file, cancel).ConfigureAwait(false);
             foreach (var read in FineTuneJsonlReader.Read(stream, file.Filename, 0, options.MaxLineBytes))
             {
                 if (read.Example is { } e)
@@ -69,7 +81,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         if (resolved.EvalDataset is { } evalDataset)
         {
             var evalRequest = JsonSerializer.Deserialize<CreateDatasetRequest>(evalDataset.RequestJson, AtelierJson.Options)!;
-            var (evalTraining, _) = await DatasetBuildService.ResolveAsync(runtime, dataset.WorkspaceId, evalRequest, cancel).ConfigureAwait(false);
+            var (evalTraining, _) = await DatasetBuildService.ResolveAsync(files, dataset.WorkspaceId, evalRequest, cancel).ConfigureAwait(false);
             foreach (var kept in await KeptExamplesAsync(evalDataset, evalTraining, evalRequest.Options.MaxLineBytes, cancel).ConfigureAwait(false))
             {
                 evalItems.Add(($"{evalDataset.Id}/{evalTraining[kept.Input].Id}:{kept.Example.Line.ToString(CultureInfo.InvariantCulture)}", kept.Example));
@@ -98,7 +110,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         var build = new DatasetBuildRequest
         {
             Training = inputs,
-            Eval = [.. validation.Select(f => new DatasetInput(f.Filename, ct => runtime.OpenFileAsync(f, ct), DataFormat.FineTuneJsonl))],
+            Eval = [.. validation.Select(f => new DatasetInput(f.Filename, ct => guard.OpenFileAsync(f, ct), DataFormat.FineTuneJsonl))],
             Tokenizer = await DatasetBuildService.TokenizerAsync(registry, dataset.WorkspaceId, resolved.SourceRequest, cancel).ConfigureAwait(false),
             Options = options,
         };
@@ -148,7 +160,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         foreach (var part in manifest?["features"]?.AsArray() ?? [])
         {
             var path = part!["path"]!.GetValue<string>();
-            var stream = await runtime.Guard.OpenReadAsync(dataset.LocationId, $"dataset/{dataset.Id}/{path}", cancel).ConfigureAwait(false)
+            var stream = await guard.OpenReadAsync(dataset.LocationId, $"dataset/{dataset.Id}/{path}", cancel).ConfigureAwait(false)
                 ?? throw new StorageUnavailableException($"The bytes of '{path}' of dataset '{dataset.Id}' are missing from location '{dataset.LocationId}'.");
 
             // Parquet needs a seekable stream; a feature part is a small fraction of the dataset.
@@ -172,7 +184,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         long ordinal = 0;
         for (var i = 0; i < training.Count; i++)
         {
-            await using var stream = await runtime.OpenFileAsync(training[i], cancel).ConfigureAwait(false);
+            await using var stream = await guard.OpenFileAsync(training[i], cancel).ConfigureAwait(false);
             foreach (var read in FineTuneJsonlReader.Read(stream, training[i].Filename, ordinal, maxLineBytes))
             {
                 cancel.ThrowIfCancellationRequested();
@@ -281,7 +293,7 @@ internal sealed class SemanticDedupBuild(AtelierRuntime runtime, ModelRegistry r
         for (var k = 0; k < training.Count; k++)
         {
             var path = Path.Combine(folder, $"input-{k:D4}.jsonl");
-            await using (var source = await runtime.OpenFileAsync(training[k], cancel).ConfigureAwait(false))
+            await using (var source = await guard.OpenFileAsync(training[k], cancel).ConfigureAwait(false))
             {
                 await using var target = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
                 await CopyLinesAsync(source, target, keptLines[k], cancel).ConfigureAwait(false);

@@ -1,4 +1,4 @@
-namespace Atelier.Server.Hosting;
+namespace Atelier.Training;
 
 /// <summary>
 /// Catalog writes issued from synchronous callbacks (a trainer's step and checkpoint reports, a

@@ -1,10 +1,10 @@
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Registry;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
+using Atelier.Training.Datasets;
 
-namespace Atelier.Server.Datasets;
+namespace Atelier.Features.Semantic;
 
 /// <summary>
 /// The body of <c>POST /api/v1/datasets/{id}/semantic-dedup</c>, stored (with the source id) as the
@@ -64,9 +64,10 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
     /// Checks a request: thresholds (422 naming the field), the source dataset and eval dataset
     /// (404 unknown, 409 not succeeded), the model (404 unknown, 422 not a base model), the eval files (404).
     /// </summary>
-    public static async Task<ResolvedSemanticDedup> ResolveAsync(AtelierRuntime runtime, ModelRegistry registry, string workspaceId, SemanticDedupRequest request, CancellationToken cancel)
+    public static async Task<ResolvedSemanticDedup> ResolveAsync(IDatasetRepository datasets, IFileRepository files, ModelRegistry registry, string workspaceId, SemanticDedupRequest request, CancellationToken cancel)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(datasets);
+        ArgumentNullException.ThrowIfNull(files);
         ArgumentNullException.ThrowIfNull(registry);
         ArgumentNullException.ThrowIfNull(request);
         CheckThreshold(request.Threshold, "threshold");
@@ -81,7 +82,7 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
             throw Invalid("'model' is required: the base model whose hidden states embed the examples.", "model");
         }
 
-        var source = await SucceededAsync(runtime, workspaceId, request.SourceDataset ?? "", cancel).ConfigureAwait(false);
+        var source = await SucceededAsync(datasets, workspaceId, request.SourceDataset ?? "", cancel).ConfigureAwait(false);
         var sourceRequest = ReadSourceRequest(source);
         var model = await registry.FindAsync(workspaceId, request.Model, cancel).ConfigureAwait(false) ?? throw new NotFoundException("model", request.Model);
         if (model.Kind != ModelKind.Base)
@@ -92,11 +93,11 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
         var evalFiles = new List<FileRecord>(request.EvalFiles.Count);
         foreach (var id in request.EvalFiles)
         {
-            var file = await runtime.Files.GetAsync(workspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
+            var file = await files.GetAsync(workspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
             evalFiles.Add(file.Purpose == "fine-tune" ? file : throw Invalid($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; eval items are read from fine-tune files.", "eval_files"));
         }
 
-        var evalDataset = request.EvalDataset is { } evalId ? await SucceededAsync(runtime, workspaceId, evalId, cancel).ConfigureAwait(false) : null;
+        var evalDataset = request.EvalDataset is { } evalId ? await SucceededAsync(datasets, workspaceId, evalId, cancel).ConfigureAwait(false) : null;
         if (evalDataset is not null)
         {
             _ = ReadSourceRequest(evalDataset);
@@ -105,9 +106,9 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
         return new ResolvedSemanticDedup(source, sourceRequest, model, evalFiles, evalDataset);
     }
 
-    private static async Task<DatasetRecord> SucceededAsync(AtelierRuntime runtime, string workspaceId, string id, CancellationToken cancel)
+    private static async Task<DatasetRecord> SucceededAsync(IDatasetRepository datasets, string workspaceId, string id, CancellationToken cancel)
     {
-        var record = await runtime.Datasets.GetAsync(workspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("dataset", id);
+        var record = await datasets.GetAsync(workspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("dataset", id);
         return record.Status == "succeeded" ? record : throw new ConflictException($"Dataset '{id}' is {record.Status}; semantic dedup reads a succeeded dataset.");
     }
 

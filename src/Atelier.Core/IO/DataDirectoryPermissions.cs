@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Atelier.Server.Hosting;
+namespace Atelier.Core.IO;
 
 /// <summary>
 /// Keeps the data directory private to the server's user: directories 0700, files 0600. The catalog,
@@ -60,6 +60,19 @@ public static class DataDirectoryPermissions
         }
 
         return changed;
+    }
+
+    /// <summary>Creates a directory of the server's own, private to its user (0700; as is on Windows).</summary>
+    public static void CreatePrivateDirectory(string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(path);
+        }
+        else
+        {
+            Directory.CreateDirectory(path, DirectoryMode);
+        }
     }
 
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]

@@ -2,16 +2,17 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Threading.Channels;
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Data.Building;
 using Atelier.Data.Readers;
 using Atelier.Data.Tokenization;
 using Atelier.Registry;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
 using Atelier.Storage.Placement;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
-namespace Atelier.Server.Datasets;
+namespace Atelier.Training.Datasets;
 
 /// <summary>The body of <c>POST /api/v1/datasets</c>, stored with the dataset so a restart can resume it.</summary>
 public sealed record CreateDatasetRequest
@@ -47,7 +48,23 @@ public sealed record CreateDatasetRequest
 /// placed through the placement guard under <c>dataset/&lt;id&gt;/</c>, the manifest last, and only
 /// then is the dataset marked succeeded: a dataset version is complete or not visible.
 /// </summary>
-public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelRegistry registry, ILogger<DatasetBuildService> logger) : BackgroundService
+/// <param name="settings">Where builds stage.</param>
+/// <param name="datasets">The dataset catalog: requests, progress and outcomes.</param>
+/// <param name="files">Uploaded files, the builds' inputs.</param>
+/// <param name="policies">Residency policies, resolved by name.</param>
+/// <param name="guard">The placement guard: reads the inputs, places the versions.</param>
+/// <param name="registry">The model registry, for a base model's tokeniser.</param>
+/// <param name="derived">Builds of versions derived by an operation (semantic dedup), if the host offers them.</param>
+/// <param name="logger">The log.</param>
+public sealed partial class DatasetBuildService(
+    DatasetBuildServiceOptions settings,
+    IDatasetRepository datasets,
+    IFileRepository files,
+    PolicyCatalog policies,
+    PlacementGuard guard,
+    ModelRegistry registry,
+    IDerivedDatasetBuilder? derived,
+    ILogger<DatasetBuildService> logger) : BackgroundService
 {
     private readonly Channel<string> _queue = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<string, DatasetBuildProgress> _live = new(StringComparer.Ordinal);
@@ -59,9 +76,9 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
     public DatasetBuildProgress? LiveProgress(string datasetId) => _live.TryGetValue(datasetId, out var p) ? p : null;
 
     /// <summary>Checks a request and resolves its files; throws a 4xx naming what is wrong.</summary>
-    public static async Task<(IReadOnlyList<FileRecord> Training, IReadOnlyList<FileRecord> Validation)> ResolveAsync(AtelierRuntime runtime, string workspaceId, CreateDatasetRequest request, CancellationToken cancellationToken)
+    public static async Task<(IReadOnlyList<FileRecord> Training, IReadOnlyList<FileRecord> Validation)> ResolveAsync(IFileRepository files, string workspaceId, CreateDatasetRequest request, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(files);
         ArgumentNullException.ThrowIfNull(request);
         if (request.TrainingFiles.Count == 0)
         {
@@ -93,7 +110,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
 
         async Task<FileRecord> FindAsync(string id)
         {
-            var file = await runtime.Files.GetAsync(workspaceId, id, cancellationToken).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
+            var file = await files.GetAsync(workspaceId, id, cancellationToken).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
             if (file.Purpose != "fine-tune")
             {
                 throw new BadRequestException($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; datasets are built from fine-tune files.");
@@ -136,7 +153,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
     {
         // Builds that were queued or running when the server stopped run again; the builder
         // resumes from its staging directory after the last committed shard.
-        foreach (var unfinished in await runtime.Datasets.UnfinishedAsync(stoppingToken).ConfigureAwait(false))
+        foreach (var unfinished in await datasets.UnfinishedAsync(stoppingToken).ConfigureAwait(false))
         {
             Enqueue(unfinished.Id);
         }
@@ -155,7 +172,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             catch (Exception e)
             {
                 LogFailed(logger, e, id);
-                await runtime.Datasets.FinishAsync(id, "failed", null, e is AtelierException or IOException or InvalidDataException or ArgumentException ? e.Message : "internal error: " + e.Message, CancellationToken.None).ConfigureAwait(false);
+                await datasets.FinishAsync(id, "failed", null, e is AtelierException or IOException or InvalidDataException or ArgumentException ? e.Message : "internal error: " + e.Message, CancellationToken.None).ConfigureAwait(false);
             }
             finally
             {
@@ -166,21 +183,21 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
 
     private async Task BuildAsync(string id, CancellationToken cancel)
     {
-        var dataset = await runtime.Datasets.GetForBuilderAsync(id, cancel).ConfigureAwait(false);
+        var dataset = await datasets.GetForBuilderAsync(id, cancel).ConfigureAwait(false);
         if (dataset is null || dataset.Status is not ("queued" or "running"))
         {
             return;
         }
 
-        await runtime.Datasets.MarkRunningAsync(id, cancel).ConfigureAwait(false);
-        if (IsSemanticDedup(dataset))
+        await datasets.MarkRunningAsync(id, cancel).ConfigureAwait(false);
+        if (derived is not null && IsDerived(dataset, derived.Operation))
         {
-            await BuildSemanticDedupAsync(dataset, cancel).ConfigureAwait(false);
+            await BuildDerivedAsync(derived, dataset, cancel).ConfigureAwait(false);
             return;
         }
 
         var request = JsonSerializer.Deserialize<CreateDatasetRequest>(dataset.RequestJson, AtelierJson.Options)!;
-        var (training, validation) = await ResolveAsync(runtime, dataset.WorkspaceId, request, cancel).ConfigureAwait(false);
+        var (training, validation) = await ResolveAsync(files, dataset.WorkspaceId, request, cancel).ConfigureAwait(false);
         var options = request.SeqLen is { } seqLen ? request.Options with { SequenceLength = seqLen } : request.Options;
         var build = new DatasetBuildRequest
         {
@@ -190,7 +207,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             Options = options,
         };
 
-        var staging = Path.Combine(runtime.Options.DataDirectory, "staging", "datasets", id);
+        var staging = Path.Combine(settings.StagingDirectory, id);
         var output = Path.Combine(staging, "version");
         if (Directory.Exists(output))
         {
@@ -210,7 +227,7 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             {
                 Interlocked.Exchange(ref lastSaved, now);
                 var json = JsonSerializer.Serialize(p, AtelierJson.Options);
-                saved.Enqueue(() => runtime.Datasets.UpdateProgressAsync(id, json));
+                saved.Enqueue(() => datasets.UpdateProgressAsync(id, json));
             }
         });
 
@@ -225,24 +242,24 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             resumed_from_shard = result.ResumedFromShard,
         };
         await saved.FlushAsync().ConfigureAwait(false);
-        await runtime.Datasets.FinishAsync(id, "succeeded", JsonSerializer.Serialize(summary, AtelierJson.Options), null, CancellationToken.None).ConfigureAwait(false);
+        await datasets.FinishAsync(id, "succeeded", JsonSerializer.Serialize(summary, AtelierJson.Options), null, CancellationToken.None).ConfigureAwait(false);
         Directory.Delete(staging, recursive: true);
         LogBuilt(logger, id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
 
-        DatasetInput Input(FileRecord file) => new(file.Filename, ct => runtime.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
+        DatasetInput Input(FileRecord file) => new(file.Filename, ct => guard.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
     }
 
-    private static bool IsSemanticDedup(DatasetRecord dataset)
+    private static bool IsDerived(DatasetRecord dataset, string operationName)
     {
         using var request = JsonDocument.Parse(dataset.RequestJson);
         return request.RootElement.TryGetProperty("operation", out var operation) && operation.ValueKind == JsonValueKind.String
-            && operation.GetString() == SemanticDedupRequest.OperationName;
+            && operation.GetString() == operationName;
     }
 
-    /// <summary>A version derived by semantic dedup: built like any other, then placed the same way.</summary>
-    private async Task BuildSemanticDedupAsync(DatasetRecord dataset, CancellationToken cancel)
+    /// <summary>A version derived by an operation (semantic dedup): built like any other, then placed the same way.</summary>
+    private async Task BuildDerivedAsync(IDerivedDatasetBuilder builder, DatasetRecord dataset, CancellationToken cancel)
     {
-        var staging = Path.Combine(runtime.Options.DataDirectory, "staging", "datasets", dataset.Id);
+        var staging = Path.Combine(settings.StagingDirectory, dataset.Id);
         var output = Path.Combine(staging, "version");
         if (Directory.Exists(output))
         {
@@ -260,11 +277,11 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             {
                 Interlocked.Exchange(ref lastSaved, now);
                 var json = JsonSerializer.Serialize(p, AtelierJson.Options);
-                saved.Enqueue(() => runtime.Datasets.UpdateProgressAsync(dataset.Id, json));
+                saved.Enqueue(() => datasets.UpdateProgressAsync(dataset.Id, json));
             }
         });
 
-        var (result, semantic) = await new SemanticDedupBuild(runtime, registry).BuildAsync(dataset, staging, output, progress, cancel).ConfigureAwait(false);
+        var (result, semantic) = await builder.BuildAsync(dataset, staging, output, progress, cancel).ConfigureAwait(false);
         var workspace = dataset.WorkspaceId;
         await PlaceAsync(dataset, workspace, result, cancel).ConfigureAwait(false);
 
@@ -273,10 +290,10 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
             ["manifest"] = JsonSerializer.SerializeToNode(result.Manifest, AtelierJson.Options),
             ["report"] = JsonSerializer.SerializeToNode(result.Report, AtelierJson.Options),
             ["resumed_from_shard"] = result.ResumedFromShard,
-            ["semantic_dedup"] = semantic,
+            [builder.SummaryProperty] = semantic,
         };
         await saved.FlushAsync().ConfigureAwait(false);
-        await runtime.Datasets.FinishAsync(dataset.Id, "succeeded", summary.ToJsonString(AtelierJson.Options), null, CancellationToken.None).ConfigureAwait(false);
+        await datasets.FinishAsync(dataset.Id, "succeeded", summary.ToJsonString(AtelierJson.Options), null, CancellationToken.None).ConfigureAwait(false);
         Directory.Delete(staging, recursive: true);
         LogBuilt(logger, dataset.Id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
     }
@@ -285,8 +302,8 @@ public sealed partial class DatasetBuildService(AtelierRuntime runtime, ModelReg
     {
         // Not visible until 'succeeded', so a crash mid-placement is repaired by placing again.
         var files = result.Manifest.Shards.Concat(result.Manifest.Features).Concat(result.Manifest.Reports).Select(f => f.Path).Append("manifest.json");
-        await runtime.Guard.PlaceDirectoryAsync(
-            new ArtifactRef("dataset", dataset.Id, workspace), runtime.ResolvePolicy(dataset.Policy), dataset.LocationId, "system:dataset-build",
+        await guard.PlaceDirectoryAsync(
+            new ArtifactRef("dataset", dataset.Id, workspace), policies.Resolve(dataset.Policy), dataset.LocationId, "system:dataset-build",
             $"dataset/{dataset.Id}/", result.Directory, files, cancel).ConfigureAwait(false);
     }
 

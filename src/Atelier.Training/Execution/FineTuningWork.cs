@@ -2,21 +2,23 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Catalog;
-using Atelier.Cluster.Jobs;
+using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Core.Topology;
 using Atelier.Data.Building;
 using Atelier.Data.Readers;
 using Atelier.Data.Shards;
 using Atelier.Data.Tokenization;
 using Atelier.Registry;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
 using Atelier.Storage.Placement;
 using Atelier.Training.Checkpoints;
+using Atelier.Training.Datasets;
 using Atelier.Training.Jobs;
 using Atelier.Training.Loading;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
-namespace Atelier.Server.Jobs;
+namespace Atelier.Training.Execution;
 
 /// <summary>A file of a job's dataset as placed through the guard.</summary>
 /// <param name="Key">Its blob key.</param>
@@ -64,16 +66,31 @@ public sealed record JobPlanRecord
 /// and on success places the adapter and registers the fine-tuned model. Both report back to the
 /// job's grain; neither runs inside a grain turn.
 /// </summary>
+/// <param name="options">Where it stages and how much curation may drop.</param>
+/// <param name="catalog">The catalog objects it reads and records in.</param>
+/// <param name="storage">The locations, the guard and the topology the job's data lives in.</param>
+/// <param name="registry">The model registry: base models, and the fine-tuned model a run registers.</param>
+/// <param name="checkpoints">The checkpoint store.</param>
+/// <param name="reports">Where validation and training report their end (the job's grain).</param>
+/// <param name="lifetime">The host's lifetime: stopping interrupts the work, which resumes on the next start.</param>
+/// <param name="clock">The clock.</param>
+/// <param name="logger">The log.</param>
 public sealed partial class FineTuningWork(
-    AtelierRuntime runtime,
+    FineTuningWorkOptions options,
+    FineTuningCatalog catalog,
+    FineTuningStorage storage,
     ModelRegistry registry,
     CheckpointStore checkpoints,
-    IGrainFactory grains,
+    IFineTuningReports reports,
     IHostApplicationLifetime lifetime,
+    TimeProvider clock,
     ILogger<FineTuningWork> logger) : IFineTuningWork
 {
+    /// <summary>The meter of the training metrics: the host's own, so they are exported with the rest.</summary>
+    public const string MeterName = "Atelier";
+
     private const string Actor = "system:fine-tuning";
-    private static readonly System.Diagnostics.Metrics.Meter Meter = new(Hosting.AtelierServer.MeterName);
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new(MeterName);
     private static readonly System.Diagnostics.Metrics.Counter<long> Steps = Meter.CreateCounter<long>("atelier_training_steps", description: "Optimiser steps trained by fine-tuning jobs on this node.");
     private static readonly System.Diagnostics.Metrics.Counter<long> Tokens = Meter.CreateCounter<long>("atelier_training_tokens", description: "Tokens trained by fine-tuning jobs on this node.");
     private static readonly System.Diagnostics.Metrics.Histogram<double> Stall = Meter.CreateHistogram<double>("atelier_checkpoint_stall", unit: "ms", description: "Training time lost to each checkpoint (back-pressure and snapshot).");
@@ -118,7 +135,7 @@ public sealed partial class FineTuningWork(
 
             if (!cancelled)
             {
-                await grains.GetGrain<IFineTuningJobGrain>(jobId).ValidationFinishedAsync(error).ConfigureAwait(false);
+                await reports.ValidationFinishedAsync(jobId, error).ConfigureAwait(false);
             }
             else if (!lifetime.ApplicationStopping.IsCancellationRequested)
             {
@@ -134,7 +151,7 @@ public sealed partial class FineTuningWork(
         _ = Task.Factory.StartNew(
             async () =>
             {
-                var end = RunEnd.Succeeded;
+                var end = TrainingEnd.Succeeded;
                 string? error = null;
                 try
                 {
@@ -142,12 +159,12 @@ public sealed partial class FineTuningWork(
                 }
                 catch (Exception e) when (IsCancellation(e, cancel))
                 {
-                    end = lifetime.ApplicationStopping.IsCancellationRequested ? RunEnd.Interrupted : RunEnd.Cancelled;
+                    end = lifetime.ApplicationStopping.IsCancellationRequested ? TrainingEnd.Interrupted : TrainingEnd.Cancelled;
                 }
                 catch (Exception e)
                 {
                     LogFailed(logger, e, jobId);
-                    end = RunEnd.Failed;
+                    end = TrainingEnd.Failed;
                     error = e is AtelierException or CheckpointFailedException or InvalidDataException or IOException ? e.Message : "internal error: " + e.Message;
                 }
                 finally
@@ -155,12 +172,12 @@ public sealed partial class FineTuningWork(
                     Unregister(jobId, cancel);
                 }
 
-                if (end != RunEnd.Interrupted)
+                if (end != TrainingEnd.Interrupted)
                 {
                     // The attempt is over and no other follows: the adapter it staged (placed, or
                     // from a cancelled or failed run) is not needed again.
                     DeleteStaging(jobId);
-                    await grains.GetGrain<IFineTuningJobGrain>(jobId).RunFinishedAsync(end, error).ConfigureAwait(false);
+                    await reports.RunFinishedAsync(jobId, end, error).ConfigureAwait(false);
                 }
             },
             CancellationToken.None,
@@ -180,20 +197,20 @@ public sealed partial class FineTuningWork(
     /// <inheritdoc />
     public async Task<string?> DataNodeAsync(string jobId)
     {
-        var job = await runtime.Jobs.GetByIdAsync(jobId).ConfigureAwait(false);
+        var job = await catalog.Jobs.GetByIdAsync(jobId).ConfigureAwait(false);
         if (job is null)
         {
             return null;
         }
 
-        var location = runtime.Locations.Describe(job.LocationId);
+        var location = storage.Locations.Describe(job.LocationId);
         if (location.Node is { } node)
         {
             return node;
         }
 
         // A rack-level location: any node of its rack is next to it.
-        return runtime.Topology.Sites.SelectMany(s => s.Racks).FirstOrDefault(r => r.Id == location.Rack)?.Nodes.FirstOrDefault();
+        return storage.Topology.Sites.SelectMany(s => s.Racks).FirstOrDefault(r => r.Id == location.Rack)?.Nodes.FirstOrDefault();
     }
 
     /// <summary>Stops every attempt on this node (the host is stopping); the jobs resume on the next start.</summary>
@@ -240,14 +257,14 @@ public sealed partial class FineTuningWork(
         try
         {
             DeleteStaging(jobId);
-            var job = await runtime.Jobs.GetByIdAsync(jobId, CancellationToken.None).ConfigureAwait(false);
+            var job = await catalog.Jobs.GetByIdAsync(jobId, CancellationToken.None).ConfigureAwait(false);
             if (job is null)
             {
                 return;
             }
 
             var artifact = await ArtifactAsync(job, CancellationToken.None).ConfigureAwait(false);
-            var curated = (await runtime.Jobs.EventsAsync(jobId, CancellationToken.None).ConfigureAwait(false)).Any(e => e.Name == "data-curated");
+            var curated = (await catalog.Jobs.EventsAsync(jobId, CancellationToken.None).ConfigureAwait(false)).Any(e => e.Name == "data-curated");
             foreach (var part in ValidationParts)
             {
                 if (curated && part == ReportPart)
@@ -257,14 +274,14 @@ public sealed partial class FineTuningWork(
 
                 // Listed first, then deleted: the listing does not run over keys being removed.
                 var keys = new List<string>();
-                await foreach (var key in runtime.Locations.ListKeysAsync(job.LocationId, $"job/{jobId}/{part}", CancellationToken.None).ConfigureAwait(false))
+                await foreach (var key in storage.Locations.ListKeysAsync(job.LocationId, $"job/{jobId}/{part}", CancellationToken.None).ConfigureAwait(false))
                 {
                     keys.Add(key);
                 }
 
                 foreach (var key in keys)
                 {
-                    await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
+                    await storage.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
                 }
             }
         }
@@ -307,7 +324,7 @@ public sealed partial class FineTuningWork(
 
     private async Task ValidateAsync(string jobId, CancellationToken cancel)
     {
-        var job = await runtime.Jobs.GetByIdAsync(jobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", jobId);
+        var job = await catalog.Jobs.GetByIdAsync(jobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", jobId);
         var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
         var model = await registry.FindAsync(job.WorkspaceId, job.Model, cancel).ConfigureAwait(false)
             ?? throw new ValidationFailedException($"Model '{job.Model}' no longer exists.", [new Problem($"Model '{job.Model}' no longer exists.", Field: "model")], 1);
@@ -348,14 +365,14 @@ public sealed partial class FineTuningWork(
     {
         var jobId = job.Id;
         var artifact = await ArtifactAsync(job, cancel).ConfigureAwait(false);
-        var policy = runtime.ResolvePolicy(job.Policy);
+        var policy = catalog.Policies.Resolve(job.Policy);
         PreparedData prepared;
         if (request.DatasetId is { } datasetId)
         {
             // A built version: its shards are trained on where they are, after checking again
             // (the model may have been replaced since the job was created) that they are this
             // model's tokens; only the validation files are built here.
-            var dataset = await JobDataset.ResolveAsync(runtime.Datasets, job.WorkspaceId, datasetId, cancel).ConfigureAwait(false);
+            var dataset = await JobDataset.ResolveAsync(catalog.Datasets, job.WorkspaceId, datasetId, cancel).ConfigureAwait(false);
             dataset.CheckFor(model.Id, tokenizer.Identity, request.Hyperparameters!.SeqLen);
             var report = JsonNode.Parse(dataset.Record.SummaryJson!)?["report"].Deserialize<DatasetReport>(AtelierJson.Options)
                 ?? new DatasetReport { Counters = dataset.Manifest.Counters, Issues = [] };
@@ -368,12 +385,12 @@ public sealed partial class FineTuningWork(
 
             // What curation kept and dropped is the job's to show whether or not validation
             // passes: the reports go first, then an event with the counts, then the checks.
-            await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/{ReportPart}", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
+            await storage.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/{ReportPart}", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
         }
 
         var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
-        await runtime.Jobs.AddEventAsync(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, request.DatasetId, prepared.Training.Manifest.Counters), AtelierJson.Options), cancel).ConfigureAwait(false);
-        var planned = FineTuningPreparation.Plan(request, prepared, parameters, runtime.Config.Defaults.MaxCurationDropFraction);
+        await catalog.Jobs.AddEventAsync(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, request.DatasetId, prepared.Training.Manifest.Counters), AtelierJson.Options), cancel).ConfigureAwait(false);
+        var planned = FineTuningPreparation.Plan(request, prepared, parameters, options.MaxCurationDropFraction);
 
         var trainShards = request.DatasetId is { } id
             ? [.. prepared.Training.Manifest.Shards.Select(s => new JobShard($"dataset/{id}/{s.Path}", s.Path, s.Rows, s.Sha256))]
@@ -392,39 +409,39 @@ public sealed partial class FineTuningWork(
             Counters = prepared.Training.Manifest.Counters,
             DatasetId = request.DatasetId,
         };
-        await runtime.Jobs.SetMetadataAsync(jobId, JsonSerializer.Serialize(record, AtelierJson.Options), CancellationToken.None).ConfigureAwait(false);
+        await catalog.Jobs.SetMetadataAsync(jobId, JsonSerializer.Serialize(record, AtelierJson.Options), CancellationToken.None).ConfigureAwait(false);
         Directory.Delete(staging, recursive: true);
     }
 
     private async Task<DatasetInput> InputAsync(JobRecord job, string fileId, CancellationToken cancel)
     {
-        var file = await runtime.Files.GetAsync(job.WorkspaceId, fileId, cancel).ConfigureAwait(false)
+        var file = await catalog.Files.GetAsync(job.WorkspaceId, fileId, cancel).ConfigureAwait(false)
             ?? throw new ValidationFailedException($"File '{fileId}' no longer exists.", [new Problem($"File '{fileId}' no longer exists.", Field: "training_files")], 1);
-        return new DatasetInput(file.Filename, ct => runtime.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
+        return new DatasetInput(file.Filename, ct => storage.Guard.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
     }
 
     private async Task<IReadOnlyList<JobShard>> PlaceDatasetAsync(ArtifactRef artifact, Atelier.Core.Residency.ResidencyPolicy policy, JobRecord job, string part, DatasetBuildResult result, CancellationToken cancel)
     {
         // A crash during an earlier placement is repaired by validation placing them all again.
         var prefix = $"job/{job.Id}/{part}/";
-        await runtime.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, prefix, result.Directory, result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"), cancel).ConfigureAwait(false);
+        await storage.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, prefix, result.Directory, result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"), cancel).ConfigureAwait(false);
 
         return [.. result.Manifest.Shards.Select(s => new JobShard(prefix + s.Path, s.Path, s.Rows, s.Sha256))];
     }
 
     private async Task TrainAsync(string jobId, CancellationToken cancel)
     {
-        var job = await runtime.Jobs.GetByIdAsync(jobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", jobId);
+        var job = await catalog.Jobs.GetByIdAsync(jobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", jobId);
         var record = JsonSerializer.Deserialize<JobPlanRecord>(job.MetadataJson ?? throw new InvalidOperationException($"Job {jobId} runs without being validated."), AtelierJson.Options)!;
         var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
         var model = await registry.FindAsync(job.WorkspaceId, job.Model, cancel).ConfigureAwait(false)
             ?? throw new NotFoundException("model", job.Model);
         var directory = await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false);
-        var ckptJob = new CheckpointJob(job.WorkspaceId, job.Id, runtime.ResolvePolicy(job.Policy));
+        var ckptJob = new CheckpointJob(job.WorkspaceId, job.Id, catalog.Policies.Resolve(job.Policy));
 
         // A crash between a checkpoint's commit and its catalog row leaves a checkpoint the job's
         // history does not show yet.
-        var known = (await runtime.Jobs.CheckpointsAsync(jobId, cancel).ConfigureAwait(false)).Select(c => c.StepNumber).ToHashSet();
+        var known = (await catalog.Jobs.CheckpointsAsync(jobId, cancel).ConfigureAwait(false)).Select(c => c.StepNumber).ToHashSet();
         foreach (var info in await checkpoints.ListAsync(jobId, cancel).ConfigureAwait(false))
         {
             if (!known.Contains(info.Step))
@@ -447,7 +464,7 @@ public sealed partial class FineTuningWork(
             }
         }
 
-        var duration = new TrainingDurationEstimate(record.Plan.TrainingSteps, record.Plan.CheckpointEvery, runtime.Clock);
+        var duration = new TrainingDurationEstimate(record.Plan.TrainingSteps, record.Plan.CheckpointEvery, clock);
         var adapterPath = Path.Combine(Staging(jobId), "adapter.safetensors");
         Directory.CreateDirectory(Path.GetDirectoryName(adapterPath)!);
         File.Delete(adapterPath);
@@ -474,16 +491,16 @@ public sealed partial class FineTuningWork(
                             // metadata.expected_duration_seconds, measured from this run's own steps.
                             record = record with { ExpectedDurationSeconds = seconds };
                             var metadata = JsonSerializer.Serialize(record, AtelierJson.Options);
-                            history.Enqueue(() => runtime.Jobs.SetMetadataAsync(jobId, metadata));
+                            history.Enqueue(() => catalog.Jobs.SetMetadataAsync(jobId, metadata));
                         }
                     },
-                    OnResume = step => history.Enqueue(() => runtime.Jobs.AddEventAsync(jobId, "resumed", $$"""{"from_step":{{step}}}""")),
+                    OnResume = step => history.Enqueue(() => catalog.Jobs.AddEventAsync(jobId, "resumed", $$"""{"from_step":{{step}}}""")),
                     OnCheckpoint = c =>
                     {
                         Stall.Record(c.Stall.TotalMilliseconds);
                         Persist.Record(c.PersistTime.TotalMilliseconds);
                         CheckpointBytes.Add(c.BytesWritten);
-                        var at = runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
+                        var at = clock.GetUtcNow().ToUnixTimeSeconds();
                         history.Enqueue(() => RecordAsync(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, at));
                         var data = JsonSerializer.Serialize(new Dictionary<string, object>
                         {
@@ -494,12 +511,12 @@ public sealed partial class FineTuningWork(
                             ["bytes_written"] = c.BytesWritten,
                             ["bytes_reused"] = c.BytesReused,
                         });
-                        history.Enqueue(() => runtime.Jobs.AddEventAsync(jobId, "checkpoint", data));
+                        history.Enqueue(() => catalog.Jobs.AddEventAsync(jobId, "checkpoint", data));
                     },
                     OnRetention = steps =>
                     {
                         var deleted = steps.ToArray();
-                        history.Enqueue(() => runtime.Jobs.MarkCheckpointsDeletedAsync(jobId, deleted));
+                        history.Enqueue(() => catalog.Jobs.MarkCheckpointsDeletedAsync(jobId, deleted));
                     },
                 },
                 cancel).ConfigureAwait(false);
@@ -526,14 +543,14 @@ public sealed partial class FineTuningWork(
         if (existing is null)
         {
             var trainingFileIds = request.DatasetId is { } datasetId
-                ? await JobDataset.SourceFilesAsync(runtime.Datasets, job.WorkspaceId, datasetId, cancel).ConfigureAwait(false)
+                ? await JobDataset.SourceFilesAsync(catalog.Datasets, job.WorkspaceId, datasetId, cancel).ConfigureAwait(false)
                 : [.. request.TrainingFiles!.Select(f => f.FileId)];
-            if (await runtime.Guard.GetLengthAsync(job.LocationId, key, cancel).ConfigureAwait(false) is not null)
+            if (await storage.Guard.GetLengthAsync(job.LocationId, key, cancel).ConfigureAwait(false) is not null)
             {
-                await runtime.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
+                await storage.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
             }
 
-            var receipt = await runtime.Guard.PlaceFileAsync(artifact, runtime.ResolvePolicy(job.Policy), job.LocationId, Actor, key, adapterPath, cancel).ConfigureAwait(false);
+            var receipt = await storage.Guard.PlaceFileAsync(artifact, catalog.Policies.Resolve(job.Policy), job.LocationId, Actor, key, adapterPath, cancel).ConfigureAwait(false);
             existing = await registry.RegisterFineTunedAsync(
                 new FineTunedModelRegistration
                 {
@@ -556,21 +573,21 @@ public sealed partial class FineTuningWork(
                 cancel).ConfigureAwait(false);
         }
 
-        await runtime.Jobs.SetResultAsync(jobId, existing.Id, outcome.TrainedTokens, cancel).ConfigureAwait(false);
+        await catalog.Jobs.SetResultAsync(jobId, existing.Id, outcome.TrainedTokens, cancel).ConfigureAwait(false);
         File.Delete(adapterPath);
     }
 
     private Task RecordAsync(string jobId, long step, string id, CheckpointMetrics metrics, long tokens, long at) =>
-        runtime.Jobs.AddCheckpointAsync(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens, CancellationToken.None);
+        catalog.Jobs.AddCheckpointAsync(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens, CancellationToken.None);
 
     private async ValueTask<Stream> OpenAsync(JobRecord job, string key, CancellationToken cancel) =>
-        await runtime.Guard.OpenReadAsync(job.LocationId, key, cancel).ConfigureAwait(false)
+        await storage.Guard.OpenReadAsync(job.LocationId, key, cancel).ConfigureAwait(false)
             ?? throw new StorageUnavailableException($"The job's data '{key}' is missing from location '{job.LocationId}'.");
 
     private async Task<ArtifactRef> ArtifactAsync(JobRecord job, CancellationToken cancel) =>
-        new("job", job.Id, (await runtime.Keys.GetWorkspaceAsync(job.WorkspaceId, cancel).ConfigureAwait(false))?.Name ?? job.WorkspaceId);
+        new("job", job.Id, (await catalog.Keys.GetWorkspaceAsync(job.WorkspaceId, cancel).ConfigureAwait(false))?.Name ?? job.WorkspaceId);
 
-    private string Staging(string jobId) => Path.Combine(runtime.Options.DataDirectory, "staging", "jobs", jobId);
+    private string Staging(string jobId) => Path.Combine(options.StagingDirectory, jobId);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Fine-tuning job {JobId} failed")]
     private static partial void LogFailed(ILogger logger, Exception exception, string jobId);

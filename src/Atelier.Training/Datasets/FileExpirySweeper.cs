@@ -1,9 +1,15 @@
 using Atelier.Catalog;
 using Atelier.Storage.Placement;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
-namespace Atelier.Server.Files;
+namespace Atelier.Training.Datasets;
 
-/// <summary>Removes files whose <c>expiry</c> has passed: their rows, then their bytes, audited.</summary>
+/// <summary>Removes uploaded files whose <c>expiry</c> has passed: their rows, then their bytes, audited.</summary>
+/// <param name="files">The file catalog.</param>
+/// <param name="guard">The placement guard, which deletes the bytes and audits it.</param>
+/// <param name="clock">The clock the sweep runs on, once a minute.</param>
+/// <param name="logger">The log.</param>
 public sealed partial class FileExpirySweeper(IFileRepository files, PlacementGuard guard, TimeProvider clock, ILogger<FileExpirySweeper> logger) : BackgroundService
 {
     /// <inheritdoc />

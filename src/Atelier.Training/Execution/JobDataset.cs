@@ -1,13 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Data.Building;
-using Atelier.Server.Datasets;
-using Atelier.Server.Errors;
-using Atelier.Server.Hosting;
+using Atelier.Training.Datasets;
 
-namespace Atelier.Server.Jobs;
+namespace Atelier.Training.Execution;
 
 /// <summary>
 /// A built dataset version a job trains on (<c>dataset_id</c>): its record, its manifest and the

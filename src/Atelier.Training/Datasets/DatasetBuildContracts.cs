@@ -1,0 +1,30 @@
+using System.Text.Json.Nodes;
+using Atelier.Catalog;
+using Atelier.Data.Building;
+
+namespace Atelier.Training.Datasets;
+
+/// <summary>Settings of <see cref="DatasetBuildService"/>.</summary>
+public sealed record DatasetBuildServiceOptions
+{
+    /// <summary>The node-local directory under which each build stages its version (<c>&lt;dir&gt;/&lt;dataset id&gt;</c>), where it resumes after a restart.</summary>
+    public required string StagingDirectory { get; init; }
+}
+
+/// <summary>
+/// Builds a dataset version derived from another by an operation (the request's <c>operation</c>),
+/// such as semantic dedup. <see cref="DatasetBuildService"/> runs it in its queue and places what it
+/// builds like any other version; the operation lives with what it needs (Features, for semantic
+/// dedup), which Training does not reference.
+/// </summary>
+public interface IDerivedDatasetBuilder
+{
+    /// <summary>The request's <c>operation</c> this builder handles.</summary>
+    string Operation { get; }
+
+    /// <summary>The property of the dataset's summary under which <see cref="BuildAsync"/>'s summary is stored.</summary>
+    string SummaryProperty { get; }
+
+    /// <summary>Builds the version into <paramref name="output"/> (which must not exist) and returns it with a summary for the catalog.</summary>
+    Task<(DatasetBuildResult Result, JsonObject Summary)> BuildAsync(DatasetRecord dataset, string staging, string output, IProgress<DatasetBuildProgress> progress, CancellationToken cancel);
+}
