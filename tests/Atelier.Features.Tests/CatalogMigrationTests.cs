@@ -1,4 +1,5 @@
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using static Atelier.Features.Tests.FeatureStoreFixture;
 
 namespace Atelier.Features.Tests;

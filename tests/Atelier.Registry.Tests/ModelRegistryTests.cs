@@ -9,7 +9,7 @@ using Atelier.Storage.Placement;
 
 namespace Atelier.Registry.Tests;
 
-public sealed class ModelRegistryTests : IDisposable
+public sealed class ModelRegistryTests : IDisposable, IAsyncLifetime
 {
     private static readonly ResidencyPolicy EuOnly = new() { Name = "eu-only", AllowedJurisdictions = ["EU"] };
 
@@ -21,8 +21,8 @@ public sealed class ModelRegistryTests : IDisposable
     private readonly AuditLog _audit;
     private readonly PlacementGuard _guard;
     private readonly ModelRegistry _registry;
-    private readonly Workspace _teamA;
-    private readonly Workspace _teamB;
+    private Workspace _teamA = null!;
+    private Workspace _teamB = null!;
 
     public ModelRegistryTests()
     {
@@ -36,10 +36,16 @@ public sealed class ModelRegistryTests : IDisposable
         _audit = new AuditLog(Path.Combine(_data, "audit"), TimeProvider.System);
         _guard = new PlacementGuard(locations, _audit);
         _registry = new ModelRegistry(new SqliteModelRepository(_catalog), _guard, TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
-        var keys = new ApiKeyStore(_catalog, TimeProvider.System);
-        _teamA = keys.EnsureWorkspace("team-a");
-        _teamB = keys.EnsureWorkspace("team-b");
     }
+
+    public async Task InitializeAsync()
+    {
+        var keys = new ApiKeyStore(new SqliteApiKeyRepository(_catalog), TimeProvider.System);
+        _teamA = await keys.EnsureWorkspaceAsync("team-a");
+        _teamB = await keys.EnsureWorkspaceAsync("team-b");
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
 
     public void Dispose()
     {
@@ -400,7 +406,7 @@ public sealed class ModelRegistryTests : IDisposable
 
         var upgraded = new CatalogDatabase(_catalog.Path);
         Assert.Equal(CatalogDatabase.LatestSchemaVersion, upgraded.SchemaVersion);
-        Assert.Equal("team-a", new ApiKeyStore(upgraded, TimeProvider.System).GetWorkspace(_teamA.Id)!.Name);
+        Assert.Equal("team-a", (await new ApiKeyStore(new SqliteApiKeyRepository(upgraded), TimeProvider.System).GetWorkspaceAsync(_teamA.Id))!.Name);
         var registry = new ModelRegistry(new SqliteModelRepository(upgraded), _guard, TimeProvider.System, importRoots: new ModelImportRoots([_importRoot]));
         await registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = TinyModel() }, EuOnly, "paris", "key:admin", "default", CancellationToken.None);
         Assert.Single(await registry.ListAsync(_teamA.Id, CancellationToken.None));

@@ -1,3 +1,4 @@
+using Atelier.Catalog;
 using Atelier.Catalog.Sqlite;
 using Atelier.Core;
 using Atelier.Core.Errors;
@@ -27,8 +28,9 @@ public static class FeatureEndpoints
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<CreateViewBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
             var spec = FeatureApi.ToSpec(body);
-            var runtime = context.RequestServices.GetRequiredService<AtelierRuntime>();
-            var (view, created) = await store.CreateViewAsync(caller.WorkspaceId, spec with { Policy = runtime.Policies.Choose(caller.WorkspaceId, spec.Policy) }, context.RequestAborted).ConfigureAwait(false);
+            var policies = context.RequestServices.GetRequiredService<PolicyCatalog>();
+            var policy = await policies.ChooseAsync(caller.WorkspaceId, spec.Policy, context.RequestAborted).ConfigureAwait(false);
+            var (view, created) = await store.CreateViewAsync(caller.WorkspaceId, spec with { Policy = policy }, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(FeatureApi.ToResponse(view), AtelierJson.Options, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
         }).WithSummary("Create a feature view, or a new version of it when the schema changed (the same schema again returns the existing version).");
 
@@ -150,7 +152,7 @@ public static class FeatureEndpoints
 
         var runtime = services.GetRequiredService<AtelierRuntime>();
         var store = new FeatureStore(
-            new SqliteFeatureRepository(runtime.Catalog),
+            new SqliteFeatureRepository(runtime.Catalog.Database),
             new SqliteOnlineFeatureRows(Path.Combine(runtime.Options.DataDirectory, OnlineStoreFile)),
             runtime.Guard,
             () => runtime.Policies.All,
