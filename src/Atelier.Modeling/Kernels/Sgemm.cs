@@ -109,6 +109,50 @@ public static unsafe class Sgemm
         }
     }
 
+    /// <summary>
+    /// As <see cref="Multiply(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>,
+    /// but every row of C comes out bit-identical whatever <paramref name="m"/> is: one row goes through
+    /// the blocked micro-kernel as well, instead of the dot-product GEMV that <c>Multiply</c> uses for a
+    /// single row (whose summation order differs). A serving engine needs this so that a sequence's
+    /// logits do not depend on how many other sequences share its batch.
+    /// </summary>
+    /// <remarks>
+    /// Each element of C is accumulated over k in KC-sized blocks, in order, by one lane of one
+    /// micro-kernel; the blocks depend on k and n only, and work is split by blocks of C, so neither the
+    /// row count, the row's place in the batch nor the thread count changes a bit. It costs a packing of
+    /// op(B) even for one row, which the GEMV avoids.
+    /// </remarks>
+    public static void MultiplyBatchInvariant(
+        bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
+        float beta, Span<float> c, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(m), "Matrix dimensions must not be negative.");
+        }
+
+        if (m == 0 || n == 0)
+        {
+            return;
+        }
+
+        CheckOperand(a, transA ? k : m, transA ? m : k, lda, nameof(a));
+        CheckOperand(b, transB ? n : k, transB ? k : n, ldb, nameof(b));
+        CheckOperand(c, m, n, ldc, nameof(c));
+
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            if (k == 0 || alpha == 0)
+            {
+                ScaleC(pc, m, n, ldc, beta);
+                return;
+            }
+
+            Blocked(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, allowParallel: true);
+        }
+    }
+
     /// <summary><c>C[m×n] = A[m×k] · B[k×n]</c> on contiguous matrices.</summary>
     public static void MatMul(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k)
         => Multiply(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n);
