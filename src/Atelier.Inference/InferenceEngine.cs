@@ -23,7 +23,7 @@ namespace Atelier.Inference;
 /// the same tokens whatever else runs, however often it is preempted.</para>
 /// <para><see cref="Submit"/> never blocks: it queues the request and returns its stream.</para>
 /// </remarks>
-public sealed class InferenceEngine : IDisposable
+public sealed class InferenceEngine : IDisposable, IAsyncDisposable
 {
     private readonly MistralWeights _weights;
     private readonly InferenceEngineOptions _options;
@@ -35,6 +35,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private readonly Lock _gate = new();
     private readonly Thread _loop;
+    private readonly TaskCompletionSource _loopExited = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     // Both sorted by arrival (Sequence.Id); only the engine thread touches them.
     private readonly List<Sequence> _running = [];
@@ -180,6 +181,7 @@ public sealed class InferenceEngine : IDisposable
 
         FailAll(new ObjectDisposedException(nameof(InferenceEngine), "The inference engine was disposed."));
         PublishMetrics();
+        _loopExited.TrySetResult();
     }
 
     private void PublishMetrics()
@@ -223,8 +225,7 @@ public sealed class InferenceEngine : IDisposable
         for (var i = 0; i < work.Count; i++)
         {
             var (seq, start, count) = work[i];
-            var tokens = seq.Tokens.ToArray().AsMemory(start, count);
-            items[i] = new BatchItem(tokens, start, seq.Blocks, seq.Adapter, start + count == seq.Tokens.Count);
+            items[i] = new BatchItem(seq.TokenRun(start, count), start, seq.Blocks, seq.Adapter, start + count == seq.TokenCount);
         }
 
         var logits = _runner.Run(items);
@@ -242,7 +243,7 @@ public sealed class InferenceEngine : IDisposable
             }
 
             var token = seq.Sampler.Sample(logits.AsSpan(logitRow++ * vocab, vocab));
-            seq.Tokens.Add(token);
+            seq.Append(token);
             seq.Output.Writer.TryWrite(token);
             generated++;
             TokenGenerated?.Invoke(seq.Id, seq.Generated);
@@ -273,7 +274,7 @@ public sealed class InferenceEngine : IDisposable
             for (var i = 0; i < _running.Count && budget > 0; i++)
             {
                 var seq = _running[i];
-                var remaining = seq.Tokens.Count - seq.Computed;
+                var remaining = seq.TokenCount - seq.Computed;
                 if (scheduled.Contains(seq) || (remaining == 1) != (pass == 0))
                 {
                     continue;
@@ -381,7 +382,7 @@ public sealed class InferenceEngine : IDisposable
         if (_options.PrefixCaching)
         {
             // At least one token is always computed: the step needs its logits.
-            var eligible = (seq.Tokens.Count - 1) / bs;
+            var eligible = (seq.TokenCount - 1) / bs;
             for (var b = 0; b < eligible; b++)
             {
                 if (!_pool.TryLookup(seq.KeyOfBlock(b, bs), out var block))
@@ -403,7 +404,7 @@ public sealed class InferenceEngine : IDisposable
         // preemption at the next decode step.
         var spare = _pool.AvailableBlocks - _running.Count;
         var fits = ((seq.Blocks.Count + Math.Max(0, spare)) * bs) - seq.Computed;
-        var count = Math.Min(Math.Min(seq.Tokens.Count - seq.Computed, budget), fits);
+        var count = Math.Min(Math.Min(seq.TokenCount - seq.Computed, budget), fits);
         if (count <= 0)
         {
             ReleaseBlocks(seq);
@@ -545,11 +546,30 @@ public sealed class InferenceEngine : IDisposable
     /// <summary>Stops the engine: requests still in flight fail with <see cref="ObjectDisposedException"/>; waits for the current step to end.</summary>
     public void Dispose()
     {
+        if (BeginDispose())
+        {
+            _loop.Join();
+            EndDispose();
+        }
+    }
+
+    /// <summary>As <see cref="Dispose"/>, without blocking the caller's thread while the current step ends.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (BeginDispose())
+        {
+            await _loopExited.Task.ConfigureAwait(false);
+            EndDispose();
+        }
+    }
+
+    private bool BeginDispose()
+    {
         lock (_gate)
         {
             if (_disposed)
             {
-                return;
+                return false;
             }
 
             _disposed = true;
@@ -557,7 +577,11 @@ public sealed class InferenceEngine : IDisposable
 
         _shutdown.Cancel();
         _wake.Set();
-        _loop.Join();
+        return true;
+    }
+
+    private void EndDispose()
+    {
         _adapters.Dispose();
         Metrics.Dispose();
         _shutdown.Dispose();

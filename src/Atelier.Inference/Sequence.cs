@@ -8,6 +8,7 @@ namespace Atelier.Inference;
 /// <summary>The engine's state for one request. Only the engine loop touches it, except <see cref="CancelRequested"/>.</summary>
 internal sealed class Sequence
 {
+    private readonly int[] _tokens;
     private volatile bool _cancelRequested;
 
     public Sequence(long id, GenerationRequest request, CancellationToken cancellationToken)
@@ -15,8 +16,14 @@ internal sealed class Sequence
         Id = id;
         Request = request;
         CancellationToken = cancellationToken;
-        Tokens = [.. request.Prompt];
-        PromptLength = Tokens.Count;
+        // Room for every token it may ever hold, so a step hands the runner a slice without copying.
+        _tokens = new int[request.Prompt.Count + request.MaxTokens];
+        foreach (var t in request.Prompt)
+        {
+            _tokens[TokenCount++] = t;
+        }
+
+        PromptLength = TokenCount;
         Sampler = new Sampler(request.Sampling);
         Output = Channel.CreateUnbounded<int>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         Completion = new TaskCompletionSource<GenerationResult>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -32,11 +39,19 @@ internal sealed class Sequence
     public CancellationTokenRegistration Registration { get; set; }
 
     /// <summary>The prompt, then every generated token.</summary>
-    public List<int> Tokens { get; }
+    public ReadOnlySpan<int> Tokens => _tokens.AsSpan(0, TokenCount);
+
+    public int TokenCount { get; private set; }
 
     public int PromptLength { get; }
 
-    public int Generated => Tokens.Count - PromptLength;
+    public int Generated => TokenCount - PromptLength;
+
+    /// <summary>A run of the tokens, for one step's batch item.</summary>
+    public ReadOnlyMemory<int> TokenRun(int start, int count) => _tokens.AsMemory(start, count);
+
+    /// <summary>Appends a generated token.</summary>
+    public void Append(int token) => _tokens[TokenCount++] = token;
 
     /// <summary>The sequence's KV blocks in position order.</summary>
     public List<int> Blocks { get; } = [];
@@ -78,7 +93,7 @@ internal sealed class Sequence
         {
             var parent = BlockKeys.Count == 0 ? PrefixKey.Root(Request.AdapterId, Request.CacheSalt) : BlockKeys[^1];
             var start = BlockKeys.Count * blockSize;
-            BlockKeys.Add(PrefixKey.Next(parent, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Tokens).Slice(start, blockSize)));
+            BlockKeys.Add(PrefixKey.Next(parent, _tokens.AsSpan(start, blockSize)));
         }
 
         return BlockKeys[index];

@@ -270,4 +270,42 @@ public class InferenceEngineTests
         Assert.Throws<ArgumentException>(() => engine.Submit(new GenerationRequest([], 1)));
         _ = engine.Submit(new GenerationRequest(TinyModels.Prompt(10, 1), 7));
     }
+
+    [Fact]
+    public async Task Disposing_FailsWhatIsInFlight_AndRefusesNewRequests()
+    {
+        var args = TinyModels.Args();
+        using var weights = TinyModels.Weights(args);
+        var engine = new InferenceEngine(weights, new InferenceEngineOptions { KvCacheBytes = 1L << 20, BlockSize = 4, MaxRunningSequences = 1 });
+        Task? disposing = null;
+
+        // Disposal starts inside the step that produced the first request's second token (it does not
+        // block there: the asynchronous form waits for the loop to exit), so where it lands is fixed.
+        engine.TokenGenerated = (id, generated) =>
+        {
+            if (id == 0 && generated == 2)
+            {
+                disposing = engine.DisposeAsync().AsTask();
+            }
+        };
+
+        var streams = Enumerable.Range(0, 3).Select(i => engine.Submit(new GenerationRequest(TinyModels.Prompt(8, i), 40))).ToArray();
+        var read = new List<int>();
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () =>
+        {
+            await foreach (var t in streams[0].WithCancellation(CancellationToken.None))
+            {
+                read.Add(t);
+            }
+        }).WaitAsync(Limit);
+        Assert.Equal(2, read.Count);
+        foreach (var stream in streams)
+        {
+            await Assert.ThrowsAsync<ObjectDisposedException>(() => stream.Completion.WaitAsync(Limit));
+        }
+
+        Assert.NotNull(disposing);
+        await disposing.WaitAsync(Limit);
+        Assert.Throws<ObjectDisposedException>(() => engine.Submit(new GenerationRequest([1], 1)));
+    }
 }
