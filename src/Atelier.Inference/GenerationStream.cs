@@ -20,7 +20,11 @@ public sealed class GenerationStream : IAsyncEnumerable<int>
     /// <summary>Completes when the generation ends: with its result, cancelled, or faulted.</summary>
     public Task<GenerationResult> Completion { get; }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Enumerates the tokens. <paramref name="cancellationToken"/> stops only the enumeration; to stop
+    /// the generation and free its cache, cancel the token given to <see cref="InferenceEngine.Submit"/>
+    /// (a host passes the request's abort token to both).
+    /// </summary>
     public IAsyncEnumerator<int> GetAsyncEnumerator(CancellationToken cancellationToken = default)
         => _reader.ReadAllAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
 }

@@ -393,8 +393,6 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
                 seq.Blocks.Add(block);
                 hits++;
             }
-
-            Metrics.AddPrefix(eligible, hits);
         }
 
         seq.Computed = hits * bs;
@@ -421,6 +419,12 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
         }
 
         seq.CachedPromptTokens ??= hits * bs;
+        if (_options.PrefixCaching)
+        {
+            // Counted once per admission, not per attempt: a request waiting for room looks up every step.
+            Metrics.AddPrefix((seq.TokenCount - 1) / bs, hits);
+        }
+
         return count;
     }
 

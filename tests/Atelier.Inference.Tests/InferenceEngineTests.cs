@@ -121,17 +121,19 @@ public class InferenceEngineTests
     {
         var args = TinyModels.Args();
         using var weights = TinyModels.Weights(args);
-        var options = new InferenceEngineOptions { KvCacheBytes = 4L << 20, BlockSize = 4, MaxBatchTokens = 32 };
+        // A 1k-token shared prefix in blocks of 16, prefilled in chunks of 128.
+        var options = new InferenceEngineOptions { KvCacheBytes = 8L << 20, BlockSize = 16, MaxBatchTokens = 128 };
         using var engine = new InferenceEngine(weights, options, TinyModels.Loader(args));
-        var prefix = TinyModels.Prompt(40, 5);
+        var prefix = TinyModels.Prompt(1024, 5);
         GenerationRequest Request(string? adapter = null, string salt = "ws1") => new([.. prefix, 7], 10) { AdapterId = adapter, CacheSalt = salt };
 
         var first = await Collect(engine.Submit(Request()));
         var second = await Collect(engine.Submit(Request()));
         Assert.Equal(0, first.Result.CachedPromptTokens);
-        Assert.Equal(40, second.Result.CachedPromptTokens);
+        Assert.Equal(1024, second.Result.CachedPromptTokens);
         Assert.Equal(first.Tokens, second.Tokens);
-        Assert.True(engine.Metrics.PrefixHits >= 10);
+        Assert.Equal(64, engine.Metrics.PrefixHits);
+        Assert.Equal(128, engine.Metrics.PrefixLookups);
 
         // The same tokens under an adapter, or in another workspace, share nothing...
         var underAdapter = await Collect(engine.Submit(Request(adapter: "a1")));
@@ -142,7 +144,7 @@ public class InferenceEngineTests
 
         // ...but each is cached for its own kind.
         var underAdapterAgain = await Collect(engine.Submit(Request(adapter: "a1")));
-        Assert.Equal(40, underAdapterAgain.Result.CachedPromptTokens);
+        Assert.Equal(1024, underAdapterAgain.Result.CachedPromptTokens);
         Assert.Equal(underAdapter.Tokens, underAdapterAgain.Tokens);
         Assert.NotEqual(first.Tokens, underAdapter.Tokens);
 
