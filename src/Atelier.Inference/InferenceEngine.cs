@@ -586,6 +586,7 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
 
     private void EndDispose()
     {
+        _runner.Dispose();
         _adapters.Dispose();
         Metrics.Dispose();
         _shutdown.Dispose();

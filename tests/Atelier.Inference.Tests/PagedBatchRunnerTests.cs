@@ -39,7 +39,7 @@ public class PagedBatchRunnerTests
         }
 
         int[] table = [taken[9], taken[2], taken[14], taken[0], taken[7], taken[11]];
-        var runner = new PagedBatchRunner(weights, pool);
+        using var runner = new PagedBatchRunner(weights, pool);
         var start = 0;
         foreach (var chunk in new[] { 5, 3, 1, 1, 8, 1, 4 })
         {
@@ -71,7 +71,7 @@ public class PagedBatchRunnerTests
         {
             // Prefill, then the last token as a one-row decode step (a single-row GEMM).
             var pool = new KvBlockPool(args, 4, budget);
-            var runner = new PagedBatchRunner(weights, pool);
+            using var runner = new PagedBatchRunner(weights, pool);
             runner.Run([new BatchItem(tokens.AsMemory(0, 12), 0, [0, 1, 2, 3], a1, false)]);
             return runner.Run([new BatchItem(tokens.AsMemory(12, 1), 12, [0, 1, 2, 3], a1, true)]);
         }
@@ -79,7 +79,7 @@ public class PagedBatchRunnerTests
         float[] Batched()
         {
             var pool = new KvBlockPool(args, 4, budget);
-            var runner = new PagedBatchRunner(weights, pool);
+            using var runner = new PagedBatchRunner(weights, pool);
 
             // The same prompt split 6 + 7, its second chunk among rows of a base-model and another adapter's sequence.
             runner.Run([new BatchItem(other, 0, [10, 11, 12], a2, false), new BatchItem(tokens.AsMemory(0, 6), 0, [5, 6, 7, 8], a1, false)]);

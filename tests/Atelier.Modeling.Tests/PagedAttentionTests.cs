@@ -80,4 +80,21 @@ public class PagedAttentionTests
             Assert.Equal(all.AsSpan(start * n, 3 * n).ToArray(), three);
         }
     }
+
+    [Theory]
+    [InlineData(1, 70, 300)]
+    [InlineData(5, 4100, 300)]
+    [InlineData(13, 33, 17)]
+    public void MultiplyBatchInvariant_WithPackedWeights_GivesTheBitsOfTheUnpackedProduct(int m, int n, int k)
+    {
+        var a = TestData.Uniform(m * k, 6);
+        var w = TestData.Uniform(n * k, 7);
+        var c0 = TestData.Uniform(m * n, 8);
+        var expected = (float[])c0.Clone();
+        Sgemm.MultiplyBatchInvariant(false, true, m, n, k, 0.5f, a, k, w, k, 1f, expected, n);
+        using var packed = new PackedMatrix(w, n, k);
+        var actual = (float[])c0.Clone();
+        Sgemm.MultiplyBatchInvariant(m, 0.5f, a, k, packed, 1f, actual, n);
+        Assert.Equal(expected, actual);
+    }
 }

@@ -22,21 +22,48 @@ internal readonly record struct BatchItem(ReadOnlyMemory<int> Tokens, int Start,
 /// base GEMM runs once over all rows, and each adapter group adds its low-rank update over its own
 /// contiguous rows.</para>
 /// <para>Batch invariance: every operation computes a row from that row alone, in an order that depends
-/// only on the row (GEMMs through <see cref="Sgemm.MultiplyBatchInvariant"/>, RMSNorm, RoPE and SwiGLU
+/// only on the row (GEMMs through <see cref="Sgemm.MultiplyBatchInvariant(int, float, ReadOnlySpan{float}, int, PackedMatrix, float, Span{float}, int)"/>, RMSNorm, RoPE and SwiGLU
 /// row by row, paged attention per row and head). So a sequence's logits are the same bits whatever
 /// else is in the batch, however its prompt was chunked, and whether its prefix came from the cache.</para>
 /// </remarks>
-internal sealed class PagedBatchRunner
+internal sealed class PagedBatchRunner : IDisposable
 {
     private readonly MistralWeights _weights;
     private readonly MistralArgs _args;
     private readonly KvBlockPool _pool;
+
+    // The base weights packed once for the GEMM kernel: re-packing them on every step cost more than the
+    // multiply itself at decode batch sizes. A copy the size of the weights, owned by the runner.
+    private readonly PackedMatrix[,] _packed;
+    private readonly PackedMatrix _output;
 
     public PagedBatchRunner(MistralWeights weights, KvBlockPool pool)
     {
         _weights = weights;
         _args = weights.Args;
         _pool = pool;
+        _packed = new PackedMatrix[_args.NLayers, LinearKinds.All.Count];
+        for (var l = 0; l < _args.NLayers; l++)
+        {
+            foreach (var kind in LinearKinds.All)
+            {
+                var (o, i) = LinearKinds.Dims(_args, kind);
+                _packed[l, (int)kind] = new PackedMatrix(weights.Layers[l][kind].Span, o, i);
+            }
+        }
+
+        _output = new PackedMatrix(weights.Output.Span, _args.VocabSize, _args.Dim);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var p in _packed)
+        {
+            p.Dispose();
+        }
+
+        _output.Dispose();
     }
 
     /// <summary>
@@ -144,7 +171,7 @@ internal sealed class PagedBatchRunner
             using var norm = Tensor.Uninitialized(wanted, a.Dim);
             Ops.RmsNormForward(last.Span, _weights.Norm.Span, a.NormEps, norm.Span, new float[wanted], a.Dim);
             var logits = new float[wanted * a.VocabSize];
-            Sgemm.MultiplyBatchInvariant(false, true, wanted, a.VocabSize, a.Dim, 1f, norm.Span, a.Dim, _weights.Output.Span, a.Dim, 0f, logits, a.VocabSize);
+            Sgemm.MultiplyBatchInvariant(wanted, 1f, norm.Span, a.Dim, _output, 0f, logits, a.VocabSize);
             return logits;
         }
     }
@@ -202,7 +229,7 @@ internal sealed class PagedBatchRunner
         var (o, i) = LinearKinds.Dims(_args, kind);
         var rows = x.Rows;
         var y = Tensor.Uninitialized(rows, o);
-        Sgemm.MultiplyBatchInvariant(false, true, rows, o, i, 1f, x.Span, i, _weights.Layers[layer][kind].Span, i, 0f, y.Span, o);
+        Sgemm.MultiplyBatchInvariant(rows, 1f, x.Span, i, _packed[layer, (int)kind], 0f, y.Span, o);
         foreach (var (adapter, start, end) in groups)
         {
             var pair = adapter?[layer, kind];
