@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core.Residency;
 using Atelier.Features.Api;
 using Atelier.Features.Schema;
@@ -82,10 +83,11 @@ internal static class OnlineBench
                 [new LocationDescriptor { Id = "local", Uri = "blobs/local", Country = "FR", Blocs = ["EU"], OnPrem = true }], Directory);
             Audit = new AuditLog(Path.Combine(Directory, "audit"), TimeProvider.System);
             Store = new FeatureStore(
-                Catalog,
+                new SqliteFeatureRepository(Catalog),
+                new SqliteOnlineFeatureRows(Path.Combine(Directory, "features-online.db")),
                 new PlacementGuard(locations, Audit),
                 [new ResidencyPolicy { Name = "default", AllowedJurisdictions = ["EU"] }],
-                new FeatureStoreOptions { OnlineStorePath = Path.Combine(Directory, "features-online.db"), CacheCapacity = cacheCapacity },
+                new FeatureStoreOptions { CacheCapacity = cacheCapacity },
                 TimeProvider.System);
         }
 
@@ -99,7 +101,7 @@ internal static class OnlineBench
 
         public async Task<FeatureView> PopulateAsync(int keys)
         {
-            var view = Store.CreateView("bench", FeatureApi.ToSpec(ViewBody)).View;
+            var view = (await Store.CreateViewAsync("bench", FeatureApi.ToSpec(ViewBody))).View;
             var random = new Random(11);
             for (var start = 0; start < keys; start += 10_000)
             {
@@ -123,7 +125,7 @@ internal static class OnlineBench
     /// <summary>In-process lookups at several cache sizes.</summary>
     public static async Task RunInProcessAsync(TextWriter report, int keys, int batches, int batchSize)
     {
-        report.WriteLine($"{keys:N0} entities in one view (6 features incl. a 16-d vector), pushed as {Math.Ceiling(keys / 10_000.0)} segments; {batches:N0} lookups of {batchSize} keys drawn from Zipf(s=1.0, seed 7) after {batches / 5:N0} warm-up lookups; one thread, `FeatureStore.GetOnline(view, keys)`.");
+        report.WriteLine($"{keys:N0} entities in one view (6 features incl. a 16-d vector), pushed as {Math.Ceiling(keys / 10_000.0)} segments; {batches:N0} lookups of {batchSize} keys drawn from Zipf(s=1.0, seed 7) after {batches / 5:N0} warm-up lookups; one thread, `FeatureStore.GetOnlineAsync(view, keys)`.");
         report.WriteLine();
         report.WriteLine("| cache capacity | hit ratio | p50 | p90 | p99 | p99.9 | lookups/s | keys/s |");
         report.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -134,7 +136,7 @@ internal static class OnlineBench
             var work = Batches(keys, batches + (batches / 5), batchSize, 1.0, 7);
             for (var b = 0; b < batches / 5; b++)
             {
-                env.Store.GetOnline(view, work[b]);
+                await env.Store.GetOnlineAsync(view, work[b]);
             }
 
             var before = env.Store.Online.Statistics;
@@ -143,7 +145,7 @@ internal static class OnlineBench
             for (var b = batches / 5; b < work.Length; b++)
             {
                 var start = Stopwatch.GetTimestamp();
-                var result = env.Store.GetOnline(view, work[b]);
+                var result = await env.Store.GetOnlineAsync(view, work[b]);
                 latencies.Add(Stopwatch.GetTimestamp() - start);
                 if (result.Length != batchSize)
                 {

@@ -36,8 +36,8 @@ switch (mode)
             app.MapPost("/api/v1/features/views/{name}/online", async (HttpContext context, string name) =>
             {
                 var body = await FeatureApi.ReadBodyAsync<OnlineBody>(context.Request.Body, context.RequestAborted);
-                var view = env.Store.GetView("bench", name, body.Version);
-                return Results.Json(FeatureApi.ToResponse(view, env.Store.GetOnline(view, body.Keys!)), FeatureApi.Json);
+                var view = await env.Store.GetViewAsync("bench", name, body.Version, context.RequestAborted);
+                return Results.Json(FeatureApi.ToResponse(view, await env.Store.GetOnlineAsync(view, body.Keys!, context.RequestAborted)), FeatureApi.Json);
             });
             await app.StartAsync();
             var url = app.Urls.First();

@@ -153,15 +153,25 @@ internal static class TableBench
     {
         private readonly Dictionary<string, CollectionRecord> _byId = [];
 
-        public CollectionRecord? Find(string workspace, string name) => _byId.Values.FirstOrDefault(r => r.WorkspaceId == workspace && r.Name == name);
+        public Task<CollectionRecord?> FindAsync(string workspace, string name, CancellationToken cancellationToken) =>
+            Task.FromResult(_byId.Values.FirstOrDefault(r => r.WorkspaceId == workspace && r.Name == name));
 
-        public IReadOnlyList<CollectionRecord> List(string workspace) => [.. _byId.Values.Where(r => r.WorkspaceId == workspace)];
+        public Task<IReadOnlyList<CollectionRecord>> ListAsync(string workspace, CancellationToken cancellationToken) =>
+            Task.FromResult<IReadOnlyList<CollectionRecord>>([.. _byId.Values.Where(r => r.WorkspaceId == workspace)]);
 
-        public void Insert(CollectionRecord record) => _byId.Add(record.Id, record);
+        public Task InsertAsync(CollectionRecord record, CancellationToken cancellationToken)
+        {
+            _byId.Add(record.Id, record);
+            return Task.CompletedTask;
+        }
 
-        public void Delete(string id) => _byId.Remove(id);
+        public Task DeleteAsync(string id, CancellationToken cancellationToken)
+        {
+            _byId.Remove(id);
+            return Task.CompletedTask;
+        }
 
-        public IReadOnlySet<string> AllIds() => _byId.Keys.ToHashSet();
+        public Task<IReadOnlySet<string>> AllIdsAsync(CancellationToken cancellationToken) => Task.FromResult<IReadOnlySet<string>>(_byId.Keys.ToHashSet());
     }
 
     private static bool TryDropPageCache()

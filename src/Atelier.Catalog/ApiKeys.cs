@@ -1,7 +1,7 @@
 using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
-using Microsoft.Data.Sqlite;
+using Atelier.Core.Errors;
 
 namespace Atelier.Catalog;
 
@@ -74,87 +74,88 @@ public static class WorkspaceNames
     }
 }
 
+/// <summary>A key's row as stored: what is known about it and the SHA-256 of its secret.</summary>
+/// <param name="Key">The key.</param>
+/// <param name="SecretHash">SHA-256 of the secret's text.</param>
+public sealed record StoredApiKey(ApiKeyInfo Key, byte[] SecretHash);
+
+/// <summary>
+/// The rows of workspaces and API keys. The repository stores and finds; the rules (names, roles,
+/// secrets and their hashes) are <see cref="ApiKeyStore"/>'s.
+/// </summary>
+public interface IApiKeyRepository
+{
+    /// <summary>
+    /// Adds workspace <paramref name="name"/> with id <paramref name="newId"/> unless one has that name,
+    /// and returns the workspace of that name (the existing one when it was there first).
+    /// </summary>
+    Task<Workspace> EnsureWorkspaceAsync(string newId, string name, long createdAt, CancellationToken cancellationToken = default);
+
+    /// <summary>The workspace with <paramref name="id"/>, or null.</summary>
+    Task<Workspace?> GetWorkspaceAsync(string id, CancellationToken cancellationToken = default);
+
+    /// <summary>The workspace named <paramref name="name"/>, or null.</summary>
+    Task<Workspace?> FindWorkspaceAsync(string name, CancellationToken cancellationToken = default);
+
+    /// <summary>Every workspace, by name.</summary>
+    Task<IReadOnlyList<Workspace>> ListWorkspacesAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Adds a key of an existing workspace.</summary>
+    /// <exception cref="ConflictException">The workspace does not exist or the id is taken.</exception>
+    Task InsertAsync(ApiKeyInfo key, byte[] secretHash, CancellationToken cancellationToken = default);
+
+    /// <summary>The key with <paramref name="id"/>, live or revoked, or null.</summary>
+    Task<ApiKeyInfo?> GetAsync(string id, CancellationToken cancellationToken = default);
+
+    /// <summary>The key with <paramref name="id"/> and the hash of its secret, live or revoked, or null.</summary>
+    Task<StoredApiKey?> GetWithSecretAsync(string id, CancellationToken cancellationToken = default);
+
+    /// <summary>Keys of one workspace, or of all when <paramref name="workspaceId"/> is null, oldest first.</summary>
+    Task<IReadOnlyList<ApiKeyInfo>> ListAsync(string? workspaceId, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes a key's row.</summary>
+    Task ForgetAsync(string id, CancellationToken cancellationToken = default);
+
+    /// <summary>Revokes a live key at <paramref name="revokedAt"/>; false when no such live key exists.</summary>
+    Task<bool> RevokeAsync(string id, long revokedAt, CancellationToken cancellationToken = default);
+}
+
 /// <summary>
 /// API keys and workspaces. A key is <c>atl_&lt;id&gt;_&lt;secret&gt;</c>: the id finds the row,
 /// and only SHA-256 of the 256-bit random secret is stored, compared in constant time. A slow
 /// password hash is not needed, since the secret is random, not chosen by a person.
 /// </summary>
-public sealed class ApiKeyStore(CatalogDatabase database, TimeProvider clock)
+public sealed class ApiKeyStore(IApiKeyRepository keys, TimeProvider clock)
 {
     private const string Prefix = "atl_";
 
     /// <summary>Returns the workspace named <paramref name="name"/>, creating it if needed.</summary>
     /// <exception cref="ArgumentException">The name breaks <see cref="WorkspaceNames"/>' rule.</exception>
-    public Workspace EnsureWorkspace(string name)
+    public Task<Workspace> EnsureWorkspaceAsync(string name, CancellationToken cancellationToken = default)
     {
         if (WorkspaceNames.Problem(name) is { } problem)
         {
             throw new ArgumentException(problem, nameof(name));
         }
 
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            INSERT INTO workspaces(id, name, created_at) VALUES ($id, $name, $now) ON CONFLICT(name) DO NOTHING;
-            SELECT id, name FROM workspaces WHERE name = $name;
-            """;
-        command.Parameters.AddWithValue("$id", "ws_" + RandomId(12));
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        using var reader = command.ExecuteReader();
-        reader.Read();
-        return new Workspace(reader.GetString(0), reader.GetString(1));
+        return keys.EnsureWorkspaceAsync(WorkspaceNames.IdPrefix + RandomId(12), name, clock.GetUtcNow().ToUnixTimeSeconds(), cancellationToken);
     }
 
     /// <summary>The workspace with <paramref name="id"/>, or null.</summary>
-    public Workspace? GetWorkspace(string id) => WorkspaceWhere("id", id);
+    public Task<Workspace?> GetWorkspaceAsync(string id, CancellationToken cancellationToken = default) => keys.GetWorkspaceAsync(id, cancellationToken);
 
     /// <summary>The workspace named <paramref name="name"/>, or null.</summary>
-    public Workspace? FindWorkspace(string name) => WorkspaceWhere("name", name);
-
-    // Both columns are unique; the column name is one of the two constants above, never input.
-    private Workspace? WorkspaceWhere(string column, string value)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT id, name FROM workspaces WHERE {column} = $value";
-        command.Parameters.AddWithValue("$value", value);
-        using var reader = command.ExecuteReader();
-        return reader.Read() ? new Workspace(reader.GetString(0), reader.GetString(1)) : null;
-    }
+    public Task<Workspace?> FindWorkspaceAsync(string name, CancellationToken cancellationToken = default) => keys.FindWorkspaceAsync(name, cancellationToken);
 
     /// <summary>Every workspace, by name.</summary>
-    public IReadOnlyList<Workspace> ListWorkspaces()
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT id, name FROM workspaces ORDER BY name";
-        using var reader = command.ExecuteReader();
-        var workspaces = new List<Workspace>();
-        while (reader.Read())
-        {
-            workspaces.Add(new Workspace(reader.GetString(0), reader.GetString(1)));
-        }
-
-        return workspaces;
-    }
+    public Task<IReadOnlyList<Workspace>> ListWorkspacesAsync(CancellationToken cancellationToken = default) => keys.ListWorkspacesAsync(cancellationToken);
 
     /// <summary>The key with <paramref name="id"/>, live or revoked, or null.</summary>
-    public ApiKeyInfo? Get(string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            SELECT k.id, k.workspace_id, w.name, k.name, k.role, k.created_at, k.revoked_at
-            FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id WHERE k.id = $id
-            """;
-        command.Parameters.AddWithValue("$id", id);
-        using var reader = command.ExecuteReader();
-        return reader.Read() ? ReadKey(reader) : null;
-    }
+    public Task<ApiKeyInfo?> GetAsync(string id, CancellationToken cancellationToken = default) => keys.GetAsync(id, cancellationToken);
 
     /// <summary>Creates a key; returns its description and the token, which is never shown again.</summary>
-    public (ApiKeyInfo Key, string Token) Create(Workspace workspace, string name, string role)
+    /// <exception cref="ArgumentException">Unknown role.</exception>
+    public async Task<(ApiKeyInfo Key, string Token)> CreateAsync(Workspace workspace, string name, string role, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(workspace);
         if (!ApiKeyRoles.IsKnown(role))
@@ -166,22 +167,13 @@ public sealed class ApiKeyStore(CatalogDatabase database, TimeProvider clock)
         var secret = new byte[32];
         RandomNumberGenerator.Fill(secret);
         var secretText = Base64Url.EncodeToString(secret);
-        var now = clock.GetUtcNow().ToUnixTimeSeconds();
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO api_keys(id, workspace_id, name, role, secret_hash, created_at) VALUES ($id, $ws, $name, $role, $hash, $now)";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$ws", workspace.Id);
-        command.Parameters.AddWithValue("$name", name);
-        command.Parameters.AddWithValue("$role", role);
-        command.Parameters.AddWithValue("$hash", SHA256.HashData(Encoding.ASCII.GetBytes(secretText)));
-        command.Parameters.AddWithValue("$now", now);
-        command.ExecuteNonQuery();
-        return (new ApiKeyInfo(id, workspace.Id, workspace.Name, name, role, now, null), $"{Prefix}{id}_{secretText}");
+        var key = new ApiKeyInfo(id, workspace.Id, workspace.Name, name, role, clock.GetUtcNow().ToUnixTimeSeconds(), null);
+        await keys.InsertAsync(key, SHA256.HashData(Encoding.ASCII.GetBytes(secretText)), cancellationToken).ConfigureAwait(false);
+        return (key, $"{Prefix}{id}_{secretText}");
     }
 
     /// <summary>The live key that <paramref name="token"/> proves, or null.</summary>
-    public ApiKeyInfo? Authenticate(string token)
+    public async Task<ApiKeyInfo?> AuthenticateAsync(string token, CancellationToken cancellationToken = default)
     {
         // Token: atl_<16 id chars>_<43 secret chars>. Anything else is rejected before any lookup.
         if (token is null || !token.StartsWith(Prefix, StringComparison.Ordinal) || token.Length != Prefix.Length + 16 + 1 + 43 || token[Prefix.Length + 16] != '_')
@@ -191,75 +183,27 @@ public sealed class ApiKeyStore(CatalogDatabase database, TimeProvider clock)
 
         var id = token.Substring(Prefix.Length, 16);
         var presented = SHA256.HashData(Encoding.ASCII.GetBytes(token.AsSpan(Prefix.Length + 17).ToString()));
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            SELECT k.id, k.workspace_id, w.name, k.name, k.role, k.created_at, k.revoked_at, k.secret_hash
-            FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id WHERE k.id = $id
-            """;
-        command.Parameters.AddWithValue("$id", id);
-        using var reader = command.ExecuteReader();
-        if (!reader.Read())
+        var stored = await keys.GetWithSecretAsync(id, cancellationToken).ConfigureAwait(false);
+        if (stored is null || !CryptographicOperations.FixedTimeEquals(stored.SecretHash, presented) || stored.Key.RevokedAt is not null)
         {
             return null;
         }
 
-        var stored = (byte[])reader.GetValue(7);
-        if (!CryptographicOperations.FixedTimeEquals(stored, presented) || !reader.IsDBNull(6))
-        {
-            return null;
-        }
-
-        return ReadKey(reader);
+        return stored.Key;
     }
 
     /// <summary>Keys of one workspace, or of all when <paramref name="workspaceId"/> is null.</summary>
-    public IReadOnlyList<ApiKeyInfo> List(string? workspaceId)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            SELECT k.id, k.workspace_id, w.name, k.name, k.role, k.created_at, k.revoked_at
-            FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id
-            WHERE $ws IS NULL OR k.workspace_id = $ws ORDER BY k.created_at, k.id
-            """;
-        command.Parameters.AddWithValue("$ws", (object?)workspaceId ?? DBNull.Value);
-        using var reader = command.ExecuteReader();
-        var keys = new List<ApiKeyInfo>();
-        while (reader.Read())
-        {
-            keys.Add(ReadKey(reader));
-        }
-
-        return keys;
-    }
+    public Task<IReadOnlyList<ApiKeyInfo>> ListAsync(string? workspaceId, CancellationToken cancellationToken = default) => keys.ListAsync(workspaceId, cancellationToken);
 
     /// <summary>
     /// Removes a key that was never handed out (its creation could not be audited), so that no key
     /// exists without its <c>key_created</c> event. Revoke keys that were handed out instead.
     /// </summary>
-    public void Forget(string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "DELETE FROM api_keys WHERE id = $id";
-        command.Parameters.AddWithValue("$id", id);
-        command.ExecuteNonQuery();
-    }
+    public Task ForgetAsync(string id, CancellationToken cancellationToken = default) => keys.ForgetAsync(id, cancellationToken);
 
     /// <summary>Revokes a key; false when no such live key exists.</summary>
-    public bool Revoke(string id)
-    {
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "UPDATE api_keys SET revoked_at = $now WHERE id = $id AND revoked_at IS NULL";
-        command.Parameters.AddWithValue("$id", id);
-        command.Parameters.AddWithValue("$now", clock.GetUtcNow().ToUnixTimeSeconds());
-        return command.ExecuteNonQuery() == 1;
-    }
-
-    private static ApiKeyInfo ReadKey(SqliteDataReader r) =>
-        new(r.GetString(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetInt64(5), r.IsDBNull(6) ? null : r.GetInt64(6));
+    public Task<bool> RevokeAsync(string id, CancellationToken cancellationToken = default) =>
+        keys.RevokeAsync(id, clock.GetUtcNow().ToUnixTimeSeconds(), cancellationToken);
 
     private static string RandomId(int length)
     {

@@ -1,4 +1,4 @@
-using Microsoft.Data.Sqlite;
+using Atelier.Core.Errors;
 
 namespace Atelier.Catalog;
 
@@ -30,52 +30,22 @@ public sealed record VectorCollectionRow
     public required string CreatedBy { get; init; }
 }
 
-/// <summary>The rows of table <c>vector_collections</c>.</summary>
-public sealed class VectorCollectionCatalog(CatalogDatabase database)
+/// <summary>The catalog rows of vector collections.</summary>
+public interface IVectorCollectionRepository
 {
-    private const string Columns = "id, workspace_id, name, config_json, policy, created_at, created_by";
-
     /// <summary>The row named <paramref name="name"/> in the workspace; null when there is none.</summary>
-    public VectorCollectionRow? Find(string workspace, string name)
-    {
-        var rows = database.Query($"SELECT {Columns} FROM vector_collections WHERE workspace_id = $w AND name = $n", Read, ("$w", workspace), ("$n", name));
-        return rows.Count == 0 ? null : rows[0];
-    }
+    Task<VectorCollectionRow?> FindAsync(string workspaceId, string name, CancellationToken cancellationToken = default);
 
     /// <summary>The rows of a workspace, by name.</summary>
-    public List<VectorCollectionRow> List(string workspace) =>
-        database.Query($"SELECT {Columns} FROM vector_collections WHERE workspace_id = $w ORDER BY name", Read, ("$w", workspace));
+    Task<IReadOnlyList<VectorCollectionRow>> ListAsync(string workspaceId, CancellationToken cancellationToken = default);
 
-    /// <summary>Adds a row; a name already taken in the workspace violates the table's unique key.</summary>
-    public void Insert(VectorCollectionRow row)
-    {
-        ArgumentNullException.ThrowIfNull(row);
-        database.Execute(
-            $"INSERT INTO vector_collections({Columns}) VALUES ($id, $w, $n, $c, $p, $t, $by)",
-            ("$id", row.Id),
-            ("$w", row.WorkspaceId),
-            ("$n", row.Name),
-            ("$c", row.ConfigJson),
-            ("$p", row.Policy),
-            ("$t", row.CreatedAt),
-            ("$by", row.CreatedBy));
-    }
+    /// <summary>Adds a row.</summary>
+    /// <exception cref="ConflictException">The name is taken in the workspace, or the id is taken.</exception>
+    Task InsertAsync(VectorCollectionRow row, CancellationToken cancellationToken = default);
 
     /// <summary>Removes the row of collection <paramref name="id"/>.</summary>
-    public void Delete(string id) => database.Execute("DELETE FROM vector_collections WHERE id = $id", ("$id", id));
+    Task DeleteAsync(string id, CancellationToken cancellationToken = default);
 
-    /// <summary>The ids of every collection.</summary>
-    public HashSet<string> AllIds() =>
-        new(database.Query("SELECT id FROM vector_collections", static reader => reader.GetString(0)), StringComparer.Ordinal);
-
-    private static VectorCollectionRow Read(SqliteDataReader reader) => new()
-    {
-        Id = reader.GetString(0),
-        WorkspaceId = reader.GetString(1),
-        Name = reader.GetString(2),
-        ConfigJson = reader.GetString(3),
-        Policy = reader.GetString(4),
-        CreatedAt = reader.GetInt64(5),
-        CreatedBy = reader.GetString(6),
-    };
+    /// <summary>The ids of every collection of every workspace.</summary>
+    Task<IReadOnlySet<string>> AllIdsAsync(CancellationToken cancellationToken = default);
 }

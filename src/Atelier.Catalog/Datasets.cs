@@ -1,5 +1,4 @@
 using Atelier.Core.Errors;
-using Microsoft.Data.Sqlite;
 
 namespace Atelier.Catalog;
 
@@ -49,113 +48,39 @@ public sealed record DatasetRecord
     public required string CreatedBy { get; init; }
 }
 
-/// <summary>Dataset versions in the catalog; every query but the builder's is scoped to a workspace.</summary>
-public sealed class DatasetCatalog(CatalogDatabase database, TimeProvider clock)
+/// <summary>Dataset versions; every query but the builder's is scoped to a workspace.</summary>
+public interface IDatasetRepository
 {
-    private const string Columns = "id, workspace_id, name, status, request_json, progress_json, summary_json, error, policy, location_id, created_at, started_at, finished_at, created_by";
-
     /// <summary>Adds a queued dataset.</summary>
-    public void Insert(DatasetRecord d)
-    {
-        ArgumentNullException.ThrowIfNull(d);
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = $"INSERT INTO datasets({Columns}) VALUES ($id, $ws, $name, $status, $req, NULL, NULL, NULL, $policy, $loc, $created, NULL, NULL, $by)";
-        command.Parameters.AddWithValue("$id", d.Id);
-        command.Parameters.AddWithValue("$ws", d.WorkspaceId);
-        command.Parameters.AddWithValue("$name", d.Name);
-        command.Parameters.AddWithValue("$status", d.Status);
-        command.Parameters.AddWithValue("$req", d.RequestJson);
-        command.Parameters.AddWithValue("$policy", d.Policy);
-        command.Parameters.AddWithValue("$loc", d.LocationId);
-        command.Parameters.AddWithValue("$created", d.CreatedAt);
-        command.Parameters.AddWithValue("$by", d.CreatedBy);
-        command.ExecuteNonQuery();
-    }
+    /// <exception cref="ConflictException">The row breaks a catalog constraint (an unknown workspace, a taken id).</exception>
+    Task InsertAsync(DatasetRecord dataset, CancellationToken cancellationToken = default);
 
     /// <summary>The dataset of the workspace, or null.</summary>
-    public DatasetRecord? Get(string workspaceId, string id) => QueryOne("workspace_id = $ws AND id = $id", ("$ws", workspaceId), ("$id", id));
+    Task<DatasetRecord?> GetAsync(string workspaceId, string id, CancellationToken cancellationToken = default);
 
     /// <summary>The dataset by id alone, for the builder.</summary>
-    public DatasetRecord? GetForBuilder(string id) => QueryOne("id = $id", ("$id", id));
+    Task<DatasetRecord?> GetForBuilderAsync(string id, CancellationToken cancellationToken = default);
 
     /// <summary>A page of the workspace's datasets, newest first.</summary>
-    public IReadOnlyList<DatasetRecord> List(string workspaceId, int page, int pageSize) => database.Query(
-        $"SELECT {Columns} FROM datasets WHERE workspace_id = $ws ORDER BY created_at DESC, id DESC LIMIT $limit OFFSET $offset",
-        Read,
-        ("$ws", workspaceId), ("$limit", pageSize), ("$offset", (long)page * pageSize));
+    Task<IReadOnlyList<DatasetRecord>> ListAsync(string workspaceId, int page, int pageSize, CancellationToken cancellationToken = default);
 
-    /// <summary>Builds that must run (again): queued, or running when the process stopped.</summary>
-    public IReadOnlyList<DatasetRecord> Unfinished() =>
-        database.Query($"SELECT {Columns} FROM datasets WHERE status IN ('queued', 'running') ORDER BY created_at, id", Read);
+    /// <summary>Builds that must run (again): queued, or running when the process stopped; oldest first.</summary>
+    Task<IReadOnlyList<DatasetRecord>> UnfinishedAsync(CancellationToken cancellationToken = default);
 
-    /// <summary>Marks a build started.</summary>
-    public void MarkRunning(string id) =>
-        Execute("UPDATE datasets SET status = 'running', started_at = COALESCE(started_at, $now) WHERE id = $id AND status IN ('queued', 'running')", id);
+    /// <summary>Marks a queued (or already running) build running, keeping its first start time.</summary>
+    Task MarkRunningAsync(string id, CancellationToken cancellationToken = default);
 
     /// <summary>Records progress (JSON).</summary>
-    public void UpdateProgress(string id, string progressJson) =>
-        database.Execute("UPDATE datasets SET progress_json = $p WHERE id = $id", ("$id", id), ("$p", progressJson));
+    Task UpdateProgressAsync(string id, string progressJson, CancellationToken cancellationToken = default);
 
     /// <summary>Ends a build: succeeded with a summary, or failed/cancelled with an error.</summary>
-    public void Finish(string id, string status, string? summaryJson, string? error) => database.Execute(
-        "UPDATE datasets SET status = $s, summary_json = $sum, error = $err, finished_at = $now WHERE id = $id",
-        ("$id", id), ("$s", status), ("$sum", summaryJson), ("$err", error), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()));
+    Task FinishAsync(string id, string status, string? summaryJson, string? error, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Removes the row unless a fine-tuning job or another dataset version of the workspace uses the
-    /// dataset; returns it, or null when there was none in the workspace.
+    /// dataset; returns it, or null when there was none in the workspace. The check and the removal
+    /// are one atomic step.
     /// </summary>
     /// <exception cref="ConflictException">Something derives from the dataset (named in <see cref="ConflictException.Derived"/>); nothing was removed.</exception>
-    public DatasetRecord? Delete(string workspaceId, string id)
-    {
-        using var connection = database.Open();
-
-        // One write transaction for the check and the delete, so no use recorded in between is missed.
-        using var transaction = connection.BeginTransaction(deferred: false);
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = $"DELETE FROM datasets WHERE workspace_id = $ws AND id = $id RETURNING {Columns}";
-        command.Parameters.AddWithValue("$ws", workspaceId);
-        command.Parameters.AddWithValue("$id", id);
-        var dataset = CatalogDatabase.ReadAll(command, Read).FirstOrDefault();
-        if (dataset is null)
-        {
-            return null;
-        }
-
-        var derived = LineageCatalog.DerivedFromDataset(connection, transaction, workspaceId, id);
-        if (derived.Count > 0)
-        {
-            transaction.Rollback();
-            throw ConflictException.DerivedFrom("dataset", id, derived);
-        }
-
-        transaction.Commit();
-        return dataset;
-    }
-
-    private void Execute(string sql, string id) =>
-        database.Execute(sql, ("$id", id), ("$now", clock.GetUtcNow().ToUnixTimeSeconds()));
-
-    private DatasetRecord? QueryOne(string where, params (string Name, object? Value)[] parameters) =>
-        database.Query($"SELECT {Columns} FROM datasets WHERE {where}", Read, parameters).FirstOrDefault();
-
-    private static DatasetRecord Read(SqliteDataReader r) => new()
-    {
-        Id = r.GetString(0),
-        WorkspaceId = r.GetString(1),
-        Name = r.GetString(2),
-        Status = r.GetString(3),
-        RequestJson = r.GetString(4),
-        ProgressJson = r.IsDBNull(5) ? null : r.GetString(5),
-        SummaryJson = r.IsDBNull(6) ? null : r.GetString(6),
-        Error = r.IsDBNull(7) ? null : r.GetString(7),
-        Policy = r.GetString(8),
-        LocationId = r.GetString(9),
-        CreatedAt = r.GetInt64(10),
-        StartedAt = r.IsDBNull(11) ? null : r.GetInt64(11),
-        FinishedAt = r.IsDBNull(12) ? null : r.GetInt64(12),
-        CreatedBy = r.GetString(13),
-    };
+    Task<DatasetRecord?> DeleteAsync(string workspaceId, string id, CancellationToken cancellationToken = default);
 }

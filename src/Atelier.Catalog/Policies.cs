@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
@@ -16,6 +15,25 @@ namespace Atelier.Catalog;
 public sealed record WorkspacePolicies(string DefaultPolicy, IReadOnlyList<string> AllowedPolicies, bool Explicit);
 
 /// <summary>
+/// The stored part of residency governance: the operator's policies (never changed once defined)
+/// and each governed workspace's allowed policies. The rules are <see cref="PolicyCatalog"/>'s.
+/// </summary>
+public interface IPolicyRepository
+{
+    /// <summary>Every policy the operator defined.</summary>
+    Task<IReadOnlyList<ResidencyPolicy>> ListDefinedAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Stores a new policy; false (and nothing changed) when one with that name is stored.</summary>
+    Task<bool> TryDefineAsync(ResidencyPolicy policy, string actor, long createdAt, CancellationToken cancellationToken = default);
+
+    /// <summary>The policies the operator set for the workspace, or null while it has set none.</summary>
+    Task<WorkspacePolicies?> GetWorkspacePoliciesAsync(string workspaceId, CancellationToken cancellationToken = default);
+
+    /// <summary>Sets (or replaces) a workspace's default and allowed policies; false when there is no such workspace.</summary>
+    Task<bool> SetWorkspacePoliciesAsync(string workspaceId, string defaultPolicy, IReadOnlyList<string> allowedPolicies, CancellationToken cancellationToken = default);
+}
+
+/// <summary>
 /// The residency policies of an installation and which of them each workspace may use. Policies
 /// come from <c>config.json</c> and from the operator (<c>POST /api/v1/policies</c>); a name, once
 /// defined, never changes meaning, since stored artifacts refer to policies by name and a changed
@@ -25,7 +43,7 @@ public sealed record WorkspacePolicies(string DefaultPolicy, IReadOnlyList<strin
 /// </summary>
 public sealed class PolicyCatalog
 {
-    private readonly CatalogDatabase _database;
+    private readonly IPolicyRepository _repository;
     private readonly IReadOnlyList<ResidencyPolicy> _configured;
     private readonly string _installationDefault;
     private readonly TimeProvider _clock;
@@ -33,16 +51,9 @@ public sealed class PolicyCatalog
     private readonly Lock _defineLock = new();
     private volatile IReadOnlyList<ResidencyPolicy> _all = [];
 
-    /// <summary>Loads the operator's policies next to the configured ones.</summary>
-    /// <param name="database">The catalog.</param>
-    /// <param name="configured">Policies from <c>config.json</c>.</param>
-    /// <param name="installationDefault">The policy of a workspace the operator has not governed.</param>
-    /// <param name="clock">The clock.</param>
-    public PolicyCatalog(CatalogDatabase database, IReadOnlyList<ResidencyPolicy> configured, string installationDefault, TimeProvider clock)
+    private PolicyCatalog(IPolicyRepository repository, IReadOnlyList<ResidencyPolicy> configured, string installationDefault, TimeProvider clock)
     {
-        ArgumentNullException.ThrowIfNull(database);
-        ArgumentNullException.ThrowIfNull(configured);
-        _database = database;
+        _repository = repository;
         _configured = configured;
         _installationDefault = installationDefault;
         _clock = clock;
@@ -50,18 +61,27 @@ public sealed class PolicyCatalog
         {
             _defined[policy.Name] = policy;
         }
+    }
 
-        using var connection = database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT definition_json FROM residency_policies";
-        using var reader = command.ExecuteReader();
-        while (reader.Read())
+    /// <summary>Loads the operator's policies next to the configured ones.</summary>
+    /// <param name="repository">Where the operator's policies and the workspaces' governance are stored.</param>
+    /// <param name="configured">Policies from <c>config.json</c>.</param>
+    /// <param name="installationDefault">The policy of a workspace the operator has not governed.</param>
+    /// <param name="clock">The clock.</param>
+    /// <param name="cancellationToken">Cancels the load.</param>
+    public static async Task<PolicyCatalog> LoadAsync(IPolicyRepository repository, IReadOnlyList<ResidencyPolicy> configured, string installationDefault, TimeProvider clock, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(repository);
+        ArgumentNullException.ThrowIfNull(configured);
+        var catalog = new PolicyCatalog(repository, configured, installationDefault, clock);
+        foreach (var policy in await repository.ListDefinedAsync(cancellationToken).ConfigureAwait(false))
         {
-            var policy = JsonSerializer.Deserialize<ResidencyPolicy>(reader.GetString(0), AtelierConfig.SerializerOptions)!;
-            _defined.TryAdd(policy.Name, policy);
+            // A configured policy keeps its meaning over a stored one of the same name.
+            catalog._defined.TryAdd(policy.Name, policy);
         }
 
-        _all = Snapshot();
+        catalog._all = catalog.Snapshot();
+        return catalog;
     }
 
     /// <summary>Every defined policy: the configured ones first, then the operator's, by name.</summary>
@@ -84,7 +104,7 @@ public sealed class PolicyCatalog
 
     /// <summary>Defines a new policy.</summary>
     /// <exception cref="ConflictException">A policy with that name exists (names never change meaning).</exception>
-    public ResidencyPolicy Define(ResidencyPolicy policy, string actor)
+    public async Task<ResidencyPolicy> DefineAsync(ResidencyPolicy policy, string actor, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(policy);
         if (_defined.ContainsKey(policy.Name))
@@ -92,18 +112,9 @@ public sealed class PolicyCatalog
             throw new ConflictException($"A residency policy named '{policy.Name}' exists; a policy's definition never changes, since artifacts refer to it by name. Define a new one under another name.");
         }
 
-        using (var connection = _database.Open())
-        using (var command = connection.CreateCommand())
+        if (!await _repository.TryDefineAsync(policy, actor, _clock.GetUtcNow().ToUnixTimeSeconds(), cancellationToken).ConfigureAwait(false))
         {
-            command.CommandText = "INSERT INTO residency_policies(name, definition_json, created_at, created_by) VALUES ($name, $json, $now, $actor) ON CONFLICT(name) DO NOTHING";
-            command.Parameters.AddWithValue("$name", policy.Name);
-            command.Parameters.AddWithValue("$json", JsonSerializer.Serialize(policy, AtelierConfig.SerializerOptions));
-            command.Parameters.AddWithValue("$now", _clock.GetUtcNow().ToUnixTimeSeconds());
-            command.Parameters.AddWithValue("$actor", actor);
-            if (command.ExecuteNonQuery() == 0)
-            {
-                throw new ConflictException($"A residency policy named '{policy.Name}' exists.");
-            }
+            throw new ConflictException($"A residency policy named '{policy.Name}' exists.");
         }
 
         lock (_defineLock)
@@ -116,25 +127,14 @@ public sealed class PolicyCatalog
     }
 
     /// <summary>The policies workspace <paramref name="workspaceId"/> may use.</summary>
-    public WorkspacePolicies ForWorkspace(string workspaceId)
-    {
-        using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT default_policy, allowed_policies_json FROM workspace_policies WHERE workspace_id = $id";
-        command.Parameters.AddWithValue("$id", workspaceId);
-        using var reader = command.ExecuteReader();
-        if (!reader.Read())
-        {
-            return new WorkspacePolicies(_installationDefault, [_installationDefault], Explicit: false);
-        }
-
-        var allowed = JsonSerializer.Deserialize<string[]>(reader.GetString(1)) ?? [];
-        return new WorkspacePolicies(reader.GetString(0), allowed, Explicit: true);
-    }
+    public async Task<WorkspacePolicies> ForWorkspaceAsync(string workspaceId, CancellationToken cancellationToken = default) =>
+        await _repository.GetWorkspacePoliciesAsync(workspaceId, cancellationToken).ConfigureAwait(false)
+            ?? new WorkspacePolicies(_installationDefault, [_installationDefault], Explicit: false);
 
     /// <summary>Sets which policies a workspace may use and its default.</summary>
     /// <exception cref="BadRequestException">A name is not defined, or the default is not among the allowed.</exception>
-    public WorkspacePolicies Govern(string workspaceId, string defaultPolicy, IReadOnlyList<string> allowedPolicies)
+    /// <exception cref="NotFoundException">No such workspace.</exception>
+    public async Task<WorkspacePolicies> GovernAsync(string workspaceId, string defaultPolicy, IReadOnlyList<string> allowedPolicies, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(allowedPolicies);
         var allowed = allowedPolicies.Append(defaultPolicy).Distinct(StringComparer.Ordinal).ToArray();
@@ -146,17 +146,7 @@ public sealed class PolicyCatalog
             }
         }
 
-        using var connection = _database.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            INSERT INTO workspace_policies(workspace_id, default_policy, allowed_policies_json)
-            SELECT id, $default, $allowed FROM workspaces WHERE id = $id
-            ON CONFLICT(workspace_id) DO UPDATE SET default_policy = excluded.default_policy, allowed_policies_json = excluded.allowed_policies_json
-            """;
-        command.Parameters.AddWithValue("$id", workspaceId);
-        command.Parameters.AddWithValue("$default", defaultPolicy);
-        command.Parameters.AddWithValue("$allowed", JsonSerializer.Serialize(allowed));
-        if (command.ExecuteNonQuery() != 1)
+        if (!await _repository.SetWorkspacePoliciesAsync(workspaceId, defaultPolicy, allowed, cancellationToken).ConfigureAwait(false))
         {
             throw new NotFoundException("workspace", workspaceId);
         }
@@ -171,11 +161,12 @@ public sealed class PolicyCatalog
     /// </summary>
     /// <exception cref="ValidationFailedException">No policy has that name (field <c>policy</c>).</exception>
     /// <exception cref="ForbiddenException">The policy is looser than the workspace allows.</exception>
-    public string Choose(string workspaceId, string? requested)
+    public async Task<string> ChooseAsync(string workspaceId, string? requested, CancellationToken cancellationToken = default)
     {
+        var governed = await ForWorkspaceAsync(workspaceId, cancellationToken).ConfigureAwait(false);
         if (requested is null)
         {
-            return ForWorkspace(workspaceId).DefaultPolicy;
+            return governed.DefaultPolicy;
         }
 
         foreach (var part in ResidencyPolicy.PartsOf(requested))
@@ -187,7 +178,7 @@ public sealed class PolicyCatalog
             }
         }
 
-        return Refusal(workspaceId, requested) is { } refusal ? throw new ForbiddenException(refusal, "policy_not_allowed") : requested;
+        return Refusal(governed, requested) is { } refusal ? throw new ForbiddenException(refusal, "policy_not_allowed") : requested;
     }
 
     /// <summary>
@@ -195,7 +186,8 @@ public sealed class PolicyCatalog
     /// <paramref name="name"/> (which may be derived), or null when it may: the policy must be no
     /// looser than one of the workspace's allowed policies.
     /// </summary>
-    public string? Refusal(string workspaceId, string name) => Refusal(ForWorkspace(workspaceId), name);
+    public async Task<string?> RefusalAsync(string workspaceId, string name, CancellationToken cancellationToken = default) =>
+        Refusal(await ForWorkspaceAsync(workspaceId, cancellationToken).ConfigureAwait(false), name);
 
     /// <summary>Why a workspace governed by <paramref name="governed"/> may not use <paramref name="name"/>, or null when it may.</summary>
     public string? Refusal(WorkspacePolicies governed, string name)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
@@ -45,7 +46,7 @@ public sealed partial class FeatureStore
             all.Add(request.PreferHighest);
         }
 
-        var resolved = Resolve(workspace, [.. all.Distinct(StringComparer.Ordinal)]);
+        var resolved = await ResolveAsync(workspace, [.. all.Distinct(StringComparer.Ordinal)], cancellationToken).ConfigureAwait(false);
         var position = new Dictionary<string, int>(StringComparer.Ordinal);
         for (var i = 0; i < resolved.Columns.Count; i++)
         {
@@ -74,7 +75,13 @@ public sealed partial class FeatureStore
         }
 
         // Lineage records the exact segments that could contribute, before reading them.
-        var sources = resolved.Views.Select(v => (View: v, Segments: _catalog.Segments(v.Id).Where(s => s.MinEventTime <= request.AsOf).ToList())).ToList();
+        var sources = new List<(FeatureView View, List<FeatureSegment> Segments)>(resolved.Views.Count);
+        foreach (var v in resolved.Views)
+        {
+            var segments = await _catalog.SegmentsAsync(v.Id, 0, cancellationToken).ConfigureAwait(false);
+            sources.Add((v, segments.Where(s => s.MinEventTime <= request.AsOf).ToList()));
+        }
+
         var timelines = new Dictionary<string, ViewTimeline>(StringComparer.Ordinal);
         foreach (var (view, segments) in sources)
         {
@@ -126,7 +133,7 @@ public sealed partial class FeatureStore
             }));
 
         var id = ResourceIds.NewUuid(_clock);
-        var version = _catalog.NextTrainingSetVersion(workspace, request.Name);
+        var version = await _catalog.NextTrainingSetVersionAsync(workspace, request.Name, cancellationToken).ConfigureAwait(false);
         var artifact = new ArtifactRef("dataset", id, workspace);
         using var parquet = new MemoryStream();
         await table.WriteParquetAsync(parquet, cancellationToken).ConfigureAwait(false);
@@ -161,16 +168,21 @@ public sealed partial class FeatureStore
         // The manifest goes last: its presence is what makes the dataset version exist.
         var json = JsonSerializer.SerializeToUtf8Bytes(manifest, FeatureCatalog.Json);
         await PlaceAsync(artifact, policy, location, actor, $"dataset/{id}/manifest.json", json, cancellationToken).ConfigureAwait(false);
-        _catalog.InsertTrainingSet(workspace, manifest);
+        if (!await _catalog.TryInsertTrainingSetAsync(workspace, manifest, CancellationToken.None).ConfigureAwait(false))
+        {
+            throw new ConflictException($"Training set '{request.Name}' v{version} was materialised concurrently; retry.");
+        }
+
         return manifest;
     }
 
     /// <summary>A training set's manifest; a not-found error otherwise.</summary>
-    public TrainingSetManifest GetTrainingSet(string workspace, string id) =>
-        _catalog.FindTrainingSet(workspace, id) ?? throw new NotFoundException("training set", id);
+    public async Task<TrainingSetManifest> GetTrainingSetAsync(string workspace, string id, CancellationToken cancellationToken = default) =>
+        await _catalog.FindTrainingSetAsync(workspace, id, cancellationToken).ConfigureAwait(false) ?? throw new NotFoundException("training set", id);
 
     /// <summary>The training sets of a workspace, newest first.</summary>
-    public IReadOnlyList<TrainingSetManifest> ListTrainingSets(string workspace) => _catalog.ListTrainingSets(workspace);
+    public async Task<IReadOnlyList<TrainingSetManifest>> ListTrainingSetsAsync(string workspace, CancellationToken cancellationToken = default) =>
+        await _catalog.ListTrainingSetsAsync(workspace, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Opens a committed blob of a training set (its Parquet or manifest).</summary>
     public async ValueTask<Stream> OpenTrainingSetBlobAsync(TrainingSetManifest manifest, string key, CancellationToken cancellationToken)

@@ -28,7 +28,7 @@ public sealed partial class FeatureStore
             throw new BadRequestException($"A historical retrieval takes 1 to {MaxEntityRows} entity rows; this one has {entities.Count}.");
         }
 
-        var resolved = Resolve(workspace, features);
+        var resolved = await ResolveAsync(workspace, features, cancellationToken).ConfigureAwait(false);
         var keys = new HashSet<string>(StringComparer.Ordinal);
         var latest = DateTimeOffset.MinValue;
         foreach (var entity in entities)
@@ -63,14 +63,15 @@ public sealed partial class FeatureStore
         foreach (var view in resolved.Views)
         {
             // Segments whose earliest event is after the latest requested time cannot contribute.
-            var log = await ReadLogAsync(view, _catalog.Segments(view.Id), notAfter, cancellationToken).ConfigureAwait(false);
+            var segments = await _catalog.SegmentsAsync(view.Id, 0, cancellationToken).ConfigureAwait(false);
+            var log = await ReadLogAsync(view, segments, notAfter, cancellationToken).ConfigureAwait(false);
             timelines[view.Id] = ViewTimeline.Build(log, keys);
         }
 
         return timelines;
     }
 
-    private ResolvedFeatures Resolve(string workspace, IReadOnlyList<string> features)
+    private async Task<ResolvedFeatures> ResolveAsync(string workspace, IReadOnlyList<string> features, CancellationToken cancellationToken)
     {
         if (features.Count == 0)
         {
@@ -85,7 +86,7 @@ public sealed partial class FeatureStore
         foreach (var (reference, name) in references.Zip(names))
         {
             var view = views.FirstOrDefault(v => v.Name == reference.View && (reference.Version is null || v.Version == reference.Version))
-                ?? GetView(workspace, reference.View, reference.Version);
+                ?? await GetViewAsync(workspace, reference.View, reference.Version, cancellationToken).ConfigureAwait(false);
             if (!views.Contains(view))
             {
                 if (views.Any(v => v.Name == view.Name))

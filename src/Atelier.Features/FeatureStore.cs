@@ -15,9 +15,6 @@ namespace Atelier.Features;
 /// <summary>How a feature store is set up.</summary>
 public sealed record FeatureStoreOptions
 {
-    /// <summary>The online store's SQLite file (e.g. <c>&lt;data&gt;/features-online.db</c>).</summary>
-    public required string OnlineStorePath { get; init; }
-
     /// <summary>The location segments and training sets are written to unless a request says otherwise.</summary>
     public string Location { get; init; } = "local";
 
@@ -59,15 +56,20 @@ public sealed partial class FeatureStore : IDisposable
     private readonly TimeProvider _clock;
     private readonly OnlineStore _online;
     private readonly ConcurrentDictionary<string, SemaphoreSlim> _viewLocks = new(StringComparer.Ordinal);
+    // Orders CreateView's caching of a new latest version against GetView's caching of what it read
+    // from the catalog, so an older read never replaces a newer latest (held only for the cache update).
     private readonly Lock _createLock = new();
+
+    // Serialises CreateView's read of the latest version and its insert of the next one.
+    private readonly SemaphoreSlim _createGate = new(1, 1);
 
     // View versions are immutable, and only CreateView changes which version is the latest, so
     // resolved views are kept here and the online hot path never reads the catalog.
     private readonly ConcurrentDictionary<(string Workspace, string Name, int Version), FeatureView> _views = new();
 
-    /// <summary>Opens the store over the catalog and the guard, and brings the online store up to date with every view's log.</summary>
-    public FeatureStore(CatalogDatabase catalog, PlacementGuard guard, IReadOnlyList<ResidencyPolicy> policies, FeatureStoreOptions options, TimeProvider clock)
-        : this(catalog, guard, () => policies, options, clock)
+    /// <summary>Opens the store over the catalog's feature repository, the online rows and the guard.</summary>
+    public FeatureStore(IFeatureRepository catalog, IOnlineFeatureRows onlineRows, PlacementGuard guard, IReadOnlyList<ResidencyPolicy> policies, FeatureStoreOptions options, TimeProvider clock)
+        : this(catalog, onlineRows, guard, () => policies, options, clock)
     {
         ArgumentNullException.ThrowIfNull(policies);
     }
@@ -76,9 +78,16 @@ public sealed partial class FeatureStore : IDisposable
     /// Opens the store with the installation's policies as they stand at each use, so that policies
     /// the operator defines while the server runs can be chosen for views.
     /// </summary>
-    public FeatureStore(CatalogDatabase catalog, PlacementGuard guard, Func<IReadOnlyList<ResidencyPolicy>> definedPolicies, FeatureStoreOptions options, TimeProvider clock)
+    /// <param name="catalog">View versions, segments and training sets.</param>
+    /// <param name="onlineRows">Where the online store keeps the latest value per key.</param>
+    /// <param name="guard">The only write path for bytes.</param>
+    /// <param name="definedPolicies">The installation's residency policies, read at each use.</param>
+    /// <param name="options">Locations, defaults, cache size and limits.</param>
+    /// <param name="clock">The clock.</param>
+    public FeatureStore(IFeatureRepository catalog, IOnlineFeatureRows onlineRows, PlacementGuard guard, Func<IReadOnlyList<ResidencyPolicy>> definedPolicies, FeatureStoreOptions options, TimeProvider clock)
     {
         ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentNullException.ThrowIfNull(onlineRows);
         ArgumentNullException.ThrowIfNull(guard);
         ArgumentNullException.ThrowIfNull(definedPolicies);
         ArgumentNullException.ThrowIfNull(options);
@@ -88,7 +97,7 @@ public sealed partial class FeatureStore : IDisposable
         _definedPolicies = definedPolicies;
         _options = options;
         _clock = clock;
-        _online = new OnlineStore(options.OnlineStorePath, options.CacheCapacity, options.CacheScheduler);
+        _online = new OnlineStore(onlineRows, options.CacheCapacity, options.CacheScheduler);
     }
 
     /// <summary>The online store.</summary>
@@ -101,14 +110,15 @@ public sealed partial class FeatureStore : IDisposable
     /// Creates a view, or a new version of it when the schema differs from its latest version.
     /// Creating the same schema again returns the existing version (<c>Created</c> false).
     /// </summary>
-    public (FeatureView View, bool Created) CreateView(string workspace, FeatureViewSpec spec)
+    public async Task<(FeatureView View, bool Created)> CreateViewAsync(string workspace, FeatureViewSpec spec, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var policy = spec.Policy ?? _options.DefaultPolicy;
         ValidateSpec(spec, policy);
-        lock (_createLock)
+        await _createGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            var latest = _catalog.FindView(workspace, spec.Name, null);
+            var latest = await _catalog.FindViewAsync(workspace, spec.Name, null, cancellationToken).ConfigureAwait(false);
             if (latest is not null && latest.HasSameSchema(spec, policy))
             {
                 return (latest, false);
@@ -129,30 +139,41 @@ public sealed partial class FeatureStore : IDisposable
                 Description = spec.Description,
                 CreatedAt = _clock.GetUtcNow(),
             };
-            if (!_catalog.TryInsertView(view))
+            if (!await _catalog.TryInsertViewAsync(view, cancellationToken).ConfigureAwait(false))
             {
                 throw new ConflictException($"Feature view '{spec.Name}' v{view.Version} was created concurrently; retry.");
             }
 
-            _views[(workspace, view.Name, 0)] = view;
+            lock (_createLock)
+            {
+                _views[(workspace, view.Name, 0)] = view;
+            }
+
             return (view, true);
+        }
+        finally
+        {
+            _createGate.Release();
         }
     }
 
     /// <summary>The view <paramref name="name"/> at <paramref name="version"/> (latest when null); a not-found error otherwise.</summary>
-    public FeatureView GetView(string workspace, string name, int? version = null)
+    /// <remarks>Completes synchronously once the view was resolved before: the online hot path never reads the catalog.</remarks>
+    public ValueTask<FeatureView> GetViewAsync(string workspace, string name, int? version = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(workspace);
         ArgumentNullException.ThrowIfNull(name);
 
         // Version 0 stands for "the latest".
-        var key = (workspace, name, version ?? 0);
-        if (_views.TryGetValue(key, out var view))
-        {
-            return view;
-        }
+        return _views.TryGetValue((workspace, name, version ?? 0), out var view)
+            ? ValueTask.FromResult(view)
+            : LoadViewAsync(workspace, name, version, cancellationToken);
+    }
 
-        view = _catalog.FindView(workspace, name, version)
+    private async ValueTask<FeatureView> LoadViewAsync(string workspace, string name, int? version, CancellationToken cancellationToken)
+    {
+        var key = (workspace, name, version ?? 0);
+        var view = await _catalog.FindViewAsync(workspace, name, version, cancellationToken).ConfigureAwait(false)
             ?? throw new NotFoundException("feature view", version is null ? name : $"{name}@{version}");
         lock (_createLock)
         {
@@ -162,13 +183,17 @@ public sealed partial class FeatureStore : IDisposable
     }
 
     /// <summary>Every view version of a workspace.</summary>
-    public IReadOnlyList<FeatureView> ListViews(string workspace) => _catalog.ListViews(workspace);
+    public async Task<IReadOnlyList<FeatureView>> ListViewsAsync(string workspace, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(workspace);
+        return await _catalog.ListViewsAsync(workspace, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>The committed segments of a view version's log.</summary>
-    public IReadOnlyList<FeatureSegment> Segments(FeatureView view)
+    public Task<IReadOnlyList<FeatureSegment>> SegmentsAsync(FeatureView view, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(view);
-        return _catalog.Segments(view.Id);
+        return _catalog.SegmentsAsync(view.Id, 0, cancellationToken);
     }
 
     /// <summary>
@@ -180,7 +205,7 @@ public sealed partial class FeatureStore : IDisposable
     public async Task<PushResult> PushAsync(string workspace, string view, int? version, IReadOnlyList<IReadOnlyDictionary<string, object?>> rows, string actor, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(rows);
-        var target = GetView(workspace, view, version);
+        var target = await GetViewAsync(workspace, view, version, cancellationToken).ConfigureAwait(false);
         if (rows.Count == 0)
         {
             throw new BadRequestException("A push needs at least one row.", "invalid_feature_rows");
@@ -202,7 +227,7 @@ public sealed partial class FeatureStore : IDisposable
     /// </summary>
     public async Task<PushResult> IngestParquetAsync(string workspace, string view, int? version, Stream parquet, string sourceName, DateTimeOffset? defaultEventTime, string actor, CancellationToken cancellationToken)
     {
-        var target = GetView(workspace, view, version);
+        var target = await GetViewAsync(workspace, view, version, cancellationToken).ConfigureAwait(false);
         var rows = await FeatureParquet.ReadAsync(target, parquet, sourceName, defaultEventTime, cancellationToken).ConfigureAwait(false);
         if (rows.Count == 0)
         {
@@ -224,15 +249,15 @@ public sealed partial class FeatureStore : IDisposable
     }
 
     /// <summary>The latest value of each key in a view, in the order asked.</summary>
-    public OnlineFeatureValue[] GetOnline(string workspace, string view, int? version, IReadOnlyList<string> keys)
+    public async ValueTask<OnlineFeatureValue[]> GetOnlineAsync(string workspace, string view, int? version, IReadOnlyList<string> keys, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(keys);
-        var target = GetView(workspace, view, version);
-        return GetOnline(target, keys);
+        var target = await GetViewAsync(workspace, view, version, cancellationToken).ConfigureAwait(false);
+        return await GetOnlineAsync(target, keys, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The latest value of each key in a resolved view (the hot path: no catalog read).</summary>
-    public OnlineFeatureValue[] GetOnline(FeatureView view, IReadOnlyList<string> keys)
+    /// <summary>The latest value of each key in a resolved view (the hot path: no catalog read; synchronous when the cache answers).</summary>
+    public ValueTask<OnlineFeatureValue[]> GetOnlineAsync(FeatureView view, IReadOnlyList<string> keys, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(keys);
         if (keys.Count > OnlineStore.MaxBatchKeys)
@@ -240,7 +265,7 @@ public sealed partial class FeatureStore : IDisposable
             throw new BadRequestException($"An online lookup takes at most {OnlineStore.MaxBatchKeys} keys; this one has {keys.Count}.");
         }
 
-        return _online.Get(view, keys);
+        return _online.GetAsync(view, keys, cancellationToken);
     }
 
     private async Task<PushResult> AppendAsync(FeatureView view, List<FeatureRow> rows, string source, string actor, CancellationToken cancellationToken)
@@ -263,7 +288,7 @@ public sealed partial class FeatureStore : IDisposable
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var seq = _catalog.NextSegmentSeq(view.Id);
+            var seq = await _catalog.NextSegmentSeqAsync(view.Id, cancellationToken).ConfigureAwait(false);
             var key = $"feature/{view.Id}/{seq:D10}.parquet";
             var artifact = new ArtifactRef("feature_view", view.Id, view.Workspace);
             PlacementReceipt receipt;
@@ -274,18 +299,30 @@ public sealed partial class FeatureStore : IDisposable
                 receipt = await write.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
 
+            var recorded = false;
             try
             {
-                _catalog.InsertSegment(new FeatureSegment(view.Id, seq, receipt.LocationId, receipt.Key, rows.Count, receipt.Bytes, receipt.Sha256, min, max, source, _clock.GetUtcNow()));
+                // Not cancellable: the blob is committed, and its row is what makes it part of the log.
+                recorded = await _catalog.TryInsertSegmentAsync(
+                    new FeatureSegment(view.Id, seq, receipt.LocationId, receipt.Key, rows.Count, receipt.Bytes, receipt.Sha256, min, max, source, _clock.GetUtcNow()),
+                    CancellationToken.None).ConfigureAwait(false);
             }
-            catch
+            finally
             {
-                // Without its row the blob is unreachable: take it back so nothing half-written stays.
-                await _guard.DeleteAsync(artifact, receipt.LocationId, actor, receipt.Key, CancellationToken.None).ConfigureAwait(false);
-                throw;
+                if (!recorded)
+                {
+                    // Without its row the blob is unreachable: take it back so nothing half-written stays.
+                    await _guard.DeleteAsync(artifact, receipt.LocationId, actor, receipt.Key, CancellationToken.None).ConfigureAwait(false);
+                }
             }
 
-            _online.Apply(view, seq, rows);
+            if (!recorded)
+            {
+                // Under this view's gate only another process appending to the same view can take the number.
+                throw new ConflictException($"Segment {seq} of feature view '{view.Name}' v{view.Version} was written concurrently; retry.");
+            }
+
+            await _online.ApplyAsync(view, seq, rows, CancellationToken.None).ConfigureAwait(false);
             return new PushResult(view.Name, view.Version, rows.Count, seq, receipt.LocationId, receipt.Sha256);
         }
         finally
@@ -333,13 +370,13 @@ public sealed partial class FeatureStore : IDisposable
     public async Task<int> CatchUpOnlineAsync(CancellationToken cancellationToken)
     {
         var applied = 0;
-        foreach (var view in _catalog.ListViews(null))
+        foreach (var view in await _catalog.ListViewsAsync(null, cancellationToken).ConfigureAwait(false))
         {
-            var watermark = _online.Watermark(view.Id);
-            foreach (var segment in _catalog.Segments(view.Id, watermark))
+            var watermark = await _online.WatermarkAsync(view.Id, cancellationToken).ConfigureAwait(false);
+            foreach (var segment in await _catalog.SegmentsAsync(view.Id, watermark, cancellationToken).ConfigureAwait(false))
             {
                 var rows = await ReadSegmentAsync(view, segment, cancellationToken).ConfigureAwait(false);
-                _online.Apply(view, segment.Seq, rows);
+                await _online.ApplyAsync(view, segment.Seq, rows, cancellationToken).ConfigureAwait(false);
                 applied++;
             }
         }
@@ -439,6 +476,7 @@ public sealed partial class FeatureStore : IDisposable
     public void Dispose()
     {
         _online.Dispose();
+        _createGate.Dispose();
         foreach (var gate in _viewLocks.Values)
         {
             gate.Dispose();

@@ -63,7 +63,7 @@ public sealed partial class ModelRegistry
         {
             foreach (var name in import.Aliases.Prepend(id))
             {
-                if (Exists(name))
+                if (await ExistsAsync(name, ct).ConfigureAwait(false))
                 {
                     throw new ConflictException($"A model or alias named '{name}' already exists.");
                 }
@@ -110,7 +110,11 @@ public sealed partial class ModelRegistry
                 };
 
                 // The row is the commit point: written after every byte is durable.
-                Insert(model);
+                if (!await _models.TryInsertAsync(ToRecord(model), CancellationToken.None).ConfigureAwait(false))
+                {
+                    throw new ConflictException($"A model or alias named '{id}' already exists.");
+                }
+
                 await AuditAsync("model_registered", auditWorkspace, actor, model, $"base model imported from {model.Lineage.SourceDirectory}").ConfigureAwait(false);
                 return model;
             }
@@ -152,7 +156,7 @@ public sealed partial class ModelRegistry
                 var rest = key["model/".Length..];
                 var slash = rest.IndexOf('/', StringComparison.Ordinal);
                 var id = slash < 0 ? rest : rest[..slash];
-                if (_importing.ContainsKey(id) || Exists(id))
+                if (_importing.ContainsKey(id) || await ExistsAsync(id, ct).ConfigureAwait(false))
                 {
                     continue;
                 }

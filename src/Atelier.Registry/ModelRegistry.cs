@@ -4,27 +4,22 @@ using Atelier.Catalog;
 using Atelier.Core.Errors;
 using Atelier.Storage.Audit;
 using Atelier.Storage.Placement;
-using Microsoft.Data.Sqlite;
 
 namespace Atelier.Registry;
 
 /// <summary>
 /// The models of an installation: base models imported by an admin, visible to every workspace,
 /// and fine-tuned models registered by the jobs that trained them, each owned by one workspace.
-/// Rows live in the catalog's <c>models</c> table; bytes are written only through the placement
+/// Rows live in the catalog's <see cref="IModelRepository"/>; bytes are written only through the placement
 /// guard. A model's row is written only after all of its bytes are committed, so a model either
 /// exists with every file or not at all.
 /// </summary>
 public sealed partial class ModelRegistry
 {
-    private const string Columns =
-        "m.id, m.workspace_id, m.type, m.name, m.description, m.root, m.job_id, m.created_at, m.archived, m.max_context_length, " +
-        "m.capabilities_json, m.policy, m.artifacts_json, m.aliases_json, m.lineage_json, m.owned_by, m.created_by";
-
     // The JSON columns use snake_case, as the rest of the catalog's JSON does.
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
-    private readonly CatalogDatabase _catalog;
+    private readonly IModelRepository _models;
     private readonly PlacementGuard _guard;
     private readonly TimeProvider _clock;
     private readonly string? _cacheDirectory;
@@ -34,8 +29,8 @@ public sealed partial class ModelRegistry
     // so two imports never write the same blob keys.
     private readonly ConcurrentDictionary<string, byte> _importing = new(StringComparer.Ordinal);
 
-    /// <summary>Creates the registry over the catalog and the placement guard.</summary>
-    /// <param name="catalog">The catalog (migrated to include the <c>models</c> table).</param>
+    /// <summary>Creates the registry over the catalog's model rows and the placement guard.</summary>
+    /// <param name="models">The catalog's model rows.</param>
     /// <param name="guard">The only write path for bytes.</param>
     /// <param name="clock">The clock.</param>
     /// <param name="cacheDirectory">
@@ -43,12 +38,12 @@ public sealed partial class ModelRegistry
     /// files; null when every location is a local directory.
     /// </param>
     /// <param name="importRoots">The directories base models may be imported from; null refuses every import.</param>
-    public ModelRegistry(CatalogDatabase catalog, PlacementGuard guard, TimeProvider clock, string? cacheDirectory = null, ModelImportRoots? importRoots = null)
+    public ModelRegistry(IModelRepository models, PlacementGuard guard, TimeProvider clock, string? cacheDirectory = null, ModelImportRoots? importRoots = null)
     {
-        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentNullException.ThrowIfNull(models);
         ArgumentNullException.ThrowIfNull(guard);
         ArgumentNullException.ThrowIfNull(clock);
-        _catalog = catalog;
+        _models = models;
         _guard = guard;
         _clock = clock;
         _cacheDirectory = cacheDirectory;
@@ -63,48 +58,39 @@ public sealed partial class ModelRegistry
     /// <param name="workspace">The caller's workspace id.</param>
     /// <param name="modelId">A model id or alias.</param>
     /// <param name="ct">Cancellation.</param>
-    public Task<RegisteredModel?> FindAsync(string workspace, string modelId, CancellationToken ct)
+    public async Task<RegisteredModel?> FindAsync(string workspace, string modelId, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(workspace);
         ArgumentNullException.ThrowIfNull(modelId);
-        ct.ThrowIfCancellationRequested();
-        var found = QueryOne($"SELECT {Columns} FROM models m WHERE m.id = $id AND (m.workspace_id IS NULL OR m.workspace_id = $ws)", ("$id", modelId), ("$ws", workspace))
-            ?? QueryOne(
-                $"SELECT {Columns} FROM models m, json_each(m.aliases_json) a WHERE a.value = $id AND (m.workspace_id IS NULL OR m.workspace_id = $ws) " +
-                "ORDER BY m.workspace_id IS NULL, m.created_at DESC LIMIT 1",
-                ("$id", modelId),
-                ("$ws", workspace));
-        return Task.FromResult(found);
+        return ToModel(await _models.FindVisibleAsync(workspace, modelId, ct).ConfigureAwait(false));
     }
 
     /// <summary>The base model <paramref name="modelId"/>, or null.</summary>
-    public Task<RegisteredModel?> FindBaseAsync(string modelId, CancellationToken ct)
+    public async Task<RegisteredModel?> FindBaseAsync(string modelId, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(modelId);
-        ct.ThrowIfCancellationRequested();
-        return Task.FromResult(QueryOne($"SELECT {Columns} FROM models m WHERE m.id = $id AND m.type = 'base'", ("$id", modelId)));
+        return ToModel(await _models.FindBaseAsync(modelId, ct).ConfigureAwait(false));
     }
 
     /// <summary>The fine-tuned model a job registered, in any workspace, or null.</summary>
-    public Task<RegisteredModel?> FindByJobAsync(string jobId, CancellationToken ct)
+    public async Task<RegisteredModel?> FindByJobAsync(string jobId, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(jobId);
-        ct.ThrowIfCancellationRequested();
-        return Task.FromResult(QueryOne($"SELECT {Columns} FROM models m WHERE m.job_id = $job", ("$job", jobId)));
+        return ToModel(await _models.FindByJobAsync(jobId, ct).ConfigureAwait(false));
     }
 
     /// <summary>Every model <paramref name="workspace"/> sees: base models by id, then its fine-tuned models newest first.</summary>
-    public Task<IReadOnlyList<RegisteredModel>> ListAsync(string workspace, CancellationToken ct)
+    public async Task<IReadOnlyList<RegisteredModel>> ListAsync(string workspace, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(workspace);
-        ct.ThrowIfCancellationRequested();
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText =
-            $"SELECT {Columns} FROM models m WHERE m.workspace_id IS NULL OR m.workspace_id = $ws " +
-            "ORDER BY m.type = 'fine-tuned', CASE WHEN m.type = 'base' THEN m.id END, m.created_at DESC, m.id DESC";
-        command.Parameters.AddWithValue("$ws", workspace);
-        return Task.FromResult<IReadOnlyList<RegisteredModel>>(ReadAll(command));
+        var records = await _models.ListVisibleAsync(workspace, ct).ConfigureAwait(false);
+        var models = new RegisteredModel[records.Count];
+        for (var i = 0; i < models.Length; i++)
+        {
+            models[i] = ToModel(records[i]);
+        }
+
+        return models;
     }
 
     /// <summary>
@@ -136,7 +122,7 @@ public sealed partial class ModelRegistry
 
         var root = await FindBaseAsync(registration.BaseModelId, ct).ConfigureAwait(false)
             ?? throw new NotFoundException("base model", registration.BaseModelId);
-        var workspaceName = WorkspaceName(registration.Workspace)
+        var workspaceName = await _models.WorkspaceNameAsync(registration.Workspace, ct).ConfigureAwait(false)
             ?? throw new ArgumentException($"No workspace with id '{registration.Workspace}'.", nameof(registration));
         var now = _clock.GetUtcNow();
         var lineage = registration.Lineage.RootVersion is null
@@ -161,11 +147,7 @@ public sealed partial class ModelRegistry
             CreatedBy = registration.Actor,
         };
 
-        try
-        {
-            Insert(model);
-        }
-        catch (SqliteException e) when (e.SqliteErrorCode == 19 /* SQLITE_CONSTRAINT */)
+        if (!await _models.TryInsertAsync(ToRecord(model), CancellationToken.None).ConfigureAwait(false))
         {
             // Another registration of the same job won the race: answer as if it had come first.
             if (await FindByJobAsync(registration.JobId, ct).ConfigureAwait(false) is { } raced && raced.WorkspaceId == registration.Workspace)
@@ -191,13 +173,11 @@ public sealed partial class ModelRegistry
     public async Task<RegisteredModel> UpdateAsync(string workspace, string modelId, string? name, bool setName, string? description, bool setDescription, CancellationToken ct)
     {
         var model = await FineTunedOrThrowAsync(workspace, modelId, "updated", ct).ConfigureAwait(false);
-        Execute(
-            "UPDATE models SET name = CASE WHEN $setName THEN $name ELSE name END, description = CASE WHEN $setDesc THEN $desc ELSE description END WHERE id = $id",
-            ("$id", model.Id),
-            ("$setName", setName),
-            ("$name", name),
-            ("$setDesc", setDescription),
-            ("$desc", description));
+        if (!await _models.UpdateTextAsync(model.Id, name, setName, description, setDescription, ct).ConfigureAwait(false))
+        {
+            throw new NotFoundException("model", modelId);
+        }
+
         return model with { Name = setName ? name : model.Name, Description = setDescription ? description : model.Description };
     }
 
@@ -205,7 +185,11 @@ public sealed partial class ModelRegistry
     public async Task<RegisteredModel> SetArchivedAsync(string workspace, string modelId, bool archived, CancellationToken ct)
     {
         var model = await FineTunedOrThrowAsync(workspace, modelId, archived ? "archived" : "unarchived", ct).ConfigureAwait(false);
-        Execute("UPDATE models SET archived = $a WHERE id = $id", ("$id", model.Id), ("$a", archived));
+        if (!await _models.SetArchivedAsync(model.Id, archived, ct).ConfigureAwait(false))
+        {
+            throw new NotFoundException("model", modelId);
+        }
+
         return model with { Archived = archived };
     }
 
@@ -220,7 +204,7 @@ public sealed partial class ModelRegistry
     public async Task<RegisteredModel> DeleteFineTunedAsync(string workspace, string modelId, string actor, CancellationToken ct)
     {
         var model = await FineTunedOrThrowAsync(workspace, modelId, "deleted", ct).ConfigureAwait(false);
-        DeleteRowUnlessDerived(model, workspace, "model");
+        await DeleteRowUnlessDerivedAsync(model, workspace, "model").ConfigureAwait(false);
 
         foreach (var artifact in model.Artifacts)
         {
@@ -241,7 +225,7 @@ public sealed partial class ModelRegistry
     public async Task<RegisteredModel> DeleteBaseAsync(string modelId, string actor, string auditWorkspace, CancellationToken ct)
     {
         var model = await FindBaseAsync(modelId, ct).ConfigureAwait(false) ?? throw new NotFoundException("base model", modelId);
-        DeleteRowUnlessDerived(model, null, "base model");
+        await DeleteRowUnlessDerivedAsync(model, null, "base model").ConfigureAwait(false);
 
         foreach (var artifact in model.Artifacts)
         {
@@ -265,150 +249,68 @@ public sealed partial class ModelRegistry
         return model;
     }
 
-    private void Insert(RegisteredModel m)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = """
-            INSERT INTO models(id, workspace_id, type, name, description, root, job_id, created_at, archived, max_context_length,
-                               capabilities_json, policy, artifacts_json, aliases_json, lineage_json, owned_by, created_by)
-            VALUES ($id, $ws, $type, $name, $desc, $root, $job, $created, $archived, $ctx, $caps, $policy, $artifacts, $aliases, $lineage, $owned, $by)
-            """;
-        command.Parameters.AddWithValue("$id", m.Id);
-        command.Parameters.AddWithValue("$ws", (object?)m.WorkspaceId ?? DBNull.Value);
-        command.Parameters.AddWithValue("$type", m.Type);
-        command.Parameters.AddWithValue("$name", (object?)m.Name ?? DBNull.Value);
-        command.Parameters.AddWithValue("$desc", (object?)m.Description ?? DBNull.Value);
-        command.Parameters.AddWithValue("$root", (object?)m.Root ?? DBNull.Value);
-        command.Parameters.AddWithValue("$job", (object?)m.JobId ?? DBNull.Value);
-        command.Parameters.AddWithValue("$created", m.CreatedAt);
-        command.Parameters.AddWithValue("$archived", m.Archived);
-        command.Parameters.AddWithValue("$ctx", m.MaxContextLength);
-        command.Parameters.AddWithValue("$caps", JsonSerializer.Serialize(m.Capabilities, Json));
-        command.Parameters.AddWithValue("$policy", m.Policy);
-        command.Parameters.AddWithValue("$artifacts", JsonSerializer.Serialize(m.Artifacts, Json));
-        command.Parameters.AddWithValue("$aliases", JsonSerializer.Serialize(m.Aliases, Json));
-        command.Parameters.AddWithValue("$lineage", JsonSerializer.Serialize(m.Lineage, Json));
-        command.Parameters.AddWithValue("$owned", m.OwnedBy);
-        command.Parameters.AddWithValue("$by", m.CreatedBy);
-        command.ExecuteNonQuery();
-    }
-
     /// <summary>
     /// Deletes the model's row, unless fine-tuned models of it, or jobs or dataset versions (of
-    /// <paramref name="workspace"/>, or of any workspace when null) use it. The check and the delete
-    /// are one write transaction, so no use recorded in between is missed.
+    /// <paramref name="workspace"/>, or of any workspace when null) use it; the repository checks and
+    /// deletes atomically, so no use recorded in between is missed.
     /// </summary>
-    private void DeleteRowUnlessDerived(RegisteredModel model, string? workspace, string kind)
+    private async Task DeleteRowUnlessDerivedAsync(RegisteredModel model, string? workspace, string kind)
     {
-        using var connection = _catalog.Open();
-        using var transaction = connection.BeginTransaction(deferred: false);
-        using (var delete = connection.CreateCommand())
+        // Not cancellable: once asked, the row goes or stays as one step.
+        var outcome = await _models.DeleteUnlessDerivedAsync(model.Id, [model.Id, .. model.Aliases], workspace, CancellationToken.None).ConfigureAwait(false);
+        switch (outcome.Status)
         {
-            delete.Transaction = transaction;
-            delete.CommandText = "DELETE FROM models WHERE id = $id";
-            delete.Parameters.AddWithValue("$id", model.Id);
-            if (delete.ExecuteNonQuery() == 0)
-            {
+            case ModelDeleteStatus.NotFound:
                 throw new NotFoundException(kind, model.Id);
-            }
+            case ModelDeleteStatus.InUse:
+                throw ConflictException.DerivedFrom(kind, model.Id, outcome.Derived);
         }
-
-        var derived = new List<DerivedArtifact>();
-        using (var children = connection.CreateCommand())
-        {
-            children.Transaction = transaction;
-            children.CommandText = "SELECT id FROM models WHERE root = $id ORDER BY created_at, id";
-            children.Parameters.AddWithValue("$id", model.Id);
-            derived.AddRange(CatalogDatabase.ReadAll(children, r => new DerivedArtifact(DerivedArtifact.Model, r.GetString(0))));
-        }
-
-        derived.AddRange(LineageCatalog.DerivedFromModel(connection, transaction, workspace, [model.Id, .. model.Aliases]));
-        if (derived.Count > 0)
-        {
-            transaction.Rollback();
-            throw ConflictException.DerivedFrom(kind, model.Id, derived);
-        }
-
-        transaction.Commit();
     }
 
-    private bool Exists(string id)
+    private Task<bool> ExistsAsync(string id, CancellationToken ct) => _models.ExistsAsync(id, ct);
+
+    [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(record))]
+    private static RegisteredModel? ToModel(ModelRecord? record) => record is null ? null : new RegisteredModel
     {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT 1 FROM models WHERE id = $id UNION ALL SELECT 1 FROM models, json_each(models.aliases_json) a WHERE a.value = $id LIMIT 1";
-        command.Parameters.AddWithValue("$id", id);
-        return command.ExecuteScalar() is not null;
-    }
+        Id = record.Id,
+        WorkspaceId = record.WorkspaceId,
+        Kind = record.Type == ModelRecord.BaseType ? ModelKind.Base : ModelKind.FineTuned,
+        Name = record.Name,
+        Description = record.Description,
+        Root = record.Root,
+        JobId = record.JobId,
+        CreatedAt = record.CreatedAt,
+        Archived = record.Archived,
+        MaxContextLength = record.MaxContextLength,
+        Capabilities = JsonSerializer.Deserialize<ModelCapabilities>(record.CapabilitiesJson, Json) ?? new ModelCapabilities(),
+        Policy = record.Policy,
+        Artifacts = JsonSerializer.Deserialize<ModelArtifact[]>(record.ArtifactsJson, Json) ?? [],
+        Aliases = record.Aliases,
+        Lineage = JsonSerializer.Deserialize<ModelLineage>(record.LineageJson, Json) ?? new ModelLineage(),
+        OwnedBy = record.OwnedBy,
+        CreatedBy = record.CreatedBy,
+    };
 
-    private string? WorkspaceName(string workspaceId)
+    private static ModelRecord ToRecord(RegisteredModel m) => new()
     {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT name FROM workspaces WHERE id = $id";
-        command.Parameters.AddWithValue("$id", workspaceId);
-        return command.ExecuteScalar() as string;
-    }
-
-    private void Execute(string sql, params (string Name, object? Value)[] parameters)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
-
-        command.ExecuteNonQuery();
-    }
-
-    private RegisteredModel? QueryOne(string sql, params (string Name, object Value)[] parameters)
-    {
-        using var connection = _catalog.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value);
-        }
-
-        var rows = ReadAll(command);
-        return rows.Count == 0 ? null : rows[0];
-    }
-
-    private static List<RegisteredModel> ReadAll(SqliteCommand command)
-    {
-        var rows = new List<RegisteredModel>();
-        using var reader = command.ExecuteReader();
-        while (reader.Read())
-        {
-            string? Text(int i) => reader.IsDBNull(i) ? null : reader.GetString(i);
-            rows.Add(new RegisteredModel
-            {
-                Id = reader.GetString(0),
-                WorkspaceId = Text(1),
-                Kind = reader.GetString(2) == "base" ? ModelKind.Base : ModelKind.FineTuned,
-                Name = Text(3),
-                Description = Text(4),
-                Root = Text(5),
-                JobId = Text(6),
-                CreatedAt = reader.GetInt64(7),
-                Archived = reader.GetInt64(8) != 0,
-                MaxContextLength = reader.GetInt32(9),
-                Capabilities = JsonSerializer.Deserialize<ModelCapabilities>(reader.GetString(10), Json) ?? new ModelCapabilities(),
-                Policy = reader.GetString(11),
-                Artifacts = JsonSerializer.Deserialize<ModelArtifact[]>(reader.GetString(12), Json) ?? [],
-                Aliases = JsonSerializer.Deserialize<string[]>(reader.GetString(13), Json) ?? [],
-                Lineage = JsonSerializer.Deserialize<ModelLineage>(reader.GetString(14), Json) ?? new ModelLineage(),
-                OwnedBy = reader.GetString(15),
-                CreatedBy = reader.GetString(16),
-            });
-        }
-
-        return rows;
-    }
+        Id = m.Id,
+        WorkspaceId = m.WorkspaceId,
+        Type = m.Type,
+        Name = m.Name,
+        Description = m.Description,
+        Root = m.Root,
+        JobId = m.JobId,
+        CreatedAt = m.CreatedAt,
+        Archived = m.Archived,
+        MaxContextLength = m.MaxContextLength,
+        CapabilitiesJson = JsonSerializer.Serialize(m.Capabilities, Json),
+        Policy = m.Policy,
+        ArtifactsJson = JsonSerializer.Serialize(m.Artifacts, Json),
+        Aliases = m.Aliases,
+        LineageJson = JsonSerializer.Serialize(m.Lineage, Json),
+        OwnedBy = m.OwnedBy,
+        CreatedBy = m.CreatedBy,
+    };
 
     private ValueTask<AuditEvent> AuditAsync(string type, string workspace, string actor, RegisteredModel model, string? detail) =>
         _guard.Audit.AppendAsync(

@@ -10,13 +10,6 @@ namespace Atelier.Architecture.Tests;
 /// </summary>
 public sealed partial class DependencyRuleTests
 {
-    /// <summary>
-    /// Assemblies that still open SQLite themselves, outside the catalog: the architecture issue
-    /// moves their SQL into the catalog. The list may only shrink (the test fails when one of them
-    /// stops using SQLite, so that it is taken off).
-    /// </summary>
-    private static readonly string[] SqliteOutsideTheCatalogStill = ["Atelier.Features", "Atelier.Registry"];
-
     private static readonly string Root = FindRoot();
 
     private static string FindRoot()
@@ -119,21 +112,81 @@ public sealed partial class DependencyRuleTests
 
     [Theory]
     [MemberData(nameof(SourceAssemblies))]
-    public void Sqlite_IsUsedOnlyByTheCatalog_AndTheAssembliesStillMovingTheirSqlThere(string assembly)
+    public void Sqlite_IsUsedOnlyByTheSqliteCatalog_AndTheAssembliesStillMovingTheirSqlThere(string assembly)
     {
-        var usesSqlite = Load(assembly).GetReferencedAssemblies().Any(a => a.Name == "Microsoft.Data.Sqlite");
-        if (assembly == "Atelier.Catalog")
+        var usesSqlite = Load(assembly).GetReferencedAssemblies().Any(a => a.Name == SqliteAssembly);
+        if (assembly == "Atelier.Catalog.Sqlite")
         {
             Assert.True(usesSqlite);
         }
-        else if (SqliteOutsideTheCatalogStill.Contains(assembly))
-        {
-            Assert.True(usesSqlite, $"{assembly} no longer uses SQLite: take it off {nameof(SqliteOutsideTheCatalogStill)}");
-        }
         else
         {
-            Assert.False(usesSqlite, $"{assembly} uses Microsoft.Data.Sqlite: SQL belongs in Atelier.Catalog");
+            Assert.False(usesSqlite, $"{assembly} uses Microsoft.Data.Sqlite: SQL belongs in Atelier.Catalog.Sqlite, behind the catalog's repository interfaces");
         }
+    }
+
+    /// <summary>
+    /// No public or protected member outside the SQLite catalog takes, returns or exposes a
+    /// Microsoft.Data.Sqlite type, so a second provider (PostgreSQL) can replace it without any
+    /// other assembly's surface changing.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SourceAssemblies))]
+    public void NoPublicSurface_OutsideTheSqliteCatalog_ExposesASqliteType(string assembly)
+    {
+        var exposed = new List<string>();
+        foreach (var type in Load(assembly).GetExportedTypes())
+        {
+            if (type.BaseType is { } baseType && IsSqlite(baseType))
+            {
+                exposed.Add($"{type.FullName} derives from {baseType.FullName}");
+            }
+
+            exposed.AddRange(type.GetInterfaces().Where(IsSqlite).Select(i => $"{type.FullName} implements {i.FullName}"));
+            const BindingFlags Visible = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+            foreach (var member in type.GetMembers(Visible))
+            {
+                var (isVisible, types) = member switch
+                {
+                    FieldInfo f => (f.IsPublic || f.IsFamily || f.IsFamilyOrAssembly, new[] { f.FieldType }),
+                    PropertyInfo p => (p.GetAccessors(nonPublic: true).Any(a => a.IsPublic || a.IsFamily || a.IsFamilyOrAssembly), [p.PropertyType, .. p.GetIndexParameters().Select(i => i.ParameterType)]),
+                    EventInfo e => (e.AddMethod is { } add && (add.IsPublic || add.IsFamily || add.IsFamilyOrAssembly), [e.EventHandlerType!]),
+                    MethodBase m => (m.IsPublic || m.IsFamily || m.IsFamilyOrAssembly, [.. m.GetParameters().Select(p => p.ParameterType), .. m is MethodInfo mi ? [mi.ReturnType] : Array.Empty<Type>()]),
+                    _ => (false, Array.Empty<Type>()),
+                };
+                if (isVisible && types.FirstOrDefault(IsSqlite) is { } sqlite)
+                {
+                    exposed.Add($"{type.FullName}.{member.Name} exposes {sqlite}");
+                }
+            }
+        }
+
+        if (assembly == "Atelier.Catalog.Sqlite")
+        {
+            // The provider's own surface (CatalogDatabase.Open) does expose them: proof the check sees them.
+            Assert.NotEmpty(exposed);
+            return;
+        }
+
+        Assert.True(exposed.Count == 0, $"{assembly} exposes Microsoft.Data.Sqlite types in its public surface:\n{string.Join("\n", exposed)}");
+    }
+
+    private const string SqliteAssembly = "Microsoft.Data.Sqlite";
+
+    /// <summary>True when <paramref name="type"/> is, or is built from (array, by-ref, generic argument), a Microsoft.Data.Sqlite type.</summary>
+    private static bool IsSqlite(Type type)
+    {
+        if (type.HasElementType)
+        {
+            return IsSqlite(type.GetElementType()!);
+        }
+
+        if (type.IsGenericType && !type.IsGenericTypeDefinition && type.GetGenericArguments().Any(IsSqlite))
+        {
+            return true;
+        }
+
+        return !type.IsGenericParameter && type.Assembly.GetName().Name == SqliteAssembly;
     }
 
     private static Assembly Load(string assembly) =>

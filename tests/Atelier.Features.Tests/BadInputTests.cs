@@ -16,14 +16,14 @@ public sealed class BadInputTests : IDisposable
     public async Task Push_ToAnUnknownView_IsNotFoundAndWritesNothing()
     {
         await Assert.ThrowsAsync<NotFoundException>(() => _f.PushAsync("nope", Row("a", T0, quality: 1)));
-        Assert.Throws<NotFoundException>(() => _f.Store.GetOnline(Ws, "nope", null, ["a"]));
+        await Assert.ThrowsAsync<NotFoundException>(async () => await _f.Store.GetOnlineAsync(Ws, "nope", null, ["a"]));
         Assert.Empty(await _f.BlobKeysAsync());
     }
 
     [Fact]
     public async Task Push_WithASchemaMismatch_NamesTheFieldAndRow_AndWritesNothing()
     {
-        var view = _f.CreateQualityView();
+        var view = await _f.CreateQualityViewAsync();
         var rows = JsonRows("""
             [
               {"example_id": "a", "event_timestamp": "2026-01-01T00:00:00Z", "quality": 0.5},
@@ -50,15 +50,15 @@ public sealed class BadInputTests : IDisposable
         Assert.Contains("line 2 quality", error.Message, StringComparison.Ordinal);
 
         Assert.Empty(await _f.BlobKeysAsync());
-        Assert.Empty(_f.Store.Segments(view));
+        Assert.Empty(await _f.Store.SegmentsAsync(view));
         Assert.Equal(before, _f.Audit.LastSeq);
-        Assert.False(_f.Store.GetOnline(view, ["a"])[0].Found);
+        Assert.False((await _f.Store.GetOnlineAsync(view, ["a"]))[0].Found);
     }
 
     [Fact]
-    public void CreateView_WithBadDefinition_ListsEveryProblemByField()
+    public async Task CreateView_WithBadDefinition_ListsEveryProblemByField()
     {
-        var error = Assert.Throws<ValidationFailedException>(() => _f.Store.CreateView(Ws, new FeatureViewSpec
+        var error = await Assert.ThrowsAsync<ValidationFailedException>(async () => await _f.Store.CreateViewAsync(Ws, new FeatureViewSpec
         {
             Name = "9bad",
             Fields = [new FeatureField("x", FeatureType.Float32Vector), new FeatureField("x", FeatureType.Int64), new FeatureField("event_timestamp", FeatureType.Bool)],
@@ -71,33 +71,33 @@ public sealed class BadInputTests : IDisposable
         Assert.Contains("fields[1].name", fields);
         Assert.Contains("fields[2].name", fields);
         Assert.Contains("policy", fields);
-        Assert.Empty(_f.Store.ListViews(Ws));
+        Assert.Empty(await _f.Store.ListViewsAsync(Ws));
     }
 
     [Fact]
-    public void CreateView_Twice_IsIdempotent_AndADifferentSchemaMakesANewVersion()
+    public async Task CreateView_Twice_IsIdempotent_AndADifferentSchemaMakesANewVersion()
     {
-        var v1 = _f.CreateQualityView();
-        var same = _f.CreateQualityView();
-        var (v2, created) = _f.Store.CreateView(Ws, new FeatureViewSpec { Name = "quality", EntityKey = "example_id", Fields = [new FeatureField("quality", FeatureType.Float64)] });
+        var v1 = await _f.CreateQualityViewAsync();
+        var same = await _f.CreateQualityViewAsync();
+        var (v2, created) = await _f.Store.CreateViewAsync(Ws, new FeatureViewSpec { Name = "quality", EntityKey = "example_id", Fields = [new FeatureField("quality", FeatureType.Float64)] });
 
         Assert.Equal(v1.Id, same.Id);
         Assert.True(created);
         Assert.Equal(2, v2.Version);
-        Assert.Equal(v2.Id, _f.Store.GetView(Ws, "quality").Id);
-        Assert.Equal(v1.Id, _f.Store.GetView(Ws, "quality", 1).Id);
-        Assert.Throws<NotFoundException>(() => _f.Store.GetView("other-workspace", "quality"));
+        Assert.Equal(v2.Id, (await _f.Store.GetViewAsync(Ws, "quality")).Id);
+        Assert.Equal(v1.Id, (await _f.Store.GetViewAsync(Ws, "quality", 1)).Id);
+        await Assert.ThrowsAsync<NotFoundException>(async () => await _f.Store.GetViewAsync("other-workspace", "quality"));
     }
 
     [Fact]
     public async Task Push_UnderAPolicyTheLocationViolates_IsRefusedAuditedAndLeavesNoSegment()
     {
-        var view = _f.CreateQualityView(policy: "us-only");
+        var view = await _f.CreateQualityViewAsync(policy: "us-only");
 
         var error = await Assert.ThrowsAsync<PlacementRefusedException>(() => _f.PushAsync("quality", Row("a", T0, quality: 1)));
 
         Assert.Equal(("us-only", "local"), (error.PolicyName, error.LocationId));
-        Assert.Empty(_f.Store.Segments(view));
+        Assert.Empty(await _f.Store.SegmentsAsync(view));
         Assert.Empty(await _f.BlobKeysAsync());
         Assert.Contains(_f.Audit.Tail(5), e => e.Type == "placement_refused");
     }
@@ -105,7 +105,7 @@ public sealed class BadInputTests : IDisposable
     [Fact]
     public async Task Historical_WithAnUnknownFeature_NamesTheViewsFeatures()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
 
         var error = await Assert.ThrowsAsync<BadRequestException>(() =>
             _f.Store.GetHistoricalAsync(Ws, [new Offline.EntityRow("a", T0)], ["quality:qualty"], CancellationToken.None));
@@ -136,7 +136,7 @@ public sealed class ParquetIngestTests : IDisposable
     [Fact]
     public async Task Ingest_APerExampleFileWithExtraColumnsAndNoEventTime_TakesTheViewsColumnsAtTheDefaultTime()
     {
-        var view = _f.CreateQualityView();
+        var view = await _f.CreateQualityViewAsync();
         var schema = new ParquetSchema(
             new DataField<string>("example_id"),
             new DataField<string>("text"),
@@ -151,8 +151,8 @@ public sealed class ParquetIngestTests : IDisposable
         var result = await _f.Store.IngestParquetAsync(Ws, "quality", null, file, "/data/v3/features.parquet", T0, "test", CancellationToken.None);
 
         Assert.Equal(2, result.Rows);
-        Assert.Equal("parquet:features.parquet", _f.Store.Segments(view)[0].Source);
-        var online = _f.Store.GetOnline(view, ["x1", "x2"]);
+        Assert.Equal("parquet:features.parquet", (await _f.Store.SegmentsAsync(view))[0].Source);
+        var online = await _f.Store.GetOnlineAsync(view, ["x1", "x2"]);
         Assert.Equal(0.8, online[0].Values![0]);
         Assert.Equal(3L, online[0].Values![1]);
         Assert.Equal(T0, online[1].EventTime);
@@ -162,7 +162,7 @@ public sealed class ParquetIngestTests : IDisposable
     [Fact]
     public async Task Ingest_AFileWithAWronglyTypedColumn_NamesTheFieldAndRowAndFile_AndWritesNothing()
     {
-        var view = _f.CreateQualityView();
+        var view = await _f.CreateQualityViewAsync();
         var schema = new ParquetSchema(new DataField<string>("example_id"), new DataField<string>("quality"));
         using var file = await ParquetAsync(schema, new Dictionary<string, object?> { ["example_id"] = "x1", ["quality"] = "0.8" });
 
@@ -171,14 +171,14 @@ public sealed class ParquetIngestTests : IDisposable
 
         var problem = Assert.Single(error.Problems);
         Assert.Equal(("features.parquet", 1L, "quality"), (problem.File, problem.Line!.Value, problem.Field));
-        Assert.Empty(_f.Store.Segments(view));
+        Assert.Empty(await _f.Store.SegmentsAsync(view));
         Assert.Empty(await _f.BlobKeysAsync());
     }
 
     [Fact]
     public async Task Ingest_BytesThatAreNotParquet_IsABadRequest()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
         using var junk = new MemoryStream("not parquet at all"u8.ToArray());
 
         await Assert.ThrowsAsync<BadRequestException>(() =>

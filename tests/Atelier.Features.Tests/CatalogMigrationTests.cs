@@ -1,4 +1,5 @@
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using static Atelier.Features.Tests.FeatureStoreFixture;
 
 namespace Atelier.Features.Tests;
@@ -24,10 +25,10 @@ public sealed class CatalogMigrationTests : IDisposable
     [Fact]
     public async Task CatalogWhoseFeatureTablesPredateMigration3_MigratesCleanlyAndKeepsItsRows()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
         await _f.PushAsync("quality", Row("a", T0, quality: 0.5), Row("b", T0, quality: 0.7));
-        var views = _f.Store.ListViews(Ws);
-        var segments = _f.Store.Segments(views[0]);
+        var views = await _f.Store.ListViewsAsync(Ws);
+        var segments = await _f.Store.SegmentsAsync(views[0]);
         Assert.NotEmpty(segments);
 
         // What a catalog looked like when the feature store created its own tables: the tables and their
@@ -51,10 +52,10 @@ public sealed class CatalogMigrationTests : IDisposable
 
         Assert.Equal(CatalogDatabase.LatestSchemaVersion, reopened.SchemaVersion);
         var (store, _) = await _f.ReopenAsync("features-online.db");
-        var after = store.ListViews(Ws);
+        var after = await store.ListViewsAsync(Ws);
         Assert.Equal(views.Select(v => v.Id), after.Select(v => v.Id));
-        Assert.Equal(segments.Select(s => s.BlobKey), store.Segments(after[0]).Select(s => s.BlobKey));
-        var online = store.GetOnline(after[0], ["a", "b"]);
+        Assert.Equal(segments.Select(s => s.BlobKey), (await store.SegmentsAsync(after[0])).Select(s => s.BlobKey));
+        var online = await store.GetOnlineAsync(after[0], ["a", "b"]);
         Assert.All(online, v => Assert.True(v.Found));
     }
 }

@@ -9,16 +9,16 @@ public sealed class ConcurrencyTests
     public async Task Online_WithLookupsRacingPushes_EndsWithTheLatestValueOfEveryKey_NeverAStaleCachedOne()
     {
         using var f = new FeatureStoreFixture(cacheCapacity: 1000, scheduler: new ThreadPoolScheduler());
-        var view = f.CreateQualityView();
+        var view = await f.CreateQualityViewAsync();
         var keys = Enumerable.Range(0, 50).Select(i => "k" + i).ToArray();
         using var done = new CancellationTokenSource();
 
-        var readers = Enumerable.Range(0, 2).Select(_ => Task.Run(() =>
+        var readers = Enumerable.Range(0, 2).Select(_ => Task.Run(async () =>
         {
             var random = new Random(99);
             while (!done.IsCancellationRequested)
             {
-                f.Store.GetOnline(view, [keys[random.Next(keys.Length)], keys[random.Next(keys.Length)]]);
+                await f.Store.GetOnlineAsync(view, [keys[random.Next(keys.Length)], keys[random.Next(keys.Length)]]);
             }
         })).ToArray();
 
@@ -30,7 +30,7 @@ public sealed class ConcurrencyTests
         await done.CancelAsync();
         await Task.WhenAll(readers);
 
-        var values = f.Store.GetOnline(view, keys);
+        var values = await f.Store.GetOnlineAsync(view, keys);
         Assert.All(values, v => Assert.Equal(40.0, v.Values![0]));
     }
 }

@@ -43,7 +43,7 @@ public sealed class DataPipelineIngestTests : IDisposable
     [Fact]
     public async Task Ingest_ThePipelinesPerExampleFeatures_ThenMaterialise_OnePerDedupClusterNotContaminatedAboveAQualityBar()
     {
-        _f.Store.CreateView(Ws, new FeatureViewSpec
+        await _f.Store.CreateViewAsync(Ws, new FeatureViewSpec
         {
             Name = "pipeline",
             EntityKey = "ordinal",
@@ -97,7 +97,7 @@ public sealed class DataPipelineIngestTests : IDisposable
         copy.Position = 0;
         var read = await ParquetSerializer.DeserializeUntypedAsync(copy);
         Assert.Equal(expected, read.Data.Select(r => (string)r["ordinal"]).ToArray());
-        Assert.Equal("parquet:part-00000.parquet", _f.Store.Segments(_f.Store.GetView(Ws, "pipeline"))[0].Source);
+        Assert.Equal("parquet:part-00000.parquet", (await _f.Store.SegmentsAsync(await _f.Store.GetViewAsync(Ws, "pipeline")))[0].Source);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core.Residency;
 using Atelier.Features;
 using Atelier.Features.Schema;
@@ -72,9 +73,8 @@ public sealed class FeatureStoreFixture : IDisposable
     public const string Ws = "ws-test";
 
     public FeatureStore OpenStore(string onlineFile = "features-online.db") =>
-        new(Catalog, Guard, Policies, new FeatureStoreOptions
+        new(new SqliteFeatureRepository(Catalog), new SqliteOnlineFeatureRows(Path.Combine(Directory, onlineFile)), Guard, Policies, new FeatureStoreOptions
         {
-            OnlineStorePath = Path.Combine(Directory, onlineFile),
             CacheCapacity = CacheCapacity,
             CacheScheduler = Scheduler,
         }, Clock);
@@ -94,8 +94,8 @@ public sealed class FeatureStoreFixture : IDisposable
     public async Task<List<string>> BlobKeysAsync(string prefix = "") => await Locations.ListKeysAsync("local", prefix, CancellationToken.None).ToListAsync();
 
     /// <summary>A view "quality" over example ids: quality (float64), cluster (int64), contaminated (bool), lang (string), emb (float32[4]).</summary>
-    public FeatureView CreateQualityView(string name = "quality", string? policy = null, TimeSpan? ttl = null) =>
-        Store.CreateView(Ws, new FeatureViewSpec
+    public async Task<FeatureView> CreateQualityViewAsync(string name = "quality", string? policy = null, TimeSpan? ttl = null) =>
+        (await Store.CreateViewAsync(Ws, new FeatureViewSpec
         {
             Name = name,
             EntityKey = "example_id",
@@ -109,7 +109,7 @@ public sealed class FeatureStoreFixture : IDisposable
             ],
             Ttl = ttl,
             Policy = policy,
-        }).View;
+        })).View;
 
     public static Dictionary<string, object?> Row(string key, DateTimeOffset time, double? quality = null, long? cluster = null, bool? contaminated = null, string? lang = null, float[]? emb = null)
     {

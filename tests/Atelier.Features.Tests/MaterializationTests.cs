@@ -16,7 +16,7 @@ public sealed class MaterializationTests : IDisposable
 
     private async Task PlantAsync()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
         await _f.PushAsync(
             "quality",
             Row("e1", T0, quality: 0.9, cluster: 1, contaminated: false),
@@ -88,7 +88,7 @@ public sealed class MaterializationTests : IDisposable
         // Only the first segment has events at or before T; the second cannot contribute.
         var segment = Assert.Single(source.Segments);
         Assert.Equal(1, segment.Seq);
-        Assert.Equal(_f.Store.Segments(_f.Store.GetView(Ws, "quality"))[0].Sha256, segment.Sha256);
+        Assert.Equal((await _f.Store.SegmentsAsync(await _f.Store.GetViewAsync(Ws, "quality")))[0].Sha256, segment.Sha256);
         Assert.Equal("default", manifest.Policy.Name);
         Assert.Equal("quality:cluster", manifest.Query.OnePer);
         Assert.Equal("0.5", manifest.Query.Filters[0].Value);
@@ -103,7 +103,7 @@ public sealed class MaterializationTests : IDisposable
         var stored = await JsonSerializer.DeserializeAsync<TrainingSetManifest>(blob, Storage.FeatureCatalog.Json);
         Assert.Equal(manifest.Id, stored!.Id);
         Assert.Equal(manifest.Examples, stored.Examples);
-        Assert.Equal(manifest.Id, _f.Store.GetTrainingSet(Ws, manifest.Id).Id);
+        Assert.Equal(manifest.Id, (await _f.Store.GetTrainingSetAsync(Ws, manifest.Id)).Id);
     }
 
     private async Task<string> ShaAsync(string key)
@@ -120,7 +120,7 @@ public sealed class MaterializationTests : IDisposable
     public async Task Materialize_FromViewsWithDifferentPolicies_PlacesUnderTheirIntersection()
     {
         await PlantAsync();
-        _f.Store.CreateView(Ws, new Schema.FeatureViewSpec
+        await _f.Store.CreateViewAsync(Ws, new Schema.FeatureViewSpec
         {
             Name = "tox",
             EntityKey = "example_id",
@@ -149,7 +149,7 @@ public sealed class MaterializationTests : IDisposable
         Assert.Equal("default", error.PolicyName);
         Assert.Empty(await _f.Locations.ListKeysAsync("us-cloud", "dataset/", CancellationToken.None).ToListAsync());
         Assert.Empty(await _f.BlobKeysAsync("dataset/"));
-        Assert.Empty(_f.Store.ListTrainingSets(Ws));
+        Assert.Empty(await _f.Store.ListTrainingSetsAsync(Ws));
     }
 
     [Fact]

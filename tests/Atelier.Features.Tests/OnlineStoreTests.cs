@@ -14,12 +14,12 @@ public sealed class OnlineStoreTests : IDisposable
     [Fact]
     public async Task Online_AfterSeveralPushes_ReturnsTheLatestByEventTime_EvenWhenAnOlderEventArrivesLast()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
         await _f.PushAsync("quality", Row("a", T0.AddHours(1), quality: 0.1, lang: "fr"), Row("b", T0, quality: 0.5));
         await _f.PushAsync("quality", Row("a", T0.AddHours(3), quality: 0.3, emb: [1, 0, 0, 1]));
         await _f.PushAsync("quality", Row("a", T0.AddHours(2), quality: 0.2)); // a late backfill
 
-        var values = _f.Store.GetOnline(Ws, "quality", null, ["a", "b", "missing"]);
+        var values = await _f.Store.GetOnlineAsync(Ws, "quality", null, ["a", "b", "missing"]);
 
         Assert.Equal(0.3, values[0].Values![0]);
         Assert.Equal(T0.AddHours(3), values[0].EventTime);
@@ -32,14 +32,14 @@ public sealed class OnlineStoreTests : IDisposable
     [Fact]
     public async Task Online_AfterACachedLookup_APushOfANewerValueIsSeenAtOnce()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
         await _f.PushAsync("quality", Row("a", T0, quality: 0.1));
-        Assert.Equal(0.1, _f.Store.GetOnline(Ws, "quality", null, ["a", "z"])[0].Values![0]);
-        Assert.Equal(0.1, _f.Store.GetOnline(Ws, "quality", null, ["a"])[0].Values![0]); // from the cache
+        Assert.Equal(0.1, (await _f.Store.GetOnlineAsync(Ws, "quality", null, ["a", "z"]))[0].Values![0]);
+        Assert.Equal(0.1, (await _f.Store.GetOnlineAsync(Ws, "quality", null, ["a"]))[0].Values![0]); // from the cache
 
         await _f.PushAsync("quality", Row("a", T0.AddSeconds(1), quality: 0.9), Row("z", T0, quality: 0.4));
 
-        var after = _f.Store.GetOnline(Ws, "quality", null, ["a", "z"]);
+        var after = await _f.Store.GetOnlineAsync(Ws, "quality", null, ["a", "z"]);
         Assert.Equal(0.9, after[0].Values![0]);
         Assert.Equal(0.4, after[1].Values![0]); // a cached "absent" was dropped too
         Assert.True(_f.Store.Online.Statistics.Hits >= 1);
@@ -48,7 +48,7 @@ public sealed class OnlineStoreTests : IDisposable
     [Fact]
     public async Task Online_AfterACrashBeforeTheOnlineStoreCaughtUp_ReplaysCommittedSegmentsOnCatchUp()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
         await _f.PushAsync("quality", Row("a", T0, quality: 0.1));
         await _f.PushAsync("quality", Row("a", T0.AddHours(1), quality: 0.2), Row("b", T0, quality: 0.7));
 
@@ -56,7 +56,7 @@ public sealed class OnlineStoreTests : IDisposable
         var (reopened, recovered) = await _f.ReopenAsync("features-online-lost.db");
 
         Assert.Equal(2, recovered);
-        var values = reopened.GetOnline(Ws, "quality", null, ["a", "b"]);
+        var values = await reopened.GetOnlineAsync(Ws, "quality", null, ["a", "b"]);
         Assert.Equal(0.2, values[0].Values![0]);
         Assert.Equal(0.7, values[1].Values![0]);
     }
@@ -65,21 +65,21 @@ public sealed class OnlineStoreTests : IDisposable
     public async Task Cache_WithSmallCapacity_KeepsTheHotKeysThroughAScanOfColdKeys()
     {
         using var f = new FeatureStoreFixture(cacheCapacity: 50, scheduler: new ForegroundScheduler());
-        var view = f.CreateQualityView();
+        var view = await f.CreateQualityViewAsync();
         var rows = Enumerable.Range(0, 2000).Select(i => Row("k" + i, T0, quality: i)).ToArray();
         await f.PushAsync("quality", rows);
 
         var hot = Enumerable.Range(0, 20).Select(i => "k" + i).ToArray();
         for (var round = 0; round < 30; round++)
         {
-            f.Store.GetOnline(view, hot);
+            await f.Store.GetOnlineAsync(view, hot);
             f.Store.Online.DoCacheMaintenance();
         }
 
         // A one-pass scan of 1,500 cold keys: an LRU would end up holding only scan keys.
         for (var i = 500; i < 2000; i += 10)
         {
-            f.Store.GetOnline(view, [.. Enumerable.Range(i, 10).Select(j => "k" + j)]);
+            await f.Store.GetOnlineAsync(view, [.. Enumerable.Range(i, 10).Select(j => "k" + j)]);
             f.Store.Online.DoCacheMaintenance();
         }
 
@@ -106,7 +106,7 @@ public sealed class FeatureMetricsTests : IDisposable
     [Fact]
     public async Task Cache_Lookups_AreCountedOnTheAtelierMeter()
     {
-        var view = _f.CreateQualityView();
+        var view = await _f.CreateQualityViewAsync();
         await _f.PushAsync("quality", Row("a", T0, quality: 0.1));
         long hits = 0, misses = 0;
         using var listener = new MeterListener();
@@ -130,8 +130,8 @@ public sealed class FeatureMetricsTests : IDisposable
         });
         listener.Start();
 
-        _f.Store.GetOnline(view, ["a", "b"]);
-        _f.Store.GetOnline(view, ["a", "b", "a"]);
+        await _f.Store.GetOnlineAsync(view, ["a", "b"]);
+        await _f.Store.GetOnlineAsync(view, ["a", "b", "a"]);
 
         Assert.Equal(2, Interlocked.Read(ref misses));
         Assert.Equal(3, Interlocked.Read(ref hits));

@@ -14,7 +14,7 @@ public sealed class PointInTimeTests : IDisposable
     [Fact]
     public async Task Historical_WithValuesPlantedBeforeAndAfterT_JoinsTheLatestAtOrBeforeT_NeverALaterOne()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
         await _f.PushAsync("quality", Row("a", T0.AddHours(1), quality: 0.1), Row("a", T0.AddHours(2), quality: 0.2));
 
         // Pushed later, but with an event time after T: it must never show up at T.
@@ -39,7 +39,7 @@ public sealed class PointInTimeTests : IDisposable
     [Fact]
     public async Task Historical_OnSeededRandomLogs_MatchesBruteForce_AndNeverReturnsAValueFromAfterT()
     {
-        _f.CreateQualityView();
+        await _f.CreateQualityViewAsync();
         var random = new Random(1234);
         var planted = new List<(string Key, DateTimeOffset Time, long Order, double Quality)>();
         long order = 0;
@@ -81,7 +81,7 @@ public sealed class PointInTimeTests : IDisposable
     [Fact]
     public async Task Historical_WithTtl_DropsValuesOlderThanTheTtl()
     {
-        _f.CreateQualityView(ttl: TimeSpan.FromHours(1));
+        await _f.CreateQualityViewAsync(ttl: TimeSpan.FromHours(1));
         await _f.PushAsync("quality", Row("a", T0, quality: 0.5));
 
         var table = await _f.Store.GetHistoricalAsync(
@@ -97,8 +97,8 @@ public sealed class PointInTimeTests : IDisposable
     [Fact]
     public async Task Historical_AcrossTwoViews_JoinsEachAsOfTheRowAndWritesReadableParquet()
     {
-        _f.CreateQualityView();
-        _f.Store.CreateView(Ws, new FeatureViewSpec { Name = "stats", EntityKey = "example_id", Fields = [new FeatureField("tokens", FeatureType.Int64), new FeatureField("quality", FeatureType.Float64)] });
+        await _f.CreateQualityViewAsync();
+        await _f.Store.CreateViewAsync(Ws, new FeatureViewSpec { Name = "stats", EntityKey = "example_id", Fields = [new FeatureField("tokens", FeatureType.Int64), new FeatureField("quality", FeatureType.Float64)] });
         await _f.PushAsync("quality", Row("a", T0, quality: 0.7, emb: [1, 2, 3, 4]));
         await _f.Store.PushAsync(Ws, "stats", null, [new Dictionary<string, object?> { ["example_id"] = "a", ["event_timestamp"] = T0.AddHours(1), ["tokens"] = 42L, ["quality"] = 0.9 }], "test", CancellationToken.None);
 

@@ -1,4 +1,5 @@
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
 using Atelier.Data.Tokenization;
@@ -8,7 +9,7 @@ using Atelier.Storage.Placement;
 
 namespace Atelier.Registry.Tests;
 
-public sealed class ModelRegistryTests : IDisposable
+public sealed class ModelRegistryTests : IDisposable, IAsyncLifetime
 {
     private static readonly ResidencyPolicy EuOnly = new() { Name = "eu-only", AllowedJurisdictions = ["EU"] };
 
@@ -20,8 +21,8 @@ public sealed class ModelRegistryTests : IDisposable
     private readonly AuditLog _audit;
     private readonly PlacementGuard _guard;
     private readonly ModelRegistry _registry;
-    private readonly Workspace _teamA;
-    private readonly Workspace _teamB;
+    private Workspace _teamA = null!;
+    private Workspace _teamB = null!;
 
     public ModelRegistryTests()
     {
@@ -34,11 +35,17 @@ public sealed class ModelRegistryTests : IDisposable
             _data);
         _audit = new AuditLog(Path.Combine(_data, "audit"), TimeProvider.System);
         _guard = new PlacementGuard(locations, _audit);
-        _registry = new ModelRegistry(_catalog, _guard, TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
-        var keys = new ApiKeyStore(_catalog, TimeProvider.System);
-        _teamA = keys.EnsureWorkspace("team-a");
-        _teamB = keys.EnsureWorkspace("team-b");
+        _registry = new ModelRegistry(new SqliteModelRepository(_catalog), _guard, TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
     }
+
+    public async Task InitializeAsync()
+    {
+        var keys = new ApiKeyStore(new SqliteApiKeyRepository(_catalog), TimeProvider.System);
+        _teamA = await keys.EnsureWorkspaceAsync("team-a");
+        _teamB = await keys.EnsureWorkspaceAsync("team-b");
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
 
     public void Dispose()
     {
@@ -351,7 +358,7 @@ public sealed class ModelRegistryTests : IDisposable
         // A store whose reads are not FileStreams, as an S3-compatible one would be.
         var store = new StreamOnlyStore(new Storage.Blobs.LocalDirectoryBlobStore("remote", Path.Combine(_data, "remote")));
         var locations = new StorageLocations([(new LocationDescriptor { Id = "remote", Uri = "remote", Country = "FR", Blocs = ["EU"], OnPrem = true }, (Storage.Blobs.IBlobStore)store)]);
-        var registry = new ModelRegistry(_catalog, new PlacementGuard(locations, _audit), TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
+        var registry = new ModelRegistry(new SqliteModelRepository(_catalog), new PlacementGuard(locations, _audit), TimeProvider.System, Path.Combine(_data, "cache"), new ModelImportRoots([_importRoot]));
         var model = await registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = TinyModel() }, EuOnly, "remote", "key:admin", "default", CancellationToken.None);
 
         await Assert.ThrowsAsync<NotSupportedException>(async () => await registry.LocalModelDirectoryAsync(model, CancellationToken.None));
@@ -399,8 +406,8 @@ public sealed class ModelRegistryTests : IDisposable
 
         var upgraded = new CatalogDatabase(_catalog.Path);
         Assert.Equal(CatalogDatabase.LatestSchemaVersion, upgraded.SchemaVersion);
-        Assert.Equal("team-a", new ApiKeyStore(upgraded, TimeProvider.System).GetWorkspace(_teamA.Id)!.Name);
-        var registry = new ModelRegistry(upgraded, _guard, TimeProvider.System, importRoots: new ModelImportRoots([_importRoot]));
+        Assert.Equal("team-a", (await new ApiKeyStore(new SqliteApiKeyRepository(upgraded), TimeProvider.System).GetWorkspaceAsync(_teamA.Id))!.Name);
+        var registry = new ModelRegistry(new SqliteModelRepository(upgraded), _guard, TimeProvider.System, importRoots: new ModelImportRoots([_importRoot]));
         await registry.ImportBaseModelAsync(new BaseModelImport { SourceDirectory = TinyModel() }, EuOnly, "paris", "key:admin", "default", CancellationToken.None);
         Assert.Single(await registry.ListAsync(_teamA.Id, CancellationToken.None));
     }

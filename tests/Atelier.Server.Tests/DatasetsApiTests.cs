@@ -127,12 +127,12 @@ public sealed class DatasetsApiTests
         }
 
         // As if the server had died while building: the row says 'running'.
-        var catalog = new CatalogDatabase(Path.Combine(data, "catalog.db"));
-        var files = new FileCatalog(catalog, TimeProvider.System);
-        var workspace = new ApiKeyStore(catalog, TimeProvider.System).EnsureWorkspace("default");
+        var catalog = Atelier.Catalog.Sqlite.SqliteCatalog.Open(Path.Combine(data, "catalog.db"));
+        var files = catalog.Files;
+        var workspace = await new ApiKeyStore(catalog.Keys, TimeProvider.System).EnsureWorkspaceAsync("default");
         var id = "ds-" + Guid.NewGuid().ToString("D");
-        var datasets = new DatasetCatalog(catalog, TimeProvider.System);
-        datasets.Insert(new DatasetRecord
+        var datasets = catalog.Datasets;
+        await datasets.InsertAsync(new DatasetRecord
         {
             Id = id,
             WorkspaceId = workspace.Id,
@@ -144,8 +144,8 @@ public sealed class DatasetsApiTests
             CreatedAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
             CreatedBy = "test",
         });
-        datasets.MarkRunning(id);
-        Assert.NotNull(files.Get(workspace.Id, train));
+        await datasets.MarkRunningAsync(id);
+        Assert.NotNull(await files.GetAsync(workspace.Id, train));
 
         await using var second = await TestServer.StartAsync(dataDirectory: data);
         using var again = second.Client();

@@ -281,7 +281,7 @@ public sealed class FilesApiTests
         await using var second = await TestServer.StartAsync(dataDirectory: data);
         using var again = second.Client();
         Assert.Equal(ValidLine, await again.GetByteArrayAsync($"/v1/files/{id}/content"));
-        Assert.Equal(Atelier.Catalog.CatalogDatabase.LatestSchemaVersion, second.Runtime.Catalog.SchemaVersion);
+        Assert.Equal(Atelier.Catalog.Sqlite.CatalogDatabase.LatestSchemaVersion, second.Runtime.Catalog.Database.SchemaVersion);
         Assert.True(second.Runtime.Audit.Verify().Valid);
     }
 

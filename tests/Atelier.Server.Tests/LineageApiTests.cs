@@ -113,7 +113,7 @@ public sealed class LineageApiTests
         // Jobs cannot be created on a fine-tuned model through the API today; a job row that names
         // one (as an older or future version could write; cancelled, so nothing runs it) still protects it.
         var now = server.Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
-        server.Runtime.Jobs.Insert(new JobRecord
+        await server.Runtime.Jobs.InsertAsync(new JobRecord
         {
             Id = "job-on-fine-tuned",
             WorkspaceId = fineTuned.WorkspaceId!,

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Atelier.Catalog.Sqlite;
 using Atelier.Modeling.Mistral;
 using Atelier.Registry;
 
@@ -10,14 +11,15 @@ namespace Atelier.Server.Tests;
 public sealed class ModelsApiTests
 {
     /// <summary>Registers a fine-tuned model as a finished job would, through a registry over the server's catalog.</summary>
-    internal static Task<RegisteredModel> RegisterFineTunedAsync(TestServer server, string workspaceName, string jobId, string? suffix = null)
+    internal static async Task<RegisteredModel> RegisterFineTunedAsync(TestServer server, string workspaceName, string jobId, string? suffix = null)
     {
         var runtime = server.Runtime;
-        var registry = new ModelRegistry(runtime.Catalog, runtime.Guard, runtime.Clock);
-        return registry.RegisterFineTunedAsync(
+        var registry = new ModelRegistry(new SqliteModelRepository(runtime.Catalog.Database), runtime.Guard, runtime.Clock);
+        var workspace = await runtime.Keys.EnsureWorkspaceAsync(workspaceName);
+        return await registry.RegisterFineTunedAsync(
             new FineTunedModelRegistration
             {
-                Workspace = runtime.Keys.EnsureWorkspace(workspaceName).Id,
+                Workspace = workspace.Id,
                 JobId = jobId,
                 BaseModelId = "tiny-model",
                 Suffix = suffix,

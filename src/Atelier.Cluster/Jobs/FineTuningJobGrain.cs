@@ -7,21 +7,19 @@ using static Atelier.Training.Jobs.FineTuningStatus;
 namespace Atelier.Cluster.Jobs;
 
 /// <summary>The job's state machine; see <see cref="IFineTuningJobGrain"/>.</summary>
-public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : Grain, IFineTuningJobGrain
+public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work) : Grain, IFineTuningJobGrain
 {
     private string Id => this.GetPrimaryKeyString();
 
     private IJobSchedulerGrain Scheduler => GrainFactory.GetGrain<IJobSchedulerGrain>(0);
 
     /// <inheritdoc />
-    public Task SubmitAsync()
+    public async Task SubmitAsync()
     {
-        if (jobs.Transition(Id, [Queued], Validating))
+        if (await jobs.TransitionAsync(Id, [Queued], Validating))
         {
             work.StartValidation(Id);
         }
-
-        return Task.CompletedTask;
     }
 
     /// <inheritdoc />
@@ -29,16 +27,16 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
     {
         if (error is not null)
         {
-            jobs.Transition(Id, [Validating], FailedValidation, error);
+            await jobs.TransitionAsync(Id, [Validating], FailedValidation, error);
             return;
         }
 
-        if (!jobs.Transition(Id, [Validating], Validated))
+        if (!await jobs.TransitionAsync(Id, [Validating], Validated))
         {
             return;
         }
 
-        var job = Job();
+        var job = await JobAsync();
         if (job.AutoStart || job.Started)
         {
             await QueueForSlotAsync();
@@ -48,7 +46,7 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
     /// <inheritdoc />
     public async Task StartAsync()
     {
-        var job = Job();
+        var job = await JobAsync();
         switch (job.Status)
         {
             case Validated:
@@ -56,7 +54,7 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
                 break;
             case Queued or Validating when job.MetadataJson is null:
                 // Still validating: it starts as soon as it is validated.
-                jobs.MarkStarted(Id);
+                await jobs.MarkStartedAsync(Id);
                 break;
             default:
                 throw new ConflictException($"Job '{Id}' is {job.Status}; only a VALIDATED job can be started.");
@@ -66,10 +64,10 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
     /// <inheritdoc />
     public async Task CancelAsync()
     {
-        var job = Job();
+        var job = await JobAsync();
         if (job.Status is Running)
         {
-            if (jobs.Transition(Id, [Running], CancellationRequested) && job.Node is { } node)
+            if (await jobs.TransitionAsync(Id, [Running], CancellationRequested) && job.Node is { } node)
             {
                 await GrainFactory.GetGrain<INodeWorkerGrain>(node).CancelAsync(Id);
             }
@@ -77,7 +75,7 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
             return;
         }
 
-        if (jobs.Transition(Id, [Queued, Validating, Validated], Cancelled))
+        if (await jobs.TransitionAsync(Id, [Queued, Validating, Validated], Cancelled))
         {
             work.Cancel(Id);
             await Scheduler.WithdrawAsync(Id);
@@ -93,8 +91,8 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
     /// <inheritdoc />
     public async Task PlacedAsync(string node)
     {
-        jobs.MarkPlaced(Id, node);
-        if (jobs.Transition(Id, [Queued], Running))
+        await jobs.MarkPlacedAsync(Id, node);
+        if (await jobs.TransitionAsync(Id, [Queued], Running))
         {
             await GrainFactory.GetGrain<INodeWorkerGrain>(node).RunAsync(Id);
         }
@@ -111,13 +109,13 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
         switch (end)
         {
             case RunEnd.Succeeded:
-                jobs.Transition(Id, [Running, CancellationRequested], Success);
+                await jobs.TransitionAsync(Id, [Running, CancellationRequested], Success);
                 break;
             case RunEnd.Failed:
-                jobs.Transition(Id, [Running, CancellationRequested], Failed, error);
+                await jobs.TransitionAsync(Id, [Running, CancellationRequested], Failed, error);
                 break;
             case RunEnd.Cancelled:
-                jobs.Transition(Id, [Running, CancellationRequested], Cancelled);
+                await jobs.TransitionAsync(Id, [Running, CancellationRequested], Cancelled);
                 break;
             case RunEnd.Interrupted:
                 // The node is stopping: the job stays RUNNING in the catalog and the next start
@@ -131,18 +129,18 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
     /// <inheritdoc />
     public async Task RecoverAsync()
     {
-        var job = Job();
+        var job = await JobAsync();
         switch (job.Status)
         {
             case Queued when job.MetadataJson is null:
                 await SubmitAsync();
                 break;
             case Validating:
-                jobs.AddEvent(Id, "recovered", """{"detail":"validation restarted after a restart of the server"}""");
+                await jobs.AddEventAsync(Id, "recovered", """{"detail":"validation restarted after a restart of the server"}""");
                 work.StartValidation(Id);
                 break;
             case Queued:
-                await Scheduler.SubmitAsync(Id, work.DataNode(Id));
+                await Scheduler.SubmitAsync(Id, await work.DataNodeAsync(Id));
                 break;
             case Validated when job.AutoStart || job.Started:
                 await QueueForSlotAsync();
@@ -150,27 +148,27 @@ public sealed class FineTuningJobGrain(JobCatalog jobs, IFineTuningWork work) : 
             case Running:
                 // Its trainer died with the previous process: back in the queue, to resume from
                 // its newest committed checkpoint.
-                if (jobs.Transition(Id, [Running], Queued))
+                if (await jobs.TransitionAsync(Id, [Running], Queued))
                 {
-                    jobs.AddEvent(Id, "recovered", """{"detail":"training resumes from the last committed checkpoint after a restart of the server"}""");
-                    await Scheduler.SubmitAsync(Id, work.DataNode(Id));
+                    await jobs.AddEventAsync(Id, "recovered", """{"detail":"training resumes from the last committed checkpoint after a restart of the server"}""");
+                    await Scheduler.SubmitAsync(Id, await work.DataNodeAsync(Id));
                 }
 
                 break;
             case CancellationRequested:
-                jobs.Transition(Id, [CancellationRequested], Cancelled);
+                await jobs.TransitionAsync(Id, [CancellationRequested], Cancelled);
                 break;
         }
     }
 
     private async Task QueueForSlotAsync()
     {
-        jobs.MarkStarted(Id);
-        if (jobs.Transition(Id, [Validated], Queued))
+        await jobs.MarkStartedAsync(Id);
+        if (await jobs.TransitionAsync(Id, [Validated], Queued))
         {
-            await Scheduler.SubmitAsync(Id, work.DataNode(Id));
+            await Scheduler.SubmitAsync(Id, await work.DataNodeAsync(Id));
         }
     }
 
-    private JobRecord Job() => jobs.GetById(Id) ?? throw new NotFoundException("job", Id);
+    private async Task<JobRecord> JobAsync() => await jobs.GetByIdAsync(Id) ?? throw new NotFoundException("job", Id);
 }

@@ -10,24 +10,22 @@ namespace Atelier.Cluster.Jobs;
 /// set and queue from the catalog, which is the durable state; nodes register again on start.
 /// </remarks>
 [CollectionAgeLimit(AlwaysActive = true)]
-public sealed class JobSchedulerGrain(JobCatalog jobs, TopologyMap topology) : Grain, IJobSchedulerGrain
+public sealed class JobSchedulerGrain(IJobRepository jobs, TopologyMap topology) : Grain, IJobSchedulerGrain
 {
     private readonly Dictionary<string, int> _slots = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _running = new(StringComparer.Ordinal);
     private readonly List<(string JobId, string? DataNode)> _queue = [];
 
     /// <inheritdoc />
-    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        foreach (var job in jobs.Unfinished())
+        foreach (var job in await jobs.UnfinishedAsync(cancellationToken))
         {
             if (job.Status is FineTuningStatus.Running or FineTuningStatus.CancellationRequested && job.Node is { } node)
             {
                 _running[job.Id] = node;
             }
         }
-
-        return Task.CompletedTask;
     }
 
     /// <inheritdoc />
@@ -86,14 +84,14 @@ public sealed class JobSchedulerGrain(JobCatalog jobs, TopologyMap topology) : G
 
             _queue.RemoveAt(0);
             _running[jobId] = node;
-            var job = jobs.GetById(jobId);
+            var job = await jobs.GetByIdAsync(jobId);
             if (job is null || job.Status != FineTuningStatus.Queued)
             {
                 _running.Remove(jobId);
                 continue;
             }
 
-            jobs.AddEvent(jobId, "placed", System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?> { ["node"] = node, ["data_node"] = dataNode }));
+            await jobs.AddEventAsync(jobId, "placed", System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?> { ["node"] = node, ["data_node"] = dataNode }));
 
             // The job's grain is another activation: calling it from here cannot deadlock, because
             // it never calls back into the scheduler and waits for the answer in the same turn.

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Atelier.Catalog;
 using Atelier.Core.Errors;
 using Atelier.Features.Materialization;
 using Atelier.Features.Offline;

@@ -1,10 +1,9 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
-using System.Text;
+using Atelier.Catalog;
 using Atelier.Features.Schema;
 using BitFaster.Caching.Lfu;
 using BitFaster.Caching.Scheduler;
-using Microsoft.Data.Sqlite;
 
 namespace Atelier.Features.Online;
 
@@ -31,9 +30,10 @@ public readonly record struct OnlineCacheStatistics(long Hits, long Misses, int 
 }
 
 /// <summary>
-/// The online store: the latest value per (view version, entity key), kept in a SQLite file (as
-/// Feast's default online store) behind an admission-aware W-TinyLFU cache (BitFaster's
-/// <see cref="ConcurrentLfu{K,V}"/>), so that a scan of cold keys cannot flush the hot set.
+/// The online store: the latest value per (view version, entity key), kept by an
+/// <see cref="IOnlineFeatureRows"/> (a SQLite file in the embedded mode, as Feast's default online
+/// store) behind an admission-aware W-TinyLFU cache (BitFaster's <see cref="ConcurrentLfu{K,V}"/>),
+/// so that a scan of cold keys cannot flush the hot set.
 /// It is a derived index: every row in it came from a committed segment of the view's log, and a
 /// per-view watermark says which segments it has applied, so a crash between a segment's commit
 /// and its application is repaired by replaying the segments after the watermark.
@@ -43,10 +43,7 @@ public sealed class OnlineStore : IDisposable
     /// <summary>The most keys one batch lookup may ask for.</summary>
     public const int MaxBatchKeys = 10_000;
 
-    // SQLite's default limit on host parameters is 32766; stay well below it per statement.
-    private const int KeysPerStatement = 500;
-
-    private readonly string _connectionString;
+    private readonly IOnlineFeatureRows _rows;
     private readonly ConcurrentLfu<OnlineKey, OnlineEntry> _cache;
     private readonly int _capacity;
     private readonly Meter _meter;
@@ -56,46 +53,20 @@ public sealed class OnlineStore : IDisposable
     private long _hits;
     private long _misses;
 
-    /// <summary>Opens (creating if needed) the online store at <paramref name="path"/>.</summary>
-    /// <param name="path">The SQLite file.</param>
+    /// <summary>Opens the online store over <paramref name="rows"/>.</summary>
+    /// <param name="rows">Where the values and watermarks are kept.</param>
     /// <param name="cacheCapacity">How many (view, key) entries the cache holds.</param>
     /// <param name="scheduler">Runs the cache's maintenance; a foreground one makes eviction deterministic in tests.</param>
-    public OnlineStore(string path, int cacheCapacity, IScheduler? scheduler = null)
+    public OnlineStore(IOnlineFeatureRows rows, int cacheCapacity, IScheduler? scheduler = null)
     {
+        ArgumentNullException.ThrowIfNull(rows);
+
         // W-TinyLFU splits the capacity into a 1% window and a main area; below a few dozen entries
         // the split degenerates, so the smallest cache is 16 entries.
         ArgumentOutOfRangeException.ThrowIfLessThan(cacheCapacity, 16);
+        _rows = rows;
         _capacity = cacheCapacity;
-        _connectionString = new SqliteConnectionStringBuilder
-        {
-            DataSource = Path.GetFullPath(path),
-            Mode = SqliteOpenMode.ReadWriteCreate,
-            Pooling = true,
-            DefaultTimeout = 30,
-        }.ToString();
         _cache = new ConcurrentLfu<OnlineKey, OnlineEntry>(Environment.ProcessorCount, cacheCapacity, scheduler ?? new ThreadPoolScheduler(), EqualityComparer<OnlineKey>.Default);
-
-        using (var connection = Open())
-        using (var command = connection.CreateCommand())
-        {
-            command.CommandText = """
-                PRAGMA journal_mode=WAL;
-                CREATE TABLE IF NOT EXISTS online_values (
-                    view_id    TEXT NOT NULL,
-                    entity_key TEXT NOT NULL,
-                    event_time INTEGER NOT NULL,
-                    ordinal    INTEGER NOT NULL,
-                    vals       BLOB NOT NULL,
-                    PRIMARY KEY (view_id, entity_key)
-                ) WITHOUT ROWID;
-                CREATE TABLE IF NOT EXISTS online_watermarks (
-                    view_id TEXT PRIMARY KEY,
-                    seq     INTEGER NOT NULL
-                );
-                """;
-            command.ExecuteNonQuery();
-        }
-
         _meter = new Meter(FeatureMetrics.MeterName);
 
         // The Prometheus exporter appends _total to counters: these read atelier_feature_cache_hits_total and _misses_total.
@@ -116,68 +87,29 @@ public sealed class OnlineStore : IDisposable
     public bool IsCached(string viewId, string entityKey) => _cache.TryGet(new OnlineKey(viewId, entityKey), out _);
 
     /// <summary>The last segment of <paramref name="viewId"/>'s log applied to the store; 0 when none.</summary>
-    public long Watermark(string viewId)
-    {
-        using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT seq FROM online_watermarks WHERE view_id = $v";
-        command.Parameters.AddWithValue("$v", viewId);
-        return command.ExecuteScalar() is long seq ? seq : 0;
-    }
+    public ValueTask<long> WatermarkAsync(string viewId, CancellationToken cancellationToken = default) => _rows.WatermarkAsync(viewId, cancellationToken);
 
     /// <summary>
     /// Applies the rows of committed segment <paramref name="segmentSeq"/>: each key keeps the value
     /// with the latest event time (a backfill of older events never overwrites a newer value; at equal
     /// event times the later write wins). The watermark moves in the same transaction.
     /// </summary>
-    public void Apply(FeatureView view, long segmentSeq, IReadOnlyList<FeatureRow> rows)
+    public async ValueTask ApplyAsync(FeatureView view, long segmentSeq, IReadOnlyList<FeatureRow> rows, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(view);
         ArgumentNullException.ThrowIfNull(rows);
-        using (var connection = Open())
-        using (var transaction = connection.BeginTransaction())
+        var encoded = new OnlineFeatureRow[rows.Count];
+        for (var i = 0; i < encoded.Length; i++)
         {
-            using (var upsert = connection.CreateCommand())
-            {
-                upsert.Transaction = transaction;
-                upsert.CommandText = """
-                    INSERT INTO online_values(view_id, entity_key, event_time, ordinal, vals) VALUES ($v, $k, $t, $o, $x)
-                    ON CONFLICT(view_id, entity_key) DO UPDATE SET event_time = excluded.event_time, ordinal = excluded.ordinal, vals = excluded.vals
-                    WHERE excluded.event_time > online_values.event_time
-                       OR (excluded.event_time = online_values.event_time AND excluded.ordinal > online_values.ordinal)
-                    """;
-                var v = upsert.Parameters.AddWithValue("$v", view.Id);
-                var k = upsert.Parameters.Add("$k", SqliteType.Text);
-                var t = upsert.Parameters.Add("$t", SqliteType.Integer);
-                var o = upsert.Parameters.Add("$o", SqliteType.Integer);
-                var x = upsert.Parameters.Add("$x", SqliteType.Blob);
-                upsert.Prepare();
-                for (var i = 0; i < rows.Count; i++)
-                {
-                    var row = rows[i];
-                    k.Value = row.EntityKey;
-                    t.Value = row.EventTime.UtcTicks;
-                    o.Value = Ordinal(segmentSeq, i);
-                    x.Value = OnlineValueCodec.Encode(view.Fields, row.Values);
-                    upsert.ExecuteNonQuery();
-                }
-            }
-
-            using (var mark = connection.CreateCommand())
-            {
-                mark.Transaction = transaction;
-                mark.CommandText = "INSERT INTO online_watermarks(view_id, seq) VALUES ($v, $s) ON CONFLICT(view_id) DO UPDATE SET seq = MAX(seq, excluded.seq)";
-                mark.Parameters.AddWithValue("$v", view.Id);
-                mark.Parameters.AddWithValue("$s", segmentSeq);
-                mark.ExecuteNonQuery();
-            }
-
-            transaction.Commit();
+            var row = rows[i];
+            encoded[i] = new OnlineFeatureRow(row.EntityKey, row.EventTime, Ordinal(segmentSeq, i), OnlineValueCodec.Encode(view.Fields, row.Values));
         }
+
+        await _rows.ApplyAsync(view.Id, segmentSeq, encoded, cancellationToken).ConfigureAwait(false);
 
         // The epoch moves after the commit and before the invalidation. A reader that loaded a value
         // before the commit sees a different epoch after caching it and takes its entry back out, so
-        // no stale value can outlive this write in the cache (see Get).
+        // no stale value can outlive this write in the cache (see GetAsync).
         Interlocked.Increment(ref Epoch(view.Id).Value);
         foreach (var row in rows)
         {
@@ -189,7 +121,8 @@ public sealed class OnlineStore : IDisposable
     public static long Ordinal(long segmentSeq, int row) => (segmentSeq << 32) | (uint)row;
 
     /// <summary>The latest value of each key, in the order asked; keys with no value come back not found.</summary>
-    public OnlineFeatureValue[] Get(FeatureView view, IReadOnlyList<string> keys)
+    /// <remarks>Completes synchronously when the cache answers every key.</remarks>
+    public ValueTask<OnlineFeatureValue[]> GetAsync(FeatureView view, IReadOnlyList<string> keys, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(view);
         ArgumentNullException.ThrowIfNull(keys);
@@ -212,14 +145,32 @@ public sealed class OnlineStore : IDisposable
         _hitCounter.Add(hits);
         if (missing is null)
         {
-            return result;
+            return ValueTask.FromResult(result);
         }
 
         Interlocked.Add(ref _misses, missing.Count);
         _missCounter.Add(missing.Count);
+        return LoadMissingAsync(view, keys, missing, result, cancellationToken);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private async ValueTask<OnlineFeatureValue[]> LoadMissingAsync(FeatureView view, IReadOnlyList<string> keys, List<int> missing, OnlineFeatureValue[] result, CancellationToken cancellationToken)
+    {
         var epoch = Epoch(view.Id);
         var before = Volatile.Read(ref epoch.Value);
-        var loaded = Load(view, keys, missing);
+        var asked = new string[missing.Count];
+        for (var j = 0; j < asked.Length; j++)
+        {
+            asked[j] = keys[missing[j]];
+        }
+
+        var stored = await _rows.GetAsync(view.Id, asked, cancellationToken).ConfigureAwait(false);
+        var loaded = new Dictionary<string, OnlineEntry>(stored.Count, StringComparer.Ordinal);
+        foreach (var row in stored)
+        {
+            loaded[row.EntityKey] = new OnlineEntry(row.EventTime.UtcTicks, OnlineValueCodec.Decode(view.Fields, row.Values));
+        }
+
         foreach (var i in missing)
         {
             var key = new OnlineKey(view.Id, keys[i]);
@@ -240,43 +191,7 @@ public sealed class OnlineStore : IDisposable
         return result;
     }
 
-    private Dictionary<string, OnlineEntry> Load(FeatureView view, IReadOnlyList<string> keys, List<int> missing)
-    {
-        var found = new Dictionary<string, OnlineEntry>(missing.Count, StringComparer.Ordinal);
-        using var connection = Open();
-        for (var start = 0; start < missing.Count; start += KeysPerStatement)
-        {
-            var count = Math.Min(KeysPerStatement, missing.Count - start);
-            using var command = connection.CreateCommand();
-            var sql = new StringBuilder("SELECT entity_key, event_time, vals FROM online_values WHERE view_id = $v AND entity_key IN (");
-            command.Parameters.AddWithValue("$v", view.Id);
-            for (var j = 0; j < count; j++)
-            {
-                var name = "$k" + j.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                sql.Append(j == 0 ? name : "," + name);
-                command.Parameters.AddWithValue(name, keys[missing[start + j]]);
-            }
-
-            command.CommandText = sql.Append(')').ToString();
-            using var reader = command.ExecuteReader();
-            while (reader.Read())
-            {
-                var blob = (byte[])reader.GetValue(2);
-                found[reader.GetString(0)] = new OnlineEntry(reader.GetInt64(1), OnlineValueCodec.Decode(view.Fields, blob));
-            }
-        }
-
-        return found;
-    }
-
     private StrongBox<long> Epoch(string viewId) => _writeEpochs.GetOrAdd(viewId, static _ => new StrongBox<long>());
-
-    private SqliteConnection Open()
-    {
-        var connection = new SqliteConnection(_connectionString);
-        connection.Open();
-        return connection;
-    }
 
     /// <inheritdoc />
     public void Dispose()

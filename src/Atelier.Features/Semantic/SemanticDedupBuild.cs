@@ -36,7 +36,7 @@ namespace Atelier.Features.Semantic;
 /// <param name="files">Uploaded files: the source's inputs and the eval files.</param>
 /// <param name="guard">The placement guard, through which every byte is read.</param>
 /// <param name="registry">The model registry: the base model that embeds.</param>
-public sealed class SemanticDedupBuild(DatasetCatalog datasets, FileCatalog files, PlacementGuard guard, ModelRegistry registry) : IDerivedDatasetBuilder
+public sealed class SemanticDedupBuild(IDatasetRepository datasets, IFileRepository files, PlacementGuard guard, ModelRegistry registry) : IDerivedDatasetBuilder
 {
     /// <summary>The report file added to the version.</summary>
     public const string ReportFile = "semantic-dedup.json";
@@ -60,7 +60,7 @@ public sealed class SemanticDedupBuild(DatasetCatalog datasets, FileCatalog file
         ArgumentNullException.ThrowIfNull(progress);
         var request = JsonSerializer.Deserialize<SemanticDedupRequest>(dataset.RequestJson, AtelierJson.Options)!;
         var resolved = await ResolvedSemanticDedup.ResolveAsync(datasets, files, registry, dataset.WorkspaceId, request, cancel).ConfigureAwait(false);
-        var (training, validation) = DatasetBuildService.Resolve(files, dataset.WorkspaceId, resolved.SourceRequest);
+        var (training, validation) = await DatasetBuildService.ResolveAsync(files, dataset.WorkspaceId, resolved.SourceRequest, cancel).ConfigureAwait(false);
         var options = resolved.SourceRequest.SeqLen is { } seqLen ? resolved.SourceRequest.Options with { SequenceLength = seqLen } : resolved.SourceRequest.Options;
 
         progress.Report(new DatasetBuildProgress("reading-source", 0, 0, 0, 0, 0, 0, 0));
@@ -81,7 +81,7 @@ public sealed class SemanticDedupBuild(DatasetCatalog datasets, FileCatalog file
         if (resolved.EvalDataset is { } evalDataset)
         {
             var evalRequest = JsonSerializer.Deserialize<CreateDatasetRequest>(evalDataset.RequestJson, AtelierJson.Options)!;
-            var (evalTraining, _) = DatasetBuildService.Resolve(files, dataset.WorkspaceId, evalRequest);
+            var (evalTraining, _) = await DatasetBuildService.ResolveAsync(files, dataset.WorkspaceId, evalRequest, cancel).ConfigureAwait(false);
             foreach (var kept in await KeptExamplesAsync(evalDataset, evalTraining, evalRequest.Options.MaxLineBytes, cancel).ConfigureAwait(false))
             {
                 evalItems.Add(($"{evalDataset.Id}/{evalTraining[kept.Input].Id}:{kept.Example.Line.ToString(CultureInfo.InvariantCulture)}", kept.Example));

@@ -64,7 +64,7 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
     /// Checks a request: thresholds (422 naming the field), the source dataset and eval dataset
     /// (404 unknown, 409 not succeeded), the model (404 unknown, 422 not a base model), the eval files (404).
     /// </summary>
-    public static async Task<ResolvedSemanticDedup> ResolveAsync(DatasetCatalog datasets, FileCatalog files, ModelRegistry registry, string workspaceId, SemanticDedupRequest request, CancellationToken cancel)
+    public static async Task<ResolvedSemanticDedup> ResolveAsync(IDatasetRepository datasets, IFileRepository files, ModelRegistry registry, string workspaceId, SemanticDedupRequest request, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(datasets);
         ArgumentNullException.ThrowIfNull(files);
@@ -82,7 +82,7 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
             throw Invalid("'model' is required: the base model whose hidden states embed the examples.", "model");
         }
 
-        var source = Succeeded(datasets, workspaceId, request.SourceDataset ?? "");
+        var source = await SucceededAsync(datasets, workspaceId, request.SourceDataset ?? "", cancel).ConfigureAwait(false);
         var sourceRequest = ReadSourceRequest(source);
         var model = await registry.FindAsync(workspaceId, request.Model, cancel).ConfigureAwait(false) ?? throw new NotFoundException("model", request.Model);
         if (model.Kind != ModelKind.Base)
@@ -90,12 +90,14 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
             throw Invalid($"Model '{request.Model}' is a fine-tuned adapter; embeddings come from a base model.", "model");
         }
 
-        var evalFiles = request.EvalFiles.Select(id =>
+        var evalFiles = new List<FileRecord>(request.EvalFiles.Count);
+        foreach (var id in request.EvalFiles)
         {
-            var file = files.Get(workspaceId, id) ?? throw new NotFoundException("file", id);
-            return file.Purpose == "fine-tune" ? file : throw Invalid($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; eval items are read from fine-tune files.", "eval_files");
-        }).ToArray();
-        var evalDataset = request.EvalDataset is { } evalId ? Succeeded(datasets, workspaceId, evalId) : null;
+            var file = await files.GetAsync(workspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
+            evalFiles.Add(file.Purpose == "fine-tune" ? file : throw Invalid($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; eval items are read from fine-tune files.", "eval_files"));
+        }
+
+        var evalDataset = request.EvalDataset is { } evalId ? await SucceededAsync(datasets, workspaceId, evalId, cancel).ConfigureAwait(false) : null;
         if (evalDataset is not null)
         {
             _ = ReadSourceRequest(evalDataset);
@@ -104,9 +106,9 @@ public sealed record ResolvedSemanticDedup(DatasetRecord Source, CreateDatasetRe
         return new ResolvedSemanticDedup(source, sourceRequest, model, evalFiles, evalDataset);
     }
 
-    private static DatasetRecord Succeeded(DatasetCatalog datasets, string workspaceId, string id)
+    private static async Task<DatasetRecord> SucceededAsync(IDatasetRepository datasets, string workspaceId, string id, CancellationToken cancel)
     {
-        var record = datasets.Get(workspaceId, id) ?? throw new NotFoundException("dataset", id);
+        var record = await datasets.GetAsync(workspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("dataset", id);
         return record.Status == "succeeded" ? record : throw new ConflictException($"Dataset '{id}' is {record.Status}; semantic dedup reads a succeeded dataset.");
     }
 

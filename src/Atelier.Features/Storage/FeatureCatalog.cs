@@ -1,5 +1,3 @@
-using System.Globalization;
-using Microsoft.Data.Sqlite;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Atelier.Catalog;
@@ -8,36 +6,21 @@ using Atelier.Features.Schema;
 
 namespace Atelier.Features.Storage;
 
-/// <summary>A committed segment of a view's append-only log: one immutable Parquet blob.</summary>
-/// <param name="ViewId">The view version it belongs to.</param>
-/// <param name="Seq">Its position in the log, from 1.</param>
-/// <param name="LocationId">Where the blob is.</param>
-/// <param name="BlobKey">The blob key.</param>
-/// <param name="Rows">How many rows.</param>
-/// <param name="Bytes">Blob size.</param>
-/// <param name="Sha256">Blob hash, as the placement receipt recorded it.</param>
-/// <param name="MinEventTime">The earliest event time in it.</param>
-/// <param name="MaxEventTime">The latest event time in it.</param>
-/// <param name="Source">What it was made from: <c>push</c> or a Parquet file name.</param>
-/// <param name="CreatedAt">When it was committed.</param>
-public sealed record FeatureSegment(
-    string ViewId, long Seq, string LocationId, string BlobKey, long Rows, long Bytes, string Sha256,
-    DateTimeOffset MinEventTime, DateTimeOffset MaxEventTime, string Source, DateTimeOffset CreatedAt);
-
 /// <summary>
-/// The feature store's metadata: view versions, the segments of each view's log, and materialised
-/// training sets. The tables live in the catalog database and are created by its numbered migration 3.
+/// The feature store's metadata (view versions, the segments of each view's log, materialised
+/// training sets) over the catalog's <see cref="IFeatureRepository"/>: maps the domain types to the
+/// catalog's records, whose definitions and manifests are this class's JSON.
 /// Feature values themselves never live here: they are in Parquet blobs written through the placement guard.
 /// </summary>
 public sealed class FeatureCatalog
 {
-    private readonly CatalogDatabase _catalog;
+    private readonly IFeatureRepository _repository;
 
-    /// <summary>Uses the feature tables of <paramref name="catalog"/> (already migrated when it was opened).</summary>
-    public FeatureCatalog(CatalogDatabase catalog)
+    /// <summary>Uses <paramref name="repository"/> for every read and write.</summary>
+    public FeatureCatalog(IFeatureRepository repository)
     {
-        ArgumentNullException.ThrowIfNull(catalog);
-        _catalog = catalog;
+        ArgumentNullException.ThrowIfNull(repository);
+        _repository = repository;
     }
 
     /// <summary>The JSON form of stored definitions and manifests: snake_case, enums as strings.</summary>
@@ -49,89 +32,74 @@ public sealed class FeatureCatalog
     };
 
     /// <summary>Inserts a view version; false when that (workspace, name, version) already exists.</summary>
-    public bool TryInsertView(FeatureView view)
+    public Task<bool> TryInsertViewAsync(FeatureView view, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(view);
-        return _catalog.Execute(
-            "INSERT OR IGNORE INTO feature_views(id, workspace_id, name, version, definition, created_at) VALUES ($id, $w, $n, $v, $d, $c)",
-            ("$id", view.Id), ("$w", view.Workspace), ("$n", view.Name), ("$v", view.Version),
-            ("$d", JsonSerializer.Serialize(view, Json)), ("$c", view.CreatedAt.ToUnixTimeMilliseconds())) == 1;
+        return _repository.TryInsertViewAsync(
+            new FeatureViewRecord(view.Id, view.Workspace, view.Name, view.Version, JsonSerializer.Serialize(view, Json), view.CreatedAt),
+            cancellationToken);
     }
 
     /// <summary>The view <paramref name="name"/> at <paramref name="version"/>, or its latest version when null.</summary>
-    public FeatureView? FindView(string workspace, string name, int? version) => _catalog.Query(
-        version is null
-            ? "SELECT definition FROM feature_views WHERE workspace_id = $w AND name = $n ORDER BY version DESC LIMIT 1"
-            : "SELECT definition FROM feature_views WHERE workspace_id = $w AND name = $n AND version = $v",
-        Definition<FeatureView>,
-        ("$w", workspace), ("$n", name), ("$v", version ?? 0)).FirstOrDefault();
+    public async Task<FeatureView?> FindViewAsync(string workspace, string name, int? version, CancellationToken cancellationToken = default) =>
+        await _repository.FindViewAsync(workspace, name, version, cancellationToken).ConfigureAwait(false) is { } record ? View(record) : null;
 
     /// <summary>Every view version of a workspace (all workspaces when null), by name then version.</summary>
-    public List<FeatureView> ListViews(string? workspace) => _catalog.Query(
-        workspace is null
-            ? "SELECT definition FROM feature_views ORDER BY workspace_id, name, version"
-            : "SELECT definition FROM feature_views WHERE workspace_id = $w ORDER BY name, version",
-        Definition<FeatureView>,
-        ("$w", workspace ?? ""));
-
-    /// <summary>The next segment number of a view's log.</summary>
-    public long NextSegmentSeq(string viewId) =>
-        _catalog.Query("SELECT COALESCE(MAX(seq), 0) + 1 FROM feature_segments WHERE view_id = $v", r => r.GetInt64(0), ("$v", viewId))[0];
-
-    /// <summary>Records a committed segment. The blob is committed first, the row last, so a crash never leaves a row without bytes.</summary>
-    public void InsertSegment(FeatureSegment segment)
+    public async Task<List<FeatureView>> ListViewsAsync(string? workspace, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(segment);
-        _catalog.Execute(
-            """
-            INSERT INTO feature_segments(view_id, seq, location_id, blob_key, rows, bytes, sha256, min_event, max_event, source, created_at)
-            VALUES ($v, $s, $l, $k, $r, $b, $h, $min, $max, $src, $c)
-            """,
-            ("$v", segment.ViewId), ("$s", segment.Seq), ("$l", segment.LocationId), ("$k", segment.BlobKey), ("$r", segment.Rows),
-            ("$b", segment.Bytes), ("$h", segment.Sha256), ("$min", segment.MinEventTime.UtcTicks), ("$max", segment.MaxEventTime.UtcTicks),
-            ("$src", segment.Source), ("$c", segment.CreatedAt.ToUnixTimeMilliseconds()));
+        var records = await _repository.ListViewsAsync(workspace, cancellationToken).ConfigureAwait(false);
+        var views = new List<FeatureView>(records.Count);
+        foreach (var record in records)
+        {
+            views.Add(View(record));
+        }
+
+        return views;
     }
 
+    /// <summary>The next segment number of a view's log.</summary>
+    public Task<long> NextSegmentSeqAsync(string viewId, CancellationToken cancellationToken = default) =>
+        _repository.NextSegmentSeqAsync(viewId, cancellationToken);
+
+    /// <summary>Records a committed segment; false when its number is taken. The blob is committed first, the row last, so a crash never leaves a row without bytes.</summary>
+    public Task<bool> TryInsertSegmentAsync(FeatureSegment segment, CancellationToken cancellationToken = default) =>
+        _repository.TryInsertSegmentAsync(segment, cancellationToken);
+
     /// <summary>The segments of a view's log in order, optionally only those after <paramref name="afterSeq"/>.</summary>
-    public List<FeatureSegment> Segments(string viewId, long afterSeq = 0) => _catalog.Query(
-        """
-        SELECT seq, location_id, blob_key, rows, bytes, sha256, min_event, max_event, source, created_at
-        FROM feature_segments WHERE view_id = $v AND seq > $a ORDER BY seq
-        """,
-        r => new FeatureSegment(
-            viewId, r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4), r.GetString(5),
-            new DateTimeOffset(r.GetInt64(6), TimeSpan.Zero), new DateTimeOffset(r.GetInt64(7), TimeSpan.Zero),
-            r.GetString(8), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(9))),
-        ("$v", viewId), ("$a", afterSeq));
+    public Task<IReadOnlyList<FeatureSegment>> SegmentsAsync(string viewId, long afterSeq = 0, CancellationToken cancellationToken = default) =>
+        _repository.ListSegmentsAsync(viewId, afterSeq, cancellationToken);
 
     /// <summary>The next version number of training set <paramref name="name"/>.</summary>
-    public int NextTrainingSetVersion(string workspace, string name) => _catalog.Query(
-        "SELECT COALESCE(MAX(version), 0) + 1 FROM feature_training_sets WHERE workspace_id = $w AND name = $n",
-        r => r.GetInt32(0),
-        ("$w", workspace), ("$n", name))[0];
+    public Task<int> NextTrainingSetVersionAsync(string workspace, string name, CancellationToken cancellationToken = default) =>
+        _repository.NextTrainingSetVersionAsync(workspace, name, cancellationToken);
 
-    /// <summary>Records a materialised training set, after its blobs are committed.</summary>
-    public void InsertTrainingSet(string workspace, TrainingSetManifest manifest)
+    /// <summary>Records a materialised training set, after its blobs are committed; false when its (name, version) is taken.</summary>
+    public Task<bool> TryInsertTrainingSetAsync(string workspace, TrainingSetManifest manifest, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(manifest);
-        _catalog.Execute(
-            "INSERT INTO feature_training_sets(id, workspace_id, name, version, manifest, created_at) VALUES ($id, $w, $n, $v, $m, $c)",
-            ("$id", manifest.Id), ("$w", workspace), ("$n", manifest.Name), ("$v", manifest.Version),
-            ("$m", JsonSerializer.Serialize(manifest, Json)), ("$c", manifest.CreatedAt.ToUnixTimeMilliseconds()));
+        return _repository.TryInsertTrainingSetAsync(
+            new TrainingSetRecord(manifest.Id, workspace, manifest.Name, manifest.Version, JsonSerializer.Serialize(manifest, Json), manifest.CreatedAt),
+            cancellationToken);
     }
 
     /// <summary>A training set's manifest, or null.</summary>
-    public TrainingSetManifest? FindTrainingSet(string workspace, string id) => _catalog.Query(
-        "SELECT manifest FROM feature_training_sets WHERE workspace_id = $w AND id = $id",
-        Definition<TrainingSetManifest>,
-        ("$w", workspace), ("$id", id)).FirstOrDefault();
+    public async Task<TrainingSetManifest?> FindTrainingSetAsync(string workspace, string id, CancellationToken cancellationToken = default) =>
+        await _repository.FindTrainingSetAsync(workspace, id, cancellationToken).ConfigureAwait(false) is { } record ? Manifest(record) : null;
 
     /// <summary>Training sets of a workspace, newest first.</summary>
-    public List<TrainingSetManifest> ListTrainingSets(string workspace) => _catalog.Query(
-        "SELECT manifest FROM feature_training_sets WHERE workspace_id = $w ORDER BY created_at DESC, name, version DESC",
-        Definition<TrainingSetManifest>,
-        ("$w", workspace));
+    public async Task<List<TrainingSetManifest>> ListTrainingSetsAsync(string workspace, CancellationToken cancellationToken = default)
+    {
+        var records = await _repository.ListTrainingSetsAsync(workspace, cancellationToken).ConfigureAwait(false);
+        var manifests = new List<TrainingSetManifest>(records.Count);
+        foreach (var record in records)
+        {
+            manifests.Add(Manifest(record));
+        }
 
-    // Views and training sets are stored as their JSON definition in the first column.
-    private static T Definition<T>(SqliteDataReader reader) => JsonSerializer.Deserialize<T>(reader.GetString(0), Json)!;
+        return manifests;
+    }
+
+    private static FeatureView View(FeatureViewRecord record) => JsonSerializer.Deserialize<FeatureView>(record.Definition, Json)!;
+
+    private static TrainingSetManifest Manifest(TrainingSetRecord record) => JsonSerializer.Deserialize<TrainingSetManifest>(record.Manifest, Json)!;
 }

@@ -9,7 +9,7 @@ namespace Atelier.Modeling.Kernels;
 /// The forward keeps only the per-row log-sum-exp; the backward recomputes probabilities from it
 /// (as FlashAttention does), so memory stays linear in sequence length.
 /// </remarks>
-public static class Attention
+public static partial class Attention
 {
     /// <summary>Shape of one attention call.</summary>
     /// <param name="Queries">Query rows T.</param>

@@ -109,6 +109,104 @@ public static unsafe class Sgemm
         }
     }
 
+    /// <summary>
+    /// As <see cref="Multiply(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>,
+    /// but every row of C comes out bit-identical whatever <paramref name="m"/> is: one row goes through
+    /// the blocked micro-kernel as well, instead of the dot-product GEMV that <c>Multiply</c> uses for a
+    /// single row (whose summation order differs). A serving engine needs this so that a sequence's
+    /// logits do not depend on how many other sequences share its batch.
+    /// </summary>
+    /// <remarks>
+    /// Each element of C is accumulated over k in KC-sized blocks, in order, by one lane of one
+    /// micro-kernel; the blocks depend on k and n only, and work is split by blocks of C, so neither the
+    /// row count, the row's place in the batch nor the thread count changes a bit. It costs a packing of
+    /// op(B) even for one row, which the GEMV avoids.
+    /// </remarks>
+    public static void MultiplyBatchInvariant(
+        bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
+        float beta, Span<float> c, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(m), "Matrix dimensions must not be negative.");
+        }
+
+        if (m == 0 || n == 0)
+        {
+            return;
+        }
+
+        CheckOperand(a, transA ? k : m, transA ? m : k, lda, nameof(a));
+        CheckOperand(b, transB ? n : k, transB ? k : n, ldb, nameof(b));
+        CheckOperand(c, m, n, ldc, nameof(c));
+
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            if (k == 0 || alpha == 0)
+            {
+                ScaleC(pc, m, n, ldc, beta);
+                return;
+            }
+
+            Blocked(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, allowParallel: true);
+        }
+    }
+
+    /// <summary>
+    /// <c>C = alpha · A · Wᵀ + beta · C</c> with W packed once (<see cref="PackedMatrix"/>): the same bits as
+    /// <see cref="MultiplyBatchInvariant(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>
+    /// on the unpacked W, without re-packing W on every call (which dominates a few-row product).
+    /// </summary>
+    public static void MultiplyBatchInvariant(int m, float alpha, ReadOnlySpan<float> a, int lda, PackedMatrix w, float beta, Span<float> c, int ldc)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        var n = w.Rows;
+        var k = w.Columns;
+        if (m == 0)
+        {
+            return;
+        }
+
+        CheckOperand(a, m, k, lda, nameof(a));
+        CheckOperand(c, m, n, ldc, nameof(c));
+        fixed (float* pa = a, pc = c)
+        {
+            Blocked(false, true, m, n, k, alpha, pa, lda, null, k, beta, pc, ldc, allowParallel: true, w.Data);
+        }
+
+        GC.KeepAlive(w);
+    }
+
+    /// <summary>Packs the [n × k] matrix <paramref name="w"/> (used transposed) into the kernel's sliver layout.</summary>
+    internal static void PackAll(ReadOnlySpan<float> w, int n, int k, float* dst)
+    {
+        fixed (float* pw = w)
+        {
+            for (var jc = 0; jc < n; jc += NC)
+            {
+                var nc = Math.Min(NC, n - jc);
+                var panels = (nc + NR - 1) / NR;
+                for (var pc = 0; pc < k; pc += KC)
+                {
+                    var kc = Math.Min(KC, k - pc);
+                    var block = dst + PackedMatrix.BlockOffset(jc, pc, panels, k);
+                    for (var p = 0; p < panels; p++)
+                    {
+                        PackB(true, pw, k, pc, jc + (p * NR), kc, Math.Min(NR, nc - (p * NR)), block + ((long)p * NR * kc));
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Floats a packed [n × k] matrix takes: columns rounded up to whole slivers.</summary>
+    internal static long PackedLength(int n, int k) => (long)RoundUp(n, NR) * k;
+
+    /// <summary>Where the block of columns from <paramref name="jc"/> and depth from <paramref name="pc"/> starts.</summary>
+    internal static long PackedBlockOffset(int jc, int pc, int panels, int k) => ((long)jc * k) + ((long)panels * NR * pc);
+
     /// <summary><c>C[m×n] = A[m×k] · B[k×n]</c> on contiguous matrices.</summary>
     public static void MatMul(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k)
         => Multiply(false, false, m, n, k, 1f, a, k, b, n, 0f, c, n);
@@ -217,10 +315,10 @@ public static unsafe class Sgemm
         }
     }
 
-    private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool allowParallel)
+    private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool allowParallel, float* prepacked = null)
     {
         var threads = allowParallel && (long)m * n * k >= ParallelThreshold ? KernelParallelism.MaxThreads : 1;
-        var bPack = EnsureBPack((nuint)Math.Min(KC, k) * (nuint)RoundUp(Math.Min(NC, n), NR));
+        var bPack = prepacked != null ? null : EnsureBPack((nuint)Math.Min(KC, k) * (nuint)RoundUp(Math.Min(NC, n), NR));
         var use512 = Vector512.IsHardwareAccelerated && !ForceVector256;
 
         for (var jc = 0; jc < n; jc += NC)
@@ -231,20 +329,27 @@ public static unsafe class Sgemm
             {
                 var kc = Math.Min(KC, k - pc);
                 var betaEff = pc == 0 ? beta : 1f;
-
-                // Pack the KC×NC block of op(B) into NR-wide slivers.
-                var packArgs = (b: (nint)b, bPack: (nint)bPack, ldb, pc, jc, kc, nc, transB);
-                if (threads > 1 && panels > 1)
+                if (prepacked != null)
                 {
-                    Parallel.For(0, panels, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
-                        PackB(packArgs.transB, (float*)packArgs.b, packArgs.ldb, packArgs.pc, packArgs.jc + (p * NR), packArgs.kc,
-                            Math.Min(NR, packArgs.nc - (p * NR)), (float*)packArgs.bPack + ((long)p * NR * packArgs.kc)));
+                    // Packed once by PackedMatrix in exactly the layout written below.
+                    bPack = prepacked + PackedMatrix.BlockOffset(jc, pc, panels, k);
                 }
                 else
                 {
-                    for (var p = 0; p < panels; p++)
+                    // Pack the KC×NC block of op(B) into NR-wide slivers.
+                    var packArgs = (b: (nint)b, bPack: (nint)bPack, ldb, pc, jc, kc, nc, transB);
+                    if (threads > 1 && panels > 1)
                     {
-                        PackB(transB, b, ldb, pc, jc + (p * NR), kc, Math.Min(NR, nc - (p * NR)), bPack + ((long)p * NR * kc));
+                        Parallel.For(0, panels, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
+                            PackB(packArgs.transB, (float*)packArgs.b, packArgs.ldb, packArgs.pc, packArgs.jc + (p * NR), packArgs.kc,
+                                Math.Min(NR, packArgs.nc - (p * NR)), (float*)packArgs.bPack + ((long)p * NR * packArgs.kc)));
+                    }
+                    else
+                    {
+                        for (var p = 0; p < panels; p++)
+                        {
+                            PackB(transB, b, ldb, pc, jc + (p * NR), kc, Math.Min(NR, nc - (p * NR)), bPack + ((long)p * NR * kc));
+                        }
                     }
                 }
 
@@ -278,7 +383,11 @@ public static unsafe class Sgemm
                         {
                             var mr = Math.Min(MR, mc - ir);
                             var cTile = (float*)args.c + ((long)(ic + ir) * args.ldc) + args.jc + (p * NR);
-                            if (args.use512)
+                            if (args.use512 && mr <= 4)
+                            {
+                                Kernel512Few(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
+                            }
+                            else if (args.use512)
                             {
                                 Kernel512(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
                             }
@@ -513,6 +622,60 @@ public static unsafe class Sgemm
         c90.Store(tile + 288); c91.Store(tile + 304);
         c100.Store(tile + 320); c101.Store(tile + 336);
         c110.Store(tile + 352); c111.Store(tile + 368);
+        StorePartial(tile, c, ldc, mr, nr, alpha, beta);
+    }
+
+    /// <summary>
+    /// The micro-kernel for an edge tile of at most four rows (a one-row product, or a batch's last
+    /// rows). Each lane accumulates its element over k in the same order, from zero, with the same fused
+    /// multiply-adds as <see cref="Kernel512"/>, and goes through the same partial-tile store, so the bits
+    /// are those <see cref="Kernel512"/> would give; it skips the zero-padded rows, which for one row are
+    /// eleven twelfths of the kernel's work.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel512Few(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    {
+        Debug.Assert(mr is >= 1 and <= 4);
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        if (mr == 1)
+        {
+            for (var p = 0; p < kc; p++)
+            {
+                var av = Vector512.Create(a[0]);
+                c00 = Vector512.FusedMultiplyAdd(av, Vector512.LoadAligned(b), c00);
+                c01 = Vector512.FusedMultiplyAdd(av, Vector512.LoadAligned(b + 16), c01);
+                a += MR;
+                b += NR;
+            }
+        }
+        else
+        {
+            for (var p = 0; p < kc; p++)
+            {
+                var b0 = Vector512.LoadAligned(b);
+                var b1 = Vector512.LoadAligned(b + 16);
+                var av = Vector512.Create(a[0]);
+                c00 = Vector512.FusedMultiplyAdd(av, b0, c00);
+                c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
+                av = Vector512.Create(a[1]);
+                c10 = Vector512.FusedMultiplyAdd(av, b0, c10);
+                c11 = Vector512.FusedMultiplyAdd(av, b1, c11);
+                av = Vector512.Create(a[2]);
+                c20 = Vector512.FusedMultiplyAdd(av, b0, c20);
+                c21 = Vector512.FusedMultiplyAdd(av, b1, c21);
+                av = Vector512.Create(a[3]);
+                c30 = Vector512.FusedMultiplyAdd(av, b0, c30);
+                c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
+                a += MR;
+                b += NR;
+            }
+        }
+
+        c00.Store(tile + 0); c01.Store(tile + 16);
+        c10.Store(tile + 32); c11.Store(tile + 48);
+        c20.Store(tile + 64); c21.Store(tile + 80);
+        c30.Store(tile + 96); c31.Store(tile + 112);
         StorePartial(tile, c, ldc, mr, nr, alpha, beta);
     }
 

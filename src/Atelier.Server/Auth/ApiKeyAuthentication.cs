@@ -22,18 +22,19 @@ public sealed class RequestCaller
 /// The one exception is a file download that carries a valid URL signature, which its endpoint
 /// checks itself.
 /// </summary>
-public sealed class ApiKeyAuthentication(RequestDelegate next, AtelierRuntime runtime)
+public sealed class ApiKeyAuthentication(RequestDelegate next, ApiKeyStore keys)
 {
     private const string CallerKey = "atelier.caller";
 
     /// <summary>Authenticates, then calls the rest of the pipeline.</summary>
-    public Task InvokeAsync(HttpContext context)
+    public async Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         var path = context.Request.Path;
         if (!path.StartsWithSegments("/v1") && !path.StartsWithSegments("/api/v1"))
         {
-            return next(context);
+            await next(context).ConfigureAwait(false);
+            return;
         }
 
         var header = context.Request.Headers.Authorization.ToString();
@@ -41,7 +42,8 @@ public sealed class ApiKeyAuthentication(RequestDelegate next, AtelierRuntime ru
         {
             if (context.Request.Query.ContainsKey("signature") && path.StartsWithSegments("/v1/files"))
             {
-                return next(context);
+                await next(context).ConfigureAwait(false);
+                return;
             }
 
             throw new UnauthorizedException("Missing 'Authorization: Bearer <key>' header.");
@@ -52,10 +54,10 @@ public sealed class ApiKeyAuthentication(RequestDelegate next, AtelierRuntime ru
             throw new UnauthorizedException("The Authorization header must be 'Bearer <key>'.");
         }
 
-        var key = runtime.Keys.Authenticate(header["Bearer ".Length..].Trim())
+        var key = await keys.AuthenticateAsync(header["Bearer ".Length..].Trim(), context.RequestAborted).ConfigureAwait(false)
             ?? throw new UnauthorizedException("The API key is not valid, or was revoked.");
         context.Items[CallerKey] = new RequestCaller { Key = key };
-        return next(context);
+        await next(context).ConfigureAwait(false);
     }
 
     /// <summary>The authenticated caller of the request.</summary>

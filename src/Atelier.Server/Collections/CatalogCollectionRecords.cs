@@ -4,33 +4,37 @@ using Atelier.Vectors.Collections;
 namespace Atelier.Server.Collections;
 
 /// <summary>
-/// Binds the collection store's <see cref="ICollectionCatalog"/> to the catalog database: the rows are
-/// <see cref="VectorCollectionCatalog"/>'s, the configuration JSON is the vector store's.
+/// Binds the collection store's <see cref="ICollectionCatalog"/> to the catalog: the rows are
+/// <see cref="IVectorCollectionRepository"/>'s, the configuration JSON is the vector store's.
 /// </summary>
-internal sealed class CatalogCollectionRecords(VectorCollectionCatalog rows) : ICollectionCatalog
+internal sealed class CatalogCollectionRecords(IVectorCollectionRepository rows) : ICollectionCatalog
 {
-    public CollectionRecord? Find(string workspace, string name) => rows.Find(workspace, name) is { } row ? ToRecord(row) : null;
+    public async Task<CollectionRecord?> FindAsync(string workspace, string name, CancellationToken cancellationToken) =>
+        await rows.FindAsync(workspace, name, cancellationToken).ConfigureAwait(false) is { } row ? ToRecord(row) : null;
 
-    public IReadOnlyList<CollectionRecord> List(string workspace) => [.. rows.List(workspace).Select(ToRecord)];
+    public async Task<IReadOnlyList<CollectionRecord>> ListAsync(string workspace, CancellationToken cancellationToken) =>
+        [.. (await rows.ListAsync(workspace, cancellationToken).ConfigureAwait(false)).Select(ToRecord)];
 
-    public void Insert(CollectionRecord record)
+    public Task InsertAsync(CollectionRecord record, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(record);
-        rows.Insert(new VectorCollectionRow
-        {
-            Id = record.Id,
-            WorkspaceId = record.WorkspaceId,
-            Name = record.Name,
-            ConfigJson = CollectionJson.Serialize(record.Config),
-            Policy = record.Policy,
-            CreatedAt = record.CreatedAt,
-            CreatedBy = record.CreatedBy,
-        });
+        return rows.InsertAsync(
+            new VectorCollectionRow
+            {
+                Id = record.Id,
+                WorkspaceId = record.WorkspaceId,
+                Name = record.Name,
+                ConfigJson = CollectionJson.Serialize(record.Config),
+                Policy = record.Policy,
+                CreatedAt = record.CreatedAt,
+                CreatedBy = record.CreatedBy,
+            },
+            cancellationToken);
     }
 
-    public void Delete(string id) => rows.Delete(id);
+    public Task DeleteAsync(string id, CancellationToken cancellationToken) => rows.DeleteAsync(id, cancellationToken);
 
-    public IReadOnlySet<string> AllIds() => rows.AllIds();
+    public Task<IReadOnlySet<string>> AllIdsAsync(CancellationToken cancellationToken) => rows.AllIdsAsync(cancellationToken);
 
     private static CollectionRecord ToRecord(VectorCollectionRow row) => new()
     {

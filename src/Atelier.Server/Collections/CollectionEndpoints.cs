@@ -25,15 +25,16 @@ public static class CollectionEndpoints
         {
             var caller = ApiKeyAuthentication.Caller(context);
             using var body = await CollectionRequests.ReadAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
-            var request = CollectionRequests.ParseCreate(body.RootElement, runtime, caller.WorkspaceId);
+            var request = await CollectionRequests.ParseCreateAsync(body.RootElement, runtime, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             var collection = await store.CreateAsync(caller.WorkspaceId, request.Name, request.Config, request.Policy, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Describe(collection), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create a collection: name, dimension, metric (cosine, dot, l2), storage (float32, float16, int8), shards, locations, policy, hnsw.");
 
-        api.MapGet("", (HttpContext context, CollectionStore store) =>
+        api.MapGet("", async (HttpContext context, CollectionStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            return Results.Json(new { @object = "list", data = store.List(caller.WorkspaceId).Select(DescribeRecord) }, AtelierJson.Options);
+            var records = await store.ListAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(new { @object = "list", data = records.Select(DescribeRecord) }, AtelierJson.Options);
         }).WithSummary("List the workspace's collections by name.");
 
         api.MapGet("/{name}", async (HttpContext context, string name, CollectionStore store) =>

@@ -66,7 +66,7 @@ public static partial class CollectionRequests
 
     /// <summary>Reads a create-collection body, naming each bad field.</summary>
     /// <remarks>The policy is the workspace's default when none is named, and must be one the workspace may use.</remarks>
-    public static CreateCollectionRequest ParseCreate(JsonElement body, AtelierRuntime runtime, string workspaceId)
+    public static async Task<CreateCollectionRequest> ParseCreateAsync(JsonElement body, AtelierRuntime runtime, string workspaceId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         var problems = new List<Problem>();
@@ -205,7 +205,7 @@ public static partial class CollectionRequests
                 EfConstruction = efConstruction,
                 EfSearch = efSearch,
             },
-            runtime.Policies.Choose(workspaceId, policy));
+            await runtime.Policies.ChooseAsync(workspaceId, policy, cancellationToken).ConfigureAwait(false));
     }
 
     /// <summary>Reads an upsert body: <c>{"points": [{"id", "vector", "payload"}]}</c>. Any problem refuses the whole batch.</summary>

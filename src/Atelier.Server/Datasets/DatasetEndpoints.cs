@@ -20,9 +20,9 @@ public static class DatasetEndpoints
     /// <summary>Maps the dataset routes.</summary>
     public static void MapDatasets(this IEndpointRouteBuilder app)
     {
-        var datasets = app.MapGroup("/api/v1/datasets").WithTags("Datasets");
+        var api = app.MapGroup("/api/v1/datasets").WithTags("Datasets");
 
-        datasets.MapPost("", async (HttpContext context, CreateDatasetRequest? request, AtelierRuntime runtime, ModelRegistry registry, DatasetBuildService builder) =>
+        api.MapPost("", async (HttpContext context, CreateDatasetRequest? request, AtelierRuntime runtime, ModelRegistry registry, DatasetBuildService builder) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             if (request is null)
@@ -30,7 +30,7 @@ public static class DatasetEndpoints
                 throw new BadRequestException("The body must be a JSON object with 'training_files'.");
             }
 
-            var (training, validation) = DatasetBuildService.Resolve(runtime.Files, caller.WorkspaceId, request);
+            var (training, validation) = await DatasetBuildService.ResolveAsync(runtime.Files, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
             _ = await DatasetBuildService.TokenizerAsync(registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
 
             // Stored as it will be built: seq_len and options.sequence_length say the same.
@@ -54,12 +54,12 @@ public static class DatasetEndpoints
                 CreatedAt = runtime.Clock.GetUtcNow().ToUnixTimeSeconds(),
                 CreatedBy = caller.Actor,
             };
-            runtime.Datasets.Insert(record);
+            await runtime.Datasets.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
             builder.Enqueue(record.Id);
             return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
         }).WithSummary("Start building a dataset version from uploaded fine-tune files.");
 
-        datasets.MapPost("/{datasetId}/semantic-dedup", async (HttpContext context, string datasetId, SemanticDedupRequest? request, AtelierRuntime runtime, ModelRegistry registry, DatasetBuildService builder) =>
+        api.MapPost("/{datasetId}/semantic-dedup", async (HttpContext context, string datasetId, SemanticDedupRequest? request, AtelierRuntime runtime, ModelRegistry registry, DatasetBuildService builder) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             request = (request ?? new SemanticDedupRequest()) with { Operation = SemanticDedupRequest.OperationName, SourceDataset = datasetId };
@@ -79,29 +79,29 @@ public static class DatasetEndpoints
                 CreatedAt = runtime.Clock.GetUtcNow().ToUnixTimeSeconds(),
                 CreatedBy = caller.Actor,
             };
-            runtime.Datasets.Insert(record);
+            await runtime.Datasets.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
             builder.Enqueue(record.Id);
             return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
         }).WithSummary("Derive a dataset version by semantic dedup and decontamination over a base model's embeddings.");
 
-        datasets.MapGet("", (HttpContext context, AtelierRuntime runtime, DatasetBuildService builder) =>
+        api.MapGet("", async (HttpContext context, IDatasetRepository datasets, DatasetBuildService builder) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var page = (int)QueryParameters.Integer(context.Request, "page", 0, 0, int.MaxValue / 1000);
             var pageSize = (int)QueryParameters.Integer(context.Request, "page_size", 100, 1, 1000);
-            var rows = runtime.Datasets.List(caller.WorkspaceId, page, pageSize);
+            var rows = await datasets.ListAsync(caller.WorkspaceId, page, pageSize, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { data = rows.Select(r => Describe(r, builder.LiveProgress(r.Id), withSummary: false)), @object = "list" }, AtelierJson.Options);
         }).WithSummary("List dataset versions, newest first.");
 
-        datasets.MapGet("/{datasetId}", (HttpContext context, string datasetId, AtelierRuntime runtime, DatasetBuildService builder) =>
+        api.MapGet("/{datasetId}", async (HttpContext context, string datasetId, IDatasetRepository datasets, DatasetBuildService builder) =>
         {
-            var record = Find(context, runtime, datasetId);
+            var record = await FindAsync(context, datasets, datasetId).ConfigureAwait(false);
             return Results.Json(Describe(record, builder.LiveProgress(record.Id)), AtelierJson.Options);
         }).WithSummary("A dataset: status, progress, counters, shards and report.");
 
-        datasets.MapGet("/{datasetId}/files/{**path}", async (HttpContext context, string datasetId, string path, AtelierRuntime runtime) =>
+        api.MapGet("/{datasetId}/files/{**path}", async (HttpContext context, string datasetId, string path, AtelierRuntime runtime) =>
         {
-            var record = Find(context, runtime, datasetId);
+            var record = await FindAsync(context, runtime.Datasets, datasetId).ConfigureAwait(false);
             if (record.Status != "succeeded")
             {
                 throw new ConflictException($"Dataset '{datasetId}' is {record.Status}; its files exist once it has succeeded.");
@@ -124,16 +124,17 @@ public static class DatasetEndpoints
             return Results.Stream(stream, contentType, Path.GetFileName(path), enableRangeProcessing: true);
         }).WithSummary("Download a file of a built dataset: manifest.json, report.json, shards/*.arrow, features/*.parquet, ...");
 
-        datasets.MapDelete("/{datasetId}", async (HttpContext context, string datasetId, AtelierRuntime runtime) =>
+        api.MapDelete("/{datasetId}", async (HttpContext context, string datasetId, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var existing = Find(context, runtime, datasetId);
+            var existing = await FindAsync(context, runtime.Datasets, datasetId).ConfigureAwait(false);
             if (existing.Status is "queued" or "running")
             {
                 throw new ConflictException($"Dataset '{datasetId}' is still {existing.Status}; delete it once it has finished.");
             }
 
-            var record = runtime.FreeingSpace(() => runtime.Datasets.Delete(caller.WorkspaceId, datasetId)) ?? throw new NotFoundException("dataset", datasetId);
+            var record = await runtime.FreeingSpaceAsync(() => runtime.Datasets.DeleteAsync(caller.WorkspaceId, datasetId, context.RequestAborted)).ConfigureAwait(false)
+                ?? throw new NotFoundException("dataset", datasetId);
             var artifact = new ArtifactRef("dataset", record.Id, caller.WorkspaceId);
             // Listed whole before deleting: a store need not keep a listing stable under deletions.
             var keys = new List<string>();
@@ -151,10 +152,10 @@ public static class DatasetEndpoints
         }).WithSummary("Delete a finished dataset version and its bytes.");
     }
 
-    private static DatasetRecord Find(HttpContext context, AtelierRuntime runtime, string id)
+    private static async Task<DatasetRecord> FindAsync(HttpContext context, IDatasetRepository datasets, string id)
     {
         var caller = ApiKeyAuthentication.Caller(context);
-        return runtime.Datasets.Get(caller.WorkspaceId, id) ?? throw new NotFoundException("dataset", id);
+        return await datasets.GetAsync(caller.WorkspaceId, id, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("dataset", id);
     }
 
     private static HashSet<string> ListedFiles(DatasetRecord record)

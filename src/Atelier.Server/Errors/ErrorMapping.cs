@@ -76,7 +76,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
 
     /// <summary>
     /// True when <paramref name="e"/> or an exception inside it says the disk is full: <c>ENOSPC</c>
-    /// from the filesystem, or <c>SQLITE_FULL</c> from a database.
+    /// from the filesystem, or the catalog's full storage.
     /// </summary>
     public static bool IsStorageFull(Exception? e)
     {
@@ -84,7 +84,11 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         {
             if (e is StorageUnavailableException
                 || (e is IOException io && Atelier.Storage.Blobs.LocalDirectoryBlobStore.IsDiskFull(io))
-                || Atelier.Catalog.CatalogDatabase.IsStorageFull(e))
+                || e is Atelier.Catalog.CatalogStorageFullException
+
+                // SQLITE_FULL from the stores that still run their own SQLite statements (feature
+                // store, online store, model registry) until they move behind the catalog's repositories.
+                || Atelier.Catalog.Sqlite.CatalogDatabase.IsStorageFull(e))
             {
                 return true;
             }

@@ -1,3 +1,5 @@
+using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Features;
@@ -26,22 +28,25 @@ public static class FeatureEndpoints
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<CreateViewBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
             var spec = FeatureApi.ToSpec(body);
-            var runtime = context.RequestServices.GetRequiredService<AtelierRuntime>();
-            var (view, created) = store.CreateView(caller.WorkspaceId, spec with { Policy = runtime.Policies.Choose(caller.WorkspaceId, spec.Policy) });
+            var policies = context.RequestServices.GetRequiredService<PolicyCatalog>();
+            var policy = await policies.ChooseAsync(caller.WorkspaceId, spec.Policy, context.RequestAborted).ConfigureAwait(false);
+            var (view, created) = await store.CreateViewAsync(caller.WorkspaceId, spec with { Policy = policy }, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(FeatureApi.ToResponse(view), AtelierJson.Options, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
         }).WithSummary("Create a feature view, or a new version of it when the schema changed (the same schema again returns the existing version).");
 
-        api.MapGet("/views", (HttpContext context) =>
+        api.MapGet("/views", async (HttpContext context) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            return Results.Json(new { data = store.ListViews(caller.WorkspaceId).Select(v => FeatureApi.ToResponse(v)) }, AtelierJson.Options);
+            var views = await store.ListViewsAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(new { data = views.Select(v => FeatureApi.ToResponse(v)) }, AtelierJson.Options);
         }).WithSummary("List feature views, every version.");
 
-        api.MapGet("/views/{name}", (HttpContext context, string name, int? version) =>
+        api.MapGet("/views/{name}", async (HttpContext context, string name, int? version) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var view = store.GetView(caller.WorkspaceId, name, version);
-            return Results.Json(FeatureApi.ToResponse(view, store.Segments(view)), AtelierJson.Options);
+            var view = await store.GetViewAsync(caller.WorkspaceId, name, version, context.RequestAborted).ConfigureAwait(false);
+            var segments = await store.SegmentsAsync(view, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(FeatureApi.ToResponse(view, segments), AtelierJson.Options);
         }).WithSummary("A feature view (the latest version unless ?version=).");
 
         api.MapPost("/views/{name}/rows", async (HttpContext context, string name) =>
@@ -77,8 +82,9 @@ public static class FeatureEndpoints
                 }
             }
 
-            var view = store.GetView(caller.WorkspaceId, name, body.Version);
-            return Results.Json(FeatureApi.ToResponse(view, store.GetOnline(view, body.Keys)), AtelierJson.Options);
+            var view = await store.GetViewAsync(caller.WorkspaceId, name, body.Version, context.RequestAborted).ConfigureAwait(false);
+            var values = await store.GetOnlineAsync(view, body.Keys, context.RequestAborted).ConfigureAwait(false);
+            return Results.Json(FeatureApi.ToResponse(view, values), AtelierJson.Options);
         }).WithSummary("The latest value of each key (batch online lookup).");
 
         api.MapPost("/historical", async (HttpContext context) =>
@@ -110,22 +116,22 @@ public static class FeatureEndpoints
             return Results.Json(manifest, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Materialise a filtered, point-in-time training set into a new dataset version with lineage.");
 
-        api.MapGet("/training-sets", (HttpContext context) =>
+        api.MapGet("/training-sets", async (HttpContext context) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            return Results.Json(new { data = store.ListTrainingSets(caller.WorkspaceId) }, AtelierJson.Options);
+            return Results.Json(new { data = await store.ListTrainingSetsAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false) }, AtelierJson.Options);
         }).WithSummary("List training sets, newest first.");
 
-        api.MapGet("/training-sets/{id}", (HttpContext context, string id) =>
+        api.MapGet("/training-sets/{id}", async (HttpContext context, string id) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            return Results.Json(store.GetTrainingSet(caller.WorkspaceId, id), AtelierJson.Options);
+            return Results.Json(await store.GetTrainingSetAsync(caller.WorkspaceId, id, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
         }).WithSummary("A training set's manifest.");
 
         api.MapGet("/training-sets/{id}/examples", async (HttpContext context, string id) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var manifest = store.GetTrainingSet(caller.WorkspaceId, id);
+            var manifest = await store.GetTrainingSetAsync(caller.WorkspaceId, id, context.RequestAborted).ConfigureAwait(false);
             var examples = await store.OpenTrainingSetBlobAsync(manifest, manifest.Examples.Key, context.RequestAborted).ConfigureAwait(false);
             return Results.File(examples, "application/vnd.apache.parquet", $"{manifest.Name}-v{manifest.Version}.parquet");
         }).WithSummary("A training set's Parquet of example ids and features.");
@@ -146,12 +152,12 @@ public static class FeatureEndpoints
 
         var runtime = services.GetRequiredService<AtelierRuntime>();
         var store = new FeatureStore(
-            runtime.Catalog,
+            new SqliteFeatureRepository(runtime.Catalog.Database),
+            new SqliteOnlineFeatureRows(Path.Combine(runtime.Options.DataDirectory, OnlineStoreFile)),
             runtime.Guard,
             () => runtime.Policies.All,
             new FeatureStoreOptions
             {
-                OnlineStorePath = Path.Combine(runtime.Options.DataDirectory, OnlineStoreFile),
                 Location = runtime.Config.Defaults.FileLocation,
                 DefaultPolicy = runtime.Config.Defaults.FilePolicy,
             },

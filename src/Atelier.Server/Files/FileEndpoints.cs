@@ -56,40 +56,40 @@ public static class FileEndpoints
     /// <summary>Maps <c>/v1/files</c>.</summary>
     public static void MapFiles(this IEndpointRouteBuilder app)
     {
-        var files = app.MapGroup("/v1/files").WithTags("Files");
+        var api = app.MapGroup("/v1/files").WithTags("Files");
 
-        files.MapPost("", async (HttpContext context, FileUpload upload) =>
+        api.MapPost("", async (HttpContext context, FileUpload upload) =>
             Results.Json(FileObject.From(await upload.HandleAsync(context).ConfigureAwait(false)), AtelierJson.Options))
             .DisableAntiforgery()
             .WithBodyKind(Errors.RequestBodyKind.Upload)
             .WithSummary("Upload a file (multipart: file, purpose, visibility, expiry).");
 
-        files.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        api.MapGet("", async (HttpContext context, IFileRepository files) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var query = ParseQuery(context.Request.Query);
-            var (page, total) = runtime.Files.List(caller.WorkspaceId, query);
+            var (page, total) = await files.ListAsync(caller.WorkspaceId, query, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new FileList([.. page.Select(FileObject.From)], "list", total), AtelierJson.Options);
         }).WithSummary("List files, with paging and filters.");
 
-        files.MapGet("/{fileId}", (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        api.MapGet("/{fileId}", async (HttpContext context, string fileId, IFileRepository files) =>
         {
-            var f = Find(context, runtime, fileId);
+            var f = await FindAsync(context, files, fileId).ConfigureAwait(false);
             return Results.Json(
                 new RetrievedFileObject(f.Id, "file", f.Bytes, f.CreatedAt, f.Filename, f.Purpose, f.SampleType, f.NumLines, f.Mimetype, f.Source, f.Signature, f.ExpiresAt, f.Visibility, false),
                 AtelierJson.Options);
         }).WithSummary("Retrieve a file's metadata.");
 
-        files.MapGet("/{fileId}/content", async (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        api.MapGet("/{fileId}/content", async (HttpContext context, string fileId, IFileRepository files, ApiKeyStore keys, AtelierRuntime runtime) =>
         {
             FileRecord f;
             if (ApiKeyAuthentication.TryCaller(context) is not null)
             {
-                f = Find(context, runtime, fileId);
+                f = await FindAsync(context, files, fileId).ConfigureAwait(false);
             }
             else
             {
-                f = VerifySignature(context, runtime, fileId);
+                f = await VerifySignatureAsync(context, runtime, files, keys, fileId).ConfigureAwait(false);
             }
 
             var stream = await runtime.Guard.OpenReadAsync(f.LocationId, f.BlobKey, context.RequestAborted).ConfigureAwait(false)
@@ -98,9 +98,9 @@ public static class FileEndpoints
             return Results.Stream(stream, "application/octet-stream", f.Filename, enableRangeProcessing: true);
         }).WithSummary("Download a file's bytes.");
 
-        files.MapGet("/{fileId}/url", (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        api.MapGet("/{fileId}/url", async (HttpContext context, string fileId, IFileRepository files, AtelierRuntime runtime) =>
         {
-            var f = Find(context, runtime, fileId);
+            var f = await FindAsync(context, files, fileId).ConfigureAwait(false);
             var hours = 24L;
             if (context.Request.Query.TryGetValue("expiry", out var expiryText) && expiryText.Count > 0)
             {
@@ -118,13 +118,14 @@ public static class FileEndpoints
             return Results.Json(new SignedUrl(url), AtelierJson.Options);
         }).WithSummary("A download URL that works without a key until it expires.");
 
-        files.MapDelete("/{fileId}", async (HttpContext context, string fileId, AtelierRuntime runtime) =>
+        api.MapDelete("/{fileId}", async (HttpContext context, string fileId, IFileRepository files, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
 
             // Row first, bytes second: a crash in between leaves an unreferenced blob, which the
             // next start removes, never a row that points at nothing.
-            var f = runtime.FreeingSpace(() => runtime.Files.Delete(caller.WorkspaceId, fileId)) ?? throw new NotFoundException("file", fileId);
+            var f = await runtime.FreeingSpaceAsync(() => files.DeleteAsync(caller.WorkspaceId, fileId, context.RequestAborted)).ConfigureAwait(false)
+                ?? throw new NotFoundException("file", fileId);
             await runtime.Guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.WorkspaceId), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new DeletedFile(f.Id, "file", true), AtelierJson.Options);
         }).WithSummary("Delete a file and its bytes.");
@@ -146,13 +147,13 @@ public static class FileEndpoints
         return string.Create(CultureInfo.InvariantCulture, $"http://{host}:{context.Connection.LocalPort}");
     }
 
-    private static FileRecord Find(HttpContext context, AtelierRuntime runtime, string fileId)
+    private static async Task<FileRecord> FindAsync(HttpContext context, IFileRepository files, string fileId)
     {
         var caller = ApiKeyAuthentication.Caller(context);
-        return runtime.Files.Get(caller.WorkspaceId, fileId) ?? throw new NotFoundException("file", fileId);
+        return await files.GetAsync(caller.WorkspaceId, fileId, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("file", fileId);
     }
 
-    private static FileRecord VerifySignature(HttpContext context, AtelierRuntime runtime, string fileId)
+    private static async Task<FileRecord> VerifySignatureAsync(HttpContext context, AtelierRuntime runtime, IFileRepository files, ApiKeyStore keys, string fileId)
     {
         var q = context.Request.Query;
         if (!long.TryParse(q["expires"], NumberStyles.None, CultureInfo.InvariantCulture, out var expires) || q["workspace"].Count != 1 || q["key_id"].Count != 1 || q["signature"].Count != 1)
@@ -175,12 +176,12 @@ public static class FileEndpoints
         }
 
         // Checked on every download, not when signing: a URL lives only as long as its key does.
-        if (runtime.Keys.Get(keyId) is not { RevokedAt: null } key || key.WorkspaceId != workspace)
+        if (await keys.GetAsync(keyId, context.RequestAborted).ConfigureAwait(false) is not { RevokedAt: null } key || key.WorkspaceId != workspace)
         {
             throw new UnauthorizedException($"The API key '{keyId}' that signed this URL has been revoked or no longer belongs to the workspace, so the URL no longer works; ask for a new one with a live key.");
         }
 
-        return runtime.Files.Get(workspace, fileId) ?? throw new NotFoundException("file", fileId);
+        return await files.GetAsync(workspace, fileId, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("file", fileId);
     }
 
     // Newline-separated: none of the parts can hold one (ids are generated, expires is a number), so

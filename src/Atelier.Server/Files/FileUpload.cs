@@ -156,7 +156,9 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
                 BlobKey = receipt.Key,
                 CreatedBy = caller.Actor,
             };
-            runtime.Files.Insert(record);
+            // Not cancelled by the client: the bytes are committed, and a row missing now would leave
+            // them to the orphan sweep of the next start.
+            await runtime.Files.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
             LogUploaded(logger, record.Id, record.Bytes, record.Filename);
             return record;
         }
@@ -191,7 +193,8 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
     {
         var limits = runtime.Config.Files;
         // A file gets its workspace's default policy, which the operator sets.
-        var policy = runtime.Policies.Resolve(runtime.Policies.ForWorkspace(caller.WorkspaceId).DefaultPolicy);
+        var governed = await runtime.Policies.ForWorkspaceAsync(caller.WorkspaceId, cancel).ConfigureAwait(false);
+        var policy = runtime.Policies.Resolve(governed.DefaultPolicy);
         var id = ResourceIds.NewUuid(runtime.Clock);
 
         // The guard judges the placement before a single byte is written.

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Core.IO;
@@ -38,7 +39,7 @@ public sealed class AtelierRuntime : IDisposable
     /// <summary>The name of the file holding the first key: the platform operator's.</summary>
     public const string AdminKeyFile = "admin.key";
 
-    private AtelierRuntime(ServerOptions options, AtelierConfig config, CatalogDatabase catalog, StorageLocations locations, AuditLog audit)
+    private AtelierRuntime(ServerOptions options, AtelierConfig config, SqliteCatalog catalog, PolicyCatalog policies, StorageLocations locations, AuditLog audit)
     {
         Options = options;
         Config = config;
@@ -46,11 +47,8 @@ public sealed class AtelierRuntime : IDisposable
         Locations = locations;
         Audit = audit;
         Guard = new PlacementGuard(locations, audit);
-        Keys = new ApiKeyStore(catalog, options.Clock);
-        Files = new FileCatalog(catalog, options.Clock);
-        Datasets = new DatasetCatalog(catalog, options.Clock);
-        Jobs = new JobCatalog(catalog, options.Clock);
-        Policies = new PolicyCatalog(catalog, config.Policies, config.Defaults.FilePolicy, options.Clock);
+        Keys = new ApiKeyStore(catalog.Keys, options.Clock);
+        Policies = policies;
         Topology = new Atelier.Core.Topology.TopologyMap(config.Sites);
         UrlSigningKey = LoadOrCreateSecret(Path.Combine(options.DataDirectory, "url-signing.key"));
         AuditSigner = AuditHeadSigner.LoadOrCreate(Path.Combine(options.DataDirectory, AuditHeadSigner.FileName));
@@ -62,8 +60,8 @@ public sealed class AtelierRuntime : IDisposable
     /// <summary>The installation's configuration.</summary>
     public AtelierConfig Config { get; }
 
-    /// <summary>The catalog database.</summary>
-    public CatalogDatabase Catalog { get; }
+    /// <summary>The catalog: the embedded SQLite one, composed here and nowhere else.</summary>
+    public SqliteCatalog Catalog { get; }
 
     /// <summary>The configured locations.</summary>
     public StorageLocations Locations { get; }
@@ -78,13 +76,13 @@ public sealed class AtelierRuntime : IDisposable
     public ApiKeyStore Keys { get; }
 
     /// <summary>Uploaded files.</summary>
-    public FileCatalog Files { get; }
+    public IFileRepository Files => Catalog.Files;
 
     /// <summary>Dataset versions.</summary>
-    public DatasetCatalog Datasets { get; }
+    public IDatasetRepository Datasets => Catalog.Datasets;
 
     /// <summary>Fine-tuning jobs.</summary>
-    public JobCatalog Jobs { get; }
+    public IJobRepository Jobs => Catalog.Jobs;
 
     /// <summary>Residency policies and which of them each workspace may use.</summary>
     public PolicyCatalog Policies { get; }
@@ -106,16 +104,16 @@ public sealed class AtelierRuntime : IDisposable
     /// audit log's space reserve and tries once more, so deleting works on a full disk and space can
     /// be freed; the deletion's audit event then has room too (see docs/decisions/0002).
     /// </summary>
-    public T FreeingSpace<T>(Func<T> change)
+    public async Task<T> FreeingSpaceAsync<T>(Func<Task<T>> change)
     {
         ArgumentNullException.ThrowIfNull(change);
         try
         {
-            return change();
+            return await change().ConfigureAwait(false);
         }
-        catch (Exception e) when (CatalogDatabase.IsStorageFull(e) && Audit.Reserve?.Release() == true)
+        catch (CatalogStorageFullException) when (Audit.Reserve?.Release() == true)
         {
-            return change();
+            return await change().ConfigureAwait(false);
         }
     }
 
@@ -145,14 +143,15 @@ public sealed class AtelierRuntime : IDisposable
         // Before anything is created: the catalog, the audit log, keys and blobs are private (0600 in 0700).
         DataDirectoryPermissions.Restrict(options.DataDirectory);
         var config = AtelierConfig.LoadOrCreate(options.DataDirectory, options.DefaultCountry);
-        var catalog = new CatalogDatabase(Path.Combine(options.DataDirectory, "catalog.db"));
+        var catalog = SqliteCatalog.Open(Path.Combine(options.DataDirectory, "catalog.db"), options.Clock);
+        var policies = await PolicyCatalog.LoadAsync(catalog.Policies, config.Policies, config.Defaults.FilePolicy, options.Clock, cancellationToken).ConfigureAwait(false);
         var locations = new StorageLocations(config.Locations, options.DataDirectory);
         var audit = new AuditLog(Path.Combine(options.DataDirectory, "audit"), options.Clock, AuditLog.DefaultReserveBytes);
-        var runtime = new AtelierRuntime(options, config, catalog, locations, audit);
+        var runtime = new AtelierRuntime(options, config, catalog, policies, locations, audit);
         try
         {
             await runtime.RecoverAsync(cancellationToken).ConfigureAwait(false);
-            await runtime.BootstrapAdminKeyAsync().ConfigureAwait(false);
+            await runtime.BootstrapAdminKeyAsync(cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -178,7 +177,7 @@ public sealed class AtelierRuntime : IDisposable
         // A crash between the blob's commit and its catalog row leaves a blob nothing points to.
         foreach (var location in Locations.All)
         {
-            var referenced = Files.BlobKeys(location.Id);
+            var referenced = await Files.BlobKeysAsync(location.Id, cancellationToken).ConfigureAwait(false);
             var unreferenced = new List<string>();
             await foreach (var key in Locations.ListKeysAsync(location.Id, "file/", cancellationToken).ConfigureAwait(false))
             {
@@ -199,15 +198,15 @@ public sealed class AtelierRuntime : IDisposable
         RecoveredOrphans = removed;
     }
 
-    private async Task BootstrapAdminKeyAsync()
+    private async Task BootstrapAdminKeyAsync(CancellationToken cancellationToken)
     {
-        if (Keys.List(null).Count > 0)
+        if ((await Keys.ListAsync(null, cancellationToken).ConfigureAwait(false)).Count > 0)
         {
             return;
         }
 
-        var workspace = Keys.EnsureWorkspace("default");
-        var (key, token) = Keys.Create(workspace, "operator", ApiKeyRoles.Operator);
+        var workspace = await Keys.EnsureWorkspaceAsync("default", cancellationToken).ConfigureAwait(false);
+        var (key, token) = await Keys.CreateAsync(workspace, "operator", ApiKeyRoles.Operator, cancellationToken).ConfigureAwait(false);
         var path = Path.Combine(Options.DataDirectory, AdminKeyFile);
         WriteSecretFile(path, Encoding.ASCII.GetBytes(token + "\n"), overwrite: true);
         await Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = "system:bootstrap", ArtifactKind = "api_key", ArtifactId = key.Id, Detail = "the platform operator's key" }, CancellationToken.None)

@@ -8,6 +8,7 @@ using Atelier.Server.Features;
 using Atelier.Server.Errors;
 using Atelier.Server.Files;
 using Atelier.Server.Jobs;
+using Atelier.Catalog.Sqlite;
 using Atelier.Cluster.Jobs;
 using Atelier.Features.Semantic;
 using Atelier.Training.Checkpoints;
@@ -50,6 +51,11 @@ public static class AtelierServer
 
         builder.Services.AddSingleton(runtime);
         builder.Services.AddSingleton(options.Clock);
+
+        // The catalog: each repository under its interface, and the rules over them (keys, policies).
+        builder.Services.AddAtelierSqliteCatalog(runtime.Catalog);
+        builder.Services.AddSingleton(runtime.Keys);
+        builder.Services.AddSingleton(runtime.Policies);
         builder.Services.AddSingleton<FileUpload>();
         builder.Services.AddHostedService(services => new FileExpirySweeper(runtime.Files, runtime.Guard, runtime.Clock, services.GetRequiredService<ILogger<FileExpirySweeper>>()));
         builder.Services.AddSingleton(services => new DatasetBuildService(
@@ -64,10 +70,9 @@ public static class AtelierServer
         builder.Services.AddHostedService(services => services.GetRequiredService<DatasetBuildService>());
         builder.Services.AddSingleton(runtime.Guard);
         builder.Services.AddSingleton<ResidencyPolicyResolver>(runtime.ResolvePolicy);
-        builder.Services.AddSingleton<ICollectionCatalog>(new CatalogCollectionRecords(new Catalog.VectorCollectionCatalog(runtime.Catalog)));
+        builder.Services.AddSingleton<ICollectionCatalog, CatalogCollectionRecords>();
         builder.Services.AddAtelierVectorCollections();
         builder.Services.AddSingleton(await OpenModelRegistryAsync(runtime, cancellationToken).ConfigureAwait(false));
-        builder.Services.AddSingleton(runtime.Jobs);
         builder.Services.AddSingleton(runtime.Topology);
         builder.Services.AddSingleton(services => new CheckpointStore(
             runtime.Guard,
@@ -167,7 +172,7 @@ public static class AtelierServer
         }
 
         var registry = new Registry.ModelRegistry(
-            runtime.Catalog,
+            new global::Atelier.Catalog.Sqlite.SqliteModelRepository(runtime.Catalog.Database),
             runtime.Guard,
             runtime.Clock,
             Path.Combine(runtime.Options.DataDirectory, "cache", "models"),

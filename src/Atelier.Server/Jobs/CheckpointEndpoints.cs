@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Atelier.Catalog;
 using Atelier.Cluster.Jobs;
 using Atelier.Core;
 using Atelier.Core.Errors;
@@ -55,15 +56,15 @@ public static class CheckpointEndpoints
     {
         var group = app.MapGroup("/api/v1/checkpoints").WithTags("Checkpoints");
 
-        group.MapGet("", async (HttpContext context, AtelierRuntime runtime, CheckpointStore store) =>
+        group.MapGet("", async (HttpContext context, IJobRepository jobs, CheckpointStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var jobId = context.Request.Query["job_id"].ToString();
-            var jobs = jobId.Length > 0
-                ? [FineTuningEndpoints.Find(context, runtime, jobId)]
-                : runtime.Jobs.List(caller.WorkspaceId, new Catalog.JobFilter(), 0, 1000).Page;
+            IReadOnlyList<JobRecord> listed = jobId.Length > 0
+                ? [await FineTuningEndpoints.FindAsync(context, jobs, jobId).ConfigureAwait(false)]
+                : (await jobs.ListAsync(caller.WorkspaceId, new JobFilter(), 0, 1000, context.RequestAborted).ConfigureAwait(false)).Page;
             var list = new List<CheckpointObject>();
-            foreach (var job in jobs)
+            foreach (var job in listed)
             {
                 foreach (var info in (await store.ListAsync(job.Id, context.RequestAborted).ConfigureAwait(false)).OrderByDescending(i => i.Step))
                 {
@@ -74,9 +75,9 @@ public static class CheckpointEndpoints
             return Results.Json(new { data = list, @object = "list", total = list.Count }, AtelierJson.Options);
         }).WithSummary("Committed checkpoints of one job (job_id) or of every job of the workspace.");
 
-        group.MapGet("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, AtelierRuntime runtime, CheckpointStore store) =>
+        group.MapGet("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, IJobRepository jobs, CheckpointStore store) =>
         {
-            var job = FineTuningEndpoints.Find(context, runtime, jobId);
+            var job = await FineTuningEndpoints.FindAsync(context, jobs, jobId).ConfigureAwait(false);
             var info = await store.GetAsync(job.Id, step, context.RequestAborted).ConfigureAwait(false)
                 ?? throw new NotFoundException("checkpoint", CheckpointIds.Of(job.Id, step));
             return Results.Json(ToObject(info, details: true), AtelierJson.Options);
@@ -84,7 +85,7 @@ public static class CheckpointEndpoints
 
         group.MapPost("/{jobId}/{step:long}/restore", async (HttpContext context, string jobId, long step, AtelierRuntime runtime, ModelRegistry registry, CheckpointStore store, IGrainFactory grains) =>
         {
-            var source = FineTuningEndpoints.Find(context, runtime, jobId);
+            var source = await FineTuningEndpoints.FindAsync(context, runtime.Jobs, jobId).ConfigureAwait(false);
             _ = await store.GetAsync(source.Id, step, context.RequestAborted).ConfigureAwait(false)
                 ?? throw new NotFoundException("checkpoint", CheckpointIds.Of(source.Id, step));
             var overrides = await FineTuningEndpoints.ReadOptionalAsync<RestoreCheckpointRequest>(context).ConfigureAwait(false) ?? new RestoreCheckpointRequest();
@@ -106,12 +107,13 @@ public static class CheckpointEndpoints
 
             var job = await JobRequests.CreateAsync(runtime, registry, ApiKeyAuthentication.Caller(context), request, context.RequestAborted).ConfigureAwait(false);
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).SubmitAsync().ConfigureAwait(false);
-            return Results.Json(JobRequests.ToObject(runtime, runtime.Jobs.GetById(job.Id)!, details: false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+            var created = await runtime.Jobs.GetByIdAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
+            return Results.Json(await JobRequests.ToObjectAsync(runtime.Jobs, runtime.Datasets, created!, details: false, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create a new job that starts from this checkpoint (same data and hyperparameters unless overridden).");
 
-        group.MapDelete("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, AtelierRuntime runtime, CheckpointStore store) =>
+        group.MapDelete("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, IJobRepository jobs, CheckpointStore store) =>
         {
-            var job = FineTuningEndpoints.Find(context, runtime, jobId);
+            var job = await FineTuningEndpoints.FindAsync(context, jobs, jobId).ConfigureAwait(false);
             if (job.Status is FineTuningStatus.Running or FineTuningStatus.Queued && job.Started)
             {
                 throw new ConflictException($"Job '{job.Id}' is {job.Status}; its checkpoints are deleted by retention while it trains.");
@@ -122,7 +124,8 @@ public static class CheckpointEndpoints
                 throw new NotFoundException("checkpoint", CheckpointIds.Of(job.Id, step));
             }
 
-            runtime.Jobs.MarkCheckpointsDeleted(job.Id, [step]);
+            // The chunks are gone: record it even if the client has left.
+            await jobs.MarkCheckpointsDeletedAsync(job.Id, [step], CancellationToken.None).ConfigureAwait(false);
             return Results.Json(new { id = CheckpointIds.Of(job.Id, step), @object = "checkpoint", deleted = true }, AtelierJson.Options);
         }).WithSummary("Delete a checkpoint (its chunks are freed once no checkpoint refers to them).");
     }

@@ -131,19 +131,19 @@ public static class JobRequests
         JobDataset? dataset = null;
         if (request.DatasetId is { } datasetId)
         {
-            dataset = JobDataset.Resolve(runtime.Datasets, caller.WorkspaceId, datasetId);
+            dataset = await JobDataset.ResolveAsync(runtime.Datasets, caller.WorkspaceId, datasetId, cancel).ConfigureAwait(false);
             var tokenizer = Atelier.Data.Tokenization.ModelTokenizers.Load(await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false));
             dataset.CheckFor(model.Id, tokenizer.Identity, request.Hyperparameters?.SeqLen);
         }
 
         for (var i = 0; i < (request.TrainingFiles?.Count ?? 0); i++)
         {
-            Check(request.TrainingFiles![i].FileId, $"training_files[{i}].file_id");
+            await CheckAsync(request.TrainingFiles![i].FileId, $"training_files[{i}].file_id").ConfigureAwait(false);
         }
 
         for (var i = 0; i < (request.ValidationFiles?.Count ?? 0); i++)
         {
-            Check(request.ValidationFiles![i], $"validation_files[{i}]");
+            await CheckAsync(request.ValidationFiles![i], $"validation_files[{i}]").ConfigureAwait(false);
         }
 
         if (problems.Count > 0)
@@ -153,8 +153,8 @@ public static class JobRequests
 
         if (request.StartFrom is { } start)
         {
-            var source = runtime.Jobs.Get(caller.WorkspaceId, start.JobId) ?? throw new NotFoundException("job", start.JobId);
-            if (!runtime.Jobs.Checkpoints(source.Id).Any(c => c.StepNumber == start.Step && c.Retained))
+            var source = await runtime.Jobs.GetAsync(caller.WorkspaceId, start.JobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", start.JobId);
+            if (!(await runtime.Jobs.CheckpointsAsync(source.Id, cancel).ConfigureAwait(false)).Any(c => c.StepNumber == start.Step && c.Retained))
             {
                 throw new NotFoundException("checkpoint", $"{start.JobId}@{start.Step}");
             }
@@ -190,12 +190,12 @@ public static class JobRequests
             ModifiedAt = now,
             CreatedBy = caller.Key.Id,
         };
-        runtime.Jobs.Insert(job);
+        await runtime.Jobs.InsertAsync(job, CancellationToken.None).ConfigureAwait(false);
         return job;
 
-        void Check(string id, string field)
+        async Task CheckAsync(string id, string field)
         {
-            var file = runtime.Files.Get(caller.WorkspaceId, id) ?? throw new NotFoundException("file", id);
+            var file = await runtime.Files.GetAsync(caller.WorkspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
             if (file.Purpose != "fine-tune")
             {
                 problems.Add(new Problem($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; fine-tuning takes files uploaded with purpose 'fine-tune'.", Field: field));
@@ -208,13 +208,19 @@ public static class JobRequests
     }
 
     /// <summary>The wire form of a job; with <paramref name="details"/>, its events and checkpoints too.</summary>
-    public static JobObject ToObject(AtelierRuntime runtime, JobRecord job, bool details)
+    public static async Task<JobObject> ToObjectAsync(IJobRepository jobs, IDatasetRepository datasets, JobRecord job, bool details, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(jobs);
+        ArgumentNullException.ThrowIfNull(datasets);
         ArgumentNullException.ThrowIfNull(job);
         var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
         var h = request.Hyperparameters ?? new CompletionHyperparameters();
         JobPlanRecord? plan = job.MetadataJson is { } m ? JsonSerializer.Deserialize<JobPlanRecord>(m, AtelierJson.Options) : null;
+        var trainingFiles = request.DatasetId is { } datasetId
+            ? await JobDataset.SourceFilesAsync(datasets, job.WorkspaceId, datasetId, cancellationToken).ConfigureAwait(false)
+            : [.. (request.TrainingFiles ?? []).Select(f => f.FileId)];
+        var events = details ? await jobs.EventsAsync(job.Id, cancellationToken).ConfigureAwait(false) : null;
+        var checkpoints = details ? await jobs.CheckpointsAsync(job.Id, cancellationToken).ConfigureAwait(false) : null;
         return new JobObject
         {
             Id = job.Id,
@@ -223,9 +229,7 @@ public static class JobRequests
             Status = job.Status,
             CreatedAt = job.CreatedAt,
             ModifiedAt = job.ModifiedAt,
-            TrainingFiles = request.DatasetId is { } datasetId
-                ? JobDataset.SourceFiles(runtime.Datasets, job.WorkspaceId, datasetId)
-                : [.. (request.TrainingFiles ?? []).Select(f => f.FileId)],
+            TrainingFiles = trainingFiles,
             ValidationFiles = request.ValidationFiles ?? [],
             FineTunedModel = job.FineTunedModel,
             Suffix = job.Suffix,
@@ -240,10 +244,10 @@ public static class JobRequests
                 plan?.Plan.SeqLen ?? h.SeqLen,
                 h.FimRatio),
             Error = job.Error,
-            Events = details ? [.. runtime.Jobs.Events(job.Id).Select(e => new JobEventObject(e.Name, e.DataJson is null ? null : JsonDocument.Parse(e.DataJson).RootElement.Clone(), e.CreatedAt))] : null,
-            Checkpoints = details
-                ? [.. runtime.Jobs.Checkpoints(job.Id).Select(c => new JobCheckpointObject(new CheckpointMetricsObject(c.TrainLoss, c.ValidLoss, c.ValidAccuracy), c.StepNumber, c.CreatedAt, !c.Retained))]
-                : null,
+            Events = events is null ? null : [.. events.Select(e => new JobEventObject(e.Name, e.DataJson is null ? null : JsonDocument.Parse(e.DataJson).RootElement.Clone(), e.CreatedAt))],
+            Checkpoints = checkpoints is null
+                ? null
+                : [.. checkpoints.Select(c => new JobCheckpointObject(new CheckpointMetricsObject(c.TrainLoss, c.ValidLoss, c.ValidAccuracy), c.StepNumber, c.CreatedAt, !c.Retained))],
         };
     }
 }
@@ -254,20 +258,20 @@ public static class FineTuningEndpoints
     /// <summary>Maps <c>/v1/fine_tuning/jobs</c>.</summary>
     public static void MapFineTuningJobs(this IEndpointRouteBuilder app)
     {
-        var jobs = app.MapGroup("/v1/fine_tuning/jobs").WithTags("Fine-tuning");
+        var api = app.MapGroup("/v1/fine_tuning/jobs").WithTags("Fine-tuning");
 
-        jobs.MapPost("", async (HttpContext context, AtelierRuntime runtime, ModelRegistry registry, IGrainFactory grains) =>
+        api.MapPost("", async (HttpContext context, AtelierRuntime runtime, ModelRegistry registry, IGrainFactory grains) =>
         {
             var request = await ReadAsync<FineTuningJobRequest>(context).ConfigureAwait(false);
             var job = await JobRequests.CreateAsync(runtime, registry, ApiKeyAuthentication.Caller(context), request, context.RequestAborted).ConfigureAwait(false);
 
             // The job as created (QUEUED), as Mistral answers; validation starts right after.
-            var created = JobRequests.ToObject(runtime, job, details: false);
+            var created = await JobRequests.ToObjectAsync(runtime.Jobs, runtime.Datasets, job, details: false, context.RequestAborted).ConfigureAwait(false);
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).SubmitAsync().ConfigureAwait(false);
             return Results.Json(created, AtelierJson.Options);
         }).WithSummary("Create a fine-tuning job: validated, then started when auto_start (the default).");
 
-        jobs.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        api.MapGet("", async (HttpContext context, IJobRepository jobs, IDatasetRepository datasets) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var q = context.Request.Query;
@@ -294,26 +298,37 @@ public static class FineTuningEndpoints
                 return Results.Json(new JobList([], "list", 0), AtelierJson.Options);
             }
 
-            var (list, total) = runtime.Jobs.List(caller.WorkspaceId, filter, page, pageSize);
-            return Results.Json(new JobList([.. list.Select(j => JobRequests.ToObject(runtime, j, details: false))], "list", total), AtelierJson.Options);
+            var (list, total) = await jobs.ListAsync(caller.WorkspaceId, filter, page, pageSize, context.RequestAborted).ConfigureAwait(false);
+            var objects = new List<JobObject>(list.Count);
+            foreach (var job in list)
+            {
+                objects.Add(await JobRequests.ToObjectAsync(jobs, datasets, job, details: false, context.RequestAborted).ConfigureAwait(false));
+            }
+
+            return Results.Json(new JobList(objects, "list", total), AtelierJson.Options);
         }).WithSummary("List the workspace's jobs, newest first, with Mistral's filters and paging.");
 
-        jobs.MapGet("/{jobId}", (HttpContext context, string jobId, AtelierRuntime runtime) =>
-            Results.Json(JobRequests.ToObject(runtime, Find(context, runtime, jobId), details: true), AtelierJson.Options))
+        api.MapGet("/{jobId}", async (HttpContext context, string jobId, IJobRepository jobs, IDatasetRepository datasets) =>
+        {
+            var job = await FindAsync(context, jobs, jobId).ConfigureAwait(false);
+            return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, job, details: true, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
+        })
             .WithSummary("A job with its events and checkpoints.");
 
-        jobs.MapPost("/{jobId}/cancel", async (HttpContext context, string jobId, AtelierRuntime runtime, IGrainFactory grains) =>
+        api.MapPost("/{jobId}/cancel", async (HttpContext context, string jobId, IJobRepository jobs, IDatasetRepository datasets, IGrainFactory grains) =>
         {
-            var job = Find(context, runtime, jobId);
+            var job = await FindAsync(context, jobs, jobId).ConfigureAwait(false);
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).CancelAsync().ConfigureAwait(false);
-            return Results.Json(JobRequests.ToObject(runtime, runtime.Jobs.GetById(job.Id)!, details: true), AtelierJson.Options);
+            var now = await jobs.GetByIdAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
+            return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, now!, details: true, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options);
         }).WithSummary("Cancel a job: at once when it is not training, else CANCELLATION_REQUESTED until the trainer stops.");
 
-        jobs.MapPost("/{jobId}/start", async (HttpContext context, string jobId, AtelierRuntime runtime, IGrainFactory grains) =>
+        api.MapPost("/{jobId}/start", async (HttpContext context, string jobId, IJobRepository jobs, IDatasetRepository datasets, IGrainFactory grains) =>
         {
-            var job = Find(context, runtime, jobId);
+            var job = await FindAsync(context, jobs, jobId).ConfigureAwait(false);
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).StartAsync().ConfigureAwait(false);
-            return Results.Json(JobRequests.ToObject(runtime, runtime.Jobs.GetById(job.Id)!, details: true), AtelierJson.Options);
+            var now = await jobs.GetByIdAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
+            return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, now!, details: true, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options);
         }).WithSummary("Start a validated job that was created with auto_start false.");
 
         // What curation did to a job's training data: the report, and every dropped example with
@@ -332,7 +347,7 @@ public static class FineTuningEndpoints
 
     private static async Task<IResult> DataReportFileAsync(HttpContext context, AtelierRuntime runtime, string jobId, string name, string contentType)
     {
-        var job = Find(context, runtime, jobId);
+        var job = await FindAsync(context, runtime.Jobs, jobId).ConfigureAwait(false);
         var stream = await runtime.Guard.OpenReadAsync(job.LocationId, $"job/{job.Id}/train-report/{name}", context.RequestAborted).ConfigureAwait(false);
         if (stream is null)
         {
@@ -344,10 +359,11 @@ public static class FineTuningEndpoints
     }
 
     /// <summary>The caller's job, or 404.</summary>
-    public static JobRecord Find(HttpContext context, AtelierRuntime runtime, string jobId)
+    public static async Task<JobRecord> FindAsync(HttpContext context, IJobRepository jobs, string jobId)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
-        return runtime.Jobs.Get(ApiKeyAuthentication.Caller(context).WorkspaceId, jobId) ?? throw new NotFoundException("job", jobId);
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(jobs);
+        return await jobs.GetAsync(ApiKeyAuthentication.Caller(context).WorkspaceId, jobId, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("job", jobId);
     }
 
     /// <summary>Reads a JSON body, with a 400 that says what is wrong with it.</summary>

@@ -28,7 +28,7 @@ public sealed partial class JobRecoveryService(
         }
 
         await grains.GetGrain<IJobSchedulerGrain>(0).RegisterNodeAsync(runtime.NodeName, runtime.Config.Defaults.TrainingSlots).ConfigureAwait(false);
-        foreach (var job in runtime.Jobs.Unfinished())
+        foreach (var job in await runtime.Jobs.UnfinishedAsync(cancellationToken).ConfigureAwait(false))
         {
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).RecoverAsync().ConfigureAwait(false);
         }

@@ -58,8 +58,8 @@ public static class PlatformEndpoints
 
     private static void MapKeys(this IEndpointRouteBuilder api)
     {
-        var keys = api.MapGroup("/keys").WithTags("Keys");
-        keys.MapPost("", async (HttpContext context, CreateKeyRequest? body, AtelierRuntime runtime) =>
+        var group = api.MapGroup("/keys").WithTags("Keys");
+        group.MapPost("", async (HttpContext context, CreateKeyRequest? body, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Admin(context);
             var name = string.IsNullOrWhiteSpace(body?.Name) ? "key" : body.Name.Trim();
@@ -86,10 +86,10 @@ public static class PlatformEndpoints
             }
             else
             {
-                workspace = runtime.Keys.FindWorkspace(workspaceName) ?? await CreateWorkspaceAsync(runtime, caller, workspaceName).ConfigureAwait(false);
+                workspace = await runtime.Keys.FindWorkspaceAsync(workspaceName, context.RequestAborted).ConfigureAwait(false) ?? await CreateWorkspaceAsync(runtime, caller, workspaceName).ConfigureAwait(false);
             }
 
-            var (key, token) = runtime.Keys.Create(workspace, name, role);
+            var (key, token) = await runtime.Keys.CreateAsync(workspace, name, role, CancellationToken.None).ConfigureAwait(false);
             try
             {
                 await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = key.Id, Detail = $"role {role}" }, CancellationToken.None).ConfigureAwait(false);
@@ -97,24 +97,24 @@ public static class PlatformEndpoints
             catch (Exception)
             {
                 // No key without its record: the token was never shown, so the key is simply forgotten.
-                runtime.Keys.Forget(key.Id);
+                await runtime.Keys.ForgetAsync(key.Id, CancellationToken.None).ConfigureAwait(false);
                 throw;
             }
 
             return Results.Json(new { key.Id, key = token, workspace = workspace.Name, workspace_id = workspace.Id, key.Name, key.Role, key.CreatedAt }, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create an API key: an admin in its own workspace, the operator in any. The key is shown once.");
 
-        keys.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        group.MapGet("", async (HttpContext context, ApiKeyStore keys) =>
         {
             var caller = ApiKeyAuthentication.Admin(context);
-            var visible = runtime.Keys.List(caller.Key.IsOperator ? null : caller.WorkspaceId);
+            var visible = await keys.ListAsync(caller.Key.IsOperator ? null : caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { data = visible.Select(k => new { k.Id, workspace = k.WorkspaceName, workspace_id = k.WorkspaceId, k.Name, k.Role, k.CreatedAt, k.RevokedAt }) }, AtelierJson.Options);
         }).WithSummary("List API keys: an admin its workspace's, the operator every workspace's. Secrets are never shown.");
 
-        keys.MapDelete("/{keyId}", async (HttpContext context, string keyId, AtelierRuntime runtime) =>
+        group.MapDelete("/{keyId}", async (HttpContext context, string keyId, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Admin(context);
-            var key = runtime.Keys.Get(keyId);
+            var key = await runtime.Keys.GetAsync(keyId, context.RequestAborted).ConfigureAwait(false);
 
             // Another workspace's key is as absent as a key that never existed: an admin learns nothing about it.
             if (key is null || key.RevokedAt is not null || (!caller.Key.IsOperator && key.WorkspaceId != caller.WorkspaceId))
@@ -127,12 +127,12 @@ public static class PlatformEndpoints
                 throw new ForbiddenException("Only the platform operator revokes an operator key.");
             }
 
-            if (key.IsOperator && runtime.Keys.List(null).Count(k => k.IsOperator && k.RevokedAt is null) == 1)
+            if (key.IsOperator && (await runtime.Keys.ListAsync(null, context.RequestAborted).ConfigureAwait(false)).Count(k => k.IsOperator && k.RevokedAt is null) == 1)
             {
                 throw new ConflictException("This is the last live operator key; create another operator key before revoking it, or nobody could govern the installation.");
             }
 
-            if (!runtime.Keys.Revoke(keyId))
+            if (!await runtime.Keys.RevokeAsync(keyId, CancellationToken.None).ConfigureAwait(false))
             {
                 throw new NotFoundException("api key", keyId);
             }
@@ -145,25 +145,31 @@ public static class PlatformEndpoints
     private static void MapWorkspaces(this IEndpointRouteBuilder api)
     {
         var workspaces = api.MapGroup("/workspaces").WithTags("Workspaces");
-        workspaces.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        workspaces.MapGet("", async (HttpContext context, ApiKeyStore keys, PolicyCatalog policies) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var visible = caller.Key.IsOperator ? runtime.Keys.ListWorkspaces() : [new Workspace(caller.WorkspaceId, caller.Key.WorkspaceName)];
-            return Results.Json(new { data = visible.Select(w => Describe(runtime, w)) }, AtelierJson.Options);
+            var visible = caller.Key.IsOperator ? await keys.ListWorkspacesAsync(context.RequestAborted).ConfigureAwait(false) : [new Workspace(caller.WorkspaceId, caller.Key.WorkspaceName)];
+            var described = new List<object>(visible.Count);
+            foreach (var workspace in visible)
+            {
+                described.Add(await DescribeAsync(policies, workspace, context.RequestAborted).ConfigureAwait(false));
+            }
+
+            return Results.Json(new { data = described }, AtelierJson.Options);
         }).WithSummary("Workspaces and the policies each may use: the operator sees every one, others their own.");
 
-        workspaces.MapGet("/{name}", (HttpContext context, string name, AtelierRuntime runtime) =>
+        workspaces.MapGet("/{name}", async (HttpContext context, string name, ApiKeyStore keys, PolicyCatalog policies) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var workspace = caller.Key.IsOperator || name == caller.Key.WorkspaceName ? runtime.Keys.FindWorkspace(name) : null;
-            return Results.Json(Describe(runtime, workspace ?? throw new NotFoundException("workspace", name)), AtelierJson.Options);
+            var workspace = caller.Key.IsOperator || name == caller.Key.WorkspaceName ? await keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) : null;
+            return Results.Json(await DescribeAsync(policies, workspace ?? throw new NotFoundException("workspace", name), context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
         }).WithSummary("One workspace and the policies it may use.");
 
         workspaces.MapPost("", async (HttpContext context, CreateWorkspaceRequest? body, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
             var name = body?.Name?.Trim() ?? "";
-            if (runtime.Keys.FindWorkspace(name) is not null)
+            if (await runtime.Keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) is not null)
             {
                 throw new ConflictException($"A workspace named '{name}' exists.");
             }
@@ -174,29 +180,29 @@ public static class PlatformEndpoints
                 await GovernAsync(runtime, caller, workspace, body.DefaultPolicy, body.AllowedPolicies).ConfigureAwait(false);
             }
 
-            return Results.Json(Describe(runtime, workspace), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+            return Results.Json(await DescribeAsync(runtime.Policies, workspace, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create a workspace (operator).");
 
         workspaces.MapPut("/{name}/policies", async (HttpContext context, string name, WorkspacePoliciesRequest? body, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
-            var workspace = runtime.Keys.FindWorkspace(name) ?? throw new NotFoundException("workspace", name);
+            var workspace = await runtime.Keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("workspace", name);
             await GovernAsync(runtime, caller, workspace, body?.DefaultPolicy, body?.AllowedPolicies).ConfigureAwait(false);
-            return Results.Json(Describe(runtime, workspace), AtelierJson.Options);
+            return Results.Json(await DescribeAsync(runtime.Policies, workspace, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options);
         }).WithSummary("Set which residency policies a workspace may use, and its default (operator).");
     }
 
     private static void MapPolicies(this IEndpointRouteBuilder api)
     {
         var policies = api.MapGroup("/policies").WithTags("Policies");
-        policies.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        policies.MapGet("", async (HttpContext context, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var mine = runtime.Policies.ForWorkspace(caller.WorkspaceId);
+            var mine = await runtime.Policies.ForWorkspaceAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(
                 new
                 {
-                    data = runtime.Policies.All.Select(p => Describe(runtime, p, mine)),
+                    data = runtime.Policies.All.Select(p => Describe(runtime.Policies, p, mine)),
                     defaults = runtime.Config.Defaults,
                     workspace = new { id = caller.WorkspaceId, name = caller.Key.WorkspaceName, default_policy = mine.DefaultPolicy, allowed_policies = mine.AllowedPolicies },
                 },
@@ -206,7 +212,7 @@ public static class PlatformEndpoints
         policies.MapPost("", async (HttpContext context, CreatePolicyRequest? body, AtelierRuntime runtime) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
-            var policy = runtime.Policies.Define(ToPolicy(body), caller.Actor);
+            var policy = await runtime.Policies.DefineAsync(ToPolicy(body), caller.Actor, CancellationToken.None).ConfigureAwait(false);
             await runtime.Audit.AppendAsync(
                 new AuditEvent
                 {
@@ -219,7 +225,8 @@ public static class PlatformEndpoints
                     Detail = $"jurisdictions [{string.Join(", ", policy.AllowedJurisdictions)}], operators [{string.Join(", ", policy.AllowedOperators)}], replicas {policy.MinReplicas}, on-prem {(policy.RequireOnPrem ? "required" : "not required")}",
                 },
                 CancellationToken.None).ConfigureAwait(false);
-            return Results.Json(Describe(runtime, policy, runtime.Policies.ForWorkspace(caller.WorkspaceId)), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+            var mine = await runtime.Policies.ForWorkspaceAsync(caller.WorkspaceId, CancellationToken.None).ConfigureAwait(false);
+            return Results.Json(Describe(runtime.Policies, policy, mine), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Define a new residency policy (operator). A name never changes meaning once defined.");
     }
 
@@ -230,16 +237,16 @@ public static class PlatformEndpoints
             throw new BadRequestException(problem, "invalid_workspace");
         }
 
-        var workspace = runtime.Keys.EnsureWorkspace(name);
+        var workspace = await runtime.Keys.EnsureWorkspaceAsync(name, CancellationToken.None).ConfigureAwait(false);
         await runtime.Audit.AppendAsync(new AuditEvent { Type = "workspace_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "workspace", ArtifactId = workspace.Id, Detail = $"name {workspace.Name}" }, CancellationToken.None).ConfigureAwait(false);
         return workspace;
     }
 
     private static async Task GovernAsync(AtelierRuntime runtime, RequestCaller caller, Workspace workspace, string? defaultPolicy, IReadOnlyList<string>? allowed)
     {
-        var current = runtime.Policies.ForWorkspace(workspace.Id);
+        var current = await runtime.Policies.ForWorkspaceAsync(workspace.Id, CancellationToken.None).ConfigureAwait(false);
         var chosenDefault = defaultPolicy?.Trim() ?? current.DefaultPolicy;
-        var governed = runtime.Policies.Govern(workspace.Id, chosenDefault, allowed ?? current.AllowedPolicies);
+        var governed = await runtime.Policies.GovernAsync(workspace.Id, chosenDefault, allowed ?? current.AllowedPolicies, CancellationToken.None).ConfigureAwait(false);
         await runtime.Audit.AppendAsync(
             new AuditEvent
             {
@@ -301,20 +308,20 @@ public static class PlatformEndpoints
         return new ResidencyPolicy { Name = name, AllowedJurisdictions = [.. jurisdictions], AllowedOperators = [.. operators], MinReplicas = replicas, RequireOnPrem = body?.RequireOnPrem ?? false };
     }
 
-    private static object Describe(AtelierRuntime runtime, Workspace workspace)
+    private static async Task<object> DescribeAsync(PolicyCatalog policies, Workspace workspace, CancellationToken cancellationToken)
     {
-        var governed = runtime.Policies.ForWorkspace(workspace.Id);
+        var governed = await policies.ForWorkspaceAsync(workspace.Id, cancellationToken).ConfigureAwait(false);
         return new { id = workspace.Id, name = workspace.Name, default_policy = governed.DefaultPolicy, allowed_policies = governed.AllowedPolicies, governed = governed.Explicit };
     }
 
-    private static object Describe(AtelierRuntime runtime, ResidencyPolicy policy, WorkspacePolicies governed) => new
+    private static object Describe(PolicyCatalog policies, ResidencyPolicy policy, WorkspacePolicies governed) => new
     {
         name = policy.Name,
         allowed_jurisdictions = policy.AllowedJurisdictions,
         allowed_operators = policy.AllowedOperators,
         min_replicas = policy.MinReplicas,
         require_on_prem = policy.RequireOnPrem,
-        source = runtime.Policies.IsOperatorDefined(policy.Name) ? "operator" : "config",
-        usable_here = runtime.Policies.Refusal(governed, policy.Name) is null,
+        source = policies.IsOperatorDefined(policy.Name) ? "operator" : "config",
+        usable_here = policies.Refusal(governed, policy.Name) is null,
     };
 }

@@ -58,8 +58,8 @@ public sealed record CreateDatasetRequest
 /// <param name="logger">The log.</param>
 public sealed partial class DatasetBuildService(
     DatasetBuildServiceOptions settings,
-    DatasetCatalog datasets,
-    FileCatalog files,
+    IDatasetRepository datasets,
+    IFileRepository files,
     PolicyCatalog policies,
     PlacementGuard guard,
     ModelRegistry registry,
@@ -76,7 +76,7 @@ public sealed partial class DatasetBuildService(
     public DatasetBuildProgress? LiveProgress(string datasetId) => _live.TryGetValue(datasetId, out var p) ? p : null;
 
     /// <summary>Checks a request and resolves its files; throws a 4xx naming what is wrong.</summary>
-    public static (IReadOnlyList<FileRecord> Training, IReadOnlyList<FileRecord> Validation) Resolve(FileCatalog files, string workspaceId, CreateDatasetRequest request)
+    public static async Task<(IReadOnlyList<FileRecord> Training, IReadOnlyList<FileRecord> Validation)> ResolveAsync(IFileRepository files, string workspaceId, CreateDatasetRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(files);
         ArgumentNullException.ThrowIfNull(request);
@@ -94,11 +94,23 @@ public sealed partial class DatasetBuildService(
             throw new BadRequestException($"'seq_len' must be between 16 and {1 << 20}, not {request.SeqLen}.");
         }
 
-        return (request.TrainingFiles.Select(Find).ToArray(), request.ValidationFiles.Select(Find).ToArray());
-
-        FileRecord Find(string id)
+        var training = new FileRecord[request.TrainingFiles.Count];
+        for (var i = 0; i < training.Length; i++)
         {
-            var file = files.Get(workspaceId, id) ?? throw new NotFoundException("file", id);
+            training[i] = await FindAsync(request.TrainingFiles[i]).ConfigureAwait(false);
+        }
+
+        var validation = new FileRecord[request.ValidationFiles.Count];
+        for (var i = 0; i < validation.Length; i++)
+        {
+            validation[i] = await FindAsync(request.ValidationFiles[i]).ConfigureAwait(false);
+        }
+
+        return (training, validation);
+
+        async Task<FileRecord> FindAsync(string id)
+        {
+            var file = await files.GetAsync(workspaceId, id, cancellationToken).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
             if (file.Purpose != "fine-tune")
             {
                 throw new BadRequestException($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; datasets are built from fine-tune files.");
@@ -141,7 +153,7 @@ public sealed partial class DatasetBuildService(
     {
         // Builds that were queued or running when the server stopped run again; the builder
         // resumes from its staging directory after the last committed shard.
-        foreach (var unfinished in datasets.Unfinished())
+        foreach (var unfinished in await datasets.UnfinishedAsync(stoppingToken).ConfigureAwait(false))
         {
             Enqueue(unfinished.Id);
         }
@@ -160,7 +172,7 @@ public sealed partial class DatasetBuildService(
             catch (Exception e)
             {
                 LogFailed(logger, e, id);
-                datasets.Finish(id, "failed", null, e is AtelierException or IOException or InvalidDataException or ArgumentException ? e.Message : "internal error: " + e.Message);
+                await datasets.FinishAsync(id, "failed", null, e is AtelierException or IOException or InvalidDataException or ArgumentException ? e.Message : "internal error: " + e.Message, CancellationToken.None).ConfigureAwait(false);
             }
             finally
             {
@@ -171,13 +183,13 @@ public sealed partial class DatasetBuildService(
 
     private async Task BuildAsync(string id, CancellationToken cancel)
     {
-        var dataset = datasets.GetForBuilder(id);
+        var dataset = await datasets.GetForBuilderAsync(id, cancel).ConfigureAwait(false);
         if (dataset is null || dataset.Status is not ("queued" or "running"))
         {
             return;
         }
 
-        datasets.MarkRunning(id);
+        await datasets.MarkRunningAsync(id, cancel).ConfigureAwait(false);
         if (derived is not null && IsDerived(dataset, derived.Operation))
         {
             await BuildDerivedAsync(derived, dataset, cancel).ConfigureAwait(false);
@@ -185,7 +197,7 @@ public sealed partial class DatasetBuildService(
         }
 
         var request = JsonSerializer.Deserialize<CreateDatasetRequest>(dataset.RequestJson, AtelierJson.Options)!;
-        var (training, validation) = Resolve(files, dataset.WorkspaceId, request);
+        var (training, validation) = await ResolveAsync(files, dataset.WorkspaceId, request, cancel).ConfigureAwait(false);
         var options = request.SeqLen is { } seqLen ? request.Options with { SequenceLength = seqLen } : request.Options;
         var build = new DatasetBuildRequest
         {
@@ -204,6 +216,7 @@ public sealed partial class DatasetBuildService(
         }
 
         Directory.CreateDirectory(staging);
+        var saved = new OrderedWrites();
         var lastSaved = 0L;
         var progress = new Progress(p =>
         {
@@ -213,7 +226,8 @@ public sealed partial class DatasetBuildService(
             if (now - Interlocked.Read(ref lastSaved) > 1000 || p.Stage is "committing" or "done")
             {
                 Interlocked.Exchange(ref lastSaved, now);
-                datasets.UpdateProgress(id, JsonSerializer.Serialize(p, AtelierJson.Options));
+                var json = JsonSerializer.Serialize(p, AtelierJson.Options);
+                saved.Enqueue(() => datasets.UpdateProgressAsync(id, json));
             }
         });
 
@@ -227,7 +241,8 @@ public sealed partial class DatasetBuildService(
             report = result.Report,
             resumed_from_shard = result.ResumedFromShard,
         };
-        datasets.Finish(id, "succeeded", JsonSerializer.Serialize(summary, AtelierJson.Options), null);
+        await saved.FlushAsync().ConfigureAwait(false);
+        await datasets.FinishAsync(id, "succeeded", JsonSerializer.Serialize(summary, AtelierJson.Options), null, CancellationToken.None).ConfigureAwait(false);
         Directory.Delete(staging, recursive: true);
         LogBuilt(logger, id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
 
@@ -252,6 +267,7 @@ public sealed partial class DatasetBuildService(
         }
 
         Directory.CreateDirectory(staging);
+        var saved = new OrderedWrites();
         var lastSaved = 0L;
         var progress = new Progress(p =>
         {
@@ -260,7 +276,8 @@ public sealed partial class DatasetBuildService(
             if (now - Interlocked.Read(ref lastSaved) > 1000 || p.Stage is "committing" or "done")
             {
                 Interlocked.Exchange(ref lastSaved, now);
-                datasets.UpdateProgress(dataset.Id, JsonSerializer.Serialize(p, AtelierJson.Options));
+                var json = JsonSerializer.Serialize(p, AtelierJson.Options);
+                saved.Enqueue(() => datasets.UpdateProgressAsync(dataset.Id, json));
             }
         });
 
@@ -275,7 +292,8 @@ public sealed partial class DatasetBuildService(
             ["resumed_from_shard"] = result.ResumedFromShard,
             [builder.SummaryProperty] = semantic,
         };
-        datasets.Finish(dataset.Id, "succeeded", summary.ToJsonString(AtelierJson.Options), null);
+        await saved.FlushAsync().ConfigureAwait(false);
+        await datasets.FinishAsync(dataset.Id, "succeeded", summary.ToJsonString(AtelierJson.Options), null, CancellationToken.None).ConfigureAwait(false);
         Directory.Delete(staging, recursive: true);
         LogBuilt(logger, dataset.Id, result.Manifest.Counters.ExamplesKept, result.Manifest.Shards.Count);
     }

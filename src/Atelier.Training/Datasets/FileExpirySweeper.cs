@@ -10,7 +10,7 @@ namespace Atelier.Training.Datasets;
 /// <param name="guard">The placement guard, which deletes the bytes and audits it.</param>
 /// <param name="clock">The clock the sweep runs on, once a minute.</param>
 /// <param name="logger">The log.</param>
-public sealed partial class FileExpirySweeper(FileCatalog files, PlacementGuard guard, TimeProvider clock, ILogger<FileExpirySweeper> logger) : BackgroundService
+public sealed partial class FileExpirySweeper(IFileRepository files, PlacementGuard guard, TimeProvider clock, ILogger<FileExpirySweeper> logger) : BackgroundService
 {
     /// <inheritdoc />
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -18,9 +18,9 @@ public sealed partial class FileExpirySweeper(FileCatalog files, PlacementGuard 
         using var timer = new PeriodicTimer(TimeSpan.FromMinutes(1), clock);
         do
         {
-            foreach (var file in files.Expired(500))
+            foreach (var file in await files.ExpiredAsync(500, stoppingToken).ConfigureAwait(false))
             {
-                if (files.DeleteExpired(file.WorkspaceId, file.Id) is null)
+                if (await files.DeleteExpiredAsync(file.WorkspaceId, file.Id, stoppingToken).ConfigureAwait(false) is null)
                 {
                     continue;
                 }

@@ -195,9 +195,9 @@ public sealed partial class FineTuningWork(
     }
 
     /// <inheritdoc />
-    public string? DataNode(string jobId)
+    public async Task<string?> DataNodeAsync(string jobId)
     {
-        var job = catalog.Jobs.GetById(jobId);
+        var job = await catalog.Jobs.GetByIdAsync(jobId).ConfigureAwait(false);
         if (job is null)
         {
             return null;
@@ -257,14 +257,14 @@ public sealed partial class FineTuningWork(
         try
         {
             DeleteStaging(jobId);
-            var job = catalog.Jobs.GetById(jobId);
+            var job = await catalog.Jobs.GetByIdAsync(jobId, CancellationToken.None).ConfigureAwait(false);
             if (job is null)
             {
                 return;
             }
 
-            var artifact = Artifact(job);
-            var curated = catalog.Jobs.Events(jobId).Any(e => e.Name == "data-curated");
+            var artifact = await ArtifactAsync(job, CancellationToken.None).ConfigureAwait(false);
+            var curated = (await catalog.Jobs.EventsAsync(jobId, CancellationToken.None).ConfigureAwait(false)).Any(e => e.Name == "data-curated");
             foreach (var part in ValidationParts)
             {
                 if (curated && part == ReportPart)
@@ -324,15 +324,25 @@ public sealed partial class FineTuningWork(
 
     private async Task ValidateAsync(string jobId, CancellationToken cancel)
     {
-        var job = catalog.Jobs.GetById(jobId) ?? throw new NotFoundException("job", jobId);
+        var job = await catalog.Jobs.GetByIdAsync(jobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", jobId);
         var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
         var model = await registry.FindAsync(job.WorkspaceId, job.Model, cancel).ConfigureAwait(false)
             ?? throw new ValidationFailedException($"Model '{job.Model}' no longer exists.", [new Problem($"Model '{job.Model}' no longer exists.", Field: "model")], 1);
         var directory = await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false);
         var tokenizer = ModelTokenizers.Load(directory);
 
-        var training = (request.TrainingFiles ?? []).Select(f => Input(job, f.FileId)).ToArray();
-        var validation = (request.ValidationFiles ?? []).Select(id => Input(job, id)).ToArray();
+        var training = new DatasetInput[request.TrainingFiles?.Count ?? 0];
+        for (var i = 0; i < training.Length; i++)
+        {
+            training[i] = await InputAsync(job, request.TrainingFiles![i].FileId, cancel).ConfigureAwait(false);
+        }
+
+        var validation = new DatasetInput[request.ValidationFiles?.Count ?? 0];
+        for (var i = 0; i < validation.Length; i++)
+        {
+            validation[i] = await InputAsync(job, request.ValidationFiles![i], cancel).ConfigureAwait(false);
+        }
+
         var staging = Staging(jobId);
         try
         {
@@ -354,7 +364,7 @@ public sealed partial class FineTuningWork(
     private async Task ValidateAsync(JobRecord job, FineTuningJobRequest request, RegisteredModel model, ITextTokenizer tokenizer, DatasetInput[] training, DatasetInput[] validation, string staging, CancellationToken cancel)
     {
         var jobId = job.Id;
-        var artifact = Artifact(job);
+        var artifact = await ArtifactAsync(job, cancel).ConfigureAwait(false);
         var policy = catalog.Policies.Resolve(job.Policy);
         PreparedData prepared;
         if (request.DatasetId is { } datasetId)
@@ -362,7 +372,7 @@ public sealed partial class FineTuningWork(
             // A built version: its shards are trained on where they are, after checking again
             // (the model may have been replaced since the job was created) that they are this
             // model's tokens; only the validation files are built here.
-            var dataset = JobDataset.Resolve(catalog.Datasets, job.WorkspaceId, datasetId);
+            var dataset = await JobDataset.ResolveAsync(catalog.Datasets, job.WorkspaceId, datasetId, cancel).ConfigureAwait(false);
             dataset.CheckFor(model.Id, tokenizer.Identity, request.Hyperparameters!.SeqLen);
             var report = JsonNode.Parse(dataset.Record.SummaryJson!)?["report"].Deserialize<DatasetReport>(AtelierJson.Options)
                 ?? new DatasetReport { Counters = dataset.Manifest.Counters, Issues = [] };
@@ -379,7 +389,7 @@ public sealed partial class FineTuningWork(
         }
 
         var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
-        catalog.Jobs.AddEvent(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, request.DatasetId, prepared.Training.Manifest.Counters), AtelierJson.Options));
+        await catalog.Jobs.AddEventAsync(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, request.DatasetId, prepared.Training.Manifest.Counters), AtelierJson.Options), cancel).ConfigureAwait(false);
         var planned = FineTuningPreparation.Plan(request, prepared, parameters, options.MaxCurationDropFraction);
 
         var trainShards = request.DatasetId is { } id
@@ -399,13 +409,13 @@ public sealed partial class FineTuningWork(
             Counters = prepared.Training.Manifest.Counters,
             DatasetId = request.DatasetId,
         };
-        catalog.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
+        await catalog.Jobs.SetMetadataAsync(jobId, JsonSerializer.Serialize(record, AtelierJson.Options), CancellationToken.None).ConfigureAwait(false);
         Directory.Delete(staging, recursive: true);
     }
 
-    private DatasetInput Input(JobRecord job, string fileId)
+    private async Task<DatasetInput> InputAsync(JobRecord job, string fileId, CancellationToken cancel)
     {
-        var file = catalog.Files.Get(job.WorkspaceId, fileId)
+        var file = await catalog.Files.GetAsync(job.WorkspaceId, fileId, cancel).ConfigureAwait(false)
             ?? throw new ValidationFailedException($"File '{fileId}' no longer exists.", [new Problem($"File '{fileId}' no longer exists.", Field: "training_files")], 1);
         return new DatasetInput(file.Filename, ct => storage.Guard.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
     }
@@ -421,7 +431,7 @@ public sealed partial class FineTuningWork(
 
     private async Task TrainAsync(string jobId, CancellationToken cancel)
     {
-        var job = catalog.Jobs.GetById(jobId) ?? throw new NotFoundException("job", jobId);
+        var job = await catalog.Jobs.GetByIdAsync(jobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", jobId);
         var record = JsonSerializer.Deserialize<JobPlanRecord>(job.MetadataJson ?? throw new InvalidOperationException($"Job {jobId} runs without being validated."), AtelierJson.Options)!;
         var request = JsonSerializer.Deserialize<FineTuningJobRequest>(job.RequestJson, AtelierJson.Options)!;
         var model = await registry.FindAsync(job.WorkspaceId, job.Model, cancel).ConfigureAwait(false)
@@ -431,14 +441,18 @@ public sealed partial class FineTuningWork(
 
         // A crash between a checkpoint's commit and its catalog row leaves a checkpoint the job's
         // history does not show yet.
-        var known = catalog.Jobs.Checkpoints(jobId).Select(c => c.StepNumber).ToHashSet();
+        var known = (await catalog.Jobs.CheckpointsAsync(jobId, cancel).ConfigureAwait(false)).Select(c => c.StepNumber).ToHashSet();
         foreach (var info in await checkpoints.ListAsync(jobId, cancel).ConfigureAwait(false))
         {
             if (!known.Contains(info.Step))
             {
-                Record(jobId, info.Step, info.Id, info.Metrics, info.Step * record.Plan.TrainTokensPerStep, info.CreatedAt.ToUnixTimeSeconds());
+                await RecordAsync(jobId, info.Step, info.Id, info.Metrics, info.Step * record.Plan.TrainTokensPerStep, info.CreatedAt.ToUnixTimeSeconds()).ConfigureAwait(false);
             }
         }
+
+        // The trainer reports from its own thread and must not wait on the catalog: its reports
+        // are written in the order made, and all of them before the run's end is reported.
+        var history = new OrderedWrites();
 
         var validation = new List<ShardWindow>();
         foreach (var shard in record.ValidationShards)
@@ -454,48 +468,67 @@ public sealed partial class FineTuningWork(
         var adapterPath = Path.Combine(Staging(jobId), "adapter.safetensors");
         Directory.CreateDirectory(Path.GetDirectoryName(adapterPath)!);
         File.Delete(adapterPath);
-        var outcome = await FineTuningRunner.RunAsync(
-            new FineTuningRun
-            {
-                Job = ckptJob,
-                Plan = record.Plan,
-                ModelDirectory = directory,
-                TrainingShards = [.. record.TrainingShards.Select(s => new ShardSource(s.Name, s.Rows, ct => OpenAsync(job, s.Key, ct)) { ContentHash = s.Sha256 })],
-                ValidationWindows = validation,
-                Checkpoints = checkpoints,
-                StartFrom = request.StartFrom,
-                AdapterPath = adapterPath,
-                OnStep = (step, _) =>
+        FineTuningOutcome outcome;
+        try
+        {
+            outcome = await FineTuningRunner.RunAsync(
+                new FineTuningRun
                 {
-                    Steps.Add(1);
-                    Tokens.Add(record.Plan.TrainTokensPerStep);
-                    if (duration.StepFinished(step) is { } seconds)
+                    Job = ckptJob,
+                    Plan = record.Plan,
+                    ModelDirectory = directory,
+                    TrainingShards = [.. record.TrainingShards.Select(s => new ShardSource(s.Name, s.Rows, ct => OpenAsync(job, s.Key, ct)) { ContentHash = s.Sha256 })],
+                    ValidationWindows = validation,
+                    Checkpoints = checkpoints,
+                    StartFrom = request.StartFrom,
+                    AdapterPath = adapterPath,
+                    OnStep = (step, _) =>
                     {
-                        // metadata.expected_duration_seconds, measured from this run's own steps.
-                        record = record with { ExpectedDurationSeconds = seconds };
-                        catalog.Jobs.SetMetadata(jobId, JsonSerializer.Serialize(record, AtelierJson.Options));
-                    }
-                },
-                OnResume = step => catalog.Jobs.AddEvent(jobId, "resumed", $$"""{"from_step":{{step}}}"""),
-                OnCheckpoint = c =>
-                {
-                    Stall.Record(c.Stall.TotalMilliseconds);
-                    Persist.Record(c.PersistTime.TotalMilliseconds);
-                    CheckpointBytes.Add(c.BytesWritten);
-                    Record(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, clock.GetUtcNow().ToUnixTimeSeconds());
-                    catalog.Jobs.AddEvent(jobId, "checkpoint", JsonSerializer.Serialize(new Dictionary<string, object>
+                        Steps.Add(1);
+                        Tokens.Add(record.Plan.TrainTokensPerStep);
+                        if (duration.StepFinished(step) is { } seconds)
+                        {
+                            // metadata.expected_duration_seconds, measured from this run's own steps.
+                            record = record with { ExpectedDurationSeconds = seconds };
+                            var metadata = JsonSerializer.Serialize(record, AtelierJson.Options);
+                            history.Enqueue(() => catalog.Jobs.SetMetadataAsync(jobId, metadata));
+                        }
+                    },
+                    OnResume = step => history.Enqueue(() => catalog.Jobs.AddEventAsync(jobId, "resumed", $$"""{"from_step":{{step}}}""")),
+                    OnCheckpoint = c =>
                     {
-                        ["step"] = c.Step,
-                        ["id"] = c.CheckpointId,
-                        ["stall_ms"] = Math.Round(c.Stall.TotalMilliseconds, 3),
-                        ["persist_ms"] = Math.Round(c.PersistTime.TotalMilliseconds, 3),
-                        ["bytes_written"] = c.BytesWritten,
-                        ["bytes_reused"] = c.BytesReused,
-                    }));
+                        Stall.Record(c.Stall.TotalMilliseconds);
+                        Persist.Record(c.PersistTime.TotalMilliseconds);
+                        CheckpointBytes.Add(c.BytesWritten);
+                        var at = clock.GetUtcNow().ToUnixTimeSeconds();
+                        history.Enqueue(() => RecordAsync(jobId, c.Step, c.CheckpointId, c.Metrics, c.TrainedTokens, at));
+                        var data = JsonSerializer.Serialize(new Dictionary<string, object>
+                        {
+                            ["step"] = c.Step,
+                            ["id"] = c.CheckpointId,
+                            ["stall_ms"] = Math.Round(c.Stall.TotalMilliseconds, 3),
+                            ["persist_ms"] = Math.Round(c.PersistTime.TotalMilliseconds, 3),
+                            ["bytes_written"] = c.BytesWritten,
+                            ["bytes_reused"] = c.BytesReused,
+                        });
+                        history.Enqueue(() => catalog.Jobs.AddEventAsync(jobId, "checkpoint", data));
+                    },
+                    OnRetention = steps =>
+                    {
+                        var deleted = steps.ToArray();
+                        history.Enqueue(() => catalog.Jobs.MarkCheckpointsDeletedAsync(jobId, deleted));
+                    },
                 },
-                OnRetention = steps => catalog.Jobs.MarkCheckpointsDeleted(jobId, steps),
-            },
-            cancel).ConfigureAwait(false);
+                cancel).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Whatever ended the run, what it reported is in the catalog before the grain hears the end.
+            await history.SettledAsync().ConfigureAwait(false);
+        }
+
+        // A report that could not be written fails the job, as it did when reports were written inline.
+        await history.FlushAsync().ConfigureAwait(false);
 
         // Trained to the last step: what is left is the commit, placing the adapter and
         // registering the model, short next to a step. It runs to its end whatever a late cancel
@@ -504,11 +537,14 @@ public sealed partial class FineTuningWork(
         cancel = CancellationToken.None;
 
         // The adapter is the model's only new bytes; the base model is referenced, not copied.
-        var artifact = Artifact(job);
+        var artifact = await ArtifactAsync(job, cancel).ConfigureAwait(false);
         var key = $"job/{jobId}/adapter/lora.safetensors";
         var existing = await registry.FindByJobAsync(jobId, cancel).ConfigureAwait(false);
         if (existing is null)
         {
+            var trainingFileIds = request.DatasetId is { } datasetId
+                ? await JobDataset.SourceFilesAsync(catalog.Datasets, job.WorkspaceId, datasetId, cancel).ConfigureAwait(false)
+                : [.. request.TrainingFiles!.Select(f => f.FileId)];
             if (await storage.Guard.GetLengthAsync(job.LocationId, key, cancel).ConfigureAwait(false) is not null)
             {
                 await storage.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
@@ -526,7 +562,7 @@ public sealed partial class FineTuningWork(
                     PolicyName = job.Policy,
                     Lineage = new ModelLineage
                     {
-                        TrainingFileIds = request.DatasetId is { } datasetId ? JobDataset.SourceFiles(catalog.Datasets, job.WorkspaceId, datasetId) : [.. request.TrainingFiles!.Select(f => f.FileId)],
+                        TrainingFileIds = trainingFileIds,
                         DatasetId = request.DatasetId,
                         ValidationFileIds = request.ValidationFiles ?? [],
                         CheckpointId = outcome.FinalCheckpointId,
@@ -537,19 +573,19 @@ public sealed partial class FineTuningWork(
                 cancel).ConfigureAwait(false);
         }
 
-        catalog.Jobs.SetResult(jobId, existing.Id, outcome.TrainedTokens);
+        await catalog.Jobs.SetResultAsync(jobId, existing.Id, outcome.TrainedTokens, cancel).ConfigureAwait(false);
         File.Delete(adapterPath);
     }
 
-    private void Record(string jobId, long step, string id, CheckpointMetrics metrics, long tokens, long at) =>
-        catalog.Jobs.AddCheckpoint(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens);
+    private Task RecordAsync(string jobId, long step, string id, CheckpointMetrics metrics, long tokens, long at) =>
+        catalog.Jobs.AddCheckpointAsync(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens, CancellationToken.None);
 
     private async ValueTask<Stream> OpenAsync(JobRecord job, string key, CancellationToken cancel) =>
         await storage.Guard.OpenReadAsync(job.LocationId, key, cancel).ConfigureAwait(false)
             ?? throw new StorageUnavailableException($"The job's data '{key}' is missing from location '{job.LocationId}'.");
 
-    private ArtifactRef Artifact(JobRecord job) =>
-        new("job", job.Id, catalog.Keys.GetWorkspace(job.WorkspaceId)?.Name ?? job.WorkspaceId);
+    private async Task<ArtifactRef> ArtifactAsync(JobRecord job, CancellationToken cancel) =>
+        new("job", job.Id, (await catalog.Keys.GetWorkspaceAsync(job.WorkspaceId, cancel).ConfigureAwait(false))?.Name ?? job.WorkspaceId);
 
     private string Staging(string jobId) => Path.Combine(options.StagingDirectory, jobId);
 

@@ -22,7 +22,7 @@ public interface IFineTuningWork
     void Cancel(string jobId);
 
     /// <summary>The node that holds the job's data, for placement.</summary>
-    string? DataNode(string jobId);
+    Task<string?> DataNodeAsync(string jobId);
 }
 
 /// <summary>How a training attempt ended.</summary>
@@ -67,7 +67,7 @@ public sealed record FineTuningWorkOptions
 /// <param name="Datasets">Dataset versions a job may train on.</param>
 /// <param name="Keys">Workspaces, whose names the audit events carry.</param>
 /// <param name="Policies">Residency policies, resolved by name.</param>
-public sealed record FineTuningCatalog(JobCatalog Jobs, FileCatalog Files, DatasetCatalog Datasets, ApiKeyStore Keys, PolicyCatalog Policies);
+public sealed record FineTuningCatalog(IJobRepository Jobs, IFileRepository Files, IDatasetRepository Datasets, ApiKeyStore Keys, PolicyCatalog Policies);
 
 /// <summary>Where a job's data lives and how it is written.</summary>
 /// <param name="Locations">The storage locations.</param>

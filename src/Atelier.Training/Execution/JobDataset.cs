@@ -19,10 +19,10 @@ namespace Atelier.Training.Execution;
 public sealed record JobDataset(DatasetRecord Record, DatasetManifest Manifest, CreateDatasetRequest Request)
 {
     /// <summary>The caller's succeeded dataset version, or a 4xx that says why it cannot be trained on.</summary>
-    public static JobDataset Resolve(DatasetCatalog datasets, string workspaceId, string datasetId)
+    public static async Task<JobDataset> ResolveAsync(IDatasetRepository datasets, string workspaceId, string datasetId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(datasets);
-        var record = datasets.Get(workspaceId, datasetId) ?? throw new NotFoundException("dataset", datasetId);
+        var record = await datasets.GetAsync(workspaceId, datasetId, cancellationToken).ConfigureAwait(false) ?? throw new NotFoundException("dataset", datasetId);
         if (record.Status != "succeeded" || record.SummaryJson is null)
         {
             throw Refused($"Dataset '{datasetId}' is {record.Status}; a job can train on a dataset version once its build has succeeded.");
@@ -35,10 +35,10 @@ public sealed record JobDataset(DatasetRecord Record, DatasetManifest Manifest, 
     }
 
     /// <summary>The ids of the files a dataset was built from (its lineage), for the job's <c>training_files</c>.</summary>
-    public static IReadOnlyList<string> SourceFiles(DatasetCatalog datasets, string workspaceId, string datasetId)
+    public static async Task<IReadOnlyList<string>> SourceFilesAsync(IDatasetRepository datasets, string workspaceId, string datasetId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(datasets);
-        var record = datasets.Get(workspaceId, datasetId);
+        var record = await datasets.GetAsync(workspaceId, datasetId, cancellationToken).ConfigureAwait(false);
         return record is null ? [] : JsonSerializer.Deserialize<CreateDatasetRequest>(record.RequestJson, AtelierJson.Options)!.TrainingFiles;
     }
 

@@ -75,7 +75,7 @@ public sealed class CollectionStore : IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_catalog.Find(workspace, name) is not null)
+            if (await _catalog.FindAsync(workspace, name, cancellationToken).ConfigureAwait(false) is not null)
             {
                 throw new ConflictException($"A collection named '{name}' already exists in this workspace.");
             }
@@ -94,7 +94,7 @@ public sealed class CollectionStore : IDisposable
                     written.Add(location);
                 }
 
-                _catalog.Insert(record);
+                await _catalog.InsertAsync(record, cancellationToken).ConfigureAwait(false);
             }
             catch
             {
@@ -117,7 +117,7 @@ public sealed class CollectionStore : IDisposable
     }
 
     /// <summary>The collections of a workspace, by name.</summary>
-    public IReadOnlyList<CollectionRecord> List(string workspace) => _catalog.List(workspace);
+    public Task<IReadOnlyList<CollectionRecord>> ListAsync(string workspace, CancellationToken cancellationToken) => _catalog.ListAsync(workspace, cancellationToken);
 
     /// <summary>The open collection <paramref name="name"/> of the workspace (opened from its blobs on first use).</summary>
     /// <exception cref="NotFoundException">No such collection in this workspace.</exception>
@@ -132,7 +132,7 @@ public sealed class CollectionStore : IDisposable
         Lazy<Task<VectorCollection>> lazy;
         try
         {
-            var record = _catalog.Find(workspace, name) ?? throw new NotFoundException("collection", name);
+            var record = await _catalog.FindAsync(workspace, name, cancellationToken).ConfigureAwait(false) ?? throw new NotFoundException("collection", name);
             lazy = _open.GetOrAdd((workspace, name), _ => new Lazy<Task<VectorCollection>>(() =>
                 VectorCollection.OpenAsync(record, _guard, _resolvePolicy(record.Policy), _options, CancellationToken.None)));
         }
@@ -160,8 +160,8 @@ public sealed class CollectionStore : IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var record = _catalog.Find(workspace, name) ?? throw new NotFoundException("collection", name);
-            _catalog.Delete(record.Id);
+            var record = await _catalog.FindAsync(workspace, name, cancellationToken).ConfigureAwait(false) ?? throw new NotFoundException("collection", name);
+            await _catalog.DeleteAsync(record.Id, cancellationToken).ConfigureAwait(false);
 
             if (_open.TryRemove((workspace, name), out var open) && open.IsValueCreated && open.Value.IsCompletedSuccessfully)
             {
@@ -246,7 +246,7 @@ public sealed class CollectionStore : IDisposable
     /// </summary>
     public async Task<int> RemoveOrphansAsync(CancellationToken cancellationToken)
     {
-        var known = _catalog.AllIds();
+        var known = await _catalog.AllIdsAsync(cancellationToken).ConfigureAwait(false);
         int removed = 0;
         foreach (var location in _guard.Locations.All)
         {

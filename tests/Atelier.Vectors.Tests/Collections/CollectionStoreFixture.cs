@@ -67,44 +67,48 @@ internal sealed class InMemoryCollectionCatalog : ICollectionCatalog
 {
     private readonly Dictionary<string, CollectionRecord> _byId = new(StringComparer.Ordinal);
 
-    public CollectionRecord? Find(string workspace, string name)
+    public Task<CollectionRecord?> FindAsync(string workspace, string name, CancellationToken cancellationToken)
     {
         lock (_byId)
         {
-            return _byId.Values.FirstOrDefault(r => r.WorkspaceId == workspace && r.Name == name);
+            return Task.FromResult(_byId.Values.FirstOrDefault(r => r.WorkspaceId == workspace && r.Name == name));
         }
     }
 
-    public IReadOnlyList<CollectionRecord> List(string workspace)
+    public Task<IReadOnlyList<CollectionRecord>> ListAsync(string workspace, CancellationToken cancellationToken)
     {
         lock (_byId)
         {
-            return [.. _byId.Values.Where(r => r.WorkspaceId == workspace).OrderBy(r => r.Name, StringComparer.Ordinal)];
+            return Task.FromResult<IReadOnlyList<CollectionRecord>>([.. _byId.Values.Where(r => r.WorkspaceId == workspace).OrderBy(r => r.Name, StringComparer.Ordinal)]);
         }
     }
 
-    public void Insert(CollectionRecord record)
+    public Task InsertAsync(CollectionRecord record, CancellationToken cancellationToken)
     {
         lock (_byId)
         {
             // Through the JSON the host's catalog stores, so a configuration that does not round-trip fails here.
             _byId.Add(record.Id, record with { Config = CollectionJson.DeserializeConfig(CollectionJson.Serialize(record.Config)) });
         }
+
+        return Task.CompletedTask;
     }
 
-    public void Delete(string id)
+    public Task DeleteAsync(string id, CancellationToken cancellationToken)
     {
         lock (_byId)
         {
             _byId.Remove(id);
         }
+
+        return Task.CompletedTask;
     }
 
-    public IReadOnlySet<string> AllIds()
+    public Task<IReadOnlySet<string>> AllIdsAsync(CancellationToken cancellationToken)
     {
         lock (_byId)
         {
-            return _byId.Keys.ToHashSet(StringComparer.Ordinal);
+            return Task.FromResult<IReadOnlySet<string>>(_byId.Keys.ToHashSet(StringComparer.Ordinal));
         }
     }
 }

@@ -100,7 +100,7 @@ public sealed class CollectionStoreTests : IDisposable
 
         await Assert.ThrowsAsync<ConflictException>(() => store.CreateAsync(CollectionStoreFixture.Workspace, "docs", Config(), "default", "test", CancellationToken.None));
 
-        Assert.Single(store.List(CollectionStoreFixture.Workspace));
+        Assert.Single(await store.ListAsync(CollectionStoreFixture.Workspace, CancellationToken.None));
         Assert.Equal(blobs, (await KeysAsync("collection/")).Count);
     }
 
@@ -111,7 +111,7 @@ public sealed class CollectionStoreTests : IDisposable
 
         await Assert.ThrowsAsync<PlacementRefusedException>(() => store.CreateAsync(CollectionStoreFixture.Workspace, "docs", Config(), "us-only", "test", CancellationToken.None));
 
-        Assert.Empty(store.List(CollectionStoreFixture.Workspace));
+        Assert.Empty(await store.ListAsync(CollectionStoreFixture.Workspace, CancellationToken.None));
         Assert.Empty(await KeysAsync("collection/"));
     }
 
@@ -127,7 +127,7 @@ public sealed class CollectionStoreTests : IDisposable
         }
 
         // A crash after the row was deleted and before the blobs were: only the blobs are left.
-        _fixture.Catalog.Delete(id);
+        await _fixture.Catalog.DeleteAsync(id, CancellationToken.None);
         _fixture.Reopen();
         using var reopened = _fixture.OpenStore();
 

@@ -1,6 +1,6 @@
 using Microsoft.Data.Sqlite;
 
-namespace Atelier.Catalog;
+namespace Atelier.Catalog.Sqlite;
 
 /// <summary>
 /// The catalog's schema history. Append new migrations at the end; never edit one that shipped.

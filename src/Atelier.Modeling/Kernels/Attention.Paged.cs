@@ -1,0 +1,167 @@
+namespace Atelier.Modeling.Kernels;
+
+public static partial class Attention
+{
+    /// <summary>Shape of one paged attention call.</summary>
+    /// <param name="Queries">Query rows T (from any number of sequences).</param>
+    /// <param name="Heads">Query heads.</param>
+    /// <param name="KvHeads">Key/value heads (divides <paramref name="Heads"/>).</param>
+    /// <param name="HeadDim">Dimension of one head.</param>
+    /// <param name="BlockSize">Positions per cache block.</param>
+    public readonly record struct PagedShape(int Queries, int Heads, int KvHeads, int HeadDim, int BlockSize)
+    {
+        /// <summary>Query heads sharing one key/value head.</summary>
+        public int Group => Heads / KvHeads;
+
+        /// <summary>Floats of one cached position (all key/value heads).</summary>
+        public int KvWidth => KvHeads * HeadDim;
+    }
+
+    /// <summary>
+    /// Attention whose keys and values live in a paged cache: a pool of fixed-size blocks, each
+    /// [<see cref="PagedShape.BlockSize"/> × kv·hd], and per query row a block table that maps its
+    /// sequence's logical positions to blocks. Row t attends to its sequence's positions
+    /// [<paramref name="lo"/>[t], <paramref name="hi"/>[t]] (causal, and the sliding window when lo is above 0);
+    /// position p lives in block <c>blockTables[tableOffsets[t] + p / BlockSize]</c> at row <c>p % BlockSize</c>.
+    /// </summary>
+    /// <remarks>
+    /// Each (row, head) is computed on its own, in an order fixed by its key range alone: scores by
+    /// <see cref="Simd.Dot"/> position by position, the softmax with scalar exponentials and a fixed-order
+    /// sum, then the values accumulated position by position. So a row's output does not depend on which
+    /// other rows (of its own or other sequences) share the call, nor on the thread count: the batch
+    /// invariance a serving engine promises for seeded requests rests on it. It trades the SGEMM score
+    /// blocks of <see cref="Forward"/> for that; decode steps, which dominate serving, read one row per
+    /// sequence either way.
+    /// </remarks>
+    /// <param name="shape">The shape.</param>
+    /// <param name="q">Queries [T × heads·hd], already rotated.</param>
+    /// <param name="kPool">Key blocks of one layer, [blocks × BlockSize × kv·hd].</param>
+    /// <param name="vPool">Value blocks of one layer, laid out as <paramref name="kPool"/>.</param>
+    /// <param name="blockTables">The block tables of every sequence in the call, concatenated.</param>
+    /// <param name="tableOffsets">Per row, where its sequence's table starts in <paramref name="blockTables"/>.</param>
+    /// <param name="lo">Per row, the first position attended.</param>
+    /// <param name="hi">Per row, the last position attended (its own position).</param>
+    /// <param name="o">Output [T × heads·hd].</param>
+    public static void PagedForward(PagedShape shape, ReadOnlySpan<float> q, ReadOnlySpan<float> kPool, ReadOnlySpan<float> vPool,
+        ReadOnlySpan<int> blockTables, ReadOnlySpan<int> tableOffsets, ReadOnlySpan<int> lo, ReadOnlySpan<int> hi, Span<float> o)
+    {
+        CheckPaged(shape, q, kPool, vPool, blockTables, tableOffsets, lo, hi, o);
+        if (shape.Queries == 0)
+        {
+            return;
+        }
+
+        unsafe
+        {
+            fixed (float* pq = q, pk = kPool, pv = vPool, po = o)
+            fixed (int* pt = blockTables, poff = tableOffsets, plo = lo, phi = hi)
+            {
+                var p = (q: (nint)pq, k: (nint)pk, v: (nint)pv, o: (nint)po, t: (nint)pt, off: (nint)poff, lo: (nint)plo, hi: (nint)phi);
+                KernelParallelism.For(shape.Queries * shape.KvHeads, task =>
+                {
+                    var row = task / shape.KvHeads;
+                    var g = task % shape.KvHeads;
+                    PagedRow(shape, row, g, (float*)p.q, (float*)p.k, (float*)p.v, (int*)p.t, ((int*)p.off)[row], ((int*)p.lo)[row], ((int*)p.hi)[row], (float*)p.o);
+                });
+            }
+        }
+    }
+
+    private static unsafe void PagedRow(PagedShape s, int row, int g, float* q, float* k, float* v, int* tables, int tableOffset, int lo, int hi, float* o)
+    {
+        var hd = s.HeadDim;
+        var qWidth = s.Heads * hd;
+        var kvWidth = s.KvWidth;
+        var bs = s.BlockSize;
+        if (hi < lo)
+        {
+            for (var r = 0; r < s.Group; r++)
+            {
+                new Span<float>(o + ((long)row * qWidth) + (((g * s.Group) + r) * hd), hd).Clear();
+            }
+
+            return;
+        }
+
+        var n = hi - lo + 1;
+        var scores = System.Buffers.ArrayPool<float>.Shared.Rent(n);
+        try
+        {
+            var sc = scores.AsSpan(0, n);
+            var scale = 1f / MathF.Sqrt(hd);
+            for (var r = 0; r < s.Group; r++)
+            {
+                var h = (g * s.Group) + r;
+                var qh = new ReadOnlySpan<float>(q + ((long)row * qWidth) + (h * hd), hd);
+                var oh = new Span<float>(o + ((long)row * qWidth) + (h * hd), hd);
+                var max = float.NegativeInfinity;
+                for (var j = 0; j < n; j++)
+                {
+                    var pos = lo + j;
+                    var slot = ((long)tables[tableOffset + (pos / bs)] * bs) + (pos % bs);
+                    var score = Simd.Dot(qh, new ReadOnlySpan<float>(k + (slot * kvWidth) + (g * hd), hd)) * scale;
+                    sc[j] = score;
+                    max = MathF.Max(max, score);
+                }
+
+                // Scalar exponentials: their result never depends on where a vector loop would start.
+                for (var j = 0; j < n; j++)
+                {
+                    sc[j] = MathF.Exp(sc[j] - max);
+                }
+
+                var inv = (float)(1.0 / Simd.Sum(sc));
+                oh.Clear();
+                for (var j = 0; j < n; j++)
+                {
+                    var pos = lo + j;
+                    var slot = ((long)tables[tableOffset + (pos / bs)] * bs) + (pos % bs);
+                    Simd.Axpy(sc[j] * inv, new ReadOnlySpan<float>(v + (slot * kvWidth) + (g * hd), hd), oh);
+                }
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<float>.Shared.Return(scores);
+        }
+    }
+
+    private static void CheckPaged(PagedShape s, ReadOnlySpan<float> q, ReadOnlySpan<float> kPool, ReadOnlySpan<float> vPool,
+        ReadOnlySpan<int> blockTables, ReadOnlySpan<int> tableOffsets, ReadOnlySpan<int> lo, ReadOnlySpan<int> hi, Span<float> o)
+    {
+        if (s.Heads <= 0 || s.KvHeads <= 0 || s.Heads % s.KvHeads != 0 || s.HeadDim <= 0 || s.BlockSize <= 0 || s.Queries < 0)
+        {
+            throw new ArgumentException("Heads must be a positive multiple of KV heads, and the block size positive.");
+        }
+
+        var blockFloats = (long)s.BlockSize * s.KvWidth;
+        if (q.Length != (long)s.Queries * s.Heads * s.HeadDim || o.Length != q.Length || kPool.Length != vPool.Length
+            || kPool.Length % blockFloats != 0 || tableOffsets.Length != s.Queries || lo.Length != s.Queries || hi.Length != s.Queries)
+        {
+            throw new ArgumentException("Paged attention operand sizes do not match the shape.");
+        }
+
+        var blocks = kPool.Length / blockFloats;
+        for (var t = 0; t < s.Queries; t++)
+        {
+            if (hi[t] < lo[t])
+            {
+                continue;
+            }
+
+            if (lo[t] < 0 || tableOffsets[t] < 0 || tableOffsets[t] + (hi[t] / s.BlockSize) >= blockTables.Length)
+            {
+                throw new ArgumentOutOfRangeException(nameof(lo), $"Key range [{lo[t]}, {hi[t]}] of row {t} is outside its block table.");
+            }
+
+            for (var b = lo[t] / s.BlockSize; b <= hi[t] / s.BlockSize; b++)
+            {
+                var block = blockTables[tableOffsets[t] + b];
+                if (block < 0 || block >= blocks)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(blockTables), $"Block {block} of row {t} is outside the pool of {blocks}.");
+                }
+            }
+        }
+    }
+}

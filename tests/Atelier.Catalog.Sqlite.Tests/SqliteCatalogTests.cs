@@ -1,0 +1,146 @@
+using Atelier.Core.Errors;
+using Atelier.Testing;
+
+namespace Atelier.Catalog.Sqlite.Tests;
+
+/// <summary>What only the SQLite catalog has: its file, its numbered migrations, its own SQL for the registry.</summary>
+public sealed class SqliteCatalogTests
+{
+    private static string NewPath() => Path.Combine(TestCleanup.CreateDirectory("atelier-catalog"), "catalog.db");
+
+    private static ApiKeyStore Keys(SqliteCatalog catalog) => new(catalog.Keys, TimeProvider.System);
+
+    private static void Run(CatalogDatabase database, string sql)
+    {
+        using var connection = database.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    [Fact]
+    public void Reopening_AppliesEachMigrationOnce()
+    {
+        var path = NewPath();
+        var db = SqliteCatalog.Open(path).Database;
+        Assert.Equal(CatalogDatabase.LatestSchemaVersion, db.SchemaVersion);
+        Assert.True(CatalogDatabase.LatestSchemaVersion >= 6);
+        var again = SqliteCatalog.Open(path).Database;
+        Assert.Equal(CatalogDatabase.LatestSchemaVersion, again.SchemaVersion);
+        Assert.Equal([(long)CatalogDatabase.LatestSchemaVersion], again.Query("SELECT COUNT(*) FROM schema_migrations", r => r.GetInt64(0)));
+    }
+
+    [Fact]
+    public async Task UpgradeFromTheFirstSchema_AppliesOnlyTheNewMigrationsAndKeepsRows()
+    {
+        // A catalog as version 1 left it: only migration 1 applied, with a workspace and a key in it.
+        var path = NewPath();
+        var catalog = SqliteCatalog.Open(path);
+        var keys = Keys(catalog);
+        var (_, token) = await keys.CreateAsync(await keys.EnsureWorkspaceAsync("default"), "admin", "admin");
+        Run(catalog.Database, "DROP TABLE datasets; DELETE FROM schema_migrations WHERE version > 1;");
+        Assert.Equal(1, catalog.Database.SchemaVersion);
+
+        var upgraded = SqliteCatalog.Open(path);
+        Assert.Equal(CatalogDatabase.LatestSchemaVersion, upgraded.Database.SchemaVersion);
+        Assert.NotNull(await Keys(upgraded).AuthenticateAsync(token));
+        Assert.Empty(await upgraded.Datasets.UnfinishedAsync());
+    }
+
+    [Fact]
+    public async Task UpgradeToTheOperatorRole_MakesOnlyTheBootstrapKeyTheOperator()
+    {
+        var path = NewPath();
+        var catalog = SqliteCatalog.Open(path);
+        var keys = Keys(catalog);
+        var (first, firstToken) = await keys.CreateAsync(await keys.EnsureWorkspaceAsync("default"), "admin", "admin");
+        var (second, _) = await keys.CreateAsync(await keys.EnsureWorkspaceAsync("team"), "team-admin", "admin");
+        var (member, _) = await keys.CreateAsync(await keys.EnsureWorkspaceAsync("team"), "ci", "member");
+
+        // As a catalog written before migration 6 left it: both admins plain admins.
+        Run(catalog.Database, "DELETE FROM schema_migrations WHERE version >= 6");
+
+        var upgraded = Keys(SqliteCatalog.Open(path));
+        Assert.Equal(ApiKeyRoles.Operator, (await upgraded.GetAsync(first.Id))!.Role);
+        Assert.Equal(ApiKeyRoles.Admin, (await upgraded.GetAsync(second.Id))!.Role);
+        Assert.Equal(ApiKeyRoles.Member, (await upgraded.GetAsync(member.Id))!.Role);
+        Assert.True((await upgraded.AuthenticateAsync(firstToken))!.IsOperator);
+    }
+
+    [Fact]
+    public async Task Reopening_KeepsData()
+    {
+        var path = NewPath();
+        var keys = Keys(SqliteCatalog.Open(path));
+        var (_, token) = await keys.CreateAsync(await keys.EnsureWorkspaceAsync("default"), "admin", "admin");
+        Assert.NotNull(await Keys(SqliteCatalog.Open(path)).AuthenticateAsync(token));
+    }
+
+    [Fact]
+    public async Task StoredKeyRow_HoldsAHashNotTheSecret()
+    {
+        var catalog = SqliteCatalog.Open(NewPath());
+        var keys = Keys(catalog);
+        var (key, token) = await keys.CreateAsync(await keys.EnsureWorkspaceAsync("team"), "ci", "member");
+        var stored = Assert.Single(catalog.Database.Query("SELECT secret_hash FROM api_keys WHERE id = $id", r => (byte[])r.GetValue(0), ("$id", key.Id)));
+        Assert.Equal(32, stored.Length);
+        Assert.DoesNotContain(token[("atl_".Length + key.Id.Length + 1)..], System.Text.Encoding.ASCII.GetString(stored), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ModelLineage_ForTheRegistrysOwnTransaction_FindsDatasetsAndJobsByIdOrAlias()
+    {
+        var catalog = SqliteCatalog.Open(NewPath());
+        var keys = Keys(catalog);
+        var a = (await keys.EnsureWorkspaceAsync("a")).Id;
+        var b = (await keys.EnsureWorkspaceAsync("b")).Id;
+        await catalog.Datasets.InsertAsync(Dataset(a, "ds-train", """{"training_files":["f-1"],"model":"base-alias"}"""));
+        await catalog.Datasets.InsertAsync(Dataset(a, "ds-dedup", """{"source_dataset":"ds-train","model":"base"}"""));
+        await catalog.Jobs.InsertAsync(Job(a, "job-files", "base"));
+        await catalog.Jobs.InsertAsync(Job(a, "job-dataset", "base"));
+
+        using var connection = catalog.Database.Open();
+        Assert.Equal(
+            [new("dataset", "ds-dedup"), new("dataset", "ds-train"), new("fine_tuning_job", "job-dataset"), new("fine_tuning_job", "job-files")],
+            LineageCatalog.DerivedFromModel(connection, null, null, ["base", "base-alias"]));
+        Assert.Equal([new("dataset", "ds-dedup"), new("fine_tuning_job", "job-dataset"), new("fine_tuning_job", "job-files")], LineageCatalog.DerivedFromModel(connection, null, a, ["base"]));
+        Assert.Empty(LineageCatalog.DerivedFromModel(connection, null, b, ["base", "base-alias"]));
+    }
+
+    [Fact]
+    public void StorageFull_IsRecognisedWithoutSqliteTypes()
+    {
+        Assert.True(CatalogDatabase.IsStorageFull(new CatalogStorageFullException("full")));
+        Assert.True(CatalogDatabase.IsStorageFull(new Microsoft.Data.Sqlite.SqliteException("full", 13)));
+        Assert.False(CatalogDatabase.IsStorageFull(new Microsoft.Data.Sqlite.SqliteException("busy", 5)));
+        Assert.Equal(507, new CatalogStorageFullException("full").StatusCode);
+    }
+
+    private static DatasetRecord Dataset(string workspace, string id, string requestJson) => new()
+    {
+        Id = id,
+        WorkspaceId = workspace,
+        Name = id,
+        Status = "succeeded",
+        RequestJson = requestJson,
+        Policy = "default",
+        LocationId = "local",
+        CreatedAt = 1,
+        CreatedBy = "key:test",
+    };
+
+    private static JobRecord Job(string workspace, string id, string model) => new()
+    {
+        Id = id,
+        WorkspaceId = workspace,
+        Model = model,
+        Status = "SUCCESS",
+        AutoStart = true,
+        RequestJson = "{}",
+        Policy = "default",
+        LocationId = "local",
+        CreatedAt = 2,
+        ModifiedAt = 2,
+        CreatedBy = "key:test",
+    };
+}
