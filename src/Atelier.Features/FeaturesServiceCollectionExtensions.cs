@@ -1,6 +1,6 @@
 using Atelier.Catalog;
-using Atelier.Core.Residency;
 using Atelier.Features.Semantic;
+using Atelier.Storage.Placement;
 using Atelier.Training.Datasets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -11,8 +11,9 @@ namespace Atelier.Features;
 public static class FeaturesServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the <see cref="FeatureStore"/> as a singleton over the catalog's feature tables, the
-    /// placement guard and a <see cref="TimeProvider"/> (the system clock when none is registered),
+    /// Adds the <see cref="FeatureStore"/> as a singleton over the catalog's
+    /// <see cref="IFeatureRepository"/> and <see cref="IOnlineFeatureRows"/>, the placement guard and a
+    /// <see cref="TimeProvider"/> (the system clock when none is registered),
     /// with the installation's residency policies (the registered <see cref="PolicyCatalog"/>) read
     /// at each use, so policies the operator defines while the server runs can be chosen for views;
     /// and <see cref="SemanticDedupBuild"/> as the <see cref="IDerivedDatasetBuilder"/> that dataset
@@ -33,8 +34,13 @@ public static class FeaturesServiceCollectionExtensions
         services.AddSingleton(provider =>
         {
             var policies = provider.GetRequiredService<PolicyCatalog>();
-            Func<IReadOnlyList<ResidencyPolicy>> definedPolicies = () => policies.All;
-            return ActivatorUtilities.CreateInstance<FeatureStore>(provider, definedPolicies, options);
+            return new FeatureStore(
+                provider.GetRequiredService<IFeatureRepository>(),
+                provider.GetRequiredService<IOnlineFeatureRows>(),
+                provider.GetRequiredService<PlacementGuard>(),
+                () => policies.All,
+                options,
+                provider.GetRequiredService<TimeProvider>());
         });
         services.AddSingleton<IDerivedDatasetBuilder, SemanticDedupBuild>();
         return services;

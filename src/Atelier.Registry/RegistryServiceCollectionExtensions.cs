@@ -1,3 +1,5 @@
+using Atelier.Catalog;
+using Atelier.Storage.Placement;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 
@@ -25,8 +27,8 @@ public static class RegistryServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the <see cref="ModelRegistry"/> as a singleton, built from what the host registers: the
-    /// catalog's models, the placement guard and a <see cref="TimeProvider"/> (the system clock when
-    /// none is registered).
+    /// catalog's <see cref="IModelRepository"/>, the <see cref="PlacementGuard"/> and a
+    /// <see cref="TimeProvider"/> (the system clock when none is registered).
     /// </summary>
     /// <param name="services">The host's services.</param>
     /// <param name="options">Its cache directory and import roots.</param>
@@ -40,23 +42,12 @@ public static class RegistryServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(options);
         services.TryAddSingleton(TimeProvider.System);
-        services.AddSingleton(provider =>
-        {
-            // The catalog, the guard and the clock come from the container; the settings are given
-            // by type, and left out when absent so the constructor's defaults apply.
-            var given = new List<object>(2);
-            if (options.CacheDirectory is { } cache)
-            {
-                given.Add(cache);
-            }
-
-            if (options.ImportRoots is { } roots)
-            {
-                given.Add(new ModelImportRoots(roots));
-            }
-
-            return ActivatorUtilities.CreateInstance<ModelRegistry>(provider, [.. given]);
-        });
+        services.AddSingleton(provider => new ModelRegistry(
+            provider.GetRequiredService<IModelRepository>(),
+            provider.GetRequiredService<PlacementGuard>(),
+            provider.GetRequiredService<TimeProvider>(),
+            options.CacheDirectory,
+            options.ImportRoots is { } roots ? new ModelImportRoots(roots) : null));
         return services;
     }
 }
