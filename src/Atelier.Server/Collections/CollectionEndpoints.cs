@@ -1,11 +1,11 @@
+using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
-using Atelier.Vectors.Collections;
 using Atelier.Storage.Placement;
-using Atelier.Catalog;
+using Atelier.Vectors.Collections;
 
 namespace Atelier.Server.Collections;
 

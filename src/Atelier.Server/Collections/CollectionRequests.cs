@@ -1,12 +1,12 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Server.Hosting;
-using Atelier.Vectors.Collections;
-using Atelier.Vectors;
 using Atelier.Storage.Placement;
-using Atelier.Core;
-using Atelier.Catalog;
+using Atelier.Vectors;
+using Atelier.Vectors.Collections;
 
 namespace Atelier.Server.Collections;
 

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using Atelier.Core;
 using Atelier.Core.Errors;
-using Microsoft.AspNetCore.Http.Features;
 using Atelier.Storage.Audit;
+using Microsoft.AspNetCore.Http.Features;
 
 namespace Atelier.Server.Errors;
 

@@ -8,9 +8,9 @@ using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
+using Atelier.Storage.Placement;
 using Atelier.Training.Execution;
 using Atelier.Training.Jobs;
-using Atelier.Storage.Placement;
 
 namespace Atelier.Server.Jobs;
 

@@ -1,5 +1,5 @@
-using Atelier.Cluster.Jobs;
 using Atelier.Catalog;
+using Atelier.Cluster.Jobs;
 using Atelier.Training.Checkpoints;
 using Atelier.Training.Execution;
 

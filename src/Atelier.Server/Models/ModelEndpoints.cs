@@ -1,12 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
-using Atelier.Catalog;
 
 namespace Atelier.Server.Models;
 
