@@ -54,8 +54,8 @@ public sealed class SqliteCatalog
 public static class SqliteCatalogServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers <paramref name="catalog"/> and each of its repositories under its interface, so a
-    /// service asks for the one repository it needs.
+    /// Registers <paramref name="catalog"/> and each of its repositories under its interface (the model
+    /// and feature repositories over its database too), so a service asks for the one repository it needs.
     /// </summary>
     public static IServiceCollection AddAtelierSqliteCatalog(this IServiceCollection services, SqliteCatalog catalog)
     {
@@ -69,6 +69,19 @@ public static class SqliteCatalogServiceCollectionExtensions
         services.AddSingleton(catalog.VectorCollections);
         services.AddSingleton(catalog.Lineage);
         services.AddSingleton(catalog.Policies);
+        services.AddSingleton<IModelRepository>(new SqliteModelRepository(catalog.Database));
+        services.AddSingleton<IFeatureRepository>(new SqliteFeatureRepository(catalog.Database));
+        return services;
+    }
+
+    /// <summary>
+    /// Registers the online feature store's rows (<see cref="IOnlineFeatureRows"/>) in their own SQLite
+    /// file at <paramref name="path"/>, apart from the catalog; the file is opened when first resolved.
+    /// </summary>
+    public static IServiceCollection AddAtelierSqliteOnlineFeatures(this IServiceCollection services, string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        services.AddSingleton<IOnlineFeatureRows>(_ => new SqliteOnlineFeatureRows(path));
         return services;
     }
 

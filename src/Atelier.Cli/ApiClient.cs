@@ -16,7 +16,7 @@ internal sealed record ClientOptions(Option<string?> Data, Option<string?> Serve
         var key = parse.GetValue(ApiKey) ?? Environment.GetEnvironmentVariable("ATELIER_API_KEY");
         if (string.IsNullOrEmpty(key))
         {
-            var keyFile = Path.Combine(parse.GetValue(Data) ?? AtelierCommands.DefaultDataDirectory, AtelierRuntime.AdminKeyFile);
+            var keyFile = Path.Combine(parse.GetValue(Data) ?? AtelierCommands.DefaultDataDirectory, DataDirectoryStartup.AdminKeyFile);
             key = File.Exists(keyFile)
                 ? File.ReadAllText(keyFile).Trim()
                 : throw new CliException($"No API key: pass --api-key, set ATELIER_API_KEY, or run where {keyFile} exists.");

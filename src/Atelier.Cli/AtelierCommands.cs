@@ -58,21 +58,21 @@ public static class AtelierCommands
         command.SetAction(async (parse, cancel) =>
         {
             var dataDirectory = Path.GetFullPath(parse.GetValue(data) ?? DefaultDataDirectory);
-            var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant() }, cancellationToken: cancel).ConfigureAwait(false);
-            var runtime = app.Runtime();
+            await using var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant() }, cancellationToken: cancel).ConfigureAwait(false);
+            var started = app.StartupReport();
             Console.WriteLine($"Atelier data directory: {dataDirectory}");
-            if (runtime.CreatedAdminKeyPath is { } keyPath)
+            if (started.CreatedAdminKeyPath is { } keyPath)
             {
                 Console.WriteLine($"Created the platform operator's API key; it is in {keyPath} (mode 0600). Use it as 'Authorization: Bearer <key>'.");
             }
             else
             {
-                Console.WriteLine($"Operator API key: {Path.Combine(dataDirectory, AtelierRuntime.AdminKeyFile)} (if you kept it there).");
+                Console.WriteLine($"Operator API key: {Path.Combine(dataDirectory, DataDirectoryStartup.AdminKeyFile)} (if you kept it there).");
             }
 
-            if (runtime.RecoveredOrphans > 0)
+            if (started.RecoveredOrphans > 0)
             {
-                Console.WriteLine($"Recovery removed {runtime.RecoveredOrphans} partial or unreferenced blob(s) left by an earlier crash.");
+                Console.WriteLine($"Recovery removed {started.RecoveredOrphans} partial or unreferenced blob(s) left by an earlier crash.");
             }
 
             await app.StartAsync(cancel).ConfigureAwait(false);

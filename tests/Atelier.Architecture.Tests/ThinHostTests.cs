@@ -61,9 +61,18 @@ public sealed class ThinHostTests
     }
 
     /// <summary>Calls, constructions and method references to I/O members, by declaring user type.</summary>
-    private static List<(string Type, string Member)> IoCalls(Assembly assembly)
+    private static List<(string Type, string Member)> IoCalls(Assembly assembly) =>
+        [.. Calls(assembly)
+            .Where(c => c.Callee.DeclaringType is { } declaring && IsIo(declaring))
+            .Select(c => (UserType(c.Caller).FullName!, $"{c.Callee.DeclaringType!.FullName}.{c.Callee.Name}"))];
+
+    /// <summary>
+    /// Every method that a method or constructor of <paramref name="assembly"/> calls, constructs with or
+    /// takes a reference to (<c>call</c>, <c>callvirt</c>, <c>newobj</c>, <c>ldftn</c>, <c>ldvirtftn</c>),
+    /// with the type whose IL names it (compiler-generated types included: lambdas, state machines).
+    /// </summary>
+    internal static IEnumerable<(Type Caller, MethodBase Callee)> Calls(Assembly assembly)
     {
-        var found = new List<(string Type, string Member)>();
         foreach (var type in assembly.GetTypes())
         {
             const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
@@ -99,15 +108,13 @@ public sealed class ThinHostTests
                         continue;
                     }
 
-                    if (callee?.DeclaringType is { } declaring && IsIo(declaring))
+                    if (callee is not null)
                     {
-                        found.Add((UserType(type).FullName!, $"{declaring.FullName}.{callee.Name}"));
+                        yield return (type, callee);
                     }
                 }
             }
         }
-
-        return found;
     }
 
     private static bool IsIo(Type type) =>
@@ -118,7 +125,7 @@ public sealed class ThinHostTests
         || (type.Namespace ?? "").StartsWith("Microsoft.Data.Sqlite", StringComparison.Ordinal);
 
     /// <summary>The type a compiler-generated one (lambda closure, state machine) was written in.</summary>
-    private static Type UserType(Type type)
+    internal static Type UserType(Type type)
     {
         while (type.DeclaringType is { } outer && type.Name.Contains('<', StringComparison.Ordinal))
         {

@@ -50,7 +50,7 @@ public sealed class AuditHeadApiTests
                 Assert.True(seq >= 3, $"the head should cover the bootstrap key, the new key and the upload: seq {seq}");
 
                 // The export itself is the event right after the head.
-                var exported = server.Runtime.Audit.Read(seq, 1)[0];
+                var exported = server.Audit.Read(seq, 1)[0];
                 Assert.Equal("audit_head_exported", exported.Type);
 
                 // The untouched log verifies both ways, and against the head on the server and here.
@@ -118,10 +118,10 @@ public sealed class AuditHeadApiTests
         using var client = server.Client();
         var json = await client.GetStringAsync("/api/v1/audit/head");
         var head = AuditHead.Parse(Encoding.UTF8.GetBytes(json));
-        Assert.Equal(server.Runtime.AuditSigner.KeyId, head.KeyId);
-        Assert.Equal(Convert.ToBase64String(server.Runtime.AuditSigner.PublicKey), head.PublicKey);
-        Assert.Equal(head.Seq + 1, server.Runtime.Audit.LastSeq);
-        Assert.Null(AuditHeadVerifier.CheckSignature(head, server.Runtime.AuditSigner.PublicKey));
+        Assert.Equal(server.Service<AuditHeadSigner>().KeyId, head.KeyId);
+        Assert.Equal(Convert.ToBase64String(server.Service<AuditHeadSigner>().PublicKey), head.PublicKey);
+        Assert.Equal(head.Seq + 1, server.Audit.LastSeq);
+        Assert.Null(AuditHeadVerifier.CheckSignature(head, server.Service<AuditHeadSigner>().PublicKey));
 
         var valid = await PostVerifyAsync(client, json);
         Assert.True(valid.GetProperty("valid").GetBoolean(), valid.ToString());

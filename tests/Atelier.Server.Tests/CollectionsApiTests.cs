@@ -199,7 +199,7 @@ public sealed class CollectionsApiTests
         using var client = server.Client();
         await CreateAsync(client, "docs", 4, "cosine", "float32", 1);
         await UpsertAsync(client, "docs", SeededPoints.Generate(10, 4, 1), batch: 10);
-        var audit = server.Runtime.Audit.LastSeq;
+        var audit = server.Audit.LastSeq;
 
         await AssertProblemAsync(await PutRawAsync(client, "docs", """{"points":[{"id":100,"vector":[1,2,3,4]},{"id":101,"vector":[1,2,3]}]}"""), 422, "points[1].vector", "dimension 3");
         await AssertProblemAsync(await PutRawAsync(client, "docs", """{"points":[{"id":100,"vector":[1,2,"NaN",4]}]}"""), 422, "points[0].vector[2]", "finite");
@@ -208,7 +208,7 @@ public sealed class CollectionsApiTests
         await AssertProblemAsync(await PutRawAsync(client, "docs", """{"points":[{"id":5,"vector":[1,2,3,4],"payload":{"tags":["a"]}}]}"""), 422, "points[0].payload.tags", "string, a finite number or a boolean");
         await AssertProblemAsync(await PutRawAsync(client, "docs", """{"points":[{"id":5,"vector":[1,2,3,4]"""), 400, null, "not valid JSON");
         await AssertProblemAsync(await PutRawAsync(client, "nope", """{"points":[{"id":5,"vector":[1,2,3,4]}]}"""), 404, null, "nope");
-        Assert.Equal(audit, server.Runtime.Audit.LastSeq);
+        Assert.Equal(audit, server.Audit.LastSeq);
         Assert.Equal(10, (await GetJsonAsync(client, "/api/v1/collections/docs"))["points_count"]!.GetValue<long>());
 
         await AssertProblemAsync(await client.PostAsJsonAsync("/api/v1/collections/docs/points/search", new { vector = new[] { 1f, 2f } }), 422, "vector", "dimension 2");
@@ -265,18 +265,18 @@ public sealed class CollectionsApiTests
             ],
         });
         using var client = server.Client();
-        var seq = server.Runtime.Audit.LastSeq;
+        var seq = server.Audit.LastSeq;
         await AssertProblemAsync(
             await client.PostAsJsonAsync("/api/v1/collections", new { name = "eu-only", dimension = 4, metric = "l2", shards = 2, locations = new[] { "local", "us-cloud" } }),
             403, null, "us-cloud");
-        var refusals = server.Runtime.Audit.Read(seq, 100).Where(e => e.Type == "placement_refused").ToArray();
+        var refusals = server.Audit.Read(seq, 100).Where(e => e.Type == "placement_refused").ToArray();
         Assert.Contains(refusals, e => e.ArtifactKind == "collection" && e.Location == "us-cloud");
         Assert.Empty((await GetJsonAsync(client, "/api/v1/collections"))["data"]!.AsArray());
-        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "collection/", CancellationToken.None).ToListAsync());
+        Assert.Empty(await server.Locations.ListKeysAsync("local", "collection/", CancellationToken.None).ToListAsync());
 
         await CreateAsync(client, "eu", 4, "l2", "float32", 2);
         await UpsertAsync(client, "eu", SeededPoints.Generate(30, 4, 8), batch: 30);
-        var placements = server.Runtime.Audit.Read(seq, 1_000).Where(e => e.Type == "placement" && e.ArtifactKind == "collection").ToArray();
+        var placements = server.Audit.Read(seq, 1_000).Where(e => e.Type == "placement" && e.ArtifactKind == "collection").ToArray();
         Assert.True(placements.Length >= 3, "config blob and one log blob per shard");
         Assert.All(placements, e => Assert.Equal("local", e.Location));
 
@@ -285,7 +285,7 @@ public sealed class CollectionsApiTests
             Assert.True(deleted.IsSuccessStatusCode, await deleted.Content.ReadAsStringAsync());
         }
 
-        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "collection/", CancellationToken.None).ToListAsync());
+        Assert.Empty(await server.Locations.ListKeysAsync("local", "collection/", CancellationToken.None).ToListAsync());
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/api/v1/collections/eu")).StatusCode);
     }
 

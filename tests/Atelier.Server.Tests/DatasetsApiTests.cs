@@ -58,7 +58,7 @@ public sealed class DatasetsApiTests
         var bytes = await client.GetByteArrayAsync($"/api/v1/datasets/{id}/files/{shard["path"]}");
         Assert.Equal(shard["sha256"]!.GetValue<string>(), Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)));
 
-        var placements = server.Runtime.Audit.Read(0, 1000).Where(e => e.Type == "placement" && e.ArtifactKind == "dataset" && e.ArtifactId == id).ToArray();
+        var placements = server.Audit.Read(0, 1000).Where(e => e.Type == "placement" && e.ArtifactKind == "dataset" && e.ArtifactId == id).ToArray();
         Assert.Contains(placements, e => e.Sha256 == shard["sha256"]!.GetValue<string>());
         Assert.Contains(placements, e => e.Detail is null && e.Bytes > 0);
 
@@ -67,7 +67,7 @@ public sealed class DatasetsApiTests
 
         using var delete = await client.DeleteAsync($"/api/v1/datasets/{id}");
         Assert.Equal(HttpStatusCode.OK, delete.StatusCode);
-        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", $"dataset/{id}/", CancellationToken.None).ToListAsync());
+        Assert.Empty(await server.Locations.ListKeysAsync("local", $"dataset/{id}/", CancellationToken.None).ToListAsync());
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/api/v1/datasets/{id}")).StatusCode);
     }
 

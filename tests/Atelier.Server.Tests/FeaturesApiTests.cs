@@ -57,7 +57,7 @@ public sealed class FeaturesApiTests
         Assert.Equal(0.1, rows[0]!["score"]!.GetValue<double>());
         Assert.Null(rows[1]!["score"]);
 
-        var placement = server.Runtime.Audit.Read(0, 100).Where(e => e.Type == "placement" && e.Location == "local").ToArray();
+        var placement = server.Audit.Read(0, 100).Where(e => e.Type == "placement" && e.Location == "local").ToArray();
         Assert.NotEmpty(placement);
     }
 
@@ -73,14 +73,14 @@ public sealed class FeaturesApiTests
             timestamp_field = "event_time",
             fields = new[] { new { name = "score", type = "float64" } },
         })).Dispose();
-        var before = server.Runtime.Audit.LastSeq;
+        var before = server.Audit.LastSeq;
 
         using var bad = await client.PostAsJsonAsync("/api/v1/features/views/quality/rows", new { rows = new object[] { new { example_id = "a", event_time = "2026-01-01T00:00:00Z", score = "high" } } });
         Assert.Equal(HttpStatusCode.UnprocessableEntity, bad.StatusCode);
         var problem = JsonNode.Parse(await bad.Content.ReadAsStringAsync())!["problems"]![0]!;
         Assert.Equal("score", problem["field"]!.GetValue<string>());
         Assert.Equal(1, problem["line"]!.GetValue<int>());
-        Assert.Equal(before, server.Runtime.Audit.LastSeq);
+        Assert.Equal(before, server.Audit.LastSeq);
 
         using var unknown = await client.PostAsJsonAsync("/api/v1/features/views/nope/online", new { keys = new[] { "a" } });
         Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);

@@ -134,11 +134,11 @@ public sealed class FilesApiTests
         var usTemp = Path.Combine(server.DataDirectory, "blobs", "us-cloud", "tmp");
         Assert.Empty(Directory.EnumerateFiles(usTemp));
 
-        var refusal = server.Runtime.Audit.Tail(10).Single(e => e.Type == "placement_refused");
+        var refusal = server.Audit.Tail(10).Single(e => e.Type == "placement_refused");
         Assert.Equal("us-cloud", refusal.Location);
         Assert.Equal("default", refusal.Policy);
         Assert.Equal("file", refusal.ArtifactKind);
-        Assert.True(server.Runtime.Audit.Verify().Valid);
+        Assert.True(server.Audit.Verify().Valid);
     }
 
     [Fact]
@@ -148,7 +148,7 @@ public sealed class FilesApiTests
         using var client = server.Client();
         using var response = await client.PostAsync("/v1/files", Form(ValidLine, "train.jsonl"));
         var file = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
-        var placement = server.Runtime.Audit.Tail(10).Single(e => e.Type == "placement");
+        var placement = server.Audit.Tail(10).Single(e => e.Type == "placement");
         Assert.Equal(file.GetProperty("id").GetString(), placement.ArtifactId);
         Assert.Equal(file.GetProperty("signature").GetString(), placement.Sha256);
         Assert.Equal(ValidLine.Length, placement.Bytes);
@@ -281,8 +281,8 @@ public sealed class FilesApiTests
         await using var second = await TestServer.StartAsync(dataDirectory: data);
         using var again = second.Client();
         Assert.Equal(ValidLine, await again.GetByteArrayAsync($"/v1/files/{id}/content"));
-        Assert.Equal(Atelier.Catalog.Sqlite.CatalogDatabase.LatestSchemaVersion, second.Runtime.Catalog.Database.SchemaVersion);
-        Assert.True(second.Runtime.Audit.Verify().Valid);
+        Assert.Equal(Atelier.Catalog.Sqlite.CatalogDatabase.LatestSchemaVersion, second.Service<Atelier.Catalog.Sqlite.CatalogDatabase>().SchemaVersion);
+        Assert.True(second.Audit.Verify().Valid);
     }
 
     internal static MultipartFormDataContent Form(byte[] content, string fileName, bool chunked = false)

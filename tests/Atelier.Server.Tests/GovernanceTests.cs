@@ -175,7 +175,7 @@ public sealed class GovernanceTests(ITestOutputHelper output)
         Assert.True(governed["governed"]!.GetValue<bool>());
         await ExpectAsync(member, "POST", "/api/v1/collections", new { name = "loose", dimension = 4, metric = "cosine", policy = "anywhere" }, HttpStatusCode.Created, "anywhere");
         var fileId = await ApiRequests.UploadAsync(member, "train.jsonl", [ApiRequests.Chat("What is two plus two, please?", "Two plus two is four.")]);
-        var placement = server.Runtime.Audit.Tail(50).Last(e => e.Type == "placement" && e.ArtifactId == fileId);
+        var placement = server.Audit.Tail(50).Last(e => e.Type == "placement" && e.ArtifactId == fileId);
         Assert.Equal("fr-onprem", placement.Policy);
 
         // The member sees its own workspace's events, whichever part of the server wrote them
@@ -196,7 +196,7 @@ public sealed class GovernanceTests(ITestOutputHelper output)
 
         // Unknown names are named; the changes and refusals are audited.
         await ExpectAsync(op, "PUT", "/api/v1/workspaces/team-a/policies", new { allowed_policies = new[] { "nope" } }, HttpStatusCode.BadRequest, "nope");
-        var events = server.Runtime.Audit.Tail(200);
+        var events = server.Audit.Tail(200);
         Assert.Equal(2, events.Count(e => e.Type == "policy_created"));
         Assert.Contains(events, e => e.Type == "workspace_policies_set" && e.Detail!.StartsWith("default fr-onprem; allowed [default, anywhere, fr-onprem] (was default default; allowed [default])", StringComparison.Ordinal));
         Assert.Equal(5, events.Count(e => e.Type == "access_refused" && e.Detail!.Contains("looser", StringComparison.Ordinal)));

@@ -236,12 +236,12 @@ public sealed class JobsApiTests
         Assert.Equal(["local"], checkpoint["locations"]!.AsArray().Select(l => l!.GetValue<string>()));
         Assert.Contains("checkpoints", checkpoint["policy"]!.GetValue<string>(), StringComparison.Ordinal);
 
-        var refusals = server.Runtime.Audit.Tail(10_000).Where(e => e.Type == "placement_refused").ToArray();
+        var refusals = server.Audit.Tail(10_000).Where(e => e.Type == "placement_refused").ToArray();
         Assert.NotEmpty(refusals);
         Assert.All(refusals, r => Assert.Equal("us-cloud", r.Location));
         Assert.Contains(refusals, r => r.ArtifactId?.Contains(id, StringComparison.Ordinal) == true);
-        Assert.DoesNotContain(server.Runtime.Audit.Tail(10_000), e => e.Type == "placement" && e.Location == "us-cloud");
-        Assert.True(server.Runtime.Audit.Verify().Valid);
+        Assert.DoesNotContain(server.Audit.Tail(10_000), e => e.Type == "placement" && e.Location == "us-cloud");
+        Assert.True(server.Audit.Verify().Valid);
     }
 
     [Fact]

@@ -95,7 +95,7 @@ public sealed class LineageApiTests
 
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/api/v1/datasets/{dataset}/files/manifest.json")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/models/tiny-base")).StatusCode);
-        Assert.NotEmpty(await server.Runtime.Locations.ListKeysAsync("local", "model/tiny-base/", CancellationToken.None).ToListAsync());
+        Assert.NotEmpty(await server.Locations.ListKeysAsync("local", "model/tiny-base/", CancellationToken.None).ToListAsync());
     }
 
     [Fact]
@@ -112,8 +112,8 @@ public sealed class LineageApiTests
 
         // Jobs cannot be created on a fine-tuned model through the API today; a job row that names
         // one (as an older or future version could write; cancelled, so nothing runs it) still protects it.
-        var now = server.Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
-        await server.Runtime.Jobs.InsertAsync(new JobRecord
+        var now = server.Service<TimeProvider>().GetUtcNow().ToUnixTimeSeconds();
+        await server.Service<IJobRepository>().InsertAsync(new JobRecord
         {
             Id = "job-on-fine-tuned",
             WorkspaceId = fineTuned.WorkspaceId!,

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using Atelier.Catalog.Sqlite;
 using Atelier.Modeling.Mistral;
 using Atelier.Registry;
 
@@ -13,9 +12,8 @@ public sealed class ModelsApiTests
     /// <summary>Registers a fine-tuned model as a finished job would, through a registry over the server's catalog.</summary>
     internal static async Task<RegisteredModel> RegisterFineTunedAsync(TestServer server, string workspaceName, string jobId, string? suffix = null)
     {
-        var runtime = server.Runtime;
-        var registry = new ModelRegistry(new SqliteModelRepository(runtime.Catalog.Database), runtime.Guard, runtime.Clock);
-        var workspace = await runtime.Keys.EnsureWorkspaceAsync(workspaceName);
+        var registry = server.Service<ModelRegistry>();
+        var workspace = await server.Service<Atelier.Catalog.ApiKeyStore>().EnsureWorkspaceAsync(workspaceName);
         return await registry.RegisterFineTunedAsync(
             new FineTunedModelRegistration
             {
@@ -86,7 +84,7 @@ public sealed class ModelsApiTests
         using var client = server.Client();
         var (status, _) = await SendAsync(client, HttpMethod.Get, ModelPath("tiny-model"));
         Assert.Equal(HttpStatusCode.NotFound, status);
-        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
+        Assert.Empty(await server.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
     }
 
     [Fact]
@@ -128,7 +126,7 @@ public sealed class ModelsApiTests
 
         await TestModels.ImportAsync(server, dir);
         await TestModels.ImportAsync(server, dir, expected: HttpStatusCode.Conflict);
-        Assert.Equal(3, (await server.Runtime.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync()).Count);
+        Assert.Equal(3, (await server.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync()).Count);
     }
 
     [Fact]
@@ -157,7 +155,7 @@ public sealed class ModelsApiTests
 
         Assert.Single(refusals.Distinct());
         Assert.StartsWith("Models can be imported only from the configured import roots (models.import_roots): " + server.ImportRoot, refusals[0], StringComparison.Ordinal);
-        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
+        Assert.Empty(await server.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
 
         // The same bytes under the root import.
         var inside = TestModels.TinyModel(server);
@@ -304,7 +302,7 @@ public sealed class ModelsApiTests
         Assert.Equal(HttpStatusCode.Conflict, (await SendAsync(admin, HttpMethod.Delete, "/api/v1/models/tiny-model")).Status);
         Assert.Equal(HttpStatusCode.OK, (await SendAsync(admin, HttpMethod.Delete, ModelPath(model.Id))).Status);
         Assert.Equal(HttpStatusCode.OK, (await SendAsync(admin, HttpMethod.Delete, "/api/v1/models/tiny-model")).Status);
-        Assert.Empty(await server.Runtime.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
+        Assert.Empty(await server.Locations.ListKeysAsync("local", "model/", CancellationToken.None).ToListAsync());
         Assert.Equal(HttpStatusCode.NotFound, (await SendAsync(admin, HttpMethod.Get, ModelPath("tiny-model"))).Status);
     }
 }

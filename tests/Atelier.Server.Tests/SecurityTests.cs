@@ -284,7 +284,7 @@ public sealed class SecurityTests(ITestOutputHelper output)
         {
             using var client = server.Client();
             await ApiRequests.UploadAsync(client, "train.jsonl", [ApiRequests.Chat("q", "a")]);
-            AssertPrivate(directory, expectFiles: ["catalog.db", Path.Combine("audit", "audit.jsonl"), "url-signing.key", Atelier.Storage.Audit.AuditHeadSigner.FileName, AtelierRuntime.AdminKeyFile]);
+            AssertPrivate(directory, expectFiles: ["catalog.db", Path.Combine("audit", "audit.jsonl"), "url-signing.key", Atelier.Storage.Audit.AuditHeadSigner.FileName, DataDirectoryStartup.AdminKeyFile]);
         }
 
         // As an older version or a careless copy leaves it: everything readable by everyone.

@@ -167,9 +167,9 @@ public sealed class SemanticDedupTests
         Assert.NotEmpty(manifest["shards"]!.AsArray());
 
         // Placed through the guard under dataset/<id>/, with the source's residency.
-        var record = (await server.Runtime.Datasets.GetForBuilderAsync(id))!;
-        Assert.Equal((await server.Runtime.Datasets.GetForBuilderAsync(source))!.Policy, record.Policy);
-        Assert.Contains($"dataset/{id}/manifest.json", await server.Runtime.Locations.ListKeysAsync(record.LocationId, $"dataset/{id}/", CancellationToken.None).ToListAsync());
+        var record = (await server.Service<Atelier.Catalog.IDatasetRepository>().GetForBuilderAsync(id))!;
+        Assert.Equal((await server.Service<Atelier.Catalog.IDatasetRepository>().GetForBuilderAsync(source))!.Policy, record.Policy);
+        Assert.Contains($"dataset/{id}/manifest.json", await server.Locations.ListKeysAsync(record.LocationId, $"dataset/{id}/", CancellationToken.None).ToListAsync());
     }
 
     [Fact]
@@ -200,8 +200,8 @@ public sealed class SemanticDedupTests
         var (server, client, source, eval, model) = await SetUpAsync();
         await using var serverScope = server;
         using var clientScope = client;
-        var sourceRecord = (await server.Runtime.Datasets.GetForBuilderAsync(source))!;
-        var before = (await server.Runtime.Datasets.ListAsync(sourceRecord.WorkspaceId, 0, 100)).Count;
+        var sourceRecord = (await server.Service<Atelier.Catalog.IDatasetRepository>().GetForBuilderAsync(source))!;
+        var before = (await server.Service<Atelier.Catalog.IDatasetRepository>().ListAsync(sourceRecord.WorkspaceId, 0, 100)).Count;
 
         var (status, body) = await PostAsync(client, "/api/v1/datasets/ds-nope/semantic-dedup", new { model });
         Assert.Equal(HttpStatusCode.NotFound, status);
@@ -219,11 +219,11 @@ public sealed class SemanticDedupTests
         }
 
         // A dataset that has not succeeded (here: one that failed) cannot be deduplicated.
-        await server.Runtime.Datasets.InsertAsync(sourceRecord with { Id = "ds-failed", Status = "failed", SummaryJson = null, Error = "boom" });
+        await server.Service<Atelier.Catalog.IDatasetRepository>().InsertAsync(sourceRecord with { Id = "ds-failed", Status = "failed", SummaryJson = null, Error = "boom" });
         (status, body) = await PostAsync(client, "/api/v1/datasets/ds-failed/semantic-dedup", new { model });
         Assert.True(status == HttpStatusCode.Conflict, body.ToJsonString());
 
-        Assert.Equal(before + 1, (await server.Runtime.Datasets.ListAsync(sourceRecord.WorkspaceId, 0, 100)).Count);
+        Assert.Equal(before + 1, (await server.Service<Atelier.Catalog.IDatasetRepository>().ListAsync(sourceRecord.WorkspaceId, 0, 100)).Count);
     }
 
     [Fact]

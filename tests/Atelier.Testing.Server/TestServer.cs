@@ -3,7 +3,10 @@ using System.Net.Http.Headers;
 using System.Text.Json;
 using Atelier.Core;
 using Atelier.Server.Hosting;
+using Atelier.Storage.Audit;
+using Atelier.Storage.Placement;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Atelier.Testing;
@@ -21,7 +24,7 @@ public sealed class TestServer : IAsyncDisposable
         _ownsDirectory = ownsDirectory;
         DataDirectory = dataDirectory;
         BaseUrl = app.Urls.First();
-        AdminKey = File.ReadAllText(Path.Combine(dataDirectory, AtelierRuntime.AdminKeyFile)).Trim();
+        AdminKey = File.ReadAllText(Path.Combine(dataDirectory, DataDirectoryStartup.AdminKeyFile)).Trim();
     }
 
     public string DataDirectory { get; }
@@ -33,9 +36,18 @@ public sealed class TestServer : IAsyncDisposable
     /// <summary>The default import root (<c>models.import_roots</c>): <c>import/</c> in the data directory, created by the server.</summary>
     public string ImportRoot => Path.Combine(DataDirectory, ModelsConfig.DefaultImportRoot);
 
-    public AtelierRuntime Runtime => _app.Runtime();
-
+    /// <summary>The server's services, as its endpoints get them.</summary>
     public IServiceProvider Services => _app.Services;
+
+    /// <summary>The server's audit log.</summary>
+    public AuditLog Audit => Service<AuditLog>();
+
+    /// <summary>The server's configured locations.</summary>
+    public StorageLocations Locations => Service<StorageLocations>();
+
+    /// <summary>The server's service of type <typeparamref name="T"/>.</summary>
+    public T Service<T>()
+        where T : notnull => _app.Services.GetRequiredService<T>();
 
     /// <summary>Starts a server; <paramref name="configure"/> edits the configuration before the first start.</summary>
     public static async Task<TestServer> StartAsync(Func<AtelierConfig, AtelierConfig>? configure = null, string? dataDirectory = null, Action<ILoggingBuilder>? logging = null)

@@ -1,8 +1,10 @@
+using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
+using Atelier.Storage.Placement;
 using Atelier.Vectors.Collections;
 
 namespace Atelier.Server.Collections;
@@ -21,11 +23,11 @@ public static class CollectionEndpoints
 
         var api = app.MapGroup("/api/v1/collections").WithTags("Collections");
 
-        api.MapPost("", async (HttpContext context, AtelierRuntime runtime, CollectionStore store) =>
+        api.MapPost("", async (HttpContext context, StorageLocations locations, PolicyCatalog policies, AtelierConfig config, CollectionStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             using var body = await CollectionRequests.ReadAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
-            var request = await CollectionRequests.ParseCreateAsync(body.RootElement, runtime, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
+            var request = await CollectionRequests.ParseCreateAsync(body.RootElement, locations, policies, config, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             var collection = await store.CreateAsync(caller.WorkspaceId, request.Name, request.Config, request.Policy, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Describe(collection), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create a collection: name, dimension, metric (cosine, dot, l2), storage (float32, float16, int8), shards, locations, policy, hnsw.");

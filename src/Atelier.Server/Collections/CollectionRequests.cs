@@ -1,9 +1,12 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Server.Hosting;
-using Atelier.Vectors.Collections;
+using Atelier.Storage.Placement;
 using Atelier.Vectors;
+using Atelier.Vectors.Collections;
 
 namespace Atelier.Server.Collections;
 
@@ -66,9 +69,11 @@ public static partial class CollectionRequests
 
     /// <summary>Reads a create-collection body, naming each bad field.</summary>
     /// <remarks>The policy is the workspace's default when none is named, and must be one the workspace may use.</remarks>
-    public static async Task<CreateCollectionRequest> ParseCreateAsync(JsonElement body, AtelierRuntime runtime, string workspaceId, CancellationToken cancellationToken)
+    public static async Task<CreateCollectionRequest> ParseCreateAsync(JsonElement body, StorageLocations configured, PolicyCatalog policies, AtelierConfig config, string workspaceId, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(configured);
+        ArgumentNullException.ThrowIfNull(policies);
+        ArgumentNullException.ThrowIfNull(config);
         var problems = new List<Problem>();
         string? name = null;
         int dimension = 0, shards = 1, m = 16, efConstruction = 128, efSearch = 64;
@@ -130,9 +135,9 @@ public static partial class CollectionRequests
                     foreach (var item in value.EnumerateArray())
                     {
                         var id = item.ValueKind == JsonValueKind.String ? item.GetString()! : null;
-                        if (id is null || !runtime.Locations.Contains(id))
+                        if (id is null || !configured.Contains(id))
                         {
-                            problems.Add(new Problem($"No location '{item}' is configured; configured: {string.Join(", ", runtime.Locations.All.Select(l => l.Id))}.", Field: $"locations[{i}]"));
+                            problems.Add(new Problem($"No location '{item}' is configured; configured: {string.Join(", ", configured.All.Select(l => l.Id))}.", Field: $"locations[{i}]"));
                         }
                         else
                         {
@@ -145,9 +150,9 @@ public static partial class CollectionRequests
                     break;
                 case "policy":
                     policy = value.ValueKind == JsonValueKind.String ? value.GetString()! : "";
-                    if (policy.Length == 0 || runtime.Policies.Find(policy) is null)
+                    if (policy.Length == 0 || policies.Find(policy) is null)
                     {
-                        problems.Add(new Problem($"No residency policy '{value}' is defined; defined: {string.Join(", ", runtime.Policies.All.Select(p => p.Name))}.", Field: "policy"));
+                        problems.Add(new Problem($"No residency policy '{value}' is defined; defined: {string.Join(", ", policies.All.Select(p => p.Name))}.", Field: "policy"));
                     }
 
                     break;
@@ -200,12 +205,12 @@ public static partial class CollectionRequests
                 Metric = metric!.Value,
                 Storage = storage,
                 Shards = shards,
-                Locations = locations.Count > 0 ? locations : [runtime.Config.Defaults.FileLocation],
+                Locations = locations.Count > 0 ? locations : [config.Defaults.FileLocation],
                 M = m,
                 EfConstruction = efConstruction,
                 EfSearch = efSearch,
             },
-            await runtime.Policies.ChooseAsync(workspaceId, policy, cancellationToken).ConfigureAwait(false));
+            await policies.ChooseAsync(workspaceId, policy, cancellationToken).ConfigureAwait(false));
     }
 
     /// <summary>Reads an upsert body: <c>{"points": [{"id", "vector", "payload"}]}</c>. Any problem refuses the whole batch.</summary>

@@ -22,7 +22,7 @@ public static class DatasetEndpoints
     {
         var api = app.MapGroup("/api/v1/datasets").WithTags("Datasets");
 
-        api.MapPost("", async (HttpContext context, CreateDatasetRequest? request, AtelierRuntime runtime, ModelRegistry registry, DatasetBuildService builder) =>
+        api.MapPost("", async (HttpContext context, CreateDatasetRequest? request, IFileRepository files, IDatasetRepository datasets, AtelierConfig config, TimeProvider clock, ModelRegistry registry, DatasetBuildService builder) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             if (request is null)
@@ -30,7 +30,7 @@ public static class DatasetEndpoints
                 throw new BadRequestException("The body must be a JSON object with 'training_files'.");
             }
 
-            var (training, validation) = await DatasetBuildService.ResolveAsync(runtime.Files, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
+            var (training, validation) = await DatasetBuildService.ResolveAsync(files, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
             _ = await DatasetBuildService.TokenizerAsync(registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
 
             // Stored as it will be built: seq_len and options.sequence_length say the same.
@@ -44,42 +44,42 @@ public static class DatasetEndpoints
             var policy = ResidencyPolicy.DeriveName(training.Concat(validation).Select(f => f.Policy));
             var record = new DatasetRecord
             {
-                Id = "ds-" + ResourceIds.NewUuid(runtime.Clock),
+                Id = "ds-" + ResourceIds.NewUuid(clock),
                 WorkspaceId = caller.WorkspaceId,
                 Name = string.IsNullOrWhiteSpace(request.Name) ? training[0].Filename : request.Name.Trim(),
                 Status = "queued",
                 RequestJson = JsonSerializer.Serialize(request, AtelierJson.Options),
                 Policy = policy,
-                LocationId = runtime.Config.Defaults.FileLocation,
-                CreatedAt = runtime.Clock.GetUtcNow().ToUnixTimeSeconds(),
+                LocationId = config.Defaults.FileLocation,
+                CreatedAt = clock.GetUtcNow().ToUnixTimeSeconds(),
                 CreatedBy = caller.Actor,
             };
-            await runtime.Datasets.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
+            await datasets.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
             builder.Enqueue(record.Id);
             return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
         }).WithSummary("Start building a dataset version from uploaded fine-tune files.");
 
-        api.MapPost("/{datasetId}/semantic-dedup", async (HttpContext context, string datasetId, SemanticDedupRequest? request, AtelierRuntime runtime, ModelRegistry registry, DatasetBuildService builder) =>
+        api.MapPost("/{datasetId}/semantic-dedup", async (HttpContext context, string datasetId, SemanticDedupRequest? request, IFileRepository files, IDatasetRepository datasets, TimeProvider clock, ModelRegistry registry, DatasetBuildService builder) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             request = (request ?? new SemanticDedupRequest()) with { Operation = SemanticDedupRequest.OperationName, SourceDataset = datasetId };
-            var resolved = await ResolvedSemanticDedup.ResolveAsync(runtime.Datasets, runtime.Files, registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
+            var resolved = await ResolvedSemanticDedup.ResolveAsync(datasets, files, registry, caller.WorkspaceId, request, context.RequestAborted).ConfigureAwait(false);
 
             // Residency follows lineage: the source's policy, intersected with every eval source's.
             var policy = ResidencyPolicy.DeriveName(resolved.EvalFiles.Select(f => f.Policy).Append(resolved.Source.Policy).Append(resolved.EvalDataset?.Policy));
             var record = new DatasetRecord
             {
-                Id = "ds-" + ResourceIds.NewUuid(runtime.Clock),
+                Id = "ds-" + ResourceIds.NewUuid(clock),
                 WorkspaceId = caller.WorkspaceId,
                 Name = string.IsNullOrWhiteSpace(request.Name) ? resolved.Source.Name + " (semantic dedup)" : request.Name.Trim(),
                 Status = "queued",
                 RequestJson = JsonSerializer.Serialize(request, AtelierJson.Options),
                 Policy = policy,
                 LocationId = resolved.Source.LocationId,
-                CreatedAt = runtime.Clock.GetUtcNow().ToUnixTimeSeconds(),
+                CreatedAt = clock.GetUtcNow().ToUnixTimeSeconds(),
                 CreatedBy = caller.Actor,
             };
-            await runtime.Datasets.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
+            await datasets.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
             builder.Enqueue(record.Id);
             return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
         }).WithSummary("Derive a dataset version by semantic dedup and decontamination over a base model's embeddings.");
@@ -99,9 +99,9 @@ public static class DatasetEndpoints
             return Results.Json(Describe(record, builder.LiveProgress(record.Id)), AtelierJson.Options);
         }).WithSummary("A dataset: status, progress, counters, shards and report.");
 
-        api.MapGet("/{datasetId}/files/{**path}", async (HttpContext context, string datasetId, string path, AtelierRuntime runtime) =>
+        api.MapGet("/{datasetId}/files/{**path}", async (HttpContext context, string datasetId, string path, IDatasetRepository datasets, PlacementGuard guard) =>
         {
-            var record = await FindAsync(context, runtime.Datasets, datasetId).ConfigureAwait(false);
+            var record = await FindAsync(context, datasets, datasetId).ConfigureAwait(false);
             if (record.Status != "succeeded")
             {
                 throw new ConflictException($"Dataset '{datasetId}' is {record.Status}; its files exist once it has succeeded.");
@@ -114,7 +114,7 @@ public static class DatasetEndpoints
                 throw new NotFoundException("dataset file", path);
             }
 
-            var stream = await runtime.Guard.OpenReadAsync(record.LocationId, $"dataset/{record.Id}/{path}", context.RequestAborted).ConfigureAwait(false)
+            var stream = await guard.OpenReadAsync(record.LocationId, $"dataset/{record.Id}/{path}", context.RequestAborted).ConfigureAwait(false)
                 ?? throw new StorageUnavailableException($"The bytes of '{path}' of dataset '{record.Id}' are missing from location '{record.LocationId}'.");
 
             var contentType = path.EndsWith(".json", StringComparison.Ordinal) ? "application/json"
@@ -124,28 +124,28 @@ public static class DatasetEndpoints
             return Results.Stream(stream, contentType, Path.GetFileName(path), enableRangeProcessing: true);
         }).WithSummary("Download a file of a built dataset: manifest.json, report.json, shards/*.arrow, features/*.parquet, ...");
 
-        api.MapDelete("/{datasetId}", async (HttpContext context, string datasetId, AtelierRuntime runtime) =>
+        api.MapDelete("/{datasetId}", async (HttpContext context, string datasetId, IDatasetRepository datasets, StorageLocations locations, PlacementGuard guard, FreeingSpace freeing) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var existing = await FindAsync(context, runtime.Datasets, datasetId).ConfigureAwait(false);
+            var existing = await FindAsync(context, datasets, datasetId).ConfigureAwait(false);
             if (existing.Status is "queued" or "running")
             {
                 throw new ConflictException($"Dataset '{datasetId}' is still {existing.Status}; delete it once it has finished.");
             }
 
-            var record = await runtime.FreeingSpaceAsync(() => runtime.Datasets.DeleteAsync(caller.WorkspaceId, datasetId, context.RequestAborted)).ConfigureAwait(false)
+            var record = await freeing.RunAsync(() => datasets.DeleteAsync(caller.WorkspaceId, datasetId, context.RequestAborted)).ConfigureAwait(false)
                 ?? throw new NotFoundException("dataset", datasetId);
             var artifact = new ArtifactRef("dataset", record.Id, caller.WorkspaceId);
             // Listed whole before deleting: a store need not keep a listing stable under deletions.
             var keys = new List<string>();
-            await foreach (var key in runtime.Locations.ListKeysAsync(record.LocationId, $"dataset/{record.Id}/", context.RequestAborted).ConfigureAwait(false))
+            await foreach (var key in locations.ListKeysAsync(record.LocationId, $"dataset/{record.Id}/", context.RequestAborted).ConfigureAwait(false))
             {
                 keys.Add(key);
             }
 
             foreach (var key in keys)
             {
-                await runtime.Guard.DeleteAsync(artifact, record.LocationId, caller.Actor, key, context.RequestAborted).ConfigureAwait(false);
+                await guard.DeleteAsync(artifact, record.LocationId, caller.Actor, key, context.RequestAborted).ConfigureAwait(false);
             }
 
             return Results.Json(new { id = record.Id, @object = "dataset", deleted = true }, AtelierJson.Options);

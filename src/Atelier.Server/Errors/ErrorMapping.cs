@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Storage.Audit;
 using Microsoft.AspNetCore.Http.Features;
 
 namespace Atelier.Server.Errors;
@@ -11,7 +12,7 @@ namespace Atelier.Server.Errors;
 /// <c>detail</c> entries for validation problems, as the Mistral SDK's
 /// <c>HTTPValidationError</c> parses them); on everything else RFC 9457 problem details.
 /// </summary>
-public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapping> logger, Hosting.AtelierRuntime runtime)
+public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapping> logger, AtelierConfig config, AuditLog audit)
 {
     /// <summary>Runs the pipeline and maps what it throws.</summary>
     public async Task InvokeAsync(HttpContext context)
@@ -108,7 +109,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
     {
         if (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            return RequestBodyLimit.TooLarge(context, runtime.Config);
+            return RequestBodyLimit.TooLarge(context, config);
         }
 
         if (e.InnerException is JsonException json)
@@ -186,7 +187,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
     // What a bodiless framework answer means, by status.
     private AtelierException Bare(HttpContext context) => context.Response.StatusCode switch
     {
-        StatusCodes.Status413PayloadTooLarge => RequestBodyLimit.TooLarge(context, runtime.Config),
+        StatusCodes.Status413PayloadTooLarge => RequestBodyLimit.TooLarge(context, config),
         StatusCodes.Status404NotFound => new NotFoundException("route", context.Request.Path.Value ?? "/"),
         StatusCodes.Status405MethodNotAllowed => new StatusException(405, "method_not_allowed", $"'{context.Request.Method}' is not allowed on '{context.Request.Path}'."),
         StatusCodes.Status415UnsupportedMediaType => new StatusException(415, "unsupported_media_type", "The request needs a JSON body with 'Content-Type: application/json'."),
@@ -347,7 +348,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
 
         try
         {
-            await runtime.Audit.AppendAsync(
+            await audit.AppendAsync(
                 new Atelier.Storage.Audit.AuditEvent
                 {
                     Type = "access_refused",

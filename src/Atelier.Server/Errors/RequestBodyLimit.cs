@@ -41,7 +41,7 @@ public static class RequestBodyKindExtensions
 /// limit is refused at once; a chunked body is cut off by Kestrel when it passes the limit, and
 /// <see cref="ErrorMapping"/> answers that with the same 413.
 /// </summary>
-public sealed class RequestBodyLimit(RequestDelegate next, AtelierRuntime runtime)
+public sealed class RequestBodyLimit(RequestDelegate next, AtelierConfig config)
 {
     private const string KindItem = "atelier.body-kind";
 
@@ -58,18 +58,18 @@ public sealed class RequestBodyLimit(RequestDelegate next, AtelierRuntime runtim
         {
             // The upload handlers set their own limit per request, with room for multipart framing;
             // a declared length past even that is refused before the handler looks anything up.
-            if (context.Request.ContentLength > runtime.Config.Files.MaxUploadBytes + UploadFramingBytes)
+            if (context.Request.ContentLength > config.Files.MaxUploadBytes + UploadFramingBytes)
             {
-                throw TooLarge(runtime.Config, kind);
+                throw TooLarge(config, kind);
             }
 
             return next(context);
         }
 
-        var limit = Limit(runtime.Config, kind);
+        var limit = Limit(config, kind);
         if (context.Request.ContentLength > limit)
         {
-            throw TooLarge(runtime.Config, kind);
+            throw TooLarge(config, kind);
         }
 
         if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)

@@ -1,5 +1,4 @@
 using Atelier.Catalog;
-using Atelier.Catalog.Sqlite;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Features;
@@ -16,32 +15,30 @@ public static class FeatureEndpoints
     /// <summary>The online store's file in the data directory.</summary>
     public const string OnlineStoreFile = "features-online.db";
 
-    /// <summary>Maps <c>/api/v1/features</c> over <paramref name="store"/> (see <see cref="OpenStoreAsync"/>).</summary>
-    public static void MapFeatures(this IEndpointRouteBuilder app, FeatureStore store)
+    /// <summary>Maps <c>/api/v1/features</c> over the <see cref="FeatureStore"/> registered in the services.</summary>
+    public static void MapFeatures(this IEndpointRouteBuilder app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        ArgumentNullException.ThrowIfNull(store);
         var api = app.MapGroup("/api/v1/features").WithTags("Features");
 
-        api.MapPost("/views", async (HttpContext context) =>
+        api.MapPost("/views", async (HttpContext context, FeatureStore store, PolicyCatalog policies) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<CreateViewBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
             var spec = FeatureApi.ToSpec(body);
-            var policies = context.RequestServices.GetRequiredService<PolicyCatalog>();
             var policy = await policies.ChooseAsync(caller.WorkspaceId, spec.Policy, context.RequestAborted).ConfigureAwait(false);
             var (view, created) = await store.CreateViewAsync(caller.WorkspaceId, spec with { Policy = policy }, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(FeatureApi.ToResponse(view), AtelierJson.Options, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
         }).WithSummary("Create a feature view, or a new version of it when the schema changed (the same schema again returns the existing version).");
 
-        api.MapGet("/views", async (HttpContext context) =>
+        api.MapGet("/views", async (HttpContext context, FeatureStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var views = await store.ListViewsAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { data = views.Select(v => FeatureApi.ToResponse(v)) }, AtelierJson.Options);
         }).WithSummary("List feature views, every version.");
 
-        api.MapGet("/views/{name}", async (HttpContext context, string name, int? version) =>
+        api.MapGet("/views/{name}", async (HttpContext context, FeatureStore store, string name, int? version) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var view = await store.GetViewAsync(caller.WorkspaceId, name, version, context.RequestAborted).ConfigureAwait(false);
@@ -49,7 +46,7 @@ public static class FeatureEndpoints
             return Results.Json(FeatureApi.ToResponse(view, segments), AtelierJson.Options);
         }).WithSummary("A feature view (the latest version unless ?version=).");
 
-        api.MapPost("/views/{name}/rows", async (HttpContext context, string name) =>
+        api.MapPost("/views/{name}/rows", async (HttpContext context, FeatureStore store, string name) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<PushBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
@@ -57,7 +54,7 @@ public static class FeatureEndpoints
             return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithBodyKind(RequestBodyKind.BulkJson).WithSummary("Push rows (entity key, event time, features) to a view's log; a bad row refuses the batch and writes nothing.");
 
-        api.MapPost("/views/{name}/parquet", async (HttpContext context, string name, int? version, DateTimeOffset? defaultEventTime, string? filename) =>
+        api.MapPost("/views/{name}/parquet", async (HttpContext context, FeatureStore store, string name, int? version, DateTimeOffset? defaultEventTime, string? filename) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var result = await store.IngestParquetAsync(
@@ -65,7 +62,7 @@ public static class FeatureEndpoints
             return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithBodyKind(RequestBodyKind.Upload).WithSummary("Ingest a per-example feature Parquet file (the request body) into a view; columns the view lacks are ignored.");
 
-        api.MapPost("/views/{name}/online", async (HttpContext context, string name) =>
+        api.MapPost("/views/{name}/online", async (HttpContext context, FeatureStore store, string name) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<OnlineBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
@@ -87,7 +84,7 @@ public static class FeatureEndpoints
             return Results.Json(FeatureApi.ToResponse(view, values), AtelierJson.Options);
         }).WithSummary("The latest value of each key (batch online lookup).");
 
-        api.MapPost("/historical", async (HttpContext context) =>
+        api.MapPost("/historical", async (HttpContext context, FeatureStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<HistoricalBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
@@ -108,7 +105,7 @@ public static class FeatureEndpoints
             return Results.File(parquet, "application/vnd.apache.parquet", "historical_features.parquet");
         }).WithSummary("Point-in-time correct retrieval: each entity row joined with the latest value at or before its timestamp (Parquet, or JSON with format=json).");
 
-        api.MapPost("/training-sets", async (HttpContext context) =>
+        api.MapPost("/training-sets", async (HttpContext context, FeatureStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var body = await FeatureApi.ReadBodyAsync<TrainingSetBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
@@ -116,63 +113,24 @@ public static class FeatureEndpoints
             return Results.Json(manifest, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Materialise a filtered, point-in-time training set into a new dataset version with lineage.");
 
-        api.MapGet("/training-sets", async (HttpContext context) =>
+        api.MapGet("/training-sets", async (HttpContext context, FeatureStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             return Results.Json(new { data = await store.ListTrainingSetsAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false) }, AtelierJson.Options);
         }).WithSummary("List training sets, newest first.");
 
-        api.MapGet("/training-sets/{id}", async (HttpContext context, string id) =>
+        api.MapGet("/training-sets/{id}", async (HttpContext context, FeatureStore store, string id) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             return Results.Json(await store.GetTrainingSetAsync(caller.WorkspaceId, id, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
         }).WithSummary("A training set's manifest.");
 
-        api.MapGet("/training-sets/{id}/examples", async (HttpContext context, string id) =>
+        api.MapGet("/training-sets/{id}/examples", async (HttpContext context, FeatureStore store, string id) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var manifest = await store.GetTrainingSetAsync(caller.WorkspaceId, id, context.RequestAborted).ConfigureAwait(false);
             var examples = await store.OpenTrainingSetBlobAsync(manifest, manifest.Examples.Key, context.RequestAborted).ConfigureAwait(false);
             return Results.File(examples, "application/vnd.apache.parquet", $"{manifest.Name}-v{manifest.Version}.parquet");
         }).WithSummary("A training set's Parquet of example ids and features.");
-    }
-
-    /// <summary>
-    /// The <see cref="FeatureStore"/> registered in the services when there is one; otherwise opens one
-    /// over the runtime's catalog and placement guard, with its online store in the data directory,
-    /// catches its online store up with the committed segments, and closes it when the application stops.
-    /// </summary>
-    public static async Task<FeatureStore> OpenStoreAsync(IServiceProvider services, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(services);
-        if (services.GetService<FeatureStore>() is { } registered)
-        {
-            return registered;
-        }
-
-        var runtime = services.GetRequiredService<AtelierRuntime>();
-        var store = new FeatureStore(
-            new SqliteFeatureRepository(runtime.Catalog.Database),
-            new SqliteOnlineFeatureRows(Path.Combine(runtime.Options.DataDirectory, OnlineStoreFile)),
-            runtime.Guard,
-            () => runtime.Policies.All,
-            new FeatureStoreOptions
-            {
-                Location = runtime.Config.Defaults.FileLocation,
-                DefaultPolicy = runtime.Config.Defaults.FilePolicy,
-            },
-            runtime.Clock);
-        services.GetService<IHostApplicationLifetime>()?.ApplicationStopped.Register(store.Dispose);
-        try
-        {
-            await store.CatchUpOnlineAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            store.Dispose();
-            throw;
-        }
-
-        return store;
     }
 }

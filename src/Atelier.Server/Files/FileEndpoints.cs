@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
-using System.Text;
 using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
@@ -8,7 +6,6 @@ using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
 using Atelier.Storage.Placement;
-using Microsoft.AspNetCore.WebUtilities;
 
 namespace Atelier.Server.Files;
 
@@ -80,7 +77,7 @@ public static class FileEndpoints
                 AtelierJson.Options);
         }).WithSummary("Retrieve a file's metadata.");
 
-        api.MapGet("/{fileId}/content", async (HttpContext context, string fileId, IFileRepository files, ApiKeyStore keys, AtelierRuntime runtime) =>
+        api.MapGet("/{fileId}/content", async (HttpContext context, string fileId, IFileRepository files, ApiKeyStore keys, UrlSigner signer, PlacementGuard guard, TimeProvider clock) =>
         {
             FileRecord f;
             if (ApiKeyAuthentication.TryCaller(context) is not null)
@@ -89,16 +86,16 @@ public static class FileEndpoints
             }
             else
             {
-                f = await VerifySignatureAsync(context, runtime, files, keys, fileId).ConfigureAwait(false);
+                f = await VerifySignatureAsync(context, files, keys, signer, clock, fileId).ConfigureAwait(false);
             }
 
-            var stream = await runtime.Guard.OpenReadAsync(f.LocationId, f.BlobKey, context.RequestAborted).ConfigureAwait(false)
+            var stream = await guard.OpenReadAsync(f.LocationId, f.BlobKey, context.RequestAborted).ConfigureAwait(false)
                 ?? throw new StorageUnavailableException($"The bytes of file '{f.Id}' are missing from location '{f.LocationId}'.");
 
             return Results.Stream(stream, "application/octet-stream", f.Filename, enableRangeProcessing: true);
         }).WithSummary("Download a file's bytes.");
 
-        api.MapGet("/{fileId}/url", async (HttpContext context, string fileId, IFileRepository files, AtelierRuntime runtime) =>
+        api.MapGet("/{fileId}/url", async (HttpContext context, string fileId, IFileRepository files, UrlSigner signer, PublicAddress address, TimeProvider clock) =>
         {
             var f = await FindAsync(context, files, fileId).ConfigureAwait(false);
             var hours = 24L;
@@ -112,39 +109,23 @@ public static class FileEndpoints
             // The URL names the key that asked for it, under the signature, so revoking that key
             // (or moving it out of the workspace) ends every URL it signed.
             var keyId = ApiKeyAuthentication.Caller(context).Key.Id;
-            var expires = runtime.Clock.GetUtcNow().ToUnixTimeSeconds() + (hours * 3600);
-            var signature = Sign(runtime, f.WorkspaceId, f.Id, expires, keyId);
-            var url = $"{PublicUrl(context, runtime)}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&key_id={Uri.EscapeDataString(keyId)}&signature={signature}";
+            var expires = clock.GetUtcNow().ToUnixTimeSeconds() + (hours * 3600);
+            var signature = signer.Sign(f.WorkspaceId, f.Id, expires, keyId);
+            var url = $"{address.BaseUrl(context)}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&key_id={Uri.EscapeDataString(keyId)}&signature={signature}";
             return Results.Json(new SignedUrl(url), AtelierJson.Options);
         }).WithSummary("A download URL that works without a key until it expires.");
 
-        api.MapDelete("/{fileId}", async (HttpContext context, string fileId, IFileRepository files, AtelierRuntime runtime) =>
+        api.MapDelete("/{fileId}", async (HttpContext context, string fileId, IFileRepository files, PlacementGuard guard, FreeingSpace freeing) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
 
             // Row first, bytes second: a crash in between leaves an unreferenced blob, which the
             // next start removes, never a row that points at nothing.
-            var f = await runtime.FreeingSpaceAsync(() => files.DeleteAsync(caller.WorkspaceId, fileId, context.RequestAborted)).ConfigureAwait(false)
+            var f = await freeing.RunAsync(() => files.DeleteAsync(caller.WorkspaceId, fileId, context.RequestAborted)).ConfigureAwait(false)
                 ?? throw new NotFoundException("file", fileId);
-            await runtime.Guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.WorkspaceId), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
+            await guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.WorkspaceId), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new DeletedFile(f.Id, "file", true), AtelierJson.Options);
         }).WithSummary("Delete a file and its bytes.");
-    }
-
-    /// <summary>
-    /// Where clients reach the server: the configured public URL, else the address it listens on.
-    /// Never the request's Host header, which the client chooses and could point at another server.
-    /// </summary>
-    private static string PublicUrl(HttpContext context, AtelierRuntime runtime)
-    {
-        if (runtime.Config.Server.PublicUrl is { Length: > 0 } configured)
-        {
-            return configured.TrimEnd('/');
-        }
-
-        var bind = runtime.Options.Bind ?? runtime.Config.Server.Bind;
-        var host = bind is "0.0.0.0" ? "127.0.0.1" : bind is "::" ? "[::1]" : bind.Contains(':', StringComparison.Ordinal) ? $"[{bind}]" : bind;
-        return string.Create(CultureInfo.InvariantCulture, $"http://{host}:{context.Connection.LocalPort}");
     }
 
     private static async Task<FileRecord> FindAsync(HttpContext context, IFileRepository files, string fileId)
@@ -153,7 +134,7 @@ public static class FileEndpoints
         return await files.GetAsync(caller.WorkspaceId, fileId, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("file", fileId);
     }
 
-    private static async Task<FileRecord> VerifySignatureAsync(HttpContext context, AtelierRuntime runtime, IFileRepository files, ApiKeyStore keys, string fileId)
+    private static async Task<FileRecord> VerifySignatureAsync(HttpContext context, IFileRepository files, ApiKeyStore keys, UrlSigner signer, TimeProvider clock, string fileId)
     {
         var q = context.Request.Query;
         if (!long.TryParse(q["expires"], NumberStyles.None, CultureInfo.InvariantCulture, out var expires) || q["workspace"].Count != 1 || q["key_id"].Count != 1 || q["signature"].Count != 1)
@@ -163,14 +144,12 @@ public static class FileEndpoints
 
         var workspace = q["workspace"][0]!;
         var keyId = q["key_id"][0]!;
-        var expected = Encoding.ASCII.GetBytes(Sign(runtime, workspace, fileId, expires, keyId));
-        var presented = Encoding.ASCII.GetBytes(q["signature"][0]!);
-        if (!CryptographicOperations.FixedTimeEquals(expected, presented))
+        if (!signer.IsValid(workspace, fileId, expires, keyId, q["signature"][0]!))
         {
             throw new UnauthorizedException("The URL signature is not valid.");
         }
 
-        if (runtime.Clock.GetUtcNow().ToUnixTimeSeconds() > expires)
+        if (clock.GetUtcNow().ToUnixTimeSeconds() > expires)
         {
             throw new UnauthorizedException("The signed URL has expired.");
         }
@@ -183,11 +162,6 @@ public static class FileEndpoints
 
         return await files.GetAsync(workspace, fileId, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("file", fileId);
     }
-
-    // Newline-separated: none of the parts can hold one (ids are generated, expires is a number), so
-    // no two different sets of parts sign the same bytes.
-    private static string Sign(AtelierRuntime runtime, string workspaceId, string fileId, long expires, string keyId) =>
-        WebEncoders.Base64UrlEncode(HMACSHA256.HashData(runtime.UrlSigningKey, Encoding.UTF8.GetBytes($"{workspaceId}\n{fileId}\n{expires}\n{keyId}")));
 
     private static FileQuery ParseQuery(IQueryCollection q)
     {

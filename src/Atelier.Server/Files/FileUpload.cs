@@ -21,7 +21,13 @@ namespace Atelier.Server.Files;
 /// The blob is committed only when the whole body is read and valid, and the catalog row is
 /// written after that: a file is never visible half-written, and a failure leaves nothing.
 /// </summary>
-public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUpload> logger)
+/// <param name="files">The file repository the row goes to.</param>
+/// <param name="policies">Residency policies: a file gets its workspace's default.</param>
+/// <param name="guard">The placement guard, the only write path.</param>
+/// <param name="config">The installation's configuration: upload limits, the default location.</param>
+/// <param name="clock">The clock.</param>
+/// <param name="logger">The log.</param>
+public sealed partial class FileUpload(IFileRepository files, PolicyCatalog policies, PlacementGuard guard, AtelierConfig config, TimeProvider clock, ILogger<FileUpload> logger)
 {
     private const int ChunkBytes = 1 << 20;
     private const int MaxFieldBytes = 4096;
@@ -32,7 +38,7 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
         ArgumentNullException.ThrowIfNull(context);
         var caller = ApiKeyAuthentication.Caller(context);
         var request = context.Request;
-        var limits = runtime.Config.Files;
+        var limits = config.Files;
         var cancel = context.RequestAborted;
 
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType) || !mediaType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
@@ -135,7 +141,7 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
 
             var sampleType = await file.FinishValidationAsync(purpose).ConfigureAwait(false);
             var receipt = await file.Write.CommitAsync(cancel).ConfigureAwait(false);
-            var now = runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
+            var now = clock.GetUtcNow().ToUnixTimeSeconds();
             var record = new FileRecord
             {
                 Id = file.Id,
@@ -158,7 +164,7 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
             };
             // Not cancelled by the client: the bytes are committed, and a row missing now would leave
             // them to the orphan sweep of the next start.
-            await runtime.Files.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
+            await files.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
             LogUploaded(logger, record.Id, record.Bytes, record.Filename);
             return record;
         }
@@ -191,17 +197,17 @@ public sealed partial class FileUpload(AtelierRuntime runtime, ILogger<FileUploa
 
     private async Task<UploadedPart> ReceiveFileAsync(MultipartSection section, string fileName, string? purpose, RequestCaller caller, CancellationToken cancel)
     {
-        var limits = runtime.Config.Files;
+        var limits = config.Files;
         // A file gets its workspace's default policy, which the operator sets.
-        var governed = await runtime.Policies.ForWorkspaceAsync(caller.WorkspaceId, cancel).ConfigureAwait(false);
-        var policy = runtime.Policies.Resolve(governed.DefaultPolicy);
-        var id = ResourceIds.NewUuid(runtime.Clock);
+        var governed = await policies.ForWorkspaceAsync(caller.WorkspaceId, cancel).ConfigureAwait(false);
+        var policy = policies.Resolve(governed.DefaultPolicy);
+        var id = ResourceIds.NewUuid(clock);
 
         // The guard judges the placement before a single byte is written.
-        var write = await runtime.Guard.BeginWriteAsync(
+        var write = await guard.BeginWriteAsync(
             new ArtifactRef("file", id, caller.WorkspaceId),
             policy,
-            runtime.Config.Defaults.FileLocation,
+            config.Defaults.FileLocation,
             caller.Actor,
             cancellationToken: cancel).ConfigureAwait(false);
 

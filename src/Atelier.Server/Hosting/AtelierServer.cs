@@ -1,21 +1,27 @@
 using System.Net;
+using Atelier.Catalog;
+using Atelier.Catalog.Sqlite;
+using Atelier.Cluster;
 using Atelier.Core;
 using Atelier.Core.IO;
+using Atelier.Core.Topology;
+using Atelier.Features;
+using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Collections;
 using Atelier.Server.Datasets;
-using Atelier.Server.Features;
 using Atelier.Server.Errors;
+using Atelier.Server.Features;
 using Atelier.Server.Files;
 using Atelier.Server.Jobs;
-using Atelier.Catalog.Sqlite;
-using Atelier.Cluster.Jobs;
-using Atelier.Features.Semantic;
+using Atelier.Server.Models;
+using Atelier.Server.Platform;
+using Atelier.Storage;
+using Atelier.Storage.Audit;
+using Atelier.Training;
 using Atelier.Training.Checkpoints;
 using Atelier.Training.Datasets;
 using Atelier.Training.Execution;
-using Atelier.Server.Models;
-using Atelier.Server.Platform;
 using Atelier.Vectors.Collections;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -35,72 +41,77 @@ public static class AtelierServer
     public static async Task<WebApplication> BuildAsync(ServerOptions options, Action<ILoggingBuilder>? logging = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var runtime = await AtelierRuntime.OpenAsync(options, cancellationToken).ConfigureAwait(false);
+        var config = DataDirectoryStartup.Open(options);
+        var dataDirectory = options.DataDirectory;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         logging?.Invoke(builder.Logging);
 
-        var bind = options.Bind ?? runtime.Config.Server.Bind;
-        var port = options.Port ?? runtime.Config.Server.Port;
+        var bind = options.Bind ?? config.Server.Bind;
+        var port = options.Port ?? config.Server.Port;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(IPAddress.Parse(bind), port);
 
             // The upload handler sets its own limit per request from the configuration.
-            kestrel.Limits.MaxRequestBodySize = runtime.Config.Files.MaxUploadBytes + (64 * 1024);
+            kestrel.Limits.MaxRequestBodySize = config.Files.MaxUploadBytes + RequestBodyLimit.UploadFramingBytes;
         });
 
-        builder.Services.AddSingleton(runtime);
-        builder.Services.AddSingleton(options.Clock);
+        var services = builder.Services;
+        services.AddSingleton(options);
+        services.AddSingleton(config);
+        services.AddSingleton(options.Clock);
+        services.AddSingleton(new TopologyMap(config.Sites));
+        services.AddSingleton(new TrainingNode(Environment.MachineName, config.Defaults.TrainingSlots));
+        services.AddSingleton(new PublicAddress(config.Server.PublicUrl, bind));
+        services.AddSingleton(_ => UrlSigner.LoadOrCreate(Path.Combine(dataDirectory, UrlSigner.FileName)));
 
-        // The catalog: each repository under its interface, and the rules over them (keys, policies).
-        builder.Services.AddAtelierSqliteCatalog(runtime.Catalog);
-        builder.Services.AddSingleton(runtime.Keys);
-        builder.Services.AddSingleton(runtime.Policies);
-        builder.Services.AddSingleton<FileUpload>();
-        builder.Services.AddHostedService(services => new FileExpirySweeper(runtime.Files, runtime.Guard, runtime.Clock, services.GetRequiredService<ILogger<FileExpirySweeper>>()));
-        builder.Services.AddSingleton(services => new DatasetBuildService(
-            new DatasetBuildServiceOptions { StagingDirectory = Path.Combine(options.DataDirectory, "staging", "datasets") },
-            runtime.Datasets,
-            runtime.Files,
-            runtime.Policies,
-            runtime.Guard,
-            services.GetRequiredService<Atelier.Registry.ModelRegistry>(),
-            new SemanticDedupBuild(runtime.Datasets, runtime.Files, runtime.Guard, services.GetRequiredService<Atelier.Registry.ModelRegistry>()),
-            services.GetRequiredService<ILogger<DatasetBuildService>>()));
-        builder.Services.AddHostedService(services => services.GetRequiredService<DatasetBuildService>());
-        builder.Services.AddSingleton(runtime.Guard);
-        builder.Services.AddSingleton<ResidencyPolicyResolver>(runtime.ResolvePolicy);
-        builder.Services.AddSingleton<ICollectionCatalog, CatalogCollectionRecords>();
-        builder.Services.AddAtelierVectorCollections();
-        builder.Services.AddSingleton(await OpenModelRegistryAsync(runtime, cancellationToken).ConfigureAwait(false));
-        builder.Services.AddSingleton(runtime.Topology);
-        builder.Services.AddSingleton(services => new CheckpointStore(
-            runtime.Guard,
-            new CheckpointStoreOptions { Locations = runtime.Config.Defaults.CheckpointLocations, Actor = "system:checkpoints" },
-            runtime.Clock));
-        builder.Services.AddSingleton(services => new FineTuningWork(
-            new FineTuningWorkOptions
+        // The catalog: the embedded SQLite one, each repository under its interface, and the rules
+        // over them (keys, policies). The policies are read once here, before anything uses them.
+        var catalog = SqliteCatalog.Open(Path.Combine(dataDirectory, "catalog.db"), options.Clock);
+        var policies = await PolicyCatalog.LoadAsync(catalog.Policies, config.Policies, config.Defaults.FilePolicy, options.Clock, cancellationToken).ConfigureAwait(false);
+        services.AddAtelierSqliteCatalog(catalog);
+        services.AddAtelierSqliteOnlineFeatures(Path.Combine(dataDirectory, FeatureEndpoints.OnlineStoreFile));
+        services.AddSingleton(policies);
+        services.AddSingleton<ResidencyPolicyResolver>(policies.Resolve);
+        services.AddSingleton(provider => new ApiKeyStore(provider.GetRequiredService<IApiKeyRepository>(), options.Clock));
+        services.AddSingleton<ICollectionCatalog, CatalogCollectionRecords>();
+
+        services.AddAtelierStorage(new StorageOptions { DataDirectory = dataDirectory, Locations = config.Locations });
+        services.AddAtelierRegistry(new ModelRegistryOptions
+        {
+            CacheDirectory = Path.Combine(dataDirectory, "cache", "models"),
+            ImportRoots = CreateImportRoots(dataDirectory, config),
+        });
+        services.AddAtelierTraining(new TrainingOptions
+        {
+            FineTuning = new FineTuningWorkOptions
             {
-                StagingDirectory = Path.Combine(options.DataDirectory, "staging", "jobs"),
-                MaxCurationDropFraction = runtime.Config.Defaults.MaxCurationDropFraction,
+                StagingDirectory = Path.Combine(dataDirectory, "staging", "jobs"),
+                MaxCurationDropFraction = config.Defaults.MaxCurationDropFraction,
             },
-            new FineTuningCatalog(runtime.Jobs, runtime.Files, runtime.Datasets, runtime.Keys, runtime.Policies),
-            new FineTuningStorage(runtime.Locations, runtime.Guard, runtime.Topology),
-            services.GetRequiredService<Atelier.Registry.ModelRegistry>(),
-            services.GetRequiredService<CheckpointStore>(),
-            new GrainFineTuningReports(services.GetRequiredService<IGrainFactory>()),
-            services.GetRequiredService<IHostApplicationLifetime>(),
-            runtime.Clock,
-            services.GetRequiredService<ILogger<FineTuningWork>>()));
-        builder.Services.AddSingleton<IFineTuningWork>(services => services.GetRequiredService<FineTuningWork>());
+            DatasetBuilds = new DatasetBuildServiceOptions { StagingDirectory = Path.Combine(dataDirectory, "staging", "datasets") },
+            Checkpoints = new CheckpointStoreOptions { Locations = config.Defaults.CheckpointLocations, Actor = "system:checkpoints" },
+        });
+        services.AddAtelierFeatures(new FeatureStoreOptions
+        {
+            Location = config.Defaults.FileLocation,
+            DefaultPolicy = config.Defaults.FilePolicy,
+        });
+        services.AddAtelierVectorCollections();
+        services.AddAtelierCluster();
+
+        services.AddSingleton<FreeingSpace>();
+        services.AddSingleton<FileUpload>();
+        services.AddSingleton<JobRequests>();
+        services.AddSingleton<DataDirectoryStartup>();
 
         // One silo with localhost clustering: the embedded default. Its ports are picked free at
         // start unless configured, so several servers (and tests) can run on one machine.
         builder.UseOrleans(silo => silo.UseLocalhostClustering(
-            siloPort: FreePort(runtime.Config.Server.SiloPort),
-            gatewayPort: FreePort(runtime.Config.Server.GatewayPort),
+            siloPort: FreePort(config.Server.SiloPort),
+            gatewayPort: FreePort(config.Server.GatewayPort),
             serviceId: "atelier",
-            clusterId: "atelier-" + runtime.NodeName));
+            clusterId: "atelier-" + Environment.MachineName));
 
         // After the silo (hosted services start in order): recovery needs grains.
         builder.Services.AddHostedService<JobRecoveryService>();
@@ -124,11 +135,16 @@ public static class AtelierServer
         builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
 
         var app = builder.Build();
+        try
+        {
+            await StartUpAsync(app.Services, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
 
-        // Before any request can create or delete a collection: sweep what a crash left of one.
-        await app.Services.GetRequiredService<CollectionStore>().RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
-        var features = await FeatureEndpoints.OpenStoreAsync(app.Services, cancellationToken).ConfigureAwait(false);
-        app.Lifetime.ApplicationStopped.Register(runtime.Dispose);
         app.UseMiddleware<RequestLog>();
         app.UseMiddleware<ErrorMapping>();
         app.UseMiddleware<ApiKeyAuthentication>();
@@ -145,7 +161,7 @@ public static class AtelierServer
         app.MapFiles();
         app.MapPlatform();
         app.MapDatasets();
-        app.MapFeatures(features);
+        app.MapFeatures();
         app.MapCollections();
         app.MapModels();
         app.MapFineTuningJobs();
@@ -154,31 +170,39 @@ public static class AtelierServer
     }
 
     /// <summary>
-    /// The model registry over the runtime's catalog and guard, importing only from the configured
-    /// import roots, after removing bytes a crashed import left.
+    /// Opens what the data directory holds and repairs what a crash left, in order, before anything
+    /// writes: the keys that sign URLs and audit heads (created now, private, rather than
+    /// at first use), the locations and file blobs, the operator's key, the model registry's blobs, the
+    /// vector collections, and the online feature store's catch-up with the committed segments.
     /// </summary>
-    private static async Task<Registry.ModelRegistry> OpenModelRegistryAsync(AtelierRuntime runtime, CancellationToken cancellationToken)
+    private static async Task StartUpAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
-        var dataDirectory = Path.GetFullPath(runtime.Options.DataDirectory);
-        var roots = runtime.Config.Models.ImportRootPaths(dataDirectory);
+        services.GetRequiredService<UrlSigner>();
+        services.GetRequiredService<AuditHeadSigner>();
+        await services.GetRequiredService<DataDirectoryStartup>().RunAsync(cancellationToken).ConfigureAwait(false);
+        await services.GetRequiredService<ModelRegistry>().RemoveOrphanedBlobsAsync("system:recovery", cancellationToken).ConfigureAwait(false);
+        await services.GetRequiredService<CollectionStore>().RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
+        await services.GetRequiredService<FeatureStore>().CatchUpOnlineAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The configured import roots, absolute. Roots inside the data directory (the default, import/)
+    /// are the server's own: created private to its user, like the rest of it. Roots elsewhere are the
+    /// operator's to create.
+    /// </summary>
+    private static IReadOnlyList<string> CreateImportRoots(string dataDirectory, AtelierConfig config)
+    {
+        var fullDataDirectory = Path.GetFullPath(dataDirectory);
+        var roots = config.Models.ImportRootPaths(fullDataDirectory);
         foreach (var root in roots)
         {
-            // Roots inside the data directory (the default, import/) are the server's own: created
-            // private to its user, like the rest of it. Roots elsewhere are the operator's to create.
-            if (root.StartsWith(Path.TrimEndingDirectorySeparator(dataDirectory) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            if (root.StartsWith(Path.TrimEndingDirectorySeparator(fullDataDirectory) + Path.DirectorySeparatorChar, StringComparison.Ordinal))
             {
                 DataDirectoryPermissions.CreatePrivateDirectory(root);
             }
         }
 
-        var registry = new Registry.ModelRegistry(
-            new global::Atelier.Catalog.Sqlite.SqliteModelRepository(runtime.Catalog.Database),
-            runtime.Guard,
-            runtime.Clock,
-            Path.Combine(runtime.Options.DataDirectory, "cache", "models"),
-            new Registry.ModelImportRoots(roots));
-        await registry.RemoveOrphanedBlobsAsync("system:recovery", cancellationToken).ConfigureAwait(false);
-        return registry;
+        return roots;
     }
 
     /// <summary>The configured port, or a free loopback port when it is 0.</summary>
@@ -194,10 +218,11 @@ public static class AtelierServer
         return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
-    /// <summary>The runtime behind a built application.</summary>
-    public static AtelierRuntime Runtime(this WebApplication app)
+    /// <summary>What the start of a built application did to its data directory.</summary>
+    public static StartupReport StartupReport(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        return app.Services.GetRequiredService<AtelierRuntime>();
+        return app.Services.GetRequiredService<DataDirectoryStartup>().Report
+            ?? throw new InvalidOperationException("The application was not built by AtelierServer.BuildAsync.");
     }
 }

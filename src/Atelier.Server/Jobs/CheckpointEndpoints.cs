@@ -83,9 +83,9 @@ public static class CheckpointEndpoints
             return Results.Json(ToObject(info, details: true), AtelierJson.Options);
         }).WithSummary("A checkpoint with its entries and locations.");
 
-        group.MapPost("/{jobId}/{step:long}/restore", async (HttpContext context, string jobId, long step, AtelierRuntime runtime, ModelRegistry registry, CheckpointStore store, IGrainFactory grains) =>
+        group.MapPost("/{jobId}/{step:long}/restore", async (HttpContext context, string jobId, long step, IDatasetRepository datasets, IJobRepository jobs, JobRequests requests, CheckpointStore store, IGrainFactory grains) =>
         {
-            var source = await FineTuningEndpoints.FindAsync(context, runtime.Jobs, jobId).ConfigureAwait(false);
+            var source = await FineTuningEndpoints.FindAsync(context, jobs, jobId).ConfigureAwait(false);
             _ = await store.GetAsync(source.Id, step, context.RequestAborted).ConfigureAwait(false)
                 ?? throw new NotFoundException("checkpoint", CheckpointIds.Of(source.Id, step));
             var overrides = await FineTuningEndpoints.ReadOptionalAsync<RestoreCheckpointRequest>(context).ConfigureAwait(false) ?? new RestoreCheckpointRequest();
@@ -105,10 +105,10 @@ public static class CheckpointEndpoints
                     1);
             }
 
-            var job = await JobRequests.CreateAsync(runtime, registry, ApiKeyAuthentication.Caller(context), request, context.RequestAborted).ConfigureAwait(false);
+            var job = await requests.CreateAsync(ApiKeyAuthentication.Caller(context), request, context.RequestAborted).ConfigureAwait(false);
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).SubmitAsync().ConfigureAwait(false);
-            var created = await runtime.Jobs.GetByIdAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
-            return Results.Json(await JobRequests.ToObjectAsync(runtime.Jobs, runtime.Datasets, created!, details: false, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+            var created = await jobs.GetByIdAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
+            return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, created!, details: false, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create a new job that starts from this checkpoint (same data and hyperparameters unless overridden).");
 
         group.MapDelete("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, IJobRepository jobs, CheckpointStore store) =>

@@ -8,6 +8,7 @@ using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
+using Atelier.Storage.Placement;
 using Atelier.Training.Execution;
 using Atelier.Training.Jobs;
 
@@ -98,16 +99,30 @@ public sealed record JobObject
 public sealed record JobList(IReadOnlyList<JobObject> Data, string Object, long Total);
 
 /// <summary>Creating jobs and their wire form.</summary>
-public static class JobRequests
+/// <param name="jobs">The job repository.</param>
+/// <param name="fileRepository">Uploaded files, a job's inputs.</param>
+/// <param name="datasets">Dataset versions, a job's other input.</param>
+/// <param name="policies">Residency policies, resolved by name.</param>
+/// <param name="locations">The configured locations: where a job may run.</param>
+/// <param name="registry">The model registry: the base model.</param>
+/// <param name="config">The installation's configuration: the checkpoint policy.</param>
+/// <param name="clock">The clock.</param>
+public sealed class JobRequests(
+    IJobRepository jobs,
+    IFileRepository fileRepository,
+    IDatasetRepository datasets,
+    PolicyCatalog policies,
+    StorageLocations locations,
+    ModelRegistry registry,
+    AtelierConfig config,
+    TimeProvider clock)
 {
     /// <summary>
     /// Checks a create request against the catalog (the model exists and is a base model, each
     /// file exists, belongs to the workspace and has purpose <c>fine-tune</c>), and inserts the job.
     /// </summary>
-    public static async Task<JobRecord> CreateAsync(AtelierRuntime runtime, ModelRegistry registry, RequestCaller caller, FineTuningJobRequest request, CancellationToken cancel)
+    public async Task<JobRecord> CreateAsync(RequestCaller caller, FineTuningJobRequest request, CancellationToken cancel)
     {
-        ArgumentNullException.ThrowIfNull(runtime);
-        ArgumentNullException.ThrowIfNull(registry);
         ArgumentNullException.ThrowIfNull(caller);
         ArgumentNullException.ThrowIfNull(request);
         request.Validate();
@@ -131,7 +146,7 @@ public static class JobRequests
         JobDataset? dataset = null;
         if (request.DatasetId is { } datasetId)
         {
-            dataset = await JobDataset.ResolveAsync(runtime.Datasets, caller.WorkspaceId, datasetId, cancel).ConfigureAwait(false);
+            dataset = await JobDataset.ResolveAsync(datasets, caller.WorkspaceId, datasetId, cancel).ConfigureAwait(false);
             var tokenizer = Atelier.Data.Tokenization.ModelTokenizers.Load(await registry.ModelDirectoryAsync(model, cancel).ConfigureAwait(false));
             dataset.CheckFor(model.Id, tokenizer.Identity, request.Hyperparameters?.SeqLen);
         }
@@ -153,8 +168,8 @@ public static class JobRequests
 
         if (request.StartFrom is { } start)
         {
-            var source = await runtime.Jobs.GetAsync(caller.WorkspaceId, start.JobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", start.JobId);
-            if (!(await runtime.Jobs.CheckpointsAsync(source.Id, cancel).ConfigureAwait(false)).Any(c => c.StepNumber == start.Step && c.Retained))
+            var source = await jobs.GetAsync(caller.WorkspaceId, start.JobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", start.JobId);
+            if (!(await jobs.CheckpointsAsync(source.Id, cancel).ConfigureAwait(false)).Any(c => c.StepNumber == start.Step && c.Retained))
             {
                 throw new NotFoundException("checkpoint", $"{start.JobId}@{start.Step}");
             }
@@ -163,18 +178,18 @@ public static class JobRequests
         // Everything the job writes is at least as restricted as its data, its base model and
         // the checkpoint policy (never cloud-only).
         // A dataset's policy is already its files' (it follows lineage).
-        var policy = Atelier.Core.Residency.ResidencyPolicy.DeriveName(files.Select(f => f.Policy).Append(dataset?.Record.Policy).Append(model.Policy).Append(runtime.Config.Defaults.CheckpointPolicy));
-        var resolved = runtime.ResolvePolicy(policy);
+        var policy = Atelier.Core.Residency.ResidencyPolicy.DeriveName(files.Select(f => f.Policy).Append(dataset?.Record.Policy).Append(model.Policy).Append(config.Defaults.CheckpointPolicy));
+        var resolved = policies.Resolve(policy);
 
         // The job runs where its data is: the dataset's shards, or the first training file.
         var location = dataset?.Record.LocationId ?? files[0].LocationId;
-        var decision = resolved.Evaluate(runtime.Locations.Describe(location), null);
+        var decision = resolved.Evaluate(locations.Describe(location), null);
         if (!decision.Allowed)
         {
             throw new PlacementRefusedException(resolved.Name, location, decision.Reason!);
         }
 
-        var now = runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
+        var now = clock.GetUtcNow().ToUnixTimeSeconds();
         var job = new JobRecord
         {
             Id = Guid.NewGuid().ToString(),
@@ -190,12 +205,12 @@ public static class JobRequests
             ModifiedAt = now,
             CreatedBy = caller.Key.Id,
         };
-        await runtime.Jobs.InsertAsync(job, CancellationToken.None).ConfigureAwait(false);
+        await jobs.InsertAsync(job, CancellationToken.None).ConfigureAwait(false);
         return job;
 
         async Task CheckAsync(string id, string field)
         {
-            var file = await runtime.Files.GetAsync(caller.WorkspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
+            var file = await fileRepository.GetAsync(caller.WorkspaceId, id, cancel).ConfigureAwait(false) ?? throw new NotFoundException("file", id);
             if (file.Purpose != "fine-tune")
             {
                 problems.Add(new Problem($"File '{id}' ({file.Filename}) has purpose '{file.Purpose}'; fine-tuning takes files uploaded with purpose 'fine-tune'.", Field: field));
@@ -260,13 +275,13 @@ public static class FineTuningEndpoints
     {
         var api = app.MapGroup("/v1/fine_tuning/jobs").WithTags("Fine-tuning");
 
-        api.MapPost("", async (HttpContext context, AtelierRuntime runtime, ModelRegistry registry, IGrainFactory grains) =>
+        api.MapPost("", async (HttpContext context, IDatasetRepository datasets, IJobRepository jobs, JobRequests requests, IGrainFactory grains) =>
         {
             var request = await ReadAsync<FineTuningJobRequest>(context).ConfigureAwait(false);
-            var job = await JobRequests.CreateAsync(runtime, registry, ApiKeyAuthentication.Caller(context), request, context.RequestAborted).ConfigureAwait(false);
+            var job = await requests.CreateAsync(ApiKeyAuthentication.Caller(context), request, context.RequestAborted).ConfigureAwait(false);
 
             // The job as created (QUEUED), as Mistral answers; validation starts right after.
-            var created = await JobRequests.ToObjectAsync(runtime.Jobs, runtime.Datasets, job, details: false, context.RequestAborted).ConfigureAwait(false);
+            var created = await JobRequests.ToObjectAsync(jobs, datasets, job, details: false, context.RequestAborted).ConfigureAwait(false);
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).SubmitAsync().ConfigureAwait(false);
             return Results.Json(created, AtelierJson.Options);
         }).WithSummary("Create a fine-tuning job: validated, then started when auto_start (the default).");
@@ -334,21 +349,21 @@ public static class FineTuningEndpoints
         // What curation did to a job's training data: the report, and every dropped example with
         // its reason. Fixed names only: nothing of the request reaches a path.
         var data = app.MapGroup("/api/v1/jobs").WithTags("Fine-tuning");
-        data.MapGet("/{jobId}/data-report", (HttpContext context, string jobId, AtelierRuntime runtime) =>
-            DataReportFileAsync(context, runtime, jobId, "report.json", "application/json"))
+        data.MapGet("/{jobId}/data-report", (HttpContext context, string jobId, IJobRepository jobs, PlacementGuard guard) =>
+            DataReportFileAsync(context, jobs, guard, jobId, "report.json", "application/json"))
             .WithSummary("The job's training data report: kept and dropped counts by reason, token counts, the first invalid lines.");
-        data.MapGet("/{jobId}/data-report/dropped", (HttpContext context, string jobId, AtelierRuntime runtime) =>
-            DataReportFileAsync(context, runtime, jobId, "dropped.jsonl", "application/jsonl"))
+        data.MapGet("/{jobId}/data-report/dropped", (HttpContext context, string jobId, IJobRepository jobs, PlacementGuard guard) =>
+            DataReportFileAsync(context, jobs, guard, jobId, "dropped.jsonl", "application/jsonl"))
             .WithSummary("Every training example curation dropped, one JSON line each, with its source line and reason.");
-        data.MapGet("/{jobId}/data-report/issues", (HttpContext context, string jobId, AtelierRuntime runtime) =>
-            DataReportFileAsync(context, runtime, jobId, "issues.jsonl", "application/jsonl"))
+        data.MapGet("/{jobId}/data-report/issues", (HttpContext context, string jobId, IJobRepository jobs, PlacementGuard guard) =>
+            DataReportFileAsync(context, jobs, guard, jobId, "issues.jsonl", "application/jsonl"))
             .WithSummary("Every invalid training line that was skipped, one JSON line each.");
     }
 
-    private static async Task<IResult> DataReportFileAsync(HttpContext context, AtelierRuntime runtime, string jobId, string name, string contentType)
+    private static async Task<IResult> DataReportFileAsync(HttpContext context, IJobRepository jobs, PlacementGuard guard, string jobId, string name, string contentType)
     {
-        var job = await FindAsync(context, runtime.Jobs, jobId).ConfigureAwait(false);
-        var stream = await runtime.Guard.OpenReadAsync(job.LocationId, $"job/{job.Id}/train-report/{name}", context.RequestAborted).ConfigureAwait(false);
+        var job = await FindAsync(context, jobs, jobId).ConfigureAwait(false);
+        var stream = await guard.OpenReadAsync(job.LocationId, $"job/{job.Id}/train-report/{name}", context.RequestAborted).ConfigureAwait(false);
         if (stream is null)
         {
             // Curation runs during validation: a job still queued has no report yet.

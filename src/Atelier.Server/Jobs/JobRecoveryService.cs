@@ -1,5 +1,5 @@
+using Atelier.Catalog;
 using Atelier.Cluster.Jobs;
-using Atelier.Server.Hosting;
 using Atelier.Training.Checkpoints;
 using Atelier.Training.Execution;
 
@@ -12,7 +12,8 @@ namespace Atelier.Server.Jobs;
 /// it stops the trainers here; their jobs stay RUNNING and resume on the next start.
 /// </summary>
 public sealed partial class JobRecoveryService(
-    AtelierRuntime runtime,
+    TrainingNode node,
+    IJobRepository jobs,
     CheckpointStore checkpoints,
     FineTuningWork work,
     IGrainFactory grains,
@@ -27,8 +28,8 @@ public sealed partial class JobRecoveryService(
             LogCheckpointRecovery(logger, report.PartialWritesRemoved, report.ChunksSwept);
         }
 
-        await grains.GetGrain<IJobSchedulerGrain>(0).RegisterNodeAsync(runtime.NodeName, runtime.Config.Defaults.TrainingSlots).ConfigureAwait(false);
-        foreach (var job in await runtime.Jobs.UnfinishedAsync(cancellationToken).ConfigureAwait(false))
+        await grains.GetGrain<IJobSchedulerGrain>(0).RegisterNodeAsync(node.Name, node.Slots).ConfigureAwait(false);
+        foreach (var job in await jobs.UnfinishedAsync(cancellationToken).ConfigureAwait(false))
         {
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).RecoverAsync().ConfigureAwait(false);
         }

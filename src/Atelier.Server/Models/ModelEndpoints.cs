@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Registry;
@@ -74,7 +75,7 @@ public static class ModelEndpoints
         }).WithSummary("Unarchive a fine-tuned model.");
 
         var platform = app.MapGroup("/api/v1/models").WithTags("Models");
-        platform.MapPost("/import", async (HttpContext context, ImportModelRequest? request, AtelierRuntime runtime, ModelRegistry registry) =>
+        platform.MapPost("/import", async (HttpContext context, ImportModelRequest? request, PolicyCatalog policies, AtelierConfig config, ModelRegistry registry) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
             if (request is null || string.IsNullOrWhiteSpace(request.Path))
@@ -82,11 +83,11 @@ public static class ModelEndpoints
                 throw new BadRequestException("The body must be a JSON object with 'path': an absolute directory on the server's machine, under one of the import roots (models.import_roots).");
             }
 
-            var policyName = string.IsNullOrWhiteSpace(request.Policy) ? runtime.Config.Defaults.FilePolicy : request.Policy.Trim();
+            var policyName = string.IsNullOrWhiteSpace(request.Policy) ? config.Defaults.FilePolicy : request.Policy.Trim();
             Core.Residency.ResidencyPolicy policy;
             try
             {
-                policy = runtime.ResolvePolicy(policyName);
+                policy = policies.Resolve(policyName);
             }
             catch (InvalidOperationException e)
             {
@@ -103,7 +104,7 @@ public static class ModelEndpoints
                     Aliases = request.Aliases ?? [],
                 },
                 policy,
-                string.IsNullOrWhiteSpace(request.Location) ? runtime.Config.Defaults.FileLocation : request.Location.Trim(),
+                string.IsNullOrWhiteSpace(request.Location) ? config.Defaults.FileLocation : request.Location.Trim(),
                 caller.Actor,
                 caller.WorkspaceId,
                 context.RequestAborted).ConfigureAwait(false);

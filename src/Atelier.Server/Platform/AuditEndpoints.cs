@@ -16,7 +16,7 @@ public static class AuditEndpoints
     public static void MapAudit(this IEndpointRouteBuilder api)
     {
         var audit = api.MapGroup("/audit").WithTags("Audit");
-        audit.MapGet("", (HttpContext context, AtelierRuntime runtime) =>
+        audit.MapGet("", (HttpContext context, AuditLog log) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             // Events name workspaces by id, so a workspace named like another's id sees only its own.
@@ -25,36 +25,36 @@ public static class AuditEndpoints
             var limit = QueryParameters.OptionalInteger(context.Request, "limit", 1, MaxAuditPage);
             var tail = QueryParameters.OptionalInteger(context.Request, "tail", 1, MaxAuditPage);
             var n = (int)(limit ?? tail ?? 100);
-            var events = tail is not null ? runtime.Audit.Tail(n, filter) : runtime.Audit.Read(after, n, filter);
-            return Results.Json(new { data = events, last_seq = runtime.Audit.LastSeq }, AtelierJson.Options);
+            var events = tail is not null ? log.Tail(n, filter) : log.Read(after, n, filter);
+            return Results.Json(new { data = events, last_seq = log.LastSeq }, AtelierJson.Options);
         }).WithSummary("Audit events: the operator sees every workspace's, everyone else their own workspace's.");
 
-        audit.MapGet("/verify", (HttpContext context, AtelierRuntime runtime) =>
+        audit.MapGet("/verify", (HttpContext context, AuditLog log) =>
         {
             ApiKeyAuthentication.Operator(context);
-            return Results.Json(runtime.Audit.Verify(), AtelierJson.Options);
+            return Results.Json(log.Verify(), AtelierJson.Options);
         }).WithSummary("Check the hash chain of the whole audit log (operator).");
 
-        audit.MapPost("/verify", (HttpContext context, AuditHead? head, AtelierRuntime runtime) =>
+        audit.MapPost("/verify", (HttpContext context, AuditHead? head, AuditLog log) =>
         {
             ApiKeyAuthentication.Operator(context);
             return head is null
-                ? Results.Json(runtime.Audit.Verify(), AtelierJson.Options)
-                : Results.Json(runtime.Audit.Verify(head), AtelierJson.Options);
+                ? Results.Json(log.Verify(), AtelierJson.Options)
+                : Results.Json(log.Verify(head), AtelierJson.Options);
         }).WithSummary("Check the audit log against a head exported earlier (the body); without a body, check the hash chain alone (operator).");
 
-        audit.MapGet("/head", async (HttpContext context, AtelierRuntime runtime) =>
+        audit.MapGet("/head", async (HttpContext context, AuditLog log, AuditHeadSigner signer) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
-            var head = await runtime.Audit.ExportHeadAsync(runtime.AuditSigner, caller.Actor, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
+            var head = await log.ExportHeadAsync(signer, caller.Actor, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(head, AtelierJson.Options);
         }).WithSummary("The signed head of the audit log: keep it off this machine and verify against it later (operator).");
 
-        audit.MapGet("/export", async (HttpContext context, AtelierRuntime runtime) =>
+        audit.MapGet("/export", async (HttpContext context, AuditLog log) =>
         {
             ApiKeyAuthentication.Operator(context);
             context.Response.ContentType = "application/jsonl";
-            await runtime.Audit.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
+            await log.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
         }).WithSummary("The raw audit log as JSON lines (operator).");
     }
 }

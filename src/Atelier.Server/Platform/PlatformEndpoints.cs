@@ -1,11 +1,12 @@
 using Atelier.Catalog;
+using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
-using Atelier.Core;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
 using Atelier.Storage.Audit;
+using Atelier.Storage.Placement;
 
 namespace Atelier.Server.Platform;
 
@@ -46,8 +47,8 @@ public static class PlatformEndpoints
     {
         var api = app.MapGroup("/api/v1");
 
-        api.MapGet("/locations", (AtelierRuntime runtime) =>
-            Results.Json(new { data = runtime.Locations.All.ToArray() }, AtelierJson.Options))
+        api.MapGet("/locations", (StorageLocations locations) =>
+            Results.Json(new { data = locations.All.ToArray() }, AtelierJson.Options))
             .WithTags("Locations").WithSummary("Where bytes can live, with jurisdiction, site, rack, on-prem and operator.");
 
         api.MapPolicies();
@@ -59,7 +60,7 @@ public static class PlatformEndpoints
     private static void MapKeys(this IEndpointRouteBuilder api)
     {
         var group = api.MapGroup("/keys").WithTags("Keys");
-        group.MapPost("", async (HttpContext context, CreateKeyRequest? body, AtelierRuntime runtime) =>
+        group.MapPost("", async (HttpContext context, CreateKeyRequest? body, ApiKeyStore keys, AuditLog audit) =>
         {
             var caller = ApiKeyAuthentication.Admin(context);
             var name = string.IsNullOrWhiteSpace(body?.Name) ? "key" : body.Name.Trim();
@@ -86,18 +87,18 @@ public static class PlatformEndpoints
             }
             else
             {
-                workspace = await runtime.Keys.FindWorkspaceAsync(workspaceName, context.RequestAborted).ConfigureAwait(false) ?? await CreateWorkspaceAsync(runtime, caller, workspaceName).ConfigureAwait(false);
+                workspace = await keys.FindWorkspaceAsync(workspaceName, context.RequestAborted).ConfigureAwait(false) ?? await CreateWorkspaceAsync(keys, audit, caller, workspaceName).ConfigureAwait(false);
             }
 
-            var (key, token) = await runtime.Keys.CreateAsync(workspace, name, role, CancellationToken.None).ConfigureAwait(false);
+            var (key, token) = await keys.CreateAsync(workspace, name, role, CancellationToken.None).ConfigureAwait(false);
             try
             {
-                await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = key.Id, Detail = $"role {role}" }, CancellationToken.None).ConfigureAwait(false);
+                await audit.AppendAsync(new AuditEvent { Type = "key_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = key.Id, Detail = $"role {role}" }, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception)
             {
                 // No key without its record: the token was never shown, so the key is simply forgotten.
-                await runtime.Keys.ForgetAsync(key.Id, CancellationToken.None).ConfigureAwait(false);
+                await keys.ForgetAsync(key.Id, CancellationToken.None).ConfigureAwait(false);
                 throw;
             }
 
@@ -111,10 +112,10 @@ public static class PlatformEndpoints
             return Results.Json(new { data = visible.Select(k => new { k.Id, workspace = k.WorkspaceName, workspace_id = k.WorkspaceId, k.Name, k.Role, k.CreatedAt, k.RevokedAt }) }, AtelierJson.Options);
         }).WithSummary("List API keys: an admin its workspace's, the operator every workspace's. Secrets are never shown.");
 
-        group.MapDelete("/{keyId}", async (HttpContext context, string keyId, AtelierRuntime runtime) =>
+        group.MapDelete("/{keyId}", async (HttpContext context, string keyId, ApiKeyStore keys, AuditLog audit) =>
         {
             var caller = ApiKeyAuthentication.Admin(context);
-            var key = await runtime.Keys.GetAsync(keyId, context.RequestAborted).ConfigureAwait(false);
+            var key = await keys.GetAsync(keyId, context.RequestAborted).ConfigureAwait(false);
 
             // Another workspace's key is as absent as a key that never existed: an admin learns nothing about it.
             if (key is null || key.RevokedAt is not null || (!caller.Key.IsOperator && key.WorkspaceId != caller.WorkspaceId))
@@ -127,17 +128,17 @@ public static class PlatformEndpoints
                 throw new ForbiddenException("Only the platform operator revokes an operator key.");
             }
 
-            if (key.IsOperator && (await runtime.Keys.ListAsync(null, context.RequestAborted).ConfigureAwait(false)).Count(k => k.IsOperator && k.RevokedAt is null) == 1)
+            if (key.IsOperator && (await keys.ListAsync(null, context.RequestAborted).ConfigureAwait(false)).Count(k => k.IsOperator && k.RevokedAt is null) == 1)
             {
                 throw new ConflictException("This is the last live operator key; create another operator key before revoking it, or nobody could govern the installation.");
             }
 
-            if (!await runtime.Keys.RevokeAsync(keyId, CancellationToken.None).ConfigureAwait(false))
+            if (!await keys.RevokeAsync(keyId, CancellationToken.None).ConfigureAwait(false))
             {
                 throw new NotFoundException("api key", keyId);
             }
 
-            await runtime.Audit.AppendAsync(new AuditEvent { Type = "key_revoked", Workspace = key.WorkspaceId, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = keyId }, CancellationToken.None).ConfigureAwait(false);
+            await audit.AppendAsync(new AuditEvent { Type = "key_revoked", Workspace = key.WorkspaceId, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = keyId }, CancellationToken.None).ConfigureAwait(false);
             return Results.Json(new { id = keyId, revoked = true }, AtelierJson.Options);
         }).WithSummary("Revoke an API key: an admin its workspace's, the operator any.");
     }
@@ -165,55 +166,55 @@ public static class PlatformEndpoints
             return Results.Json(await DescribeAsync(policies, workspace ?? throw new NotFoundException("workspace", name), context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
         }).WithSummary("One workspace and the policies it may use.");
 
-        workspaces.MapPost("", async (HttpContext context, CreateWorkspaceRequest? body, AtelierRuntime runtime) =>
+        workspaces.MapPost("", async (HttpContext context, CreateWorkspaceRequest? body, ApiKeyStore keys, PolicyCatalog policies, AuditLog audit) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
             var name = body?.Name?.Trim() ?? "";
-            if (await runtime.Keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) is not null)
+            if (await keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) is not null)
             {
                 throw new ConflictException($"A workspace named '{name}' exists.");
             }
 
-            var workspace = await CreateWorkspaceAsync(runtime, caller, name).ConfigureAwait(false);
+            var workspace = await CreateWorkspaceAsync(keys, audit, caller, name).ConfigureAwait(false);
             if (body?.DefaultPolicy is not null || body?.AllowedPolicies is not null)
             {
-                await GovernAsync(runtime, caller, workspace, body.DefaultPolicy, body.AllowedPolicies).ConfigureAwait(false);
+                await GovernAsync(policies, audit, caller, workspace, body.DefaultPolicy, body.AllowedPolicies).ConfigureAwait(false);
             }
 
-            return Results.Json(await DescribeAsync(runtime.Policies, workspace, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+            return Results.Json(await DescribeAsync(policies, workspace, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create a workspace (operator).");
 
-        workspaces.MapPut("/{name}/policies", async (HttpContext context, string name, WorkspacePoliciesRequest? body, AtelierRuntime runtime) =>
+        workspaces.MapPut("/{name}/policies", async (HttpContext context, string name, WorkspacePoliciesRequest? body, ApiKeyStore keys, PolicyCatalog policies, AuditLog audit) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
-            var workspace = await runtime.Keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("workspace", name);
-            await GovernAsync(runtime, caller, workspace, body?.DefaultPolicy, body?.AllowedPolicies).ConfigureAwait(false);
-            return Results.Json(await DescribeAsync(runtime.Policies, workspace, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options);
+            var workspace = await keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("workspace", name);
+            await GovernAsync(policies, audit, caller, workspace, body?.DefaultPolicy, body?.AllowedPolicies).ConfigureAwait(false);
+            return Results.Json(await DescribeAsync(policies, workspace, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options);
         }).WithSummary("Set which residency policies a workspace may use, and its default (operator).");
     }
 
     private static void MapPolicies(this IEndpointRouteBuilder api)
     {
         var policies = api.MapGroup("/policies").WithTags("Policies");
-        policies.MapGet("", async (HttpContext context, AtelierRuntime runtime) =>
+        policies.MapGet("", async (HttpContext context, PolicyCatalog catalog, AtelierConfig config) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
-            var mine = await runtime.Policies.ForWorkspaceAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
+            var mine = await catalog.ForWorkspaceAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(
                 new
                 {
-                    data = runtime.Policies.All.Select(p => Describe(runtime.Policies, p, mine)),
-                    defaults = runtime.Config.Defaults,
+                    data = catalog.All.Select(p => Describe(catalog, p, mine)),
+                    defaults = config.Defaults,
                     workspace = new { id = caller.WorkspaceId, name = caller.Key.WorkspaceName, default_policy = mine.DefaultPolicy, allowed_policies = mine.AllowedPolicies },
                 },
                 AtelierJson.Options);
         }).WithSummary("Residency policies, which of them the caller's workspace may use, and its default.");
 
-        policies.MapPost("", async (HttpContext context, CreatePolicyRequest? body, AtelierRuntime runtime) =>
+        policies.MapPost("", async (HttpContext context, CreatePolicyRequest? body, PolicyCatalog catalog, AuditLog audit) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
-            var policy = await runtime.Policies.DefineAsync(ToPolicy(body), caller.Actor, CancellationToken.None).ConfigureAwait(false);
-            await runtime.Audit.AppendAsync(
+            var policy = await catalog.DefineAsync(ToPolicy(body), caller.Actor, CancellationToken.None).ConfigureAwait(false);
+            await audit.AppendAsync(
                 new AuditEvent
                 {
                     Type = "policy_created",
@@ -225,29 +226,29 @@ public static class PlatformEndpoints
                     Detail = $"jurisdictions [{string.Join(", ", policy.AllowedJurisdictions)}], operators [{string.Join(", ", policy.AllowedOperators)}], replicas {policy.MinReplicas}, on-prem {(policy.RequireOnPrem ? "required" : "not required")}",
                 },
                 CancellationToken.None).ConfigureAwait(false);
-            var mine = await runtime.Policies.ForWorkspaceAsync(caller.WorkspaceId, CancellationToken.None).ConfigureAwait(false);
-            return Results.Json(Describe(runtime.Policies, policy, mine), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
+            var mine = await catalog.ForWorkspaceAsync(caller.WorkspaceId, CancellationToken.None).ConfigureAwait(false);
+            return Results.Json(Describe(catalog, policy, mine), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Define a new residency policy (operator). A name never changes meaning once defined.");
     }
 
-    private static async Task<Workspace> CreateWorkspaceAsync(AtelierRuntime runtime, RequestCaller caller, string name)
+    private static async Task<Workspace> CreateWorkspaceAsync(ApiKeyStore keys, AuditLog audit, RequestCaller caller, string name)
     {
         if (WorkspaceNames.Problem(name) is { } problem)
         {
             throw new BadRequestException(problem, "invalid_workspace");
         }
 
-        var workspace = await runtime.Keys.EnsureWorkspaceAsync(name, CancellationToken.None).ConfigureAwait(false);
-        await runtime.Audit.AppendAsync(new AuditEvent { Type = "workspace_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "workspace", ArtifactId = workspace.Id, Detail = $"name {workspace.Name}" }, CancellationToken.None).ConfigureAwait(false);
+        var workspace = await keys.EnsureWorkspaceAsync(name, CancellationToken.None).ConfigureAwait(false);
+        await audit.AppendAsync(new AuditEvent { Type = "workspace_created", Workspace = workspace.Id, Actor = caller.Actor, ArtifactKind = "workspace", ArtifactId = workspace.Id, Detail = $"name {workspace.Name}" }, CancellationToken.None).ConfigureAwait(false);
         return workspace;
     }
 
-    private static async Task GovernAsync(AtelierRuntime runtime, RequestCaller caller, Workspace workspace, string? defaultPolicy, IReadOnlyList<string>? allowed)
+    private static async Task GovernAsync(PolicyCatalog policies, AuditLog audit, RequestCaller caller, Workspace workspace, string? defaultPolicy, IReadOnlyList<string>? allowed)
     {
-        var current = await runtime.Policies.ForWorkspaceAsync(workspace.Id, CancellationToken.None).ConfigureAwait(false);
+        var current = await policies.ForWorkspaceAsync(workspace.Id, CancellationToken.None).ConfigureAwait(false);
         var chosenDefault = defaultPolicy?.Trim() ?? current.DefaultPolicy;
-        var governed = await runtime.Policies.GovernAsync(workspace.Id, chosenDefault, allowed ?? current.AllowedPolicies, CancellationToken.None).ConfigureAwait(false);
-        await runtime.Audit.AppendAsync(
+        var governed = await policies.GovernAsync(workspace.Id, chosenDefault, allowed ?? current.AllowedPolicies, CancellationToken.None).ConfigureAwait(false);
+        await audit.AppendAsync(
             new AuditEvent
             {
                 Type = "workspace_policies_set",

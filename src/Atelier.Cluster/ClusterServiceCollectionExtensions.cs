@@ -1,0 +1,22 @@
+using Atelier.Cluster.Jobs;
+using Atelier.Training.Execution;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Atelier.Cluster;
+
+/// <summary>Registers what the cluster's grains offer a node's services.</summary>
+public static class ClusterServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds <see cref="GrainFineTuningReports"/> as the <see cref="IFineTuningReports"/> through which a
+    /// node's fine-tuning work reports the end of a validation or a run to the job's grain. It needs the
+    /// silo's <see cref="IGrainFactory"/>: the host configures the silo (clustering, ports) itself.
+    /// </summary>
+    /// <param name="services">The host's services.</param>
+    public static IServiceCollection AddAtelierCluster(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddSingleton<IFineTuningReports, GrainFineTuningReports>();
+        return services;
+    }
+}

@@ -1,0 +1,20 @@
+namespace Atelier.Server.Hosting;
+
+/// <summary>Where and how one Atelier server runs.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>The data directory: catalog, configuration, locations, audit log, keys.</summary>
+    public required string DataDirectory { get; init; }
+
+    /// <summary>Overrides the configured bind address.</summary>
+    public string? Bind { get; init; }
+
+    /// <summary>Overrides the configured port (0 picks a free one).</summary>
+    public int? Port { get; init; }
+
+    /// <summary>The country of the default location when the data directory is new (ISO 3166-1 alpha-2).</summary>
+    public string DefaultCountry { get; init; } = "FR";
+
+    /// <summary>The clock; tests pass a fake one.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+}
