@@ -77,19 +77,10 @@ public static unsafe class Sgemm
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
         float beta, Span<float> c, int ldc, bool allowParallel)
     {
-        if (m < 0 || n < 0 || k < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(m), "Matrix dimensions must not be negative.");
-        }
-
-        if (m == 0 || n == 0)
+        if (!CheckProduct(transA, transB, m, n, k, a, lda, b, ldb, c, ldc))
         {
             return;
         }
-
-        CheckOperand(a, transA ? k : m, transA ? m : k, lda, nameof(a));
-        CheckOperand(b, transB ? n : k, transB ? k : n, ldb, nameof(b));
-        CheckOperand(c, m, n, ldc, nameof(c));
 
         fixed (float* pa = a, pb = b, pc = c)
         {
@@ -127,19 +118,10 @@ public static unsafe class Sgemm
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
         float beta, Span<float> c, int ldc)
     {
-        if (m < 0 || n < 0 || k < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(m), "Matrix dimensions must not be negative.");
-        }
-
-        if (m == 0 || n == 0)
+        if (!CheckProduct(transA, transB, m, n, k, a, lda, b, ldb, c, ldc))
         {
             return;
         }
-
-        CheckOperand(a, transA ? k : m, transA ? m : k, lda, nameof(a));
-        CheckOperand(b, transB ? n : k, transB ? k : n, ldb, nameof(b));
-        CheckOperand(c, m, n, ldc, nameof(c));
 
         fixed (float* pa = a, pb = b, pc = c)
         {
@@ -151,6 +133,27 @@ public static unsafe class Sgemm
 
             Blocked(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc, allowParallel: true);
         }
+    }
+
+    /// <summary>Checks a product's dimensions and operands; false when C is empty and there is nothing to do.</summary>
+    private static bool CheckProduct(
+        bool transA, bool transB, int m, int n, int k,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(m), "Matrix dimensions must not be negative.");
+        }
+
+        if (m == 0 || n == 0)
+        {
+            return false;
+        }
+
+        CheckOperand(a, transA ? k : m, transA ? m : k, lda, nameof(a));
+        CheckOperand(b, transB ? n : k, transB ? k : n, ldb, nameof(b));
+        CheckOperand(c, m, n, ldc, nameof(c));
+        return true;
     }
 
     /// <summary>
