@@ -93,8 +93,11 @@ public static class TestCleanup
     /// <summary>Deletes a directory now, if it still exists; a failure is left to the exit sweep.</summary>
     public static void Delete(string directory)
     {
-        // A process killed a moment ago may still have files closing there: a few tries.
-        for (var attempt = 0; attempt < 3; attempt++)
+        // A process killed a moment ago, or a background task of an in-process server that is
+        // still stopping, may still have files closing or appearing there: on a loaded machine
+        // that can take seconds, so the tries back off (about 4 s in all).
+        const int Attempts = 9;
+        for (var attempt = 1; attempt <= Attempts; attempt++)
         {
             try
             {
@@ -105,9 +108,14 @@ public static class TestCleanup
 
                 return;
             }
+            catch (IOException) when (attempt < Attempts)
+            {
+                Thread.Sleep(100 * attempt);
+            }
             catch (IOException)
             {
-                Thread.Sleep(200);
+                // Left to the next test process's sweep of stale roots.
+                return;
             }
             catch (UnauthorizedAccessException)
             {

@@ -190,7 +190,7 @@ public sealed partial class FineTuningWork(
     {
         if (_work.TryGetValue(jobId, out var cancel))
         {
-            cancel.Cancel();
+            TryCancel(cancel);
         }
     }
 
@@ -218,7 +218,23 @@ public sealed partial class FineTuningWork(
     {
         foreach (var cancel in _work.Values)
         {
+            TryCancel(cancel);
+        }
+    }
+
+    /// <summary>
+    /// Cancels an attempt found in <see cref="_work"/>. The attempt may end between the lookup
+    /// and the cancel, and its end disposes the source: then there is nothing left to stop.
+    /// </summary>
+    private static void TryCancel(CancellationTokenSource cancel)
+    {
+        try
+        {
             cancel.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The attempt finished meanwhile.
         }
     }
 
