@@ -36,11 +36,7 @@ public sealed partial class JobRecoveryService(
     }
 
     /// <inheritdoc />
-    public Task StopAsync(CancellationToken cancellationToken)
-    {
-        work.StopAll();
-        return Task.CompletedTask;
-    }
+    public Task StopAsync(CancellationToken cancellationToken) => work.StopAllAsync(cancellationToken);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Checkpoint recovery removed {Partial} partial writes and swept {Chunks} unreferenced chunks")]
     private static partial void LogCheckpointRecovery(ILogger logger, int partial, int chunks);

@@ -101,11 +101,15 @@ public sealed partial class FineTuningWork(
     private static readonly string[] ValidationParts = [ReportPart, "train/", "valid/"];
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _work = new(StringComparer.Ordinal);
 
+    // Every attempt's task until it ends, so stopping the host waits for its threads to let go of
+    // the job's files instead of leaving them running under a host that is gone.
+    private readonly ConcurrentDictionary<Task, byte> _attempts = new();
+
     /// <inheritdoc />
     public void StartValidation(string jobId)
     {
         var cancel = Register(jobId);
-        _ = Task.Run(async () =>
+        Track(Task.Run(async () =>
         {
             string? error = null;
             var cancelled = false;
@@ -141,14 +145,14 @@ public sealed partial class FineTuningWork(
             {
                 await DiscardValidationAsync(jobId).ConfigureAwait(false);
             }
-        });
+        }));
     }
 
     /// <inheritdoc />
     public void StartTraining(string jobId, string node)
     {
         var cancel = Register(jobId);
-        _ = Task.Factory.StartNew(
+        Track(Task.Factory.StartNew(
             async () =>
             {
                 var end = TrainingEnd.Succeeded;
@@ -182,7 +186,7 @@ public sealed partial class FineTuningWork(
             },
             CancellationToken.None,
             TaskCreationOptions.LongRunning,
-            TaskScheduler.Default).Unwrap();
+            TaskScheduler.Default).Unwrap());
     }
 
     /// <inheritdoc />
@@ -213,13 +217,27 @@ public sealed partial class FineTuningWork(
         return storage.Topology.Sites.SelectMany(s => s.Racks).FirstOrDefault(r => r.Id == location.Rack)?.Nodes.FirstOrDefault();
     }
 
-    /// <summary>Stops every attempt on this node (the host is stopping); the jobs resume on the next start.</summary>
-    public void StopAll()
+    /// <summary>
+    /// Stops every attempt on this node (the host is stopping) and waits until they have ended, or
+    /// until <paramref name="cancellationToken"/> (the host's shutdown timeout) says to stop waiting;
+    /// the jobs resume on the next start.
+    /// </summary>
+    public async Task StopAllAsync(CancellationToken cancellationToken)
     {
         foreach (var cancel in _work.Values)
         {
             TryCancel(cancel);
         }
+
+        // Each attempt handles its own end (logged or reported there); past the host's shutdown
+        // timeout the host stops without them.
+        await Task.WhenAll(_attempts.Keys).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    private void Track(Task attempt)
+    {
+        _attempts.TryAdd(attempt, 0);
+        _ = attempt.ContinueWith(static (t, state) => ((ConcurrentDictionary<Task, byte>)state!).TryRemove(t, out _), _attempts, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     /// <summary>
