@@ -21,6 +21,27 @@ public sealed record GenerationRequest(IReadOnlyList<int> Prompt, int MaxTokens)
     /// salts are equal, so one tenant cannot probe another's prompts through a faster first token.
     /// </summary>
     public string CacheSalt { get; init; } = "";
+
+    /// <summary>
+    /// Edits the logits before each token is sampled (penalties, a grammar's mask), or null. The
+    /// engine calls it on its own thread, once per generated token, with the tokens generated so far;
+    /// an instance serves one request. An exception it throws fails that request only.
+    /// </summary>
+    public ILogitsProcessor? LogitsProcessor { get; init; }
+}
+
+/// <summary>
+/// Shapes the distribution a request samples from: repetition penalties, or constrained decoding,
+/// which masks every token a grammar does not allow next (and allows only a stop token once the
+/// grammar is complete). It sees every sampling step of its request in order; after a preemption the
+/// engine recomputes the cache but does not sample the kept tokens again.
+/// </summary>
+public interface ILogitsProcessor
+{
+    /// <summary>Edits <paramref name="logits"/> (one per vocabulary id) in place.</summary>
+    /// <param name="generated">The tokens generated so far (not the prompt).</param>
+    /// <param name="logits">The next token's logits.</param>
+    void Process(ReadOnlySpan<int> generated, Span<float> logits);
 }
 
 /// <summary>Why a generation ended.</summary>

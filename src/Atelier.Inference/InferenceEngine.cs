@@ -242,7 +242,21 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
                 continue;
             }
 
-            var token = seq.Sampler.Sample(logits.AsSpan(logitRow++ * vocab, vocab));
+            var row = logits.AsSpan(logitRow++ * vocab, vocab);
+            if (seq.Request.LogitsProcessor is { } processor)
+            {
+                try
+                {
+                    processor.Process(seq.Tokens[seq.PromptLength..], row);
+                }
+                catch (Exception e)
+                {
+                    Fail(seq, e);
+                    continue;
+                }
+            }
+
+            var token = seq.Sampler.Sample(row);
             seq.Append(token);
             seq.Output.Writer.TryWrite(token);
             generated++;

@@ -244,6 +244,56 @@ public class InferenceEngineTests
         Assert.Equal(10, result.PromptTokens);
     }
 
+    /// <summary>Allows one token per step, taken from a script indexed by what was generated so far; throws past its end.</summary>
+    private sealed class ScriptedProcessor(int[] script) : ILogitsProcessor
+    {
+        public List<int> Seen { get; } = [];
+
+        public void Process(ReadOnlySpan<int> generated, Span<float> logits)
+        {
+            Seen.Add(generated.Length);
+            if (generated.Length >= script.Length)
+            {
+                throw new InvalidOperationException("script exhausted");
+            }
+
+            var allowed = script[generated.Length];
+            for (var i = 0; i < logits.Length; i++)
+            {
+                if (i != allowed)
+                {
+                    logits[i] = float.NegativeInfinity;
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public async Task ALogitsProcessor_DecidesEachSampledToken_AndItsFailureFailsOnlyItsRequest()
+    {
+        var args = TinyModels.Args();
+        using var weights = TinyModels.Weights(args);
+        var prompt = TinyModels.Prompt(10, 4);
+        var free = await Solo(weights, new GenerationRequest(prompt, 6));
+        // A script that differs from what the model picks on its own at every step, sampled with a temperature.
+        var script = free.Select(t => (t + 1) % args.VocabSize).ToArray();
+        var steered = new ScriptedProcessor(script);
+        var failing = new ScriptedProcessor(script[..2]);
+
+        using var engine = new InferenceEngine(weights, new InferenceEngineOptions { KvCacheBytes = 1L << 20 });
+        var good = engine.Submit(new GenerationRequest(prompt, 6) { LogitsProcessor = steered, Sampling = new SamplingOptions(0.8f, 0.9f, 7) });
+        var bad = engine.Submit(new GenerationRequest(prompt, 6) { LogitsProcessor = failing });
+        var plain = engine.Submit(new GenerationRequest(prompt, 6));
+
+        var (tokens, result) = await Collect(good);
+        Assert.Equal(script, tokens);
+        Assert.Equal([0, 1, 2, 3, 4, 5], steered.Seen);
+        Assert.Equal(FinishReason.Length, result.FinishReason);
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => bad.Completion.WaitAsync(Limit));
+        Assert.Equal("script exhausted", error.Message);
+        Assert.Equal(free, (await Collect(plain)).Tokens);
+    }
+
     [Fact]
     public async Task AnAdapterThatFailsToLoad_FailsItsRequestOnly()
     {
