@@ -10,12 +10,21 @@ namespace Atelier.Inference;
 public sealed class GenerationStream : IAsyncEnumerable<int>
 {
     private readonly ChannelReader<int> _reader;
+    private readonly Sequence _sequence;
 
-    internal GenerationStream(ChannelReader<int> reader, Task<GenerationResult> completion)
+    internal GenerationStream(Sequence sequence)
     {
-        _reader = reader;
-        Completion = completion;
+        _sequence = sequence;
+        _reader = sequence.Output.Reader;
+        Completion = sequence.Completion.Task;
     }
+
+    /// <summary>
+    /// Prompt tokens whose keys and values came from the prefix cache, known once the first token has
+    /// been read (0 before): what a caller that stops early, without a <see cref="Completion"/> result,
+    /// still reports.
+    /// </summary>
+    public int CachedPromptTokens => _sequence.CachedPromptTokens ?? 0;
 
     /// <summary>Completes when the generation ends: with its result, cancelled, or faulted.</summary>
     public Task<GenerationResult> Completion { get; }

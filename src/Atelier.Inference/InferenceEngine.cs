@@ -106,7 +106,7 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
         }
 
         _wake.Set();
-        return new GenerationStream(seq.Output.Reader, seq.Completion.Task);
+        return new GenerationStream(seq);
     }
 
     private void Validate(GenerationRequest request)

@@ -100,7 +100,7 @@ public sealed partial class ModelRegistry
                     Description = import.Description,
                     CreatedAt = _clock.GetUtcNow().ToUnixTimeSeconds(),
                     MaxContextLength = import.MaxContextLength ?? validated.MaxContextLength,
-                    Capabilities = ModelCapabilities.TextBase,
+                    Capabilities = ModelCapabilities.Of(validated.Tokenizer),
                     Policy = policy.Name,
                     Artifacts = artifacts,
                     Aliases = import.Aliases,

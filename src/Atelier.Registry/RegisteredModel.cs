@@ -55,6 +55,19 @@ public sealed record ModelCapabilities
     /// <summary>What an imported Mistral-architecture text model can do: chat, and be fine-tuned.</summary>
     public static ModelCapabilities TextBase { get; } = new() { CompletionChat = true, FineTuning = true };
 
+    /// <summary>
+    /// What an imported model can do with <paramref name="tokenizer"/>: chat and fine-tuning always; fill
+    /// in the middle when it is a tekken tokeniser with <c>[PREFIX]</c> and <c>[SUFFIX]</c> (how
+    /// mistral-common encodes FIM; Atelier does not render SentencePiece FIM prompts).
+    /// </summary>
+    public static ModelCapabilities Of(Atelier.Data.Tokenization.MistralTokenizerFile tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var fim = tokenizer.Kind == Atelier.Data.Tokenization.MistralTokenizerKind.Tekken
+            && tokenizer.SpecialTokens.ContainsKey("[PREFIX]") && tokenizer.SpecialTokens.ContainsKey("[SUFFIX]");
+        return TextBase with { CompletionFim = fim };
+    }
+
     /// <summary>A fine-tuned model of <paramref name="root"/>: chat as its base does, no further fine-tuning.</summary>
     public static ModelCapabilities FineTunedOf(ModelCapabilities root)
     {

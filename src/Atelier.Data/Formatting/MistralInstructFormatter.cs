@@ -111,6 +111,47 @@ public sealed class MistralInstructFormatter
         }
     }
 
+    /// <summary>
+    /// Renders a chat request's prompt, as mistral-common's <c>encode_chat_completion</c> does, with the
+    /// same rules as training: it ends where the assistant's answer begins, or, when
+    /// <paramref name="continueFinalAssistant"/> (the final assistant message's <c>prefix</c>), inside
+    /// that turn, without its <c>&lt;/s&gt;</c>, so the answer continues it.
+    /// </summary>
+    /// <param name="messages">The conversation, ending with a user or tool message, or an assistant prefix.</param>
+    /// <param name="toolsJson">The request's <c>tools</c> as JSON, or null.</param>
+    /// <param name="continueFinalAssistant">Whether the last message is an assistant prefix to continue.</param>
+    /// <exception cref="BadRequestException">The conversation uses what the version cannot render (tools in v1).</exception>
+    public int[] FormatPrompt(IReadOnlyList<ChatMessage> messages, string? toolsJson, bool continueFinalAssistant)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var example = new TrainingExample { Ordinal = 0, SourceFile = "request", Line = 0, Kind = ExampleKind.Chat, Messages = messages, ToolsJson = toolsJson };
+        int[] tokens = FormatChat(example, new Output(_tokenizer, 256)).Tokens;
+        return continueFinalAssistant && tokens.Length > 1 && tokens[^1] == _control.Eos ? tokens[..^1] : tokens;
+    }
+
+    /// <summary>Whether the tokeniser has the control tokens of fill-in-the-middle prompts.</summary>
+    public bool SupportsFim => _control.Prefix is not null && _control.Suffix is not null;
+
+    /// <summary>
+    /// A fill-in-the-middle prompt as mistral-common's <c>encode_fim</c> writes it:
+    /// <c>&lt;s&gt;[SUFFIX]suffix[PREFIX]prompt</c>; the model then writes the middle.
+    /// </summary>
+    /// <exception cref="BadRequestException">The tokeniser has no <c>[PREFIX]</c>/<c>[SUFFIX]</c> tokens.</exception>
+    public int[] FormatFim(string prompt, string? suffix)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (!SupportsFim)
+        {
+            throw new BadRequestException("This model's tokeniser has no [PREFIX]/[SUFFIX] tokens: it cannot fill in the middle.", UnsupportedChatFormat);
+        }
+
+        var tokens = new List<int> { _control.Bos, _control.Suffix!.Value };
+        _tokenizer.Encode(suffix ?? string.Empty, tokens);
+        tokens.Add(_control.Prefix!.Value);
+        _tokenizer.Encode(prompt, tokens);
+        return [.. tokens];
+    }
+
     private TokenizedExample FormatChat(TrainingExample example, Output output)
     {
         List<ChatMessage> messages = Normalize(example.Messages!, out string? systemPrompt);

@@ -48,6 +48,15 @@ public sealed record ControlTokens
     /// <summary><c>[ARGS]</c> (v11 and later).</summary>
     public int? Args { get; init; }
 
+    /// <summary><c>[PREFIX]</c>: in a fill-in-the-middle prompt, the code before the gap follows it.</summary>
+    public int? Prefix { get; init; }
+
+    /// <summary><c>[SUFFIX]</c>: in a fill-in-the-middle prompt, the code after the gap follows it.</summary>
+    public int? Suffix { get; init; }
+
+    /// <summary><c>[MIDDLE]</c>.</summary>
+    public int? Middle { get; init; }
+
     /// <summary>The id written in padding positions (masked out of the loss).</summary>
     public int Pad { get; init; }
 }

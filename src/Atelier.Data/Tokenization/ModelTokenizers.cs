@@ -62,6 +62,9 @@ public sealed class MistralModelTokenizer : ITextTokenizer
             ToolContent = Special("[TOOL_CONTENT]"),
             CallId = Special("[CALL_ID]"),
             Args = Special("[ARGS]"),
+            Prefix = Special("[PREFIX]"),
+            Suffix = Special("[SUFFIX]"),
+            Middle = Special("[MIDDLE]"),
         };
     }
 

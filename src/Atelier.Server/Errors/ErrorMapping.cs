@@ -208,6 +208,9 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
     // Drops .NET type names (System.Int32, Atelier.Server.X) from framework messages.
     private static string WithoutTypeNames(string message) => TypeName().Replace(message, "the expected type");
 
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<name>[^.\[\]]+)|\[(?<index>\d+)\]")]
+    private static partial System.Text.RegularExpressions.Regex FieldPath();
+
     [System.Text.RegularExpressions.GeneratedRegex("Failed to bind parameter \"(?<type>[^\"]*) (?<name>[^\" ]+)\" from \"(?<value>[^\"]*)\"")]
     private static partial System.Text.RegularExpressions.Regex BindFailure();
 
@@ -296,6 +299,12 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
 
     private static object[] Loc(Problem p)
     {
+        if (p.File is null && p.Line is null && p.Field is { } path)
+        {
+            // A field of a JSON body, FastAPI-style: messages[2].role is ["body", "messages", 2, "role"].
+            return ["body", .. FieldPath().Matches(path).Select(m => m.Groups["index"].Success ? (object)int.Parse(m.Groups["index"].Value, System.Globalization.CultureInfo.InvariantCulture) : m.Groups["name"].Value)];
+        }
+
         var loc = new List<object> { "body", "file" };
         if (p.Line is { } line)
         {

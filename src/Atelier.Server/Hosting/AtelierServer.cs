@@ -6,6 +6,8 @@ using Atelier.Core;
 using Atelier.Core.IO;
 using Atelier.Core.Topology;
 using Atelier.Features;
+using Atelier.Inference;
+using Atelier.Inference.Serving;
 using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Collections;
@@ -13,6 +15,7 @@ using Atelier.Server.Datasets;
 using Atelier.Server.Errors;
 using Atelier.Server.Features;
 using Atelier.Server.Files;
+using Atelier.Server.Inference;
 using Atelier.Server.Jobs;
 using Atelier.Server.Models;
 using Atelier.Server.Platform;
@@ -99,6 +102,7 @@ public static class AtelierServer
         });
         services.AddAtelierVectorCollections();
         services.AddAtelierCluster();
+        services.AddAtelierInference(new ServingOptions());
 
         services.AddSingleton<FreeingSpace>();
         services.AddSingleton<FileUpload>();
@@ -166,6 +170,7 @@ public static class AtelierServer
         app.MapModels();
         app.MapFineTuningJobs();
         app.MapCheckpoints();
+        app.MapInference();
         return app;
     }
 

@@ -1,0 +1,196 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Atelier.Core.Errors;
+using Atelier.Data.Formatting;
+using Atelier.Data.Tokenization;
+using Atelier.Modeling.Mistral;
+using Atelier.Modeling.SafeTensors;
+using Atelier.Registry;
+using Microsoft.Extensions.Logging;
+
+namespace Atelier.Inference.Serving;
+
+/// <summary>How the embedded replica serves models.</summary>
+public sealed record ServingOptions
+{
+    /// <summary>The engine options of each loaded base model (its KV budget, batch, adapter pool).</summary>
+    public InferenceEngineOptions Engine { get; init; } = new();
+}
+
+/// <summary>
+/// A loaded base model: its weights, one <see cref="InferenceEngine"/> that every request on it (and
+/// on each of its fine-tuned models, as an adapter) shares, and its tokeniser and chat renderer.
+/// </summary>
+public sealed class LoadedBase : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, string> _adapterFiles = new(StringComparer.Ordinal);
+
+    internal LoadedBase(string version, MistralModel model, MistralModelTokenizer tokenizer, InferenceEngineOptions options)
+    {
+        Version = version;
+        Model = model;
+        Tokenizer = tokenizer;
+        Formatter = new MistralInstructFormatter(tokenizer);
+        Engine = new InferenceEngine(model.Weights, options, LoadAdapterAsync);
+    }
+
+    /// <summary>The base weights' version (their SHA-256).</summary>
+    public string Version { get; }
+
+    /// <summary>The weights.</summary>
+    public MistralModel Model { get; }
+
+    /// <summary>The model's own tokeniser.</summary>
+    public MistralModelTokenizer Tokenizer { get; }
+
+    /// <summary>The chat and FIM renderer of the tokeniser's version: the one training uses.</summary>
+    public MistralInstructFormatter Formatter { get; }
+
+    /// <summary>The engine.</summary>
+    public InferenceEngine Engine { get; }
+
+    /// <summary>Makes an adapter file known to the engine's loader under <paramref name="adapterId"/>.</summary>
+    internal void RegisterAdapter(string adapterId, string path) => _adapterFiles[adapterId] = path;
+
+    /// <summary>Loads a registered adapter file (used by the engine when the adapter is not resident, and by embeddings).</summary>
+    internal LoraAdapter LoadAdapter(string adapterId)
+    {
+        if (!_adapterFiles.TryGetValue(adapterId, out var path))
+        {
+            throw new InvalidOperationException($"Adapter '{adapterId}' was not registered with its base model.");
+        }
+
+        return AdapterFiles.Load(Model.Args, path);
+    }
+
+    private ValueTask<LoraAdapter> LoadAdapterAsync(string adapterId, CancellationToken ct) => ValueTask.FromResult(LoadAdapter(adapterId));
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await Engine.DisposeAsync().ConfigureAwait(false);
+        Model.Weights.Dispose();
+    }
+}
+
+/// <summary>What a request is served with: the model as the caller named it, its loaded base and, for a fine-tuned model, its adapter.</summary>
+/// <param name="Model">The registered model.</param>
+/// <param name="Base">The loaded base model.</param>
+/// <param name="AdapterId">The engine's id of the adapter (the model id and its content hash), or null for a base model.</param>
+public sealed record ServedModel(RegisteredModel Model, LoadedBase Base, string? AdapterId)
+{
+    /// <summary>The longest prompt plus answer: the model's context, or the KV pool if it is smaller.</summary>
+    public int ContextLength => Math.Min(Model.MaxContextLength, Base.Engine.MaxSequenceLength);
+}
+
+/// <summary>
+/// The embedded replica's models: loads a base model from the registry on first use (once, however
+/// many requests arrive together) and keeps it with its engine; a fine-tuned model is its base plus
+/// its adapter, which the engine loads on demand into its bounded pool. Models are looked up as the
+/// caller's workspace sees them, so another workspace's fine-tuned model is not found.
+/// </summary>
+public sealed partial class ModelServer(ModelRegistry registry, ServingOptions options, ILogger<ModelServer> logger) : IAsyncDisposable
+{
+    /// <summary>The name of a fine-tuned model's adapter artifact.</summary>
+    public const string AdapterArtifact = "lora.safetensors";
+
+    private readonly ConcurrentDictionary<string, Lazy<Task<LoadedBase>>> _bases = new(StringComparer.Ordinal);
+    private bool _disposed;
+
+    /// <summary>The base models loaded now.</summary>
+    public IReadOnlyCollection<LoadedBase> Loaded => [.. _bases.Values.Where(l => l.Value.IsCompletedSuccessfully).Select(l => l.Value.Result)];
+
+    /// <summary>Resolves <paramref name="modelId"/> (an id or alias) for <paramref name="workspaceId"/> and loads what serving it needs.</summary>
+    /// <exception cref="NotFoundException">No such model in the caller's view.</exception>
+    public async Task<ServedModel> AcquireAsync(string workspaceId, string modelId, CancellationToken ct)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var model = await registry.FindAsync(workspaceId, modelId, ct).ConfigureAwait(false) ?? throw new NotFoundException("model", modelId);
+        if (model.Kind == ModelKind.Base)
+        {
+            return new ServedModel(model, await LoadBaseAsync(model, ct).ConfigureAwait(false), null);
+        }
+
+        var root = await registry.FindBaseAsync(model.Root!, ct).ConfigureAwait(false)
+            ?? throw new StorageUnavailableException($"The base model '{model.Root}' of '{model.Id}' is no longer registered.");
+        var loaded = await LoadBaseAsync(root, ct).ConfigureAwait(false);
+        var artifact = model.Artifacts.FirstOrDefault(a => a.Name == AdapterArtifact)
+            ?? throw new StorageUnavailableException($"Model '{model.Id}' has no adapter artifact.");
+        var adapterId = model.Id + "@" + artifact.Sha256[..16];
+        loaded.RegisterAdapter(adapterId, await registry.LocalArtifactAsync(model, AdapterArtifact, ct).ConfigureAwait(false));
+        return new ServedModel(model, loaded, adapterId);
+    }
+
+    private async Task<LoadedBase> LoadBaseAsync(RegisteredModel model, CancellationToken ct)
+    {
+        var version = model.Artifacts.First(a => a.Name == ModelDirectoryValidator.Weights).Sha256;
+        var key = model.Id + "@" + version;
+        var lazy = _bases.GetOrAdd(key, _ => new Lazy<Task<LoadedBase>>(() => Task.Run(async () =>
+        {
+            // Not cancelled by the first caller's token: others may be waiting on the same load.
+            var directory = await registry.ModelDirectoryAsync(model, CancellationToken.None).ConfigureAwait(false);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var tokenizer = MistralModelTokenizer.Load(directory);
+            var weights = MistralModel.Load(directory);
+            LogLoaded(logger, model.Id, weights.Args.NLayers, weights.Args.Dim, started.ElapsedMilliseconds);
+            return new LoadedBase(version, weights, tokenizer, options.Engine);
+        })));
+        try
+        {
+            return await lazy.Value.WaitAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A failed load is not kept: the next request tries again.
+            _bases.TryRemove(new KeyValuePair<string, Lazy<Task<LoadedBase>>>(key, lazy));
+            throw;
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        _disposed = true;
+        foreach (var lazy in _bases.Values.Where(l => l.IsValueCreated))
+        {
+            await ((Task)lazy.Value).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (lazy.Value.IsCompletedSuccessfully)
+            {
+                await lazy.Value.Result.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        _bases.Clear();
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded model {Model} for serving: {Layers} layers of width {Dim} in {Milliseconds} ms")]
+    private static partial void LogLoaded(ILogger logger, string model, int layers, int dim, long milliseconds);
+}
+
+/// <summary>Reads an adapter file with the rank, scale and targets it records or implies.</summary>
+internal static class AdapterFiles
+{
+    public static LoraAdapter Load(MistralArgs args, string path)
+    {
+        LoraConfig config;
+        using (var file = SafeTensorsFile.Open(path))
+        {
+            var targets = LinearKinds.All.Where(k => file.Contains(LoraAdapter.TensorName(0, k, true))).ToArray();
+            if (targets.Length == 0)
+            {
+                throw new ModelFormatException($"{path}: no LoRA tensors for layer 0.");
+            }
+
+            var metadata = file.Header.Metadata;
+            var rank = metadata.TryGetValue(LoraAdapter.RankKey, out var r)
+                ? int.Parse(r, NumberStyles.None, CultureInfo.InvariantCulture)
+                : (int)file.Get(LoraAdapter.TensorName(0, targets[0], true)).Shape[0];
+            var alpha = metadata.TryGetValue(LoraAdapter.AlphaKey, out var a)
+                ? float.Parse(a, NumberStyles.Float, CultureInfo.InvariantCulture)
+                : metadata.TryGetValue(LoraAdapter.ScalingKey, out var s) ? float.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture) * rank : 2f * rank;
+            config = new LoraConfig(rank, alpha, 0f, targets);
+        }
+
+        return LoraAdapter.Load(args, config, path);
+    }
+}

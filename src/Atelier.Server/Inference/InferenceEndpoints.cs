@@ -1,0 +1,283 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Atelier.Core;
+using Atelier.Core.Errors;
+using Atelier.Data.Model;
+using Atelier.Inference.Serving;
+using Atelier.Server.Auth;
+
+namespace Atelier.Server.Inference;
+
+/// <summary>
+/// The Mistral-compatible inference API: <c>POST /v1/chat/completions</c> (streamed as server-sent
+/// events when <c>stream</c> is true), <c>POST /v1/fim/completions</c> and <c>POST /v1/embeddings</c>,
+/// on base models and on the workspace's fine-tuned models (their base plus their adapter, batched
+/// with every other request on the same base). Handlers parse and check the fields, render the prompt
+/// with the model's own renderer, and hand it to the engine.
+/// </summary>
+public static class InferenceEndpoints
+{
+    /// <summary>Mistral's safety prompt, prepended as a system message when <c>safe_prompt</c> is true.</summary>
+    public const string SafePrompt = "Always assist with care, respect, and truth. Respond with utmost utility yet securely. Avoid harmful, unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity.";
+
+    /// <summary>Maps the inference routes.</summary>
+    public static void MapInference(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1").WithTags("Inference");
+        group.MapPost("/chat/completions", ChatAsync).WithSummary("Chat completion (Mistral's API): a conversation in, the assistant's answer out, streamed when stream is true.");
+        group.MapPost("/fim/completions", FimAsync).WithSummary("Fill-in-the-middle completion: the code between a prompt and a suffix.");
+        group.MapPost("/embeddings", EmbeddingsAsync).WithSummary("Embeddings of one or more texts.");
+    }
+
+    private static async Task ChatAsync(HttpContext context, ModelServer server, TimeProvider clock)
+    {
+        var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
+        var modelId = fields.String("model", required: true);
+        var chat = ChatRequestReader.Read(fields);
+        var sampling = SamplingFields.Read(fields);
+        fields.ThrowIfInvalid();
+
+        var caller = ApiKeyAuthentication.Caller(context);
+        var served = await server.AcquireAsync(caller.WorkspaceId, modelId!, context.RequestAborted).ConfigureAwait(false);
+        if (!served.Model.Capabilities.CompletionChat)
+        {
+            throw new BadRequestException($"Model '{served.Model.Id}' does not do chat completions.", "unsupported_model_capability");
+        }
+
+        var messages = chat.Messages;
+        if (chat.SafePrompt)
+        {
+            messages = [new ChatMessage { Role = ChatRole.System, Content = SafePrompt }, .. messages];
+        }
+
+        var prompt = served.Base.Formatter.FormatPrompt(messages, chat.ToolsJson, chat.ContinueFinalAssistant);
+        var request = sampling.ToRequest(served, prompt, caller.WorkspaceId) with
+        {
+            ContentEndToken = served.Base.Tokenizer.Control.ToolCalls,
+        };
+        await RespondAsync(context, clock, request, sampling.Stream, "chat.completion", served.Base.Tokenizer).ConfigureAwait(false);
+    }
+
+    private static async Task FimAsync(HttpContext context, ModelServer server, TimeProvider clock)
+    {
+        var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
+        var modelId = fields.String("model", required: true);
+        var promptText = fields.String("prompt", required: true);
+        var suffix = fields.String("suffix");
+        var sampling = SamplingFields.Read(fields);
+        if (fields.Integer("min_tokens", 0, int.MaxValue) is > 0)
+        {
+            fields.Problem("min_tokens", "min_tokens is not supported: the answer ends where the model ends it.");
+        }
+
+        fields.ThrowIfInvalid();
+        var caller = ApiKeyAuthentication.Caller(context);
+        var served = await server.AcquireAsync(caller.WorkspaceId, modelId!, context.RequestAborted).ConfigureAwait(false);
+        if (!served.Model.Capabilities.CompletionFim || !served.Base.Formatter.SupportsFim)
+        {
+            throw new BadRequestException($"Model '{served.Model.Id}' does not do fill-in-the-middle completions (its tokeniser has no [PREFIX]/[SUFFIX] tokens).", "unsupported_model_capability");
+        }
+
+        var prompt = served.Base.Formatter.FormatFim(promptText!, suffix);
+        var request = sampling.ToRequest(served, prompt, caller.WorkspaceId);
+        await RespondAsync(context, clock, request, sampling.Stream, "fim.completion", served.Base.Tokenizer).ConfigureAwait(false);
+    }
+
+    private static async Task<IResult> EmbeddingsAsync(HttpContext context, ModelServer server)
+    {
+        var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
+        var modelId = fields.String("model", required: true);
+        var inputs = fields.Strings("input", required: true);
+        if (inputs is { Count: 0 })
+        {
+            fields.Problem("input", "At least one input is needed.");
+        }
+
+        var dimension = fields.Integer("output_dimension", 1, int.MaxValue);
+        var dtypeText = fields.String("output_dtype") ?? "float";
+        EmbeddingDtype dtype = dtypeText switch
+        {
+            "float" => EmbeddingDtype.Float,
+            "int8" => EmbeddingDtype.Int8,
+            "uint8" => EmbeddingDtype.Uint8,
+            "binary" => EmbeddingDtype.Binary,
+            "ubinary" => EmbeddingDtype.Ubinary,
+            _ => (EmbeddingDtype)(-1),
+        };
+        if (!Enum.IsDefined(dtype))
+        {
+            fields.Problem("output_dtype", $"Input should be 'float', 'int8', 'uint8', 'binary' or 'ubinary', not '{dtypeText}'.");
+        }
+
+        var encoding = fields.String("encoding_format") ?? "float";
+        if (encoding is not ("float" or "base64"))
+        {
+            fields.Problem("encoding_format", $"Input should be 'float' or 'base64', not '{encoding}'.");
+        }
+
+        fields.ThrowIfInvalid();
+        var caller = ApiKeyAuthentication.Caller(context);
+        var served = await server.AcquireAsync(caller.WorkspaceId, modelId!, context.RequestAborted).ConfigureAwait(false);
+        var (vectors, tokens) = await Task.Run(() => Embeddings.Create(served, inputs!, (int?)dimension, dtype, context.RequestAborted), context.RequestAborted).ConfigureAwait(false);
+        var data = new JsonArray();
+        for (var i = 0; i < vectors.Count; i++)
+        {
+            data.Add(new JsonObject
+            {
+                ["object"] = "embedding",
+                ["embedding"] = encoding == "base64" ? Base64(vectors[i], dtype) : new JsonArray([.. vectors[i].Select(v => (JsonNode)(dtype == EmbeddingDtype.Float ? JsonValue.Create(v) : JsonValue.Create((long)v)))]),
+                ["index"] = i,
+            });
+        }
+
+        return Results.Json(
+            new JsonObject
+            {
+                ["id"] = "embd-" + Guid.NewGuid().ToString("N"),
+                ["object"] = "list",
+                ["model"] = served.Model.Id,
+                ["data"] = data,
+                ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["completion_tokens"] = 0, ["total_tokens"] = tokens },
+            },
+            AtelierJson.Options);
+    }
+
+    /// <summary>Base64 of the values in their dtype's width: little-endian float32, or one byte each.</summary>
+    private static string Base64(double[] values, EmbeddingDtype dtype)
+    {
+        if (dtype == EmbeddingDtype.Float)
+        {
+            var bytes = new byte[values.Length * 4];
+            for (var i = 0; i < values.Length; i++)
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(i * 4), (float)values[i]);
+            }
+
+            return Convert.ToBase64String(bytes);
+        }
+
+        var raw = new byte[values.Length];
+        for (var i = 0; i < values.Length; i++)
+        {
+            // Signed dtypes as their two's-complement byte.
+            raw[i] = dtype is EmbeddingDtype.Int8 or EmbeddingDtype.Binary ? unchecked((byte)(sbyte)(int)values[i]) : (byte)(int)values[i];
+        }
+
+        return Convert.ToBase64String(raw);
+    }
+
+    private static async Task RespondAsync(HttpContext context, TimeProvider clock, CompletionRequest request, bool stream, string kind, Atelier.Data.Tokenization.ITextTokenizer tokenizer)
+    {
+        // Checked before anything is written, so a prompt too long for the context is a plain 400.
+        Completions.Budget(request);
+        var id = "cmpl-" + Guid.NewGuid().ToString("N");
+        var created = clock.GetUtcNow().ToUnixTimeSeconds();
+        var model = request.Model.Model.Id;
+        if (!stream)
+        {
+            var choices = await Completions.RunAsync(request, context.RequestAborted).ConfigureAwait(false);
+            var body = new JsonObject
+            {
+                ["id"] = id,
+                ["object"] = kind,
+                ["model"] = model,
+                ["created"] = created,
+                ["choices"] = new JsonArray([.. choices.Select(c => (JsonNode)new JsonObject
+                {
+                    ["index"] = c.Index,
+                    ["message"] = Message(c, tokenizer, request.ContentEndToken),
+                    ["finish_reason"] = FinishReason(c, request.ContentEndToken),
+                })]),
+                ["usage"] = Usage(request, choices),
+            };
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(body.ToJsonString(AtelierJson.Options), context.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        context.Response.Headers["X-Accel-Buffering"] = "no";
+        var finished = new List<CompletionChoice>();
+        var started = new HashSet<int>();
+        await foreach (var update in Completions.StreamAsync(request, context.RequestAborted).ConfigureAwait(false))
+        {
+            var delta = new JsonObject();
+            if (started.Add(update.Index))
+            {
+                delta["role"] = "assistant";
+            }
+
+            delta["content"] = update.Delta;
+            string? finish = null;
+            if (update.Finished is { } done)
+            {
+                finished.Add(done);
+                finish = FinishReason(done, request.ContentEndToken);
+                if (ToolCalls(done, tokenizer, request.ContentEndToken) is { } calls)
+                {
+                    delta["tool_calls"] = calls;
+                }
+            }
+
+            var chunk = new JsonObject
+            {
+                ["id"] = id,
+                ["object"] = kind + ".chunk",
+                ["created"] = created,
+                ["model"] = model,
+                ["choices"] = new JsonArray(new JsonObject { ["index"] = update.Index, ["delta"] = delta, ["finish_reason"] = finish }),
+            };
+            if (finished.Count == request.Choices && update.Finished is not null)
+            {
+                chunk["usage"] = Usage(request, finished);
+            }
+
+            await context.Response.WriteAsync("data: " + chunk.ToJsonString(AtelierJson.Options) + "\n\n", context.RequestAborted).ConfigureAwait(false);
+            await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+        }
+
+        await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static JsonObject Message(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) => new()
+    {
+        ["role"] = "assistant",
+        ["content"] = choice.Text,
+        ["tool_calls"] = ToolCalls(choice, tokenizer, toolCallsToken),
+        ["prefix"] = false,
+    };
+
+    private static string FinishReason(CompletionChoice choice, int? toolCallsToken) =>
+        toolCallsToken is { } t && choice.Tokens.Contains(t) && choice.FinishReason == "stop" ? "tool_calls" : choice.FinishReason;
+
+    /// <summary>The tool calls of a choice, parsed from the tokens after <c>[TOOL_CALLS]</c>; null when it made none.</summary>
+    private static JsonArray? ToolCalls(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken)
+    {
+        if (toolCallsToken is not { } t || Array.IndexOf(choice.Tokens, t) is var at && at < 0)
+        {
+            return null;
+        }
+
+        var calls = ToolCallText.Parse(tokenizer, choice.Tokens, at);
+        return new JsonArray([.. calls.Select((c, i) => (JsonNode)new JsonObject
+        {
+            ["id"] = c.Id,
+            ["type"] = "function",
+            ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments },
+            ["index"] = i,
+        })]);
+    }
+
+    private static JsonObject Usage(CompletionRequest request, IReadOnlyList<CompletionChoice> choices)
+    {
+        var completion = choices.Sum(c => c.Tokens.Length);
+        return new JsonObject
+        {
+            ["prompt_tokens"] = request.Prompt.Length,
+            ["completion_tokens"] = completion,
+            ["total_tokens"] = request.Prompt.Length + completion,
+            ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = choices.Count == 0 ? 0 : choices.Min(c => c.CachedPromptTokens) },
+        };
+    }
+}
