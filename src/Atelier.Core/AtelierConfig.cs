@@ -42,6 +42,9 @@ public sealed record AtelierConfig
     /// <summary>Model settings: where base models may be imported from.</summary>
     public ModelsConfig Models { get; init; } = new();
 
+    /// <summary>Serving: the engine's memory and batch, and the replicas requests are routed to.</summary>
+    public ServingConfig Serving { get; init; } = new();
+
     /// <summary>The policy with <paramref name="name"/>, or an error naming the known ones.</summary>
     public ResidencyPolicy Policy(string name) =>
         Policies.FirstOrDefault(p => p.Name == name)
@@ -159,6 +162,37 @@ public sealed record ModelsConfig
     public IReadOnlyList<string> ImportRootPaths(string dataDirectory) =>
         [.. ImportRoots.Select(root => Path.GetFullPath(Path.IsPathFullyQualified(root) ? root : Path.Combine(dataDirectory, root)))];
 }
+
+/// <summary>Serving settings (<c>serving</c>).</summary>
+public sealed record ServingConfig
+{
+    /// <summary>The KV cache of each loaded base model, in bytes: the budget of its block pool.</summary>
+    public long KvCacheBytes { get; init; } = 256L << 20;
+
+    /// <summary>Tokens one engine step computes at most (decodes and prefill chunks together).</summary>
+    public int MaxBatchTokens { get; init; } = 512;
+
+    /// <summary>Sequences an engine runs at once at most; more wait.</summary>
+    public int MaxRunningSequences { get; init; } = 64;
+
+    /// <summary>LoRA adapters each engine keeps loaded at most (least recently used evicted).</summary>
+    public int AdapterPoolCapacity { get; init; } = 8;
+
+    /// <summary>
+    /// The replicas (in-process engines) requests are routed to, each described by where it runs; empty
+    /// means one replica where the default file location is (<c>defaults.file_location</c>): the embedded
+    /// machine itself.
+    /// </summary>
+    public IReadOnlyList<ReplicaConfig> Replicas { get; init; } = [];
+}
+
+/// <summary>One serving replica.</summary>
+/// <param name="Id">Its name, as responses and metrics report it.</param>
+/// <param name="Location">
+/// The configured location whose facts (jurisdiction, operator, on-prem) describe where the replica
+/// runs: a model is only ever loaded on a replica its residency policy allows there.
+/// </param>
+public sealed record ReplicaConfig(string Id, string Location);
 
 /// <summary>Limits on request bodies that are not file uploads.</summary>
 public sealed record LimitsConfig

@@ -52,6 +52,9 @@ public sealed class LoadedBase : IAsyncDisposable
     /// <summary>Makes an adapter file known to the engine's loader under <paramref name="adapterId"/>.</summary>
     internal void RegisterAdapter(string adapterId, string path) => _adapterFiles[adapterId] = path;
 
+    /// <summary>Whether a fine-tuned model of this base was served here (its adapter is, or was recently, in the engine's pool).</summary>
+    public bool HasServed(string modelId) => _adapterFiles.Keys.Any(k => k.StartsWith(modelId + "@", StringComparison.Ordinal));
+
     /// <summary>Loads a registered adapter file (used by the engine when the adapter is not resident, and by embeddings).</summary>
     internal LoraAdapter LoadAdapter(string adapterId)
     {
@@ -96,6 +99,25 @@ public sealed partial class ModelServer(ModelRegistry registry, ServingOptions o
 
     private readonly ConcurrentDictionary<string, Lazy<Task<LoadedBase>>> _bases = new(StringComparer.Ordinal);
     private bool _disposed;
+
+    /// <summary>How its engines are set up.</summary>
+    public ServingOptions Options => options;
+
+    /// <summary>Whether base model <paramref name="baseId"/> is loaded here (any version), and which.</summary>
+    public bool Holds(string baseId, out LoadedBase loaded)
+    {
+        foreach (var (key, lazy) in _bases)
+        {
+            if (key.StartsWith(baseId + "@", StringComparison.Ordinal) && lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully)
+            {
+                loaded = lazy.Value.Result;
+                return true;
+            }
+        }
+
+        loaded = null!;
+        return false;
+    }
 
     /// <summary>The base models loaded now.</summary>
     public IReadOnlyCollection<LoadedBase> Loaded => [.. _bases.Values.Where(l => l.Value.IsCompletedSuccessfully).Select(l => l.Value.Result)];

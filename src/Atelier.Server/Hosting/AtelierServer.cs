@@ -4,6 +4,7 @@ using Atelier.Catalog.Sqlite;
 using Atelier.Cluster;
 using Atelier.Core;
 using Atelier.Core.IO;
+using Atelier.Core.Residency;
 using Atelier.Core.Topology;
 using Atelier.Features;
 using Atelier.Inference;
@@ -102,7 +103,7 @@ public static class AtelierServer
         });
         services.AddAtelierVectorCollections();
         services.AddAtelierCluster();
-        services.AddAtelierInference(new ServingOptions());
+        services.AddAtelierInference(ServingOptionsOf(config.Serving), Replicas(config), policies.Resolve);
 
         services.AddSingleton<FreeingSpace>();
         services.AddSingleton<FileUpload>();
@@ -188,6 +189,25 @@ public static class AtelierServer
         await services.GetRequiredService<ModelRegistry>().RemoveOrphanedBlobsAsync("system:recovery", cancellationToken).ConfigureAwait(false);
         await services.GetRequiredService<CollectionStore>().RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
         await services.GetRequiredService<FeatureStore>().CatchUpOnlineAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static ServingOptions ServingOptionsOf(ServingConfig serving) => new()
+    {
+        Engine = new InferenceEngineOptions
+        {
+            KvCacheBytes = serving.KvCacheBytes,
+            MaxBatchTokens = serving.MaxBatchTokens,
+            MaxRunningSequences = serving.MaxRunningSequences,
+            AdapterPoolCapacity = serving.AdapterPoolCapacity,
+        },
+    };
+
+    /// <summary>The configured serving replicas with where each runs; by default one, at the default file location.</summary>
+    private static List<(string Id, LocationDescriptor Location)> Replicas(AtelierConfig config)
+    {
+        IReadOnlyList<ReplicaConfig> replicas = config.Serving.Replicas.Count > 0 ? config.Serving.Replicas : [new ReplicaConfig("local", config.Defaults.FileLocation)];
+        return [.. replicas.Select(r => (r.Id, config.Locations.FirstOrDefault(l => l.Id == r.Location)
+            ?? throw new InvalidOperationException($"serving.replicas: replica '{r.Id}' runs at location '{r.Location}', which {AtelierConfig.FileName} does not define; defined: {string.Join(", ", config.Locations.Select(l => l.Id))}.")))];
     }
 
     /// <summary>

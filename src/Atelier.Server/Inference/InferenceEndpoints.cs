@@ -29,7 +29,7 @@ public static class InferenceEndpoints
         group.MapPost("/embeddings", EmbeddingsAsync).WithSummary("Embeddings of one or more texts.");
     }
 
-    private static async Task ChatAsync(HttpContext context, ModelServer server, TimeProvider clock)
+    private static async Task ChatAsync(HttpContext context, ServingRouter router, TimeProvider clock)
     {
         var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
         var modelId = fields.String("model", required: true);
@@ -38,7 +38,8 @@ public static class InferenceEndpoints
         fields.ThrowIfInvalid();
 
         var caller = ApiKeyAuthentication.Caller(context);
-        var served = await server.AcquireAsync(caller.WorkspaceId, modelId!, context.RequestAborted).ConfigureAwait(false);
+        var (served, replica) = await router.AcquireAsync(caller.WorkspaceId, modelId!, Affinity(chat.Messages.FirstOrDefault()?.Content), context.RequestAborted).ConfigureAwait(false);
+        context.Response.Headers["X-Atelier-Replica"] = replica.Id;
         if (!served.Model.Capabilities.CompletionChat)
         {
             throw new BadRequestException($"Model '{served.Model.Id}' does not do chat completions.", "unsupported_model_capability");
@@ -58,7 +59,7 @@ public static class InferenceEndpoints
         await RespondAsync(context, clock, request, sampling.Stream, "chat.completion", served.Base.Tokenizer).ConfigureAwait(false);
     }
 
-    private static async Task FimAsync(HttpContext context, ModelServer server, TimeProvider clock)
+    private static async Task FimAsync(HttpContext context, ServingRouter router, TimeProvider clock)
     {
         var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
         var modelId = fields.String("model", required: true);
@@ -72,7 +73,8 @@ public static class InferenceEndpoints
 
         fields.ThrowIfInvalid();
         var caller = ApiKeyAuthentication.Caller(context);
-        var served = await server.AcquireAsync(caller.WorkspaceId, modelId!, context.RequestAborted).ConfigureAwait(false);
+        var (served, replica) = await router.AcquireAsync(caller.WorkspaceId, modelId!, Affinity(suffix), context.RequestAborted).ConfigureAwait(false);
+        context.Response.Headers["X-Atelier-Replica"] = replica.Id;
         if (!served.Model.Capabilities.CompletionFim || !served.Base.Formatter.SupportsFim)
         {
             throw new BadRequestException($"Model '{served.Model.Id}' does not do fill-in-the-middle completions (its tokeniser has no [PREFIX]/[SUFFIX] tokens).", "unsupported_model_capability");
@@ -83,7 +85,7 @@ public static class InferenceEndpoints
         await RespondAsync(context, clock, request, sampling.Stream, "fim.completion", served.Base.Tokenizer).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> EmbeddingsAsync(HttpContext context, ModelServer server)
+    private static async Task<IResult> EmbeddingsAsync(HttpContext context, ServingRouter router)
     {
         var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
         var modelId = fields.String("model", required: true);
@@ -117,7 +119,8 @@ public static class InferenceEndpoints
 
         fields.ThrowIfInvalid();
         var caller = ApiKeyAuthentication.Caller(context);
-        var served = await server.AcquireAsync(caller.WorkspaceId, modelId!, context.RequestAborted).ConfigureAwait(false);
+        var (served, replica) = await router.AcquireAsync(caller.WorkspaceId, modelId!, string.Empty, context.RequestAborted).ConfigureAwait(false);
+        context.Response.Headers["X-Atelier-Replica"] = replica.Id;
         var (vectors, tokens) = await Task.Run(() => Embeddings.Create(served, inputs!, (int?)dimension, dtype, context.RequestAborted), context.RequestAborted).ConfigureAwait(false);
         var data = new JsonArray();
         for (var i = 0; i < vectors.Count; i++)
@@ -141,6 +144,9 @@ public static class InferenceEndpoints
             },
             AtelierJson.Options);
     }
+
+    /// <summary>The router's prefix-affinity key: the start of what the prompt opens with.</summary>
+    private static string Affinity(string? opening) => opening is null ? string.Empty : opening[..Math.Min(opening.Length, 512)];
 
     /// <summary>Base64 of the values in their dtype's width: little-endian float32, or one byte each.</summary>
     private static string Base64(double[] values, EmbeddingDtype dtype)
