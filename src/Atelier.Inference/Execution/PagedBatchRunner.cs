@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Atelier.Inference.KvCache;
 using Atelier.Modeling.Kernels;
 using Atelier.Modeling.Mistral;
@@ -32,27 +33,70 @@ internal sealed class PagedBatchRunner : IDisposable
     private readonly MistralArgs _args;
     private readonly KvBlockPool _pool;
 
-    // The base weights packed once for the GEMM kernel: re-packing them on every step cost more than the
-    // multiply itself at decode batch sizes. A copy the size of the weights, owned by the runner.
+    // The projections that read the same input, stacked into one product each: Wq|Wk|Wv, Wo, W1|W3, W2.
+    // Four products per layer instead of seven: a decode step is dominated by each product's fixed costs
+    // (a fork/join per 256-deep block of k) as much as by its FLOPs. Every element of C is accumulated by
+    // the kernel over k alone, so a stacked product gives each output the bits of its own product.
+    private static readonly LinearKind[][] Stacks = [[LinearKind.Wq, LinearKind.Wk, LinearKind.Wv], [LinearKind.Wo], [LinearKind.W1, LinearKind.W3], [LinearKind.W2]];
+    private const int QkvStack = 0;
+    private const int WoStack = 1;
+    private const int W13Stack = 2;
+    private const int W2Stack = 3;
+
+    // The base weights packed once for the GEMM kernel, per layer and stack: re-packing them on every step
+    // cost more than the multiply itself at decode batch sizes. A copy the size of the weights, owned by the runner.
     private readonly PackedMatrix[,] _packed;
     private readonly PackedMatrix _output;
+
+    // Each adapter projection's A and B packed once, like the base weights: packing them on every step
+    // (a fork/join and a copy per adapter group, projection and layer) made a batch of 8 adapters ~1.5×
+    // slower than one adapter, whose single group paid it once. Keyed weakly by the pair, so an adapter the
+    // pool evicts and drops takes its packed copy with it (PackedMatrix frees its memory when finalized).
+    // A served adapter is never trained in place, so a copy packed once stays right.
+    private readonly ConditionalWeakTable<LoraPair, PackedLora> _packedAdapters = new();
 
     public PagedBatchRunner(MistralWeights weights, KvBlockPool pool)
     {
         _weights = weights;
         _args = weights.Args;
         _pool = pool;
-        _packed = new PackedMatrix[_args.NLayers, LinearKinds.All.Count];
+        _packed = new PackedMatrix[_args.NLayers, Stacks.Length];
         for (var l = 0; l < _args.NLayers; l++)
         {
-            foreach (var kind in LinearKinds.All)
+            for (var stack = 0; stack < Stacks.Length; stack++)
             {
-                var (o, i) = LinearKinds.Dims(_args, kind);
-                _packed[l, (int)kind] = new PackedMatrix(weights.Layers[l][kind].Span, o, i);
+                _packed[l, stack] = Pack(weights.Layers[l], Stacks[stack]);
             }
         }
 
         _output = new PackedMatrix(weights.Output.Span, _args.VocabSize, _args.Dim);
+    }
+
+    private PackedMatrix Pack(LayerWeights layer, LinearKind[] kinds)
+    {
+        var (rows, columns) = LinearKinds.Dims(_args, kinds[0]);
+        if (kinds.Length == 1)
+        {
+            return new PackedMatrix(layer[kinds[0]].Span, rows, columns);
+        }
+
+        // Row-major [out × in] matrices stack by concatenation; the temporary goes once packed.
+        rows = 0;
+        foreach (var kind in kinds)
+        {
+            rows += LinearKinds.Dims(_args, kind).Out;
+        }
+
+        var stacked = GC.AllocateUninitializedArray<float>(rows * columns);
+        var at = 0;
+        foreach (var kind in kinds)
+        {
+            var w = layer[kind].Span;
+            w.CopyTo(stacked.AsSpan(at));
+            at += w.Length;
+        }
+
+        return new PackedMatrix(stacked, rows, columns);
     }
 
     /// <inheritdoc />
@@ -64,6 +108,13 @@ internal sealed class PagedBatchRunner : IDisposable
         }
 
         _output.Dispose();
+        foreach (var (_, packed) in _packedAdapters)
+        {
+            packed.A.Dispose();
+            packed.B.Dispose();
+        }
+
+        _packedAdapters.Clear();
     }
 
     /// <summary>
@@ -184,67 +235,99 @@ internal sealed class PagedBatchRunner : IDisposable
         var rows = x.Rows;
         using var xn = Tensor.Uninitialized(rows, a.Dim);
         Ops.RmsNormForward(x.Span, w.AttentionNorm.Span, a.NormEps, xn.Span, new float[rows], a.Dim);
-        using var q = Linear(layer, LinearKind.Wq, xn, groups);
-        using var k = Linear(layer, LinearKind.Wk, xn, groups);
-        using var v = Linear(layer, LinearKind.Wv, xn, groups);
+        var kv = a.KvWidth;
+        using var q = Tensor.Uninitialized(rows, a.QueryWidth);
+        using var k = Tensor.Uninitialized(rows, kv);
+        var kPool = _pool.K[layer];
+        var vPool = _pool.V[layer];
+        using (var qkv = Linear(layer, QkvStack, xn, groups))
+        {
+            for (var r = 0; r < rows; r++)
+            {
+                var row = qkv.Row(r);
+                row[..a.QueryWidth].CopyTo(q.Row(r));
+                row.Slice(a.QueryWidth, kv).CopyTo(k.Row(r));
+                row.Slice(a.QueryWidth + kv, kv).CopyTo(vPool.AsSpan((int)(slots[r] * kv), kv));
+            }
+        }
+
         rope.Apply(q.Span, a.NHeads);
         rope.Apply(k.Span, a.NKvHeads);
 
-        // Write this step's keys and values into their slots before attending: a row attends to itself
-        // and to the rows of its own sequence before it in the same step.
-        var kPool = _pool.K[layer];
-        var vPool = _pool.V[layer];
-        var kv = a.KvWidth;
+        // Write this step's keys into their slots (the values went above) before attending: a row attends
+        // to itself and to the rows of its own sequence before it in the same step.
         for (var r = 0; r < rows; r++)
         {
             k.Row(r).CopyTo(kPool.AsSpan((int)(slots[r] * kv), kv));
-            v.Row(r).CopyTo(vPool.AsSpan((int)(slots[r] * kv), kv));
         }
 
         using var attn = Tensor.Uninitialized(rows, a.QueryWidth);
         Attention.PagedForward(new Attention.PagedShape(rows, a.NHeads, a.NKvHeads, a.HeadDim, _pool.BlockSize),
             q.Span, kPool, vPool, tables, offsets, lo, hi, attn.Span);
 
-        using var hmid = Linear(layer, LinearKind.Wo, attn, groups);
+        using var hmid = Linear(layer, WoStack, attn, groups);
         System.Numerics.Tensors.TensorPrimitives.Add(hmid.Span, x.Span, hmid.Span);
         using var xn2 = Tensor.Uninitialized(rows, a.Dim);
         Ops.RmsNormForward(hmid.Span, w.FfnNorm.Span, a.NormEps, xn2.Span, new float[rows], a.Dim);
-        using var a1 = Linear(layer, LinearKind.W1, xn2, groups);
-        using var a3 = Linear(layer, LinearKind.W3, xn2, groups);
+        using var a13 = Linear(layer, W13Stack, xn2, groups);
         using var g = Tensor.Uninitialized(rows, a.HiddenDim);
         for (var r = 0; r < rows; r++)
         {
             // Row by row: the element-wise kernels then see the same lengths whatever the batch size.
-            Ops.SwiGluForward(a1.Row(r), a3.Row(r), g.Row(r));
+            var row = a13.Row(r);
+            Ops.SwiGluForward(row[..a.HiddenDim], row[a.HiddenDim..], g.Row(r));
         }
 
-        var output = Linear(layer, LinearKind.W2, g, groups);
+        var output = Linear(layer, W2Stack, g, groups);
         System.Numerics.Tensors.TensorPrimitives.Add(output.Span, hmid.Span, output.Span);
         return output;
     }
 
-    /// <summary>The base projection once over all rows, then each adapter group's low-rank update over its rows.</summary>
-    private Tensor Linear(int layer, LinearKind kind, Tensor x, List<(LoraAdapter? Adapter, int Start, int End)> groups)
+    /// <summary>
+    /// A stack's base projections in one product over all rows, then each adapter group's low-rank update
+    /// over its rows, into each projection's columns of the stacked output.
+    /// </summary>
+    private Tensor Linear(int layer, int stack, Tensor x, List<(LoraAdapter? Adapter, int Start, int End)> groups)
     {
-        var (o, i) = LinearKinds.Dims(_args, kind);
+        var w = _packed[layer, stack];
+        var width = w.Rows;
+        var i = w.Columns;
         var rows = x.Rows;
-        var y = Tensor.Uninitialized(rows, o);
-        Sgemm.MultiplyBatchInvariant(rows, 1f, x.Span, i, _packed[layer, (int)kind], 0f, y.Span, o);
+        var y = Tensor.Uninitialized(rows, width);
+        Sgemm.MultiplyBatchInvariant(rows, 1f, x.Span, i, w, 0f, y.Span, width);
         foreach (var (adapter, start, end) in groups)
         {
-            var pair = adapter?[layer, kind];
-            if (pair is null)
+            if (adapter is null)
             {
                 continue;
             }
 
             var n = end - start;
-            var r = pair.Rank;
-            using var u = Tensor.Uninitialized(n, r);
-            Sgemm.MultiplyBatchInvariant(false, true, n, r, i, 1f, x.Span.Slice(start * i, n * i), i, pair.A.Span, i, 0f, u.Span, r);
-            Sgemm.MultiplyBatchInvariant(false, true, n, o, r, adapter!.Config.Scaling, u.Span, r, pair.B.Span, r, 1f, y.Span.Slice(start * o, n * o), o);
+            var column = 0;
+            foreach (var kind in Stacks[stack])
+            {
+                var o = LinearKinds.Dims(_args, kind).Out;
+                if (adapter[layer, kind] is { } pair)
+                {
+                    var r = pair.Rank;
+                    var packed = _packedAdapters.GetValue(pair, static p => new PackedLora(
+                        new PackedMatrix(p.A.Span, p.Rank, p.A.Span.Length / p.Rank),
+                        new PackedMatrix(p.B.Span, p.B.Span.Length / p.Rank, p.Rank)));
+                    using var u = Tensor.Uninitialized(n, r);
+
+                    // The packed overload gives the bits of the unpacked product, so batch invariance is unchanged.
+                    Sgemm.MultiplyBatchInvariant(n, 1f, x.Span.Slice(start * i, n * i), i, packed.A, 0f, u.Span, r);
+                    Sgemm.MultiplyBatchInvariant(n, adapter.Config.Scaling, u.Span, r, packed.B, 1f,
+                        y.Span.Slice((start * width) + column, ((n - 1) * width) + o), width);
+                }
+
+                column += o;
+            }
         }
 
         return y;
     }
 }
+
+/// <summary>An adapter projection's down (A, [r × in]) and up (B, [out × r]) matrices, packed for the GEMM kernel.</summary>
+internal sealed record PackedLora(PackedMatrix A, PackedMatrix B);

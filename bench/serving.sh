@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Serving benchmark of the inference engine (issue 15): a ~100M and a ~1B Mistral-shaped model with random
+# fp32 weights, each figure beside its peer or limit measured in the same run: decode at batch 1 against
+# the memory-bandwidth roofline (STREAM copy), 32 concurrent requests against the engine one at a time
+# and against a PyTorch generation loop (Debian's python3-torch) on the same weights, the batch-32 step
+# against the SGEMM rate, TTFT behind a 2k-token shared prefix with the prefix cache on and off, and 8
+# LoRA adapters mixed in one batch against one adapter and against the requests grouped per adapter.
+# Usage: bench/serving.sh [--models 100m,1b] [--threads N] [--no-torch]
+# Bounded: about 10 minutes on 2 cores for both models (--models 100m: about 2). Needs ~12 GB of free
+# memory for the 1B model (its weights, the engine's packed copy, and PyTorch's copy while it runs).
+# Writes the report to stdout; copy it into bench/results/serving.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian's PyTorch and numpy (the pyenv python on the PATH has neither).
+PY=/usr/bin/python3
+if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
+  apt-get update -qq && apt-get install -y -qq python3-torch python3-numpy >/dev/null
+fi
+
+dotnet build -c Release bench/Atelier.Serving.Bench -v q -nologo >/dev/null
+exec dotnet bench/Atelier.Serving.Bench/bin/Release/net10.0/Atelier.Serving.Bench.dll --python "$PY" "$@"
