@@ -17,20 +17,6 @@ public sealed class ModelAdapterApiTests
 
     private static string ModelFile(string modelId, string name) => $"/api/v1/models/{Uri.EscapeDataString(modelId)}/files/{name}";
 
-    /// <summary>Trains a tiny job on a float32 base, so the placed adapter is float32; returns the fine-tuned model and the job id.</summary>
-    internal static async Task<(string Model, string JobId)> TrainFp32Async(TestServer server, HttpClient client)
-    {
-        var dir = Path.Combine(server.ImportRoot, Guid.NewGuid().ToString("N"), "tiny-f32");
-        TinyModelWriter.Write(dir, seed: 5, dtype: SafeTensorDType.F32);
-        await TestModels.ImportAsync(server, dir);
-        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
-        var (status, created) = await JobsApiTests.PostAsync(client, "/v1/fine_tuning/jobs", JobsApiTests.Request("tiny-f32", train, steps: 8, learningRate: 1e-2));
-        Assert.True(status == HttpStatusCode.OK, created.ToJsonString());
-        var id = created["id"]!.GetValue<string>();
-        var done = await JobsApiTests.WaitAsync(client, id, "SUCCESS");
-        return (done["fine_tuned_model"]!.GetValue<string>(), id);
-    }
-
     private static string StoredAdapter(TestServer server, string jobId) =>
         Path.Combine(server.DataDirectory, "blobs", "local", "objects", "job", jobId, "adapter", "lora.safetensors");
 
@@ -39,7 +25,8 @@ public sealed class ModelAdapterApiTests
     {
         await using var server = await TestServer.StartAsync();
         using var client = server.Client();
-        var (model, jobId) = await TrainFp32Async(server, client);
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-f32", SafeTensorDType.F32));
+        var (model, jobId) = await TestModels.FineTuneAsync(server, "tiny-f32");
         var stored = StoredAdapter(server, jobId);
         using (var file = SafeTensorsFile.Open(stored))
         {
