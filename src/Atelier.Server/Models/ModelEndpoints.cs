@@ -24,7 +24,8 @@ public sealed record ImportModelRequest(string? Path, string? Name, string? Desc
 
 /// <summary>
 /// The Mistral-compatible Models API (<c>/v1/models</c>, <c>/v1/fine_tuning/models</c>) and the
-/// platform's model import and removal (<c>/api/v1/models</c>). Base models are imported by an
+/// platform's model import, removal and downloads (<c>/api/v1/models</c>: a fine-tuned model's adapter in
+/// bf16, any model's files as stored). Base models are imported by an
 /// admin and visible to every workspace; fine-tuned models belong to the workspace of the job that
 /// trained them, and other workspaces get 404 for them.
 /// </summary>
