@@ -9,8 +9,8 @@ using Spectre.Console;
 namespace Atelier.Cli;
 
 /// <summary>
-/// <c>atelier models import|list|get|delete|archive|unarchive</c> against a running server, and
-/// <c>init-tiny|generate|finetune</c> on local model directories in Mistral's consolidated format.
+/// <c>atelier models import|list|get|delete|archive|unarchive|download-adapter|export</c> against a running
+/// server, and <c>init-tiny|generate|finetune</c> on local model directories in Mistral's consolidated format.
 /// </summary>
 internal static class ModelsCommands
 {
@@ -56,8 +56,14 @@ internal static class ModelsCommands
         var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate.", DefaultValueFactory = _ => 32 };
         var temperature = new Option<float>("--temperature") { Description = "0 for greedy decoding.", DefaultValueFactory = _ => 0f };
         var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold.", DefaultValueFactory = _ => 1f };
-        var generate = new Command("generate", "Load a model directory and continue a prompt (greedy, or sampled with a seed).");
+        var adapter = new Option<FileInfo?>("--adapter")
+        {
+            Description = "A LoRA adapter to generate with (lora.safetensors in F32, F16 or BF16, as 'models finetune', 'models download-adapter' or mistral-finetune write it). "
+                + "Its rank and scale come from its metadata (lora_rank, lora_alpha), else from the lora section of a params.json beside it (mistral-finetune's).",
+        };
+        var generate = new Command("generate", "Load a model directory, optionally with a LoRA adapter, and continue a prompt (greedy, or sampled with a seed). Works offline.");
         generate.Arguments.Add(dir);
+        generate.Options.Add(adapter);
         generate.Options.Add(prompt);
         generate.Options.Add(maxTokens);
         generate.Options.Add(temperature);
@@ -73,6 +79,11 @@ internal static class ModelsCommands
 
             var tokenizer = ModelTokenizerLoader.Load(model);
             using var loaded = MistralModel.Load(model.FullName);
+            if (parse.GetValue(adapter) is { } adapterFile)
+            {
+                loaded.Adapter = ModelExportCommands.LoadAdapter(loaded.Args, adapterFile);
+            }
+
             var ids = new List<int> { tokenizer.Control.Bos };
             tokenizer.Encode(parse.GetValue(prompt)!, ids);
             var clock = Stopwatch.StartNew();
@@ -89,6 +100,8 @@ internal static class ModelsCommands
         });
         command.Subcommands.Add(generate);
         command.Subcommands.Add(LocalTrainingCommands.Finetune());
+        command.Subcommands.Add(ModelExportCommands.DownloadAdapter(client));
+        command.Subcommands.Add(ModelExportCommands.Export(client));
         return command;
     }
 

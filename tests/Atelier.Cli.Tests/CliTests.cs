@@ -193,7 +193,7 @@ public sealed class CliTests
     public async Task EveryCommand_HasHelp()
     {
         await using var server = await TestServer.StartAsync();
-        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit head", "audit verify", "datasets build", "datasets list", "datasets get", "datasets download", "datasets delete", "models init-tiny", "models generate", "models finetune", "datasets build-local" })
+        foreach (var command in new[] { "serve", "keys create", "keys list", "keys revoke", "files upload", "files list", "files get", "files download", "files delete", "locations list", "audit tail", "audit head", "audit verify", "datasets build", "datasets list", "datasets get", "datasets download", "datasets delete", "models init-tiny", "models generate", "models finetune", "models download-adapter", "models export", "datasets build-local" })
         {
             var (exit, output) = await Repo.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. command.Split(' '), "--help"], server.DataDirectory);
             Assert.True(exit == 0, $"{command} --help: {output}");

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Atelier.Modeling.Mistral;
+using Atelier.Modeling.SafeTensors;
 
 namespace Atelier.Testing;
 
@@ -34,6 +35,54 @@ public static class TestModels
         var body = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == expected, $"{(int)response.StatusCode}: {body}");
         return JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    /// <summary>
+    /// A tiny model stored in <paramref name="dtype"/> under <paramref name="server"/>'s import root: a float32 one
+    /// makes a job place a float32 adapter (an adapter takes its base's dtype).
+    /// </summary>
+    public static string TinyModel(TestServer server, string name, SafeTensorDType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        var dir = Path.Combine(server.ImportRoot, Guid.NewGuid().ToString("N"), name);
+        TinyModelWriter.Write(dir, seed: 5, dtype: dtype);
+        return dir;
+    }
+
+    /// <summary>
+    /// Fine-tunes <paramref name="baseModel"/> on <see cref="TrainingLines"/> through the API and waits for the job
+    /// to succeed; returns the fine-tuned model's id and the job's id.
+    /// </summary>
+    public static async Task<(string Model, string JobId)> FineTuneAsync(TestServer server, string baseModel, int steps = 8, double learningRate = 1e-2)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        using var client = server.Client();
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
+        var request = new
+        {
+            model = baseModel,
+            training_files = new[] { new { file_id = train, weight = 1 } },
+            hyperparameters = new { training_steps = steps, learning_rate = learningRate, seq_len = 64 },
+            auto_start = true,
+        };
+        using var created = await client.PostAsync("/v1/fine_tuning/jobs", new StringContent(JsonSerializer.Serialize(request), Encoding.UTF8, "application/json"));
+        var createdBody = await created.Content.ReadAsStringAsync();
+        Assert.True(created.StatusCode == HttpStatusCode.OK, createdBody);
+        var id = JsonDocument.Parse(createdBody).RootElement.GetProperty("id").GetString()!;
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            using var job = JsonDocument.Parse(await client.GetStringAsync($"/v1/fine_tuning/jobs/{id}"));
+            var status = job.RootElement.GetProperty("status").GetString();
+            if (status == "SUCCESS")
+            {
+                return (job.RootElement.GetProperty("fine_tuned_model").GetString()!, id);
+            }
+
+            Assert.True(status is not ("FAILED" or "FAILED_VALIDATION" or "CANCELLED"), $"job ended {status}: {job.RootElement}");
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(240), $"job not SUCCESS within 240 s: {job.RootElement}");
+            await Task.Delay(100);
+        }
     }
 
     /// <summary>A small task the tiny model can learn a little of: echo a word back in a fixed frame.</summary>

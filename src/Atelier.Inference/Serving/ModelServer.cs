@@ -1,10 +1,8 @@
 using System.Collections.Concurrent;
-using System.Globalization;
 using Atelier.Core.Errors;
 using Atelier.Data.Formatting;
 using Atelier.Data.Tokenization;
 using Atelier.Modeling.Mistral;
-using Atelier.Modeling.SafeTensors;
 using Atelier.Registry;
 using Microsoft.Extensions.Logging;
 
@@ -63,7 +61,7 @@ public sealed class LoadedBase : IAsyncDisposable
             throw new InvalidOperationException($"Adapter '{adapterId}' was not registered with its base model.");
         }
 
-        return AdapterFiles.Load(Model.Args, path);
+        return LoraAdapter.LoadFile(Model.Args, path);
     }
 
     private ValueTask<LoraAdapter> LoadAdapterAsync(string adapterId, CancellationToken ct) => ValueTask.FromResult(LoadAdapter(adapterId));
@@ -94,9 +92,6 @@ public sealed record ServedModel(RegisteredModel Model, LoadedBase Base, string?
 /// </summary>
 public sealed partial class ModelServer(ModelRegistry registry, ServingOptions options, ILogger<ModelServer> logger) : IAsyncDisposable
 {
-    /// <summary>The name of a fine-tuned model's adapter artifact.</summary>
-    public const string AdapterArtifact = "lora.safetensors";
-
     private readonly ConcurrentDictionary<string, Lazy<Task<LoadedBase>>> _bases = new(StringComparer.Ordinal);
     private bool _disposed;
 
@@ -136,10 +131,10 @@ public sealed partial class ModelServer(ModelRegistry registry, ServingOptions o
         var root = await registry.FindBaseAsync(model.Root!, ct).ConfigureAwait(false)
             ?? throw new StorageUnavailableException($"The base model '{model.Root}' of '{model.Id}' is no longer registered.");
         var loaded = await LoadBaseAsync(root, ct).ConfigureAwait(false);
-        var artifact = model.Artifacts.FirstOrDefault(a => a.Name == AdapterArtifact)
+        var artifact = model.Artifacts.FirstOrDefault(a => a.Name == ModelRegistry.AdapterArtifact)
             ?? throw new StorageUnavailableException($"Model '{model.Id}' has no adapter artifact.");
         var adapterId = model.Id + "@" + artifact.Sha256[..16];
-        loaded.RegisterAdapter(adapterId, await registry.LocalArtifactAsync(model, AdapterArtifact, ct).ConfigureAwait(false));
+        loaded.RegisterAdapter(adapterId, await registry.LocalArtifactAsync(model, ModelRegistry.AdapterArtifact, ct).ConfigureAwait(false));
         return new ServedModel(model, loaded, adapterId);
     }
 
@@ -187,32 +182,4 @@ public sealed partial class ModelServer(ModelRegistry registry, ServingOptions o
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded model {Model} for serving: {Layers} layers of width {Dim} in {Milliseconds} ms")]
     private static partial void LogLoaded(ILogger logger, string model, int layers, int dim, long milliseconds);
-}
-
-/// <summary>Reads an adapter file with the rank, scale and targets it records or implies.</summary>
-internal static class AdapterFiles
-{
-    public static LoraAdapter Load(MistralArgs args, string path)
-    {
-        LoraConfig config;
-        using (var file = SafeTensorsFile.Open(path))
-        {
-            var targets = LinearKinds.All.Where(k => file.Contains(LoraAdapter.TensorName(0, k, true))).ToArray();
-            if (targets.Length == 0)
-            {
-                throw new ModelFormatException($"{path}: no LoRA tensors for layer 0.");
-            }
-
-            var metadata = file.Header.Metadata;
-            var rank = metadata.TryGetValue(LoraAdapter.RankKey, out var r)
-                ? int.Parse(r, NumberStyles.None, CultureInfo.InvariantCulture)
-                : (int)file.Get(LoraAdapter.TensorName(0, targets[0], true)).Shape[0];
-            var alpha = metadata.TryGetValue(LoraAdapter.AlphaKey, out var a)
-                ? float.Parse(a, NumberStyles.Float, CultureInfo.InvariantCulture)
-                : metadata.TryGetValue(LoraAdapter.ScalingKey, out var s) ? float.Parse(s, NumberStyles.Float, CultureInfo.InvariantCulture) * rank : 2f * rank;
-            config = new LoraConfig(rank, alpha, 0f, targets);
-        }
-
-        return LoraAdapter.Load(args, config, path);
-    }
 }

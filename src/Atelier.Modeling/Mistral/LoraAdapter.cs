@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using Atelier.Modeling.SafeTensors;
 using Atelier.Modeling.Tensors;
 
@@ -197,6 +198,111 @@ public sealed class LoraAdapter : IDisposable
         }
 
         return adapter;
+    }
+
+    /// <summary>
+    /// Loads an adapter file for a base model, working out its hyper-parameters from the file: the rank and
+    /// alpha Atelier records in <c>__metadata__</c> (<see cref="RankKey"/>, <see cref="AlphaKey"/>, or
+    /// <see cref="ScalingKey"/>); otherwise the <c>lora</c> section (<c>rank</c>, <c>scaling</c>) of the
+    /// <c>params.json</c> that mistral-finetune writes beside its <c>lora.safetensors</c>. The adapted
+    /// projections are those the file holds pairs for. F32, F16 and BF16 files load alike (widened to float32).
+    /// </summary>
+    /// <param name="args">The base model's hyper-parameters; every tensor is checked against them.</param>
+    /// <param name="path">The adapter file.</param>
+    /// <exception cref="ModelFormatException">
+    /// The file does not fit the model (a missing or extra tensor, a shape that differs: the message names the
+    /// tensor and both shapes), or neither its metadata nor a <c>params.json</c> beside it gives the scale.
+    /// </exception>
+    public static LoraAdapter LoadFile(MistralArgs args, string path)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        LoraConfig config;
+        using (var file = SafeTensorsFile.Open(path))
+        {
+            config = ReadConfig(args, file);
+        }
+
+        return Load(args, config, path);
+    }
+
+    /// <summary>The hyper-parameters of an adapter file, checked for tensors that do not belong to the model.</summary>
+    private static LoraConfig ReadConfig(MistralArgs args, SafeTensorsFile file)
+    {
+        var expected = new HashSet<string>(StringComparer.Ordinal);
+        for (var l = 0; l < args.NLayers; l++)
+        {
+            foreach (var kind in LinearKinds.All)
+            {
+                expected.Add(TensorName(l, kind, true));
+                expected.Add(TensorName(l, kind, false));
+            }
+        }
+
+        foreach (var name in file.Tensors.Keys.Order(StringComparer.Ordinal))
+        {
+            if (!expected.Contains(name))
+            {
+                throw new ModelFormatException(
+                    $"{file.Path}: adapter tensor '{name}' does not belong to the base model ({args.NLayers} layers; adapter tensors are named like '{TensorName(0, LinearKind.Wq, true)}').");
+            }
+        }
+
+        var targets = LinearKinds.All.Where(k => file.Contains(TensorName(0, k, true))).ToArray();
+        if (targets.Length == 0)
+        {
+            throw new ModelFormatException($"{file.Path}: no adapter tensor of layer 0 (such as '{TensorName(0, LinearKind.Wq, true)}'); is this a LoRA adapter for this model?");
+        }
+
+        var first = file.Get(TensorName(0, targets[0], true));
+        var shapeRank = first.Shape.Length == 2 && first.Shape[0] is > 0 and <= int.MaxValue ? (int)first.Shape[0] : 0;
+        var metadata = file.Header.Metadata;
+        int? rank = metadata.TryGetValue(RankKey, out var rankText) && int.TryParse(rankText, NumberStyles.None, CultureInfo.InvariantCulture, out var r) ? r : null;
+        float? alpha = metadata.TryGetValue(AlphaKey, out var alphaText) && float.TryParse(alphaText, NumberStyles.Float, CultureInfo.InvariantCulture, out var a) ? a : null;
+        float? scaling = metadata.TryGetValue(ScalingKey, out var scalingText) && float.TryParse(scalingText, NumberStyles.Float, CultureInfo.InvariantCulture, out var sc) ? sc : null;
+        if (rank is null || (alpha is null && scaling is null))
+        {
+            var (paramsRank, paramsScaling) = ReadFinetuneParams(file.Path);
+            rank ??= paramsRank;
+            scaling ??= paramsScaling;
+        }
+
+        rank ??= shapeRank;
+        if (rank <= 0)
+        {
+            throw new ModelFormatException($"{file.Path}: adapter tensor '{first.Name}' has shape [{string.Join(", ", first.Shape)}], which is not [rank, in].");
+        }
+
+        var resolvedAlpha = alpha ?? (scaling * rank)
+            ?? throw new ModelFormatException(
+                $"{file.Path}: the adapter does not say its scale: neither '{ScalingKey}' nor '{AlphaKey}' in its metadata, nor a params.json beside it with lora.scaling (as mistral-finetune writes).");
+        return new LoraConfig(rank.Value, resolvedAlpha, 0f, targets);
+    }
+
+    /// <summary>The <c>lora</c> section of the <c>params.json</c> beside a mistral-finetune adapter, if there is one.</summary>
+    private static (int? Rank, float? Scaling) ReadFinetuneParams(string adapterPath)
+    {
+        var paramsPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(adapterPath))!, "params.json");
+        if (!File.Exists(paramsPath))
+        {
+            return (null, null);
+        }
+
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(paramsPath));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("lora", out var lora) || lora.ValueKind != JsonValueKind.Object)
+            {
+                return (null, null);
+            }
+
+            int? rank = lora.TryGetProperty("rank", out var r) && r.TryGetInt32(out var rv) ? rv : null;
+            float? scaling = lora.TryGetProperty("scaling", out var s) && s.ValueKind == JsonValueKind.Number ? s.GetSingle() : null;
+            return (rank, scaling);
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFormatException($"{paramsPath}: not valid JSON ({e.Message}); it is read for the adapter's lora.rank and lora.scaling.", e);
+        }
     }
 
     /// <summary>

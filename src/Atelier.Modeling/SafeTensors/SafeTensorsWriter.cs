@@ -87,28 +87,49 @@ public sealed class SafeTensorsWriter
     /// <summary>The header JSON and data layout, as bytes.</summary>
     internal byte[] BuildHeader()
     {
+        var entries = new List<(string Name, SafeTensorDType DType, long[] Shape, long Length)>(_tensors.Count);
+        foreach (var (name, t) in _tensors)
+        {
+            entries.Add((name, t.DType, t.Shape, t.Data.Length));
+        }
+
+        return BuildHeader(entries, _metadata);
+    }
+
+    /// <summary>
+    /// A header (JSON padded with spaces to a multiple of 8 bytes, without the length prefix) for tensors
+    /// whose data follow one another in the order given, each <c>Length</c> bytes long.
+    /// </summary>
+    internal static byte[] BuildHeader(IReadOnlyList<(string Name, SafeTensorDType DType, long[] Shape, long Length)> tensors, IEnumerable<KeyValuePair<string, string>> metadata)
+    {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
         {
             w.WriteStartObject();
-            if (_metadata.Count > 0)
+            var wroteMetadata = false;
+            foreach (var (k, v) in metadata)
             {
-                w.WriteStartObject("__metadata__");
-                foreach (var (k, v) in _metadata)
+                if (!wroteMetadata)
                 {
-                    w.WriteString(k, v);
+                    w.WriteStartObject("__metadata__");
+                    wroteMetadata = true;
                 }
 
+                w.WriteString(k, v);
+            }
+
+            if (wroteMetadata)
+            {
                 w.WriteEndObject();
             }
 
             long offset = 0;
-            foreach (var (name, t) in _tensors)
+            foreach (var (name, dtype, shape, length) in tensors)
             {
                 w.WriteStartObject(name);
-                w.WriteString("dtype", SafeTensorDTypes.Name(t.DType));
+                w.WriteString("dtype", SafeTensorDTypes.Name(dtype));
                 w.WriteStartArray("shape");
-                foreach (var d in t.Shape)
+                foreach (var d in shape)
                 {
                     w.WriteNumberValue(d);
                 }
@@ -116,10 +137,10 @@ public sealed class SafeTensorsWriter
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + t.Data.Length);
+                w.WriteNumberValue(offset + length);
                 w.WriteEndArray();
                 w.WriteEndObject();
-                offset += t.Data.Length;
+                offset += length;
             }
 
             w.WriteEndObject();

@@ -1,8 +1,10 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Modeling.SafeTensors;
 using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
@@ -22,7 +24,8 @@ public sealed record ImportModelRequest(string? Path, string? Name, string? Desc
 
 /// <summary>
 /// The Mistral-compatible Models API (<c>/v1/models</c>, <c>/v1/fine_tuning/models</c>) and the
-/// platform's model import and removal (<c>/api/v1/models</c>). Base models are imported by an
+/// platform's model import, removal and downloads (<c>/api/v1/models</c>: a fine-tuned model's adapter in
+/// bf16, any model's files as stored). Base models are imported by an
 /// admin and visible to every workspace; fine-tuned models belong to the workspace of the job that
 /// trained them, and other workspaces get 404 for them.
 /// </summary>
@@ -115,12 +118,94 @@ public static class ModelEndpoints
             Results.Json(Detail(await FindAsync(context, registry, modelId).ConfigureAwait(false)), AtelierJson.Options))
             .WithSummary("A model with its residency policy, artifacts and lineage.");
 
+        platform.MapGet("/{modelId}/adapter", (HttpContext context, string modelId, ModelRegistry registry) => DownloadAdapterAsync(context, registry, modelId))
+            .WithSummary("Download a fine-tuned model's LoRA adapter as mistral-finetune's lora.safetensors in bf16, which mistral-inference's load_lora takes for a bf16 base (scale in __metadata__ lora_scaling). 400 for a base model.");
+
+        platform.MapGet("/{modelId}/files/{name}", async (HttpContext context, string modelId, string name, ModelRegistry registry) =>
+        {
+            var model = await FindAsync(context, registry, modelId).ConfigureAwait(false);
+            var (artifact, content) = await registry.OpenArtifactAsync(model, name, context.RequestAborted).ConfigureAwait(false);
+            SetDigest(context, artifact.Sha256);
+            return Results.Stream(
+                content,
+                name.EndsWith(".json", StringComparison.Ordinal) ? "application/json" : "application/octet-stream",
+                artifact.Name,
+                entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue($"\"{artifact.Sha256}\""),
+                enableRangeProcessing: true);
+        }).WithSummary("Download one file of a model as stored (a base model's params.json, consolidated.safetensors and tokeniser; a fine-tuned model's lora.safetensors in its training dtype).");
+
         platform.MapDelete("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
             var deleted = await registry.DeleteBaseAsync(modelId, caller.Actor, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new JsonObject { ["id"] = deleted.Id, ["object"] = "model", ["deleted"] = true }, AtelierJson.Options);
         }).WithSummary("Delete a base model and its bytes (operator); refused (409, naming them) while fine-tuned models, jobs or dataset versions derive from it.");
+    }
+
+    /// <summary>
+    /// Streams the adapter in bf16. An adapter stored in bf16 (a bf16 base) is sent as stored, with ranges.
+    /// Otherwise it is converted while it is sent (round to nearest even), never held whole in memory and
+    /// never stored a second time; the sha256 of the converted bytes, which the ETag carries, comes from a
+    /// first conversion pass that only hashes: an adapter is small next to its base model, and this keeps
+    /// the registry's artifacts exactly what training placed.
+    /// </summary>
+    private static async Task<IResult> DownloadAdapterAsync(HttpContext context, ModelRegistry registry, string modelId)
+    {
+        var caller = ApiKeyAuthentication.Caller(context);
+        var cancel = context.RequestAborted;
+        var (model, adapter) = await registry.FindAdapterAsync(caller.WorkspaceId, modelId, cancel).ConfigureAwait(false);
+        var source = $"the adapter of model '{model.Id}'";
+
+        string sha256;
+        var (_, first) = await registry.OpenArtifactAsync(model, adapter.Name, cancel).ConfigureAwait(false);
+        await using (first.ConfigureAwait(false))
+        {
+            var plan = await SafeTensorsRecast.ReadAsync(first, adapter.Bytes, SafeTensorDType.BF16, source, cancel).ConfigureAwait(false);
+            if (plan.IsIdentity)
+            {
+                var (_, stored) = await registry.OpenArtifactAsync(model, adapter.Name, cancel).ConfigureAwait(false);
+                SetDigest(context, adapter.Sha256);
+                return Results.Stream(stored, "application/octet-stream", ModelRegistry.AdapterArtifact,
+                    entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue($"\"{adapter.Sha256}\""), enableRangeProcessing: true);
+            }
+
+            using var hash = SHA256.Create();
+            await using (var sink = new CryptoStream(Stream.Null, hash, CryptoStreamMode.Write))
+            {
+                await plan.CopyToAsync(sink, cancel).ConfigureAwait(false);
+            }
+
+            sha256 = Convert.ToHexStringLower(hash.Hash!);
+        }
+
+        var etag = $"\"{sha256}\"";
+        if (context.Request.Headers.IfNoneMatch.Any(v => v is not null && (v.Contains(etag, StringComparison.Ordinal) || v.Trim() == "*")))
+        {
+            context.Response.Headers.ETag = etag;
+            return Results.StatusCode(StatusCodes.Status304NotModified);
+        }
+
+        var (_, second) = await registry.OpenArtifactAsync(model, adapter.Name, cancel).ConfigureAwait(false);
+        await using (second.ConfigureAwait(false))
+        {
+            var recast = await SafeTensorsRecast.ReadAsync(second, adapter.Bytes, SafeTensorDType.BF16, source, cancel).ConfigureAwait(false);
+            var response = context.Response;
+            response.ContentType = "application/octet-stream";
+            response.ContentLength = recast.Length;
+            response.Headers.ETag = etag;
+            response.Headers.ContentDisposition = $"attachment; filename={ModelRegistry.AdapterArtifact}";
+            SetDigest(context, sha256);
+            await recast.CopyToAsync(response.Body, cancel).ConfigureAwait(false);
+        }
+
+        return Results.Empty;
+    }
+
+    /// <summary>The bytes' sha256 as RFC 9530's <c>Repr-Digest</c>, and as plain hex for scripts.</summary>
+    private static void SetDigest(HttpContext context, string sha256Hex)
+    {
+        context.Response.Headers["Repr-Digest"] = $"sha-256=:{Convert.ToBase64String(Convert.FromHexString(sha256Hex))}:";
+        context.Response.Headers["X-Content-Sha256"] = sha256Hex;
     }
 
     /// <summary>Mistral's <c>BaseModelCard</c> or <c>FTModelCard</c>.</summary>
