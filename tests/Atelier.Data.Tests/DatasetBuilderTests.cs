@@ -245,6 +245,8 @@ public class DatasetBuilderTests
         }
 
         public string Decode(IEnumerable<int> ids) => inner.Decode(ids);
+
+        public IReadOnlyList<byte[]?> TokenBytes() => inner.TokenBytes();
     }
 
     [Fact]

@@ -56,6 +56,13 @@ public sealed class ServingRoutingTests
             Assert.True(status == HttpStatusCode.OK, body.ToJsonString());
             Assert.Equal("eu", replica);
         }
+
+        // What served them shows in /metrics: latencies, the engine's sequences, KV blocks and prefix cache.
+        var metrics = await client.GetStringAsync("/metrics");
+        foreach (var name in new[] { "atelier_inference_time_to_first_token_seconds_count", "atelier_inference_inter_token_latency_seconds_count", "atelier_inference_completions_total", "atelier_inference_kv_blocks_free", "atelier_inference_sequences_running", "atelier_inference_prefix_lookups" })
+        {
+            Assert.Contains(name, metrics, StringComparison.Ordinal);
+        }
     }
 
     [Fact]

@@ -85,4 +85,11 @@ public interface ITextTokenizer
 
     /// <summary>Decodes ids back to text (tests, inspection).</summary>
     string Decode(IEnumerable<int> ids);
+
+    /// <summary>
+    /// The bytes each id stands for in decoded text, indexed by id (<see cref="VocabularySize"/> entries);
+    /// null for control tokens, which are never text. Constrained decoding matches these against a
+    /// grammar, byte by byte, so a token that ends inside a UTF-8 character is described exactly.
+    /// </summary>
+    IReadOnlyList<byte[]?> TokenBytes();
 }

@@ -93,6 +93,9 @@ public sealed class MistralModelTokenizer : ITextTokenizer
     /// <inheritdoc />
     public void Encode(string text, List<int> destination) => _inner.Encode(text, destination);
 
+    /// <inheritdoc />
+    public IReadOnlyList<byte[]?> TokenBytes() => _inner.TokenBytes();
+
     /// <summary>
     /// Decodes ids back to text. Ids past the tokeniser's vocabulary (rows of an embedding padded beyond
     /// it, which an untrained model can still sample) have no text and are skipped.

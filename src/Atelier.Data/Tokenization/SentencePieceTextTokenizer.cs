@@ -14,6 +14,8 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
 {
     private readonly SentencePieceTokenizer _tokenizer;
     private readonly SentencePieceBpeEncoder? _bpe;
+    private byte[]? _model;
+    private byte[]?[]? _tokenBytes;
 
     private SentencePieceTextTokenizer(SentencePieceTokenizer tokenizer, SentencePieceBpeEncoder? bpe, string identity)
     {
@@ -60,7 +62,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
         byte[] bytes = buffer.ToArray();
         using var stream = new MemoryStream(bytes, writable: false);
         SentencePieceTokenizer tokenizer = SentencePieceTokenizer.Create(stream, false, false);
-        return new SentencePieceTextTokenizer(tokenizer, SentencePieceBpeEncoder.TryCreate(bytes), "sentencepiece/sha256:" + Convert.ToHexStringLower(SHA256.HashData(bytes)));
+        return new SentencePieceTextTokenizer(tokenizer, SentencePieceBpeEncoder.TryCreate(bytes), "sentencepiece/sha256:" + Convert.ToHexStringLower(SHA256.HashData(bytes))) { _model = bytes };
     }
 
     /// <inheritdoc />
@@ -80,4 +82,26 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
 
     /// <inheritdoc />
     public string Decode(IEnumerable<int> ids) => _tokenizer.Decode(ids);
+
+    /// <inheritdoc />
+    /// <remarks>A piece's text with its '▁' as spaces; a byte piece (<c>&lt;0x41&gt;</c>) its byte; control, unknown and unused pieces null.</remarks>
+    public IReadOnlyList<byte[]?> TokenBytes() => _tokenBytes ??= BuildTokenBytes();
+
+    private byte[]?[] BuildTokenBytes()
+    {
+        var pieces = SentencePieceModelProto.Parse(_model).Pieces;
+        var table = new byte[]?[Math.Max(VocabularySize, pieces.Count)];
+        for (int id = 0; id < pieces.Count; id++)
+        {
+            var (piece, _, type) = pieces[id];
+            table[id] = type switch
+            {
+                SentencePieceType.Normal or SentencePieceType.UserDefined => System.Text.Encoding.UTF8.GetBytes(piece.Replace('\u2581', ' ')),
+                SentencePieceType.Byte when piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) => [Convert.ToByte(piece[3..5], 16)],
+                _ => null,
+            };
+        }
+
+        return table;
+    }
 }

@@ -30,9 +30,12 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
 
     private readonly TiktokenTokenizer _tokenizer;
     private readonly int _idOffset;
+    private readonly byte[]? _rankFile;
+    private byte[]?[]? _tokenBytes;
 
-    private TiktokenTextTokenizer(string name, string identity, TiktokenTokenizer tokenizer, int idOffset, int vocabularySize, ControlTokens control)
+    private TiktokenTextTokenizer(string name, string identity, TiktokenTokenizer tokenizer, int idOffset, int vocabularySize, ControlTokens control, byte[]? rankFile)
     {
+        _rankFile = rankFile;
         Name = name;
         Identity = identity;
         _tokenizer = tokenizer;
@@ -128,7 +131,8 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
             }
         }
 
-        TiktokenTokenizer tokenizer = CreateInner(Encoding.ASCII.GetBytes(rankFile.ToString()), pattern);
+        byte[] ranks = Encoding.ASCII.GetBytes(rankFile.ToString());
+        TiktokenTokenizer tokenizer = CreateInner(ranks, pattern);
         int? Special(string token) => specials.TryGetValue(token, out int id) ? id : null;
         var control = new ControlTokens
         {
@@ -143,7 +147,7 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
             EndToolResults = Special("[/TOOL_RESULTS]"),
             Pad = Special("<pad>") ?? 0,
         };
-        return new TiktokenTextTokenizer("tekken", "tekken/sha256:" + hash, tokenizer, numSpecial, numSpecial + innerSize, control);
+        return new TiktokenTextTokenizer("tekken", "tekken/sha256:" + hash, tokenizer, numSpecial, numSpecial + innerSize, control, ranks);
     }
 
     /// <inheritdoc />
@@ -185,6 +189,34 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
         return _tokenizer.Decode(inner);
     }
 
+    /// <inheritdoc />
+    /// <exception cref="NotSupportedException">An o200k_base or cl100k_base tokeniser (tests and pretraining; no model is served with them).</exception>
+    public IReadOnlyList<byte[]?> TokenBytes() => _tokenBytes ??= _rankFile is null
+        ? throw new NotSupportedException($"{Name} has no token byte table: only model tokenisers (tekken) have one.")
+        : BuildTokenBytes();
+
+    // From the rank file ("base64 rank" per line): a token's id is its rank plus the offset of the
+    // control tokens; ids not in it (control tokens) stay null.
+    private byte[]?[] BuildTokenBytes()
+    {
+        var table = new byte[]?[VocabularySize];
+        Span<byte> buffer = stackalloc byte[1024];
+        foreach (string line in Encoding.ASCII.GetString(_rankFile!).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int space = line.IndexOf(' ', StringComparison.Ordinal);
+            int id = int.Parse(line.AsSpan(space + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture) + _idOffset;
+            string token = line[..space];
+            if ((uint)id < (uint)table.Length)
+            {
+                table[id] = Convert.TryFromBase64String(token, buffer, out int written)
+                    ? buffer[..written].ToArray()
+                    : throw new InvalidDataException($"{Name}: rank line '{line}' does not start with base64 token bytes.");
+            }
+        }
+
+        return table;
+    }
+
     private static TiktokenTextTokenizer CreateFromDataPackage(string name, System.Reflection.Assembly assembly, string resource, string pattern, int firstFreeId)
     {
         using Stream compressed = assembly.GetManifestResourceStream(resource)
@@ -207,7 +239,7 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
             EndToolResults = firstFreeId + 8,
             Pad = 0,
         };
-        return new TiktokenTextTokenizer(name, $"tiktoken/{name}/sha256:{hash}", CreateInner(bytes, pattern), 0, firstFreeId + 9, control);
+        return new TiktokenTextTokenizer(name, $"tiktoken/{name}/sha256:{hash}", CreateInner(bytes, pattern), 0, firstFreeId + 9, control, rankFile: null);
     }
 
     private static TiktokenTokenizer CreateInner(byte[] rankFile, string pattern)

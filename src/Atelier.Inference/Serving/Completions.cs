@@ -74,6 +74,11 @@ public sealed record CompletionUpdate(int Index, string Delta, CompletionChoice?
 /// </summary>
 public static class Completions
 {
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new("Atelier");
+    private static readonly System.Diagnostics.Metrics.Histogram<double> FirstToken = Meter.CreateHistogram<double>("atelier.inference.time_to_first_token", unit: "s", description: "Time from a request's arrival at the engine to its first generated token (queueing and prefill).");
+    private static readonly System.Diagnostics.Metrics.Histogram<double> InterToken = Meter.CreateHistogram<double>("atelier.inference.inter_token_latency", unit: "s", description: "Time between consecutive tokens of one completion.");
+    private static readonly System.Diagnostics.Metrics.Counter<long> Requests = Meter.CreateCounter<long>("atelier.inference.completions", description: "Completions finished, by finish reason.");
+
     /// <summary>The prompt and answer limits of <paramref name="request"/>: its max tokens and whether the context, not the caller, set it.</summary>
     /// <exception cref="BadRequestException">The prompt, with max_tokens, does not fit the model's context.</exception>
     public static (int MaxTokens, bool ContextBound) Budget(CompletionRequest request)
@@ -184,8 +189,21 @@ public static class Completions
         var tokens = new List<int>();
         var inContent = true;
         string? finish = null;
+        var submitted = System.Diagnostics.Stopwatch.GetTimestamp();
+        var previous = 0L;
         await foreach (var token in stream.WithCancellation(ct).ConfigureAwait(false))
         {
+            var now = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (previous == 0)
+            {
+                FirstToken.Record(System.Diagnostics.Stopwatch.GetElapsedTime(submitted, now).TotalSeconds);
+            }
+            else
+            {
+                InterToken.Record(System.Diagnostics.Stopwatch.GetElapsedTime(previous, now).TotalSeconds);
+            }
+
+            previous = now;
             if (token == eos)
             {
                 break;
@@ -223,6 +241,7 @@ public static class Completions
             finish = result.FinishReason == FinishReason.Stop ? "stop" : contextBound ? "model_length" : "length";
         }
 
+        Requests.Add(1, new KeyValuePair<string, object?>("finish_reason", finish));
         var tail = inContent ? text.Finish() : string.Empty;
         var choice = new CompletionChoice(index, text.Text, [.. tokens], finish, stream.CachedPromptTokens);
         await updates.WriteAsync(new CompletionUpdate(index, tail, choice), ct).ConfigureAwait(false);
