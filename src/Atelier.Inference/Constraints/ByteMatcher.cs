@@ -71,17 +71,22 @@ internal sealed class ByteMatcher
     {
         // In a string's plain content, a token whose bytes are all string-safe keeps the state as it is:
         // such subtrees are allowed whole, without stepping the automaton through them.
-        bool freeText = _states.Length == 1 && _states[0].Top is StringFrame { IsFreeText: true } or KeyFrame { IsFreeText: true };
-        Walk(vocabulary, 0, _states, freeText, mask, new List<Stack>(4));
+        int freeCharacters = _states.Length != 1 ? -1 : _states[0].Top switch
+        {
+            StringFrame s => s.FreeCharacters,
+            KeyFrame { IsFreeText: true } => int.MaxValue,
+            _ => -1,
+        };
+        Walk(vocabulary, 0, _states, freeCharacters, mask, new List<Stack>(4));
     }
 
-    private static void Walk(TokenVocabulary vocabulary, int node, Stack[] states, bool freeText, TokenMask mask, List<Stack> scratch)
+    private static void Walk(TokenVocabulary vocabulary, int node, Stack[] states, int freeCharacters, TokenMask mask, List<Stack> scratch)
     {
         int start = vocabulary.ChildStart(node);
         int end = start + vocabulary.ChildCount(node);
         for (int child = start; child < end; child++)
         {
-            if (freeText && vocabulary.IsStringSafe(child))
+            if (freeCharacters >= 0 && vocabulary.IsStringSafe(child) && vocabulary.MaxCharsUnder(child) <= freeCharacters)
             {
                 mask.AddAll(vocabulary.TokensUnder(child));
                 continue;
@@ -98,7 +103,7 @@ internal sealed class ByteMatcher
             mask.AddAll(vocabulary.TokensEndingAt(child));
             if (vocabulary.ChildCount(child) > 0)
             {
-                Walk(vocabulary, child, next, freeText, mask, scratch);
+                Walk(vocabulary, child, next, freeCharacters, mask, scratch);
             }
         }
     }

@@ -455,8 +455,11 @@ internal enum StringPhase : byte
 /// <summary>Inside a string: escapes, UTF-8 across token boundaries, and the length in characters.</summary>
 internal sealed class StringFrame(int minLength, int maxLength, StringPhase phase, Utf8State utf8, int length, int hexDigits) : Frame
 {
-    /// <summary>Whether a string-safe token keeps this frame as it is: plain content, no length bound, no half-written character.</summary>
-    public bool IsFreeText => phase == StringPhase.Content && utf8 == Utf8State.Start && minLength == 0 && maxLength == int.MaxValue;
+    /// <summary>
+    /// How many more characters a string-safe token may add here (plain content, no half-written
+    /// character), or -1 when such a token does not simply extend the content.
+    /// </summary>
+    public int FreeCharacters => phase == StringPhase.Content && utf8 == Utf8State.Start ? (maxLength == int.MaxValue ? int.MaxValue : maxLength - length) : -1;
 
     public override void Step(byte b, Stack self, List<Stack> next)
     {
@@ -541,7 +544,8 @@ internal sealed class NumberFrame(bool integerOnly, NumberPhase phase, int digit
 {
     private const int MaxIntegerDigits = 15;
     private const int MaxFractionDigits = 15;
-    private const int MaxExponentDigits = 3;
+    // Two digits keep every number within a double's range (1e99 < 1.8e308).
+    private const int MaxExponentDigits = 2;
 
     public override bool CanEnd => phase is NumberPhase.Zero or NumberPhase.Integer or NumberPhase.Fraction or NumberPhase.ExponentDigits;
 

@@ -24,7 +24,7 @@ namespace Atelier.Inference.Constraints;
 /// keyword is refused when the grammar is built.</para>
 /// <para>The output is compact JSON: no whitespace except one optional space after <c>:</c> and
 /// <c>,</c> (the <c>json.dumps</c> style Mistral models are trained on), object keys without escapes
-/// unless a schema names them so, at most 15 integer digits, 15 fraction digits and 3 exponent digits
+/// unless a schema names them so, at most 15 integer digits, 15 fraction digits and 2 exponent digits
 /// in a number, at most 32 levels of nesting inside an unconstrained value. A constrained generation
 /// is therefore incomplete only when it reaches its token limit.</para>
 /// </remarks>

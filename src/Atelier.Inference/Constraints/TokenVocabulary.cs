@@ -20,6 +20,7 @@ public sealed class TokenVocabulary
     private readonly int[] _first;
     private readonly int[] _end;
     private readonly bool[] _stringSafe;
+    private readonly int[] _maxChars;
     private readonly int[] _order;
     private readonly int[] _stopTokens;
     private readonly bool[] _isStop;
@@ -100,6 +101,7 @@ public sealed class TokenVocabulary
         _first = new int[nodeCount];
         _end = new int[nodeCount];
         _stringSafe = new bool[nodeCount];
+        _maxChars = new int[nodeCount];
         _order = new int[tokenTotal];
         NodeCount = nodeCount;
 
@@ -107,7 +109,7 @@ public sealed class TokenVocabulary
         // parent (breadth of one parent at a time) while tokens are ordered in preorder for the ranges.
         int nextNode = 1;
         int nextToken = 0;
-        Flatten(root, 0, Utf8State.Start, ref nextNode, ref nextToken);
+        Flatten(root, 0, Utf8State.Start, 0, ref nextNode, ref nextToken);
     }
 
     /// <summary>Number of token ids (the length of a logits row this vocabulary masks; extra entries are masked).</summary>
@@ -142,7 +144,10 @@ public sealed class TokenVocabulary
     /// </summary>
     internal bool IsStringSafe(int node) => _stringSafe[node];
 
-    private bool Flatten(BuildNode node, int index, Utf8State utf8, ref int nextNode, ref int nextToken)
+    /// <summary>The most characters (code points begun) in a token under <paramref name="node"/>: what a length-bounded string must still have room for.</summary>
+    internal int MaxCharsUnder(int node) => _maxChars[node];
+
+    private bool Flatten(BuildNode node, int index, Utf8State utf8, int chars, ref int nextNode, ref int nextToken)
     {
         _first[index] = nextToken;
         _tokenStart[index] = nextToken;
@@ -156,6 +161,7 @@ public sealed class TokenVocabulary
 
         _tokenCount[index] = nextToken - _tokenStart[index];
         bool safe = utf8 != Utf8State.Invalid;
+        int maxChars = chars;
         if (node.Children is { } children)
         {
             int start = nextNode;
@@ -167,12 +173,15 @@ public sealed class TokenVocabulary
                 byte b = children.Keys[i];
                 _edge[start + i] = b;
                 Utf8State next = utf8 == Utf8State.Invalid || b is (byte)'"' or (byte)'\\' || b < 0x20 ? Utf8State.Invalid : Utf8Dfa.Step(utf8, b);
-                safe &= Flatten(children.Values[i], start + i, next, ref nextNode, ref nextToken);
+                // Every byte that is not a continuation byte begins a character.
+                safe &= Flatten(children.Values[i], start + i, next, chars + (b is >= 0x80 and <= 0xBF ? 0 : 1), ref nextNode, ref nextToken);
+                maxChars = Math.Max(maxChars, _maxChars[start + i]);
             }
         }
 
         _end[index] = nextToken;
         _stringSafe[index] = safe;
+        _maxChars[index] = maxChars;
         return safe;
     }
 
