@@ -129,3 +129,55 @@ public sealed class ToolCallParserTests : IDisposable
         Assert.True(ids.Distinct().Count() > 45);
     }
 }
+
+/// <summary>Token bytes for constrained decoding, per tokeniser kind.</summary>
+public sealed class TokenBytesTests : IDisposable
+{
+    private readonly TestData.TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void Tekken_TextIdsAreTheirBytes_AndControlIdsAreNull()
+    {
+        WriteByteTekken(_dir.Path, "v11");
+        MistralModelTokenizer tokenizer = MistralModelTokenizer.Load(_dir.Path);
+
+        IReadOnlyList<byte[]?> bytes = TokenBytes.Of(tokenizer);
+
+        Assert.Equal(tokenizer.VocabularySize, bytes.Count);
+        Assert.All(Enumerable.Range(0, TekkenSpecialCount), id => Assert.Null(bytes[id]));
+        Assert.Equal([(byte)'{'], bytes[TekkenText("{")[0]]!);
+        Assert.Equal([0xE6], bytes[TekkenSpecialCount + 0xE6]!);
+    }
+
+    [Fact]
+    public void Tiktoken_EachIdDecodesToItsBytes()
+    {
+        var tokenizer = TestData.O200k;
+        var ids = new List<int>();
+        tokenizer.Encode("Hello, 世界 {\"a\": 1}", ids);
+
+        IReadOnlyList<byte[]?> bytes = TokenBytes.Of(tokenizer);
+
+        Assert.Equal("Hello, 世界 {\"a\": 1}", System.Text.Encoding.UTF8.GetString([.. ids.SelectMany(id => bytes[id]!)]));
+        Assert.Null(bytes[tokenizer.Control.ToolCalls!.Value]);
+        Assert.Null(bytes[tokenizer.Control.Eos]);
+    }
+
+    [Fact]
+    public void SentencePiece_SpaceMarkIsASpace_AndControlPiecesAreNull()
+    {
+        File.WriteAllBytes(Path.Combine(_dir.Path, "tokenizer.model.v3"), BuildCharSentencePiece(withControlPieces: true));
+        MistralModelTokenizer tokenizer = MistralModelTokenizer.Load(_dir.Path);
+        var ids = new List<int>();
+        tokenizer.Encode("a b", ids);
+
+        IReadOnlyList<byte[]?> bytes = TokenBytes.Of(tokenizer);
+
+        // SentencePiece's dummy prefix makes the text " a b".
+        Assert.Equal(" a b", System.Text.Encoding.UTF8.GetString([.. ids.SelectMany(id => bytes[id]!)]));
+        Assert.Null(bytes[tokenizer.Control.Inst!.Value]);
+        Assert.Null(bytes[tokenizer.Control.Bos]);
+    }
+}

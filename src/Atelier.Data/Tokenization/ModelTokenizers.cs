@@ -90,6 +90,9 @@ public sealed class MistralModelTokenizer : ITextTokenizer
     /// <inheritdoc />
     public void Encode(string text, List<int> destination) => _inner.Encode(text, destination);
 
+    /// <summary>The text tokeniser inside.</summary>
+    internal ITextTokenizer Inner => _inner;
+
     /// <summary>
     /// Decodes ids back to text. Ids past the tokeniser's vocabulary (rows of an embedding padded beyond
     /// it, which an untrained model can still sample) have no text and are skipped.
@@ -99,5 +102,39 @@ public sealed class MistralModelTokenizer : ITextTokenizer
         ArgumentNullException.ThrowIfNull(ids);
         int size = File.VocabularySize;
         return _inner.Decode(ids.Where(id => id >= 0 && id < size));
+    }
+}
+
+/// <summary>
+/// The bytes each token id decodes to, as constrained decoding needs them: a byte-level token may be
+/// part of a character, so text (which <see cref="ITextTokenizer.Decode"/> gives) is not enough.
+/// </summary>
+public static class TokenBytes
+{
+    /// <summary>
+    /// Per id of <paramref name="tokenizer"/>, its bytes, or null for a control or special token (and
+    /// for ids past the vocabulary file, up to <see cref="ITextTokenizer.VocabularySize"/>).
+    /// </summary>
+    /// <exception cref="NotSupportedException">A tokeniser of another kind.</exception>
+    public static IReadOnlyList<byte[]?> Of(ITextTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        byte[]?[] bytes = (tokenizer is MistralModelTokenizer model ? model.Inner : tokenizer) switch
+        {
+            TiktokenTextTokenizer tiktoken => tiktoken.TokenBytes(),
+            SentencePieceTextTokenizer sentencePiece => sentencePiece.TokenBytes(),
+            _ => throw new NotSupportedException($"Token bytes of a {tokenizer.Name} tokeniser are not known."),
+        };
+        // Control tokens the wrapper knows ([ARGS], [CALL_ID], ...) never count as text, whatever the file says.
+        ControlTokens control = tokenizer.Control;
+        foreach (int? id in (int?[])[control.Bos, control.Eos, control.Inst, control.EndInst, control.AvailableTools, control.EndAvailableTools, control.ToolCalls, control.ToolResults, control.EndToolResults, control.SystemPrompt, control.EndSystemPrompt, control.ToolContent, control.CallId, control.Args])
+        {
+            if (id is int value && (uint)value < (uint)bytes.Length)
+            {
+                bytes[value] = null;
+            }
+        }
+
+        return bytes;
     }
 }

@@ -14,9 +14,11 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
 {
     private readonly SentencePieceTokenizer _tokenizer;
     private readonly SentencePieceBpeEncoder? _bpe;
+    private readonly byte[] _model;
 
-    private SentencePieceTextTokenizer(SentencePieceTokenizer tokenizer, SentencePieceBpeEncoder? bpe, string identity)
+    private SentencePieceTextTokenizer(SentencePieceTokenizer tokenizer, SentencePieceBpeEncoder? bpe, string identity, byte[] model)
     {
+        _model = model;
         _tokenizer = tokenizer;
         _bpe = bpe;
         Identity = identity;
@@ -60,7 +62,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
         byte[] bytes = buffer.ToArray();
         using var stream = new MemoryStream(bytes, writable: false);
         SentencePieceTokenizer tokenizer = SentencePieceTokenizer.Create(stream, false, false);
-        return new SentencePieceTextTokenizer(tokenizer, SentencePieceBpeEncoder.TryCreate(bytes), "sentencepiece/sha256:" + Convert.ToHexStringLower(SHA256.HashData(bytes)));
+        return new SentencePieceTextTokenizer(tokenizer, SentencePieceBpeEncoder.TryCreate(bytes), "sentencepiece/sha256:" + Convert.ToHexStringLower(SHA256.HashData(bytes)), bytes);
     }
 
     /// <inheritdoc />
@@ -80,4 +82,26 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
 
     /// <inheritdoc />
     public string Decode(IEnumerable<int> ids) => _tokenizer.Decode(ids);
+
+    /// <summary>
+    /// The bytes of each piece: text with <c>▁</c> as a space, a byte piece (<c>&lt;0x41&gt;</c>) as its byte,
+    /// null for control, unknown and unused pieces.
+    /// </summary>
+    internal byte[]?[] TokenBytes()
+    {
+        var pieces = SentencePieceModelProto.Parse(_model).Pieces;
+        var bytes = new byte[]?[pieces.Count];
+        for (int id = 0; id < pieces.Count; id++)
+        {
+            var (piece, _, type) = pieces[id];
+            bytes[id] = type switch
+            {
+                SentencePieceType.Normal or SentencePieceType.UserDefined => System.Text.Encoding.UTF8.GetBytes(piece.Replace('\u2581', ' ')),
+                SentencePieceType.Byte when piece.Length == 6 && byte.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte b) => [b],
+                _ => null,
+            };
+        }
+
+        return bytes;
+    }
 }

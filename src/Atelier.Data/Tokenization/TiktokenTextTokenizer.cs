@@ -31,8 +31,13 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
     private readonly TiktokenTokenizer _tokenizer;
     private readonly int _idOffset;
 
-    private TiktokenTextTokenizer(string name, string identity, TiktokenTokenizer tokenizer, int idOffset, int vocabularySize, ControlTokens control)
+    // The tiktoken rank file ("base64 rank" lines): the token bytes constrained decoding needs, which
+    // Microsoft.ML.Tokenizers does not expose.
+    private readonly byte[] _rankFile;
+
+    private TiktokenTextTokenizer(string name, string identity, TiktokenTokenizer tokenizer, int idOffset, int vocabularySize, ControlTokens control, byte[] rankFile)
     {
+        _rankFile = rankFile;
         Name = name;
         Identity = identity;
         _tokenizer = tokenizer;
@@ -128,7 +133,8 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
             }
         }
 
-        TiktokenTokenizer tokenizer = CreateInner(Encoding.ASCII.GetBytes(rankFile.ToString()), pattern);
+        byte[] ranks = Encoding.ASCII.GetBytes(rankFile.ToString());
+        TiktokenTokenizer tokenizer = CreateInner(ranks, pattern);
         int? Special(string token) => specials.TryGetValue(token, out int id) ? id : null;
         var control = new ControlTokens
         {
@@ -143,7 +149,7 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
             EndToolResults = Special("[/TOOL_RESULTS]"),
             Pad = Special("<pad>") ?? 0,
         };
-        return new TiktokenTextTokenizer("tekken", "tekken/sha256:" + hash, tokenizer, numSpecial, numSpecial + innerSize, control);
+        return new TiktokenTextTokenizer("tekken", "tekken/sha256:" + hash, tokenizer, numSpecial, numSpecial + innerSize, control, ranks);
     }
 
     /// <inheritdoc />
@@ -185,6 +191,33 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
         return _tokenizer.Decode(inner);
     }
 
+    /// <summary>The bytes of each id; null for the special ids (below the offset, or past the ranks).</summary>
+    internal byte[]?[] TokenBytes()
+    {
+        var bytes = new byte[]?[VocabularySize];
+        // Two layouts: tiktoken's "base64 rank" lines, or the data packages' "Capacity: n" header and one
+        // base64 token per line, whose rank is its line.
+        int next = 0;
+        foreach (string line in Encoding.ASCII.GetString(_rankFile).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (line.StartsWith("Capacity:", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            int space = line.IndexOf(' ', StringComparison.Ordinal);
+            int rank = space < 0 ? next : int.Parse(line.AsSpan(space + 1), System.Globalization.CultureInfo.InvariantCulture);
+            next = rank + 1;
+            int id = rank + _idOffset;
+            if (id < bytes.Length)
+            {
+                bytes[id] = Convert.FromBase64String(space < 0 ? line : line[..space]);
+            }
+        }
+
+        return bytes;
+    }
+
     private static TiktokenTextTokenizer CreateFromDataPackage(string name, System.Reflection.Assembly assembly, string resource, string pattern, int firstFreeId)
     {
         using Stream compressed = assembly.GetManifestResourceStream(resource)
@@ -207,7 +240,7 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
             EndToolResults = firstFreeId + 8,
             Pad = 0,
         };
-        return new TiktokenTextTokenizer(name, $"tiktoken/{name}/sha256:{hash}", CreateInner(bytes, pattern), 0, firstFreeId + 9, control);
+        return new TiktokenTextTokenizer(name, $"tiktoken/{name}/sha256:{hash}", CreateInner(bytes, pattern), 0, firstFreeId + 9, control, bytes);
     }
 
     private static TiktokenTokenizer CreateInner(byte[] rankFile, string pattern)
