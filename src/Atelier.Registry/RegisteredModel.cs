@@ -56,8 +56,8 @@ public sealed record ModelCapabilities
     public static ModelCapabilities TextBase { get; } = new() { CompletionChat = true, FineTuning = true };
 
     /// <summary>
-    /// What an imported model can do with <paramref name="tokenizer"/>: chat and fine-tuning always; fill
-    /// in the middle when it is a tekken tokeniser with <c>[PREFIX]</c> and <c>[SUFFIX]</c> (how
+    /// What an imported model can do with <paramref name="tokenizer"/>: chat and fine-tuning always; tool
+    /// calls from v2 on (they need its control tokens); fill in the middle when it is a tekken tokeniser with <c>[PREFIX]</c> and <c>[SUFFIX]</c> (how
     /// mistral-common encodes FIM; Atelier does not render SentencePiece FIM prompts).
     /// </summary>
     public static ModelCapabilities Of(Atelier.Data.Tokenization.MistralTokenizerFile tokenizer)
@@ -65,7 +65,9 @@ public sealed record ModelCapabilities
         ArgumentNullException.ThrowIfNull(tokenizer);
         var fim = tokenizer.Kind == Atelier.Data.Tokenization.MistralTokenizerKind.Tekken
             && tokenizer.SpecialTokens.ContainsKey("[PREFIX]") && tokenizer.SpecialTokens.ContainsKey("[SUFFIX]");
-        return TextBase with { CompletionFim = fim };
+        // Tool calls need the control tokens of v2 and later ([TOOL_CALLS], [AVAILABLE_TOOLS]...).
+        var tools = tokenizer.Version >= Atelier.Data.Tokenization.MistralTokenizerVersion.V2 && tokenizer.SpecialTokens.ContainsKey("[TOOL_CALLS]");
+        return TextBase with { CompletionFim = fim, FunctionCalling = tools };
     }
 
     /// <summary>A fine-tuned model of <paramref name="root"/>: chat as its base does, no further fine-tuning.</summary>

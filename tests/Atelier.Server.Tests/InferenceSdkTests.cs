@@ -15,6 +15,7 @@ public sealed class InferenceSdkTests
     [InlineData("fim")]
     [InlineData("embeddings")]
     [InlineData("errors")]
+    [InlineData("structured")]
     public async Task Sdk_OnABaseModel_BehavesAsMistral(string scenario)
     {
         await using var server = await TestServer.StartAsync();

@@ -159,6 +159,71 @@ const scenarios = {
     }
   },
 
+  async structured() {
+    const card = await client.models.retrieve({ modelId: model });
+    assert.equal(card.capabilities.functionCalling, true, "a v7 tokeniser calls tools");
+    assert.equal(card.capabilities.completionFim, true, "a tekken tokeniser with [PREFIX]/[SUFFIX] fills in the middle");
+
+    // json_schema: whatever a random model wants, the answer parses and validates.
+    const schema = {
+      type: "object",
+      properties: { city: { type: "string", maxLength: 8 }, population: { type: "integer" }, capital: { type: "boolean" } },
+      required: ["city", "population", "capital"],
+      additionalProperties: false,
+    };
+    for (const randomSeed of [1, 2, 3]) {
+      const answer = await client.chat.complete({ model, messages: conversation, maxTokens: 200, temperature: 1, randomSeed, responseFormat: { type: "json_schema", jsonSchema: { name: "city", schemaDefinition: schema, strict: true } } });
+      assert.equal(answer.choices[0].finishReason, "stop", "a bounded schema always completes");
+      const value = JSON.parse(answer.choices[0].message.content);
+      assert.deepEqual(Object.keys(value).sort(), ["capital", "city", "population"]);
+      assert.equal(typeof value.city, "string");
+      assert.ok([...value.city].length <= 8, `maxLength 8 counts code points: ${JSON.stringify(value.city)}`);
+      assert.ok(Number.isInteger(value.population));
+      assert.equal(typeof value.capital, "boolean");
+      console.log(`ok: json_schema (seed ${randomSeed}): ${answer.choices[0].message.content}`);
+    }
+
+    const object = await client.chat.complete({ model, messages: conversation, maxTokens: 64, temperature: 0.7, randomSeed: 5, responseFormat: { type: "json_object" } });
+    const text = object.choices[0].message.content;
+    assert.ok(text.startsWith("{"), `json_object starts an object: ${text}`);
+    if (object.choices[0].finishReason === "stop") assert.equal(typeof JSON.parse(text), "object");
+    console.log(`ok: json_object (${object.choices[0].finishReason}): ${text.slice(0, 80)}`);
+
+    // Tools: a forced call names a tool and its arguments validate against the tool's parameters.
+    const tools = [
+      { type: "function", function: { name: "get_weather", description: "Weather in a city", parameters: { type: "object", properties: { city: { type: "string", maxLength: 10 }, unit: { type: "string", enum: ["c", "f"] } }, required: ["city", "unit"], additionalProperties: false } } },
+      { type: "function", function: { name: "get_time", parameters: { type: "object", properties: { zone: { type: "string", maxLength: 6 } }, required: ["zone"], additionalProperties: false } } },
+    ];
+    const forced = await client.chat.complete({ model, messages: conversation, tools, toolChoice: "any", parallelToolCalls: false, maxTokens: 150, temperature: 0.8, randomSeed: 11 });
+    const choice = forced.choices[0];
+    assert.equal(choice.finishReason, "tool_calls");
+    assert.equal(choice.message.toolCalls.length, 1, "parallel_tool_calls false: one call");
+    const [call] = choice.message.toolCalls;
+    assert.ok(["get_weather", "get_time"].includes(call.function.name));
+    assert.match(call.id, /^[A-Za-z0-9]{9}$/);
+    const args = typeof call.function.arguments === "string" ? JSON.parse(call.function.arguments) : call.function.arguments;
+    if (call.function.name === "get_weather") {
+      assert.deepEqual(Object.keys(args).sort(), ["city", "unit"]);
+      assert.ok(["c", "f"].includes(args.unit));
+    } else {
+      assert.deepEqual(Object.keys(args), ["zone"]);
+    }
+    console.log(`ok: tool_choice any: ${call.function.name}(${JSON.stringify(args)})`);
+
+    const named = await client.chat.complete({ model, messages: conversation, tools, toolChoice: { type: "function", function: { name: "get_time" } }, parallelToolCalls: false, maxTokens: 200, temperature: 0.8, randomSeed: 12 });
+    assert.equal(named.choices[0].finishReason, "tool_calls");
+    assert.equal(named.choices[0].message.toolCalls.length, 1);
+    assert.ok(named.choices[0].message.toolCalls.every((c) => c.function.name === "get_time"), "a named tool_choice calls only that tool");
+    console.log(`ok: named tool_choice: ${named.choices[0].message.toolCalls.length} call(s) of get_time`);
+
+    // The answer goes back as a tool message, and the conversation goes on.
+    const followUp = await client.chat.complete({ model, maxTokens: 4, temperature: 0, tools, messages: [...conversation, { role: "assistant", content: "", toolCalls: [{ id: call.id, type: "function", function: { name: call.function.name, arguments: JSON.stringify(args) } }] }, { role: "tool", toolCallId: call.id, name: call.function.name, content: "{\"result\": 21}" }], toolChoice: "none" });
+    assert.equal(followUp.choices[0].message.toolCalls ?? null, null, "tool_choice none makes no call");
+    console.log("ok: tool results are rendered and tool_choice none answers in text");
+
+    await expectFailure(client.chat.complete({ model, messages: conversation, responseFormat: { type: "json_schema", jsonSchema: { name: "x", schemaDefinition: { type: "string", pattern: "^a+$" } } } }), 422, "pattern", "response_format.json_schema.schema");
+  },
+
   async errors() {
     await expectFailure(client.chat.complete({ model: "no-such-model", messages: conversation }), 404, "no-such-model");
     const invalid = await expectFailure(client.chat.complete({ model, messages: conversation, temperature: 5 }), 422, "temperature");

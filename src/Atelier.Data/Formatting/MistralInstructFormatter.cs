@@ -86,6 +86,24 @@ public sealed class MistralInstructFormatter
     /// <summary>The instruct version rendered.</summary>
     public MistralTokenizerVersion Version { get; }
 
+    /// <summary>
+    /// The id of <c>[TOOL_CALLS]</c>, which opens the tool calls of an assistant turn (what a forced
+    /// call's constraint must generate first), or null when the version or vocabulary has no tool calls.
+    /// </summary>
+    public int? ToolCallsTokenId => Version == MistralTokenizerVersion.V1 ? null : _control.ToolCalls;
+
+    /// <summary>The id of <c>[ARGS]</c> (v11 and later: it separates a call's name from its JSON arguments), or null.</summary>
+    public int? ArgsTokenId => Version >= MistralTokenizerVersion.V11 ? _control.Args : null;
+
+    /// <summary>The id of <c>[CALL_ID]</c> (v11: an optional call id between the name and <c>[ARGS]</c>), or null.</summary>
+    public int? CallIdTokenId => Version == MistralTokenizerVersion.V11 ? _control.CallId : null;
+
+    /// <summary>
+    /// Whether the tool calls of a turn are one JSON list after <c>[TOOL_CALLS]</c> (v2, v3, v7) rather
+    /// than <c>[TOOL_CALLS]name[ARGS]json</c> per call (v11, v13).
+    /// </summary>
+    public bool ToolCallsAreJsonList => Version is MistralTokenizerVersion.V2 or MistralTokenizerVersion.V3 or MistralTokenizerVersion.V7;
+
     /// <summary>Tokenises an example and computes its loss mask.</summary>
     /// <exception cref="BadRequestException">The conversation uses what the version cannot render (tools in v1).</exception>
     public TokenizedExample Format(TrainingExample example)

@@ -71,6 +71,8 @@ public sealed class MistralModelTokenizer : ITextTokenizer
     /// <summary>The file the tokeniser came from, with its version and vocabulary size.</summary>
     public MistralTokenizerFile File { get; }
 
+    private byte[]?[]? _tokenBytes;
+
     /// <summary>The instruct format version the chat format renders.</summary>
     public MistralTokenizerVersion Version => File.Version;
 
@@ -94,7 +96,23 @@ public sealed class MistralModelTokenizer : ITextTokenizer
     public void Encode(string text, List<int> destination) => _inner.Encode(text, destination);
 
     /// <inheritdoc />
-    public IReadOnlyList<byte[]?> TokenBytes() => _inner.TokenBytes();
+    /// <remarks>The file's table, with every control token this wrapper knows (<c>[ARGS]</c>, <c>[CALL_ID]</c>, <c>[PREFIX]</c>...) as none, whatever the file says.</remarks>
+    public IReadOnlyList<byte[]?> TokenBytes() => _tokenBytes ??= WithoutControlTokens(_inner.TokenBytes());
+
+    private byte[]?[] WithoutControlTokens(IReadOnlyList<byte[]?> table)
+    {
+        byte[]?[] bytes = [.. table];
+        ControlTokens c = Control;
+        foreach (int? id in (int?[])[c.Bos, c.Eos, c.Inst, c.EndInst, c.AvailableTools, c.EndAvailableTools, c.ToolCalls, c.ToolResults, c.EndToolResults, c.SystemPrompt, c.EndSystemPrompt, c.ToolContent, c.CallId, c.Args, c.Prefix, c.Suffix, c.Middle])
+        {
+            if (id is int value && (uint)value < (uint)bytes.Length)
+            {
+                bytes[value] = null;
+            }
+        }
+
+        return bytes;
+    }
 
     /// <summary>
     /// Decodes ids back to text. Ids past the tokeniser's vocabulary (rows of an embedding padded beyond

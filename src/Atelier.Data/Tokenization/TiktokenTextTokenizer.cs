@@ -30,10 +30,10 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
 
     private readonly TiktokenTokenizer _tokenizer;
     private readonly int _idOffset;
-    private readonly byte[]? _rankFile;
+    private readonly byte[] _rankFile;
     private byte[]?[]? _tokenBytes;
 
-    private TiktokenTextTokenizer(string name, string identity, TiktokenTokenizer tokenizer, int idOffset, int vocabularySize, ControlTokens control, byte[]? rankFile)
+    private TiktokenTextTokenizer(string name, string identity, TiktokenTokenizer tokenizer, int idOffset, int vocabularySize, ControlTokens control, byte[] rankFile)
     {
         _rankFile = rankFile;
         Name = name;
@@ -190,22 +190,28 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
     }
 
     /// <inheritdoc />
-    /// <exception cref="NotSupportedException">An o200k_base or cl100k_base tokeniser (tests and pretraining; no model is served with them).</exception>
-    public IReadOnlyList<byte[]?> TokenBytes() => _tokenBytes ??= _rankFile is null
-        ? throw new NotSupportedException($"{Name} has no token byte table: only model tokenisers (tekken) have one.")
-        : BuildTokenBytes();
+    public IReadOnlyList<byte[]?> TokenBytes() => _tokenBytes ??= BuildTokenBytes();
 
-    // From the rank file ("base64 rank" per line): a token's id is its rank plus the offset of the
-    // control tokens; ids not in it (control tokens) stay null.
+    // From the rank file: a token's id is its rank plus the offset of the control tokens; ids not in
+    // it (control tokens) stay null. Two layouts: tiktoken's "base64 rank" lines, or the data packages'
+    // "Capacity: n" header and one base64 token per line, whose rank is its line.
     private byte[]?[] BuildTokenBytes()
     {
         var table = new byte[]?[VocabularySize];
         Span<byte> buffer = stackalloc byte[1024];
-        foreach (string line in Encoding.ASCII.GetString(_rankFile!).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        int next = 0;
+        foreach (string line in Encoding.ASCII.GetString(_rankFile).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
+            if (line.StartsWith("Capacity:", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
             int space = line.IndexOf(' ', StringComparison.Ordinal);
-            int id = int.Parse(line.AsSpan(space + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture) + _idOffset;
-            string token = line[..space];
+            int rank = space < 0 ? next : int.Parse(line.AsSpan(space + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture);
+            next = rank + 1;
+            int id = rank + _idOffset;
+            string token = space < 0 ? line : line[..space];
             if ((uint)id < (uint)table.Length)
             {
                 table[id] = Convert.TryFromBase64String(token, buffer, out int written)
@@ -239,7 +245,7 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
             EndToolResults = firstFreeId + 8,
             Pad = 0,
         };
-        return new TiktokenTextTokenizer(name, $"tiktoken/{name}/sha256:{hash}", CreateInner(bytes, pattern), 0, firstFreeId + 9, control, rankFile: null);
+        return new TiktokenTextTokenizer(name, $"tiktoken/{name}/sha256:{hash}", CreateInner(bytes, pattern), 0, firstFreeId + 9, control, bytes);
     }
 
     private static TiktokenTokenizer CreateInner(byte[] rankFile, string pattern)

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Data.Formatting;
 using Atelier.Data.Model;
 using Atelier.Inference.Serving;
 using Atelier.Server.Auth;
@@ -54,7 +55,8 @@ public static class InferenceEndpoints
         var prompt = served.Base.Formatter.FormatPrompt(messages, chat.ToolsJson, chat.ContinueFinalAssistant);
         var request = sampling.ToRequest(served, prompt, caller.WorkspaceId) with
         {
-            ContentEndToken = served.Base.Tokenizer.Control.ToolCalls,
+            ContentEndToken = served.Base.Formatter.ToolCallsTokenId,
+            Constraint = ChatConstraints.For(chat, served),
         };
         await RespondAsync(context, clock, request, sampling.Stream, "chat.completion", served.Base.Tokenizer).ConfigureAwait(false);
     }
@@ -192,7 +194,7 @@ public static class InferenceEndpoints
                 {
                     ["index"] = c.Index,
                     ["message"] = Message(c, tokenizer, request.ContentEndToken),
-                    ["finish_reason"] = FinishReason(c, request.ContentEndToken),
+                    ["finish_reason"] = FinishReason(c, tokenizer, request.ContentEndToken),
                 })]),
                 ["usage"] = Usage(request, choices),
             };
@@ -219,7 +221,7 @@ public static class InferenceEndpoints
             if (update.Finished is { } done)
             {
                 finished.Add(done);
-                finish = FinishReason(done, request.ContentEndToken);
+                finish = FinishReason(done, tokenizer, request.ContentEndToken);
                 if (ToolCalls(done, tokenizer, request.ContentEndToken) is { } calls)
                 {
                     delta["tool_calls"] = calls;
@@ -249,31 +251,36 @@ public static class InferenceEndpoints
     private static JsonObject Message(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) => new()
     {
         ["role"] = "assistant",
-        ["content"] = choice.Text,
+        ["content"] = Content(choice, tokenizer, toolCallsToken),
         ["tool_calls"] = ToolCalls(choice, tokenizer, toolCallsToken),
         ["prefix"] = false,
     };
 
-    private static string FinishReason(CompletionChoice choice, int? toolCallsToken) =>
-        toolCallsToken is { } t && choice.Tokens.Contains(t) && choice.FinishReason == "stop" ? "tool_calls" : choice.FinishReason;
+    private static string FinishReason(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) =>
+        choice.FinishReason == "stop" && Turn(choice, tokenizer, toolCallsToken) is { ToolCalls.Count: > 0 } ? "tool_calls" : choice.FinishReason;
 
-    /// <summary>The tool calls of a choice, parsed from the tokens after <c>[TOOL_CALLS]</c>; null when it made none.</summary>
-    private static JsonArray? ToolCalls(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken)
-    {
-        if (toolCallsToken is not { } t || Array.IndexOf(choice.Tokens, t) is var at && at < 0)
-        {
-            return null;
-        }
+    /// <summary>
+    /// The tool calls of a choice, parsed from its tokens by the model's own syntax; null when it made
+    /// none, or when they do not parse (then, as Mistral's API does, the raw text is the content).
+    /// </summary>
+    private static JsonArray? ToolCalls(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) =>
+        Turn(choice, tokenizer, toolCallsToken) is { ToolCalls.Count: > 0 } turn
+            ? new JsonArray([.. turn.ToolCalls.Select((c, i) => (JsonNode)new JsonObject
+            {
+                ["id"] = c.Id,
+                ["type"] = "function",
+                ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments },
+                ["index"] = i,
+            })])
+            : null;
 
-        var calls = ToolCallText.Parse(tokenizer, choice.Tokens, at);
-        return new JsonArray([.. calls.Select((c, i) => (JsonNode)new JsonObject
-        {
-            ["id"] = c.Id,
-            ["type"] = "function",
-            ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments },
-            ["index"] = i,
-        })]);
-    }
+    /// <summary>The assistant turn of a choice that wrote <c>[TOOL_CALLS]</c>, or null.</summary>
+    private static AssistantTurn? Turn(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) =>
+        toolCallsToken is { } t && Array.IndexOf(choice.Tokens, t) >= 0 ? MistralToolCallParser.Parse(choice.Tokens, tokenizer) : null;
+
+    /// <summary>The content of a choice: its text, or, when its tool calls did not parse, everything it wrote.</summary>
+    private static string Content(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) =>
+        Turn(choice, tokenizer, toolCallsToken) is { } turn ? turn.Content : choice.Text;
 
     private static JsonObject Usage(CompletionRequest request, IReadOnlyList<CompletionChoice> choices)
     {
