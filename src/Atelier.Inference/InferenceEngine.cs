@@ -521,6 +521,7 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
     private void Cancel(Sequence seq)
     {
         Retire(seq);
+        Metrics.AddCancellation();
         seq.Output.Writer.TryComplete(new OperationCanceledException(seq.CancellationToken));
         seq.Completion.TrySetCanceled(seq.CancellationToken);
     }

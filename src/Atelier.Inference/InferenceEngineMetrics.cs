@@ -22,6 +22,7 @@ public sealed class InferenceEngineMetrics : IDisposable
     private long _prefixLookups;
     private long _prefixHits;
     private long _preemptions;
+    private long _cancellations;
     private long _steps;
     private long _generatedTokens;
 
@@ -38,6 +39,7 @@ public sealed class InferenceEngineMetrics : IDisposable
         _meter.CreateObservableCounter("atelier.inference.prefix.hits", () => PrefixHits, description: "Full prompt blocks found in the prefix cache.");
         _meter.CreateObservableGauge("atelier.inference.adapters.resident", () => AdaptersResident, description: "LoRA adapters held in memory.");
         _meter.CreateObservableCounter("atelier.inference.preemptions", () => Preemptions, description: "Sequences preempted for lack of KV blocks.");
+        _meter.CreateObservableCounter("atelier.inference.cancellations", () => Cancellations, description: "Sequences ended because their request was cancelled (a client that went away), their KV blocks freed.");
         _meter.CreateObservableCounter("atelier.inference.tokens.generated", () => GeneratedTokens, unit: "{token}", description: "Tokens generated.");
     }
 
@@ -77,6 +79,9 @@ public sealed class InferenceEngineMetrics : IDisposable
     /// <summary>Sequences preempted for lack of KV blocks.</summary>
     public long Preemptions => Volatile.Read(ref _preemptions);
 
+    /// <summary>Sequences ended by their request's cancellation.</summary>
+    public long Cancellations => Volatile.Read(ref _cancellations);
+
     /// <summary>Forward steps run.</summary>
     public long Steps => Volatile.Read(ref _steps);
 
@@ -108,6 +113,8 @@ public sealed class InferenceEngineMetrics : IDisposable
     }
 
     internal void AddPreemption() => Volatile.Write(ref _preemptions, _preemptions + 1);
+
+    internal void AddCancellation() => Volatile.Write(ref _cancellations, _cancellations + 1);
 
     internal void AddStep(int generated)
     {

@@ -1,0 +1,51 @@
+using System.Net;
+using System.Text;
+using Atelier.Inference.Serving;
+
+namespace Atelier.Server.Tests;
+
+/// <summary>Serving over raw HTTP: what the SDK does not show, such as a client that goes away mid-stream.</summary>
+public sealed class InferenceApiTests
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromMinutes(2);
+
+    [Fact]
+    public async Task AClientThatDisconnectsMidStream_FreesItsSequenceAndKvBlocks()
+    {
+        await using var server = await TestServer.StartAsync();
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server));
+        using var client = server.Client();
+        // Greedy, so the run is known: alone, it writes all 1,000 tokens (no end-of-sequence token
+        // ends it early), which is what makes a cancellation the only way the streamed one can end soon.
+        const string Request = """{"model":"tiny-model","messages":[{"role":"user","content":"tell me everything"}],"max_tokens":1000,"temperature":0""";
+        using (var whole = await client.PostAsync("/v1/chat/completions", new StringContent(Request + "}", Encoding.UTF8, "application/json")))
+        {
+            var answer = System.Text.Json.Nodes.JsonNode.Parse(await whole.Content.ReadAsStringAsync())!;
+            Assert.Equal("length", answer["choices"]![0]!["finish_reason"]!.GetValue<string>());
+        }
+
+        var engine = server.Service<ServingRouter>().Replicas[0].Server.Loaded.Single().Engine;
+        var generatedBefore = engine.Metrics.GeneratedTokens;
+        var body = Request + ",\"stream\":true}";
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") })
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            var first = await reader.ReadLineAsync();
+            Assert.StartsWith("data: {", first, StringComparison.Ordinal);
+        }
+
+        // The connection is gone: the engine must let go of the sequence without generating its 1,000 tokens.
+        var deadline = DateTime.UtcNow + Limit;
+        while (engine.Metrics.Cancellations == 0 || engine.Metrics.RunningSequences + engine.Metrics.WaitingSequences > 0 || engine.Metrics.KvBlocksUsed > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"cancelled {engine.Metrics.Cancellations}, still running {engine.Metrics.RunningSequences}, waiting {engine.Metrics.WaitingSequences}, {engine.Metrics.KvBlocksUsed} KV blocks used");
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(1, engine.Metrics.Cancellations);
+        Assert.True(engine.Metrics.GeneratedTokens - generatedBefore < 1000, $"{engine.Metrics.GeneratedTokens - generatedBefore} tokens were generated for a client that left");
+    }
+}
