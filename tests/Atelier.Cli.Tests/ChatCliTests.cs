@@ -3,12 +3,7 @@ namespace Atelier.Cli.Tests;
 /// <summary><c>atelier chat</c> against a real server, as a user runs it.</summary>
 public sealed class ChatCliTests
 {
-    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, params string[] args) =>
-        Repo.RunAsync(
-            "dotnet",
-            [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. args, "--server", server.BaseUrl, "--api-key", server.AdminKey],
-            server.DataDirectory,
-            new Dictionary<string, string> { ["NO_COLOR"] = "1" });
+    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, params string[] args) => CliRun.Atelier(server, args);
 
     [Fact]
     public async Task Chat_StreamsTheAnswer_AndSaysWhyItEnded_OrNamesAnUnknownModel()

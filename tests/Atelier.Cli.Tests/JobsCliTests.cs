@@ -6,12 +6,7 @@ namespace Atelier.Cli.Tests;
 [Trait("Category", "Slow")]
 public sealed class JobsCliTests
 {
-    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, params string[] args) =>
-        Repo.RunAsync(
-            "dotnet",
-            [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. args, "--server", server.BaseUrl, "--api-key", server.AdminKey],
-            server.DataDirectory,
-            new Dictionary<string, string> { ["NO_COLOR"] = "1" });
+    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, params string[] args) => CliRun.Atelier(server, args);
 
     [Fact]
     public async Task CreateWatchListCheckpoints_ShowTheJobAndItsLossCurve()

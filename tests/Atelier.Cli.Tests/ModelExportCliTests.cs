@@ -14,12 +14,7 @@ public sealed class ModelExportCliTests
 {
     private const string Prompt = "Say apple 0.";
 
-    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, params string[] args) =>
-        Repo.RunAsync(
-            "dotnet",
-            [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. args, "--server", server.BaseUrl, "--api-key", server.AdminKey],
-            server.DataDirectory,
-            new Dictionary<string, string> { ["NO_COLOR"] = "1" });
+    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, params string[] args) => CliRun.Atelier(server, args);
 
     private static Task<(int ExitCode, string Output)> Offline(params string[] args) =>
         Repo.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. args], Path.GetTempPath());

@@ -73,36 +73,5 @@ internal static class PythonJson
         }
     }
 
-    public static void WriteString(StringBuilder builder, string value)
-    {
-        builder.Append('"');
-        foreach (char c in value)
-        {
-            switch (c)
-            {
-                case '"': builder.Append("\\\""); break;
-                case '\\': builder.Append("\\\\"); break;
-                case '\n': builder.Append("\\n"); break;
-                case '\r': builder.Append("\\r"); break;
-                case '\t': builder.Append("\\t"); break;
-                case '\b': builder.Append("\\b"); break;
-                case '\f': builder.Append("\\f"); break;
-                default:
-                    // ensure_ascii=False escapes only control characters; everything else, DEL and
-                    // non-ASCII included, is written as is.
-                    if (c < 0x20)
-                    {
-                        builder.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
-                    }
-                    else
-                    {
-                        builder.Append(c);
-                    }
-
-                    break;
-            }
-        }
-
-        builder.Append('"');
-    }
+    public static void WriteString(StringBuilder builder, string value) => JsonStrings.Write(builder, value);
 }

@@ -137,27 +137,7 @@ public sealed class JsonGrammar
     }
 
     /// <summary>A JSON string with only the escapes JSON requires (quote, backslash, control characters).</summary>
-    internal static void WriteString(StringBuilder builder, string text)
-    {
-        builder.Append('"');
-        foreach (char c in text)
-        {
-            switch (c)
-            {
-                case '"': builder.Append("\\\""); break;
-                case '\\': builder.Append("\\\\"); break;
-                case '\n': builder.Append("\\n"); break;
-                case '\r': builder.Append("\\r"); break;
-                case '\t': builder.Append("\\t"); break;
-                case '\b': builder.Append("\\b"); break;
-                case '\f': builder.Append("\\f"); break;
-                case < ' ': builder.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture)); break;
-                default: builder.Append(c); break;
-            }
-        }
-
-        builder.Append('"');
-    }
+    internal static void WriteString(StringBuilder builder, string text) => Atelier.Data.JsonStrings.Write(builder, text);
 
     private static byte[] KeyBytes(string name)
     {
