@@ -44,6 +44,20 @@ public interface ILogitsProcessor
     void Process(ReadOnlySpan<int> generated, Span<float> logits);
 }
 
+/// <summary>Several logits processors applied in order (penalties, then a grammar's mask).</summary>
+/// <param name="processors">The processors, first applied first.</param>
+public sealed class LogitsProcessorChain(IReadOnlyList<ILogitsProcessor> processors) : ILogitsProcessor
+{
+    /// <inheritdoc />
+    public void Process(ReadOnlySpan<int> generated, Span<float> logits)
+    {
+        foreach (var p in processors)
+        {
+            p.Process(generated, logits);
+        }
+    }
+}
+
 /// <summary>Why a generation ended.</summary>
 public enum FinishReason
 {

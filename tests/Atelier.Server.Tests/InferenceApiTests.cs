@@ -27,8 +27,11 @@ public sealed class InferenceApiTests
         var engine = server.Service<ServingRouter>().Replicas[0].Server.Loaded.Single().Engine;
         var generatedBefore = engine.Metrics.GeneratedTokens;
         var body = Request + ",\"stream\":true}";
-        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") })
-        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        // A client that really goes away: HttpClient would otherwise drain up to 1 MB of the rest of
+        // the stream to reuse the connection, and the server would see no disconnect at all.
+        using (var leaving = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = client.BaseAddress })
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json"), Headers = { Authorization = client.DefaultRequestHeaders.Authorization } })
+        using (var response = await leaving.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
         {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);

@@ -81,13 +81,14 @@ const scenarios = {
     assert.deepEqual(many.choices.map((c) => c.index), [0, 1, 2]);
     assert.equal(many.choices[0].message.content, choice.message.content, "choice 0 uses the request's seed");
     assert.equal(many.usage.completionTokens, 36);
-    const stopAt = choice.message.content.slice(3, 5);
-    if (stopAt.length === 2 && !stopAt.includes("\uFFFD")) {
-      const stopped = await client.chat.complete({ ...request, stop: [stopAt] });
-      assert.equal(stopped.choices[0].finishReason, "stop");
-      assert.equal(stopped.choices[0].message.content, choice.message.content.slice(0, choice.message.content.indexOf(stopAt)));
-      console.log(`ok: stop ${JSON.stringify(stopAt)} ends the answer before it`);
-    }
+    // A stop string taken from the answer itself (two whole characters, never half a surrogate pair).
+    const characters = [...choice.message.content];
+    assert.ok(characters.length >= 5, `12 tokens decode to at least 5 characters: ${JSON.stringify(choice.message.content)}`);
+    const stopAt = characters.slice(3, 5).join("");
+    const stopped = await client.chat.complete({ ...request, stop: [stopAt] });
+    assert.equal(stopped.choices[0].finishReason, "stop");
+    assert.equal(stopped.choices[0].message.content, choice.message.content.slice(0, choice.message.content.indexOf(stopAt)));
+    console.log(`ok: stop ${JSON.stringify(stopAt)} ends the answer before it`);
 
     // An assistant prefix is continued, and penalties change what is sampled.
     const prefixed = await client.chat.complete({ model, maxTokens: 4, temperature: 0, messages: [...conversation, { role: "assistant", content: "Sure:", prefix: true }] });

@@ -172,7 +172,7 @@ public static class Completions
             Sampling = new SamplingOptions(request.Temperature, request.TopP, seed),
             StopTokenIds = [eos],
             CacheSalt = request.CacheSalt,
-            LogitsProcessor = processors.Count switch { 0 => null, 1 => processors[0], _ => new Chain(processors) },
+            LogitsProcessor = processors.Count switch { 0 => null, 1 => processors[0], _ => new LogitsProcessorChain(processors) },
         };
         GenerationStream stream;
         try
@@ -245,18 +245,6 @@ public static class Completions
         var tail = inContent ? text.Finish() : string.Empty;
         var choice = new CompletionChoice(index, text.Text, [.. tokens], finish, stream.CachedPromptTokens);
         await updates.WriteAsync(new CompletionUpdate(index, tail, choice), ct).ConfigureAwait(false);
-    }
-
-    /// <summary>Several processors in order.</summary>
-    private sealed class Chain(IReadOnlyList<ILogitsProcessor> processors) : ILogitsProcessor
-    {
-        public void Process(ReadOnlySpan<int> generated, Span<float> logits)
-        {
-            foreach (var p in processors)
-            {
-                p.Process(generated, logits);
-            }
-        }
     }
 }
 

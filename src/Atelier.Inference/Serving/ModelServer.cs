@@ -60,6 +60,9 @@ public sealed class LoadedBase : IAsyncDisposable
     /// <summary>Makes an adapter file known to the engine's loader under <paramref name="adapterId"/>.</summary>
     internal void RegisterAdapter(string adapterId, string path) => _adapterFiles[adapterId] = path;
 
+    /// <summary>Whether an adapter file is known under <paramref name="adapterId"/>.</summary>
+    internal bool HasAdapter(string adapterId) => _adapterFiles.ContainsKey(adapterId);
+
     /// <summary>Whether a fine-tuned model of this base was served here (its adapter is, or was recently, in the engine's pool).</summary>
     public bool HasServed(string modelId) => _adapterFiles.Keys.Any(k => k.StartsWith(modelId + "@", StringComparison.Ordinal));
 
@@ -127,12 +130,11 @@ public sealed partial class ModelServer(ModelRegistry registry, ServingOptions o
     /// <summary>The base models loaded now.</summary>
     public IReadOnlyCollection<LoadedBase> Loaded => [.. _bases.Values.Where(l => l.Value.IsCompletedSuccessfully).Select(l => l.Value.Result)];
 
-    /// <summary>Resolves <paramref name="modelId"/> (an id or alias) for <paramref name="workspaceId"/> and loads what serving it needs.</summary>
-    /// <exception cref="NotFoundException">No such model in the caller's view.</exception>
-    public async Task<ServedModel> AcquireAsync(string workspaceId, string modelId, CancellationToken ct)
+    /// <summary>Loads what serving <paramref name="model"/> (as the caller's workspace resolved it) needs on this replica.</summary>
+    public async Task<ServedModel> AcquireAsync(RegisteredModel model, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(model);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var model = await registry.FindAsync(workspaceId, modelId, ct).ConfigureAwait(false) ?? throw new NotFoundException("model", modelId);
         if (model.Kind == ModelKind.Base)
         {
             return new ServedModel(model, await LoadBaseAsync(model, ct).ConfigureAwait(false), null);
@@ -144,7 +146,12 @@ public sealed partial class ModelServer(ModelRegistry registry, ServingOptions o
         var artifact = model.Artifacts.FirstOrDefault(a => a.Name == ModelRegistry.AdapterArtifact)
             ?? throw new StorageUnavailableException($"Model '{model.Id}' has no adapter artifact.");
         var adapterId = model.Id + "@" + artifact.Sha256[..16];
-        loaded.RegisterAdapter(adapterId, await registry.LocalArtifactAsync(model, ModelRegistry.AdapterArtifact, ct).ConfigureAwait(false));
+        if (!loaded.HasAdapter(adapterId))
+        {
+            // Once per adapter version: later requests find the file already known to the engine's loader.
+            loaded.RegisterAdapter(adapterId, await registry.LocalArtifactAsync(model, ModelRegistry.AdapterArtifact, ct).ConfigureAwait(false));
+        }
+
         return new ServedModel(model, loaded, adapterId);
     }
 

@@ -84,7 +84,7 @@ public sealed class ServingRouter : IAsyncDisposable
         }
 
         var best = allowed.MaxBy(r => Score(r, model, affinityKey))!;
-        return (await best.Server.AcquireAsync(workspaceId, modelId, ct).ConfigureAwait(false), best);
+        return (await best.Server.AcquireAsync(model, ct).ConfigureAwait(false), best);
     }
 
     private double Score(Replica replica, RegisteredModel model, string affinityKey)

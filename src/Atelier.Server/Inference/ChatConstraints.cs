@@ -56,7 +56,7 @@ internal static class ChatConstraints
                 : JsonGrammar.FromSchema(chat.JsonSchema!.ToJsonString(), chat.StrictSchema, "response_format.json_schema.schema");
             var vocabulary = served.Base.Vocabulary;
             var constrained = () => (ILogitsProcessor?)new JsonConstraint(vocabulary, grammar);
-            return chat.ToolChoice == "none" && formatter.ToolCallsTokenId is { } banned ? () => new Both(constrained()!, new Ban(banned)) : constrained;
+            return chat.ToolChoice == "none" && formatter.ToolCallsTokenId is { } banned ? () => new LogitsProcessorChain([constrained()!, new Ban(banned)]) : constrained;
         }
 
         return chat.ToolChoice == "none" && chat.Tools.Count > 0 && formatter.ToolCallsTokenId is { } ban ? () => new Ban(ban) : null;
@@ -71,15 +71,6 @@ internal static class ChatConstraints
             {
                 logits[token] = float.NegativeInfinity;
             }
-        }
-    }
-
-    private sealed class Both(ILogitsProcessor first, ILogitsProcessor second) : ILogitsProcessor
-    {
-        public void Process(ReadOnlySpan<int> generated, Span<float> logits)
-        {
-            first.Process(generated, logits);
-            second.Process(generated, logits);
         }
     }
 }

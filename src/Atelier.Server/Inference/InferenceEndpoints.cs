@@ -190,11 +190,11 @@ public static class InferenceEndpoints
                 ["object"] = kind,
                 ["model"] = model,
                 ["created"] = created,
-                ["choices"] = new JsonArray([.. choices.Select(c => (JsonNode)new JsonObject
+                ["choices"] = new JsonArray([.. choices.Select(c => Answer.Of(c, tokenizer, request.ContentEndToken)).Select(a => (JsonNode)new JsonObject
                 {
-                    ["index"] = c.Index,
-                    ["message"] = Message(c, tokenizer, request.ContentEndToken),
-                    ["finish_reason"] = FinishReason(c, tokenizer, request.ContentEndToken),
+                    ["index"] = a.Index,
+                    ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = a.Content, ["tool_calls"] = a.ToolCalls, ["prefix"] = false },
+                    ["finish_reason"] = a.FinishReason,
                 })]),
                 ["usage"] = Usage(request, choices),
             };
@@ -221,8 +221,9 @@ public static class InferenceEndpoints
             if (update.Finished is { } done)
             {
                 finished.Add(done);
-                finish = FinishReason(done, tokenizer, request.ContentEndToken);
-                if (ToolCalls(done, tokenizer, request.ContentEndToken) is { } calls)
+                var answer = Answer.Of(done, tokenizer, request.ContentEndToken);
+                finish = answer.FinishReason;
+                if (answer.ToolCalls is { } calls)
                 {
                     delta["tool_calls"] = calls;
                 }
@@ -248,40 +249,6 @@ public static class InferenceEndpoints
         await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted).ConfigureAwait(false);
     }
 
-    private static JsonObject Message(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) => new()
-    {
-        ["role"] = "assistant",
-        ["content"] = Content(choice, tokenizer, toolCallsToken),
-        ["tool_calls"] = ToolCalls(choice, tokenizer, toolCallsToken),
-        ["prefix"] = false,
-    };
-
-    private static string FinishReason(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) =>
-        choice.FinishReason == "stop" && Turn(choice, tokenizer, toolCallsToken) is { ToolCalls.Count: > 0 } ? "tool_calls" : choice.FinishReason;
-
-    /// <summary>
-    /// The tool calls of a choice, parsed from its tokens by the model's own syntax; null when it made
-    /// none, or when they do not parse (then, as Mistral's API does, the raw text is the content).
-    /// </summary>
-    private static JsonArray? ToolCalls(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) =>
-        Turn(choice, tokenizer, toolCallsToken) is { ToolCalls.Count: > 0 } turn
-            ? new JsonArray([.. turn.ToolCalls.Select((c, i) => (JsonNode)new JsonObject
-            {
-                ["id"] = c.Id,
-                ["type"] = "function",
-                ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments },
-                ["index"] = i,
-            })])
-            : null;
-
-    /// <summary>The assistant turn of a choice that wrote <c>[TOOL_CALLS]</c>, or null.</summary>
-    private static AssistantTurn? Turn(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) =>
-        toolCallsToken is { } t && Array.IndexOf(choice.Tokens, t) >= 0 ? MistralToolCallParser.Parse(choice.Tokens, tokenizer) : null;
-
-    /// <summary>The content of a choice: its text, or, when its tool calls did not parse, everything it wrote.</summary>
-    private static string Content(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken) =>
-        Turn(choice, tokenizer, toolCallsToken) is { } turn ? turn.Content : choice.Text;
-
     private static JsonObject Usage(CompletionRequest request, IReadOnlyList<CompletionChoice> choices)
     {
         var completion = choices.Sum(c => c.Tokens.Length);
@@ -292,5 +259,31 @@ public static class InferenceEndpoints
             ["total_tokens"] = request.Prompt.Length + completion,
             ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = choices.Count == 0 ? 0 : choices.Min(c => c.CachedPromptTokens) },
         };
+    }
+
+    /// <summary>
+    /// What a finished choice answers, its tokens parsed once: the content, the tool calls (parsed by
+    /// the model's own syntax; null when it made none or they do not parse, and then, as Mistral's API
+    /// does, the content is everything it wrote), and the finish reason (<c>tool_calls</c> when it called).
+    /// </summary>
+    private sealed record Answer(int Index, string Content, JsonArray? ToolCalls, string FinishReason)
+    {
+        public static Answer Of(CompletionChoice choice, Atelier.Data.Tokenization.ITextTokenizer tokenizer, int? toolCallsToken)
+        {
+            if (toolCallsToken is not { } t || Array.IndexOf(choice.Tokens, t) < 0)
+            {
+                return new Answer(choice.Index, choice.Text, null, choice.FinishReason);
+            }
+
+            var turn = MistralToolCallParser.Parse(choice.Tokens, tokenizer);
+            var calls = turn.ToolCalls.Count == 0 ? null : new JsonArray([.. turn.ToolCalls.Select((c, i) => (JsonNode)new JsonObject
+            {
+                ["id"] = c.Id,
+                ["type"] = "function",
+                ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments },
+                ["index"] = i,
+            })]);
+            return new Answer(choice.Index, turn.Content, calls, calls is not null && choice.FinishReason == "stop" ? "tool_calls" : choice.FinishReason);
+        }
     }
 }
