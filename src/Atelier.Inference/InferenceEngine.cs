@@ -70,10 +70,11 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
 
     /// <summary>
     /// Test seam: called on the engine thread after each generated token with the request's arrival
-    /// number (0 for the engine's first request) and its tokens so far, before the step ends, so a test
-    /// can cancel a request after exactly k tokens.
+    /// number (0 for the engine's first request), its tokens so far and its cancellation token, before
+    /// the step ends, so a test can cancel a request after exactly k tokens, or hold the engine at a
+    /// token until something outside (a client going away) cancels the request.
     /// </summary>
-    internal Action<long, int>? TokenGenerated { get; set; }
+    internal Action<long, int, CancellationToken>? TokenGenerated { get; set; }
 
     /// <summary>The most positions one sequence may reach (prompt plus generated tokens): the whole pool.</summary>
     public int MaxSequenceLength => _pool.BlockCount * _pool.BlockSize;
@@ -260,7 +261,7 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
             seq.Append(token);
             seq.Output.Writer.TryWrite(token);
             generated++;
-            TokenGenerated?.Invoke(seq.Id, seq.Generated);
+            TokenGenerated?.Invoke(seq.Id, seq.Generated, seq.CancellationToken);
             if (seq.Request.StopTokenIds is { } stop && stop.Contains(token))
             {
                 Complete(seq, FinishReason.Stop);

@@ -74,7 +74,7 @@ public class InferenceEngineTests
         var sources = requests.Select(_ => new CancellationTokenSource()).ToArray();
 
         using var engine = new InferenceEngine(weights, options, TinyModels.Loader(args));
-        engine.TokenGenerated = (id, generated) =>
+        engine.TokenGenerated = (id, generated, _) =>
         {
             if (cancelAfter.TryGetValue(id, out var k) && generated == k)
             {
@@ -170,7 +170,7 @@ public class InferenceEngineTests
         Assert.Equal(12, engine.Metrics.KvBlocksTotal);
         Assert.True(engine.Metrics.KvCacheBytes <= options.KvCacheBytes);
         var peakSeen = 0;
-        engine.TokenGenerated = (_, _) => peakSeen = Math.Max(peakSeen, engine.Metrics.KvBlocksUsed);
+        engine.TokenGenerated = (_, _, _) => peakSeen = Math.Max(peakSeen, engine.Metrics.KvBlocksUsed);
         var results = await Task.WhenAll(requests.Select(r => Collect(engine.Submit(r)))).WaitAsync(Limit);
 
         Assert.All(results, r => Assert.Equal(12, r.Tokens.Length));
@@ -196,7 +196,7 @@ public class InferenceEngineTests
         var options = new InferenceEngineOptions { KvCacheBytes = 4L << 20, BlockSize = 4, MaxBatchTokens = 16, MaxRunningSequences = 3 };
         using var engine = new InferenceEngine(weights, options);
         var sources = Enumerable.Range(0, 8).Select(_ => new CancellationTokenSource()).ToArray();
-        engine.TokenGenerated = (id, generated) =>
+        engine.TokenGenerated = (id, generated, _) =>
         {
             if (generated == 1 + (int)id)
             {
@@ -333,7 +333,7 @@ public class InferenceEngineTests
 
         // Disposal starts inside the step that produced the first request's second token (it does not
         // block there: the asynchronous form waits for the loop to exit), so where it lands is fixed.
-        engine.TokenGenerated = (id, generated) =>
+        engine.TokenGenerated = (id, generated, _) =>
         {
             if (id == 0 && generated == 2)
             {

@@ -26,6 +26,15 @@ public sealed class InferenceApiTests
 
         var engine = server.Service<ServingRouter>().Replicas[0].Server.Loaded.Single().Engine;
         var generatedBefore = engine.Metrics.GeneratedTokens;
+        // The engine is held at the streamed request's fifth token until the server cancels it, so a
+        // fast engine cannot finish all 1,000 tokens before the client has even read its first line.
+        engine.TokenGenerated = (id, generated, cancelled) =>
+        {
+            if (id > 0 && generated == 5)
+            {
+                cancelled.WaitHandle.WaitOne(Limit);
+            }
+        };
         var body = Request + ",\"stream\":true}";
         // A client that really goes away: HttpClient would otherwise drain up to 1 MB of the rest of
         // the stream to reuse the connection, and the server would see no disconnect at all.
