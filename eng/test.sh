@@ -4,7 +4,9 @@
 #   - npm packages of the end-to-end tests (the official Mistral SDK) and of the tokeniser
 #     reference tests (tiktoken), from their package-lock.json files,
 #   - Debian's python3-sentencepiece (Google's sentencepiece under /usr/bin/python3), the
-#     reference of the SentencePiece tests, when /usr/bin/python3 cannot import it already.
+#     reference of the SentencePiece tests, when /usr/bin/python3 cannot import it already,
+#   - Debian's chromium (/usr/bin/chromium), the browser of the web console's tests, which
+#     Playwright drives without downloading a browser of its own.
 # Ends with one line "N passed, N failed", counted from the TRX test results.
 # Extra arguments go to `dotnet test`, e.g.  eng/test.sh --filter "Category!=Slow"
 set -uo pipefail
@@ -24,6 +26,17 @@ if ! /usr/bin/python3 -c 'import sentencepiece' >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-sentencepiece >/dev/null; } \
     || echo "could not install python3-sentencepiece: the SentencePiece reference tests will fail"
+fi
+
+# The web console's browser. Playwright's own browser download is never used (nothing outside the
+# package registries can be reached): the tests point it at Debian's chromium.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (the web console tests' browser)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; } \
+    || echo "could not install chromium: the web console tests will fail"
 fi
 
 # Formatting check (whitespace and indentation, as .editorconfig says); a failure fails the run.

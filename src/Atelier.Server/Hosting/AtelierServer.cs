@@ -12,6 +12,7 @@ using Atelier.Inference.Serving;
 using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Collections;
+using Atelier.Server.WebConsole;
 using Atelier.Server.Datasets;
 using Atelier.Server.Errors;
 using Atelier.Server.Features;
@@ -160,9 +161,7 @@ public static class AtelierServer
         // Liveness only: it needs no key, so it says nothing about the data (no counts, no versions).
         app.MapGet("/health", () => Results.Json(new { status = "ok" }, AtelierJson.Options))
             .WithTags("Health");
-        app.MapGet("/", () => Results.Text(
-            "Atelier is running. Mistral-compatible API under /v1, platform API under /api/v1, OpenAPI at /openapi/v1.json, metrics at /metrics.\n",
-            "text/plain")).ExcludeFromDescription();
+        app.MapConsole();
         app.MapFiles();
         app.MapPlatform();
         app.MapDatasets();
@@ -171,6 +170,7 @@ public static class AtelierServer
         app.MapModels();
         app.MapFineTuningJobs();
         app.MapCheckpoints();
+        app.MapNodes();
         app.MapInference();
         return app;
     }

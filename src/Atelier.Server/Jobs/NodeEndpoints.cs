@@ -1,0 +1,36 @@
+using Atelier.Cluster.Jobs;
+using Atelier.Core;
+using Atelier.Server.Auth;
+
+namespace Atelier.Server.Jobs;
+
+/// <summary>A training node as <c>GET /api/v1/nodes</c> shows it.</summary>
+/// <param name="Name">Its name in the topology.</param>
+/// <param name="Slots">Jobs it trains at once.</param>
+/// <param name="Running">Jobs on its slots now.</param>
+/// <param name="Free">Slots free now.</param>
+public sealed record NodeObject(string Name, int Slots, int Running, int Free);
+
+/// <summary>The training nodes and their slots: what the console's overview shows.</summary>
+public static class NodeEndpoints
+{
+    /// <summary>Maps <c>GET /api/v1/nodes</c>.</summary>
+    public static void MapNodes(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/v1/nodes", async (HttpContext context, IGrainFactory grains) =>
+        {
+            // Any key may look: slots and counts are the installation's, not a workspace's data.
+            // Job ids are left out, since the queue holds every workspace's jobs.
+            ApiKeyAuthentication.Caller(context);
+            var state = await grains.GetGrain<IJobSchedulerGrain>(0).GetStateAsync().ConfigureAwait(false);
+            return Results.Json(
+                new
+                {
+                    data = state.Nodes.Select(n => new NodeObject(n.Node, n.Slots, n.Running, n.Free)).ToArray(),
+                    queued = state.Queue.Count,
+                    running = state.Running.Count,
+                },
+                AtelierJson.Options);
+        }).WithTags("Nodes").WithSummary("Training nodes with their slots and load, and how many jobs wait for a slot.");
+    }
+}
