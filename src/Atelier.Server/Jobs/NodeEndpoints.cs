@@ -11,6 +11,12 @@ namespace Atelier.Server.Jobs;
 /// <param name="Free">Slots free now.</param>
 public sealed record NodeObject(string Name, int Slots, int Running, int Free);
 
+/// <summary>The answer of <c>GET /api/v1/nodes</c>.</summary>
+/// <param name="Data">The training nodes.</param>
+/// <param name="Queued">Jobs waiting for a slot, in every workspace.</param>
+/// <param name="Running">Jobs on slots, in every workspace.</param>
+public sealed record NodeList(IReadOnlyList<NodeObject> Data, int Queued, int Running);
+
 /// <summary>The training nodes and their slots: what the console's overview shows.</summary>
 public static class NodeEndpoints
 {
@@ -24,13 +30,8 @@ public static class NodeEndpoints
             ApiKeyAuthentication.Caller(context);
             var state = await grains.GetGrain<IJobSchedulerGrain>(0).GetStateAsync().ConfigureAwait(false);
             return Results.Json(
-                new
-                {
-                    data = state.Nodes.Select(n => new NodeObject(n.Node, n.Slots, n.Running, n.Free)).ToArray(),
-                    queued = state.Queue.Count,
-                    running = state.Running.Count,
-                },
+                new NodeList([.. state.Nodes.Select(n => new NodeObject(n.Node, n.Slots, n.Running, n.Free))], state.Queue.Count, state.Running.Count),
                 AtelierJson.Options);
-        }).WithTags("Nodes").WithSummary("Training nodes with their slots and load, and how many jobs wait for a slot.");
+        }).Produces<NodeList>().WithTags("Nodes").WithSummary("Training nodes with their slots and load, and how many jobs wait for a slot.");
     }
 }

@@ -22,6 +22,9 @@ export class ApiError extends Error {
   }
 }
 
+/** The Authorization header of the signed-in key, for the few calls that read a response as a stream. */
+export const authorization = () => ({ Authorization: `Bearer ${session.key}` });
+
 let onUnauthorized = () => {};
 /** What to do when the key stops working (revoked, or a server restarted with another key). */
 export function whenUnauthorized(handler) { onUnauthorized = handler; }

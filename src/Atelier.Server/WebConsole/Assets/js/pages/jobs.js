@@ -1,6 +1,6 @@
 // Jobs: the list with Mistral's filters, creating a job, and a job's page: its status timeline,
 // events, loss and accuracy curves updating as it trains, checkpoints (restore), cancel and start.
-import { api, optional } from '../api.js';
+import { api, authorization } from '../api.js';
 import { h, put, field, table, kv, badge, when, num } from '../dom.js';
 import { lineChart } from '../chart.js';
 
@@ -9,31 +9,83 @@ const TERMINAL = ['SUCCESS', 'FAILED', 'FAILED_VALIDATION', 'CANCELLED'];
 
 const first = (row, ...names) => names.map((n) => row?.[n]).find((v) => typeof v === 'number' && Number.isFinite(v));
 
+/** One metrics row, whatever the server names its fields. */
+function metricRow(r) {
+  return {
+    step: first(r, 'step', 'step_number'),
+    trainLoss: first(r, 'train_loss', 'loss'),
+    validLoss: first(r, 'valid_loss', 'validation_loss', 'eval_loss'),
+    trainAccuracy: first(r, 'train_accuracy', 'train_mean_token_accuracy'),
+    validAccuracy: first(r, 'valid_mean_token_accuracy', 'valid_accuracy', 'validation_accuracy'),
+  };
+}
+
+/** The rows in a piece of a metrics answer: an array, { data: [...] }, or one row. */
+function rowsIn(value) {
+  const list = Array.isArray(value) ? value : Array.isArray(value?.data) ? value.data : [value];
+  return list.map(metricRow).filter((r) => r.step !== undefined);
+}
+
 /**
- * Per-step metrics: GET /api/v1/jobs/{id}/metrics where the server has it (JSON, an array, or JSON
- * lines), else the metrics recorded with each checkpoint.
+ * Per-step metrics from GET /api/v1/jobs/{id}/metrics, where the server has it. A JSON answer is
+ * read whole (and read again at the next poll); a streamed one (JSON lines or server-sent events)
+ * is read as it comes for as long as the page is open, each row merged by step. Resolves to false
+ * when the server has no such endpoint, and the page then draws each checkpoint's metrics.
  */
-async function metricsOf(job, state, signal) {
-  if (state.metricsEndpoint !== false) {
+async function followMetrics(jobId, state, signal) {
+  const response = await fetch(`/api/v1/jobs/${encodeURIComponent(jobId)}/metrics`, {
+    headers: { ...authorization(), Accept: 'application/x-ndjson, text/event-stream, application/json' },
+    signal,
+    cache: 'no-store',
+  });
+  if (!response.ok) {
+    await response.body?.cancel();
+    return false;
+  }
+  const merge = (rows) => {
+    for (const row of rows) state.metrics.set(row.step, { ...state.metrics.get(row.step), ...Object.fromEntries(Object.entries(row).filter(([, v]) => v !== undefined)) });
+  };
+  const type = response.headers.get('content-type') ?? '';
+  if (type.startsWith('application/json')) {
+    merge(rowsIn(await response.json()));
+    state.metricsMode = 'poll';
+    return true;
+  }
+  state.metricsMode = 'stream';
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  (async () => {
     try {
-      const answer = await optional(`/api/v1/jobs/${encodeURIComponent(job.id)}/metrics`, { signal, accept: 'application/json' });
-      if (answer === null) {
-        state.metricsEndpoint = false;
-      } else {
-        state.metricsEndpoint = true;
-        const rows = Array.isArray(answer) ? answer : Array.isArray(answer?.data) ? answer.data
-          : String(answer).split('\n').map((l) => l.replace(/^data:\s*/, '').trim()).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-        return rows.map((r) => ({
-          step: first(r, 'step', 'step_number'),
-          trainLoss: first(r, 'train_loss', 'loss'),
-          validLoss: first(r, 'valid_loss', 'validation_loss', 'eval_loss'),
-          trainAccuracy: first(r, 'train_accuracy', 'train_mean_token_accuracy'),
-          validAccuracy: first(r, 'valid_mean_token_accuracy', 'valid_accuracy', 'validation_accuracy'),
-        })).filter((r) => r.step !== undefined);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf('\n')) >= 0) {
+          const line = buffer.slice(0, end).replace(/^data:\s*/, '').trim();
+          buffer = buffer.slice(end + 1);
+          if (line.startsWith('{') || line.startsWith('[')) merge(rowsIn(JSON.parse(line)));
+        }
       }
+    } catch {
+      // The page was left (aborted) or the stream broke: the rows read so far stay drawn.
+    }
+  })();
+  return true;
+}
+
+/** The rows to draw: the metrics endpoint's where it answered, else each checkpoint's. */
+async function metricsOf(job, state, signal) {
+  if (state.metricsEndpoint === undefined || state.metricsMode === 'poll') {
+    try {
+      state.metricsEndpoint = await followMetrics(job.id, state, signal);
     } catch {
       state.metricsEndpoint = false;
     }
+  }
+  if (state.metricsEndpoint && state.metrics.size > 0) {
+    return [...state.metrics.values()].sort((a, b) => a.step - b.step);
   }
   return (job.checkpoints ?? []).map((c) => ({
     step: c.step_number,
@@ -53,7 +105,7 @@ function timeline(job) {
 }
 
 async function detail(root, ctx, id) {
-  const state = { metricsEndpoint: undefined, signatures: {} };
+  const state = { metricsEndpoint: undefined, metricsMode: null, metrics: new Map(), signatures: {} };
   const status = h('div', { id: 'job-status', 'aria-live': 'polite' });
   const actions = h('div', { class: 'actions' });
   const charts = h('div', { id: 'job-charts' });
@@ -100,8 +152,8 @@ async function detail(root, ctx, id) {
       h('button', { type: 'button', id: 'job-start', disabled: job.status !== 'VALIDATED', onclick: () => act('Start', `/v1/fine_tuning/jobs/${id}/start`) }, 'Start'),
       h('button', { type: 'button', id: 'job-cancel', class: 'danger', disabled: TERMINAL.includes(job.status), onclick: () => act('Cancel', `/v1/fine_tuning/jobs/${id}/cancel`) }, 'Cancel'),
     ]);
-    document.getElementById('metrics-source').textContent = state.metricsEndpoint
-      ? 'Per-step metrics from the job\'s metrics stream.'
+    document.getElementById('metrics-source').textContent = state.metricsEndpoint && state.metrics.size > 0
+      ? 'Per-step metrics from the job\'s metrics endpoint.'
       : 'Metrics as recorded with each checkpoint (this server has no per-step metrics endpoint).';
     update('charts', charts, JSON.stringify(rows), () => [
       lineChart({ id: 'loss-chart', title: 'Loss', yLabel: 'loss', series: [
