@@ -19,6 +19,10 @@ public sealed class SqliteLineageRepository(CatalogDatabase database) : ILineage
         database.RunAsync(connection => DerivedFromDatasetAsync(connection, null, workspaceId, datasetId, cancellationToken), cancellationToken);
 
     /// <inheritdoc />
+    public async Task<IReadOnlyList<DerivedArtifact>> PendingFromCheckpointAsync(string workspaceId, string jobId, long step, CancellationToken cancellationToken = default) =>
+        await database.QueryAsync(LineageSql.PendingFromCheckpoint, LineageSql.Read, cancellationToken, ("$ws", workspaceId), ("$job", jobId), ("$step", step)).ConfigureAwait(false);
+
+    /// <inheritdoc />
     public async Task<IReadOnlyList<LineageNodeRecord>> NodesAsync(string workspaceId, CancellationToken cancellationToken = default) =>
         await database.QueryAsync(LineageSql.Nodes, LineageSql.ReadNode, cancellationToken, ("$ws", workspaceId)).ConfigureAwait(false);
 
@@ -178,6 +182,15 @@ internal static class LineageSql
         UNION ALL
         SELECT 'feature_view', json_extract(s.value, '$.view_id'), 'training_set', t.id, 'feature_view' FROM feature_training_sets t, json_each(t.manifest, '$.sources') s
         WHERE t.workspace_id = $ws AND json_extract(s.value, '$.view_id') IS NOT NULL
+        """;
+
+    // A restore's start_from ({"job_id", "step"}) in a job that has not finished.
+    public const string PendingFromCheckpoint = """
+        SELECT 'fine_tuning_job', j.id, j.created_at FROM fine_tuning_jobs j
+        WHERE j.workspace_id = $ws AND json_extract(j.request_json, '$.start_from.job_id') = $job
+          AND json_extract(j.request_json, '$.start_from.step') = $step
+          AND j.status NOT IN ('SUCCESS', 'FAILED', 'FAILED_VALIDATION', 'CANCELLED')
+        ORDER BY 3, 2
         """;
 
     public static DerivedArtifact Read(SqliteDataReader r) => new(r.GetString(0), r.GetString(1));

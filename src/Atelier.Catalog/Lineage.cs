@@ -24,6 +24,13 @@ public interface ILineageRepository
     Task<IReadOnlyList<DerivedArtifact>> DerivedFromDatasetAsync(string workspaceId, string datasetId, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// The jobs of the workspace, not yet finished, that start from checkpoint <paramref name="step"/> of
+    /// job <paramref name="jobId"/> (a restore's <c>start_from</c>): deleting the checkpoint would fail
+    /// them later. A finished job no longer needs it.
+    /// </summary>
+    Task<IReadOnlyList<DerivedArtifact>> PendingFromCheckpointAsync(string workspaceId, string jobId, long step, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// The workspace's own artifacts as lineage nodes: files, dataset versions, jobs, their
     /// checkpoints, vector collections, feature view versions and training sets. Models come from
     /// the registry, which owns their JSON; nothing of another workspace is returned.
