@@ -226,10 +226,24 @@ internal static class LineageCommands
             foreach (var step in steps)
             {
                 var outcome = outcomes?.FirstOrDefault(o => o!["kind"]!.GetValue<string>() == step!["kind"]!.GetValue<string>() && o["id"]!.GetValue<string>() == step["id"]!.GetValue<string>());
-                table.AddRow(Markup.Escape(AtelierCommands.Str(step!["kind"])), Markup.Escape(AtelierCommands.Str(step["id"])), Markup.Escape(AtelierCommands.Str(step["action"])), Markup.Escape(AtelierCommands.Str(outcome?["outcome"] ?? step["detail"])));
+                string[] cells = [AtelierCommands.Str(step!["kind"]), AtelierCommands.Str(step["id"]), AtelierCommands.Str(step["action"]), AtelierCommands.Str(outcome?["outcome"] ?? step["detail"])];
+
+                // Piped, one line per artifact, so ids are never wrapped to a terminal's width.
+                if (Console.IsOutputRedirected)
+                {
+                    Console.WriteLine(string.Join('\t', cells));
+                }
+                else
+                {
+                    table.AddRow([.. cells.Select(Markup.Escape)]);
+                }
             }
 
-            AnsiConsole.Write(table);
+            if (!Console.IsOutputRedirected)
+            {
+                AnsiConsole.Write(table);
+            }
+
             if (!dryRun)
             {
                 var checks = answer["verification"]!.AsArray();
