@@ -205,6 +205,12 @@ public sealed class CatalogDatabase
     /// <summary>The highest migration this build knows.</summary>
     public static int LatestSchemaVersion => Migrations.Latest;
 
+    /// <summary>
+    /// Every migration this build knows, ascending. Not always 1 to <see cref="LatestSchemaVersion"/>:
+    /// numbers are given out to work in parallel, and the runner applies whichever exist, in order.
+    /// </summary>
+    public static IReadOnlyList<int> KnownSchemaVersions => Migrations.Versions;
+
     /// <summary>The highest migration applied.</summary>
     public int SchemaVersion
     {

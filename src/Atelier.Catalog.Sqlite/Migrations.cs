@@ -215,6 +215,34 @@ internal static class Migrations
                 created_by       TEXT NOT NULL
             );
             """),
+        (8, "erasures, model taints, serving overrides", """
+            CREATE TABLE IF NOT EXISTS erasures (
+                id             TEXT PRIMARY KEY,
+                workspace_id   TEXT NOT NULL REFERENCES workspaces(id),
+                artifact_kind  TEXT NOT NULL,
+                artifact_id    TEXT NOT NULL,
+                content_sha256 TEXT NOT NULL,
+                status         TEXT NOT NULL CHECK (status IN ('running', 'succeeded')),
+                plan_json      TEXT NOT NULL,
+                report_json    TEXT,
+                created_at     INTEGER NOT NULL,
+                finished_at    INTEGER,
+                created_by     TEXT NOT NULL
+            );
+            -- At most one unfinished erasure per artifact: a re-run continues it instead of starting another.
+            CREATE UNIQUE INDEX IF NOT EXISTS erasures_running ON erasures(workspace_id, artifact_kind, artifact_id) WHERE status = 'running';
+            CREATE TABLE IF NOT EXISTS model_taints (
+                model_id    TEXT PRIMARY KEY,
+                erasure_id  TEXT NOT NULL REFERENCES erasures(id),
+                tainted_at  INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS serving_overrides (
+                model_id    TEXT PRIMARY KEY,
+                reason      TEXT NOT NULL,
+                actor       TEXT NOT NULL,
+                created_at  INTEGER NOT NULL
+            );
+            """),
     ];
 
     public static void Apply(SqliteConnection connection)
@@ -269,4 +297,7 @@ internal static class Migrations
     }
 
     public static int Latest => All.Max(m => m.Version);
+
+    // Branches take numbers in parallel, so the known versions may have a gap until they merge.
+    public static IReadOnlyList<int> Versions => [.. All.Select(m => m.Version).Order()];
 }

@@ -18,6 +18,7 @@ public sealed class SqliteCatalog
         VectorCollections = new SqliteVectorCollectionRepository(database);
         Lineage = new SqliteLineageRepository(database);
         Policies = new SqlitePolicyRepository(database);
+        Erasures = new SqliteErasureRepository(database);
     }
 
     /// <summary>Opens (creating if needed) the catalog at <paramref name="path"/> and applies the migrations it lacks.</summary>
@@ -48,6 +49,9 @@ public sealed class SqliteCatalog
 
     /// <summary>Operator-defined residency policies and the workspaces' governance.</summary>
     public IPolicyRepository Policies { get; }
+
+    /// <summary>Erasures, model taints and serving overrides.</summary>
+    public IErasureRepository Erasures { get; }
 }
 
 /// <summary>Registers the SQLite catalog.</summary>
@@ -69,6 +73,7 @@ public static class SqliteCatalogServiceCollectionExtensions
         services.AddSingleton(catalog.VectorCollections);
         services.AddSingleton(catalog.Lineage);
         services.AddSingleton(catalog.Policies);
+        services.AddSingleton(catalog.Erasures);
         services.AddSingleton<IModelRepository>(new SqliteModelRepository(catalog.Database));
         services.AddSingleton<IFeatureRepository>(new SqliteFeatureRepository(catalog.Database));
         return services;

@@ -44,6 +44,8 @@ public static class AtelierCommands
         root.Subcommands.Add(GovernanceCommands.Policies(client));
         root.Subcommands.Add(GovernanceCommands.Workspaces(client));
         root.Subcommands.Add(Audit(client));
+        root.Subcommands.Add(LineageCommands.Lineage(client));
+        root.Subcommands.Add(LineageCommands.Erasure(client));
         return root;
     }
 

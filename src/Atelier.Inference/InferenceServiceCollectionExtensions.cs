@@ -28,7 +28,7 @@ public static class InferenceServiceCollectionExtensions
         {
             var registry = provider.GetRequiredService<ModelRegistry>();
             var logger = provider.GetRequiredService<ILogger<ModelServer>>();
-            return new ServingRouter([.. replicas.Select(r => new Replica(r.Id, r.Location, new ModelServer(registry, options, logger)))], registry, policies);
+            return new ServingRouter([.. replicas.Select(r => new Replica(r.Id, r.Location, new ModelServer(registry, options, logger)))], registry, policies, provider.GetService<Atelier.Catalog.IErasureRepository>());
         });
         return services;
     }

@@ -58,6 +58,8 @@ public static class TrainingServiceCollectionExtensions
         services.AddSingleton<FineTuningStorage>();
         services.AddSingleton<FineTuningWork>();
         services.AddSingleton<IFineTuningWork>(provider => provider.GetRequiredService<FineTuningWork>());
+        services.AddSingleton<Lineage.LineageGraphService>();
+        services.AddSingleton<Erasure.ErasureService>();
         return services;
     }
 }

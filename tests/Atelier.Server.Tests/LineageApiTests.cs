@@ -130,4 +130,26 @@ public sealed class LineageApiTests
         await AssertRefusedAsync(client, "/v1/models/" + Uri.EscapeDataString(fineTuned.Id), ("fine_tuning_job", "job-on-fine-tuned"));
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/models/" + Uri.EscapeDataString(fineTuned.Id))).StatusCode);
     }
+
+    [Fact]
+    public async Task DeleteCheckpoint_ThatAPendingRestoreStartsFrom_Returns409NamingIt_AndWorksOnceItIsCancelled()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var client = server.Client();
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-base"));
+        var train = await ApiRequests.UploadAsync(client, "train.jsonl", TestModels.TrainingLines());
+        var source = await CreateJobAsync(client, JobsApiTests.Request("tiny-base", train, steps: 4));
+        await JobsApiTests.WaitAsync(client, source, "SUCCESS");
+
+        var (status, restored) = await JobsApiTests.PostAsync(client, $"/api/v1/checkpoints/{source}/4/restore", new { training_steps = 6, auto_start = false });
+        Assert.True(status == HttpStatusCode.Created, restored.ToJsonString());
+        var pending = restored["id"]!.GetValue<string>();
+
+        await AssertRefusedAsync(client, $"/api/v1/checkpoints/{source}/4", ("fine_tuning_job", pending));
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/api/v1/checkpoints/{source}/4")).StatusCode);
+
+        Assert.Equal(HttpStatusCode.OK, (await JobsApiTests.PostAsync(client, $"/v1/fine_tuning/jobs/{pending}/cancel", null)).Status);
+        await JobsApiTests.WaitAsync(client, pending, "CANCELLED");
+        Assert.Equal(HttpStatusCode.OK, (await DeleteAsync(client, $"/api/v1/checkpoints/{source}/4")).Status);
+    }
 }

@@ -129,9 +129,24 @@ public sealed class ConflictException(string message, IReadOnlyList<DerivedArtif
         var more = derived.Count > Named ? $" and {derived.Count - Named} more" : "";
         return new ConflictException(
             $"The {kind} '{id}' cannot be deleted: {derived.Count} artifact(s) derive from it ({names}{more}). "
-            + "Delete those first. Erasing an artifact together with everything that derives from it is the erasure flow (registry issue), which is not available yet.",
+            + "Delete those first, or erase it together with everything that derives from it through the erasure flow (POST /api/v1/erasure, atelier erasure plan).",
             derived);
     }
+}
+
+/// <summary>
+/// The resource exists but may not be used for legal reasons (HTTP 451): a model trained on data that
+/// was erased, which is not served unless an admin records an override.
+/// </summary>
+/// <param name="message">Why, naming the erasure.</param>
+/// <param name="code">The machine-readable reason.</param>
+public sealed class UnavailableForLegalReasonsException(string message, string code = "model_tainted") : AtelierException(message)
+{
+    /// <inheritdoc />
+    public override int StatusCode => 451;
+
+    /// <inheritdoc />
+    public override string Code { get; } = code;
 }
 
 /// <summary>An artifact that derives from another (used it as an input), as a refusal to delete names it.</summary>

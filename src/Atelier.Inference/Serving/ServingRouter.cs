@@ -1,5 +1,6 @@
 using System.IO.Hashing;
 using System.Text;
+using Atelier.Catalog;
 using Atelier.Core.Errors;
 using Atelier.Core.Residency;
 using Atelier.Registry;
@@ -26,12 +27,14 @@ public sealed class ServingRouter : IAsyncDisposable
     private readonly IReadOnlyList<Replica> _replicas;
     private readonly ModelRegistry _registry;
     private readonly Func<string, ResidencyPolicy> _policies;
+    private readonly IErasureRepository? _erasures;
 
     /// <summary>Creates the router over its replicas.</summary>
     /// <param name="replicas">At least one replica.</param>
     /// <param name="registry">Where models (and their policies) are looked up.</param>
     /// <param name="policies">Resolves a policy name (or a derived <c>a&amp;b</c> name) to the policy.</param>
-    public ServingRouter(IReadOnlyList<Replica> replicas, ModelRegistry registry, Func<string, ResidencyPolicy> policies)
+    /// <param name="erasures">Which models an erasure tainted, and which of those an admin allowed anyway; none are refused when null.</param>
+    public ServingRouter(IReadOnlyList<Replica> replicas, ModelRegistry registry, Func<string, ResidencyPolicy> policies, IErasureRepository? erasures = null)
     {
         ArgumentNullException.ThrowIfNull(replicas);
         if (replicas.Count == 0)
@@ -42,6 +45,7 @@ public sealed class ServingRouter : IAsyncDisposable
         _replicas = replicas;
         _registry = registry;
         _policies = policies;
+        _erasures = erasures;
     }
 
     /// <summary>The replicas.</summary>
@@ -57,9 +61,19 @@ public sealed class ServingRouter : IAsyncDisposable
     /// <param name="ct">Cancellation.</param>
     /// <exception cref="NotFoundException">No such model in the caller's view.</exception>
     /// <exception cref="ForbiddenException">No replica runs where the model's policy allows.</exception>
+    /// <exception cref="UnavailableForLegalReasonsException">The model was trained on erased data and no override allows serving it.</exception>
     public async Task<(ServedModel Model, Replica Replica)> AcquireAsync(string workspaceId, string modelId, string affinityKey, CancellationToken ct)
     {
         var model = await _registry.FindAsync(workspaceId, modelId, ct).ConfigureAwait(false) ?? throw new NotFoundException("model", modelId);
+        if (_erasures is not null && model.Kind == ModelKind.FineTuned
+            && await _erasures.TaintOfAsync(model.Id, ct).ConfigureAwait(false) is { } taint
+            && await _erasures.ServingOverrideOfAsync(model.Id, ct).ConfigureAwait(false) is null)
+        {
+            throw new UnavailableForLegalReasonsException(
+                $"Model '{model.Id}' is tainted: it was trained on data erased by erasure '{taint.ErasureId}' (GET /api/v1/erasure/{taint.ErasureId}), so it is not served. "
+                + $"Retrain it on the rebuilt data, or an admin may allow serving it with POST /api/v1/models/{model.Id}/serving-override {{\"reason\": ...}} (audited).");
+        }
+
         var policy = _policies(model.Policy);
         var allowed = new List<Replica>(_replicas.Count);
         var reasons = new List<string>();

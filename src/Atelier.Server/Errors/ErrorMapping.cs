@@ -24,7 +24,8 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         }
         catch (AtelierException e) when (!context.Response.HasStarted)
         {
-            if (e is ForbiddenException)
+            // A tainted model's refusal is audited like any other: who asked to be served it.
+            if (e is ForbiddenException or UnavailableForLegalReasonsException)
             {
                 await AuditRefusalAsync(context, e).ConfigureAwait(false);
             }
@@ -339,6 +340,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         413 => "Payload too large",
         415 => "Unsupported media type",
         422 => "Unprocessable content",
+        451 => "Unavailable for legal reasons",
         507 => "Insufficient storage",
         _ => "Error",
     };

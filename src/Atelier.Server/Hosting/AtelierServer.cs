@@ -19,6 +19,7 @@ using Atelier.Server.Features;
 using Atelier.Server.Files;
 using Atelier.Server.Inference;
 using Atelier.Server.Jobs;
+using Atelier.Server.Lineage;
 using Atelier.Server.Models;
 using Atelier.Server.Platform;
 using Atelier.Storage;
@@ -172,6 +173,7 @@ public static class AtelierServer
         app.MapCheckpoints();
         app.MapNodes();
         app.MapInference();
+        app.MapGroup("/api/v1").MapLineage();
         return app;
     }
 

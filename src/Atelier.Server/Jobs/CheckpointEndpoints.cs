@@ -111,12 +111,19 @@ public static class CheckpointEndpoints
             return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, created!, details: false, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Create a new job that starts from this checkpoint (same data and hyperparameters unless overridden).");
 
-        group.MapDelete("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, IJobRepository jobs, CheckpointStore store) =>
+        group.MapDelete("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, IJobRepository jobs, ILineageRepository lineage, CheckpointStore store) =>
         {
             var job = await FineTuningEndpoints.FindAsync(context, jobs, jobId).ConfigureAwait(false);
             if (job.Status is FineTuningStatus.Running or FineTuningStatus.Queued && job.Started)
             {
                 throw new ConflictException($"Job '{job.Id}' is {job.Status}; its checkpoints are deleted by retention while it trains.");
+            }
+
+            // A restore that has not run yet starts from this checkpoint: deleting it would fail that job later.
+            var pending = await lineage.PendingFromCheckpointAsync(job.WorkspaceId, job.Id, step, context.RequestAborted).ConfigureAwait(false);
+            if (pending.Count > 0)
+            {
+                throw ConflictException.DerivedFrom("checkpoint", CheckpointIds.Of(job.Id, step), pending);
             }
 
             if (!await store.DeleteAsync(job.Id, step, context.RequestAborted).ConfigureAwait(false))

@@ -8,6 +8,7 @@ using Atelier.Modeling.SafeTensors;
 using Atelier.Registry;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
+using Atelier.Server.Lineage;
 using Atelier.Server.Hosting;
 
 namespace Atelier.Server.Models;
@@ -43,8 +44,11 @@ public static class ModelEndpoints
             return Results.Json(new JsonObject { ["object"] = "list", ["data"] = data }, AtelierJson.Options);
         }).WithSummary("List the base models and the workspace's fine-tuned models.");
 
-        models.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
-            Results.Json(Card(await FindAsync(context, registry, modelId).ConfigureAwait(false)), AtelierJson.Options))
+        models.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry, IErasureRepository erasures) =>
+        {
+            var model = await FindAsync(context, registry, modelId).ConfigureAwait(false);
+            return Results.Json(await LineageEndpoints.WithTaintAsync(Card(model), model.Id, erasures, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
+        })
             .WithSummary("Retrieve a model card.");
 
         models.MapDelete("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
@@ -114,8 +118,11 @@ public static class ModelEndpoints
             return Results.Json(Detail(model), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
         }).WithSummary("Import a base model from a Mistral-format directory under one of the server's import roots (operator). Visible to every workspace.");
 
-        platform.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
-            Results.Json(Detail(await FindAsync(context, registry, modelId).ConfigureAwait(false)), AtelierJson.Options))
+        platform.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry, IErasureRepository erasures) =>
+        {
+            var model = await FindAsync(context, registry, modelId).ConfigureAwait(false);
+            return Results.Json(await LineageEndpoints.WithTaintAsync(Detail(model), model.Id, erasures, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
+        })
             .WithSummary("A model with its residency policy, artifacts and lineage.");
 
         platform.MapGet("/{modelId}/adapter", (HttpContext context, string modelId, ModelRegistry registry) => DownloadAdapterAsync(context, registry, modelId))

@@ -92,6 +92,18 @@ public sealed class AuditHeadSigner : IDisposable
         };
     }
 
+    /// <summary>
+    /// Signs a document other than a head (an erasure report) with the same key, so whoever trusts
+    /// the audit heads' key trusts the document: ECDSA P-256 with SHA-256 over
+    /// <paramref name="canonicalBytes"/>, IEEE P1363, base64. The caller's canonical bytes must begin
+    /// with a format name of their own, so a document can never be taken for a head.
+    /// </summary>
+    public string SignDocument(ReadOnlySpan<byte> canonicalBytes) =>
+        Convert.ToBase64String(_key.SignData(canonicalBytes, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation));
+
+    /// <summary>The public key as base64 (SubjectPublicKeyInfo), as heads carry it.</summary>
+    public string PublicKeyBase64 => Convert.ToBase64String(_publicKey);
+
     /// <summary>The key id of a SubjectPublicKeyInfo: its SHA-256, lower-case hex.</summary>
     public static string KeyIdOf(ReadOnlySpan<byte> subjectPublicKeyInfo) => Convert.ToHexStringLower(SHA256.HashData(subjectPublicKeyInfo));
 

@@ -53,6 +53,54 @@ public static class AuditHeadVerifier
             reason);
     }
 
+    /// <summary>
+    /// Checks a document signed by <see cref="AuditHeadSigner.SignDocument"/>: the key id is the
+    /// public key's, the key is P-256 (and the pinned one, when given) and the signature covers
+    /// <paramref name="canonicalBytes"/>. Null when valid, else why not.
+    /// </summary>
+    public static string? CheckDocumentSignature(ReadOnlySpan<byte> canonicalBytes, string keyId, string publicKeyBase64, string signatureBase64, ReadOnlySpan<byte> pinnedPublicKey = default)
+    {
+        byte[] publicKey, signature;
+        try
+        {
+            publicKey = Convert.FromBase64String(publicKeyBase64 ?? "");
+            signature = Convert.FromBase64String(signatureBase64 ?? "");
+        }
+        catch (FormatException)
+        {
+            return "the public_key or signature is not base64";
+        }
+
+        var actual = AuditHeadSigner.KeyIdOf(publicKey);
+        if (!string.Equals(actual, keyId, StringComparison.Ordinal))
+        {
+            return $"the key_id {keyId} is not the SHA-256 of the public_key ({actual})";
+        }
+
+        if (!pinnedPublicKey.IsEmpty && !pinnedPublicKey.SequenceEqual(publicKey))
+        {
+            return $"the document was signed by key {actual}, not by the pinned key {AuditHeadSigner.KeyIdOf(pinnedPublicKey)}";
+        }
+
+        using var key = ECDsa.Create();
+        try
+        {
+            key.ImportSubjectPublicKeyInfo(publicKey, out var read);
+            if (read != publicKey.Length || !AuditHeadSigner.IsP256(key))
+            {
+                return "the public_key is not an ECDSA P-256 key";
+            }
+        }
+        catch (CryptographicException)
+        {
+            return "the public_key is not an ECDSA P-256 key";
+        }
+
+        return key.VerifyData(canonicalBytes, signature, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation)
+            ? null
+            : "the signature does not verify: the document was altered or not signed by its key";
+    }
+
     /// <summary>Checks the head's signature; null when valid, else why not.</summary>
     /// <param name="head">The head.</param>
     /// <param name="pinnedPublicKey">The SubjectPublicKeyInfo the head must carry; empty for any.</param>

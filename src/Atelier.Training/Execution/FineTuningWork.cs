@@ -444,7 +444,12 @@ public sealed partial class FineTuningWork(
             DatasetId = request.DatasetId,
         };
         await catalog.Jobs.SetMetadataAsync(jobId, JsonSerializer.Serialize(record, AtelierJson.Options), CancellationToken.None).ConfigureAwait(false);
-        Directory.Delete(staging, recursive: true);
+
+        // A job on a dataset version without validation files builds nothing, so it staged nothing.
+        if (Directory.Exists(staging))
+        {
+            Directory.Delete(staging, recursive: true);
+        }
     }
 
     private async Task<DatasetInput> InputAsync(JobRecord job, string fileId, CancellationToken cancel)
