@@ -59,17 +59,16 @@ internal static class RegistryCommands
                 return AtelierCommands.Print(body);
             }
 
-            var table = new Table().AddColumns("version", "model", "job", "status", "aliases", "created");
-            table.Columns[1].NoWrap();
+            // Narrow enough for an 80-column terminal next to a fine-tune's id; --json has the job and time too.
+            var table = new Table().AddColumns("version", "aliases", "status", "model");
+            table.Columns[3].NoWrap();
             foreach (var v in body["data"]!.AsArray())
             {
                 table.AddRow(
                     AtelierCommands.Str(v!["version"]),
-                    Markup.Escape(AtelierCommands.Str(v["model_id"])),
-                    AtelierCommands.Str(v["job_id"]),
-                    AtelierCommands.Str(v["status"]),
                     Markup.Escape(string.Join(", ", v["aliases"]!.AsArray().Select(a => AtelierCommands.Str(a)))),
-                    KeysCommands.Time(v["created_at"]?.GetValue<long>()));
+                    AtelierCommands.Str(v["status"]),
+                    Markup.Escape(AtelierCommands.Str(v["model_id"])));
             }
 
             AnsiConsole.Write(table);
@@ -122,16 +121,16 @@ internal static class RegistryCommands
                 return AtelierCommands.Print(body);
             }
 
-            var table = new Table().AddColumns("#", "from", "to", "by", "when", "reason");
+            var table = new Table().AddColumns("#", "from", "to", "reason", "when", "by");
             foreach (var m in body["data"]!.AsArray())
             {
                 table.AddRow(
                     AtelierCommands.Str(m!["seq"]),
                     Or(m["from_version"]),
                     Or(m["to_version"]),
-                    Markup.Escape(AtelierCommands.Str(m["actor"])),
+                    Markup.Escape(AtelierCommands.Str(m["reason"])),
                     KeysCommands.Time(m["at"]?.GetValue<long>()),
-                    Markup.Escape(AtelierCommands.Str(m["reason"])));
+                    Markup.Escape(AtelierCommands.Str(m["actor"])));
             }
 
             AnsiConsole.Write(table);

@@ -184,6 +184,11 @@ public sealed class RegistryApiTests(RegistryFixture fixture) : IClassFixture<Re
         var (_, second) = await ChatAsync(client, RegistryFixture.Name + "@production");
         Assert.Equal(fixture.Second, second["model"]!.GetValue<string>());
 
+        // Embeddings resolve through the same router.
+        var (embedStatus, embeddings) = await SendAsync(client, HttpMethod.Post, "/v1/embeddings", new { model = RegistryFixture.Name + "@production", input = new[] { "apple" } });
+        Assert.True(embedStatus == HttpStatusCode.OK, embeddings.ToJsonString());
+        Assert.Equal(fixture.Second, embeddings["model"]!.GetValue<string>());
+
         // A version number names a version directly, and a model card resolves the same way.
         var (_, byNumber) = await ChatAsync(client, RegistryFixture.Name + "@1");
         Assert.Equal(fixture.First, byNumber["model"]!.GetValue<string>());
