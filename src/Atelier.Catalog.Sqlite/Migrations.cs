@@ -215,6 +215,72 @@ internal static class Migrations
                 created_by       TEXT NOT NULL
             );
             """),
+        (7, "registry: model versions, aliases and their history, evaluations", """
+            -- A registered name groups the versions of one model: a base model's id (scope '', every
+            -- workspace sees it) or a fine-tune's name (scope = its workspace id). Versions are never
+            -- reused: a version outlives its model's row (its status then reads 'deleted').
+            CREATE TABLE IF NOT EXISTS model_versions (
+                scope       TEXT NOT NULL,
+                name        TEXT NOT NULL,
+                version     INTEGER NOT NULL,
+                model_id    TEXT NOT NULL UNIQUE,
+                job_id      TEXT,
+                created_at  INTEGER NOT NULL,
+                created_by  TEXT NOT NULL,
+                PRIMARY KEY (scope, name, version)
+            );
+            CREATE TABLE IF NOT EXISTS model_aliases (
+                scope       TEXT NOT NULL,
+                name        TEXT NOT NULL,
+                alias       TEXT NOT NULL,
+                version     INTEGER NOT NULL,
+                updated_at  INTEGER NOT NULL,
+                updated_by  TEXT NOT NULL,
+                PRIMARY KEY (scope, name, alias)
+            );
+            -- Append-only: rows are inserted, never updated or deleted.
+            CREATE TABLE IF NOT EXISTS model_alias_history (
+                scope         TEXT NOT NULL,
+                name          TEXT NOT NULL,
+                alias         TEXT NOT NULL,
+                seq           INTEGER NOT NULL,
+                from_version  INTEGER,
+                to_version    INTEGER,
+                actor         TEXT NOT NULL,
+                workspace_id  TEXT NOT NULL,
+                reason        TEXT,
+                at            INTEGER NOT NULL,
+                PRIMARY KEY (scope, name, alias, seq)
+            );
+            CREATE TABLE IF NOT EXISTS model_evaluations (
+                id           TEXT PRIMARY KEY,
+                scope        TEXT NOT NULL,
+                name         TEXT NOT NULL,
+                version      INTEGER NOT NULL,
+                model_id     TEXT NOT NULL,
+                file_id      TEXT NOT NULL,
+                result_json  TEXT NOT NULL,
+                created_at   INTEGER NOT NULL,
+                created_by   TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS model_evaluations_version ON model_evaluations(scope, name, version, created_at);
+            -- Back-fill: every model without a version becomes one, in the order it was registered
+            -- (after any version its name already has): a base model version 1 of its own id, a
+            -- fine-tune the next version of '<base>:<suffix>' (':fine-tuned' without a suffix) in its
+            -- workspace.
+            INSERT INTO model_versions(scope, name, version, model_id, job_id, created_at, created_by)
+            SELECT u.scope, u.name,
+                   COALESCE((SELECT MAX(x.version) FROM model_versions x WHERE x.scope = u.scope AND x.name = u.name), 0)
+                     + ROW_NUMBER() OVER (PARTITION BY u.scope, u.name ORDER BY u.created_at, u.id),
+                   u.id, u.job_id, u.created_at, u.created_by
+            FROM (
+                SELECT COALESCE(m.workspace_id, '') AS scope,
+                       CASE WHEN m.type = 'base' THEN m.id ELSE m.root || ':' || COALESCE(j.suffix, 'fine-tuned') END AS name,
+                       m.id, m.job_id, m.created_at, m.created_by
+                FROM models m LEFT JOIN fine_tuning_jobs j ON j.id = m.job_id
+                WHERE NOT EXISTS (SELECT 1 FROM model_versions x WHERE x.model_id = m.id)
+            ) u;
+            """),
         (8, "erasures, model taints, serving overrides", """
             CREATE TABLE IF NOT EXISTS erasures (
                 id             TEXT PRIMARY KEY,

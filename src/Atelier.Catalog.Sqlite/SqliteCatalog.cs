@@ -75,6 +75,7 @@ public static class SqliteCatalogServiceCollectionExtensions
         services.AddSingleton(catalog.Policies);
         services.AddSingleton(catalog.Erasures);
         services.AddSingleton<IModelRepository>(new SqliteModelRepository(catalog.Database));
+        services.AddSingleton<IModelVersionRepository>(new SqliteModelVersionRepository(catalog.Database));
         services.AddSingleton<IFeatureRepository>(new SqliteFeatureRepository(catalog.Database));
         return services;
     }

@@ -37,6 +37,7 @@ public static class AtelierCommands
         root.Subcommands.Add(CollectionsCommands.Build(client));
         root.Subcommands.Add(FeaturesCommands.Build(client));
         root.Subcommands.Add(ModelsCommands.Build(client));
+        root.Subcommands.Add(RegistryCommands.Build(client));
         root.Subcommands.Add(ChatCommand.Build(client));
         root.Subcommands.Add(JobsCommands.Build(client));
         root.Subcommands.Add(JobsCommands.Checkpoints(client));

@@ -84,6 +84,7 @@ public sealed partial class ModelRegistry
             }
 
             var artifacts = new List<ModelArtifact>(validated.Files.Count);
+            RegisteredModel imported;
             try
             {
                 foreach (var file in validated.Files)
@@ -116,7 +117,7 @@ public sealed partial class ModelRegistry
                 }
 
                 await AuditAsync("model_registered", auditWorkspace, actor, model, $"base model imported from {model.Lineage.SourceDirectory}").ConfigureAwait(false);
-                return model;
+                imported = model;
             }
             catch
             {
@@ -127,6 +128,11 @@ public sealed partial class ModelRegistry
 
                 throw;
             }
+
+            // After the catch above: the row is committed, so nothing from here may delete its bytes.
+            // A base model is version 1 of its own id, a name every workspace sees.
+            await RecordVersionAsync(imported, imported.Id, auditWorkspace).ConfigureAwait(false);
+            return imported;
         }
         finally
         {

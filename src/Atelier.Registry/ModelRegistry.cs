@@ -24,6 +24,7 @@ public sealed partial class ModelRegistry
     private readonly TimeProvider _clock;
     private readonly string? _cacheDirectory;
     private readonly ModelImportRoots? _importRoots;
+    private readonly IModelVersionRepository? _versions;
 
     // Ids being imported by this process: a second import of the same id waits for nothing and is refused,
     // so two imports never write the same blob keys.
@@ -38,7 +39,11 @@ public sealed partial class ModelRegistry
     /// files; null when every location is a local directory.
     /// </param>
     /// <param name="importRoots">The directories base models may be imported from; null refuses every import.</param>
-    public ModelRegistry(IModelRepository models, PlacementGuard guard, TimeProvider clock, string? cacheDirectory = null, ModelImportRoots? importRoots = null)
+    /// <param name="versions">
+    /// The catalog's registered names (versions, aliases, evaluations); null keeps none, and then
+    /// <c>name@alias</c> resolves to nothing.
+    /// </param>
+    public ModelRegistry(IModelRepository models, PlacementGuard guard, TimeProvider clock, string? cacheDirectory = null, ModelImportRoots? importRoots = null, IModelVersionRepository? versions = null)
     {
         ArgumentNullException.ThrowIfNull(models);
         ArgumentNullException.ThrowIfNull(guard);
@@ -48,20 +53,31 @@ public sealed partial class ModelRegistry
         _clock = clock;
         _cacheDirectory = cacheDirectory;
         _importRoots = importRoots;
+        _versions = versions;
     }
 
     /// <summary>
     /// The model <paramref name="modelId"/> (or the model with that alias) as <paramref name="workspace"/>
     /// sees it: any base model, and the workspace's own fine-tuned models. Null otherwise, so another
-    /// workspace's models are indistinguishable from missing ones.
+    /// workspace's models are indistinguishable from missing ones. This is the one place a model's name
+    /// is resolved: <c>name@alias</c> and <c>name@N</c> (a registered name's alias or version) resolve here
+    /// too, so they work wherever a model is named (jobs, chat, FIM, embeddings, model cards, exports).
     /// </summary>
     /// <param name="workspace">The caller's workspace id.</param>
-    /// <param name="modelId">A model id or alias.</param>
+    /// <param name="modelId">A model id or alias, or <c>name@alias</c>, or <c>name@N</c>.</param>
     /// <param name="ct">Cancellation.</param>
     public async Task<RegisteredModel?> FindAsync(string workspace, string modelId, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(workspace);
         ArgumentNullException.ThrowIfNull(modelId);
+
+        // No model id or legacy alias holds '@' (both are validated without it), so the two never clash.
+        var separator = modelId.LastIndexOf(VersionSeparator);
+        if (separator >= 0)
+        {
+            return await ResolveVersionAsync(workspace, modelId, separator, ct).ConfigureAwait(false);
+        }
+
         return ToModel(await _models.FindVisibleAsync(workspace, modelId, ct).ConfigureAwait(false));
     }
 
@@ -113,11 +129,18 @@ public sealed partial class ModelRegistry
             throw new ArgumentException("A fine-tuned model needs at least one artifact (the adapter).", nameof(registration));
         }
 
+        var registeredName = registration.RegisteredName ?? DefaultFineTunedName(registration.BaseModelId, registration.Suffix);
+        RegisteredNames.ValidateName(registeredName, "registered_model_name");
         if (await FindByJobAsync(registration.JobId, ct).ConfigureAwait(false) is { } existing)
         {
-            return existing.WorkspaceId == registration.Workspace && existing.Root == registration.BaseModelId
-                ? existing
-                : throw new ConflictException($"Job '{registration.JobId}' already registered model '{existing.Id}'.");
+            if (existing.WorkspaceId != registration.Workspace || existing.Root != registration.BaseModelId)
+            {
+                throw new ConflictException($"Job '{registration.JobId}' already registered model '{existing.Id}'.");
+            }
+
+            // A registration repeated after a crash between the model's row and its version.
+            await RecordVersionAsync(existing, registeredName, registration.Workspace).ConfigureAwait(false);
+            return existing;
         }
 
         var root = await FindBaseAsync(registration.BaseModelId, ct).ConfigureAwait(false)
@@ -152,6 +175,7 @@ public sealed partial class ModelRegistry
             // Another registration of the same job won the race: answer as if it had come first.
             if (await FindByJobAsync(registration.JobId, ct).ConfigureAwait(false) is { } raced && raced.WorkspaceId == registration.Workspace)
             {
+                await RecordVersionAsync(raced, registeredName, registration.Workspace).ConfigureAwait(false);
                 return raced;
             }
 
@@ -159,6 +183,7 @@ public sealed partial class ModelRegistry
         }
 
         await AuditAsync("model_registered", registration.Workspace, registration.Actor, model, $"fine-tuned from {root.Id} by job {registration.JobId}").ConfigureAwait(false);
+        await RecordVersionAsync(model, registeredName, registration.Workspace).ConfigureAwait(false);
         return model;
     }
 

@@ -201,6 +201,12 @@ public sealed record FineTunedModelRegistration
 
     /// <summary>The actor recorded as its creator and in the audit log.</summary>
     public string Actor { get; init; } = "system:training";
+
+    /// <summary>
+    /// The registered name the model becomes the next version of; null for
+    /// <see cref="ModelRegistry.DefaultFineTunedName"/> (<c>&lt;base&gt;:&lt;suffix&gt;</c>).
+    /// </summary>
+    public string? RegisteredName { get; init; }
 }
 
 /// <summary>What <see cref="ModelRegistry.ImportBaseModelAsync"/> imports.</summary>

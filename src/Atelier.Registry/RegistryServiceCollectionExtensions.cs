@@ -27,7 +27,7 @@ public static class RegistryServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the <see cref="ModelRegistry"/> as a singleton, built from what the host registers: the
-    /// catalog's <see cref="IModelRepository"/>, the <see cref="PlacementGuard"/> and a
+    /// catalog's <see cref="IModelRepository"/> (and its <see cref="IModelVersionRepository"/>, when registered), the <see cref="PlacementGuard"/> and a
     /// <see cref="TimeProvider"/> (the system clock when none is registered).
     /// </summary>
     /// <param name="services">The host's services.</param>
@@ -47,7 +47,8 @@ public static class RegistryServiceCollectionExtensions
             provider.GetRequiredService<PlacementGuard>(),
             provider.GetRequiredService<TimeProvider>(),
             options.CacheDirectory,
-            options.ImportRoots is { } roots ? new ModelImportRoots(roots) : null));
+            options.ImportRoots is { } roots ? new ModelImportRoots(roots) : null,
+            provider.GetService<IModelVersionRepository>()));
         return services;
     }
 }

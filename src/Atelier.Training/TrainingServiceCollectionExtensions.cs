@@ -1,5 +1,6 @@
 using Atelier.Training.Checkpoints;
 using Atelier.Training.Datasets;
+using Atelier.Training.Evaluation;
 using Atelier.Training.Execution;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -17,6 +18,9 @@ public sealed record TrainingOptions
 
     /// <summary>Where checkpoints go, and how they are written.</summary>
     public required CheckpointStoreOptions Checkpoints { get; init; }
+
+    /// <summary>Where model evaluations stage their windows; null for <c>evaluations</c> beside the jobs' staging directory.</summary>
+    public ModelEvaluationOptions? Evaluations { get; init; }
 }
 
 /// <summary>Registers the training services with a host's services.</summary>
@@ -26,7 +30,7 @@ public static class TrainingServiceCollectionExtensions
     /// Adds, as singletons built by constructor injection: the <see cref="CheckpointStore"/>; the
     /// node-local <see cref="FineTuningWork"/>, also as the <see cref="IFineTuningWork"/> the cluster
     /// drives; the <see cref="DatasetBuildService"/>, also run as a hosted service; and the
-    /// <see cref="FileExpirySweeper"/> as a hosted service. The sweeper is added first, so hosted
+    /// <see cref="FileExpirySweeper"/> as a hosted service; the <see cref="ModelEvaluator"/>. The sweeper is added first, so hosted
     /// services registered after this call (a cluster, a recovery step) start after both.
     /// </summary>
     /// <param name="services">The host's services.</param>
@@ -60,6 +64,11 @@ public static class TrainingServiceCollectionExtensions
         services.AddSingleton<IFineTuningWork>(provider => provider.GetRequiredService<FineTuningWork>());
         services.AddSingleton<Lineage.LineageGraphService>();
         services.AddSingleton<Erasure.ErasureService>();
+        services.AddSingleton(options.Evaluations ?? new ModelEvaluationOptions
+        {
+            StagingDirectory = Path.Combine(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(options.FineTuning.StagingDirectory)) ?? options.FineTuning.StagingDirectory, "evaluations"),
+        });
+        services.AddSingleton<ModelEvaluator>();
         return services;
     }
 }

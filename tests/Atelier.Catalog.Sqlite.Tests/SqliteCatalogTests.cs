@@ -108,6 +108,39 @@ public sealed class SqliteCatalogTests
     }
 
     [Fact]
+    public async Task UpgradeToRegisteredNames_BackFillsAVersionForEveryModel_InRegistrationOrder()
+    {
+        var path = NewPath();
+        var catalog = SqliteCatalog.Open(path);
+        var keys = Keys(catalog);
+        var a = (await keys.EnsureWorkspaceAsync("team-a")).Id;
+        var models = new SqliteModelRepository(catalog.Database);
+        await catalog.Jobs.InsertAsync(Job(a, "job-2", "base") with { Suffix = "bot" });
+        await catalog.Jobs.InsertAsync(Job(a, "job-1", "base") with { Suffix = "bot" });
+        await catalog.Jobs.InsertAsync(Job(a, "job-3", "base"));
+        Assert.True(await models.TryInsertAsync(Model("base", null, null, null, 1)));
+        Assert.True(await models.TryInsertAsync(Model("ft:base:a:bot:2", a, "base", "job-2", 30)));
+        Assert.True(await models.TryInsertAsync(Model("ft:base:a:bot:1", a, "base", "job-1", 20)));
+        Assert.True(await models.TryInsertAsync(Model("ft:base:a:x:3", a, "base", "job-3", 40)));
+
+        // As a catalog written before migration 7 left it.
+        Run(catalog.Database, "DROP TABLE model_versions; DROP TABLE model_aliases; DROP TABLE model_alias_history; DROP TABLE model_evaluations; DELETE FROM schema_migrations WHERE version >= 7;");
+        var upgraded = SqliteCatalog.Open(path);
+        Assert.Equal(CatalogDatabase.LatestSchemaVersion, upgraded.Database.SchemaVersion);
+        var versions = new SqliteModelVersionRepository(upgraded.Database);
+        Assert.Equal([("base", 1, "ready")], (await versions.ListVersionsAsync(IModelVersionRepository.SharedScope, "base")).Select(v => (v.ModelId, v.Version, v.Status)));
+        Assert.Equal(
+            [("ft:base:a:bot:1", 1, "job-1"), ("ft:base:a:bot:2", 2, "job-2")],
+            (await versions.ListVersionsAsync(a, "base:bot")).Select(v => (v.ModelId, v.Version, v.JobId)));
+        Assert.Equal("ft:base:a:x:3", Assert.Single(await versions.ListVersionsAsync(a, "base:fine-tuned")).ModelId);
+
+        // Applying the back-fill again adds nothing.
+        Run(upgraded.Database, "DELETE FROM schema_migrations WHERE version = 7;");
+        var again = new SqliteModelVersionRepository(SqliteCatalog.Open(path).Database);
+        Assert.Equal(2, (await again.ListVersionsAsync(a, "base:bot")).Count);
+    }
+
+    [Fact]
     public void StorageFull_IsRecognisedWithoutSqliteTypes()
     {
         Assert.True(CatalogDatabase.IsStorageFull(new CatalogStorageFullException("full")));
@@ -126,6 +159,22 @@ public sealed class SqliteCatalogTests
         Policy = "default",
         LocationId = "local",
         CreatedAt = 1,
+        CreatedBy = "key:test",
+    };
+
+    private static ModelRecord Model(string id, string? workspace, string? root, string? job, long createdAt) => new()
+    {
+        Id = id,
+        WorkspaceId = workspace,
+        Type = workspace is null ? ModelRecord.BaseType : ModelRecord.FineTunedType,
+        Root = root,
+        JobId = job,
+        CreatedAt = createdAt,
+        MaxContextLength = 64,
+        CapabilitiesJson = "{}",
+        Policy = "default",
+        ArtifactsJson = "[]",
+        OwnedBy = workspace ?? "atelier",
         CreatedBy = "key:test",
     };
 

@@ -53,18 +53,36 @@ public static class TestModels
     /// Fine-tunes <paramref name="baseModel"/> on <see cref="TrainingLines"/> through the API and waits for the job
     /// to succeed; returns the fine-tuned model's id and the job's id.
     /// </summary>
-    public static async Task<(string Model, string JobId)> FineTuneAsync(TestServer server, string baseModel, int steps = 8, double learningRate = 1e-2)
+    /// <param name="server">The server.</param>
+    /// <param name="baseModel">The base model (an id, or <c>name@alias</c>).</param>
+    /// <param name="steps">Training steps.</param>
+    /// <param name="learningRate">Peak learning rate.</param>
+    /// <param name="suffix">The job's <c>suffix</c>, when given.</param>
+    /// <param name="registeredModelName">The job's <c>registered_model_name</c>, when given.</param>
+    /// <param name="key">The API key to act with; the operator's when null.</param>
+    public static async Task<(string Model, string JobId)> FineTuneAsync(
+        TestServer server, string baseModel, int steps = 8, double learningRate = 1e-2, string? suffix = null, string? registeredModelName = null, string? key = null)
     {
         ArgumentNullException.ThrowIfNull(server);
-        using var client = server.Client();
+        using var client = server.Client(key);
         var train = await ApiRequests.UploadAsync(client, "train.jsonl", TrainingLines());
-        var request = new
+        var request = new Dictionary<string, object?>
         {
-            model = baseModel,
-            training_files = new[] { new { file_id = train, weight = 1 } },
-            hyperparameters = new { training_steps = steps, learning_rate = learningRate, seq_len = 64 },
-            auto_start = true,
+            ["model"] = baseModel,
+            ["training_files"] = new[] { new { file_id = train, weight = 1 } },
+            ["hyperparameters"] = new { training_steps = steps, learning_rate = learningRate, seq_len = 64 },
+            ["auto_start"] = true,
         };
+        if (suffix is not null)
+        {
+            request["suffix"] = suffix;
+        }
+
+        if (registeredModelName is not null)
+        {
+            request["registered_model_name"] = registeredModelName;
+        }
+
         using var created = await client.PostAsync("/v1/fine_tuning/jobs", new StringContent(JsonSerializer.Serialize(request), Encoding.UTF8, "application/json"));
         var createdBody = await created.Content.ReadAsStringAsync();
         Assert.True(created.StatusCode == HttpStatusCode.OK, createdBody);

@@ -22,6 +22,7 @@ using Atelier.Server.Jobs;
 using Atelier.Server.Lineage;
 using Atelier.Server.Models;
 using Atelier.Server.Platform;
+using Atelier.Server.Registry;
 using Atelier.Storage;
 using Atelier.Storage.Audit;
 using Atelier.Training;
@@ -169,6 +170,7 @@ public static class AtelierServer
         app.MapFeatures();
         app.MapCollections();
         app.MapModels();
+        app.MapRegistry();
         app.MapFineTuningJobs();
         app.MapCheckpoints();
         app.MapNodes();

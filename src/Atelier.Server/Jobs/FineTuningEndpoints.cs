@@ -134,6 +134,14 @@ public sealed class JobRequests(
         }
 
         var problems = new List<Problem>();
+        if (request.RegisteredModelName is { } registeredName && await registry.FindBaseAsync(registeredName, cancel).ConfigureAwait(false) is not null)
+        {
+            // A base model's id is a registered name every workspace sees: a fine-tune under it would
+            // hide it from this workspace's name@alias lookups.
+            problems.Add(new Problem($"'registered_model_name' '{registeredName}' is a base model's name; choose another (e.g. '{registeredName}:{request.Suffix ?? "fine-tuned"}').", Field: "registered_model_name"));
+            throw new ValidationFailedException(problems[0].Message, problems, 1, "invalid_request");
+        }
+
         if (request.Hyperparameters?.SeqLen is { } seqLen && seqLen > model.MaxContextLength)
         {
             // Beyond the model's context the positions were never trained; the job would run

@@ -597,6 +597,7 @@ public sealed partial class FineTuningWork(
                     JobId = jobId,
                     BaseModelId = job.Model,
                     Suffix = job.Suffix,
+                    RegisteredName = request.RegisteredModelName,
                     Artifacts = [new ModelArtifact("lora.safetensors", receipt.LocationId, receipt.Key, receipt.Bytes, receipt.Sha256)],
                     PolicyName = job.Policy,
                     Lineage = new ModelLineage

@@ -99,6 +99,12 @@ public sealed record FineTuningJobRequest
     public double? MaxCurationDropFraction { get; init; }
 
     /// <summary>
+    /// The registered model name the fine-tuned model becomes the next version of (Atelier's
+    /// extension); default <c>&lt;model&gt;:&lt;suffix&gt;</c>, or <c>&lt;model&gt;:fine-tuned</c> without a suffix.
+    /// </summary>
+    public string? RegisteredModelName { get; init; }
+
+    /// <summary>
     /// Checks every field that needs nothing but the request, and throws a 422 listing each
     /// problem with its field; model and file existence are checked by the caller.
     /// </summary>
@@ -144,6 +150,11 @@ public sealed record FineTuningJobRequest
         if (Suffix is { } suffix && (suffix.Length is 0 or > 18 || !suffix.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
         {
             problems.Add(new Problem("'suffix' must be 1 to 18 characters of letters, digits, '-', '_' or '.'.", Field: "suffix"));
+        }
+
+        if (RegisteredModelName is { } registeredName && !Atelier.Registry.RegisteredNames.IsValidName(registeredName))
+        {
+            problems.Add(new Problem($"'registered_model_name' must be 1 to {Atelier.Registry.RegisteredNames.MaxNameLength} characters of letters, digits, '.', '_', '-' or ':', starting with a letter or digit.", Field: "registered_model_name"));
         }
 
         if (JobType is not (null or "completion"))
