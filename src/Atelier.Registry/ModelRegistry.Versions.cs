@@ -32,6 +32,10 @@ public sealed partial class ModelRegistry
     /// <summary>Whether this registry keeps versions (a host registers the catalog's version repository).</summary>
     public bool KeepsVersions => _versions is not null;
 
+    /// <summary>The registered name and version of <paramref name="modelId"/>; null when this installation keeps no versions or the model has none.</summary>
+    public async Task<ModelVersionRecord?> VersionOfAsync(string modelId, CancellationToken ct) =>
+        _versions is null ? null : await _versions.FindByModelAsync(modelId, ct).ConfigureAwait(false);
+
     private IModelVersionRepository Versions => _versions ?? throw new NotFoundException("registered model", "(this installation keeps no versions)");
 
     /// <summary>

@@ -160,15 +160,32 @@ public sealed class ConsoleTests
         await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Restore from step 10" })).ToBeVisibleAsync();
         await session.ScreenshotAsync("job-succeeded");
 
-        // The model's lineage: until the lineage API is there, drawn from the model's own record.
+        // The model's lineage from the lineage API, both ways: its two files, the job, its checkpoints,
+        // the base model and the fine-tune, and the serving replica its policy allows, each node with
+        // where its bytes live.
         var model = job["fine_tuned_model"]!.GetValue<string>();
+        // An alias moved once, so the registry section has a version, an alias and its history to show.
+        using (var alias = await client.PutAsync("/api/v1/registry/models/tiny-base:echo/aliases/production", new StringContent("""{"version":1,"reason":"first fine-tune"}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.True(alias.IsSuccessStatusCode, await alias.Content.ReadAsStringAsync());
+        }
+
         await page.GetByRole(AriaRole.Link, new() { Name = $"Open model {model} and its lineage" }).ClickAsync();
         await session.WaitForPageAsync("models/");
         var graph = page.Locator("#lineage figure.graph");
-        await Assertions.Expect(graph.Locator("[data-kind=model]")).ToHaveCountAsync(1);
-        await Assertions.Expect(graph.Locator("[data-kind=file]")).ToHaveCountAsync(2);
-        await Assertions.Expect(graph.Locator("[data-kind=job]")).ToHaveCountAsync(1);
-        await Assertions.Expect(graph.Locator("[data-kind=location]")).Not.ToHaveCountAsync(0);
+        await Assertions.Expect(page.Locator("#lineage-note")).ToHaveCountAsync(0);
+        await Assertions.Expect(graph.Locator($"g[data-id='model:{model}']")).ToHaveCountAsync(1);
+        await Assertions.Expect(graph.Locator("g[data-kind=model]")).ToHaveCountAsync(2);
+        await Assertions.Expect(graph.Locator("g[data-kind=file]")).ToHaveCountAsync(2);
+        await Assertions.Expect(graph.Locator("g[data-kind=job]")).ToHaveCountAsync(1);
+        await Assertions.Expect(graph.Locator("g[data-kind=checkpoint]")).Not.ToHaveCountAsync(0);
+        await Assertions.Expect(graph.Locator("g[data-kind=replica]")).Not.ToHaveCountAsync(0);
+        await Assertions.Expect(graph.Locator($".lineage-nodes li[data-id='model:{model}']")).ToContainTextAsync(" at ");
+        var registry = page.Locator("#registry");
+        await Assertions.Expect(page.Locator("dl.kv")).ToContainTextAsync("tiny-base:echo version 1");
+        await Assertions.Expect(registry.GetByRole(AriaRole.Table, new() { Name = "Versions" })).ToContainTextAsync(model);
+        await Assertions.Expect(registry.GetByRole(AriaRole.Table, new() { Name = "Aliases" })).ToContainTextAsync("production");
+        await Assertions.Expect(registry.GetByRole(AriaRole.Table, new() { Name = "Aliases" })).ToContainTextAsync("∅→1 (first fine-tune)");
         await session.ScreenshotAsync("model-lineage");
 
         // The playground: the request streams, and the answer appears in the conversation.

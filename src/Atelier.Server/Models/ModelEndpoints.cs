@@ -121,7 +121,14 @@ public static class ModelEndpoints
         platform.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry, IErasureRepository erasures) =>
         {
             var model = await FindAsync(context, registry, modelId).ConfigureAwait(false);
-            return Results.Json(await LineageEndpoints.WithTaintAsync(Detail(model), model.Id, erasures, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
+            var detail = Detail(model);
+            if (await registry.VersionOfAsync(model.Id, context.RequestAborted).ConfigureAwait(false) is { } version)
+            {
+                detail["registered_name"] = version.Name;
+                detail["version"] = version.Version;
+            }
+
+            return Results.Json(await LineageEndpoints.WithTaintAsync(detail, model.Id, erasures, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
         })
             .WithSummary("A model with its residency policy, artifacts and lineage.");
 

@@ -33,16 +33,26 @@ export function lineageGraph({ nodes, edges, title }) {
   for (const n of nodes) {
     const p = at.get(n.id);
     const label = n.label.length > 22 ? `${n.label.slice(0, 21)}…` : n.label;
-    svg.append(s('g', { class: `node kind-${n.kind}`, 'data-kind': n.kind },
+    svg.append(s('g', { class: `node kind-${n.kind}${n.tainted ? ' tainted' : ''}`, 'data-kind': n.kind, 'data-id': n.id },
       s('rect', { x: p.x, y: p.y, width: BOX.w, height: BOX.h, rx: 4 }),
       s('text', { x: p.x + 6, y: p.y + 13 }, n.kind.replace('_', ' ')),
       s('text', { x: p.x + 6, y: p.y + 27 }, label),
-      s('title', null, `${n.kind} ${n.label}`)));
+      s('title', null, `${n.kind} ${n.label}${where(n)}`)));
   }
   const name = (id) => nodes.find((n) => n.id === id)?.label ?? id;
   return h('figure', { class: 'graph', 'data-nodes': String(nodes.length) },
     h('figcaption', null, title),
     svg,
     h('details', null, h('summary', null, 'The graph as a list'),
+      h('ul', { class: 'lineage-nodes' }, nodes.map((n) => h('li', { 'data-id': n.id }, `${n.kind} ${n.label}${where(n)}`))),
       h('ul', null, edges.map((e) => h('li', null, `${name(e.from)} → ${name(e.to)}`)))));
+}
+
+/** Where a node's bytes may live and where they are: its residency policy and its locations. */
+function where(n) {
+  const parts = [];
+  if (n.policy) parts.push(`policy ${n.policy}`);
+  if (n.locations?.length) parts.push(`at ${n.locations.join(', ')}`);
+  if (n.tainted) parts.push('tainted by an erasure');
+  return parts.length ? ` (${parts.join('; ')})` : '';
 }

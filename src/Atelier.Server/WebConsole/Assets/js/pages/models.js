@@ -18,7 +18,14 @@ function rowsTable(caption, rows) {
 
 /** The lineage API's answer as nodes and edges, whatever it names their ends. */
 function normalise(answer) {
-  const nodes = (answer?.nodes ?? []).map((n) => ({ id: n.key ?? n.ref ?? `${n.kind}:${n.id}`, kind: String(n.kind ?? 'artifact').toLowerCase(), label: n.name ?? n.label ?? n.id }));
+  const nodes = (answer?.nodes ?? []).map((n) => ({
+    id: n.key ?? n.ref ?? `${n.kind}:${n.id}`,
+    kind: String(n.kind ?? 'artifact').toLowerCase(),
+    label: n.name ?? n.label ?? n.id,
+    policy: n.residency_policy ?? null,
+    locations: n.locations ?? [],
+    tainted: n.tainted === true,
+  }));
   const known = new Set(nodes.map((n) => n.id));
   const end = (e, side) => {
     const direct = e[side] ?? e[side === 'from' ? 'source' : 'target'];
@@ -67,11 +74,30 @@ function lineageFromModel(m) {
 async function detail(root, ctx, id) {
   const enc = encodeURIComponent(id);
   const m = await api(`/api/v1/models/${enc}`, { signal: ctx.signal });
-  const [versions, aliases, evaluations] = await Promise.all([
-    optional(`/api/v1/registry/models/${enc}/versions`, { signal: ctx.signal }).catch(() => null),
-    optional(`/api/v1/registry/models/${enc}/aliases`, { signal: ctx.signal }).catch(() => null),
-    optional(`/api/v1/registry/models/${enc}/evaluations`, { signal: ctx.signal }).catch(() => null),
-  ]);
+  // The registry is addressed by the name the model is a version of (the card says which).
+  let versions = null;
+  let aliases = null;
+  let evaluations = null;
+  if (m.registered_name) {
+    const name = encodeURIComponent(m.registered_name);
+    const [vs, record, evals] = await Promise.all([
+      optional(`/api/v1/registry/models/${name}/versions`, { signal: ctx.signal }).catch(() => null),
+      optional(`/api/v1/registry/models/${name}`, { signal: ctx.signal }).catch(() => null),
+      optional(`/api/v1/registry/models/${name}/versions/${m.version}/evaluations`, { signal: ctx.signal }).catch(() => null),
+    ]);
+    versions = vs?.data ?? null;
+    evaluations = evals?.data ?? evals ?? null;
+    if (record) {
+      const histories = await Promise.all((record.aliases ?? []).map((a) =>
+        optional(`/api/v1/registry/models/${name}/aliases/${encodeURIComponent(a.alias)}/history`, { signal: ctx.signal }).catch(() => null)));
+      aliases = (record.aliases ?? []).map((a, i) => ({
+        alias: a.alias,
+        version: a.version,
+        updated_at: a.updated_at,
+        moves: (histories[i]?.data ?? []).map((mv) => `${mv.from_version ?? '∅'}→${mv.to_version ?? '∅'}${mv.reason ? ` (${mv.reason})` : ''}`).join(', '),
+      }));
+    }
+  }
   let lineage = null;
   let lineageNote = null;
   try {
@@ -94,7 +120,7 @@ async function detail(root, ctx, id) {
   }
 
   put(root, h('p', null, h('a', { href: '#/models' }, '← All models')), h('h1', null, `Model ${m.id}`),
-    kv({ name: m.name, type: m.type, base_model: m.root, job: m.job, policy: m.policy, created: when(m.created), created_by: m.created_by, aliases: m.aliases, archived: m.archived }),
+    kv({ name: m.name, registered_as: m.registered_name ? `${m.registered_name} version ${m.version}` : null, tainted: m.tainted ? `yes, by erasure ${m.erasure_id}` : null, type: m.type, base_model: m.root, job: m.job, policy: m.policy, created: when(m.created), created_by: m.created_by, aliases: m.aliases, archived: m.archived }),
     m.job ? h('p', null, h('a', { href: `#/jobs/${m.job}` }, 'Open the job that trained it')) : null,
     h('p', null, h('a', { href: `#/playground/${enc}` }, 'Chat with this model in the playground')),
     h('section', { id: 'lineage', 'aria-labelledby': 'lineage-title' },
