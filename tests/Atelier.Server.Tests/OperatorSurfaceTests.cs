@@ -113,6 +113,23 @@ public sealed class OperatorSurfaceTests
 
         Assert.Equal(6, info.Count(l => l.Message.StartsWith($"Job {jobId} checkpointed at step ", StringComparison.Ordinal)));
         Assert.Single(info, l => l.Message.StartsWith($"Model {model} registered, fine-tuned by job {jobId}", StringComparison.Ordinal));
+
+        // The platform's gauges, read at the scrape: nothing queued or running now, one slot, bytes stored.
+        using var anonymous = new HttpClient { BaseAddress = new Uri(server.BaseUrl) };
+        var scrape = (await anonymous.GetStringAsync("/metrics")).Split('\n');
+        double Gauge(string name, string? label = null)
+        {
+            var line = Assert.Single(scrape, l => (l.StartsWith(name + "{", StringComparison.Ordinal) || l.StartsWith(name + " ", StringComparison.Ordinal)) && (label is null || l.Contains(label, StringComparison.Ordinal)));
+            return double.Parse(line[(line.LastIndexOf('}') + 1)..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        var shown = string.Join('\n', scrape.Where(l => l.StartsWith("atelier_", StringComparison.Ordinal)));
+        Assert.True(Gauge("atelier_job_queue_length") == 0, shown);
+        Assert.True(Gauge("atelier_training_slots", "state=\"total\"") == 1, shown);
+        Assert.True(Gauge("atelier_training_slots", "state=\"busy\"") == 0, shown);
+        Assert.True(Gauge("atelier_jobs", "status=\"RUNNING\"") == 0, shown);
+        Assert.True(Gauge("atelier_dataset_builds", "status=\"running\"") == 0, shown);
+        Assert.True(Gauge("atelier_location_bytes", "location=\"local\"") > 0, shown);
     }
 
     private static async Task WaitForAsync(Func<bool> condition)

@@ -109,6 +109,7 @@ public static class AtelierServer
         services.AddAtelierInference(ServingOptionsOf(config.Serving), Replicas(config), policies.Resolve);
 
         services.AddSingleton<FreeingSpace>();
+        services.AddSingleton<PlatformGauges>();
         services.AddSingleton<FileUpload>();
         services.AddSingleton<JobRequests>();
         services.AddSingleton<DataDirectoryStartup>();
@@ -166,6 +167,7 @@ public static class AtelierServer
         app.UseMiddleware<ErrorMapping>();
         app.UseMiddleware<ApiKeyAuthentication>();
         app.UseMiddleware<RequestBodyLimit>();
+        app.UseMiddleware<PlatformGaugesRefresh>();
 
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapPrometheusScrapingEndpoint("/metrics");
@@ -198,8 +200,14 @@ public static class AtelierServer
     {
         logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.Warning);
+
+        // "Now listening on", "Content root path": `atelier serve` prints its own banner instead.
+        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         logging.AddFilter("Orleans", LogLevel.Warning);
         logging.AddFilter("Microsoft.Orleans", LogLevel.Warning);
+
+        // Orleans' placement runs through Polly, which logs every attempt at Information.
+        logging.AddFilter("Polly", LogLevel.Warning);
 
         // Hosting's request log writes the full URL, query included, and a signed download URL's
         // query is a credential; RequestLog writes method, path and status instead (at Debug).
@@ -237,6 +245,7 @@ public static class AtelierServer
     private static async Task StartUpAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
         services.GetRequiredService<UrlSigner>();
+        services.GetRequiredService<PlatformGauges>().Register();
         services.GetRequiredService<AuditHeadSigner>();
         await services.GetRequiredService<DataDirectoryStartup>().RunAsync(cancellationToken).ConfigureAwait(false);
         await services.GetRequiredService<ModelRegistry>().RemoveOrphanedBlobsAsync("system:recovery", cancellationToken).ConfigureAwait(false);
