@@ -12,17 +12,8 @@ internal sealed record ClientOptions(Option<string?> Data, Option<string?> Serve
 
     public ApiClient Connect(ParseResult parse)
     {
-        var url = parse.GetValue(Server) ?? Environment.GetEnvironmentVariable("ATELIER_URL") ?? "http://127.0.0.1:8080";
-        var key = parse.GetValue(ApiKey) ?? Environment.GetEnvironmentVariable("ATELIER_API_KEY");
-        if (string.IsNullOrEmpty(key))
-        {
-            var keyFile = Path.Combine(parse.GetValue(Data) ?? AtelierCommands.DefaultDataDirectory, DataDirectoryStartup.AdminKeyFile);
-            key = File.Exists(keyFile)
-                ? File.ReadAllText(keyFile).Trim()
-                : throw new CliException($"No API key: pass --api-key, set ATELIER_API_KEY, or run where {keyFile} exists.");
-        }
-
-        return new ApiClient(new Uri(url), key);
+        var (url, key) = ServerDiscovery.Resolve(parse.GetValue(Server), parse.GetValue(ApiKey), parse.GetValue(Data) ?? AtelierCommands.DefaultDataDirectory);
+        return new ApiClient(url, key);
     }
 }
 

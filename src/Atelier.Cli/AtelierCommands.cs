@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Server.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Spectre.Console;
 
@@ -19,9 +20,9 @@ public static class AtelierCommands
     public static RootCommand Build()
     {
         var data = new Option<string?>("--data") { Description = "Data directory (default: $ATELIER_DATA or ./atelier-data).", Recursive = true };
-        var server = new Option<string?>("--server") { Description = "Server URL for client commands (default: $ATELIER_URL or http://127.0.0.1:8080).", Recursive = true };
-        var apiKey = new Option<string?>("--api-key") { Description = "API key for client commands (default: $ATELIER_API_KEY, else <data>/admin.key).", Recursive = true };
-        var json = new Option<bool>("--json") { Description = "Print raw JSON instead of a table.", Recursive = true };
+        var server = new Option<string?>("--server") { Description = "Server URL for client commands (default: $ATELIER_URL, else the server of 'atelier login', else the running 'atelier serve' of the data directory, from its server.json).", Recursive = true };
+        var apiKey = new Option<string?>("--api-key") { Description = "API key for client commands (default: $ATELIER_API_KEY, else the key of 'atelier login' for its server, else <data>/admin.key).", Recursive = true };
+        var json = new Option<bool>("--json") { Description = "Print the server's JSON answer (JSON lines for streams) instead of a table or text.", Recursive = true };
 
         var root = new RootCommand("Atelier: self-hosted fine-tuning of language models, with residency you can prove.");
         root.Options.Add(data);
@@ -31,6 +32,8 @@ public static class AtelierCommands
 
         root.Subcommands.Add(Serve(data));
         var client = new ClientOptions(data, server, apiKey, json);
+        root.Subcommands.Add(LoginCommands.Login(client));
+        root.Subcommands.Add(LoginCommands.Logout());
         root.Subcommands.Add(KeysCommands.Build(client));
         root.Subcommands.Add(FilesCommands.Build(client));
         root.Subcommands.Add(DatasetsCommands.Build(client));
@@ -52,43 +55,79 @@ public static class AtelierCommands
 
     private static Command Serve(Option<string?> data)
     {
-        var port = new Option<int?>("--port") { Description = "TCP port (default 8080, or atelier.json)." };
+        var port = new Option<int?>("--port") { Description = "TCP port to listen on (default: server.port in atelier.json, 8080); 0 picks a free one, which the banner and server.json show." };
         var bind = new Option<string?>("--bind") { Description = "Address to bind (default 127.0.0.1: loopback only)." };
         var country = new Option<string>("--country") { Description = "Country (ISO code) of the default on-prem location, used only when the data directory is new. EU members get EU residency.", DefaultValueFactory = _ => "FR" };
+        var logFormat = new Option<string?>("--log-format") { Description = "Log format: text (one line per event, the default) or json (one JSON object per line, with trace ids); overrides logging.format in atelier.json." };
+        logFormat.CustomParser = r =>
+        {
+            var value = r.Tokens.Count == 0 ? null : r.Tokens[0].Value.ToLowerInvariant();
+            if (value is not (null or Atelier.Core.LoggingConfig.Text or Atelier.Core.LoggingConfig.Json))
+            {
+                r.AddError($"--log-format: '{r.Tokens[0].Value}' is not a log format; use text or json.");
+            }
+
+            return value;
+        };
         var command = new Command("serve", "Run Atelier: API, catalog and storage in one process, from one data directory.");
         command.Options.Add(country);
         command.Options.Add(port);
         command.Options.Add(bind);
+        command.Options.Add(logFormat);
         command.SetAction(async (parse, cancel) =>
         {
             var dataDirectory = Path.GetFullPath(parse.GetValue(data) ?? DefaultDataDirectory);
-            await using var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant() }, cancellationToken: cancel).ConfigureAwait(false);
+            var format = parse.GetValue(logFormat);
+            await using var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant(), LogFormat = format }, cancellationToken: cancel).ConfigureAwait(false);
             var started = app.StartupReport();
-            Console.WriteLine($"Atelier data directory: {dataDirectory}");
-            if (started.CreatedAdminKeyPath is { } keyPath)
+
+            // With JSON logs, standard output is for the log alone: the banner goes to standard error.
+            var banner = (format ?? app.Services.GetRequiredService<Atelier.Core.AtelierConfig>().Logging.Format) == Atelier.Core.LoggingConfig.Json ? Console.Error : Console.Out;
+            var keyPath = Path.Combine(dataDirectory, DataDirectoryStartup.AdminKeyFile);
+            if (started.CreatedAdminKeyPath is { } created)
             {
-                Console.WriteLine($"Created the platform operator's API key; it is in {keyPath} (mode 0600). Use it as 'Authorization: Bearer <key>'.");
-            }
-            else
-            {
-                Console.WriteLine($"Operator API key: {Path.Combine(dataDirectory, DataDirectoryStartup.AdminKeyFile)} (if you kept it there).");
+                banner.WriteLine($"Created the platform operator's API key in {created} (mode 0600). Use it as 'Authorization: Bearer <key>'.");
             }
 
             if (started.RecoveredOrphans > 0)
             {
-                Console.WriteLine($"Recovery removed {started.RecoveredOrphans} partial or unreferenced blob(s) left by an earlier crash.");
+                banner.WriteLine($"Recovery removed {started.RecoveredOrphans} partial or unreferenced blob(s) left by an earlier crash.");
             }
 
             await app.StartAsync(cancel).ConfigureAwait(false);
-            foreach (var url in app.Urls)
+            var url = ClientUrl(app.Urls.First());
+            new ServerFile(url, Environment.ProcessId).Write(dataDirectory);
+            try
             {
-                Console.WriteLine($"Listening on {url}");
+                banner.WriteLine($"Atelier is listening on {url}");
+                banner.WriteLine($"  console:  {url}/");
+                banner.WriteLine($"  data:     {dataDirectory}");
+                banner.WriteLine($"  key file: {keyPath}{(File.Exists(keyPath) ? "" : " (moved away: use the key you kept)")}");
+                banner.WriteLine($"Client commands run here find it through {ServerFile.PathIn(dataDirectory)}; elsewhere, 'atelier login {url}'.");
+                banner.Flush();
+                await app.WaitForShutdownAsync(cancel).ConfigureAwait(false);
+            }
+            finally
+            {
+                ServerFile.RemoveOwn(dataDirectory);
             }
 
-            await app.WaitForShutdownAsync(cancel).ConfigureAwait(false);
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The URL a client on this machine reaches a listening address at: loopback for a wildcard bind.</summary>
+    private static string ClientUrl(string listening)
+    {
+        var uri = new Uri(listening.Replace("://+:", "://0.0.0.0:", StringComparison.Ordinal).Replace("://*:", "://0.0.0.0:", StringComparison.Ordinal));
+        var host = uri.Host switch
+        {
+            "0.0.0.0" => "127.0.0.1",
+            "[::]" or "::" => "[::1]",
+            _ => uri.Host,
+        };
+        return $"{uri.Scheme}://{host}:{uri.Port}";
     }
 
     private static Command Locations(ClientOptions client)
@@ -122,8 +161,8 @@ public static class AtelierCommands
     private static Command Audit(ClientOptions client)
     {
         var command = new Command("audit", "The append-only, hash-chained audit log.");
-        var count = new Option<int>("-n") { Description = "How many of the newest events.", DefaultValueFactory = _ => 20 };
-        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new events as they come." };
+        var count = new Option<int>("-n") { Description = "How many of the newest events to print first (default 20).", DefaultValueFactory = _ => 20 };
+        var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new events as they come (checked every second) until interrupted." };
         var tail = new Command("tail", "Print the newest audit events.");
         tail.Options.Add(count);
         tail.Options.Add(follow);
@@ -132,9 +171,12 @@ public static class AtelierCommands
             using var api = client.Connect(parse);
             var body = await api.GetJsonAsync($"/api/v1/audit?tail={parse.GetValue(count)}", cancel).ConfigureAwait(false);
             var last = 0L;
+
+            // With --json, one JSON object per line (JSON lines), so that --follow can go on printing.
+            Action<JsonNode> print = client.WantsJson(parse) ? e => Console.WriteLine(e.ToJsonString()) : PrintEvent;
             foreach (var e in body["data"]!.AsArray())
             {
-                PrintEvent(e!);
+                print(e!);
                 last = e!["seq"]!.GetValue<long>();
             }
 
@@ -144,7 +186,7 @@ public static class AtelierCommands
                 body = await api.GetJsonAsync($"/api/v1/audit?after={last}&limit=1000", cancel).ConfigureAwait(false);
                 foreach (var e in body["data"]!.AsArray())
                 {
-                    PrintEvent(e!);
+                    print(e!);
                     last = e!["seq"]!.GetValue<long>();
                 }
             }
@@ -165,6 +207,12 @@ public static class AtelierCommands
             }
 
             var body = await api.GetJsonAsync("/api/v1/audit/verify", cancel).ConfigureAwait(false);
+            if (client.WantsJson(parse))
+            {
+                AtelierCommands.Print(body);
+                return body["valid"]!.GetValue<bool>() ? 0 : AuditHeadCommands.Invalid;
+            }
+
             if (body["valid"]!.GetValue<bool>())
             {
                 Console.WriteLine($"Audit log valid: {body["events"]} events, head hash {body["head_hash"]}.");
@@ -192,6 +240,28 @@ public static class AtelierCommands
         }
 
         Console.WriteLine(string.Join(' ', parts));
+    }
+
+    /// <summary>
+    /// Makes <paramref name="option"/> accept only <paramref name="values"/>, whatever their case
+    /// (<c>--metric L2</c> is <c>l2</c>); the value comes out as written in <paramref name="values"/>.
+    /// </summary>
+    internal static Option<string> OneOf(this Option<string> option, params string[] values)
+    {
+        option.CustomParser = result =>
+        {
+            var given = result.Tokens.Count == 0 ? "" : result.Tokens[0].Value;
+            var match = values.FirstOrDefault(v => string.Equals(v, given, StringComparison.OrdinalIgnoreCase));
+            if (match is null)
+            {
+                result.AddError($"{option.Name}: '{given}' is not one of {string.Join(", ", values)}.");
+                return given;
+            }
+
+            return match;
+        };
+        option.Description += $" One of: {string.Join(", ", values)} (any case).";
+        return option;
     }
 
     internal static int Print(JsonNode node)

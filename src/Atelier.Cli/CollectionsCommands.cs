@@ -16,10 +16,10 @@ internal static partial class CollectionsCommands
         var command = new Command("collections", "Vector collections: create, upsert embeddings with payloads, search with filters.");
         var name = new Argument<string>("name") { Description = "The collection name." };
 
-        var dimension = new Option<int>("--dimension", "-d") { Description = "Components per vector.", Required = true };
-        var metric = new Option<string>("--metric") { Description = "cosine, dot or l2.", DefaultValueFactory = _ => "cosine" };
-        var storage = new Option<string>("--storage") { Description = "float32, float16 or int8 (graph walked on int8 codes, re-ranked on float32).", DefaultValueFactory = _ => "float32" };
-        var shards = new Option<int>("--shards") { Description = "Shards the points are hashed onto.", DefaultValueFactory = _ => 1 };
+        var dimension = new Option<int>("--dimension", "-d") { Description = "Components per vector; every point and query must have exactly this many.", Required = true };
+        var metric = new Option<string>("--metric") { Description = "The distance that ranks neighbours (default cosine).", DefaultValueFactory = _ => "cosine" }.OneOf("cosine", "dot", "l2");
+        var storage = new Option<string>("--storage") { Description = "How vectors are stored (default float32; int8 walks the graph on int8 codes and re-ranks on float32).", DefaultValueFactory = _ => "float32" }.OneOf("float32", "float16", "int8");
+        var shards = new Option<int>("--shards") { Description = "Shards the points are hashed onto by id (default 1); a search queries every shard.", DefaultValueFactory = _ => 1 };
         var locations = new Option<string[]>("--location") { Description = "A location for the shards (repeat for several; shard i goes to location i mod n).", AllowMultipleArgumentsPerToken = true };
         var policy = new Option<string?>("--policy") { Description = "The residency policy of the collection's bytes." };
         var create = new Command("create", "Create a collection.");

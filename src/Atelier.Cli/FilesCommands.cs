@@ -22,8 +22,7 @@ internal static class FilesCommands
     private static Command Upload(ClientOptions client)
     {
         var path = new Argument<FileInfo>("path") { Description = "The file to upload (JSONL for fine-tune and batch)." };
-        var purpose = new Option<string>("--purpose") { Description = "fine-tune, batch or ocr.", DefaultValueFactory = _ => "fine-tune" };
-        purpose.AcceptOnlyFromAmong("fine-tune", "batch", "ocr");
+        var purpose = new Option<string>("--purpose") { Description = "What the file is for, which decides how it is validated (default fine-tune).", DefaultValueFactory = _ => "fine-tune" }.OneOf("fine-tune", "batch", "ocr");
         var expiry = new Option<int?>("--expiry") { Description = "Hours until the file is removed (default: never)." };
         var command = new Command("upload", "Upload a file; it is validated and stored atomically, or not at all.");
         command.Arguments.Add(path);

@@ -215,27 +215,104 @@ internal static class JobsCommands
 
     private static async Task<int> WatchAsync(ApiClient api, string id, CancellationToken cancel)
     {
-        JsonNode job = await api.GetJsonAsync($"/v1/fine_tuning/jobs/{Uri.EscapeDataString(id)}", cancel).ConfigureAwait(false);
-        await AnsiConsole.Live(Render(job)).StartAsync(async live =>
+        var path = $"/v1/fine_tuning/jobs/{Uri.EscapeDataString(id)}";
+        JsonNode job = await api.GetJsonAsync(path, cancel).ConfigureAwait(false);
+        var steps = new List<JsonNode>();
+        var gate = new object();
+        await AnsiConsole.Live(Render(job, steps)).StartAsync(async live =>
         {
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+
+            // Each step as the server streams it (GET /api/v1/jobs/{id}/metrics/stream), and the
+            // job itself once a second for its status, events and checkpoints.
+            var streaming = StreamStepsAsync(api, id, row =>
+            {
+                lock (gate)
+                {
+                    steps.Add(row);
+                    live.UpdateTarget(Render(job, steps));
+                }
+            }, stop.Token);
             while (!Final.Contains(AtelierCommands.Str(job["status"])))
             {
                 await Task.Delay(1000, cancel).ConfigureAwait(false);
-                job = await api.GetJsonAsync($"/v1/fine_tuning/jobs/{Uri.EscapeDataString(id)}", cancel).ConfigureAwait(false);
-                live.UpdateTarget(Render(job));
+                var now = await api.GetJsonAsync(path, cancel).ConfigureAwait(false);
+                lock (gate)
+                {
+                    job = now;
+                    live.UpdateTarget(Render(job, steps));
+                }
+            }
+
+            // The stream ends by itself once the job is final and every step is sent.
+            await streaming.WaitAsync(TimeSpan.FromSeconds(30), cancel).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await stop.CancelAsync().ConfigureAwait(false);
+            lock (gate)
+            {
+                live.UpdateTarget(Render(job, steps));
             }
         }).ConfigureAwait(false);
         return AtelierCommands.Str(job["status"]) == "SUCCESS" ? 0 : 1;
     }
 
-    private static Rows Render(JsonNode job)
+    /// <summary>Reads the job's metrics stream and hands each step's row to <paramref name="step"/>; a server without the stream leaves the watch to its polling.</summary>
+    private static async Task StreamStepsAsync(ApiClient api, string id, Action<JsonNode> step, CancellationToken cancel)
+    {
+        try
+        {
+            using var response = await api.Http.GetAsync($"/api/v1/jobs/{Uri.EscapeDataString(id)}/metrics/stream", HttpCompletionOption.ResponseHeadersRead, cancel).ConfigureAwait(false);
+            if (!response.IsSuccessStatusCode)
+            {
+                return;
+            }
+
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel).ConfigureAwait(false));
+            string? name = null;
+            while (await reader.ReadLineAsync(cancel).ConfigureAwait(false) is { } line)
+            {
+                if (line.StartsWith("event: ", StringComparison.Ordinal))
+                {
+                    name = line["event: ".Length..];
+                }
+                else if (line.StartsWith("data: ", StringComparison.Ordinal) && name == "step" && JsonNode.Parse(line["data: ".Length..]) is { } row)
+                {
+                    step(row);
+                }
+            }
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException or System.Text.Json.JsonException)
+        {
+            // The watch goes on from the job's checkpoints.
+        }
+    }
+
+    private static Rows Render(JsonNode job) => Render(job, []);
+
+    private static Rows Render(JsonNode job, List<JsonNode> steps)
     {
         var checkpoints = job["checkpoints"]?.AsArray().Select(c => c!).OrderBy(c => c["step_number"]!.GetValue<long>()).ToArray() ?? [];
-        var steps = job["hyperparameters"]?["training_steps"]?.GetValue<int?>();
-        var done = checkpoints.Length == 0 ? 0 : checkpoints[^1]["step_number"]!.GetValue<long>();
+        var total = job["hyperparameters"]?["training_steps"]?.GetValue<int?>();
+        var done = steps.Count > 0 ? steps[^1]["step"]!.GetValue<long>() : checkpoints.Length == 0 ? 0 : checkpoints[^1]["step_number"]!.GetValue<long>();
+        var progress = "";
+        if (steps.Count > 0)
+        {
+            var last = steps[^1];
+            var elapsed = last["elapsed_seconds"]!.GetValue<double>();
+            var rate = last["tokens_per_second"]!.GetValue<double>();
+            progress = string.Create(CultureInfo.InvariantCulture, $"  elapsed {Duration(elapsed)}  {rate:F0} tokens/s");
+            if (total is { } t && done > 0 && done < t)
+            {
+                progress += "  ETA " + Duration(elapsed / done * (t - done));
+            }
+        }
+
         var header = new Markup(string.Create(CultureInfo.InvariantCulture,
-            $"[bold]{Markup.Escape(AtelierCommands.Str(job["id"]))}[/]  {Markup.Escape(AtelierCommands.Str(job["status"]))}  step {done}/{steps?.ToString(CultureInfo.InvariantCulture) ?? "?"}  model {Markup.Escape(AtelierCommands.Str(job["fine_tuned_model"] ?? job["model"]))}\n"));
-        var losses = checkpoints.Select(c => c["metrics"]?["train_loss"]?.GetValue<double?>()).Where(l => l is not null).Select(l => l!.Value).ToArray();
+            $"[bold]{Markup.Escape(AtelierCommands.Str(job["id"]))}[/]  {Markup.Escape(AtelierCommands.Str(job["status"]))}  step {done}/{total?.ToString(CultureInfo.InvariantCulture) ?? "?"}{progress}  model {Markup.Escape(AtelierCommands.Str(job["fine_tuned_model"] ?? job["model"]))}\n"));
+
+        // Per step when the server streams them, else per checkpoint.
+        var losses = steps.Count > 0
+            ? [.. steps.Select(r => r["train_loss"]!.GetValue<double>())]
+            : checkpoints.Select(c => c["metrics"]?["train_loss"]?.GetValue<double?>()).Where(l => l is not null).Select(l => l!.Value).ToArray();
         var valid = checkpoints.Select(c => c["metrics"]?["valid_loss"]?.GetValue<double?>()).Where(l => l is not null).Select(l => l!.Value).ToArray();
         var curve = new Markup(
             "train loss " + Sparkline(losses) + (losses.Length > 0 ? string.Create(CultureInfo.InvariantCulture, $"  {losses[^1]:F4}") : "") + "\n" +
@@ -248,6 +325,11 @@ internal static class JobsCommands
 
         return new Rows(header, curve, table);
     }
+
+    private static string Duration(double seconds) =>
+        TimeSpan.FromSeconds(Math.Max(0, seconds)) is var d && d.TotalHours >= 1
+            ? d.ToString(@"h\:mm\:ss", CultureInfo.InvariantCulture)
+            : d.ToString(@"m\:ss", CultureInfo.InvariantCulture);
 
     /// <summary>A one-line curve of <paramref name="values"/>, scaled between their minimum and maximum.</summary>
     internal static string Sparkline(IReadOnlyList<double> values)

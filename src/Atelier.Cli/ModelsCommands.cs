@@ -20,13 +20,12 @@ internal static class ModelsCommands
         AddRegistryCommands(command, client);
 
         var dir = new Argument<DirectoryInfo>("dir") { Description = "The model directory." };
-        var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 0 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the random weights: the same seed writes the same model, bit for bit.", DefaultValueFactory = _ => 0 };
         var tinyTokenizer = new Option<string>("--tokenizer")
         {
             Description = "The tokeniser: tekken-v7 (tekken.json), sentencepiece-v3 (tokenizer.model.v3) or sentencepiece-v1 (tokenizer.model).",
             DefaultValueFactory = _ => "tekken-v7",
-        };
-        tinyTokenizer.AcceptOnlyFromAmong("tekken-v7", "sentencepiece-v3", "sentencepiece-v1");
+        }.OneOf("tekken-v7", "sentencepiece-v3", "sentencepiece-v1");
         var init = new Command("init-tiny", "Write a small, valid model directory (random weights, a byte-level tokeniser) for tests and demos.");
         init.Arguments.Add(dir);
         init.Options.Add(seed);
@@ -52,10 +51,11 @@ internal static class ModelsCommands
         });
         command.Subcommands.Add(init);
 
-        var prompt = new Option<string>("--prompt") { Description = "The text to continue.", Required = true };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate.", DefaultValueFactory = _ => 32 };
-        var temperature = new Option<float>("--temperature") { Description = "0 for greedy decoding.", DefaultValueFactory = _ => 0f };
-        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling threshold.", DefaultValueFactory = _ => 1f };
+        var prompt = new Option<string>("--prompt") { Description = "The text to continue (the model's BOS is put before it).", Required = true };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "The most tokens to generate; generation stops earlier at the model's EOS.", DefaultValueFactory = _ => 32 };
+        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature: 0 (the default) decodes greedily (always the likeliest token); higher values sample more freely.", DefaultValueFactory = _ => 0f };
+        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling: sample only among the likeliest tokens whose probabilities add up to this (1 = all); used when --temperature > 0.", DefaultValueFactory = _ => 1f };
+        var samplingSeed = new Option<ulong>("--seed") { Description = "Seed of the sampler (with --temperature > 0): the same model, prompt and seed give the same text. It does not change the model's weights.", DefaultValueFactory = _ => 0 };
         var adapter = new Option<FileInfo?>("--adapter")
         {
             Description = "A LoRA adapter to generate with (lora.safetensors in F32, F16 or BF16, as 'models finetune', 'models download-adapter' or mistral-finetune write it). "
@@ -68,7 +68,7 @@ internal static class ModelsCommands
         generate.Options.Add(maxTokens);
         generate.Options.Add(temperature);
         generate.Options.Add(topP);
-        generate.Options.Add(seed);
+        generate.Options.Add(samplingSeed);
         generate.SetAction(parse =>
         {
             var model = parse.GetValue(dir)!;
@@ -91,10 +91,20 @@ internal static class ModelsCommands
                 loaded,
                 ids.ToArray(),
                 parse.GetValue(maxTokens),
-                new SamplingOptions(parse.GetValue(temperature), parse.GetValue(topP), parse.GetValue(seed)),
+                new SamplingOptions(parse.GetValue(temperature), parse.GetValue(topP), parse.GetValue(samplingSeed)),
                 [tokenizer.Control.Eos]);
             var seconds = clock.Elapsed.TotalSeconds;
-            Console.WriteLine(tokenizer.Decode(output));
+            var text = tokenizer.Decode(output);
+            if (client.WantsJson(parse))
+            {
+                // JSON escapes every control character itself.
+                AtelierCommands.Print(new System.Text.Json.Nodes.JsonObject { ["text"] = text, ["tokens"] = output.Length, ["seconds"] = Math.Round(seconds, 3) });
+                return 0;
+            }
+
+            // A random or fine-tuned model can produce any byte: written raw, an escape sequence
+            // would drive the user's terminal.
+            Console.WriteLine(Printable.Escape(text));
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{output.Length} tokens in {seconds:F2} s ({output.Length / Math.Max(seconds, 1e-9):F1} tokens/s)"));
             return 0;
         });

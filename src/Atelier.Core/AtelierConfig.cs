@@ -45,6 +45,12 @@ public sealed record AtelierConfig
     /// <summary>Serving: the engine's memory and batch, and the replicas requests are routed to.</summary>
     public ServingConfig Serving { get; init; } = new();
 
+    /// <summary>How the server logs (<c>logging</c>).</summary>
+    public LoggingConfig Logging { get; init; } = new();
+
+    /// <summary>Where traces go (<c>telemetry</c>).</summary>
+    public TelemetryConfig Telemetry { get; init; } = new();
+
     /// <summary>The policy with <paramref name="name"/>, or an error naming the known ones.</summary>
     public ResidencyPolicy Policy(string name) =>
         Policies.FirstOrDefault(p => p.Name == name)
@@ -184,6 +190,29 @@ public sealed record ServingConfig
     /// machine itself.
     /// </summary>
     public IReadOnlyList<ReplicaConfig> Replicas { get; init; } = [];
+}
+
+/// <summary>Logging settings (<c>logging</c>).</summary>
+public sealed record LoggingConfig
+{
+    /// <summary>The text format: one line per event.</summary>
+    public const string Text = "text";
+
+    /// <summary>The JSON format: one JSON object per line, with its scopes (trace and span ids).</summary>
+    public const string Json = "json";
+
+    /// <summary><c>text</c> (the default) or <c>json</c>; <c>atelier serve --log-format</c> overrides it.</summary>
+    public string Format { get; init; } = Text;
+}
+
+/// <summary>Telemetry settings (<c>telemetry</c>).</summary>
+public sealed record TelemetryConfig
+{
+    /// <summary>
+    /// An OpenTelemetry collector's OTLP endpoint (e.g. <c>http://127.0.0.1:4317</c>) that traces are
+    /// exported to; unset (the default), traces are made for the logs' trace ids but sent nowhere.
+    /// </summary>
+    public string? OtlpEndpoint { get; init; }
 }
 
 /// <summary>One serving replica.</summary>

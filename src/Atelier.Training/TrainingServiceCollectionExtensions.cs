@@ -58,6 +58,7 @@ public static class TrainingServiceCollectionExtensions
         services.AddHostedService(provider => provider.GetRequiredService<DatasetBuildService>());
 
         services.AddSingleton<CheckpointStore>();
+        services.AddSingleton<JobMetricsLog>();
         services.AddSingleton<FineTuningCatalog>();
         services.AddSingleton<FineTuningStorage>();
         services.AddSingleton<FineTuningWork>();

@@ -354,7 +354,7 @@ public sealed class SecurityTests(ITestOutputHelper output)
     public async Task SignedUrl_UsesThePublicUrlNotTheHostHeader_AndItsQueryNeverReachesTheLog()
     {
         var log = new CapturingLoggerProvider();
-        await using var server = await TestServer.StartAsync(logging: builder => builder.SetMinimumLevel(LogLevel.Information).AddProvider(log));
+        await using var server = await TestServer.StartAsync(logging: builder => builder.SetMinimumLevel(LogLevel.Information).AddFilter(typeof(Atelier.Server.Hosting.RequestLog).FullName, LogLevel.Debug).AddProvider(log));
         using var client = server.Client();
         var id = await ApiRequests.UploadAsync(client, "train.jsonl", [ApiRequests.Chat("q", "a")]);
 

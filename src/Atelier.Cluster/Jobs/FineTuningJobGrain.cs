@@ -2,12 +2,13 @@ using Atelier.Catalog;
 using Atelier.Core.Errors;
 using Atelier.Training.Execution;
 using Atelier.Training.Jobs;
+using Microsoft.Extensions.Logging;
 using static Atelier.Training.Jobs.FineTuningStatus;
 
 namespace Atelier.Cluster.Jobs;
 
 /// <summary>The job's state machine; see <see cref="IFineTuningJobGrain"/>.</summary>
-public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work) : Grain, IFineTuningJobGrain
+public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work, ILogger<FineTuningJobGrain> logger) : Grain, IFineTuningJobGrain
 {
     private string Id => this.GetPrimaryKeyString();
 
@@ -16,7 +17,7 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
     /// <inheritdoc />
     public async Task SubmitAsync()
     {
-        if (await jobs.TransitionAsync(Id, [Queued], Validating))
+        if (await MoveAsync([Queued], Validating))
         {
             work.StartValidation(Id);
         }
@@ -27,11 +28,11 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
     {
         if (error is not null)
         {
-            await jobs.TransitionAsync(Id, [Validating], FailedValidation, error);
+            await MoveAsync([Validating], FailedValidation, error);
             return;
         }
 
-        if (!await jobs.TransitionAsync(Id, [Validating], Validated))
+        if (!await MoveAsync([Validating], Validated))
         {
             return;
         }
@@ -67,7 +68,7 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
         var job = await JobAsync();
         if (job.Status is Running)
         {
-            if (await jobs.TransitionAsync(Id, [Running], CancellationRequested) && job.Node is { } node)
+            if (await MoveAsync([Running], CancellationRequested) && job.Node is { } node)
             {
                 await GrainFactory.GetGrain<INodeWorkerGrain>(node).CancelAsync(Id);
             }
@@ -75,7 +76,7 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
             return;
         }
 
-        if (await jobs.TransitionAsync(Id, [Queued, Validating, Validated], Cancelled))
+        if (await MoveAsync([Queued, Validating, Validated], Cancelled))
         {
             work.Cancel(Id);
             await Scheduler.WithdrawAsync(Id);
@@ -92,7 +93,7 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
     public async Task PlacedAsync(string node)
     {
         await jobs.MarkPlacedAsync(Id, node);
-        if (await jobs.TransitionAsync(Id, [Queued], Running))
+        if (await MoveAsync([Queued], Running))
         {
             await GrainFactory.GetGrain<INodeWorkerGrain>(node).RunAsync(Id);
         }
@@ -109,13 +110,13 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
         switch (end)
         {
             case RunEnd.Succeeded:
-                await jobs.TransitionAsync(Id, [Running, CancellationRequested], Success);
+                await MoveAsync([Running, CancellationRequested], Success);
                 break;
             case RunEnd.Failed:
-                await jobs.TransitionAsync(Id, [Running, CancellationRequested], Failed, error);
+                await MoveAsync([Running, CancellationRequested], Failed, error);
                 break;
             case RunEnd.Cancelled:
-                await jobs.TransitionAsync(Id, [Running, CancellationRequested], Cancelled);
+                await MoveAsync([Running, CancellationRequested], Cancelled);
                 break;
             case RunEnd.Interrupted:
                 // The node is stopping: the job stays RUNNING in the catalog and the next start
@@ -148,7 +149,7 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
             case Running:
                 // Its trainer died with the previous process: back in the queue, to resume from
                 // its newest committed checkpoint.
-                if (await jobs.TransitionAsync(Id, [Running], Queued))
+                if (await MoveAsync([Running], Queued))
                 {
                     await jobs.AddEventAsync(Id, "recovered", """{"detail":"training resumes from the last committed checkpoint after a restart of the server"}""");
                     await Scheduler.SubmitAsync(Id, await work.DataNodeAsync(Id));
@@ -156,7 +157,7 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
 
                 break;
             case CancellationRequested:
-                await jobs.TransitionAsync(Id, [CancellationRequested], Cancelled);
+                await MoveAsync([CancellationRequested], Cancelled);
                 break;
         }
     }
@@ -164,11 +165,40 @@ public sealed class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work
     private async Task QueueForSlotAsync()
     {
         await jobs.MarkStartedAsync(Id);
-        if (await jobs.TransitionAsync(Id, [Validated], Queued))
+        if (await MoveAsync([Validated], Queued))
         {
             await Scheduler.SubmitAsync(Id, await work.DataNodeAsync(Id));
         }
     }
+
+    /// <summary>
+    /// Moves the job from one of <paramref name="from"/> to <paramref name="to"/> when it is in one
+    /// of them, and logs the move: one line per step of a job's life (decision 0012).
+    /// </summary>
+    private async Task<bool> MoveAsync(string[] from, string to, string? error = null)
+    {
+        if (!await jobs.TransitionAsync(Id, from, to, error))
+        {
+            return false;
+        }
+
+        if (error is not null)
+        {
+            LogFailed(logger, Id, to, error);
+        }
+        else
+        {
+            LogMoved(logger, Id, to);
+        }
+
+        return true;
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} is {Status}")]
+    private static partial void LogMoved(ILogger logger, string jobId, string status);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId} is {Status}: {Error}")]
+    private static partial void LogFailed(ILogger logger, string jobId, string status, string error);
 
     private async Task<JobRecord> JobAsync() => await jobs.GetByIdAsync(Id) ?? throw new NotFoundException("job", Id);
 }

@@ -32,6 +32,7 @@ using Atelier.Training.Execution;
 using Atelier.Vectors.Collections;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 
 namespace Atelier.Server.Hosting;
 
@@ -51,6 +52,7 @@ public static class AtelierServer
         var config = DataDirectoryStartup.Open(options);
         var dataDirectory = options.DataDirectory;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        ConfigureLogging(builder.Logging, options.LogFormat ?? config.Logging.Format);
         logging?.Invoke(builder.Logging);
 
         var bind = options.Bind ?? config.Server.Bind;
@@ -94,6 +96,7 @@ public static class AtelierServer
             FineTuning = new FineTuningWorkOptions
             {
                 StagingDirectory = Path.Combine(dataDirectory, "staging", "jobs"),
+                MetricsDirectory = Path.Combine(dataDirectory, "metrics", "jobs"),
                 MaxCurationDropFraction = config.Defaults.MaxCurationDropFraction,
             },
             DatasetBuilds = new DatasetBuildServiceOptions { StagingDirectory = Path.Combine(dataDirectory, "staging", "datasets") },
@@ -109,6 +112,7 @@ public static class AtelierServer
         services.AddAtelierInference(ServingOptionsOf(config.Serving), Replicas(config), policies.Resolve);
 
         services.AddSingleton<FreeingSpace>();
+        services.AddSingleton<PlatformGauges>();
         services.AddSingleton<FileUpload>();
         services.AddSingleton<JobRequests>();
         services.AddSingleton<DataDirectoryStartup>();
@@ -128,7 +132,19 @@ public static class AtelierServer
             .ConfigureResource(resource => resource.AddService("atelier"))
             .WithMetrics(metrics => metrics
             .AddMeter(MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
-            .AddPrometheusExporter());
+            .AddPrometheusExporter())
+            .WithTracing(tracing =>
+            {
+                // Traces give the logs their trace ids; they leave the process only when an OTLP
+                // collector is configured (telemetry.otlp_endpoint).
+                tracing.AddSource(FineTuningWork.ActivitySourceName)
+                    .AddAspNetCoreInstrumentation(aspnet => aspnet.Filter = context => !context.Request.Path.StartsWithSegments("/metrics", StringComparison.Ordinal))
+                    .AddHttpClientInstrumentation();
+                if (config.Telemetry.OtlpEndpoint is { Length: > 0 } endpoint)
+                {
+                    tracing.AddOtlpExporter(otlp => otlp.Endpoint = new Uri(endpoint));
+                }
+            });
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             json.SerializerOptions.PropertyNamingPolicy = AtelierJson.Options.PropertyNamingPolicy;
@@ -138,9 +154,6 @@ public static class AtelierServer
         // with the position or parameter, instead of a bare 400 with no body.
         builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(routes => routes.ThrowOnBadRequest = true);
 
-        // Hosting's request log writes the full URL, query included, and a signed download URL's
-        // query is a credential; RequestLog writes method, path and status instead.
-        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
 
         var app = builder.Build();
         try
@@ -157,6 +170,7 @@ public static class AtelierServer
         app.UseMiddleware<ErrorMapping>();
         app.UseMiddleware<ApiKeyAuthentication>();
         app.UseMiddleware<RequestBodyLimit>();
+        app.UseMiddleware<PlatformGaugesRefresh>();
 
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapPrometheusScrapingEndpoint("/metrics");
@@ -174,9 +188,56 @@ public static class AtelierServer
         app.MapFineTuningJobs();
         app.MapCheckpoints();
         app.MapNodes();
+        app.MapJobMetrics();
         app.MapInference();
         app.MapGroup("/api/v1").MapLineage();
         return app;
+    }
+
+    /// <summary>
+    /// Quiet by default (decision 0012): one line per event of a job's, a dataset's or a model's life,
+    /// none per request (<see cref="RequestLog"/> is at Debug), ASP.NET Core and Orleans only from
+    /// Warning (Orleans dumps its configuration at Information); text on one line, or JSON with
+    /// the scopes that carry the trace and span ids.
+    /// </summary>
+    private static void ConfigureLogging(ILoggingBuilder logging, string format)
+    {
+        logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.Warning);
+
+        // "Now listening on", "Content root path": `atelier serve` prints its own banner instead.
+        logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        logging.AddFilter("Orleans", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Orleans", LogLevel.Warning);
+
+        // Orleans' placement runs through Polly, which logs every attempt at Information.
+        logging.AddFilter("Polly", LogLevel.Warning);
+
+        // Hosting's request log writes the full URL, query included, and a signed download URL's
+        // query is a credential; RequestLog writes method, path and status instead (at Debug).
+        logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
+        logging.Configure(o => o.ActivityTrackingOptions = ActivityTrackingOptions.TraceId | ActivityTrackingOptions.SpanId | ActivityTrackingOptions.ParentId);
+        switch (format)
+        {
+            case LoggingConfig.Json:
+                logging.AddJsonConsole(json =>
+                {
+                    json.IncludeScopes = true;
+                    json.UseUtcTimestamp = true;
+                    json.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                });
+                break;
+            case LoggingConfig.Text:
+                logging.AddSimpleConsole(text =>
+                {
+                    text.SingleLine = true;
+                    text.UseUtcTimestamp = true;
+                    text.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+                });
+                break;
+            default:
+                throw new InvalidOperationException($"logging.format: '{format}' is not a log format; use '{LoggingConfig.Text}' or '{LoggingConfig.Json}'.");
+        }
     }
 
     /// <summary>
@@ -188,6 +249,7 @@ public static class AtelierServer
     private static async Task StartUpAsync(IServiceProvider services, CancellationToken cancellationToken)
     {
         services.GetRequiredService<UrlSigner>();
+        services.GetRequiredService<PlatformGauges>().Register();
         services.GetRequiredService<AuditHeadSigner>();
         await services.GetRequiredService<DataDirectoryStartup>().RunAsync(cancellationToken).ConfigureAwait(false);
         await services.GetRequiredService<ModelRegistry>().RemoveOrphanedBlobsAsync("system:recovery", cancellationToken).ConfigureAwait(false);

@@ -3,7 +3,8 @@ using System.Diagnostics;
 namespace Atelier.Server.Hosting;
 
 /// <summary>
-/// One line per request: method, path, status and duration. The query string is left out on
+/// One line per request at Debug (off by default: decision 0012): method, path, status and
+/// duration. The query string is left out on
 /// purpose: a signed download URL carries its signature there, and whoever reads the log must not
 /// be able to download the file with it.
 /// </summary>
@@ -13,7 +14,7 @@ public sealed partial class RequestLog(RequestDelegate next, ILogger<RequestLog>
     public async Task InvokeAsync(HttpContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (!logger.IsEnabled(LogLevel.Information))
+        if (!logger.IsEnabled(LogLevel.Debug))
         {
             await next(context).ConfigureAwait(false);
             return;
@@ -30,6 +31,6 @@ public sealed partial class RequestLog(RequestDelegate next, ILogger<RequestLog>
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "{Method} {Path} answered {Status} in {ElapsedMs:F1} ms")]
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Method} {Path} answered {Status} in {ElapsedMs:F1} ms")]
     private static partial void LogRequest(ILogger logger, string method, string path, int status, double elapsedMs);
 }

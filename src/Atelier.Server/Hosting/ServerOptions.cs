@@ -15,6 +15,9 @@ public sealed record ServerOptions
     /// <summary>The country of the default location when the data directory is new (ISO 3166-1 alpha-2).</summary>
     public string DefaultCountry { get; init; } = "FR";
 
+    /// <summary>Overrides the configured log format (<c>text</c> or <c>json</c>).</summary>
+    public string? LogFormat { get; init; }
+
     /// <summary>The clock; tests pass a fake one.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 }

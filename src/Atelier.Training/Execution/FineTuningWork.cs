@@ -71,6 +71,7 @@ public sealed record JobPlanRecord
 /// <param name="storage">The locations, the guard and the topology the job's data lives in.</param>
 /// <param name="registry">The model registry: base models, and the fine-tuned model a run registers.</param>
 /// <param name="checkpoints">The checkpoint store.</param>
+/// <param name="metrics">Where each step's metrics go.</param>
 /// <param name="reports">Where validation and training report their end (the job's grain).</param>
 /// <param name="lifetime">The host's lifetime: stopping interrupts the work, which resumes on the next start.</param>
 /// <param name="clock">The clock.</param>
@@ -81,6 +82,7 @@ public sealed partial class FineTuningWork(
     FineTuningStorage storage,
     ModelRegistry registry,
     CheckpointStore checkpoints,
+    JobMetricsLog metrics,
     IFineTuningReports reports,
     IHostApplicationLifetime lifetime,
     TimeProvider clock,
@@ -89,7 +91,11 @@ public sealed partial class FineTuningWork(
     /// <summary>The meter of the training metrics: the host's own, so they are exported with the rest.</summary>
     public const string MeterName = "Atelier";
 
+    /// <summary>The name of the activity source of jobs' validation and training (a trace per attempt).</summary>
+    public const string ActivitySourceName = "Atelier.Jobs";
+
     private const string Actor = "system:fine-tuning";
+    private static readonly System.Diagnostics.ActivitySource Activities = new(ActivitySourceName);
     private static readonly System.Diagnostics.Metrics.Meter Meter = new(MeterName);
     private static readonly System.Diagnostics.Metrics.Counter<long> Steps = Meter.CreateCounter<long>("atelier_training_steps", description: "Optimiser steps trained by fine-tuning jobs on this node.");
     private static readonly System.Diagnostics.Metrics.Counter<long> Tokens = Meter.CreateCounter<long>("atelier_training_tokens", description: "Tokens trained by fine-tuning jobs on this node.");
@@ -115,6 +121,8 @@ public sealed partial class FineTuningWork(
             var cancelled = false;
             try
             {
+                using var activity = Activities.StartActivity("job.validate");
+                activity?.SetTag("atelier.job.id", jobId);
                 await ValidateAsync(jobId, cancel.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (IsCancellation(e, cancel))
@@ -159,6 +167,8 @@ public sealed partial class FineTuningWork(
                 string? error = null;
                 try
                 {
+                    using var activity = Activities.StartActivity("job.train");
+                    activity?.SetTag("atelier.job.id", jobId);
                     await TrainAsync(jobId, cancel.Token).ConfigureAwait(false);
                 }
                 catch (Exception e) when (IsCancellation(e, cancel))
@@ -504,6 +514,14 @@ public sealed partial class FineTuningWork(
         }
 
         var duration = new TrainingDurationEstimate(record.Plan.TrainingSteps, record.Plan.CheckpointEvery, clock);
+
+        // Per-step metrics: the time of a step is from the end of the one before (or the start of
+        // the attempt), data loading included; elapsed time goes on from what the attempt that
+        // wrote the checkpoint it resumes from had reached.
+        var earlier = await metrics.ReadAsync(jobId, 0, cancel).ConfigureAwait(false);
+        var elapsedBefore = 0.0;
+        var stepStarted = clock.GetTimestamp();
+        var attemptStarted = stepStarted;
         var adapterPath = Path.Combine(Staging(jobId), "adapter.safetensors");
         Directory.CreateDirectory(Path.GetDirectoryName(adapterPath)!);
         File.Delete(adapterPath);
@@ -521,10 +539,25 @@ public sealed partial class FineTuningWork(
                     Checkpoints = checkpoints,
                     StartFrom = request.StartFrom,
                     AdapterPath = adapterPath,
-                    OnStep = (step, _) =>
+                    OnStep = report =>
                     {
+                        var step = report.Step;
                         Steps.Add(1);
                         Tokens.Add(record.Plan.TrainTokensPerStep);
+                        var now = clock.GetTimestamp();
+                        var stepSeconds = clock.GetElapsedTime(stepStarted, now).TotalSeconds;
+                        stepStarted = now;
+                        metrics.Append(jobId, new JobStepMetrics(
+                            step,
+                            report.Loss,
+                            report.LearningRate,
+                            report.GradNorm,
+                            step * record.Plan.TrainTokensPerStep,
+                            stepSeconds > 0 ? record.Plan.TrainTokensPerStep / stepSeconds : 0,
+                            elapsedBefore + clock.GetElapsedTime(attemptStarted, now).TotalSeconds,
+                            report.Validation?.ValidLoss,
+                            report.Validation?.ValidMeanTokenAccuracy,
+                            clock.GetUtcNow().ToUnixTimeSeconds()));
                         if (duration.StepFinished(step) is { } seconds)
                         {
                             // metadata.expected_duration_seconds, measured from this run's own steps.
@@ -533,7 +566,12 @@ public sealed partial class FineTuningWork(
                             history.Enqueue(() => catalog.Jobs.SetMetadataAsync(jobId, metadata));
                         }
                     },
-                    OnResume = step => history.Enqueue(() => catalog.Jobs.AddEventAsync(jobId, "resumed", $$"""{"from_step":{{step}}}""")),
+                    OnResume = step =>
+                    {
+                        elapsedBefore = earlier.LastOrDefault(r => r.Step <= step)?.ElapsedSeconds ?? 0;
+                        LogResumed(logger, jobId, step);
+                        history.Enqueue(() => catalog.Jobs.AddEventAsync(jobId, "resumed", $$"""{"from_step":{{step}}}"""));
+                    },
                     OnCheckpoint = c =>
                     {
                         Stall.Record(c.Stall.TotalMilliseconds);
@@ -551,6 +589,7 @@ public sealed partial class FineTuningWork(
                             ["bytes_reused"] = c.BytesReused,
                         });
                         history.Enqueue(() => catalog.Jobs.AddEventAsync(jobId, "checkpoint", data));
+                        LogCheckpointed(logger, jobId, c.Step, c.CheckpointId, c.Metrics.TrainLoss, c.Metrics.ValidLoss);
                     },
                     OnRetention = steps =>
                     {
@@ -611,6 +650,7 @@ public sealed partial class FineTuningWork(
                     Actor = Actor,
                 },
                 cancel).ConfigureAwait(false);
+            LogModelRegistered(logger, existing.Id, jobId, job.Model);
         }
 
         await catalog.Jobs.SetResultAsync(jobId, existing.Id, outcome.TrainedTokens, cancel).ConfigureAwait(false);
@@ -628,6 +668,15 @@ public sealed partial class FineTuningWork(
         new("job", job.Id, (await catalog.Keys.GetWorkspaceAsync(job.WorkspaceId, cancel).ConfigureAwait(false))?.Name ?? job.WorkspaceId);
 
     private string Staging(string jobId) => Path.Combine(options.StagingDirectory, jobId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} checkpointed at step {Step} as {CheckpointId} (train loss {TrainLoss}, validation loss {ValidLoss})")]
+    private static partial void LogCheckpointed(ILogger logger, string jobId, long step, string checkpointId, double? trainLoss, double? validLoss);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} resumes from its checkpoint at step {Step}")]
+    private static partial void LogResumed(ILogger logger, string jobId, long step);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {ModelId} registered, fine-tuned by job {JobId} from {BaseModel}")]
+    private static partial void LogModelRegistered(ILogger logger, string modelId, string jobId, string baseModel);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Fine-tuning job {JobId} failed")]
     private static partial void LogFailed(ILogger logger, Exception exception, string jobId);

@@ -59,6 +59,9 @@ public sealed record FineTuningWorkOptions
 
     /// <summary>The largest fraction of the examples curation may drop before validation fails the job.</summary>
     public required double MaxCurationDropFraction { get; init; }
+
+    /// <summary>The node-local directory of the jobs' per-step metrics (<see cref="JobMetricsLog"/>: <c>&lt;dir&gt;/&lt;job id&gt;.jsonl</c>).</summary>
+    public required string MetricsDirectory { get; init; }
 }
 
 /// <summary>The catalog objects <see cref="FineTuningWork"/> reads and records in.</summary>

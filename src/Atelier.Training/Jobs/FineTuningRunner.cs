@@ -67,6 +67,14 @@ public sealed record FineTuningPlan
 /// <param name="BytesReused">Bytes that were already stored (deduplicated chunks).</param>
 public sealed record RunnerCheckpoint(long Step, string CheckpointId, CheckpointMetrics Metrics, long TrainedTokens, TimeSpan Stall, TimeSpan PersistTime, long BytesWritten, long BytesReused);
 
+/// <summary>What one optimiser step did, as the runner reports it.</summary>
+/// <param name="Step">Steps done, this one included.</param>
+/// <param name="Loss">The step's training loss (masked cross-entropy).</param>
+/// <param name="LearningRate">The learning rate the step used.</param>
+/// <param name="GradNorm">The gradient norm before clipping.</param>
+/// <param name="Validation">Validation's figures when validation ran at this step (a checkpoint's step), else null.</param>
+public readonly record struct TrainingStepReport(int Step, double Loss, float LearningRate, double GradNorm, CheckpointMetrics? Validation);
+
 /// <summary>Everything one attempt at training a job needs.</summary>
 public sealed record FineTuningRun
 {
@@ -94,8 +102,11 @@ public sealed record FineTuningRun
     /// <summary>Called after retention deleted checkpoints.</summary>
     public Action<IReadOnlyList<long>>? OnRetention { get; init; }
 
-    /// <summary>Called after each step with (steps done, loss).</summary>
-    public Action<int, double>? OnStep { get; init; }
+    /// <summary>
+    /// Called after each step with its loss and learning rate; at a checkpoint's step, after
+    /// validation, with its figures as well.
+    /// </summary>
+    public Action<TrainingStepReport>? OnStep { get; init; }
 
     /// <summary>Called once when training resumes from a checkpoint, with its step.</summary>
     public Action<long>? OnResume { get; init; }
@@ -199,9 +210,12 @@ public static class FineTuningRunner
                 var result = trainer.Step(micro, cancellationToken);
                 lossSum += result.Loss;
                 lossCount++;
-                run.OnStep?.Invoke(trainer.StepCount, result.Loss);
-
-                if (trainer.StepCount % plan.CheckpointEvery == 0 || trainer.StepCount == plan.TrainingSteps)
+                var checkpointDue = trainer.StepCount % plan.CheckpointEvery == 0 || trainer.StepCount == plan.TrainingSteps;
+                if (!checkpointDue)
+                {
+                    run.OnStep?.Invoke(new TrainingStepReport(trainer.StepCount, result.Loss, result.LearningRate, result.GradNorm, null));
+                }
+                else
                 {
                     if (pending is not null)
                     {
@@ -214,6 +228,9 @@ public static class FineTuningRunner
                     var metrics = Validate(model, run.ValidationWindows, plan.MaxValidationWindows, cancellationToken) with { TrainLoss = lossSum / Math.Max(1, lossCount) };
                     lossSum = 0;
                     lossCount = 0;
+
+                    // Reported after validation, so the step's row carries its validation figures.
+                    run.OnStep?.Invoke(new TrainingStepReport(trainer.StepCount, result.Loss, result.LearningRate, result.GradNorm, metrics));
                     pending = await run.Checkpoints.BeginSaveAsync(run.Job, trainer.StepCount, Content(trainer, batch.After), metrics, cancellationToken).ConfigureAwait(false);
                 }
             }

@@ -244,9 +244,9 @@ public sealed class FineTuningRunnerTests
 
             // The checkpoint of step 2 was begun after step 2; it is reported only after step 4,
             // which a cancel after step 3 never reaches.
-            OnStep = (step, _) =>
+            OnStep = report =>
             {
-                if (step == 3)
+                if (report.Step == 3)
                 {
                     cancel.Cancel();
                 }
