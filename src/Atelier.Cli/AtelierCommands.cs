@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Atelier.Server.Hosting;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Spectre.Console;
 
@@ -81,8 +80,8 @@ public static class AtelierCommands
             await using var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant(), LogFormat = format }, cancellationToken: cancel).ConfigureAwait(false);
             var started = app.StartupReport();
 
-            // With JSON logs, standard output is for the log alone: the banner goes to standard error.
-            var banner = (format ?? app.Services.GetRequiredService<Atelier.Core.AtelierConfig>().Logging.Format) == Atelier.Core.LoggingConfig.Json ? Console.Error : Console.Out;
+            // With --log-format json, standard output is for the log alone: the banner goes to standard error.
+            var banner = format == Atelier.Core.LoggingConfig.Json ? Console.Error : Console.Out;
             var keyPath = Path.Combine(dataDirectory, DataDirectoryStartup.AdminKeyFile);
             if (started.CreatedAdminKeyPath is { } created)
             {
