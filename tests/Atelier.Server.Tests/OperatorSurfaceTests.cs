@@ -7,6 +7,7 @@ namespace Atelier.Server.Tests;
 
 /// <summary>What an operator sees of a running server: its log, a job's per-step metrics, the Prometheus gauges.</summary>
 [Trait("Category", "Slow")]
+[Collection(nameof(AloneInTheProcess))]
 public sealed class OperatorSurfaceTests
 {
     [Fact]
@@ -167,3 +168,11 @@ public sealed class OperatorSurfaceTests
         }
     }
 }
+
+/// <summary>
+/// Tests that read process-wide state, such as the Prometheus scrape, which shows the meters of every
+/// server alive in the test process (each test's server has its own gauges of the same name): they run
+/// alone, after the parallel tests, so the scrape holds only their own server's series.
+/// </summary>
+[CollectionDefinition(nameof(AloneInTheProcess), DisableParallelization = true)]
+public sealed class AloneInTheProcess;
