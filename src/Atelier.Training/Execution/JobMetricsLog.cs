@@ -113,8 +113,5 @@ public sealed class JobMetricsLog(FineTuningWorkOptions options)
         return [.. rows.Values];
     }
 
-    /// <summary>Removes the job's log (the job is deleted).</summary>
-    public void Delete(string jobId) => File.Delete(PathOf(jobId));
-
     private string PathOf(string jobId) => Path.Combine(options.MetricsDirectory, jobId + ".jsonl");
 }
