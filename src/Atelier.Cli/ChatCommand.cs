@@ -18,8 +18,8 @@ internal static class ChatCommand
         var message = new Option<string?>("--message", "-m") { Description = "Ask this one question, print the answer and exit." };
         var system = new Option<string?>("--system") { Description = "A system prompt." };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "The most tokens per answer (default: what the context leaves)." };
-        var temperature = new Option<double>("--temperature") { Description = "0 for greedy decoding.", DefaultValueFactory = _ => 0.7 };
-        var seed = new Option<long?>("--seed") { Description = "random_seed: the same seed gives the same answer." };
+        var temperature = new Option<double>("--temperature") { Description = "Sampling temperature: 0 decodes greedily (always the likeliest token); higher values sample more freely.", DefaultValueFactory = _ => 0.7 };
+        var seed = new Option<long?>("--seed") { Description = "Seed of the sampler (the API's random_seed): the same model, messages and seed give the same answer. It does not change the model's weights." };
         var command = new Command("chat", "Chat with a served model in the terminal, the answer streamed as it is generated.");
         command.Arguments.Add(model);
         command.Options.Add(message);

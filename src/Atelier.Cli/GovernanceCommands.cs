@@ -1,10 +1,11 @@
 using System.CommandLine;
 using System.Net.Http.Json;
+using System.Text.Json.Nodes;
 using Spectre.Console;
 
 namespace Atelier.Cli;
 
-/// <summary><c>atelier policies list|create</c> and <c>atelier workspaces list|create|set-policies</c>.</summary>
+/// <summary><c>atelier policies list|show|create</c> and <c>atelier workspaces list|create|set-policies</c>.</summary>
 internal static class GovernanceCommands
 {
     public static Command Policies(ClientOptions client)
@@ -75,7 +76,42 @@ internal static class GovernanceCommands
             return 0;
         });
 
+        var shown = new Argument<string>("name") { Description = "The policy's name (see policies list)." };
+        var show = new Command("show", "Show one residency policy: where its bytes may live, and (for the operator) which workspaces may use it.");
+        show.Arguments.Add(shown);
+        show.SetAction(async (parse, cancel) =>
+        {
+            using var api = client.Connect(parse);
+            var body = await api.GetJsonAsync("/api/v1/policies", cancel).ConfigureAwait(false);
+            var wanted = parse.GetValue(shown)!;
+            var policy = body["data"]!.AsArray().FirstOrDefault(p => AtelierCommands.Str(p!["name"]) == wanted)
+                ?? throw new CliException($"No residency policy is named '{wanted}'. Defined: {string.Join(", ", body["data"]!.AsArray().Select(p => AtelierCommands.Str(p!["name"])))}.");
+            if (client.WantsJson(parse))
+            {
+                return AtelierCommands.Print(policy);
+            }
+
+            static string Joined(JsonNode? list, string none) =>
+                list!.AsArray().Count == 0 ? none : string.Join(", ", list.AsArray().Select(j => AtelierCommands.Str(j)));
+            Console.WriteLine($"Policy {AtelierCommands.Str(policy["name"])} ({AtelierCommands.Str(policy["source"])})");
+            Console.WriteLine($"  jurisdictions:   {Joined(policy["allowed_jurisdictions"], "none")}");
+            Console.WriteLine($"  operators:       {Joined(policy["allowed_operators"], "any")}");
+            Console.WriteLine($"  min replicas:    {AtelierCommands.Str(policy["min_replicas"])}");
+            Console.WriteLine($"  require on-prem: {(policy["require_on_prem"]!.GetValue<bool>() ? "yes (never held only in a cloud)" : "no")}");
+            Console.WriteLine($"  usable here:     {(policy["usable_here"]!.GetValue<bool>() ? "yes" : "no")} (workspace {AtelierCommands.Str(body["workspace"]!["name"])})");
+
+            // The operator sees every workspace; others see their own, already described above.
+            var workspaces = await api.GetJsonAsync("/api/v1/workspaces", cancel).ConfigureAwait(false);
+            var users = workspaces["data"]!.AsArray()
+                .Where(w => w!["allowed_policies"]!.AsArray().Any(a => AtelierCommands.Str(a) == wanted))
+                .Select(w => AtelierCommands.Str(w!["name"]) + (AtelierCommands.Str(w["default_policy"]) == wanted ? " (default)" : ""))
+                .ToList();
+            Console.WriteLine($"  allowed in:      {(users.Count == 0 ? "no workspace you can see" : string.Join(", ", users))}");
+            return 0;
+        });
+
         command.Subcommands.Add(list);
+        command.Subcommands.Add(show);
         command.Subcommands.Add(create);
         return command;
     }

@@ -16,18 +16,18 @@ internal static class JobsCommands
         var command = new Command("jobs", "Fine-tuning jobs (the same API the Mistral SDK uses: /v1/fine_tuning/jobs).");
         var id = new Argument<string>("id") { Description = "The job id." };
 
-        var model = new Option<string>("--model") { Description = "The base model's id (see models list).", Required = true };
+        var model = new Option<string>("--model") { Description = "The base model to fine-tune: an id (see models list), name@alias or name@N.", Required = true };
         var train = new Option<string[]>("--train") { Description = "Training file ids (repeat for several); or give --dataset.", AllowMultipleArgumentsPerToken = true };
         var dataset = new Option<string?>("--dataset") { Description = "A dataset version built with this model (datasets build --model) to train on instead of --train files." };
-        var validation = new Option<string[]>("--validation") { Description = "Validation file ids.", AllowMultipleArgumentsPerToken = true };
-        var steps = new Option<int?>("--steps") { Description = "Training steps." };
-        var epochs = new Option<double?>("--epochs") { Description = "Epochs, when --steps is not given." };
-        var learningRate = new Option<double>("--learning-rate") { Description = "Peak learning rate.", DefaultValueFactory = _ => 1e-4 };
+        var validation = new Option<string[]>("--validation") { Description = "Validation file ids (repeat for several): their loss and token accuracy are measured at each checkpoint.", AllowMultipleArgumentsPerToken = true };
+        var steps = new Option<int?>("--steps") { Description = "Optimiser steps to train; give this or --epochs." };
+        var epochs = new Option<double?>("--epochs") { Description = "Passes over the training data (may be fractional), instead of --steps." };
+        var learningRate = new Option<double>("--learning-rate") { Description = "Peak learning rate (warmup, then cosine decay).", DefaultValueFactory = _ => 1e-4 };
         var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per packed sequence (default 2048)." };
-        var suffix = new Option<string?>("--suffix") { Description = "Suffix of the fine-tuned model's name." };
-        var noStart = new Option<bool>("--no-start") { Description = "Validate only; start later with jobs start." };
-        var seed = new Option<ulong?>("--seed") { Description = "Seeds the adapter and the data order." };
-        var watchAfter = new Option<bool>("--watch") { Description = "Watch the job until it ends." };
+        var suffix = new Option<string?>("--suffix") { Description = "Suffix of the fine-tuned model's name (ft:BASE:SUFFIX:...) and of its registered name." };
+        var noStart = new Option<bool>("--no-start") { Description = "Validate the data only; the job waits for 'jobs start'." };
+        var seed = new Option<ulong?>("--seed") { Description = "Seed of the adapter's initial weights and of the data order: the same seed and data train the same adapter, bit for bit (default 0)." };
+        var watchAfter = new Option<bool>("--watch") { Description = "After creating it, follow the job step by step until it ends (as 'jobs watch')." };
         var create = new Command("create", "Create a fine-tuning job.");
         foreach (var option in new Option[] { model, train, dataset, validation, steps, epochs, learningRate, seqLen, suffix, noStart, seed, watchAfter })
         {
