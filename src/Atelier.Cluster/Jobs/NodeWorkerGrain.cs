@@ -1,10 +1,10 @@
 using Atelier.Training.Execution;
-using Orleans.Placement;
+using Atelier.Cluster.Placement;
 
 namespace Atelier.Cluster.Jobs;
 
 /// <summary>A node's worker agent; see <see cref="INodeWorkerGrain"/>.</summary>
-[PreferLocalPlacement]
+[NodePlacement]
 public sealed class NodeWorkerGrain(IFineTuningWork work) : Grain, INodeWorkerGrain
 {
     /// <inheritdoc />

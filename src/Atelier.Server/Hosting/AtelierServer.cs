@@ -119,11 +119,13 @@ public static class AtelierServer
 
         // One silo with localhost clustering: the embedded default. Its ports are picked free at
         // start unless configured, so several servers (and tests) can run on one machine.
-        builder.UseOrleans(silo => silo.UseLocalhostClustering(
-            siloPort: FreePort(config.Server.SiloPort),
-            gatewayPort: FreePort(config.Server.GatewayPort),
-            serviceId: "atelier",
-            clusterId: "atelier-" + Environment.MachineName));
+        builder.UseOrleans(silo => silo.UseAtelierCluster(new ClusterSettings
+        {
+            Node = Environment.MachineName,
+            ClusterId = "atelier-" + Environment.MachineName,
+            SiloPort = FreePort(config.Server.SiloPort),
+            GatewayPort = FreePort(config.Server.GatewayPort),
+        }));
 
         // After the silo (hosted services start in order): recovery needs grains.
         builder.Services.AddHostedService<JobRecoveryService>();

@@ -1,0 +1,123 @@
+using System.Net;
+using System.Net.Sockets;
+using Atelier.Cluster.Membership;
+using Atelier.Cluster.Placement;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Orleans.Runtime;
+
+namespace Atelier.Cluster.Tests;
+
+/// <summary>A grain keyed by a node name, placed as a node's worker is.</summary>
+public interface INodeProbeGrain : IGrainWithStringKey
+{
+    /// <summary>The name of the silo it runs on.</summary>
+    Task<string> SiloNameAsync();
+}
+
+/// <inheritdoc cref="INodeProbeGrain" />
+[NodePlacement]
+public sealed class NodeProbeGrain(ILocalSiloDetails silo) : Grain, INodeProbeGrain
+{
+    /// <inheritdoc />
+    public Task<string> SiloNameAsync() => Task.FromResult(silo.Name);
+}
+
+/// <summary>
+/// Orleans membership on a real PostgreSQL through Atelier's own schema and queries: silos of one
+/// cluster find each other, a node-keyed grain runs on its node's silo only, and a silo that leaves is
+/// marked dead in the table, its node's grains refused rather than placed elsewhere.
+/// </summary>
+[Trait("Category", "Slow")]
+public sealed class PostgreSqlMembershipTests
+{
+    [Fact]
+    public async Task TwoNodesJoinThroughPostgreSql_NodeGrainsRunOnTheirOwnNode_AndALeavingNodeIsMarkedDead()
+    {
+        var server = await PostgreSqlServer.SharedAsync();
+        var connectionString = await server.CreateDatabaseAsync("membership");
+        await using (var connection = new NpgsqlConnection(connectionString))
+        {
+            await connection.OpenAsync();
+            await using var migrate = new NpgsqlCommand(PostgreSqlMembershipSchema.Migration, connection);
+            await migrate.ExecuteNonQueryAsync();
+        }
+
+        using var a = await StartSiloAsync("node-a", connectionString);
+        using var b = await StartSiloAsync("node-b", connectionString);
+        var grains = a.Services.GetRequiredService<IGrainFactory>();
+
+        // Both are active members, as each sees it through the table.
+        await WaitForAsync(async () => (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Count == 2, "two active silos");
+        Assert.Equal(["node-a", "node-b"], await MembersAsync(connectionString, status: 3));
+
+        // Called from node a, node b's grain runs on node b, and a's on a.
+        Assert.Equal("node-b", await grains.GetGrain<INodeProbeGrain>("node-b").SiloNameAsync());
+        Assert.Equal("node-a", await grains.GetGrain<INodeProbeGrain>("node-a").SiloNameAsync());
+        var unknown = await Assert.ThrowsAnyAsync<Exception>(() => grains.GetGrain<INodeProbeGrain>("node-z").SiloNameAsync());
+        Assert.Contains("Node 'node-z' has no live silo", unknown.ToString(), StringComparison.Ordinal);
+
+        // Node b leaves: the table says it is dead, and its grains are not placed on a.
+        await b.StopAsync();
+        await WaitForAsync(async () => (await MembersAsync(connectionString, status: 6)).Contains("node-b"), "node b marked dead");
+        await WaitForAsync(async () => (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Count == 1, "one active silo");
+        var gone = await Assert.ThrowsAnyAsync<Exception>(() => grains.GetGrain<INodeProbeGrain>("node-b-again").SiloNameAsync());
+        Assert.Contains("has no live silo", gone.ToString(), StringComparison.Ordinal);
+
+        await a.StopAsync();
+        await server.DropDatabaseAsync(connectionString);
+    }
+
+    private static async Task<IHost> StartSiloAsync(string node, string connectionString)
+    {
+        var host = Host.CreateDefaultBuilder()
+            .ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning))
+            .UseOrleans(silo => silo.UseAtelierCluster(new ClusterSettings
+            {
+                Node = node,
+                ClusterId = "test-cluster",
+                PostgreSqlConnectionString = connectionString,
+                SiloPort = FreePort(),
+                GatewayPort = FreePort(),
+                ProbeTimeout = TimeSpan.FromSeconds(2),
+            }))
+            .Build();
+        await host.StartAsync();
+        return host;
+    }
+
+    private static async Task<List<string>> MembersAsync(string connectionString, int status)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var query = new NpgsqlCommand("SELECT silo_name FROM cluster_members WHERE status = @status ORDER BY silo_name", connection);
+        query.Parameters.AddWithValue("status", status);
+        var names = new List<string>();
+        await using var reader = await query.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            names.Add(reader.GetString(0));
+        }
+
+        return names;
+    }
+
+    private static async Task WaitForAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
+            await Task.Delay(200);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
