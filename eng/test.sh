@@ -6,7 +6,8 @@
 #   - Debian's python3-sentencepiece (Google's sentencepiece under /usr/bin/python3), the
 #     reference of the SentencePiece tests, when /usr/bin/python3 cannot import it already,
 #   - Debian's chromium (/usr/bin/chromium), the browser of the web console's tests, which
-#     Playwright drives without downloading a browser of its own.
+#     Playwright drives without downloading a browser of its own,
+#   - Debian's postgresql (server binaries only), which the PostgreSQL catalog tests start themselves.
 # Ends with one line "N passed, N failed", counted from the TRX test results.
 # Extra arguments go to `dotnet test`, e.g.  eng/test.sh --filter "Category!=Slow"
 set -uo pipefail
@@ -37,6 +38,17 @@ if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; } \
     || echo "could not install chromium: the web console tests will fail"
+fi
+
+# The PostgreSQL catalog's tests start a real server of their own (initdb in a temporary directory,
+# as an unprivileged user when run as root): Debian's postgresql package gives the binaries, found
+# under /usr/lib/postgresql/<version>/bin whatever the version. Its own cluster is not used.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "installing postgresql (the PostgreSQL catalog tests' server)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null; } \
+    || echo "could not install postgresql: the PostgreSQL catalog tests will fail"
 fi
 
 # Formatting check (whitespace and indentation, as .editorconfig says); a failure fails the run.

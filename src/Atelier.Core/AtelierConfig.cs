@@ -51,6 +51,13 @@ public sealed record AtelierConfig
     /// <summary>Where traces go (<c>telemetry</c>).</summary>
     public TelemetryConfig Telemetry { get; init; } = new();
 
+    /// <summary>
+    /// Which database holds the catalog (<c>catalog</c>). Absent, as in the file the first start
+    /// writes (which therefore stays as it was): the embedded SQLite catalog in the data directory.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public CatalogConfig? Catalog { get; init; }
+
     /// <summary>The policy with <paramref name="name"/>, or an error naming the known ones.</summary>
     public ResidencyPolicy Policy(string name) =>
         Policies.FirstOrDefault(p => p.Name == name)
@@ -271,4 +278,24 @@ public sealed record DefaultsConfig
     /// the rest; a job's <c>max_curation_drop_fraction</c> overrides it.
     /// </summary>
     public double MaxCurationDropFraction { get; init; } = 0.5;
+}
+
+/// <summary>Which database holds the catalog (<c>catalog</c>).</summary>
+public sealed record CatalogConfig
+{
+    /// <summary>The embedded catalog: one SQLite file in the data directory (the default).</summary>
+    public const string Sqlite = "sqlite";
+
+    /// <summary>A PostgreSQL database that every node of a cluster shares.</summary>
+    public const string PostgreSql = "postgresql";
+
+    /// <summary><c>sqlite</c> (the default) or <c>postgresql</c>.</summary>
+    public string Provider { get; init; } = Sqlite;
+
+    /// <summary>
+    /// For <c>postgresql</c>: an Npgsql connection string, e.g.
+    /// <c>Host=db;Database=atelier;Username=atelier;Password=...</c>. The database must exist; the
+    /// catalog creates and migrates its tables.
+    /// </summary>
+    public string? ConnectionString { get; init; }
 }

@@ -125,6 +125,21 @@ public sealed partial class DependencyRuleTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(SourceAssemblies))]
+    public void Npgsql_IsUsedOnlyByThePostgreSqlCatalog(string assembly)
+    {
+        var usesNpgsql = Load(assembly).GetReferencedAssemblies().Any(a => a.Name == "Npgsql");
+        if (assembly == "Atelier.Catalog.PostgreSql")
+        {
+            Assert.True(usesNpgsql);
+        }
+        else
+        {
+            Assert.False(usesNpgsql, $"{assembly} uses Npgsql: PostgreSQL's SQL belongs in Atelier.Catalog.PostgreSql, behind the catalog's repository interfaces");
+        }
+    }
+
     /// <summary>
     /// No public or protected member outside the SQLite catalog takes, returns or exposes a
     /// Microsoft.Data.Sqlite type, so a second provider (PostgreSQL) can replace it without any

@@ -19,6 +19,20 @@ public sealed class AtelierConfigTests
     }
 
     [Fact]
+    public void TheDefaultFile_NamesNoCatalog_AndACatalogSectionReadsBack()
+    {
+        // The embedded default stays as it was: no catalog section, which means SQLite.
+        var dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-config");
+        Assert.Null(AtelierConfig.LoadOrCreate(dir).Catalog);
+        Assert.DoesNotContain("catalog", File.ReadAllText(Path.Combine(dir, AtelierConfig.FileName)), StringComparison.Ordinal);
+
+        File.WriteAllText(Path.Combine(dir, AtelierConfig.FileName), """{ "catalog": { "provider": "postgresql", "connection_string": "Host=db;Database=atelier" } }""");
+        var read = AtelierConfig.LoadOrCreate(dir).Catalog;
+        Assert.Equal((CatalogConfig.PostgreSql, "Host=db;Database=atelier"), (read?.Provider, read?.ConnectionString));
+        Assert.Equal(CatalogConfig.Sqlite, new CatalogConfig().Provider);
+    }
+
+    [Fact]
     public void MalformedConfig_FailsWithThePathInTheMessage()
     {
         var dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-config");

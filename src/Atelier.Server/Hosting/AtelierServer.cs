@@ -1,5 +1,6 @@
 using System.Net;
 using Atelier.Catalog;
+using Atelier.Catalog.PostgreSql;
 using Atelier.Catalog.Sqlite;
 using Atelier.Cluster;
 using Atelier.Core;
@@ -74,12 +75,11 @@ public static class AtelierServer
         services.AddSingleton(new PublicAddress(config.Server.PublicUrl, bind));
         services.AddSingleton(_ => UrlSigner.LoadOrCreate(Path.Combine(dataDirectory, UrlSigner.FileName)));
 
-        // The catalog: the embedded SQLite one, each repository under its interface, and the rules
-        // over them (keys, policies). The policies are read once here, before anything uses them.
-        var catalog = SqliteCatalog.Open(Path.Combine(dataDirectory, "catalog.db"), options.Clock);
-        var policies = await PolicyCatalog.LoadAsync(catalog.Policies, config.Policies, config.Defaults.FilePolicy, options.Clock, cancellationToken).ConfigureAwait(false);
-        services.AddAtelierSqliteCatalog(catalog);
-        services.AddAtelierSqliteOnlineFeatures(Path.Combine(dataDirectory, FeatureEndpoints.OnlineStoreFile));
+        // The catalog: the embedded SQLite one unless atelier.json names PostgreSQL, each repository
+        // under its interface, and the rules over them (keys, policies). The policies are read
+        // once here, before anything uses them.
+        var policyRepository = await AddCatalogAsync(services, config.Catalog, dataDirectory, options.Clock, cancellationToken).ConfigureAwait(false);
+        var policies = await PolicyCatalog.LoadAsync(policyRepository, config.Policies, config.Defaults.FilePolicy, options.Clock, cancellationToken).ConfigureAwait(false);
         services.AddSingleton(policies);
         services.AddSingleton<ResidencyPolicyResolver>(policies.Resolve);
         services.AddSingleton(provider => new ApiKeyStore(provider.GetRequiredService<IApiKeyRepository>(), options.Clock));
@@ -194,6 +194,30 @@ public static class AtelierServer
         app.MapInference();
         app.MapGroup("/api/v1").MapLineage();
         return app;
+    }
+
+    /// <summary>
+    /// Opens the catalog <paramref name="catalog"/> names (the embedded SQLite file when it names
+    /// none) and registers its repositories; returns where the operator's policies are stored.
+    /// </summary>
+    private static async Task<IPolicyRepository> AddCatalogAsync(IServiceCollection services, CatalogConfig? catalog, string dataDirectory, TimeProvider clock, CancellationToken cancellationToken)
+    {
+        switch (catalog?.Provider ?? CatalogConfig.Sqlite)
+        {
+            case CatalogConfig.Sqlite:
+                var sqlite = SqliteCatalog.Open(Path.Combine(dataDirectory, "catalog.db"), clock);
+                services.AddAtelierSqliteCatalog(sqlite);
+                services.AddAtelierSqliteOnlineFeatures(Path.Combine(dataDirectory, FeatureEndpoints.OnlineStoreFile));
+                return sqlite.Policies;
+            case CatalogConfig.PostgreSql when !string.IsNullOrWhiteSpace(catalog?.ConnectionString):
+                var postgres = await PostgreSqlCatalog.OpenAsync(catalog.ConnectionString, clock, cancellationToken).ConfigureAwait(false);
+                services.AddAtelierPostgreSqlCatalog(postgres);
+                return postgres.Policies;
+            case CatalogConfig.PostgreSql:
+                throw new InvalidOperationException($"{AtelierConfig.FileName}: catalog.provider is \"postgresql\" but catalog.connection_string is empty; give an Npgsql connection string (Host=...;Database=atelier;Username=...;Password=...).");
+            default:
+                throw new InvalidOperationException($"{AtelierConfig.FileName}: catalog.provider \"{catalog?.Provider}\" is unknown; use \"sqlite\" (the default) or \"postgresql\".");
+        }
     }
 
     /// <summary>

@@ -1,0 +1,124 @@
+using Atelier.Core.Errors;
+using Npgsql;
+
+namespace Atelier.Catalog.PostgreSql;
+
+/// <summary>The dataset versions of the PostgreSQL catalog (table <c>datasets</c>).</summary>
+public sealed class PostgreSqlDatasetRepository(PostgreSqlDatabase database, TimeProvider clock) : IDatasetRepository
+{
+    private const string Columns = "id, workspace_id, name, status, request_json, progress_json, summary_json, error, policy, location_id, created_at, started_at, finished_at, created_by";
+
+    /// <inheritdoc />
+    public Task InsertAsync(DatasetRecord dataset, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataset);
+        return database.InTransactionAsync(
+            async (connection, transaction) =>
+            {
+                // Shared on the workspace's lineage lock: the dataset records uses of files and
+                // datasets, so a deletion checking for uses waits for it (see CatalogLock.Lineage).
+                await PostgreSqlLineageRepository.LockForUseAsync(connection, transaction, dataset.WorkspaceId, cancellationToken).ConfigureAwait(false);
+                return await PostgreSqlDatabase.ExecuteAsync(
+                    connection,
+                    transaction,
+                    $"INSERT INTO datasets({Columns}) VALUES (@id, @ws, @name, @status, @req, NULL, NULL, NULL, @policy, @loc, @created, NULL, NULL, @by)",
+                    cancellationToken,
+                    ("id", dataset.Id),
+                    ("ws", dataset.WorkspaceId),
+                    ("name", dataset.Name),
+                    ("status", dataset.Status),
+                    ("req", dataset.RequestJson),
+                    ("policy", dataset.Policy),
+                    ("loc", dataset.LocationId),
+                    ("created", dataset.CreatedAt),
+                    ("by", dataset.CreatedBy)).ConfigureAwait(false);
+            },
+            cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<DatasetRecord?> GetAsync(string workspaceId, string id, CancellationToken cancellationToken = default) =>
+        QueryOneAsync("workspace_id = @ws AND id = @id", cancellationToken, ("ws", workspaceId), ("id", id));
+
+    /// <inheritdoc />
+    public Task<DatasetRecord?> GetForBuilderAsync(string id, CancellationToken cancellationToken = default) =>
+        QueryOneAsync("id = @id", cancellationToken, ("id", id));
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<DatasetRecord>> ListAsync(string workspaceId, int page, int pageSize, CancellationToken cancellationToken = default) =>
+        await database.QueryAsync(
+            $"SELECT {Columns} FROM datasets WHERE workspace_id = @ws ORDER BY created_at DESC, id DESC LIMIT @limit OFFSET @offset",
+            Read,
+            cancellationToken,
+            ("ws", workspaceId), ("limit", (long)pageSize), ("offset", (long)page * pageSize)).ConfigureAwait(false);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<DatasetRecord>> UnfinishedAsync(CancellationToken cancellationToken = default) =>
+        await database.QueryAsync($"SELECT {Columns} FROM datasets WHERE status IN ('queued', 'running') ORDER BY created_at, id", Read, cancellationToken).ConfigureAwait(false);
+
+    /// <inheritdoc />
+    public Task MarkRunningAsync(string id, CancellationToken cancellationToken = default) =>
+        database.ExecuteAsync(
+            "UPDATE datasets SET status = 'running', started_at = COALESCE(started_at, @now) WHERE id = @id AND status IN ('queued', 'running')",
+            cancellationToken,
+            ("id", id), ("now", Now()));
+
+    /// <inheritdoc />
+    public Task UpdateProgressAsync(string id, string progressJson, CancellationToken cancellationToken = default) =>
+        database.ExecuteAsync("UPDATE datasets SET progress_json = @p WHERE id = @id", cancellationToken, ("id", id), ("p", progressJson));
+
+    /// <inheritdoc />
+    public Task FinishAsync(string id, string status, string? summaryJson, string? error, CancellationToken cancellationToken = default) =>
+        database.ExecuteAsync(
+            "UPDATE datasets SET status = @s, summary_json = @sum, error = @err, finished_at = @now WHERE id = @id",
+            cancellationToken,
+            ("id", id), ("s", status), ("sum", summaryJson), ("err", error), ("now", Now()));
+
+    /// <inheritdoc />
+    public Task<DatasetRecord?> DeleteAsync(string workspaceId, string id, CancellationToken cancellationToken = default) =>
+        database.InTransactionAsync(
+            async (connection, transaction) =>
+            {
+                // Exclusive on the lineage lock: no use of the dataset commits while it is checked.
+                await PostgreSqlDatabase.LockAsync(connection, transaction, CatalogLock.Lineage, workspaceId, shared: false, cancellationToken).ConfigureAwait(false);
+                var dataset = (await PostgreSqlDatabase.QueryAsync(
+                    connection,
+                    transaction,
+                    $"DELETE FROM datasets WHERE workspace_id = @ws AND id = @id RETURNING {Columns}",
+                    Read,
+                    cancellationToken,
+                    ("ws", workspaceId),
+                    ("id", id)).ConfigureAwait(false)).FirstOrDefault();
+                if (dataset is null)
+                {
+                    return null;
+                }
+
+                var derived = await PostgreSqlLineageRepository.DerivedFromDatasetAsync(connection, transaction, workspaceId, id, cancellationToken).ConfigureAwait(false);
+                return derived.Count > 0 ? throw ConflictException.DerivedFrom("dataset", id, derived) : dataset;
+            },
+            cancellationToken);
+
+    private long Now() => clock.GetUtcNow().ToUnixTimeSeconds();
+
+    private async Task<DatasetRecord?> QueryOneAsync(string where, CancellationToken cancellationToken, params (string Name, object? Value)[] parameters) =>
+        (await database.QueryAsync($"SELECT {Columns} FROM datasets WHERE {where}", Read, cancellationToken, parameters).ConfigureAwait(false)).FirstOrDefault();
+
+    private static DatasetRecord Read(NpgsqlDataReader r) => new()
+    {
+        Id = r.GetString(0),
+        WorkspaceId = r.GetString(1),
+        Name = r.GetString(2),
+        Status = r.GetString(3),
+        RequestJson = r.GetString(4),
+        ProgressJson = r.IsDBNull(5) ? null : r.GetString(5),
+        SummaryJson = r.IsDBNull(6) ? null : r.GetString(6),
+        Error = r.IsDBNull(7) ? null : r.GetString(7),
+        Policy = r.GetString(8),
+        LocationId = r.GetString(9),
+        CreatedAt = r.GetInt64(10),
+        StartedAt = r.IsDBNull(11) ? null : r.GetInt64(11),
+        FinishedAt = r.IsDBNull(12) ? null : r.GetInt64(12),
+        CreatedBy = r.GetString(13),
+    };
+}
