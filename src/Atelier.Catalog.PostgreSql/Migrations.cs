@@ -304,6 +304,7 @@ internal static class Migrations
                 created_at  BIGINT NOT NULL
             );
             """),
+        (9, "cluster membership (Orleans)", ClusterMembershipSchema.Migration),
     ];
 
     /// <summary>

@@ -309,6 +309,11 @@ internal static class Migrations
                 created_at  INTEGER NOT NULL
             );
             """),
+
+        // Cluster membership lives in the PostgreSQL catalog only: the embedded catalog serves one
+        // silo, which uses localhost clustering and no table. The number is taken here too, so both
+        // providers count the same versions.
+        (9, "cluster membership (PostgreSQL only)", "SELECT 1;"),
     ];
 
     public static void Apply(SqliteConnection connection)

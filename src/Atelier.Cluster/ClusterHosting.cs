@@ -44,8 +44,8 @@ public static class ClusterHosting
     public const string NpgsqlInvariant = "Npgsql";
 
     /// <summary>
-    /// Membership on PostgreSQL (<see cref="Membership.PostgreSqlMembershipSchema"/>, applied by the
-    /// PostgreSQL catalog's migrations) when a connection string is given, else localhost clustering;
+    /// Membership on PostgreSQL (the tables of the PostgreSQL catalog's migration 9,
+    /// <c>Atelier.Catalog.PostgreSql.ClusterMembershipSchema</c>) when a connection string is given, else localhost clustering;
     /// the silo is named after its node, and <see cref="NodePlacement"/> places node-keyed grains there.
     /// </summary>
     /// <param name="silo">The silo.</param>

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using Atelier.Cluster.Membership;
+using Atelier.Catalog.PostgreSql;
 using Atelier.Cluster.Placement;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -38,12 +38,8 @@ public sealed class PostgreSqlMembershipTests
     {
         var server = await PostgreSqlServer.SharedAsync();
         var connectionString = await server.CreateDatabaseAsync("membership");
-        await using (var connection = new NpgsqlConnection(connectionString))
-        {
-            await connection.OpenAsync();
-            await using var migrate = new NpgsqlCommand(PostgreSqlMembershipSchema.Migration, connection);
-            await migrate.ExecuteNonQueryAsync();
-        }
+        // The membership tables are the catalog's own: opening the catalog migrates them in.
+        await (await PostgreSqlCatalog.OpenAsync(connectionString)).DisposeAsync();
 
         using var a = await StartSiloAsync("node-a", connectionString);
         using var b = await StartSiloAsync("node-b", connectionString);

@@ -1,4 +1,4 @@
-namespace Atelier.Cluster.Membership;
+namespace Atelier.Catalog.PostgreSql;
 
 /// <summary>
 /// Atelier's own PostgreSQL schema and queries for Orleans' ADO.NET clustering provider
@@ -6,7 +6,9 @@ namespace Atelier.Cluster.Membership;
 /// The provider reads its nine queries by key from a table named <c>OrleansQuery</c>
 /// (<c>SELECT QueryKey, QueryText FROM OrleansQuery</c>), binds named parameters (<c>@DeploymentId</c>,
 /// <c>@Address</c>, <c>@Port</c>, <c>@Generation</c>, ...) and reads result columns by name, so the
-/// queries alias Atelier's snake_case columns to the names it expects.
+/// queries alias Atelier's snake_case columns to the names it expects. The cluster's silos share
+/// the catalog's database, so the tables are the catalog's own migration 9; <c>Atelier.Cluster</c>
+/// points the provider at them (decision 0018).
 /// </summary>
 /// <remarks>
 /// The membership protocol's consistency rests on one row per cluster, <c>cluster_membership_version</c>:
@@ -16,9 +18,9 @@ namespace Atelier.Cluster.Membership;
 /// its version gone). A member's suspicions are a text list (<c>address,date|...</c>) as the provider
 /// formats them. Times are <c>timestamptz</c>; the provider passes UTC.
 /// </remarks>
-public static class PostgreSqlMembershipSchema
+public static class ClusterMembershipSchema
 {
-    /// <summary>The DDL and the query rows, one script, applied as one numbered catalog migration.</summary>
+    /// <summary>The DDL and the query rows: the catalog's migration 9 (see <c>Migrations</c>).</summary>
     public const string Migration = """
         CREATE TABLE cluster_membership_version (
             deployment_id text PRIMARY KEY,
