@@ -12,13 +12,19 @@ namespace Atelier.Catalog.PostgreSql.Tests;
 /// by <c>initdb</c> in a temporary directory, listening on a free loopback port (and on a unix socket
 /// in that directory when its path is short enough). When the tests run as root, the server runs as
 /// an unprivileged user (<c>postgres</c>, else <c>nobody</c>), since PostgreSQL refuses root. It is
-/// started on first use and killed, its directory removed, when the test process exits, whether
-/// the tests passed or not (<see cref="TestCleanup"/>); a test host killed outright leaves a
-/// postmaster that stops by itself within a minute once its directory is gone, which the next test
-/// process's sweep of stale temporary roots makes sure of.
+/// started on first use and stopped, its directory removed, when the test process exits, whether
+/// the tests passed or not: its own exit handler, registered when the assembly loads and so before
+/// <see cref="TestCleanup"/>'s, asks the postmaster for an immediate shutdown (SIGQUIT), which stops
+/// every backend with it. Killing the process tree instead races with the postmaster's children (a
+/// child stopped by the tree kill's SIGSTOP and then missed stays stopped forever). A test host
+/// killed outright leaves a postmaster that stops by itself within a minute once its directory is
+/// gone, which the next test process's sweep of stale temporary roots makes sure of.
 /// </summary>
-public sealed class PostgreSqlServer
+public sealed partial class PostgreSqlServer
 {
+    // PostgreSQL's "immediate shutdown": the postmaster stops every backend and exits at once.
+    private const int SigQuit = 3;
+
     // Each test makes its own database; the pools of a few tests running at once stay well below this.
     private const int MaxConnections = 300;
     private const string Superuser = "atelier";
@@ -37,6 +43,33 @@ public sealed class PostgreSqlServer
         _log = log;
         Version = version;
     }
+
+    [System.Runtime.CompilerServices.ModuleInitializer]
+    internal static void StopAtExit() => AppDomain.CurrentDomain.ProcessExit += (_, _) => StopShared();
+
+    private static void StopShared()
+    {
+        if (!SharedServer.IsValueCreated || !SharedServer.Value.IsCompletedSuccessfully)
+        {
+            return;
+        }
+
+        var process = SharedServer.Value.Result._process;
+        if (process.HasExited)
+        {
+            return;
+        }
+
+        _ = Kill(process.Id, SigQuit);
+        if (!process.WaitForExit(10_000))
+        {
+            // The backends notice the postmaster's death and exit by themselves.
+            process.Kill();
+        }
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "kill")]
+    private static partial int Kill(int pid, int signal);
 
     /// <summary>The server of this test process, started on first use.</summary>
     public static Task<PostgreSqlServer> SharedAsync() => SharedServer.Value;
@@ -152,6 +185,7 @@ public sealed class PostgreSqlServer
             }
         }
 
+        _process.Kill();
         throw new TimeoutException($"PostgreSQL did not accept connections within 90 s: {Log()}");
     }
 
@@ -190,7 +224,8 @@ public sealed class PostgreSqlServer
         process.ErrorDataReceived += keep;
         process.OutputDataReceived += keep;
         process.Start();
-        TestCleanup.Track(process);
+
+        // Not given to TestCleanup's tree kill: StopShared stops it (see the class's remarks).
         process.BeginErrorReadLine();
         process.BeginOutputReadLine();
         return process;
