@@ -58,6 +58,13 @@ public sealed record AtelierConfig
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public CatalogConfig? Catalog { get; init; }
 
+    /// <summary>
+    /// This node's name and its cluster's id (<c>cluster</c>). Absent in the embedded default: the
+    /// node is the machine, alone. Nodes whose catalog is PostgreSQL join one Orleans cluster through it.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ClusterConfig? Cluster { get; init; }
+
     /// <summary>The policy with <paramref name="name"/>, or an error naming the known ones.</summary>
     public ResidencyPolicy Policy(string name) =>
         Policies.FirstOrDefault(p => p.Name == name)
@@ -298,4 +305,14 @@ public sealed record CatalogConfig
     /// catalog creates and migrates its tables.
     /// </summary>
     public string? ConnectionString { get; init; }
+}
+
+/// <summary>This node in a cluster (<c>cluster</c>).</summary>
+public sealed record ClusterConfig
+{
+    /// <summary>The node's name, as the topology's racks list it (default: the machine's name).</summary>
+    public string? Node { get; init; }
+
+    /// <summary>The cluster's id: nodes join only a cluster of the same id (default <c>atelier</c>).</summary>
+    public string Id { get; init; } = "atelier";
 }

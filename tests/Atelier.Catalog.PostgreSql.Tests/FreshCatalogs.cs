@@ -1,3 +1,4 @@
+using Atelier.Testing;
 using Atelier.Testing.Catalog;
 
 namespace Atelier.Catalog.PostgreSql.Tests;

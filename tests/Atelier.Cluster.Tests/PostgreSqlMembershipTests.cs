@@ -1,3 +1,4 @@
+using Atelier.Testing;
 using System.Net;
 using System.Net.Sockets;
 using Atelier.Catalog.PostgreSql;

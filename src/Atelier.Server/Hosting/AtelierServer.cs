@@ -71,14 +71,19 @@ public static class AtelierServer
         services.AddSingleton(config);
         services.AddSingleton(options.Clock);
         services.AddSingleton(new TopologyMap(config.Sites));
-        services.AddSingleton(new TrainingNode(Environment.MachineName, config.Defaults.TrainingSlots));
+        // Cluster mode (--cluster, or a PostgreSQL catalog in atelier.json): the catalog's database
+        // is shared by every node and holds Orleans' membership too.
+        var catalogConfig = options.Cluster is { } shared ? new CatalogConfig { Provider = CatalogConfig.PostgreSql, ConnectionString = shared } : config.Catalog;
+        var clustered = catalogConfig?.Provider == CatalogConfig.PostgreSql;
+        var node = options.Node ?? config.Cluster?.Node ?? Environment.MachineName;
+        services.AddSingleton(new TrainingNode(node, config.Defaults.TrainingSlots));
         services.AddSingleton(new PublicAddress(config.Server.PublicUrl, bind));
         services.AddSingleton(_ => UrlSigner.LoadOrCreate(Path.Combine(dataDirectory, UrlSigner.FileName)));
 
         // The catalog: the embedded SQLite one unless atelier.json names PostgreSQL, each repository
         // under its interface, and the rules over them (keys, policies). The policies are read
         // once here, before anything uses them.
-        var policyRepository = await AddCatalogAsync(services, config.Catalog, dataDirectory, options.Clock, cancellationToken).ConfigureAwait(false);
+        var policyRepository = await AddCatalogAsync(services, catalogConfig, dataDirectory, options.Clock, cancellationToken).ConfigureAwait(false);
         var policies = await PolicyCatalog.LoadAsync(policyRepository, config.Policies, config.Defaults.FilePolicy, options.Clock, cancellationToken).ConfigureAwait(false);
         services.AddSingleton(policies);
         services.AddSingleton<ResidencyPolicyResolver>(policies.Resolve);
@@ -121,8 +126,9 @@ public static class AtelierServer
         // start unless configured, so several servers (and tests) can run on one machine.
         builder.UseOrleans(silo => silo.UseAtelierCluster(new ClusterSettings
         {
-            Node = Environment.MachineName,
-            ClusterId = "atelier-" + Environment.MachineName,
+            Node = node,
+            ClusterId = clustered ? config.Cluster?.Id ?? "atelier" : "atelier-" + Environment.MachineName,
+            PostgreSqlConnectionString = clustered ? catalogConfig!.ConnectionString : null,
             SiloPort = FreePort(config.Server.SiloPort),
             GatewayPort = FreePort(config.Server.GatewayPort),
         }));

@@ -18,6 +18,15 @@ public sealed record ServerOptions
     /// <summary>Overrides the configured log format (<c>text</c> or <c>json</c>).</summary>
     public string? LogFormat { get; init; }
 
+    /// <summary>Overrides the configured node name (<c>cluster.node</c>, else the machine's name).</summary>
+    public string? Node { get; init; }
+
+    /// <summary>
+    /// Cluster mode: the Npgsql connection string of the PostgreSQL database every node shares, for
+    /// the catalog and Orleans' membership; overrides <c>catalog</c> in <c>atelier.json</c>.
+    /// </summary>
+    public string? Cluster { get; init; }
+
     /// <summary>The clock; tests pass a fake one.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 }

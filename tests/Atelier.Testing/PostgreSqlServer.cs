@@ -2,10 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using Atelier.Testing;
 using Npgsql;
 
-namespace Atelier.Catalog.PostgreSql.Tests;
+namespace Atelier.Testing;
 
 /// <summary>
 /// One real PostgreSQL server for the whole test assembly: Debian's server binaries, a cluster made

@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using Atelier.Testing;
+using Npgsql;
+
+namespace Atelier.Cluster.Tests;
+
+/// <summary>
+/// Two <c>atelier serve --node NAME --cluster CONNECTION</c> processes on one real PostgreSQL, as a user
+/// starts them: they join one Orleans cluster through the catalog's database, and each serves the
+/// same catalog (a key made by the first works on the second; a file uploaded on one is listed on the other).
+/// </summary>
+[Trait("Category", "Slow")]
+public sealed class ClusterServeTests
+{
+    private static readonly string Cli = Path.Combine(AppContext.BaseDirectory, "atelier.dll");
+
+    [Fact]
+    public async Task TwoNodesServeOneCatalog_AndBothSeeEveryNode()
+    {
+        var server = await PostgreSqlServer.SharedAsync();
+        var connectionString = await server.CreateDatabaseAsync("serve");
+
+        var (a, urlA, dataA) = await StartNodeAsync("node-a", connectionString);
+        using var nodeA = a;
+        var key = (await File.ReadAllTextAsync(Path.Combine(dataA, "admin.key"))).Trim();
+        var (b, urlB, dataB) = await StartNodeAsync("node-b", connectionString);
+        using var nodeB = b;
+
+        // The second node found the operator's key in the shared catalog and made none of its own.
+        Assert.False(File.Exists(Path.Combine(dataB, "admin.key")), "node b bootstrapped a second operator key");
+
+        using var http = new HttpClient();
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+
+        // Both joined one Orleans cluster through the catalog's database.
+        await WaitForAsync(async () => (await ActiveMembersAsync(connectionString)).SequenceEqual(["node-a", "node-b"]), () => "both nodes active in cluster_members");
+
+        // Each node registered its slots with the one scheduler of the cluster: both list both.
+        foreach (var url in new[] { urlA, urlB })
+        {
+            var answer = "";
+            await WaitForAsync(
+                async () =>
+                {
+                    answer = await http.GetStringAsync($"{url}/api/v1/nodes");
+                    using var nodes = JsonDocument.Parse(answer);
+                    var names = nodes.RootElement.GetProperty("data").EnumerateArray().Select(n => n.GetProperty("name").GetString()).ToHashSet();
+                    return names.SetEquals(["node-a", "node-b"]);
+                },
+                () => $"both nodes listed by {url}; last answer {answer}");
+        }
+
+        // A file uploaded through node a is in the catalog node b answers from.
+        using var form = new MultipartFormDataContent
+        {
+            { new StringContent("fine-tune"), "purpose" },
+            { new ByteArrayContent("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"content\":\"a\"}]}\n"u8.ToArray()), "file", "train.jsonl" },
+        };
+        using var uploaded = await http.PostAsync($"{urlA}/v1/files", form);
+        var body = await uploaded.Content.ReadAsStringAsync();
+        Assert.True(uploaded.IsSuccessStatusCode, body);
+        var fileId = JsonDocument.Parse(body).RootElement.GetProperty("id").GetString()!;
+        using var listed = JsonDocument.Parse(await http.GetStringAsync($"{urlB}/v1/files"));
+        Assert.Contains(fileId, listed.RootElement.GetProperty("data").EnumerateArray().Select(f => f.GetProperty("id").GetString()));
+        using var retrieved = JsonDocument.Parse(await http.GetStringAsync($"{urlB}/v1/files/{fileId}"));
+        Assert.Equal("train.jsonl", retrieved.RootElement.GetProperty("filename").GetString());
+
+        a.Kill(entireProcessTree: true);
+        b.Kill(entireProcessTree: true);
+        await a.WaitForExitAsync();
+        await b.WaitForExitAsync();
+        await server.DropDatabaseAsync(connectionString);
+    }
+
+    private static async Task<(Process Process, string Url, string Data)> StartNodeAsync(string node, string connectionString)
+    {
+        var data = Path.Combine(TestCleanup.CreateDirectory("atelier-node"), "data");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(data)! };
+        foreach (var arg in new[] { Cli, "serve", "--data", data, "--port", "0", "--node", node, "--cluster", connectionString })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        start.Environment["NO_COLOR"] = "1";
+        var process = TestCleanup.Track(Process.Start(start)!);
+        var errors = process.StandardError.ReadToEndAsync();
+        using var banner = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var seen = new List<string>();
+        while (await process.StandardOutput.ReadLineAsync(banner.Token) is { } line)
+        {
+            seen.Add(line);
+            if (line.StartsWith("Atelier is listening on ", StringComparison.Ordinal))
+            {
+                // The log keeps coming; drain it so the node never blocks on a full pipe.
+                _ = process.StandardOutput.ReadToEndAsync();
+                return (process, line["Atelier is listening on ".Length..], data);
+            }
+        }
+
+        Assert.Fail($"node {node} stopped before listening:\n{string.Join('\n', seen)}\n{await errors}");
+        throw new UnreachableException();
+    }
+
+    private static async Task<List<string>> ActiveMembersAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var query = new NpgsqlCommand("SELECT silo_name FROM cluster_members WHERE status = 3 ORDER BY silo_name", connection);
+        var names = new List<string>();
+        await using var reader = await query.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            names.Add(reader.GetString(0));
+        }
+
+        return names;
+    }
+
+    private static async Task WaitForAsync(Func<Task<bool>> condition, Func<string> what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what()}");
+            await Task.Delay(250);
+        }
+    }
+}
