@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
@@ -8,6 +9,113 @@ using Atelier.Storage.Placement;
 using Atelier.Vectors.Collections;
 
 namespace Atelier.Server.Collections;
+
+/// <summary>A collection's HNSW parameters.</summary>
+/// <param name="M">Links per node.</param>
+/// <param name="EfConstruction">Candidates while building.</param>
+/// <param name="EfSearch">Candidates while searching.</param>
+public sealed record HnswObject(int M, int EfConstruction, int EfSearch);
+
+/// <summary>A collection's configuration.</summary>
+/// <param name="Dimension">Vector dimension.</param>
+/// <param name="Metric"><c>cosine</c>, <c>dot</c> or <c>l2</c>.</param>
+/// <param name="Storage"><c>float32</c>, <c>float16</c> or <c>int8</c>.</param>
+/// <param name="Shards">Shard count.</param>
+/// <param name="Locations">Where its shards are.</param>
+/// <param name="Hnsw">Index parameters.</param>
+public sealed record CollectionConfigObject(int Dimension, string Metric, string Storage, int Shards, IReadOnlyList<string> Locations, HnswObject Hnsw);
+
+/// <summary>A shard of a collection.</summary>
+/// <param name="Shard">Its number.</param>
+/// <param name="Location">Where it is.</param>
+/// <param name="Points">Its points.</param>
+/// <param name="LogBlobs">Log segments.</param>
+/// <param name="LogBytes">Log size.</param>
+/// <param name="SnapshotBytes">Snapshot size.</param>
+public sealed record CollectionShardObject(int Shard, string Location, long Points, int LogBlobs, long LogBytes, long SnapshotBytes);
+
+/// <summary>A collection (built as a dictionary by <c>Describe</c>); <c>status</c>, <c>points_count</c> and <c>shards</c> only on a single collection, not in lists.</summary>
+/// <param name="Object">Always <c>collection</c>.</param>
+/// <param name="Id">Its id.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="Config">Its configuration.</param>
+/// <param name="Policy">Its residency policy.</param>
+/// <param name="CreatedAt">Unix seconds.</param>
+/// <param name="CreatedBy">Who created it.</param>
+/// <param name="Status">Always <c>ready</c>.</param>
+/// <param name="PointsCount">Its points.</param>
+/// <param name="Shards">Its shards.</param>
+public sealed record CollectionObject(
+    string Object, string Id, string Name, CollectionConfigObject Config, string Policy, long CreatedAt, string CreatedBy,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Status = null,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] long? PointsCount = null,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<CollectionShardObject>? Shards = null);
+
+/// <summary>The answer to deleting a collection.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="Object">Always <c>collection</c>.</param>
+/// <param name="Deleted">Always true.</param>
+public sealed record DeletedCollectionObject(string Id, string Name, string Object, bool Deleted);
+
+/// <summary>The answer to an upsert.</summary>
+/// <param name="Status">Always <c>acknowledged</c> (durable).</param>
+/// <param name="Upserted">Points written.</param>
+/// <param name="PointsCount">Points in the collection now.</param>
+public sealed record UpsertedPointsObject(string Status, int Upserted, long PointsCount);
+
+/// <summary>The answer to a delete of points.</summary>
+/// <param name="Status">Always <c>acknowledged</c> (durable).</param>
+/// <param name="Deleted">Points deleted.</param>
+/// <param name="PointsCount">Points in the collection now.</param>
+public sealed record DeletedPointsObject(string Status, int Deleted, long PointsCount);
+
+/// <summary>A point.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Vector">Its stored vector (normalised, for cosine).</param>
+/// <param name="Payload">Its payload.</param>
+public sealed record PointObject(long Id, IReadOnlyList<float> Vector, Dictionary<string, JsonElement> Payload);
+
+/// <summary>A search hit.</summary>
+/// <param name="Id">The point.</param>
+/// <param name="Score">Its score.</param>
+/// <param name="Payload">Its payload (with <c>with_payload</c>).</param>
+/// <param name="Vector">Its vector (with <c>with_vector</c>).</param>
+public sealed record SearchHitObject(long Id, float Score, Dictionary<string, JsonElement>? Payload, IReadOnlyList<float>? Vector);
+
+/// <summary>The body of <c>POST /api/v1/collections</c>.</summary>
+/// <param name="Name">Its name.</param>
+/// <param name="Dimension">Vector dimension.</param>
+/// <param name="Metric"><c>cosine</c> (default), <c>dot</c> or <c>l2</c>.</param>
+/// <param name="Storage"><c>float32</c> (default), <c>float16</c> or <c>int8</c>.</param>
+/// <param name="Shards">Shard count.</param>
+/// <param name="Locations">Where its shards go.</param>
+/// <param name="Policy">Its residency policy.</param>
+/// <param name="Hnsw">Index parameters (<c>m</c>, <c>ef_construction</c>, <c>ef_search</c>).</param>
+public sealed record CreateCollectionBody(string Name, int Dimension, string? Metric, string? Storage, int? Shards, IReadOnlyList<string>? Locations, string? Policy, HnswObject? Hnsw);
+
+/// <summary>A point to upsert.</summary>
+/// <param name="Id">Its id (a whole number).</param>
+/// <param name="Vector">Its vector.</param>
+/// <param name="Payload">Its payload.</param>
+public sealed record PointInput(long Id, IReadOnlyList<float> Vector, Dictionary<string, JsonElement>? Payload);
+
+/// <summary>The body of an upsert.</summary>
+/// <param name="Points">The points.</param>
+public sealed record UpsertPointsBody(IReadOnlyList<PointInput> Points);
+
+/// <summary>The body of a delete of points.</summary>
+/// <param name="Points">The ids.</param>
+public sealed record DeletePointsBody(IReadOnlyList<long> Points);
+
+/// <summary>The body of a search.</summary>
+/// <param name="Vector">The query vector.</param>
+/// <param name="Limit">Hits to return.</param>
+/// <param name="Filter">A payload filter: <c>must</c>, <c>must_not</c>, <c>should</c> of match and range conditions.</param>
+/// <param name="Ef">Candidates to consider.</param>
+/// <param name="WithPayload">Return payloads.</param>
+/// <param name="WithVector">Return vectors.</param>
+public sealed record SearchPointsBody(IReadOnlyList<float> Vector, int? Limit, JsonElement? Filter, int? Ef, bool? WithPayload, bool? WithVector);
 
 /// <summary>
 /// Vector collections under <c>/api/v1/collections</c>, addressed by name within the caller's workspace
@@ -30,28 +138,28 @@ public static class CollectionEndpoints
             var request = await CollectionRequests.ParseCreateAsync(body.RootElement, locations, policies, config, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             var collection = await store.CreateAsync(caller.WorkspaceId, request.Name, request.Config, request.Policy, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Describe(collection), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Create a collection: name, dimension, metric (cosine, dot, l2), storage (float32, float16, int8), shards, locations, policy, hnsw.");
+        }).WithSummary("Create a collection: name, dimension, metric (cosine, dot, l2), storage (float32, float16, int8), shards, locations, policy, hnsw.").WithName("createCollection").Reads<CreateCollectionBody>().Produces<CollectionObject>(StatusCodes.Status201Created).ProducesErrors(403, 409, 422);
 
         api.MapGet("", async (HttpContext context, CollectionStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var records = await store.ListAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { @object = "list", data = records.Select(DescribeRecord) }, AtelierJson.Options);
-        }).WithSummary("List the workspace's collections by name.");
+        }).WithSummary("List the workspace's collections by name.").WithName("listCollections").Produces<ObjectList<CollectionObject>>();
 
         api.MapGet("/{name}", async (HttpContext context, string name, CollectionStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var collection = await store.GetAsync(caller.WorkspaceId, name, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Describe(collection), AtelierJson.Options);
-        }).WithSummary("A collection: status, point count, configuration, shards.");
+        }).WithSummary("A collection: status, point count, configuration, shards.").WithName("getCollection").Produces<CollectionObject>();
 
         api.MapDelete("/{name}", async (HttpContext context, string name, CollectionStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var record = await store.DeleteAsync(caller.WorkspaceId, name, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { id = record.Id, name = record.Name, @object = "collection", deleted = true }, AtelierJson.Options);
-        }).WithSummary("Delete a collection and every byte of it.");
+        }).WithSummary("Delete a collection and every byte of it.").WithName("deleteCollection").Produces<DeletedCollectionObject>().ProducesErrors(409);
 
         api.MapPut("/{name}/points", async (HttpContext context, string name, CollectionStore store) =>
         {
@@ -61,7 +169,7 @@ public static class CollectionEndpoints
             var points = CollectionRequests.ParsePoints(body.RootElement, collection.Config.Dimension);
             int upserted = await collection.UpsertAsync(points, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { status = "acknowledged", upserted, points_count = collection.Count }, AtelierJson.Options);
-        }).WithBodyKind(RequestBodyKind.BulkJson).WithSummary("Upsert a batch of points (id, vector, payload); durable when acknowledged. One bad point refuses the batch.");
+        }).WithBodyKind(RequestBodyKind.BulkJson).WithSummary("Upsert a batch of points (id, vector, payload); durable when acknowledged. One bad point refuses the batch.").WithName("upsertPoints").Reads<UpsertPointsBody>().Produces<UpsertedPointsObject>().ProducesErrors(403, 422);
 
         api.MapPost("/{name}/points/delete", async (HttpContext context, string name, CollectionStore store) =>
         {
@@ -71,7 +179,7 @@ public static class CollectionEndpoints
             var ids = CollectionRequests.ParseIds(body.RootElement);
             int deleted = await collection.DeleteAsync(ids, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { status = "acknowledged", deleted, points_count = collection.Count }, AtelierJson.Options);
-        }).WithSummary("Delete points by id; durable when acknowledged. Ids that do not exist are ignored.");
+        }).WithSummary("Delete points by id; durable when acknowledged. Ids that do not exist are ignored.").WithName("deletePoints").Reads<DeletePointsBody>().Produces<DeletedPointsObject>().ProducesErrors(422);
 
         api.MapGet("/{name}/points/{id}", async (HttpContext context, string name, string id, CollectionStore store) =>
         {
@@ -84,7 +192,7 @@ public static class CollectionEndpoints
             }
 
             return Results.Json(new { id = pointId, vector, payload = payload.ToDictionary() }, AtelierJson.Options);
-        }).WithSummary("A point: its stored vector (normalised, for cosine) and payload.");
+        }).WithSummary("A point: its stored vector (normalised, for cosine) and payload.").WithName("getPoint").Produces<PointObject>().ProducesErrors(400);
 
         api.MapPost("/{name}/points/search", async (HttpContext context, string name, CollectionStore store) =>
         {
@@ -106,7 +214,7 @@ public static class CollectionEndpoints
                     }),
                 },
                 AtelierJson.Options);
-        }).WithSummary("The nearest points to a vector that pass a payload filter (must, must_not, should of match and range conditions).");
+        }).WithSummary("The nearest points to a vector that pass a payload filter (must, must_not, should of match and range conditions).").WithName("searchPoints").Reads<SearchPointsBody>().Produces<ObjectList<SearchHitObject>>().ProducesErrors(422);
     }
 
     private static Dictionary<string, object?> DescribeRecord(CollectionRecord record) => new()

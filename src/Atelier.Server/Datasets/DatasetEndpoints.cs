@@ -14,6 +14,30 @@ using Atelier.Training.Datasets;
 
 namespace Atelier.Server.Datasets;
 
+/// <summary>A dataset version as <c>/api/v1/datasets</c> describes it (built as JSON by <c>Describe</c>; this record is its shape in the OpenAPI document).</summary>
+/// <param name="Id">Its id (<c>ds-…</c>).</param>
+/// <param name="Object">Always <c>dataset</c>.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="Status"><c>queued</c>, <c>running</c>, <c>succeeded</c> or <c>failed</c>.</param>
+/// <param name="CreatedAt">Unix seconds.</param>
+/// <param name="StartedAt">Unix seconds.</param>
+/// <param name="FinishedAt">Unix seconds.</param>
+/// <param name="Policy">The residency policy of its bytes.</param>
+/// <param name="Location">Where its bytes are.</param>
+/// <param name="Request">The build request as stored.</param>
+/// <param name="Progress">The build's progress.</param>
+/// <param name="Error">Why it failed.</param>
+/// <param name="Summary">The report and manifest, once built (not in lists).</param>
+public sealed record DatasetObject(
+    string Id, string Object, string Name, string Status, long CreatedAt, long? StartedAt, long? FinishedAt, string Policy, string Location,
+    JsonElement Request, JsonElement? Progress, string? Error,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] JsonElement? Summary);
+
+/// <summary>A page of dataset versions.</summary>
+/// <param name="Data">The versions, without their summaries.</param>
+/// <param name="Object">Always <c>list</c>.</param>
+public sealed record DatasetList(IReadOnlyList<DatasetObject> Data, string Object);
+
 /// <summary><c>/api/v1/datasets</c>: build, inspect, download and delete dataset versions.</summary>
 public static class DatasetEndpoints
 {
@@ -57,7 +81,7 @@ public static class DatasetEndpoints
             await datasets.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
             builder.Enqueue(record.Id);
             return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
-        }).WithSummary("Start building a dataset version from uploaded fine-tune files.");
+        }).WithSummary("Start building a dataset version from uploaded fine-tune files.").WithName("createDataset").Produces<DatasetObject>(StatusCodes.Status202Accepted).ProducesErrors(403, 422);
 
         api.MapPost("/{datasetId}/semantic-dedup", async (HttpContext context, string datasetId, SemanticDedupRequest? request, IFileRepository files, IDatasetRepository datasets, TimeProvider clock, ModelRegistry registry, DatasetBuildService builder) =>
         {
@@ -82,7 +106,7 @@ public static class DatasetEndpoints
             await datasets.InsertAsync(record, CancellationToken.None).ConfigureAwait(false);
             builder.Enqueue(record.Id);
             return Results.Json(Describe(record, null), AtelierJson.Options, statusCode: StatusCodes.Status202Accepted);
-        }).WithSummary("Derive a dataset version by semantic dedup and decontamination over a base model's embeddings.");
+        }).WithSummary("Derive a dataset version by semantic dedup and decontamination over a base model's embeddings.").WithName("semanticDedupDataset").Produces<DatasetObject>(StatusCodes.Status202Accepted).ProducesErrors(403, 409, 422);
 
         api.MapGet("", async (HttpContext context, IDatasetRepository datasets, DatasetBuildService builder) =>
         {
@@ -91,13 +115,14 @@ public static class DatasetEndpoints
             var pageSize = (int)QueryParameters.Integer(context.Request, "page_size", 100, 1, 1000);
             var rows = await datasets.ListAsync(caller.WorkspaceId, page, pageSize, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { data = rows.Select(r => Describe(r, builder.LiveProgress(r.Id), withSummary: false)), @object = "list" }, AtelierJson.Options);
-        }).WithSummary("List dataset versions, newest first.");
+        }).WithSummary("List dataset versions, newest first.").WithName("listDatasets").Produces<DatasetList>()
+            .Query("page", typeof(int), "Page number, from 0.").Query("page_size", typeof(int), "Versions per page, 1 to 1000 (100).");
 
         api.MapGet("/{datasetId}", async (HttpContext context, string datasetId, IDatasetRepository datasets, DatasetBuildService builder) =>
         {
             var record = await FindAsync(context, datasets, datasetId).ConfigureAwait(false);
             return Results.Json(Describe(record, builder.LiveProgress(record.Id)), AtelierJson.Options);
-        }).WithSummary("A dataset: status, progress, counters, shards and report.");
+        }).WithSummary("A dataset: status, progress, counters, shards and report.").WithName("getDataset").Produces<DatasetObject>();
 
         api.MapGet("/{datasetId}/files/{**path}", async (HttpContext context, string datasetId, string path, IDatasetRepository datasets, PlacementGuard guard) =>
         {
@@ -122,7 +147,8 @@ public static class DatasetEndpoints
                 : path.EndsWith(".arrow", StringComparison.Ordinal) ? "application/vnd.apache.arrow.file"
                 : "application/octet-stream";
             return Results.Stream(stream, contentType, Path.GetFileName(path), enableRangeProcessing: true);
-        }).WithSummary("Download a file of a built dataset: manifest.json, report.json, shards/*.arrow, features/*.parquet, ...");
+        }).WithSummary("Download a file of a built dataset: manifest.json, report.json, shards/*.arrow, features/*.parquet, ...").WithName("downloadDatasetFile")
+            .ProducesBytes("application/octet-stream", "application/json", "application/jsonl", "application/vnd.apache.arrow.file").ProducesErrors(409, 507);
 
         api.MapDelete("/{datasetId}", async (HttpContext context, string datasetId, IDatasetRepository datasets, StorageLocations locations, PlacementGuard guard, FreeingSpace freeing) =>
         {
@@ -149,7 +175,7 @@ public static class DatasetEndpoints
             }
 
             return Results.Json(new { id = record.Id, @object = "dataset", deleted = true }, AtelierJson.Options);
-        }).WithSummary("Delete a finished dataset version and its bytes.");
+        }).WithSummary("Delete a finished dataset version and its bytes.").WithName("deleteDataset").Produces<DeletedObject>().ProducesErrors(409);
     }
 
     private static async Task<DatasetRecord> FindAsync(HttpContext context, IDatasetRepository datasets, string id)

@@ -1,13 +1,20 @@
+using System.Text.Json;
 using Atelier.Catalog;
 using Atelier.Core;
 using Atelier.Core.Errors;
 using Atelier.Features;
 using Atelier.Features.Api;
+using Atelier.Features.Materialization;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
 using Atelier.Server.Hosting;
 
 namespace Atelier.Server.Features;
+
+/// <summary>Historical features as JSON (<c>format: json</c>).</summary>
+/// <param name="Columns">The column names.</param>
+/// <param name="Data">One object per entity row, keyed by column.</param>
+public sealed record HistoricalFeaturesObject(IReadOnlyList<string> Columns, IReadOnlyList<Dictionary<string, JsonElement>> Data);
 
 /// <summary>The feature store under <c>/api/v1/features</c>: views, pushes, online lookups, point-in-time retrieval, training sets.</summary>
 public static class FeatureEndpoints
@@ -29,14 +36,14 @@ public static class FeatureEndpoints
             var policy = await policies.ChooseAsync(caller.WorkspaceId, spec.Policy, context.RequestAborted).ConfigureAwait(false);
             var (view, created) = await store.CreateViewAsync(caller.WorkspaceId, spec with { Policy = policy }, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(FeatureApi.ToResponse(view), AtelierJson.Options, statusCode: created ? StatusCodes.Status201Created : StatusCodes.Status200OK);
-        }).WithSummary("Create a feature view, or a new version of it when the schema changed (the same schema again returns the existing version).");
+        }).WithSummary("Create a feature view, or a new version of it when the schema changed (the same schema again returns the existing version).").WithName("createFeatureView").Reads<CreateViewBody>().Produces<ViewResponse>(StatusCodes.Status201Created).Produces<ViewResponse>().ProducesErrors(403, 409, 422);
 
         api.MapGet("/views", async (HttpContext context, FeatureStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var views = await store.ListViewsAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { data = views.Select(v => FeatureApi.ToResponse(v)) }, AtelierJson.Options);
-        }).WithSummary("List feature views, every version.");
+        }).WithSummary("List feature views, every version.").WithName("listFeatureViews").Produces<DataList<ViewResponse>>();
 
         api.MapGet("/views/{name}", async (HttpContext context, FeatureStore store, string name, int? version) =>
         {
@@ -44,7 +51,7 @@ public static class FeatureEndpoints
             var view = await store.GetViewAsync(caller.WorkspaceId, name, version, context.RequestAborted).ConfigureAwait(false);
             var segments = await store.SegmentsAsync(view, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(FeatureApi.ToResponse(view, segments), AtelierJson.Options);
-        }).WithSummary("A feature view (the latest version unless ?version=).");
+        }).WithSummary("A feature view (the latest version unless ?version=).").WithName("getFeatureView").Produces<ViewResponse>();
 
         api.MapPost("/views/{name}/rows", async (HttpContext context, FeatureStore store, string name) =>
         {
@@ -52,7 +59,7 @@ public static class FeatureEndpoints
             var body = await FeatureApi.ReadBodyAsync<PushBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
             var result = await store.PushAsync(caller.WorkspaceId, name, body.Version, FeatureApi.ToRows(body), caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithBodyKind(RequestBodyKind.BulkJson).WithSummary("Push rows (entity key, event time, features) to a view's log; a bad row refuses the batch and writes nothing.");
+        }).WithBodyKind(RequestBodyKind.BulkJson).WithSummary("Push rows (entity key, event time, features) to a view's log; a bad row refuses the batch and writes nothing.").WithName("pushFeatureRows").Reads<PushBody>().Produces<PushResult>(StatusCodes.Status201Created).ProducesErrors(403, 422);
 
         api.MapPost("/views/{name}/parquet", async (HttpContext context, FeatureStore store, string name, int? version, DateTimeOffset? defaultEventTime, string? filename) =>
         {
@@ -60,7 +67,7 @@ public static class FeatureEndpoints
             var result = await store.IngestParquetAsync(
                 caller.WorkspaceId, name, version, context.Request.Body, filename ?? "upload.parquet", defaultEventTime, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(result, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithBodyKind(RequestBodyKind.Upload).WithSummary("Ingest a per-example feature Parquet file (the request body) into a view; columns the view lacks are ignored.");
+        }).WithBodyKind(RequestBodyKind.Upload).WithSummary("Ingest a per-example feature Parquet file (the request body) into a view; columns the view lacks are ignored.").WithName("ingestFeatureParquet").WithRequestBody<RouteHandlerBuilder, Stream>("application/vnd.apache.parquet").Produces<PushResult>(StatusCodes.Status201Created).ProducesErrors(403, 422);
 
         api.MapPost("/views/{name}/online", async (HttpContext context, FeatureStore store, string name) =>
         {
@@ -82,7 +89,7 @@ public static class FeatureEndpoints
             var view = await store.GetViewAsync(caller.WorkspaceId, name, body.Version, context.RequestAborted).ConfigureAwait(false);
             var values = await store.GetOnlineAsync(view, body.Keys, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(FeatureApi.ToResponse(view, values), AtelierJson.Options);
-        }).WithSummary("The latest value of each key (batch online lookup).");
+        }).WithSummary("The latest value of each key (batch online lookup).").WithName("getOnlineFeatures").Reads<OnlineBody>().Produces<OnlineResponse>().ProducesErrors(422);
 
         api.MapPost("/historical", async (HttpContext context, FeatureStore store) =>
         {
@@ -103,7 +110,7 @@ public static class FeatureEndpoints
             await table.WriteParquetAsync(parquet, context.RequestAborted).ConfigureAwait(false);
             parquet.Position = 0;
             return Results.File(parquet, "application/vnd.apache.parquet", "historical_features.parquet");
-        }).WithSummary("Point-in-time correct retrieval: each entity row joined with the latest value at or before its timestamp (Parquet, or JSON with format=json).");
+        }).WithSummary("Point-in-time correct retrieval: each entity row joined with the latest value at or before its timestamp (Parquet, or JSON with format=json).").WithName("getHistoricalFeatures").Reads<HistoricalBody>().Produces<HistoricalFeaturesObject>(StatusCodes.Status200OK, "application/json").ProducesBytes("application/vnd.apache.parquet").ProducesErrors(422);
 
         api.MapPost("/training-sets", async (HttpContext context, FeatureStore store) =>
         {
@@ -111,19 +118,19 @@ public static class FeatureEndpoints
             var body = await FeatureApi.ReadBodyAsync<TrainingSetBody>(context.Request.Body, context.RequestAborted).ConfigureAwait(false);
             var manifest = await store.MaterializeAsync(caller.WorkspaceId, FeatureApi.ToRequest(body), caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(manifest, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Materialise a filtered, point-in-time training set into a new dataset version with lineage.");
+        }).WithSummary("Materialise a filtered, point-in-time training set into a new dataset version with lineage.").WithName("createTrainingSet").Reads<TrainingSetBody>().Produces<TrainingSetManifest>(StatusCodes.Status201Created).ProducesErrors(403, 409, 422);
 
         api.MapGet("/training-sets", async (HttpContext context, FeatureStore store) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             return Results.Json(new { data = await store.ListTrainingSetsAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false) }, AtelierJson.Options);
-        }).WithSummary("List training sets, newest first.");
+        }).WithSummary("List training sets, newest first.").WithName("listTrainingSets").Produces<DataList<TrainingSetManifest>>();
 
         api.MapGet("/training-sets/{id}", async (HttpContext context, FeatureStore store, string id) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             return Results.Json(await store.GetTrainingSetAsync(caller.WorkspaceId, id, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
-        }).WithSummary("A training set's manifest.");
+        }).WithSummary("A training set's manifest.").WithName("getTrainingSet").Produces<TrainingSetManifest>();
 
         api.MapGet("/training-sets/{id}/examples", async (HttpContext context, FeatureStore store, string id) =>
         {
@@ -131,6 +138,6 @@ public static class FeatureEndpoints
             var manifest = await store.GetTrainingSetAsync(caller.WorkspaceId, id, context.RequestAborted).ConfigureAwait(false);
             var examples = await store.OpenTrainingSetBlobAsync(manifest, manifest.Examples.Key, context.RequestAborted).ConfigureAwait(false);
             return Results.File(examples, "application/vnd.apache.parquet", $"{manifest.Name}-v{manifest.Version}.parquet");
-        }).WithSummary("A training set's Parquet of example ids and features.");
+        }).WithSummary("A training set's Parquet of example ids and features.").WithName("downloadTrainingSetExamples").ProducesBytes("application/vnd.apache.parquet").ProducesErrors(507);
     }
 }

@@ -47,6 +47,13 @@ public sealed record DeletedFile(string Id, string Object, bool Deleted);
 /// <summary>A download URL that needs no key until it expires.</summary>
 public sealed record SignedUrl(string Url);
 
+/// <summary>The form of <c>POST /v1/files</c> (for the OpenAPI document: the handler reads the parts as they stream).</summary>
+/// <param name="File">The file's bytes; JSONL for <c>fine-tune</c>, each line validated.</param>
+/// <param name="Purpose"><c>fine-tune</c> (the default), <c>batch</c> or <c>ocr</c>.</param>
+/// <param name="Visibility">Mistral's visibility field, stored as given.</param>
+/// <param name="Expiry">Hours until the file expires; none when absent.</param>
+public sealed record FileUploadForm(IFormFile File, string? Purpose, string? Visibility, long? Expiry);
+
 /// <summary>The Mistral-compatible Files API.</summary>
 public static class FileEndpoints
 {
@@ -59,7 +66,8 @@ public static class FileEndpoints
             Results.Json(FileObject.From(await upload.HandleAsync(context).ConfigureAwait(false)), AtelierJson.Options))
             .DisableAntiforgery()
             .WithBodyKind(Errors.RequestBodyKind.Upload)
-            .WithSummary("Upload a file (multipart: file, purpose, visibility, expiry).");
+            .WithSummary("Upload a file (multipart: file, purpose, visibility, expiry).")
+            .WithName("uploadFile").WithRequestBody<RouteHandlerBuilder, FileUploadForm>("multipart/form-data").Produces<FileObject>().ProducesErrors(403, 422);
 
         api.MapGet("", async (HttpContext context, IFileRepository files) =>
         {
@@ -67,7 +75,11 @@ public static class FileEndpoints
             var query = ParseQuery(context.Request.Query);
             var (page, total) = await files.ListAsync(caller.WorkspaceId, query, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new FileList([.. page.Select(FileObject.From)], "list", total), AtelierJson.Options);
-        }).WithSummary("List files, with paging and filters.");
+        }).WithSummary("List files, with paging and filters.").WithName("listFiles").Produces<FileList>()
+            .Query("page", typeof(int), "Page number, from 0.").Query("page_size", typeof(int), "Files per page, 1 to 1000 (100).")
+            .Query("include_total", typeof(bool), "Whether to count the files (true).").Query("purpose", typeof(string), "fine-tune, batch or ocr.")
+            .Query("search", typeof(string), "Part of the file name.").Query("sample_type", typeof(string), "Sample types, comma-separated.")
+            .Query("source", typeof(string), "Sources, comma-separated.").Query("mimetypes", typeof(string), "Media types, comma-separated.");
 
         api.MapGet("/{fileId}", async (HttpContext context, string fileId, IFileRepository files) =>
         {
@@ -75,7 +87,7 @@ public static class FileEndpoints
             return Results.Json(
                 new RetrievedFileObject(f.Id, "file", f.Bytes, f.CreatedAt, f.Filename, f.Purpose, f.SampleType, f.NumLines, f.Mimetype, f.Source, f.Signature, f.ExpiresAt, f.Visibility, false),
                 AtelierJson.Options);
-        }).WithSummary("Retrieve a file's metadata.");
+        }).WithSummary("Retrieve a file's metadata.").WithName("retrieveFile").Produces<RetrievedFileObject>();
 
         api.MapGet("/{fileId}/content", async (HttpContext context, string fileId, IFileRepository files, ApiKeyStore keys, UrlSigner signer, PlacementGuard guard, TimeProvider clock) =>
         {
@@ -93,7 +105,10 @@ public static class FileEndpoints
                 ?? throw new StorageUnavailableException($"The bytes of file '{f.Id}' are missing from location '{f.LocationId}'.");
 
             return Results.Stream(stream, "application/octet-stream", f.Filename, enableRangeProcessing: true);
-        }).WithSummary("Download a file's bytes.");
+        }).WithSummary("Download a file's bytes.").WithName("downloadFile").ProducesBytes().WithMetadata(new SignedUrlAccessMetadata())
+            .Query("expires", typeof(long), "A signed URL's expiry (Unix seconds).").Query("workspace", typeof(string), "A signed URL's workspace.")
+            .Query("key_id", typeof(string), "The key that signed the URL.").Query("signature", typeof(string), "A signed URL's signature.")
+            .ProducesErrors(507);
 
         api.MapGet("/{fileId}/url", async (HttpContext context, string fileId, IFileRepository files, UrlSigner signer, PublicAddress address, TimeProvider clock) =>
         {
@@ -113,7 +128,8 @@ public static class FileEndpoints
             var signature = signer.Sign(f.WorkspaceId, f.Id, expires, keyId);
             var url = $"{address.BaseUrl(context)}/v1/files/{f.Id}/content?expires={expires}&workspace={Uri.EscapeDataString(f.WorkspaceId)}&key_id={Uri.EscapeDataString(keyId)}&signature={signature}";
             return Results.Json(new SignedUrl(url), AtelierJson.Options);
-        }).WithSummary("A download URL that works without a key until it expires.");
+        }).WithSummary("A download URL that works without a key until it expires.").WithName("getFileSignedUrl").Produces<SignedUrl>()
+            .Query("expiry", typeof(int), "Hours the URL works, 1 to 168 (24).");
 
         api.MapDelete("/{fileId}", async (HttpContext context, string fileId, IFileRepository files, PlacementGuard guard, FreeingSpace freeing) =>
         {
@@ -125,7 +141,7 @@ public static class FileEndpoints
                 ?? throw new NotFoundException("file", fileId);
             await guard.DeleteAsync(new ArtifactRef("file", f.Id, caller.WorkspaceId), f.LocationId, caller.Actor, f.BlobKey, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new DeletedFile(f.Id, "file", true), AtelierJson.Options);
-        }).WithSummary("Delete a file and its bytes.");
+        }).WithSummary("Delete a file and its bytes.").WithName("deleteFile").Produces<DeletedFile>().ProducesErrors(409);
     }
 
     private static async Task<FileRecord> FindAsync(HttpContext context, IFileRepository files, string fileId)

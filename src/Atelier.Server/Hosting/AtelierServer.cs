@@ -135,7 +135,7 @@ public static class AtelierServer
 
         // After the silo (hosted services start in order): recovery needs grains.
         builder.Services.AddHostedService<JobRecoveryService>();
-        builder.Services.AddOpenApi();
+        builder.Services.AddAtelierOpenApi();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("atelier"))
             .WithMetrics(metrics => metrics
@@ -184,7 +184,7 @@ public static class AtelierServer
         app.MapPrometheusScrapingEndpoint("/metrics");
         // Liveness only: it needs no key, so it says nothing about the data (no counts, no versions).
         app.MapGet("/health", () => Results.Json(new { status = "ok" }, AtelierJson.Options))
-            .WithTags("Health");
+            .WithTags("Health").WithName("getHealth").WithSummary("Liveness: {\"status\": \"ok\"} while the server runs; needs no key.").Produces<HealthObject>();
         app.MapConsole();
         app.MapFiles();
         app.MapPlatform();

@@ -6,8 +6,111 @@ using Atelier.Data.Formatting;
 using Atelier.Data.Model;
 using Atelier.Inference.Serving;
 using Atelier.Server.Auth;
+using Atelier.Server.Hosting;
 
 namespace Atelier.Server.Inference;
+
+/// <summary>A message of a chat request (for the OpenAPI document; <see cref="ChatRequestReader"/> reads it).</summary>
+/// <param name="Role"><c>system</c>, <c>user</c>, <c>assistant</c> or <c>tool</c>.</param>
+/// <param name="Content">Text, or an array of content chunks (<c>{"type": "text", "text": ...}</c>).</param>
+/// <param name="Prefix">On the last assistant message: the answer continues it.</param>
+/// <param name="ToolCalls">An assistant's tool calls.</param>
+/// <param name="ToolCallId">A tool message's call.</param>
+/// <param name="Name">A tool message's function.</param>
+public sealed record ChatMessageInput(string Role, JsonElement? Content, bool? Prefix, JsonElement? ToolCalls, string? ToolCallId, string? Name);
+
+/// <summary>The body of <c>POST /v1/chat/completions</c>: Mistral's <c>ChatCompletionRequest</c>.</summary>
+/// <param name="Model">A model id, <c>name@alias</c> or <c>name@N</c>.</param>
+/// <param name="Messages">The conversation.</param>
+/// <param name="Temperature">Sampling temperature.</param>
+/// <param name="TopP">Nucleus sampling.</param>
+/// <param name="MaxTokens">At most this many tokens.</param>
+/// <param name="Stream">Server-sent events when true.</param>
+/// <param name="Stop">Stop sequences.</param>
+/// <param name="RandomSeed">The sampler's seed (not the weights').</param>
+/// <param name="N">Choices to generate.</param>
+/// <param name="PresencePenalty">Presence penalty.</param>
+/// <param name="FrequencyPenalty">Frequency penalty.</param>
+/// <param name="SafePrompt">Prepend Mistral's safety prompt.</param>
+/// <param name="Tools">Functions the model may call.</param>
+/// <param name="ToolChoice"><c>auto</c>, <c>none</c>, <c>any</c>, <c>required</c>, or a function.</param>
+/// <param name="ParallelToolCalls">Whether it may call several at once.</param>
+/// <param name="ResponseFormat"><c>text</c>, <c>json_object</c> or <c>json_schema</c>.</param>
+/// <param name="PromptMode">Mistral's prompt mode.</param>
+public sealed record ChatCompletionRequest(
+    string Model, IReadOnlyList<ChatMessageInput> Messages, double? Temperature, double? TopP, int? MaxTokens, bool? Stream, JsonElement? Stop,
+    int? RandomSeed, int? N, double? PresencePenalty, double? FrequencyPenalty, bool? SafePrompt, JsonElement? Tools, JsonElement? ToolChoice,
+    bool? ParallelToolCalls, JsonElement? ResponseFormat, string? PromptMode);
+
+/// <summary>The body of <c>POST /v1/fim/completions</c>: Mistral's <c>FIMCompletionRequest</c>.</summary>
+/// <param name="Model">A model id.</param>
+/// <param name="Prompt">The code before.</param>
+/// <param name="Suffix">The code after.</param>
+/// <param name="Temperature">Sampling temperature.</param>
+/// <param name="TopP">Nucleus sampling.</param>
+/// <param name="MaxTokens">At most this many tokens.</param>
+/// <param name="Stream">Server-sent events when true.</param>
+/// <param name="Stop">Stop sequences.</param>
+/// <param name="RandomSeed">The sampler's seed.</param>
+/// <param name="MinTokens">Not supported (422 when above 0).</param>
+public sealed record FimCompletionRequest(string Model, string Prompt, string? Suffix, double? Temperature, double? TopP, int? MaxTokens, bool? Stream, JsonElement? Stop, int? RandomSeed, int? MinTokens);
+
+/// <summary>The body of <c>POST /v1/embeddings</c>.</summary>
+/// <param name="Model">A model id.</param>
+/// <param name="Input">A text or an array of texts.</param>
+/// <param name="OutputDimension">Truncate to this many dimensions.</param>
+/// <param name="OutputDtype"><c>float</c>, <c>int8</c>, <c>uint8</c>, <c>binary</c> or <c>ubinary</c>.</param>
+/// <param name="EncodingFormat"><c>float</c> or <c>base64</c>.</param>
+public sealed record EmbeddingRequest(string Model, JsonElement Input, int? OutputDimension, string? OutputDtype, string? EncodingFormat);
+
+/// <summary>Token counts of an answer.</summary>
+/// <param name="PromptTokens">Prompt tokens.</param>
+/// <param name="CompletionTokens">Generated tokens.</param>
+/// <param name="TotalTokens">Both.</param>
+/// <param name="PromptTokensDetails">Cached prompt tokens (completions only).</param>
+public sealed record UsageObject(
+    int PromptTokens, int CompletionTokens, int TotalTokens,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] PromptTokensDetailsObject? PromptTokensDetails = null);
+
+/// <summary>Cached prompt tokens.</summary>
+/// <param name="CachedTokens">Tokens of the prompt the KV cache already held.</param>
+public sealed record PromptTokensDetailsObject(int CachedTokens);
+
+/// <summary>The assistant's message of a choice.</summary>
+/// <param name="Role">Always <c>assistant</c>.</param>
+/// <param name="Content">The text.</param>
+/// <param name="ToolCalls">The tool calls it made.</param>
+/// <param name="Prefix">Always false.</param>
+public sealed record AssistantMessageObject(string Role, string Content, JsonElement? ToolCalls, bool Prefix);
+
+/// <summary>A choice of a completion.</summary>
+/// <param name="Index">Its index.</param>
+/// <param name="Message">The answer.</param>
+/// <param name="FinishReason"><c>stop</c>, <c>length</c> or <c>tool_calls</c>.</param>
+public sealed record CompletionChoiceObject(int Index, AssistantMessageObject Message, string FinishReason);
+
+/// <summary>A chat or FIM completion (built as JSON; streamed as <c>chat.completion.chunk</c> events when <c>stream</c> is true).</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Object"><c>chat.completion</c> or <c>fim.completion</c>.</param>
+/// <param name="Model">The model that answered.</param>
+/// <param name="Created">Unix seconds.</param>
+/// <param name="Choices">The answers.</param>
+/// <param name="Usage">Token counts.</param>
+public sealed record CompletionObject(string Id, string Object, string Model, long Created, IReadOnlyList<CompletionChoiceObject> Choices, UsageObject Usage);
+
+/// <summary>An embedding.</summary>
+/// <param name="Object">Always <c>embedding</c>.</param>
+/// <param name="Embedding">The vector (numbers), or base64 of its bytes.</param>
+/// <param name="Index">Its input's index.</param>
+public sealed record EmbeddingObject(string Object, JsonElement Embedding, int Index);
+
+/// <summary>The answer of <c>POST /v1/embeddings</c>.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Object">Always <c>list</c>.</param>
+/// <param name="Model">The model.</param>
+/// <param name="Data">One embedding per input.</param>
+/// <param name="Usage">Token counts.</param>
+public sealed record EmbeddingResponse(string Id, string Object, string Model, IReadOnlyList<EmbeddingObject> Data, UsageObject Usage);
 
 /// <summary>
 /// The Mistral-compatible inference API: <c>POST /v1/chat/completions</c> (streamed as server-sent
@@ -25,9 +128,9 @@ public static class InferenceEndpoints
     public static void MapInference(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1").WithTags("Inference");
-        group.MapPost("/chat/completions", ChatAsync).WithSummary("Chat completion (Mistral's API): a conversation in, the assistant's answer out, streamed when stream is true.");
-        group.MapPost("/fim/completions", FimAsync).WithSummary("Fill-in-the-middle completion: the code between a prompt and a suffix.");
-        group.MapPost("/embeddings", EmbeddingsAsync).WithSummary("Embeddings of one or more texts.");
+        group.MapPost("/chat/completions", ChatAsync).WithSummary("Chat completion (Mistral's API): a conversation in, the assistant's answer out, streamed when stream is true.").WithName("chatCompletion").Reads<ChatCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451);
+        group.MapPost("/fim/completions", FimAsync).WithSummary("Fill-in-the-middle completion: the code between a prompt and a suffix.").WithName("fimCompletion").Reads<FimCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451);
+        group.MapPost("/embeddings", EmbeddingsAsync).WithSummary("Embeddings of one or more texts.").WithName("createEmbeddings").Reads<EmbeddingRequest>().Produces<EmbeddingResponse>().ProducesErrors(403, 422, 451);
     }
 
     private static async Task ChatAsync(HttpContext context, ServingRouter router, TimeProvider clock)

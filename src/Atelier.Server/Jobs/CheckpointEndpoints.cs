@@ -48,6 +48,12 @@ public sealed record RestoreCheckpointRequest
     public bool? AutoStart { get; init; }
 }
 
+/// <summary>A list of checkpoints.</summary>
+/// <param name="Data">The checkpoints, newest first for each job.</param>
+/// <param name="Object">Always <c>list</c>.</param>
+/// <param name="Total">How many.</param>
+public sealed record CheckpointList(IReadOnlyList<CheckpointObject> Data, string Object, int Total);
+
 /// <summary>The platform's checkpoint API: list, get, restore into a new job, delete.</summary>
 public static class CheckpointEndpoints
 {
@@ -73,7 +79,7 @@ public static class CheckpointEndpoints
             }
 
             return Results.Json(new { data = list, @object = "list", total = list.Count }, AtelierJson.Options);
-        }).WithSummary("Committed checkpoints of one job (job_id) or of every job of the workspace.");
+        }).WithSummary("Committed checkpoints of one job (job_id) or of every job of the workspace.").WithName("listCheckpoints").Produces<CheckpointList>().Query("job_id", typeof(string), "Only this job's checkpoints.");
 
         group.MapGet("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, IJobRepository jobs, CheckpointStore store) =>
         {
@@ -81,7 +87,7 @@ public static class CheckpointEndpoints
             var info = await store.GetAsync(job.Id, step, context.RequestAborted).ConfigureAwait(false)
                 ?? throw new NotFoundException("checkpoint", CheckpointIds.Of(job.Id, step));
             return Results.Json(ToObject(info, details: true), AtelierJson.Options);
-        }).WithSummary("A checkpoint with its entries and locations.");
+        }).WithSummary("A checkpoint with its entries and locations.").WithName("getCheckpoint").Produces<CheckpointObject>();
 
         group.MapPost("/{jobId}/{step:long}/restore", async (HttpContext context, string jobId, long step, IDatasetRepository datasets, IJobRepository jobs, JobRequests requests, CheckpointStore store, IGrainFactory grains) =>
         {
@@ -109,7 +115,7 @@ public static class CheckpointEndpoints
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).SubmitAsync().ConfigureAwait(false);
             var created = await jobs.GetByIdAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
             return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, created!, details: false, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Create a new job that starts from this checkpoint (same data and hyperparameters unless overridden).");
+        }).WithSummary("Create a new job that starts from this checkpoint (same data and hyperparameters unless overridden).").WithName("restoreCheckpoint").WithRequestBody<RouteHandlerBuilder, RestoreCheckpointRequest>("application/json", required: false).Produces<JobObject>(StatusCodes.Status201Created).ProducesErrors(403, 422);
 
         group.MapDelete("/{jobId}/{step:long}", async (HttpContext context, string jobId, long step, IJobRepository jobs, ILineageRepository lineage, CheckpointStore store) =>
         {
@@ -134,7 +140,7 @@ public static class CheckpointEndpoints
             // The chunks are gone: record it even if the client has left.
             await jobs.MarkCheckpointsDeletedAsync(job.Id, [step], CancellationToken.None).ConfigureAwait(false);
             return Results.Json(new { id = CheckpointIds.Of(job.Id, step), @object = "checkpoint", deleted = true }, AtelierJson.Options);
-        }).WithSummary("Delete a checkpoint (its chunks are freed once no checkpoint refers to them).");
+        }).WithSummary("Delete a checkpoint (its chunks are freed once no checkpoint refers to them).").WithName("deleteCheckpoint").Produces<DeletedObject>().ProducesErrors(409);
     }
 
     private static CheckpointObject ToObject(CheckpointInfo info, bool details) => new(

@@ -292,7 +292,7 @@ public static class FineTuningEndpoints
             var created = await JobRequests.ToObjectAsync(jobs, datasets, job, details: false, context.RequestAborted).ConfigureAwait(false);
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).SubmitAsync().ConfigureAwait(false);
             return Results.Json(created, AtelierJson.Options);
-        }).WithSummary("Create a fine-tuning job: validated, then started when auto_start (the default).");
+        }).WithSummary("Create a fine-tuning job: validated, then started when auto_start (the default).").WithName("createFineTuningJob").Reads<FineTuningJobRequest>().Produces<JobObject>().ProducesErrors(403, 422);
 
         api.MapGet("", async (HttpContext context, IJobRepository jobs, IDatasetRepository datasets) =>
         {
@@ -329,14 +329,14 @@ public static class FineTuningEndpoints
             }
 
             return Results.Json(new JobList(objects, "list", total), AtelierJson.Options);
-        }).WithSummary("List the workspace's jobs, newest first, with Mistral's filters and paging.");
+        }).WithSummary("List the workspace's jobs, newest first, with Mistral's filters and paging.").WithName("listFineTuningJobs").Produces<JobList>().Query("page", typeof(int), "Page number, from 0.").Query("page_size", typeof(int), "Jobs per page, 1 to 1000 (100).").Query("model", typeof(string), "Only jobs of this base model.").Query("created_after", typeof(DateTimeOffset), "Only jobs created after (ISO 8601).").Query("created_before", typeof(DateTimeOffset), "Only jobs created before (ISO 8601).").Query("created_by_me", typeof(bool), "Only jobs created with the caller's key.").Query("status", typeof(string), "Only jobs in this status (QUEUED, RUNNING, SUCCESS, ...).").Query("suffix", typeof(string), "Only jobs with this suffix.").Query("wandb_project", typeof(string), "W&B project (no job has one: matches nothing).").Query("wandb_name", typeof(string), "W&B run name (matches nothing).");
 
         api.MapGet("/{jobId}", async (HttpContext context, string jobId, IJobRepository jobs, IDatasetRepository datasets) =>
         {
             var job = await FindAsync(context, jobs, jobId).ConfigureAwait(false);
             return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, job, details: true, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
         })
-            .WithSummary("A job with its events and checkpoints.");
+            .WithSummary("A job with its events and checkpoints.").WithName("getFineTuningJob").Produces<JobObject>();
 
         api.MapPost("/{jobId}/cancel", async (HttpContext context, string jobId, IJobRepository jobs, IDatasetRepository datasets, IGrainFactory grains) =>
         {
@@ -344,7 +344,7 @@ public static class FineTuningEndpoints
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).CancelAsync().ConfigureAwait(false);
             var now = await jobs.GetByIdAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
             return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, now!, details: true, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options);
-        }).WithSummary("Cancel a job: at once when it is not training, else CANCELLATION_REQUESTED until the trainer stops.");
+        }).WithSummary("Cancel a job: at once when it is not training, else CANCELLATION_REQUESTED until the trainer stops.").WithName("cancelFineTuningJob").Produces<JobObject>().ProducesErrors(409);
 
         api.MapPost("/{jobId}/start", async (HttpContext context, string jobId, IJobRepository jobs, IDatasetRepository datasets, IGrainFactory grains) =>
         {
@@ -352,20 +352,20 @@ public static class FineTuningEndpoints
             await grains.GetGrain<IFineTuningJobGrain>(job.Id).StartAsync().ConfigureAwait(false);
             var now = await jobs.GetByIdAsync(job.Id, CancellationToken.None).ConfigureAwait(false);
             return Results.Json(await JobRequests.ToObjectAsync(jobs, datasets, now!, details: true, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options);
-        }).WithSummary("Start a validated job that was created with auto_start false.");
+        }).WithSummary("Start a validated job that was created with auto_start false.").WithName("startFineTuningJob").Produces<JobObject>().ProducesErrors(409);
 
         // What curation did to a job's training data: the report, and every dropped example with
         // its reason. Fixed names only: nothing of the request reaches a path.
         var data = app.MapGroup("/api/v1/jobs").WithTags("Fine-tuning");
         data.MapGet("/{jobId}/data-report", (HttpContext context, string jobId, IJobRepository jobs, PlacementGuard guard) =>
             DataReportFileAsync(context, jobs, guard, jobId, "report.json", "application/json"))
-            .WithSummary("The job's training data report: kept and dropped counts by reason, token counts, the first invalid lines.");
+            .WithSummary("The job's training data report: kept and dropped counts by reason, token counts, the first invalid lines.").WithName("getJobDataReport").ProducesBytes("application/json").ProducesErrors(507);
         data.MapGet("/{jobId}/data-report/dropped", (HttpContext context, string jobId, IJobRepository jobs, PlacementGuard guard) =>
             DataReportFileAsync(context, jobs, guard, jobId, "dropped.jsonl", "application/jsonl"))
-            .WithSummary("Every training example curation dropped, one JSON line each, with its source line and reason.");
+            .WithSummary("Every training example curation dropped, one JSON line each, with its source line and reason.").WithName("listJobDroppedExamples").ProducesBytes("application/jsonl").ProducesErrors(507);
         data.MapGet("/{jobId}/data-report/issues", (HttpContext context, string jobId, IJobRepository jobs, PlacementGuard guard) =>
             DataReportFileAsync(context, jobs, guard, jobId, "issues.jsonl", "application/jsonl"))
-            .WithSummary("Every invalid training line that was skipped, one JSON line each.");
+            .WithSummary("Every invalid training line that was skipped, one JSON line each.").WithName("listJobDataIssues").ProducesBytes("application/jsonl").ProducesErrors(507);
     }
 
     private static async Task<IResult> DataReportFileAsync(HttpContext context, IJobRepository jobs, PlacementGuard guard, string jobId, string name, string contentType)

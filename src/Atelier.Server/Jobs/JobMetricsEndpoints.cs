@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Atelier.Catalog;
 using Atelier.Core;
+using Atelier.Server.Hosting;
 using Atelier.Training.Execution;
 using Atelier.Training.Jobs;
 
@@ -36,14 +37,15 @@ public static class JobMetricsEndpoints
             return Results.Json(new JobMetricsList(rows, "list", job.Id, job.Status), AtelierJson.Options);
         })
             .WithSummary("Every trained step of a job: train loss, learning rate, gradient norm, tokens, tokens/s, elapsed time, and validation loss and accuracy at the steps validation ran; ?stream=true streams them (as /metrics/stream).")
-            .Produces<JobMetricsList>();
+            .Produces<JobMetricsList>(StatusCodes.Status200OK, "application/json", "text/event-stream").WithName("getJobMetrics")
+            .Query("stream", typeof(bool), "Stream them as server-sent events (as /metrics/stream).");
         api.MapGet("/{jobId}/metrics/stream", async (HttpContext context, string jobId, IJobRepository jobs, JobMetricsLog metrics) =>
         {
             var job = await FineTuningEndpoints.FindAsync(context, jobs, jobId).ConfigureAwait(false);
             await StreamAsync(context, job, jobs, metrics).ConfigureAwait(false);
         })
             .WithSummary("Server-sent events: each step already trained, then each new one as it is trained (event 'step'), and one 'end' event with the job's final status.")
-            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
+            .ProducesEvents().WithName("streamJobMetrics");
     }
 
     /// <summary>

@@ -32,6 +32,6 @@ public static class NodeEndpoints
             return Results.Json(
                 new NodeList([.. state.Nodes.Select(n => new NodeObject(n.Node, n.Slots, n.Running, n.Free))], state.Queue.Count, state.Running.Count),
                 AtelierJson.Options);
-        }).Produces<NodeList>().WithTags("Nodes").WithSummary("Training nodes with their slots and load, and how many jobs wait for a slot.");
+        }).Produces<NodeList>().WithTags("Nodes").WithName("listNodes").WithSummary("Training nodes with their slots and load, and how many jobs wait for a slot.");
     }
 }

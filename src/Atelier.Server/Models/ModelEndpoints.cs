@@ -23,6 +23,115 @@ namespace Atelier.Server.Models;
 /// <param name="Aliases">Other names that resolve to it.</param>
 public sealed record ImportModelRequest(string? Path, string? Name, string? Description, string? Policy, string? Location, int? MaxContextLength, IReadOnlyList<string>? Aliases);
 
+/// <summary>Who allowed a tainted model to be served again, and why.</summary>
+/// <param name="Reason">Why.</param>
+/// <param name="Actor">Who.</param>
+/// <param name="CreatedAt">Unix seconds.</param>
+public sealed record ServingOverrideObject(string Reason, string Actor, long CreatedAt);
+
+/// <summary>
+/// Mistral's <c>BaseModelCard</c> or <c>FTModelCard</c> (built as JSON by <c>Card</c>; this record is
+/// its shape in the OpenAPI document). <c>job</c>, <c>root</c> and <c>archived</c> are on fine-tuned
+/// models only; <c>tainted</c>, <c>erasure_id</c> and <c>serving_override</c> only once an erasure touched it.
+/// </summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Object">Always <c>model</c>.</param>
+/// <param name="Created">Unix seconds.</param>
+/// <param name="OwnedBy">Its owner.</param>
+/// <param name="Capabilities">What it can do.</param>
+/// <param name="Name">Its display name.</param>
+/// <param name="Description">Its description.</param>
+/// <param name="MaxContextLength">Its context length in tokens.</param>
+/// <param name="Aliases">Other names that resolve to it.</param>
+/// <param name="Deprecation">Always null.</param>
+/// <param name="DeprecationReplacementModel">Always null.</param>
+/// <param name="DefaultModelTemperature">Always null.</param>
+/// <param name="Type"><c>base</c> or <c>fine-tuned</c>.</param>
+/// <param name="Job">The job that trained it.</param>
+/// <param name="Root">Its base model.</param>
+/// <param name="Archived">Whether it is archived.</param>
+/// <param name="Tainted">True once an erasure tainted it.</param>
+/// <param name="ErasureId">The erasure that tainted it.</param>
+/// <param name="ServingOverride">The override that lets it be served again.</param>
+public sealed record ModelCardObject(
+    string Id, string Object, long Created, string OwnedBy, ModelCapabilities Capabilities, string? Name, string? Description, int MaxContextLength,
+    IReadOnlyList<string> Aliases, string? Deprecation, string? DeprecationReplacementModel, double? DefaultModelTemperature, string Type,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Job = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Root = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] bool? Archived = null,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] bool? Tainted = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? ErasureId = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] ServingOverrideObject? ServingOverride = null);
+
+/// <summary>A model card with what the platform knows besides (<c>/api/v1/models</c>); <c>registered_name</c> and <c>version</c> once it is a registry version.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Object">Always <c>model</c>.</param>
+/// <param name="Created">Unix seconds.</param>
+/// <param name="OwnedBy">Its owner.</param>
+/// <param name="Capabilities">What it can do.</param>
+/// <param name="Name">Its display name.</param>
+/// <param name="Description">Its description.</param>
+/// <param name="MaxContextLength">Its context length in tokens.</param>
+/// <param name="Aliases">Other names that resolve to it.</param>
+/// <param name="Deprecation">Always null.</param>
+/// <param name="DeprecationReplacementModel">Always null.</param>
+/// <param name="DefaultModelTemperature">Always null.</param>
+/// <param name="Type"><c>base</c> or <c>fine-tuned</c>.</param>
+/// <param name="Policy">The residency policy of its bytes.</param>
+/// <param name="Artifacts">Its files and where they are.</param>
+/// <param name="Lineage">What it was made from.</param>
+/// <param name="CreatedBy">Who imported or trained it.</param>
+/// <param name="Job">The job that trained it.</param>
+/// <param name="Root">Its base model.</param>
+/// <param name="Archived">Whether it is archived.</param>
+/// <param name="RegisteredName">Its registered name.</param>
+/// <param name="Version">Its version of that name.</param>
+/// <param name="Tainted">True once an erasure tainted it.</param>
+/// <param name="ErasureId">The erasure that tainted it.</param>
+/// <param name="ServingOverride">The override that lets it be served again.</param>
+public sealed record ModelDetailObject(
+    string Id, string Object, long Created, string OwnedBy, ModelCapabilities Capabilities, string? Name, string? Description, int MaxContextLength,
+    IReadOnlyList<string> Aliases, string? Deprecation, string? DeprecationReplacementModel, double? DefaultModelTemperature, string Type,
+    string Policy, IReadOnlyList<ModelArtifact> Artifacts, ModelLineage Lineage, string CreatedBy,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Job = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Root = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] bool? Archived = null,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? RegisteredName = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] int? Version = null,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] bool? Tainted = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? ErasureId = null, [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] ServingOverrideObject? ServingOverride = null);
+
+/// <summary>The capabilities of a fine-tuned model as <c>PATCH /v1/fine_tuning/models/{id}</c> answers them.</summary>
+/// <param name="CompletionChat">Chat.</param>
+/// <param name="CompletionFim">Fill-in-the-middle.</param>
+/// <param name="FunctionCalling">Function calling.</param>
+/// <param name="FineTuning">Fine-tuning.</param>
+/// <param name="Classification">Classification.</param>
+public sealed record FineTunedCapabilitiesObject(bool CompletionChat, bool CompletionFim, bool FunctionCalling, bool FineTuning, bool Classification);
+
+/// <summary>Mistral's <c>CompletionFineTunedModel</c> (built as JSON by <c>FineTunedModel</c>).</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Object">Always <c>model</c>.</param>
+/// <param name="Created">Unix seconds.</param>
+/// <param name="OwnedBy">Its owner.</param>
+/// <param name="WorkspaceId">Its workspace.</param>
+/// <param name="Root">Its base model.</param>
+/// <param name="RootVersion">The first 8 characters of its base's version.</param>
+/// <param name="Archived">Whether it is archived.</param>
+/// <param name="Name">Its display name.</param>
+/// <param name="Description">Its description.</param>
+/// <param name="Capabilities">What it can do.</param>
+/// <param name="MaxContextLength">Its context length in tokens.</param>
+/// <param name="Aliases">Other names.</param>
+/// <param name="Job">The job that trained it.</param>
+/// <param name="ModelType">Always <c>completion</c>.</param>
+public sealed record FineTunedModelObject(
+    string Id, string Object, long Created, string OwnedBy, string? WorkspaceId, string? Root, string RootVersion, bool Archived, string? Name, string? Description,
+    FineTunedCapabilitiesObject Capabilities, int MaxContextLength, IReadOnlyList<string> Aliases, string? Job, string ModelType);
+
+/// <summary>The answer to archiving or unarchiving a model.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Object">Always <c>model</c>.</param>
+/// <param name="Archived">Whether it is now archived.</param>
+public sealed record ArchivedModelObject(string Id, string Object, bool Archived);
+
+/// <summary>The body of <c>PATCH /v1/fine_tuning/models/{id}</c>: a member absent is left as it is.</summary>
+/// <param name="Name">The new display name.</param>
+/// <param name="Description">The new description.</param>
+public sealed record UpdateFineTunedModelRequest(string? Name, string? Description);
+
 /// <summary>
 /// The Mistral-compatible Models API (<c>/v1/models</c>, <c>/v1/fine_tuning/models</c>) and the
 /// platform's model import, removal and downloads (<c>/api/v1/models</c>: a fine-tuned model's adapter in
@@ -42,21 +151,21 @@ public static class ModelEndpoints
             var all = await registry.ListAsync(caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             var data = new JsonArray([.. all.Select(m => (JsonNode)Card(m))]);
             return Results.Json(new JsonObject { ["object"] = "list", ["data"] = data }, AtelierJson.Options);
-        }).WithSummary("List the base models and the workspace's fine-tuned models.");
+        }).WithSummary("List the base models and the workspace's fine-tuned models.").WithName("listModels").Produces<ObjectList<ModelCardObject>>();
 
         models.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry, IErasureRepository erasures) =>
         {
             var model = await FindAsync(context, registry, modelId).ConfigureAwait(false);
             return Results.Json(await LineageEndpoints.WithTaintAsync(Card(model), model.Id, erasures, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
         })
-            .WithSummary("Retrieve a model card.");
+            .WithSummary("Retrieve a model card.").WithName("retrieveModel").Produces<ModelCardObject>();
 
         models.MapDelete("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var deleted = await registry.DeleteFineTunedAsync(caller.WorkspaceId, modelId, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new JsonObject { ["id"] = deleted.Id, ["object"] = "model", ["deleted"] = true }, AtelierJson.Options);
-        }).WithSummary("Delete a fine-tuned model and its adapter bytes.");
+        }).WithSummary("Delete a fine-tuned model and its adapter bytes.").WithName("deleteModel").Produces<DeletedObject>().ProducesErrors(409);
 
         var fineTuned = app.MapGroup("/v1/fine_tuning/models").WithTags("Models");
         fineTuned.MapPatch("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
@@ -65,21 +174,21 @@ public static class ModelEndpoints
             var (name, setName, description, setDescription) = await ReadUpdateAsync(context).ConfigureAwait(false);
             var updated = await registry.UpdateAsync(caller.WorkspaceId, modelId, name, setName, description, setDescription, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(FineTunedModel(updated), AtelierJson.Options);
-        }).WithSummary("Update a fine-tuned model's name and description.");
+        }).WithSummary("Update a fine-tuned model's name and description.").WithName("updateFineTunedModel").Reads<UpdateFineTunedModelRequest>().Produces<FineTunedModelObject>().ProducesErrors(422);
 
         fineTuned.MapPost("/{modelId}/archive", async (HttpContext context, string modelId, ModelRegistry registry) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var model = await registry.SetArchivedAsync(caller.WorkspaceId, modelId, archived: true, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new JsonObject { ["id"] = model.Id, ["object"] = "model", ["archived"] = true }, AtelierJson.Options);
-        }).WithSummary("Archive a fine-tuned model.");
+        }).WithSummary("Archive a fine-tuned model.").WithName("archiveFineTunedModel").Produces<ArchivedModelObject>();
 
         fineTuned.MapDelete("/{modelId}/archive", async (HttpContext context, string modelId, ModelRegistry registry) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var model = await registry.SetArchivedAsync(caller.WorkspaceId, modelId, archived: false, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new JsonObject { ["id"] = model.Id, ["object"] = "model", ["archived"] = false }, AtelierJson.Options);
-        }).WithSummary("Unarchive a fine-tuned model.");
+        }).WithSummary("Unarchive a fine-tuned model.").WithName("unarchiveFineTunedModel").Produces<ArchivedModelObject>();
 
         var platform = app.MapGroup("/api/v1/models").WithTags("Models");
         platform.MapPost("/import", async (HttpContext context, ImportModelRequest? request, PolicyCatalog policies, AtelierConfig config, ModelRegistry registry) =>
@@ -116,7 +225,7 @@ public static class ModelEndpoints
                 caller.WorkspaceId,
                 context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Detail(model), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Import a base model from a Mistral-format directory under one of the server's import roots (operator). Visible to every workspace.");
+        }).WithSummary("Import a base model from a Mistral-format directory under one of the server's import roots (operator). Visible to every workspace.").WithName("importModel").Produces<ModelDetailObject>(StatusCodes.Status201Created).ProducesErrors(403, 409, 422);
 
         platform.MapGet("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry, IErasureRepository erasures) =>
         {
@@ -130,10 +239,10 @@ public static class ModelEndpoints
 
             return Results.Json(await LineageEndpoints.WithTaintAsync(detail, model.Id, erasures, context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
         })
-            .WithSummary("A model with its residency policy, artifacts and lineage.");
+            .WithSummary("A model with its residency policy, artifacts and lineage.").WithName("getModel").Produces<ModelDetailObject>();
 
         platform.MapGet("/{modelId}/adapter", (HttpContext context, string modelId, ModelRegistry registry) => DownloadAdapterAsync(context, registry, modelId))
-            .WithSummary("Download a fine-tuned model's LoRA adapter as mistral-finetune's lora.safetensors in bf16, which mistral-inference's load_lora takes for a bf16 base (scale in __metadata__ lora_scaling). 400 for a base model.");
+            .WithSummary("Download a fine-tuned model's LoRA adapter as mistral-finetune's lora.safetensors in bf16, which mistral-inference's load_lora takes for a bf16 base (scale in __metadata__ lora_scaling). 400 for a base model.").WithName("downloadModelAdapter").ProducesBytes().ProducesErrors(400, 507);
 
         platform.MapGet("/{modelId}/files/{name}", async (HttpContext context, string modelId, string name, ModelRegistry registry) =>
         {
@@ -146,14 +255,14 @@ public static class ModelEndpoints
                 artifact.Name,
                 entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue($"\"{artifact.Sha256}\""),
                 enableRangeProcessing: true);
-        }).WithSummary("Download one file of a model as stored (a base model's params.json, consolidated.safetensors and tokeniser; a fine-tuned model's lora.safetensors in its training dtype).");
+        }).WithSummary("Download one file of a model as stored (a base model's params.json, consolidated.safetensors and tokeniser; a fine-tuned model's lora.safetensors in its training dtype).").WithName("downloadModelFile").ProducesBytes("application/octet-stream", "application/json").ProducesErrors(507);
 
         platform.MapDelete("/{modelId}", async (HttpContext context, string modelId, ModelRegistry registry) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
             var deleted = await registry.DeleteBaseAsync(modelId, caller.Actor, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new JsonObject { ["id"] = deleted.Id, ["object"] = "model", ["deleted"] = true }, AtelierJson.Options);
-        }).WithSummary("Delete a base model and its bytes (operator); refused (409, naming them) while fine-tuned models, jobs or dataset versions derive from it.");
+        }).WithSummary("Delete a base model and its bytes (operator); refused (409, naming them) while fine-tuned models, jobs or dataset versions derive from it.").WithName("deleteBaseModel").Produces<DeletedObject>().ProducesErrors(403, 409);
     }
 
     /// <summary>

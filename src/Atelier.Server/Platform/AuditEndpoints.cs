@@ -6,6 +6,22 @@ using Atelier.Storage.Audit;
 
 namespace Atelier.Server.Platform;
 
+/// <summary>A page of audit events.</summary>
+/// <param name="Data">The events, oldest first.</param>
+/// <param name="LastSeq">The log's last sequence number.</param>
+public sealed record AuditEventPage(IReadOnlyList<AuditEvent> Data, long LastSeq);
+
+/// <summary>What <c>POST /api/v1/audit/verify</c> answers: the chain's check, and with a head, what it was checked against.</summary>
+/// <param name="Valid">Whether it verified.</param>
+/// <param name="Events">Events checked.</param>
+/// <param name="FirstBadSeq">The first event that does not verify.</param>
+/// <param name="Reason">Why it does not.</param>
+/// <param name="HeadHash">The hash of the last event.</param>
+/// <param name="Against">The head it was checked against (only with a head).</param>
+public sealed record AuditCheckObject(
+    bool Valid, long Events, long? FirstBadSeq, string? Reason, string HeadHash,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] AuditHeadCheck? Against = null);
+
 /// <summary><c>/api/v1/audit</c>: reading, verifying and exporting the hash-chained audit log.</summary>
 public static class AuditEndpoints
 {
@@ -27,13 +43,13 @@ public static class AuditEndpoints
             var n = (int)(limit ?? tail ?? 100);
             var events = tail is not null ? log.Tail(n, filter) : log.Read(after, n, filter);
             return Results.Json(new { data = events, last_seq = log.LastSeq }, AtelierJson.Options);
-        }).WithSummary("Audit events: the operator sees every workspace's, everyone else their own workspace's.");
+        }).WithSummary("Audit events: the operator sees every workspace's, everyone else their own workspace's.").WithName("listAuditEvents").Produces<AuditEventPage>().Query("after", typeof(long), "Events after this sequence number (0).").Query("limit", typeof(int), "At most this many (100, up to 10000).").Query("tail", typeof(int), "The last this many instead.");
 
         audit.MapGet("/verify", (HttpContext context, AuditLog log) =>
         {
             ApiKeyAuthentication.Operator(context);
             return Results.Json(log.Verify(), AtelierJson.Options);
-        }).WithSummary("Check the hash chain of the whole audit log (operator).");
+        }).WithSummary("Check the hash chain of the whole audit log (operator).").WithName("verifyAuditLog").Produces<AuditVerification>().ProducesErrors(403);
 
         audit.MapPost("/verify", (HttpContext context, AuditHead? head, AuditLog log) =>
         {
@@ -41,20 +57,20 @@ public static class AuditEndpoints
             return head is null
                 ? Results.Json(log.Verify(), AtelierJson.Options)
                 : Results.Json(log.Verify(head), AtelierJson.Options);
-        }).WithSummary("Check the audit log against a head exported earlier (the body); without a body, check the hash chain alone (operator).");
+        }).WithSummary("Check the audit log against a head exported earlier (the body); without a body, check the hash chain alone (operator).").WithName("verifyAuditLogAgainstHead").Produces<AuditCheckObject>().ProducesErrors(403);
 
         audit.MapGet("/head", async (HttpContext context, AuditLog log, AuditHeadSigner signer) =>
         {
             var caller = ApiKeyAuthentication.Operator(context);
             var head = await log.ExportHeadAsync(signer, caller.Actor, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(head, AtelierJson.Options);
-        }).WithSummary("The signed head of the audit log: keep it off this machine and verify against it later (operator).");
+        }).WithSummary("The signed head of the audit log: keep it off this machine and verify against it later (operator).").WithName("exportAuditHead").Produces<AuditHead>().ProducesErrors(403);
 
         audit.MapGet("/export", async (HttpContext context, AuditLog log) =>
         {
             ApiKeyAuthentication.Operator(context);
             context.Response.ContentType = "application/jsonl";
             await log.ExportAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
-        }).WithSummary("The raw audit log as JSON lines (operator).");
+        }).WithSummary("The raw audit log as JSON lines (operator).").WithName("exportAuditLog").ProducesBytes("application/jsonl").ProducesErrors(403);
     }
 }

@@ -29,6 +29,62 @@ public sealed record CreatePolicyRequest(string? Name, IReadOnlyList<string>? Al
 /// <param name="AllowedPolicies">The policies its members may choose (the default is added); stricter ones are allowed too.</param>
 public sealed record WorkspacePoliciesRequest(string? DefaultPolicy, IReadOnlyList<string>? AllowedPolicies);
 
+/// <summary>A key as created: its secret is shown this once.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Key">The secret, for <c>Authorization: Bearer</c>.</param>
+/// <param name="Workspace">Its workspace's name.</param>
+/// <param name="WorkspaceId">Its workspace's id.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="Role"><c>operator</c>, <c>admin</c> or <c>member</c>.</param>
+/// <param name="CreatedAt">Unix seconds.</param>
+public sealed record CreatedKeyObject(string Id, string Key, string Workspace, string WorkspaceId, string Name, string Role, long CreatedAt);
+
+/// <summary>A key as listed (never its secret).</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Workspace">Its workspace's name.</param>
+/// <param name="WorkspaceId">Its workspace's id.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="Role"><c>operator</c>, <c>admin</c> or <c>member</c>.</param>
+/// <param name="CreatedAt">Unix seconds.</param>
+/// <param name="RevokedAt">Unix seconds, once revoked.</param>
+public sealed record KeyObject(string Id, string Workspace, string WorkspaceId, string Name, string Role, long CreatedAt, long? RevokedAt);
+
+/// <summary>The answer to a revocation.</summary>
+/// <param name="Id">The key.</param>
+/// <param name="Revoked">Always true.</param>
+public sealed record RevokedKeyObject(string Id, bool Revoked);
+
+/// <summary>A workspace and the policies it may use.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="DefaultPolicy">The policy of what it stores when none is named.</param>
+/// <param name="AllowedPolicies">The policies it may use.</param>
+/// <param name="Governed">Whether the operator set them (else the installation's defaults apply).</param>
+public sealed record WorkspaceObject(string Id, string Name, string DefaultPolicy, IReadOnlyList<string> AllowedPolicies, bool Governed);
+
+/// <summary>A residency policy.</summary>
+/// <param name="Name">Its name.</param>
+/// <param name="AllowedJurisdictions">Where its bytes may be.</param>
+/// <param name="AllowedOperators">Who may operate the locations (any when empty).</param>
+/// <param name="MinReplicas">Copies it needs.</param>
+/// <param name="RequireOnPrem">Whether locations must be on premises.</param>
+/// <param name="Source"><c>operator</c> (defined through the API) or <c>config</c>.</param>
+/// <param name="UsableHere">Whether the caller's workspace may use it.</param>
+public sealed record PolicyObject(string Name, IReadOnlyList<string> AllowedJurisdictions, IReadOnlyList<string> AllowedOperators, int MinReplicas, bool RequireOnPrem, string Source, bool UsableHere);
+
+/// <summary>The caller's workspace as the policy list shows it.</summary>
+/// <param name="Id">Its id.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="DefaultPolicy">Its default policy.</param>
+/// <param name="AllowedPolicies">The policies it may use.</param>
+public sealed record PolicyWorkspaceObject(string Id, string Name, string DefaultPolicy, IReadOnlyList<string> AllowedPolicies);
+
+/// <summary>The policies, the installation's defaults, and the caller's workspace.</summary>
+/// <param name="Data">Every policy.</param>
+/// <param name="Defaults">The installation's defaults.</param>
+/// <param name="Workspace">The caller's workspace.</param>
+public sealed record PolicyList(IReadOnlyList<PolicyObject> Data, DefaultsConfig Defaults, PolicyWorkspaceObject Workspace);
+
 /// <summary>The body of <c>POST /api/v1/workspaces</c>.</summary>
 /// <param name="Name">The workspace's name.</param>
 /// <param name="DefaultPolicy">Its default policy; the installation's when absent.</param>
@@ -49,7 +105,7 @@ public static class PlatformEndpoints
 
         api.MapGet("/locations", (StorageLocations locations) =>
             Results.Json(new { data = locations.All.ToArray() }, AtelierJson.Options))
-            .WithTags("Locations").WithSummary("Where bytes can live, with jurisdiction, site, rack, on-prem and operator.");
+            .WithTags("Locations").WithSummary("Where bytes can live, with jurisdiction, site, rack, on-prem and operator.").WithName("listLocations").Produces<DataList<LocationDescriptor>>();
 
         api.MapPolicies();
         api.MapWorkspaces();
@@ -103,14 +159,14 @@ public static class PlatformEndpoints
             }
 
             return Results.Json(new { key.Id, key = token, workspace = workspace.Name, workspace_id = workspace.Id, key.Name, key.Role, key.CreatedAt }, AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Create an API key: an admin in its own workspace, the operator in any. The key is shown once.");
+        }).WithSummary("Create an API key: an admin in its own workspace, the operator in any. The key is shown once.").WithName("createKey").Produces<CreatedKeyObject>(StatusCodes.Status201Created).ProducesErrors(403, 409, 422);
 
         group.MapGet("", async (HttpContext context, ApiKeyStore keys) =>
         {
             var caller = ApiKeyAuthentication.Admin(context);
             var visible = await keys.ListAsync(caller.Key.IsOperator ? null : caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(new { data = visible.Select(k => new { k.Id, workspace = k.WorkspaceName, workspace_id = k.WorkspaceId, k.Name, k.Role, k.CreatedAt, k.RevokedAt }) }, AtelierJson.Options);
-        }).WithSummary("List API keys: an admin its workspace's, the operator every workspace's. Secrets are never shown.");
+        }).WithSummary("List API keys: an admin its workspace's, the operator every workspace's. Secrets are never shown.").WithName("listKeys").Produces<DataList<KeyObject>>().ProducesErrors(403);
 
         group.MapDelete("/{keyId}", async (HttpContext context, string keyId, ApiKeyStore keys, AuditLog audit) =>
         {
@@ -140,7 +196,7 @@ public static class PlatformEndpoints
 
             await audit.AppendAsync(new AuditEvent { Type = "key_revoked", Workspace = key.WorkspaceId, Actor = caller.Actor, ArtifactKind = "api_key", ArtifactId = keyId }, CancellationToken.None).ConfigureAwait(false);
             return Results.Json(new { id = keyId, revoked = true }, AtelierJson.Options);
-        }).WithSummary("Revoke an API key: an admin its workspace's, the operator any.");
+        }).WithSummary("Revoke an API key: an admin its workspace's, the operator any.").WithName("revokeKey").Produces<RevokedKeyObject>().ProducesErrors(403);
     }
 
     private static void MapWorkspaces(this IEndpointRouteBuilder api)
@@ -157,14 +213,14 @@ public static class PlatformEndpoints
             }
 
             return Results.Json(new { data = described }, AtelierJson.Options);
-        }).WithSummary("Workspaces and the policies each may use: the operator sees every one, others their own.");
+        }).WithSummary("Workspaces and the policies each may use: the operator sees every one, others their own.").WithName("listWorkspaces").Produces<DataList<WorkspaceObject>>();
 
         workspaces.MapGet("/{name}", async (HttpContext context, string name, ApiKeyStore keys, PolicyCatalog policies) =>
         {
             var caller = ApiKeyAuthentication.Caller(context);
             var workspace = caller.Key.IsOperator || name == caller.Key.WorkspaceName ? await keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) : null;
             return Results.Json(await DescribeAsync(policies, workspace ?? throw new NotFoundException("workspace", name), context.RequestAborted).ConfigureAwait(false), AtelierJson.Options);
-        }).WithSummary("One workspace and the policies it may use.");
+        }).WithSummary("One workspace and the policies it may use.").WithName("getWorkspace").Produces<WorkspaceObject>();
 
         workspaces.MapPost("", async (HttpContext context, CreateWorkspaceRequest? body, ApiKeyStore keys, PolicyCatalog policies, AuditLog audit) =>
         {
@@ -182,7 +238,7 @@ public static class PlatformEndpoints
             }
 
             return Results.Json(await DescribeAsync(policies, workspace, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Create a workspace (operator).");
+        }).WithSummary("Create a workspace (operator).").WithName("createWorkspace").Produces<WorkspaceObject>(StatusCodes.Status201Created).ProducesErrors(403, 409, 422);
 
         workspaces.MapPut("/{name}/policies", async (HttpContext context, string name, WorkspacePoliciesRequest? body, ApiKeyStore keys, PolicyCatalog policies, AuditLog audit) =>
         {
@@ -190,7 +246,7 @@ public static class PlatformEndpoints
             var workspace = await keys.FindWorkspaceAsync(name, context.RequestAborted).ConfigureAwait(false) ?? throw new NotFoundException("workspace", name);
             await GovernAsync(policies, audit, caller, workspace, body?.DefaultPolicy, body?.AllowedPolicies).ConfigureAwait(false);
             return Results.Json(await DescribeAsync(policies, workspace, CancellationToken.None).ConfigureAwait(false), AtelierJson.Options);
-        }).WithSummary("Set which residency policies a workspace may use, and its default (operator).");
+        }).WithSummary("Set which residency policies a workspace may use, and its default (operator).").WithName("setWorkspacePolicies").Produces<WorkspaceObject>().ProducesErrors(403, 422);
     }
 
     private static void MapPolicies(this IEndpointRouteBuilder api)
@@ -208,7 +264,7 @@ public static class PlatformEndpoints
                     workspace = new { id = caller.WorkspaceId, name = caller.Key.WorkspaceName, default_policy = mine.DefaultPolicy, allowed_policies = mine.AllowedPolicies },
                 },
                 AtelierJson.Options);
-        }).WithSummary("Residency policies, which of them the caller's workspace may use, and its default.");
+        }).WithSummary("Residency policies, which of them the caller's workspace may use, and its default.").WithName("listPolicies").Produces<PolicyList>();
 
         policies.MapPost("", async (HttpContext context, CreatePolicyRequest? body, PolicyCatalog catalog, AuditLog audit) =>
         {
@@ -228,7 +284,7 @@ public static class PlatformEndpoints
                 CancellationToken.None).ConfigureAwait(false);
             var mine = await catalog.ForWorkspaceAsync(caller.WorkspaceId, CancellationToken.None).ConfigureAwait(false);
             return Results.Json(Describe(catalog, policy, mine), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Define a new residency policy (operator). A name never changes meaning once defined.");
+        }).WithSummary("Define a new residency policy (operator). A name never changes meaning once defined.").WithName("createPolicy").Produces<PolicyObject>(StatusCodes.Status201Created).ProducesErrors(403, 409, 422);
     }
 
     private static async Task<Workspace> CreateWorkspaceAsync(ApiKeyStore keys, AuditLog audit, RequestCaller caller, string name)
