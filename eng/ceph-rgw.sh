@@ -25,13 +25,16 @@ free_port() {
 
 # Every process whose command line names this cluster's configuration file (its daemons and its
 # watcher), by pid, never by a broad name.
+# Never this script itself: the watcher execs it to stop the cluster, keeping its pid.
 cluster_pids() {
   local dir=$1
   local pid
-  for pid in $(pgrep -f -- "$dir/ceph.conf" || true); do
-    [ "$pid" != "$$" ] && echo "$pid"
+  {
+    pgrep -f -- "$dir/ceph.conf" || true
+    if [ -f "$dir/watcher.pid" ]; then cat "$dir/watcher.pid"; fi
+  } | while read -r pid; do
+    if [ "$pid" != "$$" ]; then echo "$pid"; fi
   done
-  if [ -f "$dir/watcher.pid" ]; then cat "$dir/watcher.pid"; fi
 }
 
 stop_cluster() {
@@ -182,7 +185,8 @@ EOF
 
   if [ -n "$watch_pid" ]; then
     # The watcher names the configuration file on its command line, so stop finds it like a daemon.
-    nohup bash -c 'conf=$1; pid=$2; script=$3; while kill -0 "$pid" 2>/dev/null; do sleep 1; done; "$script" stop "$(dirname "$conf")"' \
+    # It looks for the process in /proc rather than signalling it: kill -0 fails on another user's process.
+    nohup bash -c 'conf=$1; pid=$2; script=$3; while [ -d "/proc/$pid" ]; do sleep 1; done; "$script" stop "$(dirname "$conf")"' \
       ceph-rgw-watcher "$dir/ceph.conf" "$watch_pid" "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" \
       >/dev/null 2>&1 < /dev/null &
     echo $! > "$dir/watcher.pid"

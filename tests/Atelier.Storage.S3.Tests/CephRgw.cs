@@ -10,7 +10,8 @@ namespace Atelier.Storage.S3.Tests;
 /// One single-node Ceph cluster with its RADOS Gateway for every test class of the <c>ceph</c>
 /// collection, started by <c>eng/ceph-rgw.sh</c> once per test run and stopped at the end. The
 /// script's watcher stops it too if this process dies without disposing the fixture, so no daemon
-/// or directory outlives the run. Each test class works in its own bucket.
+/// or directory outlives the run. Each test class works in its own bucket. The classes are tagged
+/// <c>Category=Slow</c>: the cluster takes about 20 s to start.
 /// </summary>
 public sealed class CephRgw : IAsyncLifetime
 {

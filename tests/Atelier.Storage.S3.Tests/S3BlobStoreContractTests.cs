@@ -9,6 +9,7 @@ namespace Atelier.Storage.S3.Tests;
 /// long after the crash; <see cref="S3BlobStoreTests"/> checks the age itself.
 /// </summary>
 [Collection(CephCollection.Name)]
+[Trait("Category", "Slow")]
 public sealed class S3BlobStoreContractTests(CephRgw ceph) : BlobStoreContract, IDisposable
 {
     private const string Bucket = "contract";

@@ -5,6 +5,7 @@ namespace Atelier.Storage.S3.Tests;
 
 /// <summary>What an S3 location does beyond the contract: multipart writes, the orphan age, listing pages, prefixes.</summary>
 [Collection(CephCollection.Name)]
+[Trait("Category", "Slow")]
 public sealed class S3BlobStoreTests(CephRgw ceph) : IDisposable
 {
     private const string Bucket = "s3-store";

@@ -15,6 +15,7 @@ namespace Atelier.Storage.S3.Tests;
 /// the provider: an EU on-prem Ceph bucket and a US cloud bucket, with one audit log.
 /// </summary>
 [Collection(CephCollection.Name)]
+[Trait("Category", "Slow")]
 public sealed class S3PlacementTests(CephRgw ceph) : IDisposable
 {
     private static readonly ResidencyPolicy EuOnly = new() { Name = "eu-only", AllowedJurisdictions = ["EU"] };
