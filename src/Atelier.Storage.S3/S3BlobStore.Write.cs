@@ -1,4 +1,5 @@
 using System.Net;
+using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
 using Atelier.Storage.Blobs;
@@ -37,6 +38,11 @@ public sealed partial class S3BlobStore
         private readonly List<PartETag> _parts = [];
         private bool _finished;
 
+        // Parts upload while the caller fills the next, several at once: one RGW request writes its
+        // stripes one after another, so a single part in flight leaves the OSD waiting on latency.
+        private readonly Queue<(Task Upload, MemoryStream Buffer)> _inFlight = new();
+        private int _partsStarted;
+
         public S3PendingBlob(S3BlobStore store, string key, string objectKey, string uploadId)
         {
             _store = store;
@@ -52,10 +58,61 @@ public sealed partial class S3BlobStore
 
         internal int PartSize => _store._options.PartSize;
 
-        internal async ValueTask UploadPartAsync(MemoryStream part, CancellationToken cancellationToken)
+        /// <summary>
+        /// Starts uploading <paramref name="full"/>, first waiting for the oldest part in flight when
+        /// <see cref="S3BlobStoreOptions.PartsInFlight"/> are, and returns an empty buffer for the
+        /// next part. A failed upload surfaces here or at the commit.
+        /// </summary>
+        internal async ValueTask<MemoryStream> SendPartAsync(MemoryStream full, CancellationToken cancellationToken)
         {
-            var number = _parts.Count + 1;
+            var spare = _inFlight.Count >= _store._options.PartsInFlight ? await WaitForOldestPartAsync().ConfigureAwait(false) : new MemoryStream();
+            var number = ++_partsStarted;
+            _inFlight.Enqueue((UploadPartAsync(full, number, cancellationToken), full));
+            return spare;
+        }
 
+        /// <summary>Waits for the oldest part in flight and returns its buffer emptied.</summary>
+        private async ValueTask<MemoryStream> WaitForOldestPartAsync()
+        {
+            var (upload, buffer) = _inFlight.Dequeue();
+            try
+            {
+                await upload.ConfigureAwait(false);
+            }
+            catch
+            {
+                buffer.Dispose();
+                throw;
+            }
+
+            buffer.SetLength(0);
+            return buffer;
+        }
+
+        /// <summary>Waits for every part in flight; the first failure is thrown once all have ended.</summary>
+        private async ValueTask WaitForAllPartsAsync()
+        {
+            Exception? failure = null;
+            while (_inFlight.Count > 0)
+            {
+                try
+                {
+                    (await WaitForOldestPartAsync().ConfigureAwait(false)).Dispose();
+                }
+                catch (Exception e) when (e is AmazonServiceException or HttpRequestException or IOException or OperationCanceledException)
+                {
+                    failure ??= e;
+                }
+            }
+
+            if (failure is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            }
+        }
+
+        private async Task UploadPartAsync(MemoryStream part, int number, CancellationToken cancellationToken)
+        {
             // A read-only view of the buffer: the SDK may close the stream it is given.
             using var body = new MemoryStream(part.GetBuffer(), 0, (int)part.Length, writable: false);
             var response = await _store._client.UploadPartAsync(
@@ -70,8 +127,12 @@ public sealed partial class S3BlobStore
                     UseChunkEncoding = false,
                 },
                 cancellationToken).ConfigureAwait(false);
-            _parts.Add(new PartETag(number, response.ETag));
-            part.SetLength(0);
+
+            // Parts finish in any order; the commit sorts them by number.
+            lock (_parts)
+            {
+                _parts.Add(new PartETag(number, response.ETag));
+            }
         }
 
         public override async ValueTask CommitAsync(CancellationToken cancellationToken)
@@ -82,7 +143,7 @@ public sealed partial class S3BlobStore
             var last = _stream.Part;
             try
             {
-                if (_parts.Count == 0)
+                if (_partsStarted == 0)
                 {
                     // One part at most: a single PUT, conditional on the server, is the commit. The
                     // multipart upload only marked the write as started; it is aborted below.
@@ -103,8 +164,11 @@ public sealed partial class S3BlobStore
                 {
                     if (last.Length > 0)
                     {
-                        await UploadPartAsync(last, cancellationToken).ConfigureAwait(false);
+                        _stream.Part = await SendPartAsync(last, cancellationToken).ConfigureAwait(false);
                     }
+
+                    await WaitForAllPartsAsync().ConfigureAwait(false);
+                    _parts.Sort((a, b) => a.PartNumber.GetValueOrDefault().CompareTo(b.PartNumber.GetValueOrDefault()));
 
                     // Servers that honour If-None-Match on completion (AWS S3) make the create
                     // conditional by themselves; for those that ignore it (Ceph RGW 16) the HEAD
@@ -137,6 +201,16 @@ public sealed partial class S3BlobStore
                 return;
             }
 
+            try
+            {
+                // Aborting while a part still uploads could leave that part behind the abort.
+                await WaitForAllPartsAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is AmazonServiceException or HttpRequestException or IOException or OperationCanceledException)
+            {
+                // The write is thrown away; its failure was (or will never be) reported by a write or the commit.
+            }
+
             _stream.Release();
             if (_store._inProgress.TryRemove(_uploadId, out _))
             {
@@ -159,14 +233,15 @@ public sealed partial class S3BlobStore
     }
 
     /// <summary>
-    /// What a caller writes into: fills the current part in memory and uploads it when it reaches
-    /// the part size. Writes are sequential, as on a file; the synchronous ones block on the upload.
+    /// What a caller writes into: fills the current part in memory and, when it reaches the part
+    /// size, starts its upload and fills another while it runs. Writes are sequential, as on a
+    /// file; a write that must wait for the previous part's upload waits (a synchronous one blocks).
     /// </summary>
     private sealed class PartStream(S3PendingBlob owner) : Stream
     {
         private long _written;
 
-        public MemoryStream Part { get; } = new();
+        public MemoryStream Part { get; set; } = new();
 
         public bool Disposed { get; private set; }
 
@@ -198,7 +273,7 @@ public sealed partial class S3BlobStore
                 if (Part.Length == owner.PartSize)
                 {
                     // A caller that writes synchronously waits for the network, as it would for a disk.
-                    owner.UploadPartAsync(Part, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+                    Part = owner.SendPartAsync(Part, CancellationToken.None).AsTask().GetAwaiter().GetResult();
                 }
             }
         }
@@ -217,7 +292,7 @@ public sealed partial class S3BlobStore
                 buffer = buffer[take..];
                 if (Part.Length == owner.PartSize)
                 {
-                    await owner.UploadPartAsync(Part, cancellationToken).ConfigureAwait(false);
+                    Part = await owner.SendPartAsync(Part, cancellationToken).ConfigureAwait(false);
                 }
             }
         }

@@ -16,8 +16,8 @@ namespace Atelier.Storage.S3;
 /// <remarks>
 /// <para>
 /// A write starts a multipart upload at once (<see cref="BeginWriteAsync"/>), so that a write a
-/// crash abandons is visible to the orphan sweep, and uploads each full part while the caller
-/// writes. The commit is one request that S3 applies atomically: a blob of at most one part is
+/// crash abandons is visible to the orphan sweep, and uploads full parts, several at once, while
+/// the caller writes. The commit is one request that S3 applies atomically: a blob of at most one part is
 /// committed by a <c>PUT</c> with <c>If-None-Match: *</c> (the upload, never completed, is then
 /// aborted); a longer one by completing the upload, also with <c>If-None-Match: *</c>, after a
 /// <c>HEAD</c> that finds the key free. Ceph RGW 16 honours the condition on <c>PUT</c>, so a
@@ -50,6 +50,7 @@ public sealed partial class S3BlobStore : IBlobStore, IDisposable
         ArgumentException.ThrowIfNullOrEmpty(options.Bucket);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.PartSize, S3BlobStoreOptions.MinPartSize);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ListPageSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.PartsInFlight, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.AbandonedUploadAge, TimeSpan.Zero);
         if (options.Prefix.Length > 0)
         {

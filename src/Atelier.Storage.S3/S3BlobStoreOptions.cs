@@ -28,6 +28,12 @@ public sealed record S3BlobStoreOptions
     /// </summary>
     public int PartSize { get; init; } = 8 * 1024 * 1024;
 
+    /// <summary>
+    /// Parts of one write uploading at once while the next fills: each holds a part buffer, so a
+    /// large write keeps up to this many plus one parts in memory.
+    /// </summary>
+    public int PartsInFlight { get; init; } = 4;
+
     /// <summary>Keys asked for per listing request (S3 returns at most 1000).</summary>
     public int ListPageSize { get; init; } = 1000;
 
