@@ -7,7 +7,9 @@
 #     reference of the SentencePiece tests, when /usr/bin/python3 cannot import it already,
 #   - Debian's chromium (/usr/bin/chromium), the browser of the web console's tests, which
 #     Playwright drives without downloading a browser of its own,
-#   - Debian's postgresql (server binaries only), which the PostgreSQL catalog tests start themselves.
+#   - Debian's postgresql (server binaries only), which the PostgreSQL catalog and cluster tests start themselves,
+#   - Debian's ceph-mon, ceph-osd and radosgw: the S3 location tests start a one-node Ceph with
+#     its RADOS Gateway (eng/ceph-rgw.sh) once per run and stop it at the end.
 # Ends with one line "N passed, N failed", counted from the TRX test results.
 # Extra arguments go to `dotnet test`, e.g.  eng/test.sh --filter "Category!=Slow"
 set -uo pipefail
@@ -49,6 +51,16 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null; } \
     || echo "could not install postgresql: the PostgreSQL catalog tests will fail"
+fi
+
+# Ceph (monitor, OSD, RADOS Gateway), the real S3-compatible server the S3 location tests start
+# through eng/ceph-rgw.sh, once per test run.
+if ! command -v radosgw >/dev/null || ! command -v ceph-osd >/dev/null || ! command -v ceph-mon >/dev/null; then
+  echo "installing ceph-mon, ceph-osd, radosgw (the S3 location tests' server)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ceph-mon ceph-osd radosgw ceph-common >/dev/null; } \
+    || echo "could not install Ceph: the S3 location tests will fail"
 fi
 
 # Formatting check (whitespace and indentation, as .editorconfig says); a failure fails the run.

@@ -64,7 +64,7 @@ public sealed partial class DependencyRuleTests
         return allowed;
     }
 
-    [GeneratedRegex(@"^\| `(?<name>Atelier\.[A-Za-z.]+)` \|.*\| (?<refs>[^|]+) \|$")]
+    [GeneratedRegex(@"^\| `(?<name>Atelier\.[A-Za-z0-9.]+)` \|.*\| (?<refs>[^|]+) \|$")]
     private static partial Regex TableRow();
 
     public static TheoryData<string> SourceAssemblies()

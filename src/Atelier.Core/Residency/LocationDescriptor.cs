@@ -6,7 +6,8 @@ public enum LocationKind
     /// <summary>A directory on a local or node-local filesystem (e.g. an NVMe drive).</summary>
     LocalDirectory,
 
-    /// <summary>A bucket on an S3-compatible object store.</summary>
+    /// <summary>A bucket on an S3-compatible object store (<c>"kind": "s3"</c> in <c>atelier.json</c>).</summary>
+    [System.Text.Json.Serialization.JsonStringEnumMemberName("s3")]
     S3Bucket,
 }
 
@@ -23,8 +24,15 @@ public sealed record LocationDescriptor
     /// <summary>What kind of store it is.</summary>
     public LocationKind Kind { get; init; } = LocationKind.LocalDirectory;
 
-    /// <summary>For a local directory: its path. For S3: the endpoint and bucket.</summary>
+    /// <summary>
+    /// For a local directory: its path. For S3: the endpoint, bucket and optional key prefix,
+    /// <c>http(s)://host:port/bucket[/prefix]</c> (path-style addressing).
+    /// </summary>
     public required string Uri { get; init; }
+
+    /// <summary>For an S3 location: its region and where its credentials come from; absent for other kinds.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public S3LocationSettings? S3 { get; init; }
 
     /// <summary>ISO 3166-1 alpha-2 country code, upper case (e.g. <c>FR</c>).</summary>
     public required string Country { get; init; }

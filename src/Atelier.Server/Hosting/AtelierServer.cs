@@ -26,6 +26,7 @@ using Atelier.Server.Platform;
 using Atelier.Server.Registry;
 using Atelier.Storage;
 using Atelier.Storage.Audit;
+using Atelier.Storage.S3;
 using Atelier.Training;
 using Atelier.Training.Checkpoints;
 using Atelier.Training.Datasets;
@@ -91,6 +92,7 @@ public static class AtelierServer
         services.AddSingleton<ICollectionCatalog, CatalogCollectionRecords>();
 
         services.AddAtelierStorage(new StorageOptions { DataDirectory = dataDirectory, Locations = config.Locations });
+        services.AddAtelierS3Storage();
         services.AddAtelierRegistry(new ModelRegistryOptions
         {
             CacheDirectory = Path.Combine(dataDirectory, "cache", "models"),
