@@ -86,7 +86,11 @@ upload() { # label order(file-first|purpose-first)
   growth=$(awk -v p="$peak" -v b="$before" 'BEGIN{printf "%.1f", (p-b)/1024}')
   cpu=$(awk -v c=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", c/hz}')
   cpu_gib=$(awk -v c="$cpu" -v b="$bytes" 'BEGIN{printf "%.2f", c/(b/1073741824)}')
-  verdict=$(awk -v r="$ratio" -v g="$growth" 'BEGIN{ok = (r >= 70 && g * 1048576 < 100e6); printf "%s (ratio %s, memory %s)", ok ? "MET" : "NOT MET", r >= 70 ? "ok" : "below 70%", g * 1048576 < 100e6 ? "ok" : "over 100 MB"}')
+  local ratio_ok memory_ok
+  ratio_ok=$(awk -v r="$ratio" 'BEGIN{print (r >= 70) ? "yes" : "no"}')
+  memory_ok=$(awk -v g="$growth" 'BEGIN{print (g * 1048576 < 100000000) ? "yes" : "no"}')
+  if [ "$ratio_ok" = yes ] && [ "$memory_ok" = yes ]; then verdict="MET"; else verdict="NOT MET"; fi
+  verdict="$verdict (>= 70% of dd: $ratio_ok, growth < 100 MB: $memory_ok)"
   printf '%-14s %8.1f MiB/s  dd %6.1f MiB/s  %4s%% of dd  %6.2f s  server CPU %5.2f s = %4.2f CPU-s/GiB  RSS before %6.1f MiB, peak %6.1f MiB, growth %6.1f MiB  goal: %s\n' \
     "$1" "$mbs" "$dd_mbs" "$ratio" "$t" "$cpu" "$cpu_gib" "$(awk -v b="$before" 'BEGIN{print b/1024}')" "$(awk -v p="$peak" 'BEGIN{print p/1024}')" "$growth" "$verdict"
 }
