@@ -65,6 +65,43 @@ public sealed class FastLineScanValidationTests
         }
     }
 
+    [Fact]
+    public void CombinedScan_AnswersExactlyWhatTheTwoScansAnswer()
+    {
+        // The one-pass scan used while the purpose is unknown must agree with the two scans it
+        // replaces on every line: the fine-tune kind, and the batch verdict whenever it gives one.
+        var random = new Random(20261207);
+        string[] batchParts = ["\"custom_id\":\"r1\"", "\"custom_id\":\"\"", "\"custom_id\":3", "\"body\":{\"x\":[1]}", "\"body\":[]", "\"body\":null"];
+        var batchKnown = 0;
+        for (var i = 0; i < 20_000; i++)
+        {
+            var line = RandomLine(random);
+            if (random.Next(3) == 0)
+            {
+                // Batch properties before, among or after the fine-tune ones, sometimes twice.
+                var extra = string.Join(",", Enumerable.Range(0, random.Next(1, 3)).Select(_ => batchParts[random.Next(batchParts.Length)]));
+                line = random.Next(2) == 0 ? "{" + extra + "," + line[1..] : line[..^1] + "," + extra + "}";
+            }
+
+            if (random.Next(20) == 0)
+            {
+                line = random.Next(2) == 0 ? line + " x" : line[..^random.Next(1, 4)];
+            }
+
+            var bytes = Encoding.UTF8.GetBytes(line);
+            var kind = FastLineScan.FineTuneAndBatch(bytes, out var known, out var idOk, out var bodyOk);
+            Assert.True(FastLineScan.FineTune(bytes) == kind, $"fine-tune kind differs for: {line}");
+            var separate = FastLineScan.Batch(bytes, out var separateIdOk, out var separateBodyOk);
+            if (known)
+            {
+                batchKnown++;
+                Assert.True(separate && idOk == separateIdOk && bodyOk == separateBodyOk, $"batch verdict differs for: {line}");
+            }
+        }
+
+        Assert.True(batchKnown > 500, $"only {batchKnown} lines got a batch verdict from the combined scan");
+    }
+
     private static string RandomLine(Random random)
     {
         switch (random.Next(10))

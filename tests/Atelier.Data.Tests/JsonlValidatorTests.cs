@@ -189,6 +189,38 @@ public sealed class JsonlValidatorTests
         Assert.Equal("batch_request", v.SampleType(JsonlFormat.Batch));
     }
 
+    [Theory]
+    [InlineData(int.MaxValue)]
+    [InlineData(5)]
+    public void BothFormatsInOnePass_FindWhatEachFormatAloneFinds(int chunk)
+    {
+        // The same problems, lines and sample type as two validators with one format each, on a
+        // file mixing valid and broken lines of both kinds.
+        var content = string.Join("\n",
+            Chat,
+            "{\"custom_id\":\"a\",\"body\":{\"x\":1}}",
+            Chat.Replace("{\"messages\"", "{\"custom_id\":\"c\",\"messages\"", StringComparison.Ordinal),
+            "{\"custom_id\":\"\",\"body\":[]}",
+            "{\"messages\":[{\"role\":\"assistant\",\"content\":\"a\"}]}",
+            "{\"text\":\"t\",\"body\":{}}",
+            "{\"messages\":[],\"tools\":[]}",
+            "[1]",
+            "{bad",
+            "",
+            Chat + "\r") + "\n";
+        var both = Validate(content, JsonlFormat.FineTune | JsonlFormat.Batch, chunk: chunk);
+        foreach (var format in new[] { JsonlFormat.FineTune, JsonlFormat.Batch })
+        {
+            var alone = Validate(content, format, chunk: chunk);
+            Assert.Equal(alone.Lines, both.Lines);
+            Assert.Equal(alone.TotalProblems(format), both.TotalProblems(format));
+            Assert.Equal(alone.Problems(format), both.Problems(format));
+            Assert.Equal(alone.SampleType(format), both.SampleType(format));
+        }
+
+        Assert.True(both.TotalProblems(JsonlFormat.Batch) > 3 && both.TotalProblems(JsonlFormat.FineTune) > 3);
+    }
+
     [Fact]
     public void ByteOrderMark_IsTolerated()
     {

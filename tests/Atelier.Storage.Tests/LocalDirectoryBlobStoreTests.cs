@@ -27,6 +27,41 @@ public sealed class LocalDirectoryBlobStoreTests
     }
 
     [Fact]
+    public async Task BlobLargerThanTheWriteBehindWindow_CommitsEveryByteInOrder()
+    {
+        // 80 MiB in odd-sized writes, so ranges are handed to the disk and dropped from the cache
+        // mid-write (every 8 MiB, a 64 MiB window behind) and the steps never align with a write.
+        var store = NewStore();
+        var random = new Random(14);
+        var block = new byte[(3 << 20) + 4099];
+        using var expected = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        long total = 0;
+        await using (var pending = await store.BeginWriteAsync("file/big", CancellationToken.None))
+        {
+            while (total < 80L << 20)
+            {
+                random.NextBytes(block);
+                var length = random.Next(1, block.Length);
+                expected.AppendData(block.AsSpan(0, length));
+                await pending.Stream.WriteAsync(block.AsMemory(0, length));
+                total += length;
+            }
+
+            await pending.CommitAsync(CancellationToken.None);
+        }
+
+        Assert.Equal(total, await store.GetLengthAsync("file/big", CancellationToken.None));
+        var stream = await store.OpenReadAsync("file/big", CancellationToken.None);
+        Assert.NotNull(stream);
+        await using (stream)
+        {
+            Assert.Equal(expected.GetHashAndReset(), await System.Security.Cryptography.SHA256.HashDataAsync(stream));
+        }
+
+        Assert.Equal(0, store.PendingCount);
+    }
+
+    [Fact]
     public async Task UncommittedWrite_LeavesNothingBehind()
     {
         var store = NewStore();

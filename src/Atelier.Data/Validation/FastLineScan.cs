@@ -68,6 +68,83 @@ internal static class FastLineScan
     }
 
     /// <summary>
+    /// Both scans in one pass, for an upload whose purpose is not yet known: the fine-tune scan,
+    /// which also notes the two properties the batch rules judge as it passes them. When the scan
+    /// reaches the end of a well-formed object, <paramref name="batchKnown"/> is true and
+    /// <paramref name="idOk"/> and <paramref name="bodyOk"/> are what <see cref="Batch"/> would
+    /// answer; when the fine-tune scan stops early (unsure), the caller scans for batch on its own.
+    /// </summary>
+    public static LineKind FineTuneAndBatch(ReadOnlySpan<byte> line, out bool batchKnown, out bool idOk, out bool bodyOk)
+    {
+        batchKnown = idOk = bodyOk = false;
+        try
+        {
+            var reader = new Utf8JsonReader(line, isFinalBlock: true, state: new JsonReaderState(Options));
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return LineKind.Invalid;
+            }
+
+            var kind = LineKind.Invalid;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("messages"u8))
+                {
+                    if (kind != LineKind.Invalid || !reader.Read() || !Messages(ref reader))
+                    {
+                        return LineKind.Invalid;
+                    }
+
+                    kind = LineKind.Instruct;
+                }
+                else if (reader.ValueTextEquals("text"u8))
+                {
+                    if (kind != LineKind.Invalid || !reader.Read() || reader.TokenType != JsonTokenType.String || reader.ValueSpan.IsEmpty)
+                    {
+                        return LineKind.Invalid;
+                    }
+
+                    kind = LineKind.Pretrain;
+                }
+                else if (reader.ValueTextEquals("interactions"u8) || reader.ValueTextEquals("tools"u8))
+                {
+                    return LineKind.Invalid;
+                }
+                else if (reader.ValueTextEquals("custom_id"u8))
+                {
+                    // As Batch judges it; a repeated property is judged by its last value there too.
+                    reader.Read();
+                    idOk = reader.TokenType == JsonTokenType.String && !reader.ValueSpan.IsEmpty;
+                    reader.Skip();
+                }
+                else if (reader.ValueTextEquals("body"u8))
+                {
+                    reader.Read();
+                    bodyOk = reader.TokenType == JsonTokenType.StartObject;
+                    reader.Skip();
+                }
+                else
+                {
+                    reader.Read();
+                    reader.Skip();
+                }
+            }
+
+            if (reader.TokenType == JsonTokenType.EndObject && !reader.Read())
+            {
+                batchKnown = true;
+                return kind;
+            }
+
+            return LineKind.Invalid;
+        }
+        catch (JsonException)
+        {
+            return LineKind.Invalid;
+        }
+    }
+
+    /// <summary>
     /// Scans a batch request line. Returns false when the line is not a well-formed JSON object
     /// (the full rules word that); otherwise true, with whether its <c>custom_id</c> and
     /// <c>body</c> are right, which is all the batch rules judge.

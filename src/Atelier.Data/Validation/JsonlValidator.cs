@@ -269,16 +269,34 @@ public sealed class JsonlValidator : IDisposable
 
         // The fast scan settles most lines without building a document; the rest get the full rules.
         var fineTuneDone = false;
-        if (_fineTune is not null && FastLineScan.FineTune(line.Span) is var kind and not LineKind.Invalid)
-        {
-            _fineTune.Count(kind, _lineNumber);
-            fineTuneDone = true;
-        }
-
         var batchDone = false;
-        if (_batch is not null && FastLineScan.Batch(line.Span, out var idOk, out var bodyOk))
+        if (_fineTune is not null && _batch is not null)
         {
-            BatchLineRules.Report(idOk, bodyOk, _lineNumber, _batch);
+            // Purpose not known yet: one pass answers both rule sets for the common lines.
+            var both = FastLineScan.FineTuneAndBatch(line.Span, out var batchKnown, out var idOk, out var bodyOk);
+            if (both != LineKind.Invalid)
+            {
+                _fineTune.Count(both, _lineNumber);
+                fineTuneDone = true;
+            }
+
+            if (batchKnown || FastLineScan.Batch(line.Span, out idOk, out bodyOk))
+            {
+                BatchLineRules.Report(idOk, bodyOk, _lineNumber, _batch);
+                batchDone = true;
+            }
+        }
+        else if (_fineTune is not null)
+        {
+            if (FastLineScan.FineTune(line.Span) is var kind and not LineKind.Invalid)
+            {
+                _fineTune.Count(kind, _lineNumber);
+                fineTuneDone = true;
+            }
+        }
+        else if (FastLineScan.Batch(line.Span, out var idOk, out var bodyOk))
+        {
+            BatchLineRules.Report(idOk, bodyOk, _lineNumber, _batch!);
             batchDone = true;
         }
         if ((_fineTune is null || fineTuneDone) && (_batch is null || batchDone))

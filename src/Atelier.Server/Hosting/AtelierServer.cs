@@ -68,6 +68,9 @@ public static class AtelierServer
         });
 
         var services = builder.Services;
+
+        // Larger receive blocks: fewer system calls per uploaded byte (see ReceiveBlockPool).
+        services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, ReceiveBlockPoolFactory>();
         services.AddSingleton(options);
         services.AddSingleton(config);
         services.AddSingleton(options.Clock);

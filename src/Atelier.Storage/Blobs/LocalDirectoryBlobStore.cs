@@ -198,12 +198,14 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
 
     private sealed class LocalPendingBlob(LocalDirectoryBlobStore store, string key, string tempPath, FileStream stream) : PendingBlob
     {
+        // Writers see the write-behind stream; the commit flushes the file under it.
+        private readonly WriteBehindFileStream _writer = new(stream);
         private bool _committed;
         private bool _disposed;
 
         public override string Key => key;
 
-        public override Stream Stream => stream;
+        public override Stream Stream => _writer;
 
         public override async ValueTask CommitAsync(CancellationToken cancellationToken)
         {
