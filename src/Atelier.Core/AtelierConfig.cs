@@ -315,4 +315,10 @@ public sealed record ClusterConfig
 
     /// <summary>The cluster's id: nodes join only a cluster of the same id (default <c>atelier</c>).</summary>
     public string Id { get; init; } = "atelier";
+
+    /// <summary>
+    /// The IP address other nodes reach this node's silo at (default loopback, which serves only nodes
+    /// on one machine, as the tests run them).
+    /// </summary>
+    public string? AdvertisedAddress { get; init; }
 }

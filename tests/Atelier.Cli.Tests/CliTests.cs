@@ -7,12 +7,7 @@ namespace Atelier.Cli.Tests;
 [Trait("Category", "Slow")]
 public sealed class CliTests
 {
-    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, string key, params string[] args) =>
-        Repo.RunAsync(
-            "dotnet",
-            [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. args, "--server", server.BaseUrl, "--api-key", key],
-            server.DataDirectory,
-            new Dictionary<string, string> { ["NO_COLOR"] = "1" });
+    private static Task<(int ExitCode, string Output)> Atelier(TestServer server, string key, params string[] args) => CliRun.AtelierAs(server, key, args);
 
     [Fact]
     public async Task FilesCommands_UploadListDownloadDelete_RoundTripTheBytes()

@@ -45,26 +45,19 @@ public sealed class GovernanceCliTests
         Assert.Contains("fr-onprem", output, StringComparison.Ordinal);
 
         // The member sees the policies its workspace may use, and cannot define one.
-        (exit, output) = await AsMember(server, memberKey, "policies", "list", "--json");
+        (exit, output) = await CliRun.AtelierAs(server, memberKey, "policies", "list", "--json");
         Assert.True(exit == 0, output);
         var listed = JsonDocument.Parse(output).RootElement;
         Assert.Equal("fr-onprem", listed.GetProperty("workspace").GetProperty("default_policy").GetString());
         Assert.True(listed.GetProperty("data").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "fr-onprem").GetProperty("usable_here").GetBoolean());
 
-        (exit, output) = await AsMember(server, memberKey, "policies", "create", "anywhere", "--jurisdiction", "*");
+        (exit, output) = await CliRun.AtelierAs(server, memberKey, "policies", "create", "anywhere", "--jurisdiction", "*");
         Assert.Equal(2, exit);
         Assert.Contains("403", output, StringComparison.Ordinal);
 
         // A member sees its own workspace only, never the operator's ("default").
-        (exit, output) = await AsMember(server, memberKey, "workspaces", "list", "--json");
+        (exit, output) = await CliRun.AtelierAs(server, memberKey, "workspaces", "list", "--json");
         Assert.True(exit == 0, output);
         Assert.Equal(["research"], JsonDocument.Parse(output).RootElement.GetProperty("data").EnumerateArray().Select(w => w.GetProperty("name").GetString()));
     }
-
-    private static Task<(int ExitCode, string Output)> AsMember(TestServer server, string key, params string[] args) =>
-        Repo.RunAsync(
-            "dotnet",
-            [Path.Combine(AppContext.BaseDirectory, "atelier.dll"), .. args, "--server", server.BaseUrl, "--api-key", key],
-            server.DataDirectory,
-            new Dictionary<string, string> { ["NO_COLOR"] = "1" });
 }

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using Atelier.Testing;
-using Npgsql;
 
 namespace Atelier.Cluster.Tests;
 
@@ -35,13 +34,13 @@ public sealed class ClusterServeTests
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
 
         // Both joined one Orleans cluster through the catalog's database.
-        await WaitForAsync(async () => (await ActiveMembersAsync(connectionString)).SequenceEqual(["node-a", "node-b"]), () => "both nodes active in cluster_members");
+        await Waits.UntilAsync(async () => (await ClusterTable.MembersAsync(connectionString, ClusterTable.Active)).SequenceEqual(["node-a", "node-b"]), () => "both nodes active in cluster_members");
 
         // Each node registered its slots with the one scheduler of the cluster: both list both.
         foreach (var url in new[] { urlA, urlB })
         {
             var answer = "";
-            await WaitForAsync(
+            await Waits.UntilAsync(
                 async () =>
                 {
                     answer = await http.GetStringAsync($"{url}/api/v1/nodes");
@@ -101,30 +100,5 @@ public sealed class ClusterServeTests
 
         Assert.Fail($"node {node} stopped before listening:\n{string.Join('\n', seen)}\n{await errors}");
         throw new UnreachableException();
-    }
-
-    private static async Task<List<string>> ActiveMembersAsync(string connectionString)
-    {
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync();
-        await using var query = new NpgsqlCommand("SELECT silo_name FROM cluster_members WHERE status = 3 ORDER BY silo_name", connection);
-        var names = new List<string>();
-        await using var reader = await query.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            names.Add(reader.GetString(0));
-        }
-
-        return names;
-    }
-
-    private static async Task WaitForAsync(Func<Task<bool>> condition, Func<string> what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what()}");
-            await Task.Delay(250);
-        }
     }
 }

@@ -1,12 +1,9 @@
 using Atelier.Testing;
-using System.Net;
-using System.Net.Sockets;
 using Atelier.Catalog.PostgreSql;
 using Atelier.Cluster.Placement;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Npgsql;
 using Orleans.Runtime;
 
 namespace Atelier.Cluster.Tests;
@@ -47,8 +44,8 @@ public sealed class PostgreSqlMembershipTests
         var grains = a.Services.GetRequiredService<IGrainFactory>();
 
         // Both are active members, as each sees it through the table.
-        await WaitForAsync(async () => (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Count == 2, "two active silos");
-        Assert.Equal(["node-a", "node-b"], await MembersAsync(connectionString, status: 3));
+        await Waits.UntilAsync(async () => (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Count == 2, () => "two active silos");
+        Assert.Equal(["node-a", "node-b"], await ClusterTable.MembersAsync(connectionString, ClusterTable.Active));
 
         // Called from node a, node b's grain runs on node b, and a's on a.
         Assert.Equal("node-b", await grains.GetGrain<INodeProbeGrain>("node-b").SiloNameAsync());
@@ -58,8 +55,8 @@ public sealed class PostgreSqlMembershipTests
 
         // Node b leaves: the table says it is dead, and its grains are not placed on a.
         await b.StopAsync();
-        await WaitForAsync(async () => (await MembersAsync(connectionString, status: 6)).Contains("node-b"), "node b marked dead");
-        await WaitForAsync(async () => (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Count == 1, "one active silo");
+        await Waits.UntilAsync(async () => (await ClusterTable.MembersAsync(connectionString, ClusterTable.Dead)).Contains("node-b"), () => "node b marked dead");
+        await Waits.UntilAsync(async () => (await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true)).Count == 1, () => "one active silo");
         var gone = await Assert.ThrowsAnyAsync<Exception>(() => grains.GetGrain<INodeProbeGrain>("node-b-again").SiloNameAsync());
         Assert.Contains("has no live silo", gone.ToString(), StringComparison.Ordinal);
 
@@ -76,45 +73,12 @@ public sealed class PostgreSqlMembershipTests
                 Node = node,
                 ClusterId = "test-cluster",
                 PostgreSqlConnectionString = connectionString,
-                SiloPort = FreePort(),
-                GatewayPort = FreePort(),
+                SiloPort = Waits.FreePort(),
+                GatewayPort = Waits.FreePort(),
                 ProbeTimeout = TimeSpan.FromSeconds(2),
             }))
             .Build();
         await host.StartAsync();
         return host;
-    }
-
-    private static async Task<List<string>> MembersAsync(string connectionString, int status)
-    {
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync();
-        await using var query = new NpgsqlCommand("SELECT silo_name FROM cluster_members WHERE status = @status ORDER BY silo_name", connection);
-        query.Parameters.AddWithValue("status", status);
-        var names = new List<string>();
-        await using var reader = await query.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            names.Add(reader.GetString(0));
-        }
-
-        return names;
-    }
-
-    private static async Task WaitForAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
-            await Task.Delay(200);
-        }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 
@@ -18,7 +17,7 @@ public sealed class CrashRecoveryTests
     public async Task KillDashNineMidUpload_LeavesNoVisibleFileAndNoOrphanAfterRestart()
     {
         var data = TempDirectory.Create("atelier-crash");
-        var port = FreePort();
+        var port = Waits.FreePort();
         var objects = Path.Combine(data, "blobs", "local", "objects");
         var temp = Path.Combine(data, "blobs", "local", "tmp");
 
@@ -73,12 +72,6 @@ public sealed class CrashRecoveryTests
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     /// <summary>Valid JSONL bytes up to a point, then a read that waits until cancelled.</summary>
     private sealed class StallingStream(long bytesBeforeStall) : Stream

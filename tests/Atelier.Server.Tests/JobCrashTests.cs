@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Atelier.Core;
 
@@ -37,7 +36,7 @@ public sealed class JobCrashTests
         }
 
         var data = TempDirectory.Create("atelier-job-crash");
-        var port = FreePort();
+        var port = Waits.FreePort();
         var pending = Path.Combine(data, "blobs", "local", "tmp");
         File.WriteAllText(Path.Combine(data, AtelierConfig.FileName), System.Text.Json.JsonSerializer.Serialize(WithModelRoot(AtelierConfig.CreateDefault()), AtelierConfig.SerializerOptions));
         string jobId;
@@ -137,10 +136,4 @@ public sealed class JobCrashTests
         return client;
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -1,7 +1,6 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
+using System.Globalization;
 using Npgsql;
 
 namespace Atelier.Testing;
@@ -132,7 +131,7 @@ public sealed partial class PostgreSqlServer
         var sockets = directory.Length + "/.s.PGSQL.65535".Length < 100 ? directory : "";
         for (var attempt = 1; ; attempt++)
         {
-            var port = FreePort();
+            var port = Waits.FreePort();
             var log = new Queue<string>();
             var process = Start(
                 Path.Combine(bin, "postgres"),
@@ -322,10 +321,4 @@ public sealed partial class PostgreSqlServer
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -33,8 +33,8 @@ public sealed class NodePlacementAttribute : PlacementAttribute
 
 /// <summary>
 /// Finds the silo whose name is the grain's key among the silos that can host it. No such silo
-/// (the node is down or has not joined) is an error, never a silent placement elsewhere: the
-/// scheduler learns the node is gone from membership and places the job on another node.
+/// (the node is down or has not joined) is an error, never a silent placement elsewhere. (Moving a
+/// dead node's jobs to another node from membership events is not built yet: decision 0018.)
 /// </summary>
 /// <remarks>
 /// The embedded default is one silo and one node: there every node-keyed grain runs on that silo

@@ -134,6 +134,7 @@ public static class AtelierServer
             Node = node,
             ClusterId = clustered ? config.Cluster?.Id ?? "atelier" : "atelier-" + Environment.MachineName,
             PostgreSqlConnectionString = clustered ? catalogConfig!.ConnectionString : null,
+            AdvertisedAddress = AdvertisedAddress(config.Cluster),
             SiloPort = FreePort(config.Server.SiloPort),
             GatewayPort = FreePort(config.Server.GatewayPort),
         }));
@@ -334,6 +335,11 @@ public static class AtelierServer
     }
 
     /// <summary>The configured port, or a free loopback port when it is 0.</summary>
+    private static IPAddress? AdvertisedAddress(ClusterConfig? cluster) =>
+        cluster?.AdvertisedAddress is not { } text ? null
+        : IPAddress.TryParse(text, out var address) ? address
+        : throw new InvalidOperationException($"{AtelierConfig.FileName}: cluster.advertised_address \"{text}\" is not an IP address.");
+
     private static int FreePort(int configured)
     {
         if (configured != 0)
