@@ -216,13 +216,27 @@ public static class AtelierCommands
                 return body["valid"]!.GetValue<bool>() ? 0 : AuditHeadCommands.Invalid;
             }
 
+            if (body["nodes"] is JsonArray nodes)
+            {
+                // A cluster: each node keeps its own chain and checked it.
+                foreach (var node in nodes)
+                {
+                    var line = node!["valid"]!.GetValue<bool>() ? $"node {node["node"]}: valid, {node["events"]} events, head hash {node["head_hash"]}"
+                        : node["reachable"]!.GetValue<bool>() ? $"node {node["node"]}: INVALID: {node["reason"]}"
+                        : $"node {node["node"]}: not checked: {node["reason"]}";
+                    Console.WriteLine(line);
+                }
+            }
+
             if (body["valid"]!.GetValue<bool>())
             {
                 Console.WriteLine($"Audit log valid: {body["events"]} events, head hash {body["head_hash"]}.");
                 return 0;
             }
 
-            Console.Error.WriteLine($"Audit log INVALID at seq {body["first_bad_seq"]}: {body["reason"]} ({body["events"]} events verified before it).");
+            Console.Error.WriteLine(body["reason"] is null
+                ? "Audit log INVALID on another node (above)."
+                : $"Audit log INVALID at seq {body["first_bad_seq"]}: {body["reason"]} ({body["events"]} events verified before it).");
             return AuditHeadCommands.Invalid;
         });
         command.Subcommands.Add(tail);

@@ -9,7 +9,9 @@ public static class ClusterServiceCollectionExtensions
 {
     /// <summary>
     /// Adds <see cref="GrainFineTuningReports"/> as the <see cref="IFineTuningReports"/> through which a
-    /// node's fine-tuning work reports the end of a validation or a run to the job's grain. It needs the
+    /// node's fine-tuning work reports the end of a validation or a run to the job's grain, and
+    /// <see cref="ClusterNodes"/> (membership, each node's audit check, and the
+    /// <see cref="Atelier.Storage.Blobs.INodeBlobDirectory"/> through which another node's drives are read). It needs the
     /// silo's <see cref="IGrainFactory"/>: the host configures the silo (clustering, ports) itself.
     /// </summary>
     /// <param name="services">The host's services.</param>
@@ -17,6 +19,8 @@ public static class ClusterServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         services.AddSingleton<IFineTuningReports, GrainFineTuningReports>();
+        services.AddSingleton<ClusterNodes>();
+        services.AddSingleton<Atelier.Storage.Blobs.INodeBlobDirectory>(provider => provider.GetRequiredService<ClusterNodes>());
         return services;
     }
 }

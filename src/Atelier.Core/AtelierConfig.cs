@@ -321,4 +321,17 @@ public sealed record ClusterConfig
     /// on one machine, as the tests run them).
     /// </summary>
     public string? AdvertisedAddress { get; init; }
+
+    /// <summary>
+    /// The id of a location every node reads and writes (e.g. a Ceph RGW bucket): a job's data placed on
+    /// one node's drive gets a second copy there, and a node writes there a job's bytes whose location
+    /// is another node's drive; without it a job resumes only on its own node.
+    /// </summary>
+    public string? SharedLocation { get; init; }
+
+    /// <summary>
+    /// How long a node may miss its membership probes before the others declare it dead and move its
+    /// jobs (Orleans' default, about 10 s per probe and several missed probes, when absent).
+    /// </summary>
+    public double? ProbeTimeoutSeconds { get; init; }
 }

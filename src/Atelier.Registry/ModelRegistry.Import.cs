@@ -148,7 +148,7 @@ public sealed partial class ModelRegistry
     public async Task<int> RemoveOrphanedBlobsAsync(string actor, CancellationToken ct)
     {
         var removed = 0;
-        foreach (var location in _guard.Locations.All.ToArray())
+        foreach (var location in _guard.Locations.OwnedHere.ToArray())
         {
             // Listed whole before deleting: a store need not keep a listing stable under deletions.
             var keys = new List<string>();

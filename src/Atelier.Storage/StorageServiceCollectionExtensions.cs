@@ -22,6 +22,13 @@ public sealed record StorageOptions
     /// <summary>The space kept beside the audit log so that deletions work on a full disk (0 keeps none).</summary>
     public long AuditReserveBytes { get; init; } = AuditLog.DefaultReserveBytes;
 
+    /// <summary>
+    /// This node's name in a cluster (null in the embedded mode): the local directories of other
+    /// nodes are then read through their owners (an <see cref="INodeBlobDirectory"/> registered by the
+    /// host finds them) and never written here.
+    /// </summary>
+    public string? Node { get; init; }
+
     /// <summary>The file of the key that signs exported audit heads (<c>&lt;data&gt;/audit-signing.key</c> when null).</summary>
     public string? AuditSigningKeyPath { get; init; }
 }
@@ -49,7 +56,12 @@ public static class StorageServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(options);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IBlobStoreProvider, LocalDirectoryBlobStoreProvider>());
-        services.AddSingleton(provider => new StorageLocations(options.Locations, options.DataDirectory, provider.GetServices<IBlobStoreProvider>()));
+        services.AddSingleton(new LocalBlobEndpoint { Node = options.Node });
+        services.AddSingleton(provider => new StorageLocations(
+            options.Locations,
+            options.DataDirectory,
+            provider.GetServices<IBlobStoreProvider>(),
+            options.Node is { } node ? new ClusterView(node, provider.GetService<INodeBlobDirectory>(), NodeBlobHttp.Client) : null));
         services.AddSingleton(provider => new AuditLog(
             options.AuditDirectory ?? Path.Combine(options.DataDirectory, "audit"),
             provider.GetRequiredService<TimeProvider>(),
@@ -58,4 +70,10 @@ public static class StorageServiceCollectionExtensions
         services.AddSingleton<PlacementGuard>();
         return services;
     }
+}
+
+/// <summary>The one client of node-to-node blob streams: pooled connections, no overall timeout (a shard stream may take long), a short connect timeout.</summary>
+internal static class NodeBlobHttp
+{
+    public static HttpClient Client { get; } = new(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1) }) { Timeout = Timeout.InfiniteTimeSpan };
 }

@@ -1,5 +1,6 @@
 using Amazon.S3.Model;
 using Atelier.Storage.Blobs;
+using Atelier.Testing;
 
 namespace Atelier.Storage.S3.Tests;
 

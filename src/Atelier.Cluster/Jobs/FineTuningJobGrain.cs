@@ -8,7 +8,7 @@ using static Atelier.Training.Jobs.FineTuningStatus;
 namespace Atelier.Cluster.Jobs;
 
 /// <summary>The job's state machine; see <see cref="IFineTuningJobGrain"/>.</summary>
-public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work, ILogger<FineTuningJobGrain> logger) : Grain, IFineTuningJobGrain
+public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningWork work, ClusterNodes nodes, ILogger<FineTuningJobGrain> logger) : Grain, IFineTuningJobGrain
 {
     private string Id => this.GetPrimaryKeyString();
 
@@ -19,7 +19,7 @@ public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningW
     {
         if (await MoveAsync([Queued], Validating))
         {
-            work.StartValidation(Id);
+            await StartValidationAsync();
         }
     }
 
@@ -79,6 +79,11 @@ public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningW
         if (await MoveAsync([Queued, Validating, Validated], Cancelled))
         {
             work.Cancel(Id);
+            if (job.Status is Validating && await ValidationNodeAsync() is { } validator)
+            {
+                await GrainFactory.GetGrain<INodeWorkerGrain>(validator).CancelAsync(Id);
+            }
+
             await Scheduler.WithdrawAsync(Id);
             return;
         }
@@ -128,9 +133,15 @@ public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningW
     }
 
     /// <inheritdoc />
-    public async Task RecoverAsync()
+    public async Task RecoverAsync(string node)
     {
         var job = await JobAsync();
+        if (job.Status is Running or CancellationRequested && job.Node is { } trainer && trainer != node && nodes.IsAlive(trainer))
+        {
+            // Training on another node that is alive: the restart of this one is no news to it.
+            return;
+        }
+
         switch (job.Status)
         {
             case Queued when job.MetadataJson is null:
@@ -138,7 +149,7 @@ public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningW
                 break;
             case Validating:
                 await jobs.AddEventAsync(Id, "recovered", """{"detail":"validation restarted after a restart of the server"}""");
-                work.StartValidation(Id);
+                await StartValidationAsync();
                 break;
             case Queued:
                 await Scheduler.SubmitAsync(Id, await work.DataNodeAsync(Id));
@@ -161,6 +172,61 @@ public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningW
                 break;
         }
     }
+
+    /// <inheritdoc />
+    public async Task NodeLostAsync(string node)
+    {
+        var job = await JobAsync();
+        if (job.Status is Validating)
+        {
+            // It may have been validating on the node that died (next to its data, or where this
+            // grain lived): start it again. A node still validating it ignores the second start.
+            if (await work.DataNodeAsync(Id) == node)
+            {
+                await jobs.AddEventAsync(Id, "recovered", System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string> { ["detail"] = $"node {node} died while validating; validation restarted on another node", ["lost_node"] = node }));
+            }
+
+            await StartValidationAsync();
+            return;
+        }
+
+        if (job.Node != node)
+        {
+            return;
+        }
+
+        if (job.Status is CancellationRequested)
+        {
+            await MoveAsync([CancellationRequested], Cancelled);
+            return;
+        }
+
+        if (await MoveAsync([Running], Queued))
+        {
+            await jobs.AddEventAsync(Id, "rescheduled", System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string> { ["detail"] = $"node {node} was declared dead; training resumes on another node from the newest checkpoint it can read", ["lost_node"] = node }));
+            LogRescheduled(logger, Id, node);
+            await Scheduler.SubmitAsync(Id, await work.DataNodeAsync(Id));
+        }
+    }
+
+    /// <summary>
+    /// Validation builds the job's data where it will live: on the node whose drive the job's
+    /// location is, when that node is alive (in a cluster), else here.
+    /// </summary>
+    private async Task StartValidationAsync()
+    {
+        if (await ValidationNodeAsync() is { } node)
+        {
+            await GrainFactory.GetGrain<INodeWorkerGrain>(node).ValidateAsync(Id);
+            return;
+        }
+
+        work.StartValidation(Id);
+    }
+
+    // The live node, other than embedded, whose drive holds the job's location; null to validate here.
+    private async Task<string?> ValidationNodeAsync() =>
+        nodes.Embedded ? null : await work.DataNodeAsync(Id) is { } node && nodes.IsAlive(node) ? node : null;
 
     private async Task QueueForSlotAsync()
     {
@@ -196,6 +262,9 @@ public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningW
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Job {JobId} is {Status}")]
     private static partial void LogMoved(ILogger logger, string jobId, string status);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId} lost its node {Node}: back in the queue to resume elsewhere")]
+    private static partial void LogRescheduled(ILogger logger, string jobId, string node);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId} is {Status}: {Error}")]
     private static partial void LogFailed(ILogger logger, string jobId, string status, string error);

@@ -58,8 +58,17 @@ public interface IFineTuningJobGrain : IGrainWithStringKey
     /// <summary>The trainer's attempt ended.</summary>
     Task RunFinishedAsync(RunEnd end, string? error);
 
-    /// <summary>After a restart: pick the job up again from its catalog status.</summary>
-    Task RecoverAsync();
+    /// <summary>
+    /// After a restart of <paramref name="node"/>: pick the job up again from its catalog status. A
+    /// job training on another node that is alive is left to it.
+    /// </summary>
+    Task RecoverAsync(string node);
+
+    /// <summary>
+    /// Membership declared <paramref name="node"/> dead: if the job was training there, it goes back
+    /// in the queue and resumes on another node from its newest checkpoint a live node can read.
+    /// </summary>
+    Task NodeLostAsync(string node);
 }
 
 /// <summary>
@@ -81,6 +90,9 @@ public interface IJobSchedulerGrain : IGrainWithIntegerKey
     /// <summary>A job left its slot.</summary>
     Task ReleaseAsync(string jobId);
 
+    /// <summary>Membership declared <paramref name="node"/> dead: its slots are gone and its jobs no longer hold them.</summary>
+    Task NodeLostAsync(string node);
+
     /// <summary>Nodes, queue and placements.</summary>
     Task<SchedulerState> GetStateAsync();
 }
@@ -94,6 +106,37 @@ public interface INodeWorkerGrain : IGrainWithStringKey
     /// <summary>Starts training the job on this node; returns at once.</summary>
     Task RunAsync(string jobId);
 
+    /// <summary>Starts validating the job (building its data) on this node, next to the job's location; returns at once.</summary>
+    Task ValidateAsync(string jobId);
+
     /// <summary>Asks a running attempt to stop.</summary>
     Task CancelAsync(string jobId);
+
+    /// <summary>Where this node serves its own drives' blobs to the other nodes (HTTP), and the token it asks for.</summary>
+    Task<NodeBlobAccess> BlobEndpointAsync();
+
+    /// <summary>Checks this node's hash-chained audit log.</summary>
+    Task<NodeAuditCheck> VerifyAuditAsync();
 }
+
+/// <summary>A node's blob endpoint: only the address and a token travel in the grain message, never the bytes.</summary>
+/// <param name="BaseAddress">The node's HTTP base address.</param>
+/// <param name="Token">The bearer token its blob endpoint accepts.</param>
+[GenerateSerializer]
+public sealed record NodeBlobAccess([property: Id(0)] string BaseAddress, [property: Id(1)] string Token);
+
+/// <summary>The check of one node's audit chain.</summary>
+/// <param name="Node">The node.</param>
+/// <param name="Valid">Whether its chain verifies (false too when it could not be reached).</param>
+/// <param name="Events">Events checked.</param>
+/// <param name="Reason">Why it does not verify, or why it could not be checked.</param>
+/// <param name="HeadHash">The hash of its last event (empty when not reached).</param>
+/// <param name="Reachable">Whether the node answered.</param>
+[GenerateSerializer]
+public sealed record NodeAuditCheck(
+    [property: Id(0)] string Node,
+    [property: Id(1)] bool Valid,
+    [property: Id(2)] long Events,
+    [property: Id(3)] string? Reason,
+    [property: Id(4)] string HeadHash,
+    [property: Id(5)] bool Reachable = true);

@@ -1,5 +1,6 @@
 using Atelier.Catalog;
 using Atelier.Core.Topology;
+using Atelier.Training.Execution;
 using Atelier.Training.Jobs;
 
 namespace Atelier.Cluster.Jobs;
@@ -10,7 +11,7 @@ namespace Atelier.Cluster.Jobs;
 /// set and queue from the catalog, which is the durable state; nodes register again on start.
 /// </remarks>
 [CollectionAgeLimit(AlwaysActive = true)]
-public sealed class JobSchedulerGrain(IJobRepository jobs, TopologyMap topology) : Grain, IJobSchedulerGrain
+public sealed class JobSchedulerGrain(IJobRepository jobs, TopologyMap topology, IFineTuningWork work) : Grain, IJobSchedulerGrain
 {
     private readonly Dictionary<string, int> _slots = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _running = new(StringComparer.Ordinal);
@@ -19,13 +20,32 @@ public sealed class JobSchedulerGrain(IJobRepository jobs, TopologyMap topology)
     /// <inheritdoc />
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
+        // In a cluster this activation may replace one that died with its node: the queue, like the
+        // running set, comes back from the catalog (a validated job is QUEUED only while it waits
+        // for a slot), and each live node registers its slots again as membership changes.
         foreach (var job in await jobs.UnfinishedAsync(cancellationToken))
         {
             if (job.Status is FineTuningStatus.Running or FineTuningStatus.CancellationRequested && job.Node is { } node)
             {
                 _running[job.Id] = node;
             }
+            else if (job.Status == FineTuningStatus.Queued && job.MetadataJson is not null)
+            {
+                _queue.Add((job.Id, await work.DataNodeAsync(job.Id)));
+            }
         }
+    }
+
+    /// <inheritdoc />
+    public Task NodeLostAsync(string node)
+    {
+        _slots.Remove(node);
+        foreach (var job in _running.Where(r => r.Value == node).Select(r => r.Key).ToList())
+        {
+            _running.Remove(job);
+        }
+
+        return DispatchAsync();
     }
 
     /// <inheritdoc />

@@ -94,7 +94,7 @@ public static class AtelierServer
         services.AddSingleton(provider => new ApiKeyStore(provider.GetRequiredService<IApiKeyRepository>(), options.Clock));
         services.AddSingleton<ICollectionCatalog, CatalogCollectionRecords>();
 
-        services.AddAtelierStorage(new StorageOptions { DataDirectory = dataDirectory, Locations = config.Locations });
+        services.AddAtelierStorage(new StorageOptions { DataDirectory = dataDirectory, Locations = config.Locations, Node = clustered ? node : null });
         services.AddAtelierS3Storage();
         services.AddAtelierRegistry(new ModelRegistryOptions
         {
@@ -108,6 +108,7 @@ public static class AtelierServer
                 StagingDirectory = Path.Combine(dataDirectory, "staging", "jobs"),
                 MetricsDirectory = Path.Combine(dataDirectory, "metrics", "jobs"),
                 MaxCurationDropFraction = config.Defaults.MaxCurationDropFraction,
+                SharedLocation = clustered ? SharedLocation(config) : null,
             },
             DatasetBuilds = new DatasetBuildServiceOptions { StagingDirectory = Path.Combine(dataDirectory, "staging", "datasets") },
             Checkpoints = new CheckpointStoreOptions { Locations = config.Defaults.CheckpointLocations, Actor = "system:checkpoints" },
@@ -135,12 +136,14 @@ public static class AtelierServer
             ClusterId = clustered ? config.Cluster?.Id ?? "atelier" : "atelier-" + Environment.MachineName,
             PostgreSqlConnectionString = clustered ? catalogConfig!.ConnectionString : null,
             AdvertisedAddress = AdvertisedAddress(config.Cluster),
+            ProbeTimeout = config.Cluster?.ProbeTimeoutSeconds is > 0 and var probe ? TimeSpan.FromSeconds(probe) : null,
             SiloPort = FreePort(config.Server.SiloPort),
             GatewayPort = FreePort(config.Server.GatewayPort),
         }));
 
         // After the silo (hosted services start in order): recovery needs grains.
         builder.Services.AddHostedService<JobRecoveryService>();
+        builder.Services.AddHostedService<NodeLossWatcher>();
         builder.Services.AddAtelierOpenApi();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("atelier"))
@@ -202,6 +205,7 @@ public static class AtelierServer
         app.MapFineTuningJobs();
         app.MapCheckpoints();
         app.MapNodes();
+        app.MapNodeBlobs();
         app.MapJobMetrics();
         app.MapInference();
         app.MapGroup("/api/v1").MapLineage();
@@ -333,6 +337,11 @@ public static class AtelierServer
 
         return roots;
     }
+
+    private static string? SharedLocation(AtelierConfig config) =>
+        config.Cluster?.SharedLocation is not { } shared ? null
+        : config.Locations.Any(l => l.Id == shared) ? shared
+        : throw new InvalidOperationException($"{AtelierConfig.FileName}: cluster.shared_location \"{shared}\" is not one of the locations; defined: {string.Join(", ", config.Locations.Select(l => l.Id))}.");
 
     /// <summary>The configured port, or a free loopback port when it is 0.</summary>
     private static IPAddress? AdvertisedAddress(ClusterConfig? cluster) =>

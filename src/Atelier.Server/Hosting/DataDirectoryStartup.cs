@@ -59,7 +59,7 @@ public sealed class DataDirectoryStartup(ServerOptions options, StorageLocations
         var removed = await locations.RemoveOrphansAsync(cancellationToken).ConfigureAwait(false);
 
         // A crash between the blob's commit and its catalog row leaves a blob nothing points to.
-        foreach (var location in locations.All)
+        foreach (var location in locations.OwnedHere)
         {
             var referenced = await files.BlobKeysAsync(location.Id, cancellationToken).ConfigureAwait(false);
             var unreferenced = new List<string>();

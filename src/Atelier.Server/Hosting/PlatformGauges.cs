@@ -85,7 +85,9 @@ public sealed class PlatformGauges(IJobRepository jobs, IDatasetRepository datas
     private async Task<IReadOnlyDictionary<string, long>> CountBytesAsync(CancellationToken cancellationToken)
     {
         var bytes = new SortedDictionary<string, long>(StringComparer.Ordinal);
-        foreach (var location in locations.All.Select(l => l.Id))
+        // Another node's drive is that node's to count: asking it here would make this node's
+        // metrics fail while that node is down.
+        foreach (var location in locations.All.Select(l => l.Id).Where(id => !locations.IsElsewhere(id)))
         {
             long total = 0;
             await foreach (var key in locations.ListKeysAsync(location, "", cancellationToken).ConfigureAwait(false))

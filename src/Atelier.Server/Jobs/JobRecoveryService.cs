@@ -31,7 +31,7 @@ public sealed partial class JobRecoveryService(
         await grains.GetGrain<IJobSchedulerGrain>(0).RegisterNodeAsync(node.Name, node.Slots).ConfigureAwait(false);
         foreach (var job in await jobs.UnfinishedAsync(cancellationToken).ConfigureAwait(false))
         {
-            await grains.GetGrain<IFineTuningJobGrain>(job.Id).RecoverAsync().ConfigureAwait(false);
+            await grains.GetGrain<IFineTuningJobGrain>(job.Id).RecoverAsync(node.Name).ConfigureAwait(false);
         }
     }
 

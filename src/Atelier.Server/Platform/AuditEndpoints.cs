@@ -1,3 +1,5 @@
+using Atelier.Cluster;
+using Atelier.Cluster.Jobs;
 using Atelier.Core;
 using Atelier.Server.Auth;
 using Atelier.Server.Errors;
@@ -22,6 +24,17 @@ public sealed record AuditCheckObject(
     bool Valid, long Events, long? FirstBadSeq, string? Reason, string HeadHash,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] AuditHeadCheck? Against = null);
 
+/// <summary>What <c>GET /api/v1/audit/verify</c> answers: this node's chain and, in a cluster, every node's.</summary>
+/// <param name="Valid">This node's chain verifies and so does every node's that answered.</param>
+/// <param name="Events">Events of this node's chain checked.</param>
+/// <param name="FirstBadSeq">The first event of this node's chain that does not verify.</param>
+/// <param name="Reason">Why it does not.</param>
+/// <param name="HeadHash">The hash of this node's last event.</param>
+/// <param name="Nodes">In a cluster: each node's check, this one's included; a node that is down is listed with <c>reachable: false</c>.</param>
+public sealed record AuditVerifyObject(
+    bool Valid, long Events, long? FirstBadSeq, string? Reason, string HeadHash,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<NodeAuditCheck>? Nodes = null);
+
 /// <summary><c>/api/v1/audit</c>: reading, verifying and exporting the hash-chained audit log.</summary>
 public static class AuditEndpoints
 {
@@ -45,11 +58,21 @@ public static class AuditEndpoints
             return Results.Json(new { data = events, last_seq = log.LastSeq }, AtelierJson.Options);
         }).WithSummary("Audit events: the operator sees every workspace's, everyone else their own workspace's.").WithName("listAuditEvents").Produces<AuditEventPage>().Query("after", typeof(long), "Events after this sequence number (0).").Query("limit", typeof(int), "At most this many (100, up to 10000).").Query("tail", typeof(int), "The last this many instead.");
 
-        audit.MapGet("/verify", (HttpContext context, AuditLog log) =>
+        audit.MapGet("/verify", async (HttpContext context, AuditLog log, ClusterNodes cluster) =>
         {
             ApiKeyAuthentication.Operator(context);
-            return Results.Json(log.Verify(), AtelierJson.Options);
-        }).WithSummary("Check the hash chain of the whole audit log (operator).").WithName("verifyAuditLog").Produces<AuditVerification>().ProducesErrors(403);
+            var own = log.Verify();
+            if (cluster.Embedded)
+            {
+                return Results.Json(new AuditVerifyObject(own.Valid, own.Events, own.FirstBadSeq, own.Reason, own.HeadHash), AtelierJson.Options);
+            }
+
+            // Each node keeps its own chain; every live node checks its own and says so. A node that
+            // is down is listed as not reached: it does not make the others' chains invalid.
+            var nodes = await cluster.VerifyAuditAsync().ConfigureAwait(false);
+            var valid = own.Valid && nodes.All(n => n.Valid || !n.Reachable);
+            return Results.Json(new AuditVerifyObject(valid, own.Events, own.FirstBadSeq, own.Reason, own.HeadHash, nodes), AtelierJson.Options);
+        }).WithSummary("Check the hash chain of the whole audit log; in a cluster, every node's chain (operator).").WithName("verifyAuditLog").Produces<AuditVerifyObject>().ProducesErrors(403);
 
         audit.MapPost("/verify", (HttpContext context, AuditHead? head, AuditLog log) =>
         {

@@ -113,7 +113,7 @@ public sealed partial class CheckpointStore
     /// </summary>
     private async ValueTask<(List<LocationDescriptor> Allowed, List<string> Refused)> PlanLocationsAsync(ArtifactRef artifact, ResidencyPolicy policy, string manifestKey)
     {
-        var candidates = _options.Locations.Select(_guard.Locations.Describe).ToList();
+        var candidates = _options.Locations.Where(l => !_guard.Locations.IsElsewhere(l)).Select(_guard.Locations.Describe).ToList();
         if (policy.RequireOnPrem)
         {
             // Stable: keeps the configured preference within each group.

@@ -17,17 +17,24 @@ public sealed partial class CheckpointStore
         var steps = new SortedDictionary<long, List<string>>();
         foreach (var location in _options.Locations)
         {
-            await foreach (var key in _guard.Locations.ListKeysAsync(location, CheckpointManifest.JobPrefix(jobId), cancellationToken).ConfigureAwait(false))
+            try
             {
-                if (CheckpointManifest.TryParseKey(key, out var job, out var step) && job == jobId)
+                await foreach (var key in _guard.Locations.ListKeysAsync(location, CheckpointManifest.JobPrefix(jobId), cancellationToken).ConfigureAwait(false))
                 {
-                    if (!steps.TryGetValue(step, out var at))
+                    if (CheckpointManifest.TryParseKey(key, out var job, out var step) && job == jobId)
                     {
-                        steps[step] = at = [];
-                    }
+                        if (!steps.TryGetValue(step, out var at))
+                        {
+                            steps[step] = at = [];
+                        }
 
-                    at.Add(location);
+                        at.Add(location);
+                    }
                 }
+            }
+            catch (StorageUnavailableException) when (_guard.Locations.IsElsewhere(location))
+            {
+                // Another node's drive while that node is down: its copies are listed when it is back.
             }
         }
 
@@ -175,13 +182,27 @@ public sealed partial class CheckpointStore
         var result = new List<string>();
         foreach (var location in _options.Locations)
         {
-            if (await _chunks.GetBlobLengthAsync(location, key, cancellationToken).ConfigureAwait(false) is not null)
+            if (await HoldsAsync(location, key, cancellationToken).ConfigureAwait(false))
             {
                 result.Add(location);
             }
         }
 
         return result;
+    }
+
+    // Whether the location holds the blob; another node's drive that cannot be reached holds nothing
+    // this node can use (its copies count again once that node is back).
+    private async ValueTask<bool> HoldsAsync(string location, string key, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _chunks.GetBlobLengthAsync(location, key, cancellationToken).ConfigureAwait(false) is not null;
+        }
+        catch (StorageUnavailableException) when (_guard.Locations.IsElsewhere(location))
+        {
+            return false;
+        }
     }
 
     private async Task<(CheckpointManifest? Manifest, string? Problems)> LoadManifestAsync(string jobId, long step, IReadOnlyList<string> locations, CancellationToken cancellationToken)

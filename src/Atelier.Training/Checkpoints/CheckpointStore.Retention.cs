@@ -92,7 +92,10 @@ public sealed partial class CheckpointStore
             var chunks = 0;
             long bytes = 0;
             var skipped = new List<string>();
-            foreach (var location in _options.Locations)
+            // Only the locations no other node writes: on a shared one, chunks not referenced yet
+            // may be another node's save in progress (what a crash leaves there stays; decision 0020).
+            var owned = _guard.Locations.OwnedHere.Select(l => l.Id).ToHashSet(StringComparer.Ordinal);
+            foreach (var location in _options.Locations.Where(owned.Contains))
             {
                 partial += await _chunks.RemovePartialWritesAsync(location, cancellationToken).ConfigureAwait(false);
                 var (sweep, skip) = await SweepAsync(location, cancellationToken).ConfigureAwait(false);
@@ -115,7 +118,8 @@ public sealed partial class CheckpointStore
     // Deletes the manifest of (job, step) at every location holding it; returns those locations.
     private async Task<List<string>> DeleteManifestsAsync(string jobId, long step)
     {
-        var locations = await LocationsHoldingAsync(jobId, step, CancellationToken.None).ConfigureAwait(false);
+        // Another node's drive is that node's to change: its copy is left there.
+        var locations = (await LocationsHoldingAsync(jobId, step, CancellationToken.None).ConfigureAwait(false)).Where(l => !_guard.Locations.IsElsewhere(l)).ToList();
         var workspace = "system";
         var (manifest, _) = await LoadManifestAsync(jobId, step, locations, CancellationToken.None).ConfigureAwait(false);
         if (manifest is not null)
@@ -162,7 +166,8 @@ public sealed partial class CheckpointStore
     // Best effort: what a failed sweep leaves is found by the next one, at the latest in RecoverAsync.
     private async Task SweepQuietlyAsync(IReadOnlyList<string> locations)
     {
-        foreach (var location in locations)
+        // Not where another node also writes: its save in progress has chunks no manifest names yet.
+        foreach (var location in locations.Where(l => !_guard.Locations.IsShared(l) && !_guard.Locations.IsElsewhere(l)))
         {
             try
             {

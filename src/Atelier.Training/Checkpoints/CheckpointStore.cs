@@ -23,6 +23,12 @@ namespace Atelier.Training.Checkpoints;
 /// are committed, and otherwise fails leaving nothing.
 /// </para>
 /// <para>
+/// In a cluster the configured locations are the same on every node: a node writes its own drives
+/// and the shared ones, skips the drives of other nodes (not a refusal: those bytes are not on this
+/// machine), and reads every copy, another node's through that node. A job that resumes on another
+/// node finds its checkpoints on the shared location its policy allowed.
+/// </para>
+/// <para>
 /// Concurrency: at most one persist per job is in flight. A save that arrives while the previous
 /// one is still persisting waits for it before taking its snapshot (back-pressure: the trainer
 /// stalls rather than memory growing without bound), so memory holds at most one snapshot per job.
@@ -137,7 +143,7 @@ public sealed partial class CheckpointStore : IAsyncDisposable
             var key = CheckpointManifest.KeyOf(job.JobId, step);
             foreach (var location in _options.Locations)
             {
-                if (await _chunks.GetBlobLengthAsync(location, key, cancellationToken).ConfigureAwait(false) is not null)
+                if (await HoldsAsync(location, key, cancellationToken).ConfigureAwait(false))
                 {
                     throw new ConflictException($"Checkpoint '{CheckpointManifest.IdOf(job.JobId, step)}' already exists at location '{location}'.");
                 }

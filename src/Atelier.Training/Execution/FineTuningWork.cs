@@ -57,6 +57,14 @@ public sealed record JobPlanRecord
     /// <summary>The dataset version trained on, when the job named one instead of files.</summary>
     public string? DatasetId { get; init; }
 
+    /// <summary>
+    /// Where the job's shards were placed, in the order they are read: the job's location (or, when
+    /// it was validated on another node than its location's, the shared one), then the copy on the
+    /// cluster's shared location that lets the job resume on another node. Null for records written
+    /// before there were copies: the job's location alone.
+    /// </summary>
+    public IReadOnlyList<string>? DataLocations { get; init; }
+
 }
 
 /// <summary>
@@ -114,6 +122,12 @@ public sealed partial class FineTuningWork(
     /// <inheritdoc />
     public void StartValidation(string jobId)
     {
+        if (_work.ContainsKey(jobId))
+        {
+            // Already validating here: a node that restarted asked the job's grain to recover it.
+            return;
+        }
+
         var cancel = Register(jobId);
         Track(Task.Run(async () =>
         {
@@ -317,15 +331,16 @@ public sealed partial class FineTuningWork(
                 }
 
                 // Listed first, then deleted: the listing does not run over keys being removed.
+                var location = WriteLocation(job);
                 var keys = new List<string>();
-                await foreach (var key in storage.Locations.ListKeysAsync(job.LocationId, $"job/{jobId}/{part}", CancellationToken.None).ConfigureAwait(false))
+                await foreach (var key in storage.Locations.ListKeysAsync(location, $"job/{jobId}/{part}", CancellationToken.None).ConfigureAwait(false))
                 {
                     keys.Add(key);
                 }
 
                 foreach (var key in keys)
                 {
-                    await storage.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, CancellationToken.None).ConfigureAwait(false);
+                    await storage.Guard.DeleteAsync(artifact, location, Actor, key, CancellationToken.None).ConfigureAwait(false);
                 }
             }
         }
@@ -429,17 +444,18 @@ public sealed partial class FineTuningWork(
 
             // What curation kept and dropped is the job's to show whether or not validation
             // passes: the reports go first, then an event with the counts, then the checks.
-            await storage.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, $"job/{job.Id}/{ReportPart}", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
+            await storage.Guard.PlaceDirectoryAsync(artifact, policy, WriteLocation(job), Actor, $"job/{job.Id}/{ReportPart}", prepared.Training.Directory, prepared.Training.Manifest.Reports.Select(r => r.Path), cancel).ConfigureAwait(false);
         }
 
         var parameters = model.Artifacts.Where(a => a.Name == "consolidated.safetensors").Sum(a => a.Bytes) / 2;
         await catalog.Jobs.AddEventAsync(jobId, "data-curated", JsonSerializer.Serialize(JobDataCuration.From(jobId, request.DatasetId, prepared.Training.Manifest.Counters), AtelierJson.Options), cancel).ConfigureAwait(false);
         var planned = FineTuningPreparation.Plan(request, prepared, parameters, options.MaxCurationDropFraction);
 
+        var dataLocations = request.DatasetId is null ? await DataLocationsAsync(artifact, policy, job, cancel).ConfigureAwait(false) : [job.LocationId];
         var trainShards = request.DatasetId is { } id
             ? [.. prepared.Training.Manifest.Shards.Select(s => new JobShard($"dataset/{id}/{s.Path}", s.Path, s.Rows, s.Sha256))]
-            : await PlaceDatasetAsync(artifact, policy, job, "train", prepared.Training, cancel).ConfigureAwait(false);
-        var validShards = prepared.Validation is { } v ? await PlaceDatasetAsync(artifact, policy, job, "valid", v, cancel).ConfigureAwait(false) : [];
+            : await PlaceDatasetAsync(artifact, policy, job, dataLocations, "train", prepared.Training, cancel).ConfigureAwait(false);
+        var validShards = prepared.Validation is { } v ? await PlaceDatasetAsync(artifact, policy, job, dataLocations, "valid", v, cancel).ConfigureAwait(false) : [];
 
         var record = new JobPlanRecord
         {
@@ -452,6 +468,7 @@ public sealed partial class FineTuningWork(
             ValidationShards = validShards,
             Counters = prepared.Training.Manifest.Counters,
             DatasetId = request.DatasetId,
+            DataLocations = dataLocations,
         };
         await catalog.Jobs.SetMetadataAsync(jobId, JsonSerializer.Serialize(record, AtelierJson.Options), CancellationToken.None).ConfigureAwait(false);
 
@@ -469,14 +486,58 @@ public sealed partial class FineTuningWork(
         return new DatasetInput(file.Filename, ct => storage.Guard.OpenFileAsync(file, ct), DataFormat.FineTuneJsonl);
     }
 
-    private async Task<IReadOnlyList<JobShard>> PlaceDatasetAsync(ArtifactRef artifact, Atelier.Core.Residency.ResidencyPolicy policy, JobRecord job, string part, DatasetBuildResult result, CancellationToken cancel)
+    private async Task<IReadOnlyList<JobShard>> PlaceDatasetAsync(ArtifactRef artifact, Atelier.Core.Residency.ResidencyPolicy policy, JobRecord job, IReadOnlyList<string> locations, string part, DatasetBuildResult result, CancellationToken cancel)
     {
         // A crash during an earlier placement is repaired by validation placing them all again.
         var prefix = $"job/{job.Id}/{part}/";
-        await storage.Guard.PlaceDirectoryAsync(artifact, policy, job.LocationId, Actor, prefix, result.Directory, result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"), cancel).ConfigureAwait(false);
+        foreach (var location in locations)
+        {
+            await storage.Guard.PlaceDirectoryAsync(artifact, policy, location, Actor, prefix, result.Directory, result.Manifest.Shards.Select(s => s.Path).Append("manifest.json"), cancel).ConfigureAwait(false);
+        }
 
         return [.. result.Manifest.Shards.Select(s => new JobShard(prefix + s.Path, s.Path, s.Rows, s.Sha256))];
     }
+
+    /// <summary>
+    /// Where validation places the job's shards: where this node writes the job's bytes and, when
+    /// that is one node's drive, also the cluster's shared location, so that the job can resume on
+    /// another node if that one dies. A policy that forbids the shared location keeps the data on the
+    /// drive alone (the refusal is audited), and the job then waits for its node to come back.
+    /// </summary>
+    private async Task<IReadOnlyList<string>> DataLocationsAsync(ArtifactRef artifact, Atelier.Core.Residency.ResidencyPolicy policy, JobRecord job, CancellationToken cancel)
+    {
+        var primary = WriteLocation(job);
+        if (options.SharedLocation is not { } shared || shared == primary || storage.Locations.Describe(primary).Node is null)
+        {
+            return [primary];
+        }
+
+        if (!policy.Evaluate(storage.Locations.Describe(shared)).Allowed)
+        {
+            // Judged by the guard too, which records the refusal in the audit log.
+            try
+            {
+                await using var probe = await storage.Guard.BeginWriteAsync(artifact, policy, shared, Actor, null, $"job/{job.Id}/train/manifest.json", cancel).ConfigureAwait(false);
+            }
+            catch (PlacementRefusedException)
+            {
+            }
+
+            await catalog.Jobs.AddEventAsync(job.Id, "data-not-replicated", JsonSerializer.Serialize(new Dictionary<string, string> { ["location"] = primary, ["refused"] = shared, ["detail"] = $"policy {policy.Name} does not allow the shared location '{shared}': the job's data stays on '{primary}' alone and the job resumes only on its node" }, AtelierJson.Options), cancel).ConfigureAwait(false);
+            return [primary];
+        }
+
+        return [primary, shared];
+    }
+
+    /// <summary>
+    /// Where this node writes a job's bytes: the job's location, unless that is another node's drive
+    /// (the job validates or finishes on another node than its data's), then the cluster's shared location.
+    /// </summary>
+    private string WriteLocation(JobRecord job) =>
+        !storage.Locations.IsElsewhere(job.LocationId) ? job.LocationId
+        : options.SharedLocation ?? throw new StorageUnavailableException(
+            $"The job's location '{job.LocationId}' is a drive of node '{storage.Locations.Describe(job.LocationId).Node}', and no cluster.shared_location is configured for node '{storage.Locations.LocalNode}' to write the job's bytes to.");
 
     private async Task TrainAsync(string jobId, CancellationToken cancel)
     {
@@ -502,11 +563,12 @@ public sealed partial class FineTuningWork(
         // The trainer reports from its own thread and must not wait on the catalog: its reports
         // are written in the order made, and all of them before the run's end is reported.
         var history = new OrderedWrites();
+        var dataLocations = record.DataLocations ?? [job.LocationId];
 
         var validation = new List<ShardWindow>();
         foreach (var shard in record.ValidationShards)
         {
-            await using var stream = await OpenAsync(job, shard.Key, cancel).ConfigureAwait(false);
+            await using var stream = await OpenAsync(dataLocations, shard.Key, cancel).ConfigureAwait(false);
             await foreach (var window in ArrowShardReader.ReadAsync(stream, shard.Key, cancel).ConfigureAwait(false))
             {
                 validation.Add(window);
@@ -534,7 +596,7 @@ public sealed partial class FineTuningWork(
                     Job = ckptJob,
                     Plan = record.Plan,
                     ModelDirectory = directory,
-                    TrainingShards = [.. record.TrainingShards.Select(s => new ShardSource(s.Name, s.Rows, ct => OpenAsync(job, s.Key, ct)) { ContentHash = s.Sha256 })],
+                    TrainingShards = [.. record.TrainingShards.Select(s => new ShardSource(s.Name, s.Rows, ct => OpenAsync(dataLocations, s.Key, ct)) { ContentHash = s.Sha256 })],
                     ValidationWindows = validation,
                     Checkpoints = checkpoints,
                     StartFrom = request.StartFrom,
@@ -623,12 +685,13 @@ public sealed partial class FineTuningWork(
             var trainingFileIds = request.DatasetId is { } datasetId
                 ? await JobDataset.SourceFilesAsync(catalog.Datasets, job.WorkspaceId, datasetId, cancel).ConfigureAwait(false)
                 : [.. request.TrainingFiles!.Select(f => f.FileId)];
-            if (await storage.Guard.GetLengthAsync(job.LocationId, key, cancel).ConfigureAwait(false) is not null)
+            var target = WriteLocation(job);
+            if (await storage.Guard.GetLengthAsync(target, key, cancel).ConfigureAwait(false) is not null)
             {
-                await storage.Guard.DeleteAsync(artifact, job.LocationId, Actor, key, cancel).ConfigureAwait(false);
+                await storage.Guard.DeleteAsync(artifact, target, Actor, key, cancel).ConfigureAwait(false);
             }
 
-            var receipt = await storage.Guard.PlaceFileAsync(artifact, catalog.Policies.Resolve(job.Policy), job.LocationId, Actor, key, adapterPath, cancel).ConfigureAwait(false);
+            var receipt = await storage.Guard.PlaceFileAsync(artifact, catalog.Policies.Resolve(job.Policy), target, Actor, key, adapterPath, cancel).ConfigureAwait(false);
             existing = await registry.RegisterFineTunedAsync(
                 new FineTunedModelRegistration
                 {
@@ -660,9 +723,60 @@ public sealed partial class FineTuningWork(
     private Task RecordAsync(string jobId, long step, string id, CheckpointMetrics metrics, long tokens, long at) =>
         catalog.Jobs.AddCheckpointAsync(jobId, new JobCheckpointRecord(step, id, metrics.TrainLoss, metrics.ValidLoss, metrics.ValidMeanTokenAccuracy, at, true), tokens, CancellationToken.None);
 
-    private async ValueTask<Stream> OpenAsync(JobRecord job, string key, CancellationToken cancel) =>
-        await storage.Guard.OpenReadAsync(job.LocationId, key, cancel).ConfigureAwait(false)
-            ?? throw new StorageUnavailableException($"The job's data '{key}' is missing from location '{job.LocationId}'.");
+    // The first copy that can be read: a drive of a node that died is skipped for the shared copy.
+    private async ValueTask<Stream> OpenAsync(IReadOnlyList<string> locations, string key, CancellationToken cancel)
+    {
+        var problems = new List<string>();
+        foreach (var location in locations)
+        {
+            try
+            {
+                if (await storage.Guard.OpenReadAsync(location, key, cancel).ConfigureAwait(false) is { } stream)
+                {
+                    return stream.CanSeek ? stream : await SpoolAsync(stream, cancel).ConfigureAwait(false);
+                }
+
+                problems.Add($"missing from location '{location}'");
+            }
+            catch (StorageUnavailableException e)
+            {
+                problems.Add(e.Message);
+            }
+        }
+
+        throw new StorageUnavailableException($"The job's data '{key}' cannot be read: {string.Join("; ", problems)}.");
+    }
+
+    /// <summary>
+    /// A copy of a stream that cannot seek (a shared bucket's, another node's) in a file of the
+    /// staging directory (inside the private data directory), deleted when closed: the loader reads a shard's footer first and its
+    /// windows in shuffled order, so it needs to seek.
+    /// </summary>
+    private async Task<Stream> SpoolAsync(Stream source, CancellationToken cancel)
+    {
+        await using (source.ConfigureAwait(false))
+        {
+            var directory = Path.Combine(options.StagingDirectory, "spool");
+            Directory.CreateDirectory(directory);
+            var file = new FileStream(Path.Combine(directory, Guid.NewGuid().ToString("N")), new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.ReadWrite,
+                Options = FileOptions.DeleteOnClose | FileOptions.Asynchronous,
+            });
+            try
+            {
+                await source.CopyToAsync(file, cancel).ConfigureAwait(false);
+                file.Position = 0;
+                return file;
+            }
+            catch
+            {
+                await file.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+    }
 
     private async Task<ArtifactRef> ArtifactAsync(JobRecord job, CancellationToken cancel) =>
         new("job", job.Id, (await catalog.Keys.GetWorkspaceAsync(job.WorkspaceId, cancel).ConfigureAwait(false))?.Name ?? job.WorkspaceId);

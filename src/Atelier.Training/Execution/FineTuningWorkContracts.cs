@@ -62,6 +62,13 @@ public sealed record FineTuningWorkOptions
 
     /// <summary>The node-local directory of the jobs' per-step metrics (<see cref="JobMetricsLog"/>: <c>&lt;dir&gt;/&lt;job id&gt;.jsonl</c>).</summary>
     public required string MetricsDirectory { get; init; }
+
+    /// <summary>
+    /// In a cluster, the location every node reads and writes (<c>cluster.shared_location</c>, e.g. a
+    /// Ceph RGW bucket): a job's data placed on one node's drive gets a second copy there, so that
+    /// the job can resume on another node; null in the embedded mode.
+    /// </summary>
+    public string? SharedLocation { get; init; }
 }
 
 /// <summary>The catalog objects <see cref="FineTuningWork"/> reads and records in.</summary>

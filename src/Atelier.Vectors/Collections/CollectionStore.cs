@@ -248,7 +248,7 @@ public sealed class CollectionStore : IDisposable
     {
         var known = await _catalog.AllIdsAsync(cancellationToken).ConfigureAwait(false);
         int removed = 0;
-        foreach (var location in _guard.Locations.All)
+        foreach (var location in _guard.Locations.OwnedHere)
         {
             var keys = new List<string>();
             await foreach (var key in _guard.Locations.ListKeysAsync(location.Id, "collection/", cancellationToken).ConfigureAwait(false))

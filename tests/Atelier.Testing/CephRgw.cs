@@ -2,9 +2,9 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Amazon.Runtime;
 using Amazon.S3;
-using Atelier.Testing;
+using Atelier.Storage.S3;
 
-namespace Atelier.Storage.S3.Tests;
+namespace Atelier.Testing;
 
 /// <summary>
 /// One single-node Ceph cluster with its RADOS Gateway for every test class of the <c>ceph</c>
@@ -128,11 +128,4 @@ public sealed class CephRgw : IAsyncLifetime
 
         throw new InvalidOperationException("Atelier.slnx not found above " + AppContext.BaseDirectory);
     }
-}
-
-/// <summary>The test classes that share the one Ceph cluster of a run.</summary>
-[CollectionDefinition(Name)]
-public sealed class CephCollection : ICollectionFixture<CephRgw>
-{
-    public const string Name = "ceph";
 }
