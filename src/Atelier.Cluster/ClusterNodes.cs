@@ -48,8 +48,8 @@ public sealed class ClusterNodes(IClusterMembershipService membership, NodePlace
         return [.. byName.Values];
     }
 
-    /// <summary>True when <paramref name="node"/> has an active silo; always true embedded, where this silo runs every node's work.</summary>
-    public bool IsAlive(string node) => mode.Embedded || Nodes().Any(n => n.Alive && n.Name == node);
+    /// <summary>True when <paramref name="node"/> has an active silo (embedded: when it is this silo's node).</summary>
+    public bool IsAlive(string node) => Nodes().Any(n => n.Alive && n.Name == node);
 
     /// <summary>Checks the audit chain of every node membership knows: each live node checks its own; a node that is down is listed as not reached.</summary>
     public async Task<IReadOnlyList<NodeAuditCheck>> VerifyAuditAsync()

@@ -136,9 +136,10 @@ public sealed partial class FineTuningJobGrain(IJobRepository jobs, IFineTuningW
     public async Task RecoverAsync(string node)
     {
         var job = await JobAsync();
-        if (job.Status is Running or CancellationRequested && job.Node is { } trainer && trainer != node && nodes.IsAlive(trainer))
+        if (!nodes.Embedded && job.Status is Running or CancellationRequested && job.Node is { } trainer && trainer != node && nodes.IsAlive(trainer))
         {
             // Training on another node that is alive: the restart of this one is no news to it.
+            // (Embedded, this one process ran every node's trainers, so all of them are requeued.)
             return;
         }
 

@@ -144,6 +144,7 @@ public static class AtelierServer
         // After the silo (hosted services start in order): recovery needs grains.
         builder.Services.AddHostedService<JobRecoveryService>();
         builder.Services.AddHostedService<NodeLossWatcher>();
+        builder.Services.AddHostedService<Atelier.Server.Platform.NodeBlobAddress>();
         builder.Services.AddAtelierOpenApi();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("atelier"))

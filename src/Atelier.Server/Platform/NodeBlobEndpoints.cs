@@ -14,11 +14,10 @@ namespace Atelier.Server.Platform;
 /// </summary>
 public static class NodeBlobEndpoints
 {
-    /// <summary>Maps the endpoints and, once the server listens, records the address other nodes reach it at.</summary>
+    /// <summary>Maps the endpoints (<see cref="NodeBlobAddress"/> records where other nodes reach them).</summary>
     public static void MapNodeBlobs(this WebApplication app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        app.Lifetime.ApplicationStarted.Register(() => SetBaseAddress(app));
         var blobs = app.MapGroup("/" + RemoteNodeBlobStore.EndpointPath).ExcludeFromDescription();
         blobs.MapGet("/{location}", async (HttpContext context, string location, StorageLocations locations, LocalBlobEndpoint local) =>
         {
@@ -91,26 +90,47 @@ public static class NodeBlobEndpoints
             return false;
         }
     }
+}
 
-    private static void SetBaseAddress(WebApplication app)
+/// <summary>Once the server listens, records the address other nodes reach its blob endpoint at.</summary>
+/// <param name="local">This process's side of node-to-node reads.</param>
+/// <param name="server">The HTTP server, whose bound address is known once it started.</param>
+/// <param name="config">The configuration: <c>server.public_url</c>, <c>cluster.advertised_address</c>.</param>
+public sealed class NodeBlobAddress(LocalBlobEndpoint local, IServer server, Atelier.Core.AtelierConfig config) : IHostedLifecycleService
+{
+    /// <inheritdoc />
+    public Task StartedAsync(CancellationToken cancellationToken)
     {
-        var local = app.Services.GetRequiredService<LocalBlobEndpoint>();
-        var listening = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
-        if (listening is null)
-        {
-            return;
-        }
-
-        var config = app.Services.GetRequiredService<Atelier.Core.AtelierConfig>();
         if (config.Server.PublicUrl is { Length: > 0 } publicUrl)
         {
             local.BaseAddress = new Uri(publicUrl.TrimEnd('/') + "/");
-            return;
+            return Task.CompletedTask;
+        }
+
+        if (server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() is not { } listening)
+        {
+            return Task.CompletedTask;
         }
 
         // A wildcard bind is reached at the address the silo advertises (loopback by default).
         var uri = new Uri(listening.Replace("://+:", "://0.0.0.0:", StringComparison.Ordinal).Replace("://*:", "://0.0.0.0:", StringComparison.Ordinal));
         var host = uri.Host is "0.0.0.0" or "[::]" or "::" ? config.Cluster?.AdvertisedAddress ?? "127.0.0.1" : uri.Host;
         local.BaseAddress = new UriBuilder(uri.Scheme, host, uri.Port).Uri;
+        return Task.CompletedTask;
     }
+
+    /// <inheritdoc />
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
