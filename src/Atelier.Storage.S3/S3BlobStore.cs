@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
+using Atelier.Core.Errors;
 using Atelier.Storage.Blobs;
 
 namespace Atelier.Storage.S3;
@@ -134,6 +135,10 @@ public sealed partial class S3BlobStore : IBlobStore, IDisposable
             // The blob exists and the range starts at or after its end: as a local file, nothing to read.
             return new MemoryStream([], writable: false);
         }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            throw Unavailable(e);
+        }
 
         return new ResponseStream(response);
     }
@@ -156,7 +161,20 @@ public sealed partial class S3BlobStore : IBlobStore, IDisposable
         {
             return null;
         }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            throw Unavailable(e);
+        }
     }
+
+    // The endpoint did not answer, or answered with an error that is not "no such key": the bytes
+    // may well be there, but not reachable now. A storage error of its own (503, and readers that
+    // know another copy fall back to it), not the SDK's exception (a 500).
+    private static bool IsUnavailable(Exception e) =>
+        e is HttpRequestException or System.Net.Sockets.SocketException or TimeoutException or AmazonServiceException;
+
+    private StorageUnavailableException Unavailable(Exception e) =>
+        new($"S3 location '{LocationId}' ({_options.Endpoint.GetLeftPart(UriPartial.Authority)}, bucket {_options.Bucket}) could not be read: {e.Message}", e);
 
     /// <inheritdoc />
     /// <remarks>
@@ -187,9 +205,18 @@ public sealed partial class S3BlobStore : IBlobStore, IDisposable
         string? continuation = null;
         do
         {
-            var page = await _client.ListObjectsV2Async(
-                new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = _prefix + prefix, MaxKeys = _options.ListPageSize, ContinuationToken = continuation },
-                cancellationToken).ConfigureAwait(false);
+            ListObjectsV2Response page;
+            try
+            {
+                page = await _client.ListObjectsV2Async(
+                    new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = _prefix + prefix, MaxKeys = _options.ListPageSize, ContinuationToken = continuation },
+                    cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsUnavailable(e))
+            {
+                throw Unavailable(e);
+            }
+
             foreach (var item in page.S3Objects ?? [])
             {
                 yield return item.Key[_prefix.Length..];

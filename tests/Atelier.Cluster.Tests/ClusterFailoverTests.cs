@@ -89,6 +89,14 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
             Assert.Equal(string.Join('\n', lines) + "\n", downloaded);
             Assert.False(Directory.Exists(Path.Combine(running["c"].Data, "blobs", "a-local")), "node c opened node a's drive as its own");
 
+            // The node-to-node blob endpoint reads only for members: neither no key nor a user's API key opens it.
+            using (var outsider = new HttpClient())
+            {
+                Assert.Equal(HttpStatusCode.Unauthorized, (await outsider.GetAsync($"{Url("a")}/internal/v1/blobs/a-local?prefix=file/")).StatusCode);
+                outsider.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+                Assert.Equal(HttpStatusCode.Unauthorized, (await outsider.GetAsync($"{Url("a")}/internal/v1/blobs/a-local?prefix=file/")).StatusCode);
+            }
+
             // The base model on the shared bucket; the training file on b's drive, so the job runs on b.
             using (var client = Client(http, Url("a")))
             {

@@ -32,9 +32,10 @@ public sealed partial class CheckpointStore
                     }
                 }
             }
-            catch (StorageUnavailableException) when (_guard.Locations.IsElsewhere(location))
+            catch (StorageUnavailableException)
             {
-                // Another node's drive while that node is down: its copies are listed when it is back.
+                // Another node's drive while that node is down, or a bucket that does not answer:
+                // its copies are listed when it is back, and the reachable ones serve meanwhile.
             }
         }
 
@@ -191,15 +192,15 @@ public sealed partial class CheckpointStore
         return result;
     }
 
-    // Whether the location holds the blob; another node's drive that cannot be reached holds nothing
-    // this node can use (its copies count again once that node is back).
+    // Whether the location holds the blob; one that cannot be reached (another node's drive while
+    // that node is down, a bucket that does not answer) holds nothing this node can use now.
     private async ValueTask<bool> HoldsAsync(string location, string key, CancellationToken cancellationToken)
     {
         try
         {
             return await _chunks.GetBlobLengthAsync(location, key, cancellationToken).ConfigureAwait(false) is not null;
         }
-        catch (StorageUnavailableException) when (_guard.Locations.IsElsewhere(location))
+        catch (StorageUnavailableException)
         {
             return false;
         }
