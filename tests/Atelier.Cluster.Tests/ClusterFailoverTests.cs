@@ -33,7 +33,6 @@ public sealed class ClusterCephCollection : ICollectionFixture<CephRgw>
 public sealed class ClusterFailoverTests(CephRgw ceph)
 {
     private const int Steps = 160;
-    private static readonly string Cli = Path.Combine(AppContext.BaseDirectory, "atelier.dll");
     private static readonly string[] Nodes = ["a", "b", "c"];
 
     [Fact]
@@ -62,7 +61,7 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
         await ceph.BucketAsync(cloud);
 
         var root = TestCleanup.CreateDirectory("atelier-cluster");
-        var running = new Dictionary<string, Node>(StringComparer.Ordinal);
+        var running = new Dictionary<string, ServeNode>(StringComparer.Ordinal);
         try
         {
             foreach (var name in Nodes)
@@ -115,8 +114,7 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
             Assert.Contains(job["events"]!.AsArray(), e => e!["name"]!.GetValue<string>() == "data-curated");
 
             // kill -9 of b in the middle of training.
-            running["b"].Process.Kill(entireProcessTree: true);
-            await running["b"].Process.WaitForExitAsync();
+            await running["b"].KillAsync();
 
             var done = await WaitForStatusAsync(http, Url("a"), jobId, "SUCCESS", TimeSpan.FromMinutes(8));
             var events = done["events"]!.AsArray();
@@ -164,16 +162,13 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
         {
             foreach (var node in running.Values)
             {
-                node.Process.Kill(entireProcessTree: true);
-                await node.Process.WaitForExitAsync();
+                await node.KillAsync();
                 node.Process.Dispose();
             }
 
             await postgres.DropDatabaseAsync(connection);
         }
     }
-
-    private sealed record Node(Process Process, string Url, string Data);
 
     private static async Task<HashSet<string>> ActiveNodesAsync(HttpClient http, string url)
     {
@@ -260,7 +255,7 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
     /// in France) and a US cloud bucket, checkpoints to the node's drive then the shared bucket.
     /// Each node uploads to its own drive.
     /// </summary>
-    private async Task<Node> StartAsync(string root, string node, string connection, string bucket, string cloud, string importRoot)
+    private async Task<ServeNode> StartAsync(string root, string node, string connection, string bucket, string cloud, string importRoot)
     {
         var data = Path.Combine(root, node);
         Directory.CreateDirectory(data);
@@ -292,42 +287,6 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
             Cluster = new ClusterConfig { Id = "failover", SharedLocation = "ceph", ProbeTimeoutSeconds = 2 },
         };
         await File.WriteAllTextAsync(Path.Combine(data, AtelierConfig.FileName), JsonSerializer.Serialize(config, AtelierConfig.SerializerOptions));
-
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = root };
-        foreach (var arg in new[] { Cli, "serve", "--data", data, "--port", "0", "--node", node, "--cluster", connection })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["NO_COLOR"] = "1";
-        var process = TestCleanup.Track(Process.Start(start)!);
-        var errors = new StringBuilder();
-        process.ErrorDataReceived += (_, e) =>
-        {
-            lock (errors)
-            {
-                errors.AppendLine(e.Data);
-            }
-        };
-        process.BeginErrorReadLine();
-        using var banner = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        var seen = new List<string>();
-        while (await process.StandardOutput.ReadLineAsync(banner.Token) is { } line)
-        {
-            seen.Add(line);
-            if (line.StartsWith("Atelier is listening on ", StringComparison.Ordinal))
-            {
-                // The log keeps coming; drain it so the node never blocks on a full pipe.
-                _ = process.StandardOutput.ReadToEndAsync();
-                return new Node(process, line["Atelier is listening on ".Length..], data);
-            }
-        }
-
-        lock (errors)
-        {
-            Assert.Fail($"node {node} stopped before listening:\n{string.Join('\n', seen)}\n{errors}");
-        }
-
-        throw new UnreachableException();
+        return await ServeNode.StartAsync(node, data, connection);
     }
 }

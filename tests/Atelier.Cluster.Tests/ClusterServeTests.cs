@@ -13,8 +13,6 @@ namespace Atelier.Cluster.Tests;
 [Trait("Category", "Slow")]
 public sealed class ClusterServeTests
 {
-    private static readonly string Cli = Path.Combine(AppContext.BaseDirectory, "atelier.dll");
-
     [Fact]
     public async Task TwoNodesServeOneCatalog_AndBothSeeEveryNode()
     {
@@ -75,30 +73,7 @@ public sealed class ClusterServeTests
 
     private static async Task<(Process Process, string Url, string Data)> StartNodeAsync(string node, string connectionString)
     {
-        var data = Path.Combine(TestCleanup.CreateDirectory("atelier-node"), "data");
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Path.GetDirectoryName(data)! };
-        foreach (var arg in new[] { Cli, "serve", "--data", data, "--port", "0", "--node", node, "--cluster", connectionString })
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        start.Environment["NO_COLOR"] = "1";
-        var process = TestCleanup.Track(Process.Start(start)!);
-        var errors = process.StandardError.ReadToEndAsync();
-        using var banner = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        var seen = new List<string>();
-        while (await process.StandardOutput.ReadLineAsync(banner.Token) is { } line)
-        {
-            seen.Add(line);
-            if (line.StartsWith("Atelier is listening on ", StringComparison.Ordinal))
-            {
-                // The log keeps coming; drain it so the node never blocks on a full pipe.
-                _ = process.StandardOutput.ReadToEndAsync();
-                return (process, line["Atelier is listening on ".Length..], data);
-            }
-        }
-
-        Assert.Fail($"node {node} stopped before listening:\n{string.Join('\n', seen)}\n{await errors}");
-        throw new UnreachableException();
+        var started = await ServeNode.StartAsync(node, Path.Combine(TestCleanup.CreateDirectory("atelier-node"), "data"), connectionString);
+        return (started.Process, started.Url, started.Data);
     }
 }
