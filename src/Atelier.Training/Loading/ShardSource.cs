@@ -72,6 +72,38 @@ public static class ShardSources
         return "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 
+    /// <summary>
+    /// The same shards with <paramref name="latency"/> added to opening each stream and to each read
+    /// at a new position, as a store on a remote rack or in a cloud adds a round trip per range read
+    /// (<c>TopologyMap.Latency</c> gives realistic figures). For tests and benchmarks: the loader's
+    /// output must not change, only how long reading takes. Names, rows and hashes (the fingerprint)
+    /// stay the same.
+    /// </summary>
+    /// <param name="shards">The shards to slow down.</param>
+    /// <param name="latency">The wait per open and per range read.</param>
+    /// <param name="timeProvider">The clock the waits run on (the system's by default).</param>
+    public static IReadOnlyList<ShardSource> WithReadLatency(IReadOnlyList<ShardSource> shards, TimeSpan latency, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(shards);
+        ArgumentOutOfRangeException.ThrowIfLessThan(latency, TimeSpan.Zero);
+        TimeProvider clock = timeProvider ?? TimeProvider.System;
+        var slowed = new ShardSource[shards.Count];
+        for (int i = 0; i < slowed.Length; i++)
+        {
+            ShardSource shard = shards[i];
+            slowed[i] = shard with
+            {
+                OpenAsync = async cancellationToken =>
+                {
+                    await Task.Delay(latency, clock, cancellationToken).ConfigureAwait(false);
+                    return new LatencyInjectingStream(await shard.OpenAsync(cancellationToken).ConfigureAwait(false), latency, clock);
+                },
+            };
+        }
+
+        return slowed;
+    }
+
     // No FileStream buffer: every read is a positioned read of a whole column slice.
     private static FileStream OpenFile(string path) =>
         new(path, new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Read, Share = FileShare.Read, BufferSize = 0, Options = FileOptions.RandomAccess });
