@@ -73,6 +73,43 @@ public static class ShardSources
     }
 
     /// <summary>
+    /// A shard on a store read by ranged requests (an S3-compatible location, whose whole-object
+    /// streams cannot seek): its stream fetches exactly each range the loader reads, one request per
+    /// (coalesced) range read. The length is asked once, on the first open, and kept: shards are
+    /// immutable blobs. With the placement guard:
+    /// <c>ShardSources.FromRangeReads(name, rows, hash, ct => guard.GetLengthAsync(...), (offset, length, ct) => guard.OpenReadRangeAsync(...))</c>.
+    /// </summary>
+    /// <param name="name">The shard's name (for a dataset version, its path in the manifest).</param>
+    /// <param name="rows">The windows the manifest declares.</param>
+    /// <param name="contentHash">The manifest's SHA-256, when known.</param>
+    /// <param name="lengthAsync">The object's length in bytes.</param>
+    /// <param name="openRangeAsync">Opens <c>length</c> bytes from <c>offset</c> (the two longs, in that order).</param>
+    public static ShardSource FromRangeReads(
+        string name,
+        long rows,
+        string? contentHash,
+        Func<CancellationToken, ValueTask<long>> lengthAsync,
+        Func<long, long, CancellationToken, ValueTask<Stream>> openRangeAsync)
+    {
+        ArgumentNullException.ThrowIfNull(lengthAsync);
+        ArgumentNullException.ThrowIfNull(openRangeAsync);
+        long length = -1;
+        return new ShardSource(name, rows, async cancellationToken =>
+        {
+            // A benign race: two first opens may both ask; both get the same answer.
+            long known = Volatile.Read(ref length);
+            if (known < 0)
+            {
+                known = await lengthAsync(cancellationToken).ConfigureAwait(false);
+                Volatile.Write(ref length, known);
+            }
+
+            return new RangeReadStream(known, openRangeAsync);
+        })
+        { ContentHash = contentHash };
+    }
+
+    /// <summary>
     /// The same shards with <paramref name="latency"/> added to opening each stream and to each read
     /// at a new position, as a store on a remote rack or in a cloud adds a round trip per range read
     /// (<c>TopologyMap.Latency</c> gives realistic figures). For tests and benchmarks: the loader's

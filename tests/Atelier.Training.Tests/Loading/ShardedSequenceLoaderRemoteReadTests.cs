@@ -207,6 +207,51 @@ public class ShardedSequenceLoaderRemoteReadTests
         Assert.Equal(stream.Length, (await sources[0].OpenAsync(CancellationToken.None)).Length);
     }
 
+    [Fact]
+    public async Task ShardsReadByRangeRequests_YieldTheSameBatches_OneRequestPerRangeRead()
+    {
+        using var shards = new LoaderTestShards();
+        var sources = await shards.WriteAsync(Rows);
+        var options = new LoaderOptions { Seed = 8, BatchSize = 3, PrefetchBatches = 0 };
+        List<LoaderBatch> local = await TakeAllAsync(sources, options, 6);
+
+        // An object store: the length by one request, each range by another, nothing seekable.
+        int lengthRequests = 0;
+        int rangeRequests = 0;
+        var ranged = sources.Select(s => ShardSources.FromRangeReads(
+            s.Name,
+            s.Rows,
+            s.ContentHash,
+            _ =>
+            {
+                Interlocked.Increment(ref lengthRequests);
+                return ValueTask.FromResult(new FileInfo(Path.Combine(shards.Directory, s.Name)).Length);
+            },
+            (offset, length, _) =>
+            {
+                Interlocked.Increment(ref rangeRequests);
+                byte[] bytes = File.ReadAllBytes(Path.Combine(shards.Directory, s.Name));
+                return ValueTask.FromResult<Stream>(new MemoryStream(bytes, (int)offset, (int)Math.Min(length, bytes.Length - offset), writable: false));
+            })).ToList();
+        Assert.Equal(ShardSources.Fingerprint(sources), ShardSources.Fingerprint(ranged));
+
+        await using var loader = ShardedSequenceLoader.Open(ranged, options);
+        for (int b = 0; b < local.Count; b++)
+        {
+            LoaderBatch batch = await loader.NextAsync().AsTask().WaitAsync(NoHang);
+            Assert.Equal(local[b].Windows.Select(LoaderTestShards.IdOf), batch.Windows.Select(LoaderTestShards.IdOf));
+            for (int w = 0; w < batch.Windows.Count; w++)
+            {
+                AssertSameWindow(local[b].Windows[w], batch.Windows[w]);
+            }
+        }
+
+        // One length request per shard (the empty one too: its metadata is checked); the window
+        // range requests are exactly the loader's range reads, the rest read shard metadata.
+        Assert.Equal(4, lengthRequests);
+        Assert.True(rangeRequests > loader.Stats.RangeReads);
+    }
+
     private static async Task<List<LoaderBatch>> TakeAllAsync(IReadOnlyList<ShardSource> sources, LoaderOptions options, int batches)
     {
         await using var loader = ShardedSequenceLoader.Open(sources, options);
