@@ -12,9 +12,15 @@ using Atelier.Training.Loading;
 //   2. ShardedSequenceLoader over one epoch of the global shuffle with 1 and 2 workers, with the
 //      page cache evicted first (cold) and warm;
 //   3. the reference LoRA trainer's step time on the tiny model at the same seq_len (its demand);
-//   4. a short training run fed by the loader: the time the trainer waited in NextAsync.
+//   4. short training runs fed by the loader: the time the trainer waited in NextAsync, for each
+//      latency injected per remote range read (--latency-ms 0,2,10: ShardSources.WithReadLatency, as
+//      a shard on another rack or in an object store), with the loader's default options and with
+//      LoaderOptions.ForLatency (coalesced concurrent range reads, read-ahead sized from the latency
+//      and the trainer's measured step time); with --modeled-step-ms, the same again with a step
+//      that only sleeps that long (a fast accelerator's step), where the loader has far less slack.
+//   --runs-only skips 1-2 (and the supply/demand ratios).
 // Usage: Atelier.Loader.Bench --dir DIR [--shards 4] [--windows-per-shard 512] [--seq-len 4096]
-//        [--batch 1] [--prefetch 4] [--steps 12]
+//        [--batch 1] [--prefetch 4] [--steps 12] [--latency-ms 0] [--modeled-step-ms 0] [--runs-only]
 var options = Args.Parse(args);
 var dir = options.Get("dir", Path.Combine(Path.GetTempPath(), "atelier-loader-bench"));
 var shardCount = options.GetInt("shards", 4);
@@ -23,6 +29,9 @@ var seqLen = options.GetInt("seq-len", 4096);
 var batchSize = options.GetInt("batch", 1);
 var prefetch = options.GetInt("prefetch", 4);
 var steps = options.GetInt("steps", 12);
+var latencies = options.Get("latency-ms", "0").Split(',').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+var modeledStepMs = options.GetInt("modeled-step-ms", 0);
+var runsOnly = options.Has("runs-only");
 const double MiB = 1 << 20;
 
 if (Directory.Exists(dir))
@@ -70,49 +79,52 @@ for (var s = 0; s < shardCount; s++)
 var total = shardCount * perShard;
 Console.WriteLine(Invariant($"shards: {shardCount} x {perShard} windows of seq_len {seqLen} = {total} windows, {fileBytes / MiB:F0} MiB on disk (written in {write.Elapsed.TotalSeconds:F1} s)"));
 
-// 2. Peer: sequential ArrowShardReader (decodes whole record batches; no shuffle, no random access).
-PageCache.Evict(dir, "*.arrow");
-var peer = Stopwatch.StartNew();
-long peerWindows = 0;
-foreach (var file in Directory.GetFiles(dir, "*.arrow").Order(StringComparer.Ordinal))
-{
-    await using var stream = File.OpenRead(file);
-    await foreach (var window in ArrowShardReader.ReadAsync(stream, file))
-    {
-        peerWindows++;
-    }
-}
-
-var peerSeconds = peer.Elapsed.TotalSeconds;
-Console.WriteLine(Invariant($"peer  ArrowShardReader sequential, cold: {peerWindows / peerSeconds,8:F0} windows/s  {fileBytes / MiB / peerSeconds,7:F0} MiB/s (file bytes)"));
-Console.WriteLine(Invariant($"RESULT peer_windows_s={peerWindows / peerSeconds:F0}"));
-
-// 3. The loader over one epoch, cold and warm, 1 and 2 workers.
 var supply = new Dictionary<string, double>(StringComparer.Ordinal);
-foreach (var cold in new[] { true, false })
+if (!runsOnly)
 {
-    foreach (var workers in new[] { 1, 2 })
+    // 2. Peer: sequential ArrowShardReader (decodes whole record batches; no shuffle, no random access).
+    PageCache.Evict(dir, "*.arrow");
+    var peer = Stopwatch.StartNew();
+    long peerWindows = 0;
+    foreach (var file in Directory.GetFiles(dir, "*.arrow").Order(StringComparer.Ordinal))
     {
-        if (cold)
+        await using var stream = File.OpenRead(file);
+        await foreach (var window in ArrowShardReader.ReadAsync(stream, file))
         {
-            PageCache.Evict(dir, "*.arrow");
+            peerWindows++;
         }
+    }
 
-        var loaderOptions = new LoaderOptions { Seed = 1, BatchSize = batchSize, Workers = workers, PrefetchBatches = prefetch };
-        var clock = Stopwatch.StartNew();
-        await using var loader = ShardedSequenceLoader.Open(sources, loaderOptions);
-        var batches = total / batchSize;
-        for (var b = 0; b < batches; b++)
+    var peerSeconds = peer.Elapsed.TotalSeconds;
+    Console.WriteLine(Invariant($"peer  ArrowShardReader sequential, cold: {peerWindows / peerSeconds,8:F0} windows/s  {fileBytes / MiB / peerSeconds,7:F0} MiB/s (file bytes)"));
+    Console.WriteLine(Invariant($"RESULT peer_windows_s={peerWindows / peerSeconds:F0}"));
+
+    // 3. The loader over one epoch, cold and warm, 1 and 2 workers.
+    foreach (var cold in new[] { true, false })
+    {
+        foreach (var workers in new[] { 1, 2 })
         {
-            _ = await loader.NextAsync();
-        }
+            if (cold)
+            {
+                PageCache.Evict(dir, "*.arrow");
+            }
 
-        var seconds = clock.Elapsed.TotalSeconds;
-        var stats = loader.Stats;
-        var rate = batches * batchSize / seconds;
-        supply[$"{(cold ? "cold" : "warm")}{workers}"] = rate;
-        Console.WriteLine(Invariant($"loader shuffled, {(cold ? "cold" : "warm")}, {workers} worker(s): {rate,8:F0} windows/s  {stats.BytesRead / MiB / seconds,7:F0} MiB/s (column bytes)  {rate * seqLen / 1e6,6:F1} M tokens/s"));
-        Console.WriteLine(Invariant($"RESULT loader_{(cold ? "cold" : "warm")}_{workers}w_windows_s={rate:F0} mibs={stats.BytesRead / MiB / seconds:F0}"));
+            var loaderOptions = new LoaderOptions { Seed = 1, BatchSize = batchSize, Workers = workers, PrefetchBatches = prefetch };
+            var clock = Stopwatch.StartNew();
+            await using var loader = ShardedSequenceLoader.Open(sources, loaderOptions);
+            var batches = total / batchSize;
+            for (var b = 0; b < batches; b++)
+            {
+                _ = await loader.NextAsync();
+            }
+
+            var seconds = clock.Elapsed.TotalSeconds;
+            var stats = loader.Stats;
+            var rate = batches * batchSize / seconds;
+            supply[$"{(cold ? "cold" : "warm")}{workers}"] = rate;
+            Console.WriteLine(Invariant($"loader shuffled, {(cold ? "cold" : "warm")}, {workers} worker(s): {rate,8:F0} windows/s  {stats.BytesRead / MiB / seconds,7:F0} MiB/s (column bytes)  {rate * seqLen / 1e6,6:F1} M tokens/s"));
+            Console.WriteLine(Invariant($"RESULT loader_{(cold ? "cold" : "warm")}_{workers}w_windows_s={rate:F0} mibs={stats.BytesRead / MiB / seconds:F0}"));
+        }
     }
 }
 
@@ -123,6 +135,7 @@ using var model = MistralModel.Load(modelDir);
 model.Adapter = LoraAdapter.Create(model.Args, new LoraConfig(8, 16f), 7);
 using var trainer = new LoraTrainer(model, new LoraTrainingOptions(new WarmupCosineSchedule(1e-3f, 2, 1000), new AdamWOptions(), 1f, 7));
 var warmLoader = new LoaderOptions { Seed = 2, BatchSize = batchSize, Workers = 2, PrefetchBatches = prefetch };
+double stepSeconds;
 await using (var feed = ShardedSequenceLoader.Open(sources, warmLoader))
 {
     // Warm-up (JIT, buffers), then timed steps on batches already in memory.
@@ -139,7 +152,7 @@ await using (var feed = ShardedSequenceLoader.Open(sources, warmLoader))
         trainer.Step(Micro(held[i]));
     }
 
-    var stepSeconds = stepClock.Elapsed.TotalSeconds / (held.Count - 1);
+    stepSeconds = stepClock.Elapsed.TotalSeconds / (held.Count - 1);
     var demand = batchSize / stepSeconds;
     Console.WriteLine(Invariant($"trainer (tiny model, LoRA r8, {batchSize} window(s)/step): {stepSeconds * 1000,8:F0} ms/step = {demand,8:F1} windows/s demand"));
     Console.WriteLine(Invariant($"RESULT trainer_step_ms={stepSeconds * 1000:F0} demand_windows_s={demand:F2}"));
@@ -148,35 +161,85 @@ await using (var feed = ShardedSequenceLoader.Open(sources, warmLoader))
         Console.WriteLine(Invariant($"supply/demand, loader {name[..4]} {name[4..]} worker(s): {rate / demand,8:F0}x"));
     }
 
-    Console.WriteLine(Invariant($"RESULT ratio_cold_1w={supply["cold1"] / demand:F0} ratio_cold_2w={supply["cold2"] / demand:F0} ratio_warm_2w={supply["warm2"] / demand:F0}"));
+    if (!runsOnly)
+    {
+        Console.WriteLine(Invariant($"RESULT ratio_cold_1w={supply["cold1"] / demand:F0} ratio_cold_2w={supply["cold2"] / demand:F0} ratio_warm_2w={supply["warm2"] / demand:F0}"));
+    }
 }
 
-// 5. A short training run fed by the loader (cold cache): how long did the trainer wait for data?
-PageCache.Evict(dir, "*.arrow");
-await using (var feed = ShardedSequenceLoader.Open(sources, warmLoader with { Seed = 3 }))
+// 5. Short training runs fed by the loader (cold cache), with each injected latency per remote range
+// read: how long did the trainer wait for data, as a share of its step time? (Variants below.) The
+// step time measured above sizes "sized". The first NextAsync waits for the shard checks and the first read: a
+// start-up cost, reported apart.
+var seed = 3UL;
+foreach (var latencyMs in latencies)
 {
-    var run = Stopwatch.StartNew();
-    var first = TimeSpan.Zero;
-    for (var step = 0; step < steps; step++)
+    var latency = TimeSpan.FromMilliseconds(latencyMs);
+    var remote = latencyMs > 0 ? ShardSources.WithReadLatency(sources, latency) : sources;
+    string[] variants = latencyMs > 0 ? ["unbatched", "default", "sized"] : ["default"];
+    foreach (var variant in variants)
     {
-        var batch = await feed.NextAsync();
-        if (step == 0)
-        {
-            // The first call waits for the shard checks and the first read: a start-up cost, not a stall.
-            first = feed.Stats.WaitTime;
-        }
-
-        trainer.Step(Micro(batch));
+        var loaderOptions = Variant(warmLoader with { Seed = seed++ }, variant, latency, TimeSpan.FromSeconds(stepSeconds));
+        var (run, first, waited, waits, stats) = await TrainAsync(remote, loaderOptions, steps, batch => trainer.Step(Micro(batch)));
+        Report("trainer", latencyMs, variant, loaderOptions, run, first, waited, waits, stats, steps);
     }
 
-    var runSeconds = run.Elapsed.TotalSeconds;
-    var stats = feed.Stats;
-    var steady = (stats.WaitTime - first).TotalMilliseconds;
-    Console.WriteLine(Invariant($"training run, {steps} steps fed by the loader (2 workers, prefetch {prefetch}, cold cache): {runSeconds:F1} s; first batch {first.TotalMilliseconds:F1} ms; then the trainer waited {steady:F2} ms in NextAsync over steps 2..{steps} = {100 * steady / 1000 / runSeconds:F3}% of the run ({stats.Waits} waiting call(s) in all)"));
-    Console.WriteLine(Invariant($"RESULT run_s={runSeconds:F1} first_ms={first.TotalMilliseconds:F1} waited_ms={steady:F2} waits={stats.Waits} waited_pct={100 * steady / 1000 / runSeconds:F3}"));
+    if (modeledStepMs > 0)
+    {
+        // A fast accelerator's step: the loader's slack is the step time, so latency shows far sooner.
+        var modeledSteps = Math.Max(steps, 5000 / modeledStepMs);
+        foreach (var variant in variants)
+        {
+            var loaderOptions = Variant(warmLoader with { Seed = seed++ }, variant, latency, TimeSpan.FromMilliseconds(modeledStepMs));
+            var (run, first, waited, waits, stats) = await TrainAsync(remote, loaderOptions, modeledSteps, _ => Thread.Sleep(modeledStepMs));
+            Report(Invariant($"modeled-{modeledStepMs}ms"), latencyMs, variant, loaderOptions, run, first, waited, waits, stats, modeledSteps);
+        }
+    }
 }
 
 Directory.Delete(dir, recursive: true);
+
+async Task<(TimeSpan Run, TimeSpan First, TimeSpan Waited, long Waits, LoaderStats Stats)> TrainAsync(IReadOnlyList<ShardSource> feedFrom, LoaderOptions loaderOptions, int count, Action<LoaderBatch> step)
+{
+    PageCache.Evict(dir, "*.arrow");
+    await using var feed = ShardedSequenceLoader.Open(feedFrom, loaderOptions);
+    var first = TimeSpan.Zero;
+    var clock = Stopwatch.StartNew();
+    for (var i = 0; i < count; i++)
+    {
+        var batch = await feed.NextAsync();
+        if (i == 0)
+        {
+            first = feed.Stats.WaitTime;
+            clock.Restart();
+        }
+
+        step(batch);
+    }
+
+    var stats = feed.Stats;
+    return (clock.Elapsed, first, stats.WaitTime - first, stats.Waits, stats);
+}
+
+// "unbatched": one slice at a time per batch, never merged: how the loader read before range reads
+// were coalesced and run concurrently. "default": the options a job uses today. "sized": ForLatency
+// with the latency and the step time.
+static LoaderOptions Variant(LoaderOptions options, string variant, TimeSpan latency, TimeSpan stepTime) => variant switch
+{
+    "unbatched" => options with { ConcurrentReads = options.Workers, CoalesceGapBytes = 0, MaxRangeBytes = 1 },
+    "sized" => options.ForLatency(latency, stepTime),
+    _ => options,
+};
+
+static void Report(string trainerName, double latencyMs, string name, LoaderOptions used, TimeSpan run, TimeSpan first, TimeSpan waited, long waits, LoaderStats stats, int count)
+{
+    // Steps 2..count: the run clock starts once the first batch is in hand.
+    var compute = run - waited;
+    var stepMs = compute.TotalMilliseconds / (count - 1);
+    var pct = 100 * waited.TotalMilliseconds / compute.TotalMilliseconds;
+    Console.WriteLine(Invariant($"{trainerName}, {latencyMs:F0} ms per remote read, loader {name} (workers {used.Workers}, prefetch {used.PrefetchBatches}, {used.ConcurrentReads} reads at once, gap {used.CoalesceGapBytes / 1024} KiB): {count} steps of {stepMs:F0} ms; first batch {first.TotalMilliseconds:F0} ms (start-up); then waited {waited.TotalMilliseconds:F1} ms = {pct:F2}% of step time; {stats.RangeReads} range reads for {stats.WindowsRead} windows"));
+    Console.WriteLine(Invariant($"RESULT wait trainer={trainerName} latency_ms={latencyMs:F0} loader={name} step_ms={stepMs:F0} first_ms={first.TotalMilliseconds:F0} waited_ms={waited.TotalMilliseconds:F1} waited_pct={pct:F2} waits={waits}"));
+}
 
 static List<TrainingBatch> Micro(LoaderBatch batch) =>
     [.. batch.Windows.Select(Atelier.Training.Jobs.FineTuningRunner.ToBatch)];

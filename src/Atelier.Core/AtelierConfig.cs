@@ -30,6 +30,13 @@ public sealed record AtelierConfig
     /// <summary>Sites, racks and nodes.</summary>
     public IReadOnlyList<Site> Sites { get; init; } = [];
 
+    /// <summary>
+    /// The latency between racks and sites (<c>topology</c>). Absent, as in the file the first start
+    /// writes: the defaults of <see cref="LatencyTiers"/>.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public TopologyConfig? Topology { get; init; }
+
     /// <summary>Places bytes can live. Relative local paths are under the data directory.</summary>
     public IReadOnlyList<LocationDescriptor> Locations { get; init; } = [];
 

@@ -18,12 +18,30 @@ public sealed record Rack(string Id, IReadOnlyList<string> Nodes);
 public sealed class TopologyMap
 {
     private readonly Dictionary<string, (string Site, string Rack)> _nodes = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string, string), TimeSpan> _siteLatency = [];
+    private readonly TimeSpan _sameRack;
+    private readonly TimeSpan _crossRack;
+    private readonly TimeSpan _crossSite;
 
-    /// <summary>Builds the map from configured sites.</summary>
+    /// <summary>Builds the map from configured sites, with the default latencies of <see cref="LatencyTiers"/>.</summary>
     public TopologyMap(IReadOnlyList<Site> sites)
+        : this(sites, null)
+    {
+    }
+
+    /// <summary>Builds the map from configured sites and the latencies between them.</summary>
+    /// <param name="sites">The sites, racks and nodes.</param>
+    /// <param name="latency">Latency by tier and between named sites; null takes the defaults.</param>
+    /// <exception cref="ArgumentException">A latency is negative or not a number, or a site override names an unknown site.</exception>
+    public TopologyMap(IReadOnlyList<Site> sites, TopologyConfig? latency)
     {
         ArgumentNullException.ThrowIfNull(sites);
         Sites = sites;
+        latency ??= new TopologyConfig();
+        LatencyTiers tiers = latency.LatencyMs ?? new LatencyTiers();
+        _sameRack = Milliseconds(tiers.SameRack, "topology.latency_ms.same_rack");
+        _crossRack = Milliseconds(tiers.CrossRack, "topology.latency_ms.cross_rack");
+        _crossSite = Milliseconds(tiers.CrossSite, "topology.latency_ms.cross_site");
         foreach (var site in sites)
         {
             foreach (var rack in site.Racks)
@@ -33,6 +51,22 @@ public sealed class TopologyMap
                     _nodes[node] = (site.Id, rack.Id);
                 }
             }
+        }
+
+        foreach (SiteLatency pair in latency.SiteLatencyMs ?? [])
+        {
+            // A typo in a site id would otherwise silently fall back to cross_site.
+            foreach (string id in (string[])[pair.A, pair.B])
+            {
+                if (!sites.Any(s => s.Id == id))
+                {
+                    throw new ArgumentException($"topology.site_latency_ms names site '{id}', which is not among the configured sites ({string.Join(", ", sites.Select(s => s.Id))}).", nameof(latency));
+                }
+            }
+
+            TimeSpan ms = Milliseconds(pair.Ms, $"topology.site_latency_ms ({pair.A}, {pair.B})");
+            _siteLatency[(pair.A, pair.B)] = ms;
+            _siteLatency[(pair.B, pair.A)] = ms;
         }
     }
 
@@ -70,4 +104,35 @@ public sealed class TopologyMap
 
         return siteA != siteB ? 3 : rackA != rackB ? 2 : 1;
     }
+
+    /// <summary>
+    /// The latency of one round trip between two nodes: zero on the same node, then the configured
+    /// same-rack, cross-rack or site-pair latency; across sites without an override, and when either
+    /// node is unknown, the cross-site latency (an unknown node is assumed far rather than near, so
+    /// that what is sized from it errs towards reading ahead more).
+    /// </summary>
+    public TimeSpan Latency(string a, string b)
+    {
+        if (a == b)
+        {
+            return TimeSpan.Zero;
+        }
+
+        if (!TryLocate(a, out var siteA, out var rackA) || !TryLocate(b, out var siteB, out var rackB))
+        {
+            return _crossSite;
+        }
+
+        if (siteA != siteB)
+        {
+            return _siteLatency.TryGetValue((siteA, siteB), out TimeSpan pair) ? pair : _crossSite;
+        }
+
+        return rackA != rackB ? _crossRack : _sameRack;
+    }
+
+    private static TimeSpan Milliseconds(double ms, string name) =>
+        double.IsFinite(ms) && ms >= 0 && ms <= TimeSpan.MaxValue.TotalMilliseconds / 2
+            ? TimeSpan.FromMilliseconds(ms)
+            : throw new ArgumentException($"{name} is {ms}; a latency is a finite number of milliseconds, at least 0.", "latency");
 }

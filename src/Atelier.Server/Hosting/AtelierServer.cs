@@ -74,7 +74,7 @@ public static class AtelierServer
         services.AddSingleton(options);
         services.AddSingleton(config);
         services.AddSingleton(options.Clock);
-        services.AddSingleton(new TopologyMap(config.Sites));
+        services.AddSingleton(new TopologyMap(config.Sites, config.Topology));
         // Cluster mode (--cluster, or a PostgreSQL catalog in atelier.json): the catalog's database
         // is shared by every node and holds Orleans' membership too.
         var catalogConfig = options.Cluster is { } shared ? new CatalogConfig { Provider = CatalogConfig.PostgreSql, ConnectionString = shared } : config.Catalog;

@@ -11,7 +11,8 @@ namespace Atelier.Training.Loading;
 /// <summary>
 /// Random access to the rows of one Arrow IPC token shard. On first use it reads the footer, each
 /// record batch's metadata and the list offsets of the four columns the trainer needs (a few bytes
-/// per row); after that a window is four positioned reads of exactly its bytes, whatever the size
+/// per row); after that a window is four slices of exactly its bytes (fetched by range reads that
+/// coalesce neighbouring slices of the windows read together), whatever the size
 /// of the record batch (<see cref="ArrowShardWriter"/> writes one batch per shard, tens of MiB, so
 /// decoding whole batches would multiply the I/O of a global shuffle by the rows per batch).
 /// Uncompressed shards only (what Atelier writes); a compressed one is rejected by name.
@@ -21,6 +22,7 @@ internal sealed class ShardFile : IDisposable
 {
     private const string FormatTag = "atelier-token-shard/1";
     private const int MessageHeaderRecordBatch = 3;
+    private const int ColumnsPerWindow = 4;
 
     private readonly ShardSource _source;
     private readonly StreamBudget _budget;
@@ -50,35 +52,76 @@ internal sealed class ShardFile : IDisposable
         }
     }
 
-    /// <summary>Reads row <paramref name="row"/> (0-based within the shard).</summary>
-    public async ValueTask<ShardWindow> ReadAsync(long row, LoaderCounters counters, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads the windows at <paramref name="rows"/> (0-based within the shard), in that order. The
+    /// column slices they need are sorted by file offset and slices closer than
+    /// <see cref="RangeReadPlan.GapBytes"/> are fetched by one range read, so that a remote store pays
+    /// one round trip for several slices; the range reads run concurrently, at most as many at once
+    /// over the whole loader as <paramref name="reads"/> allows.
+    /// </summary>
+    public async Task<ShardWindow[]> ReadWindowsAsync(long[] rows, RangeReadPlan plan, SemaphoreSlim reads, LoaderCounters counters, CancellationToken cancellationToken)
     {
-        Stream? stream = null;
+        byte[][]? buffers = null;
         try
         {
             ShardLayout layout = await LayoutAsync(cancellationToken).ConfigureAwait(false);
-            int batchIndex = layout.FindBatch(row);
-            BatchLayout batch = layout.Batches[batchIndex];
-            int r = checked((int)(row - layout.BatchStarts[batchIndex]));
-            stream = await RentAsync(cancellationToken).ConfigureAwait(false);
-            int[] inputIds = await ReadInt32sAsync(stream, batch.InputIds, r, counters, cancellationToken).ConfigureAwait(false);
-            int[] labels = await ReadInt32sAsync(stream, batch.Labels, r, counters, cancellationToken).ConfigureAwait(false);
-            byte[] lossMask = await ReadBytesAsync(stream, batch.LossMask, r, counters, cancellationToken).ConfigureAwait(false);
-            int[] sizes = await ReadInt32sAsync(stream, batch.Sizes, r, counters, cancellationToken).ConfigureAwait(false);
-            long total = 0;
-            foreach (int size in sizes)
+
+            // Four slices per window, in column order: input_ids, labels, loss_mask, sizes.
+            var slices = new ColumnSlice[rows.Length * ColumnsPerWindow];
+            long windowBytes = 0;
+            for (int i = 0; i < rows.Length; i++)
             {
-                total += size;
+                int batchIndex = layout.FindBatch(rows[i]);
+                BatchLayout batch = layout.Batches[batchIndex];
+                int r = checked((int)(rows[i] - layout.BatchStarts[batchIndex]));
+                slices[(i * ColumnsPerWindow) + 0] = batch.InputIds.Slice(r, sizeof(int));
+                slices[(i * ColumnsPerWindow) + 1] = batch.Labels.Slice(r, sizeof(int));
+                slices[(i * ColumnsPerWindow) + 2] = batch.LossMask.Slice(r, sizeof(byte));
+                slices[(i * ColumnsPerWindow) + 3] = batch.Sizes.Slice(r, sizeof(int));
             }
 
-            if (total != inputIds.Length)
+            (ByteRange[] ranges, int[] rangeOf) = Coalesce(slices, plan);
+            buffers = new byte[ranges.Length][];
+            var pending = new Task[ranges.Length];
+            for (int k = 0; k < ranges.Length; k++)
             {
-                throw new InvalidDataException($"row {row}: the sizes sum to {total} but the window holds {inputIds.Length} tokens.");
+                pending[k] = FetchAsync(ranges[k], buffers, k, reads, cancellationToken);
             }
 
-            Return(stream);
-            stream = null;
-            return new ShardWindow(inputIds, labels, lossMask, sizes);
+            await Task.WhenAll(pending).ConfigureAwait(false);
+
+            var windows = new ShardWindow[rows.Length];
+            for (int i = 0; i < rows.Length; i++)
+            {
+                int at = i * ColumnsPerWindow;
+                int[] inputIds = Int32s(slices[at], ranges, rangeOf[at], buffers);
+                int[] labels = Int32s(slices[at + 1], ranges, rangeOf[at + 1], buffers);
+                byte[] lossMask = Bytes(slices[at + 2], ranges, rangeOf[at + 2], buffers);
+                int[] sizes = Int32s(slices[at + 3], ranges, rangeOf[at + 3], buffers);
+                long total = 0;
+                foreach (int size in sizes)
+                {
+                    total += size;
+                }
+
+                if (total != inputIds.Length)
+                {
+                    throw new InvalidDataException($"row {rows[i]}: the sizes sum to {total} but the window holds {inputIds.Length} tokens.");
+                }
+
+                windowBytes += slices[at].Length + slices[at + 1].Length + slices[at + 2].Length + slices[at + 3].Length;
+                windows[i] = new ShardWindow(inputIds, labels, lossMask, sizes);
+            }
+
+            long fetched = 0;
+            foreach (ByteRange range in ranges)
+            {
+                fetched += range.Length;
+            }
+
+            counters.AddBytes(windowBytes);
+            counters.AddRangeReads(ranges.Length, fetched);
+            return windows;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -86,10 +129,15 @@ internal sealed class ShardFile : IDisposable
         }
         finally
         {
-            if (stream is not null)
+            if (buffers is not null)
             {
-                // A stream that failed mid-read may be at any position or broken: never pool it.
-                await stream.DisposeAsync().ConfigureAwait(false);
+                foreach (byte[]? buffer in buffers)
+                {
+                    if (buffer is not null)
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                    }
+                }
             }
         }
     }
@@ -171,35 +219,97 @@ internal sealed class ShardFile : IDisposable
         _ => new InvalidDataException($"Shard '{Name}' is not a readable Arrow IPC token shard: {e.Message}", e),
     };
 
-    private static async ValueTask<int[]> ReadInt32sAsync(Stream stream, ColumnLayout column, int row, LoaderCounters counters, CancellationToken cancellationToken)
+    // Sorts the slices by offset and merges neighbours into ranges: a slice joins the range before it
+    // when the hole between them is at most GapBytes and the range stays within MaxRangeBytes (a
+    // single larger slice is a range of its own). rangeOf[s] is slice s's range, -1 for an empty slice.
+    private static (ByteRange[] Ranges, int[] RangeOf) Coalesce(ColumnSlice[] slices, RangeReadPlan plan)
     {
-        int count = column.Offsets[row + 1] - column.Offsets[row];
-        var values = new int[count];
-        int bytes = count * sizeof(int);
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(bytes);
+        var order = new int[slices.Length];
+        var offsets = new long[slices.Length];
+        for (int s = 0; s < slices.Length; s++)
+        {
+            order[s] = s;
+            offsets[s] = slices[s].Offset;
+        }
+
+        Array.Sort(offsets, order);
+        var rangeOf = new int[slices.Length];
+        var ranges = new List<ByteRange>();
+        long start = 0;
+        long end = 0;
+        foreach (int s in order)
+        {
+            ColumnSlice slice = slices[s];
+            if (slice.Length == 0)
+            {
+                rangeOf[s] = -1;
+                continue;
+            }
+
+            long sliceEnd = slice.Offset + slice.Length;
+            if (ranges.Count > 0 && slice.Offset - end <= plan.GapBytes && Math.Max(end, sliceEnd) - start <= plan.MaxRangeBytes)
+            {
+                end = Math.Max(end, sliceEnd);
+                ranges[^1] = new ByteRange(start, checked((int)(end - start)));
+            }
+            else
+            {
+                start = slice.Offset;
+                end = sliceEnd;
+                ranges.Add(new ByteRange(start, slice.Length));
+            }
+
+            rangeOf[s] = ranges.Count - 1;
+        }
+
+        return (ranges.ToArray(), rangeOf);
+    }
+
+    private async Task FetchAsync(ByteRange range, byte[][] buffers, int index, SemaphoreSlim reads, CancellationToken cancellationToken)
+    {
+        await reads.WaitAsync(cancellationToken).ConfigureAwait(false);
+        Stream? stream = null;
         try
         {
-            stream.Position = column.ValuesOffset + ((long)column.Offsets[row] * sizeof(int));
-            await stream.ReadExactlyAsync(buffer.AsMemory(0, bytes), cancellationToken).ConfigureAwait(false);
-            MemoryMarshal.Cast<byte, int>(buffer.AsSpan(0, bytes)).CopyTo(values);
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(range.Length);
+            buffers[index] = buffer;
+            stream = await RentAsync(cancellationToken).ConfigureAwait(false);
+            stream.Position = range.Offset;
+            await stream.ReadExactlyAsync(buffer.AsMemory(0, range.Length), cancellationToken).ConfigureAwait(false);
+            Return(stream);
+            stream = null;
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            reads.Release();
+            if (stream is not null)
+            {
+                // A stream that failed mid-read may be at any position or broken: never pool it.
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static int[] Int32s(ColumnSlice slice, ByteRange[] ranges, int range, byte[][] buffers)
+    {
+        var values = new int[slice.Length / sizeof(int)];
+        if (range >= 0)
+        {
+            ReadOnlySpan<byte> bytes = buffers[range].AsSpan(checked((int)(slice.Offset - ranges[range].Offset)), slice.Length);
+            MemoryMarshal.Cast<byte, int>(bytes).CopyTo(values);
         }
 
-        counters.AddBytes(bytes);
         return values;
     }
 
-    private static async ValueTask<byte[]> ReadBytesAsync(Stream stream, ColumnLayout column, int row, LoaderCounters counters, CancellationToken cancellationToken)
-    {
-        var values = new byte[column.Offsets[row + 1] - column.Offsets[row]];
-        stream.Position = column.ValuesOffset + column.Offsets[row];
-        await stream.ReadExactlyAsync(values, cancellationToken).ConfigureAwait(false);
-        counters.AddBytes(values.Length);
-        return values;
-    }
+    private static byte[] Bytes(ColumnSlice slice, ByteRange[] ranges, int range, byte[][] buffers) =>
+        range < 0 ? [] : buffers[range].AsSpan(checked((int)(slice.Offset - ranges[range].Offset)), slice.Length).ToArray();
+
+    // The bytes of one column of one window: where they are in the file and how many.
+    private readonly record struct ColumnSlice(long Offset, int Length);
+
+    // One range read: a run of the file holding one or more slices (and the holes between them).
+    private readonly record struct ByteRange(long Offset, int Length);
 
     /// <summary>Where the rows of a shard are: its record batches and their column offsets.</summary>
     private sealed class ShardLayout
@@ -478,6 +588,9 @@ internal sealed class ShardFile : IDisposable
     private sealed record ColumnLayout(long ValuesOffset, int[] Offsets)
     {
         public int Length(int row) => Offsets[row + 1] - Offsets[row];
+
+        public ColumnSlice Slice(int row, int elementSize) =>
+            new(ValuesOffset + ((long)Offsets[row] * elementSize), checked(Length(row) * elementSize));
     }
 }
 
@@ -499,3 +612,8 @@ internal sealed class StreamBudget(int maxIdle)
 
     public void Release() => Interlocked.Decrement(ref _idle);
 }
+
+/// <summary>How the column slices of the windows read together become range reads.</summary>
+/// <param name="GapBytes">The largest hole between two slices that one range read spans rather than paying another round trip.</param>
+/// <param name="MaxRangeBytes">The largest range read that merging builds (one slice larger than this is still read whole).</param>
+internal readonly record struct RangeReadPlan(long GapBytes, long MaxRangeBytes);

@@ -72,6 +72,75 @@ public static class ShardSources
         return "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 
+    /// <summary>
+    /// A shard on a store read by ranged requests (an S3-compatible location, whose whole-object
+    /// streams cannot seek): its stream fetches exactly each range the loader reads, one request per
+    /// (coalesced) range read. The length is asked once, on the first open, and kept: shards are
+    /// immutable blobs. With the placement guard:
+    /// <c>ShardSources.FromRangeReads(name, rows, hash, ct => guard.GetLengthAsync(...), (offset, length, ct) => guard.OpenReadRangeAsync(...))</c>.
+    /// </summary>
+    /// <param name="name">The shard's name (for a dataset version, its path in the manifest).</param>
+    /// <param name="rows">The windows the manifest declares.</param>
+    /// <param name="contentHash">The manifest's SHA-256, when known.</param>
+    /// <param name="lengthAsync">The object's length in bytes.</param>
+    /// <param name="openRangeAsync">Opens <c>length</c> bytes from <c>offset</c> (the two longs, in that order).</param>
+    public static ShardSource FromRangeReads(
+        string name,
+        long rows,
+        string? contentHash,
+        Func<CancellationToken, ValueTask<long>> lengthAsync,
+        Func<long, long, CancellationToken, ValueTask<Stream>> openRangeAsync)
+    {
+        ArgumentNullException.ThrowIfNull(lengthAsync);
+        ArgumentNullException.ThrowIfNull(openRangeAsync);
+        long length = -1;
+        return new ShardSource(name, rows, async cancellationToken =>
+        {
+            // A benign race: two first opens may both ask; both get the same answer.
+            long known = Volatile.Read(ref length);
+            if (known < 0)
+            {
+                known = await lengthAsync(cancellationToken).ConfigureAwait(false);
+                Volatile.Write(ref length, known);
+            }
+
+            return new RangeReadStream(known, openRangeAsync);
+        })
+        { ContentHash = contentHash };
+    }
+
+    /// <summary>
+    /// The same shards with <paramref name="latency"/> added to opening each stream and to each read
+    /// at a new position, as a store on a remote rack or in a cloud adds a round trip per range read
+    /// (<c>TopologyMap.Latency</c> gives realistic figures). For tests and benchmarks: the loader's
+    /// output must not change, only how long reading takes. Names, rows and hashes (the fingerprint)
+    /// stay the same.
+    /// </summary>
+    /// <param name="shards">The shards to slow down.</param>
+    /// <param name="latency">The wait per open and per range read.</param>
+    /// <param name="timeProvider">The clock the waits run on (the system's by default).</param>
+    public static IReadOnlyList<ShardSource> WithReadLatency(IReadOnlyList<ShardSource> shards, TimeSpan latency, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(shards);
+        ArgumentOutOfRangeException.ThrowIfLessThan(latency, TimeSpan.Zero);
+        TimeProvider clock = timeProvider ?? TimeProvider.System;
+        var slowed = new ShardSource[shards.Count];
+        for (int i = 0; i < slowed.Length; i++)
+        {
+            ShardSource shard = shards[i];
+            slowed[i] = shard with
+            {
+                OpenAsync = async cancellationToken =>
+                {
+                    await Task.Delay(latency, clock, cancellationToken).ConfigureAwait(false);
+                    return new LatencyInjectingStream(await shard.OpenAsync(cancellationToken).ConfigureAwait(false), latency, clock);
+                },
+            };
+        }
+
+        return slowed;
+    }
+
     // No FileStream buffer: every read is a positioned read of a whole column slice.
     private static FileStream OpenFile(string path) =>
         new(path, new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Read, Share = FileShare.Read, BufferSize = 0, Options = FileOptions.RandomAccess });

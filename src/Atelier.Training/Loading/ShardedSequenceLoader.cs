@@ -23,8 +23,13 @@ namespace Atelier.Training.Loading;
 /// </para>
 /// <para>
 /// Prefetching: batches are planned in order on the caller's thread (cheap: a permutation lookup
-/// per window) and read by up to <see cref="LoaderOptions.Workers"/> concurrent reads, at most
-/// <see cref="LoaderOptions.PrefetchBatches"/> ahead of the trainer, so memory stays bounded.
+/// per window) and read by up to <see cref="LoaderOptions.Workers"/> concurrent batch reads, at most
+/// <see cref="LoaderOptions.PrefetchBatches"/> ahead of the trainer, so memory stays bounded. A batch
+/// read fetches the column slices of its windows in each shard with range reads that span small holes
+/// (<see cref="LoaderOptions.CoalesceGapBytes"/>) and run concurrently
+/// (<see cref="LoaderOptions.ConcurrentReads"/>), so a shard on a remote rack or an object store costs
+/// about one round trip per batch; with <see cref="LoaderOptions.MaxPrefetchBatches"/> the depth grows
+/// while the trainer waits (see <see cref="LoaderOptions.ForLatency"/>).
 /// On open every shard's metadata is read and checked before the first batch, so a truncated or
 /// corrupt shard fails the job at its first step rather than hours in. A read error surfaces from
 /// <see cref="NextAsync"/> and leaves the loader faulted: open a new one from <see cref="Position"/>.
@@ -43,6 +48,10 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
     private readonly TimeProvider _clock;
     private readonly LoaderCounters _counters = new();
     private readonly SemaphoreSlim _readers;
+    private readonly SemaphoreSlim _rangeReads;
+    private readonly RangeReadPlan _rangePlan;
+    private readonly int _maxDepth;
+    private readonly int _rangeReadsPerWorker;
     private readonly CancellationTokenSource _lifetime = new();
     private readonly Queue<Task<LoaderBatch>> _inFlight = new();
     private readonly Task _ready;
@@ -55,6 +64,7 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
     private Task<int[]>? _nextPermutation;
 
     private LoaderPosition _position;
+    private int _depth;
     private ExceptionDispatchInfo? _fault;
     private int _consuming;
     private int _disposed;
@@ -73,14 +83,20 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
             _shards[i] = new ShardFile(shards[i], budget);
         }
 
-        _readers = new SemaphoreSlim(options.Workers, options.Workers);
+        // No maximum count: the adaptive depth adds permits as it grows.
+        _readers = new SemaphoreSlim(options.Workers);
+        _rangeReads = new SemaphoreSlim(options.ConcurrentReads);
+        _rangePlan = new RangeReadPlan(options.CoalesceGapBytes, options.MaxRangeBytes);
+        _depth = options.PrefetchBatches;
+        _maxDepth = options.MaxPrefetchBatches ?? options.PrefetchBatches;
+        _rangeReadsPerWorker = (options.ConcurrentReads + options.Workers - 1) / options.Workers;
         _position = start;
         _planEpoch = start.Epoch;
         _planIndex = (int)start.Index;
         _permutationEpoch = start.Epoch;
         _permutation = WindowShuffle.Permutation(options.Seed, start.Epoch, _windows);
         _ready = Task.Run(() => CheckShardsAsync(_lifetime.Token));
-        Fill(options.PrefetchBatches);
+        Fill(_depth);
     }
 
     /// <summary>Windows in one epoch (the sum of the shards' rows).</summary>
@@ -109,6 +125,11 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
         if (options.BatchSize < 1 || options.Workers < 1 || options.PrefetchBatches < 0 || options.MaxIdleStreams < 0)
         {
             ThrowHelper.Argument($"BatchSize and Workers must be at least 1, PrefetchBatches and MaxIdleStreams at least 0 (got {options.BatchSize}, {options.Workers}, {options.PrefetchBatches}, {options.MaxIdleStreams}).", nameof(options));
+        }
+
+        if (options.ConcurrentReads < 1 || options.CoalesceGapBytes < 0 || options.MaxRangeBytes < 1 || options.MaxPrefetchBatches < options.PrefetchBatches)
+        {
+            ThrowHelper.Argument($"ConcurrentReads and MaxRangeBytes must be at least 1, CoalesceGapBytes at least 0, MaxPrefetchBatches at least PrefetchBatches (got {options.ConcurrentReads}, {options.MaxRangeBytes}, {options.CoalesceGapBytes}, {options.MaxPrefetchBatches}).", nameof(options));
         }
 
         var starts = new long[shards.Count + 1];
@@ -178,6 +199,7 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
             Task<LoaderBatch> head = _inFlight.Peek();
             if (!head.IsCompleted)
             {
+                Deepen();
                 long waitStart = _clock.GetTimestamp();
                 try
                 {
@@ -209,7 +231,7 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
             _counters.AddBatch();
 
             // Keep the prefetch depth while the trainer works on this batch.
-            Fill(_options.PrefetchBatches);
+            Fill(_depth);
             return batch;
         }
         finally
@@ -252,7 +274,25 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
         }
 
         _readers.Dispose();
+        _rangeReads.Dispose();
         _lifetime.Dispose();
+    }
+
+    /// <summary>The number of batches the loader now reads ahead (grows up to <see cref="LoaderOptions.MaxPrefetchBatches"/>).</summary>
+    public int PrefetchDepth => Volatile.Read(ref _depth);
+
+    // The trainer is about to wait: read one batch further ahead and one more at once, if allowed.
+    // Not on the first batch, whose wait is the start-up (shard checks, first read), not a shortfall.
+    private void Deepen()
+    {
+        if (_depth >= _maxDepth || _counters.Batches == 0)
+        {
+            return;
+        }
+
+        Volatile.Write(ref _depth, _depth + 1);
+        _readers.Release();
+        _rangeReads.Release(_rangeReadsPerWorker);
     }
 
     private void Fill(int depth)
@@ -318,19 +358,45 @@ public sealed class ShardedSequenceLoader : IAsyncDisposable
         {
             long started = _clock.GetTimestamp();
 
-            // Read in file order (shard, then row) for locality; hand out in the planned order.
+            // Read each shard's windows together (their slices sorted by offset and coalesced), all
+            // shards at once; hand out in the planned order.
             var order = new int[windows.Length];
             for (int i = 0; i < order.Length; i++)
             {
                 order[i] = i;
             }
 
-            Array.Sort((int[])windows.Clone(), order);
+            int[] sorted = (int[])windows.Clone();
+            Array.Sort(sorted, order);
             var batch = new ShardWindow[windows.Length];
-            foreach (int i in order)
+            var reads = new List<(int First, int Count, Task<ShardWindow[]> Read)>();
+            for (int first = 0; first < sorted.Length;)
             {
-                int shard = ShardOf(windows[i]);
-                batch[i] = await _shards[shard].ReadAsync(windows[i] - _shardStarts[shard], _counters, cancellationToken).ConfigureAwait(false);
+                int shard = ShardOf(sorted[first]);
+                int count = 1;
+                while (first + count < sorted.Length && sorted[first + count] < _shardStarts[shard + 1])
+                {
+                    count++;
+                }
+
+                var rows = new long[count];
+                for (int j = 0; j < count; j++)
+                {
+                    rows[j] = sorted[first + j] - _shardStarts[shard];
+                }
+
+                reads.Add((first, count, _shards[shard].ReadWindowsAsync(rows, _rangePlan, _rangeReads, _counters, cancellationToken)));
+                first += count;
+            }
+
+            await Task.WhenAll(reads.Select(r => r.Read)).ConfigureAwait(false);
+            foreach ((int first, int count, Task<ShardWindow[]> read) in reads)
+            {
+                ShardWindow[] ofShard = await read.ConfigureAwait(false);
+                for (int j = 0; j < count; j++)
+                {
+                    batch[order[first + j]] = ofShard[j];
+                }
             }
 
             _counters.AddRead(windows.Length, _clock.GetElapsedTime(started));
