@@ -259,28 +259,8 @@ public sealed partial class DeploymentManifestTests
             var resolved = config.ResolveCatalog(directory.Path, null, name => name == CatalogConfig.ConnectionStringVariable ? "Host=db;Database=atelier" : null);
             Assert.Equal((CatalogConfig.PostgreSql, "Host=db;Database=atelier"), (resolved?.Provider, resolved?.ConnectionString));
 
-            // The topology's nodes are exactly the pods (node name = pod name).
-            var topology = config.Sites.SelectMany(s => s.Racks).SelectMany(r => r.Nodes).ToArray();
-            Assert.Equal(topology.Length, topology.Distinct(StringComparer.Ordinal).Count());
-            Assert.Equal(pods.Order(StringComparer.Ordinal), topology.Order(StringComparer.Ordinal));
-
-            // Every location id a setting names exists, and every location sits in the topology.
-            var locations = config.Locations.Select(l => l.Id).ToHashSet(StringComparer.Ordinal);
-            Assert.Equal(config.Locations.Count, locations.Count);
-            var named = config.Defaults.CheckpointLocations.Append(config.Defaults.FileLocation).Concat(config.Serving.Replicas.Select(r => r.Location));
-            if (json["cluster"]?["shared_location"]?.GetValue<string>() is { } shared)
-            {
-                named = named.Append(shared);
-            }
-
-            Assert.All(named, id => Assert.True(locations.Contains(id), $"{key} names location {id}, which locations[] does not define"));
-            Assert.All(new[] { config.Defaults.FilePolicy, config.Defaults.CheckpointPolicy }, p => config.Policy(p));
-            foreach (var location in config.Locations)
-            {
-                Assert.Contains(location.Site, config.Sites.Select(s => s.Id));
-                Assert.True(location.Rack is null || config.Sites.Single(s => s.Id == location.Site).Racks.Any(r => r.Id == location.Rack), $"location {location.Id}: rack {location.Rack} is not in site {location.Site}");
-                Assert.True(location.Node is null || config.Sites.SelectMany(s => s.Racks).Single(r => r.Nodes.Contains(location.Node)).Id == location.Rack, $"location {location.Id}: node {location.Node} is not in rack {location.Rack}");
-            }
+            // The topology's nodes are exactly the pods (node name = pod name), and its references hold.
+            AssertConsistent(config, json, key, pods);
 
             // Training nodes train; serving nodes have no slot, so the scheduler places nothing there.
             Assert.True(set.Name == "atelier-serve" ? config.Defaults.TrainingSlots == 0 : config.Defaults.TrainingSlots > 0, $"{set.Name}: defaults.training_slots {config.Defaults.TrainingSlots}");
@@ -295,6 +275,50 @@ public sealed partial class DeploymentManifestTests
         }
 
         Assert.All(files, f => Assert.True(JsonNode.DeepEquals(files[0], f), "the ConfigMap's atelier.json files differ in more than defaults.training_slots"));
+    }
+
+    [Fact]
+    public void TheAtelierJsonOfDocsCluster_LoadsWithAtelierConfig_AndItsReferencesHold()
+    {
+        // The first JSON block of "The shared atelier.json" in docs/cluster.md is the one operators copy.
+        var markdown = File.ReadAllText(Path.Combine(Repo.Root, "docs", "cluster.md"));
+        var section = markdown.IndexOf("## The shared atelier.json", StringComparison.Ordinal);
+        Assert.True(section >= 0, "docs/cluster.md has no section \"The shared atelier.json\"");
+        var block = JsonBlock().Match(markdown, section);
+        Assert.True(block.Success, "docs/cluster.md: no ```json block in \"The shared atelier.json\"");
+        var text = block.Groups[1].Value;
+
+        var config = Load(text);
+        AssertConsistent(config, JsonNode.Parse(text)!, "docs/cluster.md", ["a", "b", "c"]);
+        Assert.Equal((CatalogConfig.PostgreSql, (string?)null), (config.Catalog?.Provider, config.Catalog?.ConnectionString));
+        Assert.NotNull(config.Catalog?.ConnectionStringFile);
+        Assert.Equal(2, config.Sites.Single().Racks.Count);
+    }
+
+    /// <summary>Node names are <paramref name="nodes"/>; every location, policy and node the configuration names exists.</summary>
+    private static void AssertConsistent(AtelierConfig config, JsonNode json, string what, IEnumerable<string> nodes)
+    {
+        var topology = config.Sites.SelectMany(s => s.Racks).SelectMany(r => r.Nodes).ToArray();
+        Assert.Equal(topology.Length, topology.Distinct(StringComparer.Ordinal).Count());
+        Assert.Equal(nodes.Order(StringComparer.Ordinal), topology.Order(StringComparer.Ordinal));
+
+        // Every location id a setting names exists, and every location sits in the topology.
+        var locations = config.Locations.Select(l => l.Id).ToHashSet(StringComparer.Ordinal);
+        Assert.Equal(config.Locations.Count, locations.Count);
+        var named = config.Defaults.CheckpointLocations.Append(config.Defaults.FileLocation).Concat(config.Serving.Replicas.Select(r => r.Location));
+        if (json["cluster"]?["shared_location"]?.GetValue<string>() is { } shared)
+        {
+            named = named.Append(shared);
+        }
+
+        Assert.All(named, id => Assert.True(locations.Contains(id), $"{what} names location {id}, which locations[] does not define"));
+        Assert.All(new[] { config.Defaults.FilePolicy, config.Defaults.CheckpointPolicy }, p => config.Policy(p));
+        foreach (var location in config.Locations)
+        {
+            Assert.Contains(location.Site, config.Sites.Select(s => s.Id));
+            Assert.True(location.Rack is null || config.Sites.Single(s => s.Id == location.Site).Racks.Any(r => r.Id == location.Rack), $"{what}: location {location.Id}: rack {location.Rack} is not in site {location.Site}");
+            Assert.True(location.Node is null || config.Sites.SelectMany(s => s.Racks).Single(r => r.Nodes.Contains(location.Node)).Id == location.Rack, $"{what}: location {location.Id}: node {location.Node} is not in rack {location.Rack}");
+        }
     }
 
     private static AtelierConfig Load(string json)
@@ -374,6 +398,9 @@ public sealed partial class DeploymentManifestTests
 
     [GeneratedRegex(@"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")]
     private static partial Regex EnvReference();
+
+    [GeneratedRegex(@"```json\n(.*?)\n```", RegexOptions.Singleline)]
+    private static partial Regex JsonBlock();
 
     [GeneratedRegex(@"\bcp (\S+) (\S+)")]
     private static partial Regex CopyCommand();
