@@ -9,7 +9,8 @@
 #     Playwright drives without downloading a browser of its own,
 #   - Debian's postgresql (server binaries only), which the PostgreSQL catalog and cluster tests start themselves,
 #   - Debian's ceph-mon, ceph-osd and radosgw: the S3 location tests start a one-node Ceph with
-#     its RADOS Gateway (eng/ceph-rgw.sh) once per run and stop it at the end.
+#     its RADOS Gateway (eng/ceph-rgw.sh) once per run and stop it at the end,
+#   - Debian's yamllint, which the deployment manifests' test runs over deploy/.
 # Ends with one line "N passed, N failed", counted from the TRX test results.
 # Extra arguments go to `dotnet test`, e.g.  eng/test.sh --filter "Category!=Slow"
 set -uo pipefail
@@ -61,6 +62,16 @@ if ! command -v radosgw >/dev/null || ! command -v ceph-osd >/dev/null || ! comm
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ceph-mon ceph-osd radosgw ceph-common >/dev/null; } \
     || echo "could not install Ceph: the S3 location tests will fail"
+fi
+
+# Debian's yamllint: DeploymentManifestTests lints deploy/ (the Kubernetes manifests) with it, and
+# fails rather than skips when it is missing.
+if ! command -v yamllint >/dev/null; then
+  echo "installing yamllint (the deployment manifests' linter)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq yamllint >/dev/null; } \
+    || echo "could not install yamllint: the deployment manifests' test will fail"
 fi
 
 # Formatting check (whitespace and indentation, as .editorconfig says); a failure fails the run.

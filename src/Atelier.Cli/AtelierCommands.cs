@@ -69,10 +69,12 @@ public static class AtelierCommands
             return value;
         };
         var node = new Option<string?>("--node") { Description = "This node's name in a cluster (as the topology's racks list it; default: cluster.node in atelier.json, else the machine's name)." };
-        var cluster = new Option<string?>("--cluster") { Description = "Join a cluster: the Npgsql connection string of the PostgreSQL database all nodes share (Host=...;Database=atelier;Username=...;Password=...), for the catalog and the cluster's membership. Overrides catalog in atelier.json." };
+        var cluster = new Option<string?>("--cluster") { Description = "Join a cluster: the Npgsql connection string of the PostgreSQL database all nodes share (Host=...;Database=atelier;Username=...;Password=...), for the catalog and the cluster's membership. Overrides catalog in atelier.json. Visible to other users in the process list: prefer catalog.connection_string_file or $ATELIER_CATALOG_CONNECTION_STRING." };
+        var advertisedAddress = new Option<string?>("--advertised-address") { Description = "The IP address other nodes reach this node's silo at (default: cluster.advertised_address in atelier.json, else loopback, which serves only nodes on one machine); in Kubernetes, the pod's IP." };
         var command = new Command("serve", "Run Atelier: API, catalog and storage in one process, from one data directory.");
         command.Options.Add(node);
         command.Options.Add(cluster);
+        command.Options.Add(advertisedAddress);
         command.Options.Add(country);
         command.Options.Add(port);
         command.Options.Add(bind);
@@ -81,7 +83,7 @@ public static class AtelierCommands
         {
             var dataDirectory = Path.GetFullPath(parse.GetValue(data) ?? DefaultDataDirectory);
             var format = parse.GetValue(logFormat);
-            await using var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant(), LogFormat = format, Node = parse.GetValue(node), Cluster = parse.GetValue(cluster) }, cancellationToken: cancel).ConfigureAwait(false);
+            await using var app = await AtelierServer.BuildAsync(new ServerOptions { DataDirectory = dataDirectory, Port = parse.GetValue(port), Bind = parse.GetValue(bind), DefaultCountry = parse.GetValue(country)!.ToUpperInvariant(), LogFormat = format, Node = parse.GetValue(node), Cluster = parse.GetValue(cluster), AdvertisedAddress = parse.GetValue(advertisedAddress) }, cancellationToken: cancel).ConfigureAwait(false);
             var started = app.StartupReport();
 
             // With --log-format json, standard output is for the log alone: the banner goes to standard error.

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Atelier.Core.IO;
 using Atelier.Core.Residency;
 using Atelier.Core.Topology;
 
@@ -71,6 +72,53 @@ public sealed record AtelierConfig
     /// </summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public ClusterConfig? Cluster { get; init; }
+
+    /// <summary>
+    /// The catalog this node opens, its connection string resolved, first found first: the
+    /// <c>--cluster</c> connection string (<paramref name="clusterConnectionString"/>, which means
+    /// PostgreSQL); <c>catalog.connection_string</c>; the file <c>catalog.connection_string_file</c>
+    /// names (refused unless its owner alone can read it); the environment variable
+    /// <see cref="CatalogConfig.ConnectionStringVariable"/>, which, like <c>--cluster</c>, means PostgreSQL
+    /// unless <c>catalog.provider</c> says <c>sqlite</c>. Null: the embedded SQLite catalog.
+    /// </summary>
+    /// <param name="dataDirectory">The data directory: a relative <c>connection_string_file</c> is inside it.</param>
+    /// <param name="clusterConnectionString">The connection string given on the command line, if any.</param>
+    /// <param name="environment">Reads an environment variable (the process's when null; tests pass their own).</param>
+    /// <exception cref="InvalidOperationException">Both <c>connection_string</c> and <c>connection_string_file</c> are set, or the file is empty.</exception>
+    /// <exception cref="UnauthorizedAccessException">The connection string file is readable by its group or others.</exception>
+    public CatalogConfig? ResolveCatalog(string dataDirectory, string? clusterConnectionString, Func<string, string?>? environment = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(dataDirectory);
+        if (clusterConnectionString is not null)
+        {
+            return new CatalogConfig { Provider = CatalogConfig.PostgreSql, ConnectionString = clusterConnectionString };
+        }
+
+        var configured = Catalog;
+        if (configured?.ConnectionStringFile is { Length: > 0 } file)
+        {
+            if (!string.IsNullOrEmpty(configured.ConnectionString))
+            {
+                throw new InvalidOperationException($"{FileName}: catalog.connection_string and catalog.connection_string_file are both set; keep one (the file, so that the password is not in {FileName}).");
+            }
+
+            var path = Path.IsPathFullyQualified(file) ? file : Path.Combine(dataDirectory, file);
+            var text = SecretFile.ReadOwnerOnly(path, "catalog connection string file (catalog.connection_string_file)").Trim();
+            return text.Length > 0
+                ? configured with { ConnectionString = text }
+                : throw new InvalidOperationException($"{FileName}: the catalog connection string file {path} is empty.");
+        }
+
+        if (!string.IsNullOrEmpty(configured?.ConnectionString) || configured?.Provider == CatalogConfig.Sqlite)
+        {
+            return configured;
+        }
+
+        var fromEnvironment = (environment ?? Environment.GetEnvironmentVariable)(CatalogConfig.ConnectionStringVariable);
+        return string.IsNullOrEmpty(fromEnvironment)
+            ? configured
+            : (configured ?? new CatalogConfig { Provider = CatalogConfig.PostgreSql }) with { ConnectionString = fromEnvironment };
+    }
 
     /// <summary>The policy with <paramref name="name"/>, or an error naming the known ones.</summary>
     public ResidencyPolicy Policy(string name) =>
@@ -309,9 +357,24 @@ public sealed record CatalogConfig
     /// <summary>
     /// For <c>postgresql</c>: an Npgsql connection string, e.g.
     /// <c>Host=db;Database=atelier;Username=atelier;Password=...</c>. The database must exist; the
-    /// catalog creates and migrates its tables.
+    /// catalog creates and migrates its tables. Its password is then in <c>atelier.json</c>: prefer
+    /// <see cref="ConnectionStringFile"/> or the environment variable <see cref="ConnectionStringVariable"/>.
     /// </summary>
     public string? ConnectionString { get; init; }
+
+    /// <summary>
+    /// For <c>postgresql</c>: a file holding the connection string (mode 0600 or stricter; a file its
+    /// group or others can read is refused at start; a relative path is inside the data directory),
+    /// so that the password is not in <c>atelier.json</c>. Exclusive with <see cref="ConnectionString"/>.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ConnectionStringFile { get; init; }
+
+    /// <summary>
+    /// The environment variable that gives the connection string when neither <c>--cluster</c> nor
+    /// <c>atelier.json</c> does (see <see cref="AtelierConfig.ResolveCatalog"/>).
+    /// </summary>
+    public const string ConnectionStringVariable = "ATELIER_CATALOG_CONNECTION_STRING";
 }
 
 /// <summary>This node in a cluster (<c>cluster</c>).</summary>

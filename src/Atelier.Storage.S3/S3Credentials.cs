@@ -1,3 +1,5 @@
+using Atelier.Core.IO;
+
 namespace Atelier.Storage.S3;
 
 /// <summary>
@@ -37,18 +39,7 @@ public sealed class S3Credentials
     public static S3Credentials FromFile(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!OperatingSystem.IsWindows())
-        {
-            // Checked before the file is read, so a readable secret is refused rather than used.
-            var mode = File.GetUnixFileMode(path);
-            const UnixFileMode GroupOrOthers = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
-                | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
-            if ((mode & GroupOrOthers) != 0)
-            {
-                throw new UnauthorizedAccessException(
-                    $"The S3 credentials file {path} has mode {Convert.ToString((int)mode, 8)}: group or others can reach it. Make it 0600 (chmod 600).");
-            }
-        }
+        SecretFile.ThrowIfReachableByOthers(path, "S3 credentials file");
 
         string? accessKey = null;
         string? secretKey = null;

@@ -27,6 +27,43 @@ public static class SecretFile
         return secret;
     }
 
+    /// <summary>
+    /// Refuses a secret file that its group or others can reach (any bit beyond the owner's): a
+    /// secret there is not secret. Checked before the file is read, so a readable secret is refused
+    /// rather than used. No-op on Windows, whose files have no Unix modes.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="what">What the file holds, for the message (e.g. <c>S3 credentials file</c>).</param>
+    /// <exception cref="UnauthorizedAccessException">The file's group or others may read, write or execute it.</exception>
+    public static void ThrowIfReachableByOthers(string path, string what)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        // The mode of what the path names: a link (as Kubernetes mounts secrets) is judged by its target.
+        var mode = File.GetUnixFileMode(path);
+        const UnixFileMode GroupOrOthers = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+            | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+        if ((mode & GroupOrOthers) != 0)
+        {
+            throw new UnauthorizedAccessException(
+                $"The {what} {path} has mode {Convert.ToString((int)mode, 8)}: group or others can reach it. Make it 0600 (chmod 600).");
+        }
+    }
+
+    /// <summary>The text of a secret file its owner alone can reach (see <see cref="ThrowIfReachableByOthers"/>).</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="what">What the file holds, for the messages.</param>
+    /// <exception cref="UnauthorizedAccessException">The file's group or others may reach it.</exception>
+    public static string ReadOwnerOnly(string path, string what)
+    {
+        ThrowIfReachableByOthers(path, what);
+        return File.ReadAllText(path);
+    }
+
     /// <summary>Writes a file readable by its owner only (0600), atomically (see docs/decisions/0002).</summary>
     public static void Write(string path, byte[] content, bool overwrite) =>
         AtomicFile.WriteAllBytes(path, content, Mode, overwrite);

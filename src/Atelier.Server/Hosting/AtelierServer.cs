@@ -75,9 +75,10 @@ public static class AtelierServer
         services.AddSingleton(config);
         services.AddSingleton(options.Clock);
         services.AddSingleton(new TopologyMap(config.Sites, config.Topology));
-        // Cluster mode (--cluster, or a PostgreSQL catalog in atelier.json): the catalog's database
-        // is shared by every node and holds Orleans' membership too.
-        var catalogConfig = options.Cluster is { } shared ? new CatalogConfig { Provider = CatalogConfig.PostgreSql, ConnectionString = shared } : config.Catalog;
+        // Cluster mode (--cluster, or a PostgreSQL catalog in atelier.json, its connection string there,
+        // in a 0600 file or in the environment): the catalog's database is shared by every node and
+        // holds Orleans' membership too.
+        var catalogConfig = config.ResolveCatalog(dataDirectory, options.Cluster);
         var clustered = catalogConfig?.Provider == CatalogConfig.PostgreSql;
         var node = options.Node ?? config.Cluster?.Node ?? Environment.MachineName;
         services.AddSingleton(new TrainingNode(node, config.Defaults.TrainingSlots));
@@ -135,7 +136,7 @@ public static class AtelierServer
             Node = node,
             ClusterId = clustered ? config.Cluster?.Id ?? "atelier" : "atelier-" + Environment.MachineName,
             PostgreSqlConnectionString = clustered ? catalogConfig!.ConnectionString : null,
-            AdvertisedAddress = AdvertisedAddress(config.Cluster),
+            AdvertisedAddress = AdvertisedAddress(options.AdvertisedAddress ?? config.Cluster?.AdvertisedAddress),
             ProbeTimeout = config.Cluster?.ProbeTimeoutSeconds is > 0 and var probe ? TimeSpan.FromSeconds(probe) : null,
             SiloPort = FreePort(config.Server.SiloPort),
             GatewayPort = FreePort(config.Server.GatewayPort),
@@ -231,7 +232,7 @@ public static class AtelierServer
                 services.AddAtelierPostgreSqlCatalog(postgres);
                 return postgres.Policies;
             case CatalogConfig.PostgreSql:
-                throw new InvalidOperationException($"{AtelierConfig.FileName}: catalog.provider is \"postgresql\" but catalog.connection_string is empty; give an Npgsql connection string (Host=...;Database=atelier;Username=...;Password=...).");
+                throw new InvalidOperationException($"{AtelierConfig.FileName}: catalog.provider is \"postgresql\" but no connection string is given: set catalog.connection_string_file (a 0600 file), the environment variable {CatalogConfig.ConnectionStringVariable} or catalog.connection_string to an Npgsql connection string (Host=...;Database=atelier;Username=...;Password=...).");
             default:
                 throw new InvalidOperationException($"{AtelierConfig.FileName}: catalog.provider \"{catalog?.Provider}\" is unknown; use \"sqlite\" (the default) or \"postgresql\".");
         }
@@ -345,10 +346,10 @@ public static class AtelierServer
         : throw new InvalidOperationException($"{AtelierConfig.FileName}: cluster.shared_location \"{shared}\" is not one of the locations; defined: {string.Join(", ", config.Locations.Select(l => l.Id))}.");
 
     /// <summary>The configured port, or a free loopback port when it is 0.</summary>
-    private static IPAddress? AdvertisedAddress(ClusterConfig? cluster) =>
-        cluster?.AdvertisedAddress is not { } text ? null
+    private static IPAddress? AdvertisedAddress(string? text) =>
+        text is null ? null
         : IPAddress.TryParse(text, out var address) ? address
-        : throw new InvalidOperationException($"{AtelierConfig.FileName}: cluster.advertised_address \"{text}\" is not an IP address.");
+        : throw new InvalidOperationException($"The advertised address \"{text}\" (--advertised-address or cluster.advertised_address in {AtelierConfig.FileName}) is not an IP address.");
 
     private static int FreePort(int configured)
     {

@@ -27,6 +27,13 @@ public sealed record ServerOptions
     /// </summary>
     public string? Cluster { get; init; }
 
+    /// <summary>
+    /// Overrides the configured advertised address (<c>cluster.advertised_address</c>): the IP address
+    /// other nodes reach this node's silo at, which a shared <c>atelier.json</c> cannot hold for every
+    /// node (in Kubernetes, the pod's IP).
+    /// </summary>
+    public string? AdvertisedAddress { get; init; }
+
     /// <summary>The clock; tests pass a fake one.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 }

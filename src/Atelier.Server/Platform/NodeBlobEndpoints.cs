@@ -2,6 +2,7 @@ using Atelier.Storage.Blobs;
 using Atelier.Storage.Placement;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Atelier.Server.Hosting;
 
 namespace Atelier.Server.Platform;
 
@@ -95,18 +96,17 @@ public static class NodeBlobEndpoints
 /// <summary>Once the server listens, records the address other nodes reach its blob endpoint at.</summary>
 /// <param name="local">This process's side of node-to-node reads.</param>
 /// <param name="server">The HTTP server, whose bound address is known once it started.</param>
-/// <param name="config">The configuration: <c>server.public_url</c>, <c>cluster.advertised_address</c>.</param>
-public sealed class NodeBlobAddress(LocalBlobEndpoint local, IServer server, Atelier.Core.AtelierConfig config) : IHostedLifecycleService
+/// <param name="options">The server's options: <c>serve --advertised-address</c>.</param>
+/// <param name="config">The configuration: <c>cluster.advertised_address</c>.</param>
+/// <remarks>
+/// Not <c>server.public_url</c>: that is where clients reach the installation (a load balancer,
+/// the same for every node of a shared configuration), while another node must reach this one.
+/// </remarks>
+public sealed class NodeBlobAddress(LocalBlobEndpoint local, IServer server, ServerOptions options, Atelier.Core.AtelierConfig config) : IHostedLifecycleService
 {
     /// <inheritdoc />
     public Task StartedAsync(CancellationToken cancellationToken)
     {
-        if (config.Server.PublicUrl is { Length: > 0 } publicUrl)
-        {
-            local.BaseAddress = new Uri(publicUrl.TrimEnd('/') + "/");
-            return Task.CompletedTask;
-        }
-
         if (server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() is not { } listening)
         {
             return Task.CompletedTask;
@@ -114,7 +114,7 @@ public sealed class NodeBlobAddress(LocalBlobEndpoint local, IServer server, Ate
 
         // A wildcard bind is reached at the address the silo advertises (loopback by default).
         var uri = new Uri(listening.Replace("://+:", "://0.0.0.0:", StringComparison.Ordinal).Replace("://*:", "://0.0.0.0:", StringComparison.Ordinal));
-        var host = uri.Host is "0.0.0.0" or "[::]" or "::" ? config.Cluster?.AdvertisedAddress ?? "127.0.0.1" : uri.Host;
+        var host = uri.Host is "0.0.0.0" or "[::]" or "::" ? options.AdvertisedAddress ?? config.Cluster?.AdvertisedAddress ?? "127.0.0.1" : uri.Host;
         local.BaseAddress = new UriBuilder(uri.Scheme, host, uri.Port).Uri;
         return Task.CompletedTask;
     }

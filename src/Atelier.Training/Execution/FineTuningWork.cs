@@ -183,7 +183,7 @@ public sealed partial class FineTuningWork(
                 {
                     using var activity = Activities.StartActivity("job.train");
                     activity?.SetTag("atelier.job.id", jobId);
-                    await TrainAsync(jobId, cancel.Token).ConfigureAwait(false);
+                    await TrainAsync(jobId, node, cancel.Token).ConfigureAwait(false);
                 }
                 catch (Exception e) when (IsCancellation(e, cancel))
                 {
@@ -539,7 +539,7 @@ public sealed partial class FineTuningWork(
         : options.SharedLocation ?? throw new StorageUnavailableException(
             $"The job's location '{job.LocationId}' is a drive of node '{storage.Locations.Describe(job.LocationId).Node}', and no cluster.shared_location is configured for node '{storage.Locations.LocalNode}' to write the job's bytes to.");
 
-    private async Task TrainAsync(string jobId, CancellationToken cancel)
+    private async Task TrainAsync(string jobId, string node, CancellationToken cancel)
     {
         var job = await catalog.Jobs.GetByIdAsync(jobId, cancel).ConfigureAwait(false) ?? throw new NotFoundException("job", jobId);
         var record = JsonSerializer.Deserialize<JobPlanRecord>(job.MetadataJson ?? throw new InvalidOperationException($"Job {jobId} runs without being validated."), AtelierJson.Options)!;
@@ -596,6 +596,7 @@ public sealed partial class FineTuningWork(
                     Job = ckptJob,
                     Plan = record.Plan,
                     ModelDirectory = directory,
+                    ShardReadLatency = storage.Topology.Latency(node, await DataNodeAsync(jobId).ConfigureAwait(false) ?? node),
                     TrainingShards = [.. record.TrainingShards.Select(s => new ShardSource(s.Name, s.Rows, ct => OpenAsync(dataLocations, s.Key, ct)) { ContentHash = s.Sha256 })],
                     ValidationWindows = validation,
                     Checkpoints = checkpoints,

@@ -90,6 +90,12 @@ public sealed record FineTuningRun
     /// <summary>The packed training shards.</summary>
     public required IReadOnlyList<ShardSource> TrainingShards { get; init; }
 
+    /// <summary>
+    /// The latency of one read of the shards from where this node trains (the topology's, between
+    /// this node and the node or rack of the data): the loader reads that much further ahead (decision 0019).
+    /// </summary>
+    public TimeSpan ShardReadLatency { get; init; }
+
     /// <summary>Validation windows (may be empty).</summary>
     public required IReadOnlyList<ShardWindow> ValidationWindows { get; init; }
 
@@ -179,7 +185,7 @@ public static class FineTuningRunner
 
         await using var loader = ShardedSequenceLoader.Open(
             run.TrainingShards,
-            new LoaderOptions { Seed = plan.Seed, BatchSize = plan.BatchSize },
+            new LoaderOptions { Seed = plan.Seed, BatchSize = plan.BatchSize }.ForLatency(run.ShardReadLatency),
             position);
 
         var lossSum = 0.0;
