@@ -305,6 +305,14 @@ internal static class Migrations
             );
             """),
         (9, "cluster membership (Orleans)", ClusterMembershipSchema.Migration),
+
+        // Build ownership: every node scans the unfinished builds, and only the one holding a build's
+        // lease builds it; a lease that is not renewed lapses, and another node takes the build over
+        // (decision 0021).
+        (10, "dataset build leases", """
+            ALTER TABLE datasets ADD COLUMN build_owner TEXT COLLATE "C";
+            ALTER TABLE datasets ADD COLUMN build_lease_until BIGINT;
+            """),
     ];
 
     /// <summary>

@@ -314,6 +314,13 @@ internal static class Migrations
         // silo, which uses localhost clustering and no table. The number is taken here too, so both
         // providers count the same versions.
         (9, "cluster membership (PostgreSQL only)", "SELECT 1;"),
+
+        // Build ownership: the node that builds a dataset holds a lease on it (decision 0021). The
+        // embedded catalog has one node, but the columns exist on both providers so they agree.
+        (10, "dataset build leases", """
+            ALTER TABLE datasets ADD COLUMN build_owner TEXT;
+            ALTER TABLE datasets ADD COLUMN build_lease_until INTEGER;
+            """),
     ];
 
     public static void Apply(SqliteConnection connection)

@@ -46,6 +46,12 @@ public sealed record DatasetRecord
 
     /// <summary>The key that asked for it.</summary>
     public required string CreatedBy { get; init; }
+
+    /// <summary>The node that holds the build's lease while it builds; null when nobody does (not started, or finished).</summary>
+    public string? BuildOwner { get; init; }
+
+    /// <summary>Unix seconds until which <see cref="BuildOwner"/>'s lease holds; past it, another node may take the build over.</summary>
+    public long? BuildLeaseUntil { get; init; }
 }
 
 /// <summary>Dataset versions; every query but the builder's is scoped to a workspace.</summary>
@@ -73,7 +79,21 @@ public interface IDatasetRepository
     /// <summary>Records progress (JSON).</summary>
     Task UpdateProgressAsync(string id, string progressJson, CancellationToken cancellationToken = default);
 
-    /// <summary>Ends a build: succeeded with a summary, or failed/cancelled with an error.</summary>
+    /// <summary>
+    /// Claims the build for <paramref name="node"/> until <paramref name="leaseUntil"/> (unix seconds), in
+    /// one conditional update: it succeeds when the build is queued or running and nobody owns it, this
+    /// node already owns it, or the owner's lease ended at or before <paramref name="now"/>. Of several
+    /// nodes claiming at once exactly one wins; the others get false and leave the build to it.
+    /// </summary>
+    Task<bool> TryClaimBuildAsync(string id, string node, long leaseUntil, long now, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Extends <paramref name="node"/>'s lease on an unfinished build to <paramref name="leaseUntil"/>;
+    /// false when the node no longer owns it (another node took it over, or it finished).
+    /// </summary>
+    Task<bool> RenewBuildLeaseAsync(string id, string node, long leaseUntil, CancellationToken cancellationToken = default);
+
+    /// <summary>Ends a build: succeeded with a summary, or failed/cancelled with an error. Clears the build's owner and lease.</summary>
     Task FinishAsync(string id, string status, string? summaryJson, string? error, CancellationToken cancellationToken = default);
 
     /// <summary>

@@ -13,7 +13,7 @@ public sealed class PostgreSqlMigrationTests : IAsyncLifetime
         var catalog = await _catalogs.OpenAsync("migrate");
         Assert.Equal(PostgreSqlDatabase.KnownSchemaVersions, await catalog.Database.AppliedSchemaVersionsAsync());
         Assert.Equal(Atelier.Catalog.Sqlite.CatalogDatabase.KnownSchemaVersions, PostgreSqlDatabase.KnownSchemaVersions);
-        Assert.Equal(9, PostgreSqlDatabase.LatestSchemaVersion);
+        Assert.Equal(10, PostgreSqlDatabase.LatestSchemaVersion);
     }
 
     [Fact]

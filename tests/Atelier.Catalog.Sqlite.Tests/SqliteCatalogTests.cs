@@ -6,6 +6,9 @@ namespace Atelier.Catalog.Sqlite.Tests;
 /// <summary>What only the SQLite catalog has: its file, its numbered migrations, its own SQL for the registry.</summary>
 public sealed class SqliteCatalogTests
 {
+    // Undoes migration 10 (dataset build leases), for tests that set a catalog back to an older version.
+    private const string WithoutBuildLeases = "ALTER TABLE datasets DROP COLUMN build_owner; ALTER TABLE datasets DROP COLUMN build_lease_until;";
+
     private static string NewPath() => Path.Combine(TestCleanup.CreateDirectory("atelier-catalog"), "catalog.db");
 
     private static ApiKeyStore Keys(SqliteCatalog catalog) => new(catalog.Keys, TimeProvider.System);
@@ -57,8 +60,9 @@ public sealed class SqliteCatalogTests
         var (second, _) = await keys.CreateAsync(await keys.EnsureWorkspaceAsync("team"), "team-admin", "admin");
         var (member, _) = await keys.CreateAsync(await keys.EnsureWorkspaceAsync("team"), "ci", "member");
 
-        // As a catalog written before migration 6 left it: both admins plain admins.
-        Run(catalog.Database, "DELETE FROM schema_migrations WHERE version >= 6");
+        // As a catalog written before migration 6 left it: both admins plain admins, and none of the
+        // later migrations' columns (ALTER TABLE ... ADD COLUMN runs once).
+        Run(catalog.Database, $"{WithoutBuildLeases} DELETE FROM schema_migrations WHERE version >= 6");
 
         var upgraded = Keys(SqliteCatalog.Open(path));
         Assert.Equal(ApiKeyRoles.Operator, (await upgraded.GetAsync(first.Id))!.Role);
@@ -124,7 +128,7 @@ public sealed class SqliteCatalogTests
         Assert.True(await models.TryInsertAsync(Model("ft:base:a:x:3", a, "base", "job-3", 40)));
 
         // As a catalog written before migration 7 left it.
-        Run(catalog.Database, "DROP TABLE model_versions; DROP TABLE model_aliases; DROP TABLE model_alias_history; DROP TABLE model_evaluations; DELETE FROM schema_migrations WHERE version >= 7;");
+        Run(catalog.Database, $"DROP TABLE model_versions; DROP TABLE model_aliases; DROP TABLE model_alias_history; DROP TABLE model_evaluations; {WithoutBuildLeases} DELETE FROM schema_migrations WHERE version >= 7;");
         var upgraded = SqliteCatalog.Open(path);
         Assert.Equal(CatalogDatabase.LatestSchemaVersion, upgraded.Database.SchemaVersion);
         var versions = new SqliteModelVersionRepository(upgraded.Database);

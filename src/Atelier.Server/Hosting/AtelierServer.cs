@@ -111,7 +111,9 @@ public static class AtelierServer
                 MaxCurationDropFraction = config.Defaults.MaxCurationDropFraction,
                 SharedLocation = clustered ? SharedLocation(config) : null,
             },
-            DatasetBuilds = new DatasetBuildServiceOptions { StagingDirectory = Path.Combine(dataDirectory, "staging", "datasets") },
+            // Each build is owned by the one node holding its lease in the catalog (decision 0021);
+            // the embedded catalog has this node alone.
+            DatasetBuilds = new DatasetBuildServiceOptions { StagingDirectory = Path.Combine(dataDirectory, "staging", "datasets"), Node = node, SoleNode = !clustered },
             Checkpoints = new CheckpointStoreOptions { Locations = config.Defaults.CheckpointLocations, Actor = "system:checkpoints" },
         });
         services.AddAtelierFeatures(new FeatureStoreOptions

@@ -9,6 +9,23 @@ public sealed record DatasetBuildServiceOptions
 {
     /// <summary>The node-local directory under which each build stages its version (<c>&lt;dir&gt;/&lt;dataset id&gt;</c>), where it resumes after a restart.</summary>
     public required string StagingDirectory { get; init; }
+
+    /// <summary>This node's name: the owner recorded on the builds it claims (decision 0021).</summary>
+    public string Node { get; init; } = Environment.MachineName;
+
+    /// <summary>
+    /// How long a claim on a build holds without renewal. The builder renews it every third of this
+    /// while it builds; a node that dies loses its builds to another node this long after its last
+    /// renewal, and every node looks for such builds this often.
+    /// </summary>
+    public TimeSpan LeaseLength { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// True when this node is the only one that builds from its catalog (the embedded mode): it takes
+    /// every unfinished build at start whatever lease the catalog holds (a host renamed between runs
+    /// resumes its builds at once, as before leases) and does not poll for other nodes' builds.
+    /// </summary>
+    public bool SoleNode { get; init; }
 }
 
 /// <summary>

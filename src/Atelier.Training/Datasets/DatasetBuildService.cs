@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Threading.Channels;
 using Atelier.Catalog;
@@ -48,13 +49,22 @@ public sealed record CreateDatasetRequest
 /// placed through the placement guard under <c>dataset/&lt;id&gt;/</c>, the manifest last, and only
 /// then is the dataset marked succeeded: a dataset version is complete or not visible.
 /// </summary>
-/// <param name="settings">Where builds stage.</param>
+/// <remarks>
+/// In a cluster every node runs this service over the shared catalog. A node builds a dataset only
+/// while it holds the build's lease in the catalog (<see cref="IDatasetRepository.TryClaimBuildAsync"/>):
+/// it claims the build when the build reaches the head of its queue, renews the lease every third of
+/// <see cref="DatasetBuildServiceOptions.LeaseLength"/> while it builds, and stops when a renewal finds
+/// the build taken over. Every lease length it looks for unfinished builds whose owner stopped
+/// renewing (it died) and queues them, so a live node picks them up without a restart (decision 0021).
+/// </remarks>
+/// <param name="settings">Where builds stage, this node's name and the lease length.</param>
 /// <param name="datasets">The dataset catalog: requests, progress and outcomes.</param>
 /// <param name="files">Uploaded files, the builds' inputs.</param>
 /// <param name="policies">Residency policies, resolved by name.</param>
 /// <param name="guard">The placement guard: reads the inputs, places the versions.</param>
 /// <param name="registry">The model registry, for a base model's tokeniser.</param>
 /// <param name="derived">Builds of versions derived by an operation (semantic dedup), if the host offers them.</param>
+/// <param name="clock">The clock of leases and of their renewal and polling timers.</param>
 /// <param name="logger">The log.</param>
 public sealed partial class DatasetBuildService(
     DatasetBuildServiceOptions settings,
@@ -64,13 +74,24 @@ public sealed partial class DatasetBuildService(
     PlacementGuard guard,
     ModelRegistry registry,
     IDerivedDatasetBuilder? derived,
+    TimeProvider clock,
     ILogger<DatasetBuildService> logger) : BackgroundService
 {
     private readonly Channel<string> _queue = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<string, DatasetBuildProgress> _live = new(StringComparer.Ordinal);
 
-    /// <summary>Queues a build.</summary>
-    public void Enqueue(string datasetId) => _queue.Writer.TryWrite(datasetId);
+    // Ids in the queue: the periodic scan finds the same unfinished builds again and again, and
+    // queues only those not already waiting.
+    private readonly ConcurrentDictionary<string, byte> _queued = new(StringComparer.Ordinal);
+
+    /// <summary>Queues a build (once: a build already waiting is not queued again).</summary>
+    public void Enqueue(string datasetId)
+    {
+        if (_queued.TryAdd(datasetId, 0))
+        {
+            _queue.Writer.TryWrite(datasetId);
+        }
+    }
 
     /// <summary>The progress of a running build, fresher than the catalog's copy.</summary>
     public DatasetBuildProgress? LiveProgress(string datasetId) => _live.TryGetValue(datasetId, out var p) ? p : null;
@@ -152,14 +173,61 @@ public sealed partial class DatasetBuildService(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // Builds that were queued or running when the server stopped run again; the builder
-        // resumes from its staging directory after the last committed shard.
-        foreach (var unfinished in await datasets.UnfinishedAsync(stoppingToken).ConfigureAwait(false))
-        {
-            Enqueue(unfinished.Id);
-        }
+        // resumes from its staging directory after the last committed shard. In a cluster, builds
+        // another node holds a live lease on are left to it.
+        await EnqueueUnfinishedAsync(stoppingToken).ConfigureAwait(false);
+        var polling = settings.SoleNode ? Task.CompletedTask : PollAsync(stoppingToken);
 
+        try
+        {
+            await BuildQueuedAsync(stoppingToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await polling.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Every lease length, queues the unfinished builds nobody holds: a dead node's builds resume on a live one.</summary>
+    private async Task PollAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(settings.LeaseLength, clock, stoppingToken).ConfigureAwait(false);
+                await EnqueueUnfinishedAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // The catalog may be unreachable for a while; the next poll tries again.
+                LogPollFailed(logger, e);
+            }
+        }
+    }
+
+    private async Task EnqueueUnfinishedAsync(CancellationToken cancel)
+    {
+        var now = clock.GetUtcNow().ToUnixTimeSeconds();
+        foreach (var unfinished in await datasets.UnfinishedAsync(cancel).ConfigureAwait(false))
+        {
+            // The claim decides; this only spares queueing what another node visibly holds.
+            if (settings.SoleNode || unfinished.BuildOwner is null || unfinished.BuildOwner == settings.Node || unfinished.BuildLeaseUntil is not { } until || until <= now)
+            {
+                Enqueue(unfinished.Id);
+            }
+        }
+    }
+
+    private async Task BuildQueuedAsync(CancellationToken stoppingToken)
+    {
         await foreach (var id in _queue.Reader.ReadAllAsync(stoppingToken).ConfigureAwait(false))
         {
+            _queued.TryRemove(id, out _);
             try
             {
                 await BuildAsync(id, stoppingToken).ConfigureAwait(false);
@@ -189,6 +257,69 @@ public sealed partial class DatasetBuildService(
             return;
         }
 
+        // The sole node takes the build whatever lease the catalog holds: nobody else can own it.
+        var now = clock.GetUtcNow();
+        if (!await datasets.TryClaimBuildAsync(id, settings.Node, LeaseEnd(now), settings.SoleNode ? long.MaxValue : now.ToUnixTimeSeconds(), cancel).ConfigureAwait(false))
+        {
+            LogHeldElsewhere(logger, id);
+            return;
+        }
+
+        using var owned = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        var lost = new StrongBox<bool>();
+        var renewal = RenewAsync(id, owned, lost);
+        try
+        {
+            await BuildClaimedAsync(dataset, owned.Token).ConfigureAwait(false);
+        }
+        catch (Exception) when (lost.Value && !cancel.IsCancellationRequested)
+        {
+            // Another node took the build over (this one missed its renewals): it builds the same
+            // bytes from the same request; this node leaves the outcome to it.
+            LogLost(logger, id, settings.Node);
+        }
+        finally
+        {
+            await owned.CancelAsync().ConfigureAwait(false);
+            await renewal.ConfigureAwait(false);
+        }
+    }
+
+    private long LeaseEnd(DateTimeOffset now) => (now + settings.LeaseLength).ToUnixTimeSeconds();
+
+    /// <summary>Renews the lease every third of its length until the build ends; cancels the build when the lease is gone.</summary>
+    private async Task RenewAsync(string id, CancellationTokenSource build, StrongBox<bool> lost)
+    {
+        var every = settings.LeaseLength / 3;
+        while (!build.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(every, clock, build.Token).ConfigureAwait(false);
+                if (!await datasets.RenewBuildLeaseAsync(id, settings.Node, LeaseEnd(clock.GetUtcNow()), build.Token).ConfigureAwait(false))
+                {
+                    // Taken over, or finished: either way this node must not go on writing.
+                    lost.Value = true;
+                    await build.CancelAsync().ConfigureAwait(false);
+                    return;
+                }
+            }
+            catch (OperationCanceledException) when (build.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // The catalog is unreachable: go on building and retry; if the lease lapses meanwhile,
+                // the next renewal says so.
+                LogRenewFailed(logger, e, id);
+            }
+        }
+    }
+
+    private async Task BuildClaimedAsync(DatasetRecord dataset, CancellationToken cancel)
+    {
+        var id = dataset.Id;
         await datasets.MarkRunningAsync(id, cancel).ConfigureAwait(false);
         if (derived is not null && IsDerived(dataset, derived.Operation))
         {
@@ -309,6 +440,18 @@ public sealed partial class DatasetBuildService(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Dataset build {DatasetId} failed")]
     private static partial void LogFailed(ILogger logger, Exception exception, string datasetId);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Dataset build {DatasetId} is held by another node")]
+    private static partial void LogHeldElsewhere(ILogger logger, string datasetId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Dataset build {DatasetId} was taken over by another node; {Node} stopped building it")]
+    private static partial void LogLost(ILogger logger, string datasetId, string node);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not renew the lease on dataset build {DatasetId}")]
+    private static partial void LogRenewFailed(ILogger logger, Exception exception, string datasetId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not look for unfinished dataset builds")]
+    private static partial void LogPollFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Dataset {DatasetId} built: {Examples} examples in {Shards} shards")]
     private static partial void LogBuilt(ILogger logger, string datasetId, long examples, int shards);

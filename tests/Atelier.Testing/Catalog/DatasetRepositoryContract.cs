@@ -103,4 +103,69 @@ public abstract class DatasetRepositoryContract : CatalogContract
         await Assert.ThrowsAsync<ConflictException>(() => catalog.Datasets.InsertAsync(Dataset("no-such-workspace", "ds-1", "{}")));
         Assert.Null(await catalog.Datasets.GetForBuilderAsync("ds-1"));
     }
+
+    [Fact]
+    public async Task ABuildsLease_HoldsAgainstOtherNodes_UntilItExpires_AndFinishingClearsIt()
+    {
+        var catalog = await OpenCatalogAsync();
+        var ws = await WorkspaceAsync(catalog, "a");
+        await catalog.Datasets.InsertAsync(Dataset(ws, "ds-1", "{}", status: "queued"));
+
+        Assert.True(await catalog.Datasets.TryClaimBuildAsync("ds-1", "node-a", leaseUntil: 1_120, now: 1_000));
+        var claimed = await catalog.Datasets.GetForBuilderAsync("ds-1");
+        Assert.Equal(("node-a", (long?)1_120), (claimed?.BuildOwner, claimed?.BuildLeaseUntil));
+
+        // Another node is refused while the lease holds, up to its last second; the owner may claim again (a restart).
+        Assert.False(await catalog.Datasets.TryClaimBuildAsync("ds-1", "node-b", leaseUntil: 1_130, now: 1_010));
+        Assert.False(await catalog.Datasets.TryClaimBuildAsync("ds-1", "node-b", leaseUntil: 1_239, now: 1_119));
+        Assert.True(await catalog.Datasets.TryClaimBuildAsync("ds-1", "node-a", leaseUntil: 1_150, now: 1_030));
+        Assert.Equal(1_150, (await catalog.Datasets.GetForBuilderAsync("ds-1"))?.BuildLeaseUntil);
+
+        // Renewal is the owner's alone.
+        Assert.False(await catalog.Datasets.RenewBuildLeaseAsync("ds-1", "node-b", 1_500));
+        Assert.True(await catalog.Datasets.RenewBuildLeaseAsync("ds-1", "node-a", 1_200));
+        Assert.False(await catalog.Datasets.TryClaimBuildAsync("ds-1", "node-b", leaseUntil: 1_300, now: 1_180));
+
+        // The owner stopped renewing (it died): once the lease has run out, another node takes the build over,
+        // and the former owner can neither renew nor claim it back.
+        Assert.True(await catalog.Datasets.TryClaimBuildAsync("ds-1", "node-b", leaseUntil: 1_320, now: 1_200));
+        var taken = await catalog.Datasets.GetForBuilderAsync("ds-1");
+        Assert.Equal(("node-b", (long?)1_320), (taken?.BuildOwner, taken?.BuildLeaseUntil));
+        Assert.False(await catalog.Datasets.RenewBuildLeaseAsync("ds-1", "node-a", 1_400));
+        Assert.False(await catalog.Datasets.TryClaimBuildAsync("ds-1", "node-a", leaseUntil: 1_400, now: 1_210));
+
+        // Finishing releases the build; a finished build is claimed by nobody and its lease is not renewed.
+        await catalog.Datasets.FinishAsync("ds-1", "succeeded", "{}", null);
+        var finished = await catalog.Datasets.GetForBuilderAsync("ds-1");
+        Assert.Equal(("succeeded", (string?)null, (long?)null), (finished?.Status, finished?.BuildOwner, finished?.BuildLeaseUntil));
+        Assert.False(await catalog.Datasets.TryClaimBuildAsync("ds-1", "node-a", leaseUntil: 9_000, now: 8_000));
+        Assert.False(await catalog.Datasets.RenewBuildLeaseAsync("ds-1", "node-b", 9_000));
+        Assert.False(await catalog.Datasets.TryClaimBuildAsync("ds-missing", "node-a", leaseUntil: 9_000, now: 8_000));
+    }
+
+    [Fact]
+    public async Task NodesClaimingOneBuildAtOnce_ExactlyOneWins()
+    {
+        var catalog = await OpenCatalogAsync();
+        var ws = await WorkspaceAsync(catalog, "a");
+        const int Nodes = 16;
+        for (var round = 0; round < 4; round++)
+        {
+            var id = $"ds-{round}";
+            await catalog.Datasets.InsertAsync(Dataset(ws, id, "{}", status: round % 2 == 0 ? "queued" : "running"));
+            // Released together, so the claims overlap (on PostgreSQL, each on a connection of its own).
+            var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var claims = Enumerable.Range(0, Nodes).Select(n => Task.Run(async () =>
+            {
+                await start.Task;
+                return await catalog.Datasets.TryClaimBuildAsync(id, $"node-{n}", leaseUntil: 1_120, now: 1_000);
+            })).ToArray();
+            start.SetResult();
+            var won = await Task.WhenAll(claims);
+
+            Assert.Single(won, w => w);
+            var owner = (await catalog.Datasets.GetForBuilderAsync(id))?.BuildOwner;
+            Assert.Equal($"node-{Array.IndexOf(won, true)}", owner);
+        }
+    }
 }
