@@ -284,7 +284,9 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
             ],
             Defaults = defaults.Defaults with { FileLocation = $"{node}-local", CheckpointLocations = ["a-local", "b-local", "c-local", "ceph", "us-cloud"] },
             Models = new ModelsConfig { ImportRoots = [importRoot] },
-            Cluster = new ClusterConfig { Id = "failover", SharedLocation = "ceph", ProbeTimeoutSeconds = 2 },
+            // Short enough that the test does not wait for Orleans' default, long enough that a node
+            // slowed by a loaded CI machine is not voted dead while it lives.
+            Cluster = new ClusterConfig { Id = "failover", SharedLocation = "ceph", ProbeTimeoutSeconds = 5 },
         };
         await File.WriteAllTextAsync(Path.Combine(data, AtelierConfig.FileName), JsonSerializer.Serialize(config, AtelierConfig.SerializerOptions));
         return await ServeNode.StartAsync(node, data, connection);
