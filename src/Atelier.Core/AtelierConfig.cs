@@ -217,6 +217,12 @@ public sealed record ServerConfig
     /// bound to every address); the request's <c>Host</c> header is never used, since a client chooses it.
     /// </summary>
     public string? PublicUrl { get; init; }
+
+    /// <summary>
+    /// A file holding the key that signs download URLs, the same on every node of a cluster (relative
+    /// paths are in the data directory; owner-only); null keeps each node's own key in its data directory.
+    /// </summary>
+    public string? UrlSigningKeyFile { get; init; }
 }
 
 /// <summary>Model settings.</summary>

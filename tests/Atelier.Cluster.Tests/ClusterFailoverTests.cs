@@ -88,6 +88,15 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
             Assert.Equal(string.Join('\n', lines) + "\n", downloaded);
             Assert.False(Directory.Exists(Path.Combine(running["c"].Data, "blobs", "a-local")), "node c opened node a's drive as its own");
 
+            // A download URL signed by a (with the key file every node shares) is valid on c.
+            var signed = JsonNode.Parse(await http.GetStringAsync($"{Url("a")}/v1/files/{onA}/url"))!["url"]!.GetValue<string>();
+            using (var anyone = new HttpClient())
+            {
+                var query = new Uri(signed).PathAndQuery;
+                Assert.Equal(string.Join('\n', lines) + "\n", await anyone.GetStringAsync($"{Url("c")}{query}"));
+                Assert.Equal(HttpStatusCode.Unauthorized, (await anyone.GetAsync($"{Url("c")}{query.Replace("signature=", "signature=x", StringComparison.Ordinal)}")).StatusCode);
+            }
+
             // The node-to-node blob endpoint reads only for members: neither no key nor a user's API key opens it.
             using (var outsider = new HttpClient())
             {
@@ -168,6 +177,18 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
 
             await postgres.DropDatabaseAsync(connection);
         }
+    }
+
+    // The key every node shares, as an operator makes it: 32 random bytes in base64, owner-only.
+    private static Task<string> SigningKeyAsync(string root)
+    {
+        var path = Path.Combine(root, "url-signing.key");
+        if (!File.Exists(path))
+        {
+            Atelier.Core.IO.SecretFile.Write(path, Encoding.ASCII.GetBytes(Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32))), overwrite: false);
+        }
+
+        return Task.FromResult(path);
     }
 
     private static async Task<HashSet<string>> ActiveNodesAsync(HttpClient http, string url)
@@ -287,6 +308,7 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
             // Short enough that the test does not wait for Orleans' default, long enough that a node
             // slowed by a loaded CI machine is not voted dead while it lives.
             Cluster = new ClusterConfig { Id = "failover", SharedLocation = "ceph", ProbeTimeoutSeconds = 5 },
+            Server = defaults.Server with { UrlSigningKeyFile = await SigningKeyAsync(root) },
         };
         await File.WriteAllTextAsync(Path.Combine(data, AtelierConfig.FileName), JsonSerializer.Serialize(config, AtelierConfig.SerializerOptions));
         return await ServeNode.StartAsync(node, data, connection);

@@ -26,6 +26,34 @@ public sealed class UrlSigner
     /// <summary>The signer over the key in <paramref name="path"/>, created (0600) when there is none.</summary>
     public static UrlSigner LoadOrCreate(string path) => new(SecretFile.LoadOrCreate(path, 32));
 
+    /// <summary>
+    /// The signer over a key the operator gives every node of a cluster (<c>server.url_signing_key_file</c>),
+    /// so that a URL signed by one node is valid on every other behind one address: the file must
+    /// exist (it is never created here: each node would create its own), be readable by its owner
+    /// only, and hold at least 32 bytes in base64.
+    /// </summary>
+    public static UrlSigner FromSharedFile(string path)
+    {
+        const string What = "server.url_signing_key_file";
+        if (!File.Exists(path))
+        {
+            throw new InvalidOperationException($"{What}: '{path}' does not exist. Create it once (head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE) and give every node of the cluster the same file.");
+        }
+
+        var text = SecretFile.ReadOwnerOnly(path, What).Trim();
+        byte[] key;
+        try
+        {
+            key = Convert.FromBase64String(text);
+        }
+        catch (FormatException)
+        {
+            throw new InvalidOperationException($"{What}: '{path}' does not hold a base64 key.");
+        }
+
+        return key.Length >= 32 ? new UrlSigner(key) : throw new InvalidOperationException($"{What}: the key in '{path}' has {key.Length} bytes; it needs at least 32.");
+    }
+
     /// <summary>The signature of a download of <paramref name="fileId"/> until <paramref name="expires"/>, asked for with key <paramref name="keyId"/>.</summary>
     public string Sign(string workspaceId, string fileId, long expires, string keyId) =>
         // Newline-separated: none of the parts can hold one (ids are generated, expires is a number), so

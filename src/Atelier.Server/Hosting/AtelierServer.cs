@@ -83,7 +83,10 @@ public static class AtelierServer
         var node = options.Node ?? config.Cluster?.Node ?? Environment.MachineName;
         services.AddSingleton(new TrainingNode(node, config.Defaults.TrainingSlots));
         services.AddSingleton(new PublicAddress(config.Server.PublicUrl, bind));
-        services.AddSingleton(_ => UrlSigner.LoadOrCreate(Path.Combine(dataDirectory, UrlSigner.FileName)));
+        // Behind one address every node must accept the URLs any node signed: a shared key file then.
+        services.AddSingleton(_ => config.Server.UrlSigningKeyFile is { Length: > 0 } shared
+            ? UrlSigner.FromSharedFile(Path.GetFullPath(Path.Combine(dataDirectory, shared)))
+            : UrlSigner.LoadOrCreate(Path.Combine(dataDirectory, UrlSigner.FileName)));
 
         // The catalog: the embedded SQLite one unless atelier.json names PostgreSQL, each repository
         // under its interface, and the rules over them (keys, policies). The policies are read
