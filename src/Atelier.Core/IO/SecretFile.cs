@@ -64,6 +64,35 @@ public static class SecretFile
         return File.ReadAllText(path);
     }
 
+    /// <summary>
+    /// A key the operator made and gave to several machines (e.g. every node of a cluster): the file
+    /// must exist (it is never created here, or each machine would have its own), be readable by its
+    /// owner only, and hold at least <paramref name="minBytes"/> bytes in base64.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="what">What names it, for the messages (a configuration key).</param>
+    /// <param name="minBytes">The shortest key accepted.</param>
+    public static byte[] ReadSharedKey(string path, string what, int minBytes)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path))
+        {
+            throw new InvalidOperationException($"{what}: '{path}' does not exist. Create it once (head -c {minBytes} /dev/urandom | base64 > FILE; chmod 600 FILE) and give every machine that shares it the same file.");
+        }
+
+        byte[] key;
+        try
+        {
+            key = Convert.FromBase64String(ReadOwnerOnly(path, what).Trim());
+        }
+        catch (FormatException)
+        {
+            throw new InvalidOperationException($"{what}: '{path}' does not hold a base64 key.");
+        }
+
+        return key.Length >= minBytes ? key : throw new InvalidOperationException($"{what}: the key in '{path}' has {key.Length} bytes; it needs at least {minBytes}.");
+    }
+
     /// <summary>Writes a file readable by its owner only (0600), atomically (see docs/decisions/0002).</summary>
     public static void Write(string path, byte[] content, bool overwrite) =>
         AtomicFile.WriteAllBytes(path, content, Mode, overwrite);

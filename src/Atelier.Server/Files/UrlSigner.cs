@@ -32,27 +32,7 @@ public sealed class UrlSigner
     /// exist (it is never created here: each node would create its own), be readable by its owner
     /// only, and hold at least 32 bytes in base64.
     /// </summary>
-    public static UrlSigner FromSharedFile(string path)
-    {
-        const string What = "server.url_signing_key_file";
-        if (!File.Exists(path))
-        {
-            throw new InvalidOperationException($"{What}: '{path}' does not exist. Create it once (head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE) and give every node of the cluster the same file.");
-        }
-
-        var text = SecretFile.ReadOwnerOnly(path, What).Trim();
-        byte[] key;
-        try
-        {
-            key = Convert.FromBase64String(text);
-        }
-        catch (FormatException)
-        {
-            throw new InvalidOperationException($"{What}: '{path}' does not hold a base64 key.");
-        }
-
-        return key.Length >= 32 ? new UrlSigner(key) : throw new InvalidOperationException($"{What}: the key in '{path}' has {key.Length} bytes; it needs at least 32.");
-    }
+    public static UrlSigner FromSharedFile(string path) => new(SecretFile.ReadSharedKey(path, "server.url_signing_key_file", 32));
 
     /// <summary>The signature of a download of <paramref name="fileId"/> until <paramref name="expires"/>, asked for with key <paramref name="keyId"/>.</summary>
     public string Sign(string workspaceId, string fileId, long expires, string keyId) =>
