@@ -129,12 +129,26 @@ internal static class TrainBench
             var opt = new AdamWOptions();
             var p = new Dictionary<string, object>
             {
-                ["dim"] = margs.Dim, ["n_layers"] = margs.NLayers, ["head_dim"] = margs.HeadDim, ["n_heads"] = margs.NHeads,
-                ["n_kv_heads"] = margs.NKvHeads, ["norm_eps"] = margs.NormEps, ["rope_theta"] = margs.RopeTheta,
-                ["lora_scaling"] = cfg.Scaling, ["targets"] = cfg.EffectiveTargets.Select(LinearKinds.ModulePath).ToArray(),
-                ["batch"] = Batch, ["seq"] = Seq, ["lr"] = Lr, ["warmup"] = LrWarmup, ["total_steps"] = LrTotal,
-                ["beta1"] = opt.Beta1, ["beta2"] = opt.Beta2, ["adam_eps"] = opt.Epsilon, ["weight_decay"] = opt.WeightDecay,
-                ["max_grad_norm"] = 1.0, ["warmup_steps"] = WarmupSteps,
+                ["dim"] = margs.Dim,
+                ["n_layers"] = margs.NLayers,
+                ["head_dim"] = margs.HeadDim,
+                ["n_heads"] = margs.NHeads,
+                ["n_kv_heads"] = margs.NKvHeads,
+                ["norm_eps"] = margs.NormEps,
+                ["rope_theta"] = margs.RopeTheta,
+                ["lora_scaling"] = cfg.Scaling,
+                ["targets"] = cfg.EffectiveTargets.Select(LinearKinds.ModulePath).ToArray(),
+                ["batch"] = Batch,
+                ["seq"] = Seq,
+                ["lr"] = Lr,
+                ["warmup"] = LrWarmup,
+                ["total_steps"] = LrTotal,
+                ["beta1"] = opt.Beta1,
+                ["beta2"] = opt.Beta2,
+                ["adam_eps"] = opt.Epsilon,
+                ["weight_decay"] = opt.WeightDecay,
+                ["max_grad_norm"] = 1.0,
+                ["warmup_steps"] = WarmupSteps,
             };
             File.WriteAllText(Path.Combine(dir, "bench.json"), JsonSerializer.Serialize(p));
 
