@@ -8,7 +8,15 @@ using Atelier.Modeling.Training;
 
 // Macro benchmark of the model engine: SGEMM against numpy/OpenBLAS measured by bench/modeling.sh in the
 // same run, against the machine's FMA peak, and training/inference throughput of a ~10M and ~100M model.
+//   dotnet Atelier.Modeling.Bench.dll train [--python PY] [--threads N] [--sizes tiny,10m,100m] [--runs N]   (bench/train.sh)
 //   dotnet Atelier.Modeling.Bench.dll [--python /usr/bin/python3] [--sizes 512,1024] [--models 10m,100m] [--skip-models] [--skip-sgemm] [--threads N]
+if (args is ["train", ..])
+{
+    // bench/train.sh: LoRA training against a PyTorch loop (TrainBench.cs).
+    Environment.ExitCode = TrainBench.Run(args[1..]);
+    return;
+}
+
 var inv = CultureInfo.InvariantCulture;
 string? python = null;
 var sizes = new[] { 512, 1024, 2048, 4096 };

@@ -11,6 +11,14 @@ public static class Ops
 {
     private const int RowsPerChunk = 8;
 
+    // A row-wise kernel's chunk holds at least this many elements: a fork/join costs microseconds, and a
+    // narrow model's rows (64 floats) would otherwise be handed to threads 32 at a time, a hand-off per
+    // microsecond of work. Rows are computed whole inside one chunk, so chunking never changes a bit.
+    private const int MinChunkElements = 1 << 14;
+
+    /// <summary>Rows per chunk for a row-wise kernel over rows of <paramref name="width"/> elements.</summary>
+    private static int RowChunk(int width, int minRows) => Math.Max(minRows, MinChunkElements / Math.Max(1, width));
+
     /// <summary><c>y = x · rsqrt(mean(x²) + eps) · w</c> per row; stores the reciprocal RMS for the backward.</summary>
     public static void RmsNormForward(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> y, Span<float> invRms, int dim)
     {
@@ -25,7 +33,7 @@ public static class Ops
             fixed (float* px = x, pw = weight, py = y, pr = invRms)
             {
                 var (xp, wp, yp, rp) = ((nint)px, (nint)pw, (nint)py, (nint)pr);
-                KernelParallelism.ForRange(rows, RowsPerChunk * 4, (s, e) =>
+                KernelParallelism.ForRange(rows, RowChunk(dim, RowsPerChunk * 4), (s, e) =>
                 {
                     var w = new ReadOnlySpan<float>((float*)wp, dim);
                     for (var t = s; t < e; t++)
@@ -59,7 +67,7 @@ public static class Ops
             fixed (float* pdy = dy, px = x, pw = weight, pr = invRms, pdx = dx)
             {
                 var (dyp, xp, wp, rp, dxp) = ((nint)pdy, (nint)px, (nint)pw, (nint)pr, (nint)pdx);
-                KernelParallelism.ForRange(rows, RowsPerChunk * 4, (s, e) =>
+                KernelParallelism.ForRange(rows, RowChunk(dim, RowsPerChunk * 4), (s, e) =>
                 {
                     var w = new ReadOnlySpan<float>((float*)wp, dim);
                     var g = new float[dim];
@@ -272,7 +280,7 @@ public static class Ops
             fixed (double* plo = losses)
             {
                 var (lp, dp, mp, yp, lop) = ((nint)pl, (nint)pd, (nint)pm, (nint)py, (nint)plo);
-                KernelParallelism.ForRange(rows, 4, (s, e) =>
+                KernelParallelism.ForRange(rows, RowChunk(vocab, 4), (s, e) =>
                 {
                     float[]? scratch = null;
                     for (var t = s; t < e; t++)

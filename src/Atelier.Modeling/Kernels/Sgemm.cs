@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Atelier.Modeling.Kernels;
 
@@ -31,6 +32,9 @@ public static unsafe class Sgemm
 
     // Below this many multiply-adds, the fork/join of a parallel loop costs more than it saves.
     private const long ParallelThreshold = 64L * 64 * 64;
+
+    // Below this many floats in a block of B, packing it on one thread beats handing slivers to others.
+    private const long ParallelPackFloats = 64L * 1024;
 
     [ThreadStatic]
     private static float* _threadAPack;
@@ -341,7 +345,8 @@ public static unsafe class Sgemm
                 {
                     // Pack the KC×NC block of op(B) into NR-wide slivers.
                     var packArgs = (b: (nint)b, bPack: (nint)bPack, ldb, pc, jc, kc, nc, transB);
-                    if (threads > 1 && panels > 1)
+                    // A small block packs in less time than a fork/join takes.
+                    if (threads > 1 && panels > 1 && (long)kc * nc >= ParallelPackFloats)
                     {
                         Parallel.For(0, panels, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
                             PackB(packArgs.transB, (float*)packArgs.b, packArgs.ldb, packArgs.pc, packArgs.jc + (p * NR), packArgs.kc,
@@ -469,6 +474,27 @@ public static unsafe class Sgemm
                     }
                 }
             }
+            else if (mr == MR && Avx.IsSupported)
+            {
+                // A full sliver is a transpose of 12 rows × kc: 8×8 and 4×4 register transposes for whole
+                // blocks of 8 columns, the scalar loop for the rest. Moves only, so the same bits as the loop.
+                var src = a + ((long)(ic + ir) * lda) + pc;
+                var p = 0;
+                for (; p + 8 <= kc; p += 8)
+                {
+                    Transpose8x8(src + p, lda, sliver + (p * MR), MR);
+                    Transpose4x4(src + (8L * lda) + p, lda, sliver + (p * MR) + 8, MR);
+                    Transpose4x4(src + (8L * lda) + p + 4, lda, sliver + ((p + 4) * MR) + 8, MR);
+                }
+
+                for (; p < kc; p++)
+                {
+                    for (var r = 0; r < MR; r++)
+                    {
+                        sliver[(p * MR) + r] = src[((long)r * lda) + p];
+                    }
+                }
+            }
             else
             {
                 for (var r = 0; r < MR; r++)
@@ -516,6 +542,28 @@ public static unsafe class Sgemm
                 }
             }
         }
+        else if (nr == NR && Avx.IsSupported)
+        {
+            // A full sliver is a transpose of 32 rows of B × kc: four 8×8 register transposes per block of
+            // 8 columns, the scalar loop for the rest. Moves only, so the same bits as the loop below.
+            var src = b + ((long)j0 * ldb) + pc;
+            var p = 0;
+            for (; p + 8 <= kc; p += 8)
+            {
+                for (var g = 0; g < NR; g += 8)
+                {
+                    Transpose8x8(src + ((long)g * ldb) + p, ldb, dst + (p * NR) + g, NR);
+                }
+            }
+
+            for (; p < kc; p++)
+            {
+                for (var j = 0; j < NR; j++)
+                {
+                    dst[(p * NR) + j] = src[((long)j * ldb) + p];
+                }
+            }
+        }
         else
         {
             // op(B)(p, j) = B[j, p]: read rows of B contiguously, write with stride NR.
@@ -538,6 +586,64 @@ public static unsafe class Sgemm
                 }
             }
         }
+    }
+
+    /// <summary>Writes the transpose of the 8×8 block at <paramref name="src"/> (row stride <paramref name="lds"/>) to <paramref name="dst"/> (row stride <paramref name="ldd"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, long lds, float* dst, long ldd)
+    {
+        var r0 = Avx.LoadVector256(src);
+        var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + (2 * lds));
+        var r3 = Avx.LoadVector256(src + (3 * lds));
+        var r4 = Avx.LoadVector256(src + (4 * lds));
+        var r5 = Avx.LoadVector256(src + (5 * lds));
+        var r6 = Avx.LoadVector256(src + (6 * lds));
+        var r7 = Avx.LoadVector256(src + (7 * lds));
+
+        // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + (2 * ldd), Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + (3 * ldd), Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + (4 * ldd), Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + (5 * ldd), Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + (6 * ldd), Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + (7 * ldd), Avx.Permute2x128(u3, u7, 0x31));
+    }
+
+    /// <summary>Writes the transpose of the 4×4 block at <paramref name="src"/> (row stride <paramref name="lds"/>) to <paramref name="dst"/> (row stride <paramref name="ldd"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4x4(float* src, long lds, float* dst, long ldd)
+    {
+        var r0 = Sse.LoadVector128(src);
+        var r1 = Sse.LoadVector128(src + lds);
+        var r2 = Sse.LoadVector128(src + (2 * lds));
+        var r3 = Sse.LoadVector128(src + (3 * lds));
+        var t0 = Sse.UnpackLow(r0, r1);
+        var t1 = Sse.UnpackLow(r2, r3);
+        var t2 = Sse.UnpackHigh(r0, r1);
+        var t3 = Sse.UnpackHigh(r2, r3);
+        Sse.Store(dst, Sse.MoveLowToHigh(t0, t1));
+        Sse.Store(dst + ldd, Sse.MoveHighToLow(t1, t0));
+        Sse.Store(dst + (2 * ldd), Sse.MoveLowToHigh(t2, t3));
+        Sse.Store(dst + (3 * ldd), Sse.MoveHighToLow(t3, t2));
     }
 
     /// <summary>The 12×32 AVX-512 micro-kernel: 24 accumulators, two B loads and 12 broadcasts per k.</summary>

@@ -54,8 +54,10 @@ public sealed partial class MistralModel
             for (var l = a.NLayers - 1; l >= 0; l--)
             {
                 ThrowIfCancelled(cancellationToken);
-                var dx = BlockBackward(l, dh, ctx, caches[l]);
-                dh.Dispose();
+                // The first block's input gradient would only reach the frozen embeddings.
+                var dOut = dh!;
+                var dx = BlockBackward(l, dOut, ctx, caches[l], inputGradient: l > 0);
+                dOut.Dispose();
                 dh = dx;
                 caches[l].Dispose();
             }
@@ -138,7 +140,15 @@ public sealed partial class MistralModel
     }
 
     /// <summary>Backward of <see cref="BlockForward"/>: returns ∂loss/∂x given ∂loss/∂out, adding LoRA gradients.</summary>
-    internal Tensor BlockBackward(int layer, Tensor dOut, AttentionContext ctx, LayerCache c)
+    internal Tensor BlockBackward(int layer, Tensor dOut, AttentionContext ctx, LayerCache c) => BlockBackward(layer, dOut, ctx, c, inputGradient: true)!;
+
+    /// <summary>
+    /// As <see cref="BlockBackward(int, Tensor, AttentionContext, LayerCache)"/>; without
+    /// <paramref name="inputGradient"/> only the adapter's gradients are computed and null is returned
+    /// (the first block: its input is the frozen embedding, whose gradient nobody reads, so the products
+    /// that only lead there are skipped, as autograd skips them for an input that needs no gradient).
+    /// </summary>
+    internal Tensor? BlockBackward(int layer, Tensor dOut, AttentionContext ctx, LayerCache c, bool inputGradient)
     {
         var a = Args;
         var w = Weights.Layers[layer];
@@ -173,9 +183,15 @@ public sealed partial class MistralModel
                 dAttn.Span, c.Q.Span, c.K.Span, c.V.Span, c.Attn.Span, c.Lse.Span, ctx.Lo, ctx.Hi, dQ.Span, dK.Span, dV.Span);
             ctx.Rope.Apply(dQ.Span, a.NHeads, inverse: true);
             ctx.Rope.Apply(dK.Span, a.NKvHeads, inverse: true);
-            LinearBackward(layer, LinearKind.Wq, dQ, c.Xn, dXn, 0f, c);
-            LinearBackward(layer, LinearKind.Wk, dK, c.Xn, dXn, 1f, c);
-            LinearBackward(layer, LinearKind.Wv, dV, c.Xn, dXn, 1f, c);
+            LinearBackward(layer, LinearKind.Wq, dQ, c.Xn, dXn, 0f, c, inputGradient);
+            LinearBackward(layer, LinearKind.Wk, dK, c.Xn, dXn, 1f, c, inputGradient);
+            LinearBackward(layer, LinearKind.Wv, dV, c.Xn, dXn, 1f, c, inputGradient);
+        }
+
+        if (!inputGradient)
+        {
+            dH.Dispose();
+            return null;
         }
 
         Ops.RmsNormBackward(dXn.Span, c.X.Span, w.AttentionNorm.Span, c.InvRms1, dH.Span, default, a.Dim);
@@ -186,11 +202,20 @@ public sealed partial class MistralModel
     /// Backward of <see cref="Linear"/>: <c>dx = dy·W (+ beta·dx)</c> plus the LoRA path
     /// (<c>dB += s·dyᵀ·u</c>, <c>du = s·dy·B</c>, <c>dA += duᵀ·x̃</c>, <c>dx += mask ⊙ du·A</c>).
     /// </summary>
-    internal void LinearBackward(int layer, LinearKind kind, Tensor dy, Tensor x, Tensor dx, float beta, LayerCache cache)
+    /// <remarks>
+    /// Without <paramref name="inputGradient"/> (the first block's attention input, whose gradient would only
+    /// flow into the frozen embeddings) <paramref name="dx"/> is not computed and may be null; the adapter's
+    /// gradients are.
+    /// </remarks>
+    internal void LinearBackward(int layer, LinearKind kind, Tensor dy, Tensor x, Tensor? dx, float beta, LayerCache cache, bool inputGradient = true)
     {
         var (o, i) = LinearKinds.Dims(Args, kind);
         var rows = dy.Rows;
-        Ops.LinearBackwardInput(dy.Span, Weights.Layers[layer][kind].Span, dx.Span, rows, i, o, beta);
+        if (inputGradient)
+        {
+            Ops.LinearBackwardInput(dy.Span, Weights.Layers[layer][kind].Span, dx!.Span, rows, i, o, beta);
+        }
+
         var pair = Adapter?[layer, kind];
         if (pair is null)
         {
@@ -200,31 +225,57 @@ public sealed partial class MistralModel
         var s = Adapter!.Config.Scaling;
         var r = pair.Rank;
         var lc = cache.Lora[(int)kind];
-        var u = lc.U!;
+        var ut = lc.Ut!;
         var xd = lc.Dropped ?? x;
-        Sgemm.Multiply(true, false, o, r, rows, s, dy.Span, o, u.Span, r, 1f, pair.GradB.Span, r);
-        using var du = Tensor.Uninitialized(rows, r);
-        Sgemm.Multiply(false, false, rows, r, o, s, dy.Span, o, pair.B.Span, r, 0f, du.Span, r);
-        Sgemm.Multiply(true, false, r, i, rows, 1f, du.Span, r, xd.Span, i, 1f, pair.GradA.Span, i);
+
+        // The rank-sized side of every product is its row count (see Linear): dBᵀ = s·uᵀ·dy, added
+        // into dB; duᵀ = s·Bᵀ·dyᵀ; dA += duᵀ·x̃; dx += (duᵀ)ᵀ·A.
+        using (var dBt = Tensor.Uninitialized(r, o))
+        {
+            Sgemm.Multiply(false, false, r, o, rows, s, ut.Span, rows, dy.Span, o, 0f, dBt.Span, o);
+            AddTransposed(dBt.Span, pair.GradB.Span, r, o);
+        }
+
+        using var dut = Tensor.Uninitialized(r, rows);
+        Sgemm.Multiply(true, true, r, rows, o, s, pair.B.Span, r, dy.Span, o, 0f, dut.Span, rows);
+        Sgemm.Multiply(false, false, r, i, rows, 1f, dut.Span, rows, xd.Span, i, 1f, pair.GradA.Span, i);
+        if (!inputGradient)
+        {
+            return;
+        }
+
         if (lc.Dropped is null)
         {
-            Sgemm.Multiply(false, false, rows, i, r, 1f, du.Span, r, pair.A.Span, i, 1f, dx.Span, i);
+            Sgemm.Multiply(true, false, rows, i, r, 1f, dut.Span, rows, pair.A.Span, i, 1f, dx!.Span, i);
             return;
         }
 
         // Through dropout: the kept inputs were scaled by 1/(1−p), the dropped ones contributed nothing.
         using var dxd = Tensor.Uninitialized(rows, i);
-        Sgemm.Multiply(false, false, rows, i, r, 1f, du.Span, r, pair.A.Span, i, 0f, dxd.Span, i);
+        Sgemm.Multiply(true, false, rows, i, r, 1f, dut.Span, rows, pair.A.Span, i, 0f, dxd.Span, i);
         var p = Adapter.Config.Dropout;
         var keepScale = 1f / (1f - p);
         var key = DropoutKeyFor(layer, kind);
         var src = dxd.Span;
-        var dst = dx.Span;
+        var dst = dx!.Span;
         for (var j = 0; j < src.Length; j++)
         {
             if (DeterministicRandom.HashUniform(key, (ulong)j) >= p)
             {
                 dst[j] += src[j] * keepScale;
+            }
+        }
+    }
+
+    /// <summary><c>dst[j, c] += src[c, j]</c> for src [r × o] and dst [o × r].</summary>
+    private static void AddTransposed(ReadOnlySpan<float> src, Span<float> dst, int r, int o)
+    {
+        for (var j = 0; j < o; j++)
+        {
+            var row = dst.Slice(j * r, r);
+            for (var c = 0; c < r; c++)
+            {
+                row[c] += src[(c * o) + j];
             }
         }
     }

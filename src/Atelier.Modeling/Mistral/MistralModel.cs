@@ -78,13 +78,14 @@ public sealed partial class MistralModel : IDisposable
     /// <summary>What a LoRA projection keeps for its backward.</summary>
     internal sealed class LoraCache : IDisposable
     {
-        public Tensor? U { get; set; }
+        /// <summary>The adapter's hidden activations, transposed: <c>uᵀ = A·x̃ᵀ</c> [r × rows].</summary>
+        public Tensor? Ut { get; set; }
 
         public Tensor? Dropped { get; set; }
 
         public void Dispose()
         {
-            U?.Dispose();
+            Ut?.Dispose();
             Dropped?.Dispose();
         }
     }
@@ -226,20 +227,24 @@ public sealed partial class MistralModel : IDisposable
             ApplyDropout(x.Span, dropped.Span, cfg.Dropout, DropoutKey(ctx.DropoutKey, layer, kind));
         }
 
-        var u = Tensor.Uninitialized(rows, r);
-        Sgemm.Multiply(false, true, rows, r, i, 1f, (dropped ?? x).Span, i, pair.A.Span, i, 0f, u.Span, r);
-        Sgemm.Multiply(false, true, rows, o, r, cfg.Scaling, u.Span, r, pair.B.Span, r, 1f, y.Span, o);
         if (cache is null)
         {
-            u.Dispose();
+            // Inference (often one row): u = x̃·Aᵀ [rows × r], whose one-row products are dot products.
+            using var u = Tensor.Uninitialized(rows, r);
+            Sgemm.Multiply(false, true, rows, r, i, 1f, (dropped ?? x).Span, i, pair.A.Span, i, 0f, u.Span, r);
+            Sgemm.Multiply(false, true, rows, o, r, cfg.Scaling, u.Span, r, pair.B.Span, r, 1f, y.Span, o);
             dropped?.Dispose();
-        }
-        else
-        {
-            cache.Lora[(int)kind].U = u;
-            cache.Lora[(int)kind].Dropped = dropped;
+            return y;
         }
 
+        // Training keeps uᵀ = A·x̃ᵀ [r × rows]: with the rank as the product's row count the micro-kernel's
+        // 32 columns are all live (a 16-wide u would leave half of every tile empty), and the backward
+        // reads it in the same layout. Each element is the same k-ordered sum as x̃·Aᵀ's.
+        var ut = Tensor.Uninitialized(r, rows);
+        Sgemm.Multiply(false, true, r, rows, i, 1f, pair.A.Span, i, (dropped ?? x).Span, i, 0f, ut.Span, rows);
+        Sgemm.Multiply(true, true, rows, o, r, cfg.Scaling, ut.Span, rows, pair.B.Span, r, 1f, y.Span, o);
+        cache.Lora[(int)kind].Ut = ut;
+        cache.Lora[(int)kind].Dropped = dropped;
         return y;
     }
 
@@ -336,12 +341,28 @@ public sealed partial class MistralModel : IDisposable
         cancellationToken.ThrowIfCancellationRequested();
     }
 
+    private sealed record RopeCache(int[] Positions, RopeAngles Angles);
+
+    private RopeCache? _lastRope;
+
     internal AttentionContext TrainingContext(TrainingBatch batch, bool training, ulong dropoutKey)
     {
         var (lo, hi) = batch.KeyRanges(Args.SlidingWindow);
+        var positions = batch.Positions();
+
+        // Training sees the same packing step after step; its rotations (a cosine and a sine per position
+        // and frequency) are computed once and reused. The pair is swapped whole, so concurrent
+        // evaluation passes only ever see a consistent one.
+        var rope = _lastRope;
+        if (rope is null || !rope.Positions.AsSpan().SequenceEqual(positions))
+        {
+            rope = new RopeCache(positions, new RopeAngles(positions, Args.HeadDim, Args.RopeTheta));
+            _lastRope = rope;
+        }
+
         return new AttentionContext
         {
-            Rope = new RopeAngles(batch.Positions(), Args.HeadDim, Args.RopeTheta),
+            Rope = rope.Angles,
             Lo = lo,
             Hi = hi,
             Training = training,
