@@ -141,7 +141,8 @@ def main():
                    f"in order: {ct['reads']:,} reads of {ct['distinctVectors']:,} distinct vectors (recorded in {ct['record_s']:.1f} s). "
                    "The trace was then replayed through each policy at each size (one thread; a miss inserts the vector). "
                    "Reads/s is the best of three replays and measures the policy alone (one shared value, no disk read); "
-                   "W-TinyLFU runs as the product runs it, its maintenance on the thread pool. Belady's MIN is the offline "
+                   "W-TinyLFU runs as FullVectorCache ran it before decision 0022 (maintenance on the thread pool) and with "
+                   "maintenance inline; FullVectorCache is the product's cache as built now. Belady's MIN is the offline "
                    "optimum, the bound no policy can pass.\n")
         out.append("| cache size | policy | hit ratio | hit ratio after the shift | vs W-TinyLFU | M reads/s, 1 thread | M reads/s, 2 threads |")
         out.append("|---|---|---|---|---|---|---|")

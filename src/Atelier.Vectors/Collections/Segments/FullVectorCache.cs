@@ -7,7 +7,7 @@ namespace Atelier.Vectors.Collections.Segments;
 /// does not evict the frequently re-ranked ones as an LRU would.
 /// </summary>
 /// <remarks>
-/// Decision 0022: replayed on recorded re-rank traces, S3-FIFO kept 2.5 to 5.4 points more of the reads in
+/// Decision 0022: replayed on recorded re-rank traces, S3-FIFO kept 1.8 to 5.4 points more of the reads in
 /// memory than W-TinyLFU (BitFaster's ConcurrentLfu, the policy before it) at every budget from 1% to 25% of
 /// the vectors, and adapted faster when the popular topics changed.
 /// </remarks>

@@ -34,6 +34,9 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
     private readonly int _moveToMainThreshold;
     private long _ghostNumber;
 
+    // Entries held, changed only under _lock: ConcurrentDictionary.Count would take every bucket lock per insert.
+    private int _count;
+
     /// <param name="capacity">Entries the cache holds at most.</param>
     /// <param name="moveToMainThreshold">
     /// Hits an entry needs while in the small queue to move to the main one (1, the authors' library default;
@@ -55,7 +58,7 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
     public int Capacity => _capacity;
 
     /// <inheritdoc />
-    public int Count => _map.Count;
+    public int Count => Volatile.Read(ref _count);
 
     /// <inheritdoc />
     public bool TryGet(TKey key, out TValue value)
@@ -88,7 +91,7 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
                 return;
             }
 
-            while (_map.Count >= _capacity)
+            while (_count >= _capacity)
             {
                 Evict();
             }
@@ -104,6 +107,7 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
             }
 
             _map[key] = entry;
+            Volatile.Write(ref _count, _count + 1);
         }
     }
 
@@ -111,7 +115,13 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
     internal bool Contains(TKey key) => _map.ContainsKey(key);
 
     /// <summary>Whether <paramref name="key"/> is cached in the main queue (tests).</summary>
-    internal bool IsInMain(TKey key) => _map.TryGetValue(key, out var entry) && _main.Contains(entry);
+    internal bool IsInMain(TKey key)
+    {
+        lock (_lock)
+        {
+            return _map.TryGetValue(key, out var entry) && _main.Contains(entry);
+        }
+    }
 
     /// <summary>Whether <paramref name="key"/> is remembered as a ghost (tests).</summary>
     internal bool IsGhost(TKey key)
@@ -139,6 +149,7 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
                 }
 
                 _map.TryRemove(entry.Key, out _);
+                Volatile.Write(ref _count, _count - 1);
                 Remember(entry.Key);
                 return;
             }
@@ -152,6 +163,7 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
             }
 
             _map.TryRemove(candidate.Key, out _);
+            Volatile.Write(ref _count, _count - 1);
             return;
         }
     }

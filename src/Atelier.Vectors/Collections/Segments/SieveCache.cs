@@ -24,6 +24,9 @@ internal sealed class SieveCache<TKey, TValue> : IVectorCachePolicy<TKey, TValue
     private Node? _tail;
     private Node? _hand;
 
+    // Entries held, changed only under _lock: ConcurrentDictionary.Count would take every bucket lock per insert.
+    private int _count;
+
     /// <param name="capacity">Entries the cache holds at most.</param>
     public SieveCache(int capacity)
     {
@@ -36,7 +39,7 @@ internal sealed class SieveCache<TKey, TValue> : IVectorCachePolicy<TKey, TValue
     public int Capacity => _capacity;
 
     /// <inheritdoc />
-    public int Count => _map.Count;
+    public int Count => Volatile.Read(ref _count);
 
     /// <inheritdoc />
     public bool TryGet(TKey key, out TValue value)
@@ -68,7 +71,7 @@ internal sealed class SieveCache<TKey, TValue> : IVectorCachePolicy<TKey, TValue
                 return;
             }
 
-            if (_map.Count >= _capacity)
+            if (_count >= _capacity)
             {
                 Evict();
             }
@@ -82,6 +85,7 @@ internal sealed class SieveCache<TKey, TValue> : IVectorCachePolicy<TKey, TValue
             _head = node;
             _tail ??= node;
             _map[key] = node;
+            Volatile.Write(ref _count, _count + 1);
         }
     }
 
@@ -100,6 +104,7 @@ internal sealed class SieveCache<TKey, TValue> : IVectorCachePolicy<TKey, TValue
         _hand = hand.Newer;
         Unlink(hand);
         _map.TryRemove(hand.Key, out _);
+        Volatile.Write(ref _count, _count - 1);
     }
 
     private void Unlink(Node node)
