@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Vector search benchmark: Atelier.Vectors side by side with hnswlib on the same generated data.
 #
-#   bench/vectors.sh            full run: 1M x 128 and 200k x 768 (about 30-40 minutes on 2 cores)
+#   bench/vectors.sh            full run: 1M x 128, 200k x 768, 200k x 384 unit norm, table, cache (about an hour on 2 cores)
 #   N128=200000 N768=50000 NQ=2000 bench/vectors.sh    a smaller run
 #   PARTS=768 OUT=bench/results/vectors-768.md bench/vectors.sh   only some parts (128 768 384 table cache), to another file
 #   PARTS="384 cache" OUT=bench/results/vectors-native.md bench/vectors.sh   the unit-norm 384-d part and the cache policies
 #
 # The peer is hnswlib compiled here from its headers (Debian's libhnswlib-dev) with g++ -O3 -march=native
 # (bench/hnswlib-native); Debian's python3-hnswlib (baseline x86-64 build) runs as a second column unless PY_PEER=0.
+#
+# The cache part records the re-rank reads of CACHE_QUERIES (50000) queries at CACHE_EF (64) and replays them.
 #
 # Writes bench/results/vectors.md. Scratch data goes to $VECTORS_BENCH_DIR (default /tmp/atelier-vectors-bench).
 set -euo pipefail
