@@ -1,10 +1,11 @@
+using Atelier.Vectors.Collections.Segments;
 using BitFaster.Caching;
 using BitFaster.Caching.Lfu;
 using BitFaster.Caching.Lru;
 
 namespace Atelier.Vectors.Bench;
 
-/// <summary>Hit ratio of ConcurrentLfu (W-TinyLFU) against a plain LRU on seeded Zipf traces, with and without scans.</summary>
+/// <summary>Hit ratio of ConcurrentLfu (W-TinyLFU) against a plain LRU, S3-FIFO and SIEVE on seeded Zipf traces, with and without scans.</summary>
 internal static class CacheBench
 {
     private const int Keys = 1_000_000;
@@ -24,8 +25,10 @@ internal static class CacheBench
                     int capacity = (int)(Keys * fraction);
                     double lfu = HitRatio(new ConcurrentLfu<int, int>(capacity), requests);
                     double lru = HitRatio(new ClassicLru<int, int>(capacity), requests);
-                    Console.Error.WriteLine($"zipf s={skew} scans={scans} capacity={fraction:P0}: ConcurrentLfu {lfu:F4}  LRU {lru:F4}");
-                    rows.Add(new { skew, scans, capacityFraction = fraction, concurrentLfu = lfu, lru });
+                    double s3fifo = HitRatio(new S3FifoCache<int, int>(capacity), requests);
+                    double sieve = HitRatio(new SieveCache<int, int>(capacity), requests);
+                    Console.Error.WriteLine($"zipf s={skew} scans={scans} capacity={fraction:P0}: ConcurrentLfu {lfu:F4}  LRU {lru:F4}  S3-FIFO {s3fifo:F4}  SIEVE {sieve:F4}");
+                    rows.Add(new { skew, scans, capacityFraction = fraction, concurrentLfu = lfu, lru, s3fifo, sieve });
                 }
             }
         }
@@ -46,6 +49,24 @@ internal static class CacheBench
             else
             {
                 cache.AddOrUpdate(key, key);
+            }
+        }
+
+        return (double)hits / requests.Length;
+    }
+
+    private static double HitRatio(IVectorCachePolicy<int, int> cache, int[] requests)
+    {
+        long hits = 0;
+        foreach (int key in requests)
+        {
+            if (cache.TryGet(key, out _))
+            {
+                hits++;
+            }
+            else
+            {
+                cache.Add(key, key);
             }
         }
 

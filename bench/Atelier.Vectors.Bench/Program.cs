@@ -3,14 +3,16 @@ using System.Text.Json;
 using Atelier.Vectors.Bench;
 
 // Macro benchmark for Atelier.Vectors; bench/vectors.sh drives it next to hnswlib on the same data file.
-//   ann   <data.bin> <M> <efConstruction> <ef,ef,...> <out.json>
+//   ann   <data.bin> <M> <efConstruction> <ef,ef,...> <out.json> [l2|ip]
 //   table <data.bin> <budgetFraction> <ef,ef,...> <out.json> <dir> [<dir>...]
 //   cache <out.json>
+//   cachetrace <data.bin> <trace-queries.bin> <ef> <out.json> <dir>
 return args.Length == 0 ? Usage() : args[0] switch
 {
-    "ann" => AnnBench.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), ParseList(args[4]), args[5]),
+    "ann" => AnnBench.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), ParseList(args[4]), args[5], args.Length > 6 && args[6] == "ip" ? Atelier.Vectors.DistanceMetric.Dot : Atelier.Vectors.DistanceMetric.L2),
     "table" => TableBench.Run(args[1], double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), ParseList(args[3]), args[4], args[5..]),
     "cache" => CacheBench.Run(args[1]),
+    "cachetrace" => CacheTraceBench.Run(args[1], args[2], int.Parse(args[3]), args[4], args[5]),
     "probe" => Probe.Run(args[1]),
     _ => Usage(),
 };
@@ -19,7 +21,7 @@ static int[] ParseList(string s) => [.. s.Split(',').Select(int.Parse)];
 
 static int Usage()
 {
-    Console.Error.WriteLine("usage: ann <data> <M> <efC> <efs> <out> | table <data> <budget> <efs> <out> <dirs...> | cache <out>");
+    Console.Error.WriteLine("usage: ann <data> <M> <efC> <efs> <out> [l2|ip] | table <data> <budget> <efs> <out> <dirs...> | cache <out> | cachetrace <data> <queries> <ef> <out> <dir>");
     return 2;
 }
 
@@ -31,13 +33,14 @@ internal static class Json
 
 internal static class AnnBench
 {
-    public static int Run(string dataPath, int m, int efConstruction, int[] efs, string output)
+    public static int Run(string dataPath, int m, int efConstruction, int[] efs, string output, Atelier.Vectors.DistanceMetric metric)
     {
         var data = BenchData.Load(dataPath);
-        Console.Error.WriteLine($"atelier: {data.Count} x {data.Dimension}, {data.QueryCount} queries, M={m} efC={efConstruction}");
+        Console.Error.WriteLine($"atelier: {data.Count} x {data.Dimension}, {data.QueryCount} queries, M={m} efC={efConstruction} {metric}");
         using var index = new Atelier.Vectors.Hnsw.HnswIndex(new Atelier.Vectors.Hnsw.HnswOptions
         {
             Dimension = data.Dimension,
+            Metric = metric,
             M = m,
             EfConstruction = efConstruction,
             QuantizeInt8 = true,
@@ -89,6 +92,7 @@ internal static class AnnBench
         {
             n = data.Count,
             dim = data.Dimension,
+            metric = metric == Atelier.Vectors.DistanceMetric.Dot ? "ip" : "l2",
             M = m,
             efConstruction = efConstruction,
             build_s = build,

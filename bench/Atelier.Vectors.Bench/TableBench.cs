@@ -128,7 +128,7 @@ internal static class TableBench
     }
 
     /// <summary>A collection store over one local location, as a restarted server opens it.</summary>
-    private static OpenStore Open(string blobs, BenchCatalog catalog, CollectionStoreOptions options)
+    internal static OpenStore Open(string blobs, BenchCatalog catalog, CollectionStoreOptions options)
     {
         var location = new LocationDescriptor { Id = "local", Uri = ".", Country = "FR", Blocs = ["EU"] };
         var audit = new AuditLog(Path.Combine(blobs, "..", "audit"), TimeProvider.System);
@@ -137,7 +137,7 @@ internal static class TableBench
         return new OpenStore(new CollectionStore(catalog, guard, _ => anywhere, TimeProvider.System, options), audit);
     }
 
-    private sealed class OpenStore(CollectionStore store, AuditLog audit) : IDisposable
+    internal sealed class OpenStore(CollectionStore store, AuditLog audit) : IDisposable
     {
         public CollectionStore Store => store;
 
@@ -149,7 +149,7 @@ internal static class TableBench
     }
 
     /// <summary>The catalog rows, kept across the reopens as the server's database would keep them.</summary>
-    private sealed class BenchCatalog : ICollectionCatalog
+    internal sealed class BenchCatalog : ICollectionCatalog
     {
         private readonly Dictionary<string, CollectionRecord> _byId = [];
 

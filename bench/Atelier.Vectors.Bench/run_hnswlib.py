@@ -27,10 +27,11 @@ def recall(labels, gt, k):
 def main():
     path, m, efc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     efs = [int(x) for x in sys.argv[4].split(",")]
+    space = sys.argv[5] if len(sys.argv) > 5 else "l2"
     k = 10
     base, queries, gt = load(path)
     n, dim = base.shape
-    index = hnswlib.Index(space="l2", dim=dim)
+    index = hnswlib.Index(space=space, dim=dim)
     index.init_index(max_elements=n, M=m, ef_construction=efc, random_seed=100)
     index.set_num_threads(2)
     t = time.perf_counter()
@@ -64,7 +65,7 @@ def main():
                      "p50_us": float(np.percentile(lat, 50) * 1e6), "p99_us": float(np.percentile(lat, 99) * 1e6)})
         print(f"hnswlib ef={ef} recall={rows[-1]['recall']:.4f} qps1={qps1:.0f} qps2={qps2:.0f} "
               f"p50={rows[-1]['p50_us']:.0f}us p99={rows[-1]['p99_us']:.0f}us", file=sys.stderr, flush=True)
-    print(json.dumps({"engine": "hnswlib " + getattr(hnswlib, "__version__", "0.6.2 (Debian)"), "n": int(n), "dim": int(dim), "M": m,
+    print(json.dumps({"engine": "hnswlib " + getattr(hnswlib, "__version__", "0.6.2 (Debian)"), "n": int(n), "dim": int(dim), "M": m, "metric": space,
                       "efConstruction": efc, "build_s": build, "bytes_per_vector": bytes_per_vector, "rows": rows}))
 
 

@@ -22,7 +22,7 @@ public sealed record CollectionStoreOptions
 
     /// <summary>
     /// Bytes of full-precision vectors each open collection with <see cref="VectorSegmentDirectories"/> keeps
-    /// in memory, the hot ones by W-TinyLFU; the graph and its int8 codes are held in addition.
+    /// in memory, the hot ones by S3-FIFO (decision 0022); the graph and its int8 codes are held in addition.
     /// </summary>
     public long VectorCacheBytes { get; init; } = 256L << 20;
 

@@ -148,7 +148,8 @@ public sealed class CollectionSegmentTests : IDisposable
             collection.VectorCache!.Maintain();
         }
 
-        // A scan touches many vectors once each; W-TinyLFU admits none of them over the frequently used hot set.
+        // A scan touches many vectors once each; S3-FIFO keeps them on probation and evicts them there, so the
+        // frequently used hot set, promoted to the main queue, stays.
         var scan = ClusteredData.Generate(100, Dimension, clusters: 20, seed: 40);
         for (int q = 0; q < 100; q++)
         {
@@ -162,8 +163,9 @@ public sealed class CollectionSegmentTests : IDisposable
 
         // A cold query reads k * RerankMultiplier = 40 vectors, and so would the hot one under an LRU,
         // which the scan flushes. Quiet, the hot query reads under 20; on a machine at load average
-        // 10 the cache's lossy read buffers drop some of the hot set's hits and it read 27: the
-        // bound is what tells W-TinyLFU from an LRU, not a figure that holds only on a quiet machine.
+        // 10 W-TinyLFU's lossy read buffers (the policy before decision 0022) dropped some of the hot set's
+        // hits and it read 27: the bound is what tells a scan-resistant policy from an LRU, not a figure
+        // that holds only on a quiet machine.
         long reads = collection.SegmentDiskReads - before;
         Assert.True(reads < 40, $"hot query read {reads} vectors from disk after the scan, as many as a cold one");
     }
