@@ -4,6 +4,7 @@
 #   bench/vectors.sh            full run: 1M x 128 and 200k x 768 (about 30-40 minutes on 2 cores)
 #   N128=200000 N768=50000 NQ=2000 bench/vectors.sh    a smaller run
 #   PARTS=768 OUT=bench/results/vectors-768.md bench/vectors.sh   only some parts (128 768 table cache), to another file
+#   PARTS=scale bench/vectors.sh   a collection larger than memory (bench/vectors-scale.sh; not in the default parts)
 #
 # Writes bench/results/vectors.md. Scratch data goes to $VECTORS_BENCH_DIR (default /tmp/atelier-vectors-bench).
 set -euo pipefail
@@ -62,6 +63,11 @@ if part table; then
   [ -f "$TABLE_DATA" ] || "$PY" $SRC/gen_data.py "$TABLE_DATA" "$TABLE_N" "$NQ" 128 1000
   $BENCH table "$TABLE_DATA" 0.25 "$TABLE_EFS" "$WORK/table.json" "$WORK/nvme0" "$WORK/nvme1"
   rm -rf "$WORK/nvme0" "$WORK/nvme1"
+fi
+
+# A collection larger than memory (10M x 384 under a 4 GiB budget): not in the default PARTS, it takes an hour or more.
+if part scale; then
+  SCALE_OUT=${SCALE_OUT:-$RESULTS/vectors-scale.md} bash bench/vectors-scale.sh
 fi
 
 if part cache; then

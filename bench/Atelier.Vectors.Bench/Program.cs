@@ -6,12 +6,17 @@ using Atelier.Vectors.Bench;
 //   ann   <data.bin> <M> <efConstruction> <ef,ef,...> <out.json>
 //   table <data.bin> <budgetFraction> <ef,ef,...> <out.json> <dir> [<dir>...]
 //   cache <out.json>
+//   scale-build  <data dir> <store dir> <pq subspaces> <M> <efConstruction> <shards> <drop base 0|1> <dir> [<dir>...]
+//   scale-search <data dir> <store dir> <budget bytes> <ef,ef,...> <rerank multiplier> <out.json> <dir> [<dir>...]
 return args.Length == 0 ? Usage() : args[0] switch
 {
     "ann" => AnnBench.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), ParseList(args[4]), args[5]),
     "table" => TableBench.Run(args[1], double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture), ParseList(args[3]), args[4], args[5..]),
     "cache" => CacheBench.Run(args[1]),
     "probe" => Probe.Run(args[1]),
+    "scale-probe" => ScaleProbe.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4])),
+    "scale-build" => ScaleBench.Build(args[1], args[2], int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), int.Parse(args[6]), args[7] == "1", args[8..]),
+    "scale-search" => ScaleBench.Search(args[1], args[2], long.Parse(args[3]), ParseList(args[4]), int.Parse(args[5]), args[6], args[7..]),
     _ => Usage(),
 };
 

@@ -10,7 +10,11 @@ namespace Atelier.Vectors.Collections.Segments;
 /// </summary>
 internal sealed class FullVectorCache
 {
-    private readonly ConcurrentLfu<long, float[]> _lfu;
+    /// <summary>The fewest vectors the cache holds, whatever the budget.</summary>
+    public const int MinimumCapacity = 3;
+
+    private readonly IScheduler _scheduler;
+    private ConcurrentLfu<long, float[]> _lfu;
     private int _segments;
 
     /// <param name="budgetBytes">Bytes of vectors the cache may hold.</param>
@@ -18,9 +22,36 @@ internal sealed class FullVectorCache
     /// <param name="foregroundMaintenance">Runs eviction inline, so that it is deterministic (tests).</param>
     public FullVectorCache(long budgetBytes, int dimension, bool foregroundMaintenance = false)
     {
-        int capacity = (int)Math.Clamp(budgetBytes / ((long)Math.Max(dimension, 1) * sizeof(float)), 1, int.MaxValue / 2);
-        IScheduler scheduler = foregroundMaintenance ? new ForegroundScheduler() : new ThreadPoolScheduler();
-        _lfu = new ConcurrentLfu<long, float[]>(Environment.ProcessorCount, capacity, scheduler, EqualityComparer<long>.Default);
+        Dimension = dimension;
+        _scheduler = foregroundMaintenance ? new ForegroundScheduler() : new ThreadPoolScheduler();
+        _lfu = Create(budgetBytes);
+    }
+
+    /// <summary>The dimension the budget is counted in.</summary>
+    public int Dimension { get; }
+
+    /// <summary>Bytes of vectors the cache may hold now.</summary>
+    public long BudgetBytes { get; private set; }
+
+    /// <summary>Vectors the cache may hold now.</summary>
+    public int Capacity => _lfu.Capacity;
+
+    /// <summary>
+    /// Replaces the budget, dropping what the cache holds (it is filled again by the next reads). The memory
+    /// budget of a collection sets it once its graphs are open, to what they leave.
+    /// </summary>
+    public void SetBudget(long budgetBytes) => Volatile.Write(ref _lfu, Create(budgetBytes));
+
+    /// <summary>Whether the cache holds <paramref name="key"/> (no hit or miss counted).</summary>
+    public bool Contains(long key) => _lfu.TryGet(key, out _);
+
+    private ConcurrentLfu<long, float[]> Create(long budgetBytes)
+    {
+        // A budget below three vectors still holds three: the least W-TinyLFU takes (a window, a probation
+        // and a protected segment), a few kilobytes against a budget of gigabytes.
+        BudgetBytes = Math.Max(0, budgetBytes);
+        int capacity = (int)Math.Clamp(BudgetBytes / ((long)Math.Max(Dimension, 1) * sizeof(float)), MinimumCapacity, int.MaxValue / 2);
+        return new ConcurrentLfu<long, float[]>(Environment.ProcessorCount, capacity, _scheduler, EqualityComparer<long>.Default);
     }
 
     /// <summary>Hit ratio since the cache was created.</summary>
