@@ -56,7 +56,7 @@ log() { echo "$*" | tee -a "$SCALE_OUT"; }
 log "# Vectors at scale: $SCALE_N x 384, budget $((SCALE_BUDGET >> 20)) MiB, ${#dirs[@]} directories"
 log ""
 log "CPU: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p') ($(nproc) cores); memory $(free -g | awk '/Mem:/ {print $2}') GiB; disk $(df -h "$SCALE_DIR" | awk 'NR==2 {print $2" ("$4" free)"}'); .NET $(dotnet --version)"
-log "Started $(date -u '+%Y-%m-%d %H:%M UTC'); N=$SCALE_N NQ=$SCALE_NQ clusters=$SCALE_CLUSTERS PQ=$SCALE_PQ M=$SCALE_M efC=$SCALE_EFC shards=$SCALE_SHARDS efs=$SCALE_EFS rerank=${SCALE_RERANK}k"
+log "Started $(date -u '+%Y-%m-%d %H:%M UTC'); N=$SCALE_N NQ=$SCALE_NQ PQ=$SCALE_PQ M=$SCALE_M efC=$SCALE_EFC shards=$SCALE_SHARDS efs=$SCALE_EFS rerank=${SCALE_RERANK}k"
 log "Anchor (published, not run here): DiskANN, 95% recall@1 under 3 ms mean latency at a billion points, 64 GB RAM, 16 cores."
 log ""
 log '```'

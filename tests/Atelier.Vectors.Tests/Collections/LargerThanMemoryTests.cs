@@ -208,7 +208,7 @@ public sealed class LargerThanMemoryTests : IDisposable
         var cache = collection.VectorCache!;
         Assert.False(collection.OverMemoryBudget);
         Assert.Equal(Budget - collection.ResidentIndexBytes, cache.BudgetBytes);
-        int capacity = (int)(cache.BudgetBytes / (Dimension * sizeof(float)));
+        int capacity = (int)(cache.BudgetBytes / ((Dimension * sizeof(float)) + 64));
         Assert.Equal(capacity, cache.Capacity);
 
         for (int q = 0; q < 2_000; q += 3)

@@ -30,6 +30,12 @@ internal sealed class FullVectorCache
     /// <summary>The dimension the budget is counted in.</summary>
     public int Dimension { get; }
 
+    /// <summary>
+    /// What one cached vector costs: its floats, the array's header and the cache's node for it (about 64
+    /// bytes together), so a budget in bytes is a bound on memory, not only on vector data.
+    /// </summary>
+    public long EntryBytes => ((long)Math.Max(Dimension, 1) * sizeof(float)) + 64;
+
     /// <summary>Bytes of vectors the cache may hold now.</summary>
     public long BudgetBytes { get; private set; }
 
@@ -50,7 +56,7 @@ internal sealed class FullVectorCache
         // A budget below three vectors still holds three: the least W-TinyLFU takes (a window, a probation
         // and a protected segment), a few kilobytes against a budget of gigabytes.
         BudgetBytes = Math.Max(0, budgetBytes);
-        int capacity = (int)Math.Clamp(BudgetBytes / ((long)Math.Max(Dimension, 1) * sizeof(float)), MinimumCapacity, int.MaxValue / 2);
+        int capacity = (int)Math.Clamp(BudgetBytes / EntryBytes, MinimumCapacity, int.MaxValue / 2);
         return new ConcurrentLfu<long, float[]>(Environment.ProcessorCount, capacity, _scheduler, EqualityComparer<long>.Default);
     }
 
