@@ -5,6 +5,7 @@
 #   N128=200000 N768=50000 NQ=2000 bench/vectors.sh    a smaller run
 #   PARTS=768 OUT=bench/results/vectors-768.md bench/vectors.sh   only some parts (128 768 384 table cache), to another file
 #   PARTS="384 cache" OUT=bench/results/vectors-native.md bench/vectors.sh   the unit-norm 384-d part and the cache policies
+#   PARTS=scale bench/vectors.sh   a collection larger than memory (bench/vectors-scale.sh; not in the default parts)
 #
 # The peer is hnswlib compiled here from its headers (Debian's libhnswlib-dev) with g++ -O3 -march=native
 # (bench/hnswlib-native); Debian's python3-hnswlib (baseline x86-64 build) runs as a second column unless PY_PEER=0.
@@ -87,6 +88,11 @@ if part table; then
   [ -f "$TABLE_DATA" ] || "$PY" $SRC/gen_data.py "$TABLE_DATA" "$TABLE_N" "$NQ" 128 1000
   $BENCH table "$TABLE_DATA" 0.25 "$TABLE_EFS" "$WORK/table.json" "$WORK/nvme0" "$WORK/nvme1"
   rm -rf "$WORK/nvme0" "$WORK/nvme1"
+fi
+
+# A collection larger than memory (10M x 384 under a 4 GiB budget): not in the default PARTS, it takes an hour or more.
+if part scale; then
+  SCALE_OUT=${SCALE_OUT:-$RESULTS/vectors-scale.md} bash bench/vectors-scale.sh
 fi
 
 if part cache; then

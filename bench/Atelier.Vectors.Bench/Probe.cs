@@ -13,6 +13,10 @@ internal static class Probe
         public void Write(int node, ReadOnlySpan<float> vector)
         {
         }
+
+        public void Prefetch(int node)
+        {
+        }
     }
 
     public static int Run(string dataPath)

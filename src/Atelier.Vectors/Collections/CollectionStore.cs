@@ -60,6 +60,7 @@ public sealed class CollectionStore : IDisposable
     public async Task<VectorCollection> CreateAsync(string workspace, string name, CollectionConfig config, string policyName, string actor, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
         var policy = _resolvePolicy(policyName);
         var record = new CollectionRecord
         {

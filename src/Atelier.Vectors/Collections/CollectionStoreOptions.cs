@@ -27,6 +27,15 @@ public sealed record CollectionStoreOptions
     public long VectorCacheBytes { get; init; } = 256L << 20;
 
     /// <summary>
+    /// Bytes each open collection with <see cref="VectorSegmentDirectories"/> may keep in memory in all: the
+    /// part of its graphs a search touches (the codes it walks on, the links, the per-node tables, see
+    /// <c>HnswIndex.ResidentBytes</c>) first, and what they leave to the cache of full vectors, which replaces
+    /// <see cref="VectorCacheBytes"/>. Set when the collection opens and after each snapshot, as the graphs
+    /// grow. 0 (the default): no overall budget; the cache gets <see cref="VectorCacheBytes"/>.
+    /// </summary>
+    public long MemoryBudgetBytes { get; init; }
+
+    /// <summary>
     /// For a collection with its vectors in segment files: candidates re-ranked on full vectors, as a multiple
     /// of k. The shards' candidates (ranked on int8 codes) are merged first and only this many of the best are
     /// read at full precision, so a search costs at most <c>k * RerankMultiplier</c> vector reads.

@@ -108,7 +108,39 @@ public sealed class VectorCollection : IDisposable
             throw;
         }
 
-        return new VectorCollection(record, guard, policy, options, shards, cache);
+        var collection = new VectorCollection(record, guard, policy, options, shards, cache);
+        collection.ApplyMemoryBudget();
+        return collection;
+    }
+
+    /// <summary>
+    /// Bytes of the shards' graphs that searches keep touching (see <c>HnswIndex.ResidentBytes</c>) plus the
+    /// non-empty payloads' map entries: what the memory budget is spent on before the cache of full vectors.
+    /// </summary>
+    internal long ResidentIndexBytes => _shards.Sum(s => s.Index.ResidentBytes + (s.PayloadCount * 128L));
+
+    /// <summary>Whether the graphs alone need more than <see cref="CollectionStoreOptions.MemoryBudgetBytes"/> (the cache is then cut to its minimum, three vectors).</summary>
+    internal bool OverMemoryBudget { get; private set; }
+
+    /// <summary>
+    /// Gives the cache of full vectors what the memory budget leaves after the graphs. Called when the collection
+    /// opens and after each snapshot; the cache is rebuilt (emptied) only when the graphs grew or shrank by more
+    /// than a sixteenth of the budget, so a steady trickle of inserts does not keep dropping it.
+    /// </summary>
+    private void ApplyMemoryBudget()
+    {
+        if (VectorCache is null || _options.MemoryBudgetBytes <= 0)
+        {
+            return;
+        }
+
+        long left = _options.MemoryBudgetBytes - ResidentIndexBytes;
+        OverMemoryBudget = left <= 0;
+        long cacheBytes = Math.Max(0, left);
+        if (Math.Abs(cacheBytes - VectorCache.BudgetBytes) > _options.MemoryBudgetBytes / 16 || cacheBytes < VectorCache.BudgetBytes)
+        {
+            VectorCache.SetBudget(cacheBytes);
+        }
     }
 
     /// <summary>The shard that holds <paramref name="id"/>.</summary>
@@ -299,6 +331,13 @@ public sealed class VectorCollection : IDisposable
             Kernels.VectorDistance.Normalize(prepared);
         }
 
+        // Every candidate's full vector is asked for before the first is read, so the reads of a cold re-rank
+        // are in flight together: one device latency per search rather than one per candidate.
+        foreach (var hit in best)
+        {
+            _shards[ShardOf(hit.Id)].Index.PrefetchFullVector(hit.Id);
+        }
+
         var buffer = new float[Config.Dimension];
         var exact = new List<SearchHit>(best.Length);
         foreach (var hit in best)
@@ -464,6 +503,7 @@ public sealed class VectorCollection : IDisposable
         }
 
         await shard.DeleteReplacedAsync(_guard, Record, covered).ConfigureAwait(false);
+        ApplyMemoryBudget();
     }
 
     private async Task<long> CommitBlobAsync(CollectionShard shard, string key, LogBlobKind kind, int count, IEnumerable<LogPoint> points, string actor, CancellationToken cancellationToken)

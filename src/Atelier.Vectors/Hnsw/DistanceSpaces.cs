@@ -87,6 +87,27 @@ internal unsafe struct Int8DotSpace(sbyte* query, sbyte* codes, int dimension, f
     public readonly Int8DotSpace ForNode(int node) => new(codes + ((long)node * dimension), codes, dimension, stepSquared);
 }
 
+/// <summary>
+/// Asymmetric distance to product-quantisation codes: one table lookup per subspace. Search only; the graph
+/// is built on the int8 codes, so the pairwise form is never needed.
+/// </summary>
+internal unsafe struct PqSpace(float* table, byte* codes, int subspaces, float bias) : IDistanceSpace<PqSpace>
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly float Distance(int node) => bias + ProductQuantizer.Sum(table, codes + ((long)node * subspaces), subspaces);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void Prefetch(int node)
+    {
+        if (Sse.IsSupported)
+        {
+            Sse.Prefetch0(codes + ((long)node * subspaces));
+        }
+    }
+
+    public readonly PqSpace ForNode(int node) => throw new NotSupportedException("Product-quantisation codes are only compared with a query.");
+}
+
 /// <summary>Which nodes may enter the results of a walk (struct policy, so the unfiltered walk has no check).</summary>
 internal interface IAcceptPolicy
 {
@@ -137,4 +158,7 @@ internal interface IFullVectorSource
 
     /// <summary>Stores the full vector of a node being inserted, before it is linked into the graph.</summary>
     void Write(int node, ReadOnlySpan<float> vector);
+
+    /// <summary>Asks for the node's vector to be read ahead (without waiting), so that several reads overlap.</summary>
+    void Prefetch(int node);
 }

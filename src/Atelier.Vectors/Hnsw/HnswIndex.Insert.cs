@@ -120,6 +120,12 @@ public sealed unsafe partial class HnswIndex
             _quantizer!.Encode(vector, new Span<sbyte>((sbyte*)_codes.Pointer + ((long)node * _dimension), _dimension));
         }
 
+        if (_pqCodes is not null)
+        {
+            int subspaces = _options.ProductQuantizationSubspaces;
+            _pq!.Encode(vector, new Span<byte>(_pqCodes.Pointer + ((long)node * subspaces), subspaces));
+        }
+
         if (_vectors is not null)
         {
             float* v = (float*)_vectors.Pointer;

@@ -21,7 +21,8 @@ internal sealed record HnswManifest(
     long Entry,
     float QuantizerStep,
     float[]? QuantizerOffsets,
-    SegmentFileEntry[] Files);
+    SegmentFileEntry[] Files,
+    int ProductQuantizationSubspaces = 0);
 
 public sealed unsafe partial class HnswIndex
 {
@@ -53,12 +54,25 @@ public sealed unsafe partial class HnswIndex
                 segments.Add(new($"codes.g{generation}.seg", (nint)_codes.Pointer, (long)count * _dimension));
             }
 
+            if (_pqCodes is not null && _pq is not null)
+            {
+                int subspaces = _options.ProductQuantizationSubspaces;
+                segments.Add(new($"pqcodes.g{generation}.seg", (nint)_pqCodes.Pointer, (long)count * subspaces));
+            }
+
             segments.Add(new($"links0.g{generation}.seg", (nint)_links0.Pointer, (long)count * _stride0 * sizeof(int)));
             byte[] nodes = SerializeNodes(count);
             SegmentFileEntry[] files;
+            byte[] centroids = _pq is null ? [] : _pq.CentroidBytes.ToArray();
             fixed (byte* nodesPointer = nodes)
+            fixed (byte* centroidsPointer = centroids)
             {
                 segments.Add(new($"nodes.g{generation}.seg", (nint)nodesPointer, nodes.Length));
+                if (_pq is not null)
+                {
+                    segments.Add(new($"pqcentroids.g{generation}.seg", (nint)centroidsPointer, centroids.Length));
+                }
+
                 files = SegmentIO.WriteSegments(directory, segments);
             }
 
@@ -78,7 +92,8 @@ public sealed unsafe partial class HnswIndex
                 Volatile.Read(ref _entry),
                 _quantizer?.Step ?? 0,
                 _quantizer?.Offsets.ToArray(),
-                files);
+                files,
+                _pq is null ? 0 : _options.ProductQuantizationSubspaces);
             SegmentIO.CommitManifest(directory, manifest);
             SegmentIO.DeleteStale(directory, files.Select(f => f.Name).ToHashSet(), SegmentPattern);
         }
@@ -108,7 +123,7 @@ public sealed unsafe partial class HnswIndex
 
         foreach (var file in manifest.Files)
         {
-            SegmentIO.Verify(directory, file, hash: verifyChecksums || file.Name.StartsWith("nodes.", StringComparison.Ordinal));
+            SegmentIO.Verify(directory, file, hash: verifyChecksums || file.Name.StartsWith("nodes.", StringComparison.Ordinal) || file.Name.StartsWith("pqcentroids.", StringComparison.Ordinal));
         }
 
         var options = new HnswOptions
@@ -120,6 +135,7 @@ public sealed unsafe partial class HnswIndex
             EfSearch = manifest.EfSearch,
             Seed = manifest.Seed,
             QuantizeInt8 = manifest.QuantizeInt8,
+            ProductQuantizationSubspaces = manifest.ProductQuantizationSubspaces,
             InitialCapacity = 16,
         };
         var index = new HnswIndex(options, externalVectors);
@@ -143,15 +159,34 @@ public sealed unsafe partial class HnswIndex
 
         _vectors?.Dispose();
         _codes?.Dispose();
+        _pqCodes?.Dispose();
         _links0.Dispose();
         _vectors = _externalVectors is null ? NativeBuffer.Map(FileOf("vectors."), (long)count * _dimension * sizeof(float)) : null;
         _codes = manifest.QuantizeInt8 ? NativeBuffer.Map(FileOf("codes."), (long)count * _dimension) : null;
         _links0 = NativeBuffer.Map(FileOf("links0."), (long)count * _stride0 * sizeof(int));
+        int subspaces = manifest.ProductQuantizationSubspaces;
+        _pqCodes = subspaces > 0 ? NativeBuffer.Map(FileOf("pqcodes."), (long)count * subspaces) : null;
+
+        // What every search touches is read ahead in the background; the int8 codes of an index that walks on
+        // PQ codes are left cold (only inserts read them).
+        _links0.ReadAhead();
+        if (_pqCodes is not null)
+        {
+            _pqCodes.ReadAhead();
+        }
+        else
+        {
+            _codes?.ReadAhead();
+        }
+
         _capacity = Math.Max(count, 1);
         _upper = new int[]?[_capacity];
         _levels = new byte[_capacity];
         _states = new byte[_capacity];
         _ids = new long[_capacity];
+
+        // Sized up front: growing a dictionary of millions of ids rehashes it several times.
+        _idToNode = new(Environment.ProcessorCount, Math.Max(count, 31));
         DeserializeNodes(File.ReadAllBytes(FileOf("nodes.")), count);
         _count = count;
         _liveCount = _idToNode.Count;
@@ -160,6 +195,12 @@ public sealed unsafe partial class HnswIndex
         if (manifest.QuantizeInt8 && manifest.QuantizerOffsets is { } offsets && manifest.QuantizerStep > 0)
         {
             _quantizer = new ScalarQuantizer(manifest.QuantizerStep, offsets);
+        }
+
+        if (subspaces > 0)
+        {
+            byte[] centroids = File.ReadAllBytes(FileOf("pqcentroids."));
+            _pq = new ProductQuantizer(manifest.Metric, _dimension, subspaces, MemoryMarshal.Cast<byte, float>(centroids).ToArray());
         }
     }
 

@@ -39,6 +39,15 @@ public sealed unsafe partial class HnswIndex
     internal int SearchApproximate(ReadOnlySpan<float> query, Span<SearchHit> results, int? ef, IVectorFilter? filter, int required) =>
         SearchCore(query, results, ef, filter, rerank: false, required);
 
+    /// <summary>Asks the full-vector source to read the vector of <paramref name="id"/> ahead; nothing when in memory or absent.</summary>
+    internal void PrefetchFullVector(long id)
+    {
+        if (_externalVectors is not null && _idToNode.TryGetValue(id, out int node))
+        {
+            _externalVectors.Prefetch(node);
+        }
+    }
+
     /// <summary>The exact distance from an already prepared (normalised, for cosine) query to a live vector; NaN when absent.</summary>
     internal float ExactDistanceTo(ReadOnlySpan<float> preparedQuery, long id, Span<float> buffer)
     {
@@ -269,6 +278,19 @@ public sealed unsafe partial class HnswIndex
                 return Drain(scratch.Results, results);
             }
 
+            if (_pqCodes is not null && _pq is not null && WalkOnCodes)
+            {
+                float[] table = scratch.PqTable(_pq.TableLength);
+                _pq.BuildTable(query, table);
+                fixed (float* t = table)
+                {
+                    var space = new PqSpace(t, _pqCodes.Pointer, _pq.Subspaces, _options.Metric == DistanceMetric.L2 ? 0f : 1f);
+                    Walk(ref space, ef, accept, stopEarly, scratch);
+                }
+
+                return rerank ? Rerank(query, results, scratch) : TakeBest(results, scratch);
+            }
+
             Span<sbyte> code = _dimension <= 4096 ? stackalloc sbyte[_dimension] : new sbyte[_dimension];
             _quantizer!.Encode(query, code);
             fixed (sbyte* c = code)
@@ -286,18 +308,19 @@ public sealed unsafe partial class HnswIndex
                 }
             }
 
-            if (!rerank)
-            {
-                while (scratch.Results.Count > results.Length)
-                {
-                    scratch.Results.Pop();
-                }
-
-                return Drain(scratch.Results, results);
-            }
-
-            return Rerank(query, results, scratch);
+            return rerank ? Rerank(query, results, scratch) : TakeBest(results, scratch);
         }
+    }
+
+    /// <summary>The k best of the walk's results, ranked by the distance the walk used.</summary>
+    private int TakeBest(Span<SearchHit> results, SearchScratch scratch)
+    {
+        while (scratch.Results.Count > results.Length)
+        {
+            scratch.Results.Pop();
+        }
+
+        return Drain(scratch.Results, results);
     }
 
     /// <summary>Re-scores the walk's candidates (ranked on codes) on full vectors and keeps the k best.</summary>
@@ -311,6 +334,16 @@ public sealed unsafe partial class HnswIndex
         try
         {
             candidates.CopyTo(distances, ids);
+            if (_externalVectors is not null)
+            {
+                // Full vectors on disk: ask for every candidate's record before reading the first, so the
+                // reads overlap instead of costing one device latency each.
+                for (int i = 0; i < n; i++)
+                {
+                    _externalVectors.Prefetch(ids[i]);
+                }
+            }
+
             var heap = scratch.Candidates;
             heap.Clear();
             int k = results.Length;

@@ -32,11 +32,13 @@ public sealed unsafe partial class HnswIndex : IDisposable
     private readonly object[] _nodeLocks;
     private readonly object _entryLock = new();
     private readonly ReaderWriterLockSlim _resizeLock = new(LockRecursionPolicy.NoRecursion);
-    private readonly ConcurrentDictionary<long, int> _idToNode = new();
+    private ConcurrentDictionary<long, int> _idToNode = new();
     private readonly IFullVectorSource? _externalVectors;
 
     private NativeBuffer? _vectors;
     private NativeBuffer? _codes;
+    private NativeBuffer? _pqCodes;
+    private ProductQuantizer? _pq;
     private NativeBuffer _links0;
     private int[]?[] _upper;
     private byte[] _levels;
@@ -90,6 +92,11 @@ public sealed unsafe partial class HnswIndex : IDisposable
             _codes = NativeBuffer.Allocate((long)_capacity * _dimension);
         }
 
+        if (options.ProductQuantizationSubspaces > 0)
+        {
+            _pqCodes = NativeBuffer.Allocate((long)_capacity * options.ProductQuantizationSubspaces);
+        }
+
         _links0 = NativeBuffer.Allocate((long)_capacity * _stride0 * sizeof(int));
         _upper = new int[]?[_capacity];
         _levels = new byte[_capacity];
@@ -111,6 +118,35 @@ public sealed unsafe partial class HnswIndex : IDisposable
 
     /// <summary>The int8 quantiser, once trained (null for an unquantised index).</summary>
     public ScalarQuantizer? Quantizer => _quantizer;
+
+    /// <summary>The product quantiser the walk uses, once trained (null unless <see cref="HnswOptions.ProductQuantizationSubspaces"/> is set).</summary>
+    public ProductQuantizer? ProductQuantizer => _pq;
+
+    /// <summary>
+    /// Bytes a search keeps touching, however large the index: the codes it walks on (PQ codes when it has
+    /// them, else int8 codes, else full vectors), the links, and the per-node tables and id map in managed
+    /// memory. The int8 codes of an index that walks on PQ codes are not counted: after a reopen they stay
+    /// mapped and are read only by inserts.
+    /// </summary>
+    public long ResidentBytes
+    {
+        get
+        {
+            long n = Math.Max(NodeCount, 0);
+            long walked = _pqCodes is not null ? _options.ProductQuantizationSubspaces
+                : _codes is not null ? _dimension
+                : (long)_dimension * sizeof(float);
+
+            // ids (8) + level + state (2) + upper slot (8) + id map entry (about 48: a ConcurrentDictionary
+            // node object and its bucket) per node, plus the upper layers of the ~1/M nodes that have any.
+            const long PerNodeTables = 8 + 2 + 8 + 48;
+            long upper = n / Math.Max(_m, 2) * (24 + ((_m + 1) * sizeof(int)));
+            return (n * (walked + (_stride0 * sizeof(int)) + PerNodeTables)) + upper;
+        }
+    }
+
+    /// <summary>The ids of the live vectors (a moment's view: concurrent inserts and deletes may or may not show).</summary>
+    public IEnumerable<long> LiveIds => _idToNode.Keys;
 
     /// <summary>Whether a vector with this id is present and not deleted.</summary>
     public bool Contains(long id) => _idToNode.ContainsKey(id);
@@ -138,6 +174,11 @@ public sealed unsafe partial class HnswIndex : IDisposable
                 perNode += _dimension;
             }
 
+            if (_pqCodes is not null)
+            {
+                perNode += _options.ProductQuantizationSubspaces;
+            }
+
             return perNode + ((double)upper / n);
         }
     }
@@ -159,10 +200,20 @@ public sealed unsafe partial class HnswIndex : IDisposable
             }
 
             _quantizer ??= ScalarQuantizer.Train(_options.Metric, normalized, _dimension);
+            TrainProductQuantizer(normalized);
         }
         else
         {
             _quantizer ??= ScalarQuantizer.Train(_options.Metric, sample, _dimension);
+            TrainProductQuantizer(sample);
+        }
+    }
+
+    private void TrainProductQuantizer(ReadOnlySpan<float> sample)
+    {
+        if (_options.ProductQuantizationSubspaces > 0 && _pq is null)
+        {
+            _pq = ProductQuantizer.Train(_options.Metric, sample, _dimension, _options.ProductQuantizationSubspaces, _options.Seed);
         }
     }
 
@@ -215,6 +266,7 @@ public sealed unsafe partial class HnswIndex : IDisposable
             _disposed = true;
             _vectors?.Dispose();
             _codes?.Dispose();
+            _pqCodes?.Dispose();
             _links0.Dispose();
         }
         finally
@@ -325,6 +377,13 @@ public sealed unsafe partial class HnswIndex : IDisposable
                 var grown = _codes.Grow((long)capacity * _dimension);
                 _codes.Dispose();
                 _codes = grown;
+            }
+
+            if (_pqCodes is not null)
+            {
+                var grown = _pqCodes.Grow((long)capacity * _options.ProductQuantizationSubspaces);
+                _pqCodes.Dispose();
+                _pqCodes = grown;
             }
 
             var links = _links0.Grow((long)capacity * _stride0 * sizeof(int));

@@ -27,6 +27,15 @@ public sealed record HnswOptions
     /// </summary>
     public bool QuantizeInt8 { get; init; }
 
+    /// <summary>
+    /// With <see cref="QuantizeInt8"/>: also keep product-quantisation codes of this many bytes per vector
+    /// (subspaces of 256 centroids; must divide <see cref="Dimension"/>) and walk the graph on them, with
+    /// one asymmetric distance table per query. The graph is still built on the int8 codes, which a reopened
+    /// index keeps mapped from its segment and does not read while searching, so the memory a search needs
+    /// is the PQ codes and the links. 0 (the default): walk on the int8 codes.
+    /// </summary>
+    public int ProductQuantizationSubspaces { get; init; }
+
     /// <summary>Nodes to allocate up front; the index grows by doubling past it.</summary>
     public int InitialCapacity { get; init; } = 1024;
 
@@ -54,6 +63,16 @@ public sealed record HnswOptions
         if (EfConstruction < 1 || EfSearch < 1)
         {
             VectorThrow.BadArgument("EfConstruction and EfSearch must be positive.");
+        }
+
+        if (ProductQuantizationSubspaces != 0)
+        {
+            if (!QuantizeInt8)
+            {
+                VectorThrow.BadArgument("Product quantisation is built on the int8 codes: it needs QuantizeInt8.");
+            }
+
+            Kernels.ProductQuantizer.Validate(Dimension, ProductQuantizationSubspaces);
         }
     }
 }

@@ -24,6 +24,19 @@ internal sealed class SearchScratch
 
     public DistanceHeap Results { get; } = new(64);
 
+    private float[] _pqTable = [];
+
+    /// <summary>The thread's buffer for one query's product-quantisation distance table (96 KiB at 96 subspaces: too large for the stack).</summary>
+    public float[] PqTable(int length)
+    {
+        if (_pqTable.Length < length)
+        {
+            _pqTable = new float[length];
+        }
+
+        return _pqTable;
+    }
+
     public static SearchScratch Current => t_current ??= new SearchScratch();
 
     public void NewEpoch(int nodes)

@@ -13,7 +13,16 @@ namespace Atelier.Vectors.Collections.Segments;
 /// </remarks>
 internal sealed class FullVectorCache
 {
-    private readonly S3FifoCache<long, float[]> _policy;
+    /// <summary>The fewest vectors the cache holds, whatever the budget.</summary>
+    public const int MinimumCapacity = 3;
+
+    /// <summary>
+    /// What the cache spends per vector beyond its floats: the array's header, the entry, its dictionary node
+    /// and queue slot, and the ghost key S3-FIFO may remember for it.
+    /// </summary>
+    public const int EntryOverheadBytes = 128;
+
+    private S3FifoCache<long, float[]> _policy;
     private int _segments;
     private long _hits;
     private long _misses;
@@ -27,8 +36,36 @@ internal sealed class FullVectorCache
     public FullVectorCache(long budgetBytes, int dimension, bool foregroundMaintenance = false)
     {
         _ = foregroundMaintenance;
-        int capacity = (int)Math.Clamp(budgetBytes / ((long)Math.Max(dimension, 1) * sizeof(float)), 1, int.MaxValue / 2);
-        _policy = new S3FifoCache<long, float[]>(capacity);
+        Dimension = dimension;
+        _policy = Create(budgetBytes);
+    }
+
+    /// <summary>The dimension the budget is counted in.</summary>
+    public int Dimension { get; }
+
+    /// <summary>What one cached vector costs, so that a budget in bytes bounds memory, not only vector data.</summary>
+    public long EntryBytes => ((long)Math.Max(Dimension, 1) * sizeof(float)) + EntryOverheadBytes;
+
+    /// <summary>Bytes of vectors the cache may hold now.</summary>
+    public long BudgetBytes { get; private set; }
+
+    /// <summary>Vectors the cache may hold now.</summary>
+    public int Capacity => Volatile.Read(ref _policy).Capacity;
+
+    /// <summary>
+    /// Replaces the budget, dropping what the cache holds (it is filled again by the next reads). The memory
+    /// budget of a collection sets it once its graphs are open, to what they leave.
+    /// </summary>
+    public void SetBudget(long budgetBytes) => Volatile.Write(ref _policy, Create(budgetBytes));
+
+    /// <summary>Whether the cache holds <paramref name="key"/> (no hit or miss counted).</summary>
+    public bool Contains(long key) => Volatile.Read(ref _policy).Contains(key);
+
+    private S3FifoCache<long, float[]> Create(long budgetBytes)
+    {
+        BudgetBytes = Math.Max(0, budgetBytes);
+        int capacity = (int)Math.Clamp(BudgetBytes / EntryBytes, MinimumCapacity, int.MaxValue / 2);
+        return new S3FifoCache<long, float[]>(capacity);
     }
 
     /// <summary>Hit ratio since the cache was created.</summary>
@@ -43,7 +80,7 @@ internal sealed class FullVectorCache
     }
 
     /// <summary>Vectors held now.</summary>
-    public int Count => _policy.Count;
+    public int Count => Volatile.Read(ref _policy).Count;
 
     /// <summary>
     /// Told the key of every read, in order, hit or miss; null (the default) costs one test per read. The vector
@@ -57,7 +94,7 @@ internal sealed class FullVectorCache
     public bool TryGet(long key, out float[] vector)
     {
         ReadObserver?.Invoke(key);
-        if (_policy.TryGet(key, out vector))
+        if (Volatile.Read(ref _policy).TryGet(key, out vector))
         {
             Interlocked.Increment(ref _hits);
             return true;
@@ -67,7 +104,7 @@ internal sealed class FullVectorCache
         return false;
     }
 
-    public void Add(long key, float[] vector) => _policy.Add(key, vector);
+    public void Add(long key, float[] vector) => Volatile.Read(ref _policy).Add(key, vector);
 
     /// <summary>Runs pending maintenance now: nothing since decision 0022 (S3-FIFO evicts inline); kept for callers.</summary>
     public void Maintain()

@@ -92,6 +92,7 @@ internal sealed partial class CollectionShard
             EfConstruction = config.EfConstruction,
             EfSearch = config.EfSearch,
             QuantizeInt8 = config.Storage == VectorStorage.Int8,
+            ProductQuantizationSubspaces = config.Storage == VectorStorage.Int8 ? config.ProductQuantization : 0,
             InitialCapacity = Math.Max(1024, state.Count),
         };
 

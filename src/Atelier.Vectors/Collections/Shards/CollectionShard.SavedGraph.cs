@@ -36,6 +36,7 @@ internal sealed partial class CollectionShard
         ForgetSavedGraph(directory);
         AtomicFile.DeleteTemporaryFiles(directory, CoveredFileName);
         Segment.Flush();
+        SavedPayloads.Write(directory, covered, SnapshotBytes, _points);
         Index.Save(directory);
         AtomicFile.WriteAllBytes(Path.Combine(directory, CoveredFileName), System.Text.Encoding.ASCII.GetBytes(covered.ToString(CultureInfo.InvariantCulture)));
     }
@@ -83,6 +84,14 @@ internal sealed partial class CollectionShard
             return null;
         }
 
+        if (index.Options.ProductQuantizationSubspaces != (config.Storage == VectorStorage.Int8 ? config.ProductQuantization : 0))
+        {
+            // Saved under another code layout: the rebuild trains the one the configuration asks for.
+            index.Dispose();
+            segment.Dispose();
+            return null;
+        }
+
         try
         {
             // Records past the saved node count belong to inserts after the save; the log replays them.
@@ -98,6 +107,26 @@ internal sealed partial class CollectionShard
         var shard = new CollectionShard(number, location, prefix, index, segment) { SnapshotSeq = snapshot.Seq, OpenedFromSavedGraph = true };
         try
         {
+            if (SavedPayloads.TryRead(directory, snapshot.Seq) is { } saved)
+            {
+                // The payloads were saved with the graph at this snapshot: the snapshot blob (every vector
+                // again) need not be read. The graph's node table already says which points are live.
+                shard.SnapshotBytes = saved.SnapshotBytes;
+                foreach (var (id, payload) in saved.Payloads)
+                {
+                    if (!index.Contains(id))
+                    {
+                        shard.Dispose();
+                        return null;
+                    }
+
+                    shard.SetPayload(id, payload);
+                }
+
+                await ApplyLogAfterAsync(shard, guard, location, config.Dimension, snapshot.Seq, logs).ConfigureAwait(false);
+                return shard;
+            }
+
             int points = 0;
             bool matches = true;
             shard.SnapshotBytes = await ReadBlobAsync(guard, location, snapshot.Key, config.Dimension, (_, id, _, payload) =>
@@ -118,35 +147,7 @@ internal sealed partial class CollectionShard
                 return null;
             }
 
-            long maxSeq = snapshot.Seq;
-            foreach (var (seq, key) in logs.OrderBy(l => l.Seq))
-            {
-                maxSeq = Math.Max(maxSeq, seq);
-                if (seq <= snapshot.Seq)
-                {
-                    continue;
-                }
-
-                // One blob holds one kind of batch, each id once: it is applied as the batch was.
-                var batch = new List<LogPoint>();
-                var kind = LogBlobKind.Upsert;
-                shard.LogBytes += await ReadBlobAsync(guard, location, key, config.Dimension, (k, id, vector, payload) =>
-                {
-                    kind = k;
-                    batch.Add(new LogPoint(id, vector ?? [], payload ?? Payload.Empty));
-                }).ConfigureAwait(false);
-                shard.LogBlobs++;
-                if (kind == LogBlobKind.Delete)
-                {
-                    shard.ApplyDeletes([.. batch.Select(p => p.Id)]);
-                }
-                else
-                {
-                    shard.ApplyUpserts(batch, config.Dimension);
-                }
-            }
-
-            shard.NextSeq = maxSeq + 1;
+            await ApplyLogAfterAsync(shard, guard, location, config.Dimension, snapshot.Seq, logs).ConfigureAwait(false);
             return shard;
         }
         catch
@@ -154,5 +155,39 @@ internal sealed partial class CollectionShard
             shard.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Applies the log blobs after the snapshot, in order, and sets the next sequence number.</summary>
+    private static async Task ApplyLogAfterAsync(CollectionShard shard, PlacementGuard guard, string location, int dimension, long snapshotSeq, List<(long Seq, string Key)> logs)
+    {
+        long maxSeq = snapshotSeq;
+        foreach (var (seq, key) in logs.OrderBy(l => l.Seq))
+        {
+            maxSeq = Math.Max(maxSeq, seq);
+            if (seq <= snapshotSeq)
+            {
+                continue;
+            }
+
+            // One blob holds one kind of batch, each id once: it is applied as the batch was.
+            var batch = new List<LogPoint>();
+            var kind = LogBlobKind.Upsert;
+            shard.LogBytes += await ReadBlobAsync(guard, location, key, dimension, (k, id, vector, payload) =>
+            {
+                kind = k;
+                batch.Add(new LogPoint(id, vector ?? [], payload ?? Payload.Empty));
+            }).ConfigureAwait(false);
+            shard.LogBlobs++;
+            if (kind == LogBlobKind.Delete)
+            {
+                shard.ApplyDeletes([.. batch.Select(p => p.Id)]);
+            }
+            else
+            {
+                shard.ApplyUpserts(batch, dimension);
+            }
+        }
+
+        shard.NextSeq = maxSeq + 1;
     }
 }
