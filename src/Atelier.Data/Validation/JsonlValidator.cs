@@ -267,39 +267,61 @@ public sealed class JsonlValidator : IDisposable
             return;
         }
 
-        // The fast scan settles most lines without building a document; the rest get the full rules.
-        var fineTuneDone = false;
-        var batchDone = false;
-        if (_fineTune is not null && _batch is not null)
+        // The direct scan settles the ordinary lines for both rule sets in one pass; what it is
+        // unsure of goes to the reader scan, and what that is unsure of to the full rules.
+        var fineTunePending = _fineTune is not null;
+        var batchPending = _batch is not null;
+        if (DirectLineScan.TryScan(line.Span, out var direct, out var directIdOk, out var directBodyOk))
+        {
+            if (fineTunePending && direct != LineKind.Invalid)
+            {
+                _fineTune!.Count(direct, _lineNumber);
+                fineTunePending = false;
+            }
+
+            if (batchPending)
+            {
+                BatchLineRules.Report(directIdOk, directBodyOk, _lineNumber, _batch!);
+                batchPending = false;
+            }
+
+            if (!fineTunePending && !batchPending)
+            {
+                return;
+            }
+        }
+
+        if (fineTunePending && batchPending)
         {
             // Purpose not known yet: one pass answers both rule sets for the common lines.
             var both = FastLineScan.FineTuneAndBatch(line.Span, out var batchKnown, out var idOk, out var bodyOk);
             if (both != LineKind.Invalid)
             {
-                _fineTune.Count(both, _lineNumber);
-                fineTuneDone = true;
+                _fineTune!.Count(both, _lineNumber);
+                fineTunePending = false;
             }
 
             if (batchKnown || FastLineScan.Batch(line.Span, out idOk, out bodyOk))
             {
-                BatchLineRules.Report(idOk, bodyOk, _lineNumber, _batch);
-                batchDone = true;
+                BatchLineRules.Report(idOk, bodyOk, _lineNumber, _batch!);
+                batchPending = false;
             }
         }
-        else if (_fineTune is not null)
+        else if (fineTunePending)
         {
             if (FastLineScan.FineTune(line.Span) is var kind and not LineKind.Invalid)
             {
-                _fineTune.Count(kind, _lineNumber);
-                fineTuneDone = true;
+                _fineTune!.Count(kind, _lineNumber);
+                fineTunePending = false;
             }
         }
-        else if (FastLineScan.Batch(line.Span, out var idOk, out var bodyOk))
+        else if (batchPending && FastLineScan.Batch(line.Span, out var idOk, out var bodyOk))
         {
             BatchLineRules.Report(idOk, bodyOk, _lineNumber, _batch!);
-            batchDone = true;
+            batchPending = false;
         }
-        if ((_fineTune is null || fineTuneDone) && (_batch is null || batchDone))
+
+        if (!fineTunePending && !batchPending)
         {
             return;
         }
@@ -325,14 +347,14 @@ public sealed class JsonlValidator : IDisposable
                 return;
             }
 
-            if (_fineTune is not null && !fineTuneDone)
+            if (fineTunePending)
             {
-                _fineTune.Count(FineTuneLineRules.Validate(root, _lineNumber, _fineTune), _lineNumber);
+                _fineTune!.Count(FineTuneLineRules.Validate(root, _lineNumber, _fineTune), _lineNumber);
             }
 
-            if (_batch is not null && !batchDone)
+            if (batchPending)
             {
-                BatchLineRules.Validate(root, _lineNumber, _batch);
+                BatchLineRules.Validate(root, _lineNumber, _batch!);
             }
         }
     }

@@ -291,18 +291,33 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
                 _validating = Task.Run(ValidateQueuedAsync, CancellationToken.None);
             }
 
+            // Each chunk is written (hashed, handed to the disk, then queued for validation) on
+            // another thread while the next one is received, so receiving, hashing, the kernel's
+            // copy and validation each run on whichever core is free instead of one after another
+            // on the request thread. One write at a time, in order: the next waits for this one.
+            var writing = Task.CompletedTask;
+            long received = 0;
             try
             {
                 while (true)
                 {
                     var buffer = ArrayPool<byte>.Shared.Rent(ChunkBytes);
                     var filled = 0;
-                    int read;
-
-                    // Fill whole chunks: fewer, larger writes and hand-offs.
-                    while (filled < ChunkBytes && (read = await body.ReadAsync(buffer.AsMemory(filled, ChunkBytes - filled), cancel).ConfigureAwait(false)) > 0)
+                    try
                     {
-                        filled += read;
+                        // Fill whole chunks: fewer, larger writes and hand-offs.
+                        int read;
+                        while (filled < ChunkBytes && (read = await body.ReadAsync(buffer.AsMemory(filled, ChunkBytes - filled), cancel).ConfigureAwait(false)) > 0)
+                        {
+                            filled += read;
+                        }
+
+                        await writing.ConfigureAwait(false);
+                    }
+                    catch
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        throw;
                     }
 
                     if (filled == 0)
@@ -311,25 +326,22 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
                         break;
                     }
 
-                    if (write.BytesWritten + filled > maxBytes)
+                    received += filled;
+                    if (received > maxBytes)
                     {
                         ArrayPool<byte>.Shared.Return(buffer);
                         throw new PayloadTooLargeException(maxBytes);
                     }
 
-                    await write.WriteAsync(buffer.AsMemory(0, filled), cancel).ConfigureAwait(false);
-                    if (validation is null)
-                    {
-                        ArrayPool<byte>.Shared.Return(buffer);
-                    }
-                    else
-                    {
-                        await _queue.Writer.WriteAsync((buffer, filled), cancel).ConfigureAwait(false);
-                    }
+                    var length = filled;
+                    writing = Task.Run(() => WriteChunkAsync(buffer, length, cancel), CancellationToken.None);
                 }
             }
             finally
             {
+                // A receive that failed must not leave a write running on a blob about to be
+                // disposed; the receive's error is the one reported.
+                await writing.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 _queue.Writer.TryComplete();
             }
 
@@ -378,6 +390,27 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
 
             validation?.Dispose();
             await write.DisposeAsync().ConfigureAwait(false);
+        }
+
+        private async Task WriteChunkAsync(byte[] buffer, int length, CancellationToken cancel)
+        {
+            try
+            {
+                await write.WriteAsync(buffer.AsMemory(0, length), cancel).ConfigureAwait(false);
+                if (validation is not null)
+                {
+                    // The validator returns the buffer to the pool once it has read it.
+                    await _queue.Writer.WriteAsync((buffer, length), cancel).ConfigureAwait(false);
+                    return;
+                }
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                throw;
+            }
+
+            ArrayPool<byte>.Shared.Return(buffer);
         }
 
         private async Task ValidateQueuedAsync()

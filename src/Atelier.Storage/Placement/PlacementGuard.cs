@@ -246,12 +246,24 @@ public sealed class GuardedWrite : IAsyncDisposable
     /// <summary>Bytes written so far.</summary>
     public long BytesWritten { get; private set; }
 
-    /// <summary>Appends bytes.</summary>
-    public ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+    /// <summary>Appends bytes. The memory must not change until the returned task completes.</summary>
+    public async ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
     {
-        _hash.AppendData(bytes.Span);
+        // The write is started before the hash is computed: a local blob's stream hands the write
+        // to the I/O thread pool, so the kernel's copy and the SHA-256 of the same bytes run on two
+        // cores at once. Both only read the memory; the hash is still of exactly the bytes written.
+        var writing = _pending.Stream.WriteAsync(bytes, cancellationToken);
+        try
+        {
+            _hash.AppendData(bytes.Span);
+        }
+        finally
+        {
+            // Never leave the write running unobserved, even if hashing threw.
+            await writing.ConfigureAwait(false);
+        }
+
         BytesWritten += bytes.Length;
-        return _pending.Stream.WriteAsync(bytes, cancellationToken);
     }
 
     /// <summary>Commits the bytes (fsync, atomic rename) and records the placement in the audit log.</summary>
