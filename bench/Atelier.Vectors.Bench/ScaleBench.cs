@@ -2,9 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
-using Atelier.Core.Residency;
-using Atelier.Storage.Audit;
-using Atelier.Storage.Placement;
 using Atelier.Vectors.Collections;
 
 namespace Atelier.Vectors.Bench;
@@ -59,7 +56,8 @@ internal static class ScaleBench
         // The first batch trains the quantisers of every shard (each sees about batch / shards vectors).
         const int Batch = 50_000;
         long start = Stopwatch.GetTimestamp();
-        using (var store = Open(storeDir, options))
+        var catalog = TableBench.BenchCatalog.Load(null);
+        using (var store = Open(storeDir, catalog, options))
         {
             var collection = store.Store.CreateAsync(Workspace, Name, config, "any", "bench", CancellationToken.None).GetAwaiter().GetResult();
             using var file = File.OpenHandle(Path.Combine(dataDir, "base.f32"));
@@ -91,7 +89,7 @@ internal static class ScaleBench
             Console.Error.WriteLine($"scale-build: inserted in {insertSeconds:F1} s; compacting");
             collection.CompactAsync(CancellationToken.None).GetAwaiter().GetResult();
             double buildSeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            store.SaveCatalog(Path.Combine(storeDir, "catalog.json"));
+            catalog.Save(Path.Combine(storeDir, "catalog.json"));
             Console.WriteLine($"build: {meta.N} points inserted in {insertSeconds:F1} s, compacted (snapshot + saved graph) at {buildSeconds:F1} s; load {Load()}");
             Json.Write(Path.Combine(storeDir, "build.json"), new { n = meta.N, dim = meta.Dim, subspaces, m, efConstruction, shards, directories = directories.Length, insert_s = insertSeconds, build_s = buildSeconds });
         }
@@ -112,7 +110,7 @@ internal static class ScaleBench
         Console.Error.WriteLine($"scale-search: load {Load()}; {Memory.Describe()}");
 
         long start = Stopwatch.GetTimestamp();
-        using var store = Open(storeDir, options, Path.Combine(storeDir, "catalog.json"));
+        using var store = Open(storeDir, TableBench.BenchCatalog.Load(Path.Combine(storeDir, "catalog.json")), options);
         var collection = store.Store.GetAsync(Workspace, Name, CancellationToken.None).GetAwaiter().GetResult();
         double openSeconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
         var afterOpen = Memory.Read();
@@ -167,16 +165,12 @@ internal static class ScaleBench
 
     private static float[] ReadFloats(string path) => MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(path)).ToArray();
 
-    private static OpenStore Open(string storeDir, CollectionStoreOptions options, string? catalogPath = null)
+    /// <summary>The bench's collection store over <c>storeDir/blobs</c>, its audit log in <c>storeDir/audit</c>.</summary>
+    private static TableBench.OpenStore Open(string storeDir, TableBench.BenchCatalog catalog, CollectionStoreOptions options)
     {
         string blobs = Path.Combine(storeDir, "blobs");
         Directory.CreateDirectory(blobs);
-        var location = new LocationDescriptor { Id = "local", Uri = ".", Country = "FR", Blocs = ["EU"] };
-        var audit = new AuditLog(Path.Combine(storeDir, "audit"), TimeProvider.System);
-        var guard = new PlacementGuard(new StorageLocations([location], blobs), audit);
-        var anywhere = new ResidencyPolicy { Name = "any", AllowedJurisdictions = ["*"] };
-        var catalog = new FileCatalog(catalogPath);
-        return new OpenStore(new CollectionStore(catalog, guard, _ => anywhere, TimeProvider.System, options), audit, catalog);
+        return TableBench.Open(blobs, catalog, options);
     }
 
     private sealed record Meta(long N, int Nq, int Dim, int Kgt)
@@ -187,58 +181,6 @@ internal static class ScaleBench
             var root = doc.RootElement;
             return new Meta(root.GetProperty("n").GetInt64(), root.GetProperty("nq").GetInt32(), root.GetProperty("dim").GetInt32(), root.GetProperty("kgt").GetInt32());
         }
-    }
-
-    private sealed class OpenStore(CollectionStore store, AuditLog audit, FileCatalog catalog) : IDisposable
-    {
-        public CollectionStore Store => store;
-
-        public void SaveCatalog(string path) => catalog.Save(path);
-
-        public void Dispose()
-        {
-            store.Dispose();
-            audit.Dispose();
-        }
-    }
-
-    /// <summary>The catalog rows, saved to a file between the build process and the search process.</summary>
-    private sealed class FileCatalog : ICollectionCatalog
-    {
-        private readonly Dictionary<string, CollectionRecord> _byId = [];
-
-        public FileCatalog(string? path)
-        {
-            if (path is not null)
-            {
-                foreach (var record in JsonSerializer.Deserialize<CollectionRecord[]>(File.ReadAllText(path))!)
-                {
-                    _byId.Add(record.Id, record);
-                }
-            }
-        }
-
-        public void Save(string path) => File.WriteAllText(path, JsonSerializer.Serialize(_byId.Values.ToArray()));
-
-        public Task<CollectionRecord?> FindAsync(string workspace, string name, CancellationToken cancellationToken) =>
-            Task.FromResult(_byId.Values.FirstOrDefault(r => r.WorkspaceId == workspace && r.Name == name));
-
-        public Task<IReadOnlyList<CollectionRecord>> ListAsync(string workspace, CancellationToken cancellationToken) =>
-            Task.FromResult<IReadOnlyList<CollectionRecord>>([.. _byId.Values.Where(r => r.WorkspaceId == workspace)]);
-
-        public Task InsertAsync(CollectionRecord record, CancellationToken cancellationToken)
-        {
-            _byId.Add(record.Id, record);
-            return Task.CompletedTask;
-        }
-
-        public Task DeleteAsync(string id, CancellationToken cancellationToken)
-        {
-            _byId.Remove(id);
-            return Task.CompletedTask;
-        }
-
-        public Task<IReadOnlySet<string>> AllIdsAsync(CancellationToken cancellationToken) => Task.FromResult<IReadOnlySet<string>>(_byId.Keys.ToHashSet());
     }
 
     /// <summary>The process's resident memory (anonymous and file-backed, from /proc/self/status) and its memory cgroup's usage, when in one.</summary>

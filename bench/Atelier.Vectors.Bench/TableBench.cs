@@ -148,10 +148,30 @@ internal static class TableBench
         }
     }
 
-    /// <summary>The catalog rows, kept across the reopens as the server's database would keep them.</summary>
+    /// <summary>
+    /// The catalog rows, kept across the reopens as the server's database would keep them, and saved to a file
+    /// when a build process hands them to a search process.
+    /// </summary>
     internal sealed class BenchCatalog : ICollectionCatalog
     {
         private readonly Dictionary<string, CollectionRecord> _byId = [];
+
+        /// <summary>A catalog holding the rows saved at <paramref name="path"/>; empty when it is null.</summary>
+        public static BenchCatalog Load(string? path)
+        {
+            var catalog = new BenchCatalog();
+            if (path is not null)
+            {
+                foreach (var record in System.Text.Json.JsonSerializer.Deserialize<CollectionRecord[]>(File.ReadAllText(path))!)
+                {
+                    catalog._byId.Add(record.Id, record);
+                }
+            }
+
+            return catalog;
+        }
+
+        public void Save(string path) => File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(_byId.Values.ToArray()));
 
         public Task<CollectionRecord?> FindAsync(string workspace, string name, CancellationToken cancellationToken) =>
             Task.FromResult(_byId.Values.FirstOrDefault(r => r.WorkspaceId == workspace && r.Name == name));

@@ -13,6 +13,8 @@ import sys
 import time
 import numpy as np
 
+from gen_data import around, model
+
 
 def main():
     out, n, nq, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -20,20 +22,11 @@ def main():
     seed = int(sys.argv[6]) if len(sys.argv) > 6 else 1234
     kgt = 100
     os.makedirs(out, exist_ok=True)
-    rng = np.random.default_rng(seed)
     t = time.time()
-    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
-    weights = 1.0 / np.arange(1, clusters + 1) ** 0.5
-    weights /= weights.sum()
-    latent = 32
-    scales = (0.8 / np.sqrt(np.arange(1, latent + 1))).astype(np.float32)
-    projection = rng.standard_normal((latent, dim), dtype=np.float32) * scales[:, None]
-    noise = np.float32(0.02)
+    rng, centres, weights, projection = model(dim, clusters, seed)
 
     def sample(m):
-        labels = rng.choice(clusters, size=m, p=weights)
-        z = rng.standard_normal((m, latent), dtype=np.float32)
-        return (centres[labels] + z @ projection + noise * rng.standard_normal((m, dim), dtype=np.float32)).astype(np.float32)
+        return around(rng, centres, projection, rng.choice(clusters, size=m, p=weights))
 
     queries = sample(nq)
     queries.tofile(os.path.join(out, "queries.f32"))

@@ -124,8 +124,8 @@ public sealed class VectorCollection : IDisposable
 
     /// <summary>
     /// Gives the cache of full vectors what the memory budget leaves after the graphs. Called when the collection
-    /// opens and after each snapshot; the cache is rebuilt (emptied) only when the graphs grew or shrank by more
-    /// than a sixteenth of the budget, so a steady trickle of inserts does not keep dropping it.
+    /// opens and after each snapshot; the cache keeps what still fits, so a steady trickle of inserts only evicts
+    /// the coldest vectors as the graphs grow.
     /// </summary>
     private void ApplyMemoryBudget()
     {
@@ -136,11 +136,7 @@ public sealed class VectorCollection : IDisposable
 
         long left = _options.MemoryBudgetBytes - ResidentIndexBytes;
         OverMemoryBudget = left <= 0;
-        long cacheBytes = Math.Max(0, left);
-        if (Math.Abs(cacheBytes - VectorCache.BudgetBytes) > _options.MemoryBudgetBytes / 16 || cacheBytes < VectorCache.BudgetBytes)
-        {
-            VectorCache.SetBudget(cacheBytes);
-        }
+        VectorCache.SetBudget(Math.Max(0, left));
     }
 
     /// <summary>The shard that holds <paramref name="id"/>.</summary>

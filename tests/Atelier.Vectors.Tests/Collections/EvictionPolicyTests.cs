@@ -258,4 +258,35 @@ public sealed class S3FifoCacheTests : EvictionPolicyContractTests
         Assert.True(cache.IsGhost(0));
         Assert.True(cache.IsInMain(1));
     }
+
+    [Fact]
+    public void Resize_Smaller_KeepsTheHitKeysThatFit_AndLarger_KeepsEverything()
+    {
+        var cache = Full(20);
+        for (long key = 0; key < 5; key++)
+        {
+            cache.TryGet(key, out _);
+        }
+
+        cache.Resize(8);
+
+        Assert.Equal(8, cache.Capacity);
+        Assert.Equal(8, cache.Count);
+        for (long key = 0; key < 5; key++)
+        {
+            Assert.True(cache.Contains(key), $"hit key {key} was evicted by the shrink");
+        }
+
+        cache.Resize(30);
+        for (long key = 100; key < 122; key++)
+        {
+            cache.Add(key, "v");
+        }
+
+        Assert.Equal(30, cache.Count);
+        for (long key = 0; key < 5; key++)
+        {
+            Assert.True(cache.Contains(key), $"hit key {key} was lost when the cache grew");
+        }
+    }
 }

@@ -22,7 +22,7 @@ internal sealed class FullVectorCache
     /// </summary>
     public const int EntryOverheadBytes = 128;
 
-    private S3FifoCache<long, float[]> _policy;
+    private readonly S3FifoCache<long, float[]> _policy;
     private int _segments;
     private long _hits;
     private long _misses;
@@ -37,7 +37,7 @@ internal sealed class FullVectorCache
     {
         _ = foregroundMaintenance;
         Dimension = dimension;
-        _policy = Create(budgetBytes);
+        _policy = new S3FifoCache<long, float[]>(CapacityFor(budgetBytes));
     }
 
     /// <summary>The dimension the budget is counted in.</summary>
@@ -50,22 +50,22 @@ internal sealed class FullVectorCache
     public long BudgetBytes { get; private set; }
 
     /// <summary>Vectors the cache may hold now.</summary>
-    public int Capacity => Volatile.Read(ref _policy).Capacity;
+    public int Capacity => _policy.Capacity;
 
     /// <summary>
-    /// Replaces the budget, dropping what the cache holds (it is filled again by the next reads). The memory
-    /// budget of a collection sets it once its graphs are open, to what they leave.
+    /// Changes the budget, keeping the vectors that still fit (a smaller budget evicts by the usual rules). The
+    /// memory budget of a collection sets it once its graphs are open, and again as they grow.
     /// </summary>
-    public void SetBudget(long budgetBytes) => Volatile.Write(ref _policy, Create(budgetBytes));
+    public void SetBudget(long budgetBytes) => _policy.Resize(CapacityFor(budgetBytes));
 
     /// <summary>Whether the cache holds <paramref name="key"/> (no hit or miss counted).</summary>
-    public bool Contains(long key) => Volatile.Read(ref _policy).Contains(key);
+    public bool Contains(long key) => _policy.Contains(key);
 
-    private S3FifoCache<long, float[]> Create(long budgetBytes)
+    /// <summary>Records <paramref name="budgetBytes"/> as the budget and returns the vectors it pays for.</summary>
+    private int CapacityFor(long budgetBytes)
     {
         BudgetBytes = Math.Max(0, budgetBytes);
-        int capacity = (int)Math.Clamp(BudgetBytes / EntryBytes, MinimumCapacity, int.MaxValue / 2);
-        return new S3FifoCache<long, float[]>(capacity);
+        return (int)Math.Clamp(BudgetBytes / EntryBytes, MinimumCapacity, int.MaxValue / 2);
     }
 
     /// <summary>Hit ratio since the cache was created.</summary>
@@ -80,7 +80,7 @@ internal sealed class FullVectorCache
     }
 
     /// <summary>Vectors held now.</summary>
-    public int Count => Volatile.Read(ref _policy).Count;
+    public int Count => _policy.Count;
 
     /// <summary>
     /// Told the key of every read, in order, hit or miss; null (the default) costs one test per read. The vector
@@ -94,7 +94,7 @@ internal sealed class FullVectorCache
     public bool TryGet(long key, out float[] vector)
     {
         ReadObserver?.Invoke(key);
-        if (Volatile.Read(ref _policy).TryGet(key, out vector))
+        if (_policy.TryGet(key, out vector))
         {
             Interlocked.Increment(ref _hits);
             return true;
@@ -104,7 +104,7 @@ internal sealed class FullVectorCache
         return false;
     }
 
-    public void Add(long key, float[] vector) => Volatile.Read(ref _policy).Add(key, vector);
+    public void Add(long key, float[] vector) => _policy.Add(key, vector);
 
     /// <summary>Runs pending maintenance now: nothing since decision 0022 (S3-FIFO evicts inline); kept for callers.</summary>
     public void Maintain()

@@ -28,9 +28,9 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
     // that was remembered again or taken back, which are skipped when they reach its end.
     private readonly Dictionary<TKey, long> _ghosts = [];
     private readonly Queue<(TKey Key, long Number)> _ghostQueue = new();
-    private readonly int _capacity;
-    private readonly int _smallCapacity;
-    private readonly int _ghostCapacity;
+    private int _capacity;
+    private int _smallCapacity;
+    private int _ghostCapacity;
     private readonly int _moveToMainThreshold;
     private long _ghostNumber;
 
@@ -47,15 +47,32 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(moveToMainThreshold, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(moveToMainThreshold, MaxFrequency);
-        _capacity = capacity;
-        _smallCapacity = Math.Max(1, capacity / 10);
-        _ghostCapacity = Math.Max(1, capacity - _smallCapacity);
+        SetCapacity(capacity);
         _moveToMainThreshold = moveToMainThreshold;
         _map = new ConcurrentDictionary<TKey, Entry>(Environment.ProcessorCount, capacity);
     }
 
     /// <inheritdoc />
-    public int Capacity => _capacity;
+    public int Capacity => Volatile.Read(ref _capacity);
+
+    /// <summary>
+    /// Changes how many entries the cache holds, keeping what it holds: a smaller capacity evicts by the usual
+    /// rules until it fits, a larger one leaves room to grow.
+    /// </summary>
+    public void Resize(int capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        lock (_lock)
+        {
+            SetCapacity(capacity);
+            while (_count > _capacity)
+            {
+                Evict();
+            }
+
+            TrimGhosts();
+        }
+    }
 
     /// <inheritdoc />
     public int Count => Volatile.Read(ref _count);
@@ -132,6 +149,13 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
         }
     }
 
+    private void SetCapacity(int capacity)
+    {
+        Volatile.Write(ref _capacity, capacity);
+        _smallCapacity = Math.Max(1, capacity / 10);
+        _ghostCapacity = Math.Max(1, capacity - _smallCapacity);
+    }
+
     /// <summary>Evicts one entry (moving others between queues on the way).</summary>
     private void Evict()
     {
@@ -173,6 +197,11 @@ internal sealed class S3FifoCache<TKey, TValue> : IVectorCachePolicy<TKey, TValu
         long number = ++_ghostNumber;
         _ghosts[key] = number;
         _ghostQueue.Enqueue((key, number));
+        TrimGhosts();
+    }
+
+    private void TrimGhosts()
+    {
         while (_ghosts.Count > _ghostCapacity || _ghostQueue.Count > 2 * _ghostCapacity)
         {
             var (oldest, oldestNumber) = _ghostQueue.Dequeue();
