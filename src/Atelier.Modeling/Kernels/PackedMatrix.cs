@@ -34,6 +34,34 @@ public sealed unsafe class PackedMatrix : IDisposable
         Sgemm.PackAll(matrix, rows, columns, _data);
     }
 
+    /// <summary>
+    /// Packs a row-major [rows × columns] matrix given as bf16 bit patterns (the upper 16 bits of a float32,
+    /// as safetensors stores BF16), without widening it in memory: the product's bits are those of the
+    /// float32 matrix each value widens to exactly.
+    /// </summary>
+    /// <remarks>Interim: widens to float32 until the bf16 micro-kernels land; the API is the one they keep.</remarks>
+    public static PackedMatrix FromBFloat16(ReadOnlySpan<ushort> matrix, int rows, int columns)
+    {
+        if (matrix.Length != (long)rows * columns)
+        {
+            throw new ArgumentException($"Expected {(long)rows * columns} values, got {matrix.Length}.", nameof(matrix));
+        }
+
+        var wide = GC.AllocateUninitializedArray<float>(matrix.Length);
+        for (var i = 0; i < matrix.Length; i++)
+        {
+            wide[i] = BitConverter.UInt32BitsToSingle((uint)matrix[i] << 16);
+        }
+
+        return new PackedMatrix(wide, rows, columns) { ElementType = PackedElementType.BFloat16 };
+    }
+
+    /// <summary>How the packed values are stored.</summary>
+    public PackedElementType ElementType { get; private init; } = PackedElementType.Float32;
+
+    /// <summary>Bytes of native memory the packed copy holds (what a decode step streams through).</summary>
+    public long StorageBytes => Sgemm.PackedLength(Rows, Columns) * sizeof(float);
+
     /// <summary>Rows of the matrix (output features).</summary>
     public int Rows { get; }
 
@@ -63,4 +91,14 @@ public sealed unsafe class PackedMatrix : IDisposable
             _data = null;
         }
     }
+}
+
+/// <summary>The element type a <see cref="PackedMatrix"/> stores its values in.</summary>
+public enum PackedElementType
+{
+    /// <summary>IEEE float32.</summary>
+    Float32,
+
+    /// <summary>bfloat16: the upper half of a float32, widened exactly in the kernel.</summary>
+    BFloat16,
 }
