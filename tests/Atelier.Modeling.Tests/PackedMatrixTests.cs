@@ -40,6 +40,7 @@ public class PackedMatrixTests
         { 33, 513, 0.5f, 1f },
         { 1000, 40, -1.5f, 0.25f },
         { 32, 256, 1f, -1f },
+        { 260, 600, 1f, 1f },
     };
 
     [Theory]

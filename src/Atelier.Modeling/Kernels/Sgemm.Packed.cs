@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Atelier.Modeling.Kernels;
 
@@ -90,7 +91,35 @@ public static unsafe partial class Sgemm
             var s1 = (int)((long)args.slivers * (t + 1) / args.threads);
             var tile = EnsureAPack() + (MC * KC);
             var elementBytes = args.bf16 ? sizeof(ushort) : sizeof(float);
-            for (var s = s0; s < s1; s++)
+            var s = s0;
+            if (args.m == 1 && args.use512)
+            {
+                // One row: four slivers at a time, so that eight independent FMA chains hide each other's latency.
+                for (; s + 4 <= s1; s += 4)
+                {
+                    var sliver = (byte*)args.w + ((long)s * args.k * NR * elementBytes);
+                    var sliverBytes = (long)args.k * NR * elementBytes;
+                    for (var pc = 0; pc < args.k; pc += KC)
+                    {
+                        var kc = Math.Min(KC, args.k - pc);
+                        var betaEff = pc == 0 ? args.beta : 1f;
+                        var bBlock = sliver + ((long)pc * NR * elementBytes);
+                        var aBlock = (float*)args.a + ((long)pc * args.mPad);
+                        var cTile = (float*)args.c + (s * NR);
+                        var lastNr = Math.Min(NR, args.n - ((s + 3) * NR));
+                        if (args.bf16)
+                        {
+                            Kernel512OneRowFour<BFloat16Sliver>(kc, aBlock, bBlock, sliverBytes, cTile, lastNr, args.alpha, betaEff, tile);
+                        }
+                        else
+                        {
+                            Kernel512OneRowFour<Float32Sliver>(kc, aBlock, bBlock, sliverBytes, cTile, lastNr, args.alpha, betaEff, tile);
+                        }
+                    }
+                }
+            }
+
+            for (; s < s1; s++)
             {
                 var nr = Math.Min(NR, args.n - (s * NR));
                 var sliver = (byte*)args.w + ((long)s * args.k * NR * elementBytes);
@@ -117,6 +146,58 @@ public static unsafe partial class Sgemm
         {
             RunTask(0);
         }
+    }
+
+    /// <summary>
+    /// One row of A times four consecutive slivers of B (<paramref name="sliverBytes"/> apart): C's 128 elements
+    /// from <paramref name="c"/>, the last sliver <paramref name="lastNr"/> wide. Each lane accumulates its element
+    /// over k in order from zero with the same fused multiply-adds, and stores through the same partial-tile store,
+    /// as <see cref="Kernel512Few{TB}"/> with one row, so the bits are the same; the four slivers only give the core
+    /// eight independent FMA chains instead of two.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel512OneRowFour<TB>(int kc, float* a, byte* b, long sliverBytes, float* c, int lastNr, float alpha, float beta, float* tile)
+        where TB : struct, ISliverElement
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        var b1p = b + sliverBytes;
+        var b2p = b + (2 * sliverBytes);
+        var b3p = b + (3 * sliverBytes);
+        for (var p = 0; p < kc; p++)
+        {
+            Sse.Prefetch0(b + PrefetchBytes);
+            Sse.Prefetch0(b1p + PrefetchBytes);
+            Sse.Prefetch0(b2p + PrefetchBytes);
+            Sse.Prefetch0(b3p + PrefetchBytes);
+            var av = Vector512.Create(a[0]);
+            TB.Load512(b, out var x0, out var x1);
+            c00 = Vector512.FusedMultiplyAdd(av, x0, c00);
+            c01 = Vector512.FusedMultiplyAdd(av, x1, c01);
+            TB.Load512(b1p, out x0, out x1);
+            c10 = Vector512.FusedMultiplyAdd(av, x0, c10);
+            c11 = Vector512.FusedMultiplyAdd(av, x1, c11);
+            TB.Load512(b2p, out x0, out x1);
+            c20 = Vector512.FusedMultiplyAdd(av, x0, c20);
+            c21 = Vector512.FusedMultiplyAdd(av, x1, c21);
+            TB.Load512(b3p, out x0, out x1);
+            c30 = Vector512.FusedMultiplyAdd(av, x0, c30);
+            c31 = Vector512.FusedMultiplyAdd(av, x1, c31);
+            a += MR;
+            b += TB.RowBytes;
+            b1p += TB.RowBytes;
+            b2p += TB.RowBytes;
+            b3p += TB.RowBytes;
+        }
+
+        c00.Store(tile + 0); c01.Store(tile + 16);
+        c10.Store(tile + 32); c11.Store(tile + 48);
+        c20.Store(tile + 64); c21.Store(tile + 80);
+        c30.Store(tile + 96); c31.Store(tile + 112);
+        StorePartial(tile, c, 0, 1, NR, alpha, beta);
+        StorePartial(tile + NR, c + NR, 0, 1, NR, alpha, beta);
+        StorePartial(tile + (2 * NR), c + (2 * NR), 0, 1, NR, alpha, beta);
+        StorePartial(tile + (3 * NR), c + (3 * NR), 0, 1, lastNr, alpha, beta);
     }
 
     private static float* EnsureAAll(nuint floats)
