@@ -442,6 +442,10 @@ public static unsafe partial class Sgemm
         {
             Kernel512<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
         }
+        else if (mr <= 4)
+        {
+            Kernel256Few<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+        }
         else
         {
             Kernel256<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
@@ -897,6 +901,42 @@ public static unsafe partial class Sgemm
         }
 
         Debug.Assert(mr <= MR && nr <= NR);
+        StorePartial(tile, c, ldc, mr, nr, alpha, beta);
+    }
+
+    /// <summary>
+    /// <see cref="Kernel256{TB}"/> for an edge tile of at most four rows: the same per-element FMAs in the same
+    /// order, so the same bits, without the eight zero-padded rows' work (eleven twelfths of it for one row).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel256Few<TB>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+        where TB : struct, ISliverElement
+    {
+        Debug.Assert(mr is >= 1 and <= 4);
+        for (var g = 0; g < NR / 8; g++)
+        {
+            Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            var pa = a;
+            var pb = b + TB.Offset256(g);
+            var high = g >= 2;
+            for (var p = 0; p < kc; p++)
+            {
+                var bv = TB.Load256(pb, high);
+                c0 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[0]), bv, c0);
+                c1 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[1]), bv, c1);
+                c2 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[2]), bv, c2);
+                c3 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[3]), bv, c3);
+                pa += MR;
+                pb += TB.RowBytes;
+            }
+
+            var t = tile + (g * 8);
+            c0.Store(t + (0 * NR));
+            c1.Store(t + (1 * NR));
+            c2.Store(t + (2 * NR));
+            c3.Store(t + (3 * NR));
+        }
+
         StorePartial(tile, c, ldc, mr, nr, alpha, beta);
     }
 }
