@@ -8,8 +8,16 @@ using Atelier.Modeling.Training;
 
 // Macro benchmark of the model engine: SGEMM against numpy/OpenBLAS measured by bench/modeling.sh in the
 // same run, against the machine's FMA peak, and training/inference throughput of a ~10M and ~100M model.
+//   dotnet Atelier.Modeling.Bench.dll gemv [--threads N] [--rounds N] [--models 100m,1b]   (packed-product micro-benchmark, GemvBench.cs)
 //   dotnet Atelier.Modeling.Bench.dll train [--python PY] [--threads N] [--sizes tiny,10m,100m] [--runs N]   (bench/train.sh)
 //   dotnet Atelier.Modeling.Bench.dll [--python /usr/bin/python3] [--sizes 512,1024] [--models 10m,100m] [--skip-models] [--skip-sgemm] [--threads N]
+if (args is ["gemv", ..])
+{
+    // The packed product at decode shapes, float32 and bf16, against the memory limits (GemvBench.cs).
+    Environment.ExitCode = GemvBench.Run(args[1..]);
+    return;
+}
+
 if (args is ["train", ..])
 {
     // bench/train.sh: LoRA training against a PyTorch loop (TrainBench.cs).

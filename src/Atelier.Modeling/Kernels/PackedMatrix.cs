@@ -9,29 +9,34 @@ namespace Atelier.Modeling.Kernels;
 /// </summary>
 /// <remarks>
 /// The packed copy lives in 64-byte aligned native memory (the kernel's aligned loads need it) and
-/// takes the matrix's size again, rounded up to whole 32-column slivers. Results are the bits of
-/// <see cref="Sgemm.MultiplyBatchInvariant(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>.
+/// takes the matrix's size again (half of it for bf16), rounded up to whole 32-column slivers, each sliver
+/// holding its 32 columns for the whole depth k so that a product streams it front to back. Results are
+/// the bits of <see cref="Sgemm.MultiplyBatchInvariant(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>
+/// (on the widened values, for bf16).
 /// </remarks>
 public sealed unsafe class PackedMatrix : IDisposable
 {
-    private float* _data;
+    private byte* _data;
 
     /// <summary>Packs <paramref name="matrix"/>, row-major [rows × columns].</summary>
     public PackedMatrix(ReadOnlySpan<float> matrix, int rows, int columns)
+        : this(rows, columns, PackedElementType.Float32, matrix.Length)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(columns, 1);
-        if (matrix.Length != (long)rows * columns)
+        fixed (float* src = matrix)
         {
-            throw new ArgumentException($"Expected {(long)rows * columns} values, got {matrix.Length}.", nameof(matrix));
+            Sgemm.PackAll(src, rows, columns, (float*)_data);
         }
+    }
 
+    private PackedMatrix(int rows, int columns, PackedElementType elementType, int length)
+    {
+        CheckShape(rows, columns, length, "matrix");
         Rows = rows;
         Columns = columns;
-        var length = Sgemm.PackedLength(rows, columns);
-        _data = (float*)NativeMemory.AlignedAlloc((nuint)length * sizeof(float), 64);
-        GC.AddMemoryPressure(length * sizeof(float));
-        Sgemm.PackAll(matrix, rows, columns, _data);
+        ElementType = elementType;
+        StorageBytes = Sgemm.PackedLength(rows, columns) * ElementBytes;
+        _data = (byte*)NativeMemory.AlignedAlloc((nuint)StorageBytes, 64);
+        GC.AddMemoryPressure(StorageBytes);
     }
 
     /// <summary>
@@ -39,28 +44,36 @@ public sealed unsafe class PackedMatrix : IDisposable
     /// as safetensors stores BF16), without widening it in memory: the product's bits are those of the
     /// float32 matrix each value widens to exactly.
     /// </summary>
-    /// <remarks>Interim: widens to float32 until the bf16 micro-kernels land; the API is the one they keep.</remarks>
+    /// <remarks>
+    /// Two bytes a value: the micro-kernels widen each k row of a sliver in registers (one load, a shift
+    /// and a mask for 32 columns), so a decode step streams half the bytes of the float32 copy.
+    /// </remarks>
     public static PackedMatrix FromBFloat16(ReadOnlySpan<ushort> matrix, int rows, int columns)
     {
-        if (matrix.Length != (long)rows * columns)
+        var packed = new PackedMatrix(rows, columns, PackedElementType.BFloat16, matrix.Length);
+        fixed (ushort* src = matrix)
         {
-            throw new ArgumentException($"Expected {(long)rows * columns} values, got {matrix.Length}.", nameof(matrix));
+            Sgemm.PackAllBFloat16(src, rows, columns, (ushort*)packed._data);
         }
 
-        var wide = GC.AllocateUninitializedArray<float>(matrix.Length);
-        for (var i = 0; i < matrix.Length; i++)
-        {
-            wide[i] = BitConverter.UInt32BitsToSingle((uint)matrix[i] << 16);
-        }
+        return packed;
+    }
 
-        return new PackedMatrix(wide, rows, columns) { ElementType = PackedElementType.BFloat16 };
+    private static void CheckShape(int rows, int columns, int length, string paramName)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(columns, 1);
+        if (length != (long)rows * columns)
+        {
+            throw new ArgumentException($"Expected {(long)rows * columns} values, got {length}.", paramName);
+        }
     }
 
     /// <summary>How the packed values are stored.</summary>
-    public PackedElementType ElementType { get; private init; } = PackedElementType.Float32;
+    public PackedElementType ElementType { get; }
 
     /// <summary>Bytes of native memory the packed copy holds (what a decode step streams through).</summary>
-    public long StorageBytes => Sgemm.PackedLength(Rows, Columns) * sizeof(float);
+    public long StorageBytes { get; }
 
     /// <summary>Rows of the matrix (output features).</summary>
     public int Rows { get; }
@@ -68,9 +81,10 @@ public sealed unsafe class PackedMatrix : IDisposable
     /// <summary>Columns of the matrix (input features).</summary>
     public int Columns { get; }
 
-    internal float* Data => _data != null ? _data : throw new ObjectDisposedException(nameof(PackedMatrix));
+    internal byte* Data => _data != null ? _data : throw new ObjectDisposedException(nameof(PackedMatrix));
 
-    internal static long BlockOffset(int jc, int pc, int panels, int k) => Sgemm.PackedBlockOffset(jc, pc, panels, k);
+    /// <summary>Bytes of one stored value.</summary>
+    internal int ElementBytes => ElementType == PackedElementType.BFloat16 ? sizeof(ushort) : sizeof(float);
 
     /// <inheritdoc />
     public void Dispose()
@@ -87,7 +101,7 @@ public sealed unsafe class PackedMatrix : IDisposable
         if (_data != null)
         {
             NativeMemory.AlignedFree(_data);
-            GC.RemoveMemoryPressure(Sgemm.PackedLength(Rows, Columns) * sizeof(float));
+            GC.RemoveMemoryPressure(StorageBytes);
             _data = null;
         }
     }

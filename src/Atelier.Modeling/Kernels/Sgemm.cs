@@ -18,7 +18,7 @@ namespace Atelier.Modeling.Kernels;
 /// only; each element of C is always accumulated over k in the same order, in the same micro-kernel,
 /// with the same KC blocking, so the result is bit-identical for any thread count.
 /// </remarks>
-public static unsafe class Sgemm
+public static unsafe partial class Sgemm
 {
     /// <summary>Rows of C computed by one micro-kernel call.</summary>
     internal const int MR = 12;
@@ -44,6 +44,11 @@ public static unsafe class Sgemm
 
     [ThreadStatic]
     private static nuint _threadBPackLength;
+
+    // How far ahead in a B sliver the few-row kernel prefetches: a one-row product does two FMAs per k row, too
+    // little work for the hardware prefetcher alone to keep the stream at the memory's rate. 256 bytes measured
+    // best of 0/256/1024/4096 (GemvBench: ~31-34 GB/s without, ~41-46 with, on the shared 2-core machine).
+    private const int PrefetchBytes = 256;
 
     /// <summary>Forces the 256-bit micro-kernel (for tests of the fallback path).</summary>
     internal static bool ForceVector256 { get; set; }
@@ -178,41 +183,35 @@ public static unsafe class Sgemm
 
         CheckOperand(a, m, k, lda, nameof(a));
         CheckOperand(c, m, n, ldc, nameof(c));
+        var bf16 = w.ElementType == PackedElementType.BFloat16;
         fixed (float* pa = a, pc = c)
         {
-            Blocked(false, true, m, n, k, alpha, pa, lda, null, k, beta, pc, ldc, allowParallel: true, w.Data);
+            if (m <= PanelOuterMaxRows)
+            {
+                PanelOuter(m, n, k, alpha, pa, lda, w.Data, bf16, beta, pc, ldc);
+            }
+            else
+            {
+                Blocked(false, true, m, n, k, alpha, pa, lda, null, k, beta, pc, ldc, allowParallel: true, w.Data, bf16);
+            }
         }
 
         GC.KeepAlive(w);
     }
 
-    /// <summary>Packs the [n × k] matrix <paramref name="w"/> (used transposed) into the kernel's sliver layout.</summary>
-    internal static void PackAll(ReadOnlySpan<float> w, int n, int k, float* dst)
+    /// <summary>
+    /// Packs the row-major [n × k] matrix <paramref name="w"/> (used transposed) sliver by sliver: sliver s holds
+    /// columns [32s, 32s+32) of op(W) for every k, row p at <c>(s·k + p)·32</c>, zero-padded past n.
+    /// </summary>
+    internal static void PackAll(float* w, int n, int k, float* dst)
     {
-        fixed (float* pw = w)
-        {
-            for (var jc = 0; jc < n; jc += NC)
-            {
-                var nc = Math.Min(NC, n - jc);
-                var panels = (nc + NR - 1) / NR;
-                for (var pc = 0; pc < k; pc += KC)
-                {
-                    var kc = Math.Min(KC, k - pc);
-                    var block = dst + PackedMatrix.BlockOffset(jc, pc, panels, k);
-                    for (var p = 0; p < panels; p++)
-                    {
-                        PackB(true, pw, k, pc, jc + (p * NR), kc, Math.Min(NR, nc - (p * NR)), block + ((long)p * NR * kc));
-                    }
-                }
-            }
-        }
+        var args = (w: (nint)w, n, k, dst: (nint)dst);
+        KernelParallelism.For((n + NR - 1) / NR, s =>
+            PackB(true, (float*)args.w, args.k, 0, s * NR, args.k, Math.Min(NR, args.n - (s * NR)), (float*)args.dst + ((long)s * args.k * NR)));
     }
 
     /// <summary>Floats a packed [n × k] matrix takes: columns rounded up to whole slivers.</summary>
     internal static long PackedLength(int n, int k) => (long)RoundUp(n, NR) * k;
-
-    /// <summary>Where the block of columns from <paramref name="jc"/> and depth from <paramref name="pc"/> starts.</summary>
-    internal static long PackedBlockOffset(int jc, int pc, int panels, int k) => ((long)jc * k) + ((long)panels * NR * pc);
 
     /// <summary><c>C[m×n] = A[m×k] · B[k×n]</c> on contiguous matrices.</summary>
     public static void MatMul(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c, int m, int n, int k)
@@ -322,11 +321,12 @@ public static unsafe class Sgemm
         }
     }
 
-    private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool allowParallel, float* prepacked = null)
+    private static void Blocked(bool transA, bool transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool allowParallel, byte* prepacked = null, bool bf16 = false)
     {
         var threads = allowParallel && (long)m * n * k >= ParallelThreshold ? KernelParallelism.MaxThreads : 1;
         var bPack = prepacked != null ? null : EnsureBPack((nuint)Math.Min(KC, k) * (nuint)RoundUp(Math.Min(NC, n), NR));
         var use512 = Vector512.IsHardwareAccelerated && !ForceVector256;
+        var elementBytes = bf16 ? sizeof(ushort) : sizeof(float);
 
         for (var jc = 0; jc < n; jc += NC)
         {
@@ -336,13 +336,19 @@ public static unsafe class Sgemm
             {
                 var kc = Math.Min(KC, k - pc);
                 var betaEff = pc == 0 ? beta : 1f;
+                byte* bBase;
+                long sliverBytes;
                 if (prepacked != null)
                 {
-                    // Packed once by PackedMatrix in exactly the layout written below.
-                    bPack = prepacked + PackedMatrix.BlockOffset(jc, pc, panels, k);
+                    // Packed once by PackedMatrix: sliver s holds its 32 columns for all of k, row p at (s·k + p)·NR.
+                    bBase = prepacked + ((((long)(jc / NR) * k) + pc) * NR * elementBytes);
+                    sliverBytes = (long)k * NR * elementBytes;
                 }
                 else
                 {
+                    bBase = (byte*)bPack;
+                    sliverBytes = (long)kc * NR * sizeof(float);
+
                     // Pack the KC×NC block of op(B) into NR-wide slivers.
                     var packArgs = (b: (nint)b, bPack: (nint)bPack, ldb, pc, jc, kc, nc, transB);
                     // A small block packs in less time than a fork/join takes.
@@ -365,7 +371,7 @@ public static unsafe class Sgemm
                 var mBlocks = (m + MC - 1) / MC;
                 var nSplits = threads == 1 ? 1 : Math.Clamp(((2 * threads) + mBlocks - 1) / mBlocks, 1, panels);
                 var tasks = mBlocks * nSplits;
-                var args = (a: (nint)a, lda, transA, c: (nint)c, ldc, bPack: (nint)bPack, jc, pc, kc, nc, panels, nSplits, alpha, betaEff, m, use512);
+                var args = (a: (nint)a, lda, transA, c: (nint)c, ldc, bBase: (nint)bBase, sliverBytes, jc, pc, kc, nc, panels, nSplits, alpha, betaEff, m, use512, bf16);
 
                 void RunTask(int t)
                 {
@@ -386,23 +392,12 @@ public static unsafe class Sgemm
                     for (var p = p0; p < p1; p++)
                     {
                         var nr = Math.Min(NR, args.nc - (p * NR));
-                        var bSliver = (float*)args.bPack + ((long)p * NR * args.kc);
+                        var bSliver = (byte*)args.bBase + (p * args.sliverBytes);
                         for (var ir = 0; ir < mc; ir += MR)
                         {
                             var mr = Math.Min(MR, mc - ir);
                             var cTile = (float*)args.c + ((long)(ic + ir) * args.ldc) + args.jc + (p * NR);
-                            if (args.use512 && mr <= 4)
-                            {
-                                Kernel512Few(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
-                            }
-                            else if (args.use512)
-                            {
-                                Kernel512(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
-                            }
-                            else
-                            {
-                                Kernel256(args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
-                            }
+                            MicroKernel(args.use512, args.bf16, args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
                         }
                     }
                 }
@@ -419,6 +414,41 @@ public static unsafe class Sgemm
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>Runs the micro-kernel that fits the machine, the tile's row count and the sliver's element type.</summary>
+    private static void MicroKernel(bool use512, bool bf16, int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    {
+        if (bf16)
+        {
+            MicroKernel<BFloat16Sliver>(use512, kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+        }
+        else
+        {
+            MicroKernel<Float32Sliver>(use512, kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MicroKernel<TB>(bool use512, int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+        where TB : struct, ISliverElement
+    {
+        if (use512 && mr <= 4)
+        {
+            Kernel512Few<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+        }
+        else if (use512)
+        {
+            Kernel512<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+        }
+        else if (mr <= 4)
+        {
+            Kernel256Few<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+        }
+        else
+        {
+            Kernel256<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
         }
     }
 
@@ -648,7 +678,8 @@ public static unsafe class Sgemm
 
     /// <summary>The 12×32 AVX-512 micro-kernel: 24 accumulators, two B loads and 12 broadcasts per k.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    private static void Kernel512<TB>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+        where TB : struct, ISliverElement
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
@@ -659,8 +690,7 @@ public static unsafe class Sgemm
 
         for (var p = 0; p < kc; p++)
         {
-            var b0 = Vector512.LoadAligned(b);
-            var b1 = Vector512.LoadAligned(b + 16);
+            TB.Load512(b, out var b0, out var b1);
             var av = Vector512.Create(a[0]);
             c00 = Vector512.FusedMultiplyAdd(av, b0, c00);
             c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
@@ -698,7 +728,7 @@ public static unsafe class Sgemm
             c110 = Vector512.FusedMultiplyAdd(av, b0, c110);
             c111 = Vector512.FusedMultiplyAdd(av, b1, c111);
             a += MR;
-            b += NR;
+            b += TB.RowBytes;
         }
 
         if (mr == MR && nr == NR)
@@ -742,7 +772,8 @@ public static unsafe class Sgemm
     /// eleven twelfths of the kernel's work.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512Few(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    private static void Kernel512Few<TB>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+        where TB : struct, ISliverElement
     {
         Debug.Assert(mr is >= 1 and <= 4);
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
@@ -751,19 +782,22 @@ public static unsafe class Sgemm
         {
             for (var p = 0; p < kc; p++)
             {
+                Sse.Prefetch0(b + PrefetchBytes);
+
+                TB.Load512(b, out var b0, out var b1);
                 var av = Vector512.Create(a[0]);
-                c00 = Vector512.FusedMultiplyAdd(av, Vector512.LoadAligned(b), c00);
-                c01 = Vector512.FusedMultiplyAdd(av, Vector512.LoadAligned(b + 16), c01);
+                c00 = Vector512.FusedMultiplyAdd(av, b0, c00);
+                c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
                 a += MR;
-                b += NR;
+                b += TB.RowBytes;
             }
         }
         else
         {
             for (var p = 0; p < kc; p++)
             {
-                var b0 = Vector512.LoadAligned(b);
-                var b1 = Vector512.LoadAligned(b + 16);
+                Sse.Prefetch0(b + PrefetchBytes);
+                TB.Load512(b, out var b0, out var b1);
                 var av = Vector512.Create(a[0]);
                 c00 = Vector512.FusedMultiplyAdd(av, b0, c00);
                 c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
@@ -777,7 +811,7 @@ public static unsafe class Sgemm
                 c30 = Vector512.FusedMultiplyAdd(av, b0, c30);
                 c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
                 a += MR;
-                b += NR;
+                b += TB.RowBytes;
             }
         }
 
@@ -823,16 +857,18 @@ public static unsafe class Sgemm
     /// accumulation order, computed as four 12×8 passes so that the accumulators fit in 16 YMM registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel256(int kc, float* a, float* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    private static void Kernel256<TB>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+        where TB : struct, ISliverElement
     {
         for (var g = 0; g < NR / 8; g++)
         {
             Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default, c8 = default, c9 = default, c10 = default, c11 = default;
             var pa = a;
-            var pb = b + (g * 8);
+            var pb = b + TB.Offset256(g);
+            var high = g >= 2;
             for (var p = 0; p < kc; p++)
             {
-                var bv = Vector256.Load(pb);
+                var bv = TB.Load256(pb, high);
                 c0 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[0]), bv, c0);
                 c1 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[1]), bv, c1);
                 c2 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[2]), bv, c2);
@@ -846,7 +882,7 @@ public static unsafe class Sgemm
                 c10 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[10]), bv, c10);
                 c11 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[11]), bv, c11);
                 pa += MR;
-                pb += NR;
+                pb += TB.RowBytes;
             }
 
             var t = tile + (g * 8);
@@ -865,6 +901,42 @@ public static unsafe class Sgemm
         }
 
         Debug.Assert(mr <= MR && nr <= NR);
+        StorePartial(tile, c, ldc, mr, nr, alpha, beta);
+    }
+
+    /// <summary>
+    /// <see cref="Kernel256{TB}"/> for an edge tile of at most four rows: the same per-element FMAs in the same
+    /// order, so the same bits, without the eight zero-padded rows' work (eleven twelfths of it for one row).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel256Few<TB>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+        where TB : struct, ISliverElement
+    {
+        Debug.Assert(mr is >= 1 and <= 4);
+        for (var g = 0; g < NR / 8; g++)
+        {
+            Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+            var pa = a;
+            var pb = b + TB.Offset256(g);
+            var high = g >= 2;
+            for (var p = 0; p < kc; p++)
+            {
+                var bv = TB.Load256(pb, high);
+                c0 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[0]), bv, c0);
+                c1 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[1]), bv, c1);
+                c2 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[2]), bv, c2);
+                c3 = Vector256.FusedMultiplyAdd(Vector256.Create(pa[3]), bv, c3);
+                pa += MR;
+                pb += TB.RowBytes;
+            }
+
+            var t = tile + (g * 8);
+            c0.Store(t + (0 * NR));
+            c1.Store(t + (1 * NR));
+            c2.Store(t + (2 * NR));
+            c3.Store(t + (3 * NR));
+        }
+
         StorePartial(tile, c, ldc, mr, nr, alpha, beta);
     }
 }
