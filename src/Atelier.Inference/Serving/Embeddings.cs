@@ -36,9 +36,9 @@ public static class Embeddings
 
     /// <summary>
     /// Tokens one forward pass takes at most (a longer single text still runs alone): bounds the temporary
-    /// KV blocks and activations of a call (for a 7B model, 256 KiB of keys and values per token).
+    /// KV blocks and activations of a call (for a 7B model, 256 KiB of keys and values per token: 512 MiB at most).
     /// </summary>
-    private const int BatchTokens = 4096;
+    private const int BatchTokens = 2048;
 
     /// <summary>Positions per block of a call's temporary KV cache.</summary>
     private const int BlockSize = 16;
