@@ -8,6 +8,9 @@
 # Usage: bench/serving.sh [--models 100m,1b] [--threads N] [--no-torch]
 # Bounded: about 10 minutes on 2 cores for both models (--models 100m: about 2). Needs ~12 GB of free
 # memory for the 1B model (its weights, the engine's packed copy, and PyTorch's copy while it runs).
+# --models 7b: a Mistral-7B-shaped bf16 checkpoint (14.5 GB written to the temporary directory and
+# deleted after) served as loaded: load time, peak memory against 24 GiB, decode at batch 1 against the
+# roofline of the bf16 weights. Needs ~16 GB of free memory and ~15 GB of disk; several minutes.
 # Writes the report to stdout; copy it into bench/results/serving.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,8 +5,8 @@ using System.Text.Json;
 using Atelier.Modeling.Mistral;
 
 /// <summary>
-/// Writes a Mistral-shaped checkpoint of random float32 weights as a safetensors file, streaming one
-/// tensor at a time, so that the C# engine (through <see cref="MistralWeights.Load"/>) and the PyTorch
+/// Writes a Mistral-shaped checkpoint of random float32 (or bf16) weights as a safetensors file, streaming
+/// one tensor at a time, so that the C# engine (through <see cref="MistralWeights.Load"/>) and the PyTorch
 /// peer read the very same bytes.
 /// </summary>
 /// <remarks>
@@ -17,8 +17,9 @@ using Atelier.Modeling.Mistral;
 /// </remarks>
 internal static class RandomCheckpoint
 {
-    public static void Write(MistralArgs args, string path, ulong seed)
+    public static void Write(MistralArgs args, string path, ulong seed, bool bf16 = false)
     {
+        var elementSize = bf16 ? 2 : 4;
         var tensors = new List<(string Name, int[] Shape, double Std)>
         {
             ("tok_embeddings.weight", [args.VocabSize, args.Dim], 1.0),
@@ -44,8 +45,8 @@ internal static class RandomCheckpoint
         long offset = 0;
         foreach (var (name, shape, _) in tensors)
         {
-            var bytes = 4L * shape.Aggregate(1L, (a, b) => a * b);
-            header[name] = new { dtype = "F32", shape, data_offsets = new[] { offset, offset + bytes } };
+            var bytes = elementSize * shape.Aggregate(1L, (a, b) => a * b);
+            header[name] = new { dtype = bf16 ? "BF16" : "F32", shape, data_offsets = new[] { offset, offset + bytes } };
             offset += bytes;
         }
 
@@ -62,6 +63,7 @@ internal static class RandomCheckpoint
         }
 
         var buffer = new float[1 << 22];
+        var half = bf16 ? new ushort[buffer.Length] : null;
         ulong index = 0;
         foreach (var (_, shape, std) in tensors)
         {
@@ -71,7 +73,23 @@ internal static class RandomCheckpoint
                 var n = (int)Math.Min(buffer.Length, count - done);
                 Fill(buffer, n, std, seed, index);
                 index += (ulong)n;
-                fs.Write(MemoryMarshal.AsBytes(buffer.AsSpan(0, n)));
+                if (half is null)
+                {
+                    fs.Write(MemoryMarshal.AsBytes(buffer.AsSpan(0, n)));
+                }
+                else
+                {
+                    Parallel.For(0, (n + 65535) / 65536, c =>
+                    {
+                        var end = Math.Min(n, (c + 1) * 65536);
+                        for (var i = c * 65536; i < end; i++)
+                        {
+                            half[i] = Atelier.Modeling.SafeTensors.SafeTensorDTypes.ToBFloat16(buffer[i]);
+                        }
+                    });
+                    fs.Write(MemoryMarshal.AsBytes(half.AsSpan(0, n)));
+                }
+
                 done += n;
             }
         }

@@ -259,6 +259,15 @@ public sealed record ServingConfig
     /// <summary>LoRA adapters each engine keeps loaded at most (least recently used evicted).</summary>
     public int AdapterPoolCapacity { get; init; } = 8;
 
+    /// <summary><see cref="Weights"/>: each projection in the element type the checkpoint stores it in (bf16 stays bf16).</summary>
+    public const string WeightsAsLoaded = "as_loaded";
+
+    /// <summary><see cref="Weights"/>: bf16 whatever the checkpoint stores (a float32 checkpoint rounded: half the memory).</summary>
+    public const string WeightsBFloat16 = "bf16";
+
+    /// <summary>How a served base model's weights are held in memory: <c>as_loaded</c> (the default) or <c>bf16</c>.</summary>
+    public string Weights { get; init; } = WeightsAsLoaded;
+
     /// <summary>
     /// The replicas (in-process engines) requests are routed to, each described by where it runs; empty
     /// means one replica where the default file location is (<c>defaults.file_location</c>): the embedded

@@ -25,7 +25,8 @@ namespace Atelier.Inference;
 /// </remarks>
 public sealed class InferenceEngine : IDisposable, IAsyncDisposable
 {
-    private readonly MistralWeights _weights;
+    private readonly PackedModelWeights _weights;
+    private readonly bool _ownsWeights;
     private readonly InferenceEngineOptions _options;
     private readonly KvBlockPool _pool;
     private readonly PagedBatchRunner _runner;
@@ -44,19 +45,36 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
     private bool _disposed;
 
     /// <summary>Starts an engine over base weights, allocating its KV pool.</summary>
-    /// <param name="weights">The base model's weights (shared, read only; the caller keeps ownership).</param>
+    /// <param name="weights">The base model's serving weights (shared, read only; the caller keeps ownership).</param>
     /// <param name="options">Memory and scheduling options; the defaults when null.</param>
     /// <param name="adapterLoader">
     /// Loads a LoRA adapter by id when a request names one that is not resident; it must return a new
     /// instance, which the engine owns from then on (and disposes when it evicts it).
     /// </param>
+    public InferenceEngine(PackedModelWeights weights, InferenceEngineOptions? options = null,
+        Func<string, CancellationToken, ValueTask<LoraAdapter>>? adapterLoader = null)
+        : this(weights, ownsWeights: false, options, adapterLoader)
+    {
+    }
+
+    /// <summary>
+    /// Starts an engine over in-memory float32 weights (random weights, tests), packed here as float32 and
+    /// owned by the engine; <paramref name="weights"/> stays the caller's.
+    /// </summary>
     public InferenceEngine(MistralWeights weights, InferenceEngineOptions? options = null,
         Func<string, CancellationToken, ValueTask<LoraAdapter>>? adapterLoader = null)
+        : this(PackedModelWeights.Pack(weights ?? throw new ArgumentNullException(nameof(weights))), ownsWeights: true, options, adapterLoader)
+    {
+    }
+
+    private InferenceEngine(PackedModelWeights weights, bool ownsWeights, InferenceEngineOptions? options,
+        Func<string, CancellationToken, ValueTask<LoraAdapter>>? adapterLoader)
     {
         ArgumentNullException.ThrowIfNull(weights);
         _options = options ?? new InferenceEngineOptions();
         _options.Validate();
         _weights = weights;
+        _ownsWeights = ownsWeights;
         _pool = new KvBlockPool(weights.Args, _options.BlockSize, _options.KvCacheBytes);
         _runner = new PagedBatchRunner(weights, _pool);
         _adapters = new AdapterPool(_options.AdapterPoolCapacity, adapterLoader, weights.Args, Wake, _shutdown.Token);
@@ -64,6 +82,9 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
         _loop = new Thread(Loop) { IsBackground = true, Name = "Atelier inference engine" };
         _loop.Start();
     }
+
+    /// <summary>The base weights the engine runs.</summary>
+    public PackedModelWeights Weights => _weights;
 
     /// <summary>Counters for the host to export.</summary>
     public InferenceEngineMetrics Metrics { get; }
@@ -603,6 +624,11 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
     private void EndDispose()
     {
         _runner.Dispose();
+        if (_ownsWeights)
+        {
+            _weights.Dispose();
+        }
+
         _adapters.Dispose();
         Metrics.Dispose();
         _shutdown.Dispose();

@@ -1,6 +1,10 @@
 using System.Net;
 using System.Text;
+using Atelier.Core;
 using Atelier.Inference.Serving;
+using Atelier.Modeling.Kernels;
+using Atelier.Modeling.Mistral;
+using Atelier.Modeling.SafeTensors;
 
 namespace Atelier.Server.Tests;
 
@@ -59,5 +63,42 @@ public sealed class InferenceApiTests
 
         Assert.Equal(1, engine.Metrics.Cancellations);
         Assert.True(engine.Metrics.GeneratedTokens - generatedBefore < 1000, $"{engine.Metrics.GeneratedTokens - generatedBefore} tokens were generated for a client that left");
+    }
+
+    [Theory]
+    [InlineData(SafeTensorDType.BF16, null, SafeTensorDType.BF16)]
+    [InlineData(SafeTensorDType.F32, null, SafeTensorDType.F32)]
+    [InlineData(SafeTensorDType.F32, ServingConfig.WeightsBFloat16, SafeTensorDType.BF16)]
+    public async Task AServedModel_HoldsItsProjectionsInTheCheckpointsDtype_OrInBFloat16WhenConfigured(SafeTensorDType stored, string? weights, SafeTensorDType held)
+    {
+        await using var server = await TestServer.StartAsync(weights is null ? null : c => c with { Serving = c.Serving with { Weights = weights } });
+        await TestModels.ImportAsync(server, TestModels.TinyModel(server, "tiny-model", stored));
+        using var client = server.Client();
+        using (var chat = await client.PostAsync("/v1/chat/completions", new StringContent(
+            """{"model":"tiny-model","messages":[{"role":"user","content":"hello"}],"max_tokens":4,"temperature":0}""", Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.OK, chat.StatusCode);
+        }
+
+        using (var embeddings = await client.PostAsync("/v1/embeddings", new StringContent(
+            """{"model":"tiny-model","input":["hello","a longer text to embed"]}""", Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.OK, embeddings.StatusCode);
+        }
+
+        var loaded = server.Service<ServingRouter>().Replicas[0].Server.Loaded.Single().Weights;
+        var expected = held == SafeTensorDType.BF16 ? PackedElementType.BFloat16 : PackedElementType.Float32;
+        Assert.Equal(expected, loaded.ElementType);
+        Assert.Equal(expected, loaded.Projection(0, ProjectionStack.W13).ElementType);
+        Assert.Equal(stored, loaded.StorageDType);
+    }
+
+    [Fact]
+    public async Task AnUnknownServingWeightsValue_StopsTheServerNamingTheSettingAndTheChoices()
+    {
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => TestServer.StartAsync(c => c with { Serving = c.Serving with { Weights = "int4" } }));
+        var message = e.ToString();
+        Assert.Contains("serving.weights: 'int4'", message, StringComparison.Ordinal);
+        Assert.Contains("'as_loaded' or 'bf16'", message, StringComparison.Ordinal);
     }
 }

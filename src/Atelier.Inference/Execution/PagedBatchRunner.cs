@@ -29,24 +29,10 @@ internal readonly record struct BatchItem(ReadOnlyMemory<int> Tokens, int Start,
 /// </remarks>
 internal sealed class PagedBatchRunner : IDisposable
 {
-    private readonly MistralWeights _weights;
+    private readonly PackedModelWeights _weights;
+    private readonly bool _ownsWeights;
     private readonly MistralArgs _args;
     private readonly KvBlockPool _pool;
-
-    // The projections that read the same input, stacked into one product each: Wq|Wk|Wv, Wo, W1|W3, W2.
-    // Four products per layer instead of seven: a decode step is dominated by each product's fixed costs
-    // (a fork/join per 256-deep block of k) as much as by its FLOPs. Every element of C is accumulated by
-    // the kernel over k alone, so a stacked product gives each output the bits of its own product.
-    private static readonly LinearKind[][] Stacks = [[LinearKind.Wq, LinearKind.Wk, LinearKind.Wv], [LinearKind.Wo], [LinearKind.W1, LinearKind.W3], [LinearKind.W2]];
-    private const int QkvStack = 0;
-    private const int WoStack = 1;
-    private const int W13Stack = 2;
-    private const int W2Stack = 3;
-
-    // The base weights packed once for the GEMM kernel, per layer and stack: re-packing them on every step
-    // cost more than the multiply itself at decode batch sizes. A copy the size of the weights, owned by the runner.
-    private readonly PackedMatrix[,] _packed;
-    private readonly PackedMatrix _output;
 
     // Each adapter projection's A and B packed once, like the base weights: packing them on every step
     // (a fork/join and a copy per adapter group, projection and layer) made a batch of 8 adapters ~1.5×
@@ -55,59 +41,34 @@ internal sealed class PagedBatchRunner : IDisposable
     // A served adapter is never trained in place, so a copy packed once stays right.
     private readonly ConditionalWeakTable<LoraPair, PackedLora> _packedAdapters = new();
 
-    public PagedBatchRunner(MistralWeights weights, KvBlockPool pool)
+    /// <summary>A runner over serving weights that the caller owns (and may share between runners).</summary>
+    public PagedBatchRunner(PackedModelWeights weights, KvBlockPool pool)
+        : this(weights, pool, ownsWeights: false)
     {
-        _weights = weights;
-        _args = weights.Args;
-        _pool = pool;
-        _packed = new PackedMatrix[_args.NLayers, Stacks.Length];
-        for (var l = 0; l < _args.NLayers; l++)
-        {
-            for (var stack = 0; stack < Stacks.Length; stack++)
-            {
-                _packed[l, stack] = Pack(weights.Layers[l], Stacks[stack]);
-            }
-        }
-
-        _output = new PackedMatrix(weights.Output.Span, _args.VocabSize, _args.Dim);
     }
 
-    private PackedMatrix Pack(LayerWeights layer, LinearKind[] kinds)
+    /// <summary>A runner over in-memory float32 weights, packed here as float32 (tests and random-weight benchmarks).</summary>
+    public PagedBatchRunner(MistralWeights weights, KvBlockPool pool)
+        : this(PackedModelWeights.Pack(weights), pool, ownsWeights: true)
     {
-        var (rows, columns) = LinearKinds.Dims(_args, kinds[0]);
-        if (kinds.Length == 1)
-        {
-            return new PackedMatrix(layer[kinds[0]].Span, rows, columns);
-        }
+    }
 
-        // Row-major [out × in] matrices stack by concatenation; the temporary goes once packed.
-        rows = 0;
-        foreach (var kind in kinds)
-        {
-            rows += LinearKinds.Dims(_args, kind).Out;
-        }
-
-        var stacked = GC.AllocateUninitializedArray<float>(rows * columns);
-        var at = 0;
-        foreach (var kind in kinds)
-        {
-            var w = layer[kind].Span;
-            w.CopyTo(stacked.AsSpan(at));
-            at += w.Length;
-        }
-
-        return new PackedMatrix(stacked, rows, columns);
+    private PagedBatchRunner(PackedModelWeights weights, KvBlockPool pool, bool ownsWeights)
+    {
+        _weights = weights;
+        _ownsWeights = ownsWeights;
+        _args = weights.Args;
+        _pool = pool;
     }
 
     /// <inheritdoc />
     public void Dispose()
     {
-        foreach (var p in _packed)
+        if (_ownsWeights)
         {
-            p.Dispose();
+            _weights.Dispose();
         }
 
-        _output.Dispose();
         foreach (var (_, packed) in _packedAdapters)
         {
             packed.A.Dispose();
@@ -121,6 +82,52 @@ internal sealed class PagedBatchRunner : IDisposable
     /// Runs the step; returns the logits [items wanting them × vocab], in the order of <paramref name="items"/>.
     /// </summary>
     public float[] Run(IReadOnlyList<BatchItem> items)
+    {
+        var a = _args;
+        using var x = Forward(items, out var lastRowOfItem);
+        var wanted = 0;
+        var logitRows = new int[items.Count];
+        for (var i = 0; i < items.Count; i++)
+        {
+            if (items[i].WantLogits)
+            {
+                logitRows[wanted++] = lastRowOfItem[i];
+            }
+        }
+
+        if (wanted == 0)
+        {
+            return [];
+        }
+
+        using var last = Tensor.Uninitialized(wanted, a.Dim);
+        for (var i = 0; i < wanted; i++)
+        {
+            x.Row(logitRows[i]).CopyTo(last.Row(i));
+        }
+
+        using var norm = Tensor.Uninitialized(wanted, a.Dim);
+        Ops.RmsNormForward(last.Span, _weights.Norm, a.NormEps, norm.Span, new float[wanted], a.Dim);
+        var logits = new float[wanted * a.VocabSize];
+        Sgemm.MultiplyBatchInvariant(wanted, 1f, norm.Span, a.Dim, _weights.Output, 0f, logits, a.VocabSize);
+        return logits;
+    }
+
+    /// <summary>
+    /// Runs the step and returns every fed token's final hidden state after the last RMSNorm (what the
+    /// output projection reads): item i's rows are <c>[lastRowOfItem[i] − tokens + 1, lastRowOfItem[i]]</c>.
+    /// </summary>
+    public Tensor FinalHiddenStates(IReadOnlyList<BatchItem> items, out int[] lastRowOfItem)
+    {
+        var a = _args;
+        using var x = Forward(items, out lastRowOfItem);
+        var normed = Tensor.Uninitialized(x.Rows, a.Dim);
+        Ops.RmsNormForward(x.Span, _weights.Norm, a.NormEps, normed.Span, new float[x.Rows], a.Dim);
+        return normed;
+    }
+
+    /// <summary>The forward pass up to the last block's output [rows × dim]; <paramref name="lastRowOfItem"/> says where each item's last row is.</summary>
+    private Tensor Forward(IReadOnlyList<BatchItem> items, out int[] lastRowOfItem)
     {
         var a = _args;
 
@@ -157,8 +164,6 @@ internal sealed class PagedBatchRunner : IDisposable
         var offsets = new int[rows];
         var slots = new long[rows];
         var tables = new List<int>();
-        var logitRows = new int[items.Count];
-        var wanted = 0;
         var row = 0;
         foreach (var i in order)
         {
@@ -178,27 +183,19 @@ internal sealed class PagedBatchRunner : IDisposable
             }
         }
 
-        // The logits rows, in the caller's item order.
-        var rowOfItem = new int[items.Count];
+        // Each item's last row, in the caller's item order.
+        lastRowOfItem = new int[items.Count];
         row = 0;
         foreach (var i in order)
         {
             row += items[i].Tokens.Length;
-            rowOfItem[i] = row - 1;
-        }
-
-        for (var i = 0; i < items.Count; i++)
-        {
-            if (items[i].WantLogits)
-            {
-                logitRows[wanted++] = rowOfItem[i];
-            }
+            lastRowOfItem[i] = row - 1;
         }
 
         var tableArray = tables.ToArray();
         var rope = new RopeAngles(positions, a.HeadDim, a.RopeTheta);
         var x = Tensor.Uninitialized(rows, a.Dim);
-        Ops.EmbeddingForward(_weights.TokEmbeddings.Span, tokens, x.Span, a.Dim);
+        _weights.GatherEmbeddings(tokens, x.Span);
         for (var l = 0; l < a.NLayers; l++)
         {
             var next = Block(l, x, rope, groups, slots, tableArray, offsets, lo, hi);
@@ -206,41 +203,22 @@ internal sealed class PagedBatchRunner : IDisposable
             x = next;
         }
 
-        using (x)
-        {
-            if (wanted == 0)
-            {
-                return [];
-            }
-
-            using var last = Tensor.Uninitialized(wanted, a.Dim);
-            for (var i = 0; i < wanted; i++)
-            {
-                x.Row(logitRows[i]).CopyTo(last.Row(i));
-            }
-
-            using var norm = Tensor.Uninitialized(wanted, a.Dim);
-            Ops.RmsNormForward(last.Span, _weights.Norm.Span, a.NormEps, norm.Span, new float[wanted], a.Dim);
-            var logits = new float[wanted * a.VocabSize];
-            Sgemm.MultiplyBatchInvariant(wanted, 1f, norm.Span, a.Dim, _output, 0f, logits, a.VocabSize);
-            return logits;
-        }
+        return x;
     }
 
     private Tensor Block(int layer, Tensor x, RopeAngles rope, List<(LoraAdapter? Adapter, int Start, int End)> groups,
         long[] slots, int[] tables, int[] offsets, int[] lo, int[] hi)
     {
         var a = _args;
-        var w = _weights.Layers[layer];
         var rows = x.Rows;
         using var xn = Tensor.Uninitialized(rows, a.Dim);
-        Ops.RmsNormForward(x.Span, w.AttentionNorm.Span, a.NormEps, xn.Span, new float[rows], a.Dim);
+        Ops.RmsNormForward(x.Span, _weights.AttentionNorm(layer), a.NormEps, xn.Span, new float[rows], a.Dim);
         var kv = a.KvWidth;
         using var q = Tensor.Uninitialized(rows, a.QueryWidth);
         using var k = Tensor.Uninitialized(rows, kv);
         var kPool = _pool.K[layer];
         var vPool = _pool.V[layer];
-        using (var qkv = Linear(layer, QkvStack, xn, groups))
+        using (var qkv = Linear(layer, ProjectionStack.Qkv, xn, groups))
         {
             for (var r = 0; r < rows; r++)
             {
@@ -265,11 +243,11 @@ internal sealed class PagedBatchRunner : IDisposable
         Attention.PagedForward(new Attention.PagedShape(rows, a.NHeads, a.NKvHeads, a.HeadDim, _pool.BlockSize),
             q.Span, kPool, vPool, tables, offsets, lo, hi, attn.Span);
 
-        using var hmid = Linear(layer, WoStack, attn, groups);
+        using var hmid = Linear(layer, ProjectionStack.Wo, attn, groups);
         System.Numerics.Tensors.TensorPrimitives.Add(hmid.Span, x.Span, hmid.Span);
         using var xn2 = Tensor.Uninitialized(rows, a.Dim);
-        Ops.RmsNormForward(hmid.Span, w.FfnNorm.Span, a.NormEps, xn2.Span, new float[rows], a.Dim);
-        using var a13 = Linear(layer, W13Stack, xn2, groups);
+        Ops.RmsNormForward(hmid.Span, _weights.FfnNorm(layer), a.NormEps, xn2.Span, new float[rows], a.Dim);
+        using var a13 = Linear(layer, ProjectionStack.W13, xn2, groups);
         using var g = Tensor.Uninitialized(rows, a.HiddenDim);
         for (var r = 0; r < rows; r++)
         {
@@ -278,7 +256,7 @@ internal sealed class PagedBatchRunner : IDisposable
             Ops.SwiGluForward(row[..a.HiddenDim], row[a.HiddenDim..], g.Row(r));
         }
 
-        var output = Linear(layer, W2Stack, g, groups);
+        var output = Linear(layer, ProjectionStack.W2, g, groups);
         System.Numerics.Tensors.TensorPrimitives.Add(output.Span, hmid.Span, output.Span);
         return output;
     }
@@ -287,9 +265,9 @@ internal sealed class PagedBatchRunner : IDisposable
     /// A stack's base projections in one product over all rows, then each adapter group's low-rank update
     /// over its rows, into each projection's columns of the stacked output.
     /// </summary>
-    private Tensor Linear(int layer, int stack, Tensor x, List<(LoraAdapter? Adapter, int Start, int End)> groups)
+    private Tensor Linear(int layer, ProjectionStack stack, Tensor x, List<(LoraAdapter? Adapter, int Start, int End)> groups)
     {
-        var w = _packed[layer, stack];
+        var w = _weights.Projection(layer, stack);
         var width = w.Rows;
         var i = w.Columns;
         var rows = x.Rows;
@@ -304,7 +282,7 @@ internal sealed class PagedBatchRunner : IDisposable
 
             var n = end - start;
             var column = 0;
-            foreach (var kind in Stacks[stack])
+            foreach (var kind in PackedModelWeights.KindsOf(stack))
             {
                 var o = LinearKinds.Dims(_args, kind).Out;
                 if (adapter[layer, kind] is { } pair)

@@ -1,4 +1,6 @@
 using Atelier.Core.Errors;
+using Atelier.Inference.Execution;
+using Atelier.Inference.KvCache;
 using Atelier.Modeling.Mistral;
 
 namespace Atelier.Inference.Serving;
@@ -32,13 +34,22 @@ public static class Embeddings
     /// <summary>Texts embedded in one forward pass at most; a longer list runs in several.</summary>
     private const int Batch = 16;
 
+    /// <summary>
+    /// Tokens one forward pass takes at most (a longer single text still runs alone): bounds the temporary
+    /// KV blocks and activations of a call (for a 7B model, 256 KiB of keys and values per token: 512 MiB at most).
+    /// </summary>
+    private const int BatchTokens = 2048;
+
+    /// <summary>Positions per block of a call's temporary KV cache.</summary>
+    private const int BlockSize = 16;
+
     /// <summary>Embeds <paramref name="inputs"/>; returns the vectors (as floats, or as the dtype's integers) and the prompt tokens used.</summary>
     /// <exception cref="BadRequestException">An input is longer than the model's context, or <paramref name="outputDimension"/> is out of range.</exception>
     public static (IReadOnlyList<double[]> Vectors, int PromptTokens) Create(ServedModel model, IReadOnlyList<string> inputs, int? outputDimension, EmbeddingDtype dtype, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputs);
-        var dim = model.Base.Model.Args.Dim;
+        var dim = model.Base.Weights.Args.Dim;
         if (outputDimension is { } wanted && (wanted < 1 || wanted > dim))
         {
             throw new BadRequestException($"output_dimension must be between 1 and {dim} for this model, not {wanted}.", "invalid_output_dimension");
@@ -66,18 +77,68 @@ public static class Embeddings
         }
 
         using var adapter = model.AdapterId is { } id ? model.Base.LoadAdapter(id) : null;
-        var runner = new MistralModel(model.Base.Model.Weights, adapter);
         var vectors = new List<double[]>(inputs.Count);
-        for (var start = 0; start < sequences.Count; start += Batch)
+        for (var start = 0; start < sequences.Count;)
         {
             ct.ThrowIfCancellationRequested();
-            foreach (var pooled in runner.PooledEmbeddings(sequences.GetRange(start, Math.Min(Batch, sequences.Count - start))))
+            var count = 1;
+            var batchTokens = sequences[start].Length;
+            while (start + count < sequences.Count && count < Batch && batchTokens + sequences[start + count].Length <= BatchTokens)
+            {
+                batchTokens += sequences[start + count].Length;
+                count++;
+            }
+
+            foreach (var pooled in PooledEmbeddings(model.Base.Weights, adapter, sequences.GetRange(start, count)))
             {
                 vectors.Add(Encode(Truncate(pooled, outputDimension ?? dim), dtype));
             }
+
+            start += count;
         }
 
         return (vectors, tokens);
+    }
+
+    /// <summary>
+    /// Each sequence's final hidden states (after the last RMSNorm) mean-pooled and L2-normalised, computed
+    /// on the serving weights (no float32 copy of a bf16 model) through a KV cache of this call's own, so
+    /// the engine's pool and thread are not involved. Each sequence attends only to itself.
+    /// </summary>
+    internal static float[][] PooledEmbeddings(PackedModelWeights weights, LoraAdapter? adapter, IReadOnlyList<int[]> sequences)
+    {
+        var args = weights.Args;
+        var items = new BatchItem[sequences.Count];
+        var blocks = 0;
+        for (var i = 0; i < sequences.Count; i++)
+        {
+            var needed = (sequences[i].Length + BlockSize - 1) / BlockSize;
+            items[i] = new BatchItem(sequences[i], 0, Enumerable.Range(blocks, needed).ToArray(), adapter, WantLogits: false);
+            blocks += needed;
+        }
+
+        var pool = new KvBlockPool(args, BlockSize, blocks * 2L * args.NLayers * BlockSize * args.KvWidth * sizeof(float));
+        using var runner = new PagedBatchRunner(weights, pool);
+        using var hidden = runner.FinalHiddenStates(items, out var lastRow);
+        var result = new float[sequences.Count][];
+        for (var i = 0; i < sequences.Count; i++)
+        {
+            var pooled = new float[args.Dim];
+            for (var r = lastRow[i] - sequences[i].Length + 1; r <= lastRow[i]; r++)
+            {
+                System.Numerics.Tensors.TensorPrimitives.Add(pooled, hidden.Row(r), pooled);
+            }
+
+            var norm = System.Numerics.Tensors.TensorPrimitives.Norm(pooled);
+            if (norm > 0)
+            {
+                System.Numerics.Tensors.TensorPrimitives.Divide(pooled, norm, pooled);
+            }
+
+            result[i] = pooled;
+        }
+
+        return result;
     }
 
     private static float[] Truncate(float[] vector, int dimension)

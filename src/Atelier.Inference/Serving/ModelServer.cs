@@ -3,6 +3,7 @@ using Atelier.Core.Errors;
 using Atelier.Data.Formatting;
 using Atelier.Data.Tokenization;
 using Atelier.Inference.Constraints;
+using Atelier.Modeling.Kernels;
 using Atelier.Modeling.Mistral;
 using Atelier.Registry;
 using Microsoft.Extensions.Logging;
@@ -14,6 +15,19 @@ public sealed record ServingOptions
 {
     /// <summary>The engine options of each loaded base model (its KV budget, batch, adapter pool).</summary>
     public InferenceEngineOptions Engine { get; init; } = new();
+
+    /// <summary>The element type base weights are held in (<c>serving.weights</c>).</summary>
+    public ServingWeights Weights { get; init; } = ServingWeights.AsLoaded;
+}
+
+/// <summary>The element type a served model's weights are held in.</summary>
+public enum ServingWeights
+{
+    /// <summary>As the checkpoint stores them: a bf16 checkpoint stays bf16, anything else is float32.</summary>
+    AsLoaded,
+
+    /// <summary>bf16 whatever the checkpoint stores (a float32 checkpoint rounded to nearest even: half the memory).</summary>
+    BFloat16,
 }
 
 /// <summary>
@@ -24,13 +38,13 @@ public sealed class LoadedBase : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, string> _adapterFiles = new(StringComparer.Ordinal);
 
-    internal LoadedBase(string version, MistralModel model, MistralModelTokenizer tokenizer, InferenceEngineOptions options)
+    internal LoadedBase(string version, PackedModelWeights weights, MistralModelTokenizer tokenizer, InferenceEngineOptions options)
     {
         Version = version;
-        Model = model;
+        Weights = weights;
         Tokenizer = tokenizer;
         Formatter = new MistralInstructFormatter(tokenizer);
-        Engine = new InferenceEngine(model.Weights, options, LoadAdapterAsync);
+        Engine = new InferenceEngine(weights, options, LoadAdapterAsync);
         _vocabulary = new Lazy<TokenVocabulary>(() => new TokenVocabulary(tokenizer.TokenBytes(), [tokenizer.Control.Eos]));
     }
 
@@ -45,8 +59,8 @@ public sealed class LoadedBase : IAsyncDisposable
     /// <summary>The base weights' version (their SHA-256).</summary>
     public string Version { get; }
 
-    /// <summary>The weights.</summary>
-    public MistralModel Model { get; }
+    /// <summary>The weights, as the engine runs them (and embeddings too): the only copy serving holds.</summary>
+    public PackedModelWeights Weights { get; }
 
     /// <summary>The model's own tokeniser.</summary>
     public MistralModelTokenizer Tokenizer { get; }
@@ -74,7 +88,7 @@ public sealed class LoadedBase : IAsyncDisposable
             throw new InvalidOperationException($"Adapter '{adapterId}' was not registered with its base model.");
         }
 
-        return LoraAdapter.LoadFile(Model.Args, path);
+        return LoraAdapter.LoadFile(Weights.Args, path);
     }
 
     private ValueTask<LoraAdapter> LoadAdapterAsync(string adapterId, CancellationToken ct) => ValueTask.FromResult(LoadAdapter(adapterId));
@@ -83,7 +97,7 @@ public sealed class LoadedBase : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await Engine.DisposeAsync().ConfigureAwait(false);
-        Model.Weights.Dispose();
+        Weights.Dispose();
     }
 }
 
@@ -165,9 +179,17 @@ public sealed partial class ModelServer(ModelRegistry registry, ServingOptions o
             var directory = await registry.ModelDirectoryAsync(model, CancellationToken.None).ConfigureAwait(false);
             var started = System.Diagnostics.Stopwatch.StartNew();
             var tokenizer = MistralModelTokenizer.Load(directory);
-            var weights = MistralModel.Load(directory);
-            LogLoaded(logger, model.Id, weights.Args.NLayers, weights.Args.Dim, started.ElapsedMilliseconds);
-            return new LoadedBase(version, weights, tokenizer, options.Engine);
+            var weights = PackedModelWeights.LoadDirectory(directory, options.Weights == ServingWeights.BFloat16 ? PackedElementType.BFloat16 : null);
+            try
+            {
+                LogLoaded(logger, model.Id, weights.Args.NLayers, weights.Args.Dim, weights.ElementType, weights.ResidentBytes >> 20, started.ElapsedMilliseconds);
+                return new LoadedBase(version, weights, tokenizer, options.Engine);
+            }
+            catch
+            {
+                weights.Dispose();
+                throw;
+            }
         })));
         try
         {
@@ -197,6 +219,6 @@ public sealed partial class ModelServer(ModelRegistry registry, ServingOptions o
         _bases.Clear();
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded model {Model} for serving: {Layers} layers of width {Dim} in {Milliseconds} ms")]
-    private static partial void LogLoaded(ILogger logger, string model, int layers, int dim, long milliseconds);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Loaded model {Model} for serving: {Layers} layers of width {Dim}, weights in {ElementType} ({ResidentMiB} MiB resident) in {Milliseconds} ms")]
+    private static partial void LogLoaded(ILogger logger, string model, int layers, int dim, PackedElementType elementType, long residentMiB, long milliseconds);
 }

@@ -315,6 +315,13 @@ public static class AtelierServer
             MaxRunningSequences = serving.MaxRunningSequences,
             AdapterPoolCapacity = serving.AdapterPoolCapacity,
         },
+        Weights = serving.Weights switch
+        {
+            ServingConfig.WeightsAsLoaded => ServingWeights.AsLoaded,
+            ServingConfig.WeightsBFloat16 => ServingWeights.BFloat16,
+            _ => throw new InvalidOperationException(
+                $"serving.weights: '{serving.Weights}' is not a weight format; use '{ServingConfig.WeightsAsLoaded}' or '{ServingConfig.WeightsBFloat16}'."),
+        },
     };
 
     /// <summary>The configured serving replicas with where each runs; by default one, at the default file location.</summary>
