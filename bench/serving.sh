@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Serving benchmark of the inference engine (issue 15): a ~100M and a ~1B Mistral-shaped model with random
-# fp32 weights, each figure beside its peer or limit measured in the same run: decode at batch 1 against
+# weights (bf16 by default, as released checkpoints ship them; --dtype fp32), each figure beside its peer or limit measured in the same run: decode at batch 1 against
 # the memory-bandwidth roofline (STREAM copy), 32 concurrent requests against the engine one at a time
 # and against a PyTorch generation loop (Debian's python3-torch) on the same weights, the batch-32 step
 # against the SGEMM rate, TTFT behind a 2k-token shared prefix with the prefix cache on and off, and 8
 # LoRA adapters mixed in one batch against one adapter and against the requests grouped per adapter.
-# Usage: bench/serving.sh [--models 100m,1b] [--threads N] [--no-torch]
+# Usage: bench/serving.sh [--models 100m,1b,7b] [--dtype bf16|fp32] [--threads N] [--no-torch]
 # Bounded: about 10 minutes on 2 cores for both models (--models 100m: about 2). Needs ~12 GB of free
 # memory for the 1B model (its weights, the engine's packed copy, and PyTorch's copy while it runs).
 # --models 7b: a Mistral-7B-shaped bf16 checkpoint (14.5 GB written to the temporary directory and
@@ -19,6 +19,11 @@ cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
   apt-get update -qq && apt-get install -y -qq python3-torch python3-numpy >/dev/null
+fi
+# Debian's torch calls the system BLAS (BLAS_INFO=generic); without an OpenBLAS package that is the
+# reference BLAS at a few GFLOP/s, a peer ten times too weak (bench/train.sh does the same).
+if ! ls /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas*.so* >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq libopenblas0-pthread >/dev/null
 fi
 
 dotnet build -c Release bench/Atelier.Serving.Bench -v q -nologo >/dev/null

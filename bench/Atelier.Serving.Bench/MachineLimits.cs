@@ -66,10 +66,13 @@ internal static unsafe class MachineLimits
     /// The engine's own product at decode shape: <paramref name="m"/> rows times a packed [n × k] weight
     /// (what each projection of a batch-32 decode step runs), GFLOP/s, best of a few.
     /// </summary>
-    public static double PackedGFlops(int m, int n, int k, int reps)
+    public static double PackedGFlops(int m, int n, int k, int reps, PackedElementType type = PackedElementType.Float32)
     {
         var x = Random(m * k, 3);
-        using var w = new PackedMatrix(Random(n * k, 4), n, k);
+        var values = Random(n * k, 4);
+        using var w = type == PackedElementType.BFloat16
+            ? PackedMatrix.FromBFloat16(values.Select(Atelier.Modeling.SafeTensors.SafeTensorDTypes.ToBFloat16).ToArray(), n, k)
+            : new PackedMatrix(values, n, k);
         var y = new float[m * n];
         Sgemm.MultiplyBatchInvariant(m, 1f, x, k, w, 0f, y, n);
         var best = double.MaxValue;

@@ -11,12 +11,18 @@ using Atelier.Modeling.Mistral;
 //      PyTorch generation loop on the same weights; the batch-32 decode step against the SGEMM rate;
 //   3. time to first token with a 2k-token shared prefix, prefix cache on against off;
 //   4. 8 LoRA adapters mixed in one batch against one adapter, and against the requests grouped per adapter.
-// Usage: Atelier.Serving.Bench [--models 100m,1b,7b] [--threads N] [--python /usr/bin/python3] [--no-torch] [--dir DIR]
+// Usage: Atelier.Serving.Bench [--models 100m,1b,7b] [--dtype bf16|fp32] [--threads N] [--python /usr/bin/python3] [--no-torch] [--dir DIR]
 var options = Args.Parse(args);
 var models = options.Get("models", "100m,1b").Split(',', StringSplitOptions.RemoveEmptyEntries);
 if (options.Has("threads"))
 {
     KernelParallelism.MaxThreads = options.GetInt("threads", Environment.ProcessorCount);
+}
+
+var dtype = options.Get("dtype", "bf16");
+if (dtype is not ("bf16" or "fp32"))
+{
+    throw new ArgumentException($"--dtype must be bf16 or fp32, not '{dtype}'");
 }
 
 var python = options.Has("no-torch") ? null : options.Get("python", "/usr/bin/python3");
@@ -32,7 +38,7 @@ Console.WriteLine();
 Console.WriteLine(Bench.Inv($"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; CPU: {cpu}, {Environment.ProcessorCount} cores visible, memory {memTotal}"));
 Console.WriteLine(Bench.Inv($"- .NET {Environment.Version}, Vector512 accelerated: {Vector512.IsHardwareAccelerated}; threads: {threads} for Atelier and for PyTorch"));
 Console.WriteLine($"- Load average at start (/proc/loadavg; the machine is shared): {Bench.LoadAverage()}");
-Console.WriteLine("- Every figure is fp32 (weights, activations, KV cache) but the 7b model's (bf16 weights, fp32 activations and KV cache), greedy sampling, random weights, token ids only (no tokenizer).");
+Console.WriteLine(Bench.Inv($"- Weights: {(dtype == "bf16" ? "bf16, as released checkpoints ship them, served in bf16 (decision 0024; the PyTorch peer widens them to fp32, its fastest CPU precision)" : "fp32")} (the 7b model: always bf16); activations and KV cache fp32; greedy sampling, random weights, token ids only (no tokenizer)."));
 Console.WriteLine();
 
 Directory.CreateDirectory(dir);
@@ -42,7 +48,7 @@ try
     foreach (var name in models)
     {
         var spec = ModelSpec.Named(name);
-        summaries.AddRange(name == "7b" ? await LargeModelRun.RunAsync(spec, dir, threads) : await ServingRun.RunAsync(spec, dir, python, threads));
+        summaries.AddRange(name == "7b" ? await LargeModelRun.RunAsync(spec, dir, threads) : await ServingRun.RunAsync(spec, dir, python, threads, dtype == "bf16"));
     }
 }
 finally

@@ -12,7 +12,7 @@ internal static class ServingRun
     private const int SharedPrefix = 2048;
     private const int Adapters = 8;
 
-    public static async Task<List<string>> RunAsync(ModelSpec spec, string dir, string? python, int threads)
+    public static async Task<List<string>> RunAsync(ModelSpec spec, string dir, string? python, int threads, bool bf16)
     {
         var a = spec.Args;
         var name = "~" + spec.Name;
@@ -22,10 +22,13 @@ internal static class ServingRun
         Console.WriteLine();
 
         var path = Path.Combine(dir, $"{spec.Name}.safetensors");
-        RandomCheckpoint.Write(a, path, 42);
+        RandomCheckpoint.Write(a, path, 42, bf16);
         var fileBytes = new FileInfo(path).Length;
-        using var weights = MistralWeights.Load(a, path);
-        Log(clock, Bench.Inv($"random fp32 weights written as safetensors ({fileBytes / 1e9:F2} GB) and loaded"));
+
+        // Served as loaded (decision 0024): a bf16 checkpoint is packed in bf16, an fp32 one in fp32.
+        using var weights = PackedModelWeights.Load(a, path);
+        var dtype = bf16 ? "bf16" : "fp32";
+        Log(clock, Bench.Inv($"random {dtype} weights written as safetensors ({fileBytes / 1e9:F2} GB) and loaded as {weights.ElementType} ({weights.ResidentBytes / 1e9:F2} GB held, {weights.MappedBytes / 1e9:F2} GB of embeddings used in place from the map)"));
 
         var rng = new Random(7);
         var prompts = Enumerable.Range(0, Concurrent).Select(_ => Tokens(rng, PromptLength, a.VocabSize)).ToArray();
@@ -40,15 +43,15 @@ internal static class ServingRun
                 : Bench.Inv($"PyTorch {torch.Version} loop ({torch.Threads} threads), {torch.Requests} requests one after another: {torch.TokensPerSecond:F2} tokens/s (decode alone {torch.DecodeTokensPerSecond:F2} tokens/s; load {torch.LoadSeconds:F1} s)"));
         }
 
-        File.Delete(path);
-
         // ---- Limits, measured right before the engine runs ----
         var stream = MachineLimits.StreamCopyGBs(threads);
         var sgemm = MachineLimits.SgemmGFlops(2048, 3);
-        var packed32 = MachineLimits.PackedGFlops(Concurrent, a.HiddenDim, a.Dim, 5);
-        var packedLogits = MachineLimits.PackedGFlops(Concurrent, a.VocabSize, a.Dim, 3);
-        var weightBytes = WeightBytesPerToken(a);
-        Log(clock, Bench.Inv($"STREAM copy {stream:F1} GB/s; SGEMM 2048² {sgemm:F1} GFLOP/s; the engine's packed product at decode shape (32 × {a.HiddenDim} × {a.Dim}) {packed32:F1} GFLOP/s, at the output matrix's shape (32 × {a.VocabSize} × {a.Dim}, {4.0 * a.VocabSize * a.Dim / 1e6:F0} MB of weights: streamed from memory) {packedLogits:F1} GFLOP/s; load {Bench.LoadAverage()}"));
+        var packed32 = MachineLimits.PackedGFlops(Concurrent, a.HiddenDim, a.Dim, 5, weights.ElementType);
+        var packedLogits = MachineLimits.PackedGFlops(Concurrent, a.VocabSize, a.Dim, 3, weights.ElementType);
+
+        // The bytes a decode step streams for one token: every packed matrix as held, the norms, one embedding row.
+        var weightBytes = weights.ResidentBytes + ((bf16 ? 2L : 4L) * a.Dim);
+        Log(clock, Bench.Inv($"STREAM copy {stream:F1} GB/s; SGEMM 2048² {sgemm:F1} GFLOP/s; the engine's packed {dtype} product at decode shape (32 × {a.HiddenDim} × {a.Dim}) {packed32:F1} GFLOP/s, at the output matrix's shape (32 × {a.VocabSize} × {a.Dim}, {weights.Output.StorageBytes / 1e6:F0} MB of weights: streamed from memory) {packedLogits:F1} GFLOP/s; load {Bench.LoadAverage()}"));
 
         var kvPerPosition = 2L * a.NLayers * a.KvWidth * sizeof(float);
         var engineOptions = new InferenceEngineOptions
@@ -128,7 +131,7 @@ internal static class ServingRun
         // ---- Figures against their peers ----
         var roofline = stream * 1e9 / weightBytes;
         rows.Add(Row(name, "decode tokens/s, batch 1", $"{decodeTps:F2}",
-            $"roofline {roofline:F2} tokens/s ({weightBytes / 1e9:F2} GB of fp32 weights per token ÷ {stream:F1} GB/s STREAM copy)", decodeTps / roofline, "≥ 70%", 0.70, percent: true));
+            $"roofline {roofline:F2} tokens/s ({weightBytes / 1e9:F2} GB of {dtype} weights per token ÷ {stream:F1} GB/s STREAM copy)", decodeTps / roofline, "≥ 70%", 0.70, percent: true));
         rows.Add(Row(name, $"throughput, {Concurrent} concurrent (tokens/s)", $"{batchTps:F1}",
             $"same engine one request at a time: {sequentialTps:F2}", batchTps / sequentialTps, "(context)", double.NaN));
         if (torch is not null)
@@ -171,21 +174,6 @@ internal static class ServingRun
     }
 
     private static void Log(Stopwatch clock, string line) => Console.WriteLine(Bench.Inv($"- [{clock.Elapsed.TotalSeconds,5:F0} s] {line}"));
-
-    /// <summary>Bytes of weights a decode step streams for one token: every packed projection, the output matrix, the norms and one embedding row.</summary>
-    private static long WeightBytesPerToken(MistralArgs a)
-    {
-        static long Packed(int rows, int columns) => (long)((rows + 31) / 32 * 32) * columns; // the kernel's 32-column slivers
-        long floats = 0;
-        foreach (var kind in LinearKinds.All)
-        {
-            var (o, i) = LinearKinds.Dims(a, kind);
-            floats += a.NLayers * Packed(o, i);
-        }
-
-        floats += Packed(a.VocabSize, a.Dim) + ((2L * a.NLayers + 2) * a.Dim);
-        return floats * sizeof(float);
-    }
 
     /// <summary>FLOPs of a decode step of <paramref name="rows"/> sequences at an average context of <paramref name="context"/>: projections, logits and attention.</summary>
     private static double StepFlops(MistralArgs a, int rows, int context)
@@ -270,6 +258,8 @@ internal static class ServingRun
         var n = threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
         psi.Environment["OMP_NUM_THREADS"] = n;
         psi.Environment["OPENBLAS_NUM_THREADS"] = n;
+        // OpenBLAS's own threads run each GEMV while OpenMP's would spin beside them on the same two cores.
+        psi.Environment["OMP_WAIT_POLICY"] = "PASSIVE";
         using var p = Process.Start(psi)!;
         var errTask = p.StandardError.ReadToEndAsync();
         var output = p.StandardOutput.ReadToEnd();
