@@ -70,6 +70,10 @@ public sealed class ClusterServingTests
             Assert.True(anyStatus == HttpStatusCode.OK, anyAnswer.ToJsonString());
             Assert.Equal("us", anyReplica);
 
+            // The US node counts what it forwarded, by node and outcome.
+            var metrics = await us.GetStringAsync("/metrics");
+            Assert.Contains(metrics.Split('\n'), l => l.StartsWith("atelier_inference_forwarded_total{", StringComparison.Ordinal) && l.Contains("node=\"eu\"", StringComparison.Ordinal) && l.Contains("outcome=\"answered\"", StringComparison.Ordinal));
+
             // Defence in depth: a request marked as forwarded is served where it lands or refused there, never sent on.
             var (markedStatus, marked, _) = await ChatAsync(us, "tiny-eu", forwardedBy: "eu");
             Assert.True(markedStatus == HttpStatusCode.Forbidden, marked.ToJsonString());

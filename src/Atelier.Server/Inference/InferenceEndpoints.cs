@@ -128,9 +128,9 @@ public static class InferenceEndpoints
     public static void MapInference(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1").WithTags("Inference");
-        group.MapPost("/chat/completions", ChatAsync).WithSummary("Chat completion (Mistral's API): a conversation in, the assistant's answer out, streamed when stream is true.").WithName("chatCompletion").Reads<ChatCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451);
-        group.MapPost("/fim/completions", FimAsync).WithSummary("Fill-in-the-middle completion: the code between a prompt and a suffix.").WithName("fimCompletion").Reads<FimCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451);
-        group.MapPost("/embeddings", EmbeddingsAsync).WithSummary("Embeddings of one or more texts.").WithName("createEmbeddings").Reads<EmbeddingRequest>().Produces<EmbeddingResponse>().ProducesErrors(403, 422, 451);
+        group.MapPost("/chat/completions", ChatAsync).WithSummary("Chat completion (Mistral's API): a conversation in, the assistant's answer out, streamed when stream is true.").WithName("chatCompletion").Reads<ChatCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451, 503);
+        group.MapPost("/fim/completions", FimAsync).WithSummary("Fill-in-the-middle completion: the code between a prompt and a suffix.").WithName("fimCompletion").Reads<FimCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451, 503);
+        group.MapPost("/embeddings", EmbeddingsAsync).WithSummary("Embeddings of one or more texts.").WithName("createEmbeddings").Reads<EmbeddingRequest>().Produces<EmbeddingResponse>().ProducesErrors(403, 422, 451, 503);
     }
 
     private static async Task ChatAsync(HttpContext context, ServingRouter router, ReplicaForwarder forwarder, TimeProvider clock)

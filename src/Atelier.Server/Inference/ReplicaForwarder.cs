@@ -19,6 +19,10 @@ public sealed partial class ReplicaForwarder : IDisposable
     /// <summary>The header that marks a request another node forwarded, naming that node.</summary>
     public const string ForwardedHeader = "X-Atelier-Forwarded-By";
 
+    private static readonly System.Diagnostics.Metrics.Meter Meter = new(Hosting.AtelierServer.MeterName);
+    private static readonly System.Diagnostics.Metrics.Counter<long> Forwarded = Meter.CreateCounter<long>(
+        "atelier.inference.forwarded", description: "Serving requests this node forwarded to another node's replica, by node and outcome (answered, failed before answering, cut off mid-answer).");
+
     private readonly IHttpForwarder _forwarder;
     private readonly HttpMessageInvoker _client;
     private readonly MarkingTransformer _transformer;
@@ -70,7 +74,9 @@ public sealed partial class ReplicaForwarder : IDisposable
         var error = await _forwarder.SendAsync(context, remote.BaseAddress.ToString(), _client, RequestConfig, _transformer).ConfigureAwait(false);
         if (error == ForwarderError.None)
         {
-            if (context.Response.StatusCode < 500)
+            Forwarded.Add(1, new KeyValuePair<string, object?>("node", remote.Id), new KeyValuePair<string, object?>("outcome", "answered"));
+            // Only a success says the node loaded the model; a refusal or an unknown model does not.
+            if (context.Response.StatusCode is >= 200 and < 300)
             {
                 forwarding.Served();
             }
@@ -80,7 +86,9 @@ public sealed partial class ReplicaForwarder : IDisposable
 
         var failure = context.Features.Get<IForwarderErrorFeature>()?.Exception;
         LogForwardFailed(_logger, remote.Id, error.ToString(), failure?.Message ?? "");
-        if (context.Response.HasStarted || context.RequestAborted.IsCancellationRequested)
+        var started = context.Response.HasStarted || context.RequestAborted.IsCancellationRequested;
+        Forwarded.Add(1, new KeyValuePair<string, object?>("node", remote.Id), new KeyValuePair<string, object?>("outcome", started ? "cut_off" : "failed"));
+        if (started)
         {
             // Part of the answer is with the client (or the client left): nothing to retry or map.
             return null;
