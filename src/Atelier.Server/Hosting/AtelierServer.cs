@@ -135,7 +135,6 @@ public static class AtelierServer
             services.AddSingleton<IRemoteReplicas, ClusterServingReplicas>();
         }
 
-
         services.AddSingleton<FreeingSpace>();
         services.AddSingleton<PlatformGauges>();
         services.AddSingleton<FileUpload>();
