@@ -53,6 +53,18 @@ public sealed record AtelierConfig
     /// <summary>Serving: the engine's memory and batch, and the replicas requests are routed to.</summary>
     public ServingConfig Serving { get; init; } = new();
 
+    /// <summary>
+    /// Where cluster node <paramref name="node"/> serves, as residency judges it: its own drive (the
+    /// first location whose <c>node</c> is it, which carries its country, blocs, operator and on-prem
+    /// flag), else the default file location, as an embedded server's replica is described. Every node
+    /// reads the same file, so each knows where every other node serves without asking it.
+    /// </summary>
+    /// <param name="node">The node's name.</param>
+    /// <returns>The location, or null when neither is configured.</returns>
+    public LocationDescriptor? ServingLocationOf(string node) =>
+        Locations.FirstOrDefault(l => string.Equals(l.Node, node, StringComparison.Ordinal))
+        ?? Locations.FirstOrDefault(l => string.Equals(l.Id, Defaults.FileLocation, StringComparison.Ordinal));
+
     /// <summary>How the server logs (<c>logging</c>).</summary>
     public LoggingConfig Logging { get; init; } = new();
 

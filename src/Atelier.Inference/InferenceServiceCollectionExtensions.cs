@@ -12,7 +12,8 @@ public static class InferenceServiceCollectionExtensions
     /// <summary>
     /// Adds the <see cref="ServingRouter"/> as a singleton: one in-process <see cref="ModelServer"/> per
     /// replica, each over the host's <see cref="ModelRegistry"/>; the host disposes them (and every
-    /// engine they loaded) when it stops.
+    /// engine they loaded) when it stops. When the host registers an <see cref="IRemoteReplicas"/> (a
+    /// cluster's other nodes), the router considers those too.
     /// </summary>
     /// <param name="services">The host's services.</param>
     /// <param name="options">The engine options of every replica.</param>
@@ -28,7 +29,7 @@ public static class InferenceServiceCollectionExtensions
         {
             var registry = provider.GetRequiredService<ModelRegistry>();
             var logger = provider.GetRequiredService<ILogger<ModelServer>>();
-            return new ServingRouter([.. replicas.Select(r => new Replica(r.Id, r.Location, new ModelServer(registry, options, logger)))], registry, policies, provider.GetService<Atelier.Catalog.IErasureRepository>());
+            return new ServingRouter([.. replicas.Select(r => new Replica(r.Id, r.Location, new ModelServer(registry, options, logger)))], registry, policies, provider.GetService<Atelier.Catalog.IErasureRepository>(), provider.GetService<IRemoteReplicas>());
         });
         return services;
     }

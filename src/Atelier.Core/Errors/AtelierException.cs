@@ -164,6 +164,21 @@ public sealed record DerivedArtifact(string Kind, string Id)
     public const string Model = "model";
 }
 
+/// <summary>
+/// The server cannot answer this now, though it may soon: e.g. the node a request was forwarded to died
+/// before answering, and no other replica may serve it.
+/// </summary>
+/// <param name="message">What was unavailable, and what to do.</param>
+/// <param name="code">The machine-readable reason.</param>
+public sealed class ServiceUnavailableException(string message, string code = "service_unavailable") : AtelierException(message)
+{
+    /// <inheritdoc />
+    public override int StatusCode => 503;
+
+    /// <inheritdoc />
+    public override string Code { get; } = code;
+}
+
 /// <summary>No valid API key was presented.</summary>
 public sealed class UnauthorizedException(string message) : AtelierException(message)
 {

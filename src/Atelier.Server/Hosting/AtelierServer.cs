@@ -126,7 +126,14 @@ public static class AtelierServer
         });
         services.AddAtelierVectorCollections();
         services.AddAtelierCluster();
-        services.AddAtelierInference(ServingOptionsOf(config.Serving), Replicas(config), policies.Resolve);
+        services.AddAtelierInference(ServingOptionsOf(config.Serving), Replicas(config, clustered ? node : null), policies.Resolve);
+        // In a cluster every other live node is a replica too, reached through YARP's forwarder (decision 0025).
+        services.AddHttpForwarder();
+        services.AddSingleton<ReplicaForwarder>();
+        if (clustered)
+        {
+            services.AddSingleton<IRemoteReplicas, ClusterServingReplicas>();
+        }
 
         services.AddSingleton<FreeingSpace>();
         services.AddSingleton<PlatformGauges>();
@@ -324,9 +331,18 @@ public static class AtelierServer
         },
     };
 
-    /// <summary>The configured serving replicas with where each runs; by default one, at the default file location.</summary>
-    private static List<(string Id, LocationDescriptor Location)> Replicas(AtelierConfig config)
+    /// <summary>
+    /// The configured serving replicas with where each runs; by default one, at the default file
+    /// location. In a cluster the default replica is the node itself, named after it, where its own
+    /// drive is (<see cref="AtelierConfig.ServingLocationOf"/>): the other nodes judge it there too.
+    /// </summary>
+    private static List<(string Id, LocationDescriptor Location)> Replicas(AtelierConfig config, string? clusterNode)
     {
+        if (config.Serving.Replicas.Count == 0 && clusterNode is not null && config.ServingLocationOf(clusterNode) is { } nodeLocation)
+        {
+            return [(clusterNode, nodeLocation)];
+        }
+
         IReadOnlyList<ReplicaConfig> replicas = config.Serving.Replicas.Count > 0 ? config.Serving.Replicas : [new ReplicaConfig("local", config.Defaults.FileLocation)];
         return [.. replicas.Select(r => (r.Id, config.Locations.FirstOrDefault(l => l.Id == r.Location)
             ?? throw new InvalidOperationException($"serving.replicas: replica '{r.Id}' runs at location '{r.Location}', which {AtelierConfig.FileName} does not define; defined: {string.Join(", ", config.Locations.Select(l => l.Id))}.")))];

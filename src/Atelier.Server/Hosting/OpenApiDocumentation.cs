@@ -364,7 +364,7 @@ public static class OpenApiDocumentation
         422 => "The request was read but its content is not valid; each problem is listed.",
         451 => "The model is tainted by an erasure.",
         500 => "An unexpected error; the server log has the details.",
-        503 => "The service cannot answer now.",
+        503 => "The service cannot answer now (e.g. the node a request was forwarded to died before answering); retry.",
         507 => "The server's storage is full.",
         _ => "An error.",
     };

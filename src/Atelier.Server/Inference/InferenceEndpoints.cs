@@ -128,13 +128,14 @@ public static class InferenceEndpoints
     public static void MapInference(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1").WithTags("Inference");
-        group.MapPost("/chat/completions", ChatAsync).WithSummary("Chat completion (Mistral's API): a conversation in, the assistant's answer out, streamed when stream is true.").WithName("chatCompletion").Reads<ChatCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451);
-        group.MapPost("/fim/completions", FimAsync).WithSummary("Fill-in-the-middle completion: the code between a prompt and a suffix.").WithName("fimCompletion").Reads<FimCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451);
-        group.MapPost("/embeddings", EmbeddingsAsync).WithSummary("Embeddings of one or more texts.").WithName("createEmbeddings").Reads<EmbeddingRequest>().Produces<EmbeddingResponse>().ProducesErrors(403, 422, 451);
+        group.MapPost("/chat/completions", ChatAsync).WithSummary("Chat completion (Mistral's API): a conversation in, the assistant's answer out, streamed when stream is true.").WithName("chatCompletion").Reads<ChatCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451, 503);
+        group.MapPost("/fim/completions", FimAsync).WithSummary("Fill-in-the-middle completion: the code between a prompt and a suffix.").WithName("fimCompletion").Reads<FimCompletionRequest>().Produces<CompletionObject>(StatusCodes.Status200OK, "application/json", "text/event-stream").ProducesErrors(403, 422, 451, 503);
+        group.MapPost("/embeddings", EmbeddingsAsync).WithSummary("Embeddings of one or more texts.").WithName("createEmbeddings").Reads<EmbeddingRequest>().Produces<EmbeddingResponse>().ProducesErrors(403, 422, 451, 503);
     }
 
-    private static async Task ChatAsync(HttpContext context, ServingRouter router, TimeProvider clock)
+    private static async Task ChatAsync(HttpContext context, ServingRouter router, ReplicaForwarder forwarder, TimeProvider clock)
     {
+        KeepBodyForForwarding(context, router);
         var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
         var modelId = fields.String("model", required: true);
         var chat = ChatRequestReader.Read(fields);
@@ -142,8 +143,11 @@ public static class InferenceEndpoints
         fields.ThrowIfInvalid();
 
         var caller = ApiKeyAuthentication.Caller(context);
-        var (served, replica) = await router.AcquireAsync(caller.WorkspaceId, modelId!, Affinity(chat.Messages.FirstOrDefault()?.Content), context.RequestAborted).ConfigureAwait(false);
-        context.Response.Headers["X-Atelier-Replica"] = replica.Id;
+        if (await RouteAsync(context, router, forwarder, caller.WorkspaceId, modelId!, Affinity(chat.Messages.FirstOrDefault()?.Content)).ConfigureAwait(false) is not { } served)
+        {
+            return;
+        }
+
         if (!served.Model.Capabilities.CompletionChat)
         {
             throw new BadRequestException($"Model '{served.Model.Id}' does not do chat completions.", "unsupported_model_capability");
@@ -164,8 +168,9 @@ public static class InferenceEndpoints
         await RespondAsync(context, clock, request, sampling.Stream, "chat.completion", served.Base.Tokenizer).ConfigureAwait(false);
     }
 
-    private static async Task FimAsync(HttpContext context, ServingRouter router, TimeProvider clock)
+    private static async Task FimAsync(HttpContext context, ServingRouter router, ReplicaForwarder forwarder, TimeProvider clock)
     {
+        KeepBodyForForwarding(context, router);
         var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
         var modelId = fields.String("model", required: true);
         var promptText = fields.String("prompt", required: true);
@@ -178,8 +183,11 @@ public static class InferenceEndpoints
 
         fields.ThrowIfInvalid();
         var caller = ApiKeyAuthentication.Caller(context);
-        var (served, replica) = await router.AcquireAsync(caller.WorkspaceId, modelId!, Affinity(suffix), context.RequestAborted).ConfigureAwait(false);
-        context.Response.Headers["X-Atelier-Replica"] = replica.Id;
+        if (await RouteAsync(context, router, forwarder, caller.WorkspaceId, modelId!, Affinity(suffix)).ConfigureAwait(false) is not { } served)
+        {
+            return;
+        }
+
         if (!served.Model.Capabilities.CompletionFim || !served.Base.Formatter.SupportsFim)
         {
             throw new BadRequestException($"Model '{served.Model.Id}' does not do fill-in-the-middle completions (its tokeniser has no [PREFIX]/[SUFFIX] tokens).", "unsupported_model_capability");
@@ -190,8 +198,9 @@ public static class InferenceEndpoints
         await RespondAsync(context, clock, request, sampling.Stream, "fim.completion", served.Base.Tokenizer).ConfigureAwait(false);
     }
 
-    private static async Task<IResult> EmbeddingsAsync(HttpContext context, ServingRouter router)
+    private static async Task<IResult> EmbeddingsAsync(HttpContext context, ServingRouter router, ReplicaForwarder forwarder)
     {
+        KeepBodyForForwarding(context, router);
         var fields = await RequestFields.ReadAsync(context).ConfigureAwait(false);
         var modelId = fields.String("model", required: true);
         var inputs = fields.Strings("input", required: true);
@@ -224,8 +233,11 @@ public static class InferenceEndpoints
 
         fields.ThrowIfInvalid();
         var caller = ApiKeyAuthentication.Caller(context);
-        var (served, replica) = await router.AcquireAsync(caller.WorkspaceId, modelId!, string.Empty, context.RequestAborted).ConfigureAwait(false);
-        context.Response.Headers["X-Atelier-Replica"] = replica.Id;
+        if (await RouteAsync(context, router, forwarder, caller.WorkspaceId, modelId!, string.Empty).ConfigureAwait(false) is not { } served)
+        {
+            return Results.Empty;
+        }
+
         var (vectors, tokens) = await Task.Run(() => Embeddings.Create(served, inputs!, (int?)dimension, dtype, context.RequestAborted), context.RequestAborted).ConfigureAwait(false);
         var data = new JsonArray();
         for (var i = 0; i < vectors.Count; i++)
@@ -248,6 +260,50 @@ public static class InferenceEndpoints
                 ["usage"] = new JsonObject { ["prompt_tokens"] = tokens, ["completion_tokens"] = 0, ["total_tokens"] = tokens },
             },
             AtelierJson.Options);
+    }
+
+    /// <summary>
+    /// Where a request is served (decision 0025): the router lists the replicas the model's policy
+    /// allows, best first. A local one acquires the model here and names itself in
+    /// <c>X-Atelier-Replica</c>; a remote one gets the request forwarded, and null is returned once its
+    /// answer is written. A node that fails before answering is passed over for the next allowed
+    /// replica; when none is left the answer is 503 naming each failure. A request another node
+    /// forwarded here is only ever served here (the router then considers this node's replicas alone,
+    /// and judges the policy against this node's location again).
+    /// </summary>
+    private static async Task<ServedModel?> RouteAsync(HttpContext context, ServingRouter router, ReplicaForwarder forwarder, string workspaceId, string modelId, string affinity)
+    {
+        var plan = await router.PlanAsync(workspaceId, modelId, affinity, localOnly: ReplicaForwarder.IsForwarded(context), context.RequestAborted).ConfigureAwait(false);
+        List<string>? failures = null;
+        foreach (var candidate in plan.Candidates)
+        {
+            if (candidate.Local is { } local)
+            {
+                var served = await router.AcquireAsync(plan, local, context.RequestAborted).ConfigureAwait(false);
+                context.Response.Headers["X-Atelier-Replica"] = local.Id;
+                return served;
+            }
+
+            if (await forwarder.TryForwardAsync(context, router, plan.Model, candidate.Remote!).ConfigureAwait(false) is not { } failure)
+            {
+                return null;
+            }
+
+            (failures ??= []).Add(failure);
+        }
+
+        throw new ServiceUnavailableException(
+            $"Model '{plan.Model.Id}' may only be served by replicas on other nodes, and none answered ({string.Join("; ", failures!)}); retry: a node that died leaves the candidates once membership declares it dead.",
+            "replica_unavailable");
+    }
+
+    /// <summary>In a cluster, the body is kept (in memory: it is bounded by the JSON body limit) so that it can be forwarded after it was read.</summary>
+    private static void KeepBodyForForwarding(HttpContext context, ServingRouter router)
+    {
+        if (router.MayForward && !ReplicaForwarder.IsForwarded(context))
+        {
+            context.Request.EnableBuffering(bufferThreshold: int.MaxValue);
+        }
     }
 
     /// <summary>The router's prefix-affinity key: the start of what the prompt opens with.</summary>
