@@ -92,6 +92,9 @@ internal sealed unsafe partial class NativeBuffer : IDisposable
     [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
     private static partial int Munmap(nint address, nuint length);
 
+    /// <summary>Whether a mapped buffer grows by moving its pages (the default); off, it copies them (the benchmark's peer).</summary>
+    internal static bool GrowByMoving { get; set; } = true;
+
     /// <summary>
     /// Bytes of this buffer still backed by its segment file (pages the kernel can drop and read again) rather
     /// than by anonymous memory: all of a mapped buffer, the front of one grown from a mapping, 0 for an
@@ -112,7 +115,7 @@ internal sealed unsafe partial class NativeBuffer : IDisposable
     /// </remarks>
     public NativeBuffer Grow(long bytes)
     {
-        if (bytes > Length && OperatingSystem.IsLinux() && (_view is { PointerOffset: 0 } || _parts is not null) && TryGrowByMoving(bytes) is { } moved)
+        if (GrowByMoving && bytes > Length && OperatingSystem.IsLinux() && (_view is { PointerOffset: 0 } || _parts is not null) && TryGrowByMoving(bytes) is { } moved)
         {
             return moved;
         }
