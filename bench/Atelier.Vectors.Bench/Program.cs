@@ -11,6 +11,7 @@ using Atelier.Vectors.Bench;
 //   scale-search <data dir> <store dir> <budget bytes> <ef,ef,...> <rerank multiplier> <out.json> <dir> [<dir>...]
 //   scale-probe  <data dir> <n> <pq subspaces> <efConstruction>     one in-memory graph walked on PQ codes and on fp32
 //   scale-shard  <data dir> <shard dir> <queries>                   one saved shard walked on PQ codes and on int8 codes
+//   reopen-insert <n> <dimension> <dir>                             memory of the first insert after a reopen: move against copy
 return args.Length == 0 ? Usage() : args[0] switch
 {
     "ann" => AnnBench.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), ParseList(args[4]), args[5], args.Length > 6 && args[6] == "ip" ? Atelier.Vectors.DistanceMetric.Dot : Atelier.Vectors.DistanceMetric.L2),
@@ -21,6 +22,7 @@ return args.Length == 0 ? Usage() : args[0] switch
     "scale-probe" => ScaleProbe.Run(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4])),
     "scale-shard" => ScaleShardProbe.Run(args[1], args[2], int.Parse(args[3])),
     "scale-build" => ScaleBench.Build(args[1], args[2], int.Parse(args[3]), int.Parse(args[4]), int.Parse(args[5]), int.Parse(args[6]), args[7] == "1", args[8..]),
+    "reopen-insert" => ReopenInsertBench.Run(int.Parse(args[1]), int.Parse(args[2]), args[3]),
     "scale-search" => ScaleBench.Search(args[1], args[2], long.Parse(args[3]), ParseList(args[4]), int.Parse(args[5]), args[6], args[7..]),
     _ => Usage(),
 };

@@ -65,6 +65,14 @@ public sealed record AtelierConfig
         Locations.FirstOrDefault(l => string.Equals(l.Node, node, StringComparison.Ordinal))
         ?? Locations.FirstOrDefault(l => string.Equals(l.Id, Defaults.FileLocation, StringComparison.Ordinal));
 
+    /// <summary>
+    /// The vector collection store (<c>collections</c>): its memory budget and the directories int8
+    /// collections keep their full vectors in. Absent, as in the file the first start writes: every
+    /// collection keeps its vectors in memory.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public CollectionsConfig? Collections { get; init; }
+
     /// <summary>How the server logs (<c>logging</c>).</summary>
     public LoggingConfig Logging { get; init; } = new();
 
@@ -286,6 +294,97 @@ public sealed record ServingConfig
     /// machine itself.
     /// </summary>
     public IReadOnlyList<ReplicaConfig> Replicas { get; init; } = [];
+}
+
+/// <summary>The vector collection store (<c>collections</c>).</summary>
+public sealed record CollectionsConfig
+{
+    /// <summary>
+    /// Bytes each open int8 collection with segment directories may keep in memory in all (graphs first,
+    /// the cache of full vectors gets the rest); 0 (the default): no overall budget, the cache gets
+    /// <see cref="VectorCacheBytes"/>.
+    /// </summary>
+    public long MemoryBudgetBytes { get; init; }
+
+    /// <summary>
+    /// Node-local directories (one per drive) where int8 collections keep the full vectors they re-rank on
+    /// and their saved graphs, shard <c>i</c> in directory <c>i % count</c>. Each must be an absolute path to
+    /// an existing directory private to the server's user (mode 0700): the operator names them, the API
+    /// never does. Empty (the default): every collection keeps its vectors in memory.
+    /// </summary>
+    public IReadOnlyList<string> SegmentDirectories { get; init; } = [];
+
+    /// <summary>Bytes of full vectors each such collection caches when no <see cref="MemoryBudgetBytes"/> is set.</summary>
+    public long VectorCacheBytes { get; init; } = 256L << 20;
+
+    /// <summary>Candidates re-ranked on full vectors, as a multiple of k.</summary>
+    public int RerankMultiplier { get; init; } = 4;
+
+    /// <summary>Log bytes a shard holds at least before they are folded into a new snapshot (and its graph saved).</summary>
+    public long MinSnapshotLogBytes { get; init; } = 8L << 20;
+
+    /// <summary>
+    /// Checks the section and returns the segment directories as given, each checked to exist and to be
+    /// private to the server's user.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A value is out of range, or a directory is missing, relative or open to others; the message names the field.</exception>
+    public IReadOnlyList<string> Validate()
+    {
+        if (MemoryBudgetBytes < 0)
+        {
+            throw Invalid($"collections.memory_budget_bytes is {MemoryBudgetBytes}; it must be 0 (no budget) or a positive number of bytes.");
+        }
+
+        if (VectorCacheBytes < 0)
+        {
+            throw Invalid($"collections.vector_cache_bytes is {VectorCacheBytes}; it must be 0 or a positive number of bytes.");
+        }
+
+        if (RerankMultiplier is < 1 or > 64)
+        {
+            throw Invalid($"collections.rerank_multiplier is {RerankMultiplier}; it must be 1 to 64.");
+        }
+
+        if (MinSnapshotLogBytes < 1)
+        {
+            throw Invalid($"collections.min_snapshot_log_bytes is {MinSnapshotLogBytes}; it must be a positive number of bytes.");
+        }
+
+        const UnixFileMode GroupOrOthers = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+            | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (int i = 0; i < SegmentDirectories.Count; i++)
+        {
+            var field = $"collections.segment_directories[{i}]";
+            var directory = SegmentDirectories[i];
+            if (string.IsNullOrEmpty(directory) || !Path.IsPathFullyQualified(directory))
+            {
+                throw Invalid($"{field} '{directory}' is not an absolute path; name a directory on the drive that should hold the segments.");
+            }
+
+            var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
+            if (!seen.Add(full))
+            {
+                throw Invalid($"{field} '{directory}' is named twice; each drive's directory once.");
+            }
+
+            if (!Directory.Exists(full))
+            {
+                throw Invalid($"{field} '{directory}' does not exist; create it (mode 0700, owned by the server's user) or remove it from the list.");
+            }
+
+            // The segments hold every point's full vector: a directory others can read or write would leak
+            // them or let another user swap the files a search trusts.
+            if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(full) & GroupOrOthers) != 0)
+            {
+                throw Invalid($"{field} '{directory}' is open to its group or others (mode {Convert.ToString((int)File.GetUnixFileMode(full), 8)}); make it 0700.");
+            }
+        }
+
+        return SegmentDirectories;
+
+        static InvalidOperationException Invalid(string message) => new($"{AtelierConfig.FileName}: {message}");
+    }
 }
 
 /// <summary>Logging settings (<c>logging</c>).</summary>

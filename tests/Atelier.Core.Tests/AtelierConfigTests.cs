@@ -33,6 +33,30 @@ public sealed class AtelierConfigTests
     }
 
     [Fact]
+    public void TheDefaultFile_HasNoCollectionsSection_AndOneReadsBackAndIsChecked()
+    {
+        var dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-config");
+        Assert.Null(AtelierConfig.LoadOrCreate(dir).Collections);
+        Assert.DoesNotContain("collections", File.ReadAllText(Path.Combine(dir, AtelierConfig.FileName)), StringComparison.Ordinal);
+
+        var drive = Path.Combine(dir, "nvme0");
+        Directory.CreateDirectory(drive);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(drive, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        File.WriteAllText(Path.Combine(dir, AtelierConfig.FileName), $$"""{ "collections": { "memory_budget_bytes": 4294967296, "segment_directories": ["{{drive}}"], "rerank_multiplier": 8 } }""");
+        var read = AtelierConfig.LoadOrCreate(dir).Collections!;
+        Assert.Equal((4294967296L, 8, 256L << 20), (read.MemoryBudgetBytes, read.RerankMultiplier, read.VectorCacheBytes));
+        Assert.Equal([drive], read.Validate());
+
+        Assert.Contains("collections.memory_budget_bytes", Assert.Throws<InvalidOperationException>(() => (read with { MemoryBudgetBytes = -1 }).Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("collections.rerank_multiplier", Assert.Throws<InvalidOperationException>(() => (read with { RerankMultiplier = 0 }).Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("named twice", Assert.Throws<InvalidOperationException>(() => (read with { SegmentDirectories = [drive, drive + "/"] }).Validate()).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void MalformedConfig_FailsWithThePathInTheMessage()
     {
         var dir = Atelier.Testing.TestCleanup.CreateDirectory("atelier-config");

@@ -8,7 +8,7 @@ using Atelier.Core.Residency;
 namespace Atelier.Server.Tests;
 
 /// <summary><c>/api/v1/collections</c> over real HTTP: recall, filters, deletes, durability across restarts, bad input, isolation.</summary>
-public sealed class CollectionsApiTests
+public sealed partial class CollectionsApiTests
 {
     [Theory]
     [InlineData("cosine", "float32", 1, 0.95)]

@@ -70,6 +70,44 @@ public sealed class HnswPersistenceTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Open_ThenInsertAndDelete_KeepsTheSegmentsMapped_AndAnswersAsTheIndexThatWasNeverClosed(bool quantize)
+    {
+        var extra = ClusteredData.Generate(1_200, Dimension, clusters: 10, seed: 23);
+        var queries = ClusteredData.Generate(20, Dimension, clusters: 10, seed: 22);
+        using var live = Build(1_000, quantize);
+        live.Save(_directory);
+        using var reopened = HnswIndex.Open(_directory);
+        long mapped = reopened.FileBackedBytes;
+        Assert.True(mapped > 0);
+
+        // Enough inserts to grow every segment twice past the saved capacity (1,000 to 2,000 to 4,000 nodes), one
+        // at a time so both graphs grow alike.
+        foreach (var index in new[] { live, reopened })
+        {
+            for (int i = 0; i < 1_200; i++)
+            {
+                index.Add(10_000 + i, extra.AsSpan(i * Dimension, Dimension));
+            }
+
+            index.Delete(7);
+            index.Delete(10_005);
+        }
+
+        // The saved part was moved into the grown buffers, not copied into memory: it is still file-backed.
+        Assert.Equal(mapped, reopened.FileBackedBytes);
+        Assert.Equal(2_198, reopened.Count);
+        Assert.False(reopened.Contains(10_005));
+        for (int q = 0; q < 20; q++)
+        {
+            Assert.Equal(live.Search(queries.AsSpan(q * Dimension, Dimension), 10), reopened.Search(queries.AsSpan(q * Dimension, Dimension), 10));
+        }
+
+        Assert.Equal(10_123, reopened.Search(extra.AsSpan(123 * Dimension, Dimension), 1)[0].Id);
+    }
+
     [Fact]
     public void Open_AfterCrashDuringSecondSave_SeesTheFirstGenerationIntact()
     {

@@ -23,7 +23,8 @@ public sealed record HnswObject(int M, int EfConstruction, int EfSearch);
 /// <param name="Shards">Shard count.</param>
 /// <param name="Locations">Where its shards are.</param>
 /// <param name="Hnsw">Index parameters.</param>
-public sealed record CollectionConfigObject(int Dimension, string Metric, string Storage, int Shards, IReadOnlyList<string> Locations, HnswObject Hnsw);
+/// <param name="ProductQuantization">Bytes of product-quantisation code a vector the graph is walked on (int8 storage only); 0: none.</param>
+public sealed record CollectionConfigObject(int Dimension, string Metric, string Storage, int Shards, IReadOnlyList<string> Locations, HnswObject Hnsw, int ProductQuantization);
 
 /// <summary>A shard of a collection.</summary>
 /// <param name="Shard">Its number.</param>
@@ -32,7 +33,14 @@ public sealed record CollectionConfigObject(int Dimension, string Metric, string
 /// <param name="LogBlobs">Log segments.</param>
 /// <param name="LogBytes">Log size.</param>
 /// <param name="SnapshotBytes">Snapshot size.</param>
-public sealed record CollectionShardObject(int Shard, string Location, long Points, int LogBlobs, long LogBytes, long SnapshotBytes);
+/// <param name="OpenedFromSavedGraph">Whether its graph was mapped from the saved graph when the collection opened (no rebuild).</param>
+public sealed record CollectionShardObject(int Shard, string Location, long Points, int LogBlobs, long LogBytes, long SnapshotBytes, bool OpenedFromSavedGraph);
+
+/// <summary>What an open collection keeps in memory.</summary>
+/// <param name="ResidentBytes">Bytes of its graphs a search keeps touching (codes walked, links, per-node tables, payload entries).</param>
+/// <param name="BudgetBytes">The budget it is held to (<c>collections.memory_budget_bytes</c>); 0: none.</param>
+/// <param name="OverMemoryBudget">Whether the graphs alone need more than the budget (the cache of full vectors is then cut to its minimum).</param>
+public sealed record CollectionMemoryObject(long ResidentBytes, long BudgetBytes, bool OverMemoryBudget);
 
 /// <summary>A collection (built as a dictionary by <c>Describe</c>); <c>status</c>, <c>points_count</c> and <c>shards</c> only on a single collection, not in lists.</summary>
 /// <param name="Object">Always <c>collection</c>.</param>
@@ -45,11 +53,13 @@ public sealed record CollectionShardObject(int Shard, string Location, long Poin
 /// <param name="Status">Always <c>ready</c>.</param>
 /// <param name="PointsCount">Its points.</param>
 /// <param name="Shards">Its shards.</param>
+/// <param name="Memory">What it keeps in memory.</param>
 public sealed record CollectionObject(
     string Object, string Id, string Name, CollectionConfigObject Config, string Policy, long CreatedAt, string CreatedBy,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Status = null,
     [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] long? PointsCount = null,
-    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<CollectionShardObject>? Shards = null);
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<CollectionShardObject>? Shards = null,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] CollectionMemoryObject? Memory = null);
 
 /// <summary>The answer to deleting a collection.</summary>
 /// <param name="Id">Its id.</param>
@@ -92,7 +102,8 @@ public sealed record SearchHitObject(long Id, float Score, Dictionary<string, Js
 /// <param name="Locations">Where its shards go.</param>
 /// <param name="Policy">Its residency policy.</param>
 /// <param name="Hnsw">Index parameters (<c>m</c>, <c>ef_construction</c>, <c>ef_search</c>).</param>
-public sealed record CreateCollectionBody(string Name, int Dimension, string? Metric, string? Storage, int? Shards, IReadOnlyList<string>? Locations, string? Policy, HnswObject? Hnsw);
+/// <param name="ProductQuantization">For int8 storage: bytes of product-quantisation code a vector (a divisor of the dimension) the graph is walked on.</param>
+public sealed record CreateCollectionBody(string Name, int Dimension, string? Metric, string? Storage, int? Shards, IReadOnlyList<string>? Locations, string? Policy, HnswObject? Hnsw, int? ProductQuantization);
 
 /// <summary>A point to upsert.</summary>
 /// <param name="Id">Its id (a whole number).</param>
@@ -138,7 +149,7 @@ public static class CollectionEndpoints
             var request = await CollectionRequests.ParseCreateAsync(body.RootElement, locations, policies, config, caller.WorkspaceId, context.RequestAborted).ConfigureAwait(false);
             var collection = await store.CreateAsync(caller.WorkspaceId, request.Name, request.Config, request.Policy, caller.Actor, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Describe(collection), AtelierJson.Options, statusCode: StatusCodes.Status201Created);
-        }).WithSummary("Create a collection: name, dimension, metric (cosine, dot, l2), storage (float32, float16, int8), shards, locations, policy, hnsw.").WithName("createCollection").Reads<CreateCollectionBody>().Produces<CollectionObject>(StatusCodes.Status201Created).ProducesErrors(403, 409, 422);
+        }).WithSummary("Create a collection: name, dimension, metric (cosine, dot, l2), storage (float32, float16, int8), shards, locations, policy, hnsw, product_quantization (int8 only).").WithName("createCollection").Reads<CreateCollectionBody>().Produces<CollectionObject>(StatusCodes.Status201Created).ProducesErrors(403, 409, 422);
 
         api.MapGet("", async (HttpContext context, CollectionStore store) =>
         {
@@ -152,7 +163,7 @@ public static class CollectionEndpoints
             var caller = ApiKeyAuthentication.Caller(context);
             var collection = await store.GetAsync(caller.WorkspaceId, name, context.RequestAborted).ConfigureAwait(false);
             return Results.Json(Describe(collection), AtelierJson.Options);
-        }).WithSummary("A collection: status, point count, configuration, shards.").WithName("getCollection").Produces<CollectionObject>();
+        }).WithSummary("A collection: status, point count, configuration, shards, memory (resident bytes, budget, over_memory_budget).").WithName("getCollection").Produces<CollectionObject>();
 
         api.MapDelete("/{name}", async (HttpContext context, string name, CollectionStore store) =>
         {
@@ -241,7 +252,14 @@ public static class CollectionEndpoints
             log_blobs = s.LogBlobs,
             log_bytes = s.LogBytes,
             snapshot_bytes = s.SnapshotBytes,
+            opened_from_saved_graph = s.OpenedFromSavedGraph,
         }).ToArray();
+        description["memory"] = new
+        {
+            resident_bytes = collection.ResidentIndexBytes,
+            budget_bytes = collection.MemoryBudgetBytes,
+            over_memory_budget = collection.OverMemoryBudget,
+        };
         return description;
     }
 
@@ -263,5 +281,6 @@ public static class CollectionEndpoints
         shards = config.Shards,
         locations = config.Locations,
         hnsw = new { m = config.M, ef_construction = config.EfConstruction, ef_search = config.EfSearch },
+        product_quantization = config.ProductQuantization,
     };
 }

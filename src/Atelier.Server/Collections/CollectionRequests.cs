@@ -76,7 +76,7 @@ public static partial class CollectionRequests
         ArgumentNullException.ThrowIfNull(config);
         var problems = new List<Problem>();
         string? name = null;
-        int dimension = 0, shards = 1, m = 16, efConstruction = 128, efSearch = 64;
+        int dimension = 0, shards = 1, m = 16, efConstruction = 128, efSearch = 64, productQuantization = 0;
         DistanceMetric? metric = null;
         var storage = VectorStorage.Float32;
         string? policy = null;
@@ -123,6 +123,11 @@ public static partial class CollectionRequests
                     break;
                 case "shards":
                     shards = Int(value, "shards", 1, MaxShards, problems);
+                    break;
+                case "product_quantization":
+                    // Bytes of PQ code a vector; whether they fit the dimension and the storage is the
+                    // library's rule, checked below once both are known.
+                    productQuantization = Int(value, "product_quantization", 0, MaxDimension, problems);
                     break;
                 case "locations":
                     if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() == 0)
@@ -197,20 +202,30 @@ public static partial class CollectionRequests
         }
 
         ThrowIfAny(problems, "The collection definition is not valid.", "invalid_collection");
-        return new CreateCollectionRequest(
-            name!,
-            new CollectionConfig
-            {
-                Dimension = dimension,
-                Metric = metric!.Value,
-                Storage = storage,
-                Shards = shards,
-                Locations = locations.Count > 0 ? locations : [config.Defaults.FileLocation],
-                M = m,
-                EfConstruction = efConstruction,
-                EfSearch = efSearch,
-            },
-            await policies.ChooseAsync(workspaceId, policy, cancellationToken).ConfigureAwait(false));
+        var collectionConfig = new CollectionConfig
+        {
+            Dimension = dimension,
+            Metric = metric!.Value,
+            Storage = storage,
+            Shards = shards,
+            Locations = locations.Count > 0 ? locations : [config.Defaults.FileLocation],
+            M = m,
+            EfConstruction = efConstruction,
+            EfSearch = efSearch,
+            ProductQuantization = productQuantization,
+        };
+        try
+        {
+            collectionConfig.Validate();
+        }
+        catch (BadRequestException e)
+        {
+            // The only cross-field rule today is product quantisation's (int8 storage, a divisor of the dimension).
+            problems.Add(new Problem(e.Message, Field: "product_quantization"));
+            ThrowIfAny(problems, "The collection definition is not valid.", "invalid_collection");
+        }
+
+        return new CreateCollectionRequest(name!, collectionConfig, await policies.ChooseAsync(workspaceId, policy, cancellationToken).ConfigureAwait(false));
     }
 
     /// <summary>Reads an upsert body: <c>{"points": [{"id", "vector", "payload"}]}</c>. Any problem refuses the whole batch.</summary>

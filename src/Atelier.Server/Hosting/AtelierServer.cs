@@ -52,6 +52,7 @@ public static class AtelierServer
     {
         ArgumentNullException.ThrowIfNull(options);
         var config = DataDirectoryStartup.Open(options);
+        var collectionStore = CollectionStoreSettings.Of(config.Collections); // refuses a bad section before anything opens
         var dataDirectory = options.DataDirectory;
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         ConfigureLogging(builder.Logging, options.LogFormat ?? config.Logging.Format);
@@ -124,7 +125,7 @@ public static class AtelierServer
             Location = config.Defaults.FileLocation,
             DefaultPolicy = config.Defaults.FilePolicy,
         });
-        services.AddAtelierVectorCollections();
+        services.AddAtelierVectorCollections(collectionStore);
         services.AddAtelierCluster();
         services.AddAtelierInference(ServingOptionsOf(config.Serving), Replicas(config, clustered ? node : null), policies.Resolve);
         // In a cluster every other live node is a replica too, reached through YARP's forwarder (decision 0025).

@@ -26,7 +26,8 @@ public sealed record ScoredPoint(long Id, float Score, Payload Payload, float[]?
 /// <param name="LogBlobs">Log blobs since the last snapshot.</param>
 /// <param name="LogBytes">Bytes of those blobs.</param>
 /// <param name="SnapshotBytes">Bytes of the last snapshot (0 when none).</param>
-public sealed record ShardDescription(int Shard, string Location, long Points, int LogBlobs, long LogBytes, long SnapshotBytes);
+/// <param name="OpenedFromSavedGraph">Whether the shard's graph was mapped from its saved graph when the collection opened, rather than rebuilt from the snapshot and the log.</param>
+public sealed record ShardDescription(int Shard, string Location, long Points, int LogBlobs, long LogBytes, long SnapshotBytes, bool OpenedFromSavedGraph = false);
 
 /// <summary>
 /// An open vector collection: points hashed by id onto shards, each an HNSW graph with the payloads of its
@@ -117,10 +118,13 @@ public sealed class VectorCollection : IDisposable
     /// Bytes of the shards' graphs that searches keep touching (see <c>HnswIndex.ResidentBytes</c>) plus the
     /// non-empty payloads' map entries: what the memory budget is spent on before the cache of full vectors.
     /// </summary>
-    internal long ResidentIndexBytes => _shards.Sum(s => s.Index.ResidentBytes + (s.PayloadCount * 128L));
+    public long ResidentIndexBytes => _shards.Sum(s => s.Index.ResidentBytes + (s.PayloadCount * 128L));
 
     /// <summary>Whether the graphs alone need more than <see cref="CollectionStoreOptions.MemoryBudgetBytes"/> (the cache is then cut to its minimum, three vectors).</summary>
-    internal bool OverMemoryBudget { get; private set; }
+    public bool OverMemoryBudget { get; private set; }
+
+    /// <summary>The memory budget the collection is held to (0: none; see <see cref="CollectionStoreOptions.MemoryBudgetBytes"/>), when it keeps its vectors in segment files.</summary>
+    public long MemoryBudgetBytes => VectorCache is null ? 0 : _options.MemoryBudgetBytes;
 
     /// <summary>
     /// Gives the cache of full vectors what the memory budget leaves after the graphs. Called when the collection
@@ -259,7 +263,7 @@ public sealed class VectorCollection : IDisposable
 
     /// <summary>What each shard holds.</summary>
     public ShardDescription[] DescribeShards() =>
-        [.. _shards.Select(s => new ShardDescription(s.Number, s.LocationId, s.Count, s.LogBlobs, s.LogBytes, s.SnapshotBytes))];
+        [.. _shards.Select(s => new ShardDescription(s.Number, s.LocationId, s.Count, s.LogBlobs, s.LogBytes, s.SnapshotBytes, s.OpenedFromSavedGraph))];
 
     /// <inheritdoc />
     public void Dispose()

@@ -119,6 +119,12 @@ public sealed unsafe partial class HnswIndex : IDisposable
     /// <summary>The int8 quantiser, once trained (null for an unquantised index).</summary>
     public ScalarQuantizer? Quantizer => _quantizer;
 
+    /// <summary>
+    /// Bytes of the index's segments still backed by their saved files rather than by anonymous memory: all of
+    /// them right after it is opened, and still all of them after inserts grow the index (tests).
+    /// </summary>
+    internal long FileBackedBytes => _links0.FileBackedBytes + (_codes?.FileBackedBytes ?? 0) + (_pqCodes?.FileBackedBytes ?? 0) + (_vectors?.FileBackedBytes ?? 0);
+
     /// <summary>The product quantiser the walk uses, once trained (null unless <see cref="HnswOptions.ProductQuantizationSubspaces"/> is set).</summary>
     public ProductQuantizer? ProductQuantizer => _pq;
 
