@@ -250,7 +250,7 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
             items[i] = new BatchItem(seq.TokenRun(start, count), start, seq.Blocks, seq.Adapter, start + count == seq.TokenCount);
         }
 
-        var logits = _runner.Run(items);
+        var logits = _runner.RunIntoSharedBuffer(items);
         var vocab = _weights.Args.VocabSize;
         var logitRow = 0;
         var generated = 0;
@@ -264,7 +264,7 @@ public sealed class InferenceEngine : IDisposable, IAsyncDisposable
                 continue;
             }
 
-            var row = logits.AsSpan(logitRow++ * vocab, vocab);
+            var row = logits.Span.Slice(logitRow++ * vocab, vocab);
             if (seq.Request.LogitsProcessor is { } processor)
             {
                 try

@@ -41,6 +41,9 @@ internal sealed class PagedBatchRunner : IDisposable
     // A served adapter is never trained in place, so a copy packed once stays right.
     private readonly ConditionalWeakTable<LoraPair, PackedLora> _packedAdapters = new();
 
+    // The logits of the engine's steps, reused: see RunIntoSharedBuffer.
+    private float[] _logits = [];
+
     /// <summary>A runner over serving weights that the caller owns (and may share between runners).</summary>
     public PagedBatchRunner(PackedModelWeights weights, KvBlockPool pool)
         : this(weights, pool, ownsWeights: false)
@@ -81,7 +84,15 @@ internal sealed class PagedBatchRunner : IDisposable
     /// <summary>
     /// Runs the step; returns the logits [items wanting them × vocab], in the order of <paramref name="items"/>.
     /// </summary>
-    public float[] Run(IReadOnlyList<BatchItem> items)
+    public float[] Run(IReadOnlyList<BatchItem> items) => RunIntoSharedBuffer(items).ToArray();
+
+    /// <summary>
+    /// As <see cref="Run"/>, but the logits are written into a buffer the runner keeps from step to step,
+    /// valid until its next call: the engine's path. A fresh [rows × vocab] array every step (4 MiB for 32
+    /// rows of a 32k vocabulary) lands on the large object heap, whose fresh pages fault in and get zeroed
+    /// on every step; the kernel overwrites every element (beta is zero), so reuse changes no bit.
+    /// </summary>
+    public Memory<float> RunIntoSharedBuffer(IReadOnlyList<BatchItem> items)
     {
         var a = _args;
         using var x = Forward(items, out var lastRowOfItem);
@@ -97,7 +108,7 @@ internal sealed class PagedBatchRunner : IDisposable
 
         if (wanted == 0)
         {
-            return [];
+            return Memory<float>.Empty;
         }
 
         using var last = Tensor.Uninitialized(wanted, a.Dim);
@@ -108,8 +119,14 @@ internal sealed class PagedBatchRunner : IDisposable
 
         using var norm = Tensor.Uninitialized(wanted, a.Dim);
         Ops.RmsNormForward(last.Span, _weights.Norm, a.NormEps, norm.Span, new float[wanted], a.Dim);
-        var logits = new float[wanted * a.VocabSize];
-        Sgemm.MultiplyBatchInvariant(wanted, 1f, norm.Span, a.Dim, _weights.Output, 0f, logits, a.VocabSize);
+        var length = wanted * a.VocabSize;
+        if (_logits.Length < length)
+        {
+            _logits = GC.AllocateUninitializedArray<float>(length);
+        }
+
+        var logits = _logits.AsMemory(0, length);
+        Sgemm.MultiplyBatchInvariant(wanted, 1f, norm.Span, a.Dim, _weights.Output, 0f, logits.Span, a.VocabSize);
         return logits;
     }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Atelier.Modeling.Mistral;
 using Atelier.Modeling.Tensors;
 
@@ -58,9 +59,25 @@ public sealed class Sampler
             return Argmax(logits);
         }
 
+        // Pooled: two vocabulary-sized arrays per sampled token would land on the large object heap.
+        var n = logits.Length;
+        var probsArray = ArrayPool<double>.Shared.Rent(n);
+        var orderArray = ArrayPool<int>.Shared.Rent(n);
+        try
+        {
+            return SampleFrom(logits, probsArray.AsSpan(0, n), orderArray.AsSpan(0, n), probsArray);
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(probsArray);
+            ArrayPool<int>.Shared.Return(orderArray);
+        }
+    }
+
+    private int SampleFrom(ReadOnlySpan<float> logits, Span<double> probs, Span<int> order, double[] probsArray)
+    {
         var n = logits.Length;
         var max = logits[Argmax(logits)];
-        var probs = new double[n];
         double sum = 0;
         for (var i = 0; i < n; i++)
         {
@@ -68,7 +85,6 @@ public sealed class Sampler
             sum += probs[i];
         }
 
-        var order = new int[n];
         for (var i = 0; i < n; i++)
         {
             order[i] = i;
@@ -77,8 +93,8 @@ public sealed class Sampler
         var keep = n;
         if (Options.TopP < 1)
         {
-            // Most likely first; ties by token id, so the nucleus is well defined.
-            Array.Sort(order, (x, y) => probs[x] != probs[y] ? probs[y].CompareTo(probs[x]) : x.CompareTo(y));
+            // Most likely first; ties by token id, so the nucleus is well defined (a total order: any sort gives it).
+            order.Sort((x, y) => probsArray[x] != probsArray[y] ? probsArray[y].CompareTo(probsArray[x]) : x.CompareTo(y));
             double mass = 0;
             keep = 0;
             while (keep < n)
