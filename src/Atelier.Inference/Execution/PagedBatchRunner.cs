@@ -290,37 +290,60 @@ internal sealed class PagedBatchRunner : IDisposable
         var rows = x.Rows;
         var y = Tensor.Uninitialized(rows, width);
         Sgemm.MultiplyBatchInvariant(rows, 1f, x.Span, i, w, 0f, y.Span, width);
-        foreach (var (adapter, start, end) in groups)
+
+        // Each adapter group writes only its own rows of y, so the groups can run side by side: a mixed batch's
+        // groups are few rows each, whose products are too small to be split between threads, and run one
+        // after another they left every core but one idle (8 adapters ran at ~0.8x one adapter's rate). Each
+        // element is still computed by the same products in the same order, so the bits do not change.
+        var adapted = groups.Count(g => g.Adapter is not null);
+        if (adapted > 1 && KernelParallelism.MaxThreads > 1)
         {
-            if (adapter is null)
+            Parallel.For(0, groups.Count, new ParallelOptions { MaxDegreeOfParallelism = KernelParallelism.MaxThreads }, g => AddLowRank(layer, stack, x, groups[g], y));
+        }
+        else
+        {
+            foreach (var group in groups)
             {
-                continue;
-            }
-
-            var n = end - start;
-            var column = 0;
-            foreach (var kind in PackedModelWeights.KindsOf(stack))
-            {
-                var o = LinearKinds.Dims(_args, kind).Out;
-                if (adapter[layer, kind] is { } pair)
-                {
-                    var r = pair.Rank;
-                    var packed = _packedAdapters.GetValue(pair, static p => new PackedLora(
-                        new PackedMatrix(p.A.Span, p.Rank, p.A.Span.Length / p.Rank),
-                        new PackedMatrix(p.B.Span, p.B.Span.Length / p.Rank, p.Rank)));
-                    using var u = Tensor.Uninitialized(n, r);
-
-                    // The packed overload gives the bits of the unpacked product, so batch invariance is unchanged.
-                    Sgemm.MultiplyBatchInvariant(n, 1f, x.Span.Slice(start * i, n * i), i, packed.A, 0f, u.Span, r);
-                    Sgemm.MultiplyBatchInvariant(n, adapter.Config.Scaling, u.Span, r, packed.B, 1f,
-                        y.Span.Slice((start * width) + column, ((n - 1) * width) + o), width);
-                }
-
-                column += o;
+                AddLowRank(layer, stack, x, group, y);
             }
         }
 
         return y;
+    }
+
+    /// <summary>One adapter group's low-rank update of a stack's projections, over the group's rows of <paramref name="y"/>.</summary>
+    private void AddLowRank(int layer, ProjectionStack stack, Tensor x, (LoraAdapter? Adapter, int Start, int End) group, Tensor y)
+    {
+        var (adapter, start, end) = group;
+        var w = _weights.Projection(layer, stack);
+        var width = w.Rows;
+        var i = w.Columns;
+        if (adapter is null)
+        {
+            return;
+        }
+
+        var n = end - start;
+        var column = 0;
+        foreach (var kind in PackedModelWeights.KindsOf(stack))
+        {
+            var o = LinearKinds.Dims(_args, kind).Out;
+            if (adapter[layer, kind] is { } pair)
+            {
+                var r = pair.Rank;
+                var packed = _packedAdapters.GetValue(pair, static p => new PackedLora(
+                    new PackedMatrix(p.A.Span, p.Rank, p.A.Span.Length / p.Rank),
+                    new PackedMatrix(p.B.Span, p.B.Span.Length / p.Rank, p.Rank)));
+                using var u = Tensor.Uninitialized(n, r);
+
+                // The packed overload gives the bits of the unpacked product, so batch invariance is unchanged.
+                Sgemm.MultiplyBatchInvariant(n, 1f, x.Span.Slice(start * i, n * i), i, packed.A, 0f, u.Span, r);
+                Sgemm.MultiplyBatchInvariant(n, adapter.Config.Scaling, u.Span, r, packed.B, 1f,
+                    y.Span.Slice((start * width) + column, ((n - 1) * width) + o), width);
+            }
+
+            column += o;
+        }
     }
 }
 
