@@ -2,6 +2,10 @@ namespace Atelier.Modeling.Kernels;
 
 public static partial class Attention
 {
+    // Multiply-adds (positions × heads × head size, for q·k and again for p·v) below which a paged call runs
+    // on the calling thread: about 20 µs of work, the cost of a fork/join on a loaded two-core machine.
+    private const long SerialAttentionWork = 1L << 18;
+
     /// <summary>Shape of one paged attention call.</summary>
     /// <param name="Queries">Query rows T (from any number of sequences).</param>
     /// <param name="Heads">Query heads.</param>
@@ -57,12 +61,33 @@ public static partial class Attention
             fixed (int* pt = blockTables, poff = tableOffsets, plo = lo, phi = hi)
             {
                 var p = (q: (nint)pq, k: (nint)pk, v: (nint)pv, o: (nint)po, t: (nint)pt, off: (nint)poff, lo: (nint)plo, hi: (nint)phi);
-                KernelParallelism.For(shape.Queries * shape.KvHeads, task =>
+                void Task(int task)
                 {
                     var row = task / shape.KvHeads;
                     var g = task % shape.KvHeads;
                     PagedRow(shape, row, g, (float*)p.q, (float*)p.k, (float*)p.v, (int*)p.t, ((int*)p.off)[row], ((int*)p.lo)[row], ((int*)p.hi)[row], (float*)p.o);
-                });
+                }
+
+                // A decode step of one or a few short sequences attends to a few thousand cached positions: less
+                // work than the fork/join of a parallel loop (once per layer per token). Tasks are independent,
+                // so running them in one thread gives the same bits.
+                long attended = 0;
+                for (var r = 0; r < shape.Queries; r++)
+                {
+                    attended += ((int*)p.hi)[r] - ((int*)p.lo)[r] + 1;
+                }
+
+                if (attended * shape.Heads * shape.HeadDim < SerialAttentionWork)
+                {
+                    for (var task = 0; task < shape.Queries * shape.KvHeads; task++)
+                    {
+                        Task(task);
+                    }
+                }
+                else
+                {
+                    KernelParallelism.For(shape.Queries * shape.KvHeads, Task);
+                }
             }
         }
     }
