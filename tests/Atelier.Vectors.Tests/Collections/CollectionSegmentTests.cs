@@ -148,10 +148,13 @@ public sealed class CollectionSegmentTests : IDisposable
             collection.VectorCache!.Maintain();
         }
 
-        // A scan touches many vectors once each; S3-FIFO keeps them on probation and evicts them there, so the
-        // frequently used hot set, promoted to the main queue, stays.
-        var scan = ClusteredData.Generate(100, Dimension, clusters: 20, seed: 40);
-        for (int q = 0; q < 100; q++)
+        // A scan touches many vectors once each: 15 queries elsewhere read ~600 vectors, twice the cache, which
+        // flushes an LRU. S3-FIFO keeps them on probation and evicts them there, so the frequently used hot set,
+        // promoted to the main queue, stays. (A longer scan of 100 queries re-read its own neighbourhoods so
+        // often that they were promoted too and churned the main queue: whether any hot vector survived then
+        // depended on the graph, which a parallel build does not fix, and the test failed about 1 run in 3.)
+        var scan = ClusteredData.Generate(15, Dimension, clusters: 20, seed: 40);
+        for (int q = 0; q < 15; q++)
         {
             collection.Search(scan.AsSpan(q * Dimension, Dimension).ToArray(), 10, null, ef: 32, withVector: false);
             collection.VectorCache!.Maintain();
