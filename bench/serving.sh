@@ -15,16 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's PyTorch and numpy (the pyenv python on the PATH has neither).
-PY=/usr/bin/python3
-if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
-  apt-get update -qq && apt-get install -y -qq python3-torch python3-numpy >/dev/null
-fi
-# Debian's torch calls the system BLAS (BLAS_INFO=generic); without an OpenBLAS package that is the
-# reference BLAS at a few GFLOP/s, a peer ten times too weak (bench/train.sh does the same).
-if ! ls /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas*.so* >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq libopenblas0-pthread >/dev/null
-fi
+# Debian's python3 with torch, numpy and OpenBLAS: the strongest PyTorch peer this machine has.
+source bench/torch-peer.sh
 
 dotnet build -c Release bench/Atelier.Serving.Bench -v q -nologo >/dev/null
 exec dotnet bench/Atelier.Serving.Bench/bin/Release/net10.0/Atelier.Serving.Bench.dll --python "$PY" "$@"

@@ -8,15 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=/usr/bin/python3
-if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
-  apt-get update -qq && apt-get install -y -qq python3-torch python3-numpy >/dev/null
-fi
-# Debian's torch calls the system BLAS (BLAS_INFO=generic); without an OpenBLAS package that is the
-# reference BLAS at a few GFLOP/s, a peer ten times too weak. Make sure OpenBLAS provides it.
-if ! ls /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas*.so* >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq libopenblas0-pthread >/dev/null
-fi
+# Debian's python3 with torch, numpy and OpenBLAS: the strongest PyTorch peer this machine has.
+source bench/torch-peer.sh
 
 dotnet build -c Release bench/Atelier.Modeling.Bench -v q -nologo >/dev/null
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE may be set in this environment; the bench removes them from

@@ -47,8 +47,8 @@ internal static unsafe class GemvBench
         Console.WriteLine();
         Console.WriteLine(Inv($"- {threads} threads, Vector512 accelerated: {Vector512.IsHardwareAccelerated}; load average at start: {LoadAverage()}"));
         var read = ReadStreamGBs(threads);
-        var copy = StreamCopyGBs(threads);
-        var sgemm = SgemmGFlops(2048, 4);
+        var copy = MachineLimits.StreamCopyGBs(threads);
+        var sgemm = MachineLimits.SgemmGFlops(2048, 4);
         Console.WriteLine(Inv($"- read-only stream ({threads} threads, 1 GiB): {read:F1} GB/s; STREAM copy (read + written, 2 × 512 MiB): {copy:F1} GB/s; SGEMM 2048²: {sgemm:F1} GFLOP/s"));
         Console.WriteLine();
         Console.WriteLine("1-row product: GB/s of weights streamed (packed bytes ÷ time); 'blocked' is the pre-change loop (one fork/join per 256-deep k block),");
@@ -95,7 +95,7 @@ internal static unsafe class GemvBench
             }
         }
 
-        var copyEnd = StreamCopyGBs(threads);
+        var copyEnd = MachineLimits.StreamCopyGBs(threads);
         var copyMax = Math.Max(copy, copyEnd);
         Console.WriteLine();
         Console.WriteLine(Inv($"STREAM copy again at the end: {copyEnd:F1} GB/s. The limits used below are the highest of the run: read-only stream {readMax:F1} GB/s, STREAM copy {copyMax:F1} GB/s."));
@@ -264,65 +264,6 @@ internal static unsafe class GemvBench
         {
             NativeMemory.AlignedFree(buffer);
         }
-    }
-
-    /// <summary>STREAM copy over 512 MiB arrays, every thread its own part, bytes read + written; best of 8 passes.</summary>
-    private static double StreamCopyGBs(int threads)
-    {
-        const long Bytes = 512L << 20;
-        var src = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes, 64);
-        var dst = (byte*)NativeMemory.AlignedAlloc((nuint)Bytes, 64);
-        try
-        {
-            new Span<byte>(src, (int)Bytes).Fill(1);
-            new Span<byte>(dst, (int)Bytes).Clear();
-            var part = Bytes / threads;
-            var best = double.MaxValue;
-            for (var pass = 0; pass < 9; pass++)
-            {
-                var sw = Stopwatch.StartNew();
-                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-                {
-                    var length = t == threads - 1 ? Bytes - (part * t) : part;
-                    Buffer.MemoryCopy(src + (part * t), dst + (part * t), length, length);
-                });
-                if (pass > 0)
-                {
-                    best = Math.Min(best, sw.Elapsed.TotalSeconds);
-                }
-            }
-
-            return 2.0 * Bytes / best / 1e9;
-        }
-        finally
-        {
-            NativeMemory.AlignedFree(src);
-            NativeMemory.AlignedFree(dst);
-        }
-    }
-
-    private static double SgemmGFlops(int n, int reps)
-    {
-        var r = new Random(5);
-        var a = new float[n * n];
-        var b = new float[n * n];
-        for (var i = 0; i < a.Length; i++)
-        {
-            a[i] = (float)r.NextDouble();
-            b[i] = (float)r.NextDouble();
-        }
-
-        var c = new float[n * n];
-        Sgemm.MatMul(a, b, c, n, n, n);
-        var best = double.MaxValue;
-        for (var i = 0; i < reps; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            Sgemm.MatMul(a, b, c, n, n, n);
-            best = Math.Min(best, sw.Elapsed.TotalSeconds);
-        }
-
-        return 2.0 * n * n * n / best / 1e9;
     }
 
     private static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";

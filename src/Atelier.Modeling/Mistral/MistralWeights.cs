@@ -152,18 +152,7 @@ public sealed class MistralWeights : IDisposable
         {
             Tensor Read(string name, params int[] shape)
             {
-                if (!file.Contains(name))
-                {
-                    throw new ModelFormatException($"{safetensorsPath}: missing tensor '{name}'.");
-                }
-
-                var info = file.Get(name);
-                if (info.Shape.Length != shape.Length || !info.Shape.Select(d => (int)d).SequenceEqual(shape))
-                {
-                    throw new ModelFormatException(
-                        $"{safetensorsPath}: tensor '{name}' has shape [{string.Join(", ", info.Shape)}], expected [{string.Join(", ", shape)}] from params.json.");
-                }
-
+                RequireTensor(file, safetensorsPath, name, shape);
                 var t = file.ReadFloat32(name);
                 loaded.Add(t);
                 return t;
@@ -199,6 +188,28 @@ public sealed class MistralWeights : IDisposable
 
             throw;
         }
+    }
+
+    /// <summary>
+    /// The entry of tensor <paramref name="name"/>, which must be in <paramref name="file"/> with exactly
+    /// <paramref name="shape"/> (from <c>params.json</c>); else a <see cref="ModelFormatException"/> naming the file and tensor.
+    /// Every loader of a model's weights (training's and serving's) checks through this one, so they refuse alike.
+    /// </summary>
+    internal static SafeTensorInfo RequireTensor(SafeTensorsFile file, string path, string name, int[] shape)
+    {
+        if (!file.Contains(name))
+        {
+            throw new ModelFormatException($"{path}: missing tensor '{name}'.");
+        }
+
+        var info = file.Get(name);
+        if (info.Shape.Length != shape.Length || !info.Shape.Select(d => (int)d).SequenceEqual(shape))
+        {
+            throw new ModelFormatException(
+                $"{path}: tensor '{name}' has shape [{string.Join(", ", info.Shape)}], expected [{string.Join(", ", shape)}] from params.json.");
+        }
+
+        return info;
     }
 
     /// <summary>Writes the weights as a consolidated safetensors file.</summary>

@@ -181,18 +181,7 @@ public sealed class PackedModelWeights : IDisposable
             using var handle = File.OpenHandle(safetensorsPath);
             SafeTensorInfo Check(string name, params int[] shape)
             {
-                if (!file.Contains(name))
-                {
-                    throw new ModelFormatException($"{safetensorsPath}: missing tensor '{name}'.");
-                }
-
-                var info = file.Get(name);
-                if (info.Shape.Length != shape.Length || !info.Shape.Select(d => (int)d).SequenceEqual(shape))
-                {
-                    throw new ModelFormatException(
-                        $"{safetensorsPath}: tensor '{name}' has shape [{string.Join(", ", info.Shape)}], expected [{string.Join(", ", shape)}] from params.json.");
-                }
-
+                var info = MistralWeights.RequireTensor(file, safetensorsPath, name, shape);
                 if (info.DType is not (SafeTensorDType.F32 or SafeTensorDType.BF16 or SafeTensorDType.F16 or SafeTensorDType.F64))
                 {
                     throw new ModelFormatException($"{safetensorsPath}: tensor '{name}' has dtype {SafeTensorDTypes.Name(info.DType)}, which is not a float type.");
