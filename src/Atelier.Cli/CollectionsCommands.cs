@@ -22,6 +22,10 @@ internal static partial class CollectionsCommands
         var shards = new Option<int>("--shards") { Description = "Shards the points are hashed onto by id (default 1); a search queries every shard.", DefaultValueFactory = _ => 1 };
         var locations = new Option<string[]>("--location") { Description = "A location for the shards (repeat for several; shard i goes to location i mod n).", AllowMultipleArgumentsPerToken = true };
         var policy = new Option<string?>("--policy") { Description = "The residency policy of the collection's bytes." };
+        var pq = new Option<int?>("--pq") { Description = "Product quantisation for an int8 collection larger than memory: bytes of code per vector (must divide the dimension). The graph is walked on these codes in memory and re-ranked on full vectors read from the segments." };
+        var hnswM = new Option<int?>("--m") { Description = "Graph links per point (HNSW's M; default 16)." };
+        var efConstruction = new Option<int?>("--ef-construction") { Description = "Candidate list size while inserting (default 128)." };
+        var efSearch = new Option<int?>("--ef-search") { Description = "Default candidate list size of a search (default 64)." };
         var create = new Command("create", "Create a collection.");
         create.Arguments.Add(name);
         create.Options.Add(dimension);
@@ -30,6 +34,10 @@ internal static partial class CollectionsCommands
         create.Options.Add(shards);
         create.Options.Add(locations);
         create.Options.Add(policy);
+        create.Options.Add(pq);
+        create.Options.Add(hnswM);
+        create.Options.Add(efConstruction);
+        create.Options.Add(efSearch);
         create.SetAction(async (parse, cancel) =>
         {
             using var api = client.Connect(parse);
@@ -51,13 +59,39 @@ internal static partial class CollectionsCommands
                 body["policy"] = p;
             }
 
+            if (parse.GetValue(pq) is { } codeBytes)
+            {
+                body["product_quantization"] = codeBytes;
+            }
+
+            var hnsw = new JsonObject();
+            if (parse.GetValue(hnswM) is { } m)
+            {
+                hnsw["m"] = m;
+            }
+
+            if (parse.GetValue(efConstruction) is { } efc)
+            {
+                hnsw["ef_construction"] = efc;
+            }
+
+            if (parse.GetValue(efSearch) is { } efs)
+            {
+                hnsw["ef_search"] = efs;
+            }
+
+            if (hnsw.Count > 0)
+            {
+                body["hnsw"] = hnsw;
+            }
+
             var created = await api.SendAsync(Json(HttpMethod.Post, "/api/v1/collections", body), cancel).ConfigureAwait(false);
             if (client.WantsJson(parse))
             {
                 return AtelierCommands.Print(created);
             }
 
-            Console.WriteLine($"Created collection {created["name"]} ({created["id"]}): {created["config"]!["dimension"]} dimensions, {created["config"]!["metric"]}, {created["config"]!["storage"]}, {created["config"]!["shards"]} shard(s), policy {created["policy"]}.");
+            Console.WriteLine($"Created collection {created["name"]} ({created["id"]}): {created["config"]!["dimension"]} dimensions, {created["config"]!["metric"]}, {Storage(created["config"]!)}, {created["config"]!["shards"]} shard(s), policy {created["policy"]}.");
             return 0;
         });
         command.Subcommands.Add(create);
@@ -81,7 +115,7 @@ internal static partial class CollectionsCommands
                     AtelierCommands.Str(c["id"]),
                     AtelierCommands.Str(config["dimension"]),
                     AtelierCommands.Str(config["metric"]),
-                    AtelierCommands.Str(config["storage"]),
+                    Storage(config),
                     AtelierCommands.Str(config["shards"]),
                     Markup.Escape(AtelierCommands.Str(c["policy"])),
                     KeysCommands.Time(c["created_at"]!.GetValue<long>()));
@@ -103,7 +137,13 @@ internal static partial class CollectionsCommands
                 return AtelierCommands.Print(body);
             }
 
-            Console.WriteLine($"{body["name"]} ({body["id"]}): {body["status"]}, {body["points_count"]} points, {body["config"]!["dimension"]} dimensions, {body["config"]!["metric"]}, {body["config"]!["storage"]}, policy {body["policy"]}.");
+            Console.WriteLine($"{body["name"]} ({body["id"]}): {body["status"]}, {body["points_count"]} points, {body["config"]!["dimension"]} dimensions, {body["config"]!["metric"]}, {Storage(body["config"]!)}, policy {body["policy"]}.");
+            if (body["memory"] is { } memory)
+            {
+                var budget = memory["budget_bytes"]!.GetValue<long>();
+                Console.WriteLine($"In memory: {AtelierCommands.Bytes(memory["resident_bytes"]!.GetValue<long>())} of graphs and codes; budget {(budget == 0 ? "none" : AtelierCommands.Bytes(budget))}{(memory["over_memory_budget"]!.GetValue<bool>() ? " (OVER the budget: the cache of full vectors is cut to its minimum)" : string.Empty)}.");
+            }
+
             var table = new Table().AddColumns("shard", "location", "points", "log blobs", "log bytes", "snapshot bytes");
             foreach (var s in body["shards"]!.AsArray())
             {
@@ -314,6 +354,10 @@ internal static partial class CollectionsCommands
 
         return values;
     }
+
+    /// <summary>The storage column: <c>int8</c>, or <c>int8 + PQ96</c> when the graph is walked on product-quantisation codes.</summary>
+    private static string Storage(JsonNode config) =>
+        config["product_quantization"] is { } pq && pq.GetValue<int>() > 0 ? $"{config["storage"]} + PQ{pq.GetValue<int>()}" : AtelierCommands.Str(config["storage"]);
 
     private static string Path(string name) => "/api/v1/collections/" + Uri.EscapeDataString(name);
 

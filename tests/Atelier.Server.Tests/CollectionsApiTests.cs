@@ -324,6 +324,27 @@ public sealed partial class CollectionsApiTests
         (exit, output) = await AtelierAsync(server, "collections", "get", "docs");
         Assert.Equal(2, exit);
         Assert.Contains("404", output, StringComparison.Ordinal);
+
+        // A collection walked on product-quantisation codes, with its graph's knobs, from the command line.
+        (exit, output) = await AtelierAsync(server, "collections", "create", "big", "--dimension", "4", "--storage", "int8", "--pq", "2", "--m", "8", "--ef-construction", "40", "--ef-search", "20");
+        Assert.True(exit == 0, output);
+        Assert.Contains("int8 + PQ2", output, StringComparison.Ordinal);
+        (exit, output) = await AtelierAsync(server, "collections", "get", "big", "--json");
+        Assert.True(exit == 0, output);
+        var config = JsonNode.Parse(output)!["config"]!;
+        Assert.Equal(2, config["product_quantization"]!.GetValue<int>());
+        Assert.Equal(8, config["hnsw"]!["m"]!.GetValue<int>());
+        Assert.Equal(40, config["hnsw"]!["ef_construction"]!.GetValue<int>());
+        Assert.Equal(20, config["hnsw"]!["ef_search"]!.GetValue<int>());
+        (exit, output) = await AtelierAsync(server, "collections", "get", "big");
+        Assert.True(exit == 0, output);
+        Assert.Contains("In memory:", output, StringComparison.Ordinal);
+        (exit, output) = await AtelierAsync(server, "collections", "create", "bad", "--dimension", "4", "--pq", "2");
+        Assert.Equal(2, exit);
+        Assert.Contains("product_quantization", output, StringComparison.Ordinal);
+        (exit, output) = await AtelierAsync(server, "collections", "create", "bad", "--dimension", "4", "--storage", "int8", "--pq", "3");
+        Assert.Equal(2, exit);
+        Assert.Contains("product_quantization", output, StringComparison.Ordinal);
     }
 
     [Fact]
