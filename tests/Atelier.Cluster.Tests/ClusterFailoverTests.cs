@@ -125,6 +125,25 @@ public sealed class ClusterFailoverTests(CephRgw ceph)
             // kill -9 of b in the middle of training.
             await running["b"].KillAsync();
 
+            // Until membership votes b dead, a grain that lived on b does not answer: the node list
+            // says so with 503 and Retry-After (never a 500), then lists b as no longer active.
+            await Waits.UntilAsync(
+                async () =>
+                {
+                    using var answer = await http.GetAsync($"{Url("a")}/api/v1/nodes");
+                    var text = await answer.Content.ReadAsStringAsync();
+                    Assert.True(answer.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{(int)answer.StatusCode}: {text}");
+                    if (answer.StatusCode == HttpStatusCode.ServiceUnavailable)
+                    {
+                        Assert.NotNull(answer.Headers.RetryAfter);
+                        Assert.Equal("cluster_unavailable", JsonNode.Parse(text)!["code"]!.GetValue<string>());
+                        return false;
+                    }
+
+                    return !JsonNode.Parse(text)!["data"]!.AsArray().Any(n => n!["name"]!.GetValue<string>() == "b" && n["status"]!.GetValue<string>() == "active");
+                },
+                () => "b listed as not active after its kill");
+
             var done = await WaitForStatusAsync(http, Url("a"), jobId, "SUCCESS", TimeSpan.FromMinutes(8));
             var events = done["events"]!.AsArray();
             Assert.Contains(events, e => e!["name"]!.GetValue<string>() == "rescheduled" && (string?)e["data"]!["lost_node"] == "b");

@@ -61,6 +61,14 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
             await WriteAsync(context, new StorageUnavailableException("The server's storage is full, so the request could not be completed. Reads and deletions still work; free space and retry.", e)).ConfigureAwait(false);
             return;
         }
+        catch (Exception e) when (!context.Response.HasStarted && IsClusterUnreachable(e))
+        {
+            // A grain lived on a node that just stopped: until membership votes that node dead
+            // (seconds), calls to it fail; then the grain comes back on a live node. Not a bug here.
+            LogClusterUnreachable(logger, e, context.Request.Method, context.Request.Path);
+            await WriteAsync(context, new ServiceUnavailableException($"A node of the cluster did not answer ({e.GetType().Name}); if one has just stopped, its work moves to the live nodes within seconds. Retry shortly.", "cluster_unavailable")).ConfigureAwait(false);
+            return;
+        }
         catch (Exception e) when (!context.Response.HasStarted)
         {
             LogUnhandled(logger, e, context.Request.Method, context.Request.Path);
@@ -96,6 +104,24 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
             }
 
             if (e is AggregateException aggregate && aggregate.InnerExceptions.Any(IsStorageFull))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// True when <paramref name="e"/> says a grain call did not reach a live silo: the silo is gone
+    /// (<see cref="Orleans.Runtime.SiloUnavailableException"/>), the message was rejected on the way,
+    /// or no answer came in time (Orleans' response timeout, or a call's own limit).
+    /// </summary>
+    public static bool IsClusterUnreachable(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is Orleans.Runtime.SiloUnavailableException or Orleans.Runtime.OrleansMessageRejectionException or TimeoutException)
             {
                 return true;
             }
@@ -231,6 +257,11 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
             context.Response.Headers.Connection = "close";
         }
 
+        if (error is ServiceUnavailableException)
+        {
+            context.Response.Headers.RetryAfter = "5";
+        }
+
         if (error is UnauthorizedException)
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";
@@ -341,6 +372,7 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
         415 => "Unsupported media type",
         422 => "Unprocessable content",
         451 => "Unavailable for legal reasons",
+        503 => "Service unavailable",
         507 => "Insufficient storage",
         _ => "Error",
     };
@@ -378,6 +410,9 @@ public sealed partial class ErrorMapping(RequestDelegate next, ILogger<ErrorMapp
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Storage full in {Method} {Path}")]
     private static partial void LogStorageFull(ILogger logger, Exception exception, string method, string path);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A cluster node did not answer in {Method} {Path}")]
+    private static partial void LogClusterUnreachable(ILogger logger, Exception exception, string method, string path);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled error in {Method} {Path}")]
     private static partial void LogUnhandled(ILogger logger, Exception exception, string method, string path);
