@@ -15,7 +15,8 @@ namespace Atelier.Cluster.Tests;
 /// PostgreSQL, node <c>eu</c> on a French drive and node <c>us</c> on an American one. A chat for an
 /// EU-only model sent to the US node is forwarded to the EU node (named by <c>X-Atelier-Replica</c>,
 /// the same greedy answer as the EU node gives directly, streamed through as well); a model allowed
-/// anywhere is served where it was asked; a request marked as forwarded is judged again where it
+/// anywhere is served where it was asked, and asked of the other node it goes where that node publishes
+/// it is held; a request marked as forwarded is judged again where it
 /// lands; once the EU node is gone, the US node refuses the EU-only model with 403 naming the policy,
 /// and audits it.
 /// </summary>
@@ -69,6 +70,16 @@ public sealed class ClusterServingTests
             var (anyStatus, anyAnswer, anyReplica) = await ChatAsync(us, "tiny-any");
             Assert.True(anyStatus == HttpStatusCode.OK, anyAnswer.ToJsonString());
             Assert.Equal("us", anyReplica);
+
+            // Asked of the EU node, which has forwarded nothing yet: the US node publishes that it holds
+            // the model, so the EU node sends the request there rather than loading the model itself.
+            // A node's publication is read again once a second old (ClusterServingReplicas.PublicationAge):
+            // wait that out, so the EU node does not judge by the one it read before the US node loaded it.
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            var (heldStatus, heldAnswer, heldReplica) = await ChatAsync(eu, "tiny-any");
+            Assert.True(heldStatus == HttpStatusCode.OK, heldAnswer.ToJsonString());
+            Assert.Equal("us", heldReplica);
+            Assert.Equal(Content(anyAnswer), Content(heldAnswer));
 
             // The US node counts what it forwarded, by node and outcome.
             var metrics = await us.GetStringAsync("/metrics");

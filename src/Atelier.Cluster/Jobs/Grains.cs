@@ -117,6 +117,37 @@ public interface INodeWorkerGrain : IGrainWithStringKey
 
     /// <summary>Checks this node's hash-chained audit log.</summary>
     Task<NodeAuditCheck> VerifyAuditAsync();
+
+    /// <summary>What this node serves now: the base models it holds, the fine-tuned ones it served, and its engines' queues (no request data).</summary>
+    Task<IReadOnlyList<NodeHeldModel>> ServingLoadAsync();
+}
+
+/// <summary>A base model a node holds for serving, as it publishes it to the other nodes' routers.</summary>
+/// <param name="BaseModel">The base model's id.</param>
+/// <param name="Served">The fine-tuned models of that base it served.</param>
+/// <param name="Running">Sequences in its running batches.</param>
+/// <param name="Waiting">Sequences waiting to be admitted.</param>
+/// <param name="MaxRunning">Its batch limit.</param>
+[GenerateSerializer]
+public sealed record NodeHeldModel(
+    [property: Id(0)] string BaseModel,
+    [property: Id(1)] IReadOnlyList<string> Served,
+    [property: Id(2)] int Running,
+    [property: Id(3)] int Waiting,
+    [property: Id(4)] int MaxRunning);
+
+/// <summary>What this node serves now, for <see cref="INodeWorkerGrain.ServingLoadAsync"/>; the host gives the serving router's view.</summary>
+public interface INodeServingLoad
+{
+    /// <summary>The base models held here, with what they served and their queues.</summary>
+    IReadOnlyList<NodeHeldModel> Current();
+}
+
+/// <summary>A node that serves nothing (no serving router in the host): publishes no models.</summary>
+public sealed class NoServingLoad : INodeServingLoad
+{
+    /// <inheritdoc />
+    public IReadOnlyList<NodeHeldModel> Current() => [];
 }
 
 /// <summary>A node's blob endpoint: only the address and a token travel in the grain message, never the bytes.</summary>

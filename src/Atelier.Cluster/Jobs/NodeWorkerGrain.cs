@@ -7,7 +7,7 @@ namespace Atelier.Cluster.Jobs;
 
 /// <summary>A node's worker agent; see <see cref="INodeWorkerGrain"/>.</summary>
 [NodePlacement]
-public sealed class NodeWorkerGrain(IFineTuningWork work, LocalBlobEndpoint blobs, AuditLog audit) : Grain, INodeWorkerGrain
+public sealed class NodeWorkerGrain(IFineTuningWork work, LocalBlobEndpoint blobs, AuditLog audit, INodeServingLoad serving) : Grain, INodeWorkerGrain
 {
     /// <inheritdoc />
     public Task RunAsync(string jobId)
@@ -35,6 +35,9 @@ public sealed class NodeWorkerGrain(IFineTuningWork work, LocalBlobEndpoint blob
         blobs.BaseAddress is { } address
             ? Task.FromResult(new NodeBlobAccess(address.ToString(), blobs.Token))
             : throw new InvalidOperationException($"Node '{this.GetPrimaryKeyString()}' is not serving HTTP yet.");
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<NodeHeldModel>> ServingLoadAsync() => Task.FromResult(serving.Current());
 
     /// <inheritdoc />
     public Task<NodeAuditCheck> VerifyAuditAsync()

@@ -80,6 +80,10 @@ public sealed class LoadedBase : IAsyncDisposable
     /// <summary>Whether a fine-tuned model of this base was served here (its adapter is, or was recently, in the engine's pool).</summary>
     public bool HasServed(string modelId) => _adapterFiles.Keys.Any(k => k.StartsWith(modelId + "@", StringComparison.Ordinal));
 
+    /// <summary>The fine-tuned models of this base served here (their adapters are, or were recently, in the engine's pool).</summary>
+    public IReadOnlyList<string> ServedModels() =>
+        [.. _adapterFiles.Keys.Select(k => k[..k.LastIndexOf('@')]).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+
     /// <summary>Loads a registered adapter file (used by the engine when the adapter is not resident, and by embeddings).</summary>
     internal LoraAdapter LoadAdapter(string adapterId)
     {
@@ -139,6 +143,26 @@ public sealed partial class ModelServer(ModelRegistry registry, ServingOptions o
 
         loaded = null!;
         return false;
+    }
+
+    /// <summary>
+    /// The base models loaded now, each with the fine-tuned models it served and its engine's queue:
+    /// what this replica publishes to the other nodes' routers (decision 0025).
+    /// </summary>
+    public IReadOnlyList<HeldModel> Describe()
+    {
+        var held = new List<HeldModel>();
+        foreach (var (key, lazy) in _bases)
+        {
+            if (lazy.IsValueCreated && lazy.Value.IsCompletedSuccessfully)
+            {
+                var loaded = lazy.Value.Result;
+                var metrics = loaded.Engine.Metrics;
+                held.Add(new HeldModel(key[..key.LastIndexOf('@')], loaded.ServedModels(), metrics.RunningSequences, metrics.WaitingSequences, options.Engine.MaxRunningSequences));
+            }
+        }
+
+        return held;
     }
 
     /// <summary>The base models loaded now.</summary>

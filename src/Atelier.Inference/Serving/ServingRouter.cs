@@ -15,12 +15,27 @@ namespace Atelier.Inference.Serving;
 public sealed record Replica(string Id, LocationDescriptor Location, ModelServer Server);
 
 /// <summary>
+/// A base model a replica holds, with its engine's queue: what a node publishes for the other nodes'
+/// routers, and what they score it by.
+/// </summary>
+/// <param name="BaseModel">The base model's id.</param>
+/// <param name="Served">The fine-tuned models of that base it served (their adapters are, or were recently, resident).</param>
+/// <param name="Running">Sequences in its running batch.</param>
+/// <param name="Waiting">Sequences waiting to be admitted.</param>
+/// <param name="MaxRunning">Its batch limit.</param>
+public sealed record HeldModel(string BaseModel, IReadOnlyList<string> Served, int Running, int Waiting, int MaxRunning);
+
+/// <summary>
 /// A replica in another process: a cluster node that serves, reached over HTTP at its base address.
 /// </summary>
 /// <param name="Id">Its name: the node's name.</param>
 /// <param name="Location">Where the node serves: the facts a model's residency policy is judged against.</param>
 /// <param name="BaseAddress">The node's HTTP base address.</param>
-public sealed record RemoteReplica(string Id, LocationDescriptor Location, Uri BaseAddress);
+/// <param name="Published">
+/// What the node last said it holds, and its queues (at most a second or two old); null when it has not
+/// answered, and the router then scores the node by what forwarding there taught it.
+/// </param>
+public sealed record RemoteReplica(string Id, LocationDescriptor Location, Uri BaseAddress, IReadOnlyList<HeldModel>? Published = null);
 
 /// <summary>The replicas in other processes a router may forward to: in a cluster, the other live nodes.</summary>
 public interface IRemoteReplicas
@@ -51,9 +66,10 @@ public sealed record ServingPlan(RegisteredModel Model, IReadOnlyList<ReplicaCan
 /// router and llm-d's scorers do (decisions 0009 and 0025): a replica that already holds the base
 /// model (loading one costs seconds) and has served the adapter before, then the one the request's
 /// prefix hashes to (rendezvous hashing, so equal prefixes meet the same prefix cache), less the
-/// replica's queue (running and waiting sequences, relative to its batch). Of a remote replica it
-/// knows only what it has learnt by forwarding there (which models it served, how many requests are
-/// in flight to it), and forwarding costs a hop, so a remote replica pays <see cref="ForwardingCost"/>.
+/// replica's queue (running and waiting sequences, relative to its batch). A remote replica is scored
+/// by what its node publishes (the models it holds and served, its queues), and by what forwarding
+/// there taught this router where the node has not answered (which models it served, how many
+/// requests are in flight to it); forwarding costs a hop, so a remote replica pays <see cref="ForwardingCost"/>.
 /// </summary>
 public sealed class ServingRouter : IAsyncDisposable
 {
@@ -250,17 +266,52 @@ public sealed class ServingRouter : IAsyncDisposable
         return score;
     }
 
-    // What this router has learnt of a remote node: the same terms as a local replica's, as far as
-    // forwarding taught them; its batch limit is taken to be this node's (one shared configuration).
+    /// <summary>
+    /// What this process's replicas hold and their queues, merged by base model: what this node
+    /// publishes to the other nodes' routers.
+    /// </summary>
+    public IReadOnlyList<HeldModel> Describe() =>
+        [.. _replicas.SelectMany(r => r.Server.Describe())
+            .GroupBy(h => h.BaseModel, StringComparer.Ordinal)
+            .Select(g => new HeldModel(
+                g.Key,
+                [.. g.SelectMany(h => h.Served).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)],
+                g.Sum(h => h.Running),
+                g.Sum(h => h.Waiting),
+                g.Sum(h => h.MaxRunning)))];
+
+    // A remote node: the same terms as a local replica's, from what the node published; where it has
+    // not, as far as forwarding there taught them, its batch limit taken to be this node's (one shared
+    // configuration). Requests this router has in flight to it count at least as its queue, since a
+    // publication may be older than the last few forwards.
     private double Score(RemoteReplica remote, RegisteredModel model)
     {
         var score = -ForwardingCost;
-        if (!_learnt.TryGetValue(remote.Id, out var state))
+        var baseId = model.Kind == ModelKind.Base ? model.Id : model.Root!;
+        _learnt.TryGetValue(remote.Id, out var state);
+        var inFlight = state is null ? 0 : Volatile.Read(ref state.InFlight);
+        var limit = _replicas[0].Server.Options.Engine.MaxRunningSequences;
+        if (remote.Published is { } published)
+        {
+            if (published.FirstOrDefault(h => h.BaseModel == baseId) is not { } held)
+            {
+                return score - (double)inFlight / limit;
+            }
+
+            score += 4;
+            if (model.Kind == ModelKind.FineTuned && held.Served.Contains(model.Id))
+            {
+                score += 2;
+            }
+
+            return score - (double)Math.Max(held.Running + held.Waiting, inFlight) / Math.Max(1, held.MaxRunning);
+        }
+
+        if (state is null)
         {
             return score;
         }
 
-        var baseId = model.Kind == ModelKind.Base ? model.Id : model.Root!;
         if (state.Served.ContainsKey(baseId))
         {
             score += 4;
@@ -270,7 +321,7 @@ public sealed class ServingRouter : IAsyncDisposable
             }
         }
 
-        score -= (double)Volatile.Read(ref state.InFlight) / _replicas[0].Server.Options.Engine.MaxRunningSequences;
+        score -= (double)inFlight / limit;
         return score;
     }
 

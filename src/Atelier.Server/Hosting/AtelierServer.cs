@@ -131,6 +131,7 @@ public static class AtelierServer
         // In a cluster every other live node is a replica too, reached through YARP's forwarder (decision 0025).
         services.AddHttpForwarder();
         services.AddSingleton<ReplicaForwarder>();
+        services.AddSingleton<Atelier.Cluster.Jobs.INodeServingLoad, RouterServingLoad>();
         if (clustered)
         {
             services.AddSingleton<IRemoteReplicas, ClusterServingReplicas>();

@@ -118,6 +118,43 @@ public sealed class ServingRouterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ANodeThatPublishesTheModel_BeatsLoadingItHere_ThoughThisRouterNeverForwardedThere_UntilItsPublishedQueueIsFuller()
+    {
+        HeldModel Held(int running, int waiting) => new("tiny-any", [], running, waiting, 64);
+        var plan = await Router("us", Virginia, Node("eu", Paris), Node("eu-2", Paris) with { Published = [Held(0, 0)] })
+            .PlanAsync("default", "tiny-any", "hello", localOnly: false, CancellationToken.None);
+        Assert.Equal("eu-2", plan.Candidates[0].Id);
+
+        // Both hold it; eu-2's batch is full and 64 more wait, so eu wins.
+        plan = await Router("us", Virginia, Node("eu", Paris) with { Published = [Held(3, 0)] }, Node("eu-2", Paris) with { Published = [Held(64, 64)] })
+            .PlanAsync("default", "tiny-any", "hello", localOnly: false, CancellationToken.None);
+        Assert.Equal("eu", plan.Candidates[0].Id);
+
+        // A node that publishes other models only is as cold as one never heard of: this replica wins.
+        plan = await Router("us", Virginia, Node("eu", Paris) with { Published = [new HeldModel("tiny-eu", [], 0, 0, 64)] })
+            .PlanAsync("default", "tiny-any", "hello", localOnly: false, CancellationToken.None);
+        Assert.Equal("us", plan.Candidates[0].Id);
+    }
+
+    [Fact]
+    public async Task WhatARouterPublishes_IsWhatItsReplicasHold_WithTheirQueues()
+    {
+        var router = Router("eu", Paris);
+        Assert.Empty(router.Describe());
+        await router.AcquireAsync("default", "tiny-any", "hello", CancellationToken.None);
+        var held = Assert.Single(router.Describe());
+        Assert.Equal("tiny-any", held.BaseModel);
+        Assert.Empty(held.Served);
+        Assert.Equal(0, held.Running + held.Waiting);
+        Assert.Equal(new InferenceEngineOptions().MaxRunningSequences, held.MaxRunning);
+
+        // Another node that reads this publication scores this node as holding the model.
+        var other = Router("eu-2", Paris, Node("eu", Paris) with { Published = router.Describe() });
+        var plan = await other.PlanAsync("default", "tiny-any", "hello", localOnly: false, CancellationToken.None);
+        Assert.Equal("eu", plan.Candidates[0].Id);
+    }
+
+    [Fact]
     public async Task AModelLoadedHere_IsServedHere_ThoughAnotherNodeIsAllowed()
     {
         var router = Router("eu", Paris, Node("eu-2", Paris));
