@@ -98,4 +98,12 @@ internal static class Bench
     public static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
 
     public static string Met(bool met) => met ? "met" : "**NOT met**";
+
+    /// <summary>The process's anonymous memory in transparent huge pages (the packed weights ask for them), from /proc/self/smaps_rollup.</summary>
+    public static string AnonHugePages()
+    {
+        const string path = "/proc/self/smaps_rollup";
+        var line = File.Exists(path) ? File.ReadLines(path).FirstOrDefault(l => l.StartsWith("AnonHugePages:", StringComparison.Ordinal)) : null;
+        return line is null ? "n/a" : Inv($"{long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1e6:F2} GB");
+    }
 }

@@ -28,7 +28,7 @@ internal static class ServingRun
         // Served as loaded (decision 0024): a bf16 checkpoint is packed in bf16, an fp32 one in fp32.
         using var weights = PackedModelWeights.Load(a, path);
         var dtype = bf16 ? "bf16" : "fp32";
-        Log(clock, Bench.Inv($"random {dtype} weights written as safetensors ({fileBytes / 1e9:F2} GB) and loaded as {weights.ElementType} ({weights.ResidentBytes / 1e9:F2} GB held, {weights.MappedBytes / 1e9:F2} GB of embeddings used in place from the map)"));
+        Log(clock, Bench.Inv($"random {dtype} weights written as safetensors ({fileBytes / 1e9:F2} GB) and loaded as {weights.ElementType} ({weights.ResidentBytes / 1e9:F2} GB held, {weights.MappedBytes / 1e9:F2} GB of embeddings used in place from the map; {Bench.AnonHugePages()} of the process in transparent huge pages)"));
 
         var rng = new Random(7);
         var prompts = Enumerable.Range(0, Concurrent).Select(_ => Tokens(rng, PromptLength, a.VocabSize)).ToArray();

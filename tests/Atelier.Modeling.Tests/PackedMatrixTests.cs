@@ -117,6 +117,41 @@ public class PackedMatrixTests
     }
 
     [Fact]
+    public void ACopyOfTwoMebibytesOrMore_AlignedForHugePages_GivesTheBitsOfTheUnpackedProduct()
+    {
+        // Past 2 MiB a packed copy is 2 MiB aligned and asks Linux for huge pages (PackedMatrix.AllocateStreamed):
+        // the layout inside it is unchanged, so the bits must be too.
+        const int n = 1056, k = 1024;
+        var bits = BFloat16(n * k, 21);
+        using var bf16 = PackedMatrix.FromBFloat16(bits, n, k);
+        var wide = Widen(bits);
+        using var fp32 = new PackedMatrix(wide, n, k);
+        Assert.True(bf16.StorageBytes >= 2 << 20);
+        var a = TestData.Uniform(32 * k, 22);
+        var c0 = TestData.Uniform(32 * n, 23);
+        var savedThreads = KernelParallelism.MaxThreads;
+        try
+        {
+            foreach (var m in new[] { 1, 7, 32 })
+            {
+                KernelParallelism.MaxThreads = savedThreads;
+                var expected = (float[])c0.Clone();
+                Sgemm.MultiplyBatchInvariant(false, true, m, n, k, 1f, a, k, wide, k, 0.5f, expected, n);
+                foreach (var threads in new[] { 1, 2 })
+                {
+                    KernelParallelism.MaxThreads = threads;
+                    Assert.Equal(expected, Product(m, 1f, a, k, fp32, 0.5f, c0));
+                    Assert.Equal(expected, Product(m, 1f, a, k, bf16, 0.5f, c0));
+                }
+            }
+        }
+        finally
+        {
+            KernelParallelism.MaxThreads = savedThreads;
+        }
+    }
+
+    [Fact]
     public void StorageBytes_IsTwoBytesAValueForBFloat16AndFourForFloat32_OverWholeSlivers()
     {
         const int n = 70, k = 9;

@@ -14,7 +14,7 @@ namespace Atelier.Modeling.Kernels;
 /// the bits of <see cref="Sgemm.MultiplyBatchInvariant(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>
 /// (on the widened values, for bf16).
 /// </remarks>
-public sealed unsafe class PackedMatrix : IDisposable
+public sealed unsafe partial class PackedMatrix : IDisposable
 {
     private byte* _data;
 
@@ -35,7 +35,7 @@ public sealed unsafe class PackedMatrix : IDisposable
         Columns = columns;
         ElementType = elementType;
         StorageBytes = Sgemm.PackedLength(rows, columns) * ElementBytes;
-        _data = (byte*)NativeMemory.AlignedAlloc((nuint)StorageBytes, 64);
+        _data = AllocateStreamed(StorageBytes);
         GC.AddMemoryPressure(StorageBytes);
     }
 
@@ -58,6 +58,48 @@ public sealed unsafe class PackedMatrix : IDisposable
 
         return packed;
     }
+
+    /// <summary>
+    /// 64-byte aligned memory for a packed copy; on Linux, a copy of 2 MiB or more is 2 MiB aligned and asks for
+    /// transparent huge pages.
+    /// </summary>
+    /// <remarks>
+    /// A decode step streams every weight once: 0.15 GB on a ~100M model, 1.9 GB on ~1B, through 4 KiB pages a
+    /// TLB miss every 64 cache lines, 37,000 page walks a token on ~100M, far more than the TLB holds. Huge pages
+    /// make that ~75. Linux's default policy (<c>transparent_hugepage=madvise</c>) gives them only to memory that
+    /// asks; where they are off or unavailable, madvise changes nothing and the copy works as before.
+    /// </remarks>
+    private static byte* AllocateStreamed(long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || bytes < HugePageBytes)
+        {
+            return (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        }
+
+        // Aligned to a huge page, so that the first of them starts at the copy's first byte; the memory is touched
+        // first by the packing that follows, which is when the kernel backs it (with huge pages where it can).
+        var data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, HugePageBytes);
+        try
+        {
+            // The advice covers whole 4 KiB pages of the allocation (an mmap'd chunk is page-granular); its result
+            // is ignored: without huge pages the memory is the same, only slower to stream.
+            _ = Madvise(data, (nuint)((bytes + 4095) & ~4095L), MadvHugePage);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // A libc without madvise: 4 KiB pages, as before.
+        }
+
+        return data;
+    }
+
+    private const int HugePageBytes = 2 << 20;
+
+    // MADV_HUGEPAGE in Linux's uapi/asm-generic/mman-common.h.
+    private const int MadvHugePage = 14;
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(void* address, nuint length, int advice);
 
     private static void CheckShape(int rows, int columns, int length, string paramName)
     {
