@@ -157,12 +157,21 @@ upload() { # label order(file-first|purpose-first)
     printf "  CPU-s/GiB: server %.2f, curl %.2f, kernel threads %.2f, others %.2f (of which niced user time %.2f); machine busy %.2f, idle %.2f, of %.2f (%d cores x %.2f s); softirq %.2f, iowait %.2f machine-wide\n",
       server / gib, curlcpu / gib, kt / gib, (busy - server - curlcpu - kt) / gib, d[2] / gib,
       busy / gib, d[4] / gib, cores * wall / gib, cores, wall, d[7] / gib, d[5] / gib }'
+  local sig blob blob_sha
+  sig=$(sed -E 's/.*"signature":"([0-9a-f]+)".*/\1/' "$work/resp.$1")
+  blob=$(find "$work/data" -type f -size "${bytes}c" -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+  blob_sha=$(sha256sum "$blob" | cut -c1-64)
+  echo "  SHA-256: source ${src_sha:0:8}...${src_sha: -4}, receipt $([ "$sig" = "$src_sha" ] && echo same || echo "DIFFERS ($sig)"), stored blob read back $([ "$blob_sha" = "$src_sha" ] && echo same || echo "DIFFERS ($blob_sha)")"
   if [ -n "${BENCH_PERF:-}" ]; then
     perf report -i "$BENCH_PERF/perf.$1.data" --no-children --sort comm,dso -g none --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25 > "$BENCH_PERF/comm-dso.$1.txt" || true
     perf report -i "$BENCH_PERF/perf.$1.data" --no-children --sort comm,symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 > "$BENCH_PERF/symbols.$1.txt" || true
     echo "  perf (comm, dso):"; sed 's/^/    /' "$BENCH_PERF/comm-dso.$1.txt"
   fi
 }
+
+# The stored bytes are checked after each upload, outside the timed part: the receipt's SHA-256
+# (the server hashes what it writes) and the blob read back from disk against the source's.
+src_sha=$(sha256sum "$work/train.jsonl" | cut -c1-64)
 
 echo "== results (dd measured just before each upload, same size, same disk; buffered+fdatasync and direct I/O, the faster is the peer)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

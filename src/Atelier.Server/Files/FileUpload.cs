@@ -36,7 +36,8 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
     // uploads; an upload holds at most 1 + 1 + QueuedChunks + 1 of them.
     private static readonly AlignedBufferPool Chunks = new(8 << 20, maxRetained: 8);
 
-    // Chunks waiting for the validator: 16 MiB, as many bytes as 8 chunks of 1 MiB were before.
+    // Chunks waiting for the validator: 16 MiB (8 chunks of 1 MiB, 8 MiB, before): two, so the
+    // writer can hand one over while the validator works on the other.
     private const int QueuedChunks = 2;
     private const int MaxFieldBytes = 4096;
 
