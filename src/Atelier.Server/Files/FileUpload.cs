@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Globalization;
 using System.Threading.Channels;
 using Atelier.Catalog;
@@ -7,6 +6,7 @@ using Atelier.Core.Errors;
 using Atelier.Data.Validation;
 using Atelier.Server.Auth;
 using Atelier.Server.Hosting;
+using Atelier.Storage.Blobs;
 using Atelier.Storage.Placement;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.WebUtilities;
@@ -29,7 +29,16 @@ namespace Atelier.Server.Files;
 /// <param name="logger">The log.</param>
 public sealed partial class FileUpload(IFileRepository files, PolicyCatalog policies, PlacementGuard guard, AtelierConfig config, TimeProvider clock, ILogger<FileUpload> logger)
 {
-    private const int ChunkBytes = 1 << 20;
+    // 8 MiB chunks, block-aligned for direct I/O (see UploadedPart.PumpAsync). One write of a
+    // chunk is in flight at a time, so the chunk is the disk's request size: on the virtio disk
+    // measured, a stream of synchronous direct writes ran at 473-484 MB/s in 1 MiB blocks, 508-617
+    // in 4 MiB and 558-720 in 8 MiB (dd, 1 GiB, two rounds). Up to 8 kept (64 MiB) for the next
+    // uploads; an upload holds at most 1 + 1 + QueuedChunks + 1 of them.
+    private static readonly AlignedBufferPool Chunks = new(8 << 20, maxRetained: 8);
+
+    // Chunks waiting for the validator: 16 MiB (8 chunks of 1 MiB, 8 MiB, before): two, so the
+    // writer can hand one over while the validator works on the other.
+    private const int QueuedChunks = 2;
     private const int MaxFieldBytes = 4096;
 
     /// <summary>Handles one upload.</summary>
@@ -269,8 +278,8 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
     /// <summary>The file part of an upload: its pending write and its validation running beside it.</summary>
     private sealed class UploadedPart(string id, string fileName, string mimetype, GuardedWrite write, JsonlValidator? validation) : IAsyncDisposable
     {
-        private readonly Channel<(byte[] Buffer, int Length)> _queue = Channel.CreateBounded<(byte[], int)>(
-            new BoundedChannelOptions(8) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        private readonly Channel<Memory<byte>> _queue = Channel.CreateBounded<Memory<byte>>(
+            new BoundedChannelOptions(QueuedChunks) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
 
         private Task? _validating;
 
@@ -292,22 +301,25 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             }
 
             // Each chunk is written (hashed, handed to the disk, then queued for validation) on
-            // another thread while the next one is received, so receiving, hashing, the kernel's
-            // copy and validation each run on whichever core is free instead of one after another
-            // on the request thread. One write at a time, in order: the next waits for this one.
+            // another thread while the next one is received, so receiving, hashing, the disk write
+            // and validation each run on whichever core is free instead of one after another on
+            // the request thread. One write at a time, in order: the next waits for this one.
+            // Chunks are block-aligned pooled memory and filled whole, so a local blob writes every
+            // one but the last straight to the disk (direct I/O, no page-cache copy); the hash and
+            // the validation read the same memory.
             var writing = Task.CompletedTask;
             long received = 0;
             try
             {
                 while (true)
                 {
-                    var buffer = ArrayPool<byte>.Shared.Rent(ChunkBytes);
+                    var buffer = Chunks.Rent();
                     var filled = 0;
                     try
                     {
                         // Fill whole chunks: fewer, larger writes and hand-offs.
                         int read;
-                        while (filled < ChunkBytes && (read = await body.ReadAsync(buffer.AsMemory(filled, ChunkBytes - filled), cancel).ConfigureAwait(false)) > 0)
+                        while (filled < buffer.Length && (read = await body.ReadAsync(buffer[filled..], cancel).ConfigureAwait(false)) > 0)
                         {
                             filled += read;
                         }
@@ -316,25 +328,25 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
                     }
                     catch
                     {
-                        ArrayPool<byte>.Shared.Return(buffer);
+                        Chunks.Return(buffer);
                         throw;
                     }
 
                     if (filled == 0)
                     {
-                        ArrayPool<byte>.Shared.Return(buffer);
+                        Chunks.Return(buffer);
                         break;
                     }
 
                     received += filled;
                     if (received > maxBytes)
                     {
-                        ArrayPool<byte>.Shared.Return(buffer);
+                        Chunks.Return(buffer);
                         throw new PayloadTooLargeException(maxBytes);
                     }
 
-                    var length = filled;
-                    writing = Task.Run(() => WriteChunkAsync(buffer, length, cancel), CancellationToken.None);
+                    var chunk = buffer[..filled];
+                    writing = Task.Run(() => WriteChunkAsync(chunk, cancel), CancellationToken.None);
                 }
             }
             finally
@@ -383,42 +395,42 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             }
 
             // Return any buffers the validator did not get to.
-            while (_queue.Reader.TryRead(out var item))
+            while (_queue.Reader.TryRead(out var chunk))
             {
-                ArrayPool<byte>.Shared.Return(item.Buffer);
+                Chunks.Return(chunk);
             }
 
             validation?.Dispose();
             await write.DisposeAsync().ConfigureAwait(false);
         }
 
-        private async Task WriteChunkAsync(byte[] buffer, int length, CancellationToken cancel)
+        private async Task WriteChunkAsync(Memory<byte> chunk, CancellationToken cancel)
         {
             try
             {
-                await write.WriteAsync(buffer.AsMemory(0, length), cancel).ConfigureAwait(false);
+                await write.WriteAsync(chunk, cancel).ConfigureAwait(false);
                 if (validation is not null)
                 {
-                    // The validator returns the buffer to the pool once it has read it.
-                    await _queue.Writer.WriteAsync((buffer, length), cancel).ConfigureAwait(false);
+                    // The validator returns the chunk to the pool once it has read it.
+                    await _queue.Writer.WriteAsync(chunk, cancel).ConfigureAwait(false);
                     return;
                 }
             }
             catch
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                Chunks.Return(chunk);
                 throw;
             }
 
-            ArrayPool<byte>.Shared.Return(buffer);
+            Chunks.Return(chunk);
         }
 
         private async Task ValidateQueuedAsync()
         {
-            await foreach (var (buffer, length) in _queue.Reader.ReadAllAsync().ConfigureAwait(false))
+            await foreach (var chunk in _queue.Reader.ReadAllAsync().ConfigureAwait(false))
             {
-                validation!.Append(buffer.AsMemory(0, length));
-                ArrayPool<byte>.Shared.Return(buffer);
+                validation!.Append(chunk);
+                Chunks.Return(chunk);
             }
 
             validation!.Complete();
