@@ -4,10 +4,14 @@
 #   PARTS=scale bench/vectors.sh                       10M x 384, 4 GiB budget, 2 directories (an hour or more on 2 cores, ~55 GB of disk)
 #   PARTS=scale SCALE_N=1000000 bench/vectors.sh       a smaller run
 #   bench/vectors-scale.sh                             the same, run on its own
-# It takes the shared build lock itself for the build and the search; a caller already holding it sets SCALE_LOCKED=1.
+# It takes the shared build lock itself for the search (and for the build unless SCALE_BUILD_LOCK=0, which runs the
+# build at nice 19 outside the lock so that other builds go first: its time is then inflated); a caller already
+# holding the lock sets SCALE_LOCKED=1.
 #
-# Generates SCALE_N x 384 seeded clustered vectors and exact ground truth for SCALE_NQ queries (gen_scale.py,
-# streamed: the data never has to fit in memory), builds an int8 + PQ collection over two segment
+# Generates SCALE_N x 384 seeded vectors and exact ground truth for SCALE_NQ queries (streamed: the data never has
+# to fit in memory). SCALE_GEN=embed (default, gen_embed.py): embedding-like unit-norm vectors (topics > subtopics >
+# points on a low-dimensional local manifold), whose local intrinsic dimensionality and neighbour contrast are
+# measured and printed; SCALE_GEN=clusters: gen_scale.py's 10000 gaussian islands of the first runs. Then builds an int8 + PQ collection over two segment
 # directories through the collection store (log, snapshot, saved graph), drops the page cache, then opens
 # and searches it one query at a time in a fresh process inside a memory cgroup limited to the budget (so
 # the page cache counts too), and prints build time, open time, resident memory, recall@10 and latency.
@@ -18,7 +22,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SCALE_N=${SCALE_N:-10000000}
 SCALE_NQ=${SCALE_NQ:-1000}
+SCALE_GEN=${SCALE_GEN:-embed}
 SCALE_CLUSTERS=${SCALE_CLUSTERS:-$(( SCALE_N / 1000 ))}
+SCALE_BUILD_LOCK=${SCALE_BUILD_LOCK:-1}
 SCALE_PQ=${SCALE_PQ:-96}
 SCALE_M=${SCALE_M:-16}
 SCALE_EFC=${SCALE_EFC:-100}
@@ -32,23 +38,26 @@ SRC=bench/Atelier.Vectors.Bench
 PY=/usr/bin/python3
 CGROUP=/sys/fs/cgroup/memory/atelier-bench
 
-data="$SCALE_DIR/data-$SCALE_N"
+data="$SCALE_DIR/data-$SCALE_GEN-$SCALE_N"
 store="$SCALE_DIR/store-$SCALE_N"
 dirs=("$SCALE_DIR/drive0-$SCALE_N" "$SCALE_DIR/drive1-$SCALE_N")
 mkdir -p "$SCALE_DIR" "$(dirname "$SCALE_OUT")"
 "$PY" -c 'import numpy' 2>/dev/null || apt-get install -y python3-numpy >/dev/null
+# numpy's matrix products (the ground truth) on OpenBLAS, not the reference BLAS.
+dpkg -s libopenblas0-pthread >/dev/null 2>&1 || apt-get install -y libopenblas0-pthread >/dev/null
 if [ ! -f "$data/meta.json" ]; then
-  # Generation needs no lock (it is not measured); at 10M it takes about 45 minutes.
-  nice -n 19 "$PY" $SRC/gen_scale.py "$data" "$SCALE_N" "$SCALE_NQ" 384 "$SCALE_CLUSTERS" | tail -1
+  # Generation needs no lock (it is not measured).
+  if [ "$SCALE_GEN" = clusters ]; then
+    nice -n 19 "$PY" $SRC/gen_scale.py "$data" "$SCALE_N" "$SCALE_NQ" 384 "$SCALE_CLUSTERS" | tail -1
+  else
+    nice -n 19 "$PY" $SRC/gen_embed.py "$data" "$SCALE_N" "$SCALE_NQ" 384 | tail -1
+  fi
 fi
 
-# Build, drop the page cache and search in one hold of the shared lock: the search must follow the build
-# without the queue of other builds in between (it measures the open after a cold start).
-if [ -z "${SCALE_LOCKED:-}" ]; then
-  exec flock -o /tmp/atelier-build.lock env SCALE_LOCKED=1 bash "${BASH_SOURCE[0]}"
-fi
-
-dotnet build -c Release "$SRC" -v q -nologo >/dev/null
+locked() {  # runs its command under the shared build lock unless the caller already holds it
+  if [ -n "${SCALE_LOCKED:-}" ]; then "$@"; else flock -o /tmp/atelier-build.lock "$@"; fi
+}
+[ -n "${SCALE_NO_BUILD:-}" ] || locked dotnet build -c Release "$SRC" -v q -nologo >/dev/null  # SCALE_NO_BUILD=1: already built
 BENCH="dotnet $SRC/bin/Release/net10.0/Atelier.Vectors.Bench.dll"
 log() { echo "$*" | tee -a "$SCALE_OUT"; }
 
@@ -56,24 +65,30 @@ log() { echo "$*" | tee -a "$SCALE_OUT"; }
 log "# Vectors at scale: $SCALE_N x 384, budget $((SCALE_BUDGET >> 20)) MiB, ${#dirs[@]} directories"
 log ""
 log "CPU: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p') ($(nproc) cores); memory $(free -g | awk '/Mem:/ {print $2}') GiB; disk $(df -h "$SCALE_DIR" | awk 'NR==2 {print $2" ("$4" free)"}'); .NET $(dotnet --version)"
-log "Started $(date -u '+%Y-%m-%d %H:%M UTC'); N=$SCALE_N NQ=$SCALE_NQ PQ=$SCALE_PQ M=$SCALE_M efC=$SCALE_EFC shards=$SCALE_SHARDS efs=$SCALE_EFS rerank=${SCALE_RERANK}k"
+log "Started $(date -u '+%Y-%m-%d %H:%M UTC'); N=$SCALE_N NQ=$SCALE_NQ data=$SCALE_GEN PQ=$SCALE_PQ M=$SCALE_M efC=$SCALE_EFC shards=$SCALE_SHARDS efs=$SCALE_EFS rerank=${SCALE_RERANK}k build lock=$SCALE_BUILD_LOCK"
 log "Anchor (published, not run here): DiskANN, 95% recall@1 under 3 ms mean latency at a billion points, 64 GB RAM, 16 cores."
 log ""
 log '```'
 
 log "Data: $(cat "$data/meta.json")"
+log "$("$PY" $SRC/data_line.py "$data/meta.json")"
 if [ ! -f "$store/catalog.json" ]; then
-  log "build: load at start $(cut -d' ' -f1-3 /proc/loadavg)"
   # base.f32 is dropped before the compaction (1): data, log, segments and snapshot would not fit together at 10M.
-  $BENCH scale-build "$data" "$store" "$SCALE_PQ" "$SCALE_M" "$SCALE_EFC" "$SCALE_SHARDS" 1 "${dirs[@]}" | tee -a "$SCALE_OUT"
+  if [ "$SCALE_BUILD_LOCK" = 0 ]; then
+    log "build: at nice 19 outside the shared lock (other builds and benchmarks go first: the build time below is inflated by them); load at start $(cut -d' ' -f1-3 /proc/loadavg)"
+    nice -n 19 $BENCH scale-build "$data" "$store" "$SCALE_PQ" "$SCALE_M" "$SCALE_EFC" "$SCALE_SHARDS" 1 "${dirs[@]}" | tee -a "$SCALE_OUT"
+  else
+    log "build: in the shared lock; load at start $(cut -d' ' -f1-3 /proc/loadavg)"
+    locked $BENCH scale-build "$data" "$store" "$SCALE_PQ" "$SCALE_M" "$SCALE_EFC" "$SCALE_SHARDS" 1 "${dirs[@]}" | tee -a "$SCALE_OUT"
+  fi
   log "build: load at end $(cut -d' ' -f1-3 /proc/loadavg); on disk: store $(du -sh "$store" | cut -f1), segments $(du -shc "${dirs[@]}" | tail -1 | cut -f1)"
 fi
 
-search() {  # label, then the command runs in the cgroup when one was made
-  sync; echo 3 > /proc/sys/vm/drop_caches || log "(could not drop the page cache)"
-  log "search ($1): load at start $(cut -d' ' -f1-3 /proc/loadavg)"
-  bash -c "$2 $BENCH scale-search '$data' '$store' $SCALE_BUDGET $SCALE_EFS $SCALE_RERANK '$SCALE_DIR/search-$SCALE_N.json' ${dirs[*]}" | tee -a "$SCALE_OUT"
-  log "search ($1): load at end $(cut -d' ' -f1-3 /proc/loadavg)"
+search() {  # label, then the command runs in the cgroup when one was made; under the shared lock (a quiet machine)
+  locked bash -c "sync; echo 3 > /proc/sys/vm/drop_caches || echo '(could not drop the page cache)'
+    echo \"search ($1): load at start \$(cut -d' ' -f1-3 /proc/loadavg)\"
+    $2 $BENCH scale-search '$data' '$store' $SCALE_BUDGET $SCALE_EFS $SCALE_RERANK '$SCALE_DIR/search-$SCALE_N.json' ${dirs[*]}
+    echo \"search ($1): load at end \$(cut -d' ' -f1-3 /proc/loadavg)\"" | tee -a "$SCALE_OUT"
 }
 
 if mkdir -p "$CGROUP" 2>/dev/null && echo "$SCALE_BUDGET" > "$CGROUP/memory.limit_in_bytes"; then
