@@ -166,10 +166,10 @@ public static unsafe partial class Sgemm
         var b3p = b + (3 * sliverBytes);
         for (var p = 0; p < kc; p++)
         {
-            Sse.Prefetch0(b + PrefetchBytes);
-            Sse.Prefetch0(b1p + PrefetchBytes);
-            Sse.Prefetch0(b2p + PrefetchBytes);
-            Sse.Prefetch0(b3p + PrefetchBytes);
+            Sse.Prefetch0(b + OneRowPrefetchBytes);
+            Sse.Prefetch0(b1p + OneRowPrefetchBytes);
+            Sse.Prefetch0(b2p + OneRowPrefetchBytes);
+            Sse.Prefetch0(b3p + OneRowPrefetchBytes);
             var av = Vector512.Create(a[0]);
             TB.Load512(b, out var x0, out var x1);
             c00 = Vector512.FusedMultiplyAdd(av, x0, c00);
@@ -199,6 +199,15 @@ public static unsafe partial class Sgemm
         StorePartial(tile + (2 * NR), c + (2 * NR), 0, 1, NR, alpha, beta);
         StorePartial(tile + (3 * NR), c + (3 * NR), 0, 1, lastNr, alpha, beta);
     }
+
+    /// <summary>
+    /// How far ahead the one-row kernel asks for each of its four slivers: 16 k rows of bf16 (8 of float32). A
+    /// one-row product does 2 FLOPs a weight, so it waits on memory alone; four streams per thread at the blocked
+    /// kernel's 256 bytes left too little in flight. Alternating ~100M batch-1 decode runs on the quiet 2-core
+    /// machine (2026-12-07, 15:00-15:06 UTC): 1024 bytes 66%, 65%, 65% of the STREAM-copy roofline; 256 bytes 56%,
+    /// 58%, 57%; 2048 bytes 61%, 54%. A prefetch changes no value, so the bits are the same.
+    /// </summary>
+    private const int OneRowPrefetchBytes = 1024;
 
     private static float* EnsureAAll(nuint floats)
     {
