@@ -194,29 +194,18 @@ public sealed class ServingRouter : IAsyncDisposable
     {
         var allowed = new List<(string Id, Replica? Local, RemoteReplica? Remote)>(_replicas.Count + remotes.Count);
         var reasons = new List<string>();
-        foreach (var replica in _replicas)
+        var everywhere = _replicas.Select(r => (r.Id, r.Location, Local: (Replica?)r, Remote: (RemoteReplica?)null))
+            .Concat(remotes.Select(r => (r.Id, r.Location, Local: (Replica?)null, Remote: (RemoteReplica?)r)));
+        foreach (var (id, location, local, remote) in everywhere)
         {
-            var decision = policy.Evaluate(replica.Location);
+            var decision = policy.Evaluate(location);
             if (decision.Allowed)
             {
-                allowed.Add((replica.Id, replica, null));
+                allowed.Add((id, local, remote));
             }
             else
             {
-                reasons.Add($"{replica.Id}: {decision.Reason}");
-            }
-        }
-
-        foreach (var remote in remotes)
-        {
-            var decision = policy.Evaluate(remote.Location);
-            if (decision.Allowed)
-            {
-                allowed.Add((remote.Id, null, remote));
-            }
-            else
-            {
-                reasons.Add($"{remote.Id}: {decision.Reason}");
+                reasons.Add($"{id}: {decision.Reason}");
             }
         }
 

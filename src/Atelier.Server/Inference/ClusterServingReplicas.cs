@@ -2,6 +2,7 @@ using Atelier.Cluster;
 using Atelier.Cluster.Jobs;
 using Atelier.Core;
 using Atelier.Core.Errors;
+using Atelier.Core.Residency;
 using Atelier.Inference.Serving;
 using Atelier.Storage.Blobs;
 
@@ -40,7 +41,9 @@ public sealed partial class ClusterServingReplicas(ClusterNodes nodes, IGrainFac
             return [];
         }
 
-        var remotes = new List<RemoteReplica>();
+        // Every node's publication is asked for at once, so a slow node costs a plan one
+        // PublicationLimit, not one a node.
+        var remotes = new List<(string Name, LocationDescriptor Location, Uri Address, ValueTask<IReadOnlyList<HeldModel>?> Published)>();
         foreach (var node in nodes.Nodes())
         {
             if (!node.Alive || node.Name == self.Name || config.ServingLocationOf(node.Name) is not { } location)
@@ -51,7 +54,7 @@ public sealed partial class ClusterServingReplicas(ClusterNodes nodes, IGrainFac
             try
             {
                 var endpoint = await nodes.ResolveAsync(node.Name, ct).ConfigureAwait(false);
-                remotes.Add(new RemoteReplica(node.Name, location, endpoint.BaseAddress, await PublishedAsync(node.Name, ct).ConfigureAwait(false)));
+                remotes.Add((node.Name, location, endpoint.BaseAddress, PublishedAsync(node.Name, ct)));
             }
             catch (StorageUnavailableException e)
             {
@@ -60,7 +63,13 @@ public sealed partial class ClusterServingReplicas(ClusterNodes nodes, IGrainFac
             }
         }
 
-        return remotes;
+        var replicas = new List<RemoteReplica>(remotes.Count);
+        foreach (var (name, location, address, published) in remotes)
+        {
+            replicas.Add(new RemoteReplica(name, location, address, await published.ConfigureAwait(false)));
+        }
+
+        return replicas;
     }
 
     // The node's last publication when fresh, else a new one (one call in flight a node, shared by
