@@ -233,7 +233,9 @@ public sealed class FilesApiTests
     {
         await using var server = await TestServer.StartAsync();
         var key = await server.CreateKeyAsync("team-a");
-        var secret = key[(key.LastIndexOf('_') + 1)..];
+        // The key ends with its 32-byte secret in base64url: 43 characters, which may themselves hold '_'
+        // (splitting at the last '_' once left a one-character "secret" that the database held by chance).
+        var secret = key[^43..];
         foreach (var file in Directory.EnumerateFiles(server.DataDirectory, "catalog.db*"))
         {
             using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
