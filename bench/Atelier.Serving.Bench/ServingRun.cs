@@ -11,6 +11,7 @@ internal static class ServingRun
     private const int PromptLength = 16; // under one KV block and a bit: random prompts can never hit the prefix cache
     private const int SharedPrefix = 2048;
     private const int Adapters = 8;
+    private const int DecodeRounds = 3; // decode at batch 1: each round paired with its own STREAM copy, the median reported
 
     public static async Task<List<string>> RunAsync(ModelSpec spec, string dir, string? python, int threads, bool bf16)
     {
@@ -60,7 +61,7 @@ internal static class ServingRun
             AdapterPoolCapacity = Adapters,
         };
 
-        double decodeTps, batchTps, stepSeconds, sequentialTps, mixedTps, singleTps, groupedTps, ttftOn, ttftCold, ttftOff;
+        double decodeTps, decodeStream, batchTps, stepSeconds, sequentialTps, mixedTps, singleTps, groupedTps, ttftOn, ttftCold, ttftOff;
         int cachedOn;
         var engine = new InferenceEngine(weights, engineOptions, Loader(a));
         await using (engine.ConfigureAwait(false))
@@ -68,10 +69,24 @@ internal static class ServingRun
             // Warm-up: first-call allocations, the kernels' thread-local buffers, the thread pool.
             await Serve(engine, [new GenerationRequest(prompts[0], 4)]);
 
-            // 1. Decode at batch 1: the steady rate between the first and last token of one request.
-            var one = await Serve(engine, [new GenerationRequest(prompts[0], spec.DecodeTokens)]);
-            decodeTps = (spec.DecodeTokens - 1) / (one.Streams[0].Last - one.Streams[0].First);
-            Log(clock, Bench.Inv($"decode at batch 1: {decodeTps:F2} tokens/s ({1000 / decodeTps:F1} ms/token)"));
+            // 1. Decode at batch 1: the steady rate between the first and last token of one request, in rounds, each
+            // right after its own STREAM copy. This machine's bandwidth drifts by tens of percent within a minute
+            // (42-61 GB/s between runs of one afternoon), so a roofline measured once, seconds before or after a
+            // 0.2 s decode, compared the decode with another moment's memory; each round's ratio pairs the two.
+            // The figure is the median round.
+            var rounds = new List<(double Tps, double Stream)>();
+            for (var round = 0; round < DecodeRounds; round++)
+            {
+                var roundStream = MachineLimits.StreamCopyGBs(threads);
+                var one = await Serve(engine, [new GenerationRequest(prompts[round % prompts.Length], spec.DecodeTokens)]);
+                var tps = (spec.DecodeTokens - 1) / (one.Streams[0].Last - one.Streams[0].First);
+                rounds.Add((tps, roundStream));
+                Log(clock, Bench.Inv($"decode at batch 1, round {round + 1}: {tps:F2} tokens/s ({1000 / tps:F2} ms/token); STREAM copy just before {roundStream:F1} GB/s: {tps / (roundStream * 1e9 / weightBytes):P0} of its roofline"));
+            }
+
+            var median = rounds.OrderBy(r => r.Tps / r.Stream).ElementAt(rounds.Count / 2);
+            decodeTps = median.Tps;
+            decodeStream = median.Stream;
 
             // 2. 32 concurrent requests, continuous batching; then the same engine one request at a time.
             var steps = engine.Metrics.Steps;
@@ -129,9 +144,9 @@ internal static class ServingRun
         }
 
         // ---- Figures against their peers ----
-        var roofline = stream * 1e9 / weightBytes;
+        var roofline = decodeStream * 1e9 / weightBytes;
         rows.Add(Row(name, "decode tokens/s, batch 1", $"{decodeTps:F2}",
-            $"roofline {roofline:F2} tokens/s ({weightBytes / 1e9:F2} GB of {dtype} weights per token ÷ {stream:F1} GB/s STREAM copy)", decodeTps / roofline, "≥ 70%", 0.70, percent: true));
+            $"roofline {roofline:F2} tokens/s ({weightBytes / 1e9:F2} GB of {dtype} weights per token ÷ {decodeStream:F1} GB/s STREAM copy just before; median of {DecodeRounds} rounds)", decodeTps / roofline, "≥ 70%", 0.70, percent: true));
         rows.Add(Row(name, $"throughput, {Concurrent} concurrent (tokens/s)", $"{batchTps:F1}",
             $"same engine one request at a time: {sequentialTps:F2}", batchTps / sequentialTps, "(context)", double.NaN));
         if (torch is not null)

@@ -95,6 +95,9 @@ internal sealed class PagedBatchRunner : IDisposable
     public Memory<float> RunIntoSharedBuffer(IReadOnlyList<BatchItem> items)
     {
         var a = _args;
+
+        // A step runs four products a layer back to back, each too short to pay a thread-pool wake-up (KernelTeam).
+        using var hot = KernelTeam.Hot();
         using var x = Forward(items, out var lastRowOfItem);
         var wanted = 0;
         var logitRows = new int[items.Count];
@@ -137,6 +140,7 @@ internal sealed class PagedBatchRunner : IDisposable
     public Tensor FinalHiddenStates(IReadOnlyList<BatchItem> items, out int[] lastRowOfItem)
     {
         var a = _args;
+        using var hot = KernelTeam.Hot();
         using var x = Forward(items, out lastRowOfItem);
         var normed = Tensor.Uninitialized(x.Rows, a.Dim);
         Ops.RmsNormForward(x.Span, _weights.Norm, a.NormEps, normed.Span, new float[x.Rows], a.Dim);
@@ -298,7 +302,7 @@ internal sealed class PagedBatchRunner : IDisposable
         var adapted = groups.Count(g => g.Adapter is not null);
         if (adapted > 1 && KernelParallelism.MaxThreads > 1)
         {
-            Parallel.For(0, groups.Count, new ParallelOptions { MaxDegreeOfParallelism = KernelParallelism.MaxThreads }, g => AddLowRank(layer, stack, x, groups[g], y));
+            KernelParallelism.Run(groups.Count, KernelParallelism.MaxThreads, g => AddLowRank(layer, stack, x, groups[g], y));
         }
         else
         {

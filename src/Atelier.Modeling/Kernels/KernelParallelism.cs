@@ -30,7 +30,30 @@ public static class KernelParallelism
             return;
         }
 
-        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+        Run(count, threads, body);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/> for each index in [0, <paramref name="tasks"/>) on up to <paramref name="threads"/>
+    /// threads: on the kernel team when a hot scope is open (<see cref="KernelTeam.Hot"/>), inline when called from
+    /// inside another fork's task (that fork already keeps every thread busy), else on the thread pool.
+    /// </summary>
+    public static void Run(int tasks, int threads, Action<int> body)
+    {
+        if (threads <= 1 || tasks <= 1 || KernelTeam.InTask)
+        {
+            for (var i = 0; i < tasks; i++)
+            {
+                body(i);
+            }
+
+            return;
+        }
+
+        if (!KernelTeam.TryRun(tasks, body))
+        {
+            Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+        }
     }
 
     /// <summary>
@@ -67,7 +90,7 @@ public static class KernelParallelism
             return;
         }
 
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = _maxThreads }, c =>
+        Run(chunks, _maxThreads, c =>
         {
             var start = c * size;
             body(start, Math.Min(count, start + size));

@@ -60,8 +60,8 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     }
 
     /// <summary>
-    /// 64-byte aligned memory for a packed copy; on Linux, a copy of 2 MiB or more is 2 MiB aligned and asks for
-    /// transparent huge pages.
+    /// 64-byte aligned memory for a packed copy; on Linux, a copy of 1 MiB or more is 2 MiB aligned, rounded up to
+    /// whole 2 MiB pages and asks for transparent huge pages.
     /// </summary>
     /// <remarks>
     /// A decode step streams every weight once: 0.15 GB on a ~100M model, 1.9 GB on ~1B, through 4 KiB pages a
@@ -71,19 +71,23 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     /// </remarks>
     private static byte* AllocateStreamed(long bytes)
     {
-        if (!OperatingSystem.IsLinux() || bytes < HugePageBytes)
+        if (!OperatingSystem.IsLinux() || bytes < MinHugeBytes)
         {
             return (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
         }
 
-        // Aligned to a huge page, so that the first of them starts at the copy's first byte; the memory is touched
-        // first by the packing that follows, which is when the kernel backs it (with huge pages where it can).
-        var data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, HugePageBytes);
+        // Aligned to a huge page and rounded up to whole ones, so that every byte of the copy lies in a huge page:
+        // the kernel backs a 2 MiB range with one only when the whole range lies in the mapping, so a copy's last
+        // partial range (and any copy under 2 MiB) stayed in 4 KiB pages. Those were the slow products of a ~100M
+        // decode step: wo (1.2 MB) and wq|wk|wv (2.0 MB) streamed at ~22 GB/s against ~49 GB/s for the output
+        // matrix. The rounding costs under one huge page a matrix (~1% of a ~1B model's weights, ~5% of a ~100M
+        // one's). The memory is touched first by the packing that follows, which is when the kernel backs it.
+        var rounded = (bytes + HugePageBytes - 1) & ~(long)(HugePageBytes - 1);
+        var data = (byte*)NativeMemory.AlignedAlloc((nuint)rounded, HugePageBytes);
         try
         {
-            // The advice covers whole 4 KiB pages of the allocation (an mmap'd chunk is page-granular); its result
-            // is ignored: without huge pages the memory is the same, only slower to stream.
-            _ = Madvise(data, (nuint)((bytes + 4095) & ~4095L), MadvHugePage);
+            // Its result is ignored: without huge pages the memory is the same, only slower to stream.
+            _ = Madvise(data, (nuint)rounded, MadvHugePage);
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
@@ -94,6 +98,10 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     }
 
     private const int HugePageBytes = 2 << 20;
+
+    // Below this a copy keeps 4 KiB pages: rounding it up to a huge page would more than double it (adapter matrices,
+    // small test models), and it holds too few pages for their walks to matter.
+    private const int MinHugeBytes = 1 << 20;
 
     // MADV_HUGEPAGE in Linux's uapi/asm-generic/mman-common.h.
     private const int MadvHugePage = 14;

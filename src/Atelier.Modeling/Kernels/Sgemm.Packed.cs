@@ -140,7 +140,7 @@ public static unsafe partial class Sgemm
 
         if (threads > 1)
         {
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, RunTask);
+            KernelParallelism.Run(threads, threads, RunTask);
         }
         else
         {

@@ -354,7 +354,7 @@ public static unsafe partial class Sgemm
                     // A small block packs in less time than a fork/join takes.
                     if (threads > 1 && panels > 1 && (long)kc * nc >= ParallelPackFloats)
                     {
-                        Parallel.For(0, panels, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
+                        KernelParallelism.Run(panels, threads, p =>
                             PackB(packArgs.transB, (float*)packArgs.b, packArgs.ldb, packArgs.pc, packArgs.jc + (p * NR), packArgs.kc,
                                 Math.Min(NR, packArgs.nc - (p * NR)), (float*)packArgs.bPack + ((long)p * NR * packArgs.kc)));
                     }
@@ -404,7 +404,7 @@ public static unsafe partial class Sgemm
 
                 if (threads > 1 && tasks > 1)
                 {
-                    Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = threads }, RunTask);
+                    KernelParallelism.Run(tasks, threads, RunTask);
                 }
                 else
                 {
