@@ -42,6 +42,8 @@ public class SgemmTests
         { false, true, 130, 97, 19 },
         { true, false, 3, 1, 513 },
         { false, false, 200, 4100, 5 },
+        { false, true, 32, 70, 300 }, // a last A sliver of 8 rows (a 32-row decode batch), k not a multiple of 8
+        { false, false, 20, 33, 77 },
     };
 
     [Theory]

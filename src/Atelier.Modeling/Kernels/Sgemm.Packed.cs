@@ -62,7 +62,8 @@ public static unsafe partial class Sgemm
     /// <summary>
     /// <c>C = alpha · A · Wᵀ + beta · C</c> for up to a few dozen rows, with one fork/join per product: the slivers of W are
     /// split between the threads once, and each thread runs every KC block of its slivers in k order, streaming
-    /// each sliver front to back. A is packed once for all of k before the fork.
+    /// each sliver front to back. A is packed once for all of k before the fork, except one row on the 512-bit
+    /// kernels, which read it in place.
     /// </summary>
     /// <remarks>
     /// Each element of C still sees its KC blocks in order, each accumulated from zero by the same micro-kernel
@@ -74,8 +75,14 @@ public static unsafe partial class Sgemm
     {
         var use512 = Vector512.IsHardwareAccelerated && !ForceVector256;
         var mPad = RoundUp(m, MR);
-        var aAll = EnsureAAll((nuint)mPad * (nuint)k);
-        for (var pc = 0; pc < k; pc += KC)
+
+        // One row on the 512-bit kernels reads A where it lies: its one-row kernels step through the row's k
+        // values one by one, as they would through column 0 of a packed sliver, so the values and their order are
+        // the same. Packing it cost more than the product: the row padded to MR rows of zeros, value by value,
+        // 10-30 us a product against 25-65 us of streaming on a ~100M decode step.
+        var oneRow = m == 1 && use512;
+        var aAll = oneRow ? a : EnsureAAll((nuint)mPad * (nuint)k);
+        for (var pc = 0; !oneRow && pc < k; pc += KC)
         {
             // Block pc holds its MR-row slivers of kc values at aAll + pc·mPad, as PackA lays out one block.
             PackA(false, a, lda, 0, pc, m, Math.Min(KC, k - pc), aAll + ((long)pc * mPad));
@@ -83,7 +90,7 @@ public static unsafe partial class Sgemm
 
         var slivers = (n + NR - 1) / NR;
         var threads = (long)m * n * k >= ParallelThreshold ? Math.Min(KernelParallelism.MaxThreads, slivers) : 1;
-        var args = (a: (nint)aAll, mPad, m, n, k, w: (nint)w, bf16, c: (nint)c, ldc, alpha, beta, use512, slivers, threads);
+        var args = (a: (nint)aAll, mPad, m, n, k, w: (nint)w, bf16, c: (nint)c, ldc, alpha, beta, use512, slivers, threads, oneRow);
 
         void RunTask(int t)
         {
@@ -92,7 +99,7 @@ public static unsafe partial class Sgemm
             var tile = EnsureAPack() + (MC * KC);
             var elementBytes = args.bf16 ? sizeof(ushort) : sizeof(float);
             var s = s0;
-            if (args.m == 1 && args.use512)
+            if (args.oneRow)
             {
                 // One row: four slivers at a time, so that eight independent FMA chains hide each other's latency.
                 for (; s + 4 <= s1; s += 4)
@@ -104,7 +111,7 @@ public static unsafe partial class Sgemm
                         var kc = Math.Min(KC, args.k - pc);
                         var betaEff = pc == 0 ? args.beta : 1f;
                         var bBlock = sliver + ((long)pc * NR * elementBytes);
-                        var aBlock = (float*)args.a + ((long)pc * args.mPad);
+                        var aBlock = (float*)args.a + pc;
                         var cTile = (float*)args.c + (s * NR);
                         var lastNr = Math.Min(NR, args.n - ((s + 3) * NR));
                         if (args.bf16)
@@ -115,6 +122,26 @@ public static unsafe partial class Sgemm
                         {
                             Kernel512OneRowFour<Float32Sliver>(kc, aBlock, bBlock, sliverBytes, cTile, lastNr, args.alpha, betaEff, tile);
                         }
+                    }
+                }
+            }
+
+            for (; args.oneRow && s < s1; s++)
+            {
+                var nr = Math.Min(NR, args.n - (s * NR));
+                var sliver = (byte*)args.w + ((long)s * args.k * NR * elementBytes);
+                for (var pc = 0; pc < args.k; pc += KC)
+                {
+                    var kc = Math.Min(KC, args.k - pc);
+                    var betaEff = pc == 0 ? args.beta : 1f;
+                    var bBlock = sliver + ((long)pc * NR * elementBytes);
+                    if (args.bf16)
+                    {
+                        Kernel512OneRow<BFloat16Sliver>(kc, (float*)args.a + pc, bBlock, (float*)args.c + (s * NR), nr, args.alpha, betaEff, tile);
+                    }
+                    else
+                    {
+                        Kernel512OneRow<Float32Sliver>(kc, (float*)args.a + pc, bBlock, (float*)args.c + (s * NR), nr, args.alpha, betaEff, tile);
                     }
                 }
             }
@@ -149,7 +176,7 @@ public static unsafe partial class Sgemm
     }
 
     /// <summary>
-    /// One row of A times four consecutive slivers of B (<paramref name="sliverBytes"/> apart): C's 128 elements
+    /// One row of A (its <paramref name="kc"/> values contiguous at <paramref name="a"/>) times four consecutive slivers of B (<paramref name="sliverBytes"/> apart): C's 128 elements
     /// from <paramref name="c"/>, the last sliver <paramref name="lastNr"/> wide. Each lane accumulates its element
     /// over k in order from zero with the same fused multiply-adds, and stores through the same partial-tile store,
     /// as <see cref="Kernel512Few{TB}"/> with one row, so the bits are the same; the four slivers only give the core
@@ -170,7 +197,7 @@ public static unsafe partial class Sgemm
             Sse.Prefetch0(b1p + OneRowPrefetchBytes);
             Sse.Prefetch0(b2p + OneRowPrefetchBytes);
             Sse.Prefetch0(b3p + OneRowPrefetchBytes);
-            var av = Vector512.Create(a[0]);
+            var av = Vector512.Create(a[p]);
             TB.Load512(b, out var x0, out var x1);
             c00 = Vector512.FusedMultiplyAdd(av, x0, c00);
             c01 = Vector512.FusedMultiplyAdd(av, x1, c01);
@@ -183,7 +210,6 @@ public static unsafe partial class Sgemm
             TB.Load512(b3p, out x0, out x1);
             c30 = Vector512.FusedMultiplyAdd(av, x0, c30);
             c31 = Vector512.FusedMultiplyAdd(av, x1, c31);
-            a += MR;
             b += TB.RowBytes;
             b1p += TB.RowBytes;
             b2p += TB.RowBytes;
@@ -198,6 +224,31 @@ public static unsafe partial class Sgemm
         StorePartial(tile + NR, c + NR, 0, 1, NR, alpha, beta);
         StorePartial(tile + (2 * NR), c + (2 * NR), 0, 1, NR, alpha, beta);
         StorePartial(tile + (3 * NR), c + (3 * NR), 0, 1, lastNr, alpha, beta);
+    }
+
+    /// <summary>
+    /// One row of A (its <paramref name="kc"/> values contiguous at <paramref name="a"/>) times one sliver of B, <paramref name="nr"/>
+    /// columns of C: a sliver left over after <see cref="Kernel512OneRowFour{TB}"/>'s groups of four, with the same
+    /// operations per lane, so the same bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel512OneRow<TB>(int kc, float* a, byte* b, float* c, int nr, float alpha, float beta, float* tile)
+        where TB : struct, ISliverElement
+    {
+        Vector512<float> c0 = default, c1 = default;
+        for (var p = 0; p < kc; p++)
+        {
+            Sse.Prefetch0(b + OneRowPrefetchBytes);
+            var av = Vector512.Create(a[p]);
+            TB.Load512(b, out var x0, out var x1);
+            c0 = Vector512.FusedMultiplyAdd(av, x0, c0);
+            c1 = Vector512.FusedMultiplyAdd(av, x1, c1);
+            b += TB.RowBytes;
+        }
+
+        c0.Store(tile);
+        c1.Store(tile + 16);
+        StorePartial(tile, c, 0, 1, nr, alpha, beta);
     }
 
     /// <summary>

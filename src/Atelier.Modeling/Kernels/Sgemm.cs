@@ -525,6 +525,29 @@ public static unsafe partial class Sgemm
                     }
                 }
             }
+            else if (mr == 8 && Avx.IsSupported)
+            {
+                // The last sliver of a 32-row decode batch (rows 24-31): the same 8×8 transposes for its rows, zeros
+                // in lanes 8-11. Moves only, so the same bits as the loop below.
+                var src = a + ((long)(ic + ir) * lda) + pc;
+                var p = 0;
+                for (; p + 8 <= kc; p += 8)
+                {
+                    Transpose8x8(src + p, lda, sliver + (p * MR), MR);
+                    for (var q = p; q < p + 8; q++)
+                    {
+                        Vector128<float>.Zero.Store(sliver + (q * MR) + 8);
+                    }
+                }
+
+                for (; p < kc; p++)
+                {
+                    for (var r = 0; r < MR; r++)
+                    {
+                        sliver[(p * MR) + r] = r < 8 ? src[((long)r * lda) + p] : 0f;
+                    }
+                }
+            }
             else
             {
                 for (var r = 0; r < MR; r++)
