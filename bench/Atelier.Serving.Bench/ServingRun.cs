@@ -11,6 +11,7 @@ internal static class ServingRun
     private const int PromptLength = 16; // under one KV block and a bit: random prompts can never hit the prefix cache
     private const int SharedPrefix = 2048;
     private const int Adapters = 8;
+    private const int TorchRuns = 2; // the PyTorch loop: the faster of two runs is the peer
     private const int DecodeRounds = 3; // decode at batch 1: each round paired with its own STREAM copy, the median reported
 
     public static async Task<List<string>> RunAsync(ModelSpec spec, string dir, string? python, int threads, bool bf16)
@@ -35,13 +36,25 @@ internal static class ServingRun
         var prompts = Enumerable.Range(0, Concurrent).Select(_ => Tokens(rng, PromptLength, a.VocabSize)).ToArray();
 
         // The PyTorch loop first, while no engine holds its packed copy of the weights (memory) or runs.
+        // Twice, and the faster run is the peer: its rate moved from 36 to 44 tokens/s between runs of one hour on
+        // ~100M (3.2 to 4.3 on ~1B), and a slow peer run would flatter the engine.
         TorchResult? torch = null;
-        if (python is not null)
+        for (var run = 0; python is not null && run < TorchRuns; run++)
         {
-            torch = RunTorch(python, path, a, threads, spec.BatchTokens, prompts.Take(spec.Sequential).ToArray(), dir);
-            Log(clock, torch is null
+            var result = RunTorch(python, path, a, threads, spec.BatchTokens, prompts.Take(spec.Sequential).ToArray(), dir);
+            Log(clock, result is null
                 ? "PyTorch loop: failed (see stderr); its figures are n/a"
-                : Bench.Inv($"PyTorch {torch.Version} loop ({torch.Threads} threads), {torch.Requests} requests one after another: {torch.TokensPerSecond:F2} tokens/s (decode alone {torch.DecodeTokensPerSecond:F2} tokens/s; load {torch.LoadSeconds:F1} s)"));
+                : Bench.Inv($"PyTorch {result.Version} loop ({result.Threads} threads), run {run + 1} of {TorchRuns}, {result.Requests} requests one after another: {result.TokensPerSecond:F2} tokens/s (decode alone {result.DecodeTokensPerSecond:F2} tokens/s; load {result.LoadSeconds:F1} s)"));
+            if (result is null)
+            {
+                torch = null;
+                break;
+            }
+
+            if (torch is null || result.TokensPerSecond > torch.TokensPerSecond)
+            {
+                torch = result;
+            }
         }
 
         // ---- Limits, measured right before the engine runs ----
@@ -152,7 +165,7 @@ internal static class ServingRun
         if (torch is not null)
         {
             rows.Add(Row(name, $"throughput, {Concurrent} concurrent (tokens/s)", $"{batchTps:F1}",
-                $"PyTorch {torch.Version} loop, one request after another: {torch.TokensPerSecond:F2}", batchTps / torch.TokensPerSecond, "≥ 24×", 24));
+                $"PyTorch {torch.Version} loop, one request after another (faster of {TorchRuns} runs): {torch.TokensPerSecond:F2}", batchTps / torch.TokensPerSecond, "≥ 24×", 24));
         }
         else
         {
