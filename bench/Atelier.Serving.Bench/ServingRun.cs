@@ -11,7 +11,7 @@ internal static class ServingRun
     private const int PromptLength = 16; // under one KV block and a bit: random prompts can never hit the prefix cache
     private const int SharedPrefix = 2048;
     private const int Adapters = 8;
-    private const int TorchRuns = 2; // the PyTorch loop: the faster of two runs is the peer
+    private const int TorchRuns = 2; // the PyTorch loop and the engine's 32 concurrent requests: the faster of two runs each
     private const int DecodeRounds = 3; // decode at batch 1: each round paired with its own STREAM copy, the median reported
 
     public static async Task<List<string>> RunAsync(ModelSpec spec, string dir, string? python, int threads, bool bf16)
@@ -102,13 +102,25 @@ internal static class ServingRun
             decodeStream = median.Stream;
 
             // 2. 32 concurrent requests, continuous batching; then the same engine one request at a time.
-            var steps = engine.Metrics.Steps;
-            var batch = await Serve(engine, prompts.Select(p => new GenerationRequest(p, spec.BatchTokens)).ToArray());
-            steps = engine.Metrics.Steps - steps;
-            batchTps = Concurrent * spec.BatchTokens / batch.Seconds;
-            stepSeconds = (batch.Seconds - batch.Streams.Max(s => s.First)) / (spec.BatchTokens - 1);
-            CheckNoCacheHits(batch);
-            Log(clock, Bench.Inv($"{Concurrent} concurrent × {spec.BatchTokens} tokens: {batchTps:F1} tokens/s in {batch.Seconds:F1} s, {steps} engine steps, decode step {stepSeconds * 1000:F0} ms (preemptions {batch.Results.Sum(r => r.Preemptions)})"));
+            // As many runs as the PyTorch loop had, each on fresh prompts (no prefix-cache hits), the faster one kept.
+            batchTps = 0;
+            stepSeconds = 0;
+            for (var run = 0; run < TorchRuns; run++)
+            {
+                var runPrompts = run == 0 ? prompts : Enumerable.Range(0, Concurrent).Select(_ => Tokens(rng, PromptLength, a.VocabSize)).ToArray();
+                var steps = engine.Metrics.Steps;
+                var batch = await Serve(engine, runPrompts.Select(p => new GenerationRequest(p, spec.BatchTokens)).ToArray());
+                steps = engine.Metrics.Steps - steps;
+                CheckNoCacheHits(batch);
+                var tps = Concurrent * spec.BatchTokens / batch.Seconds;
+                var step = (batch.Seconds - batch.Streams.Max(s => s.First)) / (spec.BatchTokens - 1);
+                Log(clock, Bench.Inv($"{Concurrent} concurrent × {spec.BatchTokens} tokens, run {run + 1} of {TorchRuns}: {tps:F1} tokens/s in {batch.Seconds:F1} s, {steps} engine steps, decode step {step * 1000:F0} ms (preemptions {batch.Results.Sum(r => r.Preemptions)})"));
+                if (tps > batchTps)
+                {
+                    batchTps = tps;
+                    stepSeconds = step;
+                }
+            }
 
             var sequential = 0.0;
             for (var i = 0; i < spec.Sequential; i++)
@@ -165,7 +177,7 @@ internal static class ServingRun
         if (torch is not null)
         {
             rows.Add(Row(name, $"throughput, {Concurrent} concurrent (tokens/s)", $"{batchTps:F1}",
-                $"PyTorch {torch.Version} loop, one request after another (faster of {TorchRuns} runs): {torch.TokensPerSecond:F2}", batchTps / torch.TokensPerSecond, "≥ 24×", 24));
+                $"PyTorch {torch.Version} loop, one request after another: {torch.TokensPerSecond:F2} (each side the faster of {TorchRuns} runs)", batchTps / torch.TokensPerSecond, "≥ 24×", 24));
         }
         else
         {
