@@ -110,8 +110,26 @@ public static partial class Attention
 
         var n = hi - lo + 1;
         var scores = System.Buffers.ArrayPool<float>.Shared.Rent(n);
+        var offsets = System.Buffers.ArrayPool<long>.Shared.Rent(n);
         try
         {
+            // Where each attended position's key (and value) for this KV head lies, found once for the group's heads
+            // and a block at a time: a division and a remainder per position and per head cost more than the
+            // position's dot product. Only addresses change, so the values read and the bits are the same.
+            var offs = offsets.AsSpan(0, n);
+            for (int pos = lo, j = 0; pos <= hi;)
+            {
+                var row0 = pos % bs;
+                var slot = ((long)tables[tableOffset + (pos / bs)] * bs) + row0;
+                var count = Math.Min(bs - row0, hi - pos + 1);
+                for (var i = 0; i < count; i++, j++)
+                {
+                    offs[j] = ((slot + i) * kvWidth) + (g * hd);
+                }
+
+                pos += count;
+            }
+
             var sc = scores.AsSpan(0, n);
             var scale = 1f / MathF.Sqrt(hd);
             for (var r = 0; r < s.Group; r++)
@@ -122,9 +140,7 @@ public static partial class Attention
                 var max = float.NegativeInfinity;
                 for (var j = 0; j < n; j++)
                 {
-                    var pos = lo + j;
-                    var slot = ((long)tables[tableOffset + (pos / bs)] * bs) + (pos % bs);
-                    var score = Simd.Dot(qh, new ReadOnlySpan<float>(k + (slot * kvWidth) + (g * hd), hd)) * scale;
+                    var score = Simd.Dot(qh, new ReadOnlySpan<float>(k + offs[j], hd)) * scale;
                     sc[j] = score;
                     max = MathF.Max(max, score);
                 }
@@ -139,14 +155,13 @@ public static partial class Attention
                 oh.Clear();
                 for (var j = 0; j < n; j++)
                 {
-                    var pos = lo + j;
-                    var slot = ((long)tables[tableOffset + (pos / bs)] * bs) + (pos % bs);
-                    Simd.Axpy(sc[j] * inv, new ReadOnlySpan<float>(v + (slot * kvWidth) + (g * hd), hd), oh);
+                    Simd.Axpy(sc[j] * inv, new ReadOnlySpan<float>(v + offs[j], hd), oh);
                 }
             }
         }
         finally
         {
+            System.Buffers.ArrayPool<long>.Shared.Return(offsets);
             System.Buffers.ArrayPool<float>.Shared.Return(scores);
         }
     }

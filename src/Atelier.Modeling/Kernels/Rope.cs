@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace Atelier.Modeling.Kernels;
 
 /// <summary>
@@ -9,6 +11,10 @@ public sealed class RopeAngles
     private readonly float[] _cos;
     private readonly float[] _sin;
     private readonly int _half;
+
+    // Per position, each pair's cosine twice and its sine as (−s, s): the vector path's operands. Built lazily, once.
+    private float[]? _cosPairs;
+    private float[]? _sinPairs;
 
     /// <summary>Computes the rotation for each position (angles in double, then rounded once).</summary>
     public RopeAngles(ReadOnlySpan<int> positions, int headDim, double theta)
@@ -22,12 +28,18 @@ public sealed class RopeAngles
         Count = positions.Length;
         _cos = new float[Count * _half];
         _sin = new float[Count * _half];
+        // The frequencies depend on the pair alone: computed once, not once per position.
+        var freqs = new double[_half];
+        for (var i = 0; i < _half; i++)
+        {
+            freqs[i] = 1.0 / Math.Pow(theta, 2.0 * i / headDim);
+        }
+
         for (var t = 0; t < Count; t++)
         {
             for (var i = 0; i < _half; i++)
             {
-                var freq = 1.0 / Math.Pow(theta, 2.0 * i / headDim);
-                var angle = positions[t] * freq;
+                var angle = positions[t] * freqs[i];
                 _cos[(t * _half) + i] = (float)Math.Cos(angle);
                 _sin[(t * _half) + i] = (float)Math.Sin(angle);
             }
@@ -50,6 +62,12 @@ public sealed class RopeAngles
             throw new ArgumentException("RoPE input does not have one row per position.", nameof(x));
         }
 
+        if (Vector256.IsHardwareAccelerated && headDim % Vector256<float>.Count == 0)
+        {
+            ApplyVector(x, heads, inverse);
+            return;
+        }
+
         for (var t = 0; t < Count; t++)
         {
             var cos = _cos.AsSpan(t * _half, _half);
@@ -66,6 +84,58 @@ public sealed class RopeAngles
                     var x1 = head[(2 * i) + 1];
                     head[2 * i] = (x0 * c) - (x1 * s);
                     head[(2 * i) + 1] = (x0 * s) + (x1 * c);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Apply"/> eight values (four pairs) at a time: <c>x·c + swap(x)·(−s, s)</c>, where swap exchanges the two
+    /// values of each pair. Each element gets <c>x0·c − x1·s</c> or <c>x1·c + x0·s</c> from two roundings of products and one
+    /// of their sum, as the scalar loop computes them (adding a negated product is subtracting it, and a sum does not
+    /// depend on its order), so the bits are the same; there is no fused multiply-add on either path.
+    /// </summary>
+    private void ApplyVector(Span<float> x, int heads, bool inverse)
+    {
+        var headDim = 2 * _half;
+        var width = heads * headDim;
+        if (_cosPairs is null || _sinPairs is null)
+        {
+            var cosPairs = new float[Count * headDim];
+            var sinPairs = new float[Count * headDim];
+            for (var j = 0; j < Count * _half; j++)
+            {
+                cosPairs[2 * j] = _cos[j];
+                cosPairs[(2 * j) + 1] = _cos[j];
+                sinPairs[2 * j] = -_sin[j];
+                sinPairs[(2 * j) + 1] = _sin[j];
+            }
+
+            _cosPairs = cosPairs;
+            _sinPairs = sinPairs;
+        }
+
+        var swap = Vector256.Create(1, 0, 3, 2, 5, 4, 7, 6);
+        for (var t = 0; t < Count; t++)
+        {
+            var cos = _cosPairs.AsSpan(t * headDim, headDim);
+            var sin = _sinPairs.AsSpan(t * headDim, headDim);
+            var row = x.Slice(t * width, width);
+            for (var h = 0; h < heads; h++)
+            {
+                var head = row.Slice(h * headDim, headDim);
+                for (var i = 0; i < headDim; i += Vector256<float>.Count)
+                {
+                    var v = Vector256.Create<float>(head[i..]);
+                    var c = Vector256.Create<float>(cos[i..]);
+                    var sn = Vector256.Create<float>(sin[i..]);
+                    if (inverse)
+                    {
+                        sn = -sn;
+                    }
+
+                    var rotated = (v * c) + (Vector256.Shuffle(v, swap) * sn);
+                    rotated.CopyTo(head[i..]);
                 }
             }
         }
