@@ -440,11 +440,11 @@ public static unsafe partial class Sgemm
         }
         else if (use512 && mr <= 8)
         {
-            Kernel512Eight<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+            Kernel512<TB, EightRows>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
         }
         else if (use512)
         {
-            Kernel512<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+            Kernel512<TB, TwelveRows>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
         }
         else if (mr <= 4)
         {
@@ -703,10 +703,16 @@ public static unsafe partial class Sgemm
         Sse.Store(dst + (3 * ldd), Sse.MoveHighToLow(t3, t2));
     }
 
-    /// <summary>The 12×32 AVX-512 micro-kernel: 24 accumulators, two B loads and 12 broadcasts per k.</summary>
+    /// <summary>
+    /// The 12×32 AVX-512 micro-kernel: 24 accumulators, two B loads and 12 broadcasts per k. Instantiated with
+    /// <see cref="EightRows"/> for edge tiles of five to eight rows (the last rows of a 32-row decode batch: 12 + 12 + 8),
+    /// it skips the four zero-padded rows, a ninth of such a product's multiply-adds; each lane accumulates and is
+    /// stored as in the twelve-row instance, so the bits are the same.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512<TB>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    private static void Kernel512<TB, TRows>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
         where TB : struct, ISliverElement
+        where TRows : struct, ITileRows
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
         Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
@@ -742,23 +748,27 @@ public static unsafe partial class Sgemm
             av = Vector512.Create(a[7]);
             c70 = Vector512.FusedMultiplyAdd(av, b0, c70);
             c71 = Vector512.FusedMultiplyAdd(av, b1, c71);
-            av = Vector512.Create(a[8]);
-            c80 = Vector512.FusedMultiplyAdd(av, b0, c80);
-            c81 = Vector512.FusedMultiplyAdd(av, b1, c81);
-            av = Vector512.Create(a[9]);
-            c90 = Vector512.FusedMultiplyAdd(av, b0, c90);
-            c91 = Vector512.FusedMultiplyAdd(av, b1, c91);
-            av = Vector512.Create(a[10]);
-            c100 = Vector512.FusedMultiplyAdd(av, b0, c100);
-            c101 = Vector512.FusedMultiplyAdd(av, b1, c101);
-            av = Vector512.Create(a[11]);
-            c110 = Vector512.FusedMultiplyAdd(av, b0, c110);
-            c111 = Vector512.FusedMultiplyAdd(av, b1, c111);
+            if (TRows.Twelve)
+            {
+                av = Vector512.Create(a[8]);
+                c80 = Vector512.FusedMultiplyAdd(av, b0, c80);
+                c81 = Vector512.FusedMultiplyAdd(av, b1, c81);
+                av = Vector512.Create(a[9]);
+                c90 = Vector512.FusedMultiplyAdd(av, b0, c90);
+                c91 = Vector512.FusedMultiplyAdd(av, b1, c91);
+                av = Vector512.Create(a[10]);
+                c100 = Vector512.FusedMultiplyAdd(av, b0, c100);
+                c101 = Vector512.FusedMultiplyAdd(av, b1, c101);
+                av = Vector512.Create(a[11]);
+                c110 = Vector512.FusedMultiplyAdd(av, b0, c110);
+                c111 = Vector512.FusedMultiplyAdd(av, b1, c111);
+            }
+
             a += MR;
             b += TB.RowBytes;
         }
 
-        if (mr == MR && nr == NR)
+        if (TRows.Twelve && mr == MR && nr == NR)
         {
             var va = Vector512.Create(alpha);
             Store512(c, c00, c01, va, beta);
@@ -784,67 +794,14 @@ public static unsafe partial class Sgemm
         c50.Store(tile + 160); c51.Store(tile + 176);
         c60.Store(tile + 192); c61.Store(tile + 208);
         c70.Store(tile + 224); c71.Store(tile + 240);
-        c80.Store(tile + 256); c81.Store(tile + 272);
-        c90.Store(tile + 288); c91.Store(tile + 304);
-        c100.Store(tile + 320); c101.Store(tile + 336);
-        c110.Store(tile + 352); c111.Store(tile + 368);
-        StorePartial(tile, c, ldc, mr, nr, alpha, beta);
-    }
-
-    /// <summary>
-    /// The micro-kernel for an edge tile of five to eight rows (the last rows of a 32-row decode batch: 12 + 12 + 8).
-    /// Each lane accumulates its element as <see cref="Kernel512"/> does and goes through the same partial-tile store,
-    /// so the bits are the same; it skips the four zero-padded rows that <see cref="Kernel512"/> would multiply, a ninth
-    /// of a 32-row product's multiply-adds.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512Eight<TB>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
-        where TB : struct, ISliverElement
-    {
-        Debug.Assert(mr is >= 5 and <= 8);
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
-        Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
-        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;
-        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
-        for (var p = 0; p < kc; p++)
+        if (TRows.Twelve)
         {
-            TB.Load512(b, out var b0, out var b1);
-            var av = Vector512.Create(a[0]);
-            c00 = Vector512.FusedMultiplyAdd(av, b0, c00);
-            c01 = Vector512.FusedMultiplyAdd(av, b1, c01);
-            av = Vector512.Create(a[1]);
-            c10 = Vector512.FusedMultiplyAdd(av, b0, c10);
-            c11 = Vector512.FusedMultiplyAdd(av, b1, c11);
-            av = Vector512.Create(a[2]);
-            c20 = Vector512.FusedMultiplyAdd(av, b0, c20);
-            c21 = Vector512.FusedMultiplyAdd(av, b1, c21);
-            av = Vector512.Create(a[3]);
-            c30 = Vector512.FusedMultiplyAdd(av, b0, c30);
-            c31 = Vector512.FusedMultiplyAdd(av, b1, c31);
-            av = Vector512.Create(a[4]);
-            c40 = Vector512.FusedMultiplyAdd(av, b0, c40);
-            c41 = Vector512.FusedMultiplyAdd(av, b1, c41);
-            av = Vector512.Create(a[5]);
-            c50 = Vector512.FusedMultiplyAdd(av, b0, c50);
-            c51 = Vector512.FusedMultiplyAdd(av, b1, c51);
-            av = Vector512.Create(a[6]);
-            c60 = Vector512.FusedMultiplyAdd(av, b0, c60);
-            c61 = Vector512.FusedMultiplyAdd(av, b1, c61);
-            av = Vector512.Create(a[7]);
-            c70 = Vector512.FusedMultiplyAdd(av, b0, c70);
-            c71 = Vector512.FusedMultiplyAdd(av, b1, c71);
-            a += MR;
-            b += TB.RowBytes;
+            c80.Store(tile + 256); c81.Store(tile + 272);
+            c90.Store(tile + 288); c91.Store(tile + 304);
+            c100.Store(tile + 320); c101.Store(tile + 336);
+            c110.Store(tile + 352); c111.Store(tile + 368);
         }
 
-        c00.Store(tile + 0); c01.Store(tile + 16);
-        c10.Store(tile + 32); c11.Store(tile + 48);
-        c20.Store(tile + 64); c21.Store(tile + 80);
-        c30.Store(tile + 96); c31.Store(tile + 112);
-        c40.Store(tile + 128); c41.Store(tile + 144);
-        c50.Store(tile + 160); c51.Store(tile + 176);
-        c60.Store(tile + 192); c61.Store(tile + 208);
-        c70.Store(tile + 224); c71.Store(tile + 240);
         StorePartial(tile, c, ldc, mr, nr, alpha, beta);
     }
 
@@ -1022,5 +979,24 @@ public static unsafe partial class Sgemm
         }
 
         StorePartial(tile, c, ldc, mr, nr, alpha, beta);
+    }
+
+    /// <summary>How many rows of a tile <see cref="Kernel512{TB, TRows}"/> computes: a type argument, so the JIT drops the unused rows' code.</summary>
+    internal interface ITileRows
+    {
+        /// <summary>True for all twelve rows, false for the first eight.</summary>
+        static abstract bool Twelve { get; }
+    }
+
+    /// <summary>All <see cref="MR"/> rows.</summary>
+    internal readonly struct TwelveRows : ITileRows
+    {
+        public static bool Twelve => true;
+    }
+
+    /// <summary>The first eight rows, for edge tiles of five to eight.</summary>
+    internal readonly struct EightRows : ITileRows
+    {
+        public static bool Twelve => false;
     }
 }
