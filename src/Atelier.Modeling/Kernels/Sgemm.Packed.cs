@@ -126,26 +126,6 @@ public static unsafe partial class Sgemm
                 }
             }
 
-            for (; args.oneRow && s < s1; s++)
-            {
-                var nr = Math.Min(NR, args.n - (s * NR));
-                var sliver = (byte*)args.w + ((long)s * args.k * NR * elementBytes);
-                for (var pc = 0; pc < args.k; pc += KC)
-                {
-                    var kc = Math.Min(KC, args.k - pc);
-                    var betaEff = pc == 0 ? args.beta : 1f;
-                    var bBlock = sliver + ((long)pc * NR * elementBytes);
-                    if (args.bf16)
-                    {
-                        Kernel512OneRow<BFloat16Sliver>(kc, (float*)args.a + pc, bBlock, (float*)args.c + (s * NR), nr, args.alpha, betaEff, tile);
-                    }
-                    else
-                    {
-                        Kernel512OneRow<Float32Sliver>(kc, (float*)args.a + pc, bBlock, (float*)args.c + (s * NR), nr, args.alpha, betaEff, tile);
-                    }
-                }
-            }
-
             for (; s < s1; s++)
             {
                 var nr = Math.Min(NR, args.n - (s * NR));
@@ -155,6 +135,21 @@ public static unsafe partial class Sgemm
                     var kc = Math.Min(KC, args.k - pc);
                     var betaEff = pc == 0 ? args.beta : 1f;
                     var bBlock = sliver + ((long)pc * NR * elementBytes);
+                    if (args.oneRow)
+                    {
+                        // A sliver left over after the groups of four; A is the row itself.
+                        if (args.bf16)
+                        {
+                            Kernel512OneRow<BFloat16Sliver>(kc, (float*)args.a + pc, bBlock, (float*)args.c + (s * NR), nr, args.alpha, betaEff, tile);
+                        }
+                        else
+                        {
+                            Kernel512OneRow<Float32Sliver>(kc, (float*)args.a + pc, bBlock, (float*)args.c + (s * NR), nr, args.alpha, betaEff, tile);
+                        }
+
+                        continue;
+                    }
+
                     var aBlock = (float*)args.a + ((long)pc * args.mPad);
                     for (var ir = 0; ir < args.m; ir += MR)
                     {
