@@ -220,11 +220,11 @@ public static class Completions
                 continue;
             }
 
+            // Every token gives an update, even one whose text is still held back (a stop string's possible start, an
+            // incomplete UTF-8 sequence): a streaming caller then writes something per token, which is how it learns
+            // that its client has gone (an HTTP/1.1 client's close is only seen when a write to it fails).
             var delta = text.Push(token);
-            if (delta.Length > 0)
-            {
-                await updates.WriteAsync(new CompletionUpdate(index, delta, null), ct).ConfigureAwait(false);
-            }
+            await updates.WriteAsync(new CompletionUpdate(index, delta, null), ct).ConfigureAwait(false);
 
             if (text.Stopped)
             {

@@ -369,6 +369,16 @@ public static class InferenceEndpoints
         var started = new HashSet<int>();
         await foreach (var update in Completions.StreamAsync(request, context.RequestAborted).ConfigureAwait(false))
         {
+            if (update.Delta.Length == 0 && update.Finished is null)
+            {
+                // A token whose text is held back: an SSE comment, which clients ignore (the SDK's parser, the CLI and
+                // the console read only data lines), so that a client that has gone away is noticed by the failed
+                // write instead of after the whole generation.
+                await context.Response.WriteAsync(":\n\n", context.RequestAborted).ConfigureAwait(false);
+                await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+                continue;
+            }
+
             var delta = new JsonObject();
             if (started.Add(update.Index))
             {
