@@ -29,7 +29,7 @@ public static class KernelTeam
 
     private static readonly Lock Gate = new();
     private static readonly ManualResetEventSlim Awake = new(false);
-    private static readonly List<Thread> Helpers = [];
+    private static int _helpers;
     private static int _hot;
     private static long _lastHotEnded;
     private static int _busy;
@@ -52,11 +52,9 @@ public static class KernelTeam
 
         lock (Gate)
         {
-            while (Helpers.Count < helpers)
+            for (; _helpers < helpers; _helpers++)
             {
-                var thread = new Thread(HelperLoop) { IsBackground = true, Name = $"Atelier kernel helper {Helpers.Count + 1}" };
-                Helpers.Add(thread);
-                thread.Start();
+                new Thread(HelperLoop) { IsBackground = true, Name = $"Atelier kernel helper {_helpers + 1}" }.Start();
             }
 
             if (++_hot == 1)

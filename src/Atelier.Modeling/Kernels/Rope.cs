@@ -8,13 +8,11 @@ namespace Atelier.Modeling.Kernels;
 /// </summary>
 public sealed class RopeAngles
 {
+    // Per position, each pair's cosine twice and its sine as (−s, s): the vector path's operands as they are, and
+    // the scalar loop's cosine and sine at each pair's first and second slot.
     private readonly float[] _cos;
     private readonly float[] _sin;
     private readonly int _half;
-
-    // Per position, each pair's cosine twice and its sine as (−s, s): the vector path's operands. Built lazily, once.
-    private float[]? _cosPairs;
-    private float[]? _sinPairs;
 
     /// <summary>Computes the rotation for each position (angles in double, then rounded once).</summary>
     public RopeAngles(ReadOnlySpan<int> positions, int headDim, double theta)
@@ -26,8 +24,8 @@ public sealed class RopeAngles
 
         _half = headDim / 2;
         Count = positions.Length;
-        _cos = new float[Count * _half];
-        _sin = new float[Count * _half];
+        _cos = new float[Count * headDim];
+        _sin = new float[Count * headDim];
         // The frequencies depend on the pair alone: computed once, not once per position.
         var freqs = new double[_half];
         for (var i = 0; i < _half; i++)
@@ -40,8 +38,10 @@ public sealed class RopeAngles
             for (var i = 0; i < _half; i++)
             {
                 var angle = positions[t] * freqs[i];
-                _cos[(t * _half) + i] = (float)Math.Cos(angle);
-                _sin[(t * _half) + i] = (float)Math.Sin(angle);
+                var at = (t * headDim) + (2 * i);
+                _cos[at] = _cos[at + 1] = (float)Math.Cos(angle);
+                _sin[at + 1] = (float)Math.Sin(angle);
+                _sin[at] = -_sin[at + 1];
             }
         }
     }
@@ -70,16 +70,16 @@ public sealed class RopeAngles
 
         for (var t = 0; t < Count; t++)
         {
-            var cos = _cos.AsSpan(t * _half, _half);
-            var sin = _sin.AsSpan(t * _half, _half);
+            var cos = _cos.AsSpan(t * headDim, headDim);
+            var sin = _sin.AsSpan(t * headDim, headDim);
             var row = x.Slice(t * width, width);
             for (var h = 0; h < heads; h++)
             {
                 var head = row.Slice(h * headDim, headDim);
                 for (var i = 0; i < _half; i++)
                 {
-                    var c = cos[i];
-                    var s = inverse ? -sin[i] : sin[i];
+                    var c = cos[2 * i];
+                    var s = inverse ? -sin[(2 * i) + 1] : sin[(2 * i) + 1];
                     var x0 = head[2 * i];
                     var x1 = head[(2 * i) + 1];
                     head[2 * i] = (x0 * c) - (x1 * s);
@@ -99,27 +99,11 @@ public sealed class RopeAngles
     {
         var headDim = 2 * _half;
         var width = heads * headDim;
-        if (_cosPairs is null || _sinPairs is null)
-        {
-            var cosPairs = new float[Count * headDim];
-            var sinPairs = new float[Count * headDim];
-            for (var j = 0; j < Count * _half; j++)
-            {
-                cosPairs[2 * j] = _cos[j];
-                cosPairs[(2 * j) + 1] = _cos[j];
-                sinPairs[2 * j] = -_sin[j];
-                sinPairs[(2 * j) + 1] = _sin[j];
-            }
-
-            _cosPairs = cosPairs;
-            _sinPairs = sinPairs;
-        }
-
         var swap = Vector256.Create(1, 0, 3, 2, 5, 4, 7, 6);
         for (var t = 0; t < Count; t++)
         {
-            var cos = _cosPairs.AsSpan(t * headDim, headDim);
-            var sin = _sinPairs.AsSpan(t * headDim, headDim);
+            var cos = _cos.AsSpan(t * headDim, headDim);
+            var sin = _sin.AsSpan(t * headDim, headDim);
             var row = x.Slice(t * width, width);
             for (var h = 0; h < heads; h++)
             {
