@@ -185,6 +185,26 @@ public static class Completions
             throw new BadRequestException(e.Message, "context_length_exceeded");
         }
 
+        try
+        {
+            await ReadChoiceAsync(request, index, contextBound, updates, stream, end, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            // However the reading ended (a client gone, a stop string, a failed write), a generation still running is
+            // cancelled before its token source is disposed: disposal alone would unlink it, and the engine would go on
+            // generating for nobody.
+            if (!stream.Completion.IsCompleted)
+            {
+                await end.CancelAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task ReadChoiceAsync(CompletionRequest request, int index, bool contextBound, ChannelWriter<CompletionUpdate> updates, GenerationStream stream, CancellationTokenSource end, CancellationToken ct)
+    {
+        var tokenizer = request.Model.Base.Tokenizer;
+        var eos = tokenizer.Control.Eos;
         var text = new TextAssembler(tokenizer, request.Stop);
         var tokens = new List<int>();
         var inContent = true;
