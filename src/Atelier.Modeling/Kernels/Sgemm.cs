@@ -417,34 +417,39 @@ public static unsafe partial class Sgemm
         }
     }
 
-    /// <summary>Runs the micro-kernel that fits the machine, the tile's row count and the sliver's element type.</summary>
-    private static void MicroKernel(bool use512, bool bf16, int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    /// <summary>
+    /// Runs the micro-kernel that fits the machine, the tile's row count and the sliver's element type. The multi-row
+    /// 512-bit kernels also ask for one row of <paramref name="prefetch"/> (a block of B read next) per k row into L2.
+    /// </summary>
+    private static void MicroKernel(bool use512, bool bf16, int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile, byte* prefetch = null)
     {
         if (bf16)
         {
-            MicroKernel<BFloat16Sliver>(use512, kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+            MicroKernel<BFloat16Sliver>(use512, kc, a, b, c, ldc, mr, nr, alpha, beta, tile, prefetch);
         }
         else
         {
-            MicroKernel<Float32Sliver>(use512, kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+            MicroKernel<Float32Sliver>(use512, kc, a, b, c, ldc, mr, nr, alpha, beta, tile, prefetch);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MicroKernel<TB>(bool use512, int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    private static void MicroKernel<TB>(bool use512, int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile, byte* prefetch)
         where TB : struct, ISliverElement
     {
+        // No block to fetch ahead: touch the one being read, whose lines are already in cache.
+        prefetch = prefetch == null ? b : prefetch;
         if (use512 && mr <= 4)
         {
             Kernel512Few<TB>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
         }
         else if (use512 && mr <= 8)
         {
-            Kernel512<TB, EightRows>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+            Kernel512<TB, EightRows>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile, prefetch);
         }
         else if (use512)
         {
-            Kernel512<TB, TwelveRows>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile);
+            Kernel512<TB, TwelveRows>(kc, a, b, c, ldc, mr, nr, alpha, beta, tile, prefetch);
         }
         else if (mr <= 4)
         {
@@ -710,7 +715,7 @@ public static unsafe partial class Sgemm
     /// stored as in the twelve-row instance, so the bits are the same.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512<TB, TRows>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile)
+    private static void Kernel512<TB, TRows>(int kc, float* a, byte* b, float* c, int ldc, int mr, int nr, float alpha, float beta, float* tile, byte* prefetch)
         where TB : struct, ISliverElement
         where TRows : struct, ITileRows
     {
@@ -723,6 +728,13 @@ public static unsafe partial class Sgemm
 
         for (var p = 0; p < kc; p++)
         {
+            Sse.Prefetch1(prefetch);
+            if (TB.RowBytes > 64)
+            {
+                Sse.Prefetch1(prefetch + 64);
+            }
+
+            prefetch += TB.RowBytes;
             TB.Load512(b, out var b0, out var b1);
             var av = Vector512.Create(a[0]);
             c00 = Vector512.FusedMultiplyAdd(av, b0, c00);
