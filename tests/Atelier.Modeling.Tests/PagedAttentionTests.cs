@@ -6,11 +6,13 @@ namespace Atelier.Modeling.Tests;
 public class PagedAttentionTests
 {
     [Theory]
-    [InlineData(null)]
-    [InlineData(5)]
-    public void PagedForward_EqualsContiguousAttention_WhenBlocksAreScattered(int? window)
+    [InlineData(null, 8)]
+    [InlineData(5, 8)]
+    [InlineData(null, 64)] // the head size whose values are accumulated in registers
+    [InlineData(5, 64)]
+    public void PagedForward_EqualsContiguousAttention_WhenBlocksAreScattered(int? window, int hd)
     {
-        const int heads = 4, kvHeads = 2, hd = 8, bs = 4, keys = 19, poolBlocks = 9;
+        const int heads = 4, kvHeads = 2, bs = 4, keys = 19, poolBlocks = 9;
         var kvWidth = kvHeads * hd;
         var q = TestData.Uniform(keys * heads * hd, 1);
         var k = TestData.Uniform(keys * kvWidth, 2);

@@ -1,3 +1,6 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+
 namespace Atelier.Modeling.Kernels;
 
 public static partial class Attention
@@ -30,8 +33,8 @@ public static partial class Attention
     /// </summary>
     /// <remarks>
     /// Each (row, head) is computed on its own, in an order fixed by its key range alone: scores by
-    /// <see cref="Simd.Dot"/> position by position, the softmax with scalar exponentials and a fixed-order
-    /// sum, then the values accumulated position by position. So a row's output does not depend on which
+    /// <see cref="Simd.Dot"/> position by position, the softmax with one vectorised exponential over the row's
+    /// scores and a fixed-order sum, then the values accumulated position by position. So a row's output does not depend on which
     /// other rows (of its own or other sequences) share the call, nor on the thread count: the batch
     /// invariance a serving engine promises for seeded requests rests on it. It trades the SGEMM score
     /// blocks of <see cref="Forward"/> for that; decode steps, which dominate serving, read one row per
@@ -145,13 +148,34 @@ public static partial class Attention
                     max = MathF.Max(max, score);
                 }
 
-                // Scalar exponentials: their result never depends on where a vector loop would start.
-                for (var j = 0; j < n; j++)
+                // One vectorised exp over the row's scores: each element's result depends on its value and on n (which
+                // of TensorPrimitives' paths runs) alone, and n is fixed by the row's key range, so no other row changes it.
+                TensorPrimitives.Subtract(sc, max, sc);
+                TensorPrimitives.Exp(sc, sc);
+                var inv = (float)(1.0 / Simd.Sum(sc));
+                if (hd == 64 && Vector512.IsHardwareAccelerated)
                 {
-                    sc[j] = MathF.Exp(sc[j] - max);
+                    // The common head size in registers: the same fused multiply-adds in the same order as Axpy into
+                    // memory, so the same bits, without a store and reload per position.
+                    Vector512<float> o0 = default, o1 = default, o2 = default, o3 = default;
+                    for (var j = 0; j < n; j++)
+                    {
+                        var w = Vector512.Create(sc[j] * inv);
+                        var vj = v + offs[j];
+                        o0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj), o0);
+                        o1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 16), o1);
+                        o2 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 32), o2);
+                        o3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 48), o3);
+                    }
+
+                    var po = o + ((long)row * qWidth) + (h * hd);
+                    o0.Store(po);
+                    o1.Store(po + 16);
+                    o2.Store(po + 32);
+                    o3.Store(po + 48);
+                    continue;
                 }
 
-                var inv = (float)(1.0 / Simd.Sum(sc));
                 oh.Clear();
                 for (var j = 0; j < n; j++)
                 {
