@@ -367,18 +367,22 @@ public static unsafe partial class Sgemm
                     }
                 }
 
-                // Tasks are (block of MC rows) × (range of B slivers). With few rows, split columns too.
+                // Tasks are (block of up to MC rows) × (range of B slivers). With few rows, split columns too. The
+                // rows are shared evenly between the blocks (whole tiles each): 512 prompt rows as 4 × 128 rather than
+                // 3 × 144 + 80, which left one of two threads a fifth idle. Which rows share a block changes no bit.
                 var mBlocks = (m + MC - 1) / MC;
+                var mcEven = RoundUp((m + mBlocks - 1) / mBlocks, MR);
+                mBlocks = (m + mcEven - 1) / mcEven;
                 var nSplits = threads == 1 ? 1 : Math.Clamp(((2 * threads) + mBlocks - 1) / mBlocks, 1, panels);
                 var tasks = mBlocks * nSplits;
-                var args = (a: (nint)a, lda, transA, c: (nint)c, ldc, bBase: (nint)bBase, sliverBytes, jc, pc, kc, nc, panels, nSplits, alpha, betaEff, m, use512, bf16);
+                var args = (a: (nint)a, lda, transA, c: (nint)c, ldc, bBase: (nint)bBase, sliverBytes, jc, pc, kc, nc, panels, nSplits, alpha, betaEff, m, use512, bf16, mcEven);
 
                 void RunTask(int t)
                 {
                     var ib = t / args.nSplits;
                     var js = t % args.nSplits;
-                    var ic = ib * MC;
-                    var mc = Math.Min(MC, args.m - ic);
+                    var ic = ib * args.mcEven;
+                    var mc = Math.Min(args.mcEven, args.m - ic);
                     var p0 = (int)((long)args.panels * js / args.nSplits);
                     var p1 = (int)((long)args.panels * (js + 1) / args.nSplits);
                     if (p0 == p1)
@@ -393,11 +397,14 @@ public static unsafe partial class Sgemm
                     {
                         var nr = Math.Min(NR, args.nc - (p * NR));
                         var bSliver = (byte*)args.bBase + (p * args.sliverBytes);
+
+                        // As in the panel-outer loop: the last tile's call fetches the next sliver's block while it computes.
+                        var next = p + 1 < p1 ? bSliver + args.sliverBytes : null;
                         for (var ir = 0; ir < mc; ir += MR)
                         {
                             var mr = Math.Min(MR, mc - ir);
                             var cTile = (float*)args.c + ((long)(ic + ir) * args.ldc) + args.jc + (p * NR);
-                            MicroKernel(args.use512, args.bf16, args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile);
+                            MicroKernel(args.use512, args.bf16, args.kc, aPack + ((long)ir * args.kc), bSliver, cTile, args.ldc, mr, nr, args.alpha, args.betaEff, tile, ir + MR >= mc ? next : null);
                         }
                     }
                 }
