@@ -187,7 +187,7 @@ public static class Completions
 
         try
         {
-            await ReadChoiceAsync(request, index, contextBound, updates, stream, end, ct).ConfigureAwait(false);
+            await ReadChoiceAsync(request, index, contextBound, updates, stream, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -201,7 +201,7 @@ public static class Completions
         }
     }
 
-    private static async Task ReadChoiceAsync(CompletionRequest request, int index, bool contextBound, ChannelWriter<CompletionUpdate> updates, GenerationStream stream, CancellationTokenSource end, CancellationToken ct)
+    private static async Task ReadChoiceAsync(CompletionRequest request, int index, bool contextBound, ChannelWriter<CompletionUpdate> updates, GenerationStream stream, CancellationToken ct)
     {
         var tokenizer = request.Model.Base.Tokenizer;
         var eos = tokenizer.Control.Eos;
@@ -248,9 +248,8 @@ public static class Completions
 
             if (text.Stopped)
             {
-                // A stop string: the rest is not wanted; free the sequence now.
+                // A stop string: the rest is not wanted (the caller cancels the sequence once this returns).
                 finish = "stop";
-                await end.CancelAsync().ConfigureAwait(false);
                 break;
             }
         }

@@ -139,7 +139,7 @@ public static partial class Attention
             {
                 var h = (g * s.Group) + r;
                 var qh = new ReadOnlySpan<float>(q + ((long)row * qWidth) + (h * hd), hd);
-                var oh = new Span<float>(o + ((long)row * qWidth) + (h * hd), hd);
+                var po = o + ((long)row * qWidth) + (h * hd);
                 var max = float.NegativeInfinity;
                 for (var j = 0; j < n; j++)
                 {
@@ -168,7 +168,6 @@ public static partial class Attention
                         o3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vj + 48), o3);
                     }
 
-                    var po = o + ((long)row * qWidth) + (h * hd);
                     o0.Store(po);
                     o1.Store(po + 16);
                     o2.Store(po + 32);
@@ -176,6 +175,7 @@ public static partial class Attention
                     continue;
                 }
 
+                var oh = new Span<float>(po, hd);
                 oh.Clear();
                 for (var j = 0; j < n; j++)
                 {
