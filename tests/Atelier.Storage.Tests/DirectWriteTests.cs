@@ -115,6 +115,41 @@ public sealed class DirectWriteTests
     }
 
     [Fact]
+    public async Task LongBlob_IsFlushedBehindItsWrites_AndKeepsItsBytes()
+    {
+        // With a 256 KiB step, 4 MiB of writes start background flushes (one at a time, so at
+        // least one and at most one per step) while the writes go on; the bytes are unchanged.
+        var directory = Atelier.Testing.TestCleanup.CreateDirectory("atelier-flush-behind");
+        var path = Path.Combine(directory, "blob");
+        var random = new Random(11);
+        var expected = new byte[4 << 20];
+        random.NextBytes(expected);
+        int flushes;
+        await using (var writer = new WriteBehindFileStream(new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0, FileOptions.Asynchronous), deviceFlushStepBytes: 256 << 10))
+        {
+            var buffer = Pool.Rent();
+            try
+            {
+                for (var offset = 0; offset < expected.Length; offset += buffer.Length)
+                {
+                    expected.AsSpan(offset, buffer.Length).CopyTo(buffer.Span);
+                    await writer.WriteAsync(buffer);
+                }
+            }
+            finally
+            {
+                Pool.Return(buffer);
+            }
+
+            await writer.WaitForFlushBehindAsync();
+            flushes = writer.FlushesBehind;
+        }
+
+        Assert.InRange(flushes, OperatingSystem.IsLinux() ? 1 : 0, 16);
+        Assert.Equal(SHA256.HashData(expected), SHA256.HashData(await File.ReadAllBytesAsync(path)));
+    }
+
+    [Fact]
     public void Pool_GivesBlockAlignedBuffersOfItsSize_AndTakesOnlyItsOwn()
     {
         var buffers = Enumerable.Range(0, 6).Select(_ => Pool.Rent()).ToList();

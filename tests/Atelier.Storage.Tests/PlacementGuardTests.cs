@@ -96,6 +96,37 @@ public sealed class PlacementGuardTests : IDisposable
     }
 
     [Fact]
+    public async Task BytesHashedApartFromTheirWrite_GiveTheSameReceipt_AndAMissingHashRefusesTheCommit()
+    {
+        // The upload path writes a chunk and hashes it on two threads; the receipt must be the
+        // same as for the inline path, and a blob whose hash missed bytes must never commit.
+        var bytes = RandomNumberGenerator.GetBytes(100_000);
+        await using (var write = await _guard.BeginWriteAsync(new ArtifactRef("file", "f-split", "team-a"), EuOnly, "paris", "key:k"))
+        {
+            await write.WriteUnhashedAsync(bytes.AsMemory(0, 40_000), CancellationToken.None);
+            write.AppendToHash(bytes.AsSpan(0, 40_000));
+            await write.WriteUnhashedAsync(bytes.AsMemory(40_000), CancellationToken.None);
+            write.AppendToHash(bytes.AsSpan(40_000));
+            var receipt = await write.CommitAsync(CancellationToken.None);
+            Assert.Equal(bytes.Length, receipt.Bytes);
+            Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(bytes)), receipt.Sha256);
+        }
+
+        await using (var missed = await _guard.BeginWriteAsync(new ArtifactRef("file", "f-short", "team-a"), EuOnly, "paris", "key:k"))
+        {
+            await missed.WriteUnhashedAsync(bytes, CancellationToken.None);
+            missed.AppendToHash(bytes.AsSpan(0, 99_999));
+            var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await missed.CommitAsync(CancellationToken.None));
+            Assert.Contains("99999 bytes of the 100000", error.Message, StringComparison.Ordinal);
+            Assert.False(missed.IsCommitted);
+        }
+
+        // Only the first blob was placed; the refused one left no bytes and no audit record.
+        Assert.Equal("f-split", Assert.Single(_audit.Read(0, 10)).ArtifactId);
+        Assert.Single(Directory.EnumerateFiles(Path.Combine(_data, "paris"), "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
     public async Task Deletion_IsAudited()
     {
         var artifact = new ArtifactRef("file", "f2", "team-a");

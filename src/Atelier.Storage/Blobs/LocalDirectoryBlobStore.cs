@@ -214,6 +214,7 @@ public sealed class LocalDirectoryBlobStore : IBlobStore
             try
             {
                 await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+                await _writer.WaitForFlushBehindAsync().ConfigureAwait(false);
                 stream.Flush(flushToDisk: true);
                 await stream.DisposeAsync().ConfigureAwait(false);
                 var directory = Path.GetDirectoryName(finalPath)!;

@@ -219,6 +219,7 @@ public sealed class GuardedWrite : IAsyncDisposable
     private readonly PlacementGuard _guard;
     private readonly PendingBlob _pending;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private long _bytesHashed;
     private bool _committed;
 
     internal GuardedWrite(PlacementGuard guard, ArtifactRef artifact, ResidencyPolicy policy, LocationDescriptor location, string actor, PendingBlob pending)
@@ -264,11 +265,38 @@ public sealed class GuardedWrite : IAsyncDisposable
         }
 
         BytesWritten += bytes.Length;
+        _bytesHashed += bytes.Length;
+    }
+
+    /// <summary>
+    /// Appends bytes without hashing them, for a caller that hashes them on another core with
+    /// <see cref="AppendToHash"/> while the disk takes the next ones. The memory must not change
+    /// until the returned task completes.
+    /// </summary>
+    public async ValueTask WriteUnhashedAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+    {
+        await _pending.Stream.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+        BytesWritten += bytes.Length;
+    }
+
+    /// <summary>
+    /// Hashes bytes written with <see cref="WriteUnhashedAsync"/>: the same bytes, in the same order.
+    /// The commit refuses a blob whose hashed and written lengths differ.
+    /// </summary>
+    public void AppendToHash(ReadOnlySpan<byte> bytes)
+    {
+        _hash.AppendData(bytes);
+        Interlocked.Add(ref _bytesHashed, bytes.Length);
     }
 
     /// <summary>Commits the bytes (fsync, atomic rename) and records the placement in the audit log.</summary>
     public async ValueTask<PlacementReceipt> CommitAsync(CancellationToken cancellationToken)
     {
+        if (Volatile.Read(ref _bytesHashed) != BytesWritten)
+        {
+            throw new InvalidOperationException($"The blob's hash covers {_bytesHashed} bytes of the {BytesWritten} written; it is not committed.");
+        }
+
         await _pending.CommitAsync(cancellationToken).ConfigureAwait(false);
         var receipt = new PlacementReceipt(Location.Id, _pending.Key, BytesWritten, Convert.ToHexStringLower(_hash.GetHashAndReset()));
         await _guard.RecordPlacementOrUndoAsync(Artifact, Policy, Actor, receipt).ConfigureAwait(false);
