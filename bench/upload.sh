@@ -4,10 +4,14 @@
 # memory growth and CPU time while it streams. Both part orders: the file part before the purpose
 # (the order of the Mistral TypeScript SDK's FormData) and after it (form fields first, as
 # httpx-based clients such as the Python SDK send them). The client is curl (about 0.5 CPU-s/GiB).
-# Prints, per order: upload MiB/s, dd MiB/s, the ratio, server CPU-s/GiB, peak RSS growth, and
+# Also, just before each upload, the same curl into a discard sink (bench/upload-sink.py): the
+# transport alone, no server work, the most this client and loopback can move at that moment.
+# Prints, per order: upload MiB/s, dd MiB/s, the ratio (and the share of the transport's rate),
+# server CPU-s/GiB, peak RSS growth, and
 # the goal verdict (>= 70% of dd, growth < 100 MB); then the CPU-seconds per GiB of each party
 # while the upload ran: the server, curl, the rest of the machine at normal priority (kernel
-# writeback threads, loopback softirq, and any other job), and niced jobs apart.
+# writeback threads, loopback softirq, and any other job), and niced user time apart (the
+# server's own hash and validation threads run at nice 10, so it is counted there too).
 # Usage: bench/upload.sh [size_in_MiB]   (default 2048)
 # BENCH_PERF=DIR: also record `perf record -a -g` of each measured upload into DIR (with the
 # runtime's perf map, so JIT frames are named) and print the top of each profile.
@@ -57,6 +61,19 @@ measure_dd() { # raw write bandwidth to the same disk, two ways; the faster is t
   echo "dd: buffered $buffered MiB/s, direct $direct MiB/s; the peer is the $dd_which one" >&2
 }
 
+measure_transport() { # the upload's curl, same parts, into a discard sink (bench/upload-sink.py)
+  # No server work at all: the client's file reads and the loopback's copies are all that is
+  # left, so this is the most any upload through this client and socket could reach right now.
+  local sport=$((port + 1)) tt
+  python3 bench/upload-sink.py "$sport" > "$work/sink.log" 2>&1 &
+  local spid=$!
+  for _ in $(seq 1 100); do grep -q ready "$work/sink.log" 2>/dev/null && break; sleep 0.1; done
+  tt=$(/usr/bin/time -f '%U %S' -o "$work/sink-curl-cpu" curl -s -o /dev/null -w '%{time_total}' "$@" "http://127.0.0.1:$sport/v1/files")
+  wait "$spid"
+  sink_mbs=$(awk -v b="$bytes" -v s="$tt" 'BEGIN{printf "%.1f", b/1048576/s}')
+  echo "transport: the same curl into a discard sink: $sink_mbs MiB/s in $tt s (curl CPU $(awk '{printf "%.2f", $1 + $2}' "$work/sink-curl-cpu") s; $(grep 'sink:' "$work/sink.log"))" >&2
+}
+
 # First start writes the default configuration; then raise the upload limit in it.
 dotnet src/Atelier.Cli/bin/Release/net10.0/atelier.dll serve --data "$work/data" --port "$port" > "$work/serve.log" 2>&1 &
 pid=$!
@@ -88,8 +105,17 @@ upload() { # label order(file-first|purpose-first)
   head -c 268435456 "$work/train.jsonl" | head -n -1 > "$work/warm.jsonl"
   curl -sf -H "Authorization: Bearer $key" -F "file=@$work/warm.jsonl" -F "purpose=fine-tune" "http://127.0.0.1:$port/v1/files" > /dev/null
   curl -sf -H "Authorization: Bearer $key" -F "purpose=fine-tune" -F "file=@$work/warm.jsonl" "http://127.0.0.1:$port/v1/files" > /dev/null
-  # dd just before each upload, so that each ratio compares the disk as it was at that moment.
+  local parts
+  if [ "$2" = file-first ]; then
+    # The order the Mistral TypeScript SDK sends: the purpose is unknown while the file streams.
+    parts=(-F "file=@$work/train.jsonl;type=application/jsonl" -F "purpose=fine-tune")
+  else
+    parts=(-F "purpose=fine-tune" -F "file=@$work/train.jsonl;type=application/jsonl")
+  fi
+  # dd just before each upload, so that each ratio compares the disk as it was at that moment;
+  # then the same curl into a discard sink: what the client and the loopback alone move.
   measure_dd
+  measure_transport "${parts[@]}"
   sleep 1
   local before peak=0 rss
   before=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
@@ -112,13 +138,6 @@ upload() { # label order(file-first|purpose-first)
   sys0=$(awk '/^cpu /{print $2, $3, $4, $5, $6, $7, $8, $9}' /proc/stat)
   kthreads0=$(kernel_threads_cpu)
   cpu0=$(awk '{print $14+$15}' /proc/$pid/stat)
-  local parts
-  if [ "$2" = file-first ]; then
-    # The order the Mistral TypeScript SDK sends: the purpose is unknown while the file streams.
-    parts=(-F "file=@$work/train.jsonl;type=application/jsonl" -F "purpose=fine-tune")
-  else
-    parts=(-F "purpose=fine-tune" -F "file=@$work/train.jsonl;type=application/jsonl")
-  fi
   # /usr/bin/time gives curl's own user+system CPU seconds.
   /usr/bin/time -f '%U %S' -o "$work/curl-cpu.$1" curl -s -o "$work/resp.$1" -w '%{time_total}' -H "Authorization: Bearer $key" "${parts[@]}" "http://127.0.0.1:$port/v1/files" > "$work/time.$1"
   t=$(cat "$work/time.$1")
@@ -132,6 +151,8 @@ upload() { # label order(file-first|purpose-first)
   local mbs ratio growth cpu cpu_gib verdict
   mbs=$(awk -v b="$bytes" -v s="$t" 'BEGIN{printf "%.1f", b/1048576/s}')
   ratio=$(awk -v a="$mbs" -v d="$dd_mbs" 'BEGIN{printf "%.0f", 100*a/d}')
+  local of_transport
+  of_transport=$(awk -v a="$mbs" -v d="$sink_mbs" 'BEGIN{printf "%.0f", 100*a/d}')
   growth=$(awk -v p="$peak" -v b="$before" 'BEGIN{printf "%.1f", (p-b)/1024}')
   cpu=$(awk -v c=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", c/hz}')
   cpu_gib=$(awk -v c="$cpu" -v b="$bytes" 'BEGIN{printf "%.2f", c/(b/1073741824)}')
@@ -140,8 +161,8 @@ upload() { # label order(file-first|purpose-first)
   memory_ok=$(awk -v g="$growth" 'BEGIN{print (g * 1048576 < 100000000) ? "yes" : "no"}')
   if [ "$ratio_ok" = yes ] && [ "$memory_ok" = yes ]; then verdict="MET"; else verdict="NOT MET"; fi
   verdict="$verdict (>= 70% of dd: $ratio_ok, growth < 100 MB: $memory_ok)"
-  printf '%-14s %8.1f MiB/s  dd %6.1f MiB/s  %4s%% of dd  %6.2f s  server CPU %5.2f s = %4.2f CPU-s/GiB  RSS before %6.1f MiB, peak %6.1f MiB, growth %6.1f MiB  goal: %s\n' \
-    "$1" "$mbs" "$dd_mbs" "$ratio" "$t" "$cpu" "$cpu_gib" "$(awk -v b="$before" 'BEGIN{print b/1024}')" "$(awk -v p="$peak" 'BEGIN{print p/1024}')" "$growth" "$verdict"
+  printf '%-14s %8.1f MiB/s  dd %6.1f MiB/s  %4s%% of dd  (%s%% of the %s MiB/s transport)  %6.2f s  server CPU %5.2f s = %4.2f CPU-s/GiB  RSS before %6.1f MiB, peak %6.1f MiB, growth %6.1f MiB  goal: %s\n' \
+    "$1" "$mbs" "$dd_mbs" "$ratio" "$of_transport" "$sink_mbs" "$t" "$cpu" "$cpu_gib" "$(awk -v b="$before" 'BEGIN{print b/1024}')" "$(awk -v p="$peak" 'BEGIN{print p/1024}')" "$growth" "$verdict"
   # Per party, CPU-s per GiB: the server and curl measured on themselves (user+system, as the
   # kernel charges them: their system calls, and loopback softirq work done in their context);
   # kernel threads (writeback, block completions, ksoftirqd, jbd2) summed over PPid 2; "others" is
