@@ -46,7 +46,8 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
 
     // The nice value of the hash and validation threads (0 is the server's own; 19 the lowest).
     // Measured with 5 and 15 against the same stages at 0 (2 GiB, alternating pairs): 15 kept
-    // both cores busier (idle 1.3-2.0 CPU-s an upload against 2.4-3.1) and uploaded 6-15% faster.
+    // both cores busier (idle 1.3-2.0 CPU-s an upload against 2.4-3.1) and uploaded 6-15% faster,
+    // 5 about half as much; 10 is between them (decision 0015, step 5).
     private const int CpuStageNice = 10;
     private const int MaxFieldBytes = 4096;
 
@@ -396,7 +397,7 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             {
                 // The receive failed (the client, the body's framing, the size limit): nothing
                 // more is written, hashed or validated.
-                await StopStagesAsync().ConfigureAwait(false);
+                await StopStagesAsync(stop: true).ConfigureAwait(false);
                 throw;
             }
 
@@ -448,6 +449,14 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             await _stages.ConfigureAwait(false);
         }
 
+        private void Fail(Exception e)
+        {
+            if (Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null) is null)
+            {
+                _stop.Cancel();
+            }
+        }
+
         // Runs one stage on a thread of its own: it takes the chunks of its queue in order. Never
         // throws: the first failure of any stage is kept and stops the receive and the other
         // stages, which then only give chunks back.
@@ -456,33 +465,40 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var thread = new Thread(() =>
             {
-                ThreadNice.Lower(nice);
-                while (queue.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+                try
                 {
-                    while (queue.Reader.TryRead(out var chunk))
+                    ThreadNice.Lower(nice);
+                    while (queue.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
                     {
-                        try
+                        while (queue.Reader.TryRead(out var chunk))
                         {
-                            if (!_stop.IsCancellationRequested)
+                            try
                             {
-                                work(chunk.Bytes);
+                                if (!_stop.IsCancellationRequested)
+                                {
+                                    work(chunk.Bytes);
+                                }
                             }
-                        }
-                        catch (Exception e)
-                        {
-                            if (Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null) is null)
+                            catch (Exception e)
                             {
-                                _stop.Cancel();
+                                Fail(e);
                             }
-                        }
-                        finally
-                        {
-                            chunk.Release();
+                            finally
+                            {
+                                chunk.Release();
+                            }
                         }
                     }
                 }
-
-                done.SetResult();
+                catch (Exception e)
+                {
+                    // Nothing here may end the process: kept and reported like a stage's failure.
+                    Fail(e);
+                }
+                finally
+                {
+                    done.SetResult();
+                }
             })
             { IsBackground = true, Name = name };
             thread.Start();
