@@ -4,9 +4,10 @@
 #   PARTS=scale bench/vectors.sh                       10M x 384, 4 GiB budget, 2 directories (an hour or more on 2 cores, ~55 GB of disk)
 #   PARTS=scale SCALE_N=1000000 bench/vectors.sh       a smaller run
 #   bench/vectors-scale.sh                             the same, run on its own
-# It takes the shared build lock itself for the search (and for the build unless SCALE_BUILD_LOCK=0, which runs the
-# build at nice 19 outside the lock so that other builds go first: its time is then inflated); a caller already
-# holding the lock sets SCALE_LOCKED=1.
+# On a machine shared with other jobs, ATELIER_BUILD_LOCK=/path/to/lockfile makes it take that lock (flock) for the
+# search (and for the build unless SCALE_BUILD_LOCK=0, which runs the build at nice 19 outside the lock so that
+# other builds go first: its time is then inflated); a caller already holding the lock sets SCALE_LOCKED=1.
+# Without ATELIER_BUILD_LOCK no lock is taken and no lock file is left behind.
 #
 # Generates SCALE_N x 384 seeded vectors and exact ground truth for SCALE_NQ queries (streamed: the data never has
 # to fit in memory). SCALE_GEN=embed (default, gen_embed.py): embedding-like unit-norm vectors (topics > subtopics >
@@ -54,8 +55,8 @@ if [ ! -f "$data/meta.json" ]; then
   fi
 fi
 
-locked() {  # runs its command under the shared build lock unless the caller already holds it
-  if [ -n "${SCALE_LOCKED:-}" ]; then "$@"; else flock -o /tmp/atelier-build.lock "$@"; fi
+locked() {  # runs its command under the shared build lock, if one is named and the caller does not already hold it
+  if [ -n "${SCALE_LOCKED:-}" ] || [ -z "${ATELIER_BUILD_LOCK:-}" ]; then "$@"; else flock -o "$ATELIER_BUILD_LOCK" "$@"; fi
 }
 [ -n "${SCALE_NO_BUILD:-}" ] || locked dotnet build -c Release "$SRC" -v q -nologo >/dev/null  # SCALE_NO_BUILD=1: already built
 BENCH="dotnet $SRC/bin/Release/net10.0/Atelier.Vectors.Bench.dll"
@@ -78,7 +79,7 @@ if [ ! -f "$store/catalog.json" ]; then
     log "build: at nice 19 outside the shared lock (other builds and benchmarks go first: the build time below is inflated by them); load at start $(cut -d' ' -f1-3 /proc/loadavg)"
     nice -n 19 $BENCH scale-build "$data" "$store" "$SCALE_PQ" "$SCALE_M" "$SCALE_EFC" "$SCALE_SHARDS" 1 "${dirs[@]}" | tee -a "$SCALE_OUT"
   else
-    log "build: in the shared lock; load at start $(cut -d' ' -f1-3 /proc/loadavg)"
+    log "build: ${ATELIER_BUILD_LOCK:+in the shared lock; }load at start $(cut -d' ' -f1-3 /proc/loadavg)"
     locked $BENCH scale-build "$data" "$store" "$SCALE_PQ" "$SCALE_M" "$SCALE_EFC" "$SCALE_SHARDS" 1 "${dirs[@]}" | tee -a "$SCALE_OUT"
   fi
   log "build: load at end $(cut -d' ' -f1-3 /proc/loadavg); on disk: store $(du -sh "$store" | cut -f1), segments $(du -shc "${dirs[@]}" | tail -1 | cut -f1)"
