@@ -293,11 +293,9 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
     /// </summary>
     private sealed class UploadedPart(string id, string fileName, string mimetype, GuardedWrite write, JsonlValidator? validation) : IAsyncDisposable
     {
-        private readonly Channel<Chunk> _toDisk = Queue();
-        private readonly Channel<Chunk> _toHash = Queue();
-        private readonly Channel<Chunk>? _toValidate = validation is null ? null : Queue();
+        private readonly List<Channel<Chunk>> _queues = new(3);
+        private readonly List<Task> _stages = new(3);
         private readonly CancellationTokenSource _stop = new();
-        private Task _stages = Task.CompletedTask;
         private ExceptionDispatchInfo? _failure;
 
         public string Id => id;
@@ -316,18 +314,14 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             // have slack (each needs well under the upload's time), so they run at a lower
             // priority and take the cycles the receive (and the client beside it) leaves idle,
             // rather than making the receive wait for a core while its socket fills.
-            var stages = new List<Task>(3)
+            StartStage(chunk => write.WriteUnhashedAsync(chunk, cancel).AsTask().GetAwaiter().GetResult(), "upload write", nice: 0);
+            StartStage(chunk => write.AppendToHash(chunk.Span), "upload hash", CpuStageNice);
+            if (validation is not null)
             {
-                StartStage(_toDisk, chunk => write.WriteUnhashedAsync(chunk, cancel).AsTask().GetAwaiter().GetResult(), "upload write", nice: 0),
-                StartStage(_toHash, chunk => write.AppendToHash(chunk.Span), "upload hash", CpuStageNice),
-            };
-            if (_toValidate is not null)
-            {
-                stages.Add(StartStage(_toValidate, chunk => validation!.Append(chunk), "upload validation", CpuStageNice));
+                StartStage(chunk => validation.Append(chunk), "upload validation", CpuStageNice);
             }
 
-            _stages = Task.WhenAll(stages);
-            var consumers = stages.Count;
+            var consumers = _queues.Count;
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancel, _stop.Token);
             long received = 0;
             try
@@ -369,13 +363,9 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
                     var handed = 0;
                     try
                     {
-                        await _toDisk.Writer.WriteAsync(chunk, linked.Token).ConfigureAwait(false);
-                        handed++;
-                        await _toHash.Writer.WriteAsync(chunk, linked.Token).ConfigureAwait(false);
-                        handed++;
-                        if (_toValidate is not null)
+                        foreach (var queue in _queues)
                         {
-                            await _toValidate.Writer.WriteAsync(chunk, linked.Token).ConfigureAwait(false);
+                            await queue.Writer.WriteAsync(chunk, linked.Token).ConfigureAwait(false);
                             handed++;
                         }
                     }
@@ -431,9 +421,6 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             await write.DisposeAsync().ConfigureAwait(false);
         }
 
-        private static Channel<Chunk> Queue() => Channel.CreateBounded<Chunk>(
-            new BoundedChannelOptions(QueuedChunks) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
-
         // Ends the stages' queues and waits until every chunk handed to them is given back. With
         // `stop`, the chunks still queued are only given back, not processed.
         private async Task StopStagesAsync(bool stop = false)
@@ -443,10 +430,12 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
                 await _stop.CancelAsync().ConfigureAwait(false);
             }
 
-            _toDisk.Writer.TryComplete();
-            _toHash.Writer.TryComplete();
-            _toValidate?.Writer.TryComplete();
-            await _stages.ConfigureAwait(false);
+            foreach (var queue in _queues)
+            {
+                queue.Writer.TryComplete();
+            }
+
+            await Task.WhenAll(_stages).ConfigureAwait(false);
         }
 
         private void Fail(Exception e)
@@ -457,11 +446,13 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             }
         }
 
-        // Runs one stage on a thread of its own: it takes the chunks of its queue in order. Never
-        // throws: the first failure of any stage is kept and stops the receive and the other
-        // stages, which then only give chunks back.
-        private Task StartStage(Channel<Chunk> queue, Action<ReadOnlyMemory<byte>> work, string name, int nice)
+        // Starts one stage on a thread of its own, with a queue of its own that the receive hands
+        // every chunk to; the stage takes them in order. Never throws: the first failure of any
+        // stage is kept and stops the receive and the other stages, which then only give chunks back.
+        private void StartStage(Action<ReadOnlyMemory<byte>> work, string name, int nice)
         {
+            var queue = Channel.CreateBounded<Chunk>(
+                new BoundedChannelOptions(QueuedChunks) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var thread = new Thread(() =>
             {
@@ -502,7 +493,8 @@ public sealed partial class FileUpload(IFileRepository files, PolicyCatalog poli
             })
             { IsBackground = true, Name = name };
             thread.Start();
-            return done.Task;
+            _queues.Add(queue);
+            _stages.Add(done.Task);
         }
     }
 

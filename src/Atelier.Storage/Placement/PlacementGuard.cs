@@ -281,18 +281,19 @@ public sealed class GuardedWrite : IAsyncDisposable
 
     /// <summary>
     /// Hashes bytes written with <see cref="WriteUnhashedAsync"/>: the same bytes, in the same order.
-    /// The commit refuses a blob whose hashed and written lengths differ.
+    /// The commit refuses a blob whose hashed and written lengths differ. Not to be called at the
+    /// same time as another member; the caller waits for its hashing before it commits.
     /// </summary>
     public void AppendToHash(ReadOnlySpan<byte> bytes)
     {
         _hash.AppendData(bytes);
-        Interlocked.Add(ref _bytesHashed, bytes.Length);
+        _bytesHashed += bytes.Length;
     }
 
     /// <summary>Commits the bytes (fsync, atomic rename) and records the placement in the audit log.</summary>
     public async ValueTask<PlacementReceipt> CommitAsync(CancellationToken cancellationToken)
     {
-        if (Volatile.Read(ref _bytesHashed) != BytesWritten)
+        if (_bytesHashed != BytesWritten)
         {
             throw new InvalidOperationException($"The blob's hash covers {_bytesHashed} bytes of the {BytesWritten} written; it is not committed.");
         }
